@@ -1,0 +1,170 @@
+//! Command-line shape, as clap derive types only. Validation into typed
+//! settings happens in `config.rs`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::transport::HostKeyChecking;
+
+#[derive(Debug, Parser)]
+#[command(name = "arpanet", version, about = "Set up and run a Docker cluster over SSH", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run playbooks (built-in names or paths) against an inventory
+    Run(RunArgs),
+    /// Run one ad-hoc command on every selected host
+    Exec(ExecArgs),
+    /// Show the resolved hosts, groups and variables as JSON
+    Inventory(InventoryArgs),
+    /// Print a template rendered with one host's variables
+    Render(RenderArgs),
+    /// Manage the local lab cluster
+    Lab(LabArgs),
+}
+
+/// Options shared by every command that reaches hosts.
+#[derive(Debug, Args, Clone)]
+pub struct ConnectArgs {
+    /// Inventory file (INI or YAML)
+    #[arg(short, long, value_name = "INVENTORY")]
+    pub inventory: PathBuf,
+    /// Only hosts matching this pattern (`web*`, `a:b`, `a:&b`, `a:!b`)
+    #[arg(short, long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Extra variables: KEY=VALUE or @file.yml (repeatable)
+    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
+    pub extra_vars: Vec<String>,
+    /// Hosts in flight at once
+    #[arg(short, long, default_value_t = 20, value_name = "N")]
+    pub forks: usize,
+    /// Default remote user
+    #[arg(short, long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Private key file to try after the agent
+    #[arg(long, value_name = "FILE")]
+    pub private_key: Option<PathBuf>,
+    /// known_hosts file to check host keys against
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// How strictly host keys are checked
+    #[arg(long, value_enum, default_value_t = HostKeyChecking::Strict)]
+    pub host_key_checking: HostKeyChecking,
+    /// Seconds to wait for a TCP connection
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    /// More detail (repeatable)
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Only tasks with one of these tags (comma-separated, repeatable)
+    #[arg(short, long, value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Skip tasks with one of these tags
+    #[arg(long, value_delimiter = ',')]
+    pub skip_tags: Vec<String>,
+    /// Change nothing; report what would change
+    #[arg(short = 'C', long)]
+    pub check: bool,
+    /// Show differences in changed files
+    #[arg(short = 'D', long)]
+    pub diff: bool,
+    /// Built-in playbook names or paths to playbook files
+    #[arg(required = true, value_name = "PLAYBOOK")]
+    pub playbooks: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The command to run, after `--`
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InventoryArgs {
+    /// Inventory file (INI or YAML)
+    #[arg(short, long, value_name = "INVENTORY")]
+    pub inventory: PathBuf,
+    /// Show one host's resolved variables
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Only hosts matching this pattern
+    #[arg(short, long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Extra variables: KEY=VALUE or @file.yml
+    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
+    pub extra_vars: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Inventory file (INI or YAML)
+    #[arg(short, long, value_name = "INVENTORY")]
+    pub inventory: PathBuf,
+    /// Host whose variables fill the template
+    #[arg(long, value_name = "HOST")]
+    pub host: String,
+    /// Extra variables: KEY=VALUE or @file.yml
+    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
+    pub extra_vars: Vec<String>,
+    /// Template file, or the name of a built-in template
+    #[arg(value_name = "TEMPLATE")]
+    pub template: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    pub command: LabCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Build images if missing and start the lab's nodes
+    Up {
+        /// Number of nodes
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        /// How many of them are Consul servers
+        #[arg(long, default_value_t = 3)]
+        servers: usize,
+        /// Where the lab keeps its key, known_hosts and inventory
+        #[arg(long, default_value = ".arpanet-lab")]
+        dir: PathBuf,
+    },
+    /// Remove the lab's nodes, network, volumes and registry
+    Down {
+        #[arg(long, default_value = ".arpanet-lab")]
+        dir: PathBuf,
+        /// Also remove the cached images
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Show each node, its address and whether it runs
+    Status {
+        #[arg(long, default_value = ".arpanet-lab")]
+        dir: PathBuf,
+    },
+}
