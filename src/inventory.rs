@@ -51,3 +51,14 @@ impl Inventory {
         todo!("Inventory::groups_of")
     }
 }
+
+impl Inventory {
+    pub fn to_json(
+        &self,
+        layers: &crate::vars::Layers,
+        host: Option<&str>,
+    ) -> Result<serde_json::Value> {
+        let _ = (layers, host);
+        todo!()
+    }
+}

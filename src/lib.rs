@@ -2,17 +2,34 @@
 //! build a Docker cluster with Consul from them.
 
 pub mod cli;
+pub mod config;
 pub mod error;
+pub mod executor;
 pub mod inventory;
 pub mod lab;
+pub mod modules;
+pub mod plan;
 pub mod playbook;
+pub mod report;
 pub mod ssh;
 pub mod template;
 pub mod transport;
 pub mod vars;
 
-use crate::cli::{Cli, Command};
-use crate::error::Error;
+use std::sync::Arc;
+
+use crate::cli::{Cli, Command, ConnectArgs, ExecArgs, InventoryArgs, RenderArgs, RunArgs};
+use crate::config::{ConnectDefaults, Settings};
+use crate::error::{Error, Location, Result};
+use crate::inventory::Inventory;
+use crate::playbook::{CommandArgs, Module, Play, Playbook, Task};
+use crate::report::Printer;
+use crate::template::Engine;
+use crate::transport::{Connector, HostKeyChecking};
+use crate::vars::{Layers, Vars};
+
+/// At most this many SSH handshakes at once, below sshd's MaxStartups (10).
+pub const MAX_STARTS: usize = 8;
 
 /// Run a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
@@ -20,14 +37,203 @@ pub fn run(cli: Cli) -> i32 {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err}");
+            let mut source = std::error::Error::source(&err);
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
             err.exit_code()
         }
     }
 }
 
-fn dispatch(cli: Cli) -> Result<i32, Error> {
+fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
+        Command::Run(args) => run_playbooks(args),
+        Command::Exec(args) => exec(args),
+        Command::Inventory(args) => show_inventory(args),
+        Command::Render(args) => render(args),
         Command::Lab(args) => lab::run(args.command),
-        _ => Err(Error::Internal("not implemented yet".into())),
     }
+}
+
+fn run_playbooks(args: RunArgs) -> Result<i32> {
+    let playbooks = args
+        .playbooks
+        .iter()
+        .map(|p| playbook::resolve(p))
+        .collect::<Result<Vec<_>>>()?;
+    let settings = Settings {
+        forks: args.connect.forks,
+        limit: args.connect.limit.clone(),
+        check: args.check,
+        diff: args.diff,
+        tags: args.tags,
+        skip_tags: args.skip_tags,
+        show_output: false,
+    };
+    execute(&args.connect, settings, &playbooks)
+}
+
+fn exec(args: ExecArgs) -> Result<i32> {
+    let cmd = match args.command.as_slice() {
+        [line] => line.clone(),
+        words => words
+            .iter()
+            .map(|w| transport::quote(w))
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    let location = Location::new("<command line>", 0, 0);
+    let task = Task {
+        name: format!("exec: {cmd}"),
+        module: Module::Shell(CommandArgs {
+            cmd: Some(cmd),
+            ..CommandArgs::default()
+        }),
+        when: Vec::new(),
+        tags: Vec::new(),
+        notify: Vec::new(),
+        register: None,
+        retries: None,
+        delay: None,
+        until: Vec::new(),
+        ignore_errors: false,
+        run_once: false,
+        changed_when: Vec::new(),
+        failed_when: Vec::new(),
+        no_log: false,
+        vars: Vars::new(),
+        location: location.clone(),
+    };
+    let play = Play {
+        name: "ad-hoc".into(),
+        hosts: "all".into(),
+        serial: None,
+        max_fail_percentage: None,
+        vars: Vars::new(),
+        tags: Vec::new(),
+        tasks: vec![task],
+        handlers: Vec::new(),
+        location,
+    };
+    let cwd = std::env::current_dir().map_err(|e| Error::io("read", ".", e))?;
+    let playbook = Playbook {
+        source: "<command line>".into(),
+        dir: cwd,
+        plays: vec![play],
+    };
+    let settings = Settings {
+        forks: args.connect.forks,
+        limit: args.connect.limit.clone(),
+        show_output: true,
+        ..Settings::default()
+    };
+    execute(&args.connect, settings, &[playbook])
+}
+
+/// Load the inventory and variables, resolve every host's connection, then
+/// run the playbooks and print the recap.
+fn execute(connect: &ConnectArgs, settings: Settings, playbooks: &[Playbook]) -> Result<i32> {
+    let defaults = ConnectDefaults::from_args(connect)?;
+    let inventory = Arc::new(Inventory::load(&connect.inventory)?);
+    let layers = Arc::new(Layers::load(
+        config::rc_file().as_deref(),
+        &connect.extra_vars,
+    )?);
+    if let Some(limit) = &settings.limit {
+        inventory.select(limit)?;
+    }
+    let mut names: Vec<String> = Vec::new();
+    for play in playbooks.iter().flat_map(|p| &p.plays) {
+        for host in plan::play_hosts(&inventory, &play.hosts, settings.limit.as_deref())? {
+            if !names.contains(&host) {
+                names.push(host);
+            }
+        }
+    }
+    let targets = names
+        .iter()
+        .map(|name| {
+            defaults.target(
+                name,
+                &vars::for_host(&inventory, name, &layers, &Vars::new()),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    let printer = Printer::start(connect.output, connect.verbose);
+    if defaults.host_key_checking == HostKeyChecking::Off {
+        printer
+            .reporter()
+            .warn("host key checking is off: any machine can pose as your hosts");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
+    let connector: Arc<dyn Connector> = Arc::new(ssh::SshConnector::new(MAX_STARTS));
+    let mut executor = executor::Executor::new(
+        inventory,
+        layers,
+        Arc::new(Engine::new()),
+        connector,
+        printer.reporter(),
+        settings,
+        targets,
+    );
+    let result = runtime.block_on(executor.run(playbooks));
+    let code = printer.finish();
+    result.map(|()| code)
+}
+
+fn show_inventory(args: InventoryArgs) -> Result<i32> {
+    let inventory = Inventory::load(&args.inventory)?;
+    let layers = Layers::load(config::rc_file().as_deref(), &args.extra_vars)?;
+    let mut value = inventory.to_json(&layers, args.host.as_deref())?;
+    if let (Some(limit), None) = (&args.limit, &args.host) {
+        let keep = inventory.select(limit)?;
+        if let Some(serde_json::Value::Object(meta)) = value.get_mut("_meta") {
+            if let Some(serde_json::Value::Object(hostvars)) = meta.get_mut("hostvars") {
+                hostvars.retain(|h, _| keep.contains(h));
+            }
+        }
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    );
+    Ok(error::exit::OK)
+}
+
+fn render(args: RenderArgs) -> Result<i32> {
+    let inventory = Inventory::load(&args.inventory)?;
+    let layers = Layers::load(config::rc_file().as_deref(), &args.extra_vars)?;
+    if !inventory.hosts.iter().any(|h| h.name == args.host) {
+        return Err(Error::usage(format!(
+            "no host `{}` in `{}`",
+            args.host,
+            args.inventory.display()
+        )));
+    }
+    let vars = vars::for_host(&inventory, &args.host, &layers, &Vars::new());
+    let engine = Engine::new();
+    let path = std::path::Path::new(&args.template);
+    let text = if path.exists() {
+        engine.render_file(path, &vars)?
+    } else if let Some(source) = playbook::builtin_template(&args.template) {
+        engine.render_named(
+            &std::path::Path::new("<builtin>/templates").join(&args.template),
+            source,
+            &vars,
+        )?
+    } else {
+        return Err(Error::usage(format!(
+            "no template file `{}`",
+            args.template
+        )));
+    };
+    print!("{text}");
+    Ok(error::exit::OK)
 }

@@ -207,3 +207,27 @@ pub fn builtin(name: &str) -> Option<&'static str> {
     let _ = name;
     None
 }
+
+/// Which folder beside a playbook a relative `src:` may live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SrcKind {
+    Template,
+    File,
+}
+
+impl Playbook {
+    pub fn resolve_src(&self, src: &str, kind: SrcKind) -> Option<PathBuf> {
+        let _ = (src, kind);
+        todo!()
+    }
+}
+
+pub fn resolve(arg: &str) -> Result<Playbook> {
+    let _ = arg;
+    todo!()
+}
+
+pub fn builtin_template(name: &str) -> Option<&'static str> {
+    let _ = name;
+    None
+}

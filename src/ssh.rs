@@ -15,6 +15,12 @@ pub struct SshConnector {
     pub max_starts: usize,
 }
 
+impl SshConnector {
+    pub fn new(max_starts: usize) -> Self {
+        SshConnector { max_starts }
+    }
+}
+
 impl Connector for SshConnector {
     fn connect<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Arc<dyn Transport>>> {
         let _ = target;

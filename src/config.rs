@@ -1,0 +1,194 @@
+//! Raw command-line options turned into checked settings, and each host's
+//! connection `Target` derived from its variables, so bad values are caught
+//! before any host is contacted.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cli::ConnectArgs;
+use crate::error::{Error, Result};
+use crate::transport::{HostKeyChecking, Target};
+use crate::vars::Vars;
+
+/// How a run behaves, independent of what it runs.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub forks: usize,
+    pub limit: Option<String>,
+    pub check: bool,
+    pub diff: bool,
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    /// Show each host's stdout (ad-hoc commands).
+    pub show_output: bool,
+}
+
+/// Connection defaults from the command line.
+#[derive(Debug, Clone)]
+pub struct ConnectDefaults {
+    pub user: Option<String>,
+    pub private_key: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub host_key_checking: HostKeyChecking,
+    pub timeout: Duration,
+    pub home: Option<PathBuf>,
+}
+
+impl ConnectDefaults {
+    pub fn from_args(args: &ConnectArgs) -> Result<Self> {
+        if args.forks == 0 {
+            return Err(Error::usage("`--forks` must be at least 1"));
+        }
+        if args.timeout == 0 {
+            return Err(Error::usage("`--timeout` must be at least 1 second"));
+        }
+        Ok(ConnectDefaults {
+            user: args.user.clone(),
+            private_key: args.private_key.clone(),
+            known_hosts: args.known_hosts.clone(),
+            host_key_checking: args.host_key_checking,
+            timeout: Duration::from_secs(args.timeout),
+            home: home_dir(),
+        })
+    }
+
+    /// Where `host` is reached and as whom, from its variables: the
+    /// `ansible_*` names first, then the short ones.
+    pub fn target(&self, host: &str, vars: &Vars) -> Result<Target> {
+        let text = |names: &[&str]| -> Option<String> {
+            names.iter().find_map(|n| match vars.get(*n) {
+                Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            })
+        };
+        let address = text(&["ansible_host", "host"]).unwrap_or_else(|| host.to_owned());
+        let port = match text(&["ansible_port", "port"]) {
+            None => 22,
+            Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                Error::usage(format!(
+                    "host `{host}`: `ansible_port` must be a port number, got `{p}`"
+                ))
+            })?,
+        };
+        let user = text(&["ansible_user", "user"])
+            .or_else(|| self.user.clone())
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "root".to_owned());
+        let mut identity_files = Vec::new();
+        if let Some(key) = &self.private_key {
+            identity_files.push(key.clone());
+        }
+        if let Some(key) = text(&["ansible_ssh_private_key_file", "ansible_private_key_file"]) {
+            identity_files.push(self.expand(&key));
+        }
+        if identity_files.is_empty() {
+            if let Some(home) = &self.home {
+                for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+                    identity_files.push(home.join(".ssh").join(name));
+                }
+            }
+        }
+        let known_hosts = match (&self.known_hosts, text(&["arpanet_known_hosts_file"])) {
+            (Some(file), _) => file.clone(),
+            (None, Some(file)) => self.expand(&file),
+            (None, None) => self.expand("~/.ssh/known_hosts"),
+        };
+        Ok(Target {
+            name: host.to_owned(),
+            address,
+            port,
+            user,
+            identity_files,
+            known_hosts,
+            host_key_checking: self.host_key_checking,
+            connect_timeout: self.timeout,
+        })
+    }
+
+    fn expand(&self, path: &str) -> PathBuf {
+        match (path.strip_prefix("~/"), &self.home) {
+            (Some(rest), Some(home)) => home.join(rest),
+            _ => Path::new(path).to_path_buf(),
+        }
+    }
+}
+
+pub fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `~/.arpanetrc`, where the 2014 tool kept its settings.
+pub fn rc_file() -> Option<PathBuf> {
+    home_dir().map(|h| h.join(".arpanetrc"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> ConnectDefaults {
+        ConnectDefaults {
+            user: Some("deploy".into()),
+            private_key: None,
+            known_hosts: None,
+            host_key_checking: HostKeyChecking::Strict,
+            timeout: Duration::from_secs(5),
+            home: Some(PathBuf::from("/home/op")),
+        }
+    }
+
+    fn vars(pairs: &[(&str, Value)]) -> Vars {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn target_prefers_ansible_names_and_falls_back_to_defaults() {
+        let t = defaults().target("node1", &Vars::new()).unwrap();
+        assert_eq!(
+            (t.address.as_str(), t.port, t.user.as_str()),
+            ("node1", 22, "deploy")
+        );
+        assert_eq!(t.known_hosts, PathBuf::from("/home/op/.ssh/known_hosts"));
+        assert_eq!(
+            t.identity_files[0],
+            PathBuf::from("/home/op/.ssh/id_ed25519")
+        );
+
+        let v = vars(&[
+            ("ansible_host", "10.0.0.1".into()),
+            ("host", "ignored".into()),
+            ("port", 2222.into()),
+            ("ansible_user", "root".into()),
+            ("ansible_ssh_private_key_file", "~/keys/lab".into()),
+            ("arpanet_known_hosts_file", "/lab/known_hosts".into()),
+        ]);
+        let t = defaults().target("node1", &v).unwrap();
+        assert_eq!(
+            (t.address.as_str(), t.port, t.user.as_str()),
+            ("10.0.0.1", 2222, "root")
+        );
+        assert_eq!(t.identity_files, [PathBuf::from("/home/op/keys/lab")]);
+        assert_eq!(t.known_hosts, PathBuf::from("/lab/known_hosts"));
+    }
+
+    #[test]
+    fn a_bad_port_is_bad_input() {
+        let err = defaults()
+            .target("node1", &vars(&[("ansible_port", "ssh".into())]))
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 5);
+        assert!(
+            err.to_string()
+                .contains("`ansible_port` must be a port number, got `ssh`"),
+            "{err}"
+        );
+    }
+}

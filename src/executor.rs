@@ -1,0 +1,558 @@
+//! Runs playbooks: plays in order; within a play, `serial` batches; within a
+//! batch, each task on every active host in parallel (at most `forks` at
+//! once) before the next task starts, as Ansible's linear strategy does.
+//! A host that fails leaves the play while the others go on; a host that
+//! cannot be reached is dropped for the rest of the run. Handlers run once,
+//! at the end of each batch, on the hosts that notified them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::inventory::Inventory;
+use crate::modules::{self, Context, Outcome};
+use crate::plan;
+use crate::playbook::{Play, Playbook, Task};
+use crate::report::{Event, Failure, HostResult, Reporter, Status};
+use crate::template::Engine;
+use crate::transport::{Connector, Target, Transport};
+use crate::vars::{self, Layers, Vars};
+
+/// What the executor knows about one host across the whole run.
+struct HostState {
+    name: String,
+    target: Target,
+    connection: Option<Arc<dyn Transport>>,
+    /// Registered results and `set_fact` values; they outlive plays.
+    facts: Vars,
+    /// Everything the host sees in the current play, facts excluded.
+    play_vars: Vars,
+    /// Left the run: unreachable, or failed in an earlier play.
+    gone: bool,
+    /// Failed in the current play.
+    failed: bool,
+    notified: BTreeSet<String>,
+}
+
+pub struct Executor {
+    inventory: Arc<Inventory>,
+    layers: Arc<Layers>,
+    engine: Arc<Engine>,
+    connector: Arc<dyn Connector>,
+    reporter: Reporter,
+    settings: Settings,
+    hosts: BTreeMap<String, HostState>,
+}
+
+impl Executor {
+    /// `targets` holds every host any play may reach, resolved up front so
+    /// that bad connection variables are reported before anything runs.
+    pub fn new(
+        inventory: Arc<Inventory>,
+        layers: Arc<Layers>,
+        engine: Arc<Engine>,
+        connector: Arc<dyn Connector>,
+        reporter: Reporter,
+        settings: Settings,
+        targets: Vec<Target>,
+    ) -> Self {
+        let hosts = targets
+            .into_iter()
+            .map(|target| {
+                let state = HostState {
+                    name: target.name.clone(),
+                    target,
+                    connection: None,
+                    facts: Vars::new(),
+                    play_vars: Vars::new(),
+                    gone: false,
+                    failed: false,
+                    notified: BTreeSet::new(),
+                };
+                (state.name.clone(), state)
+            })
+            .collect();
+        Executor {
+            inventory,
+            layers,
+            engine,
+            connector,
+            reporter,
+            settings,
+            hosts,
+        }
+    }
+
+    /// Run every play of every playbook, in order.
+    pub async fn run(&mut self, playbooks: &[Playbook]) -> Result<()> {
+        'run: for playbook in playbooks {
+            for play in &playbook.plays {
+                if !self.run_play(playbook, play).await? {
+                    break 'run;
+                }
+            }
+        }
+        self.close().await;
+        Ok(())
+    }
+
+    async fn close(&mut self) {
+        let closing = self.hosts.values_mut().filter_map(|h| h.connection.take());
+        futures::future::join_all(closing.map(|c| async move { c.close().await })).await;
+    }
+
+    /// Returns false when the run must stop (a batch exceeded its failure
+    /// budget).
+    async fn run_play(&mut self, playbook: &Playbook, play: &Play) -> Result<bool> {
+        let selected =
+            plan::play_hosts(&self.inventory, &play.hosts, self.settings.limit.as_deref())?;
+        let hosts: Vec<String> = selected
+            .into_iter()
+            .filter(|h| self.hosts.get(h).is_some_and(|s| !s.gone))
+            .collect();
+        self.reporter.send(Event::PlayStart {
+            play: play.name.clone(),
+            hosts: hosts.clone(),
+        });
+        if hosts.is_empty() {
+            self.reporter.warn(format!(
+                "no hosts matched `{}`; skipping play `{}`",
+                play.hosts, play.name
+            ));
+            return Ok(true);
+        }
+        for name in &hosts {
+            let vars = vars::for_host(&self.inventory, name, &self.layers, &play.vars);
+            let state = self
+                .hosts
+                .get_mut(name)
+                .ok_or_else(|| Error::Internal(format!("unknown host {name}")))?;
+            state.play_vars = vars;
+            state.failed = false;
+            state.notified.clear();
+        }
+        let tasks: Vec<&Task> = play
+            .tasks
+            .iter()
+            .filter(|t| {
+                let tags: Vec<String> = play.tags.iter().chain(&t.tags).cloned().collect();
+                plan::tags_allow(&tags, &self.settings.tags, &self.settings.skip_tags)
+            })
+            .collect();
+        for batch in plan::batches(&hosts, play.serial.as_ref()) {
+            for task in &tasks {
+                let active = self.active(&batch);
+                if active.is_empty() {
+                    break;
+                }
+                self.reporter.send(Event::TaskStart {
+                    task: task.name.clone(),
+                    hosts: active.len(),
+                });
+                self.run_task(playbook, task, &active, false).await;
+            }
+            self.run_handlers(playbook, play, &batch).await;
+            let failed = batch
+                .iter()
+                .filter(|h| self.hosts.get(*h).is_some_and(|s| s.failed || s.gone))
+                .count();
+            if plan::batch_aborts(failed, batch.len(), play.max_fail_percentage) {
+                let reason = match play.max_fail_percentage {
+                    Some(max) => format!(
+                        "{failed} of {} hosts in the batch failed, over max_fail_percentage {max}",
+                        batch.len()
+                    ),
+                    None => "every host in the batch failed".to_owned(),
+                };
+                self.reporter.send(Event::PlayAborted {
+                    play: play.name.clone(),
+                    reason,
+                });
+                return Ok(false);
+            }
+        }
+        for state in self.hosts.values_mut() {
+            if state.failed {
+                state.gone = true;
+            }
+        }
+        Ok(true)
+    }
+
+    fn active(&self, batch: &[String]) -> Vec<String> {
+        batch
+            .iter()
+            .filter(|h| self.hosts.get(*h).is_some_and(|s| !s.gone && !s.failed))
+            .cloned()
+            .collect()
+    }
+
+    async fn run_handlers(&mut self, playbook: &Playbook, play: &Play, batch: &[String]) {
+        for handler in &play.handlers {
+            let hosts: Vec<String> = self
+                .active(batch)
+                .into_iter()
+                .filter(|h| {
+                    self.hosts
+                        .get(h)
+                        .is_some_and(|s| s.notified.contains(&handler.name))
+                })
+                .collect();
+            if hosts.is_empty() {
+                continue;
+            }
+            self.reporter.send(Event::HandlerStart {
+                task: handler.name.clone(),
+                hosts: hosts.len(),
+            });
+            self.run_task(playbook, handler, &hosts, true).await;
+        }
+    }
+
+    /// Run one task on `hosts` in parallel, at most `forks` at once.
+    async fn run_task(
+        &mut self,
+        playbook: &Playbook,
+        task: &Task,
+        hosts: &[String],
+        handler: bool,
+    ) {
+        let run_on: Vec<String> = if task.run_once {
+            hosts.iter().take(1).cloned().collect()
+        } else {
+            hosts.to_vec()
+        };
+        let shared = Shared {
+            engine: &self.engine,
+            connector: self.connector.as_ref(),
+            reporter: &self.reporter,
+            settings: &self.settings,
+            extra: &self.layers.extra,
+            playbook,
+        };
+        let states = self
+            .hosts
+            .iter_mut()
+            .filter(|(name, _)| run_on.contains(name))
+            .map(|(_, s)| s);
+        let jobs = futures::stream::iter(states.map(|state| run_on_host(&shared, task, state)))
+            .buffer_unordered(self.settings.forks.max(1));
+        let registered: Vec<Option<Value>> = jobs.collect().await;
+        if task.run_once && !handler {
+            // Ansible applies a run_once result to every host of the batch.
+            if let (Some(name), Some(Some(value))) = (&task.register, registered.first()) {
+                for host in hosts.iter().skip(1) {
+                    if let Some(state) = self.hosts.get_mut(host) {
+                        state.facts.insert(name.clone(), value.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The parts of the executor every host job reads.
+struct Shared<'a> {
+    engine: &'a Engine,
+    connector: &'a dyn Connector,
+    reporter: &'a Reporter,
+    settings: &'a Settings,
+    extra: &'a Vars,
+    playbook: &'a Playbook,
+}
+
+/// Run one task on one host, report it, and return the registered value.
+async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Option<Value> {
+    let started = Instant::now();
+    let result = attempt(shared, task, state).await;
+    let elapsed = crate::report::round(started.elapsed());
+    let (status, outcome, ignored) = match result {
+        Err(err) => {
+            let failure = failure_from(&err);
+            let status = if matches!(err, Error::Unreachable { .. }) {
+                state.gone = true;
+                Status::Unreachable
+            } else if task.ignore_errors {
+                Status::Failed
+            } else {
+                state.failed = true;
+                Status::Failed
+            };
+            let ignored = status == Status::Failed && task.ignore_errors;
+            let outcome = Outcome {
+                failure: Some(failure),
+                ..Outcome::default()
+            };
+            (status, outcome, ignored)
+        }
+        Ok(outcome) => {
+            let status = if outcome.skipped.is_some() {
+                Status::Skipped
+            } else if outcome.failed() {
+                Status::Failed
+            } else if outcome.changed {
+                Status::Changed
+            } else {
+                Status::Ok
+            };
+            let ignored = status == Status::Failed && task.ignore_errors;
+            if status == Status::Failed && !ignored {
+                state.failed = true;
+            }
+            if status == Status::Changed {
+                state.notified.extend(task.notify.iter().cloned());
+            }
+            (status, outcome, ignored)
+        }
+    };
+    let registered = task.register.as_ref().map(|name| {
+        let value = registered_value(&outcome, status);
+        state.facts.insert(name.clone(), value.clone());
+        value
+    });
+    let mut event = HostResult {
+        host: state.name.clone(),
+        task: task.name.clone(),
+        status,
+        elapsed,
+        ignored,
+        message: outcome
+            .skipped
+            .clone()
+            .or_else(|| outcome.msg.clone())
+            .or_else(|| {
+                (shared.settings.show_output && !outcome.stdout.is_empty())
+                    .then(|| outcome.stdout.clone())
+            }),
+        failure: outcome.failure,
+        diff: outcome.diff.filter(|_| shared.settings.diff),
+    };
+    if task.no_log {
+        hide(&mut event);
+    }
+    shared.reporter.send(Event::Host(event));
+    registered
+}
+
+/// Everything up to the outcome: variables, `when`, the connection, the
+/// module with its retries, `changed_when` and `failed_when`.
+async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Result<Outcome> {
+    let mut vars = state.play_vars.clone();
+    vars.extend(state.facts.iter().map(|(k, v)| (k.clone(), v.clone())));
+    vars.extend(shared.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if !task.when.is_empty()
+        && !shared
+            .engine
+            .eval_condition(&task.when, &vars, &task.location)?
+    {
+        return Ok(Outcome::skipped("condition was false"));
+    }
+    let connection = connect(shared.connector, state).await?;
+    let mut task_vars = Vars::new();
+    for (key, value) in &task.vars {
+        let ctx = context(shared, task, &state.name, connection.as_ref(), &vars);
+        task_vars.insert(key.clone(), modules::render_value(value, &ctx)?);
+    }
+    vars.extend(task_vars);
+    let attempts = if task.until.is_empty() {
+        1
+    } else {
+        1 + task.retries.unwrap_or(3)
+    };
+    let delay = Duration::from_secs_f64(task.delay.unwrap_or(5.0).max(0.0));
+    let mut outcome = Outcome::default();
+    for n in 1..=attempts {
+        let ctx = context(shared, task, &state.name, connection.as_ref(), &vars);
+        outcome = modules::run(&task.module, &ctx).await;
+        if let Some(err) = outcome.unreachable.take() {
+            return Err(err);
+        }
+        if let Some(facts) = outcome.facts.take() {
+            state.facts.extend(facts.clone());
+            vars.extend(facts);
+        }
+        if let Some(name) = &task.register {
+            vars.insert(
+                name.clone(),
+                registered_value(&outcome, status_of(&outcome)),
+            );
+        }
+        if task.until.is_empty() || outcome.skipped.is_some() {
+            break;
+        }
+        if shared
+            .engine
+            .eval_condition(&task.until, &vars, &task.location)?
+        {
+            break;
+        }
+        if n == attempts {
+            let failure = outcome.failure.get_or_insert_with(Failure::default);
+            failure.message = format!(
+                "`until` still false after {attempts} attempts; {}",
+                failure.message
+            )
+            .trim_end_matches("; ")
+            .to_owned();
+        } else {
+            tokio::time::sleep(delay).await;
+        }
+    }
+    if outcome.skipped.is_none() {
+        apply_overrides(shared.engine, task, &mut vars, &mut outcome)?;
+    }
+    Ok(outcome)
+}
+
+/// `changed_when` and `failed_when`, evaluated with the result registered.
+fn apply_overrides(
+    engine: &Engine,
+    task: &Task,
+    vars: &mut Vars,
+    outcome: &mut Outcome,
+) -> Result<()> {
+    if task.changed_when.is_empty() && task.failed_when.is_empty() {
+        return Ok(());
+    }
+    if !task.changed_when.is_empty() {
+        outcome.changed = engine.eval_condition(&task.changed_when, vars, &task.location)?;
+        if let Some(name) = &task.register {
+            vars.insert(name.clone(), registered_value(outcome, status_of(outcome)));
+        }
+    }
+    if !task.failed_when.is_empty() {
+        let failed = engine.eval_condition(&task.failed_when, vars, &task.location)?;
+        match (failed, outcome.failure.is_some()) {
+            (true, false) => {
+                outcome.failure = Some(Failure {
+                    message: format!("failed_when `{}` is true", task.failed_when.join(" and ")),
+                    rc: outcome.rc,
+                    stderr: modules::tail(&outcome.stderr, 10),
+                    ..Failure::default()
+                });
+            }
+            (false, true) => outcome.failure = None,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn context<'a>(
+    shared: &'a Shared<'_>,
+    task: &'a Task,
+    host: &'a str,
+    transport: &'a dyn Transport,
+    vars: &'a Vars,
+) -> Context<'a> {
+    Context {
+        host,
+        transport,
+        engine: shared.engine,
+        vars,
+        playbook: shared.playbook,
+        location: &task.location,
+        check: shared.settings.check,
+        diff: shared.settings.diff,
+    }
+}
+
+/// The host's connection, opened on first use and kept for the run.
+async fn connect(connector: &dyn Connector, state: &mut HostState) -> Result<Arc<dyn Transport>> {
+    if let Some(conn) = &state.connection {
+        return Ok(conn.clone());
+    }
+    let conn = connector.connect(&state.target).await?;
+    state.connection = Some(conn.clone());
+    Ok(conn)
+}
+
+fn status_of(outcome: &Outcome) -> Status {
+    if outcome.skipped.is_some() {
+        Status::Skipped
+    } else if outcome.failed() {
+        Status::Failed
+    } else if outcome.changed {
+        Status::Changed
+    } else {
+        Status::Ok
+    }
+}
+
+/// The value `register:` stores, shaped like Ansible's.
+fn registered_value(outcome: &Outcome, status: Status) -> Value {
+    let lines = |s: &str| {
+        s.lines()
+            .map(|l| Value::String(l.to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let mut value = json!({
+        "changed": status == Status::Changed,
+        "failed": status == Status::Failed,
+        "skipped": status == Status::Skipped,
+        "stdout": outcome.stdout.trim_end_matches('\n'),
+        "stderr": outcome.stderr.trim_end_matches('\n'),
+        "stdout_lines": lines(&outcome.stdout),
+        "stderr_lines": lines(&outcome.stderr),
+    });
+    if let Value::Object(map) = &mut value {
+        if let Some(rc) = outcome.rc {
+            map.insert("rc".into(), rc.into());
+        }
+        let msg = outcome
+            .msg
+            .clone()
+            .or_else(|| outcome.failure.as_ref().map(|f| f.message.clone()));
+        if let Some(msg) = msg {
+            map.insert("msg".into(), msg.into());
+        }
+        if let Some(why) = &outcome.skipped {
+            map.insert("skip_reason".into(), why.clone().into());
+        }
+    }
+    value
+}
+
+fn failure_from(err: &Error) -> Failure {
+    match err {
+        Error::Unreachable { message, hint, .. } => Failure {
+            message: message.clone(),
+            hint: hint.clone(),
+            ..Failure::default()
+        },
+        Error::Input {
+            location,
+            message,
+            hint,
+        } => Failure {
+            message: format!("{location}: {message}"),
+            hint: hint.clone(),
+            ..Failure::default()
+        },
+        other => Failure {
+            message: other.to_string(),
+            ..Failure::default()
+        },
+    }
+}
+
+/// `no_log`: keep the status, drop everything that could carry a secret.
+fn hide(event: &mut HostResult) {
+    const HIDDEN: &str = "output hidden by `no_log: true`";
+    if event.message.is_some() {
+        event.message = Some(HIDDEN.into());
+    }
+    event.diff = None;
+    if let Some(f) = &mut event.failure {
+        *f = Failure {
+            message: HIDDEN.into(),
+            rc: f.rc,
+            ..Failure::default()
+        };
+    }
+}

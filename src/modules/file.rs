@@ -1,0 +1,369 @@
+//! `template`, `copy` and `file`: files on the host. Content is compared by
+//! SHA-256 before anything is written, so unchanged files are left alone and
+//! report `ok`; writes go to a temp file in the same directory and are
+//! renamed into place, so a reader never sees half a file.
+
+use sha2::{Digest, Sha256};
+
+use super::{read_src, Context, Outcome};
+use crate::error::{Error, Result};
+use crate::playbook::{FileArgs, FileContentArgs, FileState};
+use crate::transport::quote;
+
+/// What `stat` says about a remote path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Remote {
+    kind: String,
+    mode: String,
+    owner: String,
+    group: String,
+    sha256: Option<String>,
+}
+
+/// One round trip: the path's type, mode, owner, group and (for regular
+/// files) content hash, or `None` when it does not exist.
+async fn stat(ctx: &Context<'_>, path: &str, hash: bool) -> Result<Option<Remote>, Outcome> {
+    let p = quote(path);
+    let hash_cmd = if hash {
+        format!("; if [ -f {p} ]; then sha256sum < {p}; fi")
+    } else {
+        String::new()
+    };
+    let script = format!("if [ -e {p} ] || [ -L {p} ]; then stat -c '%a %U %G %F' -- {p}{hash_cmd}; else echo missing; fi");
+    let out = ctx.script(&script, None).await?;
+    let mut lines = out.stdout.lines();
+    let first = lines.next().unwrap_or_default();
+    if first == "missing" {
+        return Ok(None);
+    }
+    let mut parts = first.splitn(4, ' ');
+    let mut next = || parts.next().unwrap_or_default().to_owned();
+    let (mode, owner, group, kind) = (next(), next(), next(), next());
+    let sha256 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().next())
+        .map(str::to_owned);
+    Ok(Some(Remote {
+        kind,
+        mode,
+        owner,
+        group,
+        sha256,
+    }))
+}
+
+/// `"0644"`, `"644"` and `"u=rw"` as `stat -c %a` would print them, when
+/// numeric.
+fn normal_mode(mode: &str) -> Option<String> {
+    let digits = mode.trim_start_matches("0o").trim_start_matches('0');
+    if digits.is_empty() && !mode.is_empty() {
+        return Some("0".into());
+    }
+    (digits.len() <= 4 && digits.chars().all(|c| ('0'..='7').contains(&c)))
+        .then(|| digits.to_owned())
+}
+
+struct Wanted {
+    mode: Option<String>,
+    owner: Option<String>,
+    group: Option<String>,
+}
+
+impl Wanted {
+    fn new(
+        mode: Option<&String>,
+        owner: Option<&String>,
+        group: Option<&String>,
+        ctx: &Context<'_>,
+    ) -> Result<Self> {
+        let mode = ctx.render_opt(mode)?;
+        if let Some(m) = &mode {
+            if normal_mode(m).is_none() && !m.contains(['=', '+', '-']) {
+                return Err(Error::input(
+                    ctx.location.clone(),
+                    format!("`mode` `{m}` is neither octal nor symbolic"),
+                ));
+            }
+        }
+        Ok(Wanted {
+            mode,
+            owner: ctx.render_opt(owner)?,
+            group: ctx.render_opt(group)?,
+        })
+    }
+
+    /// Shell commands that bring `path`'s metadata in line; empty when
+    /// `current` already matches.
+    fn fixes(&self, path: &str, current: Option<&Remote>) -> Vec<String> {
+        let p = quote(path);
+        let mut cmds = Vec::new();
+        if let Some(mode) = &self.mode {
+            let same =
+                current.is_some_and(|c| normal_mode(mode).as_deref() == Some(c.mode.as_str()));
+            if !same {
+                cmds.push(format!("chmod {} {p}", quote(mode)));
+            }
+        }
+        let owner = self
+            .owner
+            .as_ref()
+            .filter(|o| current.is_none_or(|c| &c.owner != *o));
+        let group = self
+            .group
+            .as_ref()
+            .filter(|g| current.is_none_or(|c| &c.group != *g));
+        match (owner, group) {
+            (Some(o), Some(g)) => cmds.push(format!("chown {}:{} {p}", quote(o), quote(g))),
+            (Some(o), None) => cmds.push(format!("chown {} {p}", quote(o))),
+            (None, Some(g)) => cmds.push(format!("chgrp {} {p}", quote(g))),
+            (None, None) => {}
+        }
+        cmds
+    }
+}
+
+/// `template` and `copy`.
+pub async fn content(args: &FileContentArgs, template: bool, ctx: &Context<'_>) -> Result<Outcome> {
+    let dest = ctx.render(&args.dest)?;
+    let text = match (&args.content, &args.src) {
+        (Some(content), _) => ctx.render(content)?,
+        (None, Some(src)) => {
+            let src = ctx.render(src)?;
+            let (path, text) = read_src(ctx, &src, template)?;
+            if template {
+                ctx.engine.render_named(&path, &text, ctx.vars)?
+            } else {
+                text
+            }
+        }
+        (None, None) => {
+            return Err(Error::input(
+                ctx.location.clone(),
+                "give either `src` or `content`",
+            ))
+        }
+    };
+    let wanted = Wanted::new(
+        args.mode.as_ref(),
+        args.owner.as_ref(),
+        args.group.as_ref(),
+        ctx,
+    )?;
+    let current = match stat(ctx, &dest, true).await {
+        Ok(c) => c,
+        Err(outcome) => return Ok(outcome),
+    };
+    if let Some(c) = &current {
+        if c.kind != "regular file" && c.kind != "regular empty file" {
+            return Ok(Outcome::fail(format!(
+                "`{dest}` exists and is a {}, not a file",
+                c.kind
+            )));
+        }
+    }
+    let new_hash = hex::encode(Sha256::digest(text.as_bytes()));
+    let content_differs =
+        current.as_ref().and_then(|c| c.sha256.as_deref()) != Some(new_hash.as_str());
+    let fixes = wanted.fixes(&dest, current.as_ref());
+    if !content_differs && fixes.is_empty() {
+        return Ok(Outcome::ok());
+    }
+    let mut outcome = Outcome::changed(true);
+    if ctx.diff && content_differs {
+        let old = match &current {
+            Some(_) => match ctx.script(&format!("cat -- {}", quote(&dest)), None).await {
+                Ok(out) => out.stdout,
+                Err(outcome) => return Ok(outcome),
+            },
+            None => String::new(),
+        };
+        outcome.diff = Some(unified_diff(&dest, &old, &text, current.is_none()));
+    }
+    if ctx.check {
+        return Ok(outcome);
+    }
+    let script = if content_differs {
+        write_script(&dest, &wanted, current.is_some(), args.backup)
+    } else {
+        format!("set -e; {}", fixes.join("; "))
+    };
+    let stdin = content_differs.then_some(text.as_bytes());
+    if let Err(failed) = ctx.script(&script, stdin).await {
+        return Ok(failed);
+    }
+    Ok(outcome)
+}
+
+/// Write stdin to `dest` atomically: a temp file in the same directory with
+/// the final mode and owner, then a rename.
+fn write_script(dest: &str, wanted: &Wanted, exists: bool, backup: bool) -> String {
+    let d = quote(dest);
+    let mut s = format!(
+        "set -e; t=$(mktemp \"$(dirname -- {d})/.arpanet.XXXXXX\"); trap 'rm -f \"$t\"' EXIT; cat > \"$t\"; "
+    );
+    match (&wanted.mode, exists) {
+        (Some(mode), _) => s.push_str(&format!("chmod {} \"$t\"; ", quote(mode))),
+        (None, true) => s.push_str(&format!("chmod --reference={d} \"$t\"; ")),
+        (None, false) => s.push_str("chmod 0644 \"$t\"; "),
+    }
+    if exists {
+        s.push_str(&format!(
+            "chown --reference={d} \"$t\" 2>/dev/null || true; "
+        ));
+    }
+    match (&wanted.owner, &wanted.group) {
+        (Some(o), Some(g)) => s.push_str(&format!("chown {}:{} \"$t\"; ", quote(o), quote(g))),
+        (Some(o), None) => s.push_str(&format!("chown {} \"$t\"; ", quote(o))),
+        (None, Some(g)) => s.push_str(&format!("chgrp {} \"$t\"; ", quote(g))),
+        (None, None) => {}
+    }
+    if backup && exists {
+        s.push_str(&format!("cp -p -- {d} {d}.$(date +%Y%m%d%H%M%S)~; "));
+    }
+    s.push_str(&format!("mv -f -- \"$t\" {d}; trap - EXIT"));
+    s
+}
+
+fn unified_diff(path: &str, old: &str, new: &str, created: bool) -> String {
+    let before = if created {
+        "/dev/null".to_owned()
+    } else {
+        format!("{path} (before)")
+    };
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(&before, &format!("{path} (after)"))
+        .to_string()
+}
+
+/// `file`: directories, absent paths, touched files and metadata.
+pub async fn file(args: &FileArgs, ctx: &Context<'_>) -> Result<Outcome> {
+    let path = ctx.render(&args.path)?;
+    let p = quote(&path);
+    let wanted = Wanted::new(
+        args.mode.as_ref(),
+        args.owner.as_ref(),
+        args.group.as_ref(),
+        ctx,
+    )?;
+    let current = match stat(ctx, &path, false).await {
+        Ok(c) => c,
+        Err(outcome) => return Ok(outcome),
+    };
+    let mut cmds = Vec::new();
+    match args.state {
+        FileState::Absent => {
+            if current.is_some() {
+                cmds.push(format!("rm -rf -- {p}"));
+            }
+        }
+        FileState::Directory => match &current {
+            Some(c) if c.kind != "directory" => {
+                return Ok(Outcome::fail(format!(
+                    "`{path}` exists and is a {}, not a directory",
+                    c.kind
+                )));
+            }
+            Some(c) => cmds.extend(wanted.fixes(&path, Some(c))),
+            None => {
+                cmds.push(format!("mkdir -p -- {p}"));
+                cmds.extend(wanted.fixes(&path, None));
+            }
+        },
+        FileState::Touch => {
+            cmds.push(format!("touch -- {p}"));
+            cmds.extend(wanted.fixes(&path, current.as_ref()));
+        }
+        FileState::File => match &current {
+            None => {
+                return Ok(Outcome::fail(format!(
+                    "`{path}` does not exist (use `state: touch` to create it)"
+                )))
+            }
+            Some(c) => cmds.extend(wanted.fixes(&path, Some(c))),
+        },
+    }
+    if cmds.is_empty() {
+        return Ok(Outcome::ok());
+    }
+    if !ctx.check {
+        if let Err(failed) = ctx
+            .script(&format!("set -e; {}", cmds.join("; ")), None)
+            .await
+        {
+            return Ok(failed);
+        }
+    }
+    Ok(Outcome::changed(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_normalise_to_what_stat_prints() {
+        assert_eq!(normal_mode("0644").as_deref(), Some("644"));
+        assert_eq!(normal_mode("644").as_deref(), Some("644"));
+        assert_eq!(normal_mode("0o755").as_deref(), Some("755"));
+        assert_eq!(normal_mode("01777").as_deref(), Some("1777"));
+        assert_eq!(normal_mode("u=rw"), None);
+        assert_eq!(normal_mode("0999"), None);
+    }
+
+    #[test]
+    fn metadata_fixes_only_what_differs() {
+        let wanted = Wanted {
+            mode: Some("0640".into()),
+            owner: Some("root".into()),
+            group: None,
+        };
+        let current = Remote {
+            kind: "regular file".into(),
+            mode: "640".into(),
+            owner: "daemon".into(),
+            group: "root".into(),
+            sha256: None,
+        };
+        assert_eq!(
+            wanted.fixes("/etc/x y", Some(&current)),
+            ["chown root '/etc/x y'"]
+        );
+        let matching = Remote {
+            owner: "root".into(),
+            ..current
+        };
+        assert!(wanted.fixes("/etc/x", Some(&matching)).is_empty());
+    }
+
+    #[test]
+    fn write_script_is_atomic_and_keeps_metadata_of_an_existing_file() {
+        let wanted = Wanted {
+            mode: None,
+            owner: None,
+            group: None,
+        };
+        let s = write_script("/etc/default/docker", &wanted, true, true);
+        assert!(
+            s.contains("mktemp \"$(dirname -- /etc/default/docker)/.arpanet.XXXXXX\""),
+            "{s}"
+        );
+        assert!(s.contains("chmod --reference=/etc/default/docker"), "{s}");
+        assert!(
+            s.contains("cp -p -- /etc/default/docker /etc/default/docker.$(date"),
+            "{s}"
+        );
+        assert!(
+            s.ends_with("mv -f -- \"$t\" /etc/default/docker; trap - EXIT"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn diff_of_a_new_file_comes_from_dev_null() {
+        let d = unified_diff("/etc/x", "", "a\n", true);
+        assert!(d.contains("--- /dev/null"), "{d}");
+        assert!(d.contains("+a"), "{d}");
+    }
+}

@@ -1,0 +1,524 @@
+//! Everything arpanet tells the operator during a run. Jobs send `Event`s
+//! through one channel to one printer thread, so lines from parallel hosts
+//! never interleave; the printer writes either human lines or one JSON
+//! object per event. It also keeps the per-host tallies for the recap.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cli::OutputFormat;
+use crate::error::exit;
+
+/// How one task ended on one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Changed,
+    Failed,
+    Skipped,
+    Unreachable,
+}
+
+impl Status {
+    fn label(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Changed => "changed",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+            Status::Unreachable => "unreachable",
+        }
+    }
+
+    fn colour(self) -> &'static str {
+        match self {
+            Status::Ok => "\x1b[32m",
+            Status::Changed => "\x1b[33m",
+            Status::Failed | Status::Unreachable => "\x1b[31m",
+            Status::Skipped => "\x1b[36m",
+        }
+    }
+}
+
+/// Why a task failed, in the words the operator needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rc: Option<u32>,
+    /// The last lines of stderr.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// One host's result for one task.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostResult {
+    pub host: String,
+    pub task: String,
+    pub status: Status,
+    /// Seconds.
+    pub elapsed: f64,
+    /// The failure was tolerated by `ignore_errors`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ignored: bool,
+    /// A short note: `debug` messages, why a task was skipped, ad-hoc stdout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// Unified diff of a file, with `--diff`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+/// The tallies of one host over the whole run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub ok: usize,
+    pub changed: usize,
+    pub unreachable: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub ignored: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    PlayStart {
+        play: String,
+        hosts: Vec<String>,
+    },
+    TaskStart {
+        task: String,
+        hosts: usize,
+    },
+    HandlerStart {
+        task: String,
+        hosts: usize,
+    },
+    Host(HostResult),
+    Warning {
+        message: String,
+    },
+    /// The play stopped early (e.g. `max_fail_percentage` exceeded).
+    PlayAborted {
+        play: String,
+        reason: String,
+    },
+}
+
+/// The final object in JSON output.
+#[derive(Debug, Serialize)]
+struct Summary<'a> {
+    event: &'static str,
+    hosts: &'a BTreeMap<String, Tally>,
+    exit_code: i32,
+    elapsed: f64,
+}
+
+/// The sending side, cheap to clone into every job.
+#[derive(Clone)]
+pub struct Reporter {
+    tx: mpsc::Sender<Msg>,
+}
+
+enum Msg {
+    Event(Event),
+    Finish(mpsc::Sender<BTreeMap<String, Tally>>),
+}
+
+impl Reporter {
+    pub fn send(&self, event: Event) {
+        let _ = self.tx.send(Msg::Event(event));
+    }
+
+    pub fn warn(&self, message: impl Into<String>) {
+        self.send(Event::Warning {
+            message: message.into(),
+        });
+    }
+
+    /// A reporter whose events are kept rather than printed, for tests.
+    pub fn capture() -> (Reporter, Captured) {
+        let (tx, rx) = mpsc::channel();
+        (Reporter { tx }, Captured { rx })
+    }
+}
+
+/// Events sent to a capturing reporter.
+pub struct Captured {
+    rx: mpsc::Receiver<Msg>,
+}
+
+impl Captured {
+    /// Every event sent so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.rx
+            .try_iter()
+            .filter_map(|m| match m {
+                Msg::Event(e) => Some(e),
+                Msg::Finish(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// The receiving side: owns the printer thread.
+pub struct Printer {
+    reporter: Reporter,
+    thread: Option<JoinHandle<()>>,
+    format: OutputFormat,
+    started: std::time::Instant,
+}
+
+impl Printer {
+    pub fn start(format: OutputFormat, verbose: u8) -> Self {
+        let (tx, rx) = mpsc::channel();
+        let style = Style {
+            colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            progress: format == OutputFormat::Human && std::io::stderr().is_terminal(),
+            verbose,
+        };
+        let thread = std::thread::spawn(move || print_loop(rx, format, style));
+        Printer {
+            reporter: Reporter { tx },
+            thread: Some(thread),
+            format,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    pub fn reporter(&self) -> Reporter {
+        self.reporter.clone()
+    }
+
+    /// Print the recap (and the JSON summary) and return the exit code the
+    /// tallies call for.
+    pub fn finish(mut self) -> i32 {
+        let (tx, rx) = mpsc::channel();
+        let _ = self.reporter.tx.send(Msg::Finish(tx));
+        let tallies = rx.recv().unwrap_or_default();
+        let code = exit_code(&tallies);
+        let mut out = std::io::stdout().lock();
+        match self.format {
+            OutputFormat::Human => {
+                let _ = write_recap(&mut out, &tallies);
+            }
+            OutputFormat::Json => {
+                let summary = Summary {
+                    event: "summary",
+                    hosts: &tallies,
+                    exit_code: code,
+                    elapsed: round(self.started.elapsed()),
+                };
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(&summary).unwrap_or_default()
+                );
+            }
+        }
+        let _ = out.flush();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        code
+    }
+}
+
+/// 2 when any host failed, 4 when any was unreachable (and none failed).
+pub fn exit_code(tallies: &BTreeMap<String, Tally>) -> i32 {
+    if tallies.values().any(|t| t.failed > 0) {
+        exit::HOST_FAILED
+    } else if tallies.values().any(|t| t.unreachable > 0) {
+        exit::HOST_UNREACHABLE
+    } else {
+        exit::OK
+    }
+}
+
+pub fn round(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+#[derive(Clone, Copy)]
+struct Style {
+    colour: bool,
+    progress: bool,
+    verbose: u8,
+}
+
+fn print_loop(rx: mpsc::Receiver<Msg>, format: OutputFormat, style: Style) {
+    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut progress: Option<indicatif::ProgressBar> = None;
+    for msg in rx {
+        match msg {
+            Msg::Finish(reply) => {
+                if let Some(bar) = progress.take() {
+                    bar.finish_and_clear();
+                }
+                let _ = reply.send(std::mem::take(&mut tallies));
+                return;
+            }
+            Msg::Event(event) => {
+                match &event {
+                    Event::PlayStart { hosts, .. } => {
+                        for host in hosts {
+                            tallies.entry(host.clone()).or_default();
+                        }
+                    }
+                    Event::Host(result) => {
+                        count(tallies.entry(result.host.clone()).or_default(), result)
+                    }
+                    _ => {}
+                }
+                let line = match format {
+                    OutputFormat::Json => serde_json::to_string(&event).unwrap_or_default(),
+                    OutputFormat::Human => human(&event, style),
+                };
+                let write = |line: &str| {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{line}");
+                    let _ = out.flush();
+                };
+                match &progress {
+                    Some(bar) => bar.suspend(|| write(&line)),
+                    None => write(&line),
+                }
+                if style.progress {
+                    update_progress(&mut progress, &event);
+                }
+            }
+        }
+    }
+}
+
+/// A spinner on stderr counting the hosts still working on the current task.
+fn update_progress(progress: &mut Option<indicatif::ProgressBar>, event: &Event) {
+    match event {
+        Event::TaskStart { task, hosts } | Event::HandlerStart { task, hosts } => {
+            if let Some(bar) = progress.take() {
+                bar.finish_and_clear();
+            }
+            let bar = indicatif::ProgressBar::new(*hosts as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {msg} [{pos}/{len} hosts, {elapsed}]",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar.set_message(task.clone());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            *progress = Some(bar);
+        }
+        Event::Host(_) => {
+            if let Some(bar) = progress {
+                bar.inc(1);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn count(tally: &mut Tally, result: &HostResult) {
+    match result.status {
+        Status::Ok => tally.ok += 1,
+        Status::Changed => {
+            tally.ok += 1;
+            tally.changed += 1;
+        }
+        Status::Failed if result.ignored => tally.ignored += 1,
+        Status::Failed => tally.failed += 1,
+        Status::Skipped => tally.skipped += 1,
+        Status::Unreachable => tally.unreachable += 1,
+    }
+}
+
+fn banner(kind: &str, name: &str) -> String {
+    let head = format!("{kind} [{name}] ");
+    let stars = 72usize.saturating_sub(head.chars().count()).max(3);
+    format!("\n{head}{}", "*".repeat(stars))
+}
+
+fn human(event: &Event, style: Style) -> String {
+    match event {
+        Event::PlayStart { play, .. } => banner("PLAY", play),
+        Event::TaskStart { task, .. } => banner("TASK", task),
+        Event::HandlerStart { task, .. } => banner("RUNNING HANDLER", task),
+        Event::Warning { message } => format!("[WARNING]: {message}"),
+        Event::PlayAborted { play, reason } => format!("play `{play}` stopped: {reason}"),
+        Event::Host(result) => host_line(result, style),
+    }
+}
+
+fn host_line(result: &HostResult, style: Style) -> String {
+    let label = result.status.label();
+    let label = if style.colour {
+        format!("{}{label}\x1b[0m", result.status.colour())
+    } else {
+        label.to_owned()
+    };
+    let mut line = format!("{label}: [{}] ({:.2}s)", result.host, result.elapsed);
+    if result.ignored {
+        line.push_str(" ...ignoring");
+    }
+    if let Some(diff) = &result.diff {
+        line.push('\n');
+        line.push_str(diff.trim_end());
+    }
+    if let Some(message) = &result.message {
+        if result.status != Status::Skipped || style.verbose > 0 {
+            for text in message.trim_end().lines() {
+                line.push_str("\n  ");
+                line.push_str(text);
+            }
+        }
+    }
+    if let Some(f) = &result.failure {
+        line.push_str(&format!("\n  {}", f.message));
+        if let Some(command) = &f.command {
+            line.push_str(&format!("\n  command: {command}"));
+        }
+        if let Some(rc) = f.rc {
+            line.push_str(&format!("\n  exit code: {rc}"));
+        }
+        if let Some(stderr) = &f.stderr {
+            line.push_str("\n  stderr:");
+            for text in stderr.lines() {
+                line.push_str("\n    ");
+                line.push_str(text);
+            }
+        }
+        if let Some(hint) = &f.hint {
+            line.push_str(&format!("\n  hint: {hint}"));
+        }
+    }
+    line
+}
+
+fn write_recap(out: &mut impl Write, tallies: &BTreeMap<String, Tally>) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{}",
+        banner("PLAY", "RECAP").replace("PLAY [RECAP]", "PLAY RECAP")
+    )?;
+    let width = tallies.keys().map(|h| h.len()).max().unwrap_or(0);
+    for (host, t) in tallies {
+        writeln!(
+            out,
+            "{host:width$} : ok={:<4} changed={:<4} unreachable={:<4} failed={:<4} skipped={:<4} ignored={}",
+            t.ok, t.changed, t.unreachable, t.failed, t.skipped, t.ignored
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(host: &str, status: Status) -> HostResult {
+        HostResult {
+            host: host.into(),
+            task: "t".into(),
+            status,
+            elapsed: 0.5,
+            ignored: false,
+            message: None,
+            failure: None,
+            diff: None,
+        }
+    }
+
+    #[test]
+    fn exit_code_prefers_failed_over_unreachable() {
+        let mut tallies = BTreeMap::new();
+        tallies.insert(
+            "a".to_owned(),
+            Tally {
+                ok: 1,
+                ..Tally::default()
+            },
+        );
+        assert_eq!(exit_code(&tallies), 0);
+        tallies.insert(
+            "b".to_owned(),
+            Tally {
+                unreachable: 1,
+                ..Tally::default()
+            },
+        );
+        assert_eq!(exit_code(&tallies), 4);
+        tallies.insert(
+            "c".to_owned(),
+            Tally {
+                failed: 1,
+                ..Tally::default()
+            },
+        );
+        assert_eq!(exit_code(&tallies), 2);
+    }
+
+    #[test]
+    fn changed_counts_as_ok_too_and_ignored_failures_are_not_failures() {
+        let mut t = Tally::default();
+        count(&mut t, &result("a", Status::Changed));
+        let mut ignored = result("a", Status::Failed);
+        ignored.ignored = true;
+        count(&mut t, &ignored);
+        assert_eq!(
+            t,
+            Tally {
+                ok: 1,
+                changed: 1,
+                ignored: 1,
+                ..Tally::default()
+            }
+        );
+    }
+
+    #[test]
+    fn failure_line_shows_command_exit_code_stderr_and_hint() {
+        let mut r = result("node1", Status::Failed);
+        r.failure = Some(Failure {
+            message: "command failed".into(),
+            command: Some("false".into()),
+            rc: Some(1),
+            stderr: Some("boom".into()),
+            hint: Some("look".into()),
+        });
+        let text = host_line(
+            &r,
+            Style {
+                colour: false,
+                progress: false,
+                verbose: 0,
+            },
+        );
+        assert_eq!(
+            text,
+            "failed: [node1] (0.50s)\n  command failed\n  command: false\n  exit code: 1\n  stderr:\n    boom\n  hint: look"
+        );
+    }
+
+    #[test]
+    fn json_events_are_tagged() {
+        let text = serde_json::to_string(&Event::Host(result("a", Status::Ok))).unwrap();
+        assert!(
+            text.starts_with(r#"{"event":"host","host":"a","task":"t","status":"ok""#),
+            "{text}"
+        );
+    }
+}
