@@ -556,3 +556,227 @@ fn hide(event: &mut HostResult) {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The executor's ordering and failure rules, against an in-memory
+    //! transport. These say nothing about SSH; `tests/` covers that with sshd.
+
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    use futures::future::BoxFuture;
+
+    use super::*;
+    use crate::report::Captured;
+    use crate::transport::{HostKeyChecking, Output, Stream};
+
+    /// Records every command; `fail` commands exit 1 everywhere, and
+    /// `fail@HOST` ones only on that host.
+    #[derive(Clone, Default)]
+    struct Fake {
+        log: Arc<Mutex<Vec<(String, String)>>>,
+        down: Vec<String>,
+    }
+
+    struct FakeConn {
+        host: String,
+        log: Arc<Mutex<Vec<(String, String)>>>,
+    }
+
+    impl Transport for FakeConn {
+        fn exec<'a>(&'a self, command: &'a str, _stdin: Option<&'a [u8]>) -> BoxFuture<'a, Result<Output>> {
+            Box::pin(async move {
+                self.log.lock().unwrap().push((self.host.clone(), command.to_owned()));
+                let fails = command.contains("fail") && !command.contains("fail@")
+                    || command.contains(&format!("fail@{}", self.host));
+                Ok(Output {
+                    stdout: format!("out from {}\n", self.host),
+                    stderr: if fails { "it broke\n".into() } else { String::new() },
+                    status: u32::from(fails),
+                })
+            })
+        }
+
+        fn forward<'a>(&'a self, _host: &'a str, _port: u16) -> BoxFuture<'a, Result<Box<dyn Stream>>> {
+            Box::pin(async { Err(Error::Internal("no forwarding in the fake".into())) })
+        }
+
+        fn close(&self) -> BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    impl Connector for Fake {
+        fn connect<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Arc<dyn Transport>>> {
+            Box::pin(async move {
+                if self.down.contains(&target.name) {
+                    return Err(Error::Unreachable {
+                        host: target.name.clone(),
+                        message: "connection refused".into(),
+                        hint: None,
+                    });
+                }
+                Ok(Arc::new(FakeConn { host: target.name.clone(), log: self.log.clone() }) as Arc<dyn Transport>)
+            })
+        }
+    }
+
+    impl Fake {
+        fn commands(&self, host: &str) -> Vec<String> {
+            self.log.lock().unwrap().iter().filter(|(h, _)| h == host).map(|(_, c)| c.clone()).collect()
+        }
+    }
+
+    fn inventory(n: usize) -> Inventory {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts");
+        let lines: String = (1..=n).map(|i| format!("h{i}\n")).collect();
+        std::fs::write(&path, format!("[web]\n{lines}")).unwrap();
+        Inventory::load(&path).unwrap()
+    }
+
+    fn run(fake: &Fake, hosts: usize, yaml: &str, settings: Settings) -> (Captured, Fake) {
+        let inventory = Arc::new(inventory(hosts));
+        let playbook = Playbook::parse(Path::new("test.yml"), Path::new("."), yaml).unwrap();
+        let targets = inventory
+            .hosts
+            .iter()
+            .map(|h| Target {
+                name: h.name.clone(),
+                address: h.name.clone(),
+                port: 22,
+                user: "root".into(),
+                identity_files: Vec::new(),
+                known_hosts: "/dev/null".into(),
+                host_key_checking: HostKeyChecking::Strict,
+                connect_timeout: Duration::from_secs(1),
+            })
+            .collect();
+        let (reporter, captured) = Reporter::capture();
+        let settings = Settings { forks: 4, ..settings };
+        let mut executor = Executor::new(
+            inventory,
+            Arc::new(Layers::default()),
+            Arc::new(Engine::new()),
+            Arc::new(fake.clone()),
+            reporter,
+            settings,
+            targets,
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(executor.run(&[playbook])).unwrap();
+        (captured, fake.clone())
+    }
+
+    fn statuses(events: &[Event], task: &str) -> Vec<(String, Status)> {
+        let mut out: Vec<(String, Status)> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Host(r) if r.task == task => Some((r.host.clone(), r.status)),
+                _ => None,
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    #[test]
+    fn a_failed_host_leaves_the_play_while_the_others_finish_in_order() {
+        let yaml = "- hosts: all\n  tasks:\n    - name: one\n      command: echo one fail@h2\n    - name: two\n      command: echo two\n";
+        let (captured, fake) = run(&Fake::default(), 3, yaml, Settings::default());
+        let events = captured.events();
+        assert_eq!(
+            statuses(&events, "one"),
+            [("h1".into(), Status::Changed), ("h2".into(), Status::Failed), ("h3".into(), Status::Changed)]
+        );
+        assert_eq!(statuses(&events, "two"), [("h1".into(), Status::Changed), ("h3".into(), Status::Changed)]);
+        assert_eq!(fake.commands("h1"), ["echo one fail@h2", "echo two"]);
+        assert_eq!(fake.commands("h2"), ["echo one fail@h2"]);
+    }
+
+    #[test]
+    fn an_unreachable_host_is_reported_once_and_not_tried_again() {
+        let fake = Fake { down: vec!["h2".into()], ..Fake::default() };
+        let yaml = "- hosts: all\n  tasks:\n    - name: one\n      command: echo one\n- hosts: all\n  tasks:\n    - name: two\n      command: echo two\n";
+        let (captured, _) = run(&fake, 2, yaml, Settings::default());
+        let events = captured.events();
+        assert_eq!(statuses(&events, "one"), [("h1".into(), Status::Changed), ("h2".into(), Status::Unreachable)]);
+        assert_eq!(statuses(&events, "two"), [("h1".into(), Status::Changed)]);
+    }
+
+    #[test]
+    fn handlers_run_once_and_only_where_notified() {
+        let yaml = r#"
+- hosts: all
+  tasks:
+    - name: maybe change
+      command: echo hi
+      changed_when: inventory_hostname == "h1"
+      notify: restart
+    - name: change again
+      command: echo again
+      changed_when: inventory_hostname == "h1"
+      notify: restart
+  handlers:
+    - name: restart
+      command: echo restarting
+"#;
+        let (captured, fake) = run(&Fake::default(), 2, yaml, Settings::default());
+        assert_eq!(statuses(&captured.events(), "restart"), [("h1".into(), Status::Changed)]);
+        assert_eq!(fake.commands("h1").iter().filter(|c| c.contains("restarting")).count(), 1);
+        assert!(!fake.commands("h2").iter().any(|c| c.contains("restarting")));
+    }
+
+    #[test]
+    fn a_batch_over_its_failure_budget_stops_the_run_before_later_batches() {
+        let yaml = "- hosts: all\n  serial: 2\n  max_fail_percentage: 0\n  tasks:\n    - name: step\n      command: echo fail@h1\n";
+        let (captured, fake) = run(&Fake::default(), 4, yaml, Settings::default());
+        let events = captured.events();
+        assert!(events.iter().any(|e| matches!(e, Event::PlayAborted { .. })));
+        assert_eq!(statuses(&events, "step").len(), 2);
+        assert!(fake.commands("h3").is_empty() && fake.commands("h4").is_empty());
+    }
+
+    #[test]
+    fn register_when_and_run_once_work_together() {
+        let yaml = r#"
+- hosts: all
+  tasks:
+    - name: ask once
+      command: echo question
+      run_once: true
+      register: answer
+    - name: use it
+      command: echo "{{ answer.stdout }}"
+      when: answer.rc == 0
+    - name: never
+      command: echo no
+      when: answer.stdout == "nope"
+"#;
+        let (captured, fake) = run(&Fake::default(), 3, yaml, Settings::default());
+        let events = captured.events();
+        assert_eq!(statuses(&events, "ask once").len(), 1);
+        assert_eq!(fake.commands("h3"), ["echo 'out from h1'"]);
+        assert!(statuses(&events, "never").iter().all(|(_, s)| *s == Status::Skipped));
+    }
+
+    #[test]
+    fn ignore_errors_keeps_the_host_going_and_no_log_hides_output() {
+        let yaml = r#"
+- hosts: all
+  tasks:
+    - name: secret
+      shell: echo s3cret; fail
+      no_log: true
+      ignore_errors: true
+    - name: after
+      command: echo after
+"#;
+        let (captured, _) = run(&Fake::default(), 1, yaml, Settings::default());
+        let events = captured.events();
+        let text = serde_json::to_string(&events).unwrap();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert_eq!(statuses(&events, "after"), [("h1".into(), Status::Changed)]);
+    }
+}
