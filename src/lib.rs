@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod consul;
 pub mod error;
 pub mod executor;
 pub mod inventory;

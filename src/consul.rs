@@ -1,0 +1,153 @@
+//! Talking to a node's Consul HTTP API through a channel forwarded over the
+//! SSH connection, so no Consul port has to be opened to the network. A
+//! small HTTP/1.1 client is enough: one request per channel, then close.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::error::{Error, Result};
+use crate::transport::Transport;
+
+/// A Consul HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Send one request to `127.0.0.1:port` as seen from the host.
+pub async fn request(
+    host: &str,
+    transport: &dyn Transport,
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> Result<Response> {
+    let mut stream = transport.forward("127.0.0.1", port).await.map_err(|e| match e {
+        Error::Unreachable { .. } => e,
+        other => Error::Remote {
+            host: host.to_owned(),
+            message: format!("cannot reach consul's HTTP API on port {port}: {other}"),
+        },
+    })?;
+    let body = body.unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: arpanet\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let io = |e: std::io::Error| Error::Remote { host: host.to_owned(), message: format!("consul HTTP API: {e}") };
+    stream.write_all(head.as_bytes()).await.map_err(io)?;
+    stream.write_all(body).await.map_err(io)?;
+    stream.flush().await.map_err(io)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.map_err(io)?;
+    parse(&raw).ok_or_else(|| Error::Remote {
+        host: host.to_owned(),
+        message: format!("consul sent a malformed HTTP response ({} bytes)", raw.len()),
+    })
+}
+
+/// Parse a complete HTTP/1.1 response (Content-Length, chunked, or
+/// read-until-close bodies).
+pub fn parse(raw: &[u8]) -> Option<Response> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let rest = &raw[split + 4..];
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let mut chunked = false;
+    let mut length = None;
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        match name.trim().to_ascii_lowercase().as_str() {
+            "transfer-encoding" => chunked = value.trim().eq_ignore_ascii_case("chunked"),
+            "content-length" => length = value.trim().parse::<usize>().ok(),
+            _ => {}
+        }
+    }
+    let body = if chunked {
+        dechunk(rest)?
+    } else {
+        match length {
+            Some(n) => rest.get(..n)?.to_vec(),
+            None => rest.to_vec(),
+        }
+    };
+    Some(Response { status, body })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[end + 2..];
+        if size == 0 {
+            return Some(body);
+        }
+        body.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+/// `/v1/kv/...` for `key` under `prefix`, with Consul's query flags. The old
+/// tool's `key?recurse` form is accepted.
+pub fn kv_path(prefix: &str, key: &str, recurse: bool, extra: &str) -> String {
+    let (key, recurse) = match key.strip_suffix("?recurse") {
+        Some(k) => (k, true),
+        None => (key, recurse),
+    };
+    let joined = [prefix.trim_matches('/'), key.trim_start_matches('/')]
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("/");
+    let encoded: String = joined
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    let mut flags: Vec<&str> = Vec::new();
+    if recurse {
+        flags.push("recurse");
+    }
+    if !extra.is_empty() {
+        flags.push(extra);
+    }
+    let query = if flags.is_empty() { String::new() } else { format!("?{}", flags.join("&")) };
+    format!("/v1/kv/{encoded}{query}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_parse_with_length_chunks_or_close() {
+        let r = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ntrueXX").unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "true"));
+        let r = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
+        assert_eq!(r.text(), "abcde");
+        let r = parse(b"HTTP/1.1 404 Not Found\r\n\r\n").unwrap();
+        assert_eq!((r.status, r.body.len()), (404, 0));
+        assert!(parse(b"garbage").is_none());
+    }
+
+    #[test]
+    fn kv_paths_join_the_prefix_and_take_the_old_recurse_form() {
+        assert_eq!(kv_path("/arpanet", "app/x", false, ""), "/v1/kv/arpanet/app/x");
+        assert_eq!(kv_path("/arpanet", "app?recurse", false, ""), "/v1/kv/arpanet/app?recurse");
+        assert_eq!(kv_path("/arpanet", "", false, "keys"), "/v1/kv/arpanet?keys");
+        assert_eq!(kv_path("", "a b", true, "keys"), "/v1/kv/a%20b?recurse&keys");
+    }
+}
