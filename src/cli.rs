@@ -24,8 +24,58 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// Print a template rendered with one host's variables
     Render(RenderArgs),
+    /// One table over the cluster: reachability, Docker, Consul, the stack
+    Status(StatusArgs),
+    /// Consul's key/value store, through one node's agent
+    Kv(KvArgs),
+    /// Run the consul CLI inside a node's Consul container (e.g. `members`)
+    Consul(ConsulArgs),
     /// Manage the local lab cluster
     Lab(LabArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KvArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(subcommand)]
+    pub op: KvOp,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KvOp {
+    /// Print a key's value
+    Get { key: String },
+    /// Set a key's value
+    Set { key: String, value: String },
+    /// Delete a key, or a whole tree with `--recurse` (or `KEY?recurse`)
+    Del {
+        key: String,
+        #[arg(long)]
+        recurse: bool,
+    },
+    /// List the keys under a prefix
+    Ls {
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Show the leader, the raft peers and the KV prefix in use
+    Info,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsulArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Arguments for the consul CLI, after `--`
+    #[arg(required = true, last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
 }
 
 /// Options shared by every command that reaches hosts.

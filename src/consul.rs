@@ -29,19 +29,25 @@ pub async fn request(
     path: &str,
     body: Option<&[u8]>,
 ) -> Result<Response> {
-    let mut stream = transport.forward("127.0.0.1", port).await.map_err(|e| match e {
-        Error::Unreachable { .. } => e,
-        other => Error::Remote {
-            host: host.to_owned(),
-            message: format!("cannot reach consul's HTTP API on port {port}: {other}"),
-        },
-    })?;
+    let mut stream = transport
+        .forward("127.0.0.1", port)
+        .await
+        .map_err(|e| match e {
+            Error::Unreachable { .. } => e,
+            other => Error::Remote {
+                host: host.to_owned(),
+                message: format!("cannot reach consul's HTTP API on port {port}: {other}"),
+            },
+        })?;
     let body = body.unwrap_or_default();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: arpanet\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    let io = |e: std::io::Error| Error::Remote { host: host.to_owned(), message: format!("consul HTTP API: {e}") };
+    let io = |e: std::io::Error| Error::Remote {
+        host: host.to_owned(),
+        message: format!("consul HTTP API: {e}"),
+    };
     stream.write_all(head.as_bytes()).await.map_err(io)?;
     stream.write_all(body).await.map_err(io)?;
     stream.flush().await.map_err(io)?;
@@ -49,7 +55,10 @@ pub async fn request(
     stream.read_to_end(&mut raw).await.map_err(io)?;
     parse(&raw).ok_or_else(|| Error::Remote {
         host: host.to_owned(),
-        message: format!("consul sent a malformed HTTP response ({} bytes)", raw.len()),
+        message: format!(
+            "consul sent a malformed HTTP response ({} bytes)",
+            raw.len()
+        ),
     })
 }
 
@@ -113,7 +122,9 @@ pub fn kv_path(prefix: &str, key: &str, recurse: bool, extra: &str) -> String {
     let encoded: String = joined
         .bytes()
         .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
             other => format!("%{other:02X}"),
         })
         .collect();
@@ -124,7 +135,11 @@ pub fn kv_path(prefix: &str, key: &str, recurse: bool, extra: &str) -> String {
     if !extra.is_empty() {
         flags.push(extra);
     }
-    let query = if flags.is_empty() { String::new() } else { format!("?{}", flags.join("&")) };
+    let query = if flags.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", flags.join("&"))
+    };
     format!("/v1/kv/{encoded}{query}")
 }
 
@@ -145,9 +160,21 @@ mod tests {
 
     #[test]
     fn kv_paths_join_the_prefix_and_take_the_old_recurse_form() {
-        assert_eq!(kv_path("/arpanet", "app/x", false, ""), "/v1/kv/arpanet/app/x");
-        assert_eq!(kv_path("/arpanet", "app?recurse", false, ""), "/v1/kv/arpanet/app?recurse");
-        assert_eq!(kv_path("/arpanet", "", false, "keys"), "/v1/kv/arpanet?keys");
-        assert_eq!(kv_path("", "a b", true, "keys"), "/v1/kv/a%20b?recurse&keys");
+        assert_eq!(
+            kv_path("/arpanet", "app/x", false, ""),
+            "/v1/kv/arpanet/app/x"
+        );
+        assert_eq!(
+            kv_path("/arpanet", "app?recurse", false, ""),
+            "/v1/kv/arpanet/app?recurse"
+        );
+        assert_eq!(
+            kv_path("/arpanet", "", false, "keys"),
+            "/v1/kv/arpanet?keys"
+        );
+        assert_eq!(
+            kv_path("", "a b", true, "keys"),
+            "/v1/kv/a%20b?recurse&keys"
+        );
     }
 }

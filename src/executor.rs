@@ -585,20 +585,35 @@ mod tests {
     }
 
     impl Transport for FakeConn {
-        fn exec<'a>(&'a self, command: &'a str, _stdin: Option<&'a [u8]>) -> BoxFuture<'a, Result<Output>> {
+        fn exec<'a>(
+            &'a self,
+            command: &'a str,
+            _stdin: Option<&'a [u8]>,
+        ) -> BoxFuture<'a, Result<Output>> {
             Box::pin(async move {
-                self.log.lock().unwrap().push((self.host.clone(), command.to_owned()));
+                self.log
+                    .lock()
+                    .unwrap()
+                    .push((self.host.clone(), command.to_owned()));
                 let fails = command.contains("fail") && !command.contains("fail@")
                     || command.contains(&format!("fail@{}", self.host));
                 Ok(Output {
                     stdout: format!("out from {}\n", self.host),
-                    stderr: if fails { "it broke\n".into() } else { String::new() },
+                    stderr: if fails {
+                        "it broke\n".into()
+                    } else {
+                        String::new()
+                    },
                     status: u32::from(fails),
                 })
             })
         }
 
-        fn forward<'a>(&'a self, _host: &'a str, _port: u16) -> BoxFuture<'a, Result<Box<dyn Stream>>> {
+        fn forward<'a>(
+            &'a self,
+            _host: &'a str,
+            _port: u16,
+        ) -> BoxFuture<'a, Result<Box<dyn Stream>>> {
             Box::pin(async { Err(Error::Internal("no forwarding in the fake".into())) })
         }
 
@@ -617,14 +632,23 @@ mod tests {
                         hint: None,
                     });
                 }
-                Ok(Arc::new(FakeConn { host: target.name.clone(), log: self.log.clone() }) as Arc<dyn Transport>)
+                Ok(Arc::new(FakeConn {
+                    host: target.name.clone(),
+                    log: self.log.clone(),
+                }) as Arc<dyn Transport>)
             })
         }
     }
 
     impl Fake {
         fn commands(&self, host: &str) -> Vec<String> {
-            self.log.lock().unwrap().iter().filter(|(h, _)| h == host).map(|(_, c)| c.clone()).collect()
+            self.log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(h, _)| h == host)
+                .map(|(_, c)| c.clone())
+                .collect()
         }
     }
 
@@ -654,7 +678,10 @@ mod tests {
             })
             .collect();
         let (reporter, captured) = Reporter::capture();
-        let settings = Settings { forks: 4, ..settings };
+        let settings = Settings {
+            forks: 4,
+            ..settings
+        };
         let mut executor = Executor::new(
             inventory,
             Arc::new(Layers::default()),
@@ -664,7 +691,10 @@ mod tests {
             settings,
             targets,
         );
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         runtime.block_on(executor.run(&[playbook])).unwrap();
         (captured, fake.clone())
     }
@@ -688,20 +718,39 @@ mod tests {
         let events = captured.events();
         assert_eq!(
             statuses(&events, "one"),
-            [("h1".into(), Status::Changed), ("h2".into(), Status::Failed), ("h3".into(), Status::Changed)]
+            [
+                ("h1".into(), Status::Changed),
+                ("h2".into(), Status::Failed),
+                ("h3".into(), Status::Changed)
+            ]
         );
-        assert_eq!(statuses(&events, "two"), [("h1".into(), Status::Changed), ("h3".into(), Status::Changed)]);
+        assert_eq!(
+            statuses(&events, "two"),
+            [
+                ("h1".into(), Status::Changed),
+                ("h3".into(), Status::Changed)
+            ]
+        );
         assert_eq!(fake.commands("h1"), ["echo one fail@h2", "echo two"]);
         assert_eq!(fake.commands("h2"), ["echo one fail@h2"]);
     }
 
     #[test]
     fn an_unreachable_host_is_reported_once_and_not_tried_again() {
-        let fake = Fake { down: vec!["h2".into()], ..Fake::default() };
+        let fake = Fake {
+            down: vec!["h2".into()],
+            ..Fake::default()
+        };
         let yaml = "- hosts: all\n  tasks:\n    - name: one\n      command: echo one\n- hosts: all\n  tasks:\n    - name: two\n      command: echo two\n";
         let (captured, _) = run(&fake, 2, yaml, Settings::default());
         let events = captured.events();
-        assert_eq!(statuses(&events, "one"), [("h1".into(), Status::Changed), ("h2".into(), Status::Unreachable)]);
+        assert_eq!(
+            statuses(&events, "one"),
+            [
+                ("h1".into(), Status::Changed),
+                ("h2".into(), Status::Unreachable)
+            ]
+        );
         assert_eq!(statuses(&events, "two"), [("h1".into(), Status::Changed)]);
     }
 
@@ -723,8 +772,17 @@ mod tests {
       command: echo restarting
 "#;
         let (captured, fake) = run(&Fake::default(), 2, yaml, Settings::default());
-        assert_eq!(statuses(&captured.events(), "restart"), [("h1".into(), Status::Changed)]);
-        assert_eq!(fake.commands("h1").iter().filter(|c| c.contains("restarting")).count(), 1);
+        assert_eq!(
+            statuses(&captured.events(), "restart"),
+            [("h1".into(), Status::Changed)]
+        );
+        assert_eq!(
+            fake.commands("h1")
+                .iter()
+                .filter(|c| c.contains("restarting"))
+                .count(),
+            1
+        );
         assert!(!fake.commands("h2").iter().any(|c| c.contains("restarting")));
     }
 
@@ -733,7 +791,9 @@ mod tests {
         let yaml = "- hosts: all\n  serial: 2\n  max_fail_percentage: 0\n  tasks:\n    - name: step\n      command: echo fail@h1\n";
         let (captured, fake) = run(&Fake::default(), 4, yaml, Settings::default());
         let events = captured.events();
-        assert!(events.iter().any(|e| matches!(e, Event::PlayAborted { .. })));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, Event::PlayAborted { .. })));
         assert_eq!(statuses(&events, "step").len(), 2);
         assert!(fake.commands("h3").is_empty() && fake.commands("h4").is_empty());
     }
@@ -758,7 +818,9 @@ mod tests {
         let events = captured.events();
         assert_eq!(statuses(&events, "ask once").len(), 1);
         assert_eq!(fake.commands("h3"), ["echo 'out from h1'"]);
-        assert!(statuses(&events, "never").iter().all(|(_, s)| *s == Status::Skipped));
+        assert!(statuses(&events, "never")
+            .iter()
+            .all(|(_, s)| *s == Status::Skipped));
     }
 
     #[test]

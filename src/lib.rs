@@ -2,6 +2,7 @@
 //! build a Docker cluster with Consul from them.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod consul;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod modules;
 pub mod plan;
 pub mod playbook;
 pub mod report;
+pub mod session;
 pub mod ssh;
 pub mod template;
 pub mod transport;
@@ -20,17 +22,15 @@ pub mod vars;
 use std::sync::Arc;
 
 use crate::cli::{Cli, Command, ConnectArgs, ExecArgs, InventoryArgs, RenderArgs, RunArgs};
-use crate::config::{ConnectDefaults, Settings};
+use crate::config::Settings;
 use crate::error::{Error, Location, Result};
 use crate::inventory::Inventory;
 use crate::playbook::{CommandArgs, Module, Play, Playbook, Task};
 use crate::report::Printer;
+use crate::session::Session;
 use crate::template::Engine;
-use crate::transport::{Connector, HostKeyChecking};
+use crate::transport::{HostKeyChecking, Target};
 use crate::vars::{Layers, Vars};
-
-/// At most this many SSH handshakes at once, below sshd's MaxStartups (10).
-pub const MAX_STARTS: usize = 8;
 
 /// Run a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
@@ -54,6 +54,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Exec(args) => exec(args),
         Command::Inventory(args) => show_inventory(args),
         Command::Render(args) => render(args),
+        Command::Status(args) => cluster::status(args),
+        Command::Kv(args) => cluster::kv(args),
+        Command::Consul(args) => cluster::consul_cli(args),
         Command::Lab(args) => lab::run(args.command),
     }
 }
@@ -136,50 +139,27 @@ fn exec(args: ExecArgs) -> Result<i32> {
 /// Load the inventory and variables, resolve every host's connection, then
 /// run the playbooks and print the recap.
 fn execute(connect: &ConnectArgs, settings: Settings, playbooks: &[Playbook]) -> Result<i32> {
-    let defaults = ConnectDefaults::from_args(connect)?;
-    let inventory = Arc::new(Inventory::load(&connect.inventory)?);
-    let layers = Arc::new(Layers::load(
-        config::rc_file().as_deref(),
-        &connect.extra_vars,
-    )?);
-    if let Some(limit) = &settings.limit {
-        inventory.select(limit)?;
-    }
-    let mut names: Vec<String> = Vec::new();
+    let session = Session::open(connect)?;
+    let mut targets: Vec<Target> = Vec::new();
     for play in playbooks.iter().flat_map(|p| &p.plays) {
-        for host in plan::play_hosts(&inventory, &play.hosts, settings.limit.as_deref())? {
-            if !names.contains(&host) {
-                names.push(host);
+        for host in session.hosts(&play.hosts)? {
+            if !targets.iter().any(|t| t.name == host.name) {
+                targets.push(host.target);
             }
         }
     }
-    let targets = names
-        .iter()
-        .map(|name| {
-            defaults.target(
-                name,
-                &vars::for_host(&inventory, name, &layers, &Vars::new()),
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
-
     let printer = Printer::start(connect.output, connect.verbose);
-    if defaults.host_key_checking == HostKeyChecking::Off {
+    if session.defaults.host_key_checking == HostKeyChecking::Off {
         printer
             .reporter()
             .warn("host key checking is off: any machine can pose as your hosts");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
-    let connector: Arc<dyn Connector> = Arc::new(ssh::SshConnector::new(MAX_STARTS));
+    let runtime = session::runtime()?;
     let mut executor = executor::Executor::new(
-        inventory,
-        layers,
+        session.inventory.clone(),
+        session.layers.clone(),
         Arc::new(Engine::new()),
-        connector,
+        Arc::new(session.connector()),
         printer.reporter(),
         settings,
         targets,
