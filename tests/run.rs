@@ -1,0 +1,445 @@
+//! `arpanet run` and `arpanet exec` end to end: the built binary against real
+//! sshd hosts, checking files on disk and the output a user reads.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{Cluster, Run, TEST_USER};
+
+/// A directory the test user can write to, inside the cluster's tempdir.
+fn workdir(cluster: &Cluster) -> PathBuf {
+    let dir = cluster.dir().join("work");
+    fs::create_dir_all(&dir).unwrap();
+    let status = Command::new("chown").arg(format!("{TEST_USER}:")).arg(&dir).status().unwrap();
+    assert!(status.success());
+    dir
+}
+
+fn args<'a>(inventory: &'a Path, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["-i", inventory.to_str().unwrap()];
+    v.extend_from_slice(rest);
+    v
+}
+
+fn run(cluster: &Cluster, inventory: &Path, rest: &[&str]) -> Run {
+    let mut all = vec!["run"];
+    all.extend(args(inventory, rest));
+    cluster.run(&all)
+}
+
+/// The recap line of `host`, e.g. `ok=3 changed=1 ...`.
+fn recap<'a>(run: &'a Run, host: &str) -> &'a str {
+    let start = run.stdout.find("PLAY RECAP").unwrap_or_else(|| panic!("no recap\n{run}"));
+    run.stdout[start..]
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(host))
+        .unwrap_or_else(|| panic!("no recap line for {host}\n{run}"))
+}
+
+fn changed(run: &Run, host: &str) -> usize {
+    let line = recap(run, host);
+    let field = line.split_whitespace().find(|w| w.starts_with("changed=")).unwrap();
+    field["changed=".len()..].parse().unwrap()
+}
+
+#[test]
+fn a_multi_play_playbook_renders_precedence_into_files_and_a_second_run_changes_nothing() {
+    let cluster = Cluster::start(5);
+    let work = workdir(&cluster);
+    let inventory = cluster.inventory_with_groups(
+        &[("servers", &[0, 1, 2]), ("clients", &[3, 4])],
+        &[("colour", "from-all"), ("size", "from-all"), ("shape", "from-all"), ("work", work.to_str().unwrap())],
+    );
+    cluster.write_file("group_vars/servers.yml", "colour: from-servers\nsize: from-servers\n");
+    cluster.write_file("host_vars/node1.yml", "colour: from-host\n");
+    cluster.write_file("templates/report.j2", "{{ inventory_hostname }} colour={{ colour }} size={{ size }} shape={{ shape }} play={{ play_var }} extra={{ extra }}\n");
+    let playbook = cluster.write_file(
+        "site.yml",
+        r#"
+- name: first play
+  hosts: servers
+  vars:
+    play_var: servers-play
+  tasks:
+    - name: render the report
+      template:
+        src: report.j2
+        dest: "{{ work }}/{{ inventory_hostname }}.txt"
+        mode: "0640"
+- name: second play
+  hosts: clients
+  vars:
+    play_var: clients-play
+  tasks:
+    - name: render the report
+      template:
+        src: report.j2
+        dest: "{{ work }}/{{ inventory_hostname }}.txt"
+    - name: a directory
+      file:
+        path: "{{ work }}/{{ inventory_hostname }}.d"
+        state: directory
+"#,
+    );
+    let pb = playbook.to_str().unwrap();
+    let first = run(&cluster, &inventory, &[pb, "-e", "extra=cli", "-e", "shape=cli"]);
+    assert_eq!(first.code, 0, "{first}");
+    let read = |h: &str| fs::read_to_string(work.join(format!("{h}.txt"))).unwrap();
+    assert_eq!(read("node1"), "node1 colour=from-host size=from-servers shape=cli play=servers-play extra=cli\n");
+    assert_eq!(read("node2"), "node2 colour=from-servers size=from-servers shape=cli play=servers-play extra=cli\n");
+    assert_eq!(read("node4"), "node4 colour=from-all size=from-all shape=cli play=clients-play extra=cli\n");
+    assert!(work.join("node5.d").is_dir());
+    assert_eq!(changed(&first, "node1"), 1);
+    assert_eq!(changed(&first, "node4"), 2);
+    let mode = fs::metadata(work.join("node1.txt")).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o640);
+
+    let second = run(&cluster, &inventory, &[pb, "-e", "extra=cli", "-e", "shape=cli"]);
+    assert_eq!(second.code, 0, "{second}");
+    for i in 0..5 {
+        assert_eq!(changed(&second, &cluster.name(i)), 0, "{second}");
+    }
+    assert!(!second.stdout.contains("changed: ["), "{second}");
+}
+
+#[test]
+fn handlers_fire_once_and_only_where_notified() {
+    let cluster = Cluster::start(2);
+    let work = workdir(&cluster);
+    let inventory = cluster.inventory(&[("work", work.to_str().unwrap())]);
+    let playbook = cluster.write_file(
+        "handlers.yml",
+        r#"
+- hosts: all
+  tasks:
+    - name: config only on node1
+      copy:
+        content: "v1\n"
+        dest: "{{ work }}/{{ inventory_hostname }}.conf"
+      when: inventory_hostname == "node1"
+      notify: restart
+    - name: second change on node1
+      copy:
+        content: "other\n"
+        dest: "{{ work }}/{{ inventory_hostname }}.other"
+      when: inventory_hostname == "node1"
+      notify: restart
+  handlers:
+    - name: restart
+      shell: echo restarted >> {{ work }}/{{ inventory_hostname }}.restarts
+"#,
+    );
+    let first = run(&cluster, &inventory, &[playbook.to_str().unwrap()]);
+    assert_eq!(first.code, 0, "{first}");
+    assert_eq!(fs::read_to_string(work.join("node1.restarts")).unwrap(), "restarted\n");
+    assert!(!work.join("node2.restarts").exists());
+    assert!(first.stdout.contains("RUNNING HANDLER [restart]"), "{first}");
+
+    let second = run(&cluster, &inventory, &[playbook.to_str().unwrap()]);
+    assert_eq!(second.code, 0, "{second}");
+    assert_eq!(fs::read_to_string(work.join("node1.restarts")).unwrap(), "restarted\n", "{second}");
+    assert!(!second.stdout.contains("RUNNING HANDLER"), "{second}");
+}
+
+#[test]
+fn when_register_until_and_retries() {
+    let cluster = Cluster::start(1);
+    let work = workdir(&cluster);
+    let inventory = cluster.inventory(&[("work", work.to_str().unwrap())]);
+    let playbook = cluster.write_file(
+        "until.yml",
+        r#"
+- hosts: all
+  tasks:
+    - name: count attempts until the third
+      shell: echo x >> {{ work }}/attempts; wc -l < {{ work }}/attempts
+      register: attempts
+      until: attempts.stdout | int >= 3
+      retries: 5
+      delay: 0.1
+    - name: runs because of the registered value
+      shell: echo "saw {{ attempts.stdout }}" > {{ work }}/seen
+      when: attempts.stdout | int == 3
+    - name: skipped by its condition
+      shell: touch {{ work }}/never
+      when: attempts.rc != 0
+    - name: gives up after its retries
+      command: "false"
+      register: never_true
+      until: never_true.rc == 0
+      retries: 2
+      delay: 0.1
+"#,
+    );
+    let out = run(&cluster, &inventory, &[playbook.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{out}");
+    assert_eq!(fs::read_to_string(work.join("attempts")).unwrap().lines().count(), 3);
+    assert_eq!(fs::read_to_string(work.join("seen")).unwrap(), "saw 3\n");
+    assert!(!work.join("never").exists());
+    assert!(out.stdout.contains("skipping: [node1]") || out.stdout.contains("skipped: [node1]"), "{out}");
+    assert!(out.stdout.contains("`until` still false after 3 attempts"), "{out}");
+    assert!(recap(&out, "node1").contains("failed=1"), "{out}");
+}
+
+#[test]
+fn check_and_diff_show_the_change_and_touch_nothing() {
+    let cluster = Cluster::start(1);
+    let work = workdir(&cluster);
+    let inventory = cluster.inventory(&[("work", work.to_str().unwrap()), ("greeting", "hello")]);
+    let playbook = cluster.write_file(
+        "file.yml",
+        r#"
+- hosts: all
+  tasks:
+    - name: greeting file
+      copy:
+        content: "{{ greeting }} world\nsecond line\n"
+        dest: "{{ work }}/greeting"
+    - name: a directory
+      file:
+        path: "{{ work }}/dir"
+        state: directory
+    - name: a command
+      command: touch {{ work }}/touched
+"#,
+    );
+    let pb = playbook.to_str().unwrap();
+    assert_eq!(run(&cluster, &inventory, &[pb]).code, 0);
+    fs::remove_dir(work.join("dir")).unwrap();
+    fs::remove_file(work.join("touched")).unwrap();
+    let before = fs::metadata(work.join("greeting")).unwrap().modified().unwrap();
+
+    let out = run(&cluster, &inventory, &[pb, "--check", "--diff", "-e", "greeting=goodbye"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("-hello world"), "{out}");
+    assert!(out.stdout.contains("+goodbye world"), "{out}");
+    assert!(out.stdout.contains(" second line"), "{out}");
+    assert_eq!(fs::read_to_string(work.join("greeting")).unwrap(), "hello world\nsecond line\n");
+    assert_eq!(fs::metadata(work.join("greeting")).unwrap().modified().unwrap(), before);
+    assert!(!work.join("dir").exists(), "check mode created a directory");
+    assert!(!work.join("touched").exists(), "check mode ran a command");
+    assert_eq!(changed(&out, "node1"), 2, "{out}");
+}
+
+#[test]
+fn an_unreachable_host_is_reported_while_the_others_complete() {
+    let cluster = Cluster::start(3);
+    let work = workdir(&cluster);
+    let inventory = cluster.inventory(&[("work", work.to_str().unwrap())]);
+    cluster.hosts[1].stop();
+    let out = cluster.run(&[
+        "exec",
+        "-i",
+        inventory.to_str().unwrap(),
+        "--",
+        &format!("touch {}/$(hostname)-$PPID; echo done", work.display()),
+    ]);
+    assert_eq!(out.code, 4, "{out}");
+    assert!(out.stdout.contains("unreachable: [node2]"), "{out}");
+    assert!(out.stdout.contains("connection refused"), "{out}");
+    assert!(out.stdout.contains("hint:"), "{out}");
+    assert!(recap(&out, "node2").contains("unreachable=1"), "{out}");
+    assert!(recap(&out, "node1").contains("changed=1"), "{out}");
+    assert!(recap(&out, "node3").contains("changed=1"), "{out}");
+    assert_eq!(fs::read_dir(&work).unwrap().count(), 2);
+}
+
+#[test]
+fn a_failing_command_exits_2_and_shows_its_stderr() {
+    let cluster = Cluster::start(2);
+    let inventory = cluster.inventory(&[]);
+    let playbook = cluster.write_file(
+        "fail.yml",
+        r#"
+- hosts: all
+  tasks:
+    - name: fail on node2
+      shell: if [ {{ inventory_hostname }} = node2 ]; then echo "disk on fire" >&2; exit 3; fi
+    - name: after
+      command: "true"
+    - name: a missing program
+      command: no-such-program-here
+      ignore_errors: true
+"#,
+    );
+    let out = run(&cluster, &inventory, &[playbook.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stdout.contains("failed: [node2]"), "{out}");
+    assert!(out.stdout.contains("exit code: 3"), "{out}");
+    assert!(out.stdout.contains("disk on fire"), "{out}");
+    assert!(out.stdout.contains("command: if [ node2 = node2 ]"), "{out}");
+    assert!(out.stdout.contains("exit code: 127"), "{out}");
+    assert!(out.stdout.contains("hint: the program is not installed"), "{out}");
+    assert!(recap(&out, "node1").contains("failed=0"), "{out}");
+    assert!(recap(&out, "node1").contains("ignored=1"), "{out}");
+    assert!(recap(&out, "node2").contains("failed=1"), "{out}");
+}
+
+#[test]
+fn a_hundred_tasks_on_one_host_reuse_one_connection() {
+    let cluster = Cluster::start(1);
+    let inventory = cluster.inventory(&[]);
+    let tasks: String = (0..100).map(|i| format!("    - name: task {i}\n      command: echo {i}\n")).collect();
+    let playbook = cluster.write_file("many.yml", &format!("- hosts: all\n  tasks:\n{tasks}"));
+    let out = run(&cluster, &inventory, &[playbook.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(recap(&out, "node1").contains("changed=100"), "{out}");
+}
+
+#[test]
+fn limit_patterns_select_hosts() {
+    let cluster = Cluster::start(4);
+    let inventory = cluster.inventory_with_groups(&[("servers", &[0, 1]), ("clients", &[2, 3])], &[]);
+    let hosts = |limit: &str| -> Vec<String> {
+        let out = cluster.run(&["exec", "-i", inventory.to_str().unwrap(), "--limit", limit, "--", "true"]);
+        assert_eq!(out.code, 0, "{limit}: {out}");
+        let mut seen: Vec<String> = out
+            .stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("changed: [").and_then(|r| r.split(']').next()).map(str::to_owned))
+            .collect();
+        seen.sort();
+        seen
+    };
+    assert_eq!(hosts("node3"), ["node3"]);
+    assert_eq!(hosts("servers"), ["node1", "node2"]);
+    assert_eq!(hosts("servers:node4"), ["node1", "node2", "node4"]);
+    assert_eq!(hosts("all:!servers"), ["node3", "node4"]);
+    assert_eq!(hosts("servers:&node*"), ["node1", "node2"]);
+    assert_eq!(hosts("node*:!node1"), ["node2", "node3", "node4"]);
+
+    let none = cluster.run(&["exec", "-i", inventory.to_str().unwrap(), "--limit", "nope", "--", "true"]);
+    assert_eq!(none.code, 5, "{none}");
+    assert!(none.stderr.contains("no hosts match `nope`"), "{none}");
+}
+
+#[test]
+fn json_output_is_one_object_per_line_ending_with_a_summary() {
+    let cluster = Cluster::start(2);
+    let inventory = cluster.inventory(&[]);
+    let out = cluster.run(&["exec", "-i", inventory.to_str().unwrap(), "--output", "json", "--", "echo", "hi there"]);
+    assert_eq!(out.code, 0, "{out}");
+    let events: Vec<serde_json::Value> =
+        out.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let hosts: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "host").collect();
+    assert_eq!(hosts.len(), 2);
+    assert!(hosts.iter().all(|e| e["status"] == "changed" && e["message"] == "hi there\n"), "{out}");
+    let summary = events.last().unwrap();
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(summary["exit_code"], 0);
+    assert_eq!(summary["hosts"]["node1"]["changed"], 1);
+}
+
+/// A listener standing in for a host: bad input must be rejected before
+/// anything connects to it.
+fn tripwire() -> (TcpListener, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+fn assert_untouched(listener: &TcpListener) {
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("a host was contacted: {other:?}"),
+    }
+}
+
+#[test]
+fn bad_input_is_located_and_contacts_no_host() {
+    let cluster = Cluster::start(1);
+    let (listener, port) = tripwire();
+    let good_inventory = cluster.write_file("good.ini", &format!("node1 ansible_host=127.0.0.1 ansible_port={port}\n"));
+    let good_playbook = cluster.write_file("good.yml", "- hosts: all\n  tasks:\n    - command: echo hi\n");
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        (
+            "unknown task key",
+            vec![cluster
+                .write_file("bad1.yml", "- hosts: all\n  tasks:\n    - nmae: x\n      command: echo\n")
+                .display()
+                .to_string()],
+            "bad1.yml:3",
+        ),
+        (
+            "unknown module",
+            vec![cluster.write_file("bad2.yml", "- hosts: all\n  tasks:\n    - comand: echo\n").display().to_string()],
+            "bad2.yml:3",
+        ),
+        (
+            "broken template",
+            vec![cluster
+                .write_file("bad3.yml", "- hosts: all\n  tasks:\n    - shell: echo {{ oops\n")
+                .display()
+                .to_string()],
+            "bad3.yml:3",
+        ),
+        (
+            "bad vars file",
+            vec![good_playbook.display().to_string(), "-e".into(), format!("@{}", cluster.write_file("vars.yml", "a: [1,\n").display())],
+            "vars.yml:",
+        ),
+    ];
+    for (what, rest, location) in cases {
+        let mut all = vec!["run", "-i", good_inventory.to_str().unwrap()];
+        all.extend(rest.iter().map(String::as_str));
+        let out = cluster.run(&all);
+        assert_eq!(out.code, 5, "{what}: {out}");
+        assert!(out.stderr.contains(location), "{what}: expected `{location}` in\n{out}");
+        assert_untouched(&listener);
+    }
+    let bad_inventory = cluster.write_file("bad.ini", "[servers\nnode1\n");
+    let out = cluster.run(&["run", "-i", bad_inventory.to_str().unwrap(), good_playbook.to_str().unwrap()]);
+    assert_eq!(out.code, 5, "{out}");
+    assert!(out.stderr.contains("bad.ini:1"), "{out}");
+    assert_untouched(&listener);
+}
+
+#[test]
+fn host_keys_unknown_changed_and_accept_new() {
+    let cluster = Cluster::start(1);
+    let inventory = cluster.inventory(&[]);
+    let inv = inventory.to_str().unwrap();
+    let empty = cluster.write_file("empty_known_hosts", "");
+    let empty_s = empty.to_str().unwrap();
+
+    let unknown = cluster.run(&["exec", "-i", inv, "--known-hosts", empty_s, "--", "true"]);
+    assert_eq!(unknown.code, 4, "{unknown}");
+    assert!(unknown.stdout.contains("SHA256:"), "{unknown}");
+
+    let accepted = cluster.run(&["exec", "-i", inv, "--known-hosts", empty_s, "--host-key-checking", "accept-new", "--", "true"]);
+    assert_eq!(accepted.code, 0, "{accepted}");
+    assert!(fs::read_to_string(&empty).unwrap().contains("ssh-ed25519"));
+    let strict_again = cluster.run(&["exec", "-i", inv, "--known-hosts", empty_s, "--", "true"]);
+    assert_eq!(strict_again.code, 0, "{strict_again}");
+
+    let host = &cluster.hosts[0];
+    let wrong = crate::support::keygen(&cluster.dir().join("other_host_key"), "");
+    let changed_file = cluster.write_file("changed_known_hosts", &format!("[{}]:{} {wrong}\n", host.address, host.port));
+    let changed_s = changed_file.to_str().unwrap();
+    for mode in ["strict", "accept-new"] {
+        let out = cluster.run(&["exec", "-i", inv, "--known-hosts", changed_s, "--host-key-checking", mode, "--", "true"]);
+        assert_eq!(out.code, 4, "{mode}: {out}");
+        assert!(out.stdout.contains("changed"), "{mode}: {out}");
+    }
+    let off = cluster.run(&["exec", "-i", inv, "--known-hosts", changed_s, "--host-key-checking", "off", "--", "true"]);
+    assert_eq!(off.code, 0, "{off}");
+    assert!(off.stdout.contains("host key checking is off"), "{off}");
+}
+
+#[test]
+fn no_log_keeps_secrets_out_of_every_output() {
+    let cluster = Cluster::start(1);
+    let inventory = cluster.inventory(&[("secret", "hunter2")]);
+    let playbook = cluster.write_file(
+        "secret.yml",
+        "- hosts: all\n  tasks:\n    - name: uses a secret\n      shell: echo {{ secret }}; echo {{ secret }} >&2; exit 1\n      no_log: true\n",
+    );
+    for format in ["human", "json"] {
+        let out = run(&cluster, &inventory, &[playbook.to_str().unwrap(), "--output", format, "-v"]);
+        assert_eq!(out.code, 2, "{out}");
+        assert!(!out.stdout.contains("hunter2") && !out.stderr.contains("hunter2"), "{format}: {out}");
+    }
+}
