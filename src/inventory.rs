@@ -607,4 +607,502 @@ fn located(file: &Path, text: &str, line: usize, column: usize, msg: impl Into<S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/inventory")
+            .join(name)
+    }
+
+    fn ini(text: &str) -> Result<Inventory> {
+        Inventory::parse(Path::new("hosts"), text)
+    }
+
+    fn yml(text: &str) -> Result<Inventory> {
+        Inventory::parse(Path::new("hosts.yml"), text)
+    }
+
+    fn names(inv: &Inventory) -> Vec<&str> {
+        inv.hosts.iter().map(|h| h.name.as_str()).collect()
+    }
+
+    fn group<'a>(inv: &'a Inventory, name: &str) -> &'a Group {
+        inv.group(name).unwrap_or_else(|| panic!("no group {name}"))
+    }
+
+    fn host_vars(inv: &Inventory, name: &str) -> serde_json::Value {
+        inv.host(name).unwrap().vars.clone().into()
+    }
+
+    /// The error text, which must name `file:line`, and contain `parts`.
+    fn error_text(err: Error, at: &str, parts: &[&str]) -> String {
+        let text = err.to_string();
+        assert!(text.contains(at), "expected `{at}` in:\n{text}");
+        for p in parts {
+            assert!(text.contains(p), "expected `{p}` in:\n{text}");
+        }
+        assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT);
+        text
+    }
+
+    #[test]
+    fn ini_and_yaml_fixtures_are_the_same_inventory() {
+        let a = Inventory::load(&fixture("hosts.ini")).unwrap();
+        let b = Inventory::load(&fixture("hosts.yml")).unwrap();
+        assert_eq!(a.hosts, b.hosts);
+        assert_eq!(a.groups, b.groups);
+        assert_eq!(
+            names(&a),
+            ["bastion", "node1", "node2", "node3", "node4", "node5"]
+        );
+        let group_names: Vec<&str> = a.groups.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(
+            group_names,
+            ["all", "ungrouped", "cluster", "servers", "clients"]
+        );
+        assert_eq!(group(&a, "all").children, ["ungrouped", "cluster"]);
+        assert!(group(&a, "all").hosts.is_empty());
+        assert_eq!(group(&a, "ungrouped").hosts, ["bastion"]);
+        assert_eq!(group(&a, "cluster").children, ["servers", "clients"]);
+        assert_eq!(group(&a, "clients").hosts, ["node4", "node5"]);
+    }
+
+    #[test]
+    fn fixture_vars_inline_typed_and_from_vars_dirs() {
+        let inv = Inventory::load(&fixture("hosts.ini")).unwrap();
+        assert_eq!(
+            host_vars(&inv, "node3"),
+            json!({"ansible_port": 2222, "ansible_host": "192.168.56.13", "arpanet_ip": "10.0.0.3"})
+        );
+        // host_vars/node1.yml overrides the inline value
+        assert_eq!(host_vars(&inv, "node1")["arpanet_ip"], json!("10.0.0.101"));
+        assert_eq!(host_vars(&inv, "node4"), json!({"arpanet_ip": "10.0.0.45"}));
+        let servers = &group(&inv, "servers").vars;
+        assert_eq!(servers["consul_server"], json!(true));
+        assert_eq!(servers["CONSUL_EXPECT"], json!(3));
+        // group_vars/servers.yml overrides the alias of CONSUL_EXPECT=3
+        assert_eq!(servers["consul_expect"], json!(5));
+        assert_eq!(servers["consul_ui"], json!(true));
+        // group_vars/clients/ is a directory read in name order
+        let clients = &group(&inv, "clients").vars;
+        assert_eq!(clients["consul_role"], json!("client"));
+        assert_eq!(clients["client_label"], json!("override"));
+        assert_eq!(group(&inv, "all").vars["ntp_server"], json!("pool.ntp.org"));
+        assert_eq!(group(&inv, "cluster").vars["docker_tls"], json!(false));
+    }
+
+    #[test]
+    fn example_inventory_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory.example");
+        let inv = Inventory::load(&path).unwrap();
+        assert_eq!(inv.select("servers").unwrap(), ["node1", "node2", "node3"]);
+        assert_eq!(inv.select("clients").unwrap(), ["node4", "node5"]);
+        assert_eq!(group(&inv, "all").vars["ansible_user"], json!("root"));
+        assert_eq!(group(&inv, "all").vars["consul_expect"], json!(3));
+        for h in &inv.hosts {
+            assert!(h.vars["arpanet_ip"].is_string(), "{}", h.name);
+        }
+        assert_eq!(host_vars(&inv, "node1")["consul_role"], json!("boot"));
+    }
+
+    #[test]
+    fn format_detection() {
+        assert!(is_yaml(Path::new("x.yml"), "[web]"));
+        assert!(is_yaml(Path::new("x.yaml"), ""));
+        assert!(is_yaml(Path::new("hosts"), "# c\nall:\n  hosts:\n"));
+        assert!(is_yaml(Path::new("hosts"), "---\nweb:\n"));
+        assert!(!is_yaml(Path::new("hosts"), "node1:2222\n"));
+        assert!(!is_yaml(Path::new("hosts"), "[web]\nnode1\n"));
+        assert!(!is_yaml(Path::new("hosts"), "node1 a=b:\n"));
+    }
+
+    #[test]
+    fn ini_ungrouped_hosts_children_and_vars() {
+        let inv = ini("solo x=1\n[web]\nw1\nw2 port=8080\n[app:children]\nweb\n[app:vars]\nk=v\n")
+            .unwrap();
+        assert_eq!(group(&inv, "ungrouped").hosts, ["solo"]);
+        assert_eq!(group(&inv, "web").hosts, ["w1", "w2"]);
+        assert_eq!(group(&inv, "app").children, ["web"]);
+        assert_eq!(
+            group(&inv, "app").vars,
+            json!({"k": "v"}).as_object().unwrap().clone()
+        );
+        assert_eq!(host_vars(&inv, "w2"), json!({"port": 8080}));
+        assert_eq!(group(&inv, "all").children, ["ungrouped", "app"]);
+        assert_eq!(inv.groups_of("w1"), ["all", "web", "app"]);
+        assert_eq!(inv.groups_of("solo"), ["all", "ungrouped"]);
+        assert!(inv.groups_of("nope").is_empty());
+        assert_eq!(inv.group_hosts("app"), ["w1", "w2"]);
+        assert_eq!(inv.group_hosts("all"), ["solo", "w1", "w2"]);
+    }
+
+    #[test]
+    fn ini_host_in_several_groups_merges_vars_and_leaves_ungrouped() {
+        let inv = ini("h1 a=1 b=1\n[g1]\nh1 b=2\n[g2]\nh1 c=3\n[g1]\nh2\n").unwrap();
+        assert_eq!(host_vars(&inv, "h1"), json!({"a": 1, "b": 2, "c": 3}));
+        assert!(group(&inv, "ungrouped").hosts.is_empty());
+        assert_eq!(group(&inv, "g1").hosts, ["h1", "h2"]);
+        assert_eq!(names(&inv), ["h1", "h2"]);
+    }
+
+    #[test]
+    fn ini_values_comments_and_quotes() {
+        let inv = ini(concat!(
+            "[web] # trailing comment\n",
+            "; comment\n",
+            "w1 s='a b' n=42 t=True l=[1, 2] m=0644 f=1.10 # gone\n",
+            "[web:vars]\n",
+            "greeting = hello world # gone too\n",
+            "quoted=\"x # y\"\n",
+            "list=[\"a\", \"b\"]\n",
+            "flag=false\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            host_vars(&inv, "w1"),
+            json!({"s": "a b", "n": 42, "t": true, "l": [1, 2], "m": "0644", "f": "1.10"})
+        );
+        assert_eq!(
+            serde_json::Value::from(group(&inv, "web").vars.clone()),
+            json!({"greeting": "hello world", "quoted": "x # y", "list": ["a", "b"], "flag": false})
+        );
+    }
+
+    #[test]
+    fn host_ranges_expand() {
+        let inv =
+            ini("[a]\nn[1:3]\n[b]\nm[08:10].x\n[c]\ndb-[a:c]\n[d]\ns[0:10:5]-[1:2]\n").unwrap();
+        assert_eq!(group(&inv, "a").hosts, ["n1", "n2", "n3"]);
+        assert_eq!(group(&inv, "b").hosts, ["m08.x", "m09.x", "m10.x"]);
+        assert_eq!(group(&inv, "c").hosts, ["db-a", "db-b", "db-c"]);
+        assert_eq!(
+            group(&inv, "d").hosts,
+            ["s0-1", "s0-2", "s5-1", "s5-2", "s10-1", "s10-2"]
+        );
+        let inv = yml("all:\n  hosts:\n    n[1:2]:2200: {a: 1}\n").unwrap();
+        assert_eq!(host_vars(&inv, "n2"), json!({"ansible_port": 2200, "a": 1}));
+    }
+
+    #[test]
+    fn yaml_groups_hosts_vars_and_children() {
+        let inv = yml(concat!(
+            "all:\n",
+            "  vars: {x: 1}\n",
+            "  hosts:\n",
+            "    lone:\n",
+            "  children:\n",
+            "    web:\n",
+            "      hosts:\n",
+            "        w1:\n",
+            "        w2: {port: 81}\n",
+            "      children:\n",
+            "        canary:\n",
+            "          hosts: {w2: }\n",
+            "    empty:\n",
+            "db:\n",
+            "  hosts:\n",
+            "    d1: {}\n",
+        ))
+        .unwrap();
+        assert_eq!(names(&inv), ["lone", "w1", "w2", "d1"]);
+        assert_eq!(group(&inv, "web").children, ["canary"]);
+        assert_eq!(
+            group(&inv, "all").children,
+            ["ungrouped", "web", "empty", "db"]
+        );
+        assert_eq!(group(&inv, "ungrouped").hosts, ["lone"]);
+        assert_eq!(inv.groups_of("w2"), ["all", "web", "canary"]);
+        assert_eq!(host_vars(&inv, "w2"), json!({"port": 81}));
+        assert_eq!(group(&inv, "all").vars["x"], json!(1));
+        assert!(yml("").unwrap().hosts.is_empty());
+    }
+
+    #[test]
+    fn yaml_errors_are_located() {
+        let err = yml("all:\n  hosts:\n    h1:\n  hostz:\n    h2:\n").unwrap_err();
+        error_text(
+            err,
+            "hosts.yml:4:",
+            &["unknown field `hostz`", "4 |   hostz:"],
+        );
+        let err = yml("all:\n  hosts:\n    - h1\n").unwrap_err();
+        error_text(err, "hosts.yml:3:", &["invalid type: sequence"]);
+        let err = yml("all:\n  hosts:\n    h1: {a: [}\n").unwrap_err();
+        error_text(err, "hosts.yml:3:", &["3 |     h1: {a: [}"]);
+        let err = yml("all:\n  hosts:\n    h1:\n    h1:\n").unwrap_err();
+        error_text(err, "hosts.yml:4:", &["duplicate key `h1`"]);
+        let err = yml("all:\n  hosts:\n    n[3:1]:\n").unwrap_err();
+        error_text(err, "hosts.yml:3:5", &["runs backwards"]);
+        let err = yml("a:\n  children:\n    b:\n      children:\n        a:\n").unwrap_err();
+        error_text(err, "hosts.yml:1:1", &["creates a loop"]);
+    }
+
+    #[test]
+    fn ini_errors_are_located() {
+        let cases: &[(&str, &str, &[&str])] = &[
+            (
+                "[web:things]\nw1\n",
+                "hosts:1:6",
+                &["unknown section type `things`", "[web:vars]"],
+            ),
+            ("[web\nw1\n", "hosts:1:1", &["unclosed section header"]),
+            (
+                "[web]\nw1\nansible_user=root\n",
+                "hosts:3:1",
+                &["expected a host name", "[web:vars]"],
+            ),
+            (
+                "[web]\nw1 port\n",
+                "hosts:2:4",
+                &["expected `key=value`", "2 | w1 port"],
+            ),
+            ("[web]\nw1 a=1 a=2\n", "hosts:2:8", &["`a` is set twice"]),
+            (
+                "[web]\nw1\nw1\n",
+                "hosts:3:1",
+                &["already listed in group `web` on line 2"],
+            ),
+            ("[web]\nw1 a='x\n", "hosts:2:6", &["unterminated ' quote"]),
+            ("[web]\nn[3:1]\n", "hosts:2:2", &["runs backwards"]),
+            ("[web]\nn[01:5]\n", "hosts:2:2", &["same width"]),
+            (
+                "[web]\nw1\n[web:vars]\nport: 80\n",
+                "hosts:4:1",
+                &["expected `key=value`", "not `key: value`"],
+            ),
+            (
+                "[web]\nw1\n[web:vars]\na=1\na=2\n",
+                "hosts:5:1",
+                &["already set on line 4"],
+            ),
+            ("[web:vars]\na=1\n", "hosts:1:2", &["never declared"]),
+            (
+                "[p:children]\nmissing\n[other]\nh\n",
+                "hosts:2:1",
+                &["includes undefined group `missing`"],
+            ),
+            (
+                "[a:children]\nb\n[b:children]\na\n",
+                "hosts:4:1",
+                &["creates a loop"],
+            ),
+            ("[a:children]\na\n", "hosts:2:1", &["creates a loop"]),
+            ("[a:children]\nb c\n[b]\n", "hosts:2:3", &["unexpected `c`"]),
+            ("[we b]\n", "hosts:1:2", &["invalid group name"]),
+        ];
+        for (text, at, parts) in cases {
+            let err = ini(text).expect_err(text);
+            error_text(err, at, parts);
+        }
+    }
+
+    #[test]
+    fn children_may_be_declared_later() {
+        let inv = ini("[p:children]\nc\n[c]\nh1\n[p:vars]\nv=1\n").unwrap();
+        assert_eq!(inv.select("p").unwrap(), ["h1"]);
+        // a group declared only through children is fine
+        let inv = ini("[p:children]\nc\n[c:children]\n[x]\nh\n").unwrap();
+        assert!(inv.group("c").is_some());
+    }
+
+    #[test]
+    fn vars_dirs_errors_are_located() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("hosts"), "[web]\nw1\n").unwrap();
+        std::fs::create_dir(dir.path().join("group_vars")).unwrap();
+        std::fs::write(dir.path().join("group_vars/web.yaml"), "a: 1\nb: [\n").unwrap();
+        let err = Inventory::load(&dir.path().join("hosts")).unwrap_err();
+        error_text(err, "web.yaml:", &["group_vars"]);
+
+        std::fs::remove_file(dir.path().join("group_vars/web.yaml")).unwrap();
+        std::fs::create_dir(dir.path().join("host_vars")).unwrap();
+        std::fs::write(dir.path().join("host_vars/w1"), "- not\n- a mapping\n").unwrap();
+        let err = Inventory::load(&dir.path().join("hosts")).unwrap_err();
+        error_text(
+            err,
+            "w1:1:1",
+            &[
+                "invalid type: sequence",
+                "hint: a vars file is a YAML mapping",
+            ],
+        );
+
+        let err = Inventory::load(&dir.path().join("missing")).unwrap_err();
+        assert!(err.to_string().starts_with("cannot read `"), "{err}");
+    }
+
+    #[test]
+    fn vars_dirs_lookup_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("inv.yml"),
+            "all:\n  hosts:\n    h1:\n    h2:\n    h3:\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.join("host_vars/h2/sub")).unwrap();
+        // bare name first, then .yml, .yaml, .json: only the first counts
+        std::fs::write(d.join("host_vars/h1.yml"), "from: yml\n").unwrap();
+        std::fs::write(
+            d.join("host_vars/h1.json"),
+            "{\"from\": \"json\", \"j\": 1}",
+        )
+        .unwrap();
+        std::fs::write(d.join("host_vars/h2/b.yml"), "x: b\n").unwrap();
+        std::fs::write(d.join("host_vars/h2/a.yml"), "x: a\ny: a\n").unwrap();
+        std::fs::write(d.join("host_vars/h2/sub/c.yml"), "y: c\n").unwrap();
+        std::fs::write(d.join("host_vars/h2/.hidden.yml"), "x: hidden\n").unwrap();
+        std::fs::write(d.join("host_vars/h2/notes.txt"), "not: vars\n").unwrap();
+        std::fs::write(d.join("host_vars/h3.json"), "{\"DOCKER_PORT\": 2376}").unwrap();
+        let inv = Inventory::load(&d.join("inv.yml")).unwrap();
+        assert_eq!(host_vars(&inv, "h1"), json!({"from": "yml"}));
+        assert_eq!(host_vars(&inv, "h2"), json!({"x": "b", "y": "c"}));
+        assert_eq!(
+            host_vars(&inv, "h3"),
+            json!({"DOCKER_PORT": 2376, "docker_port": 2376})
+        );
+    }
+
+    fn pattern_inventory() -> Inventory {
+        ini(concat!(
+            "[servers]\nnode1\nnode2\nnode3\n",
+            "[clients]\nnode4\nnode5\n",
+            "[web]\nweb1\nweb2\nnode5\n",
+            "[cluster:children]\nservers\nclients\n",
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn select_every_pattern_form() {
+        let inv = pattern_inventory();
+        let sel = |p: &str| inv.select(p).unwrap();
+        let all = ["node1", "node2", "node3", "node4", "node5", "web1", "web2"];
+        assert_eq!(sel("all"), all);
+        assert_eq!(sel("*"), all);
+        assert_eq!(sel("servers"), ["node1", "node2", "node3"]);
+        assert_eq!(
+            sel("cluster"),
+            ["node1", "node2", "node3", "node4", "node5"]
+        );
+        assert_eq!(sel("node2"), ["node2"]);
+        // union, in inventory order whatever the pattern order
+        assert_eq!(
+            sel("web:servers"),
+            ["node1", "node2", "node3", "node5", "web1", "web2"]
+        );
+        assert_eq!(sel("node4,node1"), ["node1", "node4"]);
+        assert_eq!(sel("node4, node1"), ["node1", "node4"]);
+        // intersection and exclusion
+        assert_eq!(sel("clients:&web"), ["node5"]);
+        assert_eq!(sel("cluster:!servers"), ["node4", "node5"]);
+        assert_eq!(
+            sel("all:!node5"),
+            ["node1", "node2", "node3", "node4", "web1", "web2"]
+        );
+        // unions first, then intersections, then exclusions, whatever the order
+        assert_eq!(sel("!node1:servers"), ["node2", "node3"]);
+        assert_eq!(sel("&web:clients:servers"), ["node5"]);
+        assert_eq!(
+            sel("servers:!node2:&cluster:clients"),
+            ["node1", "node3", "node4", "node5"]
+        );
+        // only exclusions start from all
+        assert_eq!(sel("!cluster"), ["web1", "web2"]);
+        // globs over group and host names
+        assert_eq!(sel("web*"), ["node5", "web1", "web2"]);
+        assert_eq!(sel("node?"), ["node1", "node2", "node3", "node4", "node5"]);
+        assert_eq!(sel("serv*:&node[!2]"), ["node1", "node3"]);
+        assert_eq!(sel("*ients"), ["node4", "node5"]);
+        // subscripts
+        assert_eq!(sel("servers[0]"), ["node1"]);
+        assert_eq!(sel("servers[-1]"), ["node3"]);
+        assert_eq!(sel("cluster[1:3]"), ["node2", "node3", "node4"]);
+        assert_eq!(sel("cluster[3:]"), ["node4", "node5"]);
+        assert_eq!(sel("servers[0]:clients[0]"), ["node1", "node4"]);
+    }
+
+    #[test]
+    fn select_errors() {
+        let inv = pattern_inventory();
+        let err = inv.select("sevrers").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("no hosts match `sevrers`"), "{text}");
+        assert!(text.contains("hint: did you mean `servers`?"), "{text}");
+        assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT);
+        let text = inv.select("servers:&clients").unwrap_err().to_string();
+        assert!(text.contains("no hosts match `servers:&clients`"), "{text}");
+        assert!(
+            text.contains("hint: groups in `hosts`: `all`, `servers`"),
+            "{text}"
+        );
+        assert!(inv.select("").is_err());
+        assert!(inv
+            .select("~node.*")
+            .unwrap_err()
+            .to_string()
+            .contains("not supported"));
+        assert!(inv.select("servers[7]").is_err());
+        // a group that exists but is empty
+        let inv = ini("[empty:children]\n[h]\nh1\n").unwrap();
+        assert!(inv.select("empty").is_err());
+    }
+
+    #[test]
+    fn group_depths_follow_the_longest_path() {
+        let inv = ini("[a:children]\nb\n[b:children]\nc\n[c]\nh\n[x:children]\nc\n").unwrap();
+        let d = inv.group_depths();
+        assert_eq!(
+            (d["all"], d["ungrouped"], d["a"], d["b"], d["c"], d["x"]),
+            (0, 1, 1, 2, 3, 1)
+        );
+        assert_eq!(inv.groups_of("h"), ["all", "a", "b", "c", "x"]);
+    }
+
+    #[test]
+    fn json_view_has_the_ansible_inventory_shape() {
+        let inv = Inventory::load(&fixture("hosts.ini")).unwrap();
+        let layers = Layers::load(None, &["tier=cli".to_owned()]).unwrap();
+        let list = inv.to_json(&layers, None).unwrap();
+        let keys: Vec<&String> = list.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["_meta", "all", "ungrouped", "cluster", "servers", "clients"]
+        );
+        assert_eq!(list["all"], json!({"children": ["ungrouped", "cluster"]}));
+        assert_eq!(list["ungrouped"], json!({"hosts": ["bastion"]}));
+        assert_eq!(list["cluster"], json!({"children": ["servers", "clients"]}));
+        assert_eq!(
+            list["servers"],
+            json!({"hosts": ["node1", "node2", "node3"]})
+        );
+        let node1 = &list["_meta"]["hostvars"]["node1"];
+        assert_eq!(node1["arpanet_ip"], json!("10.0.0.101"));
+        assert_eq!(node1["consul_expect"], json!(5));
+        assert_eq!(node1["docker_port"], json!(2375));
+        assert_eq!(node1["tier"], json!("cli"));
+        assert_eq!(node1["group_names"], json!(["cluster", "servers"]));
+        assert!(node1.get("groups").is_none());
+        assert_eq!(list["_meta"]["hostvars"].as_object().unwrap().len(), 6);
+
+        let one = inv.to_json(&layers, Some("node4")).unwrap();
+        assert_eq!(one["client_label"], json!("override"));
+        assert_eq!(one["inventory_hostname"], json!("node4"));
+        assert_eq!(one["groups"]["clients"], json!(["node4", "node5"]));
+
+        let err = inv.to_json(&layers, Some("nod4")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("unknown host `nod4`"), "{text}");
+        assert!(text.contains("hint: did you mean `node4`?"), "{text}");
+        assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT);
+    }
+
+    #[test]
+    fn suggestions_only_for_near_misses() {
+        let c = ["servers", "clients", "node1"];
+        assert_eq!(suggest("sevrers", c), Some("servers"));
+        assert_eq!(suggest("node2", c), Some("node1"));
+        assert_eq!(suggest("database", c), None);
+    }
 }

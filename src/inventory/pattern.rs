@@ -133,8 +133,9 @@ enum Subscript {
     Range(usize, Option<usize>),
 }
 
-/// `servers[0]` → (`servers`, Index(0)); a bracket that is not a subscript
-/// (`node[12]` is a glob character class) stays in the name.
+/// `servers[0]` → (`servers`, Index(0)). As in Ansible, a trailing `[N]` or
+/// `[N:M]` is always a subscript; other brackets (`node[!2]`, `node[1-3]`)
+/// stay in the name as glob character classes.
 fn split_subscript(term: &str) -> (&str, Option<Subscript>) {
     let Some(body) = term.strip_suffix(']') else {
         return (term, None);

@@ -152,14 +152,30 @@ fn find_key(text: &str, key: &str) -> (usize, usize) {
 
 /// A serde_norway error as a located input error.
 pub(crate) fn yaml_error(file: &Path, text: &str, e: &serde_norway::Error) -> Error {
-    let (line, column) = e
+    let (mut line, mut column) = e
         .location()
         .map(|l| (l.line(), l.column()))
         .unwrap_or((0, 0));
-    Error::input(
-        Location::new(file, line, column).with_source(text),
-        yaml_message(e),
-    )
+    let message = yaml_message(e);
+    // serde_norway points at the first of two duplicate keys; point at the
+    // second, the one to remove.
+    if let Some(key) = message
+        .split_once("duplicate key `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(key, _)| key)
+    {
+        let second = text.lines().enumerate().skip(line).find(|(_, l)| {
+            let body = l.trim_start();
+            l.chars().count() - body.chars().count() + 1 == column
+                && body
+                    .strip_prefix(key)
+                    .is_some_and(|r| r.trim_start().starts_with(':'))
+        });
+        if let Some((i, _)) = second {
+            line = i + 1;
+        }
+    }
+    Error::input(Location::new(file, line, column).with_source(text), message)
 }
 
 /// serde_norway's message without its trailing " at line N column M".
