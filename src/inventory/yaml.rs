@@ -152,7 +152,7 @@ fn find_key(text: &str, key: &str) -> (usize, usize) {
 
 /// A serde_norway error as a located input error.
 pub(crate) fn yaml_error(file: &Path, text: &str, e: &serde_norway::Error) -> Error {
-    let (mut line, mut column) = e
+    let (mut line, column) = e
         .location()
         .map(|l| (l.line(), l.column()))
         .unwrap_or((0, 0));
