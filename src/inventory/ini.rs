@@ -9,7 +9,8 @@
 //!   error, as are `[g:vars]` for a group never declared and `[p:children]`
 //!   naming a group that no `[g]` or `[g:children]` section declares (both
 //!   Ansible errors).
-//! - `#` and `;` start comment lines; ` #` ends a line outside quotes.
+//! - `#` and `;` start comment lines; in a host line a word starting with
+//!   `#` ends the line, in a `:vars` value ` #` or ` ;` outside quotes does.
 //! - Listing a host twice in one group, or setting a key twice in one host
 //!   line or one vars section, is an error rather than a silent override.
 //!
