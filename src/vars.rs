@@ -1,14 +1,39 @@
-//! Variables and their precedence. Lowest first: built-in defaults,
-//! `~/.arpanetrc`, `[all:vars]`, group vars, host vars, play vars, `-e`.
-//! Old upper-case names (`CONSUL_EXPECT`) are also visible in lower case.
+//! Variables and their precedence. Lowest first:
+//!
+//! 1. built-in defaults (`playbooks/vars/defaults.yml`, embedded),
+//! 2. `~/.arpanetrc`,
+//! 3. group `all` (`[all:vars]`, then `group_vars/all.yml`),
+//! 4. the host's other groups, parents before children and, at the same
+//!    depth, by name (Ansible's order); for each, `[g:vars]` then
+//!    `group_vars/g.yml`,
+//! 5. host vars (inline, then `host_vars/HOST.yml`),
+//! 6. play vars,
+//! 7. `-e` extra vars, in command-line order,
+//! 8. magic vars, which cannot be overridden: `inventory_hostname`,
+//!    `inventory_hostname_short`, `group_names` (sorted, without `all`) and
+//!    `groups` (group → its hosts, inventory order).
+//!
+//! Merging replaces per top-level key (Ansible's default `hash_behaviour`).
+//!
+//! Old upper-case names: every key made only of `A-Z`, `0-9` and `_` with at
+//! least one letter (`CONSUL_EXPECT`) is also set under its lower-case name
+//! (`consul_expect`) in the same layer (each rc file, `-e` argument, vars
+//! file, inventory line or section is its own layer), unless that layer sets
+//! the lower-case name itself. So a later layer's `CONSUL_EXPECT` overrides
+//! an earlier `consul_expect` and the other way round, as precedence says.
 
 use std::path::Path;
 
-use crate::error::Result;
-use crate::inventory::Inventory;
+use serde_json::Value;
+
+use crate::error::{Error, Location, Result};
+use crate::inventory::{self, Inventory};
 
 /// A set of variables; insertion-ordered JSON values.
 pub type Vars = serde_json::Map<String, serde_json::Value>;
+
+/// The embedded built-in defaults.
+const DEFAULTS: &str = include_str!("../playbooks/vars/defaults.yml");
 
 /// The layers that do not come from the inventory.
 #[derive(Debug, Clone, Default)]
@@ -21,13 +46,556 @@ pub struct Layers {
 impl Layers {
     /// Built-in defaults, `rc_file` if it exists, and each `-e` argument.
     pub fn load(rc_file: Option<&Path>, extra_args: &[String]) -> Result<Self> {
-        let _ = (rc_file, extra_args);
-        todo!("vars::Layers::load")
+        let rc = match rc_file {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => parse_rc(path, &text)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vars::new(),
+                Err(e) => return Err(Error::io("read", path, e)),
+            },
+            None => Vars::new(),
+        };
+        let mut extra = Vars::new();
+        for arg in extra_args {
+            merge(&mut extra, &parse_extra(arg)?);
+        }
+        Ok(Layers {
+            defaults: defaults()?,
+            rc,
+            extra,
+        })
     }
+}
+
+/// The built-in defaults.
+pub fn defaults() -> Result<Vars> {
+    let vars: Option<Vars> = serde_norway::from_str(DEFAULTS).map_err(|e| {
+        Error::Internal(format!(
+            "embedded playbooks/vars/defaults.yml: {}",
+            inventory::yaml_message(&e)
+        ))
+    })?;
+    Ok(vars.unwrap_or_default())
 }
 
 /// Everything `host` sees, play vars included.
 pub fn for_host(inventory: &Inventory, host: &str, layers: &Layers, play_vars: &Vars) -> Vars {
-    let _ = (inventory, host, layers, play_vars);
-    todo!("vars::for_host")
+    let mut out = Vars::new();
+    merge(&mut out, &layers.defaults);
+    merge(&mut out, &layers.rc);
+
+    let names = inventory.groups_of(host);
+    if let Some(all) = inventory.group("all") {
+        merge(&mut out, &all.vars);
+    }
+    let depths = inventory.group_depths();
+    let mut groups: Vec<_> = names
+        .iter()
+        .filter(|n| *n != "all")
+        .filter_map(|n| inventory.group(n))
+        .collect();
+    groups.sort_by_key(|g| (depths.get(g.name.as_str()).copied().unwrap_or(1), &g.name));
+    for g in groups {
+        merge(&mut out, &g.vars);
+    }
+    if let Some(h) = inventory.host(host) {
+        merge(&mut out, &h.vars);
+    }
+    let mut play = play_vars.clone();
+    add_aliases(&mut play);
+    merge(&mut out, &play);
+    merge(&mut out, &layers.extra);
+
+    out.insert("inventory_hostname".into(), host.into());
+    let short = host.split('.').next().unwrap_or(host);
+    out.insert("inventory_hostname_short".into(), short.into());
+    let mut group_names: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| *n != "all")
+        .collect();
+    group_names.sort();
+    out.insert("group_names".into(), group_names.into());
+    let groups: Vars = inventory
+        .groups
+        .iter()
+        .map(|g| (g.name.clone(), inventory.group_hosts(&g.name).into()))
+        .collect();
+    out.insert("groups".into(), groups.into());
+    out
+}
+
+/// Set each key of `layer` in `into`, replacing whole values.
+pub fn merge(into: &mut Vars, layer: &Vars) {
+    for (k, v) in layer {
+        into.insert(k.clone(), v.clone());
+    }
+}
+
+/// Whether `key` is an old upper-case name (`CONSUL_EXPECT`).
+fn is_upper_name(key: &str) -> bool {
+    key.bytes().any(|b| b.is_ascii_uppercase())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Also expose every upper-case key under its lower-case name, unless
+/// `vars` sets that name itself.
+pub fn add_aliases(vars: &mut Vars) {
+    let aliases: Vec<(String, Value)> = vars
+        .iter()
+        .filter(|(k, _)| is_upper_name(k))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .filter(|(k, _)| !vars.contains_key(k))
+        .collect();
+    vars.extend(aliases);
+}
+
+/// Read a YAML (or JSON) vars file: a mapping, or empty. Upper-case names
+/// get their aliases.
+pub fn load_vars_file(path: &Path) -> Result<Vars> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+    parse_vars_yaml(
+        path,
+        &text,
+        "a vars file is a YAML mapping of names to values, like `consul_expect: 3`",
+    )
+}
+
+fn parse_vars_yaml(path: &Path, text: &str, hint: &str) -> Result<Vars> {
+    let vars: Option<Vars> = serde_norway::from_str(text)
+        .map_err(|e| inventory::yaml_error(path, text, &e).with_hint(hint))?;
+    let mut vars = vars.unwrap_or_default();
+    add_aliases(&mut vars);
+    Ok(vars)
+}
+
+/// Parse `~/.arpanetrc`: `KEY=VALUE` lines, `#` comments, blank lines, an
+/// optional `export `, values optionally in single or double quotes (a
+/// ` #` after an unquoted value starts a comment). Values are strings; no
+/// `$VAR` expansion.
+pub fn parse_rc(path: &Path, text: &str) -> Result<Vars> {
+    let mut out = Vars::new();
+    for (index, raw) in text.lines().enumerate() {
+        let lineno = index + 1;
+        let err = |column: usize, msg: String| {
+            Error::input(Location::new(path, lineno, column).with_source(text), msg)
+                .with_hint("each line of the rc file is `KEY=VALUE`, e.g. `CONSUL_EXPECT=3`")
+        };
+        let indent = raw.chars().take_while(|c| c.is_whitespace()).count();
+        let mut line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut column = indent + 1;
+        if let Some(rest) = line.strip_prefix("export") {
+            if rest.starts_with([' ', '\t']) {
+                let rest_trimmed = rest.trim_start();
+                column += line.chars().count() - rest_trimmed.chars().count();
+                line = rest_trimmed;
+            }
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(err(column, format!("expected `KEY=VALUE`, found `{line}`")));
+        };
+        if !valid_name(key) {
+            return Err(err(column, format!("invalid variable name `{key}`")));
+        }
+        let value_column = column + key.chars().count() + 1;
+        let value = rc_value(value).map_err(|(c, msg)| err(value_column + c - 1, msg))?;
+        out.insert(key.to_owned(), Value::String(value));
+    }
+    add_aliases(&mut out);
+    Ok(out)
+}
+
+/// A shell-like variable name.
+fn valid_name(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// One rc value; on error the 1-based column within `raw` and a message.
+fn rc_value(raw: &str) -> std::result::Result<String, (usize, String)> {
+    if raw.starts_with(['\'', '"']) {
+        let words = inventory::words(raw)?;
+        return match words.as_slice() {
+            [] => Ok(String::new()),
+            [one] => Ok(one.text.clone()),
+            [_, extra, ..] => Err((
+                extra.column,
+                format!("unexpected `{}` after the quoted value", extra.text),
+            )),
+        };
+    }
+    let mut end = raw.len();
+    let mut prev_space = false;
+    for (i, c) in raw.char_indices() {
+        if c == '#' && prev_space {
+            end = i;
+            break;
+        }
+        prev_space = c.is_whitespace();
+    }
+    Ok(raw[..end].trim().to_owned())
+}
+
+const EXTRA_HINT: &str = "use `-e KEY=VALUE`, `-e '{\"key\": value}'` or `-e @vars.yml`";
+
+/// One `-e` argument: `@FILE` (YAML or JSON), an inline YAML/JSON mapping
+/// (`{"a": 1}`), or `KEY=VALUE` pairs separated by spaces (values are
+/// strings, quotes group).
+pub fn parse_extra(arg: &str) -> Result<Vars> {
+    let trimmed = arg.trim();
+    if trimmed.is_empty() {
+        return Ok(Vars::new());
+    }
+    if let Some(file) = trimmed.strip_prefix('@') {
+        return load_vars_file(Path::new(file));
+    }
+    if trimmed.starts_with('{') {
+        return parse_vars_yaml(Path::new("-e"), arg, EXTRA_HINT);
+    }
+    if trimmed.starts_with('[') {
+        return Err(Error::usage(format!(
+            "`-e {arg}`: extra vars must be a mapping, not a list"
+        ))
+        .with_hint(EXTRA_HINT));
+    }
+    let bad = |msg: String| Error::usage(format!("`-e {arg}`: {msg}")).with_hint(EXTRA_HINT);
+    let words =
+        inventory::words(arg).map_err(|(col, msg)| bad(format!("{msg} at column {col}")))?;
+    let mut out = Vars::new();
+    for w in words {
+        let Some((key, value)) = w.text.split_once('=') else {
+            return Err(bad(format!("expected `KEY=VALUE`, found `{}`", w.text)));
+        };
+        if !valid_name(key) {
+            return Err(bad(format!("invalid variable name `{key}`")));
+        }
+        out.insert(key.to_owned(), Value::String(value.to_owned()));
+    }
+    add_aliases(&mut out);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Vars {
+        v.as_object().unwrap().clone()
+    }
+
+    fn rc(text: &str) -> Result<Vars> {
+        parse_rc(Path::new("/home/op/.arpanetrc"), text)
+    }
+
+    #[test]
+    fn defaults_are_the_old_tools() {
+        let d = defaults().unwrap();
+        assert_eq!(
+            Value::from(d),
+            json!({
+                "docker_port": 2375,
+                "cadvisor_port": 8080,
+                "consul_port": 8500,
+                "consul_data": "/mnt/arpanet-consul",
+                "consul_kv_path": "/arpanet",
+            })
+        );
+    }
+
+    #[test]
+    fn rc_lines() {
+        let vars = rc(concat!(
+            "# comment\n",
+            "\n",
+            "DOCKER_PORT=2376\n",
+            "export CONSUL_EXPECT=5\n",
+            "  CONSUL_DATA=\"/data/consul dir\"  # why\n",
+            "NAME='it''s'\n",
+            "EMPTY=\n",
+            "PLAIN=a b # c\n",
+            "consul_kv_path=/x\n",
+            "CONSUL_KV_PATH=/ignored-alias\n",
+        ))
+        .unwrap();
+        assert_eq!(vars["DOCKER_PORT"], json!("2376"));
+        assert_eq!(vars["docker_port"], json!("2376"));
+        assert_eq!(vars["consul_expect"], json!("5"));
+        assert_eq!(vars["consul_data"], json!("/data/consul dir"));
+        assert_eq!(vars["NAME"], json!("its"));
+        assert_eq!(vars["EMPTY"], json!(""));
+        assert_eq!(vars["PLAIN"], json!("a b"));
+        // the layer's own lower-case name wins over the alias
+        assert_eq!(vars["consul_kv_path"], json!("/x"));
+    }
+
+    #[test]
+    fn rc_errors_are_located() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "A=1\nCONSUL EXPECT=3\n",
+                ".arpanetrc:2:1",
+                "invalid variable name `CONSUL EXPECT`",
+            ),
+            (
+                "A=1\n\njust words\n",
+                ".arpanetrc:3:1",
+                "expected `KEY=VALUE`, found `just words`",
+            ),
+            (
+                "export 9X=1\n",
+                ".arpanetrc:1:8",
+                "invalid variable name `9X`",
+            ),
+            ("A=\"open\n", ".arpanetrc:1:3", "unterminated \" quote"),
+            ("A=\"x\" y\n", ".arpanetrc:1:7", "unexpected `y`"),
+        ];
+        for (text, at, msg) in cases {
+            let err = rc(text).expect_err(text);
+            let shown = err.to_string();
+            assert!(shown.contains(at), "{at} in {shown}");
+            assert!(shown.contains(msg), "{msg} in {shown}");
+            assert!(shown.contains("hint: each line of the rc file"), "{shown}");
+        }
+        let shown = rc("A=1\nB C=3\n").unwrap_err().to_string();
+        assert!(shown.contains("2 | B C=3"), "{shown}");
+    }
+
+    #[test]
+    fn layers_load_reads_rc_if_present() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none");
+        let layers = Layers::load(Some(&missing), &[]).unwrap();
+        assert!(layers.rc.is_empty() && layers.extra.is_empty());
+        assert_eq!(layers.defaults["consul_port"], json!(8500));
+        let file = dir.path().join("rc");
+        std::fs::write(&file, "CONSUL_PORT=9500\n").unwrap();
+        let layers = Layers::load(Some(&file), &[]).unwrap();
+        assert_eq!(layers.rc["consul_port"], json!("9500"));
+        let err = Layers::load(Some(dir.path()), &[]).unwrap_err();
+        assert!(err.to_string().starts_with("cannot read"), "{err}");
+    }
+
+    #[test]
+    fn extra_vars_forms() {
+        assert_eq!(parse_extra("a=1").unwrap(), obj(json!({"a": "1"})));
+        assert_eq!(
+            parse_extra("a=1 b=\"x y\" CONSUL_EXPECT=3").unwrap(),
+            obj(json!({"a": "1", "b": "x y", "CONSUL_EXPECT": "3", "consul_expect": "3"}))
+        );
+        assert_eq!(
+            parse_extra("url=http://x/?a=b").unwrap()["url"],
+            json!("http://x/?a=b")
+        );
+        assert_eq!(
+            parse_extra(r#"{"a": 1, "b": [true], "c": {"d": null}}"#).unwrap(),
+            obj(json!({"a": 1, "b": [true], "c": {"d": null}}))
+        );
+        assert_eq!(
+            parse_extra("{a: 1, b: two}").unwrap(),
+            obj(json!({"a": 1, "b": "two"}))
+        );
+        assert!(parse_extra("  ").unwrap().is_empty());
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("extra.yml");
+        std::fs::write(&file, "consul_expect: 3\nservices:\n  - name: web\n").unwrap();
+        let vars = parse_extra(&format!("@{}", file.display())).unwrap();
+        assert_eq!(
+            vars,
+            obj(json!({"consul_expect": 3, "services": [{"name": "web"}]}))
+        );
+
+        let layers = Layers::load(None, &["a=1 b=2".into(), "{\"b\": 3}".into()]).unwrap();
+        assert_eq!(layers.extra, obj(json!({"a": "1", "b": 3})));
+    }
+
+    #[test]
+    fn extra_vars_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.yml");
+        std::fs::write(&file, "a: 1\nb: [1,\n").unwrap();
+        let err = parse_extra(&format!("@{}", file.display())).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("bad.yml:3:1"), "{text}");
+        assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT);
+
+        std::fs::write(&file, "just a string\n").unwrap();
+        let text = parse_extra(&format!("@{}", file.display()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("bad.yml:1:1") && text.contains("invalid type: string"),
+            "{text}"
+        );
+
+        let text = parse_extra("@/no/such/file.yml").unwrap_err().to_string();
+        assert!(
+            text.starts_with("cannot read `/no/such/file.yml`"),
+            "{text}"
+        );
+
+        let text = parse_extra("{\"a\": [}").unwrap_err().to_string();
+        assert!(text.starts_with("-e:1:"), "{text}");
+        assert!(text.contains("1 | {\"a\": [}"), "{text}");
+        assert!(text.contains("hint: use `-e KEY=VALUE`"), "{text}");
+
+        for (arg, msg) in [
+            ("a=1 oops", "expected `KEY=VALUE`, found `oops`"),
+            ("=1", "invalid variable name ``"),
+            ("a='x", "unterminated ' quote at column 3"),
+            ("[1, 2]", "must be a mapping"),
+        ] {
+            let err = parse_extra(arg).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(msg), "{msg} in {text}");
+            assert!(text.contains("hint: use `-e KEY=VALUE`"), "{text}");
+            assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT);
+        }
+    }
+
+    #[test]
+    fn aliases_stay_in_their_layer() {
+        let mut v =
+            obj(json!({"CONSUL_EXPECT": 3, "Mixed_Case": 1, "X_1": 2, "_9": 0, "consul_port": 1}));
+        add_aliases(&mut v);
+        assert_eq!(v["consul_expect"], json!(3));
+        assert_eq!(v["x_1"], json!(2));
+        assert!(!v.contains_key("mixed_case"));
+        assert!(!v.contains_key("_9") || v["_9"] == json!(0));
+
+        // a later layer's old name overrides an earlier layer's new name
+        let inv = Inventory::parse(
+            Path::new("hosts"),
+            "[g]\nh consul_port=1\n[g:vars]\nCONSUL_PORT=2\nconsul_data=/g\n",
+        )
+        .unwrap();
+        let layers = Layers {
+            defaults: defaults().unwrap(),
+            rc: parse_rc(Path::new("rc"), "CONSUL_DATA=/rc\nCADVISOR_PORT=1\n").unwrap(),
+            extra: parse_extra("CADVISOR_PORT=9").unwrap(),
+        };
+        let v = for_host(&inv, "h", &layers, &Vars::new());
+        assert_eq!(v["consul_port"], json!(1)); // host beats group's CONSUL_PORT
+        assert_eq!(v["consul_data"], json!("/g")); // group beats rc's CONSUL_DATA
+        assert_eq!(v["cadvisor_port"], json!("9")); // extra's CADVISOR_PORT beats all
+    }
+
+    /// One variable per layer boundary: `layerN` is set by layer N and every
+    /// layer above it, so the resolved value names the highest layer.
+    #[test]
+    fn precedence_across_all_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let keys = [
+            "rc",
+            "all_inline",
+            "all_file",
+            "parent_inline",
+            "parent_file",
+            "child_inline",
+            "child_file",
+            "host_inline",
+            "host_file",
+            "play",
+            "extra",
+        ];
+        // layer i sets every key from index i on to its own name
+        let set = |from: usize, sep: &str| -> String {
+            keys[from..]
+                .iter()
+                .map(|k| format!("{k}{sep}{}\n", keys[from]))
+                .collect()
+        };
+        std::fs::write(
+            d.join("hosts"),
+            format!(
+                "[parent:children]\nchild\n[child]\nh1 {}\n[all:vars]\n{}[parent:vars]\n{}[child:vars]\n{}",
+                keys[7..].iter().map(|k| format!("{k}=host_inline")).collect::<Vec<_>>().join(" "),
+                set(1, "="),
+                set(3, "="),
+                set(5, "="),
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.join("group_vars")).unwrap();
+        std::fs::create_dir_all(d.join("host_vars")).unwrap();
+        std::fs::write(d.join("group_vars/all.yml"), set(2, ": ")).unwrap();
+        std::fs::write(d.join("group_vars/parent.yml"), set(4, ": ")).unwrap();
+        std::fs::write(d.join("group_vars/child.yml"), set(6, ": ")).unwrap();
+        std::fs::write(d.join("host_vars/h1.yml"), set(8, ": ")).unwrap();
+        std::fs::write(d.join("rc"), set(0, "=")).unwrap();
+        let inv = Inventory::load(&d.join("hosts")).unwrap();
+        let extra = keys[10..]
+            .iter()
+            .map(|k| format!("{k}=extra"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut layers = Layers::load(Some(&d.join("rc")), &[extra]).unwrap();
+        layers.defaults.insert("default".into(), json!("default"));
+        layers.defaults.insert("rc".into(), json!("default"));
+        let play = obj(json!({"play": "play", "extra": "play"}));
+        let v = for_host(&inv, "h1", &layers, &play);
+        assert_eq!(v["default"], json!("default"));
+        for k in keys {
+            assert_eq!(v[k], json!(k), "layer `{k}` should set `{k}`");
+        }
+        assert_eq!(v["docker_port"], json!(2375));
+    }
+
+    #[test]
+    fn sibling_groups_apply_by_depth_then_name() {
+        let inv = Inventory::parse(
+            Path::new("hosts"),
+            concat!(
+                "[top:children]\nzeta\n",
+                "[zeta]\nh\n[alpha]\nh\n[beta]\nh\n",
+                "[zeta:vars]\nx=zeta\ny=zeta\n",
+                "[alpha:vars]\nx=alpha\ny=alpha\nz=alpha\n",
+                "[beta:vars]\nx=beta\n",
+                "[top:vars]\nz=top\n",
+            ),
+        )
+        .unwrap();
+        let v = for_host(&inv, "h", &Layers::default(), &Vars::new());
+        // alpha, beta, top at depth 1 (by name), then zeta at depth 2
+        assert_eq!(v["x"], json!("zeta"));
+        assert_eq!(v["y"], json!("zeta"));
+        assert_eq!(v["z"], json!("top"));
+    }
+
+    #[test]
+    fn magic_vars() {
+        let inv = Inventory::parse(
+            Path::new("hosts.yml"),
+            "all:\n  hosts:\n    solo.example.com:\n  children:\n    web:\n      hosts: {w1.example.com: }\n",
+        )
+        .unwrap();
+        let layers = Layers {
+            extra: obj(json!({"inventory_hostname": "spoofed"})),
+            ..Layers::default()
+        };
+        let v = for_host(&inv, "w1.example.com", &layers, &Vars::new());
+        assert_eq!(v["inventory_hostname"], json!("w1.example.com"));
+        assert_eq!(v["inventory_hostname_short"], json!("w1"));
+        assert_eq!(v["group_names"], json!(["web"]));
+        assert_eq!(
+            v["groups"],
+            json!({"all": ["solo.example.com", "w1.example.com"], "ungrouped": ["solo.example.com"], "web": ["w1.example.com"]})
+        );
+        let v = for_host(&inv, "solo.example.com", &layers, &Vars::new());
+        assert_eq!(v["group_names"], json!(["ungrouped"]));
+    }
+
+    #[test]
+    fn merging_replaces_whole_values() {
+        let mut a = obj(json!({"m": {"x": 1, "y": 2}, "k": 1}));
+        merge(&mut a, &obj(json!({"m": {"x": 3}})));
+        assert_eq!(a, obj(json!({"m": {"x": 3}, "k": 1})));
+    }
 }

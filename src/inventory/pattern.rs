@@ -1,0 +1,312 @@
+//! Host patterns for `--limit` and a play's `hosts:`, as Ansible reads them.
+//!
+//! A pattern is terms separated by `,` or `:` (colons inside `[…]` do not
+//! separate). A term is a group or host name, `all`, or a glob (`*`, `?`,
+//! `[abc]`, `[!a-c]`) matched against group names (all their hosts) and host
+//! names; a name that is a group means the group, otherwise a host. A term may
+//! end in a subscript picking from its hosts: `servers[0]`, `servers[-1]`,
+//! `servers[1:2]` (inclusive), `servers[1:]`.
+//!
+//! Like Ansible, terms are not applied strictly left to right: first the
+//! plain terms are united, then every `&term` intersects, then every `!term`
+//! excludes; with only `&`/`!` terms the start is `all`. So
+//! `!node3:servers` is `servers` without `node3`. The result is in inventory
+//! order. Regex terms (`~…`) are not supported.
+
+use std::collections::HashSet;
+
+use super::{suggest, Inventory};
+use crate::error::{Error, Result};
+
+pub(super) fn select(inv: &Inventory, pattern: &str) -> Result<Vec<String>> {
+    let terms = split(pattern);
+    if terms.is_empty() {
+        return Err(Error::usage(format!("empty host pattern `{pattern}`"))
+            .with_hint("use a group or host name, `all`, or `name1,name2`"));
+    }
+    let mut plain = Vec::new();
+    let mut and = Vec::new();
+    let mut not = Vec::new();
+    for t in &terms {
+        if let Some(rest) = t.strip_prefix('&') {
+            and.push(rest);
+        } else if let Some(rest) = t.strip_prefix('!') {
+            not.push(rest);
+        } else {
+            plain.push(t.as_str());
+        }
+    }
+    if plain.is_empty() {
+        plain.push("all");
+    }
+    let mut selected: HashSet<String> = HashSet::new();
+    let mut missed: Vec<&str> = Vec::new();
+    for t in &plain {
+        let hosts = matches(inv, t, pattern)?;
+        if hosts.is_empty() {
+            missed.push(t);
+        }
+        selected.extend(hosts);
+    }
+    for t in &and {
+        let hosts: HashSet<String> = matches(inv, t, pattern)?.into_iter().collect();
+        selected.retain(|h| hosts.contains(h));
+    }
+    for t in &not {
+        for h in matches(inv, t, pattern)? {
+            selected.remove(&h);
+        }
+    }
+    let out: Vec<String> = inv
+        .hosts
+        .iter()
+        .filter(|h| selected.contains(&h.name))
+        .map(|h| h.name.clone())
+        .collect();
+    if out.is_empty() {
+        return Err(no_match(inv, pattern, &missed));
+    }
+    Ok(out)
+}
+
+fn no_match(inv: &Inventory, pattern: &str, missed: &[&str]) -> Error {
+    let err = Error::usage(format!("no hosts match `{pattern}`"));
+    let names = || {
+        inv.groups
+            .iter()
+            .map(|g| g.name.as_str())
+            .chain(inv.hosts.iter().map(|h| h.name.as_str()))
+    };
+    for m in missed {
+        let base = split_subscript(m).0;
+        if let Some(near) = suggest(base, names()) {
+            return err.with_hint(format!("did you mean `{near}`?"));
+        }
+    }
+    let groups: Vec<String> = inv
+        .groups
+        .iter()
+        .filter(|g| g.name != "ungrouped" || !g.hosts.is_empty())
+        .take(8)
+        .map(|g| format!("`{}`", g.name))
+        .collect();
+    let more = inv.groups.len().saturating_sub(groups.len() + 1);
+    let mut hint = format!(
+        "groups in `{}`: {}",
+        inv.source.display(),
+        groups.join(", ")
+    );
+    if more > 0 {
+        hint.push_str(&format!(" and {more} more"));
+    }
+    err.with_hint(hint)
+}
+
+/// Split on `,` and `:` outside brackets, trimming and dropping empty terms.
+fn split(pattern: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0usize;
+    for c in pattern.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            ',' | ':' if depth == 0 => {
+                out.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    out.push(cur);
+    out.into_iter()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+#[derive(Debug, PartialEq)]
+enum Subscript {
+    Index(i64),
+    /// Inclusive; `None` end means to the last host.
+    Range(usize, Option<usize>),
+}
+
+/// `servers[0]` → (`servers`, Index(0)). As in Ansible, a trailing `[N]` or
+/// `[N:M]` is always a subscript; other brackets (`node[!2]`, `node[1-3]`)
+/// stay in the name as glob character classes.
+fn split_subscript(term: &str) -> (&str, Option<Subscript>) {
+    let Some(body) = term.strip_suffix(']') else {
+        return (term, None);
+    };
+    let Some(open) = body.rfind('[') else {
+        return (term, None);
+    };
+    let (name, inner) = (&body[..open], &body[open + 1..]);
+    if name.is_empty() {
+        return (term, None);
+    }
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if let Some((a, b)) = inner.split_once(':') {
+        if number(a) && (b.is_empty() || number(b)) {
+            let start = a.parse().unwrap_or(usize::MAX);
+            let end = if b.is_empty() { None } else { b.parse().ok() };
+            return (name, Some(Subscript::Range(start, end)));
+        }
+    } else if number(inner.strip_prefix('-').unwrap_or(inner)) {
+        if let Ok(i) = inner.parse() {
+            return (name, Some(Subscript::Index(i)));
+        }
+    }
+    (term, None)
+}
+
+/// The hosts one term names, in the order Ansible enumerates them (matching
+/// groups' hosts, then matching hosts), subscript applied.
+fn matches(inv: &Inventory, term: &str, pattern: &str) -> Result<Vec<String>> {
+    if term.starts_with('~') {
+        return Err(Error::usage(format!(
+            "regex host patterns like `{term}` in `{pattern}` are not supported"
+        ))
+        .with_hint("use globs (`web*`, `node?`) or list names with `,`"));
+    }
+    let (name, subscript) = split_subscript(term);
+    let glob = name.contains(['*', '?', '[']);
+    let name_matches = |candidate: &str| {
+        if glob {
+            glob_match(name, candidate)
+        } else {
+            name == candidate
+        }
+    };
+    let mut hosts: Vec<String> = Vec::new();
+    let push = |h: String, hosts: &mut Vec<String>| {
+        if !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    };
+    let mut any_group = false;
+    for g in inv.groups.iter().filter(|g| name_matches(&g.name)) {
+        any_group = true;
+        for h in inv.group_hosts(&g.name) {
+            push(h, &mut hosts);
+        }
+    }
+    if !any_group || glob {
+        for h in inv.hosts.iter().filter(|h| name_matches(&h.name)) {
+            push(h.name.clone(), &mut hosts);
+        }
+    }
+    Ok(match subscript {
+        None => hosts,
+        Some(Subscript::Index(i)) => {
+            let i = if i < 0 { hosts.len() as i64 + i } else { i };
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| hosts.get(i).cloned())
+                .into_iter()
+                .collect()
+        }
+        Some(Subscript::Range(start, end)) => {
+            let end = end.unwrap_or(usize::MAX).min(hosts.len().saturating_sub(1));
+            if start > end || start >= hosts.len() {
+                Vec::new()
+            } else {
+                hosts[start..=end].to_vec()
+            }
+        }
+    })
+}
+
+/// fnmatch-style glob: `*`, `?`, `[abc]`, `[a-z]`, `[!abc]`; case-sensitive.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    fn class(p: &[char], c: char) -> Option<(bool, usize)> {
+        // p starts just after '['; returns (matched, length including ']').
+        let mut i = 0;
+        let negate = matches!(p.first(), Some('!'));
+        if negate {
+            i += 1;
+        }
+        let mut matched = false;
+        let mut first = true;
+        while i < p.len() {
+            if p[i] == ']' && !first {
+                return Some((matched != negate, i + 1));
+            }
+            first = false;
+            if i + 2 < p.len() && p[i + 1] == '-' && p[i + 2] != ']' {
+                if p[i] <= c && c <= p[i + 2] {
+                    matched = true;
+                }
+                i += 3;
+            } else {
+                if p[i] == c {
+                    matched = true;
+                }
+                i += 1;
+            }
+        }
+        None
+    }
+    fn go(p: &[char], t: &[char]) -> bool {
+        match p.first() {
+            None => t.is_empty(),
+            Some('*') => (0..=t.len()).any(|k| go(&p[1..], &t[k..])),
+            Some('?') => !t.is_empty() && go(&p[1..], &t[1..]),
+            Some('[') => match (t.first(), class(&p[1..], *t.first().unwrap_or(&'\0'))) {
+                (Some(_), Some((true, len))) => go(&p[1 + len..], &t[1..]),
+                (Some(_), Some((false, _))) | (None, _) => false,
+                // an unclosed `[` is a literal
+                (Some(&c), None) => c == '[' && go(&p[1..], &t[1..]),
+            },
+            Some(&c) => t.first() == Some(&c) && go(&p[1..], &t[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    go(&p, &t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("web*", "web1"));
+        assert!(glob_match("web*", "web"));
+        assert!(!glob_match("web*", "db1"));
+        assert!(glob_match("node?", "node4"));
+        assert!(!glob_match("node?", "node10"));
+        assert!(glob_match("node[12]", "node2"));
+        assert!(!glob_match("node[12]", "node3"));
+        assert!(glob_match("node[1-3]", "node3"));
+        assert!(glob_match("node[!1-3]", "node4"));
+        assert!(glob_match("*", "anything.example.com"));
+        assert!(glob_match("*.example.com", "a.example.com"));
+    }
+
+    #[test]
+    fn splitting_keeps_brackets() {
+        assert_eq!(split("a:b,c"), ["a", "b", "c"]);
+        assert_eq!(split("servers[0:1]:!x"), ["servers[0:1]", "!x"]);
+        assert_eq!(split(" a , :&b "), ["a", "&b"]);
+    }
+
+    #[test]
+    fn subscripts() {
+        assert_eq!(split_subscript("s[0]"), ("s", Some(Subscript::Index(0))));
+        assert_eq!(split_subscript("s[-1]"), ("s", Some(Subscript::Index(-1))));
+        assert_eq!(
+            split_subscript("s[1:2]"),
+            ("s", Some(Subscript::Range(1, Some(2))))
+        );
+        assert_eq!(
+            split_subscript("s[1:]"),
+            ("s", Some(Subscript::Range(1, None)))
+        );
+        assert_eq!(split_subscript("node[12]").1, Some(Subscript::Index(12)));
+        assert_eq!(split_subscript("node[ab]"), ("node[ab]", None));
+    }
+}
