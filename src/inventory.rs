@@ -1106,14 +1106,3 @@ mod tests {
         assert_eq!(suggest("database", c), None);
     }
 }
-
-impl Inventory {
-    pub fn to_json(
-        &self,
-        layers: &crate::vars::Layers,
-        host: Option<&str>,
-    ) -> Result<serde_json::Value> {
-        let _ = (layers, host);
-        todo!()
-    }
-}
