@@ -296,16 +296,11 @@ mod tests {
     #[test]
     fn defaults_are_the_old_tools() {
         let d = defaults().unwrap();
-        assert_eq!(
-            Value::from(d),
-            json!({
-                "docker_port": 2375,
-                "cadvisor_port": 8080,
-                "consul_port": 8500,
-                "consul_data": "/mnt/arpanet-consul",
-                "consul_kv_path": "/arpanet",
-            })
-        );
+        assert_eq!(d["docker_port"], json!(2375));
+        assert_eq!(d["cadvisor_port"], json!(8080));
+        assert_eq!(d["consul_port"], json!(8500));
+        assert_eq!(d["consul_data"], json!("/mnt/arpanet-consul"));
+        assert_eq!(d["consul_kv_path"], json!("/arpanet"));
     }
 
     #[test]
