@@ -1,7 +1,15 @@
 //! The typed playbook model: plays, tasks and a `Module` enum, parsed from
 //! Ansible-shaped YAML. Unknown keys and modules are rejected with their
 //! file, line and a suggestion for near misses. String arguments are
-//! templates, rendered per host when the task runs.
+//! templates, rendered per host when the task runs; each is checked to
+//! compile at load time, so a broken `{{` is reported before any host is
+//! touched.
+//!
+//! Built-in playbooks live in the repository's `playbooks/` and are embedded
+//! in the binary. `arpanet run NAME` takes, in order: a file at the path
+//! `NAME`; a file `NAME.yml` in the current directory (so a user overrides
+//! the built-in `setup` by writing their own `setup.yml`); the built-in
+//! `NAME`.
 
 use std::path::{Path, PathBuf};
 

@@ -584,3 +584,26 @@ fn resolve_src_looks_beside_the_playbook_then_in_templates_or_files() {
         Some(absolute)
     );
 }
+
+#[test]
+fn anchors_and_aliases_keep_the_parse_in_step() {
+    let pb = parse(concat!(
+        "- hosts: all\n",
+        "  vars: &common\n    port: 8500\n",
+        "  tasks:\n",
+        "    - &check\n      name: check\n      command: echo {{ port }}\n",
+        "    - *check\n",
+        "    - name: after\n      debug: {var: port}\n",
+        "- hosts: clients\n  vars: *common\n",
+    ))
+    .unwrap();
+    let tasks = &pb.plays[0].tasks;
+    assert_eq!(tasks.len(), 3);
+    assert_eq!(tasks[0].name, "check");
+    assert_eq!(tasks[0].location.line, 6);
+    assert_eq!(tasks[1].name, "check");
+    assert_eq!(tasks[2].name, "after");
+    assert_eq!(tasks[2].location.line, 9);
+    assert_eq!(pb.plays[1].vars["port"], 8500);
+    assert_eq!(pb.plays[1].location.line, 11);
+}
