@@ -205,7 +205,7 @@ fn render(args: RenderArgs) -> Result<i32> {
         engine.render_file(path, &vars)?
     } else if let Some(source) = playbook::builtin_template(&args.template) {
         engine.render_named(
-            &std::path::Path::new("<builtin>/templates").join(&args.template),
+            &format!("<builtin>/templates/{}", args.template),
             source,
             &vars,
         )?

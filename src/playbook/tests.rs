@@ -1,0 +1,609 @@
+use super::*;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/playbooks")
+}
+
+fn parse(text: &str) -> Result<Playbook> {
+    Playbook::parse(Path::new("site.yml"), Path::new("."), text)
+}
+
+/// The error text for a playbook that must not parse.
+fn error(text: &str) -> String {
+    match parse(text) {
+        Ok(_) => panic!("parsed, but should not have:\n{text}"),
+        Err(err) => {
+            assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT, "{err}");
+            err.to_string()
+        }
+    }
+}
+
+/// The tasks of a one-play playbook with these task lines.
+fn tasks(yaml_tasks: &str) -> Vec<Task> {
+    let text = format!("- hosts: all\n  tasks:\n{yaml_tasks}");
+    match parse(&text) {
+        Ok(mut p) => p.plays.remove(0).tasks,
+        Err(err) => panic!("{err}"),
+    }
+}
+
+fn task(yaml_task: &str) -> Task {
+    tasks(yaml_task).remove(0)
+}
+
+fn all_modules() -> Playbook {
+    Playbook::load(&fixtures().join("good/all_modules.yml")).unwrap()
+}
+
+#[test]
+fn good_fixture_parses_every_module_form() {
+    let pb = all_modules();
+    assert_eq!(pb.dir, fixtures().join("good"));
+    assert_eq!(pb.plays.len(), 2);
+    let play = &pb.plays[0];
+    assert_eq!(play.name, "every module");
+    assert_eq!(play.hosts, "servers:clients");
+    assert_eq!(play.serial, Some(Serial::Percent(30.0)));
+    assert_eq!(play.max_fail_percentage, Some(10.0));
+    assert_eq!(play.tags, ["setup"]);
+    assert_eq!(play.vars["consul_port"], 8500);
+    assert_eq!(pb.plays[1].serial, Some(Serial::Count(2)));
+    assert_eq!(pb.plays[1].name, "all");
+
+    let t = &play.tasks;
+    let names: Vec<&str> = t.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "command: echo hi",
+            "command with args",
+            "command with argv",
+            "shell pipeline",
+            "docker defaults",
+            "copy a file",
+            "copy content",
+            "file: {{ consul_data }}",
+            "enable docker",
+            "wait_for: 127.0.0.1:8500",
+            "wait for a file",
+            "debug: port {{ consul_port }}",
+            "debug: running.stdout_lines",
+            "set_fact: consul_role, consul_join",
+            "until leader",
+        ]
+    );
+    assert_eq!(
+        t[1].module,
+        Module::Command(CommandArgs {
+            cmd: Some("consul members".into()),
+            argv: None,
+            chdir: Some("/tmp".into()),
+            creates: Some("/tmp/done".into()),
+            removes: Some("/tmp/todo".into()),
+            stdin: Some("yes".into()),
+        })
+    );
+    let Module::Command(argv) = &t[2].module else {
+        panic!("{:?}", t[2].module)
+    };
+    assert_eq!(
+        argv.argv.as_deref().unwrap(),
+        ["docker", "run", "--name", "consul {{ consul_port }}"]
+    );
+    let Module::Shell(shell) = &t[3].module else {
+        panic!()
+    };
+    assert!(shell.cmd.as_deref().unwrap().ends_with("grep -c consul\n"));
+    assert_eq!(t[3].register.as_deref(), Some("running"));
+    assert_eq!(t[3].changed_when, ["false"]);
+    assert_eq!(t[3].failed_when, ["running.rc > 1"]);
+    assert_eq!(
+        t[4].module,
+        Module::Template(FileContentArgs {
+            src: Some("docker.j2".into()),
+            content: None,
+            dest: "/etc/default/docker".into(),
+            mode: Some("0644".into()),
+            owner: Some("root".into()),
+            group: Some("root".into()),
+            backup: true,
+        })
+    );
+    assert_eq!(t[4].notify, ["restart docker"]);
+    let Module::Copy(copy) = &t[5].module else {
+        panic!()
+    };
+    assert_eq!(copy.src.as_deref(), Some("consul.json"));
+    assert_eq!(copy.mode.as_deref(), Some("0600"));
+    let Module::Copy(content) = &t[6].module else {
+        panic!()
+    };
+    assert_eq!(content.content.as_deref(), Some("{{ consul_data }}\n"));
+    assert_eq!(
+        t[7].module,
+        Module::File(FileArgs {
+            path: "{{ consul_data }}".into(),
+            state: FileState::Directory,
+            mode: Some("0755".into()),
+            owner: None,
+            group: None,
+        })
+    );
+    assert_eq!(
+        t[8].module,
+        Module::Service(ServiceArgs {
+            name: "docker".into(),
+            state: Some(ServiceState::Started),
+            enabled: Some(true),
+            daemon_reload: true,
+        })
+    );
+    assert_eq!(
+        t[9].module,
+        Module::WaitFor(WaitForArgs {
+            host: "127.0.0.1".into(),
+            port: Some("8500".into()),
+            path: None,
+            state: PortState::Started,
+            delay: 0.0,
+            timeout: 60.0,
+        })
+    );
+    let Module::WaitFor(file_wait) = &t[10].module else {
+        panic!()
+    };
+    assert_eq!(file_wait.path.as_deref(), Some("/tmp/ready"));
+    assert_eq!(file_wait.delay, 1.5);
+    assert_eq!(file_wait.timeout, 300.0);
+    assert_eq!(
+        t[11].module,
+        Module::Debug(DebugArgs::Msg("port {{ consul_port }}".into()))
+    );
+    assert_eq!(
+        t[12].module,
+        Module::Debug(DebugArgs::Var("running.stdout_lines".into()))
+    );
+    assert_eq!(
+        t[12].when,
+        ["running is succeeded", "consul_port | int > 0"]
+    );
+    assert_eq!(t[12].tags, ["debug", "info"]);
+    let Module::SetFact(facts) = &t[13].module else {
+        panic!()
+    };
+    assert_eq!(facts["consul_role"], "server");
+    let until = &t[14];
+    assert_eq!(until.until, ["'leader = true' in info.stdout"]);
+    assert_eq!(until.retries, Some(3));
+    assert_eq!(until.delay, Some(5.0));
+    assert!(until.ignore_errors && until.run_once && until.no_log);
+    assert_eq!(until.vars["extra"], "{{ consul_port }}");
+
+    assert_eq!(play.handlers.len(), 1);
+    assert_eq!(play.handlers[0].name, "restart docker");
+    let flow = &pb.plays[1].tasks[0];
+    assert_eq!(flow.when, ["true"]);
+}
+
+#[test]
+fn locations_point_at_the_first_key_of_each_play_and_task() {
+    let pb = all_modules();
+    let file = fixtures().join("good/all_modules.yml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line_of = |needle: &str| {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1)
+            .unwrap_or_else(|| panic!("`{needle}` not in fixture"))
+    };
+    let play = &pb.plays[0];
+    assert_eq!(play.location.file, file);
+    assert_eq!(
+        (play.location.line, play.location.column),
+        (line_of("- name: every module"), 3)
+    );
+    assert_eq!(
+        play.location.snippet.as_deref(),
+        Some("- name: every module")
+    );
+    let t = &play.tasks;
+    assert_eq!(
+        (t[0].location.line, t[0].location.column),
+        (line_of("- command: echo hi"), 7)
+    );
+    assert_eq!(t[1].location.line, line_of("- name: command with args"));
+    // After a block scalar.
+    assert_eq!(t[4].location.line, line_of("- name: docker defaults"));
+    // A flow mapping as the module's value.
+    assert_eq!(t[5].location.line, line_of("- name: copy a file"));
+    assert_eq!(t[7].location.line, line_of("- file:"));
+    assert_eq!(t[14].location.line, line_of("- name: until leader"));
+    assert_eq!(
+        play.handlers[0].location.line,
+        line_of("- name: restart docker")
+    );
+    let second = &pb.plays[1];
+    assert_eq!(second.location.line, line_of("- hosts: all"));
+    // A task written as a flow mapping: its first key, after the `{`.
+    let flow = &second.tasks[0].location;
+    assert_eq!((flow.line, flow.column), (line_of("- {shell:"), 8));
+}
+
+#[test]
+fn free_form_and_fqcn_commands() {
+    let t = task("    - ansible.builtin.shell: echo {{ x }} | wc -l\n");
+    assert_eq!(
+        t.module,
+        Module::Shell(CommandArgs {
+            cmd: Some("echo {{ x }} | wc -l".into()),
+            ..CommandArgs::default()
+        })
+    );
+    assert_eq!(t.name, "shell: echo {{ x }} | wc -l");
+    assert_eq!(t.module.kind(), "shell");
+    let t = task("    - ansible.builtin.systemd: {name: consul, state: reloaded}\n");
+    assert_eq!(t.module.kind(), "service");
+    let t = task("    - ansible.builtin.wait_for: {host: 10.0.0.1, port: \"{{ consul_port }}\"}\n");
+    assert_eq!(t.name, "wait_for: 10.0.0.1:{{ consul_port }}");
+}
+
+#[test]
+fn default_names_use_the_first_line_of_the_first_argument() {
+    let t = task("    - shell: |\n        set -e\n        docker pull consul\n");
+    assert_eq!(t.name, "shell: set -e");
+    let t = task("    - template: {src: a.j2, dest: /etc/a}\n");
+    assert_eq!(t.name, "template: /etc/a");
+    let t = task("    - service: {name: docker, state: started}\n");
+    assert_eq!(t.name, "service: docker");
+}
+
+#[test]
+fn retries_and_delay_defaults() {
+    let t = task("    - command: x\n");
+    assert_eq!((t.retries, t.delay), (None, None));
+    let t = task("    - command: x\n      until: r.rc == 0\n      register: r\n");
+    assert_eq!((t.retries, t.delay), (Some(3), Some(5.0)));
+    let t = task("    - command: x\n      until: r.rc == 0\n      retries: 10\n      delay: 1\n");
+    assert_eq!((t.retries, t.delay), (Some(10), Some(1.0)));
+    let t = task("    - command: x\n      retries: \"2\"\n");
+    assert_eq!((t.retries, t.delay), (Some(2), Some(5.0)));
+}
+
+#[test]
+fn modes_are_strings_never_yaml_octal_numbers() {
+    let mode = |m: &str| match task(&format!("    - file: {{path: /x, mode: {m}}}\n")).module {
+        Module::File(f) => f.mode.unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(mode("0644"), "0644");
+    assert_eq!(mode("'0644'"), "0644");
+    assert_eq!(mode("644"), "0644");
+    assert_eq!(mode("0o755"), "0755");
+    assert_eq!(mode("01777"), "01777");
+    assert_eq!(mode("u+x"), "u+x");
+    assert_eq!(mode("\"{{ m }}\""), "{{ m }}");
+    let text = error("- hosts: all\n  tasks:\n    - file: {path: /x, mode: 64}\n");
+    assert!(
+        text.contains("site.yml:3:30: `mode`: expected an octal mode"),
+        "{text}"
+    );
+}
+
+#[test]
+fn numbers_and_booleans_in_string_arguments_are_strings() {
+    let t = task("    - wait_for: {port: 8500, host: 10.0.0.2}\n");
+    let Module::WaitFor(w) = t.module else {
+        panic!()
+    };
+    assert_eq!(w.port.as_deref(), Some("8500"));
+    let t = task("    - service: {name: 42, enabled: no}\n");
+    let Module::Service(s) = t.module else {
+        panic!()
+    };
+    assert_eq!((s.name.as_str(), s.enabled), ("42", Some(false)));
+}
+
+#[test]
+fn conditions_accept_strings_bools_and_lists() {
+    assert_eq!(task("    - command: x\n      when: true\n").when, ["true"]);
+    assert_eq!(task("    - command: x\n      when: no\n").when, ["false"]);
+    assert_eq!(
+        task("    - command: x\n      when: a == 1\n").when,
+        ["a == 1"]
+    );
+    assert_eq!(
+        task("    - command: x\n      when: [a, \"{{ b }}\"]\n").when,
+        ["a", "{{ b }}"]
+    );
+    assert_eq!(
+        task("    - command: x\n      failed_when:\n        - r.rc != 0\n        - false\n")
+            .failed_when,
+        ["r.rc != 0", "false"]
+    );
+    let text = error("- hosts: all\n  tasks:\n    - command: x\n      when: [[a]]\n");
+    assert!(
+        text.contains("site.yml:4:14: invalid type: sequence, expected an expression"),
+        "{text}"
+    );
+}
+
+#[test]
+fn tags_and_notify_take_a_string_or_a_list() {
+    let ts = tasks(concat!(
+        "    - command: x\n      tags: a, b\n      notify: h1\n",
+        "    - command: y\n      tags: [c]\n      notify: [h1, h2]\n",
+        "  handlers:\n    - {name: h1, command: a}\n    - {name: h2, command: b}\n",
+    ));
+    assert_eq!(ts[0].tags, ["a", "b"]);
+    assert_eq!(ts[1].tags, ["c"]);
+    assert_eq!(ts[1].notify, ["h1", "h2"]);
+}
+
+#[test]
+fn serial_forms() {
+    let serial = |s: &str| {
+        parse(&format!("- hosts: all\n  serial: {s}\n  tasks: []\n"))
+            .map(|p| p.plays[0].serial.clone())
+    };
+    assert_eq!(serial("3").unwrap(), Some(Serial::Count(3)));
+    assert_eq!(serial("\"25%\"").unwrap(), Some(Serial::Percent(25.0)));
+    assert_eq!(serial("0").unwrap(), None);
+    let text = serial("lots").unwrap_err().to_string();
+    assert!(
+        text.starts_with("site.yml:2:11: `serial`: expected a number of hosts"),
+        "{text}"
+    );
+}
+
+#[test]
+fn hosts_may_be_a_list_and_tasks_may_be_absent() {
+    let pb = parse("- hosts: [servers, clients]\n").unwrap();
+    assert_eq!(pb.plays[0].hosts, "servers,clients");
+    assert!(pb.plays[0].tasks.is_empty());
+}
+
+#[test]
+fn unsupported_ansible_keys_say_so() {
+    let text = error("- hosts: all\n  roles: [consul]\n");
+    assert!(
+        text.starts_with("site.yml:2:3: `roles` is not supported"),
+        "{text}"
+    );
+    let text = error("- hosts: all\n  tasks:\n    - command: x\n      loop: [1, 2]\n");
+    assert!(
+        text.starts_with("site.yml:4:7: `loop` is not supported"),
+        "{text}"
+    );
+}
+
+#[test]
+fn duplicate_keys_are_rejected_at_the_second() {
+    let text = error("- hosts: all\n  tasks:\n    - command: x\n      name: a\n      name: b\n");
+    assert!(
+        text.starts_with("site.yml:5:7: duplicate key `name`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn module_argument_checks() {
+    let cases = [
+        (
+            "copy: {dest: /x}",
+            "give exactly one of `src` and `content`",
+        ),
+        (
+            "command: {chdir: /tmp}",
+            "missing argument `cmd` (or `argv`)",
+        ),
+        ("command: {cmd: a, argv: [b]}", "either `cmd` or `argv`"),
+        ("service: {name: docker}", "at least one of `state`"),
+        ("wait_for: {timeout: 5}", "exactly one of `port` and `path`"),
+        ("debug: {msg: a, var: b}", "exactly one of `msg` and `var`"),
+        (
+            "debug: hello",
+            "invalid type: string \"hello\", expected a mapping with `msg` or `var`",
+        ),
+        ("set_fact: {}", "at least one variable"),
+        ("file: {path: /x, state: gone}", "unknown value `gone`"),
+        (
+            "command: {cmd: x, stdin: [a]}",
+            "`stdin`: invalid type: sequence, expected a string",
+        ),
+        (
+            "command: x\n      ignore_errors: maybe",
+            "expected true or false",
+        ),
+    ];
+    for (module, expected) in cases {
+        let text = error(&format!("- hosts: all\n  tasks:\n    - {module}\n"));
+        assert!(text.contains(expected), "{module}: {text}");
+        assert!(text.starts_with("site.yml:"), "{text}");
+    }
+}
+
+#[test]
+fn templates_in_vars_names_and_conditions_are_checked() {
+    let text = error("- hosts: all\n  vars:\n    a: \"{{ b \"\n  tasks: []\n");
+    assert!(text.starts_with("site.yml:2:3: syntax error"), "{text}");
+    let text = error("- hosts: all\n  tasks:\n    - name: \"{% if %}\"\n      command: x\n");
+    assert!(text.starts_with("site.yml:3:7: syntax error"), "{text}");
+    let text = error("- hosts: all\n  tasks:\n    - command: x\n      until: \"{{ a ==\"\n");
+    assert!(text.starts_with("site.yml:4:7: syntax error"), "{text}");
+    let text = error("- hosts: all\n  tasks:\n    - set_fact:\n        a: \"{{ [ }}\"\n");
+    assert!(text.starts_with("site.yml:3:7: syntax error"), "{text}");
+}
+
+#[test]
+fn handlers_may_notify_handlers() {
+    let pb = parse(concat!(
+        "- hosts: all\n  tasks:\n    - command: x\n      notify: a\n",
+        "  handlers:\n    - name: a\n      command: y\n      notify: b\n",
+        "    - name: b\n      command: z\n",
+    ))
+    .unwrap();
+    assert_eq!(pb.plays[0].handlers[0].notify, ["b"]);
+    let text = error("- hosts: all\n  tasks:\n    - command: x\n      notify: nope\n");
+    assert!(
+        text.contains("define it under the play's `handlers:`"),
+        "{text}"
+    );
+}
+
+/// Every bad fixture starts with `# expect: LINE:COL: message | hint`; its
+/// error must name the file at that line and column, show the line, and
+/// carry the message and hint.
+#[test]
+fn bad_fixtures_fail_with_located_errors() {
+    let dir = fixtures().join("bad");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} lacks `# expect:`", path.display()));
+        let (position, rest) = expect.split_once(": ").unwrap();
+        let (message, hint) = match rest.split_once(" | ") {
+            Some((m, h)) => (m, Some(h)),
+            None => (rest, None),
+        };
+        let err = Playbook::load(&path).expect_err(&path.display().to_string());
+        assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT);
+        let shown = err.to_string();
+        let head = format!("{}:{position}: {message}", path.display());
+        assert!(shown.starts_with(&head), "expected `{head}`, got:\n{shown}");
+        let line: usize = position.split(':').next().unwrap().parse().unwrap();
+        let source_line = text.lines().nth(line - 1).unwrap();
+        assert!(
+            shown.contains(&format!("{line} | {source_line}")),
+            "offending line not shown:\n{shown}"
+        );
+        if let Some(hint) = hint {
+            assert!(
+                shown.contains(&format!("hint: {hint}")),
+                "no hint `{hint}`:\n{shown}"
+            );
+        }
+        count += 1;
+    }
+    assert!(count >= 15, "only {count} bad fixtures");
+}
+
+#[test]
+fn load_reports_a_missing_file() {
+    let err = Playbook::load(Path::new("/nonexistent/site.yml")).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    assert!(err.to_string().contains("/nonexistent/site.yml"));
+}
+
+#[test]
+fn builtins_parse() {
+    for name in builtin_names() {
+        let text = builtin(name).unwrap_or_else(|| panic!("no text for `{name}`"));
+        let source = PathBuf::from(format!("<builtin>/{name}.yml"));
+        if let Err(err) = Playbook::parse(&source, Path::new("."), text) {
+            panic!("{err}");
+        }
+    }
+    assert_eq!(BUILTINS.len(), builtin_names().len());
+    assert!(builtin("nope").is_none());
+    assert!(builtin_template("nope.j2").is_none());
+}
+
+#[test]
+fn resolve_finds_files_then_builtins_then_suggests() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = resolve_in("info", dir.path()).unwrap();
+    assert_eq!(pb.source, Path::new("<builtin>/info.yml"));
+    assert!(pb.dir.is_absolute());
+
+    // A local NAME.yml overrides the built-in NAME.
+    std::fs::write(dir.path().join("info.yml"), "- hosts: mine\n").unwrap();
+    let pb = resolve_in("info", dir.path()).unwrap();
+    assert_eq!(pb.plays[0].hosts, "mine");
+    assert_eq!(pb.dir, dir.path());
+
+    std::fs::write(dir.path().join("site.yml"), "- hosts: web\n").unwrap();
+    assert_eq!(
+        resolve_in("site.yml", dir.path()).unwrap().plays[0].hosts,
+        "web"
+    );
+    let absolute = dir.path().join("site.yml");
+    let pb = resolve_in(absolute.to_str().unwrap(), Path::new("/")).unwrap();
+    assert_eq!(pb.source, absolute);
+
+    let err = resolve_in("inf", dir.path()).unwrap_err();
+    assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT);
+    let text = err.to_string();
+    assert!(
+        text.contains("no playbook file or built-in playbook named `inf`"),
+        "{text}"
+    );
+    assert!(text.contains("did you mean `info`?"), "{text}");
+    assert!(text.contains("built-in playbooks: `info`"), "{text}");
+    let text = resolve_in("nope/site.yml", dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("playbook file `nope/site.yml` does not exist"),
+        "{text}"
+    );
+}
+
+#[test]
+fn resolve_src_looks_beside_the_playbook_then_in_templates_or_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("templates")).unwrap();
+    std::fs::create_dir_all(root.join("files")).unwrap();
+    std::fs::write(root.join("templates/docker.j2"), "x").unwrap();
+    std::fs::write(root.join("files/consul.json"), "{}").unwrap();
+    std::fs::write(root.join("both.txt"), "").unwrap();
+    std::fs::write(root.join("templates/both.txt"), "").unwrap();
+    let pb = Playbook::parse(&root.join("site.yml"), root, "- hosts: all\n").unwrap();
+    assert_eq!(
+        pb.resolve_src("docker.j2", SrcKind::Template),
+        Some(root.join("templates/docker.j2"))
+    );
+    assert_eq!(pb.resolve_src("docker.j2", SrcKind::File), None);
+    assert_eq!(
+        pb.resolve_src("consul.json", SrcKind::File),
+        Some(root.join("files/consul.json"))
+    );
+    assert_eq!(
+        pb.resolve_src("both.txt", SrcKind::Template),
+        Some(root.join("both.txt"))
+    );
+    let absolute = root.join("files/consul.json");
+    assert_eq!(
+        pb.resolve_src(absolute.to_str().unwrap(), SrcKind::Template),
+        Some(absolute)
+    );
+}
+
+#[test]
+fn anchors_and_aliases_keep_the_parse_in_step() {
+    let pb = parse(concat!(
+        "- hosts: all\n",
+        "  vars: &common\n    port: 8500\n",
+        "  tasks:\n",
+        "    - &check\n      name: check\n      command: echo {{ port }}\n",
+        "    - *check\n",
+        "    - name: after\n      debug: {var: port}\n",
+        "- hosts: clients\n  vars: *common\n",
+    ))
+    .unwrap();
+    let tasks = &pb.plays[0].tasks;
+    assert_eq!(tasks.len(), 3);
+    assert_eq!(tasks[0].name, "check");
+    assert_eq!(tasks[0].location.line, 6);
+    assert_eq!(tasks[1].name, "check");
+    assert_eq!(tasks[2].name, "after");
+    assert_eq!(tasks[2].location.line, 9);
+    assert_eq!(pb.plays[1].vars["port"], 8500);
+    assert_eq!(pb.plays[1].location.line, 11);
+}
