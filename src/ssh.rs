@@ -39,8 +39,13 @@ use known_hosts::HostKeyStatus;
 pub const DEFAULT_MAX_STARTS: usize = 8;
 
 /// Session channels open at once on one connection; below sshd's default
-/// `MaxSessions 10`.
-const MAX_SESSIONS: usize = 8;
+/// `MaxSessions 10` with room to spare, because sshd frees a closed
+/// session's slot only after it has handled the packets that arrived with
+/// our close (which may include the next open).
+const MAX_SESSIONS: usize = 6;
+
+/// How often a refused session channel is retried (see [`MAX_SESSIONS`]).
+const OPEN_RETRIES: u32 = 20;
 
 /// Keepalive interval: a dead peer is noticed after about 3 × this.
 const KEEPALIVE: Duration = Duration::from_secs(15);
@@ -331,9 +336,33 @@ impl SshTransport {
         if self.handle.is_closed() {
             return self.lost(what);
         }
+        let message = match e {
+            russh::Error::ChannelOpenFailure(reason) => format!(
+                "the server refused a new channel {what} ({reason:?}; sshd MaxSessions reached, \
+                 or forwarding disabled)"
+            ),
+            e => format!("cannot open a channel {what}: {e}"),
+        };
         Error::Remote {
             host: self.host.clone(),
-            message: format!("cannot open a channel {what}: {e}"),
+            message,
+        }
+    }
+
+    /// Open a session channel, retrying for a moment when sshd refuses it:
+    /// it may not have freed the slots of channels that just closed.
+    async fn open_session(&self, what: &str) -> Result<russh::Channel<client::Msg>> {
+        let mut attempt = 0;
+        loop {
+            match self.handle.channel_open_session().await {
+                Ok(channel) => return Ok(channel),
+                Err(russh::Error::ChannelOpenFailure(_)) if attempt < OPEN_RETRIES => {
+                    attempt += 1;
+                    let pause = Duration::from_millis(10 * u64::from(attempt.min(10)));
+                    tokio::time::sleep(pause).await;
+                }
+                Err(e) => return Err(self.channel_error(what, e)),
+            }
         }
     }
 
@@ -344,11 +373,7 @@ impl SshTransport {
             .acquire()
             .await
             .map_err(|_| Error::Internal("session semaphore closed".into()))?;
-        let channel = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| self.channel_error(&what, e))?;
+        let channel = self.open_session(&what).await?;
         let (mut reader, writer) = channel.split();
         let mut guard = CloseOnDrop(Some(writer));
         let (stdout, stderr, status) = {
