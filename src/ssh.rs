@@ -374,10 +374,9 @@ impl SshTransport {
             .await
             .map_err(|_| Error::Internal("session semaphore closed".into()))?;
         let channel = self.open_session(&what).await?;
-        let (mut reader, writer) = channel.split();
-        let mut guard = CloseOnDrop(Some(writer));
+        let mut guard = Abandon(Some(channel.split()));
         let (stdout, stderr, status) = {
-            let Some(writer) = guard.0.as_ref() else {
+            let Some((reader, writer)) = guard.0.as_mut() else {
                 return Err(Error::Internal("channel writer missing".into()));
             };
             writer
@@ -474,20 +473,43 @@ impl Transport for SshTransport {
     }
 }
 
-/// Closes an exec channel whose future was dropped before the server closed
-/// it (a task timeout, say), so the session slot is not held until the
-/// command ends on its own.
-struct CloseOnDrop(Option<russh::ChannelWriteHalf<client::Msg>>);
+/// Kills the command of an exec whose future was dropped before the server
+/// closed its channel (a task timeout, say), waits for the server to close
+/// the channel, and closes it itself as a last resort. Closing alone is not
+/// enough: sshd keeps the session (and its `MaxSessions` slot) until the
+/// command exits. The kill is repeated because sshd ignores a signal that
+/// arrives before the command has set up its process group.
+struct Abandon(Option<(russh::ChannelReadHalf, russh::ChannelWriteHalf<client::Msg>)>);
 
-impl Drop for CloseOnDrop {
+impl Drop for Abandon {
     fn drop(&mut self) {
-        if let Some(writer) = self.0.take() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let _ = writer.close().await;
-                });
+        let Some((mut reader, writer)) = self.0.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            for _ in 0..4 {
+                if writer.signal(Sig::KILL).await.is_err() {
+                    return;
+                }
+                let closed = async {
+                    while let Some(msg) = reader.wait().await {
+                        if matches!(msg, ChannelMsg::Close) {
+                            break;
+                        }
+                    }
+                };
+                if tokio::time::timeout(Duration::from_millis(250), closed)
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
             }
-        }
+            let _ = writer.close().await;
+        });
     }
 }
 

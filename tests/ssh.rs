@@ -502,3 +502,41 @@ async fn connection_starts_are_throttled_below_max_startups() {
         assert_eq!(out.unwrap().stdout, "up\n");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn execs_abandoned_by_a_timeout_free_their_sessions() {
+    let cluster = Cluster::start(1);
+    let ssh = connect(&cluster, 0).await;
+    let abandoned = (0..12).map(|_| {
+        let ssh = Arc::clone(&ssh);
+        async move {
+            let run = ssh.exec("sleep 31.5", None);
+            assert!(tokio::time::timeout(Duration::from_millis(300), run)
+                .await
+                .is_err());
+        }
+    });
+    futures::future::join_all(abandoned).await;
+    for i in 0..20 {
+        let out = ssh.exec(&format!("echo {i}"), None).await.unwrap();
+        assert_eq!(out.stdout, format!("{i}\n"));
+    }
+    // The abandoned commands were killed, not left running.
+    let left = ssh
+        .exec("ps -eo pid,ppid,etimes,args | grep 'sleep 31[.]5' >&2; pgrep -f 'sleep 31[.]5' | wc -l", None)
+        .await
+        .unwrap();
+    assert_eq!(left.stdout.trim(), "0", "{}", left.stderr);
+}
+
+#[test]
+fn the_binary_runs_with_a_temp_home() {
+    let cluster = Cluster::start(1);
+    let run = cluster.run(&["--version"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stdout.starts_with("arpanet "), "{run}");
+    let inventory = cluster.inventory(&[("consul_expect", "1")]);
+    let text = fs::read_to_string(inventory).unwrap();
+    assert!(text.starts_with(&cluster.host_line(0)), "{text}");
+    assert!(text.ends_with("[all:vars]\nconsul_expect=1\n"), "{text}");
+}
