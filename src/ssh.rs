@@ -1,18 +1,300 @@
 //! The russh implementation of `Transport`: connect with a timeout and a cap
-//! on unauthenticated connection starts, authenticate by agent or key file,
-//! verify host keys against known_hosts, run commands on fresh channels that
-//! are closed after use, and forward TCP channels.
+//! on unauthenticated connection starts, verify host keys against
+//! known_hosts, authenticate by agent or key file, run commands on fresh
+//! channels that are closed after use, and forward TCP channels.
+//!
+//! It exists so that everything above it (executor, modules) sees one small
+//! trait, while the parts of SSH that bite at scale live here:
+//! - sshd's `MaxStartups` drops connections when too many are still
+//!   unauthenticated, so a semaphore caps handshakes in flight;
+//! - sshd's `MaxSessions` refuses channels beyond 10 per connection, so
+//!   every exec opens its own channel, waits for it to close, and a
+//!   per-connection semaphore keeps concurrent execs below the limit;
+//! - a refused host key must reach the operator as a host-key error with
+//!   the fingerprint and what to do, not as russh's generic "disconnected".
 
-use std::sync::Arc;
+pub mod known_hosts;
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
+use russh::client::{self, AuthResult, Handle};
+use russh::keys::agent::client::AgentClient;
+use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{ChannelMsg, Disconnect, Sig};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 
-use crate::error::Result;
-use crate::transport::{Connector, Target, Transport};
+use crate::error::{Error, Result};
+use crate::transport::{Connector, HostKeyChecking, Output, Stream, Target, Transport};
+use known_hosts::HostKeyStatus;
 
-/// Opens SSH connections; at most `max_starts` handshakes at once.
+/// Handshakes in flight when the caller has no opinion; below sshd's default
+/// `MaxStartups 10`.
+pub const DEFAULT_MAX_STARTS: usize = 8;
+
+/// Session channels open at once on one connection; below sshd's default
+/// `MaxSessions 10` with room to spare, because sshd frees a closed
+/// session's slot only after it has handled the packets that arrived with
+/// our close (which may include the next open).
+const MAX_SESSIONS: usize = 6;
+
+/// How often a refused session channel is retried (see [`MAX_SESSIONS`]).
+const OPEN_RETRIES: u32 = 20;
+
+/// Keepalive interval: a dead peer is noticed after about 3 × this.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// Environment variable holding the passphrase for encrypted key files.
+pub const PASSPHRASE_ENV: &str = "ARPANET_SSH_PASSPHRASE";
+
+/// Opens SSH connections; at most `max_starts` handshakes (TCP connect to
+/// end of authentication) at once.
 pub struct SshConnector {
-    pub max_starts: usize,
+    starts: Arc<Semaphore>,
+    agent: Option<PathBuf>,
+    passphrase: Option<String>,
+    config: Arc<client::Config>,
+}
+
+impl SshConnector {
+    /// A connector allowing `max_starts` handshakes at once (at least one),
+    /// using the ssh-agent at `$SSH_AUTH_SOCK` and the passphrase in
+    /// `$ARPANET_SSH_PASSPHRASE` when set.
+    pub fn new(max_starts: usize) -> SshConnector {
+        let config = client::Config {
+            keepalive_interval: Some(KEEPALIVE),
+            keepalive_max: 3,
+            nodelay: true,
+            ..client::Config::default()
+        };
+        SshConnector {
+            starts: Arc::new(Semaphore::new(max_starts.max(1))),
+            agent: std::env::var_os("SSH_AUTH_SOCK")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            passphrase: std::env::var(PASSPHRASE_ENV).ok(),
+            config: Arc::new(config),
+        }
+    }
+
+    /// Use the ssh-agent listening on `socket` (or none) instead of
+    /// `$SSH_AUTH_SOCK`.
+    pub fn with_agent(mut self, socket: Option<PathBuf>) -> SshConnector {
+        self.agent = socket;
+        self
+    }
+
+    /// Decrypt encrypted key files with `passphrase` (or skip them) instead
+    /// of `$ARPANET_SSH_PASSPHRASE`.
+    pub fn with_passphrase(mut self, passphrase: Option<String>) -> SshConnector {
+        self.passphrase = passphrase;
+        self
+    }
+
+    /// Connect and authenticate to `target`.
+    pub async fn connect_ssh(&self, target: &Target) -> Result<SshTransport> {
+        let permit = self
+            .starts
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal("connection semaphore closed".into()))?;
+        let stream = tcp_connect(target).await?;
+        let rejection = Arc::new(Mutex::new(None));
+        let handler = ClientHandler {
+            target: target.clone(),
+            rejection: Arc::clone(&rejection),
+        };
+        let peer = endpoint(target);
+        let handshake = client::connect_stream(Arc::clone(&self.config), stream, handler);
+        let mut handle = match tokio::time::timeout(target.connect_timeout, handshake).await {
+            Ok(Ok(handle)) => handle,
+            Ok(Err(e)) => {
+                let stashed = rejection.lock().unwrap_or_else(|p| p.into_inner()).take();
+                return Err(stashed.unwrap_or_else(|| {
+                    unreachable(
+                        target,
+                        format!("ssh handshake with {peer} failed: {e}"),
+                        "the server closed the connection before the login: sshd may be \
+                         refusing new connections (MaxStartups), or this port is not an ssh server",
+                    )
+                }));
+            }
+            Err(_) => {
+                return Err(unreachable(
+                    target,
+                    format!(
+                        "ssh handshake with {peer} timed out after {}",
+                        seconds(target.connect_timeout)
+                    ),
+                    "the port accepts connections but no ssh server answered in time: \
+                     the host is overloaded or this is not an ssh port",
+                ))
+            }
+        };
+        match tokio::time::timeout(
+            target.connect_timeout,
+            self.authenticate(&mut handle, target),
+        )
+        .await
+        {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(unreachable(
+                    target,
+                    format!(
+                        "authentication at {peer} timed out after {}",
+                        seconds(target.connect_timeout)
+                    ),
+                    "the server stopped answering during the login",
+                ))
+            }
+        }
+        drop(permit);
+        Ok(SshTransport {
+            host: target.name.clone(),
+            handle,
+            sessions: Semaphore::new(MAX_SESSIONS),
+        })
+    }
+
+    /// Try the agent's identities, then each existing key file, as
+    /// `target.user`.
+    async fn authenticate(
+        &self,
+        handle: &mut Handle<ClientHandler>,
+        target: &Target,
+    ) -> Result<()> {
+        let user = target.user.as_str();
+        let mut notes: Vec<String> = Vec::new();
+        let mut tried: Vec<String> = Vec::new();
+        let mut offered: Vec<PublicKey> = Vec::new();
+
+        if let Some(socket) = &self.agent {
+            match agent_identities(socket).await {
+                Ok((mut agent, identities)) => {
+                    tried.push(format!(
+                        "{} ssh-agent identit{} ({})",
+                        identities.len(),
+                        if identities.len() == 1 { "y" } else { "ies" },
+                        socket.display()
+                    ));
+                    for key in identities {
+                        let hash = rsa_hash(handle, &key).await;
+                        match handle
+                            .authenticate_publickey_with(user, key.clone(), hash, &mut agent)
+                            .await
+                        {
+                            Ok(AuthResult::Success) => return Ok(()),
+                            Ok(AuthResult::Failure { .. }) => offered.push(key),
+                            Err(e) => {
+                                if handle.is_closed() {
+                                    return Err(closed_during_auth(target, &tried));
+                                }
+                                notes.push(format!(
+                                    "ssh-agent could not sign with {}: {e}",
+                                    known_hosts::fingerprint(&key)
+                                ));
+                            }
+                        }
+                    }
+                }
+                Err(note) => notes.push(note),
+            }
+        }
+
+        for path in &target.identity_files {
+            if !path.is_file() {
+                continue;
+            }
+            let key = match self.load_key(path) {
+                Ok(key) => key,
+                Err(note) => {
+                    notes.push(note);
+                    continue;
+                }
+            };
+            tried.push(format!("`{}`", path.display()));
+            if offered
+                .iter()
+                .any(|k| k.key_data() == key.public_key().key_data())
+            {
+                continue;
+            }
+            let public = key.public_key().clone();
+            let hash = rsa_hash(handle, &public).await;
+            let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+            match handle.authenticate_publickey(user, key).await {
+                Ok(AuthResult::Success) => return Ok(()),
+                Ok(AuthResult::Failure { .. }) => offered.push(public),
+                Err(_) if handle.is_closed() => return Err(closed_during_auth(target, &tried)),
+                Err(e) => notes.push(format!("`{}` was not accepted: {e}", path.display())),
+            }
+        }
+
+        let mut hint = if tried.is_empty() {
+            "no key to offer: start ssh-agent and ssh-add a key, or pass --private-key \
+             (or set ansible_ssh_private_key_file)"
+                .to_owned()
+        } else {
+            format!(
+                "tried {}; check that the public key is in ~{user}/.ssh/authorized_keys \
+                 on the host and that the account is not locked",
+                tried.join(", ")
+            )
+        };
+        if tried.is_empty() && !target.identity_files.is_empty() {
+            let files: Vec<String> = target
+                .identity_files
+                .iter()
+                .map(|p| format!("`{}`", p.display()))
+                .collect();
+            let _ = write!(hint, "; looked for {}", files.join(", "));
+        }
+        for note in notes {
+            let _ = write!(hint, "; {note}");
+        }
+        Err(unreachable(
+            target,
+            format!("permission denied (publickey) for user `{user}`"),
+            hint,
+        ))
+    }
+
+    /// Read a private key, decrypting it with the passphrase if needed; an
+    /// error is a note for the final message.
+    fn load_key(&self, path: &std::path::Path) -> Result<russh::keys::PrivateKey, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        match russh::keys::decode_secret_key(&text, None) {
+            Ok(key) => Ok(key),
+            Err(russh::keys::Error::KeyIsEncrypted) => match &self.passphrase {
+                Some(passphrase) => russh::keys::decode_secret_key(&text, Some(passphrase))
+                    .map_err(|e| {
+                        format!(
+                            "cannot decrypt `{}` with ${PASSPHRASE_ENV} (wrong passphrase?): {e}",
+                            path.display()
+                        )
+                    }),
+                None => Err(format!(
+                    "skipped `{}`: it is encrypted; set ${PASSPHRASE_ENV} or add it to ssh-agent",
+                    path.display()
+                )),
+            },
+            Err(e) => Err(format!("cannot load `{}`: {e}", path.display())),
+        }
+    }
+}
+
+impl Default for SshConnector {
+    fn default() -> Self {
+        SshConnector::new(DEFAULT_MAX_STARTS)
+    }
 }
 
 impl SshConnector {
@@ -23,7 +305,473 @@ impl SshConnector {
 
 impl Connector for SshConnector {
     fn connect<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Arc<dyn Transport>>> {
-        let _ = target;
-        todo!("SshConnector::connect")
+        Box::pin(async move {
+            let transport = self.connect_ssh(target).await?;
+            Ok(Arc::new(transport) as Arc<dyn Transport>)
+        })
+    }
+}
+
+/// The warning to print when host keys are not checked for `target`.
+pub fn host_key_checking_off_warning(target: &Target) -> String {
+    format!(
+        "{}: host key checking is off: the connection to {} is not protected against \
+         man-in-the-middle attacks",
+        target.name,
+        endpoint(target)
+    )
+}
+
+/// One authenticated SSH connection.
+pub struct SshTransport {
+    host: String,
+    handle: Handle<ClientHandler>,
+    sessions: Semaphore,
+}
+
+impl SshTransport {
+    fn lost(&self, what: &str) -> Error {
+        Error::Unreachable {
+            host: self.host.clone(),
+            message: format!("connection lost {what}"),
+            hint: Some("the host went down, sshd was restarted, or the network dropped".into()),
+        }
+    }
+
+    fn channel_error(&self, what: &str, e: russh::Error) -> Error {
+        if self.handle.is_closed() {
+            return self.lost(what);
+        }
+        let message = match e {
+            russh::Error::ChannelOpenFailure(reason) => format!(
+                "the server refused a new channel {what} ({reason:?}; sshd MaxSessions reached, \
+                 or forwarding disabled)"
+            ),
+            e => format!("cannot open a channel {what}: {e}"),
+        };
+        Error::Remote {
+            host: self.host.clone(),
+            message,
+        }
+    }
+
+    /// Open a session channel, retrying for a moment when sshd refuses it:
+    /// it may not have freed the slots of channels that just closed.
+    async fn open_session(&self, what: &str) -> Result<russh::Channel<client::Msg>> {
+        let mut attempt = 0;
+        loop {
+            match self.handle.channel_open_session().await {
+                Ok(channel) => return Ok(channel),
+                Err(russh::Error::ChannelOpenFailure(_)) if attempt < OPEN_RETRIES => {
+                    attempt += 1;
+                    let pause = Duration::from_millis(10 * u64::from(attempt.min(10)));
+                    tokio::time::sleep(pause).await;
+                }
+                Err(e) => return Err(self.channel_error(what, e)),
+            }
+        }
+    }
+
+    async fn run(&self, command: &str, stdin: Option<&[u8]>) -> Result<Output> {
+        let what = format!("while running `{command}`");
+        let _session = self
+            .sessions
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal("session semaphore closed".into()))?;
+        let channel = self.open_session(&what).await?;
+        let mut guard = Abandon(Some(channel.split()));
+        let (stdout, stderr, status) = {
+            let Some((reader, writer)) = guard.0.as_mut() else {
+                return Err(Error::Internal("channel writer missing".into()));
+            };
+            writer
+                .exec(true, command)
+                .await
+                .map_err(|_| self.lost(&what))?;
+            let feed = async {
+                if let Some(data) = stdin {
+                    writer.data(data).await?;
+                }
+                writer.eof().await
+            };
+            tokio::pin!(feed);
+            let mut fed = false;
+            let mut stdout = Vec::new();
+            let mut stderr = Vec::new();
+            let mut status = None;
+            let mut closed = false;
+            loop {
+                tokio::select! {
+                    // A command that exits without reading its stdin makes
+                    // the write fail or stall; like ssh, ignore that and keep
+                    // reading.
+                    _ = &mut feed, if !fed => fed = true,
+                    msg = reader.wait() => match msg {
+                        Some(ChannelMsg::Data { data }) => stdout.extend_from_slice(&data),
+                        Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                            stderr.extend_from_slice(&data)
+                        }
+                        Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(exit_status),
+                        Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                            status = Some(signal_number(&signal_name).map_or(255, |n| 128 + n))
+                        }
+                        Some(ChannelMsg::Failure) => {
+                            return Err(Error::Remote {
+                                host: self.host.clone(),
+                                message: format!("the server refused to run `{command}`"),
+                            })
+                        }
+                        Some(ChannelMsg::Close) => {
+                            closed = true;
+                            break;
+                        }
+                        Some(_) => {}
+                        None => break,
+                    },
+                }
+            }
+            if !closed {
+                // The channel went away without the server closing it: the
+                // connection is gone (russh drops channels when it ends).
+                return Err(self.lost(&what));
+            }
+            (stdout, stderr, status)
+        };
+        // russh already answered the server's close; a second close would
+        // be a protocol error.
+        guard.0 = None;
+        Ok(Output {
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            status: status.unwrap_or(255),
+        })
+    }
+}
+
+impl Transport for SshTransport {
+    fn exec<'a>(
+        &'a self,
+        command: &'a str,
+        stdin: Option<&'a [u8]>,
+    ) -> BoxFuture<'a, Result<Output>> {
+        Box::pin(self.run(command, stdin))
+    }
+
+    fn forward<'a>(&'a self, host: &'a str, port: u16) -> BoxFuture<'a, Result<Box<dyn Stream>>> {
+        Box::pin(async move {
+            let channel = self
+                .handle
+                .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
+                .await
+                .map_err(|e| self.channel_error(&format!("to {host}:{port}"), e))?;
+            Ok(Box::new(channel.into_stream()) as Box<dyn Stream>)
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = self
+                .handle
+                .disconnect(Disconnect::ByApplication, "bye", "en")
+                .await;
+        })
+    }
+}
+
+/// Kills the command of an exec whose future was dropped before the server
+/// closed its channel (a task timeout, say), waits for the server to close
+/// the channel, and closes it itself as a last resort. Closing alone is not
+/// enough: sshd keeps the session (and its `MaxSessions` slot) until the
+/// command exits. The kill is repeated because sshd ignores a signal that
+/// arrives before the command has set up its process group.
+struct Abandon(Option<(russh::ChannelReadHalf, russh::ChannelWriteHalf<client::Msg>)>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        let Some((mut reader, writer)) = self.0.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            for _ in 0..4 {
+                if writer.signal(Sig::KILL).await.is_err() {
+                    return;
+                }
+                let closed = async {
+                    while let Some(msg) = reader.wait().await {
+                        if matches!(msg, ChannelMsg::Close) {
+                            break;
+                        }
+                    }
+                };
+                if tokio::time::timeout(Duration::from_millis(250), closed)
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            let _ = writer.close().await;
+        });
+    }
+}
+
+/// Checks the server's host key and keeps the reason of a refusal, which
+/// russh itself only reports as a disconnect.
+struct ClientHandler {
+    target: Target,
+    rejection: Arc<Mutex<Option<Error>>>,
+}
+
+impl ClientHandler {
+    fn verify(&self, key: &PublicKey) -> Result<()> {
+        let target = &self.target;
+        if target.host_key_checking == HostKeyChecking::Off {
+            return Ok(());
+        }
+        let path = &target.known_hosts;
+        let status = known_hosts::check(path, &target.address, target.port, key)?;
+        let peer = endpoint(target);
+        let kind = key.algorithm();
+        let fingerprint = known_hosts::fingerprint(key);
+        match status {
+            HostKeyStatus::Known => Ok(()),
+            HostKeyStatus::Unknown if target.host_key_checking == HostKeyChecking::AcceptNew => {
+                known_hosts::append(path, &target.address, target.port, key)
+            }
+            HostKeyStatus::Unknown => Err(unreachable(
+                target,
+                format!(
+                    "unknown host key for {peer}: {} {fingerprint}",
+                    kind.as_str()
+                ),
+                format!(
+                    "if this is the right host, add this line to `{}`:\n  {}\n\
+                     or run `ssh-keyscan -p {} {} >> {}` (then check the fingerprint), \
+                     or use --host-key-checking accept-new",
+                    path.display(),
+                    known_hosts::entry_line(&target.address, target.port, key),
+                    target.port,
+                    target.address,
+                    path.display()
+                ),
+            )),
+            HostKeyStatus::Changed { file, line } => Err(unreachable(
+                target,
+                format!(
+                    "host key for {peer} changed: it now offers {} {fingerprint}, \
+                     `{}:{line}` holds a different key",
+                    kind.as_str(),
+                    file.display()
+                ),
+                format!(
+                    "someone may be intercepting the connection (man-in-the-middle), or the \
+                     host was reinstalled; if you trust the new key, remove the old entry with \
+                     `ssh-keygen -R '{}' -f {}` (or delete line {line}) and connect again",
+                    known_hosts::host_pattern(&target.address, target.port),
+                    file.display()
+                ),
+            )),
+            HostKeyStatus::Revoked { file, line } => Err(unreachable(
+                target,
+                format!(
+                    "host key {} {fingerprint} of {peer} is revoked at `{}:{line}`",
+                    kind.as_str(),
+                    file.display()
+                ),
+                "a revoked key must not be trusted: the host may be compromised",
+            )),
+        }
+    }
+}
+
+impl client::Handler for ClientHandler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key: Cow<'_, PublicKey> = match server_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => Cow::Borrowed(key),
+            PublicKeyOrCertificate::Certificate(cert) => {
+                Cow::Owned(PublicKey::new(cert.public_key().clone(), ""))
+            }
+        };
+        match self.verify(&key) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                *self.rejection.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// Resolve and connect, within `target.connect_timeout`.
+async fn tcp_connect(target: &Target) -> Result<TcpStream> {
+    let timeout = target.connect_timeout;
+    let attempt = async {
+        let addrs: Vec<SocketAddr> =
+            match tokio::net::lookup_host((target.address.as_str(), target.port)).await {
+                Ok(addrs) => addrs.collect(),
+                Err(e) => {
+                    return Err(unreachable(
+                        target,
+                        format!("cannot resolve `{}`: {e}", target.address),
+                        "check the host name, or set ansible_host to its address",
+                    ))
+                }
+            };
+        let mut last = None;
+        for addr in &addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok(stream);
+                }
+                Err(e) => last = Some((*addr, e)),
+            }
+        }
+        Err(match last {
+            Some((addr, e)) => connect_error(target, addr, &e),
+            None => unreachable(
+                target,
+                format!("`{}` resolves to no address", target.address),
+                "check the host name, or set ansible_host to its address",
+            ),
+        })
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(unreachable(
+            target,
+            format!("connection to {} timed out", endpoint(target)),
+            format!(
+                "timed out after {}: host down or a firewall drops packets",
+                seconds(timeout)
+            ),
+        )),
+    }
+}
+
+fn connect_error(target: &Target, addr: SocketAddr, e: &std::io::Error) -> Error {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::ConnectionRefused => unreachable(
+            target,
+            format!("connection refused at {addr}"),
+            "is sshd running on the host? is the port right?",
+        ),
+        ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable => unreachable(
+            target,
+            format!("no route to {addr}: {e}"),
+            "the host is down or its network is unreachable from here",
+        ),
+        _ => unreachable(
+            target,
+            format!("cannot connect to {addr}: {e}"),
+            "is the host up and the address right?",
+        ),
+    }
+}
+
+/// Connect to the agent and list the plain public keys it holds.
+async fn agent_identities(
+    socket: &std::path::Path,
+) -> Result<(AgentClient<tokio::net::UnixStream>, Vec<PublicKey>), String> {
+    let mut agent = AgentClient::connect_uds(socket)
+        .await
+        .map_err(|e| format!("cannot reach ssh-agent at `{}`: {e}", socket.display()))?;
+    let identities = agent
+        .request_identities()
+        .await
+        .map_err(|e| format!("ssh-agent at `{}` did not list keys: {e}", socket.display()))?;
+    let keys = identities
+        .into_iter()
+        .filter_map(|id| match id {
+            russh::keys::agent::AgentIdentity::PublicKey { key, .. } => Some(key),
+            _ => None,
+        })
+        .collect();
+    Ok((agent, keys))
+}
+
+/// The hash to sign with: for RSA the server's best (`rsa-sha2-512`, ...),
+/// nothing for other key types.
+async fn rsa_hash(handle: &Handle<ClientHandler>, key: &PublicKey) -> Option<russh::keys::HashAlg> {
+    if !key.algorithm().is_rsa() {
+        return None;
+    }
+    handle
+        .best_supported_rsa_hash()
+        .await
+        .ok()
+        .flatten()
+        .flatten()
+}
+
+fn closed_during_auth(target: &Target, tried: &[String]) -> Error {
+    unreachable(
+        target,
+        format!(
+            "the server closed the connection during authentication as `{}`",
+            target.user
+        ),
+        format!(
+            "too many keys offered (sshd MaxAuthTries)? tried {}",
+            if tried.is_empty() {
+                "nothing".to_owned()
+            } else {
+                tried.join(", ")
+            }
+        ),
+    )
+}
+
+/// POSIX signal numbers for the names SSH sends.
+fn signal_number(sig: &Sig) -> Option<u32> {
+    Some(match sig {
+        Sig::HUP => 1,
+        Sig::INT => 2,
+        Sig::QUIT => 3,
+        Sig::ILL => 4,
+        Sig::ABRT => 6,
+        Sig::FPE => 8,
+        Sig::KILL => 9,
+        Sig::USR1 => 10,
+        Sig::SEGV => 11,
+        Sig::PIPE => 13,
+        Sig::ALRM => 14,
+        Sig::TERM => 15,
+        Sig::Custom(_) => return None,
+    })
+}
+
+/// `address:port`, with brackets around IPv6 addresses.
+fn endpoint(target: &Target) -> String {
+    if target.address.contains(':') {
+        format!("[{}]:{}", target.address, target.port)
+    } else {
+        format!("{}:{}", target.address, target.port)
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+fn unreachable(target: &Target, message: impl Into<String>, hint: impl Into<String>) -> Error {
+    Error::Unreachable {
+        host: target.name.clone(),
+        message: message.into(),
+        hint: Some(hint.into()),
     }
 }

@@ -1,0 +1,6 @@
+//! The one integration test binary: every test module is a `mod` here so the
+//! crate is linked once and the sshd harness is shared.
+
+mod support;
+
+mod ssh;
