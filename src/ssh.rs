@@ -297,12 +297,6 @@ impl Default for SshConnector {
     }
 }
 
-impl SshConnector {
-    pub fn new(max_starts: usize) -> Self {
-        SshConnector { max_starts }
-    }
-}
-
 impl Connector for SshConnector {
     fn connect<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Arc<dyn Transport>>> {
         Box::pin(async move {

@@ -4,3 +4,4 @@
 mod support;
 
 mod ssh;
+mod run;
