@@ -30,8 +30,12 @@ struct HostState {
     connection: Option<Arc<dyn Transport>>,
     /// Registered results and `set_fact` values; they outlive plays.
     facts: Vars,
-    /// Everything the host sees in the current play, facts excluded.
+    /// Everything the host sees in the current play, facts excluded, with
+    /// templated values already rendered where they could be.
     play_vars: Vars,
+    /// Play vars whose templates need something not known at play start
+    /// (a registered result); retried before each task.
+    unresolved: BTreeSet<String>,
     /// Left the run: unreachable, or failed in an earlier play.
     gone: bool,
     /// Failed in the current play.
@@ -42,7 +46,7 @@ struct HostState {
 pub struct Executor {
     inventory: Arc<Inventory>,
     layers: Arc<Layers>,
-    engine: Arc<Engine>,
+    engine: Engine,
     connector: Arc<dyn Connector>,
     reporter: Reporter,
     settings: Settings,
@@ -55,7 +59,7 @@ impl Executor {
     pub fn new(
         inventory: Arc<Inventory>,
         layers: Arc<Layers>,
-        engine: Arc<Engine>,
+        engine: Engine,
         connector: Arc<dyn Connector>,
         reporter: Reporter,
         settings: Settings,
@@ -70,6 +74,7 @@ impl Executor {
                     connection: None,
                     facts: Vars::new(),
                     play_vars: Vars::new(),
+                    unresolved: BTreeSet::new(),
                     gone: false,
                     failed: false,
                     notified: BTreeSet::new(),
@@ -126,16 +131,7 @@ impl Executor {
             ));
             return Ok(true);
         }
-        for name in &hosts {
-            let vars = vars::for_host(&self.inventory, name, &self.layers, &play.vars);
-            let state = self
-                .hosts
-                .get_mut(name)
-                .ok_or_else(|| Error::Internal(format!("unknown host {name}")))?;
-            state.play_vars = vars;
-            state.failed = false;
-            state.notified.clear();
-        }
+        self.resolve_play_vars(play, &hosts)?;
         let tasks: Vec<&Task> = play
             .tasks
             .iter()
@@ -154,7 +150,8 @@ impl Executor {
                     task: task.name.clone(),
                     hosts: active.len(),
                 });
-                self.run_task(playbook, task, &active, false).await;
+                self.run_task(playbook, &play.vars, task, &active, false)
+                    .await;
             }
             self.run_handlers(playbook, play, &batch).await;
             let failed = batch
@@ -184,6 +181,60 @@ impl Executor {
         Ok(true)
     }
 
+    /// Every host's variables for `play`, with templated values rendered:
+    /// first without `hostvars`, then again with every host's first-pass
+    /// values visible as `hostvars`, so `{{ hostvars[h]['arpanet_ip'] }}`
+    /// works in defaults and inventory vars.
+    fn resolve_play_vars(&mut self, play: &Play, hosts: &[String]) -> Result<()> {
+        let raw: BTreeMap<String, Vars> = self
+            .inventory
+            .hosts
+            .iter()
+            .map(|h| {
+                (
+                    h.name.clone(),
+                    vars::for_host(&self.inventory, &h.name, &self.layers, &play.vars),
+                )
+            })
+            .collect();
+        let mut resolved: BTreeMap<String, (Vars, BTreeSet<String>)> = BTreeMap::new();
+        for round in 0..2 {
+            resolved = raw
+                .iter()
+                .map(|(name, raw)| {
+                    let mut vars = raw.clone();
+                    let unresolved =
+                        resolve_templates(&self.engine, raw, raw.keys(), &mut vars, &play.location);
+                    (name.clone(), (vars, unresolved))
+                })
+                .collect();
+            let hostvars: serde_json::Map<String, Value> = resolved
+                .iter()
+                .map(|(name, (vars, _))| {
+                    let mut vars = vars.clone();
+                    vars.remove("groups");
+                    (name.clone(), Value::Object(vars))
+                })
+                .collect();
+            self.engine.set_global("hostvars", &Value::Object(hostvars));
+            if round == 0 && !raw.values().any(|v| v.values().any(modules::has_template)) {
+                break;
+            }
+        }
+        for name in hosts {
+            let state = self
+                .hosts
+                .get_mut(name)
+                .ok_or_else(|| Error::Internal(format!("unknown host {name}")))?;
+            let (vars, unresolved) = resolved.remove(name).unwrap_or_default();
+            state.play_vars = vars;
+            state.unresolved = unresolved;
+            state.failed = false;
+            state.notified.clear();
+        }
+        Ok(())
+    }
+
     fn active(&self, batch: &[String]) -> Vec<String> {
         batch
             .iter()
@@ -210,7 +261,8 @@ impl Executor {
                 task: handler.name.clone(),
                 hosts: hosts.len(),
             });
-            self.run_task(playbook, handler, &hosts, true).await;
+            self.run_task(playbook, &play.vars, handler, &hosts, true)
+                .await;
         }
     }
 
@@ -218,6 +270,7 @@ impl Executor {
     async fn run_task(
         &mut self,
         playbook: &Playbook,
+        play_vars: &Vars,
         task: &Task,
         hosts: &[String],
         handler: bool,
@@ -229,6 +282,9 @@ impl Executor {
         };
         let shared = Shared {
             engine: &self.engine,
+            inventory: &self.inventory,
+            layers: &self.layers,
+            play_vars,
             connector: self.connector.as_ref(),
             reporter: &self.reporter,
             settings: &self.settings,
@@ -259,6 +315,9 @@ impl Executor {
 /// The parts of the executor every host job reads.
 struct Shared<'a> {
     engine: &'a Engine,
+    inventory: &'a Inventory,
+    layers: &'a Layers,
+    play_vars: &'a Vars,
     connector: &'a dyn Connector,
     reporter: &'a Reporter,
     settings: &'a Settings,
@@ -339,24 +398,173 @@ async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) ->
     registered
 }
 
-/// Everything up to the outcome: variables, `when`, the connection, the
-/// module with its retries, `changed_when` and `failed_when`.
+/// Render the templated values among `keys` of `raw` into `vars`, in
+/// rounds until nothing changes, so variables that refer to each other
+/// settle whatever their order. Always renders from the raw text, never
+/// from a rendered value. Returns the keys that could not be rendered yet.
+fn resolve_templates<'k>(
+    engine: &Engine,
+    raw: &Vars,
+    keys: impl Iterator<Item = &'k String>,
+    vars: &mut Vars,
+    location: &crate::error::Location,
+) -> BTreeSet<String> {
+    let templated: Vec<&String> = keys
+        .filter(|k| raw.get(*k).is_some_and(modules::has_template))
+        .collect();
+    let mut unresolved = BTreeSet::new();
+    for _ in 0..8 {
+        let mut changed = false;
+        unresolved.clear();
+        for key in &templated {
+            match modules::render_json(engine, &raw[key.as_str()], vars, location) {
+                Ok(value) => {
+                    if vars.get(key.as_str()) != Some(&value) {
+                        vars.insert((*key).clone(), value);
+                        changed = true;
+                    }
+                }
+                Err(_) => {
+                    unresolved.insert((*key).clone());
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    unresolved
+}
+
+/// Everything up to the outcome: variables, the connection, then the module
+/// once, or once per item of `loop`.
 async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Result<Outcome> {
     let mut vars = state.play_vars.clone();
     vars.extend(state.facts.iter().map(|(k, v)| (k.clone(), v.clone())));
     vars.extend(shared.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if !state.unresolved.is_empty() {
+        let raw = vars::for_host(
+            shared.inventory,
+            &state.name,
+            shared.layers,
+            shared.play_vars,
+        );
+        resolve_templates(
+            shared.engine,
+            &raw,
+            state.unresolved.iter(),
+            &mut vars,
+            &task.location,
+        );
+    }
+    let Some(items) = &task.loop_items else {
+        return once(shared, task, state, &mut vars).await;
+    };
     if !task.when.is_empty()
+        && !vars_need_item(&task.when)
         && !shared
             .engine
             .eval_condition(&task.when, &vars, &task.location)?
     {
         return Ok(Outcome::skipped("condition was false"));
     }
+    let items = match modules::render_json(shared.engine, items, &vars, &task.location)? {
+        Value::Array(items) => items,
+        Value::String(s) if s.trim().is_empty() => Vec::new(),
+        other => {
+            return Err(Error::input(
+                task.location.clone(),
+                format!("`loop` must give a list, got `{other}`"),
+            ));
+        }
+    };
+    if items.is_empty() {
+        return Ok(Outcome::skipped("no items to loop over"));
+    }
+    let mut total = Outcome::default();
+    let mut results = Vec::new();
+    let mut messages = Vec::new();
+    let mut all_skipped = true;
+    for item in items {
+        vars.insert("item".into(), item.clone());
+        let outcome = once(shared, task, state, &mut vars).await?;
+        let label = match &item {
+            Value::Object(map) => map
+                .get("name")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| item.to_string()),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let status = status_of(&outcome);
+        let mut value = registered_value(&outcome, status);
+        if let Value::Object(map) = &mut value {
+            map.insert("item".into(), item);
+        }
+        results.push(value);
+        all_skipped &= outcome.skipped.is_some();
+        total.changed |= outcome.changed;
+        messages.push(format!(
+            "{label}: {}",
+            outcome.msg.as_deref().unwrap_or(status_word(status))
+        ));
+        if total.failure.is_none() {
+            if let Some(mut failure) = outcome.failure {
+                failure.message = format!("item `{label}`: {}", failure.message);
+                total.failure = Some(failure);
+            }
+        }
+        if let Some(diff) = outcome.diff {
+            total.diff = Some(total.diff.unwrap_or_default() + &diff);
+        }
+    }
+    if all_skipped {
+        total.skipped = Some("every item was skipped".into());
+    }
+    total.msg = Some(messages.join("\n"));
+    total.results = Some(results);
+    Ok(total)
+}
+
+fn status_word(status: Status) -> &'static str {
+    match status {
+        Status::Ok => "ok",
+        Status::Changed => "changed",
+        Status::Failed => "failed",
+        Status::Skipped => "skipped",
+        Status::Unreachable => "unreachable",
+    }
+}
+
+/// Whether a condition mentions `item` (so it is judged per loop item).
+fn vars_need_item(condition: &[String]) -> bool {
+    condition.iter().any(|c| c.contains("item"))
+}
+
+/// One run of the module: `when`, the connection, retries with `until`,
+/// then `changed_when` and `failed_when`.
+async fn once(
+    shared: &Shared<'_>,
+    task: &Task,
+    state: &mut HostState,
+    vars: &mut Vars,
+) -> Result<Outcome> {
+    if !task.when.is_empty()
+        && !shared
+            .engine
+            .eval_condition(&task.when, vars, &task.location)?
+    {
+        return Ok(Outcome::skipped("condition was false"));
+    }
     let connection = connect(shared.connector, state).await?;
+    let mut vars = vars.clone();
     let mut task_vars = Vars::new();
     for (key, value) in &task.vars {
-        let ctx = context(shared, task, &state.name, connection.as_ref(), &vars);
-        task_vars.insert(key.clone(), modules::render_value(value, &ctx)?);
+        task_vars.insert(
+            key.clone(),
+            modules::render_json(shared.engine, value, &vars, &task.location)?,
+        );
     }
     vars.extend(task_vars);
     let attempts = if task.until.is_empty() {
@@ -457,7 +665,7 @@ fn context<'a>(
         vars,
         playbook: shared.playbook,
         location: &task.location,
-        check: shared.settings.check,
+        check: task.check_mode.unwrap_or(shared.settings.check),
         diff: shared.settings.diff,
     }
 }
@@ -513,6 +721,9 @@ fn registered_value(outcome: &Outcome, status: Status) -> Value {
         }
         if let Some(why) = &outcome.skipped {
             map.insert("skip_reason".into(), why.clone().into());
+        }
+        if let Some(results) = &outcome.results {
+            map.insert("results".into(), Value::Array(results.clone()));
         }
     }
     value
@@ -685,7 +896,7 @@ mod tests {
         let mut executor = Executor::new(
             inventory,
             Arc::new(Layers::default()),
-            Arc::new(Engine::new()),
+            Engine::new(),
             Arc::new(fake.clone()),
             reporter,
             settings,

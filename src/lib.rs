@@ -108,6 +108,8 @@ fn exec(args: ExecArgs) -> Result<i32> {
         failed_when: Vec::new(),
         no_log: false,
         vars: Vars::new(),
+        loop_items: None,
+        check_mode: None,
         location: location.clone(),
     };
     let play = Play {
@@ -158,7 +160,7 @@ fn execute(connect: &ConnectArgs, settings: Settings, playbooks: &[Playbook]) ->
     let mut executor = executor::Executor::new(
         session.inventory.clone(),
         session.layers.clone(),
-        Arc::new(Engine::new()),
+        Engine::new(),
         Arc::new(session.connector()),
         printer.reporter(),
         settings,

@@ -79,6 +79,12 @@ pub struct Task {
     pub no_log: bool,
     /// Extra vars for this task (`vars:`), templated.
     pub vars: Vars,
+    /// `loop:`: a list, or a template giving one; each item runs the module
+    /// once with `item` set.
+    pub loop_items: Option<serde_json::Value>,
+    /// `check_mode: false` runs the task for real even under `--check`
+    /// (for read-only commands whose results later tasks need).
+    pub check_mode: Option<bool>,
     /// Where the task starts in its file.
     pub location: Location,
 }
@@ -95,6 +101,9 @@ pub enum Module {
     WaitFor(WaitForArgs),
     Debug(DebugArgs),
     SetFact(Vars),
+    /// Arguments kept as data: they are rendered, then typed, per host.
+    DockerImage(Vars),
+    DockerContainer(Vars),
 }
 
 impl Module {
@@ -110,6 +119,8 @@ impl Module {
             Module::WaitFor(_) => "wait_for",
             Module::Debug(_) => "debug",
             Module::SetFact(_) => "set_fact",
+            Module::DockerImage(_) => "docker_image",
+            Module::DockerContainer(_) => "docker_container",
         }
     }
 }
@@ -266,10 +277,16 @@ impl Playbook {
             text,
             engine: Engine::new(),
         };
-        let plays = raw
-            .into_iter()
-            .map(|p| builder.play(p))
-            .collect::<Result<_>>()?;
+        let mut plays = Vec::new();
+        for p in raw {
+            match &p.import {
+                Some(name) => {
+                    let location = builder.loc(p.key_pos("import_playbook"));
+                    plays.extend(import(name, dir, &location)?.plays);
+                }
+                None => plays.push(builder.play(p)?),
+            }
+        }
         Ok(Playbook {
             source: source.to_path_buf(),
             dir: dir.to_path_buf(),
@@ -296,8 +313,24 @@ impl Playbook {
 }
 
 /// The built-in playbooks, embedded from the repository's `playbooks/`.
-const BUILTINS: &[(&str, &str)] = &[("info", include_str!("../playbooks/info.yml"))];
-const BUILTIN_NAMES: &[&str] = &["info"];
+const BUILTINS: &[(&str, &str)] = &[
+    ("bootstrap", include_str!("../playbooks/bootstrap.yml")),
+    ("setup", include_str!("../playbooks/setup.yml")),
+    ("pull", include_str!("../playbooks/pull.yml")),
+    ("consul", include_str!("../playbooks/consul.yml")),
+    ("stack", include_str!("../playbooks/stack.yml")),
+    ("stop", include_str!("../playbooks/stop.yml")),
+    ("info", include_str!("../playbooks/info.yml")),
+];
+const BUILTIN_NAMES: &[&str] = &[
+    "bootstrap",
+    "setup",
+    "pull",
+    "consul",
+    "stack",
+    "stop",
+    "info",
+];
 
 /// The YAML text of a built-in playbook (`bootstrap`, `setup`, ...).
 pub fn builtin(name: &str) -> Option<&'static str> {
@@ -316,7 +349,16 @@ pub fn builtin_names() -> &'static [&'static str] {
 /// name a playbook gives as `src:` (e.g. `docker-default.j2`). A file of the
 /// same name beside the playbook (or in its `templates/`) wins over these.
 /// Add an entry with `include_str!("../templates/NAME")` for each template.
-const BUILTIN_TEMPLATES: &[(&str, &str)] = &[];
+const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
+    (
+        "docker.default.j2",
+        include_str!("../templates/docker.default.j2"),
+    ),
+    (
+        "docker-dropin.conf.j2",
+        include_str!("../templates/docker-dropin.conf.j2"),
+    ),
+];
 
 /// The text of a built-in template, if there is one named `name`.
 pub fn builtin_template(name: &str) -> Option<&'static str> {
@@ -370,6 +412,44 @@ fn resolve_in(arg: &str, cwd: &Path) -> Result<Playbook> {
     Err(Error::usage(message).with_hint(hint))
 }
 
+/// The plays of `import_playbook: NAME`: a file beside the importing
+/// playbook, else a built-in (`setup.yml` or `setup`).
+fn import(name: &str, dir: &Path, location: &Location) -> Result<Playbook> {
+    thread_local! {
+        static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+    if DEPTH.get() >= 8 {
+        return Err(Error::input(
+            location.clone(),
+            format!("`import_playbook: {name}` nests too deeply"),
+        )
+        .with_hint("playbooks import each other in a cycle"));
+    }
+    let path = dir.join(name);
+    let builtin_name = name.trim_end_matches(".yml").trim_end_matches(".yaml");
+    DEPTH.set(DEPTH.get() + 1);
+    let result = if path.is_file() {
+        Playbook::load(&path)
+    } else if let Some(text) = builtin(builtin_name) {
+        Playbook::parse(
+            Path::new(&format!("<builtin>/{builtin_name}.yml")),
+            dir,
+            text,
+        )
+    } else {
+        Err(
+            Error::input(location.clone(), format!("no playbook `{name}` to import")).with_hint(
+                format!(
+                    "looked for `{}` and a built-in `{builtin_name}`",
+                    path.display()
+                ),
+            ),
+        )
+    };
+    DEPTH.set(DEPTH.get() - 1);
+    result
+}
+
 /// The default task name: `MODULE: first argument`, on one line.
 fn default_name(module: &Module) -> String {
     let arg = match module {
@@ -388,6 +468,10 @@ fn default_name(module: &Module) -> String {
         },
         Module::Debug(DebugArgs::Msg(s)) | Module::Debug(DebugArgs::Var(s)) => s.clone(),
         Module::SetFact(vars) => vars.keys().cloned().collect::<Vec<_>>().join(", "),
+        Module::DockerImage(args) | Module::DockerContainer(args) => match args.get("name") {
+            Some(serde_json::Value::String(name)) => name.clone(),
+            _ => String::new(),
+        },
     };
     let first_line = arg.trim().lines().next().unwrap_or("").trim();
     format!("{}: {first_line}", module.kind())
@@ -424,7 +508,9 @@ fn module_strings(module: &Module) -> Vec<&str> {
         }
         Module::Debug(DebugArgs::Msg(s)) => out.push(s),
         Module::Debug(DebugArgs::Var(_)) => {}
-        Module::SetFact(vars) => vars.values().for_each(|v| value_strings(v, &mut out)),
+        Module::SetFact(vars) | Module::DockerImage(vars) | Module::DockerContainer(vars) => {
+            vars.values().for_each(|v| value_strings(v, &mut out))
+        }
     }
     out
 }
@@ -529,6 +615,11 @@ impl Builder<'_> {
             self.engine.check(name, &self.loc(raw.key_pos("name")))?;
         }
         self.check_strings(module_strings(&raw.module), raw.key_pos("module"))?;
+        if let Some(items) = &raw.loop_items {
+            let mut strings = Vec::new();
+            value_strings(items, &mut strings);
+            self.check_strings(strings, raw.key_pos("loop"))?;
+        }
         if let Module::Debug(DebugArgs::Var(var)) = &raw.module {
             self.engine
                 .check_condition(std::slice::from_ref(var), &self.loc(raw.key_pos("module")))?;
@@ -569,6 +660,8 @@ impl Builder<'_> {
             failed_when: raw.failed_when.clone(),
             no_log: raw.no_log,
             vars: raw.vars.clone(),
+            loop_items: raw.loop_items.clone(),
+            check_mode: raw.check_mode,
             location: self.loc(raw.pos),
         })
     }

@@ -39,6 +39,12 @@ impl Engine {
         Engine { env }
     }
 
+    /// Make `value` visible to every template as `name` (e.g. `hostvars`).
+    pub fn set_global(&mut self, name: &'static str, value: &serde_json::Value) {
+        self.env
+            .add_global(name, minijinja::Value::from_serialize(value));
+    }
+
     /// Render a template string; `origin` names where it came from for errors.
     pub fn render_str(&self, source: &str, vars: &Vars, origin: &Location) -> Result<String> {
         if !is_template(source) {

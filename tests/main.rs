@@ -3,5 +3,5 @@
 
 mod support;
 
-mod ssh;
 mod run;
+mod ssh;

@@ -12,7 +12,11 @@ use crate::support::{Cluster, Run, TEST_USER};
 fn workdir(cluster: &Cluster) -> PathBuf {
     let dir = cluster.dir().join("work");
     fs::create_dir_all(&dir).unwrap();
-    let status = Command::new("chown").arg(format!("{TEST_USER}:")).arg(&dir).status().unwrap();
+    let status = Command::new("chown")
+        .arg(format!("{TEST_USER}:"))
+        .arg(&dir)
+        .status()
+        .unwrap();
     assert!(status.success());
     dir
 }
@@ -31,7 +35,10 @@ fn run(cluster: &Cluster, inventory: &Path, rest: &[&str]) -> Run {
 
 /// The recap line of `host`, e.g. `ok=3 changed=1 ...`.
 fn recap<'a>(run: &'a Run, host: &str) -> &'a str {
-    let start = run.stdout.find("PLAY RECAP").unwrap_or_else(|| panic!("no recap\n{run}"));
+    let start = run
+        .stdout
+        .find("PLAY RECAP")
+        .unwrap_or_else(|| panic!("no recap\n{run}"));
     run.stdout[start..]
         .lines()
         .find(|l| l.split_whitespace().next() == Some(host))
@@ -40,7 +47,10 @@ fn recap<'a>(run: &'a Run, host: &str) -> &'a str {
 
 fn changed(run: &Run, host: &str) -> usize {
     let line = recap(run, host);
-    let field = line.split_whitespace().find(|w| w.starts_with("changed=")).unwrap();
+    let field = line
+        .split_whitespace()
+        .find(|w| w.starts_with("changed="))
+        .unwrap();
     field["changed=".len()..].parse().unwrap()
 }
 
@@ -50,9 +60,17 @@ fn a_multi_play_playbook_renders_precedence_into_files_and_a_second_run_changes_
     let work = workdir(&cluster);
     let inventory = cluster.inventory_with_groups(
         &[("servers", &[0, 1, 2]), ("clients", &[3, 4])],
-        &[("colour", "from-all"), ("size", "from-all"), ("shape", "from-all"), ("work", work.to_str().unwrap())],
+        &[
+            ("colour", "from-all"),
+            ("size", "from-all"),
+            ("shape", "from-all"),
+            ("work", work.to_str().unwrap()),
+        ],
     );
-    cluster.write_file("group_vars/servers.yml", "colour: from-servers\nsize: from-servers\n");
+    cluster.write_file(
+        "group_vars/servers.yml",
+        "colour: from-servers\nsize: from-servers\n",
+    );
     cluster.write_file("host_vars/node1.yml", "colour: from-host\n");
     cluster.write_file("templates/report.j2", "{{ inventory_hostname }} colour={{ colour }} size={{ size }} shape={{ shape }} play={{ play_var }} extra={{ extra }}\n");
     let playbook = cluster.write_file(
@@ -84,19 +102,39 @@ fn a_multi_play_playbook_renders_precedence_into_files_and_a_second_run_changes_
 "#,
     );
     let pb = playbook.to_str().unwrap();
-    let first = run(&cluster, &inventory, &[pb, "-e", "extra=cli", "-e", "shape=cli"]);
+    let first = run(
+        &cluster,
+        &inventory,
+        &[pb, "-e", "extra=cli", "-e", "shape=cli"],
+    );
     assert_eq!(first.code, 0, "{first}");
     let read = |h: &str| fs::read_to_string(work.join(format!("{h}.txt"))).unwrap();
-    assert_eq!(read("node1"), "node1 colour=from-host size=from-servers shape=cli play=servers-play extra=cli\n");
-    assert_eq!(read("node2"), "node2 colour=from-servers size=from-servers shape=cli play=servers-play extra=cli\n");
-    assert_eq!(read("node4"), "node4 colour=from-all size=from-all shape=cli play=clients-play extra=cli\n");
+    assert_eq!(
+        read("node1"),
+        "node1 colour=from-host size=from-servers shape=cli play=servers-play extra=cli\n"
+    );
+    assert_eq!(
+        read("node2"),
+        "node2 colour=from-servers size=from-servers shape=cli play=servers-play extra=cli\n"
+    );
+    assert_eq!(
+        read("node4"),
+        "node4 colour=from-all size=from-all shape=cli play=clients-play extra=cli\n"
+    );
     assert!(work.join("node5.d").is_dir());
     assert_eq!(changed(&first, "node1"), 1);
     assert_eq!(changed(&first, "node4"), 2);
     let mode = fs::metadata(work.join("node1.txt")).unwrap();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o640);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o640
+    );
 
-    let second = run(&cluster, &inventory, &[pb, "-e", "extra=cli", "-e", "shape=cli"]);
+    let second = run(
+        &cluster,
+        &inventory,
+        &[pb, "-e", "extra=cli", "-e", "shape=cli"],
+    );
     assert_eq!(second.code, 0, "{second}");
     for i in 0..5 {
         assert_eq!(changed(&second, &cluster.name(i)), 0, "{second}");
@@ -133,13 +171,23 @@ fn handlers_fire_once_and_only_where_notified() {
     );
     let first = run(&cluster, &inventory, &[playbook.to_str().unwrap()]);
     assert_eq!(first.code, 0, "{first}");
-    assert_eq!(fs::read_to_string(work.join("node1.restarts")).unwrap(), "restarted\n");
+    assert_eq!(
+        fs::read_to_string(work.join("node1.restarts")).unwrap(),
+        "restarted\n"
+    );
     assert!(!work.join("node2.restarts").exists());
-    assert!(first.stdout.contains("RUNNING HANDLER [restart]"), "{first}");
+    assert!(
+        first.stdout.contains("RUNNING HANDLER [restart]"),
+        "{first}"
+    );
 
     let second = run(&cluster, &inventory, &[playbook.to_str().unwrap()]);
     assert_eq!(second.code, 0, "{second}");
-    assert_eq!(fs::read_to_string(work.join("node1.restarts")).unwrap(), "restarted\n", "{second}");
+    assert_eq!(
+        fs::read_to_string(work.join("node1.restarts")).unwrap(),
+        "restarted\n",
+        "{second}"
+    );
     assert!(!second.stdout.contains("RUNNING HANDLER"), "{second}");
 }
 
@@ -175,11 +223,23 @@ fn when_register_until_and_retries() {
     );
     let out = run(&cluster, &inventory, &[playbook.to_str().unwrap()]);
     assert_eq!(out.code, 2, "{out}");
-    assert_eq!(fs::read_to_string(work.join("attempts")).unwrap().lines().count(), 3);
+    assert_eq!(
+        fs::read_to_string(work.join("attempts"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
     assert_eq!(fs::read_to_string(work.join("seen")).unwrap(), "saw 3\n");
     assert!(!work.join("never").exists());
-    assert!(out.stdout.contains("skipping: [node1]") || out.stdout.contains("skipped: [node1]"), "{out}");
-    assert!(out.stdout.contains("`until` still false after 3 attempts"), "{out}");
+    assert!(
+        out.stdout.contains("skipping: [node1]") || out.stdout.contains("skipped: [node1]"),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains("`until` still false after 3 attempts"),
+        "{out}"
+    );
     assert!(recap(&out, "node1").contains("failed=1"), "{out}");
 }
 
@@ -209,15 +269,31 @@ fn check_and_diff_show_the_change_and_touch_nothing() {
     assert_eq!(run(&cluster, &inventory, &[pb]).code, 0);
     fs::remove_dir(work.join("dir")).unwrap();
     fs::remove_file(work.join("touched")).unwrap();
-    let before = fs::metadata(work.join("greeting")).unwrap().modified().unwrap();
+    let before = fs::metadata(work.join("greeting"))
+        .unwrap()
+        .modified()
+        .unwrap();
 
-    let out = run(&cluster, &inventory, &[pb, "--check", "--diff", "-e", "greeting=goodbye"]);
+    let out = run(
+        &cluster,
+        &inventory,
+        &[pb, "--check", "--diff", "-e", "greeting=goodbye"],
+    );
     assert_eq!(out.code, 0, "{out}");
     assert!(out.stdout.contains("-hello world"), "{out}");
     assert!(out.stdout.contains("+goodbye world"), "{out}");
     assert!(out.stdout.contains(" second line"), "{out}");
-    assert_eq!(fs::read_to_string(work.join("greeting")).unwrap(), "hello world\nsecond line\n");
-    assert_eq!(fs::metadata(work.join("greeting")).unwrap().modified().unwrap(), before);
+    assert_eq!(
+        fs::read_to_string(work.join("greeting")).unwrap(),
+        "hello world\nsecond line\n"
+    );
+    assert_eq!(
+        fs::metadata(work.join("greeting"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        before
+    );
     assert!(!work.join("dir").exists(), "check mode created a directory");
     assert!(!work.join("touched").exists(), "check mode ran a command");
     assert_eq!(changed(&out, "node1"), 2, "{out}");
@@ -269,9 +345,15 @@ fn a_failing_command_exits_2_and_shows_its_stderr() {
     assert!(out.stdout.contains("failed: [node2]"), "{out}");
     assert!(out.stdout.contains("exit code: 3"), "{out}");
     assert!(out.stdout.contains("disk on fire"), "{out}");
-    assert!(out.stdout.contains("command: if [ node2 = node2 ]"), "{out}");
+    assert!(
+        out.stdout.contains("command: if [ node2 = node2 ]"),
+        "{out}"
+    );
     assert!(out.stdout.contains("exit code: 127"), "{out}");
-    assert!(out.stdout.contains("hint: the program is not installed"), "{out}");
+    assert!(
+        out.stdout.contains("hint: the program is not installed"),
+        "{out}"
+    );
     assert!(recap(&out, "node1").contains("failed=0"), "{out}");
     assert!(recap(&out, "node1").contains("ignored=1"), "{out}");
     assert!(recap(&out, "node2").contains("failed=1"), "{out}");
@@ -281,7 +363,9 @@ fn a_failing_command_exits_2_and_shows_its_stderr() {
 fn a_hundred_tasks_on_one_host_reuse_one_connection() {
     let cluster = Cluster::start(1);
     let inventory = cluster.inventory(&[]);
-    let tasks: String = (0..100).map(|i| format!("    - name: task {i}\n      command: echo {i}\n")).collect();
+    let tasks: String = (0..100)
+        .map(|i| format!("    - name: task {i}\n      command: echo {i}\n"))
+        .collect();
     let playbook = cluster.write_file("many.yml", &format!("- hosts: all\n  tasks:\n{tasks}"));
     let out = run(&cluster, &inventory, &[playbook.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{out}");
@@ -291,14 +375,27 @@ fn a_hundred_tasks_on_one_host_reuse_one_connection() {
 #[test]
 fn limit_patterns_select_hosts() {
     let cluster = Cluster::start(4);
-    let inventory = cluster.inventory_with_groups(&[("servers", &[0, 1]), ("clients", &[2, 3])], &[]);
+    let inventory =
+        cluster.inventory_with_groups(&[("servers", &[0, 1]), ("clients", &[2, 3])], &[]);
     let hosts = |limit: &str| -> Vec<String> {
-        let out = cluster.run(&["exec", "-i", inventory.to_str().unwrap(), "--limit", limit, "--", "true"]);
+        let out = cluster.run(&[
+            "exec",
+            "-i",
+            inventory.to_str().unwrap(),
+            "--limit",
+            limit,
+            "--",
+            "true",
+        ]);
         assert_eq!(out.code, 0, "{limit}: {out}");
         let mut seen: Vec<String> = out
             .stdout
             .lines()
-            .filter_map(|l| l.strip_prefix("changed: [").and_then(|r| r.split(']').next()).map(str::to_owned))
+            .filter_map(|l| {
+                l.strip_prefix("changed: [")
+                    .and_then(|r| r.split(']').next())
+                    .map(str::to_owned)
+            })
             .collect();
         seen.sort();
         seen
@@ -310,7 +407,15 @@ fn limit_patterns_select_hosts() {
     assert_eq!(hosts("servers:&node*"), ["node1", "node2"]);
     assert_eq!(hosts("node*:!node1"), ["node2", "node3", "node4"]);
 
-    let none = cluster.run(&["exec", "-i", inventory.to_str().unwrap(), "--limit", "nope", "--", "true"]);
+    let none = cluster.run(&[
+        "exec",
+        "-i",
+        inventory.to_str().unwrap(),
+        "--limit",
+        "nope",
+        "--",
+        "true",
+    ]);
     assert_eq!(none.code, 5, "{none}");
     assert!(none.stderr.contains("no hosts match `nope`"), "{none}");
 }
@@ -319,13 +424,30 @@ fn limit_patterns_select_hosts() {
 fn json_output_is_one_object_per_line_ending_with_a_summary() {
     let cluster = Cluster::start(2);
     let inventory = cluster.inventory(&[]);
-    let out = cluster.run(&["exec", "-i", inventory.to_str().unwrap(), "--output", "json", "--", "echo", "hi there"]);
+    let out = cluster.run(&[
+        "exec",
+        "-i",
+        inventory.to_str().unwrap(),
+        "--output",
+        "json",
+        "--",
+        "echo",
+        "hi there",
+    ]);
     assert_eq!(out.code, 0, "{out}");
-    let events: Vec<serde_json::Value> =
-        out.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let events: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
     let hosts: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "host").collect();
     assert_eq!(hosts.len(), 2);
-    assert!(hosts.iter().all(|e| e["status"] == "changed" && e["message"] == "hi there\n"), "{out}");
+    assert!(
+        hosts
+            .iter()
+            .all(|e| e["status"] == "changed" && e["message"] == "hi there\n"),
+        "{out}"
+    );
     let summary = events.last().unwrap();
     assert_eq!(summary["event"], "summary");
     assert_eq!(summary["exit_code"], 0);
@@ -352,33 +474,52 @@ fn assert_untouched(listener: &TcpListener) {
 fn bad_input_is_located_and_contacts_no_host() {
     let cluster = Cluster::start(1);
     let (listener, port) = tripwire();
-    let good_inventory = cluster.write_file("good.ini", &format!("node1 ansible_host=127.0.0.1 ansible_port={port}\n"));
-    let good_playbook = cluster.write_file("good.yml", "- hosts: all\n  tasks:\n    - command: echo hi\n");
+    let good_inventory = cluster.write_file(
+        "good.ini",
+        &format!("node1 ansible_host=127.0.0.1 ansible_port={port}\n"),
+    );
+    let good_playbook = cluster.write_file(
+        "good.yml",
+        "- hosts: all\n  tasks:\n    - command: echo hi\n",
+    );
     let cases: Vec<(&str, Vec<String>, &str)> = vec![
         (
             "unknown task key",
             vec![cluster
-                .write_file("bad1.yml", "- hosts: all\n  tasks:\n    - nmae: x\n      command: echo\n")
+                .write_file(
+                    "bad1.yml",
+                    "- hosts: all\n  tasks:\n    - nmae: x\n      command: echo\n",
+                )
                 .display()
                 .to_string()],
             "bad1.yml:3",
         ),
         (
             "unknown module",
-            vec![cluster.write_file("bad2.yml", "- hosts: all\n  tasks:\n    - comand: echo\n").display().to_string()],
+            vec![cluster
+                .write_file("bad2.yml", "- hosts: all\n  tasks:\n    - comand: echo\n")
+                .display()
+                .to_string()],
             "bad2.yml:3",
         ),
         (
             "broken template",
             vec![cluster
-                .write_file("bad3.yml", "- hosts: all\n  tasks:\n    - shell: echo {{ oops\n")
+                .write_file(
+                    "bad3.yml",
+                    "- hosts: all\n  tasks:\n    - shell: echo {{ oops\n",
+                )
                 .display()
                 .to_string()],
             "bad3.yml:3",
         ),
         (
             "bad vars file",
-            vec![good_playbook.display().to_string(), "-e".into(), format!("@{}", cluster.write_file("vars.yml", "a: [1,\n").display())],
+            vec![
+                good_playbook.display().to_string(),
+                "-e".into(),
+                format!("@{}", cluster.write_file("vars.yml", "a: [1,\n").display()),
+            ],
             "vars.yml:",
         ),
     ];
@@ -387,11 +528,19 @@ fn bad_input_is_located_and_contacts_no_host() {
         all.extend(rest.iter().map(String::as_str));
         let out = cluster.run(&all);
         assert_eq!(out.code, 5, "{what}: {out}");
-        assert!(out.stderr.contains(location), "{what}: expected `{location}` in\n{out}");
+        assert!(
+            out.stderr.contains(location),
+            "{what}: expected `{location}` in\n{out}"
+        );
         assert_untouched(&listener);
     }
     let bad_inventory = cluster.write_file("bad.ini", "[servers\nnode1\n");
-    let out = cluster.run(&["run", "-i", bad_inventory.to_str().unwrap(), good_playbook.to_str().unwrap()]);
+    let out = cluster.run(&[
+        "run",
+        "-i",
+        bad_inventory.to_str().unwrap(),
+        good_playbook.to_str().unwrap(),
+    ]);
     assert_eq!(out.code, 5, "{out}");
     assert!(out.stderr.contains("bad.ini:1"), "{out}");
     assert_untouched(&listener);
@@ -409,7 +558,17 @@ fn host_keys_unknown_changed_and_accept_new() {
     assert_eq!(unknown.code, 4, "{unknown}");
     assert!(unknown.stdout.contains("SHA256:"), "{unknown}");
 
-    let accepted = cluster.run(&["exec", "-i", inv, "--known-hosts", empty_s, "--host-key-checking", "accept-new", "--", "true"]);
+    let accepted = cluster.run(&[
+        "exec",
+        "-i",
+        inv,
+        "--known-hosts",
+        empty_s,
+        "--host-key-checking",
+        "accept-new",
+        "--",
+        "true",
+    ]);
     assert_eq!(accepted.code, 0, "{accepted}");
     assert!(fs::read_to_string(&empty).unwrap().contains("ssh-ed25519"));
     let strict_again = cluster.run(&["exec", "-i", inv, "--known-hosts", empty_s, "--", "true"]);
@@ -417,14 +576,37 @@ fn host_keys_unknown_changed_and_accept_new() {
 
     let host = &cluster.hosts[0];
     let wrong = crate::support::keygen(&cluster.dir().join("other_host_key"), "");
-    let changed_file = cluster.write_file("changed_known_hosts", &format!("[{}]:{} {wrong}\n", host.address, host.port));
+    let changed_file = cluster.write_file(
+        "changed_known_hosts",
+        &format!("[{}]:{} {wrong}\n", host.address, host.port),
+    );
     let changed_s = changed_file.to_str().unwrap();
     for mode in ["strict", "accept-new"] {
-        let out = cluster.run(&["exec", "-i", inv, "--known-hosts", changed_s, "--host-key-checking", mode, "--", "true"]);
+        let out = cluster.run(&[
+            "exec",
+            "-i",
+            inv,
+            "--known-hosts",
+            changed_s,
+            "--host-key-checking",
+            mode,
+            "--",
+            "true",
+        ]);
         assert_eq!(out.code, 4, "{mode}: {out}");
         assert!(out.stdout.contains("changed"), "{mode}: {out}");
     }
-    let off = cluster.run(&["exec", "-i", inv, "--known-hosts", changed_s, "--host-key-checking", "off", "--", "true"]);
+    let off = cluster.run(&[
+        "exec",
+        "-i",
+        inv,
+        "--known-hosts",
+        changed_s,
+        "--host-key-checking",
+        "off",
+        "--",
+        "true",
+    ]);
     assert_eq!(off.code, 0, "{off}");
     assert!(off.stdout.contains("host key checking is off"), "{off}");
 }
@@ -438,8 +620,15 @@ fn no_log_keeps_secrets_out_of_every_output() {
         "- hosts: all\n  tasks:\n    - name: uses a secret\n      shell: echo {{ secret }}; echo {{ secret }} >&2; exit 1\n      no_log: true\n",
     );
     for format in ["human", "json"] {
-        let out = run(&cluster, &inventory, &[playbook.to_str().unwrap(), "--output", format, "-v"]);
+        let out = run(
+            &cluster,
+            &inventory,
+            &[playbook.to_str().unwrap(), "--output", format, "-v"],
+        );
         assert_eq!(out.code, 2, "{out}");
-        assert!(!out.stdout.contains("hunter2") && !out.stderr.contains("hunter2"), "{format}: {out}");
+        assert!(
+            !out.stdout.contains("hunter2") && !out.stderr.contains("hunter2"),
+            "{format}: {out}"
+        );
     }
 }

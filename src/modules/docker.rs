@@ -9,24 +9,148 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Context, Outcome};
+use super::{render_value, Context, Outcome};
 use crate::error::{Error, Result};
-use crate::playbook::{ContainerState, DockerContainerArgs, DockerImageArgs};
 use crate::transport::quote;
+use crate::vars::Vars;
 
 /// The label holding the hash of a container's spec.
 pub const SPEC_LABEL: &str = "arpanet.spec";
 /// The label marking containers arpanet manages.
 pub const MANAGED_LABEL: &str = "arpanet.managed";
 
-pub async fn image(args: &DockerImageArgs, ctx: &Context<'_>) -> Result<Outcome> {
-    let name = ctx.render(&args.name)?;
+/// `docker_image` arguments, once rendered.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImageArgs {
+    name: String,
+    #[serde(default, deserialize_with = "flag")]
+    force: bool,
+}
+
+/// `docker_container` arguments, once rendered.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContainerArgs {
+    name: String,
+    image: Option<String>,
+    #[serde(default, deserialize_with = "words")]
+    command: Vec<String>,
+    #[serde(default, deserialize_with = "words")]
+    args: Vec<String>,
+    #[serde(default, deserialize_with = "opt_text")]
+    entrypoint: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
+    network_mode: Option<String>,
+    #[serde(default)]
+    ports: Vec<String>,
+    #[serde(default)]
+    volumes: Vec<String>,
+    #[serde(default, deserialize_with = "text_map")]
+    env: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "text_map")]
+    labels: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "flag")]
+    privileged: bool,
+    #[serde(default)]
+    cap_add: Vec<String>,
+    #[serde(default, deserialize_with = "opt_text")]
+    restart: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
+    healthcheck: Option<String>,
+    #[serde(default)]
+    state: ContainerState,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ContainerState {
+    #[default]
+    Started,
+    Stopped,
+    Absent,
+}
+
+/// Render a module's argument map and give it its type.
+fn typed<T: for<'de> Deserialize<'de>>(args: &Vars, ctx: &Context<'_>) -> Result<T> {
+    let rendered = render_value(&serde_json::Value::Object(args.clone()), ctx)?;
+    serde_json::from_value(rendered).map_err(|e| {
+        Error::input(
+            ctx.location.clone(),
+            format!("after templating, the arguments are wrong: {e}"),
+        )
+    })
+}
+
+/// `true`, `"yes"`, `"True"`, ... as a bool.
+fn flag<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Bool(b) => Ok(b),
+        serde_json::Value::String(s) => match s.to_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Ok(true),
+            "false" | "no" | "off" | "0" | "" => Ok(false),
+            _ => Err(serde::de::Error::custom(format!(
+                "expected a boolean, got `{s}`"
+            ))),
+        },
+        other => Err(serde::de::Error::custom(format!(
+            "expected a boolean, got `{other}`"
+        ))),
+    }
+}
+
+fn scalar_text(value: serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    }
+}
+
+/// A string (empty means unset), number or null.
+fn opt_text<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    Ok(scalar_text(serde_json::Value::deserialize(d)?).filter(|s| !s.is_empty()))
+}
+
+/// A map whose values may be numbers or bools, as text.
+fn text_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<BTreeMap<String, String>, D::Error> {
+    let map = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| (k, scalar_text(v).unwrap_or_default()))
+        .collect())
+}
+
+/// A command line (split like a shell would) or a list of words.
+fn words<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(Vec::new()),
+        serde_json::Value::String(line) => {
+            super::command::split_words(&line).map_err(serde::de::Error::custom)
+        }
+        serde_json::Value::Array(items) => Ok(items.into_iter().filter_map(scalar_text).collect()),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a command line or a list, got `{other}`"
+        ))),
+    }
+}
+
+pub async fn image(args: &Vars, ctx: &Context<'_>) -> Result<Outcome> {
+    let args: ImageArgs = typed(args, ctx)?;
+    let name = args.name;
     let q = quote(&name);
     if !args.force {
-        let present = ctx.exec(&format!("docker image inspect --format '{{{{.Id}}}}' {q}"), None).await?;
+        let present = ctx
+            .exec(
+                &format!("docker image inspect --format '{{{{.Id}}}}' {q}"),
+                None,
+            )
+            .await?;
         if present.success() {
             return Ok(Outcome::ok());
         }
@@ -34,13 +158,23 @@ pub async fn image(args: &DockerImageArgs, ctx: &Context<'_>) -> Result<Outcome>
     if ctx.check {
         return Ok(Outcome::changed(true));
     }
-    let before = ctx.exec(&format!("docker image inspect --format '{{{{.Id}}}}' {q} 2>/dev/null || true"), None).await?;
+    let before = ctx
+        .exec(
+            &format!("docker image inspect --format '{{{{.Id}}}}' {q} 2>/dev/null || true"),
+            None,
+        )
+        .await?;
     let pull = format!("docker pull --quiet {q}");
     let out = match ctx.script(&pull, None).await {
         Ok(out) => out,
         Err(failed) => return Ok(failed),
     };
-    let after = ctx.exec(&format!("docker image inspect --format '{{{{.Id}}}}' {q}"), None).await?;
+    let after = ctx
+        .exec(
+            &format!("docker image inspect --format '{{{{.Id}}}}' {q}"),
+            None,
+        )
+        .await?;
     let mut outcome = Outcome::changed(before.stdout.trim() != after.stdout.trim());
     outcome.stdout = out.stdout;
     Ok(outcome)
@@ -115,32 +249,29 @@ impl Spec {
     }
 }
 
-fn spec(args: &DockerContainerArgs, ctx: &Context<'_>) -> Result<Spec> {
-    let list = |items: &[String]| items.iter().map(|i| ctx.render(i)).collect::<Result<Vec<_>>>();
-    let map = |items: &BTreeMap<String, String>| {
-        items.iter().map(|(k, v)| Ok((k.clone(), ctx.render(v)?))).collect::<Result<BTreeMap<_, _>>>()
-    };
-    let command = match (&args.command, &args.args) {
-        (Some(line), _) => {
-            let line = ctx.render(line)?;
-            super::command::split_words(&line).map_err(|m| Error::input(ctx.location.clone(), m))?
-        }
-        (None, items) => list(items)?,
-    };
+fn spec(args: ContainerArgs, ctx: &Context<'_>) -> Result<Spec> {
+    let image = args.image.ok_or_else(|| {
+        Error::input(
+            ctx.location.clone(),
+            "`docker_container` needs `image` to start a container",
+        )
+    })?;
+    let mut command = args.command;
+    command.extend(args.args);
     Ok(Spec {
-        name: ctx.render(&args.name)?,
-        image: ctx.render(&args.image)?,
+        name: args.name,
+        image,
         command,
-        entrypoint: ctx.render_opt(args.entrypoint.as_ref())?,
-        network_mode: ctx.render_opt(args.network_mode.as_ref())?,
-        ports: list(&args.ports)?,
-        volumes: list(&args.volumes)?,
-        env: map(&args.env)?,
-        labels: map(&args.labels)?,
+        entrypoint: args.entrypoint,
+        network_mode: args.network_mode,
+        ports: args.ports,
+        volumes: args.volumes,
+        env: args.env,
+        labels: args.labels,
         privileged: args.privileged,
-        cap_add: list(&args.cap_add)?,
-        restart: ctx.render(args.restart.as_deref().unwrap_or("unless-stopped"))?,
-        healthcheck: ctx.render_opt(args.healthcheck.as_ref())?,
+        cap_add: args.cap_add,
+        restart: args.restart.unwrap_or_else(|| "unless-stopped".to_owned()),
+        healthcheck: args.healthcheck,
     })
 }
 
@@ -156,12 +287,21 @@ fn parse_inspect(line: &str) -> Option<Existing> {
     let mut parts = line.split_whitespace();
     let running = parts.next()? == "true";
     let image_id = parts.next()?.to_owned();
-    let spec_hash = parts.next().unwrap_or_default().trim_start_matches("<no").to_owned();
-    Some(Existing { running, spec_hash, image_id })
+    let spec_hash = parts
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("<no")
+        .to_owned();
+    Some(Existing {
+        running,
+        spec_hash,
+        image_id,
+    })
 }
 
-pub async fn container(args: &DockerContainerArgs, ctx: &Context<'_>) -> Result<Outcome> {
-    let name = ctx.render(&args.name)?;
+pub async fn container(args: &Vars, ctx: &Context<'_>) -> Result<Outcome> {
+    let args: ContainerArgs = typed(args, ctx)?;
+    let name = args.name.clone();
     let q = quote(&name);
     let inspect = format!(
         "docker container inspect --format '{{{{.State.Running}}}} {{{{.Image}}}} {{{{index .Config.Labels \"{SPEC_LABEL}\"}}}}' {q} 2>/dev/null || echo missing"
@@ -171,7 +311,8 @@ pub async fn container(args: &DockerContainerArgs, ctx: &Context<'_>) -> Result<
         Err(failed) => return Ok(failed),
     };
     let existing = parse_inspect(out.stdout.trim()).filter(|_| out.stdout.trim() != "missing");
-    let (actions, msg) = match args.state {
+    let state = args.state;
+    let (actions, msg) = match state {
         ContainerState::Absent => match existing {
             None => return Ok(Outcome::ok()),
             Some(_) => (vec![format!("docker rm -f {q} >/dev/null")], "removed"),
@@ -183,21 +324,37 @@ pub async fn container(args: &DockerContainerArgs, ctx: &Context<'_>) -> Result<
         ContainerState::Started => {
             let spec = spec(args, ctx)?;
             let image_id = ctx
-                .exec(&format!("docker image inspect --format '{{{{.Id}}}}' {} 2>/dev/null", quote(&spec.image)), None)
+                .exec(
+                    &format!(
+                        "docker image inspect --format '{{{{.Id}}}}' {} 2>/dev/null",
+                        quote(&spec.image)
+                    ),
+                    None,
+                )
                 .await?;
             let wanted_image = image_id.stdout.trim().to_owned();
             let run = format!("{} >/dev/null", spec.run_command());
             match existing {
                 None => (vec![run], "created"),
-                Some(e) if e.spec_hash != spec.hash() || (!wanted_image.is_empty() && e.image_id != wanted_image) => {
-                    (vec![format!("docker rm -f {q} >/dev/null"), run], "recreated")
+                Some(e)
+                    if e.spec_hash != spec.hash()
+                        || (!wanted_image.is_empty() && e.image_id != wanted_image) =>
+                {
+                    (
+                        vec![format!("docker rm -f {q} >/dev/null"), run],
+                        "recreated",
+                    )
                 }
                 Some(e) if !e.running => (vec![format!("docker start {q} >/dev/null")], "started"),
                 Some(_) => return Ok(Outcome::ok()),
             }
         }
     };
-    let mut outcome = Outcome { changed: true, msg: Some(format!("{name}: {msg}")), ..Outcome::ok() };
+    let mut outcome = Outcome {
+        changed: true,
+        msg: Some(format!("{name}: {msg}")),
+        ..Outcome::ok()
+    };
     if ctx.check {
         return Ok(outcome);
     }
@@ -252,8 +409,15 @@ mod tests {
     fn inspect_output_parses_with_and_without_the_label() {
         assert_eq!(
             parse_inspect("true sha256:abc 0123"),
-            Some(Existing { running: true, image_id: "sha256:abc".into(), spec_hash: "0123".into() })
+            Some(Existing {
+                running: true,
+                image_id: "sha256:abc".into(),
+                spec_hash: "0123".into()
+            })
         );
-        assert_eq!(parse_inspect("false sha256:abc <no value>").map(|e| e.spec_hash), Some(String::new()));
+        assert_eq!(
+            parse_inspect("false sha256:abc <no value>").map(|e| e.spec_hash),
+            Some(String::new())
+        );
     }
 }

@@ -131,7 +131,8 @@ pub async fn content(args: &FileContentArgs, template: bool, ctx: &Context<'_>) 
             let src = ctx.render(src)?;
             let (path, text) = read_src(ctx, &src, template)?;
             if template {
-                ctx.engine.render_named(&path.display().to_string(), &text, ctx.vars)?
+                ctx.engine
+                    .render_named(&path.display().to_string(), &text, ctx.vars)?
             } else {
                 text
             }

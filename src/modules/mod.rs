@@ -4,6 +4,7 @@
 //! `Transport` trait.
 
 mod command;
+mod docker;
 mod file;
 mod service;
 mod wait_for;
@@ -73,6 +74,8 @@ pub struct Outcome {
     pub diff: Option<String>,
     /// Variables the module sets on the host (`set_fact`).
     pub facts: Option<Vars>,
+    /// One registered result per item, for a task with `loop`.
+    pub results: Option<Vec<serde_json::Value>>,
 }
 
 impl Outcome {
@@ -108,7 +111,7 @@ impl Outcome {
     pub fn failed_command(command: &str, out: &Output) -> Self {
         Outcome {
             failure: Some(Failure {
-                message: format!("non-zero exit status {}", out.status),
+                message: "command failed".into(),
                 command: Some(command.to_owned()),
                 rc: Some(out.status),
                 stderr: tail(&out.stderr, 10),
@@ -194,6 +197,8 @@ pub async fn run(module: &Module, ctx: &Context<'_>) -> Outcome {
         Module::WaitFor(args) => wait_for::run(args, ctx).await,
         Module::Debug(args) => debug(args, ctx),
         Module::SetFact(values) => set_fact(values, ctx),
+        Module::DockerImage(args) => docker::image(args, ctx).await,
+        Module::DockerContainer(args) => docker::container(args, ctx).await,
     };
     result.unwrap_or_else(Outcome::from_error)
 }
@@ -251,11 +256,16 @@ pub fn render_json(
                 Value::String(rendered)
             }
         }
-        Value::Array(items) => {
-            Value::Array(items.iter().map(|v| render_json(engine, v, vars, location)).collect::<Result<_>>()?)
-        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| render_json(engine, v, vars, location))
+                .collect::<Result<_>>()?,
+        ),
         Value::Object(map) => Value::Object(
-            map.iter().map(|(k, v)| Ok((k.clone(), render_json(engine, v, vars, location)?))).collect::<Result<_>>()?,
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), render_json(engine, v, vars, location)?)))
+                .collect::<Result<_>>()?,
         ),
         other => other.clone(),
     })

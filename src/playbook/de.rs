@@ -76,6 +76,7 @@ pub(super) const PLAY_KEYS: &[&str] = &[
     "tasks",
     "handlers",
     "gather_facts",
+    "import_playbook",
 ];
 
 /// Task keywords (everything but the module).
@@ -94,11 +95,24 @@ pub(super) const TASK_KEYS: &[&str] = &[
     "failed_when",
     "no_log",
     "vars",
+    "loop",
+    "with_items",
+    "check_mode",
 ];
 
 /// Module names as written, canonical first.
 pub(super) const MODULES: &[&str] = &[
-    "command", "shell", "template", "copy", "file", "service", "wait_for", "debug", "set_fact",
+    "command",
+    "shell",
+    "template",
+    "copy",
+    "file",
+    "service",
+    "wait_for",
+    "debug",
+    "set_fact",
+    "docker_image",
+    "docker_container",
     "systemd",
 ];
 
@@ -116,11 +130,8 @@ const UNSUPPORTED_PLAY_KEYS: &[&str] = &[
     "connection",
     "strategy",
     "any_errors_fatal",
-    "import_playbook",
 ];
 const UNSUPPORTED_TASK_KEYS: &[&str] = &[
-    "loop",
-    "with_items",
     "with_dict",
     "loop_control",
     "become",
@@ -138,7 +149,6 @@ const UNSUPPORTED_TASK_KEYS: &[&str] = &[
     "import_tasks",
     "include_role",
     "import_role",
-    "check_mode",
 ];
 
 /// The module a task key names (`ansible.builtin.X` and `systemd` included).
@@ -154,6 +164,8 @@ pub(super) fn module_kind(key: &str) -> Option<&'static str> {
         "wait_for" => "wait_for",
         "debug" => "debug",
         "set_fact" => "set_fact",
+        "docker_image" | "community.docker.docker_image" => "docker_image",
+        "docker_container" | "community.docker.docker_container" => "docker_container",
         _ => return None,
     })
 }
@@ -868,6 +880,14 @@ impl<'de> DeserializeSeed<'de> for ModuleSeed {
                 }
                 Ok(Module::SetFact(m))
             }),
+            "docker_image" => module_args(d, "a mapping with `name`", None, |m: Vars| {
+                docker_keys(&m, DOCKER_IMAGE_KEYS, &["name"])?;
+                Ok(Module::DockerImage(m))
+            }),
+            "docker_container" => module_args(d, "a mapping with `name`", None, |m: Vars| {
+                docker_keys(&m, DOCKER_CONTAINER_KEYS, &["name"])?;
+                Ok(Module::DockerContainer(m))
+            }),
             other => Err(de::Error::custom(format!(
                 "internal error: no parser for module `{other}`"
             ))),
@@ -895,6 +915,8 @@ pub(super) struct RawTask {
     pub failed_when: Vec<String>,
     pub no_log: bool,
     pub vars: Vars,
+    pub loop_items: Option<serde_json::Value>,
+    pub check_mode: Option<bool>,
     /// The first key's position.
     pub pos: Pos,
     /// Each key as written, with its position.
@@ -950,6 +972,8 @@ impl<'de> Deserialize<'de> for RawTask {
                     failed_when: Vec::new(),
                     no_log: false,
                     vars: Vars::new(),
+                    loop_items: None,
+                    check_mode: None,
                     pos: Pos::default(),
                     keys: Vec::new(),
                 };
@@ -972,6 +996,19 @@ impl<'de> Deserialize<'de> for RawTask {
                         "failed_when" => t.failed_when = map.next_value::<Cond>()?.0,
                         "no_log" => t.no_log = map.next_value::<Flag>()?.0,
                         "vars" => t.vars = map.next_value::<VarMap>()?.0,
+                        "loop" | "with_items" => {
+                            let items: serde_json::Value = map.next_value()?;
+                            if !matches!(
+                                items,
+                                serde_json::Value::Array(_) | serde_json::Value::String(_)
+                            ) {
+                                return Err(de::Error::custom(format!(
+                                    "`{key}` takes a list, or a template that gives one"
+                                )));
+                            }
+                            t.loop_items = Some(items);
+                        }
+                        "check_mode" => t.check_mode = Some(map.next_value::<Flag>()?.0),
                         _ => {
                             let kind = module_kind(&key).ok_or_else(|| {
                                 de::Error::custom(format!("internal error: key `{key}`"))
@@ -1008,6 +1045,8 @@ pub(super) struct RawPlay {
     pub tags: Vec<String>,
     pub tasks: Vec<RawTask>,
     pub handlers: Vec<RawTask>,
+    /// `import_playbook: NAME`: this entry stands for another playbook's plays.
+    pub import: Option<String>,
     pub pos: Pos,
     pub keys: Vec<(String, Pos)>,
 }
@@ -1041,6 +1080,7 @@ impl<'de> Deserialize<'de> for RawPlay {
                     tags: Vec::new(),
                     tasks: Vec::new(),
                     handlers: Vec::new(),
+                    import: None,
                     pos: Pos::default(),
                     keys: Vec::new(),
                 };
@@ -1053,6 +1093,7 @@ impl<'de> Deserialize<'de> for RawPlay {
                             p.max_fail_percentage = Some(map.next_value::<Percent>()?.0)
                         }
                         "vars" => p.vars = map.next_value::<VarMap>()?.0,
+                        "import_playbook" => p.import = Some(map.next_value::<Text>()?.0),
                         "tags" => p.tags = split_tags(map.next_value::<List>()?.0),
                         "tasks" => {
                             p.tasks = map
@@ -1071,7 +1112,16 @@ impl<'de> Deserialize<'de> for RawPlay {
                     keys.push((key, pos));
                 }
                 let hosts: Vec<String> = hosts.unwrap_or_default();
-                if hosts.iter().all(|h| h.trim().is_empty()) {
+                if p.import.is_some() {
+                    if let Some((other, _)) = keys
+                        .iter()
+                        .find(|(k, _)| k != "import_playbook" && k != "name")
+                    {
+                        return Err(de::Error::custom(format!(
+                            "`import_playbook` stands alone; `{other}` belongs in the imported playbook"
+                        )));
+                    }
+                } else if hosts.iter().all(|h| h.trim().is_empty()) {
                     return Err(hinted(
                         "play has no `hosts`",
                         Some("add `hosts: all`, or a group such as `hosts: servers`".into()),
@@ -1113,5 +1163,45 @@ impl<'de> Deserialize<'de> for PlayList {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// Arguments of `docker_image`.
+const DOCKER_IMAGE_KEYS: &[&str] = &["name", "force"];
+
+/// Arguments of `docker_container`.
+const DOCKER_CONTAINER_KEYS: &[&str] = &[
+    "name",
+    "image",
+    "command",
+    "args",
+    "entrypoint",
+    "network_mode",
+    "ports",
+    "volumes",
+    "env",
+    "labels",
+    "privileged",
+    "cap_add",
+    "restart",
+    "healthcheck",
+    "state",
+];
+
+/// Reject unknown or missing docker module arguments, with a near miss.
+fn docker_keys(args: &Vars, known: &[&str], required: &[&str]) -> Result<(), String> {
+    for key in args.keys() {
+        if !known.contains(&key.as_str()) {
+            let mut message = format!("unknown argument `{key}`");
+            if let Some(near) = crate::template::closest(key, known.iter().copied()) {
+                message.push(HINT_SEP);
+                message.push_str(&format!("did you mean `{near}`?"));
+            }
+            return Err(message);
+        }
+    }
+    match required.iter().find(|k| !args.contains_key(**k)) {
+        Some(missing) => Err(format!("missing argument `{missing}`")),
+        None => Ok(()),
     }
 }

@@ -370,9 +370,9 @@ fn unsupported_ansible_keys_say_so() {
         text.starts_with("site.yml:2:3: `roles` is not supported"),
         "{text}"
     );
-    let text = error("- hosts: all\n  tasks:\n    - command: x\n      loop: [1, 2]\n");
+    let text = error("- hosts: all\n  tasks:\n    - command: x\n      become: true\n");
     assert!(
-        text.starts_with("site.yml:4:7: `loop` is not supported"),
+        text.starts_with("site.yml:4:7: `become` is not supported"),
         "{text}"
     );
 }
@@ -544,7 +544,10 @@ fn resolve_finds_files_then_builtins_then_suggests() {
         "{text}"
     );
     assert!(text.contains("did you mean `info`?"), "{text}");
-    assert!(text.contains("built-in playbooks: `info`"), "{text}");
+    assert!(
+        text.contains("built-in playbooks: `bootstrap`, `setup`"),
+        "{text}"
+    );
     let text = resolve_in("nope/site.yml", dir.path())
         .unwrap_err()
         .to_string();
@@ -606,4 +609,49 @@ fn anchors_and_aliases_keep_the_parse_in_step() {
     assert_eq!(tasks[2].location.line, 9);
     assert_eq!(pb.plays[1].vars["port"], 8500);
     assert_eq!(pb.plays[1].location.line, 11);
+}
+
+#[test]
+fn every_builtin_playbook_parses_and_bootstrap_imports_the_four_steps() {
+    for name in builtin_names() {
+        let pb = resolve_in(name, Path::new("/nonexistent-dir"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!pb.plays.is_empty(), "{name}");
+    }
+    let boot = resolve_in("bootstrap", Path::new("/nonexistent-dir")).unwrap();
+    let names: Vec<&str> = boot.plays.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "configure docker",
+            "pull images",
+            "consul boot server",
+            "consul servers",
+            "consul clients",
+            "service stack"
+        ]
+    );
+}
+
+#[test]
+fn loop_check_mode_and_docker_modules_parse() {
+    let pb = parse(
+        "- hosts: all\n  tasks:\n    - docker_container:\n        name: c\n        image: i\n      loop: \"{{ stack }}\"\n      check_mode: false\n    - docker_image:\n        name: x\n      with_items: [a, b]\n",
+    )
+    .unwrap();
+    let t = &pb.plays[0].tasks;
+    assert!(matches!(t[0].module, Module::DockerContainer(_)));
+    assert_eq!(t[0].loop_items, Some(serde_json::json!("{{ stack }}")));
+    assert_eq!(t[0].check_mode, Some(false));
+    assert_eq!(t[1].loop_items, Some(serde_json::json!(["a", "b"])));
+    let text = error(
+        "- hosts: all\n  tasks:\n    - docker_container:\n        name: c\n        imgae: i\n",
+    );
+    assert!(text.contains("unknown argument `imgae`"), "{text}");
+    assert!(text.contains("did you mean `image`?"), "{text}");
+    let text = error("- import_playbook: nope.yml\n");
+    assert!(
+        text.starts_with("site.yml:1:3: no playbook `nope.yml` to import"),
+        "{text}"
+    );
 }
