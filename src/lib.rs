@@ -91,8 +91,9 @@ fn exec(args: ExecArgs) -> Result<i32> {
     let location = Location::new("<command line>", 0, 0);
     let task = Task {
         name: format!("exec: {cmd}"),
+        // Taken literally: in `{{.Names}}` the braces are docker's, not ours.
         module: Module::Shell(CommandArgs {
-            cmd: Some(cmd),
+            cmd: Some(format!("{{% raw %}}{cmd}{{% endraw %}}")),
             ..CommandArgs::default()
         }),
         when: Vec::new(),

@@ -632,3 +632,12 @@ fn no_log_keeps_secrets_out_of_every_output() {
         );
     }
 }
+
+#[test]
+fn ad_hoc_commands_are_not_templated() {
+    let cluster = Cluster::start(1);
+    let inventory = cluster.inventory(&[]);
+    let out = cluster.run(&["exec", "-i", inventory.to_str().unwrap(), "--", "echo", "{{.Names}} {% x %}"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("  {{.Names}} {% x %}"), "{out}");
+}
