@@ -300,12 +300,32 @@ impl Executor {
             .buffer_unordered(self.settings.forks.max(1));
         let registered: Vec<Option<Value>> = jobs.collect().await;
         if task.run_once && !handler {
-            // Ansible applies a run_once result to every host of the batch.
-            if let (Some(name), Some(Some(value))) = (&task.register, registered.first()) {
-                for host in hosts.iter().skip(1) {
-                    if let Some(state) = self.hosts.get_mut(host) {
-                        state.facts.insert(name.clone(), value.clone());
-                    }
+            // Ansible applies a run_once result, failure included, to every
+            // host of the batch.
+            let first = run_on.first().and_then(|h| self.hosts.get(h));
+            let failed_on = first.filter(|s| s.failed).map(|s| s.name.clone());
+            for host in hosts.iter().skip(1) {
+                let Some(state) = self.hosts.get_mut(host) else {
+                    continue;
+                };
+                if let (Some(name), Some(Some(value))) = (&task.register, registered.first()) {
+                    state.facts.insert(name.clone(), value.clone());
+                }
+                if let Some(first) = &failed_on {
+                    state.failed = true;
+                    self.reporter.send(Event::Host(HostResult {
+                        host: host.clone(),
+                        task: task.name.clone(),
+                        status: Status::Failed,
+                        elapsed: 0.0,
+                        ignored: false,
+                        message: None,
+                        failure: Some(Failure {
+                            message: format!("this run_once task failed on `{first}`"),
+                            ..Failure::default()
+                        }),
+                        diff: None,
+                    }));
                 }
             }
         }
@@ -557,7 +577,11 @@ async fn once(
     {
         return Ok(Outcome::skipped("condition was false"));
     }
-    let connection = connect(shared.connector, state).await?;
+    let connection: Arc<dyn Transport> = if modules::is_local(&task.module) {
+        Arc::new(Local)
+    } else {
+        connect(shared.connector, state).await?
+    };
     let mut vars = vars.clone();
     let mut task_vars = Vars::new();
     for (key, value) in &task.vars {
@@ -667,6 +691,39 @@ fn context<'a>(
         location: &task.location,
         check: task.check_mode.unwrap_or(shared.settings.check),
         diff: shared.settings.diff,
+    }
+}
+
+/// Stands in for the connection of modules that never touch the host.
+struct Local;
+
+impl Transport for Local {
+    fn exec<'a>(
+        &'a self,
+        _: &'a str,
+        _: Option<&'a [u8]>,
+    ) -> futures::future::BoxFuture<'a, Result<crate::transport::Output>> {
+        Box::pin(async {
+            Err(Error::Internal(
+                "a local module tried to run a remote command".into(),
+            ))
+        })
+    }
+
+    fn forward<'a>(
+        &'a self,
+        _: &'a str,
+        _: u16,
+    ) -> futures::future::BoxFuture<'a, Result<Box<dyn crate::transport::Stream>>> {
+        Box::pin(async {
+            Err(Error::Internal(
+                "a local module tried to open a channel".into(),
+            ))
+        })
+    }
+
+    fn close(&self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(async {})
     }
 }
 

@@ -101,6 +101,7 @@ pub enum Module {
     WaitFor(WaitForArgs),
     Debug(DebugArgs),
     SetFact(Vars),
+    Assert(AssertArgs),
     /// Arguments kept as data: they are rendered, then typed, per host.
     DockerImage(Vars),
     DockerContainer(Vars),
@@ -119,6 +120,7 @@ impl Module {
             Module::WaitFor(_) => "wait_for",
             Module::Debug(_) => "debug",
             Module::SetFact(_) => "set_fact",
+            Module::Assert(_) => "assert",
             Module::DockerImage(_) => "docker_image",
             Module::DockerContainer(_) => "docker_container",
         }
@@ -214,6 +216,15 @@ pub struct WaitForArgs {
     pub delay: f64,
     /// Seconds before giving up (default 300).
     pub timeout: f64,
+}
+
+/// `assert`: every expression of `that` must hold; checked on the machine
+/// running arpanet, without contacting the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssertArgs {
+    pub that: Condition,
+    pub fail_msg: Option<String>,
+    pub success_msg: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -321,6 +332,12 @@ const BUILTINS: &[(&str, &str)] = &[
     ("stack", include_str!("../playbooks/stack.yml")),
     ("stop", include_str!("../playbooks/stop.yml")),
     ("info", include_str!("../playbooks/info.yml")),
+    // Parts imported by the playbooks above.
+    ("preflight", include_str!("../playbooks/preflight.yml")),
+    (
+        "consul-agents",
+        include_str!("../playbooks/consul-agents.yml"),
+    ),
 ];
 const BUILTIN_NAMES: &[&str] = &[
     "bootstrap",
@@ -468,6 +485,7 @@ fn default_name(module: &Module) -> String {
         },
         Module::Debug(DebugArgs::Msg(s)) | Module::Debug(DebugArgs::Var(s)) => s.clone(),
         Module::SetFact(vars) => vars.keys().cloned().collect::<Vec<_>>().join(", "),
+        Module::Assert(a) => a.that.join(" and "),
         Module::DockerImage(args) | Module::DockerContainer(args) => match args.get("name") {
             Some(serde_json::Value::String(name)) => name.clone(),
             _ => String::new(),
@@ -508,6 +526,10 @@ fn module_strings(module: &Module) -> Vec<&str> {
         }
         Module::Debug(DebugArgs::Msg(s)) => out.push(s),
         Module::Debug(DebugArgs::Var(_)) => {}
+        Module::Assert(a) => {
+            out.extend(a.fail_msg.as_deref());
+            out.extend(a.success_msg.as_deref());
+        }
         Module::SetFact(vars) | Module::DockerImage(vars) | Module::DockerContainer(vars) => {
             vars.values().for_each(|v| value_strings(v, &mut out))
         }
@@ -619,6 +641,10 @@ impl Builder<'_> {
             let mut strings = Vec::new();
             value_strings(items, &mut strings);
             self.check_strings(strings, raw.key_pos("loop"))?;
+        }
+        if let Module::Assert(a) = &raw.module {
+            self.engine
+                .check_condition(&a.that, &self.loc(raw.key_pos("module")))?;
         }
         if let Module::Debug(DebugArgs::Var(var)) = &raw.module {
             self.engine

@@ -637,7 +637,50 @@ fn no_log_keeps_secrets_out_of_every_output() {
 fn ad_hoc_commands_are_not_templated() {
     let cluster = Cluster::start(1);
     let inventory = cluster.inventory(&[]);
-    let out = cluster.run(&["exec", "-i", inventory.to_str().unwrap(), "--", "echo", "{{.Names}} {% x %}"]);
+    let out = cluster.run(&[
+        "exec",
+        "-i",
+        inventory.to_str().unwrap(),
+        "--",
+        "echo",
+        "{{.Names}} {% x %}",
+    ]);
     assert_eq!(out.code, 0, "{out}");
     assert!(out.stdout.contains("  {{.Names}} {% x %}"), "{out}");
+}
+
+#[test]
+fn bootstrap_refuses_impossible_cluster_shapes_before_contacting_any_host() {
+    let cluster = Cluster::start(1);
+    let (listener, port) = tripwire();
+    let host = |n: u8| format!("node{n} ansible_host=127.0.0.1 ansible_port={port}\n");
+    let no_servers = cluster.write_file("none.ini", &format!("[clients]\n{}{}", host(1), host(2)));
+    let out = cluster.run(&["run", "-i", no_servers.to_str().unwrap(), "bootstrap"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stdout.contains("the inventory has no `servers` group"),
+        "{out}"
+    );
+    assert_untouched(&listener);
+
+    let too_few = cluster.write_file("few.ini", &format!("[servers]\n{}{}", host(1), host(2)));
+    let out = cluster.run(&[
+        "run",
+        "-i",
+        too_few.to_str().unwrap(),
+        "consul",
+        "-e",
+        "consul_expect=3",
+    ]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stdout
+            .contains("consul_expect=3 but the inventory has 2 servers"),
+        "{out}"
+    );
+    assert!(
+        !out.stdout.contains("TASK [start the boot server]"),
+        "{out}"
+    );
+    assert_untouched(&listener);
 }

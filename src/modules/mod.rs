@@ -197,6 +197,7 @@ pub async fn run(module: &Module, ctx: &Context<'_>) -> Outcome {
         Module::WaitFor(args) => wait_for::run(args, ctx).await,
         Module::Debug(args) => debug(args, ctx),
         Module::SetFact(values) => set_fact(values, ctx),
+        Module::Assert(args) => assert(args, ctx),
         Module::DockerImage(args) => docker::image(args, ctx).await,
         Module::DockerContainer(args) => docker::container(args, ctx).await,
     };
@@ -219,6 +220,38 @@ fn debug(args: &DebugArgs, ctx: &Context<'_>) -> Result<Outcome> {
         msg: Some(msg),
         ..Outcome::ok()
     })
+}
+
+fn assert(args: &crate::playbook::AssertArgs, ctx: &Context<'_>) -> Result<Outcome> {
+    for expr in &args.that {
+        if !ctx
+            .engine
+            .eval_condition(std::slice::from_ref(expr), ctx.vars, ctx.location)?
+        {
+            let message = match &args.fail_msg {
+                Some(msg) => ctx.render(msg)?,
+                None => format!("assertion failed: `{expr}`"),
+            };
+            return Ok(Outcome::fail(message));
+        }
+    }
+    let msg = args
+        .success_msg
+        .as_ref()
+        .map(|m| ctx.render(m))
+        .transpose()?;
+    Ok(Outcome {
+        msg,
+        ..Outcome::ok()
+    })
+}
+
+/// Modules that run entirely on the machine running arpanet.
+pub fn is_local(module: &Module) -> bool {
+    matches!(
+        module,
+        Module::Debug(_) | Module::SetFact(_) | Module::Assert(_)
+    )
 }
 
 fn set_fact(values: &Vars, ctx: &Context<'_>) -> Result<Outcome> {

@@ -23,8 +23,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde::Deserialize;
 
 use super::{
-    CommandArgs, DebugArgs, FileArgs, FileContentArgs, FileState, Module, PortState, Serial,
-    ServiceArgs, ServiceState, WaitForArgs,
+    AssertArgs, CommandArgs, DebugArgs, FileArgs, FileContentArgs, FileState, Module, PortState,
+    Serial, ServiceArgs, ServiceState, WaitForArgs,
 };
 use crate::template::closest;
 use crate::vars::Vars;
@@ -164,6 +164,7 @@ pub(super) fn module_kind(key: &str) -> Option<&'static str> {
         "wait_for" => "wait_for",
         "debug" => "debug",
         "set_fact" => "set_fact",
+        "assert" => "assert",
         "docker_image" | "community.docker.docker_image" => "docker_image",
         "docker_container" | "community.docker.docker_container" => "docker_container",
         _ => return None,
@@ -754,6 +755,15 @@ struct WaitForMap {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct AssertMap {
+    that: Cond,
+    fail_msg: Option<Text>,
+    msg: Option<Text>,
+    success_msg: Option<Text>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DebugMap {
     msg: Option<Text>,
     var: Option<Text>,
@@ -874,6 +884,13 @@ impl<'de> DeserializeSeed<'de> for ModuleSeed {
                     _ => Err("give exactly one of `msg` and `var`".into()),
                 },
             ),
+            "assert" => module_args(d, "a mapping with `that`", None, |m: AssertMap| {
+                Ok(Module::Assert(AssertArgs {
+                    that: m.that.0,
+                    fail_msg: m.fail_msg.or(m.msg).map(|t| t.0),
+                    success_msg: m.success_msg.map(|t| t.0),
+                }))
+            }),
             "set_fact" => module_args(d, "a mapping of variables", None, |m: Vars| {
                 if m.is_empty() {
                     return Err("`set_fact` needs at least one variable".into());

@@ -509,7 +509,11 @@ fn builtins_parse() {
             panic!("{err}");
         }
     }
-    assert_eq!(BUILTINS.len(), builtin_names().len());
+    assert_eq!(
+        BUILTINS.len(),
+        builtin_names().len() + 2,
+        "two imported parts"
+    );
     assert!(builtin("nope").is_none());
     assert!(builtin_template("nope.j2").is_none());
 }
@@ -623,6 +627,7 @@ fn every_builtin_playbook_parses_and_bootstrap_imports_the_four_steps() {
     assert_eq!(
         names,
         [
+            "check the cluster shape",
             "configure docker",
             "pull images",
             "consul boot server",
