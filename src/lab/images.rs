@@ -133,8 +133,14 @@ impl ImageSpec {
         strap
             .arg(format!("--variant={}", self.variant))
             .arg(format!("--include={}", self.packages.join(",")));
+        // The extract variant runs no customize hooks, only extract hooks.
+        let stage = if self.variant == "extract" {
+            "extract"
+        } else {
+            "customize"
+        };
         for hook in self.hooks {
-            strap.arg(format!("--customize-hook={hook}"));
+            strap.arg(format!("--{stage}-hook={hook}"));
         }
         strap
             .arg("--format=tar")
@@ -173,6 +179,11 @@ impl ImageSpec {
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
                     if let Some(info) = line.strip_prefix("I: ") {
+                        // Hook lines quote the whole script; name the stage.
+                        let info = match info.split_once(" in shell: ") {
+                            Some((what, _)) => what,
+                            None => info,
+                        };
                         progress.detail(started, &format!("mmdebstrap: {info}"));
                     }
                     let mut log = log.lock().expect("log lock");

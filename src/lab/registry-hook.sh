@@ -1,4 +1,4 @@
-# mmdebstrap customize hook for the lab's registry image; $1 is the new root.
+# mmdebstrap extract hook for the lab's registry image; $1 is the new root.
 set -eu
 mkdir -p "$1"/etc/docker/registry "$1"/var/lib/docker-registry
 cat >"$1"/etc/docker/registry/arpanet-lab.yml <<'YAML'

@@ -1,4 +1,4 @@
-# mmdebstrap customize hook for the lab's single-program images (consul,
+# mmdebstrap extract hook for the lab's single-program images (consul,
 # cadvisor, registry); $1 is the new root, unpacked but not installed.
 set -eu
 root=$1
