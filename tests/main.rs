@@ -1,0 +1,3 @@
+//! arpanet's integration tests: one binary, one module per area.
+
+mod lab;
