@@ -232,7 +232,15 @@ impl Lab {
                 "building image {} ({why}) from Debian {} via {mirror}",
                 spec.reference, spec.suite
             ));
+            let old = self
+                .docker
+                .out(&["image", "inspect", "--format", "{{.Id}}", spec.reference])
+                .ok();
             spec.build(&mirror, &self.progress)?;
+            if let Some(old) = old {
+                // The build it replaces; still used by a container, it stays.
+                let _ = self.docker.run(&["rmi", &old]);
+            }
             let took = started.elapsed().as_secs_f64();
             self.say(format!("built image {} in {took:.1}s", spec.reference));
             done.push(format!("built image {} in {took:.1}s", spec.reference));
@@ -678,25 +686,7 @@ impl Lab {
         // Only if nothing else lives there.
         let _ = std::fs::remove_dir(&self.dir);
         if purge {
-            let listed = self.docker.out(&[
-                "images",
-                "--format",
-                "{{.Repository}}:{{.Tag}}",
-                "--filter",
-                &format!("reference={}*", images::IMAGE_PREFIX),
-            ])?;
-            let references: Vec<&str> = listed
-                .split_whitespace()
-                .filter(|r| !r.ends_with(":<none>"))
-                .collect();
-            if !references.is_empty() {
-                let mut args = vec!["rmi"];
-                args.extend(&references);
-                self.docker.run(&args).map_err(|e| {
-                    e.with_hint("another lab may still use these images; take it down first")
-                })?;
-                self.say(format!("removed images {}", references.join(", ")));
-            }
+            self.purge_images()?;
         }
         if containers.is_empty() && volumes.is_empty() && networks.is_empty() {
             self.say(format!("lab `{}` was not up", self.name));
@@ -704,6 +694,47 @@ impl Lab {
             self.say(format!("lab `{}` is down", self.name));
         }
         Ok(crate::error::exit::OK)
+    }
+
+    /// Remove every image a lab build made: the cached tags and the older
+    /// builds they replaced.
+    fn purge_images(&self) -> Result<()> {
+        let listed = self.docker.out(&[
+            "images",
+            "--format",
+            "{{.ID}} {{.Repository}}:{{.Tag}}",
+            "--filter",
+            &format!("label={}", images::RECIPE_LABEL),
+        ])?;
+        let mut ids: Vec<&str> = Vec::new();
+        let mut names: Vec<&str> = Vec::new();
+        for line in listed.lines() {
+            let (id, name) = line.split_once(' ').unwrap_or((line, ""));
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+            if !name.ends_with(":<none>") {
+                names.push(name);
+            }
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec!["rmi", "--force"];
+        args.extend(&ids);
+        self.docker.run(&args).map_err(|e| {
+            e.with_hint("another lab may still use these images; take it down first")
+        })?;
+        self.say(format!(
+            "removed {} image(s): {}",
+            ids.len(),
+            if names.is_empty() {
+                "untagged".to_owned()
+            } else {
+                names.join(", ")
+            }
+        ));
+        Ok(())
     }
 
     // ---- status --------------------------------------------------------------

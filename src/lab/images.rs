@@ -16,9 +16,6 @@ use crate::error::{Error, Result};
 /// Image label holding a hash of the recipe the image was built from.
 pub const RECIPE_LABEL: &str = "org.arpanet.lab.recipe";
 
-/// Every cached image's repository starts with this.
-pub const IMAGE_PREFIX: &str = "arpanet-lab/";
-
 /// Environment variable overriding the Debian mirror read from apt's sources.
 pub const MIRROR_ENV: &str = "ARPANET_LAB_MIRROR";
 
