@@ -566,7 +566,7 @@ impl Lab {
                     }
                     "created" | "exited" => {
                         if self.docker.succeeds(&["start", name]) {
-                            return Ok(Some("started stopped"));
+                            return Ok(Some("restarted"));
                         }
                         recreate = true;
                     }
