@@ -191,6 +191,8 @@ fn lab_up_serves_ssh_and_the_registry_is_idempotent_and_down_leaves_nothing() {
     every_node_answers_ssh_with_strict_host_keys(&lab, &hosts);
     a_node_pulls_consul_from_the_lab_registry(&lab, &hosts[0].1);
     second_up_rebuilds_no_image_and_restarts_no_node(&lab);
+    status_lists_every_node_running(&lab);
+    a_stopped_node_is_restarted_and_keeps_its_host_key(&lab, &hosts[4]);
     down_leaves_no_container_network_or_volume(&lab);
 }
 
@@ -253,6 +255,50 @@ fn second_up_rebuilds_no_image_and_restarts_no_node(lab: &TestLab) {
         snapshot(),
         before,
         "an image was rebuilt or a node restarted"
+    );
+}
+
+fn status_lists_every_node_running(lab: &TestLab) {
+    let output = lab.arpanet(&["status"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let summary: Vec<String> = rows.iter().map(|r| r[..4].join(" ")).collect();
+    assert_eq!(
+        summary,
+        [
+            "registry 10.78.0.2 registry yes",
+            "node1 10.78.0.11 server yes",
+            "node2 10.78.0.12 server yes",
+            "node3 10.78.0.13 server yes",
+            "node4 10.78.0.14 client yes",
+            "node5 10.78.0.15 client yes",
+        ],
+        "{stdout}"
+    );
+}
+
+/// What a killed and restarted Docker engine leaves behind: a stopped node.
+fn a_stopped_node_is_restarted_and_keeps_its_host_key(lab: &TestLab, node: &(String, String)) {
+    let known_hosts = lab.dir.join("known_hosts");
+    let before = std::fs::read_to_string(&known_hosts).unwrap();
+    docker(&["stop", &format!("{NAME}-{}", node.0)]);
+    let stderr = lab.ok(&["up", "--nodes", "5", "--servers", "3"]);
+    assert!(
+        stderr.contains(&format!("restarted {}", node.0)),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), before);
+    let output = lab.ssh(&node.1, &known_hosts, "systemctl is-system-running");
+    assert!(
+        output.status.success(),
+        "{}: {}",
+        node.0,
+        String::from_utf8_lossy(&output.stderr)
     );
 }
 
