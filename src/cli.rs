@@ -194,27 +194,51 @@ pub struct LabArgs {
 pub enum LabCommand {
     /// Build images if missing and start the lab's nodes
     Up {
+        #[command(flatten)]
+        lab: LabTarget,
         /// Number of nodes
         #[arg(long, default_value_t = 5)]
         nodes: usize,
         /// How many of them are Consul servers
         #[arg(long, default_value_t = 3)]
         servers: usize,
-        /// Where the lab keeps its key, known_hosts and inventory
-        #[arg(long, default_value = ".arpanet-lab")]
-        dir: PathBuf,
+        /// The lab's private network (a /24; the registry gets .2, nodes .11 up)
+        #[arg(
+            long,
+            env = "ARPANET_LAB_SUBNET",
+            default_value = "10.77.0.0/24",
+            value_name = "CIDR"
+        )]
+        subnet: String,
     },
     /// Remove the lab's nodes, network, volumes and registry
     Down {
-        #[arg(long, default_value = ".arpanet-lab")]
-        dir: PathBuf,
+        #[command(flatten)]
+        lab: LabTarget,
         /// Also remove the cached images
         #[arg(long)]
         purge: bool,
     },
     /// Show each node, its address and whether it runs
     Status {
-        #[arg(long, default_value = ".arpanet-lab")]
-        dir: PathBuf,
+        #[command(flatten)]
+        lab: LabTarget,
     },
+}
+
+/// Which lab a `lab` command acts on.
+#[derive(Debug, Args, Clone)]
+pub struct LabTarget {
+    /// Where the lab keeps its key, known_hosts and inventory
+    #[arg(long, default_value = ".arpanet-lab", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Prefix of the lab's containers, network and volumes (several labs can
+    /// live side by side under different names)
+    #[arg(
+        long,
+        env = "ARPANET_LAB_NAME",
+        default_value = "arpanet-lab",
+        value_name = "NAME"
+    )]
+    pub name: String,
 }

@@ -3,5 +3,6 @@
 
 mod support;
 
+mod lab;
 mod run;
 mod ssh;
