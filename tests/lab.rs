@@ -174,6 +174,7 @@ fn lab_up_serves_ssh_and_the_registry_is_idempotent_and_down_leaves_nothing() {
     ) {
         return;
     }
+    let _turn = crate::support::lab_lock();
     let lab = TestLab::new();
 
     // lab up with 5 nodes, 3 of them servers.
@@ -220,8 +221,37 @@ fn every_node_answers_ssh_with_strict_host_keys(lab: &TestLab, hosts: &[(String,
         "ssh accepted an unknown host key"
     );
     std::fs::remove_file(&empty).unwrap();
-    // TODO(exec): also check `arpanet exec -i DIR/inventory.ini -- docker info`
-    // on every node once `exec` lands.
+
+    // The same through arpanet itself, with its default strict checking.
+    let output = Command::new(env!("CARGO_BIN_EXE_arpanet"))
+        .arg("exec")
+        .arg("-i")
+        .arg(lab.dir.join("inventory.ini"))
+        .args([
+            "--host-key-checking",
+            "strict",
+            "--",
+            "docker",
+            "info",
+            "--format",
+            "{{.ServerVersion}}",
+        ])
+        .env("NO_COLOR", "1")
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .expect("run arpanet exec");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "arpanet exec failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for (name, _) in hosts {
+        assert!(
+            stdout.contains(&format!("changed: [{name}]")),
+            "{name} missing:\n{stdout}"
+        );
+    }
 }
 
 fn a_node_pulls_consul_from_the_lab_registry(lab: &TestLab, host: &str) {

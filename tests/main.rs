@@ -3,6 +3,7 @@
 
 mod support;
 
+mod cluster;
 mod lab;
 mod run;
 mod ssh;

@@ -10,3 +10,11 @@ pub use sshd::{
     ensure_test_user, keygen, keygen_typed, run_arpanet, Cluster, Run, SshAgent, SshdHost,
     TEST_USER,
 };
+
+/// Held by every test that builds a lab on the local Docker engine, so they
+/// take turns: two first `lab up`s at once would build the same images twice.
+pub fn lab_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

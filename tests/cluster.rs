@@ -1,0 +1,297 @@
+//! The main job end to end: `bootstrap` on a 5-node lab (3 servers, 2
+//! clients) of real Debian nodes with their own dockerd, real Consul and
+//! cAdvisor images from the lab registry. Run with `ARPANET_LAB_TESTS=1`
+//! (`scripts/test`, CI); the steps share one lab and run in order, because
+//! each builds on the cluster the previous one left.
+//!
+//! What the nodes did is checked with `docker exec` into the node
+//! containers, independently of arpanet's own SSH code.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::Run;
+
+const NAME: &str = "arpanet-cluster";
+const SUBNET: &str = "10.79.0.0/24";
+
+struct Lab {
+    dir: PathBuf,
+    home: tempfile::TempDir,
+}
+
+impl Lab {
+    fn up() -> Lab {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("arpanet-cluster-lab");
+        let lab = Lab {
+            dir,
+            home: tempfile::tempdir().unwrap(),
+        };
+        let _ = lab.lab(&["down"]);
+        let up = lab.lab(&["up", "--nodes", "5", "--servers", "3"]);
+        assert_eq!(up.code, 0, "lab up failed:\n{up}");
+        lab
+    }
+
+    fn lab(&self, args: &[&str]) -> Run {
+        let (command, rest) = args.split_first().unwrap();
+        let mut all = vec![
+            "lab",
+            command,
+            "--dir",
+            self.dir.to_str().unwrap(),
+            "--name",
+            NAME,
+        ];
+        all.extend_from_slice(rest);
+        self.arpanet(&all)
+    }
+
+    fn inventory(&self) -> PathBuf {
+        self.dir.join("inventory.ini")
+    }
+
+    /// `arpanet COMMAND -i INVENTORY ARGS...`
+    fn run(&self, command: &str, args: &[&str]) -> Run {
+        let inventory = self.inventory();
+        let mut all = vec![command, "-i", inventory.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.arpanet(&all)
+    }
+
+    fn arpanet(&self, args: &[&str]) -> Run {
+        let output = Command::new(env!("CARGO_BIN_EXE_arpanet"))
+            .args(args)
+            .env("HOME", self.home.path())
+            .env("NO_COLOR", "1")
+            .env("ARPANET_LAB_SUBNET", SUBNET)
+            .env_remove("ARPANET_LAB_NAME")
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .expect("run arpanet");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Run `sh -c COMMAND` inside lab node `n` (1-based), bypassing arpanet.
+    fn on_node(&self, n: usize, command: &str) -> String {
+        let output = Command::new("docker")
+            .args(["exec", &format!("{NAME}-node{n}"), "sh", "-c", command])
+            .output()
+            .expect("docker exec");
+        assert!(
+            output.status.success(),
+            "`{command}` on node{n} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn docker_restarted_at(&self, n: usize) -> String {
+        self.on_node(
+            n,
+            "systemctl show docker --property=ActiveEnterTimestampMonotonic",
+        )
+    }
+
+    fn started_at(&self, n: usize) -> String {
+        self.on_node(
+            n,
+            "docker inspect --format '{{.Name}} {{.State.StartedAt}}' consul cadvisor",
+        )
+    }
+
+    /// The cluster is whole: 5 alive members (3 servers), a leader, and the
+    /// stack running on every node.
+    fn assert_healthy(&self) {
+        let mut members = String::new();
+        for _ in 0..60 {
+            let out = self.run("consul", &["--", "members"]);
+            members = out.stdout.clone();
+            if out.code == 0 && members.matches(" alive ").count() == 5 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+        assert_eq!(members.matches(" alive ").count(), 5, "{members}");
+        assert_eq!(members.matches(" server ").count(), 3, "{members}");
+        let status = self.run("status", &["--output", "json"]);
+        assert_eq!(status.code, 0, "{status}");
+        let rows: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+        for row in rows.as_array().unwrap() {
+            assert!(
+                row["leader"].as_str().is_some_and(|l| l.ends_with(":8300")),
+                "no leader: {row}"
+            );
+            let names: Vec<(&str, &str)> = row["containers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| (c["name"].as_str().unwrap(), c["state"].as_str().unwrap()))
+                .collect();
+            assert_eq!(
+                names,
+                [("cadvisor", "running"), ("consul", "running")],
+                "{row}"
+            );
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.lab(&["down"]);
+    }
+}
+
+fn recap_changed(run: &Run) -> Vec<usize> {
+    let start = run
+        .stdout
+        .find("PLAY RECAP")
+        .unwrap_or_else(|| panic!("no recap\n{run}"));
+    run.stdout[start..]
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("changed="))
+        })
+        .map(|n| n.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
+    if std::env::var("ARPANET_LAB_TESTS").ok().as_deref() != Some("1") {
+        eprintln!(
+            "note: skipping the cluster test: set ARPANET_LAB_TESTS=1 (as `scripts/test` does)"
+        );
+        return;
+    }
+    let _turn = crate::support::lab_lock();
+    let lab = Lab::up();
+
+    // 1. bootstrap: 5 alive members, 3 servers, a leader, the stack everywhere.
+    let first = lab.run("run", &["bootstrap"]);
+    assert_eq!(first.code, 0, "{first}");
+    lab.assert_healthy();
+
+    // 2. containers find services through Consul DNS.
+    let image = "10.79.0.2:5000/arpanet/consul:1.8.7";
+    let lookup = lab.on_node(
+        4,
+        &format!("docker run --rm --entrypoint busybox {image} nslookup consul.service.consul"),
+    );
+    for server in ["10.79.0.11", "10.79.0.12", "10.79.0.13"] {
+        assert!(lookup.contains(&format!("Address: {server}")), "{lookup}");
+    }
+
+    // 3. a second bootstrap changes nothing and restarts nothing.
+    let before: Vec<String> = (1..=5).map(|n| lab.started_at(n)).collect();
+    let second = lab.run("run", &["bootstrap"]);
+    assert_eq!(second.code, 0, "{second}");
+    assert_eq!(recap_changed(&second), [0, 0, 0, 0, 0], "{second}");
+    let after: Vec<String> = (1..=5).map(|n| lab.started_at(n)).collect();
+    assert_eq!(before, after);
+
+    // 4. one Docker option changed for the clients: previewed, then applied
+    //    with a restart of Docker on those nodes only.
+    let inventory = std::fs::read_to_string(lab.inventory()).unwrap();
+    std::fs::write(
+        lab.inventory(),
+        format!("{inventory}\n[clients:vars]\ndocker_opts_extra=--max-concurrent-downloads=5\n"),
+    )
+    .unwrap();
+    let original = lab.on_node(4, "cat /etc/default/docker");
+    let preview = lab.run("run", &["setup", "--check", "--diff"]);
+    assert_eq!(preview.code, 0, "{preview}");
+    assert!(
+        preview.stdout.contains("+DOCKER_OPTS=")
+            && preview.stdout.contains("--max-concurrent-downloads=5"),
+        "{preview}"
+    );
+    assert_eq!(
+        lab.on_node(4, "cat /etc/default/docker"),
+        original,
+        "check mode changed the file"
+    );
+    let docker_before: Vec<String> = (1..=5).map(|n| lab.docker_restarted_at(n)).collect();
+    let apply = lab.run("run", &["setup"]);
+    assert_eq!(apply.code, 0, "{apply}");
+    assert_eq!(recap_changed(&apply), [0, 0, 0, 2, 2], "{apply}");
+    let docker_after: Vec<String> = (1..=5).map(|n| lab.docker_restarted_at(n)).collect();
+    assert_eq!(
+        docker_before[..3],
+        docker_after[..3],
+        "servers' docker restarted"
+    );
+    assert_ne!(docker_before[3], docker_after[3]);
+    assert_ne!(docker_before[4], docker_after[4]);
+    assert!(lab
+        .on_node(5, "cat /etc/default/docker")
+        .contains("--max-concurrent-downloads=5"));
+    lab.assert_healthy();
+
+    // 5. KV round trip; stop; bootstrap again with the KV data intact.
+    assert_eq!(
+        lab.run("kv", &["set", "app/db/url", "postgres://db"]).code,
+        0
+    );
+    assert_eq!(lab.run("kv", &["set", "app/db/pool", "5"]).code, 0);
+    assert_eq!(lab.run("kv", &["set", "keep/me", "yes"]).code, 0);
+    assert_eq!(
+        lab.run("kv", &["get", "app/db/url"]).stdout,
+        "postgres://db\n"
+    );
+    assert_eq!(
+        lab.run("kv", &["ls", "app/db"]).stdout,
+        "app/db/pool\napp/db/url\n"
+    );
+    assert_eq!(lab.run("kv", &["del", "--recurse", "app"]).code, 0);
+    let gone = lab.run("kv", &["get", "app/db/url"]);
+    assert_eq!(gone.code, 2, "{gone}");
+    let stop = lab.run("run", &["stop"]);
+    assert_eq!(stop.code, 0, "{stop}");
+    for n in 1..=5 {
+        assert_eq!(
+            lab.on_node(n, "docker ps -aq --filter label=arpanet.managed=true"),
+            "",
+            "node{n}"
+        );
+    }
+    let again = lab.run("run", &["bootstrap"]);
+    assert_eq!(again.code, 0, "{again}");
+    lab.assert_healthy();
+    let mut kept = lab.run("kv", &["get", "keep/me"]);
+    for _ in 0..30 {
+        if kept.code == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        kept = lab.run("kv", &["get", "keep/me"]);
+    }
+    assert_eq!(kept.stdout, "yes\n", "{kept}");
+
+    // 6. a node down: reported unreachable, the others complete, exit 4.
+    let stopped = Command::new("docker")
+        .args(["stop", &format!("{NAME}-node5")])
+        .output()
+        .unwrap();
+    assert!(stopped.status.success());
+    let partial = lab.run("run", &["bootstrap"]);
+    assert_eq!(partial.code, 4, "{partial}");
+    assert!(partial.stdout.contains("unreachable: [node5]"), "{partial}");
+    let recap = &partial.stdout[partial.stdout.find("PLAY RECAP").unwrap()..];
+    assert!(
+        recap
+            .lines()
+            .any(|l| l.starts_with("node5") && l.contains("unreachable=1")),
+        "{partial}"
+    );
+    assert!(
+        recap.lines().filter(|l| l.contains("failed=0")).count() == 5,
+        "{partial}"
+    );
+}
