@@ -684,3 +684,98 @@ fn bootstrap_refuses_impossible_cluster_shapes_before_contacting_any_host() {
     );
     assert_untouched(&listener);
 }
+
+#[test]
+fn tags_and_skip_tags_choose_tasks() {
+    let cluster = Cluster::start(1);
+    let work = workdir(&cluster);
+    let inventory = cluster.inventory(&[("work", work.to_str().unwrap())]);
+    let playbook = cluster.write_file(
+        "tags.yml",
+        r#"
+- hosts: all
+  tasks:
+    - name: config
+      shell: echo config >> {{ work }}/log
+      tags: [config]
+    - name: deploy
+      shell: echo deploy >> {{ work }}/log
+      tags: deploy
+    - name: always
+      shell: echo always >> {{ work }}/log
+      tags: [always]
+"#,
+    );
+    let pb = playbook.to_str().unwrap();
+    let log = || fs::read_to_string(work.join("log")).unwrap_or_default();
+    assert_eq!(run(&cluster, &inventory, &[pb, "--tags", "deploy"]).code, 0);
+    assert_eq!(log(), "deploy\nalways\n");
+    fs::remove_file(work.join("log")).unwrap();
+    assert_eq!(
+        run(&cluster, &inventory, &[pb, "--skip-tags", "deploy,always"]).code,
+        0
+    );
+    assert_eq!(log(), "config\n");
+}
+
+#[test]
+fn inventory_and_render_show_resolved_variables() {
+    let cluster = Cluster::start(1);
+    let inventory = cluster.inventory_with_groups(
+        &[("servers", &[0])],
+        &[("greeting", "hi"), ("CONSUL_EXPECT", "1")],
+    );
+    cluster.write_file("host_vars/node1.yml", "greeting: hello\n");
+    let inv = inventory.to_str().unwrap();
+
+    let out = cluster.run(&["inventory", "-i", inv]);
+    assert_eq!(out.code, 0, "{out}");
+    let all: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(all["servers"]["hosts"], serde_json::json!(["node1"]));
+    assert_eq!(all["_meta"]["hostvars"]["node1"]["greeting"], "hello");
+
+    let out = cluster.run(&[
+        "inventory",
+        "-i",
+        inv,
+        "--host",
+        "node1",
+        "-e",
+        "greeting=from-cli",
+    ]);
+    let host: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(host["greeting"], "from-cli");
+    assert_eq!(host["consul_expect"], 1);
+
+    let template = cluster.write_file(
+        "t.j2",
+        "{{ inventory_hostname }} says {{ greeting }}; expect {{ consul_expect }}\n",
+    );
+    let out = cluster.run(&[
+        "render",
+        "-i",
+        inv,
+        "--host",
+        "node1",
+        template.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.stdout, "node1 says hello; expect 1\n");
+
+    let out = cluster.run(&["render", "-i", inv, "--host", "node1", "docker.default.j2"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("--dns-search service.consul"), "{out}");
+
+    let broken = cluster.write_file("broken.j2", "line one\n{{ greting }}\n");
+    let out = cluster.run(&[
+        "render",
+        "-i",
+        inv,
+        "--host",
+        "node1",
+        broken.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 5, "{out}");
+    assert!(out.stderr.contains("broken.j2:2"), "{out}");
+    assert!(out.stderr.contains("did you mean `greeting`?"), "{out}");
+}
