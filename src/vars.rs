@@ -10,7 +10,7 @@
 //! 6. play vars,
 //! 7. `-e` extra vars, in command-line order,
 //! 8. magic vars, which cannot be overridden: `inventory_hostname`,
-//!    `inventory_hostname_short`, `group_names` (sorted, without `all`) and
+//!    `inventory_hostname_short`, `inventory_file`, `inventory_dir`, `group_names` (sorted, without `all`) and
 //!    `groups` (group → its hosts, inventory order).
 //!
 //! Merging replaces per top-level key (Ansible's default `hash_behaviour`).
@@ -121,6 +121,10 @@ pub fn for_host(inventory: &Inventory, host: &str, layers: &Layers, play_vars: &
         .map(|g| (g.name.clone(), inventory.group_hosts(&g.name).into()))
         .collect();
     out.insert("groups".into(), groups.into());
+    let file = std::path::absolute(&inventory.source).unwrap_or_else(|_| inventory.source.clone());
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    out.insert("inventory_file".into(), file.display().to_string().into());
+    out.insert("inventory_dir".into(), dir.display().to_string().into());
     out
 }
 
