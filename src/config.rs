@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::cli::ConnectArgs;
 use crate::error::{Error, Result};
+use crate::ssh::config::SshConfig;
 use crate::transport::{HostKeyChecking, Target};
 use crate::vars::Vars;
 
@@ -34,6 +35,8 @@ pub struct ConnectDefaults {
     pub host_key_checking: HostKeyChecking,
     pub timeout: Duration,
     pub home: Option<PathBuf>,
+    /// `~/.ssh/config`, consulted below the inventory's own variables.
+    pub ssh_config: SshConfig,
 }
 
 impl ConnectDefaults {
@@ -44,13 +47,19 @@ impl ConnectDefaults {
         if args.timeout == 0 {
             return Err(Error::usage("`--timeout` must be at least 1 second"));
         }
+        let home = home_dir();
+        let ssh_config = match &home {
+            Some(home) => SshConfig::load(&home.join(".ssh").join("config"))?,
+            None => SshConfig::default(),
+        };
         Ok(ConnectDefaults {
             user: args.user.clone(),
             private_key: args.private_key.clone(),
             known_hosts: args.known_hosts.clone(),
             host_key_checking: args.host_key_checking,
             timeout: Duration::from_secs(args.timeout),
-            home: home_dir(),
+            home,
+            ssh_config,
         })
     }
 
@@ -64,9 +73,11 @@ impl ConnectDefaults {
                 _ => None,
             })
         };
-        let address = text(&["ansible_host", "host"]).unwrap_or_else(|| host.to_owned());
+        let name = text(&["ansible_host", "host"]).unwrap_or_else(|| host.to_owned());
+        let ssh = self.ssh_config.host(&name, self.home.as_deref());
+        let address = ssh.host_name.unwrap_or(name);
         let port = match text(&["ansible_port", "port"]) {
-            None => 22,
+            None => ssh.port.unwrap_or(22),
             Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
                 Error::usage(format!(
                     "host `{host}`: `ansible_port` must be a port number, got `{p}`"
@@ -75,6 +86,7 @@ impl ConnectDefaults {
         };
         let user = text(&["ansible_user", "user"])
             .or_else(|| self.user.clone())
+            .or(ssh.user)
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "root".to_owned());
         let mut identity_files = Vec::new();
@@ -84,6 +96,7 @@ impl ConnectDefaults {
         if let Some(key) = text(&["ansible_ssh_private_key_file", "ansible_private_key_file"]) {
             identity_files.push(self.expand(&key));
         }
+        identity_files.extend(ssh.identity_files);
         if identity_files.is_empty() {
             if let Some(home) = &self.home {
                 for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
@@ -139,6 +152,11 @@ mod tests {
             host_key_checking: HostKeyChecking::Strict,
             timeout: Duration::from_secs(5),
             home: Some(PathBuf::from("/home/op")),
+            ssh_config: SshConfig::parse(
+                std::path::Path::new("config"),
+                "Host web*\n  HostName %h.example\n  Port 2200\n  User webop\n  IdentityFile ~/.ssh/web\n",
+            )
+            .unwrap(),
         }
     }
 
@@ -177,6 +195,25 @@ mod tests {
         );
         assert_eq!(t.identity_files, [PathBuf::from("/home/op/keys/lab")]);
         assert_eq!(t.known_hosts, PathBuf::from("/lab/known_hosts"));
+    }
+
+    #[test]
+    fn ssh_config_fills_what_the_inventory_leaves_out() {
+        let mut d = defaults();
+        d.user = None;
+        let t = d.target("web1", &Vars::new()).unwrap();
+        assert_eq!(
+            (t.address.as_str(), t.port, t.user.as_str()),
+            ("web1.example", 2200, "webop")
+        );
+        assert_eq!(t.identity_files, [PathBuf::from("/home/op/.ssh/web")]);
+        let t = d
+            .target(
+                "web1",
+                &vars(&[("ansible_port", 22.into()), ("ansible_user", "root".into())]),
+            )
+            .unwrap();
+        assert_eq!((t.port, t.user.as_str()), (22, "root"));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - a refused host key must reach the operator as a host-key error with
 //!   the fingerprint and what to do, not as russh's generic "disconnected".
 
+pub mod config;
 pub mod known_hosts;
 
 use std::borrow::Cow;

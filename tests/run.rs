@@ -779,3 +779,21 @@ fn inventory_and_render_show_resolved_variables() {
     assert!(out.stderr.contains("broken.j2:2"), "{out}");
     assert!(out.stderr.contains("did you mean `greeting`?"), "{out}");
 }
+
+#[test]
+fn hosts_can_be_reached_through_ssh_config_aliases() {
+    let cluster = Cluster::start(1);
+    let host = &cluster.hosts[0];
+    fs::write(
+        cluster.home.join(".ssh/config"),
+        format!(
+            "Host alias1\n    HostName {}\n    Port {}\n    User {TEST_USER}\n",
+            host.address, host.port
+        ),
+    )
+    .unwrap();
+    let inventory = cluster.write_file("aliases.ini", "alias1\n");
+    let out = cluster.run(&["exec", "-i", inventory.to_str().unwrap(), "--", "id", "-un"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains(&format!("  {TEST_USER}")), "{out}");
+}

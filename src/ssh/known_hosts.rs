@@ -230,7 +230,7 @@ fn hashed_matches(salt_and_hash: &str, host: &str) -> bool {
 }
 
 /// OpenSSH host pattern matching: `*` any run, `?` any one character.
-fn glob(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0, 0);
