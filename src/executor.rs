@@ -350,45 +350,19 @@ async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) ->
     let started = Instant::now();
     let result = attempt(shared, task, state).await;
     let elapsed = crate::report::round(started.elapsed());
-    let (status, outcome, ignored) = match result {
-        Err(err) => {
-            let failure = failure_from(&err);
-            let status = if matches!(err, Error::Unreachable { .. }) {
-                state.gone = true;
-                Status::Unreachable
-            } else if task.ignore_errors {
-                Status::Failed
-            } else {
-                state.failed = true;
-                Status::Failed
-            };
-            let ignored = status == Status::Failed && task.ignore_errors;
-            let outcome = Outcome {
-                failure: Some(failure),
-                ..Outcome::default()
-            };
-            (status, outcome, ignored)
-        }
-        Ok(outcome) => {
-            let status = if outcome.skipped.is_some() {
-                Status::Skipped
-            } else if outcome.failed() {
-                Status::Failed
-            } else if outcome.changed {
-                Status::Changed
-            } else {
-                Status::Ok
-            };
-            let ignored = status == Status::Failed && task.ignore_errors;
-            if status == Status::Failed && !ignored {
-                state.failed = true;
-            }
-            if status == Status::Changed {
-                state.notified.extend(task.notify.iter().cloned());
-            }
-            (status, outcome, ignored)
-        }
+    let outcome = result.unwrap_or_else(Outcome::from_error);
+    let status = if outcome.unreachable.is_some() {
+        Status::Unreachable
+    } else {
+        status_of(&outcome)
     };
+    let ignored = status == Status::Failed && task.ignore_errors;
+    match status {
+        Status::Unreachable => state.gone = true,
+        Status::Failed if !ignored => state.failed = true,
+        Status::Changed => state.notified.extend(task.notify.iter().cloned()),
+        _ => {}
+    }
     let registered = task.register.as_ref().map(|name| {
         let value = registered_value(&outcome, status);
         state.facts.insert(name.clone(), value.clone());
@@ -784,29 +758,6 @@ fn registered_value(outcome: &Outcome, status: Status) -> Value {
         }
     }
     value
-}
-
-fn failure_from(err: &Error) -> Failure {
-    match err {
-        Error::Unreachable { message, hint, .. } => Failure {
-            message: message.clone(),
-            hint: hint.clone(),
-            ..Failure::default()
-        },
-        Error::Input {
-            location,
-            message,
-            hint,
-        } => Failure {
-            message: format!("{location}: {message}"),
-            hint: hint.clone(),
-            ..Failure::default()
-        },
-        other => Failure {
-            message: other.to_string(),
-            ..Failure::default()
-        },
-    }
 }
 
 /// `no_log`: keep the status, drop everything that could carry a secret.

@@ -127,7 +127,16 @@ impl Outcome {
     /// A local or transport error while running the module.
     pub fn from_error(err: Error) -> Self {
         match err {
-            Error::Unreachable { .. } => Outcome {
+            Error::Unreachable {
+                ref message,
+                ref hint,
+                ..
+            } => Outcome {
+                failure: Some(Failure {
+                    message: message.clone(),
+                    hint: hint.clone(),
+                    ..Failure::default()
+                }),
                 unreachable: Some(err),
                 ..Outcome::default()
             },
