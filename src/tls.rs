@@ -96,6 +96,11 @@ pub struct Report {
 /// Directories are created 0700, keys written 0600 and certificates 0644,
 /// each atomically.
 pub fn ensure(dir: &Path, hosts: &[ServerCert]) -> Result<Report> {
+    ensure_at(dir, hosts, OffsetDateTime::now_utc())
+}
+
+/// [`ensure`] as if it were `now`.
+fn ensure_at(dir: &Path, hosts: &[ServerCert], now: OffsetDateTime) -> Result<Report> {
     // Check all the input before touching the disk.
     let mut wanted: Vec<(&ServerCert, Vec<String>)> = Vec::with_capacity(hosts.len());
     for host in hosts {
@@ -108,7 +113,6 @@ pub fn ensure(dir: &Path, hosts: &[ServerCert]) -> Result<Report> {
         wanted.push((host, wanted_sans(host)?));
     }
 
-    let now = OffsetDateTime::now_utc();
     let mut report = Report::default();
     create_private_dir(dir)?;
     let ca = load_or_create_ca(dir, now, &mut report)?;
@@ -604,4 +608,556 @@ fn parse_time(der: &Der<'_>) -> Option<OffsetDateTime> {
     let date = Date::from_calendar_date(year, Month::try_from(two(0)?).ok()?, two(2)?).ok()?;
     let time = Time::from_hms(two(4)?, two(6)?, two(8)?).ok()?;
     Some(PrimitiveDateTime::new(date, time).assume_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Child, Command, Stdio};
+    use std::time::Instant;
+
+    fn host(name: &str, addresses: &[&str]) -> ServerCert {
+        ServerCert {
+            name: name.into(),
+            addresses: addresses.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    fn lab() -> Vec<ServerCert> {
+        vec![
+            host("n1", &["127.0.0.1", "n1.lab"]),
+            host("n2", &["10.0.0.2"]),
+        ]
+    }
+
+    /// Whether the `openssl` CLI is here; the checks that need it are skipped
+    /// (loudly) where it is not.
+    fn have_openssl() -> bool {
+        let ok = Command::new("openssl")
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            eprintln!("no `openssl` command: skipping the openssl checks");
+        }
+        ok
+    }
+
+    /// Run `openssl ARGS` in `dir`: whether it succeeded, and its stdout
+    /// and stderr.
+    fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    fn verify(dir: &Path, purpose: &str, cert: &str) -> (bool, String) {
+        openssl(
+            dir,
+            &["verify", "-CAfile", CA_CERT, "-purpose", purpose, cert],
+        )
+    }
+
+    fn assert_verifies(dir: &Path, purpose: &str, cert: &str) {
+        let (ok, text) = verify(dir, purpose, cert);
+        assert!(ok, "{cert} does not verify as {purpose}: {text}");
+    }
+
+    fn sans_of(dir: &Path, cert: &str) -> String {
+        let (ok, text) = openssl(
+            dir,
+            &["x509", "-noout", "-ext", "subjectAltName", "-in", cert],
+        );
+        assert!(ok, "{text}");
+        text
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Every file under `dir`, with its bytes.
+    fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut files = BTreeMap::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for entry in fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    todo.push(path);
+                } else {
+                    files.insert(path.clone(), fs::read(&path).unwrap());
+                }
+            }
+        }
+        files
+    }
+
+    fn rel(dir: &Path, report: &Report) -> Vec<String> {
+        let mut names: Vec<String> = report
+            .created
+            .iter()
+            .map(|p| p.strip_prefix(dir).unwrap().display().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn sorted(names: &[&str]) -> Vec<String> {
+        let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn first_run_makes_everything_with_the_right_modes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("inventory").join("docker-tls");
+        let report = ensure(&dir, &lab()).unwrap();
+        assert_eq!(
+            rel(&dir, &report),
+            sorted(&[
+                "ca.pem",
+                "ca-key.pem",
+                "cert.pem",
+                "key.pem",
+                "hosts/n1/server-cert.pem",
+                "hosts/n1/server-key.pem",
+                "hosts/n2/server-cert.pem",
+                "hosts/n2/server-key.pem",
+            ])
+        );
+        for d in ["", "hosts", "hosts/n1", "hosts/n2"] {
+            assert_eq!(mode(&dir.join(d)), 0o700, "{d}");
+        }
+        for key in [CA_KEY, CLIENT_KEY, "hosts/n1/server-key.pem"] {
+            assert_eq!(mode(&dir.join(key)), 0o600, "{key}");
+        }
+        for cert in [
+            CA_CERT,
+            CLIENT_CERT,
+            "hosts/n2/server-cert.pem",
+            "hosts/n2/sans",
+        ] {
+            assert_eq!(mode(&dir.join(cert)), 0o644, "{cert}");
+        }
+        assert_eq!(
+            fs::read_to_string(dir.join("hosts/n1/sans")).unwrap(),
+            "127.0.0.1\nn1\nn1.lab\n"
+        );
+        // No temporary files left behind.
+        assert!(snapshot(&dir)
+            .keys()
+            .all(|p| !p.to_string_lossy().ends_with(".tmp")));
+
+        if !have_openssl() {
+            return;
+        }
+        assert_verifies(&dir, "sslserver", "hosts/n1/server-cert.pem");
+        assert_verifies(&dir, "sslserver", "hosts/n2/server-cert.pem");
+        assert_verifies(&dir, "sslclient", CLIENT_CERT);
+        // Each certificate is good for its own side only.
+        assert!(!verify(&dir, "sslserver", CLIENT_CERT).0);
+        assert!(!verify(&dir, "sslclient", "hosts/n1/server-cert.pem").0);
+
+        let n1 = sans_of(&dir, "hosts/n1/server-cert.pem");
+        for san in ["IP Address:127.0.0.1", "DNS:n1.lab", "DNS:n1"] {
+            assert!(n1.contains(san), "{san} missing: {n1}");
+        }
+        let n2 = sans_of(&dir, "hosts/n2/server-cert.pem");
+        assert!(
+            n2.contains("IP Address:10.0.0.2") && n2.contains("DNS:n2"),
+            "{n2}"
+        );
+
+        let subject = |cert: &str| openssl(&dir, &["x509", "-noout", "-subject", "-in", cert]).1;
+        assert!(subject(CA_CERT).contains("CN = arpanet docker CA"));
+        assert!(subject(CLIENT_CERT).contains("CN = arpanet client"));
+        assert!(subject("hosts/n2/server-cert.pem").contains("CN = n2"));
+        let ca = openssl(
+            &dir,
+            &["x509", "-noout", "-ext", "basicConstraints", "-in", CA_CERT],
+        )
+        .1;
+        assert!(ca.contains("CA:TRUE"), "{ca}");
+        // The CA lasts about ten years, a node's certificate over two.
+        let lasts = |cert: &str, days: i64| {
+            let seconds = (days * 86_400).to_string();
+            openssl(
+                &dir,
+                &["x509", "-noout", "-checkend", &seconds, "-in", cert],
+            )
+            .0
+        };
+        assert!(lasts(CA_CERT, 3600) && !lasts(CA_CERT, 3700));
+        assert!(lasts("hosts/n1/server-cert.pem", 800) && !lasts("hosts/n1/server-cert.pem", 830));
+    }
+
+    #[test]
+    fn second_run_makes_nothing_and_changes_no_byte() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        ensure(dir, &lab()).unwrap();
+        let before = snapshot(dir);
+        let report = ensure(dir, &lab()).unwrap();
+        assert_eq!(report.created, Vec::<PathBuf>::new());
+        assert_eq!(snapshot(dir), before);
+        // The same addresses in another order and spelling are the same SANs.
+        let shuffled = vec![
+            host("n2", &["10.0.0.2", "N2"]),
+            host("n1", &["N1.lab", " 127.0.0.1", "n1"]),
+        ];
+        assert_eq!(
+            ensure(dir, &shuffled).unwrap().created,
+            Vec::<PathBuf>::new()
+        );
+        assert_eq!(snapshot(dir), before);
+    }
+
+    #[test]
+    fn a_changed_address_reissues_only_that_host() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        ensure(dir, &lab()).unwrap();
+        let before = snapshot(dir);
+        let moved = vec![
+            host("n1", &["127.0.0.1", "n1.lab"]),
+            host("n2", &["10.0.0.22", "n2.lab"]),
+        ];
+        let report = ensure(dir, &moved).unwrap();
+        assert_eq!(
+            rel(dir, &report),
+            sorted(&["hosts/n2/server-cert.pem", "hosts/n2/server-key.pem"])
+        );
+        let after = snapshot(dir);
+        for (path, bytes) in &before {
+            let same = after[path] == *bytes;
+            assert_eq!(
+                same,
+                !path.starts_with(dir.join("hosts/n2")),
+                "{}",
+                path.display()
+            );
+        }
+        assert_eq!(
+            fs::read_to_string(dir.join("hosts/n2/sans")).unwrap(),
+            "10.0.0.22\nn2\nn2.lab\n"
+        );
+        assert_eq!(ensure(dir, &moved).unwrap().created, Vec::<PathBuf>::new());
+
+        if have_openssl() {
+            assert_verifies(dir, "sslserver", "hosts/n2/server-cert.pem");
+            let sans = sans_of(dir, "hosts/n2/server-cert.pem");
+            assert!(sans.contains("IP Address:10.0.0.22") && sans.contains("DNS:n2.lab"));
+            assert!(!sans.contains("10.0.0.2,"), "{sans}");
+        }
+    }
+
+    #[test]
+    fn a_new_host_gets_a_certificate_and_the_others_stay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        ensure(dir, &lab()[..1]).unwrap();
+        let report = ensure(dir, &lab()).unwrap();
+        assert_eq!(
+            rel(dir, &report),
+            sorted(&["hosts/n2/server-cert.pem", "hosts/n2/server-key.pem"])
+        );
+    }
+
+    #[test]
+    fn a_ca_certificate_without_its_key_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        ensure(dir, &lab()).unwrap();
+        fs::remove_file(dir.join(CA_KEY)).unwrap();
+        let before = snapshot(dir);
+        let err = ensure(dir, &lab()).unwrap_err().to_string();
+        assert!(
+            err.contains("ca-key.pem") && err.contains("missing"),
+            "{err}"
+        );
+        assert!(err.contains("hint: restore `ca-key.pem`"), "{err}");
+        assert_eq!(snapshot(dir), before, "nothing may change");
+    }
+
+    #[test]
+    fn a_ca_certificate_with_another_key_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        ensure(&a, &[]).unwrap();
+        ensure(&b, &[]).unwrap();
+        fs::copy(b.join(CA_KEY), a.join(CA_KEY)).unwrap();
+        let err = ensure(&a, &lab()).unwrap_err().to_string();
+        assert!(err.contains("do not belong together"), "{err}");
+        assert!(!a.join(HOSTS_DIR).exists());
+    }
+
+    #[test]
+    fn a_lost_ca_certificate_is_made_again_from_its_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        ensure(dir, &lab()).unwrap();
+        fs::remove_file(dir.join(CA_CERT)).unwrap();
+        let report = ensure(dir, &lab()).unwrap();
+        // Same key, same name: what the old one signed still holds.
+        assert_eq!(rel(dir, &report), sorted(&["ca.pem"]));
+        if have_openssl() {
+            assert_verifies(dir, "sslserver", "hosts/n1/server-cert.pem");
+            assert_verifies(dir, "sslclient", CLIENT_CERT);
+        }
+    }
+
+    #[test]
+    fn a_new_ca_reissues_everything() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        ensure(dir, &lab()).unwrap();
+        fs::remove_file(dir.join(CA_CERT)).unwrap();
+        fs::remove_file(dir.join(CA_KEY)).unwrap();
+        let report = ensure(dir, &lab()).unwrap();
+        assert_eq!(report.created.len(), 8, "{report:?}");
+        if have_openssl() {
+            assert_verifies(dir, "sslserver", "hosts/n1/server-cert.pem");
+            assert_verifies(dir, "sslclient", CLIENT_CERT);
+        }
+    }
+
+    #[test]
+    fn a_broken_or_foreign_pair_is_reissued() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, other) = (tmp.path().join("a"), tmp.path().join("b"));
+        ensure(&dir, &lab()).unwrap();
+        ensure(&other, &lab()).unwrap();
+        // The client key is gone; n1's certificate is another CA's.
+        fs::remove_file(dir.join(CLIENT_KEY)).unwrap();
+        fs::copy(
+            other.join("hosts/n1/server-cert.pem"),
+            dir.join("hosts/n1/server-cert.pem"),
+        )
+        .unwrap();
+        // n2's key does not match its certificate.
+        fs::copy(
+            other.join("hosts/n2/server-key.pem"),
+            dir.join("hosts/n2/server-key.pem"),
+        )
+        .unwrap();
+        let report = ensure(&dir, &lab()).unwrap();
+        assert_eq!(report.created.len(), 6, "{report:?}");
+        assert!(!report.created.contains(&dir.join(CA_CERT)));
+        if have_openssl() {
+            assert_verifies(&dir, "sslserver", "hosts/n1/server-cert.pem");
+        }
+    }
+
+    #[test]
+    fn certificates_near_their_end_are_renewed_but_not_the_ca() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let now = OffsetDateTime::now_utc();
+        ensure_at(dir, &lab(), now).unwrap();
+        let later = now + Duration::days(LEAF_DAYS - 10);
+        let report = ensure_at(dir, &lab(), later).unwrap();
+        assert_eq!(report.created.len(), 6, "{report:?}");
+        assert!(!report.created.iter().any(|p| p.starts_with(dir.join("ca"))));
+        assert_eq!(ensure_at(dir, &lab(), later).unwrap().created.len(), 0);
+        // Near the CA's own end, a certificate that cannot outlive it is
+        // left alone rather than issued again on every run.
+        let end = now + Duration::days(CA_DAYS - 5);
+        assert_eq!(ensure_at(dir, &lab(), end).unwrap().created.len(), 6);
+        assert_eq!(ensure_at(dir, &lab(), end).unwrap().created.len(), 0);
+        let err = ensure_at(dir, &lab(), now + Duration::days(CA_DAYS + 1)).unwrap_err();
+        assert!(err.to_string().contains("expired"), "{err}");
+    }
+
+    #[test]
+    fn bad_names_and_addresses_are_refused_before_anything_is_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("tls");
+        for hosts in [
+            vec![host("../n1", &[])],
+            vec![host("", &[])],
+            vec![host("n1", &["not an address"])],
+            vec![host("n1", &["10.0.0.1"]), host("n1", &["10.0.0.2"])],
+        ] {
+            let err = ensure(&dir, &hosts).unwrap_err();
+            assert!(matches!(err, Error::Usage { .. }), "{err}");
+        }
+        assert!(!dir.exists());
+        // An IPv6 address, bracketed or not, is an IP SAN; a name that is an
+        // IP is too.
+        let hosts = [host("10.0.0.9", &["[fd00::1]", "fd00::2"])];
+        ensure(&dir, &hosts).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.join("hosts/10.0.0.9/sans")).unwrap(),
+            "10.0.0.9\nfd00::1\nfd00::2\n"
+        );
+        if have_openssl() {
+            let sans = sans_of(&dir, "hosts/10.0.0.9/server-cert.pem");
+            assert!(sans.contains("IP Address:FD00:0:0:0:0:0:0:1"), "{sans}");
+            assert!(!sans.contains("DNS:"), "{sans}");
+        }
+    }
+
+    #[test]
+    fn parses_both_time_forms() {
+        let der = |tag: u8, text: &str| {
+            let mut bytes = vec![tag, text.len() as u8];
+            bytes.extend_from_slice(text.as_bytes());
+            bytes
+        };
+        let parse = |bytes: Vec<u8>| parse_time(&next_der(&mut &bytes[..]).unwrap());
+        // `date -u -d "2029-02-26 23:48:44" +%s`
+        let t = parse(der(UTC_TIME, "290226234844Z")).unwrap();
+        assert_eq!(t.unix_timestamp(), 1_866_844_124);
+        let t = parse(der(GENERALIZED_TIME, "20560101000000Z")).unwrap();
+        assert_eq!(
+            t.date(),
+            Date::from_calendar_date(2056, Month::January, 1).unwrap()
+        );
+        assert!(parse(der(UTC_TIME, "2902262348Z")).is_none());
+        assert!(parse(der(UTC_TIME, "291326234844Z")).is_none());
+    }
+
+    /// Wait up to `secs` for `child` to end; kill it if it has not.
+    fn wait_or_kill(child: &mut Child, secs: u64) {
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed().as_secs() >= secs {
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Serve one TLS connection with n1's pair, requiring a client
+    /// certificate from our CA, and connect to it with `client_args`: what
+    /// the client got back, and what the server said.
+    fn handshake(dir: &Path, client_args: &[&str]) -> (String, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let accept = format!("127.0.0.1:{port}");
+        let mut server = Command::new("openssl")
+            .args(["s_server", "-accept", &accept, "-naccept", "1", "-rev"])
+            .args([
+                "-cert",
+                "hosts/n1/server-cert.pem",
+                "-key",
+                "hosts/n1/server-key.pem",
+            ])
+            .args(["-CAfile", CA_CERT, "-Verify", "1", "-verify_return_error"])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait (bounded) for the server to listen, then keep its output.
+        let stdout = server.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut text = String::new();
+            for line in lines.by_ref().map_while(std::result::Result::ok) {
+                text.push_str(&line);
+                text.push('\n');
+                if line == "ACCEPT" {
+                    let _ = tx.send(None);
+                }
+            }
+            let _ = tx.send(Some(text));
+        });
+        let ready = rx.recv_timeout(std::time::Duration::from_secs(10));
+        if !matches!(ready, Ok(None)) {
+            let _ = server.kill();
+            let _ = server.wait();
+            panic!("openssl s_server did not start: {ready:?}");
+        }
+
+        let mut client = Command::new("openssl")
+            .args(["s_client", "-connect", &accept, "-quiet", "-ign_eof"])
+            .args([
+                "-CAfile",
+                CA_CERT,
+                "-verify_return_error",
+                "-verify_ip",
+                "127.0.0.1",
+            ])
+            .args(client_args)
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        client
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"arpanet\n")
+            .unwrap();
+        wait_or_kill(&mut client, 10);
+        let mut got = String::new();
+        client
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut got)
+            .unwrap();
+
+        wait_or_kill(&mut server, 5);
+        let mut said = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        server
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut said)
+            .unwrap();
+        (got, said)
+    }
+
+    #[test]
+    fn a_tls_handshake_with_client_certificates_succeeds() {
+        if !have_openssl() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        ensure(dir, &lab()).unwrap();
+
+        let (got, said) = handshake(dir, &["-cert", CLIENT_CERT, "-key", CLIENT_KEY]);
+        // `-rev` echoes each line reversed, once the handshake is done.
+        assert!(
+            got.contains("tenapra"),
+            "client got {got:?}; server said {said}"
+        );
+        assert!(said.contains("CN = arpanet client"), "{said}");
+
+        let (got, said) = handshake(dir, &[]);
+        assert!(
+            !got.contains("tenapra"),
+            "served without a client certificate"
+        );
+        assert!(said.contains("peer did not return a certificate"), "{said}");
+    }
 }
