@@ -1106,11 +1106,12 @@ mod tests {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // `-rev` echoes each line reversed; `CLOSE` ends the connection.
         client
             .stdin
             .take()
             .unwrap()
-            .write_all(b"arpanet\n")
+            .write_all(b"arpanet\nCLOSE\n")
             .unwrap();
         wait_or_kill(&mut client, 10);
         let mut got = String::new();
@@ -1146,7 +1147,6 @@ mod tests {
         ensure(dir, &lab()).unwrap();
 
         let (got, said) = handshake(dir, &["-cert", CLIENT_CERT, "-key", CLIENT_KEY]);
-        // `-rev` echoes each line reversed, once the handshake is done.
         assert!(
             got.contains("tenapra"),
             "client got {got:?}; server said {said}"
