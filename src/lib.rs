@@ -16,6 +16,7 @@ pub mod report;
 pub mod session;
 pub mod ssh;
 pub mod template;
+pub mod tls;
 pub mod transport;
 pub mod vars;
 

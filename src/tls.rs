@@ -1,0 +1,1163 @@
+//! The certificates that guard Docker's TCP API.
+//!
+//! With `docker_tcp: true` every node's dockerd listens on
+//! `tcp://ARPANET_IP:PORT`, and anyone who can talk to that socket owns the
+//! machine. So it listens only with `--tlsverify`: clients must show a
+//! certificate signed by a CA that arpanet made. [`ensure`] makes that CA, one
+//! client certificate and one server certificate per node, once, in a
+//! directory beside the inventory; later runs reuse them and only issue what
+//! is missing, no longer matches the node's addresses, or is about to expire.
+//! The CA is never replaced behind the operator's back: every client and node
+//! would lose trust at once.
+//!
+//! Certificates are parsed here only as far as needed to check that they
+//! still belong to the CA and key beside them (a few DER fields), not to
+//! validate them the way a TLS stack does.
+
+use std::fs::{self, OpenOptions, Permissions};
+use std::io::{ErrorKind, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
+};
+use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime, Time};
+
+use crate::error::{Error, Result};
+
+/// The CA certificate, as the docker CLI names it in `DOCKER_CERT_PATH`.
+pub const CA_CERT: &str = "ca.pem";
+/// The CA's private key: never leaves the operator's machine.
+pub const CA_KEY: &str = "ca-key.pem";
+/// The client certificate, as the docker CLI names it in `DOCKER_CERT_PATH`.
+pub const CLIENT_CERT: &str = "cert.pem";
+/// The client key, as the docker CLI names it in `DOCKER_CERT_PATH`.
+pub const CLIENT_KEY: &str = "key.pem";
+/// The directory holding one directory per node.
+pub const HOSTS_DIR: &str = "hosts";
+/// A node's server certificate, in `hosts/NAME/`.
+pub const SERVER_CERT: &str = "server-cert.pem";
+/// A node's server key, in `hosts/NAME/`.
+pub const SERVER_KEY: &str = "server-key.pem";
+/// The subject alternative names a node's certificate was issued for, one a
+/// line, in `hosts/NAME/`.
+pub const SANS_FILE: &str = "sans";
+
+const CA_NAME: &str = "arpanet docker CA";
+const CLIENT_NAME: &str = "arpanet client";
+const CA_DAYS: i64 = 3650;
+/// The longest validity Apple's TLS stack accepts; dockerd does not care.
+const LEAF_DAYS: i64 = 825;
+/// Certificates closer than this to their end are issued anew.
+const RENEW_DAYS: i64 = 30;
+/// Certificates start a day in the past, for nodes whose clocks lag.
+const BACKDATE_DAYS: i64 = 1;
+
+/// A node that needs a server certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerCert {
+    /// The inventory name: the certificate's CN, a SAN, and the directory
+    /// under `hosts/`.
+    pub name: String,
+    /// Where clients reach the node: IP addresses become IP SANs, anything
+    /// else a DNS SAN.
+    pub addresses: Vec<String>,
+}
+
+/// What [`ensure`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// The certificates and keys written this time, in the order written.
+    pub created: Vec<PathBuf>,
+}
+
+/// Make sure `dir` holds a CA, a client certificate and a server certificate
+/// for each of `hosts`, issuing only what is missing or out of date:
+///
+/// - `DIR/ca.pem`, `DIR/ca-key.pem`: the CA (`arpanet docker CA`, 10 years),
+///   made only when neither file exists;
+/// - `DIR/cert.pem`, `DIR/key.pem`: the client pair (`arpanet client`,
+///   clientAuth), so `DOCKER_CERT_PATH=DIR DOCKER_TLS_VERIFY=1 docker -H
+///   tcp://node:2375 ps` works;
+/// - `DIR/hosts/NAME/server-cert.pem`, `server-key.pem`: each node's pair
+///   (CN = NAME, SANs = its addresses and NAME, serverAuth, 825 days), and
+///   `sans`, the SANs it was issued for.
+///
+/// A certificate is issued anew when its SANs differ from the wanted ones,
+/// when it was not signed by the CA beside it or does not match its key, or
+/// when it ends within 30 days. If the CA itself is made this time, every
+/// certificate is. A CA certificate whose key is missing, or that does not
+/// match its key, is an error: replacing it would cut every node off.
+///
+/// Directories are created 0700, keys written 0600 and certificates 0644,
+/// each atomically.
+pub fn ensure(dir: &Path, hosts: &[ServerCert]) -> Result<Report> {
+    ensure_at(dir, hosts, OffsetDateTime::now_utc())
+}
+
+/// [`ensure`] as if it were `now`.
+fn ensure_at(dir: &Path, hosts: &[ServerCert], now: OffsetDateTime) -> Result<Report> {
+    // Check all the input before touching the disk.
+    let mut wanted: Vec<(&ServerCert, Vec<String>)> = Vec::with_capacity(hosts.len());
+    for host in hosts {
+        if wanted.iter().any(|(h, _)| h.name == host.name) {
+            return Err(Error::usage(format!(
+                "host `{}` is listed twice for a TLS certificate",
+                host.name
+            )));
+        }
+        wanted.push((host, wanted_sans(host)?));
+    }
+
+    let mut report = Report::default();
+    create_private_dir(dir)?;
+    let ca = load_or_create_ca(dir, now, &mut report)?;
+
+    let client = Pair {
+        cert: dir.join(CLIENT_CERT),
+        key: dir.join(CLIENT_KEY),
+    };
+    if ca.fresh || !client.is_current(&ca, now)? {
+        let (cert, key) = ca.issue(CLIENT_NAME, &[], ExtendedKeyUsagePurpose::ClientAuth, now)?;
+        client.write(&cert, &key, &mut report)?;
+    }
+
+    if !wanted.is_empty() {
+        create_private_dir(&dir.join(HOSTS_DIR))?;
+    }
+    for (host, sans) in &wanted {
+        let host_dir = dir.join(HOSTS_DIR).join(&host.name);
+        create_private_dir(&host_dir)?;
+        let server = Pair {
+            cert: host_dir.join(SERVER_CERT),
+            key: host_dir.join(SERVER_KEY),
+        };
+        let sans_path = host_dir.join(SANS_FILE);
+        let sans_text: String = sans.iter().map(|s| format!("{s}\n")).collect();
+        let recorded = match fs::read_to_string(&sans_path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io("read", &sans_path, e)),
+        };
+        if ca.fresh || recorded.as_deref() != Some(&sans_text) || !server.is_current(&ca, now)? {
+            let (cert, key) =
+                ca.issue(&host.name, sans, ExtendedKeyUsagePurpose::ServerAuth, now)?;
+            server.write(&cert, &key, &mut report)?;
+            // Last: should anything above fail, the next run sees stale SANs
+            // and issues again.
+            write_atomic(&sans_path, sans_text.as_bytes(), 0o644)?;
+        }
+    }
+    Ok(report)
+}
+
+/// The SANs `host`'s certificate should carry, in a canonical order: its
+/// addresses and its name, IPs normalised, DNS names lowercased, sorted,
+/// without duplicates.
+fn wanted_sans(host: &ServerCert) -> Result<Vec<String>> {
+    let name = host.name.as_str();
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(Error::usage(format!(
+            "`{name}` cannot name a TLS certificate directory"
+        )));
+    }
+    let mut sans = Vec::with_capacity(host.addresses.len() + 1);
+    for address in host.addresses.iter().map(String::as_str).chain([name]) {
+        let trimmed = address.trim();
+        let bare = trimmed
+            .strip_prefix('[')
+            .and_then(|a| a.strip_suffix(']'))
+            .unwrap_or(trimmed);
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            sans.push(ip.to_string());
+        } else if is_dns_name(trimmed) {
+            sans.push(trimmed.to_ascii_lowercase());
+        } else {
+            return Err(Error::usage(format!(
+                "host `{name}`: `{address}` is neither an IP address nor a DNS name, \
+                 so it cannot go in a TLS certificate"
+            )));
+        }
+    }
+    sans.sort();
+    sans.dedup();
+    Ok(sans)
+}
+
+fn is_dns_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 253
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// The CA, loaded or just made.
+struct Ca {
+    key: KeyPair,
+    /// The DER of the CA certificate's subject, which every certificate it
+    /// issues must carry as its issuer, byte for byte.
+    subject: Vec<u8>,
+    not_after: OffsetDateTime,
+    /// Made this run: whatever was issued before is from another CA.
+    fresh: bool,
+}
+
+fn ca_params(now: OffsetDateTime) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, CA_NAME);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = now - Duration::days(BACKDATE_DAYS);
+    params.not_after = now + Duration::days(CA_DAYS);
+    params
+}
+
+fn load_or_create_ca(dir: &Path, now: OffsetDateTime, report: &mut Report) -> Result<Ca> {
+    let cert_path = dir.join(CA_CERT);
+    let key_path = dir.join(CA_KEY);
+    let cert_pem = read_optional(&cert_path)?;
+    let key_pem = read_optional(&key_path)?;
+    let start_over = format!(
+        "to start over with a new CA, move `{}` aside and run again: every node then gets \
+         new certificates, and docker clients need the new ca.pem, cert.pem and key.pem",
+        dir.display()
+    );
+
+    let key = match &key_pem {
+        None => None,
+        Some(pem) => {
+            let key = KeyPair::from_pem(pem).map_err(|e| {
+                Error::usage(format!(
+                    "cannot read the CA key `{}`: {e}",
+                    key_path.display()
+                ))
+                .with_hint(start_over.clone())
+            })?;
+            if key.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
+                return Err(Error::usage(format!(
+                    "the CA key `{}` is not an ECDSA P-256 key, the only kind arpanet makes",
+                    key_path.display()
+                ))
+                .with_hint(start_over));
+            }
+            Some(key)
+        }
+    };
+
+    match (cert_pem, key) {
+        (Some(_), None) => Err(Error::usage(format!(
+            "the Docker TLS CA certificate `{}` is there but its key `{}` is missing, \
+             so no certificate can be issued",
+            cert_path.display(),
+            key_path.display()
+        ))
+        .with_hint(format!(
+            "restore `{CA_KEY}` from a backup; or, {start_over}"
+        ))),
+        (Some(pem), Some(key)) => {
+            let der = pem_der(&pem).ok_or_else(|| {
+                Error::usage(format!(
+                    "`{}` is not a PEM certificate",
+                    cert_path.display()
+                ))
+                .with_hint(start_over.clone())
+            })?;
+            let info = parse_cert(&der)
+                .filter(|info| info.issuer == info.subject && info.signed_by(&key))
+                .ok_or_else(|| {
+                    Error::usage(format!(
+                        "`{}` and `{}` do not belong together",
+                        cert_path.display(),
+                        key_path.display()
+                    ))
+                    .with_hint(start_over.clone())
+                })?;
+            if info.not_after <= now {
+                return Err(Error::usage(format!(
+                    "the Docker TLS CA `{}` expired on {}",
+                    cert_path.display(),
+                    info.not_after.date()
+                ))
+                .with_hint(start_over));
+            }
+            Ok(Ca {
+                subject: info.subject.to_vec(),
+                not_after: info.not_after,
+                key,
+                fresh: false,
+            })
+        }
+        (None, key) => {
+            // With the key still there (a run stopped between writing the
+            // two), the certificate is made again from it: same name, same
+            // key, so what it signed before stays valid.
+            let fresh = key.is_none();
+            let key = match key {
+                Some(key) => key,
+                None => KeyPair::generate().map_err(cert_error)?,
+            };
+            let cert = ca_params(now).self_signed(&key).map_err(cert_error)?;
+            let info = parse_cert(cert.der()).ok_or_else(|| {
+                Error::Internal("cannot parse the CA certificate just made".into())
+            })?;
+            let ca = Ca {
+                subject: info.subject.to_vec(),
+                not_after: info.not_after,
+                key,
+                fresh,
+            };
+            if fresh {
+                write_atomic(&key_path, ca.key.serialize_pem().as_bytes(), 0o600)?;
+                report.created.push(key_path);
+            }
+            write_atomic(&cert_path, cert.pem().as_bytes(), 0o644)?;
+            report.created.push(cert_path);
+            Ok(ca)
+        }
+    }
+}
+
+impl Ca {
+    /// A new key and a certificate for it, signed by the CA: `(cert, key)`,
+    /// both PEM.
+    fn issue(
+        &self,
+        common_name: &str,
+        sans: &[String],
+        usage: ExtendedKeyUsagePurpose,
+        now: OffsetDateTime,
+    ) -> Result<(String, String)> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.subject_alt_names = sans
+            .iter()
+            .map(|san| match san.parse::<IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => san.clone().try_into().map(SanType::DnsName),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(cert_error)?;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = now - Duration::days(BACKDATE_DAYS);
+        // A certificate cannot usefully outlive its CA.
+        params.not_after = (now + Duration::days(LEAF_DAYS)).min(self.not_after);
+
+        let key = KeyPair::generate().map_err(cert_error)?;
+        let issuer = Issuer::new(ca_params(now), &self.key);
+        let cert = params.signed_by(&key, &issuer).map_err(cert_error)?;
+        // The issuer name comes from arpanet's CA parameters, not from
+        // ca.pem; a CA made otherwise would issue certificates that chain
+        // to nothing.
+        if parse_cert(cert.der()).map(|info| info.issuer) != Some(&self.subject[..]) {
+            return Err(Error::usage(format!(
+                "the Docker TLS CA was not made by arpanet: its subject is not `CN={CA_NAME}`"
+            ))
+            .with_hint(
+                "arpanet issues certificates only from a CA it made; move the certificate \
+                 directory aside to let it make one",
+            ));
+        }
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+/// A certificate and its key.
+struct Pair {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Pair {
+    /// Whether both files are there, the certificate was signed by `ca`,
+    /// holds the key's public half, and is not about to end.
+    fn is_current(&self, ca: &Ca, now: OffsetDateTime) -> Result<bool> {
+        let (Some(cert_pem), Some(key_pem)) =
+            (read_optional(&self.cert)?, read_optional(&self.key)?)
+        else {
+            return Ok(false);
+        };
+        let Ok(key) = KeyPair::from_pem(&key_pem) else {
+            return Ok(false);
+        };
+        let Some(der) = pem_der(&cert_pem) else {
+            return Ok(false);
+        };
+        let Some(info) = parse_cert(&der) else {
+            return Ok(false);
+        };
+        let ending =
+            info.not_after < now + Duration::days(RENEW_DAYS) && info.not_after < ca.not_after;
+        Ok(info.issuer == ca.subject
+            && info.signed_by(&ca.key)
+            && info.spki == key.subject_public_key_info()
+            && !ending)
+    }
+
+    fn write(&self, cert: &str, key: &str, report: &mut Report) -> Result<()> {
+        write_atomic(&self.key, key.as_bytes(), 0o600)?;
+        report.created.push(self.key.clone());
+        write_atomic(&self.cert, cert.as_bytes(), 0o644)?;
+        report.created.push(self.cert.clone());
+        Ok(())
+    }
+}
+
+fn cert_error(e: rcgen::Error) -> Error {
+    Error::Internal(format!("cannot generate a TLS certificate: {e}"))
+}
+
+/// The file's text, or `None` when there is no such file.
+fn read_optional(path: &Path) -> Result<Option<String>> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("read", path, e)),
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io("create", dir, e))
+}
+
+/// Write `data` to `path` through a temporary file in the same directory,
+/// created with `mode` (so a key is never readable by others, even briefly)
+/// and renamed over `path` once complete.
+fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::Internal(format!("no file name in `{}`", path.display())))?;
+    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    // A leftover from a run that stopped midway; `create_new` below reports
+    // anything that is still in the way.
+    let _ = fs::remove_file(&tmp);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| Error::io("create", &tmp, e))?;
+    // `mode` was filtered through the umask.
+    file.set_permissions(Permissions::from_mode(mode))
+        .map_err(|e| Error::io("set permissions of", &tmp, e))?;
+    file.write_all(data)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io("write", &tmp, e))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(|e| Error::io("write", path, e))
+}
+
+/// The DER inside the first `CERTIFICATE` block of a PEM text.
+fn pem_der(text: &str) -> Option<Vec<u8>> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let start = text.find(BEGIN)? + BEGIN.len();
+    let len = text[start..].find(END)?;
+    let body: String = text[start..start + len]
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD.decode(body).ok()
+}
+
+/// The parts of a certificate arpanet checks, borrowed from its DER.
+struct CertInfo<'a> {
+    /// The whole signed part, as it was signed.
+    tbs: &'a [u8],
+    issuer: &'a [u8],
+    subject: &'a [u8],
+    /// The SubjectPublicKeyInfo, whole.
+    spki: &'a [u8],
+    not_after: OffsetDateTime,
+    signature: &'a [u8],
+}
+
+impl CertInfo<'_> {
+    /// Whether `key` (ECDSA P-256) made the signature.
+    fn signed_by(&self, key: &KeyPair) -> bool {
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_ASN1,
+            key.der_bytes(),
+        )
+        .verify(self.tbs, self.signature)
+        .is_ok()
+    }
+}
+
+/// One DER element.
+struct Der<'a> {
+    tag: u8,
+    /// Header and contents.
+    whole: &'a [u8],
+    contents: &'a [u8],
+}
+
+/// Take the next DER element off the front of `input`.
+fn next_der<'a>(input: &mut &'a [u8]) -> Option<Der<'a>> {
+    let tag = *input.first()?;
+    if tag & 0x1f == 0x1f {
+        return None; // multi-byte tags: not in certificates
+    }
+    let first = *input.get(1)?;
+    let (len, header) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 {
+            return None;
+        }
+        let bytes = input.get(2..2 + count)?;
+        let len = bytes
+            .iter()
+            .fold(0usize, |len, &b| (len << 8) | usize::from(b));
+        (len, 2 + count)
+    };
+    let whole = input.get(..header.checked_add(len)?)?;
+    *input = &input[whole.len()..];
+    Some(Der {
+        tag,
+        whole,
+        contents: &whole[header..],
+    })
+}
+
+const SEQUENCE: u8 = 0x30;
+const BIT_STRING: u8 = 0x03;
+const UTC_TIME: u8 = 0x17;
+const GENERALIZED_TIME: u8 = 0x18;
+const VERSION: u8 = 0xa0;
+
+/// Read the fields of an X.509 certificate that [`CertInfo`] holds.
+fn parse_cert(der: &[u8]) -> Option<CertInfo<'_>> {
+    let mut input = der;
+    let cert = next_der(&mut input).filter(|d| d.tag == SEQUENCE)?;
+    let mut parts = cert.contents;
+    let tbs = next_der(&mut parts).filter(|d| d.tag == SEQUENCE)?;
+    let _algorithm = next_der(&mut parts).filter(|d| d.tag == SEQUENCE)?;
+    let signature = next_der(&mut parts).filter(|d| d.tag == BIT_STRING)?;
+    // No unused bits.
+    let signature = signature.contents.strip_prefix(&[0])?;
+
+    let mut fields = tbs.contents;
+    let mut serial = next_der(&mut fields)?;
+    if serial.tag == VERSION {
+        serial = next_der(&mut fields)?;
+    }
+    let _ = serial;
+    let _algorithm = next_der(&mut fields).filter(|d| d.tag == SEQUENCE)?;
+    let issuer = next_der(&mut fields).filter(|d| d.tag == SEQUENCE)?;
+    let validity = next_der(&mut fields).filter(|d| d.tag == SEQUENCE)?;
+    let subject = next_der(&mut fields).filter(|d| d.tag == SEQUENCE)?;
+    let spki = next_der(&mut fields).filter(|d| d.tag == SEQUENCE)?;
+
+    let mut times = validity.contents;
+    let _not_before = next_der(&mut times)?;
+    let not_after = parse_time(&next_der(&mut times)?)?;
+    Some(CertInfo {
+        tbs: tbs.whole,
+        issuer: issuer.whole,
+        subject: subject.whole,
+        spki: spki.whole,
+        not_after,
+        signature,
+    })
+}
+
+/// A UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`), the
+/// two forms RFC 5280 allows in certificates.
+fn parse_time(der: &Der<'_>) -> Option<OffsetDateTime> {
+    let text = std::str::from_utf8(der.contents).ok()?.strip_suffix('Z')?;
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (year, rest) = match (der.tag, text.len()) {
+        (UTC_TIME, 12) => {
+            let yy: i32 = text[..2].parse().ok()?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &text[2..])
+        }
+        (GENERALIZED_TIME, 14) => (text[..4].parse().ok()?, &text[4..]),
+        _ => return None,
+    };
+    let two = |at: usize| rest[at..at + 2].parse::<u8>().ok();
+    let date = Date::from_calendar_date(year, Month::try_from(two(0)?).ok()?, two(2)?).ok()?;
+    let time = Time::from_hms(two(4)?, two(6)?, two(8)?).ok()?;
+    Some(PrimitiveDateTime::new(date, time).assume_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Child, Command, Stdio};
+    use std::time::Instant;
+
+    fn host(name: &str, addresses: &[&str]) -> ServerCert {
+        ServerCert {
+            name: name.into(),
+            addresses: addresses.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    fn lab() -> Vec<ServerCert> {
+        vec![
+            host("n1", &["127.0.0.1", "n1.lab"]),
+            host("n2", &["10.0.0.2"]),
+        ]
+    }
+
+    /// Whether the `openssl` CLI is here; the checks that need it are skipped
+    /// (loudly) where it is not.
+    fn have_openssl() -> bool {
+        let ok = Command::new("openssl")
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            eprintln!("no `openssl` command: skipping the openssl checks");
+        }
+        ok
+    }
+
+    /// Run `openssl ARGS` in `dir`: whether it succeeded, and its stdout
+    /// and stderr.
+    fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    fn verify(dir: &Path, purpose: &str, cert: &str) -> (bool, String) {
+        openssl(
+            dir,
+            &["verify", "-CAfile", CA_CERT, "-purpose", purpose, cert],
+        )
+    }
+
+    fn assert_verifies(dir: &Path, purpose: &str, cert: &str) {
+        let (ok, text) = verify(dir, purpose, cert);
+        assert!(ok, "{cert} does not verify as {purpose}: {text}");
+    }
+
+    fn sans_of(dir: &Path, cert: &str) -> String {
+        let (ok, text) = openssl(
+            dir,
+            &["x509", "-noout", "-ext", "subjectAltName", "-in", cert],
+        );
+        assert!(ok, "{text}");
+        text
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Every file under `dir`, with its bytes.
+    fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut files = BTreeMap::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for entry in fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    todo.push(path);
+                } else {
+                    files.insert(path.clone(), fs::read(&path).unwrap());
+                }
+            }
+        }
+        files
+    }
+
+    fn rel(dir: &Path, report: &Report) -> Vec<String> {
+        let mut names: Vec<String> = report
+            .created
+            .iter()
+            .map(|p| p.strip_prefix(dir).unwrap().display().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn sorted(names: &[&str]) -> Vec<String> {
+        let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn first_run_makes_everything_with_the_right_modes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("inventory").join("docker-tls");
+        let report = ensure(&dir, &lab()).unwrap();
+        assert_eq!(
+            rel(&dir, &report),
+            sorted(&[
+                "ca.pem",
+                "ca-key.pem",
+                "cert.pem",
+                "key.pem",
+                "hosts/n1/server-cert.pem",
+                "hosts/n1/server-key.pem",
+                "hosts/n2/server-cert.pem",
+                "hosts/n2/server-key.pem",
+            ])
+        );
+        for d in ["", "hosts", "hosts/n1", "hosts/n2"] {
+            assert_eq!(mode(&dir.join(d)), 0o700, "{d}");
+        }
+        for key in [CA_KEY, CLIENT_KEY, "hosts/n1/server-key.pem"] {
+            assert_eq!(mode(&dir.join(key)), 0o600, "{key}");
+        }
+        for cert in [
+            CA_CERT,
+            CLIENT_CERT,
+            "hosts/n2/server-cert.pem",
+            "hosts/n2/sans",
+        ] {
+            assert_eq!(mode(&dir.join(cert)), 0o644, "{cert}");
+        }
+        assert_eq!(
+            fs::read_to_string(dir.join("hosts/n1/sans")).unwrap(),
+            "127.0.0.1\nn1\nn1.lab\n"
+        );
+        // No temporary files left behind.
+        assert!(snapshot(&dir)
+            .keys()
+            .all(|p| !p.to_string_lossy().ends_with(".tmp")));
+
+        if !have_openssl() {
+            return;
+        }
+        assert_verifies(&dir, "sslserver", "hosts/n1/server-cert.pem");
+        assert_verifies(&dir, "sslserver", "hosts/n2/server-cert.pem");
+        assert_verifies(&dir, "sslclient", CLIENT_CERT);
+        // Each certificate is good for its own side only.
+        assert!(!verify(&dir, "sslserver", CLIENT_CERT).0);
+        assert!(!verify(&dir, "sslclient", "hosts/n1/server-cert.pem").0);
+
+        let n1 = sans_of(&dir, "hosts/n1/server-cert.pem");
+        for san in ["IP Address:127.0.0.1", "DNS:n1.lab", "DNS:n1"] {
+            assert!(n1.contains(san), "{san} missing: {n1}");
+        }
+        let n2 = sans_of(&dir, "hosts/n2/server-cert.pem");
+        assert!(
+            n2.contains("IP Address:10.0.0.2") && n2.contains("DNS:n2"),
+            "{n2}"
+        );
+
+        let subject = |cert: &str| openssl(&dir, &["x509", "-noout", "-subject", "-in", cert]).1;
+        assert!(subject(CA_CERT).contains("CN = arpanet docker CA"));
+        assert!(subject(CLIENT_CERT).contains("CN = arpanet client"));
+        assert!(subject("hosts/n2/server-cert.pem").contains("CN = n2"));
+        let ca = openssl(
+            &dir,
+            &["x509", "-noout", "-ext", "basicConstraints", "-in", CA_CERT],
+        )
+        .1;
+        assert!(ca.contains("CA:TRUE"), "{ca}");
+        // The CA lasts about ten years, a node's certificate over two.
+        let lasts = |cert: &str, days: i64| {
+            let seconds = (days * 86_400).to_string();
+            openssl(
+                &dir,
+                &["x509", "-noout", "-checkend", &seconds, "-in", cert],
+            )
+            .0
+        };
+        assert!(lasts(CA_CERT, 3600) && !lasts(CA_CERT, 3700));
+        assert!(lasts("hosts/n1/server-cert.pem", 800) && !lasts("hosts/n1/server-cert.pem", 830));
+    }
+
+    #[test]
+    fn second_run_makes_nothing_and_changes_no_byte() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        ensure(dir, &lab()).unwrap();
+        let before = snapshot(dir);
+        let report = ensure(dir, &lab()).unwrap();
+        assert_eq!(report.created, Vec::<PathBuf>::new());
+        assert_eq!(snapshot(dir), before);
+        // The same addresses in another order and spelling are the same SANs.
+        let shuffled = vec![
+            host("n2", &["10.0.0.2", "N2"]),
+            host("n1", &["N1.lab", " 127.0.0.1", "n1"]),
+        ];
+        assert_eq!(
+            ensure(dir, &shuffled).unwrap().created,
+            Vec::<PathBuf>::new()
+        );
+        assert_eq!(snapshot(dir), before);
+    }
+
+    #[test]
+    fn a_changed_address_reissues_only_that_host() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        ensure(dir, &lab()).unwrap();
+        let before = snapshot(dir);
+        let moved = vec![
+            host("n1", &["127.0.0.1", "n1.lab"]),
+            host("n2", &["10.0.0.22", "n2.lab"]),
+        ];
+        let report = ensure(dir, &moved).unwrap();
+        assert_eq!(
+            rel(dir, &report),
+            sorted(&["hosts/n2/server-cert.pem", "hosts/n2/server-key.pem"])
+        );
+        let after = snapshot(dir);
+        for (path, bytes) in &before {
+            let same = after[path] == *bytes;
+            assert_eq!(
+                same,
+                !path.starts_with(dir.join("hosts/n2")),
+                "{}",
+                path.display()
+            );
+        }
+        assert_eq!(
+            fs::read_to_string(dir.join("hosts/n2/sans")).unwrap(),
+            "10.0.0.22\nn2\nn2.lab\n"
+        );
+        assert_eq!(ensure(dir, &moved).unwrap().created, Vec::<PathBuf>::new());
+
+        if have_openssl() {
+            assert_verifies(dir, "sslserver", "hosts/n2/server-cert.pem");
+            let sans = sans_of(dir, "hosts/n2/server-cert.pem");
+            assert!(sans.contains("IP Address:10.0.0.22") && sans.contains("DNS:n2.lab"));
+            assert!(!sans.contains("10.0.0.2,"), "{sans}");
+        }
+    }
+
+    #[test]
+    fn a_new_host_gets_a_certificate_and_the_others_stay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        ensure(dir, &lab()[..1]).unwrap();
+        let report = ensure(dir, &lab()).unwrap();
+        assert_eq!(
+            rel(dir, &report),
+            sorted(&["hosts/n2/server-cert.pem", "hosts/n2/server-key.pem"])
+        );
+    }
+
+    #[test]
+    fn a_ca_certificate_without_its_key_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        ensure(dir, &lab()).unwrap();
+        fs::remove_file(dir.join(CA_KEY)).unwrap();
+        let before = snapshot(dir);
+        let err = ensure(dir, &lab()).unwrap_err().to_string();
+        assert!(
+            err.contains("ca-key.pem") && err.contains("missing"),
+            "{err}"
+        );
+        assert!(err.contains("hint: restore `ca-key.pem`"), "{err}");
+        assert_eq!(snapshot(dir), before, "nothing may change");
+    }
+
+    #[test]
+    fn a_ca_certificate_with_another_key_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        ensure(&a, &[]).unwrap();
+        ensure(&b, &[]).unwrap();
+        fs::copy(b.join(CA_KEY), a.join(CA_KEY)).unwrap();
+        let err = ensure(&a, &lab()).unwrap_err().to_string();
+        assert!(err.contains("do not belong together"), "{err}");
+        assert!(!a.join(HOSTS_DIR).exists());
+    }
+
+    #[test]
+    fn a_lost_ca_certificate_is_made_again_from_its_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        ensure(dir, &lab()).unwrap();
+        fs::remove_file(dir.join(CA_CERT)).unwrap();
+        let report = ensure(dir, &lab()).unwrap();
+        // Same key, same name: what the old one signed still holds.
+        assert_eq!(rel(dir, &report), sorted(&["ca.pem"]));
+        if have_openssl() {
+            assert_verifies(dir, "sslserver", "hosts/n1/server-cert.pem");
+            assert_verifies(dir, "sslclient", CLIENT_CERT);
+        }
+    }
+
+    #[test]
+    fn a_new_ca_reissues_everything() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        ensure(dir, &lab()).unwrap();
+        fs::remove_file(dir.join(CA_CERT)).unwrap();
+        fs::remove_file(dir.join(CA_KEY)).unwrap();
+        let report = ensure(dir, &lab()).unwrap();
+        assert_eq!(report.created.len(), 8, "{report:?}");
+        if have_openssl() {
+            assert_verifies(dir, "sslserver", "hosts/n1/server-cert.pem");
+            assert_verifies(dir, "sslclient", CLIENT_CERT);
+        }
+    }
+
+    #[test]
+    fn a_broken_or_foreign_pair_is_reissued() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, other) = (tmp.path().join("a"), tmp.path().join("b"));
+        ensure(&dir, &lab()).unwrap();
+        ensure(&other, &lab()).unwrap();
+        // The client key is gone; n1's certificate is another CA's.
+        fs::remove_file(dir.join(CLIENT_KEY)).unwrap();
+        fs::copy(
+            other.join("hosts/n1/server-cert.pem"),
+            dir.join("hosts/n1/server-cert.pem"),
+        )
+        .unwrap();
+        // n2's key does not match its certificate.
+        fs::copy(
+            other.join("hosts/n2/server-key.pem"),
+            dir.join("hosts/n2/server-key.pem"),
+        )
+        .unwrap();
+        let report = ensure(&dir, &lab()).unwrap();
+        assert_eq!(report.created.len(), 6, "{report:?}");
+        assert!(!report.created.contains(&dir.join(CA_CERT)));
+        if have_openssl() {
+            assert_verifies(&dir, "sslserver", "hosts/n1/server-cert.pem");
+        }
+    }
+
+    #[test]
+    fn certificates_near_their_end_are_renewed_but_not_the_ca() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let now = OffsetDateTime::now_utc();
+        ensure_at(dir, &lab(), now).unwrap();
+        let later = now + Duration::days(LEAF_DAYS - 10);
+        let report = ensure_at(dir, &lab(), later).unwrap();
+        assert_eq!(report.created.len(), 6, "{report:?}");
+        assert!(!report.created.iter().any(|p| p.starts_with(dir.join("ca"))));
+        assert_eq!(ensure_at(dir, &lab(), later).unwrap().created.len(), 0);
+        // Near the CA's own end, a certificate that cannot outlive it is
+        // left alone rather than issued again on every run.
+        let end = now + Duration::days(CA_DAYS - 5);
+        assert_eq!(ensure_at(dir, &lab(), end).unwrap().created.len(), 6);
+        assert_eq!(ensure_at(dir, &lab(), end).unwrap().created.len(), 0);
+        let err = ensure_at(dir, &lab(), now + Duration::days(CA_DAYS + 1)).unwrap_err();
+        assert!(err.to_string().contains("expired"), "{err}");
+    }
+
+    #[test]
+    fn bad_names_and_addresses_are_refused_before_anything_is_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("tls");
+        for hosts in [
+            vec![host("../n1", &[])],
+            vec![host("", &[])],
+            vec![host("n1", &["not an address"])],
+            vec![host("n1", &["10.0.0.1"]), host("n1", &["10.0.0.2"])],
+        ] {
+            let err = ensure(&dir, &hosts).unwrap_err();
+            assert!(matches!(err, Error::Usage { .. }), "{err}");
+        }
+        assert!(!dir.exists());
+        // An IPv6 address, bracketed or not, is an IP SAN; a name that is an
+        // IP is too.
+        let hosts = [host("10.0.0.9", &["[fd00::1]", "fd00::2"])];
+        ensure(&dir, &hosts).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.join("hosts/10.0.0.9/sans")).unwrap(),
+            "10.0.0.9\nfd00::1\nfd00::2\n"
+        );
+        if have_openssl() {
+            let sans = sans_of(&dir, "hosts/10.0.0.9/server-cert.pem");
+            assert!(sans.contains("IP Address:FD00:0:0:0:0:0:0:1"), "{sans}");
+            assert!(!sans.contains("DNS:"), "{sans}");
+        }
+    }
+
+    #[test]
+    fn parses_both_time_forms() {
+        let der = |tag: u8, text: &str| {
+            let mut bytes = vec![tag, text.len() as u8];
+            bytes.extend_from_slice(text.as_bytes());
+            bytes
+        };
+        let parse = |bytes: Vec<u8>| parse_time(&next_der(&mut &bytes[..]).unwrap());
+        // `date -u -d "2029-02-26 23:48:44" +%s`
+        let t = parse(der(UTC_TIME, "290226234844Z")).unwrap();
+        assert_eq!(t.unix_timestamp(), 1_866_844_124);
+        let t = parse(der(GENERALIZED_TIME, "20560101000000Z")).unwrap();
+        assert_eq!(
+            t.date(),
+            Date::from_calendar_date(2056, Month::January, 1).unwrap()
+        );
+        assert!(parse(der(UTC_TIME, "2902262348Z")).is_none());
+        assert!(parse(der(UTC_TIME, "291326234844Z")).is_none());
+    }
+
+    /// Wait up to `secs` for `child` to end; kill it if it has not.
+    fn wait_or_kill(child: &mut Child, secs: u64) {
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed().as_secs() >= secs {
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Serve one TLS connection with n1's pair, requiring a client
+    /// certificate from our CA, and connect to it with `client_args`: what
+    /// the client got back, and what the server said.
+    fn handshake(dir: &Path, client_args: &[&str]) -> (String, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let accept = format!("127.0.0.1:{port}");
+        let mut server = Command::new("openssl")
+            .args(["s_server", "-accept", &accept, "-naccept", "1", "-rev"])
+            .args([
+                "-cert",
+                "hosts/n1/server-cert.pem",
+                "-key",
+                "hosts/n1/server-key.pem",
+            ])
+            .args(["-CAfile", CA_CERT, "-Verify", "1", "-verify_return_error"])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait (bounded) for the server to listen, then keep its output.
+        let stdout = server.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut text = String::new();
+            for line in lines.by_ref().map_while(std::result::Result::ok) {
+                text.push_str(&line);
+                text.push('\n');
+                if line == "ACCEPT" {
+                    let _ = tx.send(None);
+                }
+            }
+            let _ = tx.send(Some(text));
+        });
+        let ready = rx.recv_timeout(std::time::Duration::from_secs(10));
+        if !matches!(ready, Ok(None)) {
+            let _ = server.kill();
+            let _ = server.wait();
+            panic!("openssl s_server did not start: {ready:?}");
+        }
+
+        let mut client = Command::new("openssl")
+            .args(["s_client", "-connect", &accept, "-quiet", "-ign_eof"])
+            .args([
+                "-CAfile",
+                CA_CERT,
+                "-verify_return_error",
+                "-verify_ip",
+                "127.0.0.1",
+            ])
+            .args(client_args)
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // `-rev` echoes each line reversed; `CLOSE` ends the connection.
+        client
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"arpanet\nCLOSE\n")
+            .unwrap();
+        wait_or_kill(&mut client, 10);
+        let mut got = String::new();
+        client
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut got)
+            .unwrap();
+
+        wait_or_kill(&mut server, 5);
+        let mut said = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        server
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut said)
+            .unwrap();
+        (got, said)
+    }
+
+    #[test]
+    fn a_tls_handshake_with_client_certificates_succeeds() {
+        if !have_openssl() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        ensure(dir, &lab()).unwrap();
+
+        let (got, said) = handshake(dir, &["-cert", CLIENT_CERT, "-key", CLIENT_KEY]);
+        assert!(
+            got.contains("tenapra"),
+            "client got {got:?}; server said {said}"
+        );
+        assert!(said.contains("CN = arpanet client"), "{said}");
+
+        let (got, said) = handshake(dir, &[]);
+        assert!(
+            !got.contains("tenapra"),
+            "served without a client certificate"
+        );
+        assert!(said.contains("peer did not return a certificate"), "{said}");
+    }
+}
