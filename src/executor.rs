@@ -204,7 +204,8 @@ impl Executor {
                 .map(|(name, raw)| {
                     let mut vars = raw.clone();
                     let unresolved =
-                        resolve_templates(&self.engine, raw, raw.keys(), &mut vars, &play.location);
+                        self.engine
+                            .resolve_vars(raw, raw.keys(), &mut vars, &play.location);
                     (name.clone(), (vars, unresolved))
                 })
                 .collect();
@@ -217,7 +218,11 @@ impl Executor {
                 })
                 .collect();
             self.engine.set_global("hostvars", &Value::Object(hostvars));
-            if round == 0 && !raw.values().any(|v| v.values().any(modules::has_template)) {
+            if round == 0
+                && !raw
+                    .values()
+                    .any(|v| v.values().any(crate::template::has_template))
+            {
                 break;
             }
         }
@@ -392,44 +397,6 @@ async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) ->
     registered
 }
 
-/// Render the templated values among `keys` of `raw` into `vars`, in
-/// rounds until nothing changes, so variables that refer to each other
-/// settle whatever their order. Always renders from the raw text, never
-/// from a rendered value. Returns the keys that could not be rendered yet.
-fn resolve_templates<'k>(
-    engine: &Engine,
-    raw: &Vars,
-    keys: impl Iterator<Item = &'k String>,
-    vars: &mut Vars,
-    location: &crate::error::Location,
-) -> BTreeSet<String> {
-    let templated: Vec<&String> = keys
-        .filter(|k| raw.get(*k).is_some_and(modules::has_template))
-        .collect();
-    let mut unresolved = BTreeSet::new();
-    for _ in 0..8 {
-        let mut changed = false;
-        unresolved.clear();
-        for key in &templated {
-            match modules::render_json(engine, &raw[key.as_str()], vars, location) {
-                Ok(value) => {
-                    if vars.get(key.as_str()) != Some(&value) {
-                        vars.insert((*key).clone(), value);
-                        changed = true;
-                    }
-                }
-                Err(_) => {
-                    unresolved.insert((*key).clone());
-                }
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    unresolved
-}
-
 /// Everything up to the outcome: variables, the connection, then the module
 /// once, or once per item of `loop`.
 async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Result<Outcome> {
@@ -443,13 +410,9 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
             shared.layers,
             shared.play_vars,
         );
-        resolve_templates(
-            shared.engine,
-            &raw,
-            state.unresolved.iter(),
-            &mut vars,
-            &task.location,
-        );
+        shared
+            .engine
+            .resolve_vars(&raw, state.unresolved.iter(), &mut vars, &task.location);
     }
     let Some(items) = &task.loop_items else {
         return once(shared, task, state, &mut vars).await;
@@ -462,7 +425,7 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
     {
         return Ok(Outcome::skipped("condition was false"));
     }
-    let items = match modules::render_json(shared.engine, items, &vars, &task.location)? {
+    let items = match shared.engine.render_json(items, &vars, &task.location)? {
         Value::Array(items) => items,
         Value::String(s) if s.trim().is_empty() => Vec::new(),
         other => {
@@ -561,7 +524,7 @@ async fn once(
     for (key, value) in &task.vars {
         task_vars.insert(
             key.clone(),
-            modules::render_json(shared.engine, value, &vars, &task.location)?,
+            shared.engine.render_json(value, &vars, &task.location)?,
         );
     }
     vars.extend(task_vars);

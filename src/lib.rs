@@ -144,14 +144,24 @@ fn exec(args: ExecArgs) -> Result<i32> {
 /// run the playbooks and print the recap.
 fn execute(connect: &ConnectArgs, settings: Settings, playbooks: &[Playbook]) -> Result<i32> {
     let session = Session::open(connect)?;
-    let mut targets: Vec<Target> = Vec::new();
+    let mut hosts: Vec<session::HostInfo> = Vec::new();
     for play in playbooks.iter().flat_map(|p| &p.plays) {
         for host in session.hosts(&play.hosts)? {
-            if !targets.iter().any(|t| t.name == host.name) {
-                targets.push(host.target);
+            if !hosts.iter().any(|h| h.name == host.name) {
+                hosts.push(host);
             }
         }
     }
+    if let Some((dir, report)) = session.prepare_docker_tls(&hosts)? {
+        if !report.created.is_empty() {
+            eprintln!(
+                "docker TLS: wrote {} files in `{}`",
+                report.created.len(),
+                dir.display()
+            );
+        }
+    }
+    let targets: Vec<Target> = hosts.into_iter().map(|h| h.target).collect();
     let printer = Printer::start(connect.output, connect.verbose);
     if session.defaults.host_key_checking == HostKeyChecking::Off {
         printer
@@ -202,8 +212,11 @@ fn render(args: RenderArgs) -> Result<i32> {
             args.inventory.display()
         )));
     }
-    let vars = vars::for_host(&inventory, &args.host, &layers, &Vars::new());
     let engine = Engine::new();
+    let vars = session::resolved(
+        &engine,
+        &vars::for_host(&inventory, &args.host, &layers, &Vars::new()),
+    );
     let path = std::path::Path::new(&args.template);
     let text = if path.exists() {
         engine.render_file(path, &vars)?

@@ -2,13 +2,16 @@
 //! variable layers, each selected host's variables and connection target,
 //! and the async runtime. All of it is checked before any host is touched.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::cli::ConnectArgs;
 use crate::config::{self, ConnectDefaults};
-use crate::error::{Error, Result};
+use crate::error::{Error, Location, Result};
 use crate::inventory::Inventory;
 use crate::ssh::SshConnector;
+use crate::template::Engine;
+use crate::tls;
 use crate::transport::Target;
 use crate::vars::{self, Layers, Vars};
 
@@ -73,4 +76,58 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))
+}
+
+/// `vars` with their templated values rendered (those that can be now).
+pub fn resolved(engine: &Engine, vars: &Vars) -> Vars {
+    let mut out = vars.clone();
+    engine.resolve_vars(
+        vars,
+        vars.keys(),
+        &mut out,
+        &Location::new("<variables>", 0, 0),
+    );
+    out
+}
+
+impl Session {
+    /// When any of `hosts` has `docker_tcp` on, make sure the CA and the
+    /// certificates for Docker's TLS API exist in `docker_tls_dir` (made
+    /// once, then reused); each host's certificate names its SSH address
+    /// and its `arpanet_ip`.
+    pub fn prepare_docker_tls(&self, hosts: &[HostInfo]) -> Result<Option<(PathBuf, tls::Report)>> {
+        let engine = Engine::new();
+        let mut dir = None;
+        let mut certs = Vec::new();
+        for host in hosts {
+            let vars = resolved(&engine, &host.vars);
+            let on = match vars.get("docker_tcp") {
+                Some(serde_json::Value::Bool(b)) => *b,
+                Some(serde_json::Value::String(s)) => {
+                    matches!(s.to_lowercase().as_str(), "true" | "yes" | "on" | "1")
+                }
+                _ => false,
+            };
+            if !on {
+                continue;
+            }
+            let text = |name: &str| {
+                vars.get(name)
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+            };
+            dir = dir.or_else(|| text("docker_tls_dir"));
+            let mut addresses = vec![host.target.address.clone()];
+            addresses.extend(text("arpanet_ip").filter(|ip| *ip != host.target.address));
+            certs.push(tls::ServerCert {
+                name: host.name.clone(),
+                addresses,
+            });
+        }
+        let Some(dir) = dir.map(PathBuf::from) else {
+            return Ok(None);
+        };
+        let report = tls::ensure(&dir, &certs)?;
+        Ok(Some((dir, report)))
+    }
 }

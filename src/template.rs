@@ -69,27 +69,103 @@ impl Engine {
     /// around it is tolerated and stripped.
     pub fn eval_condition(&self, exprs: &[String], vars: &Vars, origin: &Location) -> Result<bool> {
         for raw in exprs {
-            let source = strip_braces(raw);
-            let expr = self
-                .env
-                .compile_expression(source)
-                .map_err(|e| self.string_error(e, source, origin, None))?;
-            let names = || Undeclared {
-                top: expr.undeclared_variables(false),
-                nested: expr.undeclared_variables(true),
-            };
-            let value = expr
-                .eval(vars)
-                .map_err(|e| self.string_error(e, source, origin, Some((&names(), vars))))?;
-            if value.is_undefined() {
-                let err = minijinja::Error::from(ErrorKind::UndefinedError);
-                return Err(self.string_error(err, source, origin, Some((&names(), vars))));
-            }
-            if !value.is_true() {
+            if !self.eval(strip_braces(raw), vars, origin)?.is_true() {
                 return Ok(false);
             }
         }
         Ok(true)
+    }
+
+    /// Evaluate one bare expression; undefined is an error.
+    fn eval(&self, source: &str, vars: &Vars, origin: &Location) -> Result<minijinja::Value> {
+        let expr = self
+            .env
+            .compile_expression(source)
+            .map_err(|e| self.string_error(e, source, origin, None))?;
+        let names = || Undeclared {
+            top: expr.undeclared_variables(false),
+            nested: expr.undeclared_variables(true),
+        };
+        let value = expr
+            .eval(vars)
+            .map_err(|e| self.string_error(e, source, origin, Some((&names(), vars))))?;
+        if value.is_undefined() {
+            let err = minijinja::Error::from(ErrorKind::UndefinedError);
+            return Err(self.string_error(err, source, origin, Some((&names(), vars))));
+        }
+        Ok(value)
+    }
+
+    /// Render every string inside a JSON value. A string that is exactly one
+    /// `{{ expr }}` keeps the expression's type (a list stays a list, a bool
+    /// a bool), as in Ansible.
+    pub fn render_json(
+        &self,
+        value: &serde_json::Value,
+        vars: &Vars,
+        origin: &Location,
+    ) -> Result<serde_json::Value> {
+        use serde_json::Value;
+        Ok(match value {
+            Value::String(s) if is_template(s) => match single_expression(s) {
+                Some(expr) => {
+                    let value = self.eval(expr, vars, origin)?;
+                    serde_json::to_value(&value)
+                        .unwrap_or_else(|_| Value::String(value.to_string()))
+                }
+                None => Value::String(self.render_str(s, vars, origin)?),
+            },
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|v| self.render_json(v, vars, origin))
+                    .collect::<Result<_>>()?,
+            ),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), self.render_json(v, vars, origin)?)))
+                    .collect::<Result<_>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+
+    /// Render the templated values among `keys` of `raw` into `vars`, in
+    /// rounds until nothing changes, so variables that refer to each other
+    /// settle whatever their order. Always renders from the raw text, never
+    /// from a rendered value. Returns the keys that could not be rendered
+    /// yet (they need something not known now, such as a registered result).
+    pub fn resolve_vars<'k>(
+        &self,
+        raw: &Vars,
+        keys: impl Iterator<Item = &'k String>,
+        vars: &mut Vars,
+        origin: &Location,
+    ) -> std::collections::BTreeSet<String> {
+        let templated: Vec<&String> = keys
+            .filter(|k| raw.get(*k).is_some_and(has_template))
+            .collect();
+        let mut unresolved = std::collections::BTreeSet::new();
+        for _ in 0..8 {
+            let mut changed = false;
+            unresolved.clear();
+            for key in &templated {
+                match self.render_json(&raw[key.as_str()], vars, origin) {
+                    Ok(value) if vars.get(key.as_str()) != Some(&value) => {
+                        vars.insert((*key).clone(), value);
+                        changed = true;
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        unresolved.insert((*key).clone());
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        unresolved
     }
 
     /// Render a template file.
@@ -272,6 +348,22 @@ struct Undeclared {
 }
 
 /// Whether `s` contains template syntax at all; plain strings skip minijinja.
+/// Whether a JSON value holds a template anywhere.
+pub fn has_template(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => is_template(s),
+        serde_json::Value::Array(items) => items.iter().any(has_template),
+        serde_json::Value::Object(map) => map.values().any(has_template),
+        _ => false,
+    }
+}
+
+/// The expression of a string that is exactly one `{{ expr }}`.
+fn single_expression(s: &str) -> Option<&str> {
+    let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%")).then(|| inner.trim())
+}
+
 pub fn is_template(s: &str) -> bool {
     s.contains("{{") || s.contains("{%") || s.contains("{#")
 }

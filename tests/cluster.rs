@@ -105,39 +105,55 @@ impl Lab {
     }
 
     /// The cluster is whole: 5 alive members (3 servers), a leader, and the
-    /// stack running on every node.
+    /// stack running on every node. Agents that just restarted get a
+    /// minute to rejoin.
     fn assert_healthy(&self) {
-        let mut members = String::new();
-        for _ in 0..60 {
-            let out = self.run("consul", &["--", "members"]);
-            members = out.stdout.clone();
-            if out.code == 0 && members.matches(" alive ").count() == 5 {
-                break;
+        let mut last = String::new();
+        for _ in 0..90 {
+            match self.health() {
+                Ok(()) => return,
+                Err(why) => last = why,
             }
             std::thread::sleep(std::time::Duration::from_secs(1));
         }
-        assert_eq!(members.matches(" alive ").count(), 5, "{members}");
-        assert_eq!(members.matches(" server ").count(), 3, "{members}");
-        let status = self.run("status", &["--output", "json"]);
-        assert_eq!(status.code, 0, "{status}");
-        let rows: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-        for row in rows.as_array().unwrap() {
-            assert!(
-                row["leader"].as_str().is_some_and(|l| l.ends_with(":8300")),
-                "no leader: {row}"
-            );
-            let names: Vec<(&str, &str)> = row["containers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| (c["name"].as_str().unwrap(), c["state"].as_str().unwrap()))
-                .collect();
-            assert_eq!(
-                names,
-                [("cadvisor", "running"), ("consul", "running")],
-                "{row}"
-            );
+        panic!("the cluster is not healthy: {last}");
+    }
+
+    fn health(&self) -> Result<(), String> {
+        let members = self.run("consul", &["--", "members"]);
+        let text = &members.stdout;
+        if members.code != 0
+            || text.matches(" alive ").count() != 5
+            || text.matches(" server ").count() != 3
+        {
+            return Err(format!("members:\n{members}"));
         }
+        let status = self.run("status", &["--output", "json"]);
+        if status.code != 0 {
+            return Err(format!("status:\n{status}"));
+        }
+        let rows: serde_json::Value =
+            serde_json::from_str(&status.stdout).map_err(|e| e.to_string())?;
+        for row in rows.as_array().into_iter().flatten() {
+            if !row["leader"].as_str().is_some_and(|l| l.ends_with(":8300")) {
+                return Err(format!("no leader: {row}"));
+            }
+            let containers: Vec<(&str, &str)> = row["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap_or(""),
+                        c["state"].as_str().unwrap_or(""),
+                    )
+                })
+                .collect();
+            if containers != [("cadvisor", "running"), ("consul", "running")] {
+                return Err(format!("containers: {row}"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -232,6 +248,69 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     assert!(lab
         .on_node(5, "cat /etc/default/docker")
         .contains("--max-concurrent-downloads=5"));
+    lab.assert_healthy();
+
+    // 4b. Docker's TCP API: TLS with client certificates, never plain.
+    let tls = lab.run(
+        "run",
+        &["setup", "--limit", "node1", "-e", "docker_tcp=true"],
+    );
+    assert_eq!(tls.code, 0, "{tls}");
+    let certs = lab.dir.join("docker-tls");
+    let docker = |args: &[&str]| {
+        Command::new("docker")
+            .args(args)
+            .args([
+                "-H",
+                "tcp://10.79.0.11:2375",
+                "version",
+                "--format",
+                "{{.Server.Version}}",
+            ])
+            .output()
+            .unwrap()
+    };
+    let cert = |name: &str| certs.join(name).display().to_string();
+    let (ca, client_cert, client_key) = (cert("ca.pem"), cert("cert.pem"), cert("key.pem"));
+    let with_certs = docker(&[
+        "--tlsverify",
+        "--tlscacert",
+        &ca,
+        "--tlscert",
+        &client_cert,
+        "--tlskey",
+        &client_key,
+    ]);
+    assert!(
+        with_certs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_certs.stderr)
+    );
+    assert!(!docker(&[]).status.success(), "plain TCP answered");
+    assert!(
+        !docker(&["--tlsverify", "--tlscacert", &ca])
+            .status
+            .success(),
+        "TLS without a client certificate answered"
+    );
+    let again = lab.run(
+        "run",
+        &["setup", "--limit", "node1", "-e", "docker_tcp=true"],
+    );
+    assert_eq!(recap_changed(&again), [0], "{again}");
+    let off = lab.run("run", &["setup", "--limit", "node1"]);
+    assert_eq!(recap_changed(&off), [2], "{off}");
+    assert!(!docker(&[
+        "--tlsverify",
+        "--tlscacert",
+        &ca,
+        "--tlscert",
+        &client_cert,
+        "--tlskey",
+        &client_key
+    ])
+    .status
+    .success());
     lab.assert_healthy();
 
     // 5. KV round trip; stop; bootstrap again with the KV data intact.

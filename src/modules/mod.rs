@@ -276,56 +276,7 @@ fn set_fact(values: &Vars, ctx: &Context<'_>) -> Result<Outcome> {
 
 /// Render every string inside a JSON value with the task's variables.
 pub fn render_value(value: &serde_json::Value, ctx: &Context<'_>) -> Result<serde_json::Value> {
-    render_json(ctx.engine, value, ctx.vars, ctx.location)
-}
-
-/// Render every string inside a JSON value. A string that is exactly one
-/// `{{ expr }}` keeps the expression's type (a list stays a list), as in
-/// Ansible.
-pub fn render_json(
-    engine: &Engine,
-    value: &serde_json::Value,
-    vars: &Vars,
-    location: &Location,
-) -> Result<serde_json::Value> {
-    use serde_json::Value;
-    Ok(match value {
-        Value::String(s) if crate::template::is_template(s) => {
-            let rendered = engine.render_str(s, vars, location)?;
-            if is_single_expression(s) {
-                serde_json::from_str(&rendered).unwrap_or(Value::String(rendered))
-            } else {
-                Value::String(rendered)
-            }
-        }
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|v| render_json(engine, v, vars, location))
-                .collect::<Result<_>>()?,
-        ),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| Ok((k.clone(), render_json(engine, v, vars, location)?)))
-                .collect::<Result<_>>()?,
-        ),
-        other => other.clone(),
-    })
-}
-
-/// Whether a JSON value holds a template anywhere.
-pub fn has_template(value: &serde_json::Value) -> bool {
-    match value {
-        serde_json::Value::String(s) => crate::template::is_template(s),
-        serde_json::Value::Array(items) => items.iter().any(has_template),
-        serde_json::Value::Object(map) => map.values().any(has_template),
-        _ => false,
-    }
-}
-
-fn is_single_expression(s: &str) -> bool {
-    let t = s.trim();
-    t.starts_with("{{") && t.ends_with("}}") && t[2..].find("{{").is_none()
+    ctx.engine.render_json(value, ctx.vars, ctx.location)
 }
 
 /// The text of a playbook's `src:` file: beside the playbook, in its
