@@ -18,7 +18,7 @@ install_prerequisites() {
     local missing=() cmd pkg
     for pair in docker:docker.io dockerd:docker.io mmdebstrap:mmdebstrap \
         sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client \
-        ip:iproute2 curl:curl; do
+        ip:iproute2 curl:curl openssl:openssl; do
         cmd=${pair%%:*}
         pkg=${pair#*:}
         if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$cmd" ]; then
