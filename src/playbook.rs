@@ -286,6 +286,7 @@ impl Playbook {
         let builder = Builder {
             source,
             text,
+            dir,
             engine: Engine::new(),
         };
         let mut plays = Vec::new();
@@ -331,6 +332,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("consul", include_str!("../playbooks/consul.yml")),
     ("stack", include_str!("../playbooks/stack.yml")),
     ("stop", include_str!("../playbooks/stop.yml")),
+    ("upgrade", include_str!("../playbooks/upgrade.yml")),
     ("info", include_str!("../playbooks/info.yml")),
     // Parts imported by the playbooks above.
     ("preflight", include_str!("../playbooks/preflight.yml")),
@@ -467,6 +469,25 @@ fn import(name: &str, dir: &Path, location: &Location) -> Result<Playbook> {
     result
 }
 
+/// The text of `import_tasks: NAME`: beside the playbook, in its `tasks/`
+/// folder, else a built-in task file.
+fn task_file(name: &str, dir: &Path, location: &Location) -> Result<(PathBuf, String)> {
+    for path in [dir.join(name), dir.join("tasks").join(name)] {
+        if path.is_file() {
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
+            return Ok((path, text));
+        }
+    }
+    match BUILTIN_TASKS.iter().find(|(n, _)| *n == name) {
+        Some((n, text)) => Ok((PathBuf::from(format!("<builtin>/tasks/{n}")), (*text).to_owned())),
+        None => Err(Error::input(location.clone(), format!("no task file `{name}` to import"))
+            .with_hint(format!("looked in `{}` and its `tasks/` folder", dir.display()))),
+    }
+}
+
+/// Task files the built-in playbooks import, embedded from `playbooks/tasks/`.
+const BUILTIN_TASKS: &[(&str, &str)] = &[("upgrade-node.yml", include_str!("../playbooks/tasks/upgrade-node.yml"))];
+
 /// The default task name: `MODULE: first argument`, on one line.
 fn default_name(module: &Module) -> String {
     let arg = match module {
@@ -551,6 +572,8 @@ fn value_strings<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
 struct Builder<'a> {
     source: &'a Path,
     text: &'a str,
+    /// Where `import_tasks` files are looked up.
+    dir: &'a Path,
     engine: Engine,
 }
 
@@ -578,25 +601,65 @@ impl Builder<'_> {
         if let Some(name) = &raw.name {
             self.engine.check(name, &self.loc(raw.key_pos("name")))?;
         }
-        let handlers = raw
-            .handlers
-            .iter()
-            .map(|t| self.task(t))
-            .collect::<Result<Vec<_>>>()?;
-        let tasks = raw
-            .tasks
-            .iter()
-            .map(|t| self.task(t))
-            .collect::<Result<Vec<_>>>()?;
+        let handler_names: Vec<String> = raw.handlers.iter().filter_map(|h| h.name.clone()).collect();
+        let handler_names: Vec<&str> = handler_names.iter().map(String::as_str).collect();
+        let mut handlers = Vec::new();
+        for t in &raw.handlers {
+            handlers.extend(self.tasks(t, &handler_names, 0)?);
+        }
         let handler_names: Vec<&str> = handlers.iter().map(|h| h.name.as_str()).collect();
-        for (raw_task, task) in raw
-            .tasks
-            .iter()
-            .zip(&tasks)
-            .chain(raw.handlers.iter().zip(&handlers))
-        {
-            for target in &task.notify {
-                if !handler_names.contains(&target.as_str()) {
+        let mut tasks = Vec::new();
+        for t in &raw.tasks {
+            tasks.extend(self.tasks(t, &handler_names, 0)?);
+        }
+        Ok(Play {
+            name: raw.name.clone().unwrap_or_else(|| raw.hosts.clone()),
+            hosts: raw.hosts,
+            serial: raw.serial,
+            max_fail_percentage: raw.max_fail_percentage,
+            vars: raw.vars,
+            tags: raw.tags,
+            tasks,
+            handlers,
+            location: self.loc(raw.pos),
+        })
+    }
+
+    /// The tasks a raw entry stands for: itself, or the tasks of the file it
+    /// imports with its `when`, `tags` and `vars` added to each.
+    fn tasks(&self, raw: &RawTask, handler_names: &[&str], depth: usize) -> Result<Vec<Task>> {
+        let Some(name) = &raw.import else {
+            self.check_notify(raw, handler_names)?;
+            return Ok(vec![self.task(raw)?]);
+        };
+        let location = self.loc(raw.key_pos("import_tasks"));
+        if depth >= 8 {
+            return Err(Error::input(location, format!("`import_tasks: {name}` nests too deeply"))
+                .with_hint("task files import each other in a cycle"));
+        }
+        self.engine.check_condition(&raw.when, &self.loc(raw.key_pos("when")))?;
+        let (source, text) = task_file(name, self.dir, &location)?;
+        let raw_tasks: Vec<RawTask> = serde_norway::from_str::<Option<Vec<RawTask>>>(&text)
+            .map_err(|e| yaml_error(&e, &source, &text))?
+            .unwrap_or_default();
+        let inner = Builder { source: &source, text: &text, dir: self.dir, engine: Engine::new() };
+        let mut out = Vec::new();
+        for r in &raw_tasks {
+            for mut task in inner.tasks(r, handler_names, depth + 1)? {
+                task.when = raw.when.iter().cloned().chain(task.when).collect();
+                task.tags.extend(raw.tags.iter().cloned());
+                for (key, value) in &raw.vars {
+                    task.vars.entry(key.clone()).or_insert_with(|| value.clone());
+                }
+                out.push(task);
+            }
+        }
+        Ok(out)
+    }
+
+    fn check_notify(&self, raw_task: &RawTask, handler_names: &[&str]) -> Result<()> {
+        for target in &raw_task.notify {
+            if !handler_names.contains(&target.as_str()) {
                     let hint = match closest(target, handler_names.iter().copied()) {
                         Some(c) => format!("did you mean `{c}`?"),
                         None if handler_names.is_empty() => {
@@ -616,20 +679,9 @@ impl Builder<'_> {
                         format!("`notify` names no handler of this play: `{target}`"),
                     )
                     .with_hint(hint));
-                }
             }
         }
-        Ok(Play {
-            name: raw.name.clone().unwrap_or_else(|| raw.hosts.clone()),
-            hosts: raw.hosts,
-            serial: raw.serial,
-            max_fail_percentage: raw.max_fail_percentage,
-            vars: raw.vars,
-            tags: raw.tags,
-            tasks,
-            handlers,
-            location: self.loc(raw.pos),
-        })
+        Ok(())
     }
 
     fn task(&self, raw: &RawTask) -> Result<Task> {

@@ -98,6 +98,7 @@ pub(super) const TASK_KEYS: &[&str] = &[
     "loop",
     "with_items",
     "check_mode",
+    "import_tasks",
 ];
 
 /// Module names as written, canonical first.
@@ -146,7 +147,6 @@ const UNSUPPORTED_TASK_KEYS: &[&str] = &[
     "always",
     "listen",
     "include_tasks",
-    "import_tasks",
     "include_role",
     "import_role",
 ];
@@ -934,6 +934,8 @@ pub(super) struct RawTask {
     pub vars: Vars,
     pub loop_items: Option<serde_json::Value>,
     pub check_mode: Option<bool>,
+    /// `import_tasks: FILE`: this entry stands for that file's tasks.
+    pub import: Option<String>,
     /// The first key's position.
     pub pos: Pos,
     /// Each key as written, with its position.
@@ -991,6 +993,7 @@ impl<'de> Deserialize<'de> for RawTask {
                     vars: Vars::new(),
                     loop_items: None,
                     check_mode: None,
+                    import: None,
                     pos: Pos::default(),
                     keys: Vec::new(),
                 };
@@ -1026,6 +1029,7 @@ impl<'de> Deserialize<'de> for RawTask {
                             t.loop_items = Some(items);
                         }
                         "check_mode" => t.check_mode = Some(map.next_value::<Flag>()?.0),
+                        "import_tasks" => t.import = Some(map.next_value::<Text>()?.0),
                         _ => {
                             let kind = module_kind(&key).ok_or_else(|| {
                                 de::Error::custom(format!("internal error: key `{key}`"))
@@ -1035,6 +1039,19 @@ impl<'de> Deserialize<'de> for RawTask {
                         }
                     }
                     keys.push((key, pos));
+                }
+                if t.import.is_some() {
+                    if let Some((other, _)) = keys
+                        .iter()
+                        .find(|(k, _)| !["import_tasks", "name", "when", "tags", "vars"].contains(&k.as_str()))
+                    {
+                        return Err(de::Error::custom(format!(
+                            "`import_tasks` takes only `when`, `tags` and `vars` beside it, not `{other}`"
+                        )));
+                    }
+                    t.pos = keys.first().map_or(Pos::default(), |(_, p)| *p);
+                    t.keys = keys;
+                    return Ok(t);
                 }
                 let Some((_, args)) = module else {
                     return Err(hinted(
