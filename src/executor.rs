@@ -36,6 +36,9 @@ struct HostState {
     /// Play vars whose templates need something not known at play start
     /// (a registered result); retried before each task.
     unresolved: BTreeSet<String>,
+    /// How many facts there were when `unresolved` was last retried: they
+    /// are retried only once new facts may let them render.
+    unresolved_tried_at: usize,
     /// Left the run: unreachable, or failed in an earlier play.
     gone: bool,
     /// Failed in the current play.
@@ -75,6 +78,7 @@ impl Executor {
                     facts: Vars::new(),
                     play_vars: Vars::new(),
                     unresolved: BTreeSet::new(),
+                    unresolved_tried_at: 0,
                     gone: false,
                     failed: false,
                     notified: BTreeSet::new(),
@@ -234,6 +238,7 @@ impl Executor {
             let (vars, unresolved) = resolved.remove(name).unwrap_or_default();
             state.play_vars = vars;
             state.unresolved = unresolved;
+            state.unresolved_tried_at = state.facts.len();
             state.failed = false;
             state.notified.clear();
         }
@@ -403,16 +408,16 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
     let mut vars = state.play_vars.clone();
     vars.extend(state.facts.iter().map(|(k, v)| (k.clone(), v.clone())));
     vars.extend(shared.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-    if !state.unresolved.is_empty() {
-        let raw = vars::for_host(
-            shared.inventory,
-            &state.name,
-            shared.layers,
-            shared.play_vars,
-        );
-        shared
-            .engine
-            .resolve_vars(&raw, state.unresolved.iter(), &mut vars, &task.location);
+    if !state.unresolved.is_empty() && state.facts.len() != state.unresolved_tried_at {
+        let raw = vars::for_host(shared.inventory, &state.name, shared.layers, shared.play_vars);
+        let still = shared.engine.resolve_vars(&raw, state.unresolved.iter(), &mut vars, &task.location);
+        for key in state.unresolved.difference(&still) {
+            if let Some(value) = vars.get(key) {
+                state.play_vars.insert(key.clone(), value.clone());
+            }
+        }
+        state.unresolved = still;
+        state.unresolved_tried_at = state.facts.len();
     }
     let Some(items) = &task.loop_items else {
         return once(shared, task, state, &mut vars).await;
@@ -1022,5 +1027,22 @@ mod tests {
         let text = serde_json::to_string(&events).unwrap();
         assert!(!text.contains("s3cret"), "{text}");
         assert_eq!(statuses(&events, "after"), [("h1".into(), Status::Changed)]);
+    }
+
+    #[test]
+    fn play_vars_that_need_a_registered_result_render_once_it_exists() {
+        let yaml = r#"
+- hosts: all
+  vars:
+    greeting: "hello {{ first.stdout }}"
+  tasks:
+    - name: first
+      command: echo first
+      register: first
+    - name: use
+      command: echo "{{ greeting }}"
+"#;
+        let (_, fake) = run(&Fake::default(), 1, yaml, Settings::default());
+        assert_eq!(fake.commands("h1"), ["echo first", "echo 'hello out from h1'"]);
     }
 }
