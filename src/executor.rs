@@ -409,8 +409,16 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
     vars.extend(state.facts.iter().map(|(k, v)| (k.clone(), v.clone())));
     vars.extend(shared.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
     if !state.unresolved.is_empty() && state.facts.len() != state.unresolved_tried_at {
-        let raw = vars::for_host(shared.inventory, &state.name, shared.layers, shared.play_vars);
-        let still = shared.engine.resolve_vars(&raw, state.unresolved.iter(), &mut vars, &task.location);
+        let raw = vars::for_host(
+            shared.inventory,
+            &state.name,
+            shared.layers,
+            shared.play_vars,
+        );
+        let still =
+            shared
+                .engine
+                .resolve_vars(&raw, state.unresolved.iter(), &mut vars, &task.location);
         for key in state.unresolved.difference(&still) {
             if let Some(value) = vars.get(key) {
                 state.play_vars.insert(key.clone(), value.clone());
@@ -1043,6 +1051,9 @@ mod tests {
       command: echo "{{ greeting }}"
 "#;
         let (_, fake) = run(&Fake::default(), 1, yaml, Settings::default());
-        assert_eq!(fake.commands("h1"), ["echo first", "echo 'hello out from h1'"]);
+        assert_eq!(
+            fake.commands("h1"),
+            ["echo first", "echo 'hello out from h1'"]
+        );
     }
 }

@@ -347,6 +347,7 @@ const BUILTIN_NAMES: &[&str] = &[
     "pull",
     "consul",
     "stack",
+    "upgrade",
     "stop",
     "info",
 ];
@@ -479,14 +480,33 @@ fn task_file(name: &str, dir: &Path, location: &Location) -> Result<(PathBuf, St
         }
     }
     match BUILTIN_TASKS.iter().find(|(n, _)| *n == name) {
-        Some((n, text)) => Ok((PathBuf::from(format!("<builtin>/tasks/{n}")), (*text).to_owned())),
-        None => Err(Error::input(location.clone(), format!("no task file `{name}` to import"))
-            .with_hint(format!("looked in `{}` and its `tasks/` folder", dir.display()))),
+        Some((n, text)) => Ok((
+            PathBuf::from(format!("<builtin>/tasks/{n}")),
+            (*text).to_owned(),
+        )),
+        None => Err(
+            Error::input(location.clone(), format!("no task file `{name}` to import")).with_hint(
+                format!("looked in `{}` and its `tasks/` folder", dir.display()),
+            ),
+        ),
     }
 }
 
 /// Task files the built-in playbooks import, embedded from `playbooks/tasks/`.
-const BUILTIN_TASKS: &[(&str, &str)] = &[("upgrade-node.yml", include_str!("../playbooks/tasks/upgrade-node.yml"))];
+const BUILTIN_TASKS: &[(&str, &str)] = &[
+    (
+        "consul-agent.yml",
+        include_str!("../playbooks/tasks/consul-agent.yml"),
+    ),
+    (
+        "stack-services.yml",
+        include_str!("../playbooks/tasks/stack-services.yml"),
+    ),
+    (
+        "upgrade-node.yml",
+        include_str!("../playbooks/tasks/upgrade-node.yml"),
+    ),
+];
 
 /// The default task name: `MODULE: first argument`, on one line.
 fn default_name(module: &Module) -> String {
@@ -601,7 +621,8 @@ impl Builder<'_> {
         if let Some(name) = &raw.name {
             self.engine.check(name, &self.loc(raw.key_pos("name")))?;
         }
-        let handler_names: Vec<String> = raw.handlers.iter().filter_map(|h| h.name.clone()).collect();
+        let handler_names: Vec<String> =
+            raw.handlers.iter().filter_map(|h| h.name.clone()).collect();
         let handler_names: Vec<&str> = handler_names.iter().map(String::as_str).collect();
         let mut handlers = Vec::new();
         for t in &raw.handlers {
@@ -634,22 +655,32 @@ impl Builder<'_> {
         };
         let location = self.loc(raw.key_pos("import_tasks"));
         if depth >= 8 {
-            return Err(Error::input(location, format!("`import_tasks: {name}` nests too deeply"))
-                .with_hint("task files import each other in a cycle"));
+            return Err(
+                Error::input(location, format!("`import_tasks: {name}` nests too deeply"))
+                    .with_hint("task files import each other in a cycle"),
+            );
         }
-        self.engine.check_condition(&raw.when, &self.loc(raw.key_pos("when")))?;
+        self.engine
+            .check_condition(&raw.when, &self.loc(raw.key_pos("when")))?;
         let (source, text) = task_file(name, self.dir, &location)?;
         let raw_tasks: Vec<RawTask> = serde_norway::from_str::<Option<Vec<RawTask>>>(&text)
             .map_err(|e| yaml_error(&e, &source, &text))?
             .unwrap_or_default();
-        let inner = Builder { source: &source, text: &text, dir: self.dir, engine: Engine::new() };
+        let inner = Builder {
+            source: &source,
+            text: &text,
+            dir: self.dir,
+            engine: Engine::new(),
+        };
         let mut out = Vec::new();
         for r in &raw_tasks {
             for mut task in inner.tasks(r, handler_names, depth + 1)? {
                 task.when = raw.when.iter().cloned().chain(task.when).collect();
                 task.tags.extend(raw.tags.iter().cloned());
                 for (key, value) in &raw.vars {
-                    task.vars.entry(key.clone()).or_insert_with(|| value.clone());
+                    task.vars
+                        .entry(key.clone())
+                        .or_insert_with(|| value.clone());
                 }
                 out.push(task);
             }
@@ -660,25 +691,25 @@ impl Builder<'_> {
     fn check_notify(&self, raw_task: &RawTask, handler_names: &[&str]) -> Result<()> {
         for target in &raw_task.notify {
             if !handler_names.contains(&target.as_str()) {
-                    let hint = match closest(target, handler_names.iter().copied()) {
-                        Some(c) => format!("did you mean `{c}`?"),
-                        None if handler_names.is_empty() => {
-                            "define it under the play's `handlers:`".to_owned()
-                        }
-                        None => format!(
-                            "handlers in this play: {}",
-                            handler_names
-                                .iter()
-                                .map(|n| format!("`{n}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    };
-                    return Err(Error::input(
-                        self.loc(raw_task.key_pos("notify")),
-                        format!("`notify` names no handler of this play: `{target}`"),
-                    )
-                    .with_hint(hint));
+                let hint = match closest(target, handler_names.iter().copied()) {
+                    Some(c) => format!("did you mean `{c}`?"),
+                    None if handler_names.is_empty() => {
+                        "define it under the play's `handlers:`".to_owned()
+                    }
+                    None => format!(
+                        "handlers in this play: {}",
+                        handler_names
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                return Err(Error::input(
+                    self.loc(raw_task.key_pos("notify")),
+                    format!("`notify` names no handler of this play: `{target}`"),
+                )
+                .with_hint(hint));
             }
         }
         Ok(())

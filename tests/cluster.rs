@@ -353,13 +353,92 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     }
     assert_eq!(kept.stdout, "yes\n", "{kept}");
 
+    // 5b. a rolling upgrade: a broken one stops after its first batch with
+    //     every other host on the old image; a good one upgrades every
+    //     node, the consul leader last, and the cluster stays whole.
+    let old = "10.79.0.2:5000/arpanet/consul:1.8.7";
+    let new = "10.79.0.2:5000/arpanet/consul:1.8.7-r2";
+    lab.on_node(
+        1,
+        &format!("docker tag {old} {new} && docker push -q {new}"),
+    );
+    let image_of = |n: usize| {
+        lab.on_node(n, "docker inspect --format '{{.Config.Image}}' consul")
+            .trim()
+            .to_owned()
+    };
+    let new_image = format!("consul_image={new}");
+    let broken = lab.run(
+        "run",
+        &[
+            "upgrade",
+            "-e",
+            &new_image,
+            "-e",
+            "consul_args=-no-such-flag",
+        ],
+    );
+    assert_eq!(broken.code, 2, "{broken}");
+    assert!(broken.stdout.contains("failed: [node4]"), "{broken}");
+    assert!(
+        broken
+            .stdout
+            .contains("`until` still false after 61 attempts"),
+        "{broken}"
+    );
+    assert_eq!(image_of(4), new, "the first batch was upgraded");
+    for n in [1, 2, 3, 5] {
+        assert_eq!(
+            image_of(n),
+            old,
+            "node{n} was touched after the failed batch"
+        );
+    }
+    let info = lab.run("kv", &["info"]);
+    let leader_ip = info
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("leader: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let leader = format!(
+        "node{}",
+        leader_ip
+            .split(':')
+            .next()
+            .unwrap()
+            .rsplit('.')
+            .next()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            - 10
+    );
+    let good = lab.run("run", &["upgrade", "-e", &new_image]);
+    assert_eq!(good.code, 0, "{good}");
+    for n in 1..=5 {
+        assert_eq!(image_of(n), new, "node{n}");
+    }
+    let last_change = good
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("changed: ["))
+        .last()
+        .unwrap();
+    assert!(
+        last_change.starts_with(&format!("changed: [{leader}]")),
+        "leader {leader} was not last:\n{good}"
+    );
+    lab.assert_healthy();
+
     // 6. a node down: reported unreachable, the others complete, exit 4.
     let stopped = Command::new("docker")
         .args(["stop", &format!("{NAME}-node5")])
         .output()
         .unwrap();
     assert!(stopped.status.success());
-    let partial = lab.run("run", &["bootstrap"]);
+    let partial = lab.run("run", &["bootstrap", "-e", &new_image]);
     assert_eq!(partial.code, 4, "{partial}");
     assert!(partial.stdout.contains("unreachable: [node5]"), "{partial}");
     let recap = &partial.stdout[partial.stdout.find("PLAY RECAP").unwrap()..];

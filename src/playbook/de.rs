@@ -1041,10 +1041,9 @@ impl<'de> Deserialize<'de> for RawTask {
                     keys.push((key, pos));
                 }
                 if t.import.is_some() {
-                    if let Some((other, _)) = keys
-                        .iter()
-                        .find(|(k, _)| !["import_tasks", "name", "when", "tags", "vars"].contains(&k.as_str()))
-                    {
+                    if let Some((other, _)) = keys.iter().find(|(k, _)| {
+                        !["import_tasks", "name", "when", "tags", "vars"].contains(&k.as_str())
+                    }) {
                         return Err(de::Error::custom(format!(
                             "`import_tasks` takes only `when`, `tags` and `vars` beside it, not `{other}`"
                         )));
