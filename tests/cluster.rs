@@ -423,8 +423,7 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     let last_change = good
         .stdout
         .lines()
-        .filter(|l| l.starts_with("changed: ["))
-        .last()
+        .rfind(|l| l.starts_with("changed: ["))
         .unwrap();
     assert!(
         last_change.starts_with(&format!("changed: [{leader}]")),
