@@ -24,9 +24,9 @@ use std::sync::Arc;
 
 use crate::cli::{Cli, Command, ConnectArgs, ExecArgs, InventoryArgs, RenderArgs, RunArgs};
 use crate::config::Settings;
-use crate::error::{Error, Location, Result};
+use crate::error::{Error, Result};
 use crate::inventory::Inventory;
-use crate::playbook::{CommandArgs, Module, Play, Playbook, Task};
+use crate::playbook::Playbook;
 use crate::report::Printer;
 use crate::session::Session;
 use crate::template::Engine;
@@ -89,48 +89,16 @@ fn exec(args: ExecArgs) -> Result<i32> {
             .collect::<Vec<_>>()
             .join(" "),
     };
-    let location = Location::new("<command line>", 0, 0);
-    let task = Task {
-        name: format!("exec: {cmd}"),
-        // Taken literally: in `{{.Names}}` the braces are docker's, not ours.
-        module: Module::Shell(CommandArgs {
-            cmd: Some(format!("{{% raw %}}{cmd}{{% endraw %}}")),
-            ..CommandArgs::default()
-        }),
-        when: Vec::new(),
-        tags: Vec::new(),
-        notify: Vec::new(),
-        register: None,
-        retries: None,
-        delay: None,
-        until: Vec::new(),
-        ignore_errors: false,
-        run_once: false,
-        changed_when: Vec::new(),
-        failed_when: Vec::new(),
-        no_log: false,
-        vars: Vars::new(),
-        loop_items: None,
-        check_mode: None,
-        location: location.clone(),
-    };
-    let play = Play {
-        name: "ad-hoc".into(),
-        hosts: "all".into(),
-        serial: None,
-        max_fail_percentage: None,
-        vars: Vars::new(),
-        tags: Vec::new(),
-        tasks: vec![task],
-        handlers: Vec::new(),
-        location,
-    };
+    // The command is taken literally: in `{{.Names}}` the braces are
+    // docker's, not ours. JSON strings are valid YAML scalars.
+    let quoted = |text: &str| serde_json::Value::from(text).to_string();
+    let text = format!(
+        "- name: ad-hoc\n  hosts: all\n  tasks:\n    - shell: {}\n",
+        quoted(&format!("{{% raw %}}{cmd}{{% endraw %}}")),
+    );
     let cwd = std::env::current_dir().map_err(|e| Error::io("read", ".", e))?;
-    let playbook = Playbook {
-        source: "<command line>".into(),
-        dir: cwd,
-        plays: vec![play],
-    };
+    let mut playbook = Playbook::parse(std::path::Path::new("<command line>"), &cwd, &text)?;
+    playbook.plays[0].tasks[0].name = format!("exec: {cmd}");
     let settings = Settings {
         forks: args.connect.forks,
         limit: args.connect.limit.clone(),
