@@ -22,7 +22,7 @@ pub struct Settings {
     pub diff: bool,
     pub tags: Vec<String>,
     pub skip_tags: Vec<String>,
-    /// Show each host's stdout (ad-hoc commands).
+    /// Show each host's stdout (ad-hoc commands, `-v`).
     pub show_output: bool,
 }
 

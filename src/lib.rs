@@ -75,7 +75,8 @@ fn run_playbooks(args: RunArgs) -> Result<i32> {
         diff: args.diff,
         tags: args.tags,
         skip_tags: args.skip_tags,
-        show_output: false,
+        // `-v` shows what each command printed, as Ansible's does.
+        show_output: args.connect.verbose > 0,
     };
     execute(&args.connect, settings, &playbooks)
 }

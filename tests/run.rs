@@ -797,3 +797,24 @@ fn hosts_can_be_reached_through_ssh_config_aliases() {
     assert_eq!(out.code, 0, "{out}");
     assert!(out.stdout.contains(&format!("  {TEST_USER}")), "{out}");
 }
+
+#[test]
+fn verbose_runs_show_what_commands_printed() {
+    let cluster = Cluster::start(1);
+    let inventory = cluster.inventory(&[]);
+    let playbook = cluster.write_file(
+        "v.yml",
+        "- hosts: all\n  tasks:\n    - command: echo visible-with-v\n",
+    );
+    let quiet = run(&cluster, &inventory, &[playbook.to_str().unwrap()]);
+    assert!(!quiet.stdout.contains("visible-with-v\n  "), "{quiet}");
+    assert!(
+        !quiet.stdout.lines().any(|l| l.trim() == "visible-with-v"),
+        "{quiet}"
+    );
+    let verbose = run(&cluster, &inventory, &[playbook.to_str().unwrap(), "-v"]);
+    assert!(
+        verbose.stdout.lines().any(|l| l.trim() == "visible-with-v"),
+        "{verbose}"
+    );
+}
