@@ -475,10 +475,11 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
         results.push(value);
         all_skipped &= outcome.skipped.is_some();
         total.changed |= outcome.changed;
-        messages.push(format!(
-            "{label}: {}",
-            outcome.msg.as_deref().unwrap_or(status_word(status))
-        ));
+        messages.push(match &outcome.msg {
+            Some(msg) if msg.starts_with(&format!("{label}:")) => msg.clone(),
+            Some(msg) => format!("{label}: {msg}"),
+            None => format!("{label}: {}", status_word(status)),
+        });
         if total.failure.is_none() {
             if let Some(mut failure) = outcome.failure {
                 failure.message = format!("item `{label}`: {}", failure.message);

@@ -331,7 +331,32 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     assert_eq!(lab.run("kv", &["del", "--recurse", "app"]).code, 0);
     let gone = lab.run("kv", &["get", "app/db/url"]);
     assert_eq!(gone.code, 2, "{gone}");
-    let stop = lab.run("run", &["stop"]);
+    // A service is data: an extra `stack` entry is created on every node,
+    // left alone on a second run, and recreated when its spec changes.
+    let extra = |port: u16| {
+        let path = lab.dir.join("extra-stack.yml");
+        std::fs::write(
+            &path,
+            format!(
+                "stack:\n  - {{name: cadvisor, image: \"{{{{ cadvisor_image }}}}\", ports: [\"127.0.0.1:8080:8080\"], volumes: [\"/:/rootfs:ro\", \"/var/run:/var/run:ro\", \"/sys:/sys:ro\", \"/var/lib/docker/:/var/lib/docker:ro\"]}}\n  - {{name: web, image: \"{image}\", entrypoint: busybox, command: \"httpd -f -p {port}\", network_mode: host}}\n"
+            ),
+        )
+        .unwrap();
+        format!("@{}", path.display())
+    };
+    let added = lab.run("run", &["stack", "-e", &extra(18080)]);
+    assert_eq!(added.code, 0, "{added}");
+    assert_eq!(added.stdout.matches("web: created").count(), 5, "{added}");
+    assert_eq!(recap_changed(&added), [1, 1, 1, 1, 1], "{added}");
+    let same = lab.run("run", &["stack", "-e", &extra(18080)]);
+    assert_eq!(recap_changed(&same), [0, 0, 0, 0, 0], "{same}");
+    let moved = lab.run("run", &["stack", "-e", &extra(18081)]);
+    assert_eq!(moved.stdout.matches("web: recreated").count(), 5, "{moved}");
+    assert!(lab
+        .on_node(3, "docker inspect --format '{{.Args}}' web")
+        .contains("18081"));
+
+    let stop = lab.run("run", &["stop", "-e", &extra(18081)]);
     assert_eq!(stop.code, 0, "{stop}");
     for n in 1..=5 {
         assert_eq!(
