@@ -407,7 +407,12 @@ async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) ->
 async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Result<Outcome> {
     let mut vars = state.play_vars.clone();
     vars.extend(state.facts.iter().map(|(k, v)| (k.clone(), v.clone())));
-    vars.extend(shared.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    // `-e` beats facts, as in Ansible; play_vars hold its rendered values.
+    for key in shared.extra.keys().filter(|k| state.facts.contains_key(*k)) {
+        if let Some(value) = state.play_vars.get(key) {
+            vars.insert(key.clone(), value.clone());
+        }
+    }
     if !state.unresolved.is_empty() && state.facts.len() != state.unresolved_tried_at {
         let raw = vars::for_host(
             shared.inventory,
@@ -856,23 +861,23 @@ mod tests {
         Inventory::load(&path).unwrap()
     }
 
+    fn target(name: &str) -> Target {
+        Target {
+            name: name.to_owned(),
+            address: name.to_owned(),
+            port: 22,
+            user: "root".into(),
+            identity_files: Vec::new(),
+            known_hosts: "/dev/null".into(),
+            host_key_checking: HostKeyChecking::Strict,
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+
     fn run(fake: &Fake, hosts: usize, yaml: &str, settings: Settings) -> (Captured, Fake) {
         let inventory = Arc::new(inventory(hosts));
         let playbook = Playbook::parse(Path::new("test.yml"), Path::new("."), yaml).unwrap();
-        let targets = inventory
-            .hosts
-            .iter()
-            .map(|h| Target {
-                name: h.name.clone(),
-                address: h.name.clone(),
-                port: 22,
-                user: "root".into(),
-                identity_files: Vec::new(),
-                known_hosts: "/dev/null".into(),
-                host_key_checking: HostKeyChecking::Strict,
-                connect_timeout: Duration::from_secs(1),
-            })
-            .collect();
+        let targets = inventory.hosts.iter().map(|h| target(&h.name)).collect();
         let (reporter, captured) = Reporter::capture();
         let settings = Settings {
             forks: 4,
@@ -1036,6 +1041,44 @@ mod tests {
         let text = serde_json::to_string(&events).unwrap();
         assert!(!text.contains("s3cret"), "{text}");
         assert_eq!(statuses(&events, "after"), [("h1".into(), Status::Changed)]);
+    }
+
+    #[test]
+    fn extra_vars_are_templates_too_and_beat_facts() {
+        let yaml = r#"
+- hosts: all
+  vars:
+    image: base
+  tasks:
+    - set_fact:
+        pinned: from-fact
+    - command: echo "{{ tag }} {{ pinned }}"
+"#;
+        let fake = Fake::default();
+        let inventory = Arc::new(inventory(1));
+        let playbook = Playbook::parse(Path::new("test.yml"), Path::new("."), yaml).unwrap();
+        let mut layers = Layers::default();
+        layers.extra.insert("tag".into(), "{{ image }}:2".into());
+        layers.extra.insert("pinned".into(), "from-cli".into());
+        let (reporter, _captured) = Reporter::capture();
+        let mut executor = Executor::new(
+            inventory.clone(),
+            Arc::new(layers),
+            Engine::new(),
+            Arc::new(fake.clone()),
+            reporter,
+            Settings {
+                forks: 1,
+                ..Settings::default()
+            },
+            vec![target("h1")],
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(executor.run(&[playbook])).unwrap();
+        assert_eq!(fake.commands("h1"), ["echo 'base:2 from-cli'"]);
     }
 
     #[test]
