@@ -114,6 +114,8 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Input { .. } | Error::Usage { .. } => exit::BAD_INPUT,
+            // An inventory, playbook or vars file that cannot be read.
+            Error::Io { action: "read", .. } => exit::BAD_INPUT,
             Error::Unreachable { .. } => exit::HOST_UNREACHABLE,
             Error::Remote { .. } => exit::HOST_FAILED,
             Error::Io { .. } | Error::Lab { .. } | Error::Internal(_) => exit::ERROR,

@@ -35,7 +35,7 @@ struct HostState {
     play_vars: Vars,
     /// Play vars whose templates need something not known at play start
     /// (a registered result); retried before each task.
-    unresolved: BTreeSet<String>,
+    unresolved: BTreeMap<String, String>,
     /// How many facts there were when `unresolved` was last retried: they
     /// are retried only once new facts may let them render.
     unresolved_tried_at: usize,
@@ -77,7 +77,7 @@ impl Executor {
                     connection: None,
                     facts: Vars::new(),
                     play_vars: Vars::new(),
-                    unresolved: BTreeSet::new(),
+                    unresolved: BTreeMap::new(),
                     unresolved_tried_at: 0,
                     gone: false,
                     failed: false,
@@ -201,7 +201,7 @@ impl Executor {
                 )
             })
             .collect();
-        let mut resolved: BTreeMap<String, (Vars, BTreeSet<String>)> = BTreeMap::new();
+        let mut resolved: BTreeMap<String, (Vars, BTreeMap<String, String>)> = BTreeMap::new();
         for round in 0..2 {
             resolved = raw
                 .iter()
@@ -285,11 +285,6 @@ impl Executor {
         hosts: &[String],
         handler: bool,
     ) {
-        let run_on: Vec<String> = if task.run_once {
-            hosts.iter().take(1).cloned().collect()
-        } else {
-            hosts.to_vec()
-        };
         let shared = Shared {
             engine: &self.engine,
             inventory: &self.inventory,
@@ -301,42 +296,57 @@ impl Executor {
             extra: &self.layers.extra,
             playbook,
         };
-        let states = self
-            .hosts
-            .iter_mut()
-            .filter(|(name, _)| run_on.contains(name))
-            .map(|(_, s)| s);
-        let jobs = futures::stream::iter(states.map(|state| run_on_host(&shared, task, state)))
-            .buffer_unordered(self.settings.forks.max(1));
-        let registered: Vec<Option<Value>> = jobs.collect().await;
-        if task.run_once && !handler {
-            // Ansible applies a run_once result, failure included, to every
-            // host of the batch.
-            let first = run_on.first().and_then(|h| self.hosts.get(h));
-            let failed_on = first.filter(|s| s.failed).map(|s| s.name.clone());
-            for host in hosts.iter().skip(1) {
-                let Some(state) = self.hosts.get_mut(host) else {
-                    continue;
-                };
-                if let (Some(name), Some(Some(value))) = (&task.register, registered.first()) {
-                    state.facts.insert(name.clone(), value.clone());
-                }
-                if let Some(first) = &failed_on {
-                    state.failed = true;
-                    self.reporter.send(Event::Host(HostResult {
-                        host: host.clone(),
-                        task: task.name.clone(),
-                        status: Status::Failed,
-                        elapsed: 0.0,
-                        ignored: false,
-                        message: None,
-                        failure: Some(Failure {
-                            message: format!("this run_once task failed on `{first}`"),
-                            ..Failure::default()
-                        }),
-                        diff: None,
-                    }));
-                }
+        if !task.run_once || handler {
+            let states = self
+                .hosts
+                .iter_mut()
+                .filter(|(name, _)| hosts.contains(name))
+                .map(|(_, s)| s);
+            futures::stream::iter(states.map(|state| run_on_host(&shared, task, state)))
+                .buffer_unordered(self.settings.forks.max(1))
+                .collect::<Vec<_>>()
+                .await;
+            return;
+        }
+        // run_once: the first host that can be reached runs it (an
+        // unreachable one hands it on), and, as in Ansible, its result,
+        // failure included, applies to every host of the batch.
+        let mut ran = None;
+        for host in hosts {
+            let Some(state) = self.hosts.get_mut(host) else {
+                continue;
+            };
+            let registered = run_on_host(&shared, task, state).await;
+            if !state.gone {
+                ran = Some((state.name.clone(), state.failed, registered));
+                break;
+            }
+        }
+        let Some((first, failed, registered)) = ran else {
+            return;
+        };
+        for host in hosts.iter().filter(|h| **h != first) {
+            let Some(state) = self.hosts.get_mut(host).filter(|s| !s.gone) else {
+                continue;
+            };
+            if let (Some(name), Some(value)) = (&task.register, &registered) {
+                state.facts.insert(name.clone(), value.clone());
+            }
+            if failed {
+                state.failed = true;
+                self.reporter.send(Event::Host(HostResult {
+                    host: host.clone(),
+                    task: task.name.clone(),
+                    status: Status::Failed,
+                    elapsed: 0.0,
+                    ignored: false,
+                    message: None,
+                    failure: Some(Failure {
+                        message: format!("this run_once task failed on `{first}`"),
+                        ..Failure::default()
+                    }),
+                    diff: None,
+                }));
             }
         }
     }
@@ -360,7 +370,10 @@ async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) ->
     let started = Instant::now();
     let result = attempt(shared, task, state).await;
     let elapsed = crate::report::round(started.elapsed());
-    let outcome = result.unwrap_or_else(Outcome::from_error);
+    let mut outcome = result.unwrap_or_else(Outcome::from_error);
+    if let Some(failure) = &mut outcome.failure {
+        explain_unresolved(failure, &state.unresolved);
+    }
     let status = if outcome.unreachable.is_some() {
         Status::Unreachable
     } else {
@@ -423,8 +436,8 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
         let still =
             shared
                 .engine
-                .resolve_vars(&raw, state.unresolved.iter(), &mut vars, &task.location);
-        for key in state.unresolved.difference(&still) {
+                .resolve_vars(&raw, state.unresolved.keys(), &mut vars, &task.location);
+        for key in state.unresolved.keys().filter(|k| !still.contains_key(*k)) {
             if let Some(value) = vars.get(key) {
                 state.play_vars.insert(key.clone(), value.clone());
             }
@@ -740,6 +753,21 @@ fn registered_value(outcome: &Outcome, status: Status) -> Value {
         }
     }
     value
+}
+
+/// A task that failed on an undefined variable which is in fact defined,
+/// as a template that would not render: say why it would not.
+fn explain_unresolved(failure: &mut Failure, unresolved: &BTreeMap<String, String>) {
+    let culprit = unresolved.iter().find(|(key, _)| {
+        failure
+            .message
+            .contains(&format!("undefined variable `{key}`"))
+    });
+    if let Some((key, why)) = culprit {
+        failure.hint = Some(format!(
+            "`{key}` is defined, but its value did not render: {why}"
+        ));
+    }
 }
 
 /// `no_log`: keep the status, drop everything that could carry a secret.
@@ -1079,6 +1107,25 @@ mod tests {
             .unwrap();
         runtime.block_on(executor.run(&[playbook])).unwrap();
         assert_eq!(fake.commands("h1"), ["echo 'base:2 from-cli'"]);
+    }
+
+    #[test]
+    fn run_once_moves_on_when_its_first_host_is_unreachable() {
+        let fake = Fake {
+            down: vec!["h1".into()],
+            ..Fake::default()
+        };
+        let yaml = "- hosts: all\n  tasks:\n    - command: echo once\n      run_once: true\n      register: r\n    - command: echo \"{{ r.rc }}\"\n";
+        let (captured, fake) = run(&fake, 3, yaml, Settings::default());
+        assert_eq!(fake.commands("h2"), ["echo once", "echo 0"]);
+        assert_eq!(fake.commands("h3"), ["echo 0"]);
+        assert_eq!(
+            statuses(&captured.events(), "command: echo once"),
+            [
+                ("h1".into(), Status::Unreachable),
+                ("h2".into(), Status::Changed)
+            ]
+        );
     }
 
     #[test]

@@ -38,10 +38,14 @@ pub fn run(cli: Cli) -> i32 {
     match dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err}");
+            let message = err.to_string();
+            eprintln!("error: {message}");
             let mut source = std::error::Error::source(&err);
             while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
+                let text = cause.to_string();
+                if !message.contains(&text) {
+                    eprintln!("  caused by: {text}");
+                }
                 source = cause.source();
             }
             err.exit_code()

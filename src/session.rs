@@ -51,13 +51,18 @@ impl Session {
         })
     }
 
-    /// The hosts matching `pattern` and `--limit`, with their variables.
+    /// The hosts matching `pattern` and `--limit`, with their variables
+    /// (templated values rendered where they can be without a play).
     pub fn hosts(&self, pattern: &str) -> Result<Vec<HostInfo>> {
         let names = crate::plan::play_hosts(&self.inventory, pattern, self.limit.as_deref())?;
+        let engine = Engine::new();
         names
             .into_iter()
             .map(|name| {
-                let vars = vars::for_host(&self.inventory, &name, &self.layers, &Vars::new());
+                let vars = resolved(
+                    &engine,
+                    &vars::for_host(&self.inventory, &name, &self.layers, &Vars::new()),
+                );
                 let target = self.defaults.target(&name, &vars)?;
                 Ok(HostInfo { name, vars, target })
             })
@@ -96,11 +101,10 @@ impl Session {
     /// once, then reused); each host's certificate names its SSH address
     /// and its `arpanet_ip`.
     pub fn prepare_docker_tls(&self, hosts: &[HostInfo]) -> Result<Option<(PathBuf, tls::Report)>> {
-        let engine = Engine::new();
         let mut dir = None;
         let mut certs = Vec::new();
         for host in hosts {
-            let vars = resolved(&engine, &host.vars);
+            let vars = &host.vars;
             let on = match vars.get("docker_tcp") {
                 Some(serde_json::Value::Bool(b)) => *b,
                 Some(serde_json::Value::String(s)) => {

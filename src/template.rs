@@ -131,41 +131,44 @@ impl Engine {
     }
 
     /// Render the templated values among `keys` of `raw` into `vars`, in
-    /// rounds until nothing changes, so variables that refer to each other
-    /// settle whatever their order. Always renders from the raw text, never
-    /// from a rendered value. Returns the keys that could not be rendered
-    /// yet (they need something not known now, such as a registered result).
+    /// rounds, so variables that refer to each other settle whatever their
+    /// order. A value is only ever rendered from its raw text, and only with
+    /// values already rendered: until it renders, a templated variable is
+    /// absent from `vars`, never its raw `{{ }}` text. Returns the keys that
+    /// could not be rendered (they may need a registered result), with why.
     pub fn resolve_vars<'k>(
         &self,
         raw: &Vars,
         keys: impl Iterator<Item = &'k String>,
         vars: &mut Vars,
         origin: &Location,
-    ) -> std::collections::BTreeSet<String> {
-        let templated: Vec<&String> = keys
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut pending: Vec<&String> = keys
             .filter(|k| raw.get(*k).is_some_and(has_template))
             .collect();
-        let mut unresolved = std::collections::BTreeSet::new();
-        for _ in 0..8 {
-            let mut changed = false;
-            unresolved.clear();
-            for key in &templated {
-                match self.render_json(&raw[key.as_str()], vars, origin) {
-                    Ok(value) if vars.get(key.as_str()) != Some(&value) => {
+        for key in &pending {
+            vars.remove(key.as_str());
+        }
+        let mut errors = std::collections::BTreeMap::new();
+        loop {
+            errors.clear();
+            let before = pending.len();
+            pending.retain(
+                |key| match self.render_json(&raw[key.as_str()], vars, origin) {
+                    Ok(value) => {
                         vars.insert((*key).clone(), value);
-                        changed = true;
+                        false
                     }
-                    Ok(_) => {}
-                    Err(_) => {
-                        unresolved.insert((*key).clone());
+                    Err(err) => {
+                        errors.insert((*key).clone(), err.to_string());
+                        true
                     }
-                }
-            }
-            if !changed {
-                break;
+                },
+            );
+            if pending.is_empty() || pending.len() == before {
+                return errors;
             }
         }
-        unresolved
     }
 
     /// Render a template file.

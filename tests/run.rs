@@ -534,6 +534,30 @@ fn bad_input_is_located_and_contacts_no_host() {
         );
         assert_untouched(&listener);
     }
+    let flag = cluster.run(&[
+        "run",
+        "-i",
+        good_inventory.to_str().unwrap(),
+        "--no-such-flag",
+        "x.yml",
+    ]);
+    assert_eq!(flag.code, 5, "{flag}");
+    let missing = cluster.run(&[
+        "run",
+        "-i",
+        "/nonexistent/hosts",
+        good_playbook.to_str().unwrap(),
+    ]);
+    assert_eq!(missing.code, 5, "{missing}");
+    assert!(
+        missing.stderr.contains("cannot read `/nonexistent/hosts`"),
+        "{missing}"
+    );
+    assert_eq!(
+        missing.stderr.lines().count(),
+        1,
+        "the cause is said once: {missing}"
+    );
     let bad_inventory = cluster.write_file("bad.ini", "[servers\nnode1\n");
     let out = cluster.run(&[
         "run",
