@@ -246,6 +246,18 @@ fn ordered_hosts(session: &Session) -> Result<Vec<HostInfo>> {
 }
 
 pub fn kv(args: KvArgs) -> Result<i32> {
+    if let KvOp::Del { key, .. } = &args.op {
+        if key
+            .trim_end_matches("?recurse")
+            .trim_matches('/')
+            .is_empty()
+        {
+            return Err(
+                Error::usage("refusing to delete the whole KV prefix: name a key")
+                    .with_hint("`arpanet kv del --recurse app` deletes the tree `app/`"),
+            );
+        }
+    }
     let session = Session::open(&args.connect)?;
     let hosts = ordered_hosts(&session)?;
     let connector = session.connector();

@@ -20,8 +20,32 @@ impl Response {
     }
 }
 
+/// How long one request may take before the agent counts as not answering.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Send one request to `127.0.0.1:port` as seen from the host.
 pub async fn request(
+    host: &str,
+    transport: &dyn Transport,
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> Result<Response> {
+    tokio::time::timeout(TIMEOUT, send(host, transport, port, method, path, body))
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Remote {
+                host: host.to_owned(),
+                message: format!(
+                    "consul's HTTP API on port {port} did not answer within {}s",
+                    TIMEOUT.as_secs()
+                ),
+            })
+        })
+}
+
+async fn send(
     host: &str,
     transport: &dyn Transport,
     port: u16,
@@ -113,12 +137,16 @@ pub fn kv_path(prefix: &str, key: &str, recurse: bool, extra: &str) -> String {
         Some(k) => (k, true),
         None => (key, recurse),
     };
-    let joined = [prefix.trim_matches('/'), key.trim_start_matches('/')]
+    let mut joined = [prefix.trim_matches('/'), key.trim_start_matches('/')]
         .iter()
         .filter(|p| !p.is_empty())
         .copied()
         .collect::<Vec<_>>()
         .join("/");
+    // A tree or a listing means the folder: `app/`, so `apple` is not in it.
+    if (recurse || extra == "keys") && !joined.is_empty() && !joined.ends_with('/') {
+        joined.push('/');
+    }
     let encoded: String = joined
         .bytes()
         .map(|b| match b {
@@ -166,15 +194,15 @@ mod tests {
         );
         assert_eq!(
             kv_path("/arpanet", "app?recurse", false, ""),
-            "/v1/kv/arpanet/app?recurse"
+            "/v1/kv/arpanet/app/?recurse"
         );
         assert_eq!(
             kv_path("/arpanet", "", false, "keys"),
-            "/v1/kv/arpanet?keys"
+            "/v1/kv/arpanet/?keys"
         );
         assert_eq!(
             kv_path("", "a b", true, "keys"),
-            "/v1/kv/a%20b?recurse&keys"
+            "/v1/kv/a%20b/?recurse&keys"
         );
     }
 }

@@ -528,7 +528,11 @@ fn status_word(status: Status) -> &'static str {
 
 /// Whether a condition mentions `item` (so it is judged per loop item).
 fn vars_need_item(condition: &[String]) -> bool {
-    condition.iter().any(|c| c.contains("item"))
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    condition.iter().any(|c| {
+        c.match_indices("item")
+            .any(|(i, _)| !c[..i].ends_with(word) && !c[i + 4..].starts_with(word))
+    })
 }
 
 /// One run of the module: `when`, the connection, retries with `until`,
@@ -559,6 +563,8 @@ async fn once(
             shared.engine.render_json(value, &vars, &task.location)?,
         );
     }
+    // Task vars sit below `-e`, as in Ansible.
+    task_vars.retain(|key, _| !shared.extra.contains_key(key));
     vars.extend(task_vars);
     let attempts = if task.until.is_empty() {
         1
@@ -1107,6 +1113,15 @@ mod tests {
             .unwrap();
         runtime.block_on(executor.run(&[playbook])).unwrap();
         assert_eq!(fake.commands("h1"), ["echo 'base:2 from-cli'"]);
+    }
+
+    #[test]
+    fn only_conditions_naming_item_wait_for_the_loop() {
+        let c = |s: &str| vec![s.to_owned()];
+        assert!(vars_need_item(&c("item.enabled")));
+        assert!(vars_need_item(&c("x and item == 1")));
+        assert!(!vars_need_item(&c("use_items | default(false)")));
+        assert!(!vars_need_item(&c("my_item")));
     }
 
     #[test]
