@@ -842,3 +842,56 @@ fn verbose_runs_show_what_commands_printed() {
         "{verbose}"
     );
 }
+
+#[test]
+fn symbolic_modes_and_symlinked_destinations_settle_on_the_first_run() {
+    let cluster = Cluster::start(1);
+    let work = workdir(&cluster);
+    let inventory = cluster.inventory(&[("work", work.to_str().unwrap())]);
+    fs::write(work.join("real.conf"), "old\n").unwrap();
+    std::os::unix::fs::symlink(work.join("real.conf"), work.join("link.conf")).unwrap();
+    Command::new("chown")
+        .arg("-h")
+        .arg(format!("{TEST_USER}:"))
+        .arg(work.join("real.conf"))
+        .status()
+        .unwrap();
+    let playbook = cluster.write_file(
+        "modes.yml",
+        r#"
+- hosts: all
+  tasks:
+    - copy:
+        content: "new\n"
+        dest: "{{ work }}/moded"
+        mode: "u=rw,go=r"
+    - file:
+        path: "{{ work }}/dir"
+        state: directory
+        mode: "u=rwx,go="
+    - copy:
+        content: "through the link\n"
+        dest: "{{ work }}/link.conf"
+"#,
+    );
+    let pb = playbook.to_str().unwrap();
+    let first = run(&cluster, &inventory, &[pb]);
+    assert_eq!(first.code, 0, "{first}");
+    assert_eq!(changed(&first, "node1"), 3, "{first}");
+    let mode = |p: &str| {
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(work.join(p)).unwrap().permissions())
+            & 0o7777
+    };
+    assert_eq!(mode("moded"), 0o644);
+    assert_eq!(mode("dir"), 0o700);
+    assert!(fs::symlink_metadata(work.join("link.conf"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        fs::read_to_string(work.join("real.conf")).unwrap(),
+        "through the link\n"
+    );
+    let second = run(&cluster, &inventory, &[pb]);
+    assert_eq!(changed(&second, "node1"), 0, "{second}");
+}

@@ -29,7 +29,10 @@ async fn stat(ctx: &Context<'_>, path: &str, hash: bool) -> Result<Option<Remote
     } else {
         String::new()
     };
-    let script = format!("if [ -e {p} ] || [ -L {p} ]; then stat -c '%a %U %G %F' -- {p}{hash_cmd}; else echo missing; fi");
+    // `-L`: a symlink is judged, and written, through to what it points at.
+    let script = format!(
+        "if [ -e {p} ]; then stat -L -c '%a %U %G %F' -- {p}{hash_cmd}; else echo missing; fi"
+    );
     let out = ctx.script(&script, None).await?;
     let mut lines = out.stdout.lines();
     let first = lines.next().unwrap_or_default();
@@ -61,6 +64,57 @@ fn normal_mode(mode: &str) -> Option<String> {
     }
     (digits.len() <= 4 && digits.chars().all(|c| ('0'..='7').contains(&c)))
         .then(|| digits.to_owned())
+}
+
+/// The mode `chmod SPEC` would give a file whose mode is `mode`, for the
+/// symbolic forms (`u=rw,go=r`, `a+x`, `g-w`, `u+s`, `+t`, `X`); `None` for
+/// what is not understood (the change is then made and reported).
+fn symbolic_mode(mode: u32, spec: &str, is_dir: bool) -> Option<u32> {
+    let mut mode = mode & 0o7777;
+    for clause in spec.split(',') {
+        let split = clause.find(['+', '-', '='])?;
+        let (who, mut actions) = clause.split_at(split);
+        let mut mask = 0;
+        for c in who.chars() {
+            mask |= match c {
+                'u' => 0o4700,
+                'g' => 0o2070,
+                'o' => 0o1007,
+                'a' => 0o7777,
+                _ => return None,
+            };
+        }
+        if who.is_empty() {
+            mask = 0o7777;
+        }
+        while let Some(op) = actions.chars().next() {
+            let rest = &actions[1..];
+            let end = rest.find(['+', '-', '=']).unwrap_or(rest.len());
+            let (perms, next) = rest.split_at(end);
+            let mut bits = 0;
+            for p in perms.chars() {
+                bits |= match p {
+                    'r' => 0o444,
+                    'w' => 0o222,
+                    'x' => 0o111,
+                    'X' if is_dir || mode & 0o111 != 0 => 0o111,
+                    'X' => 0,
+                    's' => 0o6000,
+                    't' => 0o1000,
+                    _ => return None,
+                };
+            }
+            let bits = bits & mask;
+            mode = match op {
+                '+' => mode | bits,
+                '-' => mode & !bits,
+                '=' => (mode & !(mask & 0o777)) | bits,
+                _ => return None,
+            };
+            actions = next;
+        }
+    }
+    Some(mode)
 }
 
 struct Wanted {
@@ -98,8 +152,16 @@ impl Wanted {
         let p = quote(path);
         let mut cmds = Vec::new();
         if let Some(mode) = &self.mode {
-            let same =
-                current.is_some_and(|c| normal_mode(mode).as_deref() == Some(c.mode.as_str()));
+            let same = current.is_some_and(|c| {
+                let wanted = match normal_mode(mode) {
+                    Some(octal) => Some(octal),
+                    None => u32::from_str_radix(&c.mode, 8)
+                        .ok()
+                        .and_then(|now| symbolic_mode(now, mode, c.kind == "directory"))
+                        .map(|m| format!("{m:o}")),
+                };
+                wanted.as_deref() == Some(c.mode.as_str())
+            });
             if !same {
                 cmds.push(format!("chmod {} {p}", quote(mode)));
             }
@@ -198,12 +260,26 @@ pub async fn content(args: &FileContentArgs, template: bool, ctx: &Context<'_>) 
 /// Write stdin to `dest` atomically: a temp file in the same directory with
 /// the final mode and owner, then a rename.
 fn write_script(dest: &str, wanted: &Wanted, exists: bool, backup: bool) -> String {
-    let d = quote(dest);
+    // Through a symlink to the file it points at, as `stat -L` judged it.
     let mut s = format!(
-        "set -e; t=$(mktemp \"$(dirname -- {d})/.arpanet.XXXXXX\"); trap 'rm -f \"$t\"' EXIT; cat > \"$t\"; "
+        "set -e; d={}; if [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi; \
+         t=$(mktemp \"$(dirname -- \"$d\")/.arpanet.XXXXXX\"); trap 'rm -f \"$t\"' EXIT; cat > \"$t\"; ",
+        quote(dest)
     );
+    let d = "\"$d\"";
     match (&wanted.mode, exists) {
-        (Some(mode), _) => s.push_str(&format!("chmod {} \"$t\"; ", quote(mode))),
+        (Some(mode), _) if normal_mode(mode).is_some() => {
+            s.push_str(&format!("chmod {} \"$t\"; ", quote(mode)))
+        }
+        // A symbolic mode changes the file's current mode, or 0644 for a new one.
+        (Some(mode), true) => s.push_str(&format!(
+            "chmod --reference={d} \"$t\"; chmod {} \"$t\"; ",
+            quote(mode)
+        )),
+        (Some(mode), false) => s.push_str(&format!(
+            "chmod 0644 \"$t\"; chmod {} \"$t\"; ",
+            quote(mode)
+        )),
         (None, true) => s.push_str(&format!("chmod --reference={d} \"$t\"; ")),
         (None, false) => s.push_str("chmod 0644 \"$t\"; "),
     }
@@ -314,6 +390,17 @@ mod tests {
     }
 
     #[test]
+    fn symbolic_modes_give_the_mode_chmod_would() {
+        assert_eq!(symbolic_mode(0o600, "u=rw,go=r", false), Some(0o644));
+        assert_eq!(symbolic_mode(0o644, "a+x", false), Some(0o755));
+        assert_eq!(symbolic_mode(0o775, "g-w,o=", false), Some(0o750));
+        assert_eq!(symbolic_mode(0o644, "a+X", false), Some(0o644));
+        assert_eq!(symbolic_mode(0o755, "u=rwx,go=", true), Some(0o700));
+        assert_eq!(symbolic_mode(0o755, "+t", true), Some(0o1755));
+        assert_eq!(symbolic_mode(0o644, "g=u", false), None);
+    }
+
+    #[test]
     fn metadata_fixes_only_what_differs() {
         let wanted = Wanted {
             mode: Some("0640".into()),
@@ -346,19 +433,14 @@ mod tests {
             group: None,
         };
         let s = write_script("/etc/default/docker", &wanted, true, true);
+        assert!(s.starts_with("set -e; d=/etc/default/docker; if [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi;"), "{s}");
         assert!(
-            s.contains("mktemp \"$(dirname -- /etc/default/docker)/.arpanet.XXXXXX\""),
+            s.contains("mktemp \"$(dirname -- \"$d\")/.arpanet.XXXXXX\""),
             "{s}"
         );
-        assert!(s.contains("chmod --reference=/etc/default/docker"), "{s}");
-        assert!(
-            s.contains("cp -p -- /etc/default/docker /etc/default/docker.$(date"),
-            "{s}"
-        );
-        assert!(
-            s.ends_with("mv -f -- \"$t\" /etc/default/docker; trap - EXIT"),
-            "{s}"
-        );
+        assert!(s.contains("chmod --reference=\"$d\""), "{s}");
+        assert!(s.contains("cp -p -- \"$d\" \"$d\".$(date"), "{s}");
+        assert!(s.ends_with("mv -f -- \"$t\" \"$d\"; trap - EXIT"), "{s}");
     }
 
     #[test]
