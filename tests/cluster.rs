@@ -476,4 +476,32 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
         recap.lines().filter(|l| l.contains("failed=0")).count() == 5,
         "{partial}"
     );
+
+    // 7. a Docker unit that does not read /etc/default/docker (as Docker
+    //    CE's): setup adds a drop-in that makes it, and dockerd runs with
+    //    the options; a second run changes nothing.
+    let back = lab.lab(&["up", "--nodes", "5", "--servers", "3"]);
+    assert_eq!(back.code, 0, "{back}");
+    lab.on_node(
+        5,
+        "sed '/EnvironmentFile/d; s/ \\$DOCKER_OPTS//' /lib/systemd/system/docker.service > /etc/systemd/system/docker.service \
+         && systemctl daemon-reload && systemctl restart docker",
+    );
+    let dockerd_args = || lab.on_node(5, "tr '\\0' ' ' < /proc/$(pidof dockerd)/cmdline");
+    assert!(
+        !dockerd_args().contains("service.consul"),
+        "the unit still reads the options"
+    );
+    let dropin = lab.run("run", &["setup", "--limit", "node5"]);
+    assert_eq!(dropin.code, 0, "{dropin}");
+    assert!(lab
+        .on_node(5, "cat /etc/systemd/system/docker.service.d/arpanet.conf")
+        .contains("$DOCKER_OPTS"));
+    assert!(
+        dockerd_args().contains("--dns-search service.consul"),
+        "{}",
+        dockerd_args()
+    );
+    let settled = lab.run("run", &["setup", "--limit", "node5"]);
+    assert_eq!(recap_changed(&settled), [0], "{settled}");
 }
