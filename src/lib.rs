@@ -116,7 +116,7 @@ fn exec(args: ExecArgs) -> Result<i32> {
 /// Load the inventory and variables, resolve every host's connection, then
 /// run the playbooks and print the recap.
 fn execute(connect: &ConnectArgs, settings: Settings, playbooks: &[Playbook]) -> Result<i32> {
-    let session = Session::open(connect)?;
+    let mut session = Session::open(connect)?;
     let mut hosts: Vec<session::HostInfo> = Vec::new();
     for play in playbooks.iter().flat_map(|p| &p.plays) {
         for host in session.hosts(&play.hosts)? {
@@ -125,10 +125,19 @@ fn execute(connect: &ConnectArgs, settings: Settings, playbooks: &[Playbook]) ->
             }
         }
     }
-    if let Some((dir, report)) = session.prepare_docker_tls(&hosts)? {
+    let docker = session.prepare_docker_tls(&hosts)?;
+    let consul = session.prepare_consul_security(&hosts)?;
+    let made = [
+        ("docker TLS", docker),
+        ("consul TLS and gossip key", consul),
+    ];
+    for (what, (dir, report)) in made
+        .into_iter()
+        .filter_map(|(what, m)| m.map(|m| (what, m)))
+    {
         if !report.created.is_empty() {
             eprintln!(
-                "docker TLS: wrote {} files in `{}`",
+                "{what}: wrote {} files in `{}`",
                 report.created.len(),
                 dir.display()
             );

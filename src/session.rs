@@ -135,3 +135,75 @@ impl Session {
         Ok(Some((dir, report)))
     }
 }
+
+/// The file holding the Consul gossip encryption key, in `consul_tls_dir`.
+const GOSSIP_KEY: &str = "gossip.key";
+
+impl Session {
+    /// Consul's traffic between nodes is encrypted: gossip with a shared
+    /// key, RPC with TLS and verified certificates on both sides. Makes the
+    /// key and the certificates once in `consul_tls_dir` (beside the
+    /// inventory), and makes the key visible as `consul_gossip_key`.
+    /// Nothing to do for an inventory without a `servers` group.
+    pub fn prepare_consul_security(
+        &mut self,
+        hosts: &[HostInfo],
+    ) -> Result<Option<(PathBuf, tls::Report)>> {
+        let servers = self.inventory.select("servers").unwrap_or_default();
+        let clients = self.inventory.select("clients").unwrap_or_default();
+        let agents: Vec<&HostInfo> = hosts
+            .iter()
+            .filter(|h| servers.contains(&h.name) || clients.contains(&h.name))
+            .collect();
+        let text = |vars: &Vars, name: &str| {
+            vars.get(name)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        let Some(dir) = agents
+            .first()
+            .and_then(|h| text(&h.vars, "consul_tls_dir"))
+            .map(PathBuf::from)
+        else {
+            return Ok(None);
+        };
+        let mut certs = Vec::new();
+        for host in &agents {
+            let mut addresses = vec![
+                "127.0.0.1".to_owned(),
+                "localhost".to_owned(),
+                host.target.address.clone(),
+            ];
+            addresses
+                .extend(text(&host.vars, "arpanet_ip").filter(|ip| *ip != host.target.address));
+            if servers.contains(&host.name) {
+                let datacenter =
+                    text(&host.vars, "consul_datacenter").unwrap_or_else(|| "dc1".to_owned());
+                addresses.push(format!("server.{datacenter}.consul"));
+            }
+            certs.push(tls::ServerCert {
+                name: host.name.clone(),
+                addresses,
+            });
+        }
+        let mut report = tls::ensure(&dir, &certs)?;
+        let key_file = dir.join(GOSSIP_KEY);
+        let key = match std::fs::read_to_string(&key_file) {
+            Ok(key) => key.trim().to_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    rand::random::<[u8; 32]>(),
+                );
+                tls::write_secret(&key_file, key.as_bytes())?;
+                report.created.push(key_file.clone());
+                key
+            }
+            Err(e) => return Err(Error::io("read", &key_file, e)),
+        };
+        Arc::make_mut(&mut self.layers)
+            .defaults
+            .insert("consul_gossip_key".into(), key.into());
+        Ok(Some((dir, report)))
+    }
+}

@@ -47,7 +47,7 @@ pub const SERVER_KEY: &str = "server-key.pem";
 /// line, in `hosts/NAME/`.
 pub const SANS_FILE: &str = "sans";
 
-const CA_NAME: &str = "arpanet docker CA";
+const CA_NAME: &str = "arpanet CA";
 const CLIENT_NAME: &str = "arpanet client";
 const CA_DAYS: i64 = 3650;
 /// The longest validity Apple's TLS stack accepts; dockerd does not care.
@@ -78,7 +78,7 @@ pub struct Report {
 /// Make sure `dir` holds a CA, a client certificate and a server certificate
 /// for each of `hosts`, issuing only what is missing or out of date:
 ///
-/// - `DIR/ca.pem`, `DIR/ca-key.pem`: the CA (`arpanet docker CA`, 10 years),
+/// - `DIR/ca.pem`, `DIR/ca-key.pem`: the CA (`arpanet CA`, 10 years),
 ///   made only when neither file exists;
 /// - `DIR/cert.pem`, `DIR/key.pem`: the client pair (`arpanet client`,
 ///   clientAuth), so `DOCKER_CERT_PATH=DIR DOCKER_TLS_VERIFY=1 docker -H
@@ -122,7 +122,12 @@ fn ensure_at(dir: &Path, hosts: &[ServerCert], now: OffsetDateTime) -> Result<Re
         key: dir.join(CLIENT_KEY),
     };
     if ca.fresh || !client.is_current(&ca, now)? {
-        let (cert, key) = ca.issue(CLIENT_NAME, &[], ExtendedKeyUsagePurpose::ClientAuth, now)?;
+        let (cert, key) = ca.issue(
+            CLIENT_NAME,
+            &[],
+            &[ExtendedKeyUsagePurpose::ClientAuth],
+            now,
+        )?;
         client.write(&cert, &key, &mut report)?;
     }
 
@@ -144,8 +149,16 @@ fn ensure_at(dir: &Path, hosts: &[ServerCert], now: OffsetDateTime) -> Result<Re
             Err(e) => return Err(Error::io("read", &sans_path, e)),
         };
         if ca.fresh || recorded.as_deref() != Some(&sans_text) || !server.is_current(&ca, now)? {
-            let (cert, key) =
-                ca.issue(&host.name, sans, ExtendedKeyUsagePurpose::ServerAuth, now)?;
+            // Both uses: Consul agents present theirs when they call out too.
+            let (cert, key) = ca.issue(
+                &host.name,
+                sans,
+                &[
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                ],
+                now,
+            )?;
             server.write(&cert, &key, &mut report)?;
             // Last: should anything above fail, the next run sees stale SANs
             // and issues again.
@@ -260,7 +273,7 @@ fn load_or_create_ca(dir: &Path, now: OffsetDateTime, report: &mut Report) -> Re
 
     match (cert_pem, key) {
         (Some(_), None) => Err(Error::usage(format!(
-            "the Docker TLS CA certificate `{}` is there but its key `{}` is missing, \
+            "the TLS CA certificate `{}` is there but its key `{}` is missing, \
              so no certificate can be issued",
             cert_path.display(),
             key_path.display()
@@ -288,7 +301,7 @@ fn load_or_create_ca(dir: &Path, now: OffsetDateTime, report: &mut Report) -> Re
                 })?;
             if info.not_after <= now {
                 return Err(Error::usage(format!(
-                    "the Docker TLS CA `{}` expired on {}",
+                    "the TLS CA `{}` expired on {}",
                     cert_path.display(),
                     info.not_after.date()
                 ))
@@ -338,7 +351,7 @@ impl Ca {
         &self,
         common_name: &str,
         sans: &[String],
-        usage: ExtendedKeyUsagePurpose,
+        usages: &[ExtendedKeyUsagePurpose],
         now: OffsetDateTime,
     ) -> Result<(String, String)> {
         let mut params = CertificateParams::default();
@@ -356,7 +369,7 @@ impl Ca {
             .map_err(cert_error)?;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![usage];
+        params.extended_key_usages = usages.to_vec();
         params.use_authority_key_identifier_extension = true;
         params.not_before = now - Duration::days(BACKDATE_DAYS);
         // A certificate cannot usefully outlive its CA.
@@ -370,7 +383,7 @@ impl Ca {
         // to nothing.
         if parse_cert(cert.der()).map(|info| info.issuer) != Some(&self.subject[..]) {
             return Err(Error::usage(format!(
-                "the Docker TLS CA was not made by arpanet: its subject is not `CN={CA_NAME}`"
+                "the TLS CA was not made by arpanet: its subject is not `CN={CA_NAME}`"
             ))
             .with_hint(
                 "arpanet issues certificates only from a CA it made; move the certificate \
@@ -449,6 +462,11 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 /// Write `data` to `path` through a temporary file in the same directory,
 /// created with `mode` (so a key is never readable by others, even briefly)
 /// and renamed over `path` once complete.
+/// Write a secret (mode 0600) atomically, e.g. a key made beside the TLS files.
+pub fn write_secret(path: &Path, data: &[u8]) -> Result<()> {
+    write_atomic(path, data, 0o600)
+}
+
 fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let name = path
         .file_name()
@@ -767,9 +785,10 @@ mod tests {
         assert_verifies(&dir, "sslserver", "hosts/n1/server-cert.pem");
         assert_verifies(&dir, "sslserver", "hosts/n2/server-cert.pem");
         assert_verifies(&dir, "sslclient", CLIENT_CERT);
-        // Each certificate is good for its own side only.
+        // The client certificate cannot serve; a host's serves and, for
+        // Consul agents calling each other, also identifies its client side.
         assert!(!verify(&dir, "sslserver", CLIENT_CERT).0);
-        assert!(!verify(&dir, "sslclient", "hosts/n1/server-cert.pem").0);
+        assert_verifies(&dir, "sslclient", "hosts/n1/server-cert.pem");
 
         let n1 = sans_of(&dir, "hosts/n1/server-cert.pem");
         for san in ["IP Address:127.0.0.1", "DNS:n1.lab", "DNS:n1"] {
@@ -782,7 +801,7 @@ mod tests {
         );
 
         let subject = |cert: &str| openssl(&dir, &["x509", "-noout", "-subject", "-in", cert]).1;
-        assert!(subject(CA_CERT).contains("CN = arpanet docker CA"));
+        assert!(subject(CA_CERT).contains("CN = arpanet CA"));
         assert!(subject(CLIENT_CERT).contains("CN = arpanet client"));
         assert!(subject("hosts/n2/server-cert.pem").contains("CN = n2"));
         let ca = openssl(

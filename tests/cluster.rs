@@ -194,6 +194,38 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     assert_eq!(first.code, 0, "{first}");
     lab.assert_healthy();
 
+    // 1b. nothing of Consul's talks in clear on the network: gossip is
+    //     encrypted, and a plain RPC connection to a server is refused.
+    assert!(lab
+        .on_node(4, "docker exec consul consul info")
+        .contains("encrypted = true"));
+    let mut rpc = std::net::TcpStream::connect("10.79.0.11:8300").unwrap();
+    rpc.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    std::io::Write::write_all(&mut rpc, &[1]).unwrap();
+    let mut answer = [0u8; 16];
+    assert_eq!(
+        std::io::Read::read(&mut rpc, &mut answer).unwrap_or(0),
+        0,
+        "plain RPC was answered"
+    );
+    let mut refused = String::new();
+    for _ in 0..10 {
+        refused = lab.on_node(
+            1,
+            "docker logs consul 2>&1 | grep -c 'Non-TLS connection attempted' || true",
+        );
+        if refused.trim() != "0" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_ne!(
+        refused.trim(),
+        "0",
+        "the server did not log the refused plain RPC"
+    );
+
     // 2. containers find services through Consul DNS.
     let image = "10.79.0.2:5000/arpanet/consul:1.8.7";
     let lookup = lab.on_node(
