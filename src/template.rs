@@ -143,32 +143,39 @@ impl Engine {
         vars: &mut Vars,
         origin: &Location,
     ) -> std::collections::BTreeMap<String, String> {
-        let mut pending: Vec<&String> = keys
+        let templated: Vec<&String> = keys
             .filter(|k| raw.get(*k).is_some_and(has_template))
             .collect();
-        for key in &pending {
+        for key in &templated {
             vars.remove(key.as_str());
         }
+        // Rounds until nothing changes: a value rendered early with a
+        // `default()` fallback is rendered again once what it reads exists.
         let mut errors = std::collections::BTreeMap::new();
-        loop {
+        for _ in 0..10 {
             errors.clear();
-            let before = pending.len();
-            pending.retain(
-                |key| match self.render_json(&raw[key.as_str()], vars, origin) {
+            let mut changed = false;
+            for key in &templated {
+                match self.render_json(&raw[key.as_str()], vars, origin) {
                     Ok(value) => {
-                        vars.insert((*key).clone(), value);
-                        false
+                        if vars.get(key.as_str()) != Some(&value) {
+                            vars.insert((*key).clone(), value);
+                            changed = true;
+                        }
                     }
                     Err(err) => {
                         errors.insert((*key).clone(), err.to_string());
-                        true
                     }
-                },
-            );
-            if pending.is_empty() || pending.len() == before {
-                return errors;
+                }
+            }
+            if !changed {
+                break;
             }
         }
+        for key in errors.keys() {
+            vars.remove(key);
+        }
+        errors
     }
 
     /// Render a template file.
@@ -757,6 +764,26 @@ mod tests {
         let missing = dir.path().join("missing.j2");
         let err = e.render_file(&missing, &v).unwrap_err();
         assert!(matches!(err, Error::Io { .. }), "{err}");
+    }
+
+    #[test]
+    fn variables_settle_whatever_their_order_and_defaults() {
+        let raw = vars(serde_json::json!({
+            "a": "{{ b | default('fallback') }}",
+            "b": "{{ c }}-x",
+            "c": "real",
+            "broken": "{{ nosuch }}",
+            "uses_broken": "{{ broken }}!",
+        }));
+        let mut out = raw.clone();
+        let errors = Engine::new().resolve_vars(&raw, raw.keys(), &mut out, &origin());
+        assert_eq!(out["a"], "real-x");
+        assert_eq!(out["b"], "real-x");
+        assert!(!out.contains_key("broken") && !out.contains_key("uses_broken"));
+        assert!(
+            errors["broken"].contains("undefined variable `nosuch`"),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -17,6 +17,8 @@ struct Remote {
     mode: String,
     owner: String,
     group: String,
+    uid: String,
+    gid: String,
     sha256: Option<String>,
 }
 
@@ -31,7 +33,8 @@ async fn stat(ctx: &Context<'_>, path: &str, hash: bool) -> Result<Option<Remote
     };
     // `-L`: a symlink is judged, and written, through to what it points at.
     let script = format!(
-        "if [ -e {p} ]; then stat -L -c '%a %U %G %F' -- {p}{hash_cmd}; else echo missing; fi"
+        "if [ -e {p} ]; then stat -L -c '%a %U %G %u %g %F' -- {p}{hash_cmd}; \
+         elif [ -L {p} ]; then stat -c '%a %U %G %u %g %F' -- {p}; else echo missing; fi"
     );
     let out = ctx.script(&script, None).await?;
     let mut lines = out.stdout.lines();
@@ -39,9 +42,9 @@ async fn stat(ctx: &Context<'_>, path: &str, hash: bool) -> Result<Option<Remote
     if first == "missing" {
         return Ok(None);
     }
-    let mut parts = first.splitn(4, ' ');
+    let mut parts = first.splitn(6, ' ');
     let mut next = || parts.next().unwrap_or_default().to_owned();
-    let (mode, owner, group, kind) = (next(), next(), next(), next());
+    let (mode, owner, group, uid, gid, kind) = (next(), next(), next(), next(), next(), next());
     let sha256 = lines
         .next()
         .and_then(|l| l.split_whitespace().next())
@@ -51,6 +54,8 @@ async fn stat(ctx: &Context<'_>, path: &str, hash: bool) -> Result<Option<Remote
         mode,
         owner,
         group,
+        uid,
+        gid,
         sha256,
     }))
 }
@@ -85,7 +90,8 @@ fn symbolic_mode(mode: u32, spec: &str, is_dir: bool) -> Option<u32> {
             };
         }
         if who.is_empty() {
-            mask = 0o7777;
+            // As chmod does: `a`, less the umask (taken as the usual 022).
+            mask = 0o7777 & !0o022;
         }
         while let Some(op) = actions.chars().next() {
             let rest = &actions[1..];
@@ -169,11 +175,11 @@ impl Wanted {
         let owner = self
             .owner
             .as_ref()
-            .filter(|o| current.is_none_or(|c| &c.owner != *o));
+            .filter(|o| current.is_none_or(|c| &c.owner != *o && &c.uid != *o));
         let group = self
             .group
             .as_ref()
-            .filter(|g| current.is_none_or(|c| &c.group != *g));
+            .filter(|g| current.is_none_or(|c| &c.group != *g && &c.gid != *g));
         match (owner, group) {
             (Some(o), Some(g)) => cmds.push(format!("chown {}:{} {p}", quote(o), quote(g))),
             (Some(o), None) => cmds.push(format!("chown {} {p}", quote(o))),
@@ -398,6 +404,11 @@ mod tests {
         assert_eq!(symbolic_mode(0o755, "u=rwx,go=", true), Some(0o700));
         assert_eq!(symbolic_mode(0o755, "+t", true), Some(0o1755));
         assert_eq!(symbolic_mode(0o644, "g=u", false), None);
+        assert_eq!(
+            symbolic_mode(0o600, "=rw", false),
+            Some(0o644),
+            "umask 022 applies without who"
+        );
     }
 
     #[test]
@@ -412,6 +423,8 @@ mod tests {
             mode: "640".into(),
             owner: "daemon".into(),
             group: "root".into(),
+            uid: "1".into(),
+            gid: "0".into(),
             sha256: None,
         };
         assert_eq!(
@@ -423,6 +436,15 @@ mod tests {
             ..current
         };
         assert!(wanted.fixes("/etc/x", Some(&matching)).is_empty());
+        let by_number = Wanted {
+            mode: None,
+            owner: Some("1".into()),
+            group: Some("0".into()),
+        };
+        assert!(
+            by_number.fixes("/etc/x", Some(&matching)).is_empty(),
+            "uid 1 and gid 0 already match"
+        );
     }
 
     #[test]
