@@ -59,10 +59,23 @@ impl Session {
         names
             .into_iter()
             .map(|name| {
-                let vars = resolved(
-                    &engine,
-                    &vars::for_host(&self.inventory, &name, &self.layers, &Vars::new()),
+                let raw = vars::for_host(&self.inventory, &name, &self.layers, &Vars::new());
+                let mut vars = raw.clone();
+                let unrendered = engine.resolve_vars(
+                    &raw,
+                    raw.keys(),
+                    &mut vars,
+                    &Location::new("<variables>", 0, 0),
                 );
+                // Where to connect and as whom must never silently fall back.
+                if let Some((key, why)) = unrendered
+                    .iter()
+                    .find(|(key, _)| CONNECTION_VARS.contains(&key.as_str()))
+                {
+                    return Err(Error::usage(format!(
+                        "host `{name}`: `{key}` does not render: {why}"
+                    )));
+                }
                 let target = self.defaults.target(&name, &vars)?;
                 Ok(HostInfo { name, vars, target })
             })
@@ -82,6 +95,19 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))
 }
+
+/// The variables that say where and how to connect.
+const CONNECTION_VARS: &[&str] = &[
+    "ansible_host",
+    "host",
+    "ansible_port",
+    "port",
+    "ansible_user",
+    "user",
+    "ansible_ssh_private_key_file",
+    "ansible_private_key_file",
+    "arpanet_known_hosts_file",
+];
 
 /// `vars` with their templated values rendered (those that can be now).
 pub fn resolved(engine: &Engine, vars: &Vars) -> Vars {

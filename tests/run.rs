@@ -558,6 +558,23 @@ fn bad_input_is_located_and_contacts_no_host() {
         1,
         "the cause is said once: {missing}"
     );
+    let unrendered = cluster.write_file(
+        "unrendered.ini",
+        "node1 ansible_host=\"{{ subnet_typo }}.11\"\n[all:vars]\nsubnet=127.0.0\n",
+    );
+    let out = cluster.run(&[
+        "run",
+        "-i",
+        unrendered.to_str().unwrap(),
+        good_playbook.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 5, "{out}");
+    assert!(
+        out.stderr
+            .contains("host `node1`: `ansible_host` does not render"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("subnet_typo"), "{out}");
     let bad_inventory = cluster.write_file("bad.ini", "[servers\nnode1\n");
     let out = cluster.run(&[
         "run",
