@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use crate::cli::ConnectArgs;
 use crate::config::{self, ConnectDefaults};
+use sha2::{Digest, Sha256};
+
 use crate::error::{Error, Location, Result};
 use crate::inventory::Inventory;
 use crate::ssh::SshConnector;
@@ -227,9 +229,27 @@ impl Session {
             }
             Err(e) => return Err(Error::io("read", &key_file, e)),
         };
-        Arc::make_mut(&mut self.layers)
-            .defaults
-            .insert("consul_gossip_key".into(), key.into());
+        // Per host, what its agent was started with: its certificate, the CA
+        // and the key. A change restarts that agent, and only that one.
+        let ca = std::fs::read(dir.join(tls::CA_CERT))
+            .map_err(|e| Error::io("read", dir.join(tls::CA_CERT), e))?;
+        let mut fingerprints = Vars::new();
+        for cert in &certs {
+            let path = dir
+                .join(tls::HOSTS_DIR)
+                .join(&cert.name)
+                .join(tls::SERVER_CERT);
+            let own = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+            let digest = Sha256::new()
+                .chain_update(&ca)
+                .chain_update(&own)
+                .chain_update(key.as_bytes())
+                .finalize();
+            fingerprints.insert(cert.name.clone(), hex::encode(&digest[..8]).into());
+        }
+        let defaults = &mut Arc::make_mut(&mut self.layers).defaults;
+        defaults.insert("consul_gossip_key".into(), key.into());
+        defaults.insert("consul_security_fingerprints".into(), fingerprints.into());
         Ok(Some((dir, report)))
     }
 }
