@@ -150,10 +150,6 @@ impl Executor {
                 if active.is_empty() {
                     break;
                 }
-                self.reporter.send(Event::TaskStart {
-                    task: task.name.clone(),
-                    hosts: active.len(),
-                });
                 self.run_task(playbook, &play.vars, task, &active, false)
                     .await;
             }
@@ -267,16 +263,13 @@ impl Executor {
             if hosts.is_empty() {
                 continue;
             }
-            self.reporter.send(Event::HandlerStart {
-                task: handler.name.clone(),
-                hosts: hosts.len(),
-            });
             self.run_task(playbook, &play.vars, handler, &hosts, true)
                 .await;
         }
     }
 
-    /// Run one task on `hosts` in parallel, at most `forks` at once.
+    /// Announce one task (or handler) and run it on `hosts` in parallel,
+    /// at most `forks` at once.
     async fn run_task(
         &mut self,
         playbook: &Playbook,
@@ -285,6 +278,18 @@ impl Executor {
         hosts: &[String],
         handler: bool,
     ) {
+        let (name, count) = (task.name.clone(), hosts.len());
+        self.reporter.send(if handler {
+            Event::HandlerStart {
+                task: name,
+                hosts: count,
+            }
+        } else {
+            Event::TaskStart {
+                task: name,
+                hosts: count,
+            }
+        });
         let shared = Shared {
             engine: &self.engine,
             inventory: &self.inventory,
@@ -496,7 +501,7 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
         messages.push(match &outcome.msg {
             Some(msg) if msg.starts_with(&format!("{label}:")) => msg.clone(),
             Some(msg) => format!("{label}: {msg}"),
-            None => format!("{label}: {}", status_word(status)),
+            None => format!("{label}: {}", status.label()),
         });
         if total.failure.is_none() {
             if let Some(mut failure) = outcome.failure {
@@ -514,16 +519,6 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
     total.msg = Some(messages.join("\n"));
     total.results = Some(results);
     Ok(total)
-}
-
-fn status_word(status: Status) -> &'static str {
-    match status {
-        Status::Ok => "ok",
-        Status::Changed => "changed",
-        Status::Failed => "failed",
-        Status::Skipped => "skipped",
-        Status::Unreachable => "unreachable",
-    }
 }
 
 /// Whether a condition mentions `item` (so it is judged per loop item).

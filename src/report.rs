@@ -26,7 +26,8 @@ pub enum Status {
 }
 
 impl Status {
-    fn label(self) -> &'static str {
+    /// The word printed for it: `ok`, `changed`, ...
+    pub fn label(self) -> &'static str {
         match self {
             Status::Ok => "ok",
             Status::Changed => "changed",
