@@ -117,14 +117,12 @@ fn exec(args: ExecArgs) -> Result<i32> {
 /// run the playbooks and print the recap.
 fn execute(connect: &ConnectArgs, settings: Settings, playbooks: &[Playbook]) -> Result<i32> {
     let mut session = Session::open(connect)?;
-    let mut hosts: Vec<session::HostInfo> = Vec::new();
-    for play in playbooks.iter().flat_map(|p| &p.plays) {
-        for host in session.hosts(&play.hosts)? {
-            if !hosts.iter().any(|h| h.name == host.name) {
-                hosts.push(host);
-            }
-        }
-    }
+    let hosts = session.hosts_of(
+        playbooks
+            .iter()
+            .flat_map(|p| &p.plays)
+            .map(|p| p.hosts.as_str()),
+    )?;
     let docker = session.prepare_docker_tls(&hosts)?;
     let consul = session.prepare_consul_security(&hosts)?;
     let made = [

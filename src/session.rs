@@ -56,7 +56,31 @@ impl Session {
     /// The hosts matching `pattern` and `--limit`, with their variables
     /// (templated values rendered where they can be without a play).
     pub fn hosts(&self, pattern: &str) -> Result<Vec<HostInfo>> {
-        let names = crate::plan::play_hosts(&self.inventory, pattern, self.limit.as_deref())?;
+        self.hosts_named(crate::plan::play_hosts(
+            &self.inventory,
+            pattern,
+            self.limit.as_deref(),
+        )?)
+    }
+
+    /// The hosts matching any of `patterns` (and `--limit`), each once, in
+    /// order of first appearance.
+    pub fn hosts_of<'p>(
+        &self,
+        patterns: impl IntoIterator<Item = &'p str>,
+    ) -> Result<Vec<HostInfo>> {
+        let mut names: Vec<String> = Vec::new();
+        for pattern in patterns {
+            for name in crate::plan::play_hosts(&self.inventory, pattern, self.limit.as_deref())? {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        self.hosts_named(names)
+    }
+
+    fn hosts_named(&self, names: Vec<String>) -> Result<Vec<HostInfo>> {
         let engine = Engine::new();
         names
             .into_iter()
