@@ -636,26 +636,28 @@ impl Lab {
 
     fn down(&self, purge: bool) -> Result<i32> {
         let label = format!("label={}", self.label());
-        let containers = self
-            .docker
-            .out(&["ps", "--all", "--quiet", "--filter", &label])?;
-        let containers: Vec<&str> = containers.split_whitespace().collect();
-        if !containers.is_empty() {
-            let mut args = vec!["rm", "--force", "--volumes"];
-            args.extend(&containers);
-            self.docker.run(&args)?;
-            self.say(format!("removed {} container(s)", containers.len()));
-        }
-        let volumes = self
-            .docker
-            .out(&["volume", "ls", "--quiet", "--filter", &label])?;
-        let volumes: Vec<&str> = volumes.split_whitespace().collect();
-        if !volumes.is_empty() {
-            let mut args = vec!["volume", "rm", "--force"];
-            args.extend(&volumes);
-            self.docker.run(&args)?;
-            self.say(format!("removed {} volume(s)", volumes.len()));
-        }
+        // Everything carrying the lab's label, listed then removed at once.
+        let remove = |list: &[&str], rm: &[&str], what: &str| -> Result<usize> {
+            let ids = self.docker.out(list)?;
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let mut args = rm.to_vec();
+                args.extend(&ids);
+                self.docker.run(&args)?;
+                self.say(format!("removed {} {what}(s)", ids.len()));
+            }
+            Ok(ids.len())
+        };
+        let containers = remove(
+            &["ps", "--all", "--quiet", "--filter", &label],
+            &["rm", "--force", "--volumes"],
+            "container",
+        )?;
+        let volumes = remove(
+            &["volume", "ls", "--quiet", "--filter", &label],
+            &["volume", "rm", "--force"],
+            "volume",
+        )?;
         let networks = self
             .docker
             .out(&["network", "ls", "--quiet", "--filter", &label])?;
@@ -688,7 +690,7 @@ impl Lab {
         if purge {
             self.purge_images()?;
         }
-        if containers.is_empty() && volumes.is_empty() && networks.is_empty() {
+        if containers == 0 && volumes == 0 && networks.is_empty() {
             self.say(format!("lab `{}` was not up", self.name));
         } else {
             self.say(format!("lab `{}` is down", self.name));
