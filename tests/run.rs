@@ -362,14 +362,23 @@ fn a_failing_command_exits_2_and_shows_its_stderr() {
 #[test]
 fn a_hundred_tasks_on_one_host_reuse_one_connection() {
     let cluster = Cluster::start(1);
-    let inventory = cluster.inventory(&[]);
+    let work = workdir(&cluster);
+    let inventory = cluster.inventory(&[("work", work.to_str().unwrap())]);
+    // $SSH_CONNECTION names the client's port: one TCP connection, one port.
     let tasks: String = (0..100)
-        .map(|i| format!("    - name: task {i}\n      command: echo {i}\n"))
+        .map(|i| format!("    - name: task {i}\n      shell: echo $SSH_CONNECTION >> {{{{ work }}}}/connections\n"))
         .collect();
     let playbook = cluster.write_file("many.yml", &format!("- hosts: all\n  tasks:\n{tasks}"));
     let out = run(&cluster, &inventory, &[playbook.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{out}");
     assert!(recap(&out, "node1").contains("changed=100"), "{out}");
+    let seen = fs::read_to_string(work.join("connections")).unwrap();
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines.len(), 100);
+    assert!(
+        lines.iter().all(|l| *l == lines[0] && !l.is_empty()),
+        "more than one connection:\n{seen}"
+    );
 }
 
 #[test]
