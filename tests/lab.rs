@@ -194,6 +194,7 @@ fn lab_up_serves_ssh_and_the_registry_is_idempotent_and_down_leaves_nothing() {
     second_up_rebuilds_no_image_and_restarts_no_node(&lab);
     status_lists_every_node_running(&lab);
     a_stopped_node_is_restarted_and_keeps_its_host_key(&lab, &hosts[4]);
+    a_larger_lab_adds_a_node_and_keeps_the_others(&lab);
     down_leaves_no_container_network_or_volume(&lab);
 }
 
@@ -286,6 +287,29 @@ fn second_up_rebuilds_no_image_and_restarts_no_node(lab: &TestLab) {
         before,
         "an image was rebuilt or a node restarted"
     );
+}
+
+fn a_larger_lab_adds_a_node_and_keeps_the_others(lab: &TestLab) {
+    let before = snapshot();
+    lab.ok(&["up", "--nodes", "6", "--servers", "3"]);
+    let hosts = lab.hosts();
+    assert_eq!(hosts.len(), 6, "{}", lab.inventory());
+    let (name, host) = &hosts[5];
+    assert_eq!(name, "node6");
+    assert!(lab.inventory().contains("[clients]"), "{}", lab.inventory());
+    let output = lab.ssh(host, &lab.dir.join("known_hosts"), "true");
+    assert!(
+        output.status.success(),
+        "node6 does not answer ssh: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let after = snapshot();
+    for node in before {
+        assert!(
+            after.contains(&node),
+            "a node of the smaller lab changed: {node}"
+        );
+    }
 }
 
 fn status_lists_every_node_running(lab: &TestLab) {
