@@ -15,9 +15,11 @@ pub mod playbook;
 pub mod report;
 pub mod session;
 pub mod ssh;
+pub mod suggest;
 pub mod template;
 pub mod tls;
 pub mod transport;
+pub mod truth;
 pub mod vars;
 
 use std::sync::Arc;

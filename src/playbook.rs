@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Location, Result};
-use crate::template::{closest, Engine};
+use crate::suggest::closest;
+use crate::template::Engine;
 use crate::vars::Vars;
 
 mod de;

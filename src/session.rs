@@ -157,13 +157,7 @@ impl Session {
         let mut certs = Vec::new();
         for host in hosts {
             let vars = &host.vars;
-            let on = match vars.get("docker_tcp") {
-                Some(serde_json::Value::Bool(b)) => *b,
-                Some(serde_json::Value::String(s)) => {
-                    matches!(s.to_lowercase().as_str(), "true" | "yes" | "on" | "1")
-                }
-                _ => false,
-            };
+            let on = crate::truth::is_on(vars.get("docker_tcp"));
             if !on {
                 continue;
             }

@@ -20,6 +20,7 @@ use minijinja::value::{Kwargs, Rest, Value, ValueKind};
 use minijinja::{ErrorKind, UndefinedBehavior};
 
 use crate::error::{Error, Location, Result};
+use crate::suggest::closest;
 use crate::vars::Vars;
 
 pub struct Engine {
@@ -402,25 +403,6 @@ fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
     offset
 }
 
-/// The candidate closest to `word`, if it is close enough to be a typo.
-pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let word_lower = word.to_lowercase();
-    candidates
-        .into_iter()
-        .filter(|c| *c != word)
-        .map(|c| {
-            let distance = strsim::damerau_levenshtein(&word_lower, &c.to_lowercase());
-            let similarity = strsim::jaro_winkler(&word_lower, &c.to_lowercase());
-            (c, distance, similarity)
-        })
-        .filter(|(c, distance, similarity)| {
-            let limit = (c.chars().count().max(word.chars().count()) / 3).max(1);
-            *distance <= limit || *similarity >= 0.9
-        })
-        .min_by(|a, b| a.1.cmp(&b.1).then(b.2.total_cmp(&a.2)))
-        .map(|(c, _, _)| c)
-}
-
 fn add_ansible_filters(env: &mut minijinja::Environment<'static>) {
     env.add_filter("d", minijinja::filters::default);
     env.add_filter("bool", to_bool);
@@ -472,22 +454,17 @@ fn result_flag(value: &Value, key: &str) -> Result<bool, minijinja::Error> {
     Ok(!flag.is_undefined() && flag.is_true())
 }
 
-/// Ansible's `bool`: `yes`, `on`, `true`, `1` (any case) and non-zero
-/// numbers are true.
+/// Ansible's `bool` filter: booleans, the yes/no words of
+/// [`crate::truth::parse_bool`] in any case, and the numbers 1 and 0;
+/// anything else is false.
 fn to_bool(value: &Value) -> bool {
-    if let Some(s) = value.as_str() {
-        return matches!(
-            s.trim().to_lowercase().as_str(),
-            "yes" | "on" | "true" | "1" | "y" | "t"
-        );
-    }
     if value.is_undefined() || value.is_none() {
         return false;
     }
-    if let Ok(n) = f64::try_from(value.clone()) {
-        return n == 1.0;
-    }
-    value.is_true()
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| crate::truth::as_bool(&v))
+        .unwrap_or(false)
 }
 
 fn to_json(value: &Value, _kwargs: Kwargs) -> Result<String, minijinja::Error> {

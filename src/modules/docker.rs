@@ -85,20 +85,13 @@ fn typed<T: for<'de> Deserialize<'de>>(args: &Vars, ctx: &Context<'_>) -> Result
     })
 }
 
-/// `true`, `"yes"`, `"True"`, ... as a bool.
+/// A yes/no argument, in Ansible's words (`true`, `"yes"`, `"y"`, ...).
 fn flag<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
-    match serde_json::Value::deserialize(d)? {
-        serde_json::Value::Bool(b) => Ok(b),
-        serde_json::Value::String(s) => match s.to_lowercase().as_str() {
-            "true" | "yes" | "on" | "1" => Ok(true),
-            "false" | "no" | "off" | "0" | "" => Ok(false),
-            _ => Err(serde::de::Error::custom(format!(
-                "expected a boolean, got `{s}`"
-            ))),
-        },
-        other => Err(serde::de::Error::custom(format!(
-            "expected a boolean, got `{other}`"
-        ))),
+    let value = serde_json::Value::deserialize(d)?;
+    match value {
+        serde_json::Value::String(ref s) if s.is_empty() => Ok(false),
+        _ => crate::truth::as_bool(&value)
+            .ok_or_else(|| serde::de::Error::custom(format!("expected a boolean, got `{value}`"))),
     }
 }
 

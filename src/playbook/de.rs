@@ -26,7 +26,7 @@ use super::{
     AssertArgs, CommandArgs, DebugArgs, FileArgs, FileContentArgs, FileState, Module, PortState,
     Serial, ServiceArgs, ServiceState, WaitForArgs,
 };
-use crate::template::closest;
+use crate::suggest::closest;
 use crate::vars::Vars;
 
 /// Separates a message from its hint inside a serde error message.
@@ -363,21 +363,12 @@ where
     deserializer.deserialize_str(V { expected, parse })
 }
 
-/// Ansible's booleans: `true`/`false`, `yes`/`no`, `on`/`off`, `1`/`0`.
-pub(super) fn ansible_bool(s: &str) -> Option<bool> {
-    match s.to_ascii_lowercase().as_str() {
-        "true" | "yes" | "on" | "y" | "1" => Some(true),
-        "false" | "no" | "off" | "n" | "0" => Some(false),
-        _ => None,
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Flag(pub bool);
 
 impl<'de> Deserialize<'de> for Flag {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        parse_scalar(d, "true or false (or yes/no)", ansible_bool).map(Flag)
+        parse_scalar(d, "true or false (or yes/no)", crate::truth::parse_bool).map(Flag)
     }
 }
 
@@ -507,7 +498,7 @@ impl<'de> Deserialize<'de> for Cond {
         }
         fn expr(s: &str) -> String {
             // A YAML 1.1 boolean word is a boolean here, as in Ansible.
-            match ansible_bool(s.trim()) {
+            match crate::truth::parse_bool(s.trim()) {
                 Some(b) if !s.trim().chars().all(|c| c.is_ascii_digit()) => b.to_string(),
                 _ => s.to_owned(),
             }
@@ -1226,7 +1217,7 @@ fn docker_keys(args: &Vars, known: &[&str], required: &[&str]) -> Result<(), Str
     for key in args.keys() {
         if !known.contains(&key.as_str()) {
             let mut message = format!("unknown argument `{key}`");
-            if let Some(near) = crate::template::closest(key, known.iter().copied()) {
+            if let Some(near) = closest(key, known.iter().copied()) {
                 message.push(HINT_SEP);
                 message.push_str(&format!("did you mean `{near}`?"));
             }
