@@ -26,6 +26,8 @@ install_prerequisites() {
         fi
     done
     [ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+    # The locale test compiles de_DE from these sources with localedef.
+    [ -e /usr/share/i18n/locales/de_DE ] || missing+=(locales)
     if [ ${#missing[@]} -eq 0 ]; then
         return 0
     fi

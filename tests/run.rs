@@ -921,3 +921,98 @@ fn symbolic_modes_and_symlinked_destinations_settle_on_the_first_run() {
     let second = run(&cluster, &inventory, &[pb]);
     assert_eq!(changed(&second, "node1"), 0, "{second}");
 }
+
+/// Hosts whose sessions speak German: `stat -c %F` says `reguläre Datei`
+/// there. `template`, `copy` and `file` must read the remote state the same
+/// way as in English (they once compared that text with `regular file`).
+#[test]
+fn file_modules_work_on_hosts_with_a_non_english_locale() {
+    // A German locale compiled for the test alone (LOCPATH), so nothing on
+    // the machine changes.
+    let locales = tempfile::tempdir().unwrap();
+    let status = Command::new("localedef")
+        .args(["-i", "de_DE", "-f", "UTF-8"])
+        .arg(locales.path().join("de_DE.UTF-8"))
+        .status()
+        .expect("localedef (libc-bin) runs");
+    assert!(status.success(), "localedef de_DE.UTF-8 failed");
+    Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(locales.path())
+        .status()
+        .unwrap();
+    let cluster = Cluster::start_with_config(
+        1,
+        &format!(
+            "SetEnv LOCPATH={} LC_ALL=de_DE.UTF-8 LANG=de_DE.UTF-8\n",
+            locales.path().display()
+        ),
+    );
+    let work = workdir(&cluster);
+    let inventory = cluster.inventory(&[("work", work.to_str().unwrap())]);
+    // The host really answers in German, or this test proves nothing.
+    let german = cluster.run(&[
+        "exec",
+        "-i",
+        inventory.to_str().unwrap(),
+        "--",
+        "stat",
+        "-c",
+        "%F",
+        "/etc/hostname",
+    ]);
+    assert!(german.stdout.contains("reguläre Datei"), "{german}");
+
+    cluster.write_file("motd.j2", "welcome to {{ inventory_hostname }}\n");
+    let playbook = cluster.write_file(
+        "files.yml",
+        r#"
+- hosts: all
+  tasks:
+    - template:
+        src: motd.j2
+        dest: "{{ work }}/motd"
+        mode: "0640"
+    - copy:
+        content: "plain\n"
+        dest: "{{ work }}/plain"
+    - file:
+        path: "{{ work }}/conf.d"
+        state: directory
+        mode: "0750"
+    - copy:
+        content: "inside\n"
+        dest: "{{ work }}/conf.d/inner"
+"#,
+    );
+    let pb = playbook.to_str().unwrap();
+    let first = run(&cluster, &inventory, &[pb]);
+    assert_eq!(first.code, 0, "{first}");
+    assert_eq!(changed(&first, "node1"), 4, "{first}");
+    assert_eq!(
+        fs::read_to_string(work.join("motd")).unwrap(),
+        "welcome to node1\n"
+    );
+    let mode = |p: &str| {
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(work.join(p)).unwrap().permissions())
+            & 0o7777
+    };
+    assert_eq!(mode("motd"), 0o640);
+    assert_eq!(mode("conf.d"), 0o750);
+    let second = run(&cluster, &inventory, &[pb]);
+    assert_eq!(second.code, 0, "{second}");
+    assert_eq!(changed(&second, "node1"), 0, "{second}");
+
+    // A file where a directory is wanted is named as such, in English.
+    let clash = cluster.write_file(
+        "clash.yml",
+        "- hosts: all\n  tasks:\n    - file:\n        path: \"{{ work }}/plain\"\n        state: directory\n",
+    );
+    let failed = run(&cluster, &inventory, &[clash.to_str().unwrap()]);
+    assert_eq!(failed.code, 2, "{failed}");
+    assert!(
+        failed.stdout.contains("is a regular file, not a directory")
+            || failed.stderr.contains("is a regular file, not a directory"),
+        "{failed}"
+    );
+}

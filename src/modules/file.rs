@@ -10,10 +10,43 @@ use crate::error::{Error, Result};
 use crate::playbook::{FileArgs, FileContentArgs, FileState};
 use crate::transport::quote;
 
+/// The type of a remote path, from the file-type bits of its raw mode (never
+/// from `stat -c %F`, whose words are translated: `reguläre Datei`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File,
+    Directory,
+    Symlink,
+    Other,
+}
+
+impl Kind {
+    /// From `st_mode` as `stat -c %f` prints it (hexadecimal).
+    fn from_raw_mode(raw: u32) -> Kind {
+        match raw & 0o170000 {
+            0o100000 => Kind::File,
+            0o040000 => Kind::Directory,
+            0o120000 => Kind::Symlink,
+            _ => Kind::Other,
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::File => "regular file",
+            Kind::Directory => "directory",
+            Kind::Symlink => "dangling symbolic link",
+            Kind::Other => "special file (device, socket or pipe)",
+        })
+    }
+}
+
 /// What `stat` says about a remote path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Remote {
-    kind: String,
+    kind: Kind,
     mode: String,
     owner: String,
     group: String,
@@ -32,9 +65,12 @@ async fn stat(ctx: &Context<'_>, path: &str, hash: bool) -> Result<Option<Remote
         String::new()
     };
     // `-L`: a symlink is judged, and written, through to what it points at.
+    // Only numbers and names are read back (`%f` is the raw mode in hex), in
+    // the C locale, so a host's language never changes what we parse.
     let script = format!(
-        "if [ -e {p} ]; then stat -L -c '%a %U %G %u %g %F' -- {p}{hash_cmd}; \
-         elif [ -L {p} ]; then stat -c '%a %U %G %u %g %F' -- {p}; else echo missing; fi"
+        "LC_ALL=C; export LC_ALL; \
+         if [ -e {p} ]; then stat -L -c '%f %u %g %U %G' -- {p}{hash_cmd}; \
+         elif [ -L {p} ]; then stat -c '%f %u %g %U %G' -- {p}; else echo missing; fi"
     );
     let out = ctx.script(&script, None).await?;
     let mut lines = out.stdout.lines();
@@ -42,9 +78,15 @@ async fn stat(ctx: &Context<'_>, path: &str, hash: bool) -> Result<Option<Remote
     if first == "missing" {
         return Ok(None);
     }
-    let mut parts = first.splitn(6, ' ');
+    let mut parts = first.splitn(5, ' ');
     let mut next = || parts.next().unwrap_or_default().to_owned();
-    let (mode, owner, group, uid, gid, kind) = (next(), next(), next(), next(), next(), next());
+    let (raw, uid, gid, owner, group) = (next(), next(), next(), next(), next());
+    let Ok(raw) = u32::from_str_radix(&raw, 16) else {
+        return Err(Outcome::fail(format!(
+            "cannot read the mode of `{path}` from `stat`: `{first}`"
+        )));
+    };
+    let (kind, mode) = (Kind::from_raw_mode(raw), format!("{:o}", raw & 0o7777));
     let sha256 = lines
         .next()
         .and_then(|l| l.split_whitespace().next())
@@ -163,7 +205,7 @@ impl Wanted {
                     Some(octal) => Some(octal),
                     None => u32::from_str_radix(&c.mode, 8)
                         .ok()
-                        .and_then(|now| symbolic_mode(now, mode, c.kind == "directory"))
+                        .and_then(|now| symbolic_mode(now, mode, c.kind == Kind::Directory))
                         .map(|m| format!("{m:o}")),
                 };
                 wanted.as_deref() == Some(c.mode.as_str())
@@ -223,7 +265,7 @@ pub async fn content(args: &FileContentArgs, template: bool, ctx: &Context<'_>) 
         Err(outcome) => return Ok(outcome),
     };
     if let Some(c) = &current {
-        if c.kind != "regular file" && c.kind != "regular empty file" {
+        if c.kind != Kind::File {
             return Ok(Outcome::fail(format!(
                 "`{dest}` exists and is a {}, not a file",
                 c.kind
@@ -342,7 +384,7 @@ pub async fn file(args: &FileArgs, ctx: &Context<'_>) -> Result<Outcome> {
             }
         }
         FileState::Directory => match &current {
-            Some(c) if c.kind != "directory" => {
+            Some(c) if c.kind != Kind::Directory => {
                 return Ok(Outcome::fail(format!(
                     "`{path}` exists and is a {}, not a directory",
                     c.kind
@@ -396,6 +438,16 @@ mod tests {
     }
 
     #[test]
+    fn path_types_come_from_the_raw_mode_bits() {
+        // `stat -c %f` of a file 0644, a directory 0755, a symlink, a socket.
+        assert_eq!(Kind::from_raw_mode(0x81a4), Kind::File);
+        assert_eq!(Kind::from_raw_mode(0x41ed), Kind::Directory);
+        assert_eq!(Kind::from_raw_mode(0xa1ff), Kind::Symlink);
+        assert_eq!(Kind::from_raw_mode(0xc1ed), Kind::Other);
+        assert_eq!(format!("{:o}", 0x81a4 & 0o7777), "644");
+    }
+
+    #[test]
     fn symbolic_modes_give_the_mode_chmod_would() {
         assert_eq!(symbolic_mode(0o600, "u=rw,go=r", false), Some(0o644));
         assert_eq!(symbolic_mode(0o644, "a+x", false), Some(0o755));
@@ -419,7 +471,7 @@ mod tests {
             group: None,
         };
         let current = Remote {
-            kind: "regular file".into(),
+            kind: Kind::File,
             mode: "640".into(),
             owner: "daemon".into(),
             group: "root".into(),
