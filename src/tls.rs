@@ -10,9 +10,10 @@
 //! The CA is never replaced behind the operator's back: every client and node
 //! would lose trust at once.
 //!
-//! Certificates are parsed here only as far as needed to check that they
-//! still belong to the CA and key beside them (a few DER fields), not to
-//! validate them the way a TLS stack does.
+//! Certificates are read with `x509-parser`, only as far as needed to check
+//! that they still belong to the CA and key beside them (issuer, subject,
+//! public key, end date, signature), not to validate them the way a TLS
+//! stack does.
 
 use std::fs::{self, OpenOptions, Permissions};
 use std::io::{ErrorKind, Write};
@@ -20,12 +21,14 @@ use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
 };
-use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime, Time};
+use time::{Duration, OffsetDateTime};
+use x509_parser::pem::Pem;
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::x509::SubjectPublicKeyInfo;
 
 use crate::error::{Error, Result};
 
@@ -493,139 +496,52 @@ fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
 
 /// The DER inside the first `CERTIFICATE` block of a PEM text.
 fn pem_der(text: &str) -> Option<Vec<u8>> {
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    let start = text.find(BEGIN)? + BEGIN.len();
-    let len = text[start..].find(END)?;
-    let body: String = text[start..start + len]
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    base64::engine::general_purpose::STANDARD.decode(body).ok()
+    Pem::iter_from_buffer(text.as_bytes())
+        .map_while(std::result::Result::ok)
+        .find(|pem| pem.label == "CERTIFICATE")
+        .map(|pem| pem.contents)
 }
 
 /// The parts of a certificate arpanet checks, borrowed from its DER.
 struct CertInfo<'a> {
-    /// The whole signed part, as it was signed.
-    tbs: &'a [u8],
+    cert: X509Certificate<'a>,
     issuer: &'a [u8],
     subject: &'a [u8],
     /// The SubjectPublicKeyInfo, whole.
     spki: &'a [u8],
     not_after: OffsetDateTime,
-    signature: &'a [u8],
 }
 
 impl CertInfo<'_> {
-    /// Whether `key` (ECDSA P-256) made the signature.
+    /// Whether `key` made the certificate's signature.
     fn signed_by(&self, key: &KeyPair) -> bool {
-        ring::signature::UnparsedPublicKey::new(
-            &ring::signature::ECDSA_P256_SHA256_ASN1,
-            key.der_bytes(),
-        )
-        .verify(self.tbs, self.signature)
-        .is_ok()
+        let spki = key.subject_public_key_info();
+        SubjectPublicKeyInfo::from_der(&spki)
+            .is_ok_and(|(_, spki)| self.cert.verify_signature(Some(&spki)).is_ok())
     }
 }
 
-/// One DER element.
-struct Der<'a> {
-    tag: u8,
-    /// Header and contents.
-    whole: &'a [u8],
-    contents: &'a [u8],
-}
-
-/// Take the next DER element off the front of `input`.
-fn next_der<'a>(input: &mut &'a [u8]) -> Option<Der<'a>> {
-    let tag = *input.first()?;
-    if tag & 0x1f == 0x1f {
-        return None; // multi-byte tags: not in certificates
-    }
-    let first = *input.get(1)?;
-    let (len, header) = if first < 0x80 {
-        (usize::from(first), 2)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 {
-            return None;
-        }
-        let bytes = input.get(2..2 + count)?;
-        let len = bytes
-            .iter()
-            .fold(0usize, |len, &b| (len << 8) | usize::from(b));
-        (len, 2 + count)
-    };
-    let whole = input.get(..header.checked_add(len)?)?;
-    *input = &input[whole.len()..];
-    Some(Der {
-        tag,
-        whole,
-        contents: &whole[header..],
-    })
-}
-
-const SEQUENCE: u8 = 0x30;
-const BIT_STRING: u8 = 0x03;
-const UTC_TIME: u8 = 0x17;
-const GENERALIZED_TIME: u8 = 0x18;
-const VERSION: u8 = 0xa0;
-
-/// Read the fields of an X.509 certificate that [`CertInfo`] holds.
+/// Read the fields of an X.509 certificate that [`CertInfo`] holds; `None`
+/// for anything that is not one whole DER certificate.
 fn parse_cert(der: &[u8]) -> Option<CertInfo<'_>> {
-    let mut input = der;
-    let cert = next_der(&mut input).filter(|d| d.tag == SEQUENCE)?;
-    let mut parts = cert.contents;
-    let tbs = next_der(&mut parts).filter(|d| d.tag == SEQUENCE)?;
-    let _algorithm = next_der(&mut parts).filter(|d| d.tag == SEQUENCE)?;
-    let signature = next_der(&mut parts).filter(|d| d.tag == BIT_STRING)?;
-    // No unused bits.
-    let signature = signature.contents.strip_prefix(&[0])?;
-
-    let mut fields = tbs.contents;
-    let mut serial = next_der(&mut fields)?;
-    if serial.tag == VERSION {
-        serial = next_der(&mut fields)?;
-    }
-    let _ = serial;
-    let _algorithm = next_der(&mut fields).filter(|d| d.tag == SEQUENCE)?;
-    let issuer = next_der(&mut fields).filter(|d| d.tag == SEQUENCE)?;
-    let validity = next_der(&mut fields).filter(|d| d.tag == SEQUENCE)?;
-    let subject = next_der(&mut fields).filter(|d| d.tag == SEQUENCE)?;
-    let spki = next_der(&mut fields).filter(|d| d.tag == SEQUENCE)?;
-
-    let mut times = validity.contents;
-    let _not_before = next_der(&mut times)?;
-    let not_after = parse_time(&next_der(&mut times)?)?;
-    Some(CertInfo {
-        tbs: tbs.whole,
-        issuer: issuer.whole,
-        subject: subject.whole,
-        spki: spki.whole,
-        not_after,
-        signature,
-    })
-}
-
-/// A UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`), the
-/// two forms RFC 5280 allows in certificates.
-fn parse_time(der: &Der<'_>) -> Option<OffsetDateTime> {
-    let text = std::str::from_utf8(der.contents).ok()?.strip_suffix('Z')?;
-    if !text.bytes().all(|b| b.is_ascii_digit()) {
+    let (rest, cert) = X509Certificate::from_der(der).ok()?;
+    if !rest.is_empty() {
         return None;
     }
-    let (year, rest) = match (der.tag, text.len()) {
-        (UTC_TIME, 12) => {
-            let yy: i32 = text[..2].parse().ok()?;
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &text[2..])
-        }
-        (GENERALIZED_TIME, 14) => (text[..4].parse().ok()?, &text[4..]),
-        _ => return None,
-    };
-    let two = |at: usize| rest[at..at + 2].parse::<u8>().ok();
-    let date = Date::from_calendar_date(year, Month::try_from(two(0)?).ok()?, two(2)?).ok()?;
-    let time = Time::from_hms(two(4)?, two(6)?, two(8)?).ok()?;
-    Some(PrimitiveDateTime::new(date, time).assume_utc())
+    let tbs = &cert.tbs_certificate;
+    let (issuer, subject, spki) = (
+        tbs.issuer.as_raw(),
+        tbs.subject.as_raw(),
+        tbs.subject_pki.raw,
+    );
+    let not_after = tbs.validity.not_after.to_datetime();
+    Some(CertInfo {
+        cert,
+        issuer,
+        subject,
+        spki,
+        not_after,
+    })
 }
 
 #[cfg(test)]
@@ -1030,23 +946,42 @@ mod tests {
     }
 
     #[test]
-    fn parses_both_time_forms() {
-        let der = |tag: u8, text: &str| {
-            let mut bytes = vec![tag, text.len() as u8];
-            bytes.extend_from_slice(text.as_bytes());
-            bytes
+    fn reads_both_time_forms_and_the_fields_it_checks() {
+        // RFC 5280: UTCTime up to 2049, GeneralizedTime from 2050.
+        let key = KeyPair::generate().unwrap();
+        let ends = |not_after: OffsetDateTime| {
+            let mut params = ca_params(OffsetDateTime::now_utc());
+            params.not_after = not_after;
+            params.self_signed(&key).unwrap()
         };
-        let parse = |bytes: Vec<u8>| parse_time(&next_der(&mut &bytes[..]).unwrap());
         // `date -u -d "2029-02-26 23:48:44" +%s`
-        let t = parse(der(UTC_TIME, "290226234844Z")).unwrap();
-        assert_eq!(t.unix_timestamp(), 1_866_844_124);
-        let t = parse(der(GENERALIZED_TIME, "20560101000000Z")).unwrap();
-        assert_eq!(
-            t.date(),
-            Date::from_calendar_date(2056, Month::January, 1).unwrap()
+        let utc = OffsetDateTime::from_unix_timestamp(1_866_844_124).unwrap();
+        let generalized = OffsetDateTime::from_unix_timestamp(2_713_910_400).unwrap();
+        for (end, encoded) in [
+            (utc, &b"\x17\x0d290226234844Z"[..]),
+            (generalized, &b"\x18\x0f20560101000000Z"[..]),
+        ] {
+            let cert = ends(end);
+            let der = cert.der();
+            assert!(der.windows(encoded.len()).any(|w| w == encoded));
+            let info = parse_cert(der).unwrap();
+            assert_eq!(info.not_after, end);
+            assert_eq!(info.issuer, info.subject);
+            assert_eq!(info.spki, &key.subject_public_key_info()[..]);
+            assert!(info.signed_by(&key));
+            assert!(!info.signed_by(&KeyPair::generate().unwrap()));
+            let pem = cert.pem();
+            assert_eq!(pem_der(&pem).as_deref(), Some(&der[..]));
+        }
+        assert!(parse_cert(b"\x30\x03\x02\x01\x01").is_none());
+        let der = ends(utc).der().to_vec();
+        let mut trailing = der.clone();
+        trailing.push(0);
+        assert!(parse_cert(&trailing).is_none());
+        assert!(parse_cert(&der[..der.len() - 1]).is_none());
+        assert!(
+            pem_der("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").is_none()
         );
-        assert!(parse(der(UTC_TIME, "2902262348Z")).is_none());
-        assert!(parse(der(UTC_TIME, "291326234844Z")).is_none());
     }
 
     /// Wait up to `secs` for `child` to end; kill it if it has not.
