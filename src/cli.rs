@@ -1,11 +1,10 @@
-//! Command-line shape, as clap derive types only. Validation into typed
-//! settings happens in `config.rs`.
+//! Command-line shape, as clap derive types only. Each file of `command/`
+//! turns its command's arguments into plain settings (`config.rs`,
+//! `cluster/`, `lab.rs`); nothing below that layer sees these types.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-
-use crate::transport::HostKeyChecking;
 
 #[derive(Debug, Parser)]
 #[command(name = "arpanet", version, about = "Set up and run a Docker cluster over SSH", long_about = None)]
@@ -103,8 +102,8 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
     /// How strictly host keys are checked
-    #[arg(long, value_enum, default_value_t = HostKeyChecking::Strict)]
-    pub host_key_checking: HostKeyChecking,
+    #[arg(long, value_enum, default_value_t = HostKeyCheckingArg::Strict)]
+    pub host_key_checking: HostKeyCheckingArg,
     /// Seconds to wait for a TCP connection
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub timeout: u64,
@@ -120,6 +119,17 @@ pub struct ConnectArgs {
 pub enum OutputFormat {
     Human,
     Json,
+}
+
+/// How strictly a host's key is checked against known_hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HostKeyCheckingArg {
+    /// Unknown or changed keys make the host unreachable.
+    Strict,
+    /// Unknown keys are recorded; changed keys are refused.
+    AcceptNew,
+    /// Any key is accepted (a warning is printed).
+    Off,
 }
 
 #[derive(Debug, Args)]

@@ -1,13 +1,13 @@
-//! Raw command-line options turned into checked settings, and each host's
-//! connection `Target` derived from its variables, so bad values are caught
-//! before any host is contacted.
+//! Plain settings for a run (filled by `command/` from the command line)
+//! turned into checked connection defaults, and each host's connection
+//! `Target` derived from its variables, so bad values are caught before any
+//! host is contacted.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cli::ConnectArgs;
 use crate::error::{Error, Result};
 use crate::ssh::config::SshConfig;
 use crate::transport::{HostKeyChecking, Target};
@@ -26,6 +26,24 @@ pub struct Settings {
     pub show_output: bool,
 }
 
+/// Where the hosts are and how to reach them: the inventory, which hosts,
+/// extra variables and connection defaults, as the user gave them.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub inventory: PathBuf,
+    pub limit: Option<String>,
+    /// `KEY=VALUE` or `@file.yml`, in order.
+    pub extra_vars: Vec<String>,
+    /// Hosts in flight at once.
+    pub forks: usize,
+    pub user: Option<String>,
+    pub private_key: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub host_key_checking: HostKeyChecking,
+    /// Seconds to wait for a TCP connection.
+    pub timeout: u64,
+}
+
 /// Connection defaults from the command line.
 #[derive(Debug, Clone)]
 pub struct ConnectDefaults {
@@ -40,7 +58,7 @@ pub struct ConnectDefaults {
 }
 
 impl ConnectDefaults {
-    pub fn from_args(args: &ConnectArgs) -> Result<Self> {
+    pub fn from_options(args: &ConnectOptions) -> Result<Self> {
         if args.forks == 0 {
             return Err(Error::usage("`--forks` must be at least 1"));
         }
@@ -48,10 +66,7 @@ impl ConnectDefaults {
             return Err(Error::usage("`--timeout` must be at least 1 second"));
         }
         let home = home_dir();
-        let ssh_config = match &home {
-            Some(home) => SshConfig::load(&home.join(".ssh").join("config"))?,
-            None => SshConfig::default(),
-        };
+        let ssh_config = user_ssh_config(home.as_deref())?;
         Ok(ConnectDefaults {
             user: args.user.clone(),
             private_key: args.private_key.clone(),
@@ -66,13 +81,7 @@ impl ConnectDefaults {
     /// Where `host` is reached and as whom, from its variables: the
     /// `ansible_*` names first, then the short ones.
     pub fn target(&self, host: &str, vars: &Vars) -> Result<Target> {
-        let text = |names: &[&str]| -> Option<String> {
-            names.iter().find_map(|n| match vars.get(*n) {
-                Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-                Some(Value::Number(n)) => Some(n.to_string()),
-                _ => None,
-            })
-        };
+        let text = |names: &[&str]| var_text(vars, names);
         let name = text(&["ansible_host", "host"]).unwrap_or_else(|| host.to_owned());
         let ssh = self.ssh_config.host(&name, self.home.as_deref());
         let address = ssh.host_name.unwrap_or(name);
@@ -127,6 +136,37 @@ impl ConnectDefaults {
             _ => Path::new(path).to_path_buf(),
         }
     }
+}
+
+/// The first of `names` that `vars` holds as a non-empty string or a number.
+fn var_text(vars: &Vars, names: &[&str]) -> Option<String> {
+    names.iter().find_map(|n| match vars.get(*n) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+/// `~/.ssh/config`, or an empty one without a home.
+fn user_ssh_config(home: Option<&Path>) -> Result<SshConfig> {
+    match home {
+        Some(home) => SshConfig::load(&home.join(".ssh").join("config")),
+        None => Ok(SshConfig::default()),
+    }
+}
+
+/// The address `host` is reached at over SSH, found as
+/// [`ConnectDefaults::target`] finds it (`ansible_host`, else the name, then
+/// `~/.ssh/config`'s `HostName`), for tasks that run on this machine yet
+/// must name the host as the network sees it.
+pub(crate) fn ssh_address(host: &str, vars: &Vars) -> Result<String> {
+    let home = home_dir();
+    let ssh_config = user_ssh_config(home.as_deref())?;
+    let name = var_text(vars, &["ansible_host", "host"]).unwrap_or_else(|| host.to_owned());
+    Ok(ssh_config
+        .host(&name, home.as_deref())
+        .host_name
+        .unwrap_or(name))
 }
 
 pub fn home_dir() -> Option<PathBuf> {

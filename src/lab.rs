@@ -13,7 +13,6 @@ mod plan;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::cli::{LabCommand, LabTarget};
 use crate::error::{Error, Result};
 
 use self::docker::{lab_error, Docker};
@@ -36,6 +35,32 @@ pub const REGISTRY_PORT: u16 = 5000;
 
 /// How long nodes get to boot (systemd running, sshd answering).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Which lab a `lab` command acts on.
+#[derive(Debug, Clone)]
+pub struct LabTarget {
+    /// Where the lab keeps its key, known_hosts and inventory.
+    pub dir: PathBuf,
+    /// Prefix of the lab's containers, network and volumes.
+    pub name: String,
+}
+
+/// What a `lab` command asks for.
+#[derive(Debug, Clone)]
+pub enum LabCommand {
+    /// Build images if missing and start `nodes` nodes, `servers` of them
+    /// Consul servers, on `subnet` (a /24).
+    Up {
+        lab: LabTarget,
+        nodes: usize,
+        servers: usize,
+        subnet: String,
+    },
+    /// Remove the lab; `purge` the cached images too.
+    Down { lab: LabTarget, purge: bool },
+    /// Show each node, its address and whether it runs.
+    Status { lab: LabTarget },
+}
 
 pub fn run(command: LabCommand) -> Result<i32> {
     match command {

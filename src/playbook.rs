@@ -106,6 +106,9 @@ pub enum Module {
     /// Arguments kept as data: they are rendered, then typed, per host.
     DockerImage(Vars),
     DockerContainer(Vars),
+    /// The cluster's certificates and keys, made on this machine (product:
+    /// `cluster/secrets.rs`).
+    ClusterSecrets(crate::cluster::secrets::SecretsArgs),
 }
 
 impl Module {
@@ -124,6 +127,7 @@ impl Module {
             Module::Assert(_) => "assert",
             Module::DockerImage(_) => "docker_image",
             Module::DockerContainer(_) => "docker_container",
+            Module::ClusterSecrets(_) => "cluster_secrets",
         }
     }
 }
@@ -532,6 +536,7 @@ fn default_name(module: &Module) -> String {
             Some(serde_json::Value::String(name)) => name.clone(),
             _ => String::new(),
         },
+        Module::ClusterSecrets(a) => a.kind.name().to_owned(),
     };
     let first_line = arg.trim().lines().next().unwrap_or("").trim();
     format!("{}: {first_line}", module.kind())
@@ -575,6 +580,7 @@ fn module_strings(module: &Module) -> Vec<&str> {
         Module::SetFact(vars) | Module::DockerImage(vars) | Module::DockerContainer(vars) => {
             vars.values().for_each(|v| value_strings(v, &mut out))
         }
+        Module::ClusterSecrets(a) => out.push(&a.dir),
     }
     out
 }

@@ -11,8 +11,15 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cli::OutputFormat;
 use crate::error::exit;
+
+/// How the run is printed: for people, or one JSON object per line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OutputFormat {
+    #[default]
+    Human,
+    Json,
+}
 
 /// How one task ended on one host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

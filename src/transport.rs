@@ -50,7 +50,7 @@ pub trait Transport: Send + Sync {
 }
 
 /// How strictly a host's key is checked against known_hosts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HostKeyChecking {
     /// Unknown or changed keys make the host unreachable.

@@ -6,4 +6,5 @@ mod support;
 mod cluster;
 mod lab;
 mod run;
+mod secrets;
 mod ssh;

@@ -209,6 +209,7 @@ pub async fn run(module: &Module, ctx: &Context<'_>) -> Outcome {
         Module::Assert(args) => assert(args, ctx),
         Module::DockerImage(args) => docker::image(args, ctx).await,
         Module::DockerContainer(args) => docker::container(args, ctx).await,
+        Module::ClusterSecrets(args) => crate::cluster::secrets::run(args, ctx),
     };
     result.unwrap_or_else(Outcome::from_error)
 }
@@ -259,7 +260,7 @@ fn assert(args: &crate::playbook::AssertArgs, ctx: &Context<'_>) -> Result<Outco
 pub fn is_local(module: &Module) -> bool {
     matches!(
         module,
-        Module::Debug(_) | Module::SetFact(_) | Module::Assert(_)
+        Module::Debug(_) | Module::SetFact(_) | Module::Assert(_) | Module::ClusterSecrets(_)
     )
 }
 

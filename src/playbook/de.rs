@@ -115,6 +115,7 @@ pub(super) const MODULES: &[&str] = &[
     "docker_image",
     "docker_container",
     "systemd",
+    "cluster_secrets",
 ];
 
 /// Ansible keys people will try that arpanet does not implement.
@@ -167,6 +168,7 @@ pub(super) fn module_kind(key: &str) -> Option<&'static str> {
         "assert" => "assert",
         "docker_image" | "community.docker.docker_image" => "docker_image",
         "docker_container" | "community.docker.docker_container" => "docker_container",
+        "cluster_secrets" => "cluster_secrets",
         _ => return None,
     })
 }
@@ -896,6 +898,12 @@ impl<'de> DeserializeSeed<'de> for ModuleSeed {
                 docker_keys(&m, DOCKER_CONTAINER_KEYS, &["name"])?;
                 Ok(Module::DockerContainer(m))
             }),
+            "cluster_secrets" => module_args(
+                d,
+                "a mapping with `kind` and `dir`",
+                None,
+                |m: crate::cluster::secrets::SecretsArgs| Ok(Module::ClusterSecrets(m)),
+            ),
             other => Err(de::Error::custom(format!(
                 "internal error: no parser for module `{other}`"
             ))),

@@ -630,6 +630,7 @@ fn every_builtin_playbook_parses_and_bootstrap_imports_the_four_steps() {
             "check the cluster shape",
             "configure docker",
             "pull images",
+            "consul security, made on this machine",
             "consul boot server",
             "consul servers",
             "consul clients",

@@ -1,19 +1,18 @@
-//! Commands that look at the running cluster rather than change it:
-//! `status` (one table over every node), `kv` (Consul's key/value store) and
-//! `consul` (the consul CLI in a node's container). Consul's HTTP API is
-//! reached through a channel forwarded over SSH, never over the network.
+//! `arpanet status`: one table over every node, reachability, Docker, the
+//! Consul agent as Consul sees it, and arpanet's containers. It looks and
+//! changes nothing; each node is asked in parallel (up to `--forks`).
 
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cli::{ConsulArgs, KvArgs, KvOp, OutputFormat, StatusArgs};
-use crate::consul;
-use crate::error::{exit, Error, Result};
+use super::{consul_api, consul_port};
+use crate::config::ConnectOptions;
+use crate::error::{exit, Result};
+use crate::report::OutputFormat;
 use crate::session::{self, HostInfo, Session};
-use crate::transport::{quote, Connector, Transport};
-use crate::vars::Vars;
+use crate::transport::{Connector, Transport};
 
 /// One node's row of `arpanet status`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -37,20 +36,6 @@ pub struct ContainerStatus {
     pub name: String,
     pub state: String,
     pub image: String,
-}
-
-fn text(vars: &Vars, name: &str, default: &str) -> String {
-    match vars.get(name) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => default.to_owned(),
-    }
-}
-
-fn consul_port(vars: &Vars) -> Result<u16> {
-    let port = text(vars, "consul_port", "8500");
-    port.parse()
-        .map_err(|_| Error::usage(format!("`consul_port` must be a port number, got `{port}`")))
 }
 
 async fn node_status(connector: &dyn Connector, host: &HostInfo) -> NodeStatus {
@@ -99,7 +84,8 @@ async fn node_status(connector: &dyn Connector, host: &HostInfo) -> NodeStatus {
 }
 
 async fn consul_status(host: &str, conn: &dyn Transport, port: u16, status: &mut NodeStatus) {
-    let Ok(agent) = consul::request(host, conn, port, "GET", "/v1/agent/self", None).await else {
+    let Ok(agent) = consul_api::request(host, conn, port, "GET", "/v1/agent/self", None).await
+    else {
         return;
     };
     let Ok(agent) = serde_json::from_slice::<Value>(&agent.body) else {
@@ -120,19 +106,23 @@ async fn consul_status(host: &str, conn: &dyn Transport, port: u16, status: &mut
             }
             .to_owned()
         });
-    if let Ok(leader) = consul::request(host, conn, port, "GET", "/v1/status/leader", None).await {
+    if let Ok(leader) =
+        consul_api::request(host, conn, port, "GET", "/v1/status/leader", None).await
+    {
         let leader: String = serde_json::from_slice(&leader.body).unwrap_or_default();
         status.leader = (!leader.is_empty()).then_some(leader);
     }
 }
 
-pub fn status(args: StatusArgs) -> Result<i32> {
-    let session = Session::open(&args.connect)?;
+/// Print the table (or JSON) for every host of the inventory; exits
+/// non-zero when one could not be reached.
+pub fn status(connect: &ConnectOptions, format: OutputFormat) -> Result<i32> {
+    let session = Session::open(connect)?;
     let hosts = session.hosts("all")?;
     let connector = session.connector();
     let runtime = session::runtime()?;
     let rows: Vec<NodeStatus> = runtime.block_on(async {
-        let limit = Arc::new(tokio::sync::Semaphore::new(args.connect.forks.max(1)));
+        let limit = Arc::new(tokio::sync::Semaphore::new(connect.forks.max(1)));
         let jobs = hosts.iter().map(|h| {
             let limit = limit.clone();
             let connector = &connector;
@@ -143,7 +133,7 @@ pub fn status(args: StatusArgs) -> Result<i32> {
         });
         futures::future::join_all(jobs).await
     });
-    match args.connect.output {
+    match format {
         OutputFormat::Json => println!(
             "{}",
             serde_json::to_string_pretty(&rows).unwrap_or_default()
@@ -221,164 +211,6 @@ pub fn table(rows: &[NodeStatus]) -> String {
         ));
     }
     out
-}
-
-/// Connect to the first reachable host: servers first, then the rest.
-async fn first_reachable<'a>(
-    connector: &dyn Connector,
-    hosts: &'a [HostInfo],
-) -> Result<(&'a HostInfo, Arc<dyn Transport>)> {
-    let mut last = None;
-    for host in hosts {
-        match connector.connect(&host.target).await {
-            Ok(conn) => return Ok((host, conn)),
-            Err(err) => last = Some(err),
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::usage("no hosts in the inventory")))
-}
-
-fn ordered_hosts(session: &Session) -> Result<Vec<HostInfo>> {
-    let mut hosts = session.hosts("all")?;
-    let servers = session.inventory.select("servers").unwrap_or_default();
-    hosts.sort_by_key(|h| !servers.contains(&h.name));
-    Ok(hosts)
-}
-
-pub fn kv(args: KvArgs) -> Result<i32> {
-    if let KvOp::Del { key, .. } = &args.op {
-        if key
-            .trim_end_matches("?recurse")
-            .trim_matches('/')
-            .is_empty()
-        {
-            return Err(
-                Error::usage("refusing to delete the whole KV prefix: name a key")
-                    .with_hint("`arpanet kv del --recurse app` deletes the tree `app/`"),
-            );
-        }
-    }
-    let session = Session::open(&args.connect)?;
-    let hosts = ordered_hosts(&session)?;
-    let connector = session.connector();
-    session::runtime()?.block_on(async {
-        let (host, conn) = first_reachable(&connector, &hosts).await?;
-        let port = consul_port(&host.vars)?;
-        let prefix = text(&host.vars, "consul_kv_path", "/arpanet");
-        let call = |method: &'static str, path: String, body: Option<Vec<u8>>| {
-            let conn = conn.clone();
-            let name = host.name.clone();
-            async move {
-                let response =
-                    consul::request(&name, conn.as_ref(), port, method, &path, body.as_deref())
-                        .await?;
-                Ok::<_, Error>(response)
-            }
-        };
-        let code = match &args.op {
-            KvOp::Get { key } => {
-                let r = call("GET", consul::kv_path(&prefix, key, false, "raw"), None).await?;
-                match r.status {
-                    200 => {
-                        println!("{}", r.text());
-                        exit::OK
-                    }
-                    404 => {
-                        eprintln!("error: no key `{key}` under `{prefix}`");
-                        exit::HOST_FAILED
-                    }
-                    _ => return Err(api_error(&host.name, &r)),
-                }
-            }
-            KvOp::Set { key, value } => {
-                let r = call(
-                    "PUT",
-                    consul::kv_path(&prefix, key, false, ""),
-                    Some(value.clone().into_bytes()),
-                )
-                .await?;
-                check(&host.name, &r)?
-            }
-            KvOp::Del { key, recurse } => {
-                let r = call("DELETE", consul::kv_path(&prefix, key, *recurse, ""), None).await?;
-                check(&host.name, &r)?
-            }
-            KvOp::Ls { prefix: under } => {
-                let r = call("GET", consul::kv_path(&prefix, under, false, "keys"), None).await?;
-                match r.status {
-                    200 => {
-                        let keys: Vec<String> = serde_json::from_slice(&r.body).unwrap_or_default();
-                        let strip = format!("{}/", prefix.trim_matches('/'));
-                        for key in keys {
-                            println!("{}", key.strip_prefix(&strip).unwrap_or(&key));
-                        }
-                        exit::OK
-                    }
-                    404 => exit::OK,
-                    _ => return Err(api_error(&host.name, &r)),
-                }
-            }
-            KvOp::Info => {
-                let leader = call("GET", "/v1/status/leader".into(), None).await?;
-                let peers = call("GET", "/v1/status/peers".into(), None).await?;
-                println!("node:   {}", host.name);
-                println!("prefix: {prefix}");
-                println!(
-                    "leader: {}",
-                    serde_json::from_slice::<String>(&leader.body).unwrap_or_default()
-                );
-                println!(
-                    "peers:  {}",
-                    serde_json::from_slice::<Vec<String>>(&peers.body)
-                        .unwrap_or_default()
-                        .join(", ")
-                );
-                exit::OK
-            }
-        };
-        conn.close().await;
-        Ok(code)
-    })
-}
-
-fn check(host: &str, r: &consul::Response) -> Result<i32> {
-    if r.status == 200 {
-        Ok(exit::OK)
-    } else {
-        Err(api_error(host, r))
-    }
-}
-
-fn api_error(host: &str, r: &consul::Response) -> Error {
-    Error::Remote {
-        host: host.to_owned(),
-        message: format!("consul answered {}: {}", r.status, r.text().trim()),
-    }
-}
-
-pub fn consul_cli(args: ConsulArgs) -> Result<i32> {
-    let session = Session::open(&args.connect)?;
-    let hosts = ordered_hosts(&session)?;
-    let connector = session.connector();
-    session::runtime()?.block_on(async {
-        let (host, conn) = first_reachable(&connector, &hosts).await?;
-        let name = text(&host.vars, "consul_name", "consul");
-        let words: Vec<String> = args.args.iter().map(|a| quote(a)).collect();
-        let out = conn
-            .exec(
-                &format!("docker exec {} consul {}", quote(&name), words.join(" ")),
-                None,
-            )
-            .await?;
-        print!("{}", out.stdout);
-        eprint!("{}", out.stderr);
-        conn.close().await;
-        Ok(if out.success() {
-            exit::OK
-        } else {
-            exit::HOST_FAILED
-        })
-    })
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The certificates that guard Docker's TCP API.
+//! The certificates that guard Docker's TCP API and Consul's RPC (the
+//! `cluster_secrets` task, `secrets.rs`, calls [`ensure`] once per host).
 //!
 //! With `docker_tcp: true` every node's dockerd listens on
 //! `tcp://ARPANET_IP:PORT`, and anyone who can talk to that socket owns the
@@ -99,11 +100,17 @@ pub struct Report {
 /// Directories are created 0700, keys written 0600 and certificates 0644,
 /// each atomically.
 pub fn ensure(dir: &Path, hosts: &[ServerCert]) -> Result<Report> {
-    ensure_at(dir, hosts, OffsetDateTime::now_utc())
+    ensure_at(dir, hosts, OffsetDateTime::now_utc(), false)
 }
 
-/// [`ensure`] as if it were `now`.
-fn ensure_at(dir: &Path, hosts: &[ServerCert], now: OffsetDateTime) -> Result<Report> {
+/// What [`ensure`] would write, writing nothing (for `--check`): the same
+/// checks, with keys and certificates made in memory only.
+pub(crate) fn plan(dir: &Path, hosts: &[ServerCert]) -> Result<Report> {
+    ensure_at(dir, hosts, OffsetDateTime::now_utc(), true)
+}
+
+/// [`ensure`] as if it were `now`; with `dry`, [`plan`].
+fn ensure_at(dir: &Path, hosts: &[ServerCert], now: OffsetDateTime, dry: bool) -> Result<Report> {
     // Check all the input before touching the disk.
     let mut wanted: Vec<(&ServerCert, Vec<String>)> = Vec::with_capacity(hosts.len());
     for host in hosts {
@@ -116,9 +123,12 @@ fn ensure_at(dir: &Path, hosts: &[ServerCert], now: OffsetDateTime) -> Result<Re
         wanted.push((host, wanted_sans(host)?));
     }
 
-    let mut report = Report::default();
-    create_private_dir(dir)?;
-    let ca = load_or_create_ca(dir, now, &mut report)?;
+    let mut out = Writer {
+        dry,
+        report: Report::default(),
+    };
+    out.dir(dir)?;
+    let ca = load_or_create_ca(dir, now, &mut out)?;
 
     let client = Pair {
         cert: dir.join(CLIENT_CERT),
@@ -131,15 +141,15 @@ fn ensure_at(dir: &Path, hosts: &[ServerCert], now: OffsetDateTime) -> Result<Re
             &[ExtendedKeyUsagePurpose::ClientAuth],
             now,
         )?;
-        client.write(&cert, &key, &mut report)?;
+        client.write(&cert, &key, &mut out)?;
     }
 
     if !wanted.is_empty() {
-        create_private_dir(&dir.join(HOSTS_DIR))?;
+        out.dir(&dir.join(HOSTS_DIR))?;
     }
     for (host, sans) in &wanted {
         let host_dir = dir.join(HOSTS_DIR).join(&host.name);
-        create_private_dir(&host_dir)?;
+        out.dir(&host_dir)?;
         let server = Pair {
             cert: host_dir.join(SERVER_CERT),
             key: host_dir.join(SERVER_KEY),
@@ -162,13 +172,13 @@ fn ensure_at(dir: &Path, hosts: &[ServerCert], now: OffsetDateTime) -> Result<Re
                 ],
                 now,
             )?;
-            server.write(&cert, &key, &mut report)?;
+            server.write(&cert, &key, &mut out)?;
             // Last: should anything above fail, the next run sees stale SANs
             // and issues again.
-            write_atomic(&sans_path, sans_text.as_bytes(), 0o644)?;
+            out.record(&sans_path, sans_text.as_bytes())?;
         }
     }
-    Ok(report)
+    Ok(out.report)
 }
 
 /// The SANs `host`'s certificate should carry, in a canonical order: its
@@ -242,7 +252,7 @@ fn ca_params(now: OffsetDateTime) -> CertificateParams {
     params
 }
 
-fn load_or_create_ca(dir: &Path, now: OffsetDateTime, report: &mut Report) -> Result<Ca> {
+fn load_or_create_ca(dir: &Path, now: OffsetDateTime, out: &mut Writer) -> Result<Ca> {
     let cert_path = dir.join(CA_CERT);
     let key_path = dir.join(CA_KEY);
     let cert_pem = read_optional(&cert_path)?;
@@ -337,11 +347,9 @@ fn load_or_create_ca(dir: &Path, now: OffsetDateTime, report: &mut Report) -> Re
                 fresh,
             };
             if fresh {
-                write_atomic(&key_path, ca.key.serialize_pem().as_bytes(), 0o600)?;
-                report.created.push(key_path);
+                out.file(key_path, ca.key.serialize_pem().as_bytes(), 0o600)?;
             }
-            write_atomic(&cert_path, cert.pem().as_bytes(), 0o644)?;
-            report.created.push(cert_path);
+            out.file(cert_path, cert.pem().as_bytes(), 0o644)?;
             Ok(ca)
         }
     }
@@ -429,12 +437,42 @@ impl Pair {
             && !ending)
     }
 
-    fn write(&self, cert: &str, key: &str, report: &mut Report) -> Result<()> {
-        write_atomic(&self.key, key.as_bytes(), 0o600)?;
-        report.created.push(self.key.clone());
-        write_atomic(&self.cert, cert.as_bytes(), 0o644)?;
-        report.created.push(self.cert.clone());
+    fn write(&self, cert: &str, key: &str, out: &mut Writer) -> Result<()> {
+        out.file(self.key.clone(), key.as_bytes(), 0o600)?;
+        out.file(self.cert.clone(), cert.as_bytes(), 0o644)
+    }
+}
+
+/// Where [`ensure`] writes, and what it wrote; a dry one writes nothing
+/// and only lists what it would have written.
+struct Writer {
+    dry: bool,
+    report: Report,
+}
+
+impl Writer {
+    fn dir(&self, dir: &Path) -> Result<()> {
+        if self.dry {
+            return Ok(());
+        }
+        create_private_dir(dir)
+    }
+
+    /// A key (0600) or a certificate (0644), listed in the report.
+    fn file(&mut self, path: PathBuf, data: &[u8], mode: u32) -> Result<()> {
+        if !self.dry {
+            write_atomic(&path, data, mode)?;
+        }
+        self.report.created.push(path);
         Ok(())
+    }
+
+    /// A note for later runs (0644), not listed.
+    fn record(&self, path: &Path, data: &[u8]) -> Result<()> {
+        if self.dry {
+            return Ok(());
+        }
+        write_atomic(path, data, 0o644)
     }
 }
 
@@ -462,14 +500,14 @@ fn create_private_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("create", dir, e))
 }
 
-/// Write `data` to `path` through a temporary file in the same directory,
-/// created with `mode` (so a key is never readable by others, even briefly)
-/// and renamed over `path` once complete.
 /// Write a secret (mode 0600) atomically, e.g. a key made beside the TLS files.
 pub fn write_secret(path: &Path, data: &[u8]) -> Result<()> {
     write_atomic(path, data, 0o600)
 }
 
+/// Write `data` to `path` through a temporary file in the same directory,
+/// created with `mode` (so a key is never readable by others, even briefly)
+/// and renamed over `path` once complete.
 fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let name = path
         .file_name()
@@ -761,6 +799,42 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_lists_what_ensure_would_write_and_writes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("tls");
+        let planned = plan(&dir, &lab()).unwrap();
+        assert!(!dir.exists(), "a plan made the directory");
+        let made = ensure(&dir, &lab()).unwrap();
+        assert_eq!(planned, made);
+        let before = snapshot(&dir);
+        assert_eq!(plan(&dir, &lab()).unwrap().created, Vec::<PathBuf>::new());
+        // A moved host and a lost client key: listed, not written.
+        fs::remove_file(dir.join(CLIENT_KEY)).unwrap();
+        let before_moved = snapshot(&dir);
+        let moved = vec![
+            host("n1", &["127.0.0.1", "n1.lab"]),
+            host("n2", &["10.0.0.22"]),
+        ];
+        assert_eq!(
+            rel(&dir, &plan(&dir, &moved).unwrap()),
+            sorted(&[
+                "cert.pem",
+                "key.pem",
+                "hosts/n2/server-cert.pem",
+                "hosts/n2/server-key.pem"
+            ])
+        );
+        assert_eq!(snapshot(&dir), before_moved);
+        assert_ne!(snapshot(&dir), before);
+        // Errors are the same as ensure's.
+        fs::remove_file(dir.join(CA_KEY)).unwrap();
+        assert!(plan(&dir, &lab())
+            .unwrap_err()
+            .to_string()
+            .contains("missing"));
+    }
+
+    #[test]
     fn a_changed_address_reissues_only_that_host() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
@@ -901,18 +975,21 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let now = OffsetDateTime::now_utc();
-        ensure_at(dir, &lab(), now).unwrap();
+        ensure_at(dir, &lab(), now, false).unwrap();
         let later = now + Duration::days(LEAF_DAYS - 10);
-        let report = ensure_at(dir, &lab(), later).unwrap();
+        let report = ensure_at(dir, &lab(), later, false).unwrap();
         assert_eq!(report.created.len(), 6, "{report:?}");
         assert!(!report.created.iter().any(|p| p.starts_with(dir.join("ca"))));
-        assert_eq!(ensure_at(dir, &lab(), later).unwrap().created.len(), 0);
+        assert_eq!(
+            ensure_at(dir, &lab(), later, false).unwrap().created.len(),
+            0
+        );
         // Near the CA's own end, a certificate that cannot outlive it is
         // left alone rather than issued again on every run.
         let end = now + Duration::days(CA_DAYS - 5);
-        assert_eq!(ensure_at(dir, &lab(), end).unwrap().created.len(), 6);
-        assert_eq!(ensure_at(dir, &lab(), end).unwrap().created.len(), 0);
-        let err = ensure_at(dir, &lab(), now + Duration::days(CA_DAYS + 1)).unwrap_err();
+        assert_eq!(ensure_at(dir, &lab(), end, false).unwrap().created.len(), 6);
+        assert_eq!(ensure_at(dir, &lab(), end, false).unwrap().created.len(), 0);
+        let err = ensure_at(dir, &lab(), now + Duration::days(CA_DAYS + 1), false).unwrap_err();
         assert!(err.to_string().contains("expired"), "{err}");
     }
 

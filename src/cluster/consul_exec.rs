@@ -1,0 +1,36 @@
+//! `arpanet consul -- ARGS`: the consul CLI inside a node's Consul
+//! container, for what `status` and `kv` do not cover (`members`,
+//! `operator raft list-peers`, ...).
+
+use super::{first_reachable, ordered_hosts, text};
+use crate::config::ConnectOptions;
+use crate::error::{exit, Result};
+use crate::session::{self, Session};
+use crate::transport::quote;
+
+/// Run `consul ARGS` in the Consul container of the first host that
+/// answers (servers first), passing its output through.
+pub(crate) fn consul_cli(connect: &ConnectOptions, args: &[String]) -> Result<i32> {
+    let session = Session::open(connect)?;
+    let hosts = ordered_hosts(&session)?;
+    let connector = session.connector();
+    session::runtime()?.block_on(async {
+        let (host, conn) = first_reachable(&connector, &hosts).await?;
+        let name = text(&host.vars, "consul_name", "consul");
+        let words: Vec<String> = args.iter().map(|a| quote(a)).collect();
+        let out = conn
+            .exec(
+                &format!("docker exec {} consul {}", quote(&name), words.join(" ")),
+                None,
+            )
+            .await?;
+        print!("{}", out.stdout);
+        eprint!("{}", out.stderr);
+        conn.close().await;
+        Ok(if out.success() {
+            exit::OK
+        } else {
+            exit::HOST_FAILED
+        })
+    })
+}

@@ -1,0 +1,69 @@
+//! The cluster product: what arpanet builds on top of its Ansible-style
+//! engine. The engine (inventory, playbooks, variables, executor, modules,
+//! transport) knows nothing of Docker TLS, Consul or the `servers` and
+//! `clients` groups; everything that does lives here:
+//!
+//! - `pki`: the CA and certificates for Docker's TLS API and Consul's RPC;
+//! - `secrets`: the `cluster_secrets` task that the built-in playbooks call
+//!   to make those certificates and Consul's gossip key on this machine;
+//! - `status`, `kv`, `consul_exec`: the commands that look at or talk to the
+//!   running cluster, through `consul_api` (Consul's HTTP API over an SSH
+//!   channel).
+//!
+//! The built-in playbooks (`playbooks/`) are the product's too; they are
+//! still embedded by `playbook.rs`.
+
+pub mod consul_api;
+pub(crate) mod consul_exec;
+pub(crate) mod kv;
+pub mod pki;
+pub mod secrets;
+pub mod status;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::session::{HostInfo, Session};
+use crate::transport::{Connector, Transport};
+use crate::vars::Vars;
+
+/// The variable `name` as text (a string or a number), else `default`.
+pub(crate) fn text(vars: &Vars, name: &str, default: &str) -> String {
+    match vars.get(name) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => default.to_owned(),
+    }
+}
+
+/// The port of the Consul agent's HTTP API on the node.
+pub(crate) fn consul_port(vars: &Vars) -> Result<u16> {
+    let port = text(vars, "consul_port", "8500");
+    port.parse()
+        .map_err(|_| Error::usage(format!("`consul_port` must be a port number, got `{port}`")))
+}
+
+/// Connect to the first reachable host: servers first, then the rest.
+pub(crate) async fn first_reachable<'a>(
+    connector: &dyn Connector,
+    hosts: &'a [HostInfo],
+) -> Result<(&'a HostInfo, Arc<dyn Transport>)> {
+    let mut last = None;
+    for host in hosts {
+        match connector.connect(&host.target).await {
+            Ok(conn) => return Ok((host, conn)),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::usage("no hosts in the inventory")))
+}
+
+/// Every host, Consul servers first.
+pub(crate) fn ordered_hosts(session: &Session) -> Result<Vec<HostInfo>> {
+    let mut hosts = session.hosts("all")?;
+    let servers = session.inventory.select("servers").unwrap_or_default();
+    hosts.sort_by_key(|h| !servers.contains(&h.name));
+    Ok(hosts)
+}

@@ -1,0 +1,347 @@
+//! `cluster_secrets`: the task that makes the cluster's key material on this
+//! machine, beside the inventory. The built-in playbooks call it where they
+//! need it, in plain sight:
+//!
+//! ```yaml
+//! - name: docker TLS certificates, made on this machine
+//!   when: docker_tcp | bool
+//!   cluster_secrets:
+//!     kind: docker_tls
+//!     dir: "{{ docker_tls_dir }}"
+//!
+//! - name: consul certificates and gossip key, made on this machine
+//!   cluster_secrets:
+//!     kind: consul
+//!     dir: "{{ consul_tls_dir }}"
+//! ```
+//!
+//! It exists so that the engine writes no key material on its own: `exec`,
+//! `inventory`, `render` and a user's playbook never make a CA or a key
+//! unless a task asks for it.
+//!
+//! It runs on this machine for each host of the play, like `assert` or
+//! `set_fact`, without contacting the host. Per host rather than `run_once`
+//! because each host's certificate carries that host's own names: its
+//! inventory name, the address arpanet reaches it at over SSH (as
+//! `~/.ssh/config` resolves it), its `arpanet_ip`, and for Consul
+//! `127.0.0.1`, `localhost` and, on a member of `servers`,
+//! `server.DATACENTER.consul`. Each host's run makes the CA (and, for Docker,
+//! the client certificate) if they are missing, then its own certificate;
+//! hosts run one at a time here (a lock), so the first makes the CA and the
+//! others find it. Everything is made once: a later run that finds the files
+//! current writes nothing and reports `ok`; one that wrote a file reports
+//! `changed` (see `pki::ensure` for when a certificate is issued again).
+//!
+//! `kind: consul` also makes the gossip encryption key (`gossip.key`, 0600)
+//! and sets two facts on the host: `consul_gossip_key`, and
+//! `consul_security_fingerprint`, a digest of the CA, the host's certificate
+//! and the key, which the agent container carries as a label so that new
+//! certificates or a new key restart that agent, and only that one.
+//!
+//! Under `--check` nothing is written: the task reports `changed` when it
+//! would write, and sets the facts only from files that already exist (on an
+//! inventory whose secrets were never made, the tasks that copy them fail in
+//! check mode). Key material is never printed: the task's message names only
+//! how many files were written and where.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::pki::{self, ServerCert};
+use crate::config;
+use crate::error::{Error, Result};
+use crate::modules::{Context, Outcome};
+use crate::vars::Vars;
+
+/// `cluster_secrets:` arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsArgs {
+    pub kind: SecretsKind,
+    /// Where the files are kept (a template), e.g. `{{ consul_tls_dir }}`.
+    pub dir: String,
+}
+
+/// Which secrets: they differ in the names a host's certificate carries and
+/// in the gossip key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretsKind {
+    /// The CA, the client pair and each node's pair for Docker's TLS API.
+    DockerTls,
+    /// The CA and each agent's pair for Consul's RPC, and the gossip key.
+    Consul,
+}
+
+impl SecretsKind {
+    /// The name as written in YAML.
+    pub fn name(self) -> &'static str {
+        match self {
+            SecretsKind::DockerTls => "docker_tls",
+            SecretsKind::Consul => "consul",
+        }
+    }
+}
+
+/// The file holding the Consul gossip encryption key, in the `consul` dir.
+pub(crate) const GOSSIP_KEY: &str = "gossip.key";
+
+/// One host at a time: the first makes the CA, the others reuse it.
+static LOCK: Mutex<()> = Mutex::new(());
+
+/// Make (or find current) this host's secrets; see the module documentation.
+pub(crate) fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome> {
+    let dir = ctx.render(&args.dir)?;
+    if dir.trim().is_empty() {
+        return Err(Error::input(
+            ctx.location.clone(),
+            format!("`cluster_secrets` `dir` is empty for `{}`", ctx.host),
+        ));
+    }
+    let dir = PathBuf::from(dir);
+    let cert = server_cert(args.kind, ctx.host, ctx.vars)?;
+    let _one_at_a_time = LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    let certs = std::slice::from_ref(&cert);
+    let mut report = if ctx.check {
+        pki::plan(&dir, certs)?
+    } else {
+        pki::ensure(&dir, certs)?
+    };
+    let mut facts = None;
+    if args.kind == SecretsKind::Consul {
+        let key_file = dir.join(GOSSIP_KEY);
+        let key = match read_optional(&key_file)? {
+            Some(bytes) => Some(String::from_utf8_lossy(&bytes).trim().to_owned()),
+            None => {
+                report.created.push(key_file.clone());
+                if ctx.check {
+                    None
+                } else {
+                    let key = base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        rand::random::<[u8; 32]>(),
+                    );
+                    pki::write_secret(&key_file, key.as_bytes())?;
+                    Some(key)
+                }
+            }
+        };
+        facts = key
+            .map(|key| consul_facts(&dir, &cert.name, key))
+            .transpose()?;
+    }
+    let count = report.created.len();
+    let msg = (count > 0).then(|| {
+        let verb = if ctx.check { "would write" } else { "wrote" };
+        let files = if count == 1 { "file" } else { "files" };
+        format!("{verb} {count} {files} in `{}`", dir.display())
+    });
+    Ok(Outcome {
+        changed: count > 0,
+        msg,
+        facts,
+        ..Outcome::ok()
+    })
+}
+
+/// The certificate `host` needs: its name and the addresses it is reached
+/// at, by kind.
+fn server_cert(kind: SecretsKind, host: &str, vars: &Vars) -> Result<ServerCert> {
+    let text = |name: &str| vars.get(name).and_then(Value::as_str).map(str::to_owned);
+    let address = config::ssh_address(host, vars)?;
+    let mut addresses = Vec::new();
+    if kind == SecretsKind::Consul {
+        addresses.extend(["127.0.0.1".to_owned(), "localhost".to_owned()]);
+    }
+    let ip = text("arpanet_ip").filter(|ip| *ip != address);
+    addresses.push(address);
+    addresses.extend(ip);
+    let server = vars
+        .get("group_names")
+        .and_then(Value::as_array)
+        .is_some_and(|groups| groups.iter().any(|g| g == "servers"));
+    if kind == SecretsKind::Consul && server {
+        let datacenter = text("consul_datacenter").unwrap_or_else(|| "dc1".to_owned());
+        addresses.push(format!("server.{datacenter}.consul"));
+    }
+    Ok(ServerCert {
+        name: host.to_owned(),
+        addresses,
+    })
+}
+
+/// `consul_gossip_key`, and `consul_security_fingerprint` when the CA and
+/// the host's certificate are there: what its agent is started with.
+fn consul_facts(dir: &Path, host: &str, key: String) -> Result<Vars> {
+    let mut facts = Vars::new();
+    let ca = read_optional(&dir.join(pki::CA_CERT))?;
+    let own = read_optional(&dir.join(pki::HOSTS_DIR).join(host).join(pki::SERVER_CERT))?;
+    if let (Some(ca), Some(own)) = (ca, own) {
+        let digest = Sha256::new()
+            .chain_update(&ca)
+            .chain_update(&own)
+            .chain_update(key.as_bytes())
+            .finalize();
+        facts.insert(
+            "consul_security_fingerprint".into(),
+            hex::encode(&digest[..8]).into(),
+        );
+    }
+    facts.insert("consul_gossip_key".into(), key.into());
+    Ok(facts)
+}
+
+/// The file's bytes, or `None` when there is no such file.
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("read", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vars(pairs: &[(&str, Value)]) -> Vars {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_consul_server_certificate_names_the_server_and_its_addresses() {
+        let v = vars(&[
+            ("ansible_host", json!("10.0.0.1")),
+            ("arpanet_ip", json!("192.168.0.1")),
+            ("group_names", json!(["servers"])),
+            ("consul_datacenter", json!("east")),
+        ]);
+        let cert = server_cert(SecretsKind::Consul, "node1", &v).unwrap();
+        assert_eq!(cert.name, "node1");
+        assert_eq!(
+            cert.addresses,
+            [
+                "127.0.0.1",
+                "localhost",
+                "10.0.0.1",
+                "192.168.0.1",
+                "server.east.consul"
+            ]
+        );
+        let client = vars(&[
+            ("ansible_host", json!("10.0.0.4")),
+            ("arpanet_ip", json!("10.0.0.4")),
+            ("group_names", json!(["clients"])),
+        ]);
+        let cert = server_cert(SecretsKind::Consul, "node4", &client).unwrap();
+        assert_eq!(cert.addresses, ["127.0.0.1", "localhost", "10.0.0.4"]);
+        let cert = server_cert(SecretsKind::DockerTls, "node1", &v).unwrap();
+        assert_eq!(cert.addresses, ["10.0.0.1", "192.168.0.1"]);
+    }
+
+    #[test]
+    fn consul_facts_digest_the_ca_the_host_certificate_and_the_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let key = "a2V5".to_owned();
+        let facts = consul_facts(dir, "n1", key.clone()).unwrap();
+        assert_eq!(facts.get("consul_gossip_key"), Some(&json!("a2V5")));
+        assert!(facts.get("consul_security_fingerprint").is_none());
+        pki::ensure(
+            dir,
+            &[ServerCert {
+                name: "n1".into(),
+                addresses: vec!["10.0.0.1".into()],
+            }],
+        )
+        .unwrap();
+        let one = consul_facts(dir, "n1", key.clone()).unwrap();
+        let again = consul_facts(dir, "n1", key).unwrap();
+        let other = consul_facts(dir, "n1", "b3RoZXI=".into()).unwrap();
+        let print = |f: &Vars| {
+            f["consul_security_fingerprint"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(print(&one).len(), 16);
+        assert_eq!(print(&one), print(&again));
+        assert_ne!(print(&one), print(&other));
+    }
+
+    #[test]
+    fn the_builtin_playbooks_make_the_secrets_before_they_copy_them() {
+        use crate::playbook::{Module, Task};
+        let cases = [
+            ("setup", SecretsKind::DockerTls, "docker_tls_dir"),
+            ("bootstrap", SecretsKind::DockerTls, "docker_tls_dir"),
+            ("consul", SecretsKind::Consul, "consul_tls_dir"),
+            ("bootstrap", SecretsKind::Consul, "consul_tls_dir"),
+            ("upgrade", SecretsKind::Consul, "consul_tls_dir"),
+        ];
+        for (name, kind, dir) in cases {
+            let pb = crate::playbook::resolve(name).unwrap();
+            let tasks: Vec<&Task> = pb.plays.iter().flat_map(|p| &p.tasks).collect();
+            let made = tasks.iter().position(|t| {
+                matches!(&t.module, Module::ClusterSecrets(a)
+                    if a.kind == kind && a.dir == format!("{{{{ {dir} }}}}"))
+            });
+            let copied = tasks.iter().position(|t| match &t.module {
+                Module::Copy(a) => [&a.src, &a.content]
+                    .into_iter()
+                    .flatten()
+                    .any(|s| s.contains(dir) || s.contains("consul_gossip_key")),
+                _ => false,
+            });
+            assert!(copied.is_some(), "{name}: nothing copies from `{dir}`");
+            assert!(made < copied, "{name}: `{dir}` copied before it is made");
+            assert!(made.is_some(), "{name}: no cluster_secrets for `{dir}`");
+        }
+        // Nothing else makes key material.
+        for name in ["pull", "stack", "stop", "info", "preflight"] {
+            let pb = crate::playbook::resolve(name).unwrap();
+            assert!(
+                !pb.plays
+                    .iter()
+                    .flat_map(|p| &p.tasks)
+                    .any(|t| matches!(t.module, Module::ClusterSecrets(_))),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn its_arguments_are_checked_when_the_playbook_is_read() {
+        let parse = |args: &str| {
+            let text = format!("- hosts: all\n  tasks:\n    - cluster_secrets: {args}\n");
+            crate::playbook::Playbook::parse(Path::new("pb.yml"), Path::new("."), &text)
+        };
+        let pb = parse("{kind: consul, dir: \"{{ consul_tls_dir }}\"}").unwrap();
+        assert_eq!(pb.plays[0].tasks[0].name, "cluster_secrets: consul");
+        for (bad, says) in [
+            (
+                "{kind: vault, dir: x}",
+                "unknown value `vault`, expected `docker_tls` or `consul`",
+            ),
+            ("{kind: consul}", "missing argument `dir`"),
+            (
+                "{kind: consul, dir: x, mode: '0600'}",
+                "unknown argument `mode`, expected `kind` or `dir`",
+            ),
+            ("{kind: consul, dir: \"{{ nope\"}", "pb.yml:3"),
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The CLI boundary: one file per command. Each turns its clap arguments
+//! (`crate::cli`) into plain settings and calls the engine (`runner`,
+//! `inventory`, `template`) or the product (`cluster`, `lab`). clap types
+//! stop here: nothing below this layer imports `cli`.
+
+pub(crate) mod consul;
+pub(crate) mod exec;
+pub(crate) mod inventory;
+pub(crate) mod kv;
+pub(crate) mod lab;
+pub(crate) mod render;
+pub(crate) mod run;
+pub(crate) mod status;
+
+use crate::cli::{ConnectArgs, HostKeyCheckingArg, OutputFormat as OutputArg};
+use crate::config::ConnectOptions;
+use crate::report::OutputFormat;
+use crate::runner::Output;
+use crate::transport::HostKeyChecking;
+
+/// The options every command that reaches hosts shares.
+fn connect_options(args: &ConnectArgs) -> ConnectOptions {
+    ConnectOptions {
+        inventory: args.inventory.clone(),
+        limit: args.limit.clone(),
+        extra_vars: args.extra_vars.clone(),
+        forks: args.forks,
+        user: args.user.clone(),
+        private_key: args.private_key.clone(),
+        known_hosts: args.known_hosts.clone(),
+        host_key_checking: match args.host_key_checking {
+            HostKeyCheckingArg::Strict => HostKeyChecking::Strict,
+            HostKeyCheckingArg::AcceptNew => HostKeyChecking::AcceptNew,
+            HostKeyCheckingArg::Off => HostKeyChecking::Off,
+        },
+        timeout: args.timeout,
+    }
+}
+
+fn output_format(format: OutputArg) -> OutputFormat {
+    match format {
+        OutputArg::Human => OutputFormat::Human,
+        OutputArg::Json => OutputFormat::Json,
+    }
+}
+
+/// How a run is printed.
+fn output(args: &ConnectArgs) -> Output {
+    Output {
+        format: output_format(args.output),
+        verbose: args.verbose,
+    }
+}

@@ -1,0 +1,47 @@
+//! `arpanet render --host NAME TEMPLATE`: a template file (or a built-in
+//! one) rendered with one host's variables, printed. Contacts no host.
+
+use std::path::Path;
+
+use crate::cli::RenderArgs;
+use crate::config;
+use crate::error::{exit, Error, Result};
+use crate::inventory::Inventory;
+use crate::playbook;
+use crate::session;
+use crate::template::Engine;
+use crate::vars::{self, Layers, Vars};
+
+pub(crate) fn run(args: RenderArgs) -> Result<i32> {
+    let inventory = Inventory::load(&args.inventory)?;
+    let layers = Layers::load(config::rc_file().as_deref(), &args.extra_vars)?;
+    if !inventory.hosts.iter().any(|h| h.name == args.host) {
+        return Err(Error::usage(format!(
+            "no host `{}` in `{}`",
+            args.host,
+            args.inventory.display()
+        )));
+    }
+    let engine = Engine::new();
+    let vars = session::resolved(
+        &engine,
+        &vars::for_host(&inventory, &args.host, &layers, &Vars::new()),
+    );
+    let path = Path::new(&args.template);
+    let text = if path.exists() {
+        engine.render_file(path, &vars)?
+    } else if let Some(source) = playbook::builtin_template(&args.template) {
+        engine.render_named(
+            &format!("<builtin>/templates/{}", args.template),
+            source,
+            &vars,
+        )?
+    } else {
+        return Err(Error::usage(format!(
+            "no template file `{}`",
+            args.template
+        )));
+    };
+    print!("{text}");
+    Ok(exit::OK)
+}

@@ -1,0 +1,61 @@
+//! The engine's entry point: load the inventory and variables, resolve every
+//! host a playbook may reach (so bad connection variables are reported
+//! before anything runs), then run the playbooks through the executor and
+//! print the recap. `run` and `exec` both end here; the engine writes
+//! nothing on this machine unless a task asks it to.
+
+use std::sync::Arc;
+
+use crate::config::{ConnectOptions, Settings};
+use crate::error::Result;
+use crate::executor::Executor;
+use crate::playbook::Playbook;
+use crate::report::{OutputFormat, Printer};
+use crate::session::{self, Session};
+use crate::template::Engine;
+use crate::transport::{HostKeyChecking, Target};
+
+/// How a run is shown.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Output {
+    pub format: OutputFormat,
+    /// `-v` count.
+    pub verbose: u8,
+}
+
+/// Run `playbooks` against the hosts of `connect`; returns the exit code
+/// the recap implies.
+pub fn run_playbooks(
+    connect: &ConnectOptions,
+    output: Output,
+    settings: Settings,
+    playbooks: &[Playbook],
+) -> Result<i32> {
+    let session = Session::open(connect)?;
+    let hosts = session.hosts_of(
+        playbooks
+            .iter()
+            .flat_map(|p| &p.plays)
+            .map(|p| p.hosts.as_str()),
+    )?;
+    let targets: Vec<Target> = hosts.into_iter().map(|h| h.target).collect();
+    let printer = Printer::start(output.format, output.verbose);
+    if session.defaults.host_key_checking == HostKeyChecking::Off {
+        printer
+            .reporter()
+            .warn("host key checking is off: any machine can pose as your hosts");
+    }
+    let runtime = session::runtime()?;
+    let mut executor = Executor::new(
+        session.inventory.clone(),
+        session.layers.clone(),
+        Engine::new(),
+        Arc::new(session.connector()),
+        printer.reporter(),
+        settings,
+        targets,
+    );
+    let result = runtime.block_on(executor.run(playbooks));
+    let code = printer.finish();
+    result.map(|()| code)
+}

@@ -1,0 +1,192 @@
+//! Cluster key material is made only by the `cluster_secrets` task: never by
+//! `exec`, `inventory`, `render` or a playbook that does not ask for it,
+//! even on an inventory with `servers` and `docker_tcp` on (issue 7: every
+//! `run` and `exec` used to write a Consul CA and gossip key beside it).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::support::{Cluster, Run};
+
+/// Every file under `dir` (but the test's own `home`), with its bytes and
+/// modification time.
+fn listing(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, SystemTime)> {
+    let mut files = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                if path != dir.join("home") {
+                    todo.push(path.clone());
+                }
+                files.insert(path, (Vec::new(), meta.modified().unwrap()));
+            } else if meta.is_file() {
+                let bytes = fs::read(&path).unwrap();
+                files.insert(path, (bytes, meta.modified().unwrap()));
+            }
+        }
+    }
+    files
+}
+
+fn names(files: &BTreeMap<PathBuf, (Vec<u8>, SystemTime)>, dir: &Path) -> Vec<String> {
+    files
+        .keys()
+        .map(|p| p.strip_prefix(dir).unwrap().display().to_string())
+        .collect()
+}
+
+/// Two servers and a client, with `docker_tcp` on.
+fn cluster_inventory(cluster: &Cluster) -> PathBuf {
+    cluster.inventory_with_groups(
+        &[("servers", &[0, 1]), ("clients", &[2])],
+        &[("docker_tcp", "true")],
+    )
+}
+
+fn recap_changed(run: &Run, host: &str) -> usize {
+    let start = run.stdout.find("PLAY RECAP").expect("a recap");
+    let line = run.stdout[start..]
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(host))
+        .unwrap_or_else(|| panic!("no recap line for {host}\n{run}"));
+    let field = line
+        .split_whitespace()
+        .find(|w| w.starts_with("changed="))
+        .unwrap();
+    field["changed=".len()..].parse().unwrap()
+}
+
+#[test]
+fn exec_inventory_render_and_user_playbooks_write_no_key_material() {
+    let cluster = Cluster::start(3);
+    let inventory = cluster_inventory(&cluster);
+    let inv = inventory.to_str().unwrap();
+    let template = cluster.write_file("t.j2", "{{ inventory_hostname }}\n");
+    let playbook = cluster.write_file(
+        "mine.yml",
+        "- hosts: servers\n  tasks:\n    - command: echo {{ docker_tcp }} {{ consul_tls_dir }}\n",
+    );
+    let before = listing(cluster.dir());
+
+    let exec = cluster.run(&["exec", "-i", inv, "--", "uptime"]);
+    assert_eq!(exec.code, 0, "{exec}");
+    let listed = cluster.run(&["inventory", "-i", inv]);
+    assert_eq!(listed.code, 0, "{listed}");
+    let host = cluster.run(&["inventory", "-i", inv, "--host", "node1"]);
+    assert_eq!(host.code, 0, "{host}");
+    let render = cluster.run(&["render", "-i", inv, "--host", "node1", t(&template)]);
+    assert_eq!(render.code, 0, "{render}");
+    let builtin = cluster.run(&["render", "-i", inv, "--host", "node1", "docker.default.j2"]);
+    assert_eq!(builtin.code, 0, "{builtin}");
+    let mine = cluster.run(&["run", "-i", inv, t(&playbook), "-v"]);
+    assert_eq!(mine.code, 0, "{mine}");
+    assert!(mine.stdout.contains("/consul-tls"), "{mine}");
+
+    let after = listing(cluster.dir());
+    assert_eq!(
+        names(&after, cluster.dir()),
+        names(&before, cluster.dir()),
+        "files appeared beside the inventory"
+    );
+    assert!(after == before, "a file beside the inventory changed");
+    for run in [&exec, &listed, &host, &render, &builtin, &mine] {
+        assert!(!run.stderr.contains("wrote"), "{run}");
+    }
+}
+
+fn t(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn the_secrets_task_writes_once_then_reports_ok_and_check_mode_writes_nothing() {
+    let cluster = Cluster::start(3);
+    let inventory = cluster_inventory(&cluster);
+    let inv = t(&inventory);
+    let playbook = cluster.write_file(
+        "secrets.yml",
+        concat!(
+            "- hosts: servers:clients\n",
+            "  tasks:\n",
+            "    - name: consul secrets\n",
+            "      cluster_secrets:\n",
+            "        kind: consul\n",
+            "        dir: \"{{ consul_tls_dir }}\"\n",
+            "    - name: docker secrets\n",
+            "      when: docker_tcp | bool\n",
+            "      cluster_secrets: {kind: docker_tls, dir: \"{{ docker_tls_dir }}\"}\n",
+            "    - name: the facts are set\n",
+            "      assert:\n",
+            "        that:\n",
+            "          - (consul_gossip_key | length) == 44\n",
+            "          - (consul_security_fingerprint | length) == 16\n",
+        ),
+    );
+    let consul = cluster.dir().join("consul-tls");
+    let docker = cluster.dir().join("docker-tls");
+
+    // --check on a fresh inventory: says what it would write, writes nothing.
+    let before = listing(cluster.dir());
+    let check = cluster.run(&["run", "-i", inv, t(&playbook), "--check"]);
+    assert!(check.stdout.contains("would write"), "{check}");
+    assert_eq!(recap_changed(&check, "node1"), 2, "{check}");
+    assert!(listing(cluster.dir()) == before, "--check wrote files");
+
+    // The first run makes everything, for every host of the play.
+    let first = cluster.run(&["run", "-i", inv, t(&playbook)]);
+    assert_eq!(first.code, 0, "{first}");
+    for host in ["node1", "node2", "node3"] {
+        assert_eq!(recap_changed(&first, host), 2, "{first}");
+        for dir in [&consul, &docker] {
+            let own = dir.join("hosts").join(host);
+            assert!(own.join("server-cert.pem").is_file(), "{}", own.display());
+            assert!(own.join("server-key.pem").is_file(), "{}", own.display());
+        }
+    }
+    for file in ["ca.pem", "ca-key.pem", "gossip.key"] {
+        assert!(consul.join(file).is_file(), "{file}");
+    }
+    for file in ["ca.pem", "ca-key.pem", "cert.pem", "key.pem"] {
+        assert!(docker.join(file).is_file(), "{file}");
+    }
+    // Key material is never printed.
+    let key = fs::read_to_string(consul.join("gossip.key")).unwrap();
+    let ca_key = fs::read_to_string(consul.join("ca-key.pem")).unwrap();
+    for secret in [key.trim(), ca_key.lines().nth(1).unwrap()] {
+        assert!(
+            !first.stdout.contains(secret) && !first.stderr.contains(secret),
+            "{first}"
+        );
+    }
+
+    // The second run writes nothing: `ok`, same bytes, same times.
+    let made = listing(cluster.dir());
+    let second = cluster.run(&["run", "-i", inv, t(&playbook)]);
+    assert_eq!(second.code, 0, "{second}");
+    for host in ["node1", "node2", "node3"] {
+        assert_eq!(recap_changed(&second, host), 0, "{second}");
+    }
+    assert!(
+        listing(cluster.dir()) == made,
+        "the second run changed files"
+    );
+
+    // --check on made secrets: nothing to do, the facts are there.
+    let check = cluster.run(&["run", "-i", inv, t(&playbook), "--check"]);
+    assert_eq!(check.code, 0, "{check}");
+    assert_eq!(recap_changed(&check, "node1"), 0, "{check}");
+    assert!(listing(cluster.dir()) == made, "--check changed files");
+
+    // The built-in bootstrap makes them too, before touching a host with
+    // them; a shape it refuses makes nothing.
+    fs::remove_dir_all(&consul).unwrap();
+    fs::remove_dir_all(&docker).unwrap();
+    let odd = cluster.run(&["run", "-i", inv, "bootstrap", "-e", "consul_expect=5"]);
+    assert_ne!(odd.code, 0, "{odd}");
+    assert!(!consul.exists() && !docker.exists(), "{odd}");
+}
