@@ -14,31 +14,22 @@ use serde_json::{json, Value};
 
 use crate::config::Settings;
 use crate::error::{Error, Result};
-use crate::inventory::Inventory;
 use crate::modules::{self, Context, Outcome};
 use crate::plan;
 use crate::playbook::{Play, Playbook, Task};
 use crate::report::{Event, Failure, HostResult, Reporter, Status};
+use crate::scope::{self, HostVars, Scope};
 use crate::template::Engine;
 use crate::transport::{Connector, Target, Transport};
-use crate::vars::{self, Layers, Vars};
+use crate::vars::Vars;
 
 /// What the executor knows about one host across the whole run.
 struct HostState {
     name: String,
     target: Target,
     connection: Option<Arc<dyn Transport>>,
-    /// Registered results and `set_fact` values; they outlive plays.
-    facts: Vars,
-    /// Everything the host sees in the current play, facts excluded, with
-    /// templated values already rendered where they could be.
-    play_vars: Vars,
-    /// Play vars whose templates need something not known at play start
-    /// (a registered result); retried before each task.
-    unresolved: BTreeMap<String, String>,
-    /// How many facts there were when `unresolved` was last retried: they
-    /// are retried only once new facts may let them render.
-    unresolved_tried_at: usize,
+    /// The current play's variables and the facts, asked of the scope.
+    vars: HostVars,
     /// Left the run: unreachable, or failed in an earlier play.
     gone: bool,
     /// Failed in the current play.
@@ -47,8 +38,7 @@ struct HostState {
 }
 
 pub struct Executor {
-    inventory: Arc<Inventory>,
-    layers: Arc<Layers>,
+    scope: Arc<Scope>,
     engine: Engine,
     connector: Arc<dyn Connector>,
     reporter: Reporter,
@@ -59,9 +49,8 @@ pub struct Executor {
 impl Executor {
     /// `targets` holds every host any play may reach, resolved up front so
     /// that bad connection variables are reported before anything runs.
-    pub fn new(
-        inventory: Arc<Inventory>,
-        layers: Arc<Layers>,
+    pub(crate) fn new(
+        scope: Arc<Scope>,
         engine: Engine,
         connector: Arc<dyn Connector>,
         reporter: Reporter,
@@ -75,10 +64,7 @@ impl Executor {
                     name: target.name.clone(),
                     target,
                     connection: None,
-                    facts: Vars::new(),
-                    play_vars: Vars::new(),
-                    unresolved: BTreeMap::new(),
-                    unresolved_tried_at: 0,
+                    vars: HostVars::default(),
                     gone: false,
                     failed: false,
                     notified: BTreeSet::new(),
@@ -87,8 +73,7 @@ impl Executor {
             })
             .collect();
         Executor {
-            inventory,
-            layers,
+            scope,
             engine,
             connector,
             reporter,
@@ -118,8 +103,11 @@ impl Executor {
     /// Returns false when the run must stop (a batch exceeded its failure
     /// budget).
     async fn run_play(&mut self, playbook: &Playbook, play: &Play) -> Result<bool> {
-        let selected =
-            plan::play_hosts(&self.inventory, &play.hosts, self.settings.limit.as_deref())?;
+        let selected = plan::play_hosts(
+            self.scope.inventory(),
+            &play.hosts,
+            self.settings.limit.as_deref(),
+        )?;
         let hosts: Vec<String> = selected
             .into_iter()
             .filter(|h| self.hosts.get(h).is_some_and(|s| !s.gone))
@@ -150,8 +138,7 @@ impl Executor {
                 if active.is_empty() {
                     break;
                 }
-                self.run_task(playbook, &play.vars, task, &active, false)
-                    .await;
+                self.run_task(playbook, task, &active, false).await;
             }
             self.run_handlers(playbook, play, &batch).await;
             let failed = batch
@@ -181,60 +168,19 @@ impl Executor {
         Ok(true)
     }
 
-    /// Every host's variables for `play`, with templated values rendered:
-    /// first without `hostvars`, then again with every host's first-pass
-    /// values visible as `hostvars`, so `{{ hostvars[h]['arpanet_ip'] }}`
-    /// works in defaults and inventory vars.
+    /// Every host's variables for `play`, from the scope.
     fn resolve_play_vars(&mut self, play: &Play, hosts: &[String]) -> Result<()> {
-        let raw: BTreeMap<String, Vars> = self
-            .inventory
-            .hosts
-            .iter()
-            .map(|h| {
-                (
-                    h.name.clone(),
-                    vars::for_host(&self.inventory, &h.name, &self.layers, &play.vars),
-                )
-            })
-            .collect();
-        let mut resolved: BTreeMap<String, (Vars, BTreeMap<String, String>)> = BTreeMap::new();
-        for round in 0..2 {
-            resolved = raw
-                .iter()
-                .map(|(name, raw)| {
-                    let mut vars = raw.clone();
-                    let unresolved =
-                        self.engine
-                            .resolve_vars(raw, raw.keys(), &mut vars, &play.location);
-                    (name.clone(), (vars, unresolved))
-                })
-                .collect();
-            let hostvars: serde_json::Map<String, Value> = resolved
-                .iter()
-                .map(|(name, (vars, _))| {
-                    let mut vars = vars.clone();
-                    vars.remove("groups");
-                    (name.clone(), Value::Object(vars))
-                })
-                .collect();
-            self.engine.set_global("hostvars", &Value::Object(hostvars));
-            if round == 0
-                && !raw
-                    .values()
-                    .any(|v| v.values().any(crate::template::has_template))
-            {
-                break;
-            }
-        }
+        let mut resolved = self
+            .scope
+            .play(&mut self.engine, &play.vars, &play.location);
         for name in hosts {
             let state = self
                 .hosts
                 .get_mut(name)
                 .ok_or_else(|| Error::Internal(format!("unknown host {name}")))?;
-            let (vars, unresolved) = resolved.remove(name).unwrap_or_default();
-            state.play_vars = vars;
-            state.unresolved = unresolved;
-            state.unresolved_tried_at = state.facts.len();
+            state
+                .vars
+                .enter_play(resolved.remove(name).unwrap_or_default());
             state.failed = false;
             state.notified.clear();
         }
@@ -263,8 +209,7 @@ impl Executor {
             if hosts.is_empty() {
                 continue;
             }
-            self.run_task(playbook, &play.vars, handler, &hosts, true)
-                .await;
+            self.run_task(playbook, handler, &hosts, true).await;
         }
     }
 
@@ -273,7 +218,6 @@ impl Executor {
     async fn run_task(
         &mut self,
         playbook: &Playbook,
-        play_vars: &Vars,
         task: &Task,
         hosts: &[String],
         handler: bool,
@@ -292,13 +236,10 @@ impl Executor {
         });
         let shared = Shared {
             engine: &self.engine,
-            inventory: &self.inventory,
-            layers: &self.layers,
-            play_vars,
+            scope: &self.scope,
             connector: self.connector.as_ref(),
             reporter: &self.reporter,
             settings: &self.settings,
-            extra: &self.layers.extra,
             playbook,
         };
         if !task.run_once || handler {
@@ -335,7 +276,7 @@ impl Executor {
                 continue;
             };
             if let (Some(name), Some(value)) = (&task.register, &registered) {
-                state.facts.insert(name.clone(), value.clone());
+                state.vars.register(name, value.clone());
             }
             if failed {
                 state.failed = true;
@@ -360,13 +301,10 @@ impl Executor {
 /// The parts of the executor every host job reads.
 struct Shared<'a> {
     engine: &'a Engine,
-    inventory: &'a Inventory,
-    layers: &'a Layers,
-    play_vars: &'a Vars,
+    scope: &'a Scope,
     connector: &'a dyn Connector,
     reporter: &'a Reporter,
     settings: &'a Settings,
-    extra: &'a Vars,
     playbook: &'a Playbook,
 }
 
@@ -377,7 +315,9 @@ async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) ->
     let elapsed = crate::report::round(started.elapsed());
     let mut outcome = result.unwrap_or_else(Outcome::from_error);
     if let Some(failure) = &mut outcome.failure {
-        explain_unresolved(failure, &state.unresolved);
+        if let Some(hint) = state.vars.explain(&failure.message) {
+            failure.hint = Some(hint);
+        }
     }
     let status = if outcome.unreachable.is_some() {
         Status::Unreachable
@@ -393,7 +333,7 @@ async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) ->
     }
     let registered = task.register.as_ref().map(|name| {
         let value = registered_value(&outcome, status);
-        state.facts.insert(name.clone(), value.clone());
+        state.vars.register(name, value.clone());
         value
     });
     let mut event = HostResult {
@@ -423,38 +363,14 @@ async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) ->
 /// Everything up to the outcome: variables, the connection, then the module
 /// once, or once per item of `loop`.
 async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Result<Outcome> {
-    let mut vars = state.play_vars.clone();
-    vars.extend(state.facts.iter().map(|(k, v)| (k.clone(), v.clone())));
-    // `-e` beats facts, as in Ansible; play_vars hold its rendered values.
-    for key in shared.extra.keys().filter(|k| state.facts.contains_key(*k)) {
-        if let Some(value) = state.play_vars.get(key) {
-            vars.insert(key.clone(), value.clone());
-        }
-    }
-    if !state.unresolved.is_empty() && state.facts.len() != state.unresolved_tried_at {
-        let raw = vars::for_host(
-            shared.inventory,
-            &state.name,
-            shared.layers,
-            shared.play_vars,
-        );
-        let still =
-            shared
-                .engine
-                .resolve_vars(&raw, state.unresolved.keys(), &mut vars, &task.location);
-        for key in state.unresolved.keys().filter(|k| !still.contains_key(*k)) {
-            if let Some(value) = vars.get(key) {
-                state.play_vars.insert(key.clone(), value.clone());
-            }
-        }
-        state.unresolved = still;
-        state.unresolved_tried_at = state.facts.len();
-    }
+    let mut vars = shared
+        .scope
+        .for_task(shared.engine, &mut state.vars, &task.location);
     let Some(items) = &task.loop_items else {
         return once(shared, task, state, &mut vars).await;
     };
     if !task.when.is_empty()
-        && !vars_need_item(&task.when)
+        && !scope::mentions_item(&task.when)
         && !shared
             .engine
             .eval_condition(&task.when, &vars, &task.location)?
@@ -479,7 +395,7 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
     let mut messages = Vec::new();
     let mut all_skipped = true;
     for item in items {
-        vars.insert("item".into(), item.clone());
+        Scope::set_item(&mut vars, item.clone());
         let outcome = once(shared, task, state, &mut vars).await?;
         let label = match &item {
             Value::Object(map) => map
@@ -521,15 +437,6 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
     Ok(total)
 }
 
-/// Whether a condition mentions `item` (so it is judged per loop item).
-fn vars_need_item(condition: &[String]) -> bool {
-    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    condition.iter().any(|c| {
-        c.match_indices("item")
-            .any(|(i, _)| !c[..i].ends_with(word) && !c[i + 4..].starts_with(word))
-    })
-}
-
 /// One run of the module: `when`, the connection, retries with `until`,
 /// then `changed_when` and `failed_when`.
 async fn once(
@@ -550,17 +457,9 @@ async fn once(
     } else {
         connect(shared.connector, state).await?
     };
-    let mut vars = vars.clone();
-    let mut task_vars = Vars::new();
-    for (key, value) in &task.vars {
-        task_vars.insert(
-            key.clone(),
-            shared.engine.render_json(value, &vars, &task.location)?,
-        );
-    }
-    // Task vars sit below `-e`, as in Ansible.
-    task_vars.retain(|key, _| !shared.extra.contains_key(key));
-    vars.extend(task_vars);
+    let mut vars = shared
+        .scope
+        .with_task_vars(shared.engine, vars, &task.vars, &task.location)?;
     let attempts = if task.until.is_empty() {
         1
     } else {
@@ -575,14 +474,14 @@ async fn once(
             return Err(err);
         }
         if let Some(facts) = outcome.facts.take() {
-            state.facts.extend(facts.clone());
-            vars.extend(facts);
+            for (name, value) in &facts {
+                shared.scope.add_fact(&mut vars, name, value.clone());
+            }
+            state.vars.set_facts(facts);
         }
         if let Some(name) = &task.register {
-            vars.insert(
-                name.clone(),
-                registered_value(&outcome, status_of(&outcome)),
-            );
+            let value = registered_value(&outcome, status_of(&outcome));
+            shared.scope.add_fact(&mut vars, name, value);
         }
         if task.until.is_empty() || outcome.skipped.is_some() {
             break;
@@ -606,25 +505,27 @@ async fn once(
         }
     }
     if outcome.skipped.is_none() {
-        apply_overrides(shared.engine, task, &mut vars, &mut outcome)?;
+        apply_overrides(shared, task, &mut vars, &mut outcome)?;
     }
     Ok(outcome)
 }
 
 /// `changed_when` and `failed_when`, evaluated with the result registered.
 fn apply_overrides(
-    engine: &Engine,
+    shared: &Shared<'_>,
     task: &Task,
     vars: &mut Vars,
     outcome: &mut Outcome,
 ) -> Result<()> {
+    let engine = shared.engine;
     if task.changed_when.is_empty() && task.failed_when.is_empty() {
         return Ok(());
     }
     if !task.changed_when.is_empty() {
         outcome.changed = engine.eval_condition(&task.changed_when, vars, &task.location)?;
         if let Some(name) = &task.register {
-            vars.insert(name.clone(), registered_value(outcome, status_of(outcome)));
+            let value = registered_value(outcome, status_of(outcome));
+            shared.scope.add_fact(vars, name, value);
         }
     }
     if !task.failed_when.is_empty() {
@@ -756,21 +657,6 @@ fn registered_value(outcome: &Outcome, status: Status) -> Value {
     value
 }
 
-/// A task that failed on an undefined variable which is in fact defined,
-/// as a template that would not render: say why it would not.
-fn explain_unresolved(failure: &mut Failure, unresolved: &BTreeMap<String, String>) {
-    let culprit = unresolved.iter().find(|(key, _)| {
-        failure
-            .message
-            .contains(&format!("undefined variable `{key}`"))
-    });
-    if let Some((key, why)) = culprit {
-        failure.hint = Some(format!(
-            "`{key}` is defined, but its value did not render: {why}"
-        ));
-    }
-}
-
 /// `no_log`: keep the status, drop everything that could carry a secret.
 fn hide(event: &mut HostResult) {
     const HIDDEN: &str = "output hidden by `no_log: true`";
@@ -798,8 +684,10 @@ mod tests {
     use futures::future::BoxFuture;
 
     use super::*;
+    use crate::inventory::Inventory;
     use crate::report::Captured;
     use crate::transport::{HostKeyChecking, Output, Stream};
+    use crate::vars::Layers;
 
     /// Records every command; `fail` commands exit 1 everywhere, and
     /// `fail@HOST` ones only on that host.
@@ -913,8 +801,7 @@ mod tests {
             ..settings
         };
         let mut executor = Executor::new(
-            inventory,
-            Arc::new(Layers::default()),
+            Arc::new(Scope::new(inventory, Layers::default())),
             Engine::new(),
             Arc::new(fake.clone()),
             reporter,
@@ -1091,8 +978,7 @@ mod tests {
         layers.extra.insert("pinned".into(), "from-cli".into());
         let (reporter, _captured) = Reporter::capture();
         let mut executor = Executor::new(
-            inventory.clone(),
-            Arc::new(layers),
+            Arc::new(Scope::new(inventory, layers)),
             Engine::new(),
             Arc::new(fake.clone()),
             reporter,
@@ -1108,15 +994,6 @@ mod tests {
             .unwrap();
         runtime.block_on(executor.run(&[playbook])).unwrap();
         assert_eq!(fake.commands("h1"), ["echo 'base:2 from-cli'"]);
-    }
-
-    #[test]
-    fn only_conditions_naming_item_wait_for_the_loop() {
-        let c = |s: &str| vec![s.to_owned()];
-        assert!(vars_need_item(&c("item.enabled")));
-        assert!(vars_need_item(&c("x and item == 1")));
-        assert!(!vars_need_item(&c("use_items | default(false)")));
-        assert!(!vars_need_item(&c("my_item")));
     }
 
     #[test]

@@ -25,10 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Location, Result};
-use crate::vars::{self, Layers, Vars};
-
-pub(crate) use ini::words;
-pub(crate) use yaml::{yaml_error, yaml_message};
+use crate::vars::{self, Vars};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Host {
@@ -174,48 +171,6 @@ impl Inventory {
         }
         memo.insert("all", 0);
         memo
-    }
-
-    /// `ansible-inventory --list` without `host` (each group's hosts and
-    /// children, and every host's resolved vars under `_meta.hostvars`,
-    /// leaving out the bulky `groups` magic var), or one host's resolved
-    /// vars (`ansible-inventory --host`).
-    pub fn to_json(&self, layers: &Layers, host: Option<&str>) -> Result<serde_json::Value> {
-        let no_play_vars = Vars::new();
-        if let Some(host) = host {
-            if self.host(host).is_none() {
-                let mut err = Error::usage(format!(
-                    "unknown host `{host}` in `{}`",
-                    self.source.display()
-                ));
-                if let Some(near) = suggest(host, self.hosts.iter().map(|h| h.name.as_str())) {
-                    err = err.with_hint(format!("did you mean `{near}`?"));
-                }
-                return Err(err);
-            }
-            return Ok(vars::for_host(self, host, layers, &no_play_vars).into());
-        }
-        let mut hostvars = Vars::new();
-        for h in &self.hosts {
-            let mut resolved = vars::for_host(self, &h.name, layers, &no_play_vars);
-            resolved.remove("groups");
-            hostvars.insert(h.name.clone(), resolved.into());
-        }
-        let mut out = Vars::new();
-        out.insert("_meta".into(), serde_json::json!({ "hostvars": hostvars }));
-        for g in &self.groups {
-            let mut entry = Vars::new();
-            if !g.hosts.is_empty() {
-                entry.insert("hosts".into(), g.hosts.clone().into());
-            }
-            if !g.children.is_empty() {
-                entry.insert("children".into(), g.children.clone().into());
-            }
-            if !entry.is_empty() {
-                out.insert(g.name.clone(), entry.into());
-            }
-        }
-        Ok(out.into())
     }
 
     /// Group name → the groups that list it as a child.
@@ -1048,44 +1003,6 @@ mod tests {
             (0, 1, 1, 2, 3, 1)
         );
         assert_eq!(inv.groups_of("h"), ["all", "a", "b", "c", "x"]);
-    }
-
-    #[test]
-    fn json_view_has_the_ansible_inventory_shape() {
-        let inv = Inventory::load(&fixture("hosts.ini")).unwrap();
-        let layers = Layers::load(None, &["tier=cli".to_owned()]).unwrap();
-        let list = inv.to_json(&layers, None).unwrap();
-        let keys: Vec<&String> = list.as_object().unwrap().keys().collect();
-        assert_eq!(
-            keys,
-            ["_meta", "all", "ungrouped", "cluster", "servers", "clients"]
-        );
-        assert_eq!(list["all"], json!({"children": ["ungrouped", "cluster"]}));
-        assert_eq!(list["ungrouped"], json!({"hosts": ["bastion"]}));
-        assert_eq!(list["cluster"], json!({"children": ["servers", "clients"]}));
-        assert_eq!(
-            list["servers"],
-            json!({"hosts": ["node1", "node2", "node3"]})
-        );
-        let node1 = &list["_meta"]["hostvars"]["node1"];
-        assert_eq!(node1["arpanet_ip"], json!("10.0.0.101"));
-        assert_eq!(node1["consul_expect"], json!(5));
-        assert_eq!(node1["docker_port"], json!(2375));
-        assert_eq!(node1["tier"], json!("cli"));
-        assert_eq!(node1["group_names"], json!(["cluster", "servers"]));
-        assert!(node1.get("groups").is_none());
-        assert_eq!(list["_meta"]["hostvars"].as_object().unwrap().len(), 6);
-
-        let one = inv.to_json(&layers, Some("node4")).unwrap();
-        assert_eq!(one["client_label"], json!("override"));
-        assert_eq!(one["inventory_hostname"], json!("node4"));
-        assert_eq!(one["groups"]["clients"], json!(["node4", "node5"]));
-
-        let err = inv.to_json(&layers, Some("nod4")).unwrap_err();
-        let text = err.to_string();
-        assert!(text.starts_with("unknown host `nod4`"), "{text}");
-        assert!(text.contains("hint: did you mean `node4`?"), "{text}");
-        assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! Three layers: `cli` and `command/` (the command line, one file per
 //! command); the Ansible-style engine (`config`, `session`, `runner`,
-//! `inventory`, `playbook`, `vars`, `template`, `plan`, `executor`,
+//! `inventory`, `playbook`, `vars`, `scope`, `template`, `plan`, `executor`,
 //! `modules`, `transport`, `ssh`, `report`); and the product on top of it
 //! (`cluster/`: certificates, gossip key, `status`, `kv`, `consul`; `lab`).
 
@@ -20,6 +20,7 @@ pub mod plan;
 pub mod playbook;
 pub mod report;
 pub(crate) mod runner;
+mod scope;
 pub mod session;
 pub mod ssh;
 pub mod suggest;

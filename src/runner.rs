@@ -47,8 +47,7 @@ pub fn run_playbooks(
     }
     let runtime = session::runtime()?;
     let mut executor = Executor::new(
-        session.inventory.clone(),
-        session.layers.clone(),
+        session.scope.clone(),
         Engine::new(),
         Arc::new(session.connector()),
         printer.reporter(),

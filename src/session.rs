@@ -5,19 +5,21 @@
 use std::sync::Arc;
 
 use crate::config::{self, ConnectDefaults, ConnectOptions};
-use crate::error::{Error, Location, Result};
+use crate::error::{Error, Result};
 use crate::inventory::Inventory;
+use crate::scope::Scope;
 use crate::ssh::SshConnector;
 use crate::template::Engine;
 use crate::transport::Target;
-use crate::vars::{self, Layers, Vars};
+use crate::vars::Vars;
 
 /// At most this many SSH handshakes at once, below sshd's MaxStartups (10).
 pub const MAX_STARTS: usize = 8;
 
 pub struct Session {
     pub inventory: Arc<Inventory>,
-    pub layers: Arc<Layers>,
+    /// Every host's variables; commands ask it, never merge layers.
+    pub(crate) scope: Arc<Scope>,
     pub defaults: ConnectDefaults,
     pub limit: Option<String>,
 }
@@ -33,7 +35,8 @@ impl Session {
     pub fn open(args: &ConnectOptions) -> Result<Self> {
         let defaults = ConnectDefaults::from_options(args)?;
         let inventory = Arc::new(Inventory::load(&args.inventory)?);
-        let layers = Arc::new(Layers::load(
+        let scope = Arc::new(Scope::load(
+            inventory.clone(),
             config::rc_file().as_deref(),
             &args.extra_vars,
         )?);
@@ -42,7 +45,7 @@ impl Session {
         }
         Ok(Session {
             inventory,
-            layers,
+            scope,
             defaults,
             limit: args.limit.clone(),
         })
@@ -80,23 +83,17 @@ impl Session {
         names
             .into_iter()
             .map(|name| {
-                let raw = vars::for_host(&self.inventory, &name, &self.layers, &Vars::new());
-                let mut vars = raw.clone();
-                let unrendered = engine.resolve_vars(
-                    &raw,
-                    raw.keys(),
-                    &mut vars,
-                    &Location::new("<variables>", 0, 0),
-                );
+                let resolved = self.scope.host(&engine, &name);
                 // Where to connect and as whom must never silently fall back.
-                if let Some((key, why)) = unrendered
-                    .iter()
-                    .find(|(key, _)| CONNECTION_VARS.contains(&key.as_str()))
+                if let Some((key, why)) = resolved
+                    .unrendered()
+                    .find(|(key, _)| CONNECTION_VARS.contains(key))
                 {
                     return Err(Error::usage(format!(
                         "host `{name}`: `{key}` does not render: {why}"
                     )));
                 }
+                let vars = resolved.vars;
                 let target = self.defaults.target(&name, &vars)?;
                 Ok(HostInfo { name, vars, target })
             })
@@ -129,15 +126,3 @@ const CONNECTION_VARS: &[&str] = &[
     "ansible_private_key_file",
     "arpanet_known_hosts_file",
 ];
-
-/// `vars` with their templated values rendered (those that can be now).
-pub fn resolved(engine: &Engine, vars: &Vars) -> Vars {
-    let mut out = vars.clone();
-    engine.resolve_vars(
-        vars,
-        vars.keys(),
-        &mut out,
-        &Location::new("<variables>", 0, 0),
-    );
-    out
-}

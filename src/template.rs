@@ -67,10 +67,17 @@ impl Engine {
     /// Evaluate every expression of a condition; true when all are.
     ///
     /// Each item is a bare expression as in Ansible's `when:`; a `{{ }}`
-    /// around it is tolerated and stripped.
+    /// around it is tolerated and stripped. A result that is a yes/no word
+    /// (`when: "{{ flag }}"` with `flag=no`) counts as that word says, by
+    /// [`crate::truth`]; any other value by Jinja's truthiness.
     pub fn eval_condition(&self, exprs: &[String], vars: &Vars, origin: &Location) -> Result<bool> {
         for raw in exprs {
-            if !self.eval(strip_braces(raw), vars, origin)?.is_true() {
+            let value = self.eval(strip_braces(raw), vars, origin)?;
+            let yes = match value.as_str().and_then(crate::truth::parse_bool) {
+                Some(word) => word,
+                None => value.is_true(),
+            };
+            if !yes {
                 return Ok(false);
             }
         }
@@ -129,54 +136,6 @@ impl Engine {
             ),
             other => other.clone(),
         })
-    }
-
-    /// Render the templated values among `keys` of `raw` into `vars`, in
-    /// rounds, so variables that refer to each other settle whatever their
-    /// order. A value is only ever rendered from its raw text, and only with
-    /// values already rendered: until it renders, a templated variable is
-    /// absent from `vars`, never its raw `{{ }}` text. Returns the keys that
-    /// could not be rendered (they may need a registered result), with why.
-    pub fn resolve_vars<'k>(
-        &self,
-        raw: &Vars,
-        keys: impl Iterator<Item = &'k String>,
-        vars: &mut Vars,
-        origin: &Location,
-    ) -> std::collections::BTreeMap<String, String> {
-        let templated: Vec<&String> = keys
-            .filter(|k| raw.get(*k).is_some_and(has_template))
-            .collect();
-        for key in &templated {
-            vars.remove(key.as_str());
-        }
-        // Rounds until nothing changes: a value rendered early with a
-        // `default()` fallback is rendered again once what it reads exists.
-        let mut errors = std::collections::BTreeMap::new();
-        for _ in 0..10 {
-            errors.clear();
-            let mut changed = false;
-            for key in &templated {
-                match self.render_json(&raw[key.as_str()], vars, origin) {
-                    Ok(value) => {
-                        if vars.get(key.as_str()) != Some(&value) {
-                            vars.insert((*key).clone(), value);
-                            changed = true;
-                        }
-                    }
-                    Err(err) => {
-                        errors.insert((*key).clone(), err.to_string());
-                    }
-                }
-            }
-            if !changed {
-                break;
-            }
-        }
-        for key in errors.keys() {
-            vars.remove(key);
-        }
-        errors
     }
 
     /// Render a template file.
@@ -651,6 +610,15 @@ mod tests {
         assert!(!cond(&["false"]).unwrap());
         assert!(cond(&[]).unwrap());
         assert!(cond(&["missing is not defined"]).unwrap());
+        // a yes/no word as the result means what it says; other strings
+        // are true when not empty, numbers when not zero
+        let words = vars(json!({"no": "no", "off": "Off", "y": "y", "word": "maybe", "two": 2}));
+        let by = |s: &str| {
+            e.eval_condition(&[s.to_owned()], &words, &origin())
+                .unwrap()
+        };
+        assert!(!by("no") && !by("off") && !by("'False'") && !by("'0'"));
+        assert!(by("y") && by("word") && by("two") && by("'TRUE'"));
         let text = cond(&["rol == 'server'"]).unwrap_err().to_string();
         assert!(text.contains("undefined variable `rol`"), "{text}");
         assert!(text.contains("did you mean `role`?"), "{text}");
@@ -741,26 +709,6 @@ mod tests {
         let missing = dir.path().join("missing.j2");
         let err = e.render_file(&missing, &v).unwrap_err();
         assert!(matches!(err, Error::Io { .. }), "{err}");
-    }
-
-    #[test]
-    fn variables_settle_whatever_their_order_and_defaults() {
-        let raw = vars(serde_json::json!({
-            "a": "{{ b | default('fallback') }}",
-            "b": "{{ c }}-x",
-            "c": "real",
-            "broken": "{{ nosuch }}",
-            "uses_broken": "{{ broken }}!",
-        }));
-        let mut out = raw.clone();
-        let errors = Engine::new().resolve_vars(&raw, raw.keys(), &mut out, &origin());
-        assert_eq!(out["a"], "real-x");
-        assert_eq!(out["b"], "real-x");
-        assert!(!out.contains_key("broken") && !out.contains_key("uses_broken"));
-        assert!(
-            errors["broken"].contains("undefined variable `nosuch`"),
-            "{errors:?}"
-        );
     }
 
     #[test]

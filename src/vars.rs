@@ -1,19 +1,8 @@
-//! Variables and their precedence. Lowest first:
-//!
-//! 1. built-in defaults (`playbooks/vars/defaults.yml`, embedded),
-//! 2. `~/.arpanetrc`,
-//! 3. group `all` (`[all:vars]`, then `group_vars/all.yml`),
-//! 4. the host's other groups, parents before children and, at the same
-//!    depth, by name (Ansible's order); for each, `[g:vars]` then
-//!    `group_vars/g.yml`,
-//! 5. host vars (inline, then `host_vars/HOST.yml`),
-//! 6. play vars,
-//! 7. `-e` extra vars, in command-line order,
-//! 8. magic vars, which cannot be overridden: `inventory_hostname`,
-//!    `inventory_hostname_short`, `inventory_file`, `inventory_dir`, `group_names` (sorted, without `all`) and
-//!    `groups` (group → its hosts, inventory order).
-//!
-//! Merging replaces per top-level key (Ansible's default `hash_behaviour`).
+//! Variables as data, and where the layers that are not the inventory come
+//! from: the built-in defaults, `~/.arpanetrc`, `-e` and vars files (which
+//! the inventory also reads for `group_vars/` and `host_vars/`). How the
+//! layers combine is [`crate::scope`]'s business; this module only reads
+//! them, so the inventory can use it without knowing about precedence.
 //!
 //! Old upper-case names: every key made only of `A-Z`, `0-9` and `_` with at
 //! least one letter (`CONSUL_EXPECT`) is also set under its lower-case name
@@ -27,7 +16,6 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::{Error, Location, Result};
-use crate::inventory::{self, Inventory};
 
 /// A set of variables; insertion-ordered JSON values.
 pub type Vars = serde_json::Map<String, serde_json::Value>;
@@ -71,61 +59,10 @@ pub fn defaults() -> Result<Vars> {
     let vars: Option<Vars> = serde_norway::from_str(DEFAULTS).map_err(|e| {
         Error::Internal(format!(
             "embedded playbooks/vars/defaults.yml: {}",
-            inventory::yaml_message(&e)
+            yaml_message(&e)
         ))
     })?;
     Ok(vars.unwrap_or_default())
-}
-
-/// Everything `host` sees, play vars included.
-pub fn for_host(inventory: &Inventory, host: &str, layers: &Layers, play_vars: &Vars) -> Vars {
-    let mut out = Vars::new();
-    merge(&mut out, &layers.defaults);
-    merge(&mut out, &layers.rc);
-
-    let names = inventory.groups_of(host);
-    if let Some(all) = inventory.group("all") {
-        merge(&mut out, &all.vars);
-    }
-    let depths = inventory.group_depths();
-    let mut groups: Vec<_> = names
-        .iter()
-        .filter(|n| *n != "all")
-        .filter_map(|n| inventory.group(n))
-        .collect();
-    groups.sort_by_key(|g| (depths.get(g.name.as_str()).copied().unwrap_or(1), &g.name));
-    for g in groups {
-        merge(&mut out, &g.vars);
-    }
-    if let Some(h) = inventory.host(host) {
-        merge(&mut out, &h.vars);
-    }
-    let mut play = play_vars.clone();
-    add_aliases(&mut play);
-    merge(&mut out, &play);
-    merge(&mut out, &layers.extra);
-
-    out.insert("inventory_hostname".into(), host.into());
-    let short = host.split('.').next().unwrap_or(host);
-    out.insert("inventory_hostname_short".into(), short.into());
-    let mut group_names: Vec<&str> = names
-        .iter()
-        .map(String::as_str)
-        .filter(|n| *n != "all")
-        .collect();
-    group_names.sort();
-    out.insert("group_names".into(), group_names.into());
-    let groups: Vars = inventory
-        .groups
-        .iter()
-        .map(|g| (g.name.clone(), inventory.group_hosts(&g.name).into()))
-        .collect();
-    out.insert("groups".into(), groups.into());
-    let file = std::path::absolute(&inventory.source).unwrap_or_else(|_| inventory.source.clone());
-    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    out.insert("inventory_file".into(), file.display().to_string().into());
-    out.insert("inventory_dir".into(), dir.display().to_string().into());
-    out
 }
 
 /// Set each key of `layer` in `into`, replacing whole values.
@@ -167,8 +104,8 @@ pub fn load_vars_file(path: &Path) -> Result<Vars> {
 }
 
 fn parse_vars_yaml(path: &Path, text: &str, hint: &str) -> Result<Vars> {
-    let vars: Option<Vars> = serde_norway::from_str(text)
-        .map_err(|e| inventory::yaml_error(path, text, &e).with_hint(hint))?;
+    let vars: Option<Vars> =
+        serde_norway::from_str(text).map_err(|e| yaml_error(path, text, &e).with_hint(hint))?;
     let mut vars = vars.unwrap_or_default();
     add_aliases(&mut vars);
     Ok(vars)
@@ -223,7 +160,7 @@ fn valid_name(key: &str) -> bool {
 /// One rc value; on error the 1-based column within `raw` and a message.
 fn rc_value(raw: &str) -> std::result::Result<String, (usize, String)> {
     if raw.starts_with(['\'', '"']) {
-        let words = inventory::words(raw)?;
+        let words = words(raw)?;
         return match words.as_slice() {
             [] => Ok(String::new()),
             [one] => Ok(one.text.clone()),
@@ -268,8 +205,7 @@ pub fn parse_extra(arg: &str) -> Result<Vars> {
         .with_hint(EXTRA_HINT));
     }
     let bad = |msg: String| Error::usage(format!("`-e {arg}`: {msg}")).with_hint(EXTRA_HINT);
-    let words =
-        inventory::words(arg).map_err(|(col, msg)| bad(format!("{msg} at column {col}")))?;
+    let words = words(arg).map_err(|(col, msg)| bad(format!("{msg} at column {col}")))?;
     let mut out = Vars::new();
     for w in words {
         let Some((key, value)) = w.text.split_once('=') else {
@@ -284,6 +220,119 @@ pub fn parse_extra(arg: &str) -> Result<Vars> {
     Ok(out)
 }
 
+/// One whitespace-separated word of a line, quotes removed.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Word {
+    pub text: String,
+    /// 1-based column (in characters) of the word's first character.
+    pub column: usize,
+    /// Whether any part of the word was quoted.
+    pub quoted: bool,
+}
+
+/// Split `line` into words like a shell: `'…'` and `"…"` group and are
+/// removed (`\` escapes in and outside double quotes), unquoted `[…]` and
+/// `{…}` group too, a word starting with `#` ends the line. On error, the
+/// 1-based column and a message.
+pub(crate) fn words(line: &str) -> std::result::Result<Vec<Word>, (usize, String)> {
+    let chars: Vec<char> = line.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_whitespace() {
+            i += 1;
+            continue;
+        }
+        if chars[i] == '#' {
+            break;
+        }
+        let start = i;
+        let mut word = Word {
+            text: String::new(),
+            column: start + 1,
+            quoted: false,
+        };
+        let mut depth = 0usize;
+        while i < chars.len() && (depth > 0 || !chars[i].is_whitespace()) {
+            let c = chars[i];
+            match c {
+                '\'' | '"' => {
+                    word.quoted = true;
+                    let open = i;
+                    i += 1;
+                    loop {
+                        match chars.get(i) {
+                            None => {
+                                return Err((open + 1, format!("unterminated {c} quote")));
+                            }
+                            Some(&q) if q == c => break,
+                            Some('\\') if c == '"' && i + 1 < chars.len() => {
+                                word.text.push(chars[i + 1]);
+                                i += 1;
+                            }
+                            Some(&other) => word.text.push(other),
+                        }
+                        i += 1;
+                    }
+                }
+                '\\' if i + 1 < chars.len() => {
+                    word.text.push(chars[i + 1]);
+                    i += 1;
+                }
+                '[' | '{' => {
+                    depth += 1;
+                    word.text.push(c);
+                }
+                ']' | '}' => {
+                    depth = depth.saturating_sub(1);
+                    word.text.push(c);
+                }
+                _ => word.text.push(c),
+            }
+            i += 1;
+        }
+        out.push(word);
+    }
+    Ok(out)
+}
+
+/// A serde_norway error as a located input error.
+pub(crate) fn yaml_error(file: &Path, text: &str, e: &serde_norway::Error) -> Error {
+    let (mut line, column) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
+    let message = yaml_message(e);
+    // serde_norway points at the first of two duplicate keys; point at the
+    // second, the one to remove.
+    if let Some(key) = message
+        .split_once("duplicate key `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(key, _)| key)
+    {
+        let second = text.lines().enumerate().skip(line).find(|(_, l)| {
+            let body = l.trim_start();
+            l.chars().count() - body.chars().count() + 1 == column
+                && body
+                    .strip_prefix(key)
+                    .is_some_and(|r| r.trim_start().starts_with(':'))
+        });
+        if let Some((i, _)) = second {
+            line = i + 1;
+        }
+    }
+    Error::input(Location::new(file, line, column).with_source(text), message)
+}
+
+/// serde_norway's message without its trailing " at line N column M".
+pub(crate) fn yaml_message(e: &serde_norway::Error) -> String {
+    let text = e.to_string();
+    match text.find(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +344,17 @@ mod tests {
 
     fn rc(text: &str) -> Result<Vars> {
         parse_rc(Path::new("/home/op/.arpanetrc"), text)
+    }
+
+    #[test]
+    fn words_split_like_a_shell() {
+        let w = words(r#"node1 a=1 b="x y" c='q' d=[1, 2] # note"#).unwrap();
+        let texts: Vec<&str> = w.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(texts, ["node1", "a=1", "b=x y", "c=q", "d=[1, 2]"]);
+        assert_eq!(w[2].column, 11);
+        assert!(w[2].quoted && !w[1].quoted);
+        assert_eq!(words(r#"a="x\"y""#).unwrap()[0].text, r#"a=x"y"#);
+        assert_eq!(words("a='open").unwrap_err().0, 3);
     }
 
     #[test]
@@ -467,128 +527,6 @@ mod tests {
         assert_eq!(v["x_1"], json!(2));
         assert!(!v.contains_key("mixed_case"));
         assert!(!v.contains_key("_9") || v["_9"] == json!(0));
-
-        // a later layer's old name overrides an earlier layer's new name
-        let inv = Inventory::parse(
-            Path::new("hosts"),
-            "[g]\nh consul_port=1\n[g:vars]\nCONSUL_PORT=2\nconsul_data=/g\n",
-        )
-        .unwrap();
-        let layers = Layers {
-            defaults: defaults().unwrap(),
-            rc: parse_rc(Path::new("rc"), "CONSUL_DATA=/rc\nCADVISOR_PORT=1\n").unwrap(),
-            extra: parse_extra("CADVISOR_PORT=9").unwrap(),
-        };
-        let v = for_host(&inv, "h", &layers, &Vars::new());
-        assert_eq!(v["consul_port"], json!(1)); // host beats group's CONSUL_PORT
-        assert_eq!(v["consul_data"], json!("/g")); // group beats rc's CONSUL_DATA
-        assert_eq!(v["cadvisor_port"], json!("9")); // extra's CADVISOR_PORT beats all
-    }
-
-    /// One variable per layer boundary: `layerN` is set by layer N and every
-    /// layer above it, so the resolved value names the highest layer.
-    #[test]
-    fn precedence_across_all_layers() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let keys = [
-            "rc",
-            "all_inline",
-            "all_file",
-            "parent_inline",
-            "parent_file",
-            "child_inline",
-            "child_file",
-            "host_inline",
-            "host_file",
-            "play",
-            "extra",
-        ];
-        // layer i sets every key from index i on to its own name
-        let set = |from: usize, sep: &str| -> String {
-            keys[from..]
-                .iter()
-                .map(|k| format!("{k}{sep}{}\n", keys[from]))
-                .collect()
-        };
-        std::fs::write(
-            d.join("hosts"),
-            format!(
-                "[parent:children]\nchild\n[child]\nh1 {}\n[all:vars]\n{}[parent:vars]\n{}[child:vars]\n{}",
-                keys[7..].iter().map(|k| format!("{k}=host_inline")).collect::<Vec<_>>().join(" "),
-                set(1, "="),
-                set(3, "="),
-                set(5, "="),
-            ),
-        )
-        .unwrap();
-        std::fs::create_dir_all(d.join("group_vars")).unwrap();
-        std::fs::create_dir_all(d.join("host_vars")).unwrap();
-        std::fs::write(d.join("group_vars/all.yml"), set(2, ": ")).unwrap();
-        std::fs::write(d.join("group_vars/parent.yml"), set(4, ": ")).unwrap();
-        std::fs::write(d.join("group_vars/child.yml"), set(6, ": ")).unwrap();
-        std::fs::write(d.join("host_vars/h1.yml"), set(8, ": ")).unwrap();
-        std::fs::write(d.join("rc"), set(0, "=")).unwrap();
-        let inv = Inventory::load(&d.join("hosts")).unwrap();
-        let extra = keys[10..]
-            .iter()
-            .map(|k| format!("{k}=extra"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let mut layers = Layers::load(Some(&d.join("rc")), &[extra]).unwrap();
-        layers.defaults.insert("default".into(), json!("default"));
-        layers.defaults.insert("rc".into(), json!("default"));
-        let play = obj(json!({"play": "play", "extra": "play"}));
-        let v = for_host(&inv, "h1", &layers, &play);
-        assert_eq!(v["default"], json!("default"));
-        for k in keys {
-            assert_eq!(v[k], json!(k), "layer `{k}` should set `{k}`");
-        }
-        assert_eq!(v["docker_port"], json!(2375));
-    }
-
-    #[test]
-    fn sibling_groups_apply_by_depth_then_name() {
-        let inv = Inventory::parse(
-            Path::new("hosts"),
-            concat!(
-                "[top:children]\nzeta\n",
-                "[zeta]\nh\n[alpha]\nh\n[beta]\nh\n",
-                "[zeta:vars]\nx=zeta\ny=zeta\n",
-                "[alpha:vars]\nx=alpha\ny=alpha\nz=alpha\n",
-                "[beta:vars]\nx=beta\n",
-                "[top:vars]\nz=top\n",
-            ),
-        )
-        .unwrap();
-        let v = for_host(&inv, "h", &Layers::default(), &Vars::new());
-        // alpha, beta, top at depth 1 (by name), then zeta at depth 2
-        assert_eq!(v["x"], json!("zeta"));
-        assert_eq!(v["y"], json!("zeta"));
-        assert_eq!(v["z"], json!("top"));
-    }
-
-    #[test]
-    fn magic_vars() {
-        let inv = Inventory::parse(
-            Path::new("hosts.yml"),
-            "all:\n  hosts:\n    solo.example.com:\n  children:\n    web:\n      hosts: {w1.example.com: }\n",
-        )
-        .unwrap();
-        let layers = Layers {
-            extra: obj(json!({"inventory_hostname": "spoofed"})),
-            ..Layers::default()
-        };
-        let v = for_host(&inv, "w1.example.com", &layers, &Vars::new());
-        assert_eq!(v["inventory_hostname"], json!("w1.example.com"));
-        assert_eq!(v["inventory_hostname_short"], json!("w1"));
-        assert_eq!(v["group_names"], json!(["web"]));
-        assert_eq!(
-            v["groups"],
-            json!({"all": ["solo.example.com", "w1.example.com"], "ungrouped": ["solo.example.com"], "web": ["w1.example.com"]})
-        );
-        let v = for_host(&inv, "solo.example.com", &layers, &Vars::new());
-        assert_eq!(v["group_names"], json!(["ungrouped"]));
     }
 
     #[test]

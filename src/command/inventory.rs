@@ -1,16 +1,22 @@
 //! `arpanet inventory`: the resolved hosts, groups and variables as JSON
 //! (Ansible's `--list`, or `--host NAME`). Reads only; contacts no host.
 
+use std::sync::Arc;
+
 use crate::cli::InventoryArgs;
 use crate::config;
 use crate::error::{exit, Result};
 use crate::inventory::Inventory;
-use crate::vars::Layers;
+use crate::scope::Scope;
 
 pub(crate) fn run(args: InventoryArgs) -> Result<i32> {
-    let inventory = Inventory::load(&args.inventory)?;
-    let layers = Layers::load(config::rc_file().as_deref(), &args.extra_vars)?;
-    let mut value = inventory.to_json(&layers, args.host.as_deref())?;
+    let inventory = Arc::new(Inventory::load(&args.inventory)?);
+    let scope = Scope::load(
+        inventory.clone(),
+        config::rc_file().as_deref(),
+        &args.extra_vars,
+    )?;
+    let mut value = scope.inventory_json(args.host.as_deref())?;
     if let (Some(limit), None) = (&args.limit, &args.host) {
         let keep = inventory.select(limit)?;
         if let Some(serde_json::Value::Object(meta)) = value.get_mut("_meta") {

@@ -2,19 +2,23 @@
 //! one) rendered with one host's variables, printed. Contacts no host.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::cli::RenderArgs;
 use crate::config;
 use crate::error::{exit, Error, Result};
 use crate::inventory::Inventory;
 use crate::playbook;
-use crate::session;
+use crate::scope::Scope;
 use crate::template::Engine;
-use crate::vars::{self, Layers, Vars};
 
 pub(crate) fn run(args: RenderArgs) -> Result<i32> {
-    let inventory = Inventory::load(&args.inventory)?;
-    let layers = Layers::load(config::rc_file().as_deref(), &args.extra_vars)?;
+    let inventory = Arc::new(Inventory::load(&args.inventory)?);
+    let scope = Scope::load(
+        inventory.clone(),
+        config::rc_file().as_deref(),
+        &args.extra_vars,
+    )?;
     if !inventory.hosts.iter().any(|h| h.name == args.host) {
         return Err(Error::usage(format!(
             "no host `{}` in `{}`",
@@ -23,10 +27,7 @@ pub(crate) fn run(args: RenderArgs) -> Result<i32> {
         )));
     }
     let engine = Engine::new();
-    let vars = session::resolved(
-        &engine,
-        &vars::for_host(&inventory, &args.host, &layers, &Vars::new()),
-    );
+    let vars = scope.host(&engine, &args.host).vars;
     let path = Path::new(&args.template);
     let text = if path.exists() {
         engine.render_file(path, &vars)?

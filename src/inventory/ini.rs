@@ -34,83 +34,7 @@ use serde_json::Value;
 
 use super::{expand_ranges, located, split_port, valid_group_name, Builder, ALL, UNGROUPED};
 use crate::error::Result;
-use crate::vars::{self, Vars};
-
-/// One whitespace-separated word of a line, quotes removed.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Word {
-    pub text: String,
-    /// 1-based column (in characters) of the word's first character.
-    pub column: usize,
-    /// Whether any part of the word was quoted.
-    pub quoted: bool,
-}
-
-/// Split `line` into words like a shell: `'…'` and `"…"` group and are
-/// removed (`\` escapes in and outside double quotes), unquoted `[…]` and
-/// `{…}` group too, a word starting with `#` ends the line. On error, the
-/// 1-based column and a message.
-pub(crate) fn words(line: &str) -> std::result::Result<Vec<Word>, (usize, String)> {
-    let chars: Vec<char> = line.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        if chars[i].is_whitespace() {
-            i += 1;
-            continue;
-        }
-        if chars[i] == '#' {
-            break;
-        }
-        let start = i;
-        let mut word = Word {
-            text: String::new(),
-            column: start + 1,
-            quoted: false,
-        };
-        let mut depth = 0usize;
-        while i < chars.len() && (depth > 0 || !chars[i].is_whitespace()) {
-            let c = chars[i];
-            match c {
-                '\'' | '"' => {
-                    word.quoted = true;
-                    let open = i;
-                    i += 1;
-                    loop {
-                        match chars.get(i) {
-                            None => {
-                                return Err((open + 1, format!("unterminated {c} quote")));
-                            }
-                            Some(&q) if q == c => break,
-                            Some('\\') if c == '"' && i + 1 < chars.len() => {
-                                word.text.push(chars[i + 1]);
-                                i += 1;
-                            }
-                            Some(&other) => word.text.push(other),
-                        }
-                        i += 1;
-                    }
-                }
-                '\\' if i + 1 < chars.len() => {
-                    word.text.push(chars[i + 1]);
-                    i += 1;
-                }
-                '[' | '{' => {
-                    depth += 1;
-                    word.text.push(c);
-                }
-                ']' | '}' => {
-                    depth = depth.saturating_sub(1);
-                    word.text.push(c);
-                }
-                _ => word.text.push(c),
-            }
-            i += 1;
-        }
-        out.push(word);
-    }
-    Ok(out)
-}
+use crate::vars::{self, words, Vars};
 
 /// Type an INI value; see the module docs.
 pub(crate) fn typed_value(text: &str, quoted: bool) -> Value {
@@ -452,17 +376,6 @@ fn vars_value(raw: &str) -> std::result::Result<Value, (usize, String)> {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn words_split_like_a_shell() {
-        let w = words(r#"node1 a=1 b="x y" c='q' d=[1, 2] # note"#).unwrap();
-        let texts: Vec<&str> = w.iter().map(|w| w.text.as_str()).collect();
-        assert_eq!(texts, ["node1", "a=1", "b=x y", "c=q", "d=[1, 2]"]);
-        assert_eq!(w[2].column, 11);
-        assert!(w[2].quoted && !w[1].quoted);
-        assert_eq!(words(r#"a="x\"y""#).unwrap()[0].text, r#"a=x"y"#);
-        assert_eq!(words("a='open").unwrap_err().0, 3);
-    }
 
     #[test]
     fn values_are_typed_predictably() {

@@ -24,8 +24,8 @@ use std::path::Path;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
 use super::{expand_ranges, located, split_port, valid_group_name, Builder};
-use crate::error::{Error, Location, Result};
-use crate::vars::{self, Vars};
+use crate::error::Result;
+use crate::vars::{self, yaml_error, Vars};
 
 /// A mapping whose entries keep their order; a repeated key is an error.
 struct Entries<V>(Vec<(String, V)>);
@@ -148,41 +148,4 @@ fn find_key(text: &str, key: &str) -> (usize, usize) {
         }
     }
     (0, 0)
-}
-
-/// A serde_norway error as a located input error.
-pub(crate) fn yaml_error(file: &Path, text: &str, e: &serde_norway::Error) -> Error {
-    let (mut line, column) = e
-        .location()
-        .map(|l| (l.line(), l.column()))
-        .unwrap_or((0, 0));
-    let message = yaml_message(e);
-    // serde_norway points at the first of two duplicate keys; point at the
-    // second, the one to remove.
-    if let Some(key) = message
-        .split_once("duplicate key `")
-        .and_then(|(_, rest)| rest.split_once('`'))
-        .map(|(key, _)| key)
-    {
-        let second = text.lines().enumerate().skip(line).find(|(_, l)| {
-            let body = l.trim_start();
-            l.chars().count() - body.chars().count() + 1 == column
-                && body
-                    .strip_prefix(key)
-                    .is_some_and(|r| r.trim_start().starts_with(':'))
-        });
-        if let Some((i, _)) = second {
-            line = i + 1;
-        }
-    }
-    Error::input(Location::new(file, line, column).with_source(text), message)
-}
-
-/// serde_norway's message without its trailing " at line N column M".
-pub(crate) fn yaml_message(e: &serde_norway::Error) -> String {
-    let text = e.to_string();
-    match text.find(" at line ") {
-        Some(i) => text[..i].to_owned(),
-        None => text,
-    }
 }

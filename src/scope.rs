@@ -1,0 +1,858 @@
+//! One variable scope. Everything that decides what a name means for a host
+//! lives here, so the executor, `render`, `inventory` and the cluster
+//! commands ask one place instead of merging layers themselves; the
+//! inventory only says which groups a host is in and what each layer holds.
+//!
+//! Precedence, lowest first (a later layer replaces whole values, Ansible's
+//! default `hash_behaviour`):
+//!
+//! 1. built-in defaults (`playbooks/vars/defaults.yml`, embedded),
+//! 2. `~/.arpanetrc`,
+//! 3. group `all` (`[all:vars]`, then `group_vars/all.yml`),
+//! 4. the host's other groups, parents before children and, at the same
+//!    depth, by name (Ansible's order); for each, `[g:vars]` then
+//!    `group_vars/g.yml`,
+//! 5. host vars (inline, then `host_vars/HOST.yml`),
+//! 6. play vars,
+//! 7. facts: `set_fact` values and `register`ed results, which outlive the
+//!    play that made them,
+//! 8. task vars (a task's `vars:`, those given to `import_tasks`) and the
+//!    loop's `item`,
+//! 9. `-e` extra vars, in command-line order,
+//! 10. magic vars, which cannot be overridden: `inventory_hostname`,
+//!     `inventory_hostname_short`, `inventory_file`, `inventory_dir`,
+//!     `group_names` (sorted, without `all`) and `groups` (group → its
+//!     hosts, inventory order); during a play, `hostvars` too.
+//!
+//! Each layer's old upper-case names are aliased when it is read (see
+//! [`crate::vars`]); play vars here.
+//!
+//! Templated values are rendered once per host per play, in rounds, so
+//! variables that refer to each other settle whatever their order. A value
+//! that cannot render yet (it reads a registered result) waits, absent
+//! rather than raw `{{ }}` text, and is tried again before a task only once
+//! new facts may let it render.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::error::{Error, Location, Result};
+use crate::inventory::Inventory;
+use crate::template::{has_template, Engine};
+use crate::vars::{add_aliases, merge, Layers, Vars};
+
+/// Names that no layer can set (layer 10).
+const MAGIC: &[&str] = &[
+    "inventory_hostname",
+    "inventory_hostname_short",
+    "inventory_file",
+    "inventory_dir",
+    "group_names",
+    "groups",
+];
+
+/// The variables of every host of one inventory, with the layers that do
+/// not come from it.
+#[derive(Debug, Clone)]
+pub(crate) struct Scope {
+    inventory: Arc<Inventory>,
+    layers: Layers,
+    /// Each group's depth below `all`, the order group vars apply in.
+    depths: HashMap<String, usize>,
+    /// The `groups` magic var: the same for every host, so built once.
+    groups: Value,
+    inventory_file: Value,
+    inventory_dir: Value,
+}
+
+/// One host's variables with templated values rendered where they could be.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Resolved {
+    pub(crate) vars: Vars,
+    /// Templated values that did not render: their raw value and why.
+    waiting: BTreeMap<String, (Value, String)>,
+}
+
+impl Resolved {
+    /// The variables whose template did not render, with why.
+    pub(crate) fn unrendered(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.waiting
+            .iter()
+            .map(|(k, (_, why))| (k.as_str(), why.as_str()))
+    }
+}
+
+/// What one host's tasks see during a run: the current play's variables
+/// and the facts the host gathered, which outlive plays.
+#[derive(Debug, Default)]
+pub(crate) struct HostVars {
+    play: Resolved,
+    facts: Vars,
+    /// Counts fact writes; waiting play vars are retried only when it moved
+    /// since `tried_at`.
+    fact_writes: usize,
+    tried_at: usize,
+}
+
+impl HostVars {
+    /// Start a play: its variables replace the last play's; facts stay.
+    pub(crate) fn enter_play(&mut self, play: Resolved) {
+        self.play = play;
+        self.tried_at = self.fact_writes;
+    }
+
+    /// `set_fact` results.
+    pub(crate) fn set_facts(&mut self, facts: Vars) {
+        self.facts.extend(facts);
+        self.fact_writes += 1;
+    }
+
+    /// A `register`ed result.
+    pub(crate) fn register(&mut self, name: &str, value: Value) {
+        self.facts.insert(name.to_owned(), value);
+        self.fact_writes += 1;
+    }
+
+    /// A hint for a failure on an undefined variable that is in fact
+    /// defined, as a template that would not render: why it would not.
+    pub(crate) fn explain(&self, message: &str) -> Option<String> {
+        self.play
+            .unrendered()
+            .find(|(key, _)| message.contains(&format!("undefined variable `{key}`")))
+            .map(|(key, why)| format!("`{key}` is defined, but its value did not render: {why}"))
+    }
+}
+
+impl Scope {
+    pub(crate) fn new(inventory: Arc<Inventory>, layers: Layers) -> Self {
+        let depths = inventory
+            .group_depths()
+            .into_iter()
+            .map(|(name, depth)| (name.to_owned(), depth))
+            .collect();
+        let groups: Vars = inventory
+            .groups
+            .iter()
+            .map(|g| (g.name.clone(), inventory.group_hosts(&g.name).into()))
+            .collect();
+        let file =
+            std::path::absolute(&inventory.source).unwrap_or_else(|_| inventory.source.clone());
+        let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        Scope {
+            depths,
+            groups: groups.into(),
+            inventory_file: file.display().to_string().into(),
+            inventory_dir: dir.display().to_string().into(),
+            inventory,
+            layers,
+        }
+    }
+
+    /// The built-in defaults, `rc_file` if it exists, and each `-e` argument
+    /// over `inventory`.
+    pub(crate) fn load(
+        inventory: Arc<Inventory>,
+        rc_file: Option<&Path>,
+        extra_args: &[String],
+    ) -> Result<Self> {
+        Ok(Self::new(inventory, Layers::load(rc_file, extra_args)?))
+    }
+
+    pub(crate) fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// Layers 1 to 6, 9 and 10 for `host`, templates unrendered.
+    fn layered(&self, host: &str, play_vars: &Vars) -> Vars {
+        let inventory = &*self.inventory;
+        let mut out = Vars::new();
+        merge(&mut out, &self.layers.defaults);
+        merge(&mut out, &self.layers.rc);
+        let names = inventory.groups_of(host);
+        if let Some(all) = inventory.group("all") {
+            merge(&mut out, &all.vars);
+        }
+        let mut groups: Vec<_> = names
+            .iter()
+            .filter(|n| *n != "all")
+            .filter_map(|n| inventory.group(n))
+            .collect();
+        groups.sort_by_key(|g| (self.depths.get(&g.name).copied().unwrap_or(1), &g.name));
+        for g in groups {
+            merge(&mut out, &g.vars);
+        }
+        if let Some(h) = inventory.host(host) {
+            merge(&mut out, &h.vars);
+        }
+        if !play_vars.is_empty() {
+            let mut play = play_vars.clone();
+            add_aliases(&mut play);
+            merge(&mut out, &play);
+        }
+        merge(&mut out, &self.layers.extra);
+
+        out.insert("inventory_hostname".into(), host.into());
+        let short = host.split('.').next().unwrap_or(host);
+        out.insert("inventory_hostname_short".into(), short.into());
+        let mut group_names: Vec<&str> = names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| *n != "all")
+            .collect();
+        group_names.sort();
+        out.insert("group_names".into(), group_names.into());
+        out.insert("groups".into(), self.groups.clone());
+        out.insert("inventory_file".into(), self.inventory_file.clone());
+        out.insert("inventory_dir".into(), self.inventory_dir.clone());
+        out
+    }
+
+    /// `host`'s variables outside any play (so without `hostvars`), for
+    /// connecting to it, `render` and the cluster commands.
+    pub(crate) fn host(&self, engine: &Engine, host: &str) -> Resolved {
+        let origin = Location::new("<variables>", 0, 0);
+        resolve(engine, &self.layered(host, &Vars::new()), &origin)
+    }
+
+    /// Every inventory host's variables for a play with `play_vars`. When
+    /// anything is templated they render twice, the second time with every
+    /// host's first-round values visible as `hostvars`, so
+    /// `{{ hostvars[h]['arpanet_ip'] }}` works in defaults and inventory
+    /// vars. `hostvars` stays set in `engine` for the play's tasks.
+    pub(crate) fn play(
+        &self,
+        engine: &mut Engine,
+        play_vars: &Vars,
+        origin: &Location,
+    ) -> BTreeMap<String, Resolved> {
+        let raw: BTreeMap<&str, Vars> = self
+            .inventory
+            .hosts
+            .iter()
+            .map(|h| (h.name.as_str(), self.layered(&h.name, play_vars)))
+            .collect();
+        let templated = raw.values().any(|v| v.values().any(has_template));
+        let mut resolved = BTreeMap::new();
+        for _round in 0..2 {
+            resolved = raw
+                .iter()
+                .map(|(name, raw)| (name.to_string(), resolve(engine, raw, origin)))
+                .collect();
+            let hostvars: Vars = resolved
+                .iter()
+                .map(|(name, r)| {
+                    let mut vars = r.vars.clone();
+                    vars.remove("groups");
+                    (name.clone(), Value::Object(vars))
+                })
+                .collect();
+            engine.set_global("hostvars", &Value::Object(hostvars));
+            if !templated {
+                break;
+            }
+        }
+        resolved
+    }
+
+    /// What a task sees on a host: the play's variables, then the host's
+    /// facts below `-e` and the magic vars. Play vars that waited for a fact
+    /// are tried again first, if facts changed since their last try.
+    pub(crate) fn for_task(&self, engine: &Engine, host: &mut HostVars, origin: &Location) -> Vars {
+        if !host.play.waiting.is_empty() && host.tried_at != host.fact_writes {
+            let mut view = self.with_facts(host);
+            let raw: Vars = host
+                .play
+                .waiting
+                .iter()
+                .map(|(k, (raw, _))| (k.clone(), raw.clone()))
+                .collect();
+            let still = render_into(engine, &raw, &mut view, origin);
+            for (key, raw) in raw {
+                match still.get(&key) {
+                    Some(why) => {
+                        host.play.waiting.insert(key, (raw, why.clone()));
+                    }
+                    None => {
+                        host.play.waiting.remove(&key);
+                        if let Some(value) = view.remove(&key) {
+                            host.play.vars.insert(key, value);
+                        }
+                    }
+                }
+            }
+            host.tried_at = host.fact_writes;
+        }
+        self.with_facts(host)
+    }
+
+    fn with_facts(&self, host: &HostVars) -> Vars {
+        let mut vars = host.play.vars.clone();
+        for (key, value) in &host.facts {
+            if !self.is_fixed(key) {
+                vars.insert(key.clone(), value.clone());
+            }
+        }
+        vars
+    }
+
+    /// Whether `key` is set above facts and task vars: by `-e`, or magic.
+    fn is_fixed(&self, key: &str) -> bool {
+        self.layers.extra.contains_key(key) || MAGIC.contains(&key)
+    }
+
+    /// Show a fact a task just made in the task's own `vars` (for `until`,
+    /// `changed_when` and `failed_when`), at its level: below `-e`.
+    pub(crate) fn add_fact(&self, vars: &mut Vars, name: &str, value: Value) {
+        if !self.is_fixed(name) {
+            vars.insert(name.to_owned(), value);
+        }
+    }
+
+    /// The loop's `item`, a task-level variable.
+    pub(crate) fn set_item(vars: &mut Vars, item: Value) {
+        vars.insert("item".into(), item);
+    }
+
+    /// `vars` with a task's own `vars:` on top, each rendered against
+    /// `vars`; `-e` and the magic vars keep their values.
+    pub(crate) fn with_task_vars(
+        &self,
+        engine: &Engine,
+        vars: &Vars,
+        task_vars: &Vars,
+        origin: &Location,
+    ) -> Result<Vars> {
+        let mut out = vars.clone();
+        for (key, value) in task_vars {
+            if !self.is_fixed(key) {
+                out.insert(key.clone(), engine.render_json(value, vars, origin)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `ansible-inventory --list` without `host` (each group's hosts and
+    /// children, and every host's variables under `_meta.hostvars`, leaving
+    /// out the bulky `groups` magic var), or one host's variables
+    /// (`ansible-inventory --host`). Templates are shown as written.
+    pub(crate) fn inventory_json(&self, host: Option<&str>) -> Result<Value> {
+        let inventory = &*self.inventory;
+        let no_play_vars = Vars::new();
+        if let Some(host) = host {
+            if inventory.host(host).is_none() {
+                let mut err = Error::usage(format!(
+                    "unknown host `{host}` in `{}`",
+                    inventory.source.display()
+                ));
+                let names = inventory.hosts.iter().map(|h| h.name.as_str());
+                if let Some(near) = crate::suggest::closest(host, names) {
+                    err = err.with_hint(format!("did you mean `{near}`?"));
+                }
+                return Err(err);
+            }
+            return Ok(self.layered(host, &no_play_vars).into());
+        }
+        let mut hostvars = Vars::new();
+        for h in &inventory.hosts {
+            let mut vars = self.layered(&h.name, &no_play_vars);
+            vars.remove("groups");
+            hostvars.insert(h.name.clone(), vars.into());
+        }
+        let mut out = Vars::new();
+        out.insert("_meta".into(), serde_json::json!({ "hostvars": hostvars }));
+        for g in &inventory.groups {
+            let mut entry = Vars::new();
+            if !g.hosts.is_empty() {
+                entry.insert("hosts".into(), g.hosts.clone().into());
+            }
+            if !g.children.is_empty() {
+                entry.insert("children".into(), g.children.clone().into());
+            }
+            if !entry.is_empty() {
+                out.insert(g.name.clone(), entry.into());
+            }
+        }
+        Ok(out.into())
+    }
+}
+
+/// `raw` with its templated values rendered where they can be.
+fn resolve(engine: &Engine, raw: &Vars, origin: &Location) -> Resolved {
+    let mut vars = raw.clone();
+    let waiting = render_into(engine, raw, &mut vars, origin)
+        .into_iter()
+        .map(|(key, why)| {
+            let value = raw[key.as_str()].clone();
+            (key, (value, why))
+        })
+        .collect();
+    Resolved { vars, waiting }
+}
+
+/// Render the templated values of `raw` into `vars`, in rounds, so
+/// variables that refer to each other settle whatever their order. A value
+/// is only ever rendered from its raw text, and only with values already
+/// rendered: until it renders, a templated variable is absent from `vars`,
+/// never its raw `{{ }}` text. Returns the keys that could not be rendered
+/// (they may need a registered result), with why.
+fn render_into(
+    engine: &Engine,
+    raw: &Vars,
+    vars: &mut Vars,
+    origin: &Location,
+) -> BTreeMap<String, String> {
+    let templated: Vec<(&String, &Value)> = raw.iter().filter(|(_, v)| has_template(v)).collect();
+    for (key, _) in &templated {
+        vars.remove(key.as_str());
+    }
+    // Rounds until nothing changes: a value rendered early with a
+    // `default()` fallback is rendered again once what it reads exists.
+    let mut errors = BTreeMap::new();
+    for _ in 0..10 {
+        errors.clear();
+        let mut changed = false;
+        for (key, value) in &templated {
+            match engine.render_json(value, vars, origin) {
+                Ok(value) => {
+                    if vars.get(key.as_str()) != Some(&value) {
+                        vars.insert((*key).clone(), value);
+                        changed = true;
+                    }
+                }
+                Err(err) => {
+                    errors.insert((*key).clone(), err.to_string());
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for key in errors.keys() {
+        vars.remove(key);
+    }
+    errors
+}
+
+/// Whether a condition mentions `item`, so it is judged per loop item.
+pub(crate) fn mentions_item(condition: &[String]) -> bool {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    condition.iter().any(|c| {
+        c.match_indices("item")
+            .any(|(i, _)| !c[..i].ends_with(word) && !c[i + 4..].starts_with(word))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vars::{defaults, parse_extra, parse_rc};
+    use serde_json::json;
+    use std::path::PathBuf;
+
+    fn obj(v: Value) -> Vars {
+        v.as_object().unwrap().clone()
+    }
+
+    fn origin() -> Location {
+        Location::new("site.yml", 1, 1)
+    }
+
+    fn layered(inventory: Inventory, layers: Layers, host: &str, play: &Vars) -> Vars {
+        Scope::new(Arc::new(inventory), layers).layered(host, play)
+    }
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/inventory")
+            .join(name)
+    }
+
+    /// Every layer a variable can come from, lowest first.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Layer {
+        Defaults,
+        Rc,
+        AllVars,
+        AllFile,
+        ParentVars,
+        ParentFile,
+        ChildVars,
+        ChildFile,
+        HostVars,
+        HostFile,
+        Play,
+        Fact,
+        Registered,
+        Task,
+        Extra,
+    }
+
+    /// The precedence order: each row sets `x` (and tries to set the magic
+    /// `inventory_hostname`) to its value; the highest row present wins.
+    /// `Fact` and `Registered` are one layer: the later write wins, and the
+    /// test writes the `set_fact` first.
+    const PRECEDENCE: &[(Layer, &str)] = &[
+        (Layer::Defaults, "defaults"),
+        (Layer::Rc, "rc"),
+        (Layer::AllVars, "all:vars"),
+        (Layer::AllFile, "group_vars/all"),
+        (Layer::ParentVars, "parent:vars"),
+        (Layer::ParentFile, "group_vars/parent"),
+        (Layer::ChildVars, "child:vars"),
+        (Layer::ChildFile, "group_vars/child"),
+        (Layer::HostVars, "host line"),
+        (Layer::HostFile, "host_vars/h1"),
+        (Layer::Play, "play"),
+        (Layer::Fact, "set_fact"),
+        (Layer::Registered, "register"),
+        (Layer::Task, "task"),
+        (Layer::Extra, "-e"),
+    ];
+
+    /// What a task on `h1` sees as `x` with only `rows` set, built through
+    /// the same calls the executor makes, plus its `inventory_hostname`.
+    fn seen(rows: &[(Layer, &str)]) -> (Option<Value>, Value) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let value = |layer: Layer| rows.iter().find(|(l, _)| *l == layer).map(|(_, v)| *v);
+        let ini = |layer| {
+            value(layer)
+                .map(|v| format!("x=\"{v}\"\ninventory_hostname=\"{v}\"\n"))
+                .unwrap_or_default()
+        };
+        let host_line = value(Layer::HostVars)
+            .map(|v| format!(" x=\"{v}\" inventory_hostname=\"{v}\""))
+            .unwrap_or_default();
+        std::fs::write(
+            d.join("hosts"),
+            format!(
+                "[parent:children]\nchild\n[child]\nh1{host_line}\n[all:vars]\n{}[parent:vars]\n{}[child:vars]\n{}",
+                ini(Layer::AllVars),
+                ini(Layer::ParentVars),
+                ini(Layer::ChildVars),
+            ),
+        )
+        .unwrap();
+        for (layer, file) in [
+            (Layer::AllFile, "group_vars/all.yml"),
+            (Layer::ParentFile, "group_vars/parent.yml"),
+            (Layer::ChildFile, "group_vars/child.yml"),
+            (Layer::HostFile, "host_vars/h1.yml"),
+        ] {
+            if let Some(v) = value(layer) {
+                let path = d.join(file);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, format!("x: {v}\ninventory_hostname: {v}\n")).unwrap();
+            }
+        }
+        let rc = d.join("rc");
+        if let Some(v) = value(Layer::Rc) {
+            std::fs::write(&rc, format!("x=\"{v}\"\ninventory_hostname=\"{v}\"\n")).unwrap();
+        }
+        let extra: Vec<String> = value(Layer::Extra)
+            .map(|v| format!("x=\"{v}\" inventory_hostname=\"{v}\""))
+            .into_iter()
+            .collect();
+        let mut layers = Layers::load(Some(&rc), &extra).unwrap();
+        let both = |v: &str| obj(json!({"x": v, "inventory_hostname": v}));
+        if let Some(v) = value(Layer::Defaults) {
+            layers.defaults.extend(both(v));
+        }
+        let inventory = Arc::new(Inventory::load(&d.join("hosts")).unwrap());
+        let scope = Scope::new(inventory, layers);
+
+        let mut engine = Engine::new();
+        let play = value(Layer::Play).map(both).unwrap_or_default();
+        let mut host = HostVars::default();
+        let mut resolved = scope.play(&mut engine, &play, &origin());
+        host.enter_play(resolved.remove("h1").unwrap());
+        if let Some(v) = value(Layer::Fact) {
+            host.set_facts(both(v));
+        }
+        if let Some(v) = value(Layer::Registered) {
+            host.register("x", v.into());
+            host.register("inventory_hostname", v.into());
+        }
+        let mut vars = scope.for_task(&engine, &mut host, &origin());
+        if let Some(v) = value(Layer::Task) {
+            vars = scope
+                .with_task_vars(&engine, &vars, &both(v), &origin())
+                .unwrap();
+        }
+        (vars.get("x").cloned(), vars["inventory_hostname"].clone())
+    }
+
+    #[test]
+    fn the_precedence_table() {
+        let check = |rows: Vec<(Layer, &str)>, why: &str| {
+            let expected = rows.last().map(|(_, v)| json!(v));
+            let (x, hostname) = seen(&rows);
+            assert_eq!(x, expected, "{why}: {rows:?}");
+            assert_eq!(hostname, json!("h1"), "magic vars win over {rows:?}");
+        };
+        // adding layers from the bottom: each new one wins
+        for n in 0..=PRECEDENCE.len() {
+            check(PRECEDENCE[..n].to_vec(), "adding layers");
+        }
+        for (i, row) in PRECEDENCE.iter().enumerate() {
+            // alone, a layer is what a task sees
+            check(vec![*row], "one layer alone");
+            // removing one layer from all of them: the highest left wins
+            let mut rest = PRECEDENCE.to_vec();
+            rest.remove(i);
+            check(rest, "one layer removed");
+            // removing every layer above it
+            check(PRECEDENCE[..=i].to_vec(), "layers above removed");
+        }
+        // a child group beats its parent whatever their names' order
+        check(
+            vec![(Layer::ChildVars, "c"), (Layer::ParentFile, "p")]
+                .into_iter()
+                .rev()
+                .collect(),
+            "parent below child",
+        );
+    }
+
+    #[test]
+    fn a_waiting_play_var_is_tried_again_only_once_facts_change() {
+        let inventory = Arc::new(Inventory::parse(Path::new("hosts"), "h1\n").unwrap());
+        let scope = Scope::new(inventory, Layers::default());
+        let mut engine = Engine::new();
+        let play = obj(json!({"greeting": "hello {{ first.stdout }}"}));
+        let mut resolved = scope.play(&mut engine, &play, &origin());
+        let mut host = HostVars::default();
+        host.enter_play(resolved.remove("h1").unwrap());
+        let vars = scope.for_task(&engine, &mut host, &origin());
+        assert!(!vars.contains_key("greeting"));
+        let hint = host.explain("undefined variable `greeting` in `{{ greeting }}`");
+        assert!(
+            hint.is_some_and(|h| h.contains("undefined variable `first`")),
+            "{host:?}"
+        );
+        host.register("first", json!({"stdout": "world"}));
+        let vars = scope.for_task(&engine, &mut host, &origin());
+        assert_eq!(vars["greeting"], json!("hello world"));
+        assert_eq!(host.explain("undefined variable `greeting`"), None);
+        // once rendered, a play var keeps its value for the play
+        host.register("first", json!({"stdout": "again"}));
+        let vars = scope.for_task(&engine, &mut host, &origin());
+        assert_eq!(vars["greeting"], json!("hello world"));
+    }
+
+    #[test]
+    fn hostvars_show_every_hosts_rendered_play_vars() {
+        let inventory = Arc::new(
+            Inventory::parse(
+                Path::new("hosts"),
+                "a ip=10.0.0.1\nb ip=10.0.0.2 peer=\"{{ hostvars['a']['ip'] }}\"\n",
+            )
+            .unwrap(),
+        );
+        let scope = Scope::new(inventory, Layers::default());
+        let mut engine = Engine::new();
+        let resolved = scope.play(&mut engine, &Vars::new(), &origin());
+        assert_eq!(resolved["b"].vars["peer"], json!("10.0.0.1"));
+        let seen = engine
+            .render_str("{{ hostvars['b']['peer'] }}", &Vars::new(), &origin())
+            .unwrap();
+        assert_eq!(seen, "10.0.0.1");
+    }
+
+    #[test]
+    fn a_later_layers_old_name_beats_an_earlier_new_name() {
+        let inv = Inventory::parse(
+            Path::new("hosts"),
+            "[g]\nh consul_port=1\n[g:vars]\nCONSUL_PORT=2\nconsul_data=/g\n",
+        )
+        .unwrap();
+        let layers = Layers {
+            defaults: defaults().unwrap(),
+            rc: parse_rc(Path::new("rc"), "CONSUL_DATA=/rc\nCADVISOR_PORT=1\n").unwrap(),
+            extra: parse_extra("CADVISOR_PORT=9").unwrap(),
+        };
+        let v = layered(inv, layers, "h", &Vars::new());
+        assert_eq!(v["consul_port"], json!(1)); // host beats group's CONSUL_PORT
+        assert_eq!(v["consul_data"], json!("/g")); // group beats rc's CONSUL_DATA
+        assert_eq!(v["cadvisor_port"], json!("9")); // extra's CADVISOR_PORT beats all
+    }
+
+    /// One variable per layer boundary: `layerN` is set by layer N and every
+    /// layer above it, so the resolved value names the highest layer.
+    #[test]
+    fn precedence_across_all_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let keys = [
+            "rc",
+            "all_inline",
+            "all_file",
+            "parent_inline",
+            "parent_file",
+            "child_inline",
+            "child_file",
+            "host_inline",
+            "host_file",
+            "play",
+            "extra",
+        ];
+        // layer i sets every key from index i on to its own name
+        let set = |from: usize, sep: &str| -> String {
+            keys[from..]
+                .iter()
+                .map(|k| format!("{k}{sep}{}\n", keys[from]))
+                .collect()
+        };
+        std::fs::write(
+            d.join("hosts"),
+            format!(
+                "[parent:children]\nchild\n[child]\nh1 {}\n[all:vars]\n{}[parent:vars]\n{}[child:vars]\n{}",
+                keys[7..].iter().map(|k| format!("{k}=host_inline")).collect::<Vec<_>>().join(" "),
+                set(1, "="),
+                set(3, "="),
+                set(5, "="),
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.join("group_vars")).unwrap();
+        std::fs::create_dir_all(d.join("host_vars")).unwrap();
+        std::fs::write(d.join("group_vars/all.yml"), set(2, ": ")).unwrap();
+        std::fs::write(d.join("group_vars/parent.yml"), set(4, ": ")).unwrap();
+        std::fs::write(d.join("group_vars/child.yml"), set(6, ": ")).unwrap();
+        std::fs::write(d.join("host_vars/h1.yml"), set(8, ": ")).unwrap();
+        std::fs::write(d.join("rc"), set(0, "=")).unwrap();
+        let inv = Inventory::load(&d.join("hosts")).unwrap();
+        let extra = keys[10..]
+            .iter()
+            .map(|k| format!("{k}=extra"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut layers = Layers::load(Some(&d.join("rc")), &[extra]).unwrap();
+        layers.defaults.insert("default".into(), json!("default"));
+        layers.defaults.insert("rc".into(), json!("default"));
+        let play = obj(json!({"play": "play", "extra": "play"}));
+        let v = layered(inv, layers, "h1", &play);
+        assert_eq!(v["default"], json!("default"));
+        for k in keys {
+            assert_eq!(v[k], json!(k), "layer `{k}` should set `{k}`");
+        }
+        assert_eq!(v["docker_port"], json!(2375));
+    }
+
+    #[test]
+    fn sibling_groups_apply_by_depth_then_name() {
+        let inv = Inventory::parse(
+            Path::new("hosts"),
+            concat!(
+                "[top:children]\nzeta\n",
+                "[zeta]\nh\n[alpha]\nh\n[beta]\nh\n",
+                "[zeta:vars]\nx=zeta\ny=zeta\n",
+                "[alpha:vars]\nx=alpha\ny=alpha\nz=alpha\n",
+                "[beta:vars]\nx=beta\n",
+                "[top:vars]\nz=top\n",
+            ),
+        )
+        .unwrap();
+        let v = layered(inv, Layers::default(), "h", &Vars::new());
+        // alpha, beta, top at depth 1 (by name), then zeta at depth 2
+        assert_eq!(v["x"], json!("zeta"));
+        assert_eq!(v["y"], json!("zeta"));
+        assert_eq!(v["z"], json!("top"));
+    }
+
+    #[test]
+    fn magic_vars() {
+        let inv = Inventory::parse(
+            Path::new("hosts.yml"),
+            "all:\n  hosts:\n    solo.example.com:\n  children:\n    web:\n      hosts: {w1.example.com: }\n",
+        )
+        .unwrap();
+        let layers = Layers {
+            extra: obj(json!({"inventory_hostname": "spoofed"})),
+            ..Layers::default()
+        };
+        let scope = Scope::new(Arc::new(inv), layers);
+        let v = scope.layered("w1.example.com", &Vars::new());
+        assert_eq!(v["inventory_hostname"], json!("w1.example.com"));
+        assert_eq!(v["inventory_hostname_short"], json!("w1"));
+        assert_eq!(v["group_names"], json!(["web"]));
+        assert_eq!(
+            v["groups"],
+            json!({"all": ["solo.example.com", "w1.example.com"], "ungrouped": ["solo.example.com"], "web": ["w1.example.com"]})
+        );
+        let v = scope.layered("solo.example.com", &Vars::new());
+        assert_eq!(v["group_names"], json!(["ungrouped"]));
+    }
+
+    #[test]
+    fn json_view_has_the_ansible_inventory_shape() {
+        let inv = Inventory::load(&fixture("hosts.ini")).unwrap();
+        let layers = Layers::load(None, &["tier=cli".to_owned()]).unwrap();
+        let scope = Scope::new(Arc::new(inv), layers);
+        let list = scope.inventory_json(None).unwrap();
+        let keys: Vec<&String> = list.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["_meta", "all", "ungrouped", "cluster", "servers", "clients"]
+        );
+        assert_eq!(list["all"], json!({"children": ["ungrouped", "cluster"]}));
+        assert_eq!(list["ungrouped"], json!({"hosts": ["bastion"]}));
+        assert_eq!(list["cluster"], json!({"children": ["servers", "clients"]}));
+        assert_eq!(
+            list["servers"],
+            json!({"hosts": ["node1", "node2", "node3"]})
+        );
+        let node1 = &list["_meta"]["hostvars"]["node1"];
+        assert_eq!(node1["arpanet_ip"], json!("10.0.0.101"));
+        assert_eq!(node1["consul_expect"], json!(5));
+        assert_eq!(node1["docker_port"], json!(2375));
+        assert_eq!(node1["tier"], json!("cli"));
+        assert_eq!(node1["group_names"], json!(["cluster", "servers"]));
+        assert!(node1.get("groups").is_none());
+        assert_eq!(list["_meta"]["hostvars"].as_object().unwrap().len(), 6);
+
+        let one = scope.inventory_json(Some("node4")).unwrap();
+        assert_eq!(one["client_label"], json!("override"));
+        assert_eq!(one["inventory_hostname"], json!("node4"));
+        assert_eq!(one["groups"]["clients"], json!(["node4", "node5"]));
+
+        let err = scope.inventory_json(Some("nod4")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("unknown host `nod4`"), "{text}");
+        assert!(text.contains("hint: did you mean `node4`?"), "{text}");
+        assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT);
+    }
+
+    #[test]
+    fn variables_settle_whatever_their_order_and_defaults() {
+        let raw = obj(json!({
+            "a": "{{ b | default('fallback') }}",
+            "b": "{{ c }}-x",
+            "c": "real",
+            "broken": "{{ nosuch }}",
+            "uses_broken": "{{ broken }}!",
+        }));
+        let mut out = raw.clone();
+        let errors = render_into(&Engine::new(), &raw, &mut out, &origin());
+        assert_eq!(out["a"], "real-x");
+        assert_eq!(out["b"], "real-x");
+        assert!(!out.contains_key("broken") && !out.contains_key("uses_broken"));
+        assert!(
+            errors["broken"].contains("undefined variable `nosuch`"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn only_conditions_naming_item_wait_for_the_loop() {
+        let c = |s: &str| vec![s.to_owned()];
+        assert!(mentions_item(&c("item.enabled")));
+        assert!(mentions_item(&c("x and item == 1")));
+        assert!(!mentions_item(&c("use_items | default(false)")));
+        assert!(!mentions_item(&c("my_item")));
+    }
+}
