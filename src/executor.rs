@@ -996,6 +996,85 @@ mod tests {
         assert_eq!(fake.commands("h1"), ["echo 'base:2 from-cli'"]);
     }
 
+    /// Runs the built-in `setup` playbook's first task, the one that makes
+    /// Docker's TLS certificates, on `h1` with `-e docker_tcp=WORD`; returns
+    /// its status and the inventory's directory.
+    fn docker_tls_task(word: &str) -> (Status, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts");
+        std::fs::write(&path, "h1 arpanet_ip=10.0.0.1\n").unwrap();
+        let inventory = Arc::new(Inventory::load(&path).unwrap());
+        let layers = Layers::load(None, &[format!("docker_tcp={word}")]).unwrap();
+        let mut setup = crate::playbook::resolve("setup").unwrap();
+        setup.plays.truncate(1);
+        setup.plays[0].tasks.truncate(1);
+        setup.plays[0].handlers.clear();
+        let task = &setup.plays[0].tasks[0];
+        assert_eq!(task.name, "docker TLS certificates, made on this machine");
+        assert_eq!(task.when, ["docker_tcp | bool"]);
+        let (reporter, captured) = Reporter::capture();
+        let mut executor = Executor::new(
+            Arc::new(Scope::new(inventory, layers)),
+            Engine::new(),
+            Arc::new(Fake::default()),
+            reporter,
+            Settings {
+                forks: 1,
+                ..Settings::default()
+            },
+            vec![target("h1")],
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(executor.run(&[setup])).unwrap();
+        let statuses = statuses(
+            &captured.events(),
+            "docker TLS certificates, made on this machine",
+        );
+        (statuses[0].1, dir)
+    }
+
+    /// `-e docker_tcp=y` turns TLS on in the docker template (the `bool`
+    /// filter); the task that makes the certificates must agree, for every
+    /// yes word and no word of `crate::truth`.
+    #[test]
+    fn every_yes_word_for_docker_tcp_makes_the_certificates() {
+        for word in ["y", "yes", "on", "1", "True", "TRUE"] {
+            let (status, dir) = docker_tls_task(word);
+            assert_eq!(status, Status::Changed, "docker_tcp={word}");
+            let tls = dir.path().join("docker-tls");
+            assert!(tls.join("ca.pem").is_file(), "docker_tcp={word}");
+            assert!(
+                tls.join("hosts/h1/server-cert.pem").is_file(),
+                "docker_tcp={word}"
+            );
+        }
+        for word in ["n", "no", "off", "0", "False", "maybe"] {
+            let (status, dir) = docker_tls_task(word);
+            assert_eq!(status, Status::Skipped, "docker_tcp={word}");
+            assert!(!dir.path().join("docker-tls").exists(), "docker_tcp={word}");
+        }
+        // the template decides the same way
+        let template = crate::playbook::builtin_template("docker.default.j2").unwrap();
+        let inventory = Arc::new(Inventory::parse(Path::new("hosts"), "h1\n").unwrap());
+        for (word, tls) in [("y", true), ("On", true), ("no", false), ("0", false)] {
+            let layers = Layers::load(None, &[format!("docker_tcp={word}")]).unwrap();
+            let scope = Scope::new(inventory.clone(), layers);
+            let engine = Engine::new();
+            let vars = scope.host(&engine, "h1").vars;
+            let text = engine
+                .render_named("docker.default.j2", template, &vars)
+                .unwrap();
+            assert_eq!(
+                text.contains("--tlsverify"),
+                tls,
+                "docker_tcp={word}:\n{text}"
+            );
+        }
+    }
+
     #[test]
     fn run_once_moves_on_when_its_first_host_is_unreachable() {
         let fake = Fake {
