@@ -1016,3 +1016,125 @@ fn file_modules_work_on_hosts_with_a_non_english_locale() {
         "{failed}"
     );
 }
+
+/// The whole precedence order through a real run, pairwise: each variable is
+/// set by two neighbouring layers and the higher one must win, so the chain
+/// pins defaults < rc < all:vars < group_vars/all < parent group < child
+/// group < host < host_vars < play < set_fact and register < task vars < -e,
+/// and no layer changes a magic var. (`scope::tests::the_precedence_table`
+/// checks every combination without sshd.)
+#[test]
+fn each_variable_layer_beats_the_one_below_it_end_to_end() {
+    let cluster = Cluster::start(1);
+    let work = workdir(&cluster);
+    let chain = [
+        "defaults",
+        "rc",
+        "all_vars",
+        "all_file",
+        "parent_vars",
+        "parent_file",
+        "child_vars",
+        "child_file",
+        "host_line",
+        "host_file",
+        "play",
+        "fact",
+        "task",
+        "extra",
+    ];
+    // layer → the (variable, value) pairs it sets
+    let mut sets: std::collections::BTreeMap<&str, Vec<(String, String)>> = Default::default();
+    let mut expected = vec![("docker_port".to_owned(), "rc".to_owned())];
+    sets.entry("rc")
+        .or_default()
+        .push(("docker_port".into(), "rc".into()));
+    for pair in chain[1..].windows(2) {
+        let key = format!("{}_below_{}", pair[0], pair[1]);
+        for layer in pair {
+            sets.entry(layer)
+                .or_default()
+                .push((key.clone(), layer.to_string()));
+        }
+        expected.push((key, pair[1].to_owned()));
+    }
+    // register is the fact layer too: above play, below task vars and -e
+    for (key, below, above) in [
+        ("play_below_register", "play", "register"),
+        ("register_below_task", "register", "task"),
+        ("register_below_extra", "register", "extra"),
+    ] {
+        for layer in [below, above] {
+            sets.entry(layer)
+                .or_default()
+                .push((key.into(), layer.into()));
+        }
+        expected.push((key.into(), above.into()));
+    }
+    for layer in chain.iter().skip(1) {
+        sets.entry(layer)
+            .or_default()
+            .push(("inventory_hostname".into(), layer.to_string()));
+    }
+    expected.push(("inventory_hostname".into(), "node1".into()));
+    let lines = |layer: &str, sep: &str| -> String {
+        sets.get(layer)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}{sep}{v}\n"))
+            .collect()
+    };
+    let words = |layer: &str| lines(layer, "=").replace('\n', " ");
+
+    fs::write(cluster.home.join(".arpanetrc"), lines("rc", "=")).unwrap();
+    let inventory = cluster.write_file(
+        "inventory.ini",
+        &format!(
+            "[child]\n{} {}\n[parent:children]\nchild\n[all:vars]\n{}[parent:vars]\n{}[child:vars]\n{}",
+            cluster.host_line(0),
+            words("host_line"),
+            lines("all_vars", "="),
+            lines("parent_vars", "="),
+            lines("child_vars", "="),
+        ),
+    );
+    cluster.write_file("group_vars/all.yml", &lines("all_file", ": "));
+    cluster.write_file("group_vars/parent.yml", &lines("parent_file", ": "));
+    cluster.write_file("group_vars/child.yml", &lines("child_file", ": "));
+    cluster.write_file("host_vars/node1.yml", &lines("host_file", ": "));
+    let indent = |layer: &str, by: &str| -> String {
+        lines(layer, ": ")
+            .lines()
+            .map(|l| format!("{by}{l}\n"))
+            .collect()
+    };
+    let registered: String = sets["register"]
+        .iter()
+        .map(|(k, _)| format!("    - command: echo register\n      register: {k}\n"))
+        .collect();
+    let content: String = expected
+        .iter()
+        .map(|(k, _)| format!("{k}={{{{ {k}.stdout if {k} is mapping else {k} }}}}\n"))
+        .collect();
+    let playbook = cluster.write_file(
+        "precedence.yml",
+        &format!(
+            "- hosts: all\n  vars:\n{}  tasks:\n    - set_fact:\n{}{registered}    - copy:\n        dest: {}/seen\n        content: {}\n      vars:\n{}",
+            indent("play", "    "),
+            indent("fact", "        "),
+            work.display(),
+            serde_json::Value::from(content),
+            indent("task", "        "),
+        ),
+    );
+    let extra = words("extra");
+    let out = run(
+        &cluster,
+        &inventory,
+        &[playbook.to_str().unwrap(), "-e", extra.trim()],
+    );
+    assert_eq!(out.code, 0, "{out}");
+    let seen = fs::read_to_string(work.join("seen")).unwrap();
+    let want: String = expected.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    assert_eq!(seen, want);
+}
