@@ -367,7 +367,7 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
         .scope
         .for_task(shared.engine, &mut state.vars, &task.location);
     let Some(items) = &task.loop_items else {
-        return once(shared, task, state, &mut vars).await;
+        return once(shared, task, state, &vars).await;
     };
     if !task.when.is_empty()
         && !scope::mentions_item(&task.when)
@@ -396,7 +396,7 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
     let mut all_skipped = true;
     for item in items {
         Scope::set_item(&mut vars, item.clone());
-        let outcome = once(shared, task, state, &mut vars).await?;
+        let outcome = once(shared, task, state, &vars).await?;
         let label = match &item {
             Value::Object(map) => map
                 .get("name")
@@ -443,7 +443,7 @@ async fn once(
     shared: &Shared<'_>,
     task: &Task,
     state: &mut HostState,
-    vars: &mut Vars,
+    vars: &Vars,
 ) -> Result<Outcome> {
     if !task.when.is_empty()
         && !shared
