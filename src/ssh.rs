@@ -56,6 +56,9 @@ pub const PASSPHRASE_ENV: &str = "ARPANET_SSH_PASSPHRASE";
 
 /// Opens SSH connections; at most `max_starts` handshakes (TCP connect to
 /// end of authentication) at once.
+/// Handshakes tried when sshd drops the connection before the key exchange.
+const HANDSHAKE_ATTEMPTS: u32 = 3;
+
 pub struct SshConnector {
     starts: Arc<Semaphore>,
     agent: Option<PathBuf>,
@@ -105,37 +108,50 @@ impl SshConnector {
             .acquire()
             .await
             .map_err(|_| Error::Internal("connection semaphore closed".into()))?;
-        let stream = tcp_connect(target).await?;
-        let rejection = Arc::new(Mutex::new(None));
-        let handler = ClientHandler {
-            target: target.clone(),
-            rejection: Arc::clone(&rejection),
-        };
         let peer = endpoint(target);
-        let handshake = client::connect_stream(Arc::clone(&self.config), stream, handler);
-        let mut handle = match tokio::time::timeout(target.connect_timeout, handshake).await {
-            Ok(Ok(handle)) => handle,
-            Ok(Err(e)) => {
-                let stashed = rejection.lock().unwrap_or_else(|p| p.into_inner()).take();
-                return Err(stashed.unwrap_or_else(|| {
-                    unreachable(
+        // sshd drops a connection beyond its MaxStartups before the key
+        // exchange; our own starts are capped below that, but other clients
+        // (or a slow sshd still counting our last login) can fill it. Such a
+        // drop is retried a few times; a refused host key never is.
+        let mut attempt = 0;
+        let mut handle = loop {
+            attempt += 1;
+            let stream = tcp_connect(target).await?;
+            let rejection = Arc::new(Mutex::new(None));
+            let handler = ClientHandler {
+                target: target.clone(),
+                rejection: Arc::clone(&rejection),
+            };
+            let handshake = client::connect_stream(Arc::clone(&self.config), stream, handler);
+            match tokio::time::timeout(target.connect_timeout, handshake).await {
+                Ok(Ok(handle)) => break handle,
+                Ok(Err(e)) => {
+                    let stashed = rejection.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    if let Some(refusal) = stashed {
+                        return Err(refusal);
+                    }
+                    if attempt < HANDSHAKE_ATTEMPTS {
+                        tokio::time::sleep(Duration::from_millis(150 * attempt as u64)).await;
+                        continue;
+                    }
+                    return Err(unreachable(
                         target,
-                        format!("ssh handshake with {peer} failed: {e}"),
+                        format!("ssh handshake with {peer} failed ({attempt} attempts): {e}"),
                         "the server closed the connection before the login: sshd may be \
                          refusing new connections (MaxStartups), or this port is not an ssh server",
-                    )
-                }));
-            }
-            Err(_) => {
-                return Err(unreachable(
-                    target,
-                    format!(
-                        "ssh handshake with {peer} timed out after {}",
-                        seconds(target.connect_timeout)
-                    ),
-                    "the port accepts connections but no ssh server answered in time: \
-                     the host is overloaded or this is not an ssh port",
-                ))
+                    ));
+                }
+                Err(_) => {
+                    return Err(unreachable(
+                        target,
+                        format!(
+                            "ssh handshake with {peer} timed out after {}",
+                            seconds(target.connect_timeout)
+                        ),
+                        "the port accepts connections but no ssh server answered in time: \
+                         the host is overloaded or this is not an ssh port",
+                    ))
+                }
             }
         };
         match tokio::time::timeout(
