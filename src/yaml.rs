@@ -17,6 +17,8 @@
 use std::fmt;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span};
+
+use crate::error::InputKind;
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess};
 
 /// A 1-based line and column in a YAML text.
@@ -46,7 +48,10 @@ pub(crate) struct Node {
 pub(crate) enum Kind {
     /// `text` as written; `plain` when unquoted and untagged (so it may
     /// resolve to null, a bool or a number).
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     /// Entries in file order; repeated keys are kept (callers decide).
     Map(Vec<(Node, Node)>),
@@ -150,9 +155,7 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                     }
                 }
             }
-            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {
-                continue
-            }
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => continue,
         };
         if anchor != 0 {
             anchors.push((anchor, node.clone()));
@@ -320,9 +323,15 @@ pub(crate) struct DeError {
 pub(crate) enum DeKind {
     /// A value of the wrong type: `found` as serde names it (`sequence`,
     /// `string "x"`), `expected` as the visitor describes it.
-    InvalidType { found: String, expected: String },
+    InvalidType {
+        found: String,
+        expected: String,
+    },
     /// A value of the right type that is not accepted.
-    InvalidValue { found: String, expected: String },
+    InvalidValue {
+        found: String,
+        expected: String,
+    },
     UnknownField {
         field: String,
         expected: &'static [&'static str],
@@ -357,12 +366,54 @@ impl DeError {
         self
     }
 
-    /// The key the error is under, when its innermost step is a key.
-    pub fn field(&self) -> Option<&str> {
-        match self.path.last() {
-            Some(Step::Key(k)) => Some(k),
-            _ => None,
-        }
+    /// The error as bad input: its position (`node` when the error has
+    /// none) and kind. The value's key is named when the innermost step is
+    /// a key, or `field` when the error is in the node itself.
+    pub fn into_input(self, node: Pos, field: Option<&str>) -> (Pos, InputKind) {
+        let field = match self.path.last() {
+            Some(Step::Key(k)) => Some(k.clone()),
+            Some(Step::Index(_)) => None,
+            None => field.map(str::to_owned),
+        };
+        let strings = |words: &[&str]| words.iter().map(|w| (*w).to_owned()).collect();
+        let kind = match self.kind {
+            DeKind::InvalidType { found, expected } => InputKind::WrongType {
+                field,
+                found,
+                expected,
+            },
+            DeKind::InvalidValue { found, expected } => InputKind::BadValue {
+                field,
+                found,
+                expected,
+            },
+            DeKind::UnknownField {
+                field: argument,
+                expected,
+            } => InputKind::UnknownArgument {
+                module: field,
+                argument,
+                expected: strings(expected),
+            },
+            DeKind::UnknownVariant { variant, expected } => InputKind::UnknownValue {
+                field,
+                value: variant,
+                expected: strings(expected),
+            },
+            DeKind::MissingField(argument) => InputKind::MissingArgument {
+                module: field,
+                argument: argument.to_owned(),
+            },
+            DeKind::DuplicateField(key) => InputKind::DuplicateKey {
+                key: key.to_owned(),
+            },
+            DeKind::Custom(message) => InputKind::Invalid {
+                field,
+                message,
+                hint: None,
+            },
+        };
+        (self.pos.unwrap_or(node), kind)
     }
 }
 
@@ -487,7 +538,7 @@ impl<'de> SeqAccess<'de> for Items<'de> {
         self.index += 1;
         seed.deserialize(node)
             .map(Some)
-            .map_err(|e| e.inside(Step::Index(index)))
+            .map_err(|e| e.at(node.pos).inside(Step::Index(index)))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -511,7 +562,9 @@ impl<'de> MapAccess<'de> for Entries<'de> {
             return Ok(None);
         };
         self.value = Some(entry);
-        seed.deserialize(&entry.0).map(Some)
+        seed.deserialize(&entry.0)
+            .map(Some)
+            .map_err(|e| e.at(entry.0.pos))
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
@@ -521,7 +574,7 @@ impl<'de> MapAccess<'de> for Entries<'de> {
             .ok_or_else(|| de::Error::custom("a value without a key"))?;
         let name = key.text().unwrap_or("?").to_owned();
         seed.deserialize(value)
-            .map_err(|e| e.inside(Step::Key(name)))
+            .map_err(|e| e.at(value.pos).inside(Step::Key(name)))
     }
 
     fn size_hint(&self) -> Option<usize> {

@@ -1,4 +1,24 @@
 use super::*;
+use crate::modules::assert::Assert;
+use crate::modules::command::{Command, CommandArgs};
+use crate::modules::copy::Copy;
+use crate::modules::debug::{Debug, DebugArgs};
+use crate::modules::docker_container::DockerContainer;
+use crate::modules::docker_image::DockerImage;
+use crate::modules::file::{File, FileArgs, FileContentArgs, FileState};
+use crate::modules::service::{Service, ServiceArgs, ServiceState};
+use crate::modules::set_fact::SetFact;
+use crate::modules::shell::Shell;
+use crate::modules::template::Template;
+use crate::modules::wait_for::{PortState, WaitFor, WaitForArgs};
+use crate::modules::Module;
+
+/// A task's module as the module type `M`.
+fn args<M: Module>(task: &Task) -> &M {
+    task.module
+        .downcast::<M>()
+        .unwrap_or_else(|| panic!("not the expected module: {:?}", task.module))
+}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/playbooks")
@@ -74,8 +94,8 @@ fn good_fixture_parses_every_module_form() {
         ]
     );
     assert_eq!(
-        t[1].module,
-        Module::Command(CommandArgs {
+        args::<Command>(&t[1]),
+        &Command(CommandArgs {
             cmd: Some("consul members".into()),
             argv: None,
             chdir: Some("/tmp".into()),
@@ -84,23 +104,19 @@ fn good_fixture_parses_every_module_form() {
             stdin: Some("yes".into()),
         })
     );
-    let Module::Command(argv) = &t[2].module else {
-        panic!("{:?}", t[2].module)
-    };
+    let Command(argv) = args::<Command>(&t[2]);
     assert_eq!(
         argv.argv.as_deref().unwrap(),
         ["docker", "run", "--name", "consul {{ consul_port }}"]
     );
-    let Module::Shell(shell) = &t[3].module else {
-        panic!()
-    };
+    let Shell(shell) = args::<Shell>(&t[3]);
     assert!(shell.cmd.as_deref().unwrap().ends_with("grep -c consul\n"));
     assert_eq!(t[3].register.as_deref(), Some("running"));
     assert_eq!(t[3].changed_when, ["false"]);
     assert_eq!(t[3].failed_when, ["running.rc > 1"]);
     assert_eq!(
-        t[4].module,
-        Module::Template(FileContentArgs {
+        args::<Template>(&t[4]),
+        &Template(FileContentArgs {
             src: Some("docker.j2".into()),
             content: None,
             dest: "/etc/default/docker".into(),
@@ -111,18 +127,14 @@ fn good_fixture_parses_every_module_form() {
         })
     );
     assert_eq!(t[4].notify, ["restart docker"]);
-    let Module::Copy(copy) = &t[5].module else {
-        panic!()
-    };
+    let Copy(copy) = args::<Copy>(&t[5]);
     assert_eq!(copy.src.as_deref(), Some("consul.json"));
     assert_eq!(copy.mode.as_deref(), Some("0600"));
-    let Module::Copy(content) = &t[6].module else {
-        panic!()
-    };
+    let Copy(content) = args::<Copy>(&t[6]);
     assert_eq!(content.content.as_deref(), Some("{{ consul_data }}\n"));
     assert_eq!(
-        t[7].module,
-        Module::File(FileArgs {
+        args::<File>(&t[7]),
+        &File(FileArgs {
             path: "{{ consul_data }}".into(),
             state: FileState::Directory,
             mode: Some("0755".into()),
@@ -131,8 +143,8 @@ fn good_fixture_parses_every_module_form() {
         })
     );
     assert_eq!(
-        t[8].module,
-        Module::Service(ServiceArgs {
+        args::<Service>(&t[8]),
+        &Service(ServiceArgs {
             name: "docker".into(),
             state: Some(ServiceState::Started),
             enabled: Some(true),
@@ -140,8 +152,8 @@ fn good_fixture_parses_every_module_form() {
         })
     );
     assert_eq!(
-        t[9].module,
-        Module::WaitFor(WaitForArgs {
+        args::<WaitFor>(&t[9]),
+        &WaitFor(WaitForArgs {
             host: "127.0.0.1".into(),
             port: Some("8500".into()),
             path: None,
@@ -150,28 +162,24 @@ fn good_fixture_parses_every_module_form() {
             timeout: 60.0,
         })
     );
-    let Module::WaitFor(file_wait) = &t[10].module else {
-        panic!()
-    };
+    let WaitFor(file_wait) = args::<WaitFor>(&t[10]);
     assert_eq!(file_wait.path.as_deref(), Some("/tmp/ready"));
     assert_eq!(file_wait.delay, 1.5);
     assert_eq!(file_wait.timeout, 300.0);
     assert_eq!(
-        t[11].module,
-        Module::Debug(DebugArgs::Msg("port {{ consul_port }}".into()))
+        args::<Debug>(&t[11]),
+        &Debug(DebugArgs::Msg("port {{ consul_port }}".into()))
     );
     assert_eq!(
-        t[12].module,
-        Module::Debug(DebugArgs::Var("running.stdout_lines".into()))
+        args::<Debug>(&t[12]),
+        &Debug(DebugArgs::Var("running.stdout_lines".into()))
     );
     assert_eq!(
         t[12].when,
         ["running is succeeded", "consul_port | int > 0"]
     );
     assert_eq!(t[12].tags, ["debug", "info"]);
-    let Module::SetFact(facts) = &t[13].module else {
-        panic!()
-    };
+    let SetFact(facts) = args::<SetFact>(&t[13]);
     assert_eq!(facts["consul_role"], "server");
     let until = &t[14];
     assert_eq!(until.until, ["'leader = true' in info.stdout"]);
@@ -234,16 +242,16 @@ fn locations_point_at_the_first_key_of_each_play_and_task() {
 fn free_form_and_fqcn_commands() {
     let t = task("    - ansible.builtin.shell: echo {{ x }} | wc -l\n");
     assert_eq!(
-        t.module,
-        Module::Shell(CommandArgs {
+        args::<Shell>(&t),
+        &Shell(CommandArgs {
             cmd: Some("echo {{ x }} | wc -l".into()),
             ..CommandArgs::default()
         })
     );
     assert_eq!(t.name, "shell: echo {{ x }} | wc -l");
-    assert_eq!(t.module.kind(), "shell");
+    assert_eq!(t.module.name(), "shell");
     let t = task("    - ansible.builtin.systemd: {name: consul, state: reloaded}\n");
-    assert_eq!(t.module.kind(), "service");
+    assert_eq!(t.module.name(), "service");
     let t = task("    - ansible.builtin.wait_for: {host: 10.0.0.1, port: \"{{ consul_port }}\"}\n");
     assert_eq!(t.name, "wait_for: 10.0.0.1:{{ consul_port }}");
 }
@@ -272,9 +280,9 @@ fn retries_and_delay_defaults() {
 
 #[test]
 fn modes_are_strings_never_yaml_octal_numbers() {
-    let mode = |m: &str| match task(&format!("    - file: {{path: /x, mode: {m}}}\n")).module {
-        Module::File(f) => f.mode.unwrap(),
-        other => panic!("{other:?}"),
+    let mode = |m: &str| {
+        let t = task(&format!("    - file: {{path: /x, mode: {m}}}\n"));
+        args::<File>(&t).0.mode.clone().unwrap()
     };
     assert_eq!(mode("0644"), "0644");
     assert_eq!(mode("'0644'"), "0644");
@@ -293,14 +301,10 @@ fn modes_are_strings_never_yaml_octal_numbers() {
 #[test]
 fn numbers_and_booleans_in_string_arguments_are_strings() {
     let t = task("    - wait_for: {port: 8500, host: 10.0.0.2}\n");
-    let Module::WaitFor(w) = t.module else {
-        panic!()
-    };
+    let WaitFor(w) = args::<WaitFor>(&t).clone();
     assert_eq!(w.port.as_deref(), Some("8500"));
     let t = task("    - service: {name: 42, enabled: no}\n");
-    let Module::Service(s) = t.module else {
-        panic!()
-    };
+    let Service(s) = args::<Service>(&t).clone();
     assert_eq!((s.name.as_str(), s.enabled), ("42", Some(false)));
 }
 
@@ -646,7 +650,8 @@ fn loop_check_mode_and_docker_modules_parse() {
     )
     .unwrap();
     let t = &pb.plays[0].tasks;
-    assert!(matches!(t[0].module, Module::DockerContainer(_)));
+    args::<DockerContainer>(&t[0]);
+    args::<DockerImage>(&t[1]);
     assert_eq!(t[0].loop_items, Some(serde_json::json!("{{ stack }}")));
     assert_eq!(t[0].check_mode, Some(false));
     assert_eq!(t[1].loop_items, Some(serde_json::json!(["a", "b"])));
