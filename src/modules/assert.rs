@@ -2,7 +2,6 @@
 //! (with `fail_msg`). Checked on the machine running arpanet, without
 //! contacting the host.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -100,9 +99,5 @@ impl Module for Assert {
                 ..Outcome::ok()
             })
         })
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }

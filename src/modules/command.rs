@@ -2,7 +2,6 @@
 //! shell interprets nothing (`argv:` gives the words as a list). `shell`
 //! (in `shell.rs`) shares the arguments and the running.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -63,10 +62,6 @@ impl Module for Command {
 
     fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
         Box::pin(run(&self.0, false, ctx))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

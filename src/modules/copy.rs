@@ -2,7 +2,6 @@
 //! folder) or the text of `content` to `dest`, unrendered except `content`.
 //! The writing (compare by hash, atomic rename, metadata) is in `file.rs`.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -46,9 +45,5 @@ impl Module for Copy {
 
     fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
         Box::pin(content(&self.0, false, ctx))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }

@@ -1,7 +1,6 @@
 //! `debug`: show a message, or a variable's value, for each host. Runs on
 //! the machine running arpanet, without contacting the host.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -94,9 +93,5 @@ impl Module for Debug {
                 ..Outcome::ok()
             })
         })
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }

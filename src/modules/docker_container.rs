@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use std::any::Any;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -118,10 +117,6 @@ impl Module for DockerContainer {
     /// do (create, recreate, start, stop, remove) without doing it.
     fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
         Box::pin(container(&self.0, ctx))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

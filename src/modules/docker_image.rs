@@ -2,7 +2,6 @@
 //! `docker` CLI over the SSH connection) unless it is there; `force: yes`
 //! pulls anyway, and `changed` says whether the image ID moved.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -66,10 +65,6 @@ impl Module for DockerImage {
     /// In check mode a missing image is reported as changed, not pulled.
     fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
         Box::pin(run(&self.0, ctx))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

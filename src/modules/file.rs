@@ -3,7 +3,6 @@
 //! report `ok`; writes go to a temp file in the same directory and are
 //! renamed into place, so a reader never sees half a file.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -118,10 +117,6 @@ impl Module for File {
 
     fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
         Box::pin(file(&self.0, ctx))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

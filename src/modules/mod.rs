@@ -79,7 +79,7 @@ pub(crate) trait ModuleDef: Sync {
 }
 
 /// One task's module with its typed, validated arguments.
-pub(crate) trait Module: fmt::Debug + Send + Sync + Any {
+pub(crate) trait Module: fmt::Debug + Send + Sync + AsAny {
     /// The module's name (as [`ModuleDef::name`]).
     fn name(&self) -> &'static str;
 
@@ -103,10 +103,21 @@ pub(crate) trait Module: fmt::Debug + Send + Sync + Any {
     /// Run on one host. Check mode (`ctx.check`) is the module's to honour:
     /// it reports what it would change and changes nothing.
     fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>>;
+}
 
+/// Lets tests look at a task's arguments as the module's own type.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) trait AsAny: Any {
     fn as_any(&self) -> &dyn Any;
 }
 
+impl<T: Any> AsAny for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[cfg(test)]
 impl dyn Module {
     /// The arguments as the module's own type, if it is `M`.
     pub(crate) fn downcast<M: Module>(&self) -> Option<&M> {

@@ -2,7 +2,6 @@
 //! where systemd runs, else through `service`. Only actions that change the
 //! service's state count as `changed`.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -85,10 +84,6 @@ impl Module for Service {
 
     fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
         Box::pin(run(&self.0, ctx))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

@@ -1,7 +1,6 @@
 //! `set_fact`: set variables on the host for the rest of the run, rendered
 //! with its variables. Runs on the machine running arpanet.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -65,9 +64,5 @@ impl Module for SetFact {
                 ..Outcome::ok()
             })
         })
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }

@@ -1,7 +1,6 @@
 //! `shell`: run a command line through the host's shell, as written (pipes,
 //! redirections and variables work). Arguments and running are `command`'s.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -42,9 +41,5 @@ impl Module for Shell {
 
     fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
         Box::pin(run(&self.0, true, ctx))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }

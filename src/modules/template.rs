@@ -2,7 +2,6 @@
 //! `templates/` folder) with the host's variables and write it to `dest`.
 //! The writing (compare by hash, atomic rename, metadata) is in `file.rs`.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -64,9 +63,5 @@ impl Module for Template {
 
     fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
         Box::pin(content(&self.0, true, ctx))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }

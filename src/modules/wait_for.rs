@@ -3,7 +3,6 @@
 //! channel over the existing SSH connection, so the host needs no `nc` or
 //! bash-only tricks.
 
-use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -101,10 +100,6 @@ impl Module for WaitFor {
 
     fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
         Box::pin(run(&self.0, ctx))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

@@ -1,5 +1,4 @@
 use super::*;
-use crate::modules::assert::Assert;
 use crate::modules::command::{Command, CommandArgs};
 use crate::modules::copy::Copy;
 use crate::modules::debug::{Debug, DebugArgs};
@@ -665,4 +664,102 @@ fn loop_check_mode_and_docker_modules_parse() {
         text.starts_with("site.yml:1:3: no playbook `nope.yml` to import"),
         "{text}"
     );
+}
+
+/// One-letter typos of `word`: each letter dropped, and each replaced.
+fn typos(word: &str) -> Vec<String> {
+    let chars: Vec<char> = word.chars().collect();
+    let mut out = Vec::new();
+    for i in 0..chars.len() {
+        let mut dropped = chars.clone();
+        dropped.remove(i);
+        out.push(dropped.into_iter().collect());
+        let mut altered = chars.clone();
+        altered[i] = if chars[i] == 'x' { 'q' } else { 'x' };
+        out.push(altered.into_iter().collect());
+    }
+    out
+}
+
+#[test]
+fn every_module_name_and_alias_is_suggested_for_a_one_letter_typo() {
+    let mut checked = 0;
+    for name in crate::modules::names() {
+        let mut forms = vec![name.to_owned()];
+        if !name.contains('.') {
+            forms.push(format!("ansible.builtin.{name}"));
+        }
+        for form in forms {
+            let (prefix, word) = match form.strip_prefix("ansible.builtin.") {
+                Some(word) => ("ansible.builtin.", word),
+                None => ("", form.as_str()),
+            };
+            for typo in typos(word) {
+                let key = format!("{prefix}{typo}");
+                if key.contains(' ') || crate::modules::find(&key).is_some() {
+                    continue;
+                }
+                let text = error(&format!("- hosts: all\n  tasks:\n    - {key}: x\n"));
+                assert!(
+                    text.contains(&format!("hint: did you mean `{form}`?")),
+                    "`{key}` should suggest `{form}`:\n{text}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 300, "only {checked} typos checked");
+}
+
+#[test]
+fn every_name_alias_and_builtin_form_finds_its_module() {
+    use crate::modules::{find, MODULES};
+    for def in MODULES {
+        for name in std::iter::once(def.name()).chain(def.aliases().iter().copied()) {
+            assert_eq!(find(name).map(|m| m.name()), Some(def.name()), "{name}");
+            if !name.contains('.') {
+                for prefix in ["ansible.builtin.", "ansible.legacy."] {
+                    let full = format!("{prefix}{name}");
+                    assert_eq!(find(&full).map(|m| m.name()), Some(def.name()), "{full}");
+                }
+            }
+        }
+    }
+    let mut names: Vec<&str> = crate::modules::names().collect();
+    let count = names.len();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), count, "a name is listed twice");
+    assert!(find("ansible.builtin.community.docker.docker_image").is_none());
+    assert_eq!(find("systemd").map(|m| m.name()), Some("service"));
+}
+
+#[test]
+fn the_no_module_hint_lists_every_module() {
+    let text = error("- hosts: all\n  tasks:\n    - name: nothing\n");
+    for def in crate::modules::MODULES {
+        assert!(
+            text.contains(&format!("`{}`", def.name())),
+            "`{}` missing from:\n{text}",
+            def.name()
+        );
+    }
+}
+
+#[test]
+fn docker_arguments_are_typed_at_load_unless_templated() {
+    let text = error(
+        "- hosts: all\n  tasks:\n    - docker_container:\n        name: c\n        ports: {a: 1}\n",
+    );
+    assert!(text.starts_with("site.yml:5:16: `ports`:"), "{text}");
+    let text = error("- hosts: all\n  tasks:\n    - docker_image: {force: yes}\n");
+    assert!(
+        text.starts_with("site.yml:3:21: `docker_image`: missing argument `name`"),
+        "{text}"
+    );
+    let t = task("    - docker_container:\n        name: \"{{ n }}\"\n        ports: \"{{ ports }}\"\n        privileged: \"{{ p }}\"\n");
+    assert_eq!(t.name, "docker_container: {{ n }}");
+    let text =
+        error("- hosts: all\n  tasks:\n    - docker_container: {name: c, ports: \"{{ x \"}\n");
+    assert!(text.starts_with("site.yml:3:7: syntax error"), "{text}");
 }
