@@ -763,3 +763,114 @@ fn docker_arguments_are_typed_at_load_unless_templated() {
         error("- hosts: all\n  tasks:\n    - docker_container: {name: c, ports: \"{{ x \"}\n");
     assert!(text.starts_with("site.yml:3:7: syntax error"), "{text}");
 }
+
+/// The full message of every bad fixture, as the operator reads it.
+#[test]
+fn bad_fixture_messages() {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../../tests/fixtures/playbooks/snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| {
+        insta::glob!("../../tests/fixtures/playbooks/bad", "*.yml", |path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            let name = path.file_name().unwrap();
+            let err = Playbook::parse(Path::new(name), &fixtures().join("bad"), &text)
+                .expect_err("a bad fixture parsed");
+            insta::assert_snapshot!(err.to_string());
+        });
+    });
+}
+
+/// The full message of each bad input of the tests above.
+#[test]
+fn bad_input_messages() {
+    let cases = [
+        ("empty_playbook", "# nothing\n"),
+        ("roles_unsupported", "- hosts: all\n  roles: [consul]\n"),
+        (
+            "become_unsupported",
+            "- hosts: all\n  tasks:\n    - command: x\n      become: true\n",
+        ),
+        (
+            "duplicate_key",
+            "- hosts: all\n  tasks:\n    - command: x\n      name: a\n      name: b\n",
+        ),
+        (
+            "copy_without_src",
+            "- hosts: all\n  tasks:\n    - copy: {dest: /x}\n",
+        ),
+        (
+            "command_without_cmd",
+            "- hosts: all\n  tasks:\n    - command: {chdir: /tmp}\n",
+        ),
+        (
+            "shell_with_argv",
+            "- hosts: all\n  tasks:\n    - shell: {argv: [a]}\n",
+        ),
+        (
+            "debug_free_form",
+            "- hosts: all\n  tasks:\n    - debug: hello\n",
+        ),
+        (
+            "file_state_unknown",
+            "- hosts: all\n  tasks:\n    - file: {path: /x, state: gone}\n",
+        ),
+        (
+            "stdin_not_a_string",
+            "- hosts: all\n  tasks:\n    - command: {cmd: x, stdin: [a]}\n",
+        ),
+        (
+            "flag_not_yes_or_no",
+            "- hosts: all\n  tasks:\n    - command: x\n      ignore_errors: maybe\n",
+        ),
+        (
+            "nested_condition",
+            "- hosts: all\n  tasks:\n    - command: x\n      when: [[a]]\n",
+        ),
+        ("serial_word", "- hosts: all\n  serial: lots\n  tasks: []\n"),
+        (
+            "mode_too_short",
+            "- hosts: all\n  tasks:\n    - file: {path: /x, mode: 64}\n",
+        ),
+        (
+            "vars_template_syntax",
+            "- hosts: all\n  vars:\n    a: \"{{ b \"\n  tasks: []\n",
+        ),
+        (
+            "notify_without_handlers",
+            "- hosts: all\n  tasks:\n    - command: x\n      notify: nope\n",
+        ),
+        (
+            "docker_unknown_argument",
+            "- hosts: all\n  tasks:\n    - docker_container:\n        name: c\n        imgae: i\n",
+        ),
+        ("import_missing", "- import_playbook: nope.yml\n"),
+        (
+            "import_playbook_with_hosts",
+            "- import_playbook: x.yml\n  hosts: all\n",
+        ),
+        (
+            "import_tasks_with_module",
+            "- hosts: all\n  tasks:\n    - import_tasks: x.yml\n      command: y\n",
+        ),
+        (
+            "builtin_module_typo",
+            "- hosts: all\n  tasks:\n    - ansible.builtin.comand: x\n",
+        ),
+        ("task_key_in_play", "- hosts: all\n  command: x\n"),
+        (
+            "loop_not_a_list",
+            "- hosts: all\n  tasks:\n    - command: x\n      loop: 3\n",
+        ),
+        ("two_documents", "- hosts: a\n---\n- hosts: b\n"),
+        ("tab_indent", "- hosts: all\n  tasks:\n\t- command: x\n"),
+    ];
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../../tests/fixtures/playbooks/snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| {
+        for (name, yaml) in cases {
+            insta::assert_snapshot!(name, error(yaml), yaml);
+        }
+    });
+}
