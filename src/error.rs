@@ -125,7 +125,6 @@ impl Error {
             location,
             InputKind::Other {
                 message: message.into(),
-                hint: None,
             },
         )
         .into()
@@ -146,16 +145,11 @@ impl Error {
         }
     }
 
-    /// Attach or replace the hint of an input error made by
-    /// [`Error::input`], or of a usage, unreachable or lab error. (The other
-    /// input kinds word their own hints.)
+    /// Attach or replace the hint of an input, usage, unreachable or lab
+    /// error.
     pub fn with_hint(mut self, text: impl Into<String>) -> Self {
         match &mut self {
-            Error::Input(input) => {
-                if let InputKind::Other { hint, .. } = &mut input.kind {
-                    *hint = Some(text.into());
-                }
-            }
+            Error::Input(input) => input.hint = Some(text.into()),
             Error::Usage { hint, .. }
             | Error::Unreachable { hint, .. }
             | Error::Lab { hint, .. } => *hint = Some(text.into()),
@@ -170,11 +164,23 @@ impl Error {
 pub struct InputError {
     pub location: Location,
     pub kind: InputKind,
+    /// A hint from the caller, who knows the context, in place of the
+    /// kind's own.
+    pub hint: Option<String>,
 }
 
 impl InputError {
     pub fn new(location: Location, kind: InputKind) -> Self {
-        InputError { location, kind }
+        InputError {
+            location,
+            kind,
+            hint: None,
+        }
+    }
+
+    /// What to do about it, where that is known.
+    pub fn hint(&self) -> Option<String> {
+        self.hint.clone().or_else(|| self.kind.hint())
     }
 }
 
@@ -187,7 +193,7 @@ impl From<InputError> for Error {
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let message = self.kind.to_string();
-        let hint = self.kind.hint();
+        let hint = self.hint();
         f.write_str(&located(&self.location, &message, hint.as_deref()))
     }
 }
@@ -295,7 +301,6 @@ pub enum InputKind {
     /// Anything else, worded where it was found.
     Other {
         message: String,
-        hint: Option<String>,
     },
 }
 
@@ -407,7 +412,7 @@ impl InputKind {
                     }
                     _ => None,
                 }),
-            Invalid { hint, .. } | Other { hint, .. } => hint.clone(),
+            Invalid { hint, .. } => hint.clone(),
             UnknownPlayKey {
                 suggestion,
                 task_key,
@@ -453,7 +458,8 @@ impl InputKind {
             | DuplicateKey { .. }
             | ImportTasksWith { .. }
             | ImportPlaybookWith { .. }
-            | LoopNotList { .. } => None,
+            | LoopNotList { .. }
+            | Other { .. } => None,
         }
     }
 }

@@ -120,7 +120,7 @@ impl Playbook {
     /// that every `notify` names a handler of its play.
     pub fn parse(source: &Path, dir: &Path, text: &str) -> Result<Self> {
         let raw = yaml::parse(text)
-            .map_err(|e| syntax_error(e, source, text))
+            .map_err(|e| yaml::syntax_error(source, text, e))
             .and_then(|doc| parse::plays(doc.as_ref()).map_err(|e| located(e, source, text)))?;
         if raw.is_empty() {
             let location = Location::new(source, 0, 0);
@@ -362,16 +362,9 @@ fn default_name(module: &dyn Module) -> String {
     format!("{}: {first_line}", module.name())
 }
 
-/// An error from the YAML parser, located in `source`.
-fn syntax_error(e: yaml::SyntaxError, source: &Path, text: &str) -> Error {
-    let location = Location::new(source, e.pos.line, e.pos.column).with_source(text);
-    InputError::new(location, InputKind::InvalidYaml { message: e.message }).into()
-}
-
 /// A parse error, located in `source`.
 fn located(e: Located, source: &Path, text: &str) -> Error {
-    let location = Location::new(source, e.pos.line, e.pos.column).with_source(text);
-    InputError::new(location, e.kind).into()
+    yaml::input_error(source, text, e.pos, e.kind)
 }
 
 /// Turns parsed plays into the model, checking templates and handlers.
@@ -451,7 +444,7 @@ impl Builder<'_> {
             .check_condition(&raw.when, &self.loc(raw.key_pos("when")))?;
         let (source, text) = task_file(name, self.dir, &location)?;
         let raw_tasks = yaml::parse(&text)
-            .map_err(|e| syntax_error(e, &source, &text))
+            .map_err(|e| yaml::syntax_error(&source, &text, e))
             .and_then(|doc| parse::tasks(doc.as_ref()).map_err(|e| located(e, &source, &text)))?;
         let inner = Builder {
             source: &source,

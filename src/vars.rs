@@ -68,12 +68,8 @@ impl Layers {
 
 /// The built-in defaults.
 pub fn defaults() -> Result<Vars> {
-    let vars: Option<Vars> = serde_norway::from_str(DEFAULTS).map_err(|e| {
-        Error::Internal(format!(
-            "embedded playbooks/vars/defaults.yml: {}",
-            inventory::yaml_message(&e)
-        ))
-    })?;
+    let vars: Option<Vars> = crate::yaml::load(Path::new("<builtin>/vars/defaults.yml"), DEFAULTS)
+        .map_err(|e| Error::Internal(e.to_string()))?;
     Ok(vars.unwrap_or_default())
 }
 
@@ -167,8 +163,7 @@ pub fn load_vars_file(path: &Path) -> Result<Vars> {
 }
 
 fn parse_vars_yaml(path: &Path, text: &str, hint: &str) -> Result<Vars> {
-    let vars: Option<Vars> = serde_norway::from_str(text)
-        .map_err(|e| inventory::yaml_error(path, text, &e).with_hint(hint))?;
+    let vars: Option<Vars> = crate::yaml::load(path, text).map_err(|e| e.with_hint(hint))?;
     let mut vars = vars.unwrap_or_default();
     add_aliases(&mut vars);
     Ok(vars)

@@ -18,7 +18,9 @@ use std::fmt;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span};
 
-use crate::error::InputKind;
+use std::path::Path;
+
+use crate::error::{Error, InputError, InputKind, Location};
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess};
 
 /// A 1-based line and column in a YAML text.
@@ -173,6 +175,36 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
         }
     }
     Ok(document)
+}
+
+/// Read `file`'s `text` as a `T`; an empty document reads as null. Errors
+/// are located input errors.
+pub(crate) fn load<T: de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, Error> {
+    let null = Node::new(
+        Kind::Scalar {
+            text: String::new(),
+            plain: true,
+        },
+        Pos { line: 1, column: 1 },
+    );
+    let doc = parse(text).map_err(|e| syntax_error(file, text, e))?;
+    let node = doc.as_ref().unwrap_or(&null);
+    node.to::<T>().map_err(|e| {
+        let (pos, kind) = e.into_input(node.pos, None);
+        input_error(file, text, pos, kind)
+    })
+}
+
+/// A syntax error in `file` as bad input.
+pub(crate) fn syntax_error(file: &Path, text: &str, e: SyntaxError) -> Error {
+    let kind = InputKind::InvalidYaml { message: e.message };
+    input_error(file, text, e.pos, kind)
+}
+
+/// Bad input at `pos` in `file`, showing its line.
+pub(crate) fn input_error(file: &Path, text: &str, pos: Pos, kind: InputKind) -> Error {
+    let location = Location::new(file, pos.line, pos.column).with_source(text);
+    InputError::new(location, kind).into()
 }
 
 impl Node {

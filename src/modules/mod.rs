@@ -349,7 +349,7 @@ impl Outcome {
             Error::Input(input) => Outcome {
                 failure: Some(Failure {
                     message: format!("{}: {}", input.location, input.kind),
-                    hint: input.kind.hint(),
+                    hint: input.hint(),
                     ..Failure::default()
                 }),
                 ..Outcome::default()
