@@ -103,10 +103,6 @@ impl Module for ClusterSecrets {
     fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
         Box::pin(async move { run(&self.0, ctx) })
     }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 /// `cluster_secrets:` arguments.
