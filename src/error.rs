@@ -63,12 +63,8 @@ impl fmt::Display for Location {
 pub enum Error {
     /// Bad input at a known place in a file (inventory, playbook, vars,
     /// template).
-    #[error("{}", located(.location, .message, .hint.as_deref()))]
-    Input {
-        location: Location,
-        message: String,
-        hint: Option<String>,
-    },
+    #[error("{0}")]
+    Input(Box<InputError>),
 
     /// Bad command-line options or input that has no file position.
     #[error("{message}{}", hint_suffix(.hint.as_deref()))]
@@ -113,7 +109,7 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Input { .. } | Error::Usage { .. } => exit::BAD_INPUT,
+            Error::Input(_) | Error::Usage { .. } => exit::BAD_INPUT,
             // An inventory, playbook or vars file that cannot be read.
             Error::Io { action: "read", .. } => exit::BAD_INPUT,
             Error::Unreachable { .. } => exit::HOST_UNREACHABLE,
@@ -122,12 +118,16 @@ impl Error {
         }
     }
 
+    /// Bad input worded where it was found; see [`InputKind`] for the
+    /// kinds the parsers report.
     pub fn input(location: Location, message: impl Into<String>) -> Self {
-        Error::Input {
+        InputError::new(
             location,
-            message: message.into(),
-            hint: None,
-        }
+            InputKind::Other {
+                message: message.into(),
+            },
+        )
+        .into()
     }
 
     pub fn usage(message: impl Into<String>) -> Self {
@@ -145,16 +145,322 @@ impl Error {
         }
     }
 
-    /// Attach or replace the hint of an input, usage, unreachable or lab error.
+    /// Attach or replace the hint of an input, usage, unreachable or lab
+    /// error.
     pub fn with_hint(mut self, text: impl Into<String>) -> Self {
         match &mut self {
-            Error::Input { hint, .. }
-            | Error::Usage { hint, .. }
+            Error::Input(input) => input.hint = Some(text.into()),
+            Error::Usage { hint, .. }
             | Error::Unreachable { hint, .. }
             | Error::Lab { hint, .. } => *hint = Some(text.into()),
             _ => {}
         }
         self
+    }
+}
+
+/// Bad input at a known place: where, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputError {
+    pub location: Location,
+    pub kind: InputKind,
+    /// A hint from the caller, who knows the context, in place of the
+    /// kind's own.
+    pub hint: Option<String>,
+}
+
+impl InputError {
+    pub fn new(location: Location, kind: InputKind) -> Self {
+        InputError {
+            location,
+            kind,
+            hint: None,
+        }
+    }
+
+    /// What to do about it, where that is known.
+    pub fn hint(&self) -> Option<String> {
+        self.hint.clone().or_else(|| self.kind.hint())
+    }
+}
+
+impl From<InputError> for Error {
+    fn from(e: InputError) -> Self {
+        Error::Input(Box::new(e))
+    }
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = self.kind.to_string();
+        let hint = self.hint();
+        f.write_str(&located(&self.location, &message, hint.as_deref()))
+    }
+}
+
+/// What is wrong with an input file. `Display` gives the message and
+/// [`InputKind::hint`] the hint: all the wording of bad input is here.
+/// `field` is the key the bad value sits under, when there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputKind {
+    /// The YAML parser's own complaint.
+    InvalidYaml {
+        message: String,
+    },
+    EmptyPlaybook,
+    /// A value of the wrong type (`found` and `expected` in serde's words).
+    WrongType {
+        field: Option<String>,
+        found: String,
+        expected: String,
+    },
+    /// A value of the right type that is not accepted.
+    BadValue {
+        field: Option<String>,
+        found: String,
+        expected: String,
+    },
+    /// A word that is not one of a fixed set (`state: strated`).
+    UnknownValue {
+        field: Option<String>,
+        value: String,
+        expected: Vec<String>,
+    },
+    UnknownArgument {
+        module: Option<String>,
+        argument: String,
+        expected: Vec<String>,
+    },
+    MissingArgument {
+        module: Option<String>,
+        argument: String,
+    },
+    /// Arguments that are each fine but do not go together, and other
+    /// checks a value's type cannot express.
+    Invalid {
+        field: Option<String>,
+        message: String,
+        hint: Option<String>,
+    },
+    UnknownPlayKey {
+        key: String,
+        suggestion: Option<String>,
+        /// The key is a module or task keyword.
+        task_key: bool,
+        expected: Vec<String>,
+    },
+    UnknownTaskKey {
+        key: String,
+        suggestion: Option<String>,
+        /// The task has no module yet, so the key may be a misspelt one.
+        maybe_module: bool,
+        modules: Vec<String>,
+        keywords: Vec<String>,
+    },
+    /// An Ansible key arpanet does not implement.
+    Unsupported {
+        key: String,
+    },
+    DuplicateKey {
+        key: String,
+    },
+    NoModule {
+        modules: Vec<String>,
+    },
+    TwoModules {
+        first: String,
+        second: String,
+    },
+    NoHosts,
+    /// `import_tasks` beside a key it does not take.
+    ImportTasksWith {
+        key: String,
+    },
+    /// `import_playbook` beside another play key.
+    ImportPlaybookWith {
+        key: String,
+    },
+    /// `import_playbook` or `import_tasks` nested too deeply.
+    ImportCycle {
+        keyword: String,
+        name: String,
+    },
+    ImportNotFound {
+        keyword: String,
+        name: String,
+        looked: String,
+    },
+    UnknownHandler {
+        target: String,
+        suggestion: Option<String>,
+        handlers: Vec<String>,
+    },
+    LoopNotList {
+        key: String,
+    },
+    /// Anything else, worded where it was found.
+    Other {
+        message: String,
+    },
+}
+
+/// `` `a`, `b`, `c` ``
+fn ticked<S: AsRef<str>>(words: &[S]) -> String {
+    words
+        .iter()
+        .map(|w| format!("`{}`", w.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn did_you_mean(suggestion: &Option<String>) -> Option<String> {
+    suggestion.as_ref().map(|s| format!("did you mean `{s}`?"))
+}
+
+impl fmt::Display for InputKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use InputKind::*;
+        let field = |field: &Option<String>| match field {
+            Some(name) => format!("`{name}`: "),
+            None => String::new(),
+        };
+        match self {
+            InvalidYaml { message } => write!(f, "invalid YAML: {message}"),
+            EmptyPlaybook => f.write_str("playbook has no plays"),
+            WrongType {
+                field: name,
+                found,
+                expected,
+            } => write!(
+                f,
+                "{}invalid type: {found}, expected {expected}",
+                field(name)
+            ),
+            BadValue {
+                field: name,
+                found,
+                expected,
+            } => write!(f, "{}expected {expected}, found {found}", field(name)),
+            UnknownValue {
+                field: name, value, ..
+            } => write!(f, "{}unknown value `{value}`", field(name)),
+            UnknownArgument {
+                module, argument, ..
+            } => write!(f, "{}unknown argument `{argument}`", field(module)),
+            MissingArgument { module, argument } => {
+                write!(f, "{}missing argument `{argument}`", field(module))
+            }
+            Invalid {
+                field: name,
+                message,
+                ..
+            } => write!(f, "{}{message}", field(name)),
+            UnknownPlayKey { key, .. } => write!(f, "unknown key `{key}` in play"),
+            UnknownTaskKey {
+                key, maybe_module, ..
+            } => match maybe_module {
+                true => write!(f, "unknown module or key `{key}` in task"),
+                false => write!(f, "unknown key `{key}` in task"),
+            },
+            Unsupported { key } => write!(f, "`{key}` is not supported by arpanet playbooks"),
+            DuplicateKey { key } => write!(f, "duplicate key `{key}`"),
+            NoModule { .. } => f.write_str("task has no module"),
+            TwoModules { first, second } => {
+                write!(f, "a task takes one module, found `{first}` and `{second}`")
+            }
+            NoHosts => f.write_str("play has no `hosts`"),
+            ImportTasksWith { key } => write!(
+                f,
+                "`import_tasks` takes only `when`, `tags` and `vars` beside it, not `{key}`"
+            ),
+            ImportPlaybookWith { key } => write!(
+                f,
+                "`import_playbook` stands alone; `{key}` belongs in the imported playbook"
+            ),
+            ImportCycle { keyword, name } => write!(f, "`{keyword}: {name}` nests too deeply"),
+            ImportNotFound { keyword, name, .. } => match keyword.as_str() {
+                "import_tasks" => write!(f, "no task file `{name}` to import"),
+                _ => write!(f, "no playbook `{name}` to import"),
+            },
+            UnknownHandler { target, .. } => {
+                write!(f, "`notify` names no handler of this play: `{target}`")
+            }
+            LoopNotList { key } => write!(f, "`{key}` takes a list, or a template that gives one"),
+            Other { message, .. } => f.write_str(message),
+        }
+    }
+}
+
+impl InputKind {
+    /// What to do about it, where that is known.
+    pub fn hint(&self) -> Option<String> {
+        use InputKind::*;
+        match self {
+            EmptyPlaybook => Some("a playbook is a list of plays, such as `- hosts: all`".into()),
+            UnknownValue {
+                value, expected, ..
+            } => crate::suggest::did_you_mean(value, expected.iter().map(String::as_str))
+                .or_else(|| Some(format!("expected one of {}", ticked(expected)))),
+            UnknownArgument {
+                module,
+                argument,
+                expected,
+            } => crate::suggest::did_you_mean(argument, expected.iter().map(String::as_str))
+                .or_else(|| match module {
+                    Some(module) if !expected.is_empty() => {
+                        Some(format!("`{module}` takes {}", ticked(expected)))
+                    }
+                    _ => None,
+                }),
+            Invalid { hint, .. } => hint.clone(),
+            UnknownPlayKey {
+                suggestion,
+                task_key,
+                expected,
+                ..
+            } => did_you_mean(suggestion).or_else(|| match task_key {
+                true => Some("tasks go in a list under `tasks:`".into()),
+                false => Some(format!("a play takes {}", ticked(expected))),
+            }),
+            UnknownTaskKey {
+                suggestion,
+                modules,
+                keywords,
+                ..
+            } => did_you_mean(suggestion).or_else(|| {
+                Some(format!(
+                    "a task takes one module ({}) and keywords ({})",
+                    ticked(modules),
+                    ticked(keywords)
+                ))
+            }),
+            NoModule { modules } => Some(format!("add one of {}", ticked(modules))),
+            TwoModules { .. } => Some("split it into two tasks".into()),
+            NoHosts => Some("add `hosts: all`, or a group such as `hosts: servers`".into()),
+            ImportCycle { keyword, .. } => Some(match keyword.as_str() {
+                "import_tasks" => "task files import each other in a cycle".into(),
+                _ => "playbooks import each other in a cycle".into(),
+            }),
+            ImportNotFound { looked, .. } => Some(looked.clone()),
+            UnknownHandler {
+                suggestion,
+                handlers,
+                ..
+            } => did_you_mean(suggestion).or_else(|| match handlers.is_empty() {
+                true => Some("define it under the play's `handlers:`".into()),
+                false => Some(format!("handlers in this play: {}", ticked(handlers))),
+            }),
+            InvalidYaml { .. }
+            | WrongType { .. }
+            | BadValue { .. }
+            | MissingArgument { .. }
+            | Unsupported { .. }
+            | DuplicateKey { .. }
+            | ImportTasksWith { .. }
+            | ImportPlaybookWith { .. }
+            | LoopNotList { .. }
+            | Other { .. } => None,
+        }
     }
 }
 

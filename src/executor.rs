@@ -452,7 +452,7 @@ async fn once(
     {
         return Ok(Outcome::skipped("condition was false"));
     }
-    let connection: Arc<dyn Transport> = if modules::is_local(&task.module) {
+    let connection: Arc<dyn Transport> = if task.module.local() {
         Arc::new(Local)
     } else {
         connect(shared.connector, state).await?
@@ -469,7 +469,7 @@ async fn once(
     let mut outcome = Outcome::default();
     for n in 1..=attempts {
         let ctx = context(shared, task, &state.name, connection.as_ref(), &vars);
-        outcome = modules::run(&task.module, &ctx).await;
+        outcome = modules::run(task.module.as_ref(), &ctx).await;
         if let Some(err) = outcome.unreachable.take() {
             return Err(err);
         }

@@ -769,7 +769,11 @@ mod tests {
         error_text(
             err,
             "hosts.yml:4:",
-            &["unknown field `hostz`", "4 |   hostz:"],
+            &[
+                "unknown key `hostz` in group `all`",
+                "4 |   hostz:",
+                "hint: did you mean `hosts`?",
+            ],
         );
         let err = yml("all:\n  hosts:\n    - h1\n").unwrap_err();
         error_text(err, "hosts.yml:3:", &["invalid type: sequence"]);
@@ -780,7 +784,9 @@ mod tests {
         let err = yml("all:\n  hosts:\n    n[3:1]:\n").unwrap_err();
         error_text(err, "hosts.yml:3:5", &["runs backwards"]);
         let err = yml("a:\n  children:\n    b:\n      children:\n        a:\n").unwrap_err();
-        error_text(err, "hosts.yml:1:1", &["creates a loop"]);
+        // At the entry that closes the loop (the parser's position of that
+        // key), not the first `a:` in the text.
+        error_text(err, "hosts.yml:5:9", &["creates a loop", "5 |         a:"]);
     }
 
     #[test]

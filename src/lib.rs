@@ -28,6 +28,7 @@ pub mod template;
 pub mod transport;
 pub mod truth;
 pub mod vars;
+pub(crate) mod yaml;
 
 use crate::cli::{Cli, Command};
 use crate::error::Result;

@@ -1,6 +1,7 @@
-//! The typed playbook model: plays, tasks and a `Module` enum, parsed from
-//! Ansible-shaped YAML. Unknown keys and modules are rejected with their
-//! file, line and a suggestion for near misses. String arguments are
+//! The typed playbook model: plays and tasks, each task with one module from
+//! the registry (`modules::MODULES`), parsed from Ansible-shaped YAML.
+//! Unknown keys and modules are rejected with their file, line and column
+//! (from the YAML parser) and a suggestion for near misses. String arguments are
 //! templates, rendered per host when the task runs; each is checked to
 //! compile at load time, so a broken `{{` is reported before any host is
 //! touched.
@@ -12,19 +13,22 @@
 //! `NAME`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use serde::Deserialize;
-
-use crate::error::{Error, Location, Result};
+use crate::error::{Error, InputError, InputKind, Location, Result};
+use crate::modules::Module;
 use crate::suggest::closest;
 use crate::template::Engine;
 use crate::vars::Vars;
+use crate::yaml::{self, Pos};
 
-mod de;
+mod parse;
 #[cfg(test)]
 mod tests;
+pub(crate) mod values;
 
-use de::{Pos, RawPlay, RawTask};
+use parse::{Located, RawPlay, RawTask};
+use values::json_strings;
 
 #[derive(Debug, Clone)]
 pub struct Playbook {
@@ -63,7 +67,7 @@ pub type Condition = Vec<String>;
 pub struct Task {
     /// The given name, else `MODULE: first argument` (e.g. `command: echo hi`).
     pub name: String,
-    pub module: Module,
+    pub(crate) module: Arc<dyn Module>,
     pub when: Condition,
     pub tags: Vec<String>,
     pub notify: Vec<String>,
@@ -88,154 +92,6 @@ pub struct Task {
     pub check_mode: Option<bool>,
     /// Where the task starts in its file.
     pub location: Location,
-}
-
-/// One task kind and its arguments. `String` fields are templates.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Module {
-    Command(CommandArgs),
-    Shell(CommandArgs),
-    Template(FileContentArgs),
-    Copy(FileContentArgs),
-    File(FileArgs),
-    Service(ServiceArgs),
-    WaitFor(WaitForArgs),
-    Debug(DebugArgs),
-    SetFact(Vars),
-    Assert(AssertArgs),
-    /// Arguments kept as data: they are rendered, then typed, per host.
-    DockerImage(Vars),
-    DockerContainer(Vars),
-    /// The cluster's certificates and keys, made on this machine (product:
-    /// `cluster/secrets.rs`).
-    ClusterSecrets(crate::cluster::secrets::SecretsArgs),
-}
-
-impl Module {
-    /// The name as written in YAML.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Module::Command(_) => "command",
-            Module::Shell(_) => "shell",
-            Module::Template(_) => "template",
-            Module::Copy(_) => "copy",
-            Module::File(_) => "file",
-            Module::Service(_) => "service",
-            Module::WaitFor(_) => "wait_for",
-            Module::Debug(_) => "debug",
-            Module::SetFact(_) => "set_fact",
-            Module::Assert(_) => "assert",
-            Module::DockerImage(_) => "docker_image",
-            Module::DockerContainer(_) => "docker_container",
-            Module::ClusterSecrets(_) => "cluster_secrets",
-        }
-    }
-}
-
-/// `command` and `shell`. `command: echo hi` sets `cmd`; `argv:` a list.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct CommandArgs {
-    pub cmd: Option<String>,
-    /// `command` only: each item is one argument, quoted for the remote shell.
-    pub argv: Option<Vec<String>>,
-    pub chdir: Option<String>,
-    /// Skip when this path exists.
-    pub creates: Option<String>,
-    /// Skip unless this path exists.
-    pub removes: Option<String>,
-    pub stdin: Option<String>,
-}
-
-/// `template` (src is a template file) and `copy` (`src` file or `content`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FileContentArgs {
-    pub src: Option<String>,
-    /// `copy` only.
-    pub content: Option<String>,
-    pub dest: String,
-    /// Octal string such as `"0644"`.
-    pub mode: Option<String>,
-    pub owner: Option<String>,
-    pub group: Option<String>,
-    /// Keep the old file as `DEST.TIMESTAMP~` before replacing it.
-    pub backup: bool,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FileState {
-    #[default]
-    File,
-    Directory,
-    Absent,
-    Touch,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FileArgs {
-    pub path: String,
-    pub state: FileState,
-    pub mode: Option<String>,
-    pub owner: Option<String>,
-    pub group: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServiceState {
-    Started,
-    Stopped,
-    Restarted,
-    Reloaded,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ServiceArgs {
-    pub name: String,
-    pub state: Option<ServiceState>,
-    pub enabled: Option<bool>,
-    pub daemon_reload: bool,
-}
-
-/// `present`/`absent` (Ansible's words for `path:`) are accepted too.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PortState {
-    #[default]
-    #[serde(alias = "present")]
-    Started,
-    #[serde(alias = "absent")]
-    Stopped,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct WaitForArgs {
-    /// Default `127.0.0.1`, as seen from the remote host.
-    pub host: String,
-    /// A template so `{{ consul_port }}` works; must render to a port number.
-    pub port: Option<String>,
-    /// File to wait for, instead of a port.
-    pub path: Option<String>,
-    pub state: PortState,
-    /// Seconds before the first check.
-    pub delay: f64,
-    /// Seconds before giving up (default 300).
-    pub timeout: f64,
-}
-
-/// `assert`: every expression of `that` must hold; checked on the machine
-/// running arpanet, without contacting the host.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AssertArgs {
-    pub that: Condition,
-    pub fail_msg: Option<String>,
-    pub success_msg: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum DebugArgs {
-    Msg(String),
-    Var(String),
 }
 
 /// Where a relative `src:` is looked for: `templates/` for `template`,
@@ -263,30 +119,12 @@ impl Playbook {
     /// arguments, that every templated string and condition compiles, and
     /// that every `notify` names a handler of its play.
     pub fn parse(source: &Path, dir: &Path, text: &str) -> Result<Self> {
-        // YAML syntax first: serde_norway reports a syntax error only when
-        // deserializing reaches it, after any type error before it.
-        serde_norway::from_str::<serde::de::IgnoredAny>(text).map_err(|e| {
-            let Error::Input {
-                location,
-                message,
-                hint,
-            } = yaml_error(&e, source, text)
-            else {
-                unreachable!("yaml_error makes input errors")
-            };
-            Error::Input {
-                location,
-                message: format!("invalid YAML: {message}"),
-                hint,
-            }
-        })?;
-        let de::PlayList(raw) =
-            serde_norway::from_str(text).map_err(|e| yaml_error(&e, source, text))?;
+        let raw = yaml::parse(text)
+            .map_err(|e| yaml::syntax_error(source, text, e))
+            .and_then(|doc| parse::plays(doc.as_ref()).map_err(|e| located(e, source, text)))?;
         if raw.is_empty() {
-            return Err(
-                Error::input(Location::new(source, 0, 0), "playbook has no plays")
-                    .with_hint("a playbook is a list of plays, such as `- hosts: all`"),
-            );
+            let location = Location::new(source, 0, 0);
+            return Err(InputError::new(location, InputKind::EmptyPlaybook).into());
         }
         let builder = Builder {
             source,
@@ -444,11 +282,11 @@ fn import(name: &str, dir: &Path, location: &Location) -> Result<Playbook> {
         static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
     if DEPTH.get() >= 8 {
-        return Err(Error::input(
-            location.clone(),
-            format!("`import_playbook: {name}` nests too deeply"),
-        )
-        .with_hint("playbooks import each other in a cycle"));
+        let kind = InputKind::ImportCycle {
+            keyword: "import_playbook".into(),
+            name: name.into(),
+        };
+        return Err(InputError::new(location.clone(), kind).into());
     }
     let path = dir.join(name);
     let builtin_name = name.trim_end_matches(".yml").trim_end_matches(".yaml");
@@ -462,14 +300,15 @@ fn import(name: &str, dir: &Path, location: &Location) -> Result<Playbook> {
             text,
         )
     } else {
-        Err(
-            Error::input(location.clone(), format!("no playbook `{name}` to import")).with_hint(
-                format!(
-                    "looked for `{}` and a built-in `{builtin_name}`",
-                    path.display()
-                ),
+        let kind = InputKind::ImportNotFound {
+            keyword: "import_playbook".into(),
+            name: name.into(),
+            looked: format!(
+                "looked for `{}` and a built-in `{builtin_name}`",
+                path.display()
             ),
-        )
+        };
+        Err(InputError::new(location.clone(), kind).into())
     };
     DEPTH.set(DEPTH.get() - 1);
     result
@@ -489,11 +328,14 @@ fn task_file(name: &str, dir: &Path, location: &Location) -> Result<(PathBuf, St
             PathBuf::from(format!("<builtin>/tasks/{n}")),
             (*text).to_owned(),
         )),
-        None => Err(
-            Error::input(location.clone(), format!("no task file `{name}` to import")).with_hint(
-                format!("looked in `{}` and its `tasks/` folder", dir.display()),
-            ),
-        ),
+        None => {
+            let kind = InputKind::ImportNotFound {
+                keyword: "import_tasks".into(),
+                name: name.into(),
+                looked: format!("looked in `{}` and its `tasks/` folder", dir.display()),
+            };
+            Err(InputError::new(location.clone(), kind).into())
+        }
     }
 }
 
@@ -514,85 +356,15 @@ const BUILTIN_TASKS: &[(&str, &str)] = &[
 ];
 
 /// The default task name: `MODULE: first argument`, on one line.
-fn default_name(module: &Module) -> String {
-    let arg = match module {
-        Module::Command(a) | Module::Shell(a) => a
-            .cmd
-            .clone()
-            .or_else(|| a.argv.as_ref().map(|v| v.join(" ")))
-            .unwrap_or_default(),
-        Module::Template(a) | Module::Copy(a) => a.dest.clone(),
-        Module::File(a) => a.path.clone(),
-        Module::Service(a) => a.name.clone(),
-        Module::WaitFor(a) => match (&a.port, &a.path) {
-            (Some(port), _) => format!("{}:{port}", a.host),
-            (None, Some(path)) => path.clone(),
-            (None, None) => String::new(),
-        },
-        Module::Debug(DebugArgs::Msg(s)) | Module::Debug(DebugArgs::Var(s)) => s.clone(),
-        Module::SetFact(vars) => vars.keys().cloned().collect::<Vec<_>>().join(", "),
-        Module::Assert(a) => a.that.join(" and "),
-        Module::DockerImage(args) | Module::DockerContainer(args) => match args.get("name") {
-            Some(serde_json::Value::String(name)) => name.clone(),
-            _ => String::new(),
-        },
-        Module::ClusterSecrets(a) => a.kind.name().to_owned(),
-    };
+fn default_name(module: &dyn Module) -> String {
+    let arg = module.summary();
     let first_line = arg.trim().lines().next().unwrap_or("").trim();
-    format!("{}: {first_line}", module.kind())
+    format!("{}: {first_line}", module.name())
 }
 
-/// Every string of a module's arguments (all are templates).
-fn module_strings(module: &Module) -> Vec<&str> {
-    let mut out = Vec::new();
-    match module {
-        Module::Command(a) | Module::Shell(a) => {
-            out.extend(a.cmd.as_deref());
-            out.extend(a.argv.iter().flatten().map(String::as_str));
-            for s in [&a.chdir, &a.creates, &a.removes, &a.stdin] {
-                out.extend(s.as_deref());
-            }
-        }
-        Module::Template(a) | Module::Copy(a) => {
-            out.push(&a.dest);
-            for s in [&a.src, &a.content, &a.mode, &a.owner, &a.group] {
-                out.extend(s.as_deref());
-            }
-        }
-        Module::File(a) => {
-            out.push(&a.path);
-            for s in [&a.mode, &a.owner, &a.group] {
-                out.extend(s.as_deref());
-            }
-        }
-        Module::Service(a) => out.push(&a.name),
-        Module::WaitFor(a) => {
-            out.push(&a.host);
-            out.extend(a.port.as_deref());
-            out.extend(a.path.as_deref());
-        }
-        Module::Debug(DebugArgs::Msg(s)) => out.push(s),
-        Module::Debug(DebugArgs::Var(_)) => {}
-        Module::Assert(a) => {
-            out.extend(a.fail_msg.as_deref());
-            out.extend(a.success_msg.as_deref());
-        }
-        Module::SetFact(vars) | Module::DockerImage(vars) | Module::DockerContainer(vars) => {
-            vars.values().for_each(|v| value_strings(v, &mut out))
-        }
-        Module::ClusterSecrets(a) => out.push(&a.dir),
-    }
-    out
-}
-
-/// Every string inside a variable's value.
-fn value_strings<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
-    match value {
-        serde_json::Value::String(s) => out.push(s),
-        serde_json::Value::Array(items) => items.iter().for_each(|v| value_strings(v, out)),
-        serde_json::Value::Object(map) => map.values().for_each(|v| value_strings(v, out)),
-        _ => {}
-    }
+/// A parse error, located in `source`.
+fn located(e: Located, source: &Path, text: &str) -> Error {
+    yaml::input_error(source, text, e.pos, e.kind)
 }
 
 /// Turns parsed plays into the model, checking templates and handlers.
@@ -623,7 +395,7 @@ impl Builder<'_> {
         let mut vars_strings = Vec::new();
         raw.vars
             .values()
-            .for_each(|v| value_strings(v, &mut vars_strings));
+            .for_each(|v| json_strings(v, &mut vars_strings));
         self.check_strings(vars_strings, raw.key_pos("vars"))?;
         if let Some(name) = &raw.name {
             self.engine.check(name, &self.loc(raw.key_pos("name")))?;
@@ -662,17 +434,18 @@ impl Builder<'_> {
         };
         let location = self.loc(raw.key_pos("import_tasks"));
         if depth >= 8 {
-            return Err(
-                Error::input(location, format!("`import_tasks: {name}` nests too deeply"))
-                    .with_hint("task files import each other in a cycle"),
-            );
+            let kind = InputKind::ImportCycle {
+                keyword: "import_tasks".into(),
+                name: name.clone(),
+            };
+            return Err(InputError::new(location, kind).into());
         }
         self.engine
             .check_condition(&raw.when, &self.loc(raw.key_pos("when")))?;
         let (source, text) = task_file(name, self.dir, &location)?;
-        let raw_tasks: Vec<RawTask> = serde_norway::from_str::<Option<Vec<RawTask>>>(&text)
-            .map_err(|e| yaml_error(&e, &source, &text))?
-            .unwrap_or_default();
+        let raw_tasks = yaml::parse(&text)
+            .map_err(|e| yaml::syntax_error(&source, &text, e))
+            .and_then(|doc| parse::tasks(doc.as_ref()).map_err(|e| located(e, &source, &text)))?;
         let inner = Builder {
             source: &source,
             text: &text,
@@ -696,50 +469,45 @@ impl Builder<'_> {
     }
 
     fn check_notify(&self, raw_task: &RawTask, handler_names: &[&str]) -> Result<()> {
-        for target in &raw_task.notify {
-            if !handler_names.contains(&target.as_str()) {
-                let hint = match closest(target, handler_names.iter().copied()) {
-                    Some(c) => format!("did you mean `{c}`?"),
-                    None if handler_names.is_empty() => {
-                        "define it under the play's `handlers:`".to_owned()
-                    }
-                    None => format!(
-                        "handlers in this play: {}",
-                        handler_names
-                            .iter()
-                            .map(|n| format!("`{n}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+        match raw_task
+            .notify
+            .iter()
+            .find(|target| !handler_names.contains(&target.as_str()))
+        {
+            None => Ok(()),
+            Some(target) => {
+                let kind = InputKind::UnknownHandler {
+                    target: target.clone(),
+                    suggestion: closest(target, handler_names.iter().copied()).map(str::to_owned),
+                    handlers: handler_names.iter().map(|h| (*h).to_owned()).collect(),
                 };
-                return Err(Error::input(
-                    self.loc(raw_task.key_pos("notify")),
-                    format!("`notify` names no handler of this play: `{target}`"),
-                )
-                .with_hint(hint));
+                let location = self.loc(raw_task.key_pos("notify"));
+                Err(InputError::new(location, kind).into())
             }
         }
-        Ok(())
     }
 
     fn task(&self, raw: &RawTask) -> Result<Task> {
         if let Some(name) = &raw.name {
             self.engine.check(name, &self.loc(raw.key_pos("name")))?;
         }
-        self.check_strings(module_strings(&raw.module), raw.key_pos("module"))?;
+        let Some((_, module)) = &raw.module else {
+            unreachable!("the parser refuses a task without a module")
+        };
+        let module_pos = raw.key_pos("module");
+        self.check_strings(module.templates(), module_pos)?;
         if let Some(items) = &raw.loop_items {
             let mut strings = Vec::new();
-            value_strings(items, &mut strings);
+            json_strings(items, &mut strings);
             self.check_strings(strings, raw.key_pos("loop"))?;
         }
-        if let Module::Assert(a) = &raw.module {
-            self.engine
-                .check_condition(&a.that, &self.loc(raw.key_pos("module")))?;
-        }
-        if let Module::Debug(DebugArgs::Var(var)) = &raw.module {
-            self.engine
-                .check_condition(std::slice::from_ref(var), &self.loc(raw.key_pos("module")))?;
-        }
+        let expressions: Vec<String> = module
+            .expressions()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        self.engine
+            .check_condition(&expressions, &self.loc(module_pos))?;
         for (key, cond) in [
             ("when", &raw.when),
             ("until", &raw.until),
@@ -752,7 +520,7 @@ impl Builder<'_> {
         let mut vars_strings = Vec::new();
         raw.vars
             .values()
-            .for_each(|v| value_strings(v, &mut vars_strings));
+            .for_each(|v| json_strings(v, &mut vars_strings));
         self.check_strings(vars_strings, raw.key_pos("vars"))?;
 
         let retries = raw.retries.or((!raw.until.is_empty()).then_some(3));
@@ -761,8 +529,8 @@ impl Builder<'_> {
             name: raw
                 .name
                 .clone()
-                .unwrap_or_else(|| default_name(&raw.module)),
-            module: raw.module.clone(),
+                .unwrap_or_else(|| default_name(module.as_ref())),
+            module: module.clone(),
             when: raw.when.clone(),
             tags: raw.tags.clone(),
             notify: raw.notify.clone(),
@@ -781,62 +549,4 @@ impl Builder<'_> {
             location: self.loc(raw.pos),
         })
     }
-}
-
-/// A `serde_norway` error as a located input error: the message without
-/// serde_norway's path prefix and position suffix, the field it concerns,
-/// and a hint (carried in the message, or a near miss of an unknown name).
-fn yaml_error(err: &serde_norway::Error, source: &Path, text: &str) -> Error {
-    let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
-    let mut message = err.to_string();
-    let suffix = format!(" at line {line} column {column}");
-    if let Some(i) = message.find(&suffix) {
-        message.replace_range(i..i + suffix.len(), "");
-    }
-    // serde_norway prefixes the path to the node: `[0].tasks[2].template: `.
-    let mut field = None;
-    if let Some((path, rest)) = message.split_once(": ") {
-        if !path.is_empty() && !path.contains([' ', '`']) {
-            let last = path.rsplit('.').next().unwrap_or(path);
-            if !last.contains('[') {
-                field = Some(last.to_owned());
-            }
-            message = rest.to_owned();
-        }
-    }
-    let (mut message, mut hint) = match message.split_once(de::HINT_SEP) {
-        Some((m, h)) => (m.to_owned(), Some(h.to_owned())),
-        None => (message, None),
-    };
-    for (from, to) in [
-        ("unknown field", "unknown argument"),
-        ("missing field", "missing argument"),
-        ("unknown variant", "unknown value"),
-    ] {
-        if let Some(rest) = message.strip_prefix(from) {
-            if hint.is_none() {
-                hint = near_miss(rest);
-            }
-            message = format!("{to}{rest}");
-        }
-    }
-    if let Some(field) = field {
-        message = format!("`{field}`: {message}");
-    }
-    let mut out = Error::input(
-        Location::new(source, line, column).with_source(text),
-        message,
-    );
-    if let Some(hint) = hint {
-        out = out.with_hint(hint);
-    }
-    out
-}
-
-/// For serde's `` `nmae`, expected one of `name`, `hosts` ``: the closest
-/// expected word to the unknown one.
-fn near_miss(rest: &str) -> Option<String> {
-    let words: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
-    let (unknown, expected) = words.split_first()?;
-    closest(unknown, expected.iter().copied()).map(|c| format!("did you mean `{c}`?"))
 }

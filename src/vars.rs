@@ -56,12 +56,8 @@ impl Layers {
 
 /// The built-in defaults.
 pub fn defaults() -> Result<Vars> {
-    let vars: Option<Vars> = serde_norway::from_str(DEFAULTS).map_err(|e| {
-        Error::Internal(format!(
-            "embedded playbooks/vars/defaults.yml: {}",
-            yaml_message(&e)
-        ))
-    })?;
+    let vars: Option<Vars> = crate::yaml::load(Path::new("<builtin>/vars/defaults.yml"), DEFAULTS)
+        .map_err(|e| Error::Internal(e.to_string()))?;
     Ok(vars.unwrap_or_default())
 }
 
@@ -104,8 +100,7 @@ pub fn load_vars_file(path: &Path) -> Result<Vars> {
 }
 
 fn parse_vars_yaml(path: &Path, text: &str, hint: &str) -> Result<Vars> {
-    let vars: Option<Vars> =
-        serde_norway::from_str(text).map_err(|e| yaml_error(path, text, &e).with_hint(hint))?;
+    let vars: Option<Vars> = crate::yaml::load(path, text).map_err(|e| e.with_hint(hint))?;
     let mut vars = vars.unwrap_or_default();
     add_aliases(&mut vars);
     Ok(vars)
@@ -294,43 +289,6 @@ pub(crate) fn words(line: &str) -> std::result::Result<Vec<Word>, (usize, String
         out.push(word);
     }
     Ok(out)
-}
-
-/// A serde_norway error as a located input error.
-pub(crate) fn yaml_error(file: &Path, text: &str, e: &serde_norway::Error) -> Error {
-    let (mut line, column) = e
-        .location()
-        .map(|l| (l.line(), l.column()))
-        .unwrap_or((0, 0));
-    let message = yaml_message(e);
-    // serde_norway points at the first of two duplicate keys; point at the
-    // second, the one to remove.
-    if let Some(key) = message
-        .split_once("duplicate key `")
-        .and_then(|(_, rest)| rest.split_once('`'))
-        .map(|(key, _)| key)
-    {
-        let second = text.lines().enumerate().skip(line).find(|(_, l)| {
-            let body = l.trim_start();
-            l.chars().count() - body.chars().count() + 1 == column
-                && body
-                    .strip_prefix(key)
-                    .is_some_and(|r| r.trim_start().starts_with(':'))
-        });
-        if let Some((i, _)) = second {
-            line = i + 1;
-        }
-    }
-    Error::input(Location::new(file, line, column).with_source(text), message)
-}
-
-/// serde_norway's message without its trailing " at line N column M".
-pub(crate) fn yaml_message(e: &serde_norway::Error) -> String {
-    let text = e.to_string();
-    match text.find(" at line ") {
-        Some(i) => text[..i].to_owned(),
-        None => text,
-    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,9 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -56,8 +59,51 @@ use sha2::{Digest, Sha256};
 use super::pki::{self, ServerCert};
 use crate::config;
 use crate::error::{Error, Result};
-use crate::modules::{Context, Outcome};
+use crate::modules::{args_map, BadArgs, Context, Module, ModuleDef, Outcome};
 use crate::vars::Vars;
+use crate::yaml::Node;
+
+/// The module as the registry (`modules::MODULES`) lists it.
+pub(crate) struct Def;
+
+impl ModuleDef for Def {
+    fn name(&self) -> &'static str {
+        "cluster_secrets"
+    }
+
+    fn parse(&self, node: &Node) -> Result<Arc<dyn Module>, BadArgs> {
+        let args = args_map(node, "a mapping with `kind` and `dir`")?;
+        Ok(Arc::new(ClusterSecrets(args)))
+    }
+}
+
+/// A `cluster_secrets` task.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ClusterSecrets(pub SecretsArgs);
+
+impl Module for ClusterSecrets {
+    fn name(&self) -> &'static str {
+        "cluster_secrets"
+    }
+
+    fn summary(&self) -> String {
+        self.0.kind.name().to_owned()
+    }
+
+    fn templates(&self) -> Vec<&str> {
+        vec![&self.0.dir]
+    }
+
+    /// Made on this machine, without contacting the host.
+    fn local(&self) -> bool {
+        true
+    }
+
+    /// Under `--check` nothing is written (see the module documentation).
+    fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
+        Box::pin(async move { run(&self.0, ctx) })
+    }
+}
 
 /// `cluster_secrets:` arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -281,7 +327,8 @@ mod tests {
 
     #[test]
     fn the_builtin_playbooks_make_the_secrets_before_they_copy_them() {
-        use crate::playbook::{Module, Task};
+        use crate::modules::copy::Copy;
+        use crate::playbook::Task;
         let cases = [
             ("setup", SecretsKind::DockerTls, "docker_tls_dir"),
             ("bootstrap", SecretsKind::DockerTls, "docker_tls_dir"),
@@ -293,16 +340,18 @@ mod tests {
             let pb = crate::playbook::resolve(name).unwrap();
             let tasks: Vec<&Task> = pb.plays.iter().flat_map(|p| &p.tasks).collect();
             let made = tasks.iter().position(|t| {
-                matches!(&t.module, Module::ClusterSecrets(a)
+                matches!(t.module.downcast::<ClusterSecrets>(), Some(ClusterSecrets(a))
                     if a.kind == kind && a.dir == format!("{{{{ {dir} }}}}"))
             });
-            let copied = tasks.iter().position(|t| match &t.module {
-                Module::Copy(a) => [&a.src, &a.content]
-                    .into_iter()
-                    .flatten()
-                    .any(|s| s.contains(dir) || s.contains("consul_gossip_key")),
-                _ => false,
-            });
+            let copied = tasks
+                .iter()
+                .position(|t| match t.module.downcast::<Copy>() {
+                    Some(Copy(a)) => [&a.src, &a.content]
+                        .into_iter()
+                        .flatten()
+                        .any(|s| s.contains(dir) || s.contains("consul_gossip_key")),
+                    None => false,
+                });
             assert!(copied.is_some(), "{name}: nothing copies from `{dir}`");
             assert!(made < copied, "{name}: `{dir}` copied before it is made");
             assert!(made.is_some(), "{name}: no cluster_secrets for `{dir}`");
@@ -314,7 +363,7 @@ mod tests {
                 !pb.plays
                     .iter()
                     .flat_map(|p| &p.tasks)
-                    .any(|t| matches!(t.module, Module::ClusterSecrets(_))),
+                    .any(|t| t.module.downcast::<ClusterSecrets>().is_some()),
                 "{name}"
             );
         }
@@ -331,17 +380,25 @@ mod tests {
         for (bad, says) in [
             (
                 "{kind: vault, dir: x}",
-                "unknown value `vault`, expected `docker_tls` or `consul`",
+                &[
+                    "`kind`: unknown value `vault`",
+                    "expected one of `docker_tls`, `consul`",
+                ][..],
             ),
-            ("{kind: consul}", "missing argument `dir`"),
+            ("{kind: consul}", &["missing argument `dir`"]),
             (
                 "{kind: consul, dir: x, mode: '0600'}",
-                "unknown argument `mode`, expected `kind` or `dir`",
+                &[
+                    "unknown argument `mode`",
+                    "`cluster_secrets` takes `kind`, `dir`",
+                ],
             ),
-            ("{kind: consul, dir: \"{{ nope\"}", "pb.yml:3"),
+            ("{kind: consul, dir: \"{{ nope\"}", &["pb.yml:3"]),
         ] {
             let err = parse(bad).unwrap_err().to_string();
-            assert!(err.contains(says), "{bad}: {err}");
+            for part in says {
+                assert!(err.contains(part), "{bad}: {err}");
+            }
         }
     }
 }

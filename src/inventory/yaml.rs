@@ -17,101 +17,127 @@
 //! `:PORT` as in INI. A group or host may appear in several places; its
 //! entries are merged. Duplicate keys in one mapping are errors.
 
-use std::fmt;
-use std::marker::PhantomData;
 use std::path::Path;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use super::{expand_ranges, split_port, valid_group_name, Builder};
+use crate::error::{Error, InputKind, Result};
+use crate::suggest::did_you_mean;
+use crate::vars::{self, Vars};
+use crate::yaml::{self, Node, Pos};
 
-use super::{expand_ranges, located, split_port, valid_group_name, Builder};
-use crate::error::Result;
-use crate::vars::{self, yaml_error, Vars};
+/// The keys a group takes.
+const GROUP_KEYS: &[&str] = &["hosts", "vars", "children"];
 
-/// A mapping whose entries keep their order; a repeated key is an error.
-struct Entries<V>(Vec<(String, V)>);
+/// The file being read, for located errors.
+struct Source<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
 
-impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EntriesVisitor<V>(PhantomData<V>);
-        impl<'de, V: Deserialize<'de>> Visitor<'de> for EntriesVisitor<V> {
-            type Value = Entries<V>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a mapping")
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Entries(Vec::new()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out: Vec<(String, V)> = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if out.iter().any(|(k, _)| *k == key) {
-                        return Err(de::Error::custom(format!("duplicate key `{key}`")));
-                    }
-                    let value = map.next_value()?;
-                    out.push((key, value));
-                }
-                Ok(Entries(out))
-            }
+impl Source<'_> {
+    fn error(&self, pos: Pos, message: String) -> Error {
+        let kind = InputKind::Other { message };
+        yaml::input_error(self.file, self.text, pos, kind)
+    }
+
+    /// The entries of a mapping (nothing for null), refusing other values,
+    /// keys that are not names, and keys given twice.
+    fn entries<'n>(&self, node: &'n Node) -> Result<Vec<(&'n str, Pos, &'n Node)>> {
+        if node.is_null() {
+            return Ok(Vec::new());
         }
-        deserializer.deserialize_any(EntriesVisitor(PhantomData))
+        let Some(entries) = node.entries() else {
+            let kind = InputKind::WrongType {
+                field: None,
+                found: node.unexpected().to_string(),
+                expected: "a mapping".into(),
+            };
+            return Err(yaml::input_error(self.file, self.text, node.pos, kind));
+        };
+        let mut out: Vec<(&str, Pos, &Node)> = Vec::new();
+        for (key, value) in entries {
+            let name = match key.text() {
+                Some(name) => name,
+                None => return Err(self.error(key.pos, "a key must be a name".into())),
+            };
+            if out.iter().any(|(k, _, _)| *k == name) {
+                let kind = InputKind::DuplicateKey { key: name.into() };
+                return Err(yaml::input_error(self.file, self.text, key.pos, kind));
+            }
+            out.push((name, key.pos, value));
+        }
+        Ok(out)
+    }
+
+    /// Variables: a mapping, or nothing.
+    fn vars(&self, node: &Node) -> Result<Option<Vars>> {
+        node.to::<Option<Vars>>().map_err(|e| {
+            let (pos, kind) = e.into_input(node.pos, None);
+            yaml::input_error(self.file, self.text, pos, kind)
+        })
     }
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct YamlGroup {
-    #[serde(default)]
-    hosts: Option<Entries<Option<Vars>>>,
-    #[serde(default)]
-    vars: Option<Vars>,
-    #[serde(default)]
-    children: Option<Entries<Option<YamlGroup>>>,
-}
-
 pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
-    let root: Option<Entries<Option<YamlGroup>>> =
-        serde_norway::from_str(text).map_err(|e| yaml_error(file, text, &e))?;
-    for (name, group) in root.map(|r| r.0).unwrap_or_default() {
-        add_group(b, file, text, &name, group, None)?;
+    let src = Source { file, text };
+    let Some(root) = yaml::parse(text).map_err(|e| yaml::syntax_error(file, text, e))? else {
+        return Ok(());
+    };
+    for (name, pos, group) in src.entries(&root)? {
+        add_group(b, &src, name, pos, group, None)?;
     }
     Ok(())
 }
 
 fn add_group(
     b: &mut Builder,
-    file: &Path,
-    text: &str,
+    src: &Source<'_>,
     name: &str,
-    group: Option<YamlGroup>,
+    pos: Pos,
+    group: &Node,
     parent: Option<usize>,
 ) -> Result<()> {
-    let at = |key: &str, msg: String| {
-        let (line, column) = find_key(text, key);
-        located(file, text, line, column, msg)
-    };
     if !valid_group_name(name) {
-        return Err(at(name, format!("invalid group name `{name}`"))
+        return Err(src
+            .error(pos, format!("invalid group name `{name}`"))
             .with_hint("group names cannot contain spaces or any of `:,[]=!&~*?'\"#;`"));
     }
     let gi = b.group(name);
     if let Some(p) = parent {
-        b.add_child(p, gi).map_err(|msg| at(name, msg))?;
+        b.add_child(p, gi).map_err(|msg| src.error(pos, msg))?;
     }
-    let Some(group) = group else {
-        return Ok(());
-    };
-    if let Some(mut v) = group.vars {
+    let (mut hosts, mut group_vars, mut children) = (None, None, None);
+    for (key, key_pos, value) in src.entries(group)? {
+        match key {
+            "hosts" => hosts = Some(value),
+            "vars" => group_vars = Some(value),
+            "children" => children = Some(value),
+            _ => {
+                let hint = did_you_mean(key, GROUP_KEYS.iter().copied())
+                    .unwrap_or_else(|| "a group takes `hosts`, `vars` and `children`".into());
+                return Err(src
+                    .error(key_pos, format!("unknown key `{key}` in group `{name}`"))
+                    .with_hint(hint));
+            }
+        }
+    }
+    if let Some(mut v) = group_vars.map(|node| src.vars(node)).transpose()?.flatten() {
         vars::add_aliases(&mut v);
         vars::merge(&mut b.groups[gi].vars, &v);
     }
-    for (entry, host_vars) in group.hosts.map(|h| h.0).unwrap_or_default() {
-        let (base, port) = split_port(&entry);
-        let names = expand_ranges(base).map_err(|(msg, _)| at(&entry, msg))?;
+    let hosts = match hosts {
+        Some(node) => src.entries(node)?,
+        None => Vec::new(),
+    };
+    for (entry, entry_pos, value) in hosts {
+        let host_vars = src.vars(value)?;
+        let (base, port) = split_port(entry);
+        let names = expand_ranges(base).map_err(|(msg, _)| src.error(entry_pos, msg))?;
         if let Some(bad) = names
             .iter()
             .find(|n| n.is_empty() || n.contains([',', '=']))
         {
-            return Err(at(&entry, format!("invalid host name `{bad}`")));
+            return Err(src.error(entry_pos, format!("invalid host name `{bad}`")));
         }
         let mut v = Vars::new();
         if let Some(port) = port {
@@ -127,25 +153,51 @@ fn add_group(
             vars::merge(&mut b.hosts[h].vars, &v);
         }
     }
-    for (child, sub) in group.children.map(|c| c.0).unwrap_or_default() {
-        add_group(b, file, text, &child, sub, Some(gi))?;
+    let children = match children {
+        Some(node) => src.entries(node)?,
+        None => Vec::new(),
+    };
+    for (child, child_pos, sub) in children {
+        add_group(b, src, child, child_pos, sub, Some(gi))?;
     }
     Ok(())
 }
 
-/// The line and column of the first mapping key `key` in `text`, for
-/// errors found after deserializing; (0, 0) if not found.
-fn find_key(text: &str, key: &str) -> (usize, usize) {
-    for (i, line) in text.lines().enumerate() {
-        let body = line.trim_start();
-        let indent = line.len() - body.len();
-        for quoted in [key.to_owned(), format!("\"{key}\""), format!("'{key}'")] {
-            if let Some(rest) = body.strip_prefix(&quoted) {
-                if rest.trim_start().starts_with(':') {
-                    return (i + 1, line[..indent].chars().count() + 1);
-                }
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::inventory::Inventory;
+
+    /// The full message of each bad YAML inventory, as the operator reads it.
+    #[test]
+    fn bad_yaml_inventory_messages() {
+        let cases = [
+            (
+                "unknown_group_key",
+                "all:\n  hosts:\n    h1:\n  hostz:\n    h2:\n",
+            ),
+            ("hosts_as_a_list", "all:\n  hosts:\n    - h1\n"),
+            ("syntax", "all:\n  hosts:\n    h1: {a: [}\n"),
+            ("duplicate_host", "all:\n  hosts:\n    h1:\n    h1:\n"),
+            ("backwards_range", "all:\n  hosts:\n    n[3:1]:\n"),
+            (
+                "child_loop",
+                "a:\n  children:\n    b:\n      children:\n        a:\n",
+            ),
+            ("bad_group_name", "all:\n  children:\n    web servers:\n"),
+            ("host_vars_a_list", "all:\n  hosts:\n    h1: [a, b]\n"),
+        ];
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_path("../../tests/fixtures/inventory/snapshots");
+        settings.set_prepend_module_to_snapshot(false);
+        settings.bind(|| {
+            for (name, text) in cases {
+                let err = Inventory::parse(Path::new("hosts.yml"), text)
+                    .expect_err("a bad inventory parsed");
+                assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT);
+                insta::assert_snapshot!(name, err.to_string(), text);
             }
-        }
+        });
     }
-    (0, 0)
 }

@@ -1,13 +1,134 @@
-//! `command` and `shell`: run a program on the host. `command` passes each
-//! word quoted so the remote shell interprets nothing; `shell` hands the line
-//! to the shell as written.
+//! `command`: run a program on the host, each word quoted so the remote
+//! shell interprets nothing (`argv:` gives the words as a list). `shell`
+//! (in `shell.rs`) shares the arguments and the running.
 
-use super::{Context, Outcome};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+
+use super::{args_map, free_form, BadArgs, Context, Module, ModuleDef, Outcome};
 use crate::error::Result;
-use crate::playbook::CommandArgs;
+use crate::playbook::values::{text, Text};
 use crate::transport::quote;
+use crate::yaml::Node;
 
-pub async fn run(args: &CommandArgs, shell: bool, ctx: &Context<'_>) -> Result<Outcome> {
+/// `command` and `shell`. `command: echo hi` sets `cmd`; `argv:` a list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct CommandArgs {
+    pub cmd: Option<String>,
+    /// `command` only: each item is one argument, quoted for the remote shell.
+    pub argv: Option<Vec<String>>,
+    pub chdir: Option<String>,
+    /// Skip when this path exists.
+    pub creates: Option<String>,
+    /// Skip unless this path exists.
+    pub removes: Option<String>,
+    pub stdin: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Command(pub CommandArgs);
+
+pub(super) struct Def;
+
+impl ModuleDef for Def {
+    fn name(&self) -> &'static str {
+        "command"
+    }
+
+    fn parse(&self, node: &Node) -> Result<Arc<dyn Module>, BadArgs> {
+        let args = parse_args(
+            node,
+            false,
+            "a command line, or a mapping with `cmd` or `argv`",
+        )?;
+        Ok(Arc::new(Command(args)))
+    }
+}
+
+impl Module for Command {
+    fn name(&self) -> &'static str {
+        "command"
+    }
+
+    fn summary(&self) -> String {
+        self.0.summary()
+    }
+
+    fn templates(&self) -> Vec<&str> {
+        self.0.templates()
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
+        Box::pin(run(&self.0, false, ctx))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandMap {
+    cmd: Option<Text>,
+    argv: Option<Vec<Text>>,
+    chdir: Option<Text>,
+    creates: Option<Text>,
+    removes: Option<Text>,
+    stdin: Option<Text>,
+}
+
+/// The arguments of `command` or (`shell`) `shell`: a free-form command
+/// line, or a mapping.
+pub(super) fn parse_args(
+    node: &Node,
+    shell: bool,
+    expecting: &'static str,
+) -> Result<CommandArgs, BadArgs> {
+    if let Some(cmd) = free_form(node) {
+        return Ok(CommandArgs {
+            cmd: Some(cmd),
+            ..CommandArgs::default()
+        });
+    }
+    let m: CommandMap = args_map(node, expecting)?;
+    let args = CommandArgs {
+        cmd: text(m.cmd),
+        argv: m.argv.map(|v| v.into_iter().map(|t| t.0).collect()),
+        chdir: text(m.chdir),
+        creates: text(m.creates),
+        removes: text(m.removes),
+        stdin: text(m.stdin),
+    };
+    match (&args.cmd, &args.argv) {
+        (Some(_), Some(_)) => Err(BadArgs::invalid("give either `cmd` or `argv`, not both")),
+        (None, None) if shell => Err(BadArgs::invalid("missing argument `cmd`")),
+        (None, None) => Err(BadArgs::invalid("missing argument `cmd` (or `argv`)")),
+        (None, Some(_)) if shell => Err(BadArgs::invalid("`argv` is only for `command`")
+            .with_hint("use `command` with `argv`, or `cmd` with `shell`")),
+        (None, Some(argv)) if argv.is_empty() => Err(BadArgs::invalid("`argv` is empty")),
+        _ => Ok(args),
+    }
+}
+
+impl CommandArgs {
+    pub(super) fn summary(&self) -> String {
+        self.cmd
+            .clone()
+            .or_else(|| self.argv.as_ref().map(|v| v.join(" ")))
+            .unwrap_or_default()
+    }
+
+    pub(super) fn templates(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        out.extend(self.cmd.as_deref());
+        out.extend(self.argv.iter().flatten().map(String::as_str));
+        for s in [&self.chdir, &self.creates, &self.removes, &self.stdin] {
+            out.extend(s.as_deref());
+        }
+        out
+    }
+}
+
+pub(super) async fn run(args: &CommandArgs, shell: bool, ctx: &Context<'_>) -> Result<Outcome> {
     let line = command_line(args, shell, ctx)?;
     if let Some(path) = ctx.render_opt(args.creates.as_ref())? {
         if exists(ctx, &path).await? {
@@ -74,7 +195,7 @@ async fn exists(ctx: &Context<'_>, path: &str) -> Result<bool> {
 /// Split a command string into words the way a POSIX shell would for
 /// quoting purposes: single quotes, double quotes and backslashes; no
 /// expansion.
-pub fn split_words(line: &str) -> Result<Vec<String>, String> {
+pub(crate) fn split_words(line: &str) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut word: Option<String> = None;
     let mut chars = line.chars();

@@ -3,12 +3,149 @@
 //! report `ok`; writes go to a temp file in the same directory and are
 //! renamed into place, so a reader never sees half a file.
 
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{read_src, Context, Outcome};
+use super::{args_map, read_src, BadArgs, Context, Module, ModuleDef, Outcome};
 use crate::error::{Error, Result};
-use crate::playbook::{FileArgs, FileContentArgs, FileState};
+use crate::playbook::values::{text, Flag, Mode, Text};
 use crate::transport::quote;
+use crate::yaml::Node;
+
+/// `template` (src is a template file) and `copy` (`src` file or `content`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct FileContentArgs {
+    pub src: Option<String>,
+    /// `copy` only.
+    pub content: Option<String>,
+    pub dest: String,
+    /// Octal string such as `"0644"`.
+    pub mode: Option<String>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    /// Keep the old file as `DEST.TIMESTAMP~` before replacing it.
+    pub backup: bool,
+}
+
+impl FileContentArgs {
+    pub(super) fn templates(&self) -> Vec<&str> {
+        let mut out = vec![self.dest.as_str()];
+        for s in [
+            &self.src,
+            &self.content,
+            &self.mode,
+            &self.owner,
+            &self.group,
+        ] {
+            out.extend(s.as_deref());
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum FileState {
+    #[default]
+    File,
+    Directory,
+    Absent,
+    Touch,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct FileArgs {
+    pub path: String,
+    pub state: FileState,
+    pub mode: Option<String>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct File(pub FileArgs);
+
+pub(super) struct Def;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMap {
+    #[serde(alias = "dest", alias = "name")]
+    path: Text,
+    state: Option<FileState>,
+    mode: Option<Mode>,
+    owner: Option<Text>,
+    group: Option<Text>,
+}
+
+impl ModuleDef for Def {
+    fn name(&self) -> &'static str {
+        "file"
+    }
+
+    fn parse(&self, node: &Node) -> Result<Arc<dyn Module>, BadArgs> {
+        let m: FileMap = args_map(node, "a mapping with `path`")?;
+        Ok(Arc::new(File(FileArgs {
+            path: m.path.0,
+            state: m.state.unwrap_or_default(),
+            mode: m.mode.map(|m| m.0),
+            owner: text(m.owner),
+            group: text(m.group),
+        })))
+    }
+}
+
+impl Module for File {
+    fn name(&self) -> &'static str {
+        "file"
+    }
+
+    fn summary(&self) -> String {
+        self.0.path.clone()
+    }
+
+    fn templates(&self) -> Vec<&str> {
+        let mut out = vec![self.0.path.as_str()];
+        for s in [&self.0.mode, &self.0.owner, &self.0.group] {
+            out.extend(s.as_deref());
+        }
+        out
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
+        Box::pin(file(&self.0, ctx))
+    }
+}
+
+/// The arguments `template` and `copy` share, as read.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ContentMap {
+    pub src: Option<Text>,
+    pub content: Option<Text>,
+    pub dest: Text,
+    pub mode: Option<Mode>,
+    pub owner: Option<Text>,
+    pub group: Option<Text>,
+    pub backup: Option<Flag>,
+}
+
+impl ContentMap {
+    pub(super) fn args(self) -> FileContentArgs {
+        FileContentArgs {
+            src: text(self.src),
+            content: text(self.content),
+            dest: self.dest.0,
+            mode: self.mode.map(|m| m.0),
+            owner: text(self.owner),
+            group: text(self.group),
+            backup: self.backup.is_some_and(|f| f.0),
+        }
+    }
+}
 
 /// The type of a remote path, from the file-type bits of its raw mode (never
 /// from `stat -c %F`, whose words are translated: `reguläre Datei`).
@@ -233,7 +370,11 @@ impl Wanted {
 }
 
 /// `template` and `copy`.
-pub async fn content(args: &FileContentArgs, template: bool, ctx: &Context<'_>) -> Result<Outcome> {
+pub(super) async fn content(
+    args: &FileContentArgs,
+    template: bool,
+    ctx: &Context<'_>,
+) -> Result<Outcome> {
     let dest = ctx.render(&args.dest)?;
     let text = match (&args.content, &args.src) {
         (Some(content), _) => ctx.render(content)?,
@@ -363,7 +504,7 @@ fn unified_diff(path: &str, old: &str, new: &str, created: bool) -> String {
 }
 
 /// `file`: directories, absent paths, touched files and metadata.
-pub async fn file(args: &FileArgs, ctx: &Context<'_>) -> Result<Outcome> {
+async fn file(args: &FileArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let path = ctx.render(&args.path)?;
     let p = quote(&path);
     let wanted = Wanted::new(

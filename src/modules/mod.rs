@@ -1,20 +1,226 @@
-//! One file per task kind. Each module renders its arguments with the host's
-//! variables, checks the remote state, changes it unless in check mode, and
-//! says whether anything changed. They speak to the host only through the
-//! `Transport` trait.
+//! The module registry, and what modules share.
+//!
+//! One file per task kind, each owning everything about it: its names, its
+//! typed arguments (read with `deny_unknown_fields`, validated at load), its
+//! default task name, which of its strings are templates (checked to compile
+//! at load), whether it runs locally, what it does in check mode, and how it
+//! runs. [`MODULES`] lists them once; the playbook parser, "did you mean"
+//! suggestions, the "task has no module" hint and dispatch all read it.
+//!
+//! To add a module: write `src/modules/NAME.rs` with a [`ModuleDef`] and the
+//! [`Module`] its `parse` returns, and add it to [`MODULES`].
+//!
+//! A module renders its arguments with the host's variables, checks the
+//! remote state, changes it unless in check mode, and says whether anything
+//! changed. It speaks to the host only through the `Transport` trait.
 
-mod command;
-mod docker;
-mod file;
-mod service;
-mod wait_for;
+pub(crate) mod assert;
+pub(crate) mod command;
+pub(crate) mod copy;
+pub(crate) mod debug;
+pub(crate) mod docker_container;
+pub(crate) mod docker_image;
+pub(crate) mod file;
+pub(crate) mod service;
+pub(crate) mod set_fact;
+pub(crate) mod shell;
+pub(crate) mod template;
+pub(crate) mod templated;
+pub(crate) mod wait_for;
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 
 use crate::error::{Error, Location, Result};
-use crate::playbook::{DebugArgs, Module, Playbook};
+use crate::playbook::Playbook;
 use crate::report::Failure;
 use crate::template::Engine;
 use crate::transport::{Output, Transport};
 use crate::vars::Vars;
+use crate::yaml::{DeError, Node};
+
+/// Every module, once. The parser, suggestions, hints and dispatch derive
+/// from this list.
+pub(crate) const MODULES: &[&dyn ModuleDef] = &[
+    &command::Def,
+    &shell::Def,
+    &template::Def,
+    &copy::Def,
+    &file::Def,
+    &service::Def,
+    &wait_for::Def,
+    &debug::Def,
+    &set_fact::Def,
+    &assert::Def,
+    &docker_image::Def,
+    &docker_container::Def,
+    // The cluster product's task that makes its key material locally.
+    &crate::cluster::secrets::Def,
+];
+
+/// A kind of task, as the registry lists it: its names and how it reads its
+/// arguments.
+pub(crate) trait ModuleDef: Sync {
+    /// The name it is known by, and shown by (`service`).
+    fn name(&self) -> &'static str;
+
+    /// Other names it answers to (`systemd`, `community.docker.X`). Every
+    /// name without a dot is also accepted as `ansible.builtin.NAME` and
+    /// `ansible.legacy.NAME`.
+    fn aliases(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Read and validate the arguments (the value under the module's key).
+    fn parse(&self, args: &Node) -> Result<Arc<dyn Module>, BadArgs>;
+}
+
+/// One task's module with its typed, validated arguments.
+pub(crate) trait Module: fmt::Debug + Send + Sync + AsAny {
+    /// The module's name (as [`ModuleDef::name`]).
+    fn name(&self) -> &'static str;
+
+    /// The main argument, for the default task name `NAME: SUMMARY`.
+    fn summary(&self) -> String;
+
+    /// Every string argument that is a template, checked to compile at load.
+    fn templates(&self) -> Vec<&str>;
+
+    /// Arguments that are bare expressions (`assert`'s `that`, `debug`'s
+    /// `var`), checked to compile at load.
+    fn expressions(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    /// Runs entirely on the machine running arpanet, without connecting.
+    fn local(&self) -> bool {
+        false
+    }
+
+    /// Run on one host. Check mode (`ctx.check`) is the module's to honour:
+    /// it reports what it would change and changes nothing.
+    fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>>;
+}
+
+/// Lets tests look at a task's arguments as the module's own type.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) trait AsAny: Any {
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: Any> AsAny for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[cfg(test)]
+impl dyn Module {
+    /// The arguments as the module's own type, if it is `M`.
+    pub(crate) fn downcast<M: Module>(&self) -> Option<&M> {
+        self.as_any().downcast_ref()
+    }
+}
+
+/// The module a task key names: a name or alias, optionally as
+/// `ansible.builtin.NAME` or `ansible.legacy.NAME`.
+pub(crate) fn find(key: &str) -> Option<&'static dyn ModuleDef> {
+    let bare = key
+        .strip_prefix("ansible.builtin.")
+        .or_else(|| key.strip_prefix("ansible.legacy."));
+    let word = bare.unwrap_or(key);
+    if bare.is_some() && word.contains('.') {
+        return None;
+    }
+    MODULES
+        .iter()
+        .copied()
+        .find(|m| m.name() == word || m.aliases().contains(&word))
+}
+
+/// Every name and alias of every module.
+pub(crate) fn names() -> impl Iterator<Item = &'static str> {
+    MODULES
+        .iter()
+        .flat_map(|m| std::iter::once(m.name()).chain(m.aliases().iter().copied()))
+}
+
+/// Why a module's arguments were refused.
+#[derive(Debug)]
+pub(crate) enum BadArgs {
+    /// They do not have the module's shape (unknown, missing or mistyped).
+    De(DeError),
+    /// Each is fine, but together they are not.
+    Invalid {
+        message: String,
+        hint: Option<String>,
+    },
+}
+
+impl BadArgs {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        BadArgs::Invalid {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub(crate) fn with_hint(self, text: impl Into<String>) -> Self {
+        match self {
+            BadArgs::Invalid { message, .. } => BadArgs::Invalid {
+                message,
+                hint: Some(text.into()),
+            },
+            other => other,
+        }
+    }
+}
+
+impl From<DeError> for BadArgs {
+    fn from(e: DeError) -> Self {
+        BadArgs::De(e)
+    }
+}
+
+/// A module's arguments as the mapping `T`; `expecting` says what they
+/// should be when they are not a mapping.
+pub(crate) fn args_map<'a, T: serde::Deserialize<'a>>(
+    node: &'a Node,
+    expecting: &'static str,
+) -> Result<T, BadArgs> {
+    if node.entries().is_none() {
+        return Err(wrong_type(node, expecting));
+    }
+    Ok(node.to::<T>()?)
+}
+
+/// "invalid type: ..., expected `expecting`", at `node`.
+pub(crate) fn wrong_type(node: &Node, expecting: &'static str) -> BadArgs {
+    struct Expecting(&'static str);
+    impl serde::de::Expected for Expecting {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    let mut err: DeError = serde::de::Error::invalid_type(node.unexpected(), &Expecting(expecting));
+    err.pos = Some(node.pos);
+    BadArgs::De(err)
+}
+
+/// A plain-text argument of a module written as `MODULE: text` (`command:
+/// echo hi`): the text, when `node` is a non-empty scalar.
+pub(crate) fn free_form(node: &Node) -> Option<String> {
+    match node.scalar()? {
+        crate::yaml::Scalar::Null => None,
+        _ => node
+            .text()
+            .filter(|t| !t.trim().is_empty())
+            .map(str::to_owned),
+    }
+}
 
 /// What a module needs to run on one host.
 pub struct Context<'a> {
@@ -140,14 +346,10 @@ impl Outcome {
                 unreachable: Some(err),
                 ..Outcome::default()
             },
-            Error::Input {
-                location,
-                message,
-                hint,
-            } => Outcome {
+            Error::Input(input) => Outcome {
                 failure: Some(Failure {
-                    message: format!("{location}: {message}"),
-                    hint,
+                    message: format!("{}: {}", input.location, input.kind),
+                    hint: input.hint(),
                     ..Failure::default()
                 }),
                 ..Outcome::default()
@@ -195,84 +397,8 @@ pub fn hint_for(rc: u32, stderr: &str) -> Option<String> {
 }
 
 /// Run `module` on one host.
-pub async fn run(module: &Module, ctx: &Context<'_>) -> Outcome {
-    let result = match module {
-        Module::Command(args) => command::run(args, false, ctx).await,
-        Module::Shell(args) => command::run(args, true, ctx).await,
-        Module::Template(args) => file::content(args, true, ctx).await,
-        Module::Copy(args) => file::content(args, false, ctx).await,
-        Module::File(args) => file::file(args, ctx).await,
-        Module::Service(args) => service::run(args, ctx).await,
-        Module::WaitFor(args) => wait_for::run(args, ctx).await,
-        Module::Debug(args) => debug(args, ctx),
-        Module::SetFact(values) => set_fact(values, ctx),
-        Module::Assert(args) => assert(args, ctx),
-        Module::DockerImage(args) => docker::image(args, ctx).await,
-        Module::DockerContainer(args) => docker::container(args, ctx).await,
-        Module::ClusterSecrets(args) => crate::cluster::secrets::run(args, ctx),
-    };
-    result.unwrap_or_else(Outcome::from_error)
-}
-
-fn debug(args: &DebugArgs, ctx: &Context<'_>) -> Result<Outcome> {
-    let msg = match args {
-        DebugArgs::Msg(text) => ctx.render(text)?,
-        DebugArgs::Var(name) => {
-            let value = ctx.engine.render_str(
-                &format!("{{{{ {name} | tojson }}}}"),
-                ctx.vars,
-                ctx.location,
-            )?;
-            format!("{name} = {value}")
-        }
-    };
-    Ok(Outcome {
-        msg: Some(msg),
-        ..Outcome::ok()
-    })
-}
-
-fn assert(args: &crate::playbook::AssertArgs, ctx: &Context<'_>) -> Result<Outcome> {
-    for expr in &args.that {
-        if !ctx
-            .engine
-            .eval_condition(std::slice::from_ref(expr), ctx.vars, ctx.location)?
-        {
-            let message = match &args.fail_msg {
-                Some(msg) => ctx.render(msg)?,
-                None => format!("assertion failed: `{expr}`"),
-            };
-            return Ok(Outcome::fail(message));
-        }
-    }
-    let msg = args
-        .success_msg
-        .as_ref()
-        .map(|m| ctx.render(m))
-        .transpose()?;
-    Ok(Outcome {
-        msg,
-        ..Outcome::ok()
-    })
-}
-
-/// Modules that run entirely on the machine running arpanet.
-pub fn is_local(module: &Module) -> bool {
-    matches!(
-        module,
-        Module::Debug(_) | Module::SetFact(_) | Module::Assert(_) | Module::ClusterSecrets(_)
-    )
-}
-
-fn set_fact(values: &Vars, ctx: &Context<'_>) -> Result<Outcome> {
-    let mut facts = Vars::new();
-    for (key, value) in values {
-        facts.insert(key.clone(), render_value(value, ctx)?);
-    }
-    Ok(Outcome {
-        facts: Some(facts),
-        ..Outcome::ok()
-    })
+pub(crate) async fn run(module: &dyn Module, ctx: &Context<'_>) -> Outcome {
+    module.run(ctx).await.unwrap_or_else(Outcome::from_error)
 }
 
 /// Render every string inside a JSON value with the task's variables.

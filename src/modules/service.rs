@@ -2,15 +2,95 @@
 //! where systemd runs, else through `service`. Only actions that change the
 //! service's state count as `changed`.
 
-use super::{Context, Outcome};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+
+use super::{args_map, BadArgs, Context, Module, ModuleDef, Outcome};
 use crate::error::Result;
-use crate::playbook::{ServiceArgs, ServiceState};
+use crate::playbook::values::{Flag, Text};
 use crate::transport::quote;
+use crate::yaml::Node;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ServiceState {
+    Started,
+    Stopped,
+    Restarted,
+    Reloaded,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct ServiceArgs {
+    pub name: String,
+    pub state: Option<ServiceState>,
+    pub enabled: Option<bool>,
+    pub daemon_reload: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Service(pub ServiceArgs);
+
+pub(super) struct Def;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceMap {
+    name: Text,
+    state: Option<ServiceState>,
+    enabled: Option<Flag>,
+    daemon_reload: Option<Flag>,
+}
+
+impl ModuleDef for Def {
+    fn name(&self) -> &'static str {
+        "service"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["systemd"]
+    }
+
+    fn parse(&self, node: &Node) -> Result<Arc<dyn Module>, BadArgs> {
+        let m: ServiceMap = args_map(node, "a mapping with `name`")?;
+        if m.state.is_none() && m.enabled.is_none() && m.daemon_reload.is_none() {
+            return Err(BadArgs::invalid(
+                "give at least one of `state`, `enabled` and `daemon_reload`",
+            ));
+        }
+        Ok(Arc::new(Service(ServiceArgs {
+            name: m.name.0,
+            state: m.state,
+            enabled: m.enabled.map(|f| f.0),
+            daemon_reload: m.daemon_reload.is_some_and(|f| f.0),
+        })))
+    }
+}
+
+impl Module for Service {
+    fn name(&self) -> &'static str {
+        "service"
+    }
+
+    fn summary(&self) -> String {
+        self.0.name.clone()
+    }
+
+    fn templates(&self) -> Vec<&str> {
+        vec![&self.0.name]
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
+        Box::pin(run(&self.0, ctx))
+    }
+}
 
 /// Printed by the script for each action it took (or would take).
 const CHANGED: &str = "ARPANET-CHANGED";
 
-pub async fn run(args: &ServiceArgs, ctx: &Context<'_>) -> Result<Outcome> {
+async fn run(args: &ServiceArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let name = ctx.render(&args.name)?;
     let script = script(&quote(&name), args, ctx.check);
     match ctx.script(&script, None).await {

@@ -1,4 +1,23 @@
 use super::*;
+use crate::modules::command::{Command, CommandArgs};
+use crate::modules::copy::Copy;
+use crate::modules::debug::{Debug, DebugArgs};
+use crate::modules::docker_container::DockerContainer;
+use crate::modules::docker_image::DockerImage;
+use crate::modules::file::{File, FileArgs, FileContentArgs, FileState};
+use crate::modules::service::{Service, ServiceArgs, ServiceState};
+use crate::modules::set_fact::SetFact;
+use crate::modules::shell::Shell;
+use crate::modules::template::Template;
+use crate::modules::wait_for::{PortState, WaitFor, WaitForArgs};
+use crate::modules::Module;
+
+/// A task's module as the module type `M`.
+fn args<M: Module>(task: &Task) -> &M {
+    task.module
+        .downcast::<M>()
+        .unwrap_or_else(|| panic!("not the expected module: {:?}", task.module))
+}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/playbooks")
@@ -74,8 +93,8 @@ fn good_fixture_parses_every_module_form() {
         ]
     );
     assert_eq!(
-        t[1].module,
-        Module::Command(CommandArgs {
+        args::<Command>(&t[1]),
+        &Command(CommandArgs {
             cmd: Some("consul members".into()),
             argv: None,
             chdir: Some("/tmp".into()),
@@ -84,23 +103,19 @@ fn good_fixture_parses_every_module_form() {
             stdin: Some("yes".into()),
         })
     );
-    let Module::Command(argv) = &t[2].module else {
-        panic!("{:?}", t[2].module)
-    };
+    let Command(argv) = args::<Command>(&t[2]);
     assert_eq!(
         argv.argv.as_deref().unwrap(),
         ["docker", "run", "--name", "consul {{ consul_port }}"]
     );
-    let Module::Shell(shell) = &t[3].module else {
-        panic!()
-    };
+    let Shell(shell) = args::<Shell>(&t[3]);
     assert!(shell.cmd.as_deref().unwrap().ends_with("grep -c consul\n"));
     assert_eq!(t[3].register.as_deref(), Some("running"));
     assert_eq!(t[3].changed_when, ["false"]);
     assert_eq!(t[3].failed_when, ["running.rc > 1"]);
     assert_eq!(
-        t[4].module,
-        Module::Template(FileContentArgs {
+        args::<Template>(&t[4]),
+        &Template(FileContentArgs {
             src: Some("docker.j2".into()),
             content: None,
             dest: "/etc/default/docker".into(),
@@ -111,18 +126,14 @@ fn good_fixture_parses_every_module_form() {
         })
     );
     assert_eq!(t[4].notify, ["restart docker"]);
-    let Module::Copy(copy) = &t[5].module else {
-        panic!()
-    };
+    let Copy(copy) = args::<Copy>(&t[5]);
     assert_eq!(copy.src.as_deref(), Some("consul.json"));
     assert_eq!(copy.mode.as_deref(), Some("0600"));
-    let Module::Copy(content) = &t[6].module else {
-        panic!()
-    };
+    let Copy(content) = args::<Copy>(&t[6]);
     assert_eq!(content.content.as_deref(), Some("{{ consul_data }}\n"));
     assert_eq!(
-        t[7].module,
-        Module::File(FileArgs {
+        args::<File>(&t[7]),
+        &File(FileArgs {
             path: "{{ consul_data }}".into(),
             state: FileState::Directory,
             mode: Some("0755".into()),
@@ -131,8 +142,8 @@ fn good_fixture_parses_every_module_form() {
         })
     );
     assert_eq!(
-        t[8].module,
-        Module::Service(ServiceArgs {
+        args::<Service>(&t[8]),
+        &Service(ServiceArgs {
             name: "docker".into(),
             state: Some(ServiceState::Started),
             enabled: Some(true),
@@ -140,8 +151,8 @@ fn good_fixture_parses_every_module_form() {
         })
     );
     assert_eq!(
-        t[9].module,
-        Module::WaitFor(WaitForArgs {
+        args::<WaitFor>(&t[9]),
+        &WaitFor(WaitForArgs {
             host: "127.0.0.1".into(),
             port: Some("8500".into()),
             path: None,
@@ -150,28 +161,24 @@ fn good_fixture_parses_every_module_form() {
             timeout: 60.0,
         })
     );
-    let Module::WaitFor(file_wait) = &t[10].module else {
-        panic!()
-    };
+    let WaitFor(file_wait) = args::<WaitFor>(&t[10]);
     assert_eq!(file_wait.path.as_deref(), Some("/tmp/ready"));
     assert_eq!(file_wait.delay, 1.5);
     assert_eq!(file_wait.timeout, 300.0);
     assert_eq!(
-        t[11].module,
-        Module::Debug(DebugArgs::Msg("port {{ consul_port }}".into()))
+        args::<Debug>(&t[11]),
+        &Debug(DebugArgs::Msg("port {{ consul_port }}".into()))
     );
     assert_eq!(
-        t[12].module,
-        Module::Debug(DebugArgs::Var("running.stdout_lines".into()))
+        args::<Debug>(&t[12]),
+        &Debug(DebugArgs::Var("running.stdout_lines".into()))
     );
     assert_eq!(
         t[12].when,
         ["running is succeeded", "consul_port | int > 0"]
     );
     assert_eq!(t[12].tags, ["debug", "info"]);
-    let Module::SetFact(facts) = &t[13].module else {
-        panic!()
-    };
+    let SetFact(facts) = args::<SetFact>(&t[13]);
     assert_eq!(facts["consul_role"], "server");
     let until = &t[14];
     assert_eq!(until.until, ["'leader = true' in info.stdout"]);
@@ -234,16 +241,16 @@ fn locations_point_at_the_first_key_of_each_play_and_task() {
 fn free_form_and_fqcn_commands() {
     let t = task("    - ansible.builtin.shell: echo {{ x }} | wc -l\n");
     assert_eq!(
-        t.module,
-        Module::Shell(CommandArgs {
+        args::<Shell>(&t),
+        &Shell(CommandArgs {
             cmd: Some("echo {{ x }} | wc -l".into()),
             ..CommandArgs::default()
         })
     );
     assert_eq!(t.name, "shell: echo {{ x }} | wc -l");
-    assert_eq!(t.module.kind(), "shell");
+    assert_eq!(t.module.name(), "shell");
     let t = task("    - ansible.builtin.systemd: {name: consul, state: reloaded}\n");
-    assert_eq!(t.module.kind(), "service");
+    assert_eq!(t.module.name(), "service");
     let t = task("    - ansible.builtin.wait_for: {host: 10.0.0.1, port: \"{{ consul_port }}\"}\n");
     assert_eq!(t.name, "wait_for: 10.0.0.1:{{ consul_port }}");
 }
@@ -272,9 +279,9 @@ fn retries_and_delay_defaults() {
 
 #[test]
 fn modes_are_strings_never_yaml_octal_numbers() {
-    let mode = |m: &str| match task(&format!("    - file: {{path: /x, mode: {m}}}\n")).module {
-        Module::File(f) => f.mode.unwrap(),
-        other => panic!("{other:?}"),
+    let mode = |m: &str| {
+        let t = task(&format!("    - file: {{path: /x, mode: {m}}}\n"));
+        args::<File>(&t).0.mode.clone().unwrap()
     };
     assert_eq!(mode("0644"), "0644");
     assert_eq!(mode("'0644'"), "0644");
@@ -293,14 +300,10 @@ fn modes_are_strings_never_yaml_octal_numbers() {
 #[test]
 fn numbers_and_booleans_in_string_arguments_are_strings() {
     let t = task("    - wait_for: {port: 8500, host: 10.0.0.2}\n");
-    let Module::WaitFor(w) = t.module else {
-        panic!()
-    };
+    let WaitFor(w) = args::<WaitFor>(&t).clone();
     assert_eq!(w.port.as_deref(), Some("8500"));
     let t = task("    - service: {name: 42, enabled: no}\n");
-    let Module::Service(s) = t.module else {
-        panic!()
-    };
+    let Service(s) = args::<Service>(&t).clone();
     assert_eq!((s.name.as_str(), s.enabled), ("42", Some(false)));
 }
 
@@ -646,7 +649,8 @@ fn loop_check_mode_and_docker_modules_parse() {
     )
     .unwrap();
     let t = &pb.plays[0].tasks;
-    assert!(matches!(t[0].module, Module::DockerContainer(_)));
+    args::<DockerContainer>(&t[0]);
+    args::<DockerImage>(&t[1]);
     assert_eq!(t[0].loop_items, Some(serde_json::json!("{{ stack }}")));
     assert_eq!(t[0].check_mode, Some(false));
     assert_eq!(t[1].loop_items, Some(serde_json::json!(["a", "b"])));
@@ -660,4 +664,213 @@ fn loop_check_mode_and_docker_modules_parse() {
         text.starts_with("site.yml:1:3: no playbook `nope.yml` to import"),
         "{text}"
     );
+}
+
+/// One-letter typos of `word`: each letter dropped, and each replaced.
+fn typos(word: &str) -> Vec<String> {
+    let chars: Vec<char> = word.chars().collect();
+    let mut out = Vec::new();
+    for i in 0..chars.len() {
+        let mut dropped = chars.clone();
+        dropped.remove(i);
+        out.push(dropped.into_iter().collect());
+        let mut altered = chars.clone();
+        altered[i] = if chars[i] == 'x' { 'q' } else { 'x' };
+        out.push(altered.into_iter().collect());
+    }
+    out
+}
+
+#[test]
+fn every_module_name_and_alias_is_suggested_for_a_one_letter_typo() {
+    let mut checked = 0;
+    for name in crate::modules::names() {
+        let mut forms = vec![name.to_owned()];
+        if !name.contains('.') {
+            forms.push(format!("ansible.builtin.{name}"));
+        }
+        for form in forms {
+            let (prefix, word) = match form.strip_prefix("ansible.builtin.") {
+                Some(word) => ("ansible.builtin.", word),
+                None => ("", form.as_str()),
+            };
+            for typo in typos(word) {
+                let key = format!("{prefix}{typo}");
+                if key.contains(' ') || crate::modules::find(&key).is_some() {
+                    continue;
+                }
+                let text = error(&format!("- hosts: all\n  tasks:\n    - {key}: x\n"));
+                assert!(
+                    text.contains(&format!("hint: did you mean `{form}`?")),
+                    "`{key}` should suggest `{form}`:\n{text}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 300, "only {checked} typos checked");
+}
+
+#[test]
+fn every_name_alias_and_builtin_form_finds_its_module() {
+    use crate::modules::{find, MODULES};
+    for def in MODULES {
+        for name in std::iter::once(def.name()).chain(def.aliases().iter().copied()) {
+            assert_eq!(find(name).map(|m| m.name()), Some(def.name()), "{name}");
+            if !name.contains('.') {
+                for prefix in ["ansible.builtin.", "ansible.legacy."] {
+                    let full = format!("{prefix}{name}");
+                    assert_eq!(find(&full).map(|m| m.name()), Some(def.name()), "{full}");
+                }
+            }
+        }
+    }
+    let mut names: Vec<&str> = crate::modules::names().collect();
+    let count = names.len();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), count, "a name is listed twice");
+    assert!(find("ansible.builtin.community.docker.docker_image").is_none());
+    assert_eq!(find("systemd").map(|m| m.name()), Some("service"));
+}
+
+#[test]
+fn the_no_module_hint_lists_every_module() {
+    let text = error("- hosts: all\n  tasks:\n    - name: nothing\n");
+    for def in crate::modules::MODULES {
+        assert!(
+            text.contains(&format!("`{}`", def.name())),
+            "`{}` missing from:\n{text}",
+            def.name()
+        );
+    }
+}
+
+#[test]
+fn docker_arguments_are_typed_at_load_unless_templated() {
+    let text = error(
+        "- hosts: all\n  tasks:\n    - docker_container:\n        name: c\n        ports: {a: 1}\n",
+    );
+    assert!(text.starts_with("site.yml:5:16: `ports`:"), "{text}");
+    let text = error("- hosts: all\n  tasks:\n    - docker_image: {force: yes}\n");
+    assert!(
+        text.starts_with("site.yml:3:21: `docker_image`: missing argument `name`"),
+        "{text}"
+    );
+    let t = task("    - docker_container:\n        name: \"{{ n }}\"\n        ports: \"{{ ports }}\"\n        privileged: \"{{ p }}\"\n");
+    assert_eq!(t.name, "docker_container: {{ n }}");
+    let text =
+        error("- hosts: all\n  tasks:\n    - docker_container: {name: c, ports: \"{{ x \"}\n");
+    assert!(text.starts_with("site.yml:3:7: syntax error"), "{text}");
+}
+
+/// The full message of every bad fixture, as the operator reads it.
+#[test]
+fn bad_fixture_messages() {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../../tests/fixtures/playbooks/snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| {
+        insta::glob!("../../tests/fixtures/playbooks/bad", "*.yml", |path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            let name = path.file_name().unwrap();
+            let err = Playbook::parse(Path::new(name), &fixtures().join("bad"), &text)
+                .expect_err("a bad fixture parsed");
+            insta::assert_snapshot!(err.to_string());
+        });
+    });
+}
+
+/// The full message of each bad input of the tests above.
+#[test]
+fn bad_input_messages() {
+    let cases = [
+        ("empty_playbook", "# nothing\n"),
+        ("roles_unsupported", "- hosts: all\n  roles: [consul]\n"),
+        (
+            "become_unsupported",
+            "- hosts: all\n  tasks:\n    - command: x\n      become: true\n",
+        ),
+        (
+            "duplicate_key",
+            "- hosts: all\n  tasks:\n    - command: x\n      name: a\n      name: b\n",
+        ),
+        (
+            "copy_without_src",
+            "- hosts: all\n  tasks:\n    - copy: {dest: /x}\n",
+        ),
+        (
+            "command_without_cmd",
+            "- hosts: all\n  tasks:\n    - command: {chdir: /tmp}\n",
+        ),
+        (
+            "shell_with_argv",
+            "- hosts: all\n  tasks:\n    - shell: {argv: [a]}\n",
+        ),
+        (
+            "debug_free_form",
+            "- hosts: all\n  tasks:\n    - debug: hello\n",
+        ),
+        (
+            "file_state_unknown",
+            "- hosts: all\n  tasks:\n    - file: {path: /x, state: gone}\n",
+        ),
+        (
+            "stdin_not_a_string",
+            "- hosts: all\n  tasks:\n    - command: {cmd: x, stdin: [a]}\n",
+        ),
+        (
+            "flag_not_yes_or_no",
+            "- hosts: all\n  tasks:\n    - command: x\n      ignore_errors: maybe\n",
+        ),
+        (
+            "nested_condition",
+            "- hosts: all\n  tasks:\n    - command: x\n      when: [[a]]\n",
+        ),
+        ("serial_word", "- hosts: all\n  serial: lots\n  tasks: []\n"),
+        (
+            "mode_too_short",
+            "- hosts: all\n  tasks:\n    - file: {path: /x, mode: 64}\n",
+        ),
+        (
+            "vars_template_syntax",
+            "- hosts: all\n  vars:\n    a: \"{{ b \"\n  tasks: []\n",
+        ),
+        (
+            "notify_without_handlers",
+            "- hosts: all\n  tasks:\n    - command: x\n      notify: nope\n",
+        ),
+        (
+            "docker_unknown_argument",
+            "- hosts: all\n  tasks:\n    - docker_container:\n        name: c\n        imgae: i\n",
+        ),
+        ("import_missing", "- import_playbook: nope.yml\n"),
+        (
+            "import_playbook_with_hosts",
+            "- import_playbook: x.yml\n  hosts: all\n",
+        ),
+        (
+            "import_tasks_with_module",
+            "- hosts: all\n  tasks:\n    - import_tasks: x.yml\n      command: y\n",
+        ),
+        (
+            "builtin_module_typo",
+            "- hosts: all\n  tasks:\n    - ansible.builtin.comand: x\n",
+        ),
+        ("task_key_in_play", "- hosts: all\n  command: x\n"),
+        (
+            "loop_not_a_list",
+            "- hosts: all\n  tasks:\n    - command: x\n      loop: 3\n",
+        ),
+        ("two_documents", "- hosts: a\n---\n- hosts: b\n"),
+        ("tab_indent", "- hosts: all\n  tasks:\n\t- command: x\n"),
+    ];
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../../tests/fixtures/playbooks/snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| {
+        for (name, yaml) in cases {
+            insta::assert_snapshot!(name, error(yaml), yaml);
+        }
+    });
 }

@@ -1,5 +1,5 @@
-//! `docker_image` and `docker_container`: images and containers on the
-//! host's Docker engine, through the `docker` CLI over the SSH connection.
+//! `docker_container`: a container on the host's Docker engine, through the
+//! `docker` CLI over the SSH connection.
 //!
 //! A container's desired state (image, command, ports, volumes, env, ...) is
 //! hashed into a label on the container. The module compares that label and
@@ -9,168 +9,165 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{render_value, Context, Outcome};
+use super::templated::{get_or_default, OptText, Strings, Templated, TextMap, Words, YesNo};
+use super::{args_map, BadArgs, Context, Module, ModuleDef, Outcome};
 use crate::error::{Error, Result};
+use crate::playbook::values::json_strings;
 use crate::transport::quote;
-use crate::vars::Vars;
+use crate::yaml::Node;
 
 /// The label holding the hash of a container's spec.
 pub const SPEC_LABEL: &str = "arpanet.spec";
 /// The label marking containers arpanet manages.
 pub const MANAGED_LABEL: &str = "arpanet.managed";
 
-/// `docker_image` arguments, once rendered.
-#[derive(Debug, Deserialize)]
+/// `docker_container` arguments; each may be a template.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ImageArgs {
-    name: String,
-    #[serde(default, deserialize_with = "flag")]
-    force: bool,
+pub(crate) struct ContainerArgs {
+    pub name: Templated<String>,
+    pub image: Option<Templated<OptText>>,
+    pub command: Option<Templated<Words>>,
+    pub args: Option<Templated<Words>>,
+    pub entrypoint: Option<Templated<OptText>>,
+    pub network_mode: Option<Templated<OptText>>,
+    pub ports: Option<Templated<Strings>>,
+    pub volumes: Option<Templated<Strings>>,
+    pub env: Option<Templated<TextMap>>,
+    pub labels: Option<Templated<TextMap>>,
+    pub privileged: Option<Templated<YesNo>>,
+    pub cap_add: Option<Templated<Strings>>,
+    pub restart: Option<Templated<OptText>>,
+    pub healthcheck: Option<Templated<OptText>>,
+    pub state: Option<Templated<ContainerState>>,
 }
 
-/// `docker_container` arguments, once rendered.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ContainerArgs {
+impl ContainerArgs {
+    /// Every argument as written, by name.
+    fn raw(&self) -> Vec<&serde_json::Value> {
+        let mut out = vec![self.name.raw()];
+        let optional = [
+            self.image.as_ref().map(Templated::raw),
+            self.command.as_ref().map(Templated::raw),
+            self.args.as_ref().map(Templated::raw),
+            self.entrypoint.as_ref().map(Templated::raw),
+            self.network_mode.as_ref().map(Templated::raw),
+            self.ports.as_ref().map(Templated::raw),
+            self.volumes.as_ref().map(Templated::raw),
+            self.env.as_ref().map(Templated::raw),
+            self.labels.as_ref().map(Templated::raw),
+            self.privileged.as_ref().map(Templated::raw),
+            self.cap_add.as_ref().map(Templated::raw),
+            self.restart.as_ref().map(Templated::raw),
+            self.healthcheck.as_ref().map(Templated::raw),
+            self.state.as_ref().map(Templated::raw),
+        ];
+        out.extend(optional.into_iter().flatten());
+        out
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DockerContainer(pub ContainerArgs);
+
+pub(super) struct Def;
+
+impl ModuleDef for Def {
+    fn name(&self) -> &'static str {
+        "docker_container"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["community.docker.docker_container"]
+    }
+
+    fn parse(&self, node: &Node) -> Result<Arc<dyn Module>, BadArgs> {
+        Ok(Arc::new(DockerContainer(args_map(
+            node,
+            "a mapping with `name`",
+        )?)))
+    }
+}
+
+impl Module for DockerContainer {
+    fn name(&self) -> &'static str {
+        "docker_container"
+    }
+
+    fn summary(&self) -> String {
+        self.0.name.raw().as_str().unwrap_or_default().to_owned()
+    }
+
+    fn templates(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        self.0
+            .raw()
+            .into_iter()
+            .for_each(|v| json_strings(v, &mut out));
+        out
+    }
+
+    /// In check mode it inspects the container and reports what it would
+    /// do (create, recreate, start, stop, remove) without doing it.
+    fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
+        Box::pin(container(&self.0, ctx))
+    }
+}
+
+/// The arguments rendered for one host.
+struct Rendered {
     name: String,
     image: Option<String>,
-    #[serde(default, deserialize_with = "words")]
     command: Vec<String>,
-    #[serde(default, deserialize_with = "words")]
     args: Vec<String>,
-    #[serde(default, deserialize_with = "opt_text")]
     entrypoint: Option<String>,
-    #[serde(default, deserialize_with = "opt_text")]
     network_mode: Option<String>,
-    #[serde(default)]
     ports: Vec<String>,
-    #[serde(default)]
     volumes: Vec<String>,
-    #[serde(default, deserialize_with = "text_map")]
     env: BTreeMap<String, String>,
-    #[serde(default, deserialize_with = "text_map")]
     labels: BTreeMap<String, String>,
-    #[serde(default, deserialize_with = "flag")]
     privileged: bool,
-    #[serde(default)]
     cap_add: Vec<String>,
-    #[serde(default, deserialize_with = "opt_text")]
     restart: Option<String>,
-    #[serde(default, deserialize_with = "opt_text")]
     healthcheck: Option<String>,
-    #[serde(default)]
     state: ContainerState,
+}
+
+impl ContainerArgs {
+    fn render(&self, ctx: &Context<'_>) -> Result<Rendered> {
+        Ok(Rendered {
+            name: self.name.get("name", ctx)?,
+            image: get_or_default(&self.image, "image", ctx)?.0,
+            command: get_or_default(&self.command, "command", ctx)?.0,
+            args: get_or_default(&self.args, "args", ctx)?.0,
+            entrypoint: get_or_default(&self.entrypoint, "entrypoint", ctx)?.0,
+            network_mode: get_or_default(&self.network_mode, "network_mode", ctx)?.0,
+            ports: get_or_default(&self.ports, "ports", ctx)?.0,
+            volumes: get_or_default(&self.volumes, "volumes", ctx)?.0,
+            env: get_or_default(&self.env, "env", ctx)?.0,
+            labels: get_or_default(&self.labels, "labels", ctx)?.0,
+            privileged: get_or_default(&self.privileged, "privileged", ctx)?.0,
+            cap_add: get_or_default(&self.cap_add, "cap_add", ctx)?.0,
+            restart: get_or_default(&self.restart, "restart", ctx)?.0,
+            healthcheck: get_or_default(&self.healthcheck, "healthcheck", ctx)?.0,
+            state: get_or_default(&self.state, "state", ctx)?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-enum ContainerState {
+pub(crate) enum ContainerState {
     #[default]
     Started,
     Stopped,
     Absent,
-}
-
-/// Render a module's argument map and give it its type.
-fn typed<T: for<'de> Deserialize<'de>>(args: &Vars, ctx: &Context<'_>) -> Result<T> {
-    let rendered = render_value(&serde_json::Value::Object(args.clone()), ctx)?;
-    serde_json::from_value(rendered).map_err(|e| {
-        Error::input(
-            ctx.location.clone(),
-            format!("after templating, the arguments are wrong: {e}"),
-        )
-    })
-}
-
-/// A yes/no argument, in Ansible's words (`true`, `"yes"`, `"y"`, ...).
-fn flag<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
-    let value = serde_json::Value::deserialize(d)?;
-    match value {
-        serde_json::Value::String(ref s) if s.is_empty() => Ok(false),
-        _ => crate::truth::as_bool(&value)
-            .ok_or_else(|| serde::de::Error::custom(format!("expected a boolean, got `{value}`"))),
-    }
-}
-
-fn scalar_text(value: serde_json::Value) -> Option<String> {
-    match value {
-        serde_json::Value::Null => None,
-        serde_json::Value::String(s) => Some(s),
-        other => Some(other.to_string()),
-    }
-}
-
-/// A string (empty means unset), number or null.
-fn opt_text<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
-    Ok(scalar_text(serde_json::Value::deserialize(d)?).filter(|s| !s.is_empty()))
-}
-
-/// A map whose values may be numbers or bools, as text.
-fn text_map<'de, D: Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<BTreeMap<String, String>, D::Error> {
-    let map = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
-    Ok(map
-        .into_iter()
-        .map(|(k, v)| (k, scalar_text(v).unwrap_or_default()))
-        .collect())
-}
-
-/// A command line (split like a shell would) or a list of words.
-fn words<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
-    match serde_json::Value::deserialize(d)? {
-        serde_json::Value::Null => Ok(Vec::new()),
-        serde_json::Value::String(line) => {
-            super::command::split_words(&line).map_err(serde::de::Error::custom)
-        }
-        serde_json::Value::Array(items) => Ok(items.into_iter().filter_map(scalar_text).collect()),
-        other => Err(serde::de::Error::custom(format!(
-            "expected a command line or a list, got `{other}`"
-        ))),
-    }
-}
-
-pub async fn image(args: &Vars, ctx: &Context<'_>) -> Result<Outcome> {
-    let args: ImageArgs = typed(args, ctx)?;
-    let name = args.name;
-    let q = quote(&name);
-    if !args.force {
-        let present = ctx
-            .exec(
-                &format!("docker image inspect --format '{{{{.Id}}}}' {q}"),
-                None,
-            )
-            .await?;
-        if present.success() {
-            return Ok(Outcome::ok());
-        }
-    }
-    if ctx.check {
-        return Ok(Outcome::changed(true));
-    }
-    let before = ctx
-        .exec(
-            &format!("docker image inspect --format '{{{{.Id}}}}' {q} 2>/dev/null || true"),
-            None,
-        )
-        .await?;
-    let pull = format!("docker pull --quiet {q}");
-    let out = match ctx.script(&pull, None).await {
-        Ok(out) => out,
-        Err(failed) => return Ok(failed),
-    };
-    let after = ctx
-        .exec(
-            &format!("docker image inspect --format '{{{{.Id}}}}' {q}"),
-            None,
-        )
-        .await?;
-    let mut outcome = Outcome::changed(before.stdout.trim() != after.stdout.trim());
-    outcome.stdout = out.stdout;
-    Ok(outcome)
 }
 
 /// The rendered desired state; its JSON is what the spec label hashes.
@@ -242,7 +239,7 @@ impl Spec {
     }
 }
 
-fn spec(args: ContainerArgs, ctx: &Context<'_>) -> Result<Spec> {
+fn spec(args: Rendered, ctx: &Context<'_>) -> Result<Spec> {
     let image = args.image.ok_or_else(|| {
         Error::input(
             ctx.location.clone(),
@@ -292,8 +289,8 @@ fn parse_inspect(line: &str) -> Option<Existing> {
     })
 }
 
-pub async fn container(args: &Vars, ctx: &Context<'_>) -> Result<Outcome> {
-    let args: ContainerArgs = typed(args, ctx)?;
+async fn container(args: &ContainerArgs, ctx: &Context<'_>) -> Result<Outcome> {
+    let args = args.render(ctx)?;
     let name = args.name.clone();
     let q = quote(&name);
     let inspect = format!(

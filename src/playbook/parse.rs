@@ -1,0 +1,463 @@
+//! Plays and tasks built from the located YAML tree.
+//!
+//! Plays and tasks are mappings whose keys decide what their values are (a
+//! task's module is a key), so they are read by plain functions over
+//! [`Node`]s, key by key in file order: a bad key is reported at the key, a
+//! bad value at the value, and every key keeps its position for the checks
+//! that come later (templates, handlers). Values of a fixed shape (module
+//! arguments, numbers, conditions) are deserialized from their node.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::values::{Cond, Count, Flag, Ident, List, Percent, Seconds, SerialValue, Text, VarMap};
+use super::Serial;
+use crate::error::InputKind;
+use crate::modules::{self, BadArgs, Module};
+use crate::suggest::closest;
+use crate::vars::Vars;
+use crate::yaml::{Node, Pos};
+
+/// An input error before its file is known.
+#[derive(Debug)]
+pub(super) struct Located {
+    pub pos: Pos,
+    pub kind: InputKind,
+}
+
+type Res<T> = std::result::Result<T, Located>;
+
+fn at(pos: Pos, kind: InputKind) -> Located {
+    Located { pos, kind }
+}
+
+/// Play keys; `gather_facts` is accepted and ignored.
+pub(super) const PLAY_KEYS: &[&str] = &[
+    "name",
+    "hosts",
+    "serial",
+    "max_fail_percentage",
+    "vars",
+    "tags",
+    "tasks",
+    "handlers",
+    "gather_facts",
+    "import_playbook",
+];
+
+/// Task keywords (everything but the module).
+pub(super) const TASK_KEYS: &[&str] = &[
+    "name",
+    "when",
+    "tags",
+    "notify",
+    "register",
+    "retries",
+    "delay",
+    "until",
+    "ignore_errors",
+    "run_once",
+    "changed_when",
+    "failed_when",
+    "no_log",
+    "vars",
+    "loop",
+    "with_items",
+    "check_mode",
+    "import_tasks",
+];
+
+/// Ansible keys people will try that arpanet does not implement.
+const UNSUPPORTED_PLAY_KEYS: &[&str] = &[
+    "roles",
+    "pre_tasks",
+    "post_tasks",
+    "become",
+    "become_user",
+    "remote_user",
+    "vars_files",
+    "vars_prompt",
+    "environment",
+    "connection",
+    "strategy",
+    "any_errors_fatal",
+];
+const UNSUPPORTED_TASK_KEYS: &[&str] = &[
+    "with_dict",
+    "loop_control",
+    "become",
+    "become_user",
+    "delegate_to",
+    "environment",
+    "args",
+    "async",
+    "poll",
+    "block",
+    "rescue",
+    "always",
+    "listen",
+    "include_tasks",
+    "include_role",
+    "import_role",
+];
+
+/// A task as parsed, with the positions of its keys.
+pub(super) struct RawTask {
+    pub name: Option<String>,
+    /// The key as written, and the module with its arguments.
+    pub module: Option<(String, Arc<dyn Module>)>,
+    pub when: Vec<String>,
+    pub tags: Vec<String>,
+    pub notify: Vec<String>,
+    pub register: Option<String>,
+    pub retries: Option<u32>,
+    pub delay: Option<f64>,
+    pub until: Vec<String>,
+    pub ignore_errors: bool,
+    pub run_once: bool,
+    pub changed_when: Vec<String>,
+    pub failed_when: Vec<String>,
+    pub no_log: bool,
+    pub vars: Vars,
+    pub loop_items: Option<serde_json::Value>,
+    pub check_mode: Option<bool>,
+    /// `import_tasks: FILE`: this entry stands for that file's tasks.
+    pub import: Option<String>,
+    /// The first key's position.
+    pub pos: Pos,
+    /// Each key as written, with its position.
+    pub keys: Vec<(String, Pos)>,
+}
+
+impl RawTask {
+    /// Where `key` sits (the module's key for `"module"`), else the task start.
+    pub fn key_pos(&self, key: &str) -> Pos {
+        let key = match (key, &self.module) {
+            ("module", Some((module_key, _))) => module_key.as_str(),
+            _ => key,
+        };
+        key_pos(&self.keys, key, self.pos)
+    }
+}
+
+/// A play as parsed, with the positions of its keys.
+pub(super) struct RawPlay {
+    pub name: Option<String>,
+    pub hosts: String,
+    pub serial: Option<Serial>,
+    pub max_fail_percentage: Option<f64>,
+    pub vars: Vars,
+    pub tags: Vec<String>,
+    pub tasks: Vec<RawTask>,
+    pub handlers: Vec<RawTask>,
+    /// `import_playbook: NAME`: this entry stands for another playbook's plays.
+    pub import: Option<String>,
+    pub pos: Pos,
+    pub keys: Vec<(String, Pos)>,
+}
+
+impl RawPlay {
+    pub fn key_pos(&self, key: &str) -> Pos {
+        key_pos(&self.keys, key, self.pos)
+    }
+}
+
+fn key_pos(keys: &[(String, Pos)], key: &str, default: Pos) -> Pos {
+    keys.iter()
+        .find(|(k, _)| k == key)
+        .map_or(default, |(_, p)| *p)
+}
+
+/// The plays of a playbook document (`None` for an empty file).
+pub(super) fn plays(doc: Option<&Node>) -> Res<Vec<RawPlay>> {
+    list(doc, "a list of plays (`- hosts: ...`)")?
+        .iter()
+        .map(play)
+        .collect()
+}
+
+/// The tasks of a task file (`import_tasks`), or of `tasks:`/`handlers:`.
+pub(super) fn tasks(doc: Option<&Node>) -> Res<Vec<RawTask>> {
+    list(doc, "a list of tasks")?.iter().map(task).collect()
+}
+
+/// The items of a sequence; nothing for null.
+fn list<'a>(node: Option<&'a Node>, expected: &str) -> Res<&'a [Node]> {
+    match node {
+        None => Ok(&[]),
+        Some(node) if node.is_null() => Ok(&[]),
+        Some(node) => node.items().ok_or_else(|| wrong_type(node, expected, None)),
+    }
+}
+
+fn wrong_type(node: &Node, expected: &str, field: Option<&str>) -> Located {
+    at(
+        node.pos,
+        InputKind::WrongType {
+            field: field.map(str::to_owned),
+            found: node.unexpected().to_string(),
+            expected: expected.to_owned(),
+        },
+    )
+}
+
+/// The value under `key`, deserialized as `T`.
+fn value<'a, T: Deserialize<'a>>(key: &str, node: &'a Node) -> Res<T> {
+    node.to::<T>().map_err(|e| {
+        let (pos, kind) = e.into_input(node.pos, Some(key));
+        at(pos, kind)
+    })
+}
+
+/// The entries of a play or task mapping with their key names, refusing
+/// keys that are not strings and keys given twice.
+fn entries<'a>(node: &'a Node, expected: &str) -> Res<Vec<(&'a str, Pos, &'a Node)>> {
+    let entries = node
+        .entries()
+        .ok_or_else(|| wrong_type(node, expected, None))?;
+    let mut out: Vec<(&str, Pos, &Node)> = Vec::new();
+    for (key, value) in entries {
+        let name = match key.text() {
+            Some(name) if key.entries().is_none() => name,
+            _ => return Err(wrong_type(key, "a key name", None)),
+        };
+        if out.iter().any(|(k, _, _)| *k == name) {
+            return Err(at(
+                key.pos,
+                InputKind::DuplicateKey {
+                    key: name.to_owned(),
+                },
+            ));
+        }
+        out.push((name, key.pos, value));
+    }
+    Ok(out)
+}
+
+fn play(node: &Node) -> Res<RawPlay> {
+    let mut hosts: Vec<String> = Vec::new();
+    let mut p = RawPlay {
+        name: None,
+        hosts: String::new(),
+        serial: None,
+        max_fail_percentage: None,
+        vars: Vars::new(),
+        tags: Vec::new(),
+        tasks: Vec::new(),
+        handlers: Vec::new(),
+        import: None,
+        pos: node.pos,
+        keys: Vec::new(),
+    };
+    let entries = entries(node, "a play (a mapping with `hosts` and `tasks`)")?;
+    for &(key, pos, v) in &entries {
+        match key {
+            "name" => p.name = Some(value::<Text>(key, v)?.0),
+            "hosts" => hosts = value::<List>(key, v)?.0,
+            "serial" => p.serial = value::<SerialValue>(key, v)?.0,
+            "max_fail_percentage" => p.max_fail_percentage = Some(value::<Percent>(key, v)?.0),
+            "vars" => p.vars = value::<VarMap>(key, v)?.0,
+            "import_playbook" => p.import = Some(value::<Text>(key, v)?.0),
+            "tags" => p.tags = split_tags(value::<List>(key, v)?.0),
+            "tasks" => p.tasks = tasks(Some(v))?,
+            "handlers" => p.handlers = tasks(Some(v))?,
+            "gather_facts" => {}
+            _ if UNSUPPORTED_PLAY_KEYS.contains(&key) => {
+                return Err(at(pos, InputKind::Unsupported { key: key.into() }))
+            }
+            _ => {
+                return Err(at(
+                    pos,
+                    InputKind::UnknownPlayKey {
+                        key: key.into(),
+                        suggestion: closest(key, PLAY_KEYS.iter().copied()).map(str::to_owned),
+                        task_key: modules::find(key).is_some() || TASK_KEYS.contains(&key),
+                        expected: strings(PLAY_KEYS),
+                    },
+                ))
+            }
+        }
+        p.keys.push((key.to_owned(), pos));
+    }
+    if let Some(&(_, pos, _)) = entries.first() {
+        p.pos = pos;
+    }
+    if p.import.is_some() {
+        if let Some((other, pos, _)) = entries
+            .iter()
+            .find(|(k, _, _)| *k != "import_playbook" && *k != "name")
+        {
+            return Err(at(
+                *pos,
+                InputKind::ImportPlaybookWith {
+                    key: (*other).to_owned(),
+                },
+            ));
+        }
+    } else if hosts.iter().all(|h| h.trim().is_empty()) {
+        return Err(at(p.pos, InputKind::NoHosts));
+    }
+    p.hosts = hosts.join(",");
+    Ok(p)
+}
+
+fn task(node: &Node) -> Res<RawTask> {
+    let mut t = RawTask {
+        name: None,
+        module: None,
+        when: Vec::new(),
+        tags: Vec::new(),
+        notify: Vec::new(),
+        register: None,
+        retries: None,
+        delay: None,
+        until: Vec::new(),
+        ignore_errors: false,
+        run_once: false,
+        changed_when: Vec::new(),
+        failed_when: Vec::new(),
+        no_log: false,
+        vars: Vars::new(),
+        loop_items: None,
+        check_mode: None,
+        import: None,
+        pos: node.pos,
+        keys: Vec::new(),
+    };
+    let entries = entries(
+        node,
+        "a task (a mapping with one module, e.g. `command: echo hi`)",
+    )?;
+    for &(key, pos, v) in &entries {
+        match key {
+            "name" => t.name = Some(value::<Text>(key, v)?.0),
+            "when" => t.when = value::<Cond>(key, v)?.0,
+            "tags" => t.tags = split_tags(value::<List>(key, v)?.0),
+            "notify" => t.notify = value::<List>(key, v)?.0,
+            "register" => t.register = Some(value::<Ident>(key, v)?.0),
+            "retries" => t.retries = Some(value::<Count>(key, v)?.0),
+            "delay" => t.delay = Some(value::<Seconds>(key, v)?.0),
+            "until" => t.until = value::<Cond>(key, v)?.0,
+            "ignore_errors" => t.ignore_errors = value::<Flag>(key, v)?.0,
+            "run_once" => t.run_once = value::<Flag>(key, v)?.0,
+            "changed_when" => t.changed_when = value::<Cond>(key, v)?.0,
+            "failed_when" => t.failed_when = value::<Cond>(key, v)?.0,
+            "no_log" => t.no_log = value::<Flag>(key, v)?.0,
+            "vars" => t.vars = value::<VarMap>(key, v)?.0,
+            "loop" | "with_items" => {
+                let items: serde_json::Value = value(key, v)?;
+                if !matches!(
+                    items,
+                    serde_json::Value::Array(_) | serde_json::Value::String(_)
+                ) {
+                    return Err(at(v.pos, InputKind::LoopNotList { key: key.into() }));
+                }
+                t.loop_items = Some(items);
+            }
+            "check_mode" => t.check_mode = Some(value::<Flag>(key, v)?.0),
+            "import_tasks" => t.import = Some(value::<Text>(key, v)?.0),
+            _ => match modules::find(key) {
+                Some(def) => {
+                    if let Some((first, _)) = &t.module {
+                        return Err(at(
+                            pos,
+                            InputKind::TwoModules {
+                                first: first.clone(),
+                                second: key.into(),
+                            },
+                        ));
+                    }
+                    let module = def.parse(v).map_err(|e| bad_args(e, key, v))?;
+                    t.module = Some((key.to_owned(), module));
+                }
+                None if UNSUPPORTED_TASK_KEYS.contains(&key) => {
+                    return Err(at(pos, InputKind::Unsupported { key: key.into() }))
+                }
+                None => return Err(at(pos, unknown_task_key(key, t.module.is_none()))),
+            },
+        }
+        t.keys.push((key.to_owned(), pos));
+    }
+    if let Some(&(_, pos, _)) = entries.first() {
+        t.pos = pos;
+    }
+    if t.import.is_some() {
+        let beside = ["import_tasks", "name", "when", "tags", "vars"];
+        if let Some((other, pos, _)) = entries.iter().find(|(k, _, _)| !beside.contains(k)) {
+            return Err(at(
+                *pos,
+                InputKind::ImportTasksWith {
+                    key: (*other).to_owned(),
+                },
+            ));
+        }
+    } else if t.module.is_none() {
+        return Err(at(
+            t.pos,
+            InputKind::NoModule {
+                modules: module_names(),
+            },
+        ));
+    }
+    Ok(t)
+}
+
+/// The registry's canonical module names.
+fn module_names() -> Vec<String> {
+    modules::MODULES
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect()
+}
+
+fn strings(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| (*w).to_owned()).collect()
+}
+
+/// A key that is neither a task keyword nor a module, with the nearest of
+/// either (keeping an `ansible.builtin.` prefix).
+fn unknown_task_key(key: &str, no_module_yet: bool) -> InputKind {
+    let prefix = ["ansible.builtin.", "ansible.legacy."]
+        .into_iter()
+        .find(|p| key.starts_with(p));
+    let word = prefix.map_or(key, |p| &key[p.len()..]);
+    let candidates = TASK_KEYS.iter().copied().chain(modules::names());
+    let suggestion = closest(word, candidates).map(|c| format!("{}{c}", prefix.unwrap_or("")));
+    InputKind::UnknownTaskKey {
+        key: key.to_owned(),
+        suggestion,
+        maybe_module: no_module_yet && !key.contains(' '),
+        modules: module_names(),
+        keywords: strings(TASK_KEYS),
+    }
+}
+
+/// A module's refusal of its arguments, located: at the bad argument, or
+/// at the arguments for a problem with them together.
+fn bad_args(e: BadArgs, key: &str, args: &Node) -> Located {
+    match e {
+        BadArgs::De(e) => {
+            let (pos, kind) = e.into_input(args.pos, Some(key));
+            at(pos, kind)
+        }
+        BadArgs::Invalid { message, hint } => at(
+            args.pos,
+            InputKind::Invalid {
+                field: Some(key.to_owned()),
+                message,
+                hint,
+            },
+        ),
+    }
+}
+
+/// Split `tags: a, b` as Ansible does.
+fn split_tags(list: Vec<String>) -> Vec<String> {
+    list.iter()
+        .flat_map(|t| t.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
+}

@@ -1,0 +1,786 @@
+//! YAML read into a small tree of located nodes.
+//!
+//! Every input file arpanet reads (playbooks, task files, YAML inventories,
+//! vars files) is parsed here once, by `saphyr-parser`, into [`Node`]s that
+//! each know their line and column. The typed models are then built from
+//! the tree: by plain functions where keys decide what follows (plays,
+//! tasks), or through serde ([`Node`] is a `serde::Deserializer`) for fixed
+//! shapes such as module arguments. Either way an error knows exactly where
+//! it is, from the parser's own positions; no error text is ever parsed.
+//!
+//! Scalars resolve as `serde_norway` (YAML 1.2 core schema) resolves them,
+//! so values keep the types they had: `8500` is a number, `yes` and `0644`
+//! are strings, `~` and an empty value are null. Quoted and block scalars
+//! are always strings. Asking for a string (`deserialize_str`) gives the
+//! scalar as written, whatever it would resolve to.
+
+use std::fmt;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span};
+
+use std::path::Path;
+
+use crate::error::{Error, InputError, InputKind, Location};
+use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess};
+
+/// A 1-based line and column in a YAML text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Pos {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Pos {
+    fn of(span: &Span) -> Pos {
+        Pos {
+            line: span.start.line(),
+            column: span.start.col() + 1,
+        }
+    }
+}
+
+/// One YAML value and where it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Node {
+    pub kind: Kind,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Kind {
+    /// `text` as written; `plain` when unquoted and untagged (so it may
+    /// resolve to null, a bool or a number).
+    Scalar {
+        text: String,
+        plain: bool,
+    },
+    Seq(Vec<Node>),
+    /// Entries in file order; repeated keys are kept (callers decide).
+    Map(Vec<(Node, Node)>),
+}
+
+/// What a plain scalar means.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+    Str(&'a str),
+}
+
+/// The YAML text does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SyntaxError {
+    pub pos: Pos,
+    pub message: String,
+}
+
+impl fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<ScanError> for SyntaxError {
+    fn from(e: ScanError) -> Self {
+        let m = e.marker();
+        SyntaxError {
+            pos: Pos {
+                line: m.line(),
+                column: m.col() + 1,
+            },
+            message: e.info().to_owned(),
+        }
+    }
+}
+
+/// Parse the single document of `text`; `None` when it holds none.
+/// Anchors are resolved: an alias is a copy of the node it names.
+pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
+    let mut events = Parser::new_from_str(text);
+    let mut anchors: Vec<(usize, Node)> = Vec::new();
+    // Containers being filled, innermost last: the node, its anchor, and for
+    // a mapping a key waiting for its value.
+    let mut stack: Vec<(Node, usize, Option<Node>)> = Vec::new();
+    let mut document: Option<Node> = None;
+    let mut documents = 0;
+    while let Some(next) = events.next_event() {
+        let (event, span) = next?;
+        let pos = Pos::of(&span);
+        let (node, anchor) = match event {
+            Event::DocumentStart(_) => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(SyntaxError {
+                        pos,
+                        message: "more than one YAML document (`---`) in one file".into(),
+                    });
+                }
+                continue;
+            }
+            Event::SequenceStart(anchor, _) => {
+                stack.push((Node::new(Kind::Seq(Vec::new()), pos), anchor, None));
+                continue;
+            }
+            Event::MappingStart(anchor, _) => {
+                stack.push((Node::new(Kind::Map(Vec::new()), pos), anchor, None));
+                continue;
+            }
+            Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
+                Some((node, anchor, _)) => (node, anchor),
+                None => continue,
+            },
+            Event::Scalar(value, style, anchor, tag) => {
+                let is_str_tag = tag
+                    .as_ref()
+                    .is_some_and(|t| t.is_yaml_core_schema() && t.suffix == "str");
+                let empty = span.start.index() == span.end.index();
+                let text = if empty && style == ScalarStyle::Plain {
+                    String::new()
+                } else {
+                    value.into_owned()
+                };
+                let plain = style == ScalarStyle::Plain && !is_str_tag;
+                (Node::new(Kind::Scalar { text, plain }, pos), anchor)
+            }
+            Event::Alias(id) => {
+                let found = anchors.iter().rev().find(|(a, _)| *a == id);
+                match found {
+                    Some((_, node)) => (node.clone(), 0),
+                    None => {
+                        return Err(SyntaxError {
+                            pos,
+                            message: "alias names no anchor".into(),
+                        })
+                    }
+                }
+            }
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => continue,
+        };
+        if anchor != 0 {
+            anchors.push((anchor, node.clone()));
+        }
+        match stack.last_mut() {
+            None => document = Some(node),
+            Some((parent, _, pending)) => match &mut parent.kind {
+                Kind::Seq(items) => items.push(node),
+                Kind::Map(entries) => match pending.take() {
+                    Some(key) => entries.push((key, node)),
+                    None => *pending = Some(node),
+                },
+                Kind::Scalar { .. } => unreachable!("scalars hold no nodes"),
+            },
+        }
+    }
+    Ok(document)
+}
+
+/// Read `file`'s `text` as a `T`; an empty document reads as null. Errors
+/// are located input errors.
+pub(crate) fn load<T: de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, Error> {
+    let null = Node::new(
+        Kind::Scalar {
+            text: String::new(),
+            plain: true,
+        },
+        Pos { line: 1, column: 1 },
+    );
+    let doc = parse(text).map_err(|e| syntax_error(file, text, e))?;
+    let node = doc.as_ref().unwrap_or(&null);
+    node.to::<T>().map_err(|e| {
+        let (pos, kind) = e.into_input(node.pos, None);
+        input_error(file, text, pos, kind)
+    })
+}
+
+/// A syntax error in `file` as bad input.
+pub(crate) fn syntax_error(file: &Path, text: &str, e: SyntaxError) -> Error {
+    let kind = InputKind::InvalidYaml { message: e.message };
+    input_error(file, text, e.pos, kind)
+}
+
+/// Bad input at `pos` in `file`, showing its line.
+pub(crate) fn input_error(file: &Path, text: &str, pos: Pos, kind: InputKind) -> Error {
+    let location = Location::new(file, pos.line, pos.column).with_source(text);
+    InputError::new(location, kind).into()
+}
+
+impl Node {
+    fn new(kind: Kind, pos: Pos) -> Self {
+        Node { kind, pos }
+    }
+
+    /// The scalar's text as written, for a scalar.
+    pub fn text(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Scalar { text, .. } => Some(text),
+            _ => None,
+        }
+    }
+
+    /// What a scalar means (quoted scalars are strings).
+    pub fn scalar(&self) -> Option<Scalar<'_>> {
+        match &self.kind {
+            Kind::Scalar { text, plain: true } => Some(resolve(text)),
+            Kind::Scalar { text, plain: false } => Some(Scalar::Str(text)),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        self.scalar() == Some(Scalar::Null)
+    }
+
+    /// The entries of a mapping.
+    pub fn entries(&self) -> Option<&[(Node, Node)]> {
+        match &self.kind {
+            Kind::Map(entries) => Some(entries),
+            _ => None,
+        }
+    }
+
+    /// The items of a sequence.
+    pub fn items(&self) -> Option<&[Node]> {
+        match &self.kind {
+            Kind::Seq(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// What this node is, in serde's words (for "invalid type" errors).
+    pub fn unexpected(&self) -> de::Unexpected<'_> {
+        match &self.kind {
+            Kind::Seq(_) => de::Unexpected::Seq,
+            Kind::Map(_) => de::Unexpected::Map,
+            Kind::Scalar { .. } => match self.scalar() {
+                Some(Scalar::Null) => de::Unexpected::Unit,
+                Some(Scalar::Bool(b)) => de::Unexpected::Bool(b),
+                Some(Scalar::Unsigned(n)) => de::Unexpected::Unsigned(n),
+                Some(Scalar::Signed(n)) => de::Unexpected::Signed(n),
+                Some(Scalar::Float(n)) => de::Unexpected::Float(n),
+                Some(Scalar::Str(s)) => de::Unexpected::Str(s),
+                None => de::Unexpected::Other("value"),
+            },
+        }
+    }
+
+    /// Deserialize `T` from this node.
+    pub fn to<'de, T: serde::Deserialize<'de>>(&'de self) -> Result<T, DeError> {
+        T::deserialize(self)
+    }
+}
+
+/// A plain scalar's meaning, by `serde_norway`'s rules.
+fn resolve(text: &str) -> Scalar<'_> {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Scalar::Null,
+        "true" | "True" | "TRUE" => return Scalar::Bool(true),
+        "false" | "False" | "FALSE" => return Scalar::Bool(false),
+        _ => {}
+    }
+    // Leading zeros followed by digits make a string in YAML 1.2 (`0644`).
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let leading_zero = unsigned.len() > 1
+        && unsigned.starts_with('0')
+        && unsigned[1..].bytes().all(|b| b.is_ascii_digit());
+    let negative = text.starts_with('-');
+    for (prefix, radix) in [("0x", 16), ("0o", 8), ("0b", 2)] {
+        if let Some(digits) = unsigned.strip_prefix(prefix) {
+            if digits.starts_with(['+', '-']) {
+                return Scalar::Str(text);
+            }
+            if let Ok(n) = u64::from_str_radix(digits, radix) {
+                return match negative {
+                    false => Scalar::Unsigned(n),
+                    true => i64::try_from(n)
+                        .map(|n| Scalar::Signed(-n))
+                        .unwrap_or(Scalar::Str(text)),
+                };
+            }
+        }
+    }
+    if leading_zero {
+        return Scalar::Str(text);
+    }
+    if !unsigned.starts_with(['+', '-']) {
+        if negative {
+            if let Ok(n) = text.parse::<i64>() {
+                return Scalar::Signed(n);
+            }
+        } else if let Ok(n) = unsigned.parse::<u64>() {
+            return Scalar::Unsigned(n);
+        }
+    }
+    match unsigned {
+        ".inf" | ".Inf" | ".INF" if negative => return Scalar::Float(f64::NEG_INFINITY),
+        ".inf" | ".Inf" | ".INF" => return Scalar::Float(f64::INFINITY),
+        ".nan" | ".NaN" | ".NAN" if unsigned == text => return Scalar::Float(f64::NAN),
+        _ => {}
+    }
+    let float_text = text.strip_prefix('+').unwrap_or(text);
+    if !float_text.starts_with(['+']) && !float_text.starts_with("-+") {
+        if let Ok(f) = float_text.parse::<f64>() {
+            if f.is_finite() {
+                return Scalar::Float(f);
+            }
+        }
+    }
+    Scalar::Str(text)
+}
+
+// ---------------------------------------------------------------------------
+// Errors from deserializing a node
+
+/// A step from a node to one inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Why a node did not deserialize, and where: the position of the node the
+/// error was raised in, and the path from the node deserialized to it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DeError {
+    pub pos: Option<Pos>,
+    /// Innermost step last.
+    pub path: Vec<Step>,
+    pub kind: DeKind,
+}
+
+/// serde's error kinds, kept as data so callers word them (and suggest).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum DeKind {
+    /// A value of the wrong type: `found` as serde names it (`sequence`,
+    /// `string "x"`), `expected` as the visitor describes it.
+    InvalidType {
+        found: String,
+        expected: String,
+    },
+    /// A value of the right type that is not accepted.
+    InvalidValue {
+        found: String,
+        expected: String,
+    },
+    UnknownField {
+        field: String,
+        expected: &'static [&'static str],
+    },
+    UnknownVariant {
+        variant: String,
+        expected: &'static [&'static str],
+    },
+    MissingField(&'static str),
+    DuplicateField(&'static str),
+    /// A message from a `Deserialize` impl.
+    Custom(String),
+}
+
+impl DeError {
+    fn new(kind: DeKind) -> Self {
+        DeError {
+            pos: None,
+            path: Vec::new(),
+            kind,
+        }
+    }
+
+    /// Place an error raised in `node` there (the innermost place wins).
+    fn at(mut self, pos: Pos) -> Self {
+        self.pos.get_or_insert(pos);
+        self
+    }
+
+    fn inside(mut self, step: Step) -> Self {
+        self.path.insert(0, step);
+        self
+    }
+
+    /// The error as bad input: its position (`node` when the error has
+    /// none) and kind. The value's key is named when the innermost step is
+    /// a key, or `field` when the error is in the node itself.
+    pub fn into_input(self, node: Pos, field: Option<&str>) -> (Pos, InputKind) {
+        let field = match self.path.last() {
+            Some(Step::Key(k)) => Some(k.clone()),
+            Some(Step::Index(_)) => None,
+            None => field.map(str::to_owned),
+        };
+        let strings = |words: &[&str]| words.iter().map(|w| (*w).to_owned()).collect();
+        let kind = match self.kind {
+            DeKind::InvalidType { found, expected } => InputKind::WrongType {
+                field,
+                found,
+                expected,
+            },
+            DeKind::InvalidValue { found, expected } => InputKind::BadValue {
+                field,
+                found,
+                expected,
+            },
+            DeKind::UnknownField {
+                field: argument,
+                expected,
+            } => InputKind::UnknownArgument {
+                module: field,
+                argument,
+                expected: strings(expected),
+            },
+            DeKind::UnknownVariant { variant, expected } => InputKind::UnknownValue {
+                field,
+                value: variant,
+                expected: strings(expected),
+            },
+            DeKind::MissingField(argument) => InputKind::MissingArgument {
+                module: field,
+                argument: argument.to_owned(),
+            },
+            DeKind::DuplicateField(key) => InputKind::DuplicateKey {
+                key: key.to_owned(),
+            },
+            DeKind::Custom(message) => InputKind::Invalid {
+                field,
+                message,
+                hint: None,
+            },
+        };
+        (self.pos.unwrap_or(node), kind)
+    }
+}
+
+impl fmt::Display for DeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |words: &[&str]| {
+            words
+                .iter()
+                .map(|w| format!("`{w}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            DeKind::InvalidType { found, expected } => {
+                write!(f, "invalid type: {found}, expected {expected}")
+            }
+            DeKind::InvalidValue { found, expected } => {
+                write!(f, "expected {expected}, found {found}")
+            }
+            DeKind::UnknownField { field, expected } => match expected.is_empty() {
+                true => write!(f, "unknown argument `{field}`, there are none"),
+                false => write!(
+                    f,
+                    "unknown argument `{field}`, expected one of {}",
+                    list(expected)
+                ),
+            },
+            DeKind::UnknownVariant { variant, expected } => write!(
+                f,
+                "unknown value `{variant}`, expected one of {}",
+                list(expected)
+            ),
+            DeKind::MissingField(field) => write!(f, "missing argument `{field}`"),
+            DeKind::DuplicateField(field) => write!(f, "duplicate key `{field}`"),
+            DeKind::Custom(message) => f.write_str(message),
+        }
+    }
+}
+
+impl fmt::Display for DeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.kind.fmt(f)
+    }
+}
+
+impl std::error::Error for DeError {}
+
+/// serde's `Unexpected` as its `Display` words it, with strings in backticks
+/// for "found" values.
+fn found(unexp: &de::Unexpected<'_>) -> String {
+    match unexp {
+        de::Unexpected::Str(s) => format!("`{s}`"),
+        de::Unexpected::Unsigned(n) => format!("`{n}`"),
+        de::Unexpected::Signed(n) => format!("`{n}`"),
+        de::Unexpected::Float(n) => format!("`{n}`"),
+        de::Unexpected::Bool(b) => format!("`{b}`"),
+        other => other.to_string(),
+    }
+}
+
+impl de::Error for DeError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        DeError::new(DeKind::Custom(msg.to_string()))
+    }
+
+    fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        DeError::new(DeKind::InvalidType {
+            found: unexp.to_string(),
+            expected: exp.to_string(),
+        })
+    }
+
+    fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        DeError::new(DeKind::InvalidValue {
+            found: found(&unexp),
+            expected: exp.to_string(),
+        })
+    }
+
+    fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
+        DeError::new(DeKind::UnknownVariant {
+            variant: variant.to_owned(),
+            expected,
+        })
+    }
+
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        DeError::new(DeKind::UnknownField {
+            field: field.to_owned(),
+            expected,
+        })
+    }
+
+    fn missing_field(field: &'static str) -> Self {
+        DeError::new(DeKind::MissingField(field))
+    }
+
+    fn duplicate_field(field: &'static str) -> Self {
+        DeError::new(DeKind::DuplicateField(field))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Node as a serde Deserializer
+
+struct Items<'de> {
+    items: std::slice::Iter<'de, Node>,
+    index: usize,
+}
+
+impl<'de> SeqAccess<'de> for Items<'de> {
+    type Error = DeError;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
+        let Some(node) = self.items.next() else {
+            return Ok(None);
+        };
+        let index = self.index;
+        self.index += 1;
+        seed.deserialize(node)
+            .map(Some)
+            .map_err(|e| e.at(node.pos).inside(Step::Index(index)))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.items.len())
+    }
+}
+
+struct Entries<'de> {
+    entries: std::slice::Iter<'de, (Node, Node)>,
+    value: Option<&'de (Node, Node)>,
+}
+
+impl<'de> MapAccess<'de> for Entries<'de> {
+    type Error = DeError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
+        let Some(entry) = self.entries.next() else {
+            return Ok(None);
+        };
+        self.value = Some(entry);
+        seed.deserialize(&entry.0)
+            .map(Some)
+            .map_err(|e| e.at(entry.0.pos))
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
+        let (key, value) = self
+            .value
+            .take()
+            .ok_or_else(|| de::Error::custom("a value without a key"))?;
+        let name = key.text().unwrap_or("?").to_owned();
+        seed.deserialize(value)
+            .map_err(|e| e.at(value.pos).inside(Step::Key(name)))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.entries.len())
+    }
+}
+
+impl<'de> Deserializer<'de> for &'de Node {
+    type Error = DeError;
+
+    fn deserialize_any<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let result = match &self.kind {
+            Kind::Seq(items) => visitor.visit_seq(Items {
+                items: items.iter(),
+                index: 0,
+            }),
+            Kind::Map(entries) => visitor.visit_map(Entries {
+                entries: entries.iter(),
+                value: None,
+            }),
+            Kind::Scalar { text, .. } => match self.scalar() {
+                Some(Scalar::Null) => visitor.visit_unit(),
+                Some(Scalar::Bool(b)) => visitor.visit_bool(b),
+                Some(Scalar::Unsigned(n)) => visitor.visit_u64(n),
+                Some(Scalar::Signed(n)) => visitor.visit_i64(n),
+                Some(Scalar::Float(n)) => visitor.visit_f64(n),
+                Some(Scalar::Str(_)) | None => visitor.visit_borrowed_str(text),
+            },
+        };
+        result.map_err(|e: DeError| e.at(self.pos))
+    }
+
+    fn deserialize_str<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match &self.kind {
+            Kind::Scalar { text, .. } => visitor.visit_borrowed_str(text),
+            _ => return self.deserialize_any(visitor),
+        }
+        .map_err(|e: DeError| e.at(self.pos))
+    }
+
+    fn deserialize_string<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_identifier<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_option<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self.is_null() {
+            true => visitor.visit_none(),
+            false => visitor.visit_some(self),
+        }
+        .map_err(|e: DeError| e.at(self.pos))
+    }
+
+    fn deserialize_newtype_struct<V: de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        visitor
+            .visit_newtype_struct(self)
+            .map_err(|e: DeError| e.at(self.pos))
+    }
+
+    fn deserialize_enum<V: de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        match &self.kind {
+            Kind::Scalar { text, .. } => {
+                let access: de::value::StrDeserializer<'_, DeError> =
+                    text.as_str().into_deserializer();
+                visitor.visit_enum(access)
+            }
+            _ => Err(de::Error::invalid_type(self.unexpected(), &visitor)),
+        }
+        .map_err(|e: DeError| e.at(self.pos))
+    }
+
+    fn deserialize_ignored_any<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char bytes byte_buf
+        unit unit_struct seq tuple tuple_struct map struct
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(text: &str) -> Node {
+        parse(text).unwrap().unwrap()
+    }
+
+    #[test]
+    fn positions_are_the_parsers_own() {
+        let doc = node("- hosts: all\n  tasks:\n    - {shell: x}\n");
+        let play = &doc.items().unwrap()[0];
+        assert_eq!(play.pos, Pos { line: 1, column: 3 });
+        let (key, tasks) = &play.entries().unwrap()[1];
+        assert_eq!(key.pos, Pos { line: 2, column: 3 });
+        let task = &tasks.items().unwrap()[0];
+        assert_eq!(task.pos, Pos { line: 3, column: 7 });
+        assert_eq!(task.entries().unwrap()[0].0.pos, Pos { line: 3, column: 8 });
+    }
+
+    #[test]
+    fn scalars_resolve_as_serde_norway_does() {
+        let cases = [
+            ("~", Scalar::Null),
+            ("", Scalar::Null),
+            ("True", Scalar::Bool(true)),
+            ("yes", Scalar::Str("yes")),
+            ("8500", Scalar::Unsigned(8500)),
+            ("-3", Scalar::Signed(-3)),
+            ("0644", Scalar::Str("0644")),
+            ("0o644", Scalar::Unsigned(0o644)),
+            ("0x1f", Scalar::Unsigned(31)),
+            ("1.10", Scalar::Float(1.1)),
+            ("1e3", Scalar::Float(1000.0)),
+            ("1.2.3", Scalar::Str("1.2.3")),
+            ("inf", Scalar::Str("inf")),
+        ];
+        for (text, want) in cases {
+            assert_eq!(resolve(text), want, "{text}");
+        }
+        assert_eq!(node("'8500'").scalar(), Some(Scalar::Str("8500")));
+        assert_eq!(node("!!str 8500").scalar(), Some(Scalar::Str("8500")));
+    }
+
+    #[test]
+    fn values_deserialize_with_their_types() {
+        let doc = node("a: 1\nb: [x, true]\nc:\nd: &x {e: 0644}\nf: *x\n");
+        let v: serde_json::Value = doc.to().unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"a": 1, "b": ["x", true], "c": null, "d": {"e": "0644"}, "f": {"e": "0644"}})
+        );
+    }
+
+    #[test]
+    fn errors_carry_the_position_and_path_of_the_bad_node() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Args {
+            port: u16,
+            names: Vec<String>,
+        }
+        let doc = node("port: 80\nnames:\n  - a\n  - [b]\n");
+        let err = doc.to::<Args>().unwrap_err();
+        assert_eq!(err.pos, Some(Pos { line: 4, column: 5 }));
+        assert_eq!(err.path, [Step::Key("names".into()), Step::Index(1)]);
+        assert_eq!(err.to_string(), "invalid type: sequence, expected a string");
+        let err = node("port: 80\nnmaes: []\n").to::<Args>().unwrap_err();
+        assert_eq!(err.pos, Some(Pos { line: 2, column: 1 }));
+        assert!(matches!(err.kind, DeKind::UnknownField { ref field, .. } if field == "nmaes"));
+        let err = node("{port: 80}").to::<Args>().unwrap_err();
+        assert_eq!(err.kind, DeKind::MissingField("names"));
+        assert_eq!(err.pos, Some(Pos { line: 1, column: 1 }));
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position() {
+        let err = parse("- a\nb: c\n").unwrap_err();
+        assert!(err.pos.line >= 1, "{err:?}");
+        assert!(parse("a: 1\n---\nb: 2\n").is_err());
+        assert_eq!(parse("# nothing\n").unwrap(), None);
+    }
+}
