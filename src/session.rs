@@ -128,6 +128,7 @@ const CONNECTION_VARS: &[&str] = &[
     "ansible_ssh_private_key_file",
     "ansible_private_key_file",
     "arpanet_known_hosts_file",
+    "arpanet_global_known_hosts_file",
 ];
 
 /// `vars` with their templated values rendered (those that can be now).
