@@ -1,7 +1,8 @@
 //! The russh implementation of `Transport`: connect with a timeout and a cap
 //! on unauthenticated connection starts, verify host keys against
 //! known_hosts, authenticate by agent or key file, run commands on fresh
-//! channels that are closed after use, and forward TCP channels.
+//! channels that are closed after use, and forward TCP channels. Host keys
+//! are offered and checked as OpenSSH does (see `known_hosts`).
 //!
 //! It exists so that everything above it (executor, modules) sees one small
 //! trait, while the parts of SSH that bite at scale live here:
@@ -99,10 +100,7 @@ impl SshConnector {
             .map_err(|_| Error::Internal("connection semaphore closed".into()))?;
         let known_hosts = match target.host_key_checking {
             HostKeyChecking::Off => KnownHosts::default(),
-            _ => KnownHosts::read(
-                std::iter::once(target.known_hosts.as_path())
-                    .chain(target.extra_known_hosts.iter().map(PathBuf::as_path)),
-            )?,
+            _ => KnownHosts::read(&target.known_hosts, &target.extra_known_hosts)?,
         };
         let config = client_config(&known_hosts, target);
         let stream = tcp_connect(target).await?;

@@ -168,16 +168,23 @@ pub struct KnownHosts {
 }
 
 impl KnownHosts {
-    /// Read `paths`; a missing file records nothing.
-    pub fn read<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Result<KnownHosts> {
+    /// Read the user's file and the `extra` ones; a missing file records
+    /// nothing. An extra file arpanet may not read is skipped, as `ssh`
+    /// skips it (a host it vouched for is then unknown: refused, not
+    /// trusted).
+    pub fn read(user: &Path, extra: &[PathBuf]) -> Result<KnownHosts> {
         let mut files = Vec::new();
-        for path in paths {
+        for (index, path) in std::iter::once(user)
+            .chain(extra.iter().map(PathBuf::as_path))
+            .enumerate()
+        {
             match fs::read(path) {
                 Ok(bytes) => files.push((
                     path.to_path_buf(),
                     String::from_utf8_lossy(&bytes).into_owned(),
                 )),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) if index > 0 && e.kind() == io::ErrorKind::PermissionDenied => {}
                 Err(e) => return Err(Error::io("read", path, e)),
             }
         }
