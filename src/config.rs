@@ -13,6 +13,11 @@ use crate::ssh::config::SshConfig;
 use crate::transport::{HostKeyChecking, Target};
 use crate::vars::Vars;
 
+/// OpenSSH's default GlobalKnownHostsFile; the variable
+/// `arpanet_global_known_hosts_file` replaces it (space-separated paths, or
+/// `none`).
+const GLOBAL_KNOWN_HOSTS: [&str; 2] = ["/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"];
+
 /// How a run behaves, independent of what it runs.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -113,11 +118,26 @@ impl ConnectDefaults {
                 }
             }
         }
+        // As OpenSSH's UserKnownHostsFile (`~/.ssh/known_hosts` and
+        // `~/.ssh/known_hosts2` unless set) and GlobalKnownHostsFile.
+        let mut extra_known_hosts = Vec::new();
         let known_hosts = match (&self.known_hosts, text(&["arpanet_known_hosts_file"])) {
             (Some(file), _) => file.clone(),
             (None, Some(file)) => self.expand(&file),
-            (None, None) => self.expand("~/.ssh/known_hosts"),
+            (None, None) => {
+                extra_known_hosts.push(self.expand("~/.ssh/known_hosts2"));
+                self.expand("~/.ssh/known_hosts")
+            }
         };
+        match text(&["arpanet_global_known_hosts_file"]) {
+            Some(files) => extra_known_hosts.extend(
+                files
+                    .split_whitespace()
+                    .filter(|f| *f != "none")
+                    .map(|f| self.expand(f)),
+            ),
+            None => extra_known_hosts.extend(GLOBAL_KNOWN_HOSTS.iter().map(PathBuf::from)),
+        }
         Ok(Target {
             name: host.to_owned(),
             address,
@@ -125,6 +145,7 @@ impl ConnectDefaults {
             user,
             identity_files,
             known_hosts,
+            extra_known_hosts,
             host_key_checking: self.host_key_checking,
             connect_timeout: self.timeout,
         })
@@ -216,6 +237,15 @@ mod tests {
         );
         assert_eq!(t.known_hosts, PathBuf::from("/home/op/.ssh/known_hosts"));
         assert_eq!(
+            t.extra_known_hosts,
+            [
+                "/home/op/.ssh/known_hosts2",
+                "/etc/ssh/ssh_known_hosts",
+                "/etc/ssh/ssh_known_hosts2"
+            ]
+            .map(PathBuf::from)
+        );
+        assert_eq!(
             t.identity_files[0],
             PathBuf::from("/home/op/.ssh/id_ed25519")
         );
@@ -227,6 +257,10 @@ mod tests {
             ("ansible_user", "root".into()),
             ("ansible_ssh_private_key_file", "~/keys/lab".into()),
             ("arpanet_known_hosts_file", "/lab/known_hosts".into()),
+            (
+                "arpanet_global_known_hosts_file",
+                "/lab/global ~/global2".into(),
+            ),
         ]);
         let t = defaults().target("node1", &v).unwrap();
         assert_eq!(
@@ -235,6 +269,16 @@ mod tests {
         );
         assert_eq!(t.identity_files, [PathBuf::from("/home/op/keys/lab")]);
         assert_eq!(t.known_hosts, PathBuf::from("/lab/known_hosts"));
+        assert_eq!(
+            t.extra_known_hosts,
+            ["/lab/global", "/home/op/global2"].map(PathBuf::from)
+        );
+        let none = vars(&[("arpanet_global_known_hosts_file", "none".into())]);
+        let t = defaults().target("node1", &none).unwrap();
+        assert_eq!(
+            t.extra_known_hosts,
+            ["/home/op/.ssh/known_hosts2"].map(PathBuf::from)
+        );
     }
 
     #[test]

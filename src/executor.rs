@@ -786,6 +786,7 @@ mod tests {
             user: "root".into(),
             identity_files: Vec::new(),
             known_hosts: "/dev/null".into(),
+            extra_known_hosts: Vec::new(),
             host_key_checking: HostKeyChecking::Strict,
             connect_timeout: Duration::from_secs(1),
         }

@@ -125,4 +125,5 @@ const CONNECTION_VARS: &[&str] = &[
     "ansible_ssh_private_key_file",
     "ansible_private_key_file",
     "arpanet_known_hosts_file",
+    "arpanet_global_known_hosts_file",
 ];

@@ -1,7 +1,8 @@
 //! The russh implementation of `Transport`: connect with a timeout and a cap
 //! on unauthenticated connection starts, verify host keys against
 //! known_hosts, authenticate by agent or key file, run commands on fresh
-//! channels that are closed after use, and forward TCP channels.
+//! channels that are closed after use, and forward TCP channels. Host keys
+//! are offered and checked as OpenSSH does (see `known_hosts`).
 //!
 //! It exists so that everything above it (executor, modules) sees one small
 //! trait, while the parts of SSH that bite at scale live here:
@@ -33,7 +34,7 @@ use tokio::sync::Semaphore;
 
 use crate::error::{Error, Result};
 use crate::transport::{Connector, HostKeyChecking, Output, Stream, Target, Transport};
-use known_hosts::HostKeyStatus;
+use known_hosts::{KnownHosts, ServerKey, Status};
 
 /// Handshakes in flight when the caller has no opinion; below sshd's default
 /// `MaxStartups 10`.
@@ -63,7 +64,6 @@ pub struct SshConnector {
     starts: Arc<Semaphore>,
     agent: Option<PathBuf>,
     passphrase: Option<String>,
-    config: Arc<client::Config>,
 }
 
 impl SshConnector {
@@ -71,19 +71,12 @@ impl SshConnector {
     /// using the ssh-agent at `$SSH_AUTH_SOCK` and the passphrase in
     /// `$ARPANET_SSH_PASSPHRASE` when set.
     pub fn new(max_starts: usize) -> SshConnector {
-        let config = client::Config {
-            keepalive_interval: Some(KEEPALIVE),
-            keepalive_max: 3,
-            nodelay: true,
-            ..client::Config::default()
-        };
         SshConnector {
             starts: Arc::new(Semaphore::new(max_starts.max(1))),
             agent: std::env::var_os("SSH_AUTH_SOCK")
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
             passphrase: std::env::var(PASSPHRASE_ENV).ok(),
-            config: Arc::new(config),
         }
     }
 
@@ -108,6 +101,11 @@ impl SshConnector {
             .acquire()
             .await
             .map_err(|_| Error::Internal("connection semaphore closed".into()))?;
+        let known_hosts = match target.host_key_checking {
+            HostKeyChecking::Off => KnownHosts::default(),
+            _ => KnownHosts::read(&target.known_hosts, &target.extra_known_hosts)?,
+        };
+        let config = Arc::new(client_config(&known_hosts, target));
         let peer = endpoint(target);
         // sshd drops a connection beyond its MaxStartups before the key
         // exchange; our own starts are capped below that, but other clients
@@ -120,9 +118,10 @@ impl SshConnector {
             let rejection = Arc::new(Mutex::new(None));
             let handler = ClientHandler {
                 target: target.clone(),
+                known_hosts: known_hosts.clone(),
                 rejection: Arc::clone(&rejection),
             };
-            let handshake = client::connect_stream(Arc::clone(&self.config), stream, handler);
+            let handshake = client::connect_stream(Arc::clone(&config), stream, handler);
             match tokio::time::timeout(target.connect_timeout, handshake).await {
                 Ok(Ok(handle)) => break handle,
                 Ok(Err(e)) => {
@@ -530,66 +529,111 @@ impl Drop for Abandon {
     }
 }
 
+/// The client configuration for one connection: the host key algorithms
+/// are ordered for the host (see [`KnownHosts::offer`]) so that the server
+/// proves a key that is recorded for it, as `ssh` asks.
+fn client_config(known_hosts: &KnownHosts, target: &Target) -> client::Config {
+    let mut config = client::Config {
+        keepalive_interval: Some(KEEPALIVE),
+        keepalive_max: 3,
+        nodelay: true,
+        ..client::Config::default()
+    };
+    if target.host_key_checking != HostKeyChecking::Off {
+        let offer = known_hosts.offer(&target.address, target.port);
+        config.preferred.key = offer.keys.into();
+        config.preferred.host_key_certificates = offer.certificates.into();
+    }
+    config
+}
+
 /// Checks the server's host key and keeps the reason of a refusal, which
 /// russh itself only reports as a disconnect.
 struct ClientHandler {
     target: Target,
+    /// The known_hosts files as read before the handshake.
+    known_hosts: KnownHosts,
     rejection: Arc<Mutex<Option<Error>>>,
 }
 
 impl ClientHandler {
-    fn verify(&self, key: &PublicKey) -> Result<()> {
+    fn verify(&self, server_key: &PublicKeyOrCertificate) -> Result<()> {
         let target = &self.target;
         if target.host_key_checking == HostKeyChecking::Off {
             return Ok(());
         }
+        let (offered, key) = match server_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => {
+                (ServerKey::Key(key), Cow::Borrowed(key))
+            }
+            PublicKeyOrCertificate::Certificate(cert) => (
+                ServerKey::Certificate(cert),
+                Cow::Owned(PublicKey::new(cert.public_key().clone(), "")),
+            ),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let check = self
+            .known_hosts
+            .check(&target.address, target.port, offered, now);
         let path = &target.known_hosts;
-        let status = known_hosts::check(path, &target.address, target.port, key)?;
         let peer = endpoint(target);
         let kind = key.algorithm();
-        let fingerprint = known_hosts::fingerprint(key);
-        match status {
-            HostKeyStatus::Known => Ok(()),
-            HostKeyStatus::Unknown if target.host_key_checking == HostKeyChecking::AcceptNew => {
-                known_hosts::append(path, &target.address, target.port, key)
+        let fingerprint = known_hosts::fingerprint(&key);
+        let certificate = if matches!(offered, ServerKey::Certificate(_)) {
+            " (host certificate)"
+        } else {
+            ""
+        };
+        let notes: String = check.notes.iter().map(|note| format!("; {note}")).collect();
+        match check.status {
+            Status::Known => Ok(()),
+            Status::New if target.host_key_checking == HostKeyChecking::AcceptNew => {
+                known_hosts::append(path, &target.address, target.port, &key)
             }
-            HostKeyStatus::Unknown => Err(unreachable(
+            Status::New => Err(unreachable(
                 target,
                 format!(
-                    "unknown host key for {peer}: {} {fingerprint}",
+                    "unknown host key for {peer}: {} {fingerprint}{certificate}",
                     kind.as_str()
                 ),
                 format!(
                     "if this is the right host, add this line to `{}`:\n  {}\n\
                      or run `ssh-keyscan -p {} {} >> {}` (then check the fingerprint), \
-                     or use --host-key-checking accept-new",
+                     or use --host-key-checking accept-new{notes}",
                     path.display(),
-                    known_hosts::entry_line(&target.address, target.port, key),
+                    known_hosts::entry_line(&target.address, target.port, &key),
                     target.port,
                     target.address,
                     path.display()
                 ),
             )),
-            HostKeyStatus::Changed { file, line } => Err(unreachable(
+            Status::Changed {
+                file,
+                line,
+                recorded,
+            } => Err(unreachable(
                 target,
                 format!(
-                    "host key for {peer} changed: it now offers {} {fingerprint}, \
-                     `{}:{line}` holds a different key",
+                    "host key for {peer} changed: it now offers {} {fingerprint}{certificate}, \
+                     `{}:{line}` holds a different {} key",
                     kind.as_str(),
-                    file.display()
+                    file.display(),
+                    recorded.as_str()
                 ),
                 format!(
                     "someone may be intercepting the connection (man-in-the-middle), or the \
                      host was reinstalled; if you trust the new key, remove the old entry with \
-                     `ssh-keygen -R '{}' -f {}` (or delete line {line}) and connect again",
-                    known_hosts::host_pattern(&target.address, target.port),
+                     `ssh-keygen -R '{}' -f {}` (or delete line {line}) and connect again{notes}",
+                    known_hosts::host_pattern(&target.address.to_ascii_lowercase(), target.port),
                     file.display()
                 ),
             )),
-            HostKeyStatus::Revoked { file, line } => Err(unreachable(
+            Status::Revoked { file, line } => Err(unreachable(
                 target,
                 format!(
-                    "host key {} {fingerprint} of {peer} is revoked at `{}:{line}`",
+                    "host key {} {fingerprint}{certificate} of {peer} is revoked at `{}:{line}`",
                     kind.as_str(),
                     file.display()
                 ),
@@ -606,13 +650,7 @@ impl client::Handler for ClientHandler {
         &mut self,
         server_key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let key: Cow<'_, PublicKey> = match server_key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => Cow::Borrowed(key),
-            PublicKeyOrCertificate::Certificate(cert) => {
-                Cow::Owned(PublicKey::new(cert.public_key().clone(), ""))
-            }
-        };
-        match self.verify(&key) {
+        match self.verify(server_key) {
             Ok(()) => Ok(true),
             Err(e) => {
                 *self.rejection.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);

@@ -73,7 +73,13 @@ pub struct Target {
     pub user: String,
     /// Key files to try after the agent, in order.
     pub identity_files: Vec<PathBuf>,
+    /// The user's known_hosts file: read first, and where `accept-new`
+    /// records new keys.
     pub known_hosts: PathBuf,
+    /// known_hosts files read after `known_hosts` and never written, as
+    /// OpenSSH reads `~/.ssh/known_hosts2` and the global
+    /// `/etc/ssh/ssh_known_hosts` and `/etc/ssh/ssh_known_hosts2`.
+    pub extra_known_hosts: Vec<PathBuf>,
     pub host_key_checking: HostKeyChecking,
     #[serde(skip)]
     pub connect_timeout: Duration,

@@ -4,6 +4,7 @@
 mod support;
 
 mod cluster;
+mod host_keys;
 mod lab;
 mod run;
 mod secrets;

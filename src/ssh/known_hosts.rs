@@ -1,14 +1,37 @@
-//! OpenSSH `known_hosts` files: look a host's key up, record a new one.
+//! OpenSSH `known_hosts` files, read and decided on the way OpenSSH's `ssh`
+//! does (`check_host_key` in sshconnect.c, hostfile.c), so that a host
+//! arpanet trusts is one `ssh` trusts and one it refuses is refused here too.
+//! `tests/host_keys.rs` holds the two side by side on the same files.
 //!
-//! russh ships a reader too, but it splits on single spaces, does not count
-//! comment lines (so its line numbers drift) and gives up on the whole file
-//! at the first line it cannot parse. The line number matters here: a
-//! changed key is reported with the file and line of the old entry so the
-//! operator can remove it. This reader understands plain, `[host]:port`,
-//! wildcard (`*`, `?`), negated (`!pattern`) and hashed (`|1|salt|hash`)
-//! host patterns, skips `@cert-authority` lines and honours `@revoked`.
+//! russh ships a reader too, but it compares one key at a time, knows no
+//! markers or certificates, splits on single spaces, miscounts lines (the
+//! line number matters: a changed key is reported with the file and line of
+//! the old entry so the operator can remove it) and gives up on the whole
+//! file at the first line it cannot parse.
+//!
+//! The rules, as OpenSSH applies them:
+//! - The host is looked up as `host`, or `[host]:port` when the port is not
+//!   22, in every file (the user's, then the global ones); an entry applies
+//!   when its host field matches: a comma list of patterns (`*`, `?`,
+//!   `!negated`, case-insensitive) or one hashed name (`|1|salt|hash`).
+//! - A key recorded for the host is accepted. If the host has recorded keys
+//!   and the offered key is none of them — whatever its type — the key has
+//!   *changed*: refused, in `accept-new` too. If none is recorded the host
+//!   is *new*: strict checking refuses, `accept-new` appends it to the
+//!   user's file.
+//! - On a port other than 22, a host that is new under `[host]:port` is
+//!   looked up again as plain `host`, and accepted if a key there matches
+//!   (a mismatch there does not count as changed).
+//! - `@revoked` keys are refused; so is a certificate whose key or CA is.
+//! - A host certificate is accepted when an `@cert-authority` entry for the
+//!   host holds its CA key, it is a host certificate, valid now, lists the
+//!   host name among its principals (or lists none) and has no critical
+//!   options. Otherwise its plain key is checked as above.
+//! - The server is asked for the key types already recorded for the host
+//!   first (OpenSSH's `order_hostkeyalgs`), so a host known by its RSA key
+//!   proves that key rather than offering a new ed25519 one.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -16,28 +39,18 @@ use std::sync::Mutex;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
-use russh::keys::{HashAlg, PublicKey};
+use russh::keys::ssh_key::certificate::CertType;
+use russh::keys::ssh_key::public::KeyData;
+use russh::keys::{Algorithm, Certificate, EcdsaCurve, HashAlg, PublicKey};
 use sha1::Sha1;
 
 use crate::error::{Error, Result};
 
-/// What known_hosts says about a host's key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostKeyStatus {
-    /// An entry for the host holds this key.
-    Known,
-    /// No entry for the host holds a key of this type.
-    Unknown,
-    /// An entry for the host holds a different key of the same type.
-    Changed { file: PathBuf, line: usize },
-    /// The key is listed as `@revoked`.
-    Revoked { file: PathBuf, line: usize },
-}
-
 /// How `host` on `port` is written in known_hosts: `host`, or
-/// `[host]:port` when the port is not 22.
+/// `[host]:port` when the port is not 22 (0 stands for "no port", as in
+/// OpenSSH's second lookup without the port).
 pub fn host_pattern(host: &str, port: u16) -> String {
-    if port == 22 {
+    if port == 22 || port == 0 {
         host.to_owned()
     } else {
         format!("[{host}]:{port}")
@@ -49,7 +62,8 @@ pub fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 
-/// The known_hosts line recording `key` for `host` on `port`.
+/// The known_hosts line recording `key` for `host` on `port`, as `ssh`
+/// writes it: `[host]:port type base64` (lowercase host, no comment).
 pub fn entry_line(host: &str, port: u16, key: &PublicKey) -> String {
     let encoded = key
         .to_openssh()
@@ -60,162 +74,419 @@ pub fn entry_line(host: &str, port: u16, key: &PublicKey) -> String {
                 .join(" ")
         })
         .unwrap_or_else(|_| key.algorithm().as_str().to_owned());
-    format!("{} {encoded}", host_pattern(host, port))
+    format!(
+        "{} {encoded}",
+        host_pattern(&host.to_ascii_lowercase(), port)
+    )
 }
 
-/// Look `key` up for `host` on `port` in the known_hosts file at `path`. A
-/// missing file knows no hosts.
-pub fn check(path: &Path, host: &str, port: u16, key: &PublicKey) -> Result<HostKeyStatus> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HostKeyStatus::Unknown),
-        Err(e) => return Err(Error::io("read", path, e)),
-    };
-    Ok(check_text(&text, path, host, port, key))
+/// The key a server proved it holds during the key exchange.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ServerKey<'a> {
+    Key(&'a PublicKey),
+    Certificate(&'a Certificate),
 }
 
-fn check_text(text: &str, path: &Path, host: &str, port: u16, key: &PublicKey) -> HostKeyStatus {
-    let wanted = host_pattern(&host.to_ascii_lowercase(), port);
-    let mut changed = None;
-    let mut known = false;
-    for (index, line) in text.lines().enumerate() {
-        let Some(entry) = Entry::parse(line) else {
-            continue;
-        };
-        if !entry.matches(&wanted) {
-            continue;
-        }
-        let Ok(recorded) = PublicKey::from_openssh(&format!("{} {}", entry.key_type, entry.key))
-        else {
-            continue;
-        };
-        let same = recorded.key_data() == key.key_data();
-        match entry.marker {
-            Some(Marker::Revoked) if same => {
-                return HostKeyStatus::Revoked {
-                    file: path.to_path_buf(),
-                    line: index + 1,
-                }
-            }
-            Some(_) => {}
-            None if same => known = true,
-            None if recorded.algorithm() == key.algorithm() && changed.is_none() => {
-                changed = Some(index + 1)
-            }
-            None => {}
-        }
-    }
-    match (known, changed) {
-        (true, _) => HostKeyStatus::Known,
-        (false, Some(line)) => HostKeyStatus::Changed {
-            file: path.to_path_buf(),
-            line,
-        },
-        (false, None) => HostKeyStatus::Unknown,
-    }
+/// What the known_hosts files say about the key a server offered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// A recorded key, or a certificate from a recorded authority.
+    Known,
+    /// Nothing is recorded for the host: strict checking refuses,
+    /// `accept-new` records the (plain) key.
+    New,
+    /// The host has recorded keys and this is none of them; `file:line` is
+    /// an offending entry (the last one, as `ssh` reports it).
+    Changed {
+        file: PathBuf,
+        line: usize,
+        recorded: Algorithm,
+    },
+    /// The key (or the certificate's CA) is listed as `@revoked`.
+    Revoked { file: PathBuf, line: usize },
 }
 
-/// Serialises appends from concurrent connections in this process.
-static APPEND: Mutex<()> = Mutex::new(());
-
-/// Record `key` for `host` on `port` at the end of the known_hosts file at
-/// `path`, creating the file and its directory if needed. Nothing is written
-/// when another connection recorded the key meanwhile.
-pub fn append(path: &Path, host: &str, port: u16, key: &PublicKey) -> Result<()> {
-    let _guard = APPEND.lock().unwrap_or_else(|e| e.into_inner());
-    if check(path, host, port, key)? == HostKeyStatus::Known {
-        return Ok(());
-    }
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.exists() {
-            fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, e))?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let _ = fs::set_permissions(parent, fs::Permissions::from_mode(0o700));
-            }
-        }
-    }
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(|e| Error::io("open", path, e))?;
-    let mut line = entry_line(host, port, key);
-    line.push('\n');
-    let mut last = [0u8; 1];
-    let ends_in_newline = file.seek(SeekFrom::End(-1)).is_err()
-        || (file.read_exact(&mut last).is_ok() && last[0] == b'\n');
-    if !ends_in_newline {
-        line.insert(0, '\n');
-    }
-    file.write_all(line.as_bytes())
-        .map_err(|e| Error::io("write", path, e))
+/// A decision with the reasons a certificate was not trusted, for the hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Check {
+    pub(crate) status: Status,
+    pub(crate) notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Marker {
+    None,
     CertAuthority,
     Revoked,
 }
 
-/// One parsed known_hosts line.
+/// One usable known_hosts line that applies to the host looked up.
+#[derive(Debug, Clone)]
 struct Entry<'a> {
-    marker: Option<Marker>,
-    hosts: &'a str,
-    key_type: &'a str,
-    key: &'a str,
+    file: &'a Path,
+    line: usize,
+    marker: Marker,
+    key: PublicKey,
 }
 
-impl<'a> Entry<'a> {
-    fn parse(line: &'a str) -> Option<Entry<'a>> {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            return None;
-        }
-        let mut fields = line.split_whitespace();
-        let mut first = fields.next()?;
-        let marker = match first {
-            "@cert-authority" => Some(Marker::CertAuthority),
-            "@revoked" => Some(Marker::Revoked),
-            other if other.starts_with('@') => return None,
-            _ => None,
-        };
-        if marker.is_some() {
-            first = fields.next()?;
-        }
-        Some(Entry {
-            marker,
-            hosts: first,
-            key_type: fields.next()?,
-            key: fields.next()?,
-        })
-    }
+/// The host key algorithms OpenSSH 9 offers by default that russh can
+/// verify, most preferred first; each is also offered as a certificate.
+const ALGORITHMS: [Algorithm; 6] = [
+    Algorithm::Ed25519,
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP256,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP384,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP521,
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha512),
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha256),
+    },
+];
 
-    /// Whether the host field matches `wanted` (already lowercase, in
-    /// `[host]:port` form when needed): some pattern matches and no negated
-    /// one does.
-    fn matches(&self, wanted: &str) -> bool {
-        let mut matched = false;
-        for pattern in self.hosts.split(',') {
-            if let Some(negated) = pattern.strip_prefix('!') {
-                if glob(&negated.to_ascii_lowercase(), wanted) {
-                    return false;
-                }
-            } else if let Some(hashed) = pattern.strip_prefix("|1|") {
-                matched |= hashed_matches(hashed, wanted);
-            } else {
-                matched |= glob(&pattern.to_ascii_lowercase(), wanted);
+/// The host key algorithms to offer a server, as russh takes them:
+/// certificate algorithms (always offered ahead of plain ones) and plain
+/// ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Offer {
+    pub(crate) certificates: Vec<Algorithm>,
+    pub(crate) keys: Vec<Algorithm>,
+}
+
+/// The known_hosts files of one connection, read once: the user's files
+/// first, then the global ones (the order only decides which offending line
+/// is reported).
+#[derive(Debug, Clone, Default)]
+pub struct KnownHosts {
+    files: Vec<(PathBuf, String)>,
+}
+
+impl KnownHosts {
+    /// Read the user's file and the `extra` ones; a missing file records
+    /// nothing. An extra file arpanet may not read is skipped, as `ssh`
+    /// skips it (a host it vouched for is then unknown: refused, not
+    /// trusted).
+    pub fn read(user: &Path, extra: &[PathBuf]) -> Result<KnownHosts> {
+        let mut files = Vec::new();
+        for (index, path) in std::iter::once(user)
+            .chain(extra.iter().map(PathBuf::as_path))
+            .enumerate()
+        {
+            match fs::read(path) {
+                Ok(bytes) => files.push((
+                    path.to_path_buf(),
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                )),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) if index > 0 && e.kind() == io::ErrorKind::PermissionDenied => {}
+                Err(e) => return Err(Error::io("read", path, e)),
             }
         }
-        matched
+        Ok(KnownHosts { files })
+    }
+
+    /// Files given as text, for tests.
+    #[cfg(test)]
+    fn from_texts(texts: &[(&str, &str)]) -> KnownHosts {
+        KnownHosts {
+            files: texts
+                .iter()
+                .map(|(path, text)| (PathBuf::from(path), (*text).to_owned()))
+                .collect(),
+        }
+    }
+
+    /// Every usable entry whose host field matches `name` (`host` or
+    /// `[host]:port`, lowercase).
+    fn entries(&self, name: &str) -> Vec<Entry<'_>> {
+        let mut entries = Vec::new();
+        for (path, text) in &self.files {
+            for (index, line) in text.lines().enumerate() {
+                if let Some((marker, hosts, key)) = parse_line(line) {
+                    if hosts_match(hosts, name) {
+                        entries.push(Entry {
+                            file: path,
+                            line: index + 1,
+                            marker,
+                            key,
+                        });
+                    }
+                }
+            }
+        }
+        entries
+    }
+
+    /// The host key algorithms to offer `host` on `port`, ordered as
+    /// OpenSSH's `order_hostkeyalgs` does: the default order when the
+    /// host's ed25519 key (the first preference) or nothing is recorded;
+    /// otherwise the recorded types first and every certificate type first
+    /// when an `@cert-authority` entry applies. One difference, because
+    /// russh always offers certificates ahead of plain keys: certificate
+    /// types neither recorded nor vouched for by an authority are left out
+    /// rather than offered after the recorded plain types (`ssh` would only
+    /// take one when the server has none of the recorded types, and then
+    /// refuses the key as changed either way).
+    pub(crate) fn offer(&self, host: &str, port: u16) -> Offer {
+        let name = host_pattern(&host.to_ascii_lowercase(), port);
+        let entries = self.entries(&name);
+        let recorded = |algorithm: &Algorithm| {
+            entries
+                .iter()
+                .any(|e| e.marker == Marker::None && same_type(&e.key.algorithm(), algorithm))
+        };
+        let authority = entries.iter().any(|e| e.marker == Marker::CertAuthority);
+        // ssh-rsa (SHA-1) last, as russh offers it by default, for old
+        // servers; OpenSSH 9 no longer does.
+        let legacy = Algorithm::Rsa { hash: None };
+        let verbatim = recorded(&ALGORITHMS[0]) || (!authority && !ALGORITHMS.iter().any(recorded));
+        if verbatim {
+            let mut keys = ALGORITHMS.to_vec();
+            keys.push(legacy);
+            return Offer {
+                certificates: ALGORITHMS.to_vec(),
+                keys,
+            };
+        }
+        let certificates = ALGORITHMS
+            .iter()
+            .filter(|a| authority || recorded(a))
+            .cloned()
+            .collect();
+        let mut keys: Vec<Algorithm> = ALGORITHMS.iter().filter(|a| recorded(a)).cloned().collect();
+        keys.extend(ALGORITHMS.iter().filter(|a| !recorded(a)).cloned());
+        keys.push(legacy);
+        Offer { certificates, keys }
+    }
+
+    /// Decide on the key `host` on `port` proved it holds, at `now` (Unix
+    /// seconds, for certificate validity).
+    pub(crate) fn check(&self, host: &str, port: u16, key: ServerKey<'_>, now: u64) -> Check {
+        let mut notes = Vec::new();
+        let status = self.check_host_key(&host.to_ascii_lowercase(), port, key, now, &mut notes);
+        Check { status, notes }
+    }
+
+    /// OpenSSH's `check_host_key`, up to what the mode decides: a
+    /// certificate nobody vouches for is retried as its plain key.
+    fn check_host_key(
+        &self,
+        host: &str,
+        port: u16,
+        key: ServerKey<'_>,
+        now: u64,
+        notes: &mut Vec<String>,
+    ) -> Status {
+        let entries = self.entries(&host_pattern(host, port));
+        let status = self.attempt(&entries, host, port, key, now, notes);
+        match (key, &status) {
+            (ServerKey::Certificate(cert), Status::New | Status::Changed { .. }) => {
+                let plain = PublicKey::new(cert.public_key().clone(), "");
+                self.attempt(&entries, host, port, ServerKey::Key(&plain), now, notes)
+            }
+            _ => status,
+        }
+    }
+
+    /// One lookup of `key` among `entries` (those of `host` on `port`); a
+    /// new key on a port other than 22 is looked up again without the
+    /// port, where only a match counts.
+    fn attempt(
+        &self,
+        entries: &[Entry<'_>],
+        host: &str,
+        port: u16,
+        key: ServerKey<'_>,
+        now: u64,
+        notes: &mut Vec<String>,
+    ) -> Status {
+        match lookup(entries, key) {
+            (Found::Ok, _) => match key {
+                ServerKey::Key(_) => Status::Known,
+                ServerKey::Certificate(cert) => match check_host_cert(host, cert, now) {
+                    Ok(()) => Status::Known,
+                    Err(reason) => {
+                        notes_push(
+                            notes,
+                            &format!("its host certificate is not trusted: {reason}"),
+                        );
+                        Status::New
+                    }
+                },
+            },
+            (Found::New, _) => {
+                if port != 22
+                    && port != 0
+                    && self.check_host_key(host, 0, key, now, notes) == Status::Known
+                {
+                    return Status::Known;
+                }
+                if matches!(key, ServerKey::Certificate(_)) {
+                    notes_push(
+                        notes,
+                        "no `@cert-authority` entry for the host holds the CA of its host \
+                         certificate",
+                    );
+                }
+                Status::New
+            }
+            (Found::Changed, Some(entry)) => Status::Changed {
+                file: entry.file.to_path_buf(),
+                line: entry.line,
+                recorded: entry.key.algorithm(),
+            },
+            (Found::Revoked, Some(entry)) => Status::Revoked {
+                file: entry.file.to_path_buf(),
+                line: entry.line,
+            },
+            (Found::Changed | Found::Revoked, None) => Status::New,
+        }
     }
 }
 
-/// `salt|hash` (both base64) against HMAC-SHA1(salt, host).
-fn hashed_matches(salt_and_hash: &str, host: &str) -> bool {
-    let Some((salt, hash)) = salt_and_hash.split_once('|') else {
+fn notes_push(notes: &mut Vec<String>, text: &str) {
+    if !notes.iter().any(|n| n == text) {
+        notes.push(text.to_owned());
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    Ok,
+    New,
+    Changed,
+    Revoked,
+}
+
+/// OpenSSH's `check_hostkeys_by_key_or_type`: a certificate is looked up by
+/// its CA among `@cert-authority` entries, a key among plain ones (where any
+/// other key means changed); then `@revoked` entries override.
+fn lookup<'e, 'a>(entries: &'e [Entry<'a>], key: ServerKey<'_>) -> (Found, Option<&'e Entry<'a>>) {
+    let (marker, data, ca) = match key {
+        ServerKey::Key(key) => (Marker::None, key.key_data(), None),
+        ServerKey::Certificate(cert) => (
+            Marker::CertAuthority,
+            cert.public_key(),
+            Some(cert.signature_key()),
+        ),
+    };
+    let mut found = (Found::New, None);
+    for entry in entries.iter().filter(|e| e.marker == marker) {
+        let recorded = entry.key.key_data();
+        if Some(recorded) == ca || (ca.is_none() && recorded == data) {
+            found = (Found::Ok, Some(entry));
+            break;
+        }
+        if ca.is_none() {
+            found = (Found::Changed, Some(entry));
+        }
+    }
+    let revoked = entries.iter().find(|e| {
+        e.marker == Marker::Revoked && (e.key.key_data() == data || Some(e.key.key_data()) == ca)
+    });
+    match revoked {
+        Some(entry) => (Found::Revoked, Some(entry)),
+        None => found,
+    }
+}
+
+/// OpenSSH's `check_host_cert`: the checks after the CA was found.
+fn check_host_cert(host: &str, cert: &Certificate, now: u64) -> std::result::Result<(), String> {
+    if cert.cert_type() != CertType::Host {
+        return Err("not a host certificate".into());
+    }
+    if now < cert.valid_after() {
+        return Err("not yet valid".into());
+    }
+    if now >= cert.valid_before() {
+        return Err("expired".into());
+    }
+    let principals = cert.valid_principals();
+    if !principals.is_empty() && !principals.iter().any(|p| p == host) {
+        return Err(format!(
+            "`{host}` is not among its principals ({})",
+            principals.join(", ")
+        ));
+    }
+    if !cert.critical_options().is_empty() {
+        return Err("it has critical options".into());
+    }
+    // The signature (and, again, the validity window) against the CA key
+    // the lookup found.
+    let ca = cert.signature_key().fingerprint(HashAlg::Sha256);
+    cert.validate_at(now, [&ca])
+        .map_err(|_| "its signature does not verify with the CA key".to_owned())
+}
+
+/// Whether two algorithms are the same key type (every RSA signature hash
+/// uses the same RSA key).
+fn same_type(a: &Algorithm, b: &Algorithm) -> bool {
+    let rsa = |x: &Algorithm| matches!(x, Algorithm::Rsa { .. });
+    (rsa(a) && rsa(b)) || a == b
+}
+
+/// A known_hosts line as `(marker, host field, key)`; `None` for blank,
+/// comment and unusable lines (an unknown marker, a key that does not
+/// parse), which OpenSSH skips too.
+fn parse_line(line: &str) -> Option<(Marker, &str, PublicKey)> {
+    let line = line.trim_start_matches([' ', '\t']);
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let mut fields = line.split([' ', '\t']).filter(|f| !f.is_empty());
+    let mut hosts = fields.next()?;
+    let marker = match hosts {
+        "@cert-authority" => Marker::CertAuthority,
+        "@revoked" => Marker::Revoked,
+        other if other.starts_with('@') => return None,
+        _ => Marker::None,
+    };
+    if marker != Marker::None {
+        hosts = fields.next()?;
+    }
+    let (kind, blob) = (fields.next()?, fields.next()?);
+    let key = PublicKey::from_openssh(&format!("{kind} {blob}")).ok()?;
+    if matches!(key.key_data(), KeyData::Other(_)) {
+        return None;
+    }
+    Some((marker, hosts, key))
+}
+
+/// Whether a host field matches `name` (lowercase, `[host]:port` when
+/// needed): a hashed field is one name; otherwise a pattern list where some
+/// pattern matches and no negated one does.
+fn hosts_match(hosts: &str, name: &str) -> bool {
+    if let Some(hashed) = hosts.strip_prefix('|') {
+        return hashed_matches(hashed, name);
+    }
+    let mut matched = false;
+    for pattern in hosts.split(',') {
+        let (negated, pattern) = match pattern.strip_prefix('!') {
+            Some(p) => (true, p),
+            None => (false, pattern),
+        };
+        if glob(&pattern.to_ascii_lowercase(), name) {
+            if negated {
+                return false;
+            }
+            matched = true;
+        }
+    }
+    matched
+}
+
+/// `1|salt|hash` (both base64) against HMAC-SHA1(salt, name).
+fn hashed_matches(hashed: &str, name: &str) -> bool {
+    let Some((salt, hash)) = hashed
+        .strip_prefix("1|")
+        .and_then(|rest| rest.split_once('|'))
+    else {
         return false;
     };
     let (Ok(salt), Ok(hash)) = (BASE64.decode(salt), BASE64.decode(hash)) else {
@@ -224,7 +495,7 @@ fn hashed_matches(salt_and_hash: &str, host: &str) -> bool {
     let Ok(mac) = Hmac::<Sha1>::new_from_slice(&salt) else {
         return false;
     };
-    mac.chain_update(host.as_bytes())
+    mac.chain_update(name.as_bytes())
         .verify_slice(&hash)
         .is_ok()
 }
@@ -253,6 +524,90 @@ pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
+/// Serialises appends from concurrent connections in this process (the
+/// `flock` below serialises processes).
+static APPEND: Mutex<()> = Mutex::new(());
+
+/// Record `key` for `host` on `port` at the end of the known_hosts file at
+/// `path`. A new file is created 0644 and missing directories 0700, whatever
+/// the umask. Nothing is written when another connection or process
+/// recorded the key meanwhile: the check and the write happen under an
+/// exclusive lock on the file.
+pub fn append(path: &Path, host: &str, port: u16, key: &PublicKey) -> Result<()> {
+    let _guard = APPEND.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_private_dirs(parent)?;
+    }
+    let mut file = open_for_append(path)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| Error::io("lock", path, e.into()))?;
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .map_err(|e| Error::io("read", path, e))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let name = host_pattern(&host.to_ascii_lowercase(), port);
+    let recorded = KnownHosts {
+        files: vec![(path.to_path_buf(), text.clone().into_owned())],
+    };
+    if recorded
+        .entries(&name)
+        .iter()
+        .any(|e| e.marker == Marker::None && e.key.key_data() == key.key_data())
+    {
+        return Ok(());
+    }
+    let mut line = entry_line(host, port, key);
+    line.push('\n');
+    if !text.is_empty() && !text.ends_with('\n') {
+        line.insert(0, '\n');
+    }
+    file.write_all(line.as_bytes())
+        .map_err(|e| Error::io("write", path, e))
+}
+
+/// Open `path` to append, creating it 0644 (set explicitly, so the umask
+/// does not decide who may write it).
+fn open_for_append(path: &Path) -> Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+    {
+        Ok(file) => {
+            file.set_permissions(fs::Permissions::from_mode(0o644))
+                .map_err(|e| Error::io("chmod", path, e))?;
+            Ok(file)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io("open", path, e)),
+        Err(e) => Err(Error::io("create", path, e)),
+    }
+}
+
+/// Create `dir` and its missing parents, each 0700 (like `~/.ssh`).
+fn create_private_dirs(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_private_dirs(parent)?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io("chmod", dir, e)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(Error::io("create", dir, e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,73 +616,165 @@ mod tests {
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
     const KEY_B: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILIG2T/B0l0gaqj3puu510tu9N1OkQ4znY3LYuEm5zCF";
+    const KEY_ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBJ8BLwZ3pY6xYo4zPm4w4/hHpukh0cUZdQF5kjLE3i6XGCWI0O+KeZTRrkGVb97Udzlo7P7+6/5j6vhi7fBViCE=";
+    const KEY_RSA: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDTnLmwNFR7iCZbzU1y33DMFHpPDqSkSbgKU5rcuJaRD73z4okWwBnVCRG/qmItaJ16A9uXQfJmR7io9/Zct3xWTbs47U755AVbqXCZJhY69sAaOM82DSEIbaUsDhJqPFi6896h5M5LFcKse7QQ9hfI7YNg5LDvfh+By14TsexpbQ==";
 
     fn key(text: &str) -> PublicKey {
         PublicKey::from_openssh(text).unwrap()
     }
 
-    fn status(text: &str, host: &str, port: u16, k: &str) -> HostKeyStatus {
-        check_text(text, Path::new("kh"), host, port, &key(k))
+    fn status(text: &str, host: &str, port: u16, k: &str) -> Status {
+        KnownHosts::from_texts(&[("kh", text)])
+            .check(host, port, ServerKey::Key(&key(k)), 0)
+            .status
+    }
+
+    fn changed(line: usize, recorded: &str) -> Status {
+        Status::Changed {
+            file: PathBuf::from("kh"),
+            line,
+            recorded: key(recorded).algorithm(),
+        }
     }
 
     #[test]
     fn plain_and_bracketed_entries_match_by_port() {
         let text = format!("10.0.0.1 {KEY_A}\n[10.0.0.1]:2222 {KEY_B} comment\n");
-        assert_eq!(status(&text, "10.0.0.1", 22, KEY_A), HostKeyStatus::Known);
-        assert_eq!(status(&text, "10.0.0.1", 2222, KEY_B), HostKeyStatus::Known);
-        assert_eq!(status(&text, "10.0.0.2", 22, KEY_A), HostKeyStatus::Unknown);
+        assert_eq!(status(&text, "10.0.0.1", 22, KEY_A), Status::Known);
+        assert_eq!(status(&text, "10.0.0.1", 2222, KEY_B), Status::Known);
+        assert_eq!(status(&text, "10.0.0.2", 22, KEY_A), Status::New);
+        // `[host]:22` is never how port 22 is looked up.
+        assert_eq!(
+            status(&format!("[h]:22 {KEY_A}\n"), "h", 22, KEY_A),
+            Status::New
+        );
     }
 
     #[test]
-    fn changed_key_reports_the_line_counting_comments_and_blanks() {
+    fn another_port_falls_back_to_the_plain_entry_only_when_it_matches() {
+        let plain = format!("10.0.0.1 {KEY_A}\n");
+        assert_eq!(status(&plain, "10.0.0.1", 2222, KEY_A), Status::Known);
+        // A different plain key does not make `[host]:port` changed.
+        assert_eq!(status(&plain, "10.0.0.1", 2222, KEY_B), Status::New);
+        // But a different `[host]:port` key does, whatever the plain entry.
+        let both = format!("10.0.0.1 {KEY_A}\n[10.0.0.1]:2222 {KEY_B}\n");
+        assert_eq!(status(&both, "10.0.0.1", 2222, KEY_A), changed(2, KEY_B));
+    }
+
+    #[test]
+    fn a_recorded_key_of_another_type_means_changed() {
+        let text = format!("h {KEY_ECDSA}\n");
+        assert_eq!(status(&text, "h", 22, KEY_A), changed(1, KEY_ECDSA));
+        assert_eq!(status(&text, "h", 22, KEY_ECDSA), Status::Known);
+    }
+
+    #[test]
+    fn changed_key_reports_the_last_offending_line_counting_comments_and_blanks() {
         let text = format!("# comment\n\nother {KEY_A}\nweb1,web2\t{KEY_A}\n");
-        assert_eq!(
-            status(&text, "WEB2", 22, KEY_B),
-            HostKeyStatus::Changed {
-                file: PathBuf::from("kh"),
-                line: 4
-            }
-        );
+        assert_eq!(status(&text, "WEB2", 22, KEY_B), changed(4, KEY_A));
+        let two = format!("h {KEY_A}\nh {KEY_ECDSA}\n");
+        assert_eq!(status(&two, "h", 22, KEY_B), changed(2, KEY_ECDSA));
     }
 
     #[test]
-    fn a_key_listed_twice_is_known_even_if_another_line_differs() {
+    fn any_recorded_key_is_accepted_even_if_another_line_differs() {
         let text = format!("h {KEY_B}\nh {KEY_A}\n");
-        assert_eq!(status(&text, "h", 22, KEY_A), HostKeyStatus::Known);
+        assert_eq!(status(&text, "h", 22, KEY_A), Status::Known);
     }
 
     #[test]
-    fn hashed_entries_match() {
-        // `ssh-keygen -H` of `web1.test KEY_B`.
-        let text =
-            format!("|1|p3h+JcQpZXnuilHVLfgqx9JY2fU=|jVIjCTb/cL0a0LbBtpHc6jbZxTI= {KEY_B}\n");
-        assert_eq!(status(&text, "web1.test", 22, KEY_B), HostKeyStatus::Known);
+    fn user_and_global_files_are_read_together() {
+        let files = KnownHosts::from_texts(&[("user", ""), ("global", &format!("h {KEY_A}\n"))]);
+        let check = |k: &str| files.check("h", 22, ServerKey::Key(&key(k)), 0).status;
+        assert_eq!(check(KEY_A), Status::Known);
         assert_eq!(
-            status(&text, "otherhost", 22, KEY_B),
-            HostKeyStatus::Unknown
-        );
-    }
-
-    #[test]
-    fn wildcards_negation_markers_and_garbage() {
-        let text = format!(
-            "garbage line\n@cert-authority * {KEY_B}\n*.example.com,!bad.example.com {KEY_A}\n@revoked * {KEY_B}\n"
-        );
-        assert_eq!(
-            status(&text, "a.example.com", 22, KEY_A),
-            HostKeyStatus::Known
-        );
-        assert_eq!(
-            status(&text, "bad.example.com", 22, KEY_A),
-            HostKeyStatus::Unknown
-        );
-        assert_eq!(
-            status(&text, "x", 22, KEY_B),
-            HostKeyStatus::Revoked {
-                file: PathBuf::from("kh"),
-                line: 4
+            check(KEY_B),
+            Status::Changed {
+                file: PathBuf::from("global"),
+                line: 1,
+                recorded: Algorithm::Ed25519
             }
         );
+    }
+
+    #[test]
+    fn hashed_entries_are_one_whole_field() {
+        // `ssh-keygen -H` of `web1.test KEY_B`.
+        let hashed = "|1|p3h+JcQpZXnuilHVLfgqx9JY2fU=|jVIjCTb/cL0a0LbBtpHc6jbZxTI=";
+        let text = format!("{hashed} {KEY_B}\n");
+        assert_eq!(status(&text, "web1.test", 22, KEY_B), Status::Known);
+        assert_eq!(status(&text, "otherhost", 22, KEY_B), Status::New);
+        // A hash inside a comma list is a (non-matching) pattern.
+        let listed = format!("other,{hashed} {KEY_B}\n");
+        assert_eq!(status(&listed, "web1.test", 22, KEY_B), Status::New);
+    }
+
+    #[test]
+    fn wildcards_negation_case_and_unusable_lines() {
+        let text = format!(
+            "garbage line\n@unknown * {KEY_B}\nh ssh-ed25519 notbase64\n\
+             *.EXAMPLE.com,!bad.example.com {KEY_A}\n"
+        );
+        assert_eq!(status(&text, "a.example.com", 22, KEY_A), Status::Known);
+        assert_eq!(status(&text, "bad.example.com", 22, KEY_A), Status::New);
+        assert_eq!(status(&text, "h", 22, KEY_A), Status::New);
+    }
+
+    #[test]
+    fn revoked_keys_are_refused_and_cert_authorities_are_not_host_keys() {
+        let text = format!("@cert-authority * {KEY_B}\nh {KEY_A}\n@revoked * {KEY_A}\n");
+        assert_eq!(
+            status(&text, "h", 22, KEY_A),
+            Status::Revoked {
+                file: PathBuf::from("kh"),
+                line: 3
+            }
+        );
+        // The CA key is no host key: `h` offering it has changed.
+        assert_eq!(status(&text, "h", 22, KEY_B), changed(2, KEY_A));
+        assert_eq!(status(&text, "x", 22, KEY_B), Status::New);
+    }
+
+    #[test]
+    fn offer_puts_recorded_types_first_as_openssh_does() {
+        let rsa_first = [
+            Algorithm::Rsa {
+                hash: Some(HashAlg::Sha512),
+            },
+            Algorithm::Rsa {
+                hash: Some(HashAlg::Sha256),
+            },
+        ];
+        let ecdsa = key(KEY_ECDSA).algorithm();
+        let rsa_line = KEY_RSA;
+        let text = format!("h {rsa_line}\n[h]:2222 {KEY_ECDSA}\n@cert-authority ca.* {KEY_B}\n");
+        let files = KnownHosts::from_texts(&[("kh", &text)]);
+
+        let offer = files.offer("h", 22);
+        assert_eq!(offer.certificates, rsa_first);
+        assert_eq!(offer.keys[..2], rsa_first);
+        assert_eq!(offer.keys[2], Algorithm::Ed25519);
+
+        // Only `[h]:2222` counts for port 2222 (no fallback here).
+        let offer = files.offer("h", 2222);
+        assert_eq!(offer.certificates, std::slice::from_ref(&ecdsa));
+        assert_eq!(offer.keys[..2], [ecdsa, Algorithm::Ed25519]);
+
+        // An authority: every certificate type first, default order.
+        let offer = files.offer("ca.example", 22);
+        assert_eq!(offer.certificates, ALGORITHMS);
+        assert_eq!(offer.keys[..6], ALGORITHMS);
+
+        // Unknown host, or its ed25519 key recorded: the default order.
+        for (host, text) in [
+            ("new", String::new()),
+            ("e", format!("e {KEY_A}\ne {rsa_line}\n")),
+        ] {
+            let offer = KnownHosts::from_texts(&[("kh", &text)]).offer(host, 22);
+            assert_eq!(offer.certificates, ALGORITHMS);
+            assert_eq!(offer.keys[..6], ALGORITHMS);
+            assert_eq!(offer.keys[6], Algorithm::Rsa { hash: None });
+        }
     }
 
     #[test]
@@ -340,15 +787,28 @@ mod tests {
     }
 
     #[test]
+    fn entry_lines_are_lowercase_like_ssh_writes_them() {
+        assert_eq!(
+            entry_line("Web1.Example", 2200, &key(KEY_A)),
+            format!("[web1.example]:2200 {KEY_A}")
+        );
+    }
+
+    #[test]
     fn append_creates_the_file_and_adds_a_newline_when_missing() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/known_hosts");
+        let path = dir.path().join("sub/dir/known_hosts");
         append(&path, "h", 2200, &key(KEY_A)).unwrap();
         append(&path, "h", 2200, &key(KEY_A)).unwrap();
         assert_eq!(
             fs::read_to_string(&path).unwrap(),
             format!("[h]:2200 {KEY_A}\n")
         );
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o644);
+        assert_eq!(mode(&dir.path().join("sub")), 0o700);
+        assert_eq!(mode(&dir.path().join("sub/dir")), 0o700);
         fs::write(&path, format!("x {KEY_B}")).unwrap();
         append(&path, "h", 22, &key(KEY_A)).unwrap();
         assert_eq!(

@@ -663,6 +663,7 @@ impl Cluster {
             user: self.user.clone(),
             identity_files: vec![self.key.clone()],
             known_hosts: self.known_hosts.clone(),
+            extra_known_hosts: Vec::new(),
             host_key_checking: HostKeyChecking::Strict,
             connect_timeout: Duration::from_secs(10),
         }
