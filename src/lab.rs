@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 
 use self::docker::{lab_error, Docker};
 use self::images::ImageSpec;
-pub use self::plan::{render_inventory, NodePlan, Role, Subnet};
+pub use self::plan::{render_inventory, NodePlan, Subnet};
 
 /// Label on every container, network and volume of a lab; its value is the
 /// lab's name.

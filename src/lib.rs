@@ -8,26 +8,26 @@
 //! (`cluster/`: certificates, gossip key, `status`, `kv`, `consul`; `lab`).
 
 pub mod cli;
-pub mod cluster;
-mod command;
-pub mod config;
+pub(crate) mod cluster;
+pub(crate) mod command;
+pub(crate) mod config;
 pub mod error;
-pub mod executor;
-pub mod inventory;
-pub mod lab;
-pub mod modules;
-pub mod plan;
-pub mod playbook;
-pub mod report;
+pub(crate) mod executor;
+pub(crate) mod inventory;
+pub(crate) mod lab;
+pub(crate) mod modules;
+pub(crate) mod plan;
+pub(crate) mod playbook;
+pub(crate) mod report;
 pub(crate) mod runner;
-mod scope;
-pub mod session;
+pub(crate) mod scope;
+pub(crate) mod session;
 pub mod ssh;
-pub mod suggest;
-pub mod template;
+pub(crate) mod suggest;
+pub(crate) mod template;
 pub mod transport;
-pub mod truth;
-pub mod vars;
+pub(crate) mod truth;
+pub(crate) mod vars;
 pub(crate) mod yaml;
 
 use crate::cli::{Cli, Command};

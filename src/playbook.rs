@@ -32,8 +32,6 @@ use values::json_strings;
 
 #[derive(Debug, Clone)]
 pub struct Playbook {
-    /// The file it came from, or `<builtin>/NAME.yml`.
-    pub source: PathBuf,
     /// Where relative `src:` paths are looked up (the playbook's directory).
     pub dir: PathBuf,
     pub plays: Vec<Play>,
@@ -143,7 +141,6 @@ impl Playbook {
             }
         }
         Ok(Playbook {
-            source: source.to_path_buf(),
             dir: dir.to_path_buf(),
             plays,
         })
@@ -204,6 +201,7 @@ pub fn builtin(name: &str) -> Option<&'static str> {
 }
 
 /// The names of the built-in playbooks.
+#[cfg(test)]
 pub fn builtin_names() -> &'static [&'static str] {
     BUILTIN_NAMES
 }

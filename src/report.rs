@@ -159,6 +159,7 @@ impl Reporter {
     }
 
     /// A reporter whose events are kept rather than printed, for tests.
+    #[cfg(test)]
     pub fn capture() -> (Reporter, Captured) {
         let (tx, rx) = mpsc::channel();
         (Reporter { tx }, Captured { rx })
@@ -166,10 +167,12 @@ impl Reporter {
 }
 
 /// Events sent to a capturing reporter.
+#[cfg(test)]
 pub struct Captured {
     rx: mpsc::Receiver<Msg>,
 }
 
+#[cfg(test)]
 impl Captured {
     /// Every event sent so far.
     pub fn events(&self) -> Vec<Event> {

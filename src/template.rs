@@ -183,14 +183,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Check that a template file's text compiles, without rendering it.
-    pub fn check_named(&self, name: &str, text: &str) -> Result<()> {
-        self.env
-            .template_from_named_str(name, text)
-            .map(drop)
-            .map_err(|e| self.file_error(e, name, text, None))
-    }
-
     /// An error in a string from a playbook: located at `origin`.
     fn string_error(
         &self,

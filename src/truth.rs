@@ -27,12 +27,6 @@ pub fn as_bool(value: &Value) -> Option<bool> {
     }
 }
 
-/// Whether a variable turns a feature on: a missing value, `null` and words
-/// that are not yes/no are off.
-pub fn is_on(value: Option<&Value>) -> bool {
-    value.and_then(as_bool).unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,14 +51,13 @@ mod tests {
 
     #[test]
     fn values_of_every_type() {
-        assert!(is_on(Some(&json!(true))));
-        assert!(is_on(Some(&json!("y"))));
-        assert!(is_on(Some(&json!(1))));
-        assert!(!is_on(Some(&json!(0))));
-        assert!(!is_on(Some(&json!("off"))));
-        assert!(!is_on(Some(&json!(null))));
-        assert!(!is_on(Some(&json!("maybe"))));
-        assert!(!is_on(None));
+        assert_eq!(as_bool(&json!(true)), Some(true));
+        assert_eq!(as_bool(&json!("y")), Some(true));
+        assert_eq!(as_bool(&json!(1)), Some(true));
+        assert_eq!(as_bool(&json!(0)), Some(false));
+        assert_eq!(as_bool(&json!("off")), Some(false));
+        assert_eq!(as_bool(&json!(null)), None);
+        assert_eq!(as_bool(&json!("maybe")), None);
         assert_eq!(as_bool(&json!([1])), None);
     }
 }

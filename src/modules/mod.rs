@@ -401,11 +401,6 @@ pub(crate) async fn run(module: &dyn Module, ctx: &Context<'_>) -> Outcome {
     module.run(ctx).await.unwrap_or_else(Outcome::from_error)
 }
 
-/// Render every string inside a JSON value with the task's variables.
-pub fn render_value(value: &serde_json::Value, ctx: &Context<'_>) -> Result<serde_json::Value> {
-    ctx.engine.render_json(value, ctx.vars, ctx.location)
-}
-
 /// The text of a playbook's `src:` file: beside the playbook, in its
 /// `templates/` or `files/` folder, else a built-in template.
 pub fn read_src(

@@ -525,7 +525,7 @@ fn builtins_parse() {
 fn resolve_finds_files_then_builtins_then_suggests() {
     let dir = tempfile::tempdir().unwrap();
     let pb = resolve_in("info", dir.path()).unwrap();
-    assert_eq!(pb.source, Path::new("<builtin>/info.yml"));
+    assert_eq!(pb.plays[0].location.file, Path::new("<builtin>/info.yml"));
     assert!(pb.dir.is_absolute());
 
     // A local NAME.yml overrides the built-in NAME.
@@ -541,7 +541,7 @@ fn resolve_finds_files_then_builtins_then_suggests() {
     );
     let absolute = dir.path().join("site.yml");
     let pb = resolve_in(absolute.to_str().unwrap(), Path::new("/")).unwrap();
-    assert_eq!(pb.source, absolute);
+    assert_eq!(pb.plays[0].location.file, absolute);
 
     let err = resolve_in("inf", dir.path()).unwrap_err();
     assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT);
