@@ -125,23 +125,51 @@ fn the_secrets_task_writes_once_then_reports_ok_and_check_mode_writes_nothing() 
             "        that:\n",
             "          - (consul_gossip_key | length) == 44\n",
             "          - (consul_security_fingerprint | length) == 16\n",
+            "    - name: the CA reaches the host\n",
+            "      copy:\n",
+            "        src: \"{{ consul_tls_dir }}/ca.pem\"\n",
+            "        dest: \"{{ work }}/{{ inventory_hostname }}-ca.pem\"\n",
         ),
     );
+    // A directory the test user may write to, for the copies.
+    let work = cluster.dir().join("work");
+    fs::create_dir_all(&work).unwrap();
+    let chown = std::process::Command::new("chown")
+        .arg(format!("{}:", crate::support::TEST_USER))
+        .arg(&work)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let work_var = format!("work={}", work.display());
+    let work_var = work_var.as_str();
+    // A private temp dir, to see that `--check` leaves no scratch copy.
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp_env = [("TMPDIR", tmp.path().to_str().unwrap())];
     let consul = cluster.dir().join("consul-tls");
     let docker = cluster.dir().join("docker-tls");
 
-    // --check on a fresh inventory: says what it would write, writes nothing.
+    // --check on a fresh inventory: says what it would write, writes nothing
+    // beside the inventory, and the tasks that use the files still say what
+    // they would change (from a scratch copy it removes when done).
     let before = listing(cluster.dir());
-    let check = cluster.run(&["run", "-i", inv, t(&playbook), "--check"]);
+    let check = cluster.run_with_env(
+        &["run", "-i", inv, t(&playbook), "--check", "-e", work_var],
+        &tmp_env,
+    );
+    assert_eq!(check.code, 0, "{check}");
     assert!(check.stdout.contains("would write"), "{check}");
-    assert_eq!(recap_changed(&check, "node1"), 2, "{check}");
+    for host in ["node1", "node2", "node3"] {
+        assert_eq!(recap_changed(&check, host), 3, "{check}");
+    }
     assert!(listing(cluster.dir()) == before, "--check wrote files");
+    let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "--check left {left:?} behind");
 
     // The first run makes everything, for every host of the play.
-    let first = cluster.run(&["run", "-i", inv, t(&playbook)]);
+    let first = cluster.run(&["run", "-i", inv, t(&playbook), "-e", work_var]);
     assert_eq!(first.code, 0, "{first}");
     for host in ["node1", "node2", "node3"] {
-        assert_eq!(recap_changed(&first, host), 2, "{first}");
+        assert_eq!(recap_changed(&first, host), 3, "{first}");
         for dir in [&consul, &docker] {
             let own = dir.join("hosts").join(host);
             assert!(own.join("server-cert.pem").is_file(), "{}", own.display());
@@ -166,7 +194,7 @@ fn the_secrets_task_writes_once_then_reports_ok_and_check_mode_writes_nothing() 
 
     // The second run writes nothing: `ok`, same bytes, same times.
     let made = listing(cluster.dir());
-    let second = cluster.run(&["run", "-i", inv, t(&playbook)]);
+    let second = cluster.run(&["run", "-i", inv, t(&playbook), "-e", work_var]);
     assert_eq!(second.code, 0, "{second}");
     for host in ["node1", "node2", "node3"] {
         assert_eq!(recap_changed(&second, host), 0, "{second}");
@@ -177,7 +205,7 @@ fn the_secrets_task_writes_once_then_reports_ok_and_check_mode_writes_nothing() 
     );
 
     // --check on made secrets: nothing to do, the facts are there.
-    let check = cluster.run(&["run", "-i", inv, t(&playbook), "--check"]);
+    let check = cluster.run(&["run", "-i", inv, t(&playbook), "--check", "-e", work_var]);
     assert_eq!(check.code, 0, "{check}");
     assert_eq!(recap_changed(&check, "node1"), 0, "{check}");
     assert!(listing(cluster.dir()) == made, "--check changed files");

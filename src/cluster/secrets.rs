@@ -38,11 +38,15 @@
 //! and the key, which the agent container carries as a label so that new
 //! certificates or a new key restart that agent, and only that one.
 //!
-//! Under `--check` nothing is written: the task reports `changed` when it
-//! would write, and sets the facts only from files that already exist (on an
-//! inventory whose secrets were never made, the tasks that copy them fail in
-//! check mode). Key material is never printed: the task's message names only
-//! how many files were written and where.
+//! Under `--check` nothing is written beside the inventory: the task reports
+//! `changed` when it would write. So that the tasks copying the files can
+//! still say what they would change on a first run, what is missing is made
+//! in a scratch copy of the directory (private, in the system's temp dir,
+//! one per directory per run so every host shares its CA), and the host's
+//! `consul_tls_dir` or `docker_tls_dir` fact points there; `arpanet run`
+//! removes the scratch copies when it ends ([`discard_scratch`]). Key
+//! material is never printed: the task's message names only how many files
+//! were written and where.
 
 use std::fs;
 use std::io::ErrorKind;
@@ -154,35 +158,36 @@ pub(crate) fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let cert = server_cert(args.kind, ctx.host, ctx.vars)?;
     let _one_at_a_time = LOCK.lock().unwrap_or_else(PoisonError::into_inner);
     let certs = std::slice::from_ref(&cert);
-    let mut report = if ctx.check {
-        pki::plan(&dir, certs)?
-    } else {
-        pki::ensure(&dir, certs)?
-    };
-    let mut facts = None;
-    if args.kind == SecretsKind::Consul {
-        let key_file = dir.join(GOSSIP_KEY);
-        let key = match read_optional(&key_file)? {
-            Some(bytes) => Some(String::from_utf8_lossy(&bytes).trim().to_owned()),
-            None => {
-                report.created.push(key_file.clone());
-                if ctx.check {
-                    None
-                } else {
-                    let key = base64::Engine::encode(
-                        &base64::engine::general_purpose::STANDARD,
-                        rand::random::<[u8; 32]>(),
-                    );
-                    pki::write_secret(&key_file, key.as_bytes())?;
-                    Some(key)
-                }
-            }
+    let consul = args.kind == SecretsKind::Consul;
+    let (count, facts) = if ctx.check {
+        let mut planned = pki::plan(&dir, certs)?.created.len();
+        planned += usize::from(consul && !dir.join(GOSSIP_KEY).exists());
+        let mut facts = Vars::new();
+        let made = if planned > 0 {
+            let scratch = scratch_copy(&dir)?;
+            let name = match args.kind {
+                SecretsKind::Consul => "consul_tls_dir",
+                SecretsKind::DockerTls => "docker_tls_dir",
+            };
+            facts.insert(name.into(), scratch.display().to_string().into());
+            make(&scratch, certs, consul)?;
+            scratch
+        } else {
+            dir.clone()
         };
-        facts = key
-            .map(|key| consul_facts(&dir, &cert.name, key))
-            .transpose()?;
-    }
-    let count = report.created.len();
+        if consul {
+            facts.extend(consul_facts(&made, &cert.name)?);
+        }
+        (planned, facts)
+    } else {
+        let written = make(&dir, certs, consul)?;
+        let facts = match consul {
+            true => consul_facts(&dir, &cert.name)?,
+            false => Vars::new(),
+        };
+        (written, facts)
+    };
+    let facts = (!facts.is_empty()).then_some(facts);
     let msg = (count > 0).then(|| {
         let verb = if ctx.check { "would write" } else { "wrote" };
         let files = if count == 1 { "file" } else { "files" };
@@ -222,9 +227,77 @@ fn server_cert(kind: SecretsKind, host: &str, vars: &Vars) -> Result<ServerCert>
     })
 }
 
+/// Make what is missing in `dir`: the CA and the certificates of `certs`,
+/// and for Consul the gossip key. Returns how many files it wrote.
+fn make(dir: &Path, certs: &[ServerCert], consul: bool) -> Result<usize> {
+    let mut written = pki::ensure(dir, certs)?.created.len();
+    let key_file = dir.join(GOSSIP_KEY);
+    if consul && read_optional(&key_file)?.is_none() {
+        let key = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            rand::random::<[u8; 32]>(),
+        );
+        pki::write_secret(&key_file, key.as_bytes())?;
+        written += 1;
+    }
+    Ok(written)
+}
+
+/// Scratch copies made under `--check`: (the real directory, its copy).
+static SCRATCH: Mutex<Vec<(PathBuf, tempfile::TempDir)>> = Mutex::new(Vec::new());
+
+/// This run's scratch copy of `dir` (see the module documentation): made
+/// on first use with what `dir` already holds.
+fn scratch_copy(dir: &Path) -> Result<PathBuf> {
+    let mut scratch = SCRATCH.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, copy)) = scratch.iter().find(|(real, _)| real == dir) {
+        return Ok(copy.path().to_path_buf());
+    }
+    let copy = tempfile::Builder::new()
+        .prefix("arpanet-check-")
+        .tempdir()
+        .map_err(|e| Error::io("create", std::env::temp_dir(), e))?;
+    copy_tree(dir, copy.path())?;
+    let path = copy.path().to_path_buf();
+    scratch.push((dir.to_path_buf(), copy));
+    Ok(path)
+}
+
+/// Copy the files under `from` (if it exists) into `to`, modes kept.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    let entries = match fs::read_dir(from) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("read", from, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("read", from, e))?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        if source.is_dir() {
+            fs::create_dir_all(&target).map_err(|e| Error::io("create", &target, e))?;
+            copy_tree(&source, &target)?;
+        } else {
+            fs::copy(&source, &target).map_err(|e| Error::io("copy", &source, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Remove this run's scratch copies (called when `arpanet run` ends).
+pub(crate) fn discard_scratch() {
+    SCRATCH
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clear();
+}
+
 /// `consul_gossip_key`, and `consul_security_fingerprint` when the CA and
 /// the host's certificate are there: what its agent is started with.
-fn consul_facts(dir: &Path, host: &str, key: String) -> Result<Vars> {
+fn consul_facts(dir: &Path, host: &str) -> Result<Vars> {
+    let Some(key) = read_optional(&dir.join(GOSSIP_KEY))? else {
+        return Ok(Vars::new());
+    };
+    let key = String::from_utf8_lossy(&key).trim().to_owned();
     let mut facts = Vars::new();
     let ca = read_optional(&dir.join(pki::CA_CERT))?;
     let own = read_optional(&dir.join(pki::HOSTS_DIR).join(host).join(pki::SERVER_CERT))?;

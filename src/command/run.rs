@@ -3,6 +3,7 @@
 
 use super::{connect_options, output};
 use crate::cli::RunArgs;
+use crate::cluster;
 use crate::config::Settings;
 use crate::error::Result;
 use crate::playbook;
@@ -24,10 +25,13 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         // `-v` shows what each command printed, as Ansible's does.
         show_output: args.connect.verbose > 0,
     };
-    runner::run_playbooks(
+    let result = runner::run_playbooks(
         &connect_options(&args.connect),
         output(&args.connect),
         settings,
         &playbooks,
-    )
+    );
+    // What `cluster_secrets` made in scratch copies under `--check`.
+    cluster::secrets::discard_scratch();
+    result
 }
