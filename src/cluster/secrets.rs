@@ -372,8 +372,10 @@ mod tests {
     fn consul_facts_digest_the_ca_the_host_certificate_and_the_key() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let key = "a2V5".to_owned();
-        let facts = consul_facts(dir, "n1", key.clone()).unwrap();
+        assert!(consul_facts(dir, "n1").unwrap().is_empty(), "no key, no facts");
+        let key_file = dir.join(GOSSIP_KEY);
+        fs::write(&key_file, "a2V5\n").unwrap();
+        let facts = consul_facts(dir, "n1").unwrap();
         assert_eq!(facts.get("consul_gossip_key"), Some(&json!("a2V5")));
         assert!(facts.get("consul_security_fingerprint").is_none());
         pki::ensure(
@@ -384,9 +386,10 @@ mod tests {
             }],
         )
         .unwrap();
-        let one = consul_facts(dir, "n1", key.clone()).unwrap();
-        let again = consul_facts(dir, "n1", key).unwrap();
-        let other = consul_facts(dir, "n1", "b3RoZXI=".into()).unwrap();
+        let one = consul_facts(dir, "n1").unwrap();
+        let again = consul_facts(dir, "n1").unwrap();
+        fs::write(&key_file, "b3RoZXI=\n").unwrap();
+        let other = consul_facts(dir, "n1").unwrap();
         let print = |f: &Vars| {
             f["consul_security_fingerprint"]
                 .as_str()
