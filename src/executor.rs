@@ -3,7 +3,10 @@
 //! once) before the next task starts, as Ansible's linear strategy does.
 //! A host that fails leaves the play while the others go on; a host that
 //! cannot be reached is dropped for the rest of the run. Handlers run once,
-//! at the end of each batch, on the hosts that notified them.
+//! at the end of each batch, on the hosts that notified them. When a batch's
+//! failures pass `max_fail_percentage`, or all of its hosts are lost, the
+//! run stops there, as ansible-playbook 2.19 does (`tests/fixtures/serial/`
+//! holds its recorded behaviour, which the tests below replay).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -100,8 +103,7 @@ impl Executor {
         futures::future::join_all(closing.map(|c| async move { c.close().await })).await;
     }
 
-    /// Returns false when the run must stop (a batch exceeded its failure
-    /// budget).
+    /// Returns false when the run must stop (see `run_batch`).
     async fn run_play(&mut self, playbook: &Playbook, play: &Play) -> Result<bool> {
         let selected = plan::play_hosts(
             self.scope.inventory(),
@@ -112,11 +114,11 @@ impl Executor {
             .into_iter()
             .filter(|h| self.hosts.get(h).is_some_and(|s| !s.gone))
             .collect();
-        self.reporter.send(Event::PlayStart {
-            play: play.name.clone(),
-            hosts: hosts.clone(),
-        });
         if hosts.is_empty() {
+            self.reporter.send(Event::PlayStart {
+                play: play.name.clone(),
+                hosts: Vec::new(),
+            });
             self.reporter.warn(format!(
                 "no hosts matched `{}`; skipping play `{}`",
                 play.hosts, play.name
@@ -132,31 +134,13 @@ impl Executor {
                 plan::tags_allow(&tags, &self.settings.tags, &self.settings.skip_tags)
             })
             .collect();
-        for batch in plan::batches(&hosts, play.serial.as_ref()) {
-            for task in &tasks {
-                let active = self.active(&batch);
-                if active.is_empty() {
-                    break;
-                }
-                self.run_task(playbook, task, &active, false).await;
-            }
-            self.run_handlers(playbook, play, &batch).await;
-            let failed = batch
-                .iter()
-                .filter(|h| self.hosts.get(*h).is_some_and(|s| s.failed || s.gone))
-                .count();
-            if plan::batch_aborts(failed, batch.len(), play.max_fail_percentage) {
-                let reason = match play.max_fail_percentage {
-                    Some(max) => format!(
-                        "{failed} of {} hosts in the batch failed, over max_fail_percentage {max}",
-                        batch.len()
-                    ),
-                    None => "every host in the batch failed".to_owned(),
-                };
-                self.reporter.send(Event::PlayAborted {
-                    play: play.name.clone(),
-                    reason,
-                });
+        for batch in plan::batches(&hosts, &play.serial) {
+            self.reporter.send(Event::PlayStart {
+                play: play.name.clone(),
+                hosts: batch.clone(),
+            });
+            if let Some(stop) = self.run_batch(playbook, play, &tasks, &batch).await {
+                self.reporter.send(stop);
                 return Ok(false);
             }
         }
@@ -166,6 +150,52 @@ impl Executor {
             }
         }
         Ok(true)
+    }
+
+    /// One `serial` batch: every task, then the handlers. Returns the event
+    /// that ends the run when, as in Ansible, the batch's failed hosts pass
+    /// `max_fail_percentage` (checked after each task and handler, so the
+    /// batch stops right there), or every host of the batch failed or was
+    /// unreachable.
+    async fn run_batch(
+        &mut self,
+        playbook: &Playbook,
+        play: &Play,
+        tasks: &[&Task],
+        batch: &[String],
+    ) -> Option<Event> {
+        let handlers = play.handlers.iter().map(|h| (h, true));
+        for (task, handler) in tasks.iter().map(|t| (*t, false)).chain(handlers) {
+            let mut hosts = self.active(batch);
+            if handler {
+                hosts.retain(|h| self.hosts[h].notified.contains(&task.name));
+            }
+            if hosts.is_empty() {
+                continue;
+            }
+            self.run_task(playbook, task, &hosts, handler).await;
+            let failed = batch.iter().filter(|h| self.hosts[*h].failed).count();
+            if plan::over_failure_budget(failed, batch.len(), play.max_fail_percentage) {
+                let max = play.max_fail_percentage.unwrap_or_default();
+                return Some(Event::PlayAborted {
+                    play: play.name.clone(),
+                    reason: format!(
+                        "{failed} of {} hosts in the batch failed, over max_fail_percentage {max}",
+                        batch.len()
+                    ),
+                    max_fail_percentage: Some(max),
+                });
+            }
+        }
+        let lost = batch.iter().filter(|h| {
+            let state = &self.hosts[*h];
+            state.failed || state.gone
+        });
+        (lost.count() == batch.len()).then(|| Event::PlayAborted {
+            play: play.name.clone(),
+            reason: "every host in the batch failed or was unreachable".to_owned(),
+            max_fail_percentage: None,
+        })
     }
 
     /// Every host's variables for `play`, from the scope.
@@ -193,24 +223,6 @@ impl Executor {
             .filter(|h| self.hosts.get(*h).is_some_and(|s| !s.gone && !s.failed))
             .cloned()
             .collect()
-    }
-
-    async fn run_handlers(&mut self, playbook: &Playbook, play: &Play, batch: &[String]) {
-        for handler in &play.handlers {
-            let hosts: Vec<String> = self
-                .active(batch)
-                .into_iter()
-                .filter(|h| {
-                    self.hosts
-                        .get(h)
-                        .is_some_and(|s| s.notified.contains(&handler.name))
-                })
-                .collect();
-            if hosts.is_empty() {
-                continue;
-            }
-            self.run_task(playbook, handler, &hosts, true).await;
-        }
     }
 
     /// Announce one task (or handler) and run it on `hosts` in parallel,
@@ -689,6 +701,8 @@ mod tests {
     use crate::transport::{HostKeyChecking, Output, Stream};
     use crate::vars::Layers;
 
+    mod serial;
+
     /// Records every command; `fail` commands exit 1 everywhere, and
     /// `fail@HOST` ones only on that host.
     #[derive(Clone, Default)]
@@ -771,9 +785,14 @@ mod tests {
     }
 
     fn inventory(n: usize) -> Inventory {
+        let names: Vec<String> = (1..=n).map(|i| format!("h{i}")).collect();
+        inventory_of(&names)
+    }
+
+    fn inventory_of(names: &[String]) -> Inventory {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hosts");
-        let lines: String = (1..=n).map(|i| format!("h{i}\n")).collect();
+        let lines: String = names.iter().map(|n| format!("{n}\n")).collect();
         std::fs::write(&path, format!("[web]\n{lines}")).unwrap();
         Inventory::load(&path).unwrap()
     }
@@ -793,7 +812,16 @@ mod tests {
     }
 
     fn run(fake: &Fake, hosts: usize, yaml: &str, settings: Settings) -> (Captured, Fake) {
-        let inventory = Arc::new(inventory(hosts));
+        run_in(fake, inventory(hosts), yaml, settings)
+    }
+
+    fn run_in(
+        fake: &Fake,
+        inventory: Inventory,
+        yaml: &str,
+        settings: Settings,
+    ) -> (Captured, Fake) {
+        let inventory = Arc::new(inventory);
         let playbook = Playbook::parse(Path::new("test.yml"), Path::new("."), yaml).unwrap();
         let targets = inventory.hosts.iter().map(|h| target(&h.name)).collect();
         let (reporter, captured) = Reporter::capture();

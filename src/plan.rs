@@ -25,19 +25,32 @@ pub fn play_hosts(
     }
 }
 
-/// Split hosts into consecutive batches of `serial` size; one batch when
-/// unset. A percentage rounds down but never below one host.
-pub fn batches(hosts: &[String], serial: Option<&Serial>) -> Vec<Vec<String>> {
-    if hosts.is_empty() {
-        return Vec::new();
+/// Split hosts into consecutive `serial` batches, as Ansible does: each
+/// size in turn, the last one repeating; a percentage is of all the play's
+/// hosts, rounded down but at least one; a size of 0 (or no `serial`) takes
+/// every host left.
+pub fn batches(hosts: &[String], serial: &[Serial]) -> Vec<Vec<String>> {
+    let mut batches = Vec::new();
+    let mut rest = hosts;
+    let mut sizes = serial.iter();
+    let mut size = 0;
+    while !rest.is_empty() {
+        if let Some(next) = sizes.next() {
+            size = match next {
+                Serial::Count(n) => *n,
+                Serial::Percent(p) => ((hosts.len() as f64 * p / 100.0) as usize).max(1),
+            };
+        }
+        let take = if size == 0 {
+            rest.len()
+        } else {
+            size.min(rest.len())
+        };
+        let (batch, left) = rest.split_at(take);
+        batches.push(batch.to_vec());
+        rest = left;
     }
-    let size = match serial {
-        None => hosts.len(),
-        Some(Serial::Count(0)) => hosts.len(),
-        Some(Serial::Count(n)) => *n,
-        Some(Serial::Percent(p)) => ((hosts.len() as f64 * p / 100.0).floor() as usize).max(1),
-    };
-    hosts.chunks(size).map(<[String]>::to_vec).collect()
+    batches
 }
 
 /// Whether a task with `task_tags` runs under `--tags` / `--skip-tags`,
@@ -71,15 +84,13 @@ pub fn tags_allow(task_tags: &[String], only: &[String], skip: &[String]) -> boo
     task_tags.iter().any(|t| only.contains(t))
 }
 
-/// True when a batch's failures exceed `max_fail_percentage`, or, without
-/// one, when every host of a batch failed (Ansible's rule).
-pub fn batch_aborts(failed: usize, size: usize, max_fail_percentage: Option<f64>) -> bool {
-    if size == 0 {
-        return false;
-    }
+/// True when the hosts of a batch that failed (not unreachable, not under
+/// `ignore_errors`) are more than `max_fail_percentage` of the batch: the
+/// check Ansible makes after every task and handler, in its arithmetic.
+pub fn over_failure_budget(failed: usize, batch: usize, max_fail_percentage: Option<f64>) -> bool {
     match max_fail_percentage {
-        Some(max) => failed as f64 * 100.0 / size as f64 > max,
-        None => failed == size,
+        Some(max) if batch > 0 => failed as f64 / batch as f64 > max / 100.0,
+        _ => false,
     }
 }
 
@@ -92,20 +103,29 @@ mod tests {
     }
 
     #[test]
-    fn serial_batches_by_count_and_percent() {
-        let hosts = names(5);
-        assert_eq!(batches(&hosts, None), vec![hosts.clone()]);
-        let sizes = |s| {
-            batches(&hosts, Some(&s))
+    fn serial_batches_by_count_percent_and_list() {
+        use Serial::{Count, Percent};
+        let sizes = |n: usize, s: &[Serial]| {
+            batches(&names(n), s)
                 .iter()
                 .map(Vec::len)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(sizes(Serial::Count(2)), [2, 2, 1]);
-        assert_eq!(sizes(Serial::Percent(40.0)), [2, 2, 1]);
-        assert_eq!(sizes(Serial::Percent(10.0)), [1, 1, 1, 1, 1]);
-        assert_eq!(sizes(Serial::Count(9)), [5]);
-        assert!(batches(&[], Some(&Serial::Count(1))).is_empty());
+        assert_eq!(batches(&names(5), &[]), vec![names(5)]);
+        assert_eq!(batches(&names(3), &[Count(1)])[1], ["h2"]);
+        assert_eq!(sizes(5, &[Count(2)]), [2, 2, 1]);
+        assert_eq!(sizes(5, &[Count(0)]), [5]);
+        assert_eq!(sizes(5, &[Percent(40.0)]), [2, 2, 1]);
+        assert_eq!(sizes(5, &[Percent(10.0)]), [1, 1, 1, 1, 1]);
+        assert_eq!(sizes(5, &[Count(9)]), [5]);
+        // percentages are of every host of the play, the last size repeats
+        assert_eq!(
+            sizes(10, &[Count(1), Count(3), Percent(50.0)]),
+            [1, 3, 5, 1]
+        );
+        assert_eq!(sizes(9, &[Count(1), Count(2)]), [1, 2, 2, 2, 2]);
+        assert_eq!(sizes(6, &[Count(1), Count(0)]), [1, 5]);
+        assert!(batches(&[], &[Count(1)]).is_empty());
     }
 
     #[test]
@@ -125,11 +145,13 @@ mod tests {
     }
 
     #[test]
-    fn batches_abort_on_their_failure_share() {
-        assert!(!batch_aborts(1, 4, Some(25.0)));
-        assert!(batch_aborts(2, 4, Some(25.0)));
-        assert!(batch_aborts(1, 4, Some(0.0)));
-        assert!(!batch_aborts(3, 4, None));
-        assert!(batch_aborts(4, 4, None));
+    fn a_batch_is_over_budget_when_its_failures_pass_the_percentage() {
+        assert!(!over_failure_budget(1, 4, Some(25.0)));
+        assert!(over_failure_budget(2, 4, Some(25.0)));
+        assert!(over_failure_budget(1, 4, Some(0.0)));
+        assert!(!over_failure_budget(0, 4, Some(0.0)));
+        assert!(!over_failure_budget(3, 10, Some(30.0)));
+        assert!(!over_failure_budget(4, 4, Some(100.0)));
+        assert!(!over_failure_budget(4, 4, None));
     }
 }

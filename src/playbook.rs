@@ -37,9 +37,13 @@ pub struct Playbook {
     pub plays: Vec<Play>,
 }
 
+/// One `serial` batch size. A list of them gives the sizes of the first
+/// batches, the last repeating for the rest.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Serial {
+    /// This many hosts; 0 means every host left.
     Count(usize),
+    /// This share of the play's hosts, rounded down, at least one.
     Percent(f64),
 }
 
@@ -48,7 +52,8 @@ pub struct Play {
     pub name: String,
     /// Host pattern, same language as `--limit`.
     pub hosts: String,
-    pub serial: Option<Serial>,
+    /// Batch sizes; empty runs every host in one batch.
+    pub serial: Vec<Serial>,
     pub max_fail_percentage: Option<f64>,
     pub vars: Vars,
     pub tags: Vec<String>,

@@ -120,10 +120,13 @@ pub enum Event {
     Warning {
         message: String,
     },
-    /// The play stopped early (e.g. `max_fail_percentage` exceeded).
+    /// The run stopped in this play: a batch went over its
+    /// `max_fail_percentage` (given here), or lost every host.
     PlayAborted {
         play: String,
         reason: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        max_fail_percentage: Option<f64>,
     },
 }
 
@@ -144,7 +147,15 @@ pub struct Reporter {
 
 enum Msg {
     Event(Event),
-    Finish(mpsc::Sender<BTreeMap<String, Tally>>),
+    Finish(mpsc::Sender<Recap>),
+}
+
+/// What the printer counted for the recap and the exit code.
+#[derive(Debug, Default)]
+pub struct Recap {
+    pub hosts: BTreeMap<String, Tally>,
+    /// A batch went over its `max_fail_percentage` and stopped the run.
+    pub over_budget: bool,
 }
 
 impl Reporter {
@@ -220,8 +231,9 @@ impl Printer {
     pub fn finish(mut self) -> i32 {
         let (tx, rx) = mpsc::channel();
         let _ = self.reporter.tx.send(Msg::Finish(tx));
-        let tallies = rx.recv().unwrap_or_default();
-        let code = exit_code(&tallies);
+        let recap = rx.recv().unwrap_or_default();
+        let code = exit_code(&recap);
+        let tallies = recap.hosts;
         let mut out = std::io::stdout().lock();
         match self.format {
             OutputFormat::Human => {
@@ -249,12 +261,18 @@ impl Printer {
     }
 }
 
-/// 2 when any host failed, 4 when any was unreachable (and none failed).
-pub fn exit_code(tallies: &BTreeMap<String, Tally>) -> i32 {
-    if tallies.values().any(|t| t.failed > 0) {
+/// As ansible-playbook 2.19 decides it (`tests/fixtures/serial/exit_code_*`
+/// record it): 2 when a batch went over its `max_fail_percentage`; else 4
+/// when any host was unreachable, even if others failed; else 2 when any
+/// host failed.
+pub fn exit_code(recap: &Recap) -> i32 {
+    let tallies = recap.hosts.values();
+    if recap.over_budget {
         exit::HOST_FAILED
-    } else if tallies.values().any(|t| t.unreachable > 0) {
+    } else if tallies.clone().any(|t| t.unreachable > 0) {
         exit::HOST_UNREACHABLE
+    } else if tallies.clone().any(|t| t.failed > 0) {
+        exit::HOST_FAILED
     } else {
         exit::OK
     }
@@ -272,7 +290,7 @@ struct Style {
 }
 
 fn print_loop(rx: mpsc::Receiver<Msg>, format: OutputFormat, style: Style) {
-    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut recap = Recap::default();
     let mut progress: Option<indicatif::ProgressBar> = None;
     for msg in rx {
         match msg {
@@ -280,21 +298,11 @@ fn print_loop(rx: mpsc::Receiver<Msg>, format: OutputFormat, style: Style) {
                 if let Some(bar) = progress.take() {
                     bar.finish_and_clear();
                 }
-                let _ = reply.send(std::mem::take(&mut tallies));
+                let _ = reply.send(std::mem::take(&mut recap));
                 return;
             }
             Msg::Event(event) => {
-                match &event {
-                    Event::PlayStart { hosts, .. } => {
-                        for host in hosts {
-                            tallies.entry(host.clone()).or_default();
-                        }
-                    }
-                    Event::Host(result) => {
-                        count(tallies.entry(result.host.clone()).or_default(), result)
-                    }
-                    _ => {}
-                }
+                recap.add(&event);
                 let line = match format {
                     OutputFormat::Json => serde_json::to_string(&event).unwrap_or_default(),
                     OutputFormat::Human => human(&event, style),
@@ -343,6 +351,27 @@ fn update_progress(progress: &mut Option<indicatif::ProgressBar>, event: &Event)
     }
 }
 
+impl Recap {
+    /// Count `event` in.
+    pub fn add(&mut self, event: &Event) {
+        match event {
+            Event::PlayStart { hosts, .. } => {
+                for host in hosts {
+                    self.hosts.entry(host.clone()).or_default();
+                }
+            }
+            Event::Host(result) => {
+                count(self.hosts.entry(result.host.clone()).or_default(), result)
+            }
+            Event::PlayAborted {
+                max_fail_percentage: Some(_),
+                ..
+            } => self.over_budget = true,
+            _ => {}
+        }
+    }
+}
+
 fn count(tally: &mut Tally, result: &HostResult) {
     match result.status {
         Status::Ok => tally.ok += 1,
@@ -350,7 +379,10 @@ fn count(tally: &mut Tally, result: &HostResult) {
             tally.ok += 1;
             tally.changed += 1;
         }
-        Status::Failed if result.ignored => tally.ignored += 1,
+        Status::Failed if result.ignored => {
+            tally.ok += 1;
+            tally.ignored += 1;
+        }
         Status::Failed => tally.failed += 1,
         Status::Skipped => tally.skipped += 1,
         Status::Unreachable => tally.unreachable += 1,
@@ -369,7 +401,7 @@ fn human(event: &Event, style: Style) -> String {
         Event::TaskStart { task, .. } => banner("TASK", task),
         Event::HandlerStart { task, .. } => banner("RUNNING HANDLER", task),
         Event::Warning { message } => format!("[WARNING]: {message}"),
-        Event::PlayAborted { play, reason } => format!("play `{play}` stopped: {reason}"),
+        Event::PlayAborted { play, reason, .. } => format!("play `{play}` stopped: {reason}"),
         Event::Host(result) => host_line(result, style),
     }
 }
@@ -454,36 +486,35 @@ mod tests {
     }
 
     #[test]
-    fn exit_code_prefers_failed_over_unreachable() {
-        let mut tallies = BTreeMap::new();
-        tallies.insert(
-            "a".to_owned(),
-            Tally {
-                ok: 1,
-                ..Tally::default()
-            },
-        );
-        assert_eq!(exit_code(&tallies), 0);
-        tallies.insert(
-            "b".to_owned(),
-            Tally {
-                unreachable: 1,
-                ..Tally::default()
-            },
-        );
-        assert_eq!(exit_code(&tallies), 4);
-        tallies.insert(
-            "c".to_owned(),
-            Tally {
-                failed: 1,
-                ..Tally::default()
-            },
-        );
-        assert_eq!(exit_code(&tallies), 2);
+    fn exit_code_prefers_unreachable_over_failed_unless_over_budget() {
+        let tally = |failed, unreachable| Tally {
+            failed,
+            unreachable,
+            ..Tally::default()
+        };
+        let mut recap = Recap::default();
+        recap.hosts.insert("a".into(), tally(0, 0));
+        assert_eq!(exit_code(&recap), 0);
+        recap.hosts.insert("b".into(), tally(1, 0));
+        assert_eq!(exit_code(&recap), 2);
+        recap.hosts.insert("c".into(), tally(0, 1));
+        assert_eq!(exit_code(&recap), 4);
+        recap.add(&Event::PlayAborted {
+            play: "p".into(),
+            reason: "every host in the batch failed or was unreachable".into(),
+            max_fail_percentage: None,
+        });
+        assert_eq!(exit_code(&recap), 4);
+        recap.add(&Event::PlayAborted {
+            play: "p".into(),
+            reason: "over".into(),
+            max_fail_percentage: Some(0.0),
+        });
+        assert_eq!(exit_code(&recap), 2);
     }
 
     #[test]
-    fn changed_counts_as_ok_too_and_ignored_failures_are_not_failures() {
+    fn changed_and_ignored_failures_count_as_ok_too_as_in_ansible() {
         let mut t = Tally::default();
         count(&mut t, &result("a", Status::Changed));
         let mut ignored = result("a", Status::Failed);
@@ -492,7 +523,7 @@ mod tests {
         assert_eq!(
             t,
             Tally {
-                ok: 1,
+                ok: 2,
                 changed: 1,
                 ignored: 1,
                 ..Tally::default()

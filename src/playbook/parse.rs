@@ -145,7 +145,7 @@ impl RawTask {
 pub(super) struct RawPlay {
     pub name: Option<String>,
     pub hosts: String,
-    pub serial: Option<Serial>,
+    pub serial: Vec<Serial>,
     pub max_fail_percentage: Option<f64>,
     pub vars: Vars,
     pub tags: Vec<String>,
@@ -202,6 +202,17 @@ fn wrong_type(node: &Node, expected: &str, field: Option<&str>) -> Located {
     )
 }
 
+/// `serial:` one batch size, or a list of them (`[1, 3, "50%"]`).
+fn serial(key: &str, node: &Node) -> Res<Vec<Serial>> {
+    match node.items() {
+        Some(items) => items
+            .iter()
+            .map(|item| Ok(value::<SerialValue>(key, item)?.0))
+            .collect(),
+        None => Ok(vec![value::<SerialValue>(key, node)?.0]),
+    }
+}
+
 /// The value under `key`, deserialized as `T`.
 fn value<'a, T: Deserialize<'a>>(key: &str, node: &'a Node) -> Res<T> {
     node.to::<T>().map_err(|e| {
@@ -240,7 +251,7 @@ fn play(node: &Node) -> Res<RawPlay> {
     let mut p = RawPlay {
         name: None,
         hosts: String::new(),
-        serial: None,
+        serial: Vec::new(),
         max_fail_percentage: None,
         vars: Vars::new(),
         tags: Vec::new(),
@@ -255,7 +266,7 @@ fn play(node: &Node) -> Res<RawPlay> {
         match key {
             "name" => p.name = Some(value::<Text>(key, v)?.0),
             "hosts" => hosts = value::<List>(key, v)?.0,
-            "serial" => p.serial = value::<SerialValue>(key, v)?.0,
+            "serial" => p.serial = serial(key, v)?,
             "max_fail_percentage" => p.max_fail_percentage = Some(value::<Percent>(key, v)?.0),
             "vars" => p.vars = value::<VarMap>(key, v)?.0,
             "import_playbook" => p.import = Some(value::<Text>(key, v)?.0),

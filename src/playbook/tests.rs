@@ -63,11 +63,11 @@ fn good_fixture_parses_every_module_form() {
     let play = &pb.plays[0];
     assert_eq!(play.name, "every module");
     assert_eq!(play.hosts, "servers:clients");
-    assert_eq!(play.serial, Some(Serial::Percent(30.0)));
+    assert_eq!(play.serial, [Serial::Percent(30.0)]);
     assert_eq!(play.max_fail_percentage, Some(10.0));
     assert_eq!(play.tags, ["setup"]);
     assert_eq!(play.vars["consul_port"], 8500);
-    assert_eq!(pb.plays[1].serial, Some(Serial::Count(2)));
+    assert_eq!(pb.plays[1].serial, [Serial::Count(2)]);
     assert_eq!(pb.plays[1].name, "all");
 
     let t = &play.tasks;
@@ -349,12 +349,23 @@ fn serial_forms() {
         parse(&format!("- hosts: all\n  serial: {s}\n  tasks: []\n"))
             .map(|p| p.plays[0].serial.clone())
     };
-    assert_eq!(serial("3").unwrap(), Some(Serial::Count(3)));
-    assert_eq!(serial("\"25%\"").unwrap(), Some(Serial::Percent(25.0)));
-    assert_eq!(serial("0").unwrap(), None);
+    assert_eq!(serial("3").unwrap(), [Serial::Count(3)]);
+    assert_eq!(serial("\"25%\"").unwrap(), [Serial::Percent(25.0)]);
+    assert_eq!(serial("0").unwrap(), [Serial::Count(0)]);
+    assert_eq!(
+        serial("[1, 3, \"50%\"]").unwrap(),
+        [Serial::Count(1), Serial::Count(3), Serial::Percent(50.0)]
+    );
+    assert_eq!(serial("[]").unwrap(), []);
     let text = serial("lots").unwrap_err().to_string();
     assert!(
         text.starts_with("site.yml:2:11: `serial`: expected a number of hosts"),
+        "{text}"
+    );
+    // a bad size in a list points at that size
+    let text = serial("[1, \"half\"]").unwrap_err().to_string();
+    assert!(
+        text.starts_with("site.yml:2:15: `serial`: expected a number of hosts"),
         "{text}"
     );
 }

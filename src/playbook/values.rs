@@ -104,21 +104,16 @@ fn parse_percent(s: &str) -> Option<f64> {
     (0.0..=100.0).contains(&n).then_some(n)
 }
 
-/// `serial:` a host count or `"30%"`; `0` means all hosts at once.
-pub(crate) struct SerialValue(pub Option<Serial>);
+/// One `serial:` size: a host count or `"30%"`; `0` means all hosts left.
+pub(crate) struct SerialValue(pub Serial);
 
 impl<'de> Deserialize<'de> for SerialValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         parse_scalar(d, "a number of hosts or a percentage such as `30%`", |s| {
             if s.ends_with('%') {
-                return parse_percent(s)
-                    .filter(|p| *p > 0.0)
-                    .map(|p| Some(Serial::Percent(p)));
+                return parse_percent(s).filter(|p| *p > 0.0).map(Serial::Percent);
             }
-            match s.parse::<usize>().ok()? {
-                0 => Some(None),
-                n => Some(Some(Serial::Count(n))),
-            }
+            s.parse::<usize>().ok().map(Serial::Count)
         })
         .map(SerialValue)
     }
