@@ -8,4 +8,5 @@ mod host_keys;
 mod lab;
 mod run;
 mod secrets;
+mod serial;
 mod ssh;
