@@ -66,6 +66,9 @@ pub struct Play {
 /// A YAML bool becomes `"true"` or `"false"`.
 pub type Condition = Vec<String>;
 
+/// What an unnamed `no_log` task shows instead of its arguments.
+pub(crate) const NO_LOG_PLACEHOLDER: &str = "<hidden by no_log>";
+
 #[derive(Debug, Clone)]
 pub struct Task {
     /// The given name, else `MODULE: first argument` (e.g. `command: echo hi`).
@@ -358,8 +361,12 @@ const BUILTIN_TASKS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The default task name: `MODULE: first argument`, on one line.
-fn default_name(module: &dyn Module) -> String {
+/// The default task name: `MODULE: first argument`, on one line; under
+/// `no_log` the argument, which may hold a secret, is left out.
+fn default_name(module: &dyn Module, no_log: bool) -> String {
+    if no_log {
+        return format!("{}: {NO_LOG_PLACEHOLDER}", module.name());
+    }
     let arg = module.summary();
     let first_line = arg.trim().lines().next().unwrap_or("").trim();
     format!("{}: {first_line}", module.name())
@@ -532,7 +539,7 @@ impl Builder<'_> {
             name: raw
                 .name
                 .clone()
-                .unwrap_or_else(|| default_name(module.as_ref())),
+                .unwrap_or_else(|| default_name(module.as_ref(), raw.no_log)),
             module: module.clone(),
             when: raw.when.clone(),
             tags: raw.tags.clone(),

@@ -661,25 +661,86 @@ fn host_keys_unknown_changed_and_accept_new() {
     assert!(off.stdout.contains("host key checking is off"), "{off}");
 }
 
+/// A secret made up at run time, used by named and unnamed `no_log` tasks
+/// (in a variable and written out in the task) that succeed, fail, loop and
+/// change a file, must not reach stdout or stderr in human or JSON output,
+/// with `-v` and `--diff`; the task after them prints the registered value
+/// on purpose, to show the secret really went through those tasks.
 #[test]
 fn no_log_keeps_secrets_out_of_every_output() {
+    use rand::Rng;
+    let secret: String = format!("s3cret{:016x}", rand::thread_rng().gen::<u64>());
     let cluster = Cluster::start(1);
-    let inventory = cluster.inventory(&[("secret", "hunter2")]);
+    let work = workdir(&cluster);
+    let inventory = cluster.inventory(&[("work", work.to_str().unwrap())]);
     let playbook = cluster.write_file(
         "secret.yml",
-        "- hosts: all\n  tasks:\n    - name: uses a secret\n      shell: echo {{ secret }}; echo {{ secret }} >&2; exit 1\n      no_log: true\n",
+        &r#"- hosts: all
+  tasks:
+    - shell: echo {{ secret }}; echo {{ secret }} >&2
+      no_log: true
+      register: unnamed
+    - name: named success
+      command: echo {{ secret }}
+      no_log: true
+    - command: echo SECRET written out
+      no_log: true
+    - shell: echo SECRET >&2; false SECRET
+      no_log: true
+      ignore_errors: true
+    - command: echo {{ secret }} {{ item }}
+      no_log: true
+      loop: [one, "{{ secret }}"]
+    - copy:
+        content: "{{ secret }}\n"
+        dest: "{{ work }}/{{ secret }}.txt"
+      no_log: true
+    - shell: echo {{ secret }} >&2; exit 3
+      no_log: true
+      ignore_errors: true
+    - command: test {{ secret }} = "{{ secret }}"
+      no_log: true
+      changed_when: false
+      failed_when: "secret in unnamed.stdout"
+      ignore_errors: true
+    - name: printed on purpose
+      debug:
+        msg: "registered {{ unnamed.stdout }}"
+    - name: named failure
+      shell: echo {{ secret }}; echo {{ secret }} >&2; exit 1
+      no_log: true
+"#
+        .replace("SECRET", &secret),
     );
+    let extra = format!("secret={secret}");
     for format in ["human", "json"] {
-        let out = run(
-            &cluster,
-            &inventory,
-            &[playbook.to_str().unwrap(), "--output", format, "-v"],
-        );
-        assert_eq!(out.code, 2, "{out}");
-        assert!(
-            !out.stdout.contains("hunter2") && !out.stderr.contains("hunter2"),
-            "{format}: {out}"
-        );
+        for verbose in [None, Some("-v")] {
+            let mut rest = vec![
+                playbook.to_str().unwrap(),
+                "--output",
+                format,
+                "--diff",
+                "-e",
+                &extra,
+            ];
+            rest.extend(verbose);
+            let _ = fs::remove_file(work.join(format!("{secret}.txt")));
+            let out = run(&cluster, &inventory, &rest);
+            assert_eq!(out.code, 2, "{out}");
+            assert!(
+                work.join(format!("{secret}.txt")).is_file(),
+                "the copy ran: {out}"
+            );
+            let text = format!("{}{}", out.stdout, out.stderr);
+            let printed = format!("registered {secret}");
+            assert_eq!(
+                text.matches(&secret).count(),
+                1,
+                "{format} {verbose:?}: {out}"
+            );
+            assert!(text.contains(&printed), "{format} {verbose:?}: {out}");
+            assert!(text.contains("<hidden by no_log>"), "{out}");
+        }
     }
 }
 

@@ -266,6 +266,14 @@ fn default_names_use_the_first_line_of_the_first_argument() {
 }
 
 #[test]
+fn an_unnamed_no_log_task_is_named_without_its_arguments() {
+    let t = task("    - command: mysql -p hunter2\n      no_log: true\n");
+    assert_eq!(t.name, "command: <hidden by no_log>");
+    let t = task("    - name: set password\n      command: mysql -p hunter2\n      no_log: true\n");
+    assert_eq!(t.name, "set password");
+}
+
+#[test]
 fn retries_and_delay_defaults() {
     let t = task("    - command: x\n");
     assert_eq!((t.retries, t.delay), (None, None));
