@@ -372,7 +372,10 @@ mod tests {
     fn consul_facts_digest_the_ca_the_host_certificate_and_the_key() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        assert!(consul_facts(dir, "n1").unwrap().is_empty(), "no key, no facts");
+        assert!(
+            consul_facts(dir, "n1").unwrap().is_empty(),
+            "no key, no facts"
+        );
         let key_file = dir.join(GOSSIP_KEY);
         fs::write(&key_file, "a2V5\n").unwrap();
         let facts = consul_facts(dir, "n1").unwrap();
