@@ -152,10 +152,10 @@ enum Msg {
 
 /// What the printer counted for the recap and the exit code.
 #[derive(Debug, Default)]
-pub struct Recap {
-    pub hosts: BTreeMap<String, Tally>,
+pub(crate) struct Recap {
+    pub(crate) hosts: BTreeMap<String, Tally>,
     /// A batch went over its `max_fail_percentage` and stopped the run.
-    pub over_budget: bool,
+    pub(crate) over_budget: bool,
 }
 
 impl Reporter {
@@ -265,7 +265,7 @@ impl Printer {
 /// record it): 2 when a batch went over its `max_fail_percentage`; else 4
 /// when any host was unreachable, even if others failed; else 2 when any
 /// host failed.
-pub fn exit_code(recap: &Recap) -> i32 {
+pub(crate) fn exit_code(recap: &Recap) -> i32 {
     let tallies = recap.hosts.values();
     if recap.over_budget {
         exit::HOST_FAILED
@@ -353,7 +353,7 @@ fn update_progress(progress: &mut Option<indicatif::ProgressBar>, event: &Event)
 
 impl Recap {
     /// Count `event` in.
-    pub fn add(&mut self, event: &Event) {
+    pub(crate) fn add(&mut self, event: &Event) {
         match event {
             Event::PlayStart { hosts, .. } => {
                 for host in hosts {
