@@ -9,3 +9,4 @@ mod lab;
 mod run;
 mod secrets;
 mod ssh;
+mod ssh_config;
