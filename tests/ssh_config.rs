@@ -261,6 +261,25 @@ fn a_match_host_block_picks_the_login_user_on_a_real_sshd() {
     assert_eq!(run.code, 4, "{run}");
     assert!(run.stdout.contains("unknown host key"), "{run}");
     assert!(run.stdout.contains("[lab-alias]:"), "{run}");
+
+    // accept-new records the key under the alias, in the first
+    // UserKnownHostsFile.
+    fs::write(&known_hosts, "").unwrap();
+    let run = cluster.run(&[
+        "exec",
+        "-i",
+        inv,
+        "--host-key-checking",
+        "accept-new",
+        "--",
+        "true",
+    ]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(
+        fs::read_to_string(&known_hosts).unwrap(),
+        format!("[lab-alias]:{} {}\n", host.port, host.host_key)
+    );
+    assert!(!cluster.home.join(".ssh").join("unused").exists());
 }
 
 /// `IdentitiesOnly yes`: the agent's keys that are not among the
