@@ -104,9 +104,10 @@ pub struct ConnectArgs {
     /// How strictly host keys are checked
     #[arg(long, value_enum, default_value_t = HostKeyCheckingArg::Strict)]
     pub host_key_checking: HostKeyCheckingArg,
-    /// Seconds to wait for a TCP connection
-    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
-    pub timeout: u64,
+    /// Seconds to wait for a TCP connection and the login [default: 10,
+    /// or `ConnectTimeout` from ~/.ssh/config]
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
     /// Output format
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,

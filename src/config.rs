@@ -3,14 +3,16 @@
 //! `Target` derived from its variables, so bad values are caught before any
 //! host is contacted.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::ssh::config::SshConfig;
-use crate::transport::{HostKeyChecking, Target};
+use crate::ssh::config::{local_user, Query, SshConfig};
+use crate::transport::{HostKeyChecking, Keepalive, Target};
 use crate::vars::Vars;
 
 /// OpenSSH's default GlobalKnownHostsFile; the variable
@@ -45,21 +47,29 @@ pub struct ConnectOptions {
     pub private_key: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
     pub host_key_checking: HostKeyChecking,
-    /// Seconds to wait for a TCP connection.
-    pub timeout: u64,
+    /// Seconds to wait for a TCP connection (and the login); `None`:
+    /// `ConnectTimeout` from the ssh config, else [`DEFAULT_TIMEOUT`].
+    pub timeout: Option<u64>,
 }
 
+/// Seconds `--timeout` defaults to.
+pub const DEFAULT_TIMEOUT: u64 = 10;
+
 /// Connection defaults from the command line.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnectDefaults {
     pub user: Option<String>,
     pub private_key: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
     pub host_key_checking: HostKeyChecking,
-    pub timeout: Duration,
+    /// `--timeout`, when given: it wins over `ConnectTimeout`.
+    pub timeout: Option<Duration>,
     pub home: Option<PathBuf>,
     /// `~/.ssh/config`, consulted below the inventory's own variables.
     pub ssh_config: SshConfig,
+    /// What the ssh config said that arpanet does not honour, for the hosts
+    /// resolved so far: one warning per option (see [`Self::ssh_warnings`]).
+    ignored: Mutex<BTreeMap<String, String>>,
 }
 
 impl ConnectDefaults {
@@ -67,7 +77,7 @@ impl ConnectDefaults {
         if args.forks == 0 {
             return Err(Error::usage("`--forks` must be at least 1"));
         }
-        if args.timeout == 0 {
+        if args.timeout == Some(0) {
             return Err(Error::usage("`--timeout` must be at least 1 second"));
         }
         let home = home_dir();
@@ -77,32 +87,56 @@ impl ConnectDefaults {
             private_key: args.private_key.clone(),
             known_hosts: args.known_hosts.clone(),
             host_key_checking: args.host_key_checking,
-            timeout: Duration::from_secs(args.timeout),
+            timeout: args.timeout.map(Duration::from_secs),
             home,
             ssh_config,
+            ignored: Mutex::default(),
         })
     }
 
-    /// Where `host` is reached and as whom, from its variables: the
-    /// `ansible_*` names first, then the short ones.
+    /// One warning per option (or `Match` criterion) of the ssh config that
+    /// applied to some host resolved so far but that arpanet does not
+    /// honour.
+    pub fn ssh_warnings(&self) -> Vec<String> {
+        let ignored = self.ignored.lock().unwrap_or_else(|p| p.into_inner());
+        ignored.values().cloned().collect()
+    }
+
+    /// Where `host` is reached and as whom, from its variables (the
+    /// `ansible_*` names first, then the short ones), the command line, then
+    /// `~/.ssh/config`. The inventory and `-u` play the part of `ssh -l` and
+    /// `-p`: they win over the file, and its `Match user` sees them.
     pub fn target(&self, host: &str, vars: &Vars) -> Result<Target> {
         let text = |names: &[&str]| var_text(vars, names);
         let name = text(&["ansible_host", "host"]).unwrap_or_else(|| host.to_owned());
-        let ssh = self.ssh_config.host(&name, self.home.as_deref());
-        let address = ssh.host_name.unwrap_or(name);
         let port = match text(&["ansible_port", "port"]) {
-            None => ssh.port.unwrap_or(22),
-            Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+            None => None,
+            Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
                 Error::usage(format!(
                     "host `{host}`: `ansible_port` must be a port number, got `{p}`"
                 ))
-            })?,
+            })?),
         };
-        let user = text(&["ansible_user", "user"])
-            .or_else(|| self.user.clone())
-            .or(ssh.user)
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "root".to_owned());
+        let user = text(&["ansible_user", "user"]).or_else(|| self.user.clone());
+        let local_user = local_user();
+        let ssh = self.ssh_config.resolve(&Query {
+            host: &name,
+            user: user.as_deref(),
+            port,
+            local_user: &local_user,
+            home: self.home.as_deref(),
+        })?;
+        {
+            let mut ignored = self.ignored.lock().unwrap_or_else(|p| p.into_inner());
+            for (key, warning) in &ssh.ignored {
+                ignored
+                    .entry(key.clone())
+                    .or_insert_with(|| warning.clone());
+            }
+        }
+        let address = ssh.host_name.unwrap_or(name);
+        let port = port.or(ssh.port).unwrap_or(22);
+        let user = user.or(ssh.user).unwrap_or(local_user);
         let mut identity_files = Vec::new();
         if let Some(key) = &self.private_key {
             identity_files.push(key.clone());
@@ -124,10 +158,19 @@ impl ConnectDefaults {
         let known_hosts = match (&self.known_hosts, text(&["arpanet_known_hosts_file"])) {
             (Some(file), _) => file.clone(),
             (None, Some(file)) => self.expand(&file),
-            (None, None) => {
-                extra_known_hosts.push(self.expand("~/.ssh/known_hosts2"));
-                self.expand("~/.ssh/known_hosts")
-            }
+            (None, None) => match ssh.user_known_hosts_files {
+                Some(files) => {
+                    let mut files = files.into_iter();
+                    // `UserKnownHostsFile none`: nothing read, nothing kept.
+                    let first = files.next().unwrap_or_else(|| PathBuf::from("/dev/null"));
+                    extra_known_hosts.extend(files);
+                    first
+                }
+                None => {
+                    extra_known_hosts.push(self.expand("~/.ssh/known_hosts2"));
+                    self.expand("~/.ssh/known_hosts")
+                }
+            },
         };
         match text(&["arpanet_global_known_hosts_file"]) {
             Some(files) => extra_known_hosts.extend(
@@ -138,6 +181,12 @@ impl ConnectDefaults {
             ),
             None => extra_known_hosts.extend(GLOBAL_KNOWN_HOSTS.iter().map(PathBuf::from)),
         }
+        // `ConnectTimeout 0` and `ServerAliveInterval 0` mean "no limit" to
+        // ssh; arpanet keeps its own bounds then.
+        let connect_timeout = self
+            .timeout
+            .or(ssh.connect_timeout.filter(|t| !t.is_zero()))
+            .unwrap_or(Duration::from_secs(DEFAULT_TIMEOUT));
         Ok(Target {
             name: host.to_owned(),
             address,
@@ -147,7 +196,13 @@ impl ConnectDefaults {
             known_hosts,
             extra_known_hosts,
             host_key_checking: self.host_key_checking,
-            connect_timeout: self.timeout,
+            host_key_alias: ssh.host_key_alias,
+            identities_only: ssh.identities_only.unwrap_or(false),
+            connect_timeout,
+            keepalive: Keepalive {
+                interval: ssh.server_alive_interval.filter(|t| !t.is_zero()),
+                max: ssh.server_alive_count_max.map(|n| n.max(1) as usize),
+            },
         })
     }
 
@@ -171,7 +226,7 @@ fn var_text(vars: &Vars, names: &[&str]) -> Option<String> {
 /// `~/.ssh/config`, or an empty one without a home.
 fn user_ssh_config(home: Option<&Path>) -> Result<SshConfig> {
     match home {
-        Some(home) => SshConfig::load(&home.join(".ssh").join("config")),
+        Some(home) => SshConfig::load(&home.join(".ssh").join("config"), Some(home)),
         None => Ok(SshConfig::default()),
     }
 }
@@ -184,10 +239,15 @@ pub(crate) fn ssh_address(host: &str, vars: &Vars) -> Result<String> {
     let home = home_dir();
     let ssh_config = user_ssh_config(home.as_deref())?;
     let name = var_text(vars, &["ansible_host", "host"]).unwrap_or_else(|| host.to_owned());
-    Ok(ssh_config
-        .host(&name, home.as_deref())
-        .host_name
-        .unwrap_or(name))
+    let user = var_text(vars, &["ansible_user", "user"]);
+    let ssh = ssh_config.resolve(&Query {
+        host: &name,
+        user: user.as_deref(),
+        port: None,
+        local_user: &local_user(),
+        home: home.as_deref(),
+    })?;
+    Ok(ssh.host_name.unwrap_or(name))
 }
 
 pub fn home_dir() -> Option<PathBuf> {
@@ -211,13 +271,15 @@ mod tests {
             private_key: None,
             known_hosts: None,
             host_key_checking: HostKeyChecking::Strict,
-            timeout: Duration::from_secs(5),
+            timeout: Some(Duration::from_secs(5)),
             home: Some(PathBuf::from("/home/op")),
             ssh_config: SshConfig::parse(
                 std::path::Path::new("config"),
                 "Host web*\n  HostName %h.example\n  Port 2200\n  User webop\n  IdentityFile ~/.ssh/web\n",
+                Some(Path::new("/home/op")),
             )
             .unwrap(),
+            ignored: Mutex::default(),
         }
     }
 
@@ -298,6 +360,49 @@ mod tests {
             )
             .unwrap();
         assert_eq!((t.port, t.user.as_str()), (22, "root"));
+    }
+
+    #[test]
+    fn ssh_config_connection_settings_reach_the_target() {
+        let config = "Host db\n  HostKeyAlias db-alias\n  UserKnownHostsFile ~/kh/%h-%r /etc/kh2\n\
+                      \x20 IdentitiesOnly yes\n  ConnectTimeout 7\n  ServerAliveInterval 4\n\
+                      \x20 ServerAliveCountMax 2\nMatch user root\n  Port 2222\n  ProxyJump x\n";
+        let mut d = defaults();
+        d.ssh_config =
+            SshConfig::parse(Path::new("config"), config, Some(Path::new("/home/op"))).unwrap();
+        d.timeout = None;
+        let t = d
+            .target("db", &vars(&[("ansible_user", "root".into())]))
+            .unwrap();
+        assert_eq!(t.host_key_alias.as_deref(), Some("db-alias"));
+        assert_eq!(t.known_hosts, PathBuf::from("/home/op/kh/db-root"));
+        assert_eq!(t.extra_known_hosts[0], PathBuf::from("/etc/kh2"));
+        assert!(t.identities_only);
+        assert_eq!(t.connect_timeout, Duration::from_secs(7));
+        assert_eq!(
+            t.keepalive,
+            Keepalive {
+                interval: Some(Duration::from_secs(4)),
+                max: Some(2)
+            }
+        );
+        // `Match user` sees the inventory's user (as `ssh -l`).
+        assert_eq!(t.port, 2222);
+        assert_eq!(d.ssh_warnings().len(), 1, "{:?}", d.ssh_warnings());
+        assert!(d.ssh_warnings()[0].contains("`ProxyJump`"));
+        let t = d.target("db", &Vars::new()).unwrap();
+        assert_eq!(t.port, 22);
+        // `--timeout` wins over `ConnectTimeout`; unset, 10 s.
+        d.timeout = Some(Duration::from_secs(3));
+        assert_eq!(
+            d.target("db", &Vars::new()).unwrap().connect_timeout,
+            Duration::from_secs(3)
+        );
+        d.timeout = None;
+        let t = d.target("web1", &Vars::new()).unwrap();
+        assert_eq!(t.connect_timeout, Duration::from_secs(DEFAULT_TIMEOUT));
+        assert_eq!(t.keepalive, Keepalive::default());
+        assert_eq!((t.host_key_alias, t.identities_only), (None, false));
     }
 
     #[test]

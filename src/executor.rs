@@ -807,7 +807,10 @@ mod tests {
             known_hosts: "/dev/null".into(),
             extra_known_hosts: Vec::new(),
             host_key_checking: HostKeyChecking::Strict,
+            host_key_alias: None,
+            identities_only: false,
             connect_timeout: Duration::from_secs(1),
+            keepalive: Default::default(),
         }
     }
 

@@ -40,6 +40,9 @@ pub fn run_playbooks(
     )?;
     let targets: Vec<Target> = hosts.into_iter().map(|h| h.target).collect();
     let printer = Printer::start(output.format, output.verbose);
+    for warning in session.defaults.ssh_warnings() {
+        printer.reporter().warn(warning);
+    }
     if session.defaults.host_key_checking == HostKeyChecking::Off {
         printer
             .reporter()

@@ -193,7 +193,11 @@ impl SshConnector {
 
         if let Some(socket) = &self.agent {
             match agent_identities(socket).await {
-                Ok((mut agent, identities)) => {
+                Ok((mut agent, mut identities)) => {
+                    if target.identities_only {
+                        let files = self.file_public_keys(&target.identity_files);
+                        identities.retain(|k| files.iter().any(|f| f.key_data() == k.key_data()));
+                    }
                     tried.push(format!(
                         "{} ssh-agent identit{} ({})",
                         identities.len(),
@@ -280,6 +284,22 @@ impl SshConnector {
             format!("permission denied (publickey) for user `{user}`"),
             hint,
         ))
+    }
+
+    /// The public halves of the key files (from `FILE.pub`, else the key
+    /// itself), for `IdentitiesOnly`: only these agent keys are offered.
+    fn file_public_keys(&self, files: &[PathBuf]) -> Vec<PublicKey> {
+        files
+            .iter()
+            .filter_map(|path| {
+                let mut public = path.clone().into_os_string();
+                public.push(".pub");
+                std::fs::read_to_string(public)
+                    .ok()
+                    .and_then(|text| PublicKey::from_openssh(text.trim()).ok())
+                    .or_else(|| self.load_key(path).ok().map(|k| k.public_key().clone()))
+            })
+            .collect()
     }
 
     /// Read a private key, decrypting it with the passphrase if needed; an
@@ -539,8 +559,14 @@ fn client_config(known_hosts: &KnownHosts, target: &Target) -> client::Config {
         nodelay: true,
         ..client::Config::default()
     };
+    if let Some(interval) = target.keepalive.interval {
+        config.keepalive_interval = Some(interval);
+    }
+    if let Some(max) = target.keepalive.max {
+        config.keepalive_max = max;
+    }
     if target.host_key_checking != HostKeyChecking::Off {
-        let offer = known_hosts.offer(&target.address, target.port);
+        let offer = known_hosts.offer(host_key_name(target), target.port);
         config.preferred.key = offer.keys.into();
         config.preferred.host_key_certificates = offer.certificates.into();
     }
@@ -574,9 +600,8 @@ impl ClientHandler {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let check = self
-            .known_hosts
-            .check(&target.address, target.port, offered, now);
+        let name = host_key_name(target);
+        let check = self.known_hosts.check(name, target.port, offered, now);
         let path = &target.known_hosts;
         let peer = endpoint(target);
         let kind = key.algorithm();
@@ -590,7 +615,7 @@ impl ClientHandler {
         match check.status {
             Status::Known => Ok(()),
             Status::New if target.host_key_checking == HostKeyChecking::AcceptNew => {
-                known_hosts::append(path, &target.address, target.port, &key)
+                known_hosts::append(path, name, target.port, &key)
             }
             Status::New => Err(unreachable(
                 target,
@@ -603,7 +628,7 @@ impl ClientHandler {
                      or run `ssh-keyscan -p {} {} >> {}` (then check the fingerprint), \
                      or use --host-key-checking accept-new{notes}",
                     path.display(),
-                    known_hosts::entry_line(&target.address, target.port, &key),
+                    known_hosts::entry_line(name, target.port, &key),
                     target.port,
                     target.address,
                     path.display()
@@ -626,7 +651,7 @@ impl ClientHandler {
                     "someone may be intercepting the connection (man-in-the-middle), or the \
                      host was reinstalled; if you trust the new key, remove the old entry with \
                      `ssh-keygen -R '{}' -f {}` (or delete line {line}) and connect again{notes}",
-                    known_hosts::host_pattern(&target.address.to_ascii_lowercase(), target.port),
+                    known_hosts::host_pattern(&name.to_ascii_lowercase(), target.port),
                     file.display()
                 ),
             )),
@@ -798,6 +823,12 @@ fn signal_number(sig: &Sig) -> Option<u32> {
         Sig::TERM => 15,
         Sig::Custom(_) => return None,
     })
+}
+
+/// The name the host's keys are recorded under: ssh's `HostKeyAlias`, else
+/// the address.
+fn host_key_name(target: &Target) -> &str {
+    target.host_key_alias.as_deref().unwrap_or(&target.address)
 }
 
 /// `address:port`, with brackets around IPv6 addresses.

@@ -81,8 +81,26 @@ pub struct Target {
     /// `/etc/ssh/ssh_known_hosts` and `/etc/ssh/ssh_known_hosts2`.
     pub extra_known_hosts: Vec<PathBuf>,
     pub host_key_checking: HostKeyChecking,
+    /// The name looked up in (and written to) known_hosts instead of
+    /// `address`, as ssh's `HostKeyAlias`.
+    pub host_key_alias: Option<String>,
+    /// Offer only the agent's keys that are among `identity_files`, as
+    /// ssh's `IdentitiesOnly`.
+    pub identities_only: bool,
     #[serde(skip)]
     pub connect_timeout: Duration,
+    /// Keepalives asked for by the ssh config; the transport's own default
+    /// where `None`.
+    #[serde(skip)]
+    pub keepalive: Keepalive,
+}
+
+/// ssh's `ServerAliveInterval` and `ServerAliveCountMax`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Keepalive {
+    pub interval: Option<Duration>,
+    /// Unanswered keepalives before the connection counts as lost.
+    pub max: Option<usize>,
 }
 
 /// Opens transports; the SSH implementation throttles connection starts.

@@ -219,7 +219,10 @@ impl Client<'_> {
                 "yes" => HostKeyChecking::Strict,
                 _ => HostKeyChecking::AcceptNew,
             },
+            host_key_alias: None,
+            identities_only: false,
             connect_timeout: Duration::from_secs(10),
+            keepalive: Default::default(),
         };
         let accepted = self.runtime.block_on(async {
             let connector = SshConnector::new(4).with_agent(None).with_passphrase(None);

@@ -10,3 +10,4 @@ mod run;
 mod secrets;
 mod serial;
 mod ssh;
+mod ssh_config;

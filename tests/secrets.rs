@@ -218,3 +218,155 @@ fn the_secrets_task_writes_once_then_reports_ok_and_check_mode_writes_nothing() 
     assert_ne!(odd.code, 0, "{odd}");
     assert!(!consul.exists() && !docker.exists(), "{odd}");
 }
+
+/// A playbook making both kinds of secrets for three hosts (local tasks: no
+/// host is contacted) and printing each host's security fingerprint, with
+/// its inventory, in a fresh tempdir.
+fn local_secrets_project() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    fs::create_dir_all(dir.join("home")).unwrap();
+    let inventory = dir.join("inventory.ini");
+    fs::write(
+        &inventory,
+        "[servers]\nn1 ansible_host=127.0.0.1\nn2 ansible_host=127.0.0.2\n\
+         [clients]\nn3 ansible_host=127.0.0.3\n[all:vars]\ndocker_tcp=true\n",
+    )
+    .unwrap();
+    let playbook = dir.join("secrets.yml");
+    fs::write(
+        &playbook,
+        concat!(
+            "- hosts: all\n",
+            "  tasks:\n",
+            "    - cluster_secrets: {kind: consul, dir: \"{{ consul_tls_dir }}\"}\n",
+            "    - cluster_secrets: {kind: docker_tls, dir: \"{{ docker_tls_dir }}\"}\n",
+            "    - debug: {msg: \"print={{ inventory_hostname }}={{ consul_security_fingerprint }}\"}\n",
+        ),
+    )
+    .unwrap();
+    (tmp, inventory, playbook)
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The public key of a certificate and of a private key, which must match.
+fn assert_pair(dir: &Path, cert: &str, key: &str) {
+    let of_cert = openssl(dir, &["x509", "-in", cert, "-noout", "-pubkey"]);
+    let of_key = openssl(dir, &["pkey", "-in", key, "-pubout"]);
+    assert_eq!(of_cert, of_key, "{cert} and {key} in {}", dir.display());
+}
+
+/// Issue 8: two first runs at once used the same temp name and left a CA
+/// key that did not match the CA. Twenty at once must end with one
+/// consistent set that every run agrees on.
+#[test]
+fn twenty_concurrent_first_runs_leave_one_consistent_set() {
+    let (tmp, inventory, playbook) = local_secrets_project();
+    let dir = tmp.path();
+    let runs: Vec<Run> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..20)
+            .map(|_| {
+                scope.spawn(|| {
+                    crate::support::run_arpanet(
+                        &dir.join("home"),
+                        dir,
+                        &["run", "-i", t(&inventory), t(&playbook)],
+                        &[],
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for run in &runs {
+        assert_eq!(run.code, 0, "{run}");
+    }
+    for (kind, client) in [("consul-tls", false), ("docker-tls", true)] {
+        let tls = dir.join(kind);
+        assert_pair(&tls, "ca.pem", "ca-key.pem");
+        let mut certs = vec![];
+        for host in ["n1", "n2", "n3"] {
+            let own = format!("hosts/{host}");
+            assert_pair(
+                &tls,
+                &format!("{own}/server-cert.pem"),
+                &format!("{own}/server-key.pem"),
+            );
+            certs.push(format!("{own}/server-cert.pem"));
+        }
+        if client {
+            assert_pair(&tls, "cert.pem", "key.pem");
+            certs.push("cert.pem".into());
+        }
+        for cert in &certs {
+            let said = openssl(&tls, &["verify", "-CAfile", "ca.pem", cert]);
+            assert_eq!(said.trim(), format!("{cert}: OK"), "{kind}");
+        }
+    }
+    // Every run saw the set that stayed: the same fingerprint per host.
+    for host in ["n1", "n2", "n3"] {
+        let prints: std::collections::BTreeSet<String> = runs
+            .iter()
+            .map(|run| {
+                let tag = format!("print={host}=");
+                let at = run.stdout.find(&tag).unwrap_or_else(|| panic!("{run}"));
+                run.stdout[at + tag.len()..]
+                    .chars()
+                    .take_while(char::is_ascii_hexdigit)
+                    .collect()
+            })
+            .collect();
+        assert_eq!(prints.len(), 1, "{host}: {prints:?}");
+    }
+    let leftovers: Vec<_> = listing(dir)
+        .into_keys()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// A secrets directory anyone may write is refused before anything is
+/// read from it or written to it, with the fix in the hint.
+#[test]
+fn a_world_writable_secrets_directory_is_refused_with_a_hint() {
+    use std::os::unix::fs::PermissionsExt;
+    let (tmp, inventory, playbook) = local_secrets_project();
+    let dir = tmp.path();
+    let consul = dir.join("consul-tls");
+    fs::create_dir(&consul).unwrap();
+    fs::set_permissions(&consul, fs::Permissions::from_mode(0o777)).unwrap();
+    let before = listing(dir);
+    for extra in [&[][..], &["--check"][..]] {
+        let mut args = vec!["run", "-i", t(&inventory), t(&playbook)];
+        args.extend(extra);
+        let run = crate::support::run_arpanet(&dir.join("home"), dir, &args, &[]);
+        assert_ne!(run.code, 0, "{run}");
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            all.contains(&format!("`{}` is writable by everyone", consul.display())),
+            "{run}"
+        );
+        assert!(
+            all.contains(&format!("chmod 700 {}", consul.display())),
+            "{run}"
+        );
+        assert!(
+            listing(dir) == before,
+            "{extra:?}: files were written\n{run}"
+        );
+    }
+}

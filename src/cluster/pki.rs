@@ -489,6 +489,81 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
     }
 }
 
+/// The file in a secrets directory that [`lock`] holds.
+pub(crate) const LOCK_FILE: &str = ".lock";
+
+/// Refuse a secrets directory, or anything in it, that another user could
+/// have written: writable by group or others, or owned by another uid than
+/// ours. Key material read from there could be an attacker's, and keys
+/// written there could be read or swapped. A directory that does not exist
+/// yet is fine (it is made 0700).
+pub(crate) fn guard(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        let meta = match fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("inspect", &path, e)),
+        };
+        let what = if meta.is_dir() { "directory" } else { "file" };
+        if meta.uid() != me {
+            return Err(Error::usage(format!(
+                "the secrets {what} `{}` belongs to uid {}, not to you (uid {me}):                  arpanet keeps cluster keys only where no one else could have put them",
+                path.display(),
+                meta.uid()
+            ))
+            .with_hint(format!(
+                "if its content is yours, `chown -R {me} {}`; otherwise move it aside                  and run again to make new secrets",
+                dir.display()
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(Error::usage(format!(
+                "the secrets {what} `{}` is writable by {} (mode {:04o}): anyone could                  have replaced the cluster's keys",
+                path.display(),
+                if meta.mode() & 0o002 != 0 { "everyone" } else { "its group" },
+                meta.mode() & 0o7777
+            ))
+            .with_hint(format!(
+                "`chmod 700 {}` and `chmod -R go-w {}` if you trust what is in it,                  else move it aside and run again",
+                dir.display(),
+                dir.display()
+            )));
+        }
+        if meta.is_dir() {
+            for entry in fs::read_dir(&path).map_err(|e| Error::io("read", &path, e))? {
+                todo.push(entry.map_err(|e| Error::io("read", &path, e))?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Make `dir` (0700) if needed and hold an exclusive `flock` on its lock
+/// file until the returned file is dropped, so that runs of arpanet on this
+/// machine make and read the secrets one at a time: two first runs must
+/// not each make a CA. The directory is [`guard`]ed before anything is
+/// written and again once the lock is held.
+pub(crate) fn lock(dir: &Path) -> Result<fs::File> {
+    guard(dir)?;
+    create_private_dir(dir)?;
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| Error::io("open", &path, e))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| Error::io("lock", &path, e.into()))?;
+    guard(dir)?;
+    Ok(file)
+}
+
 fn create_private_dir(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
@@ -505,17 +580,20 @@ pub fn write_secret(path: &Path, data: &[u8]) -> Result<()> {
     write_atomic(path, data, 0o600)
 }
 
-/// Write `data` to `path` through a temporary file in the same directory,
-/// created with `mode` (so a key is never readable by others, even briefly)
-/// and renamed over `path` once complete.
+/// Write `data` to `path` through a temporary file of its own in the same
+/// directory (a name no other run uses), created with `mode` (so a key is
+/// never readable by others, even briefly) and renamed over `path` once
+/// complete; removed again on any failure.
 fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| Error::Internal(format!("no file name in `{}`", path.display())))?;
-    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-    // A leftover from a run that stopped midway; `create_new` below reports
-    // anything that is still in the way.
-    let _ = fs::remove_file(&tmp);
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.{:016x}.tmp",
+        name.to_string_lossy(),
+        std::process::id(),
+        rand::random::<u64>()
+    ));
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -523,13 +601,21 @@ fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         .open(&tmp)
         .map_err(|e| Error::io("create", &tmp, e))?;
     // `mode` was filtered through the umask.
-    file.set_permissions(Permissions::from_mode(mode))
-        .map_err(|e| Error::io("set permissions of", &tmp, e))?;
-    file.write_all(data)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io("write", &tmp, e))?;
+    let written = file
+        .set_permissions(Permissions::from_mode(mode))
+        .map_err(|e| Error::io("set permissions of", &tmp, e))
+        .and_then(|()| {
+            file.write_all(data)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| Error::io("write", &tmp, e))
+        });
     drop(file);
-    fs::rename(&tmp, path).map_err(|e| Error::io("write", path, e))
+    let renamed =
+        written.and_then(|()| fs::rename(&tmp, path).map_err(|e| Error::io("write", path, e)));
+    if renamed.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    renamed
 }
 
 /// The DER inside the first `CERTIFICATE` block of a PEM text.
@@ -690,6 +776,86 @@ mod tests {
         let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         names.sort();
         names
+    }
+
+    fn with_hint(err: &Error) -> String {
+        match err {
+            Error::Usage { message, hint } => format!("{message} hint: {hint:?}"),
+            other => panic!("not a usage error: {other}"),
+        }
+    }
+
+    #[test]
+    fn a_directory_others_could_write_is_refused_with_a_hint_and_nothing_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("tls");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, Permissions::from_mode(0o777)).unwrap();
+        let err = lock(&dir).unwrap_err();
+        let text = with_hint(&err);
+        assert!(text.contains("writable by everyone (mode 0777)"), "{text}");
+        assert!(
+            text.contains(&format!("chmod 700 {}", dir.display())),
+            "{text}"
+        );
+        assert_eq!(
+            fs::read_dir(&dir).unwrap().count(),
+            0,
+            "something was written"
+        );
+
+        // Fixed by the hint: the lock is taken and the secrets made.
+        fs::set_permissions(&dir, Permissions::from_mode(0o700)).unwrap();
+        let held = lock(&dir).unwrap();
+        ensure(&dir, &lab()).unwrap();
+        drop(held);
+
+        // A group-writable file inside is refused too.
+        let key = dir.join(CA_KEY);
+        fs::set_permissions(&key, Permissions::from_mode(0o620)).unwrap();
+        let err = guard(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("`{}` is writable by its group", key.display())),
+            "{err}"
+        );
+        fs::set_permissions(&key, Permissions::from_mode(0o600)).unwrap();
+        guard(&dir).unwrap();
+
+        // So is a file of another user (as root, the test can make one).
+        if rustix::process::geteuid().is_root() {
+            let cert = dir.join(HOSTS_DIR).join("n1").join(SERVER_CERT);
+            std::os::unix::fs::chown(&cert, Some(65534), None).unwrap();
+            let err = lock(&dir).unwrap_err();
+            let text = with_hint(&err);
+            assert!(
+                text.contains("belongs to uid 65534, not to you (uid 0)"),
+                "{text}"
+            );
+            assert!(text.contains("chown -R 0"), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_lock_keeps_a_second_holder_waiting() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("tls");
+        let held = lock(&dir).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let _second = lock(&dir).unwrap();
+                tx.send(()).unwrap();
+            })
+        };
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(300))
+            .is_err());
+        drop(held);
+        rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        waiter.join().unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(LOCK_FILE)), 0o600);
     }
 
     #[test]

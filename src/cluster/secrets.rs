@@ -27,10 +27,17 @@
 //! `127.0.0.1`, `localhost` and, on a member of `servers`,
 //! `server.DATACENTER.consul`. Each host's run makes the CA (and, for Docker,
 //! the client certificate) if they are missing, then its own certificate;
-//! hosts run one at a time here (a lock), so the first makes the CA and the
-//! others find it. Everything is made once: a later run that finds the files
-//! current writes nothing and reports `ok`; one that wrote a file reports
-//! `changed` (see `pki::ensure` for when a certificate is issued again).
+//! hosts run one at a time here, and so do runs of arpanet on this machine
+//! (an `flock` on `DIR/.lock`), so the first makes the CA and the others
+//! find it; every file is written under a temp name of its own and renamed.
+//!
+//! The directory is refused, before anything is read or written, when it
+//! or anything in it is writable by group or others or owned by another
+//! user: keys from there could be someone else's (`pki::guard`).
+//!
+//! Everything is made once: a later run that finds the files current writes
+//! nothing and reports `ok`; one that wrote a file reports `changed` (see
+//! `pki::ensure` for when a certificate is issued again).
 //!
 //! `kind: consul` also makes the gossip encryption key (`gossip.key`, 0600)
 //! and sets two facts on the host: `consul_gossip_key`, and
@@ -51,9 +58,7 @@
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
-
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
@@ -142,9 +147,6 @@ impl SecretsKind {
 /// The file holding the Consul gossip encryption key, in the `consul` dir.
 pub(crate) const GOSSIP_KEY: &str = "gossip.key";
 
-/// One host at a time: the first makes the CA, the others reuse it.
-static LOCK: Mutex<()> = Mutex::new(());
-
 /// Make (or find current) this host's secrets; see the module documentation.
 pub(crate) fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let dir = ctx.render(&args.dir)?;
@@ -156,7 +158,15 @@ pub(crate) fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome> {
     }
     let dir = PathBuf::from(dir);
     let cert = server_cert(args.kind, ctx.host, ctx.vars)?;
-    let _one_at_a_time = LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    // One host (and one run of arpanet) at a time: the first makes the CA,
+    // the others reuse it. `--check` writes nothing, so it takes no lock,
+    // but refuses a directory others could write all the same.
+    let _one_at_a_time = if ctx.check {
+        pki::guard(&dir)?;
+        None
+    } else {
+        Some(pki::lock(&dir)?)
+    };
     let certs = std::slice::from_ref(&cert);
     let consul = args.kind == SecretsKind::Consul;
     let (count, facts) = if ctx.check {
@@ -170,6 +180,8 @@ pub(crate) fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome> {
                 SecretsKind::DockerTls => "docker_tls_dir",
             };
             facts.insert(name.into(), scratch.display().to_string().into());
+            // Hosts take turns on the scratch copy as on the real one.
+            let _turn = pki::lock(&scratch)?;
             make(&scratch, certs, consul)?;
             scratch
         } else {

@@ -665,7 +665,10 @@ impl Cluster {
             known_hosts: self.known_hosts.clone(),
             extra_known_hosts: Vec::new(),
             host_key_checking: HostKeyChecking::Strict,
+            host_key_alias: None,
+            identities_only: false,
             connect_timeout: Duration::from_secs(10),
+            keepalive: Default::default(),
         }
     }
 
