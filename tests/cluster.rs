@@ -189,6 +189,21 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     let _turn = crate::support::lab_lock();
     let lab = Lab::up();
 
+    // 0. a first `bootstrap --check` (the README's quickstart) on fresh nodes
+    //    and no secrets yet: it says what it would do, exits 0, and writes
+    //    no key material beside the inventory.
+    let secrets = [lab.dir.join("consul-tls"), lab.dir.join("docker-tls")];
+    for dir in &secrets {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let preview = lab.run("run", &["bootstrap", "--check"]);
+    assert_eq!(preview.code, 0, "{preview}");
+    assert!(preview.stdout.contains("would write"), "{preview}");
+    assert!(recap_changed(&preview).iter().all(|&n| n > 0), "{preview}");
+    for dir in &secrets {
+        assert!(!dir.exists(), "--check made `{}`", dir.display());
+    }
+
     // 1. bootstrap: 5 alive members, 3 servers, a leader, the stack everywhere.
     let first = lab.run("run", &["bootstrap"]);
     assert_eq!(first.code, 0, "{first}");
