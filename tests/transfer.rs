@@ -180,7 +180,7 @@ fn a_link_cut_in_the_middle_of_a_big_copy_or_template_leaves_old_or_new_and_no_t
         "- hosts: all\n  tasks:\n    - copy:\n        src: big.bin\n        dest: \"{{ work }}/big\"\n",
     );
     let dest = dir.join("big");
-    for at in [BIG / 10, BIG / 2, BIG * 9 / 10] {
+    for at in [BIG / 10, BIG / 2, BIG * 4 / 5] {
         cut_transfer(
             &cluster,
             &copy,

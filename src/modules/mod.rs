@@ -255,7 +255,11 @@ impl Context<'_> {
 
     /// Run a helper script whose non-zero exit is a task failure.
     async fn script(&self, command: &str, stdin: Option<&[u8]>) -> Result<Output, Outcome> {
-        Self::checked(command, self.exec(command, stdin).await)
+        match self.exec(command, stdin).await {
+            Ok(out) if out.success() => Ok(out),
+            Ok(out) => Err(Outcome::failed_command(command, &out)),
+            Err(err) => Err(Outcome::from_error(err)),
+        }
     }
 
     /// Run a command whose stdout is read, framed so that a login banner is
@@ -267,11 +271,7 @@ impl Context<'_> {
     /// [`Context::script`] for a script whose stdout is read, framed as
     /// [`Context::framed_exec`].
     async fn framed_script(&self, command: &str) -> Result<Output, Outcome> {
-        Self::checked(command, self.framed_exec(command).await)
-    }
-
-    fn checked(command: &str, result: Result<Output>) -> Result<Output, Outcome> {
-        match result {
+        match self.framed_exec(command).await {
             Ok(out) if out.success() => Ok(out),
             Ok(out) => Err(Outcome::failed_command(command, &out)),
             Err(err) => Err(Outcome::from_error(err)),
