@@ -90,6 +90,10 @@ enum Cut {
     Interrupt,
     /// arpanet gets SIGKILL.
     Kill,
+    /// The host's session is orphaned, as by a network partition: its sshd
+    /// processes are frozen while arpanet is killed, and thawed a while
+    /// later, so the session's input ends late.
+    Partition,
 }
 
 /// Run `playbook`, interrupt it with `cut` once the temp file on the host
@@ -124,25 +128,30 @@ fn cut_transfer(
         );
         thread::sleep(Duration::from_millis(1));
     };
-    match cut {
-        Cut::Link => assert!(
-            cluster.hosts[0].cut_connections() > 0,
-            "no connection to cut"
-        ),
-        Cut::Interrupt | Cut::Kill => {
-            let signal = if matches!(cut, Cut::Interrupt) {
-                "-INT"
-            } else {
-                "-KILL"
-            };
-            let status = Command::new("kill")
-                .args([signal, &child.id().to_string()])
-                .status()
-                .unwrap();
-            assert!(status.success());
+    let host = &cluster.hosts[0];
+    let run = match cut {
+        Cut::Link => {
+            assert!(host.cut_connections() > 0, "no connection to cut");
+            finish(child)
         }
-    }
-    let run = finish(child);
+        Cut::Interrupt => signal(child, "-INT"),
+        Cut::Kill => signal(child, "-KILL"),
+        Cut::Partition => {
+            assert!(
+                host.signal_connections("-STOP") > 0,
+                "no connection to freeze"
+            );
+            let run = signal(child, "-KILL");
+            thread::sleep(Duration::from_secs(1));
+            let partial = temps(dir);
+            assert!(
+                partial.iter().any(|(_, size)| *size < new.len() as u64),
+                "the orphaned session's temp file is gone before its input ended: {partial:?}"
+            );
+            host.signal_connections("-CONT");
+            run
+        }
+    };
     assert_ne!(
         run.code, 0,
         "a cut run cannot succeed ({cut:?} at {seen})\n{run}"
@@ -164,6 +173,16 @@ fn cut_transfer(
         new.len(),
         now.len()
     );
+}
+
+/// Send `signal` to arpanet and wait for it to end.
+fn signal(child: Child, signal: &str) -> Run {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    finish(child)
 }
 
 #[test]
@@ -212,7 +231,7 @@ fn a_link_cut_in_the_middle_of_a_big_copy_or_template_leaves_old_or_new_and_no_t
 }
 
 #[test]
-fn killing_arpanet_in_the_middle_of_a_big_copy_leaves_old_or_new_and_no_temp_file() {
+fn killing_arpanet_or_orphaning_the_session_mid_copy_leaves_old_or_new_and_no_temp_file() {
     let cluster = Cluster::start(1);
     let dir = workdir(&cluster, TEST_USER);
     cluster.inventory(&[("work", dir.to_str().unwrap())]);
@@ -226,24 +245,13 @@ fn killing_arpanet_in_the_middle_of_a_big_copy_leaves_old_or_new_and_no_temp_fil
     );
     let dest = dir.join("big");
     let old = b"old content\n";
-    cut_transfer(
-        &cluster,
-        &copy,
-        &dir,
-        &dest,
-        (old, &data),
-        BIG / 5,
-        Cut::Kill,
-    );
-    cut_transfer(
-        &cluster,
-        &copy,
-        &dir,
-        &dest,
-        (old, &data),
-        BIG / 2,
-        Cut::Interrupt,
-    );
+    for (at, cut) in [
+        (BIG / 5, Cut::Kill),
+        (BIG / 3, Cut::Partition),
+        (BIG / 2, Cut::Interrupt),
+    ] {
+        cut_transfer(&cluster, &copy, &dir, &dest, (old, &data), at, cut);
+    }
 }
 
 /// A `src:` file holding every byte value and invalid UTF-8 arrives byte

@@ -456,6 +456,13 @@ impl SshdHost {
     /// per-connection sshd processes (not the commands they run, nor the
     /// listener, which keeps accepting). Returns how many were killed.
     pub fn cut_connections(&self) -> usize {
+        self.signal_connections("-KILL")
+    }
+
+    /// Send `signal` (`-STOP`, `-CONT`, ...) to sshd's per-connection
+    /// processes (not the commands they run, nor the listener). Returns how
+    /// many were signalled.
+    pub fn signal_connections(&self, signal: &str) -> usize {
         let slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
         let Some(child) = slot.as_ref() else {
             return 0;
@@ -468,7 +475,7 @@ impl SshdHost {
             .collect();
         for pid in &sshds {
             let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
+                .args([signal, &pid.to_string()])
                 .stderr(Stdio::null())
                 .status();
         }
