@@ -4,7 +4,7 @@
 //! Three layers: `cli` and `command/` (the command line, one file per
 //! command); the Ansible-style engine (`config`, `session`, `runner`,
 //! `inventory`, `playbook`, `vars`, `scope`, `template`, `plan`, `executor`,
-//! `modules`, `transport`, `ssh`, `report`); and the product on top of it
+//! `modules`, `probe`, `transport`, `ssh`, `report`); and the product on top of it
 //! (`cluster/`: certificates, gossip key, `status`, `kv`, `consul`; `lab`).
 
 pub mod cli;
@@ -18,6 +18,7 @@ pub(crate) mod lab;
 pub(crate) mod modules;
 pub(crate) mod plan;
 pub(crate) mod playbook;
+pub(crate) mod probe;
 pub(crate) mod report;
 pub(crate) mod runner;
 pub(crate) mod scope;

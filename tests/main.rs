@@ -11,3 +11,4 @@ mod secrets;
 mod serial;
 mod ssh;
 mod ssh_config;
+mod transfer;

@@ -5,6 +5,7 @@
 use super::{first_reachable, ordered_hosts, text};
 use crate::config::ConnectOptions;
 use crate::error::{exit, Result};
+use crate::probe;
 use crate::session::{self, Session};
 use crate::transport::quote;
 
@@ -18,12 +19,9 @@ pub(crate) fn consul_cli(connect: &ConnectOptions, args: &[String]) -> Result<i3
         let (host, conn) = first_reachable(&connector, &hosts).await?;
         let name = text(&host.vars, "consul_name", "consul");
         let words: Vec<String> = args.iter().map(|a| quote(a)).collect();
-        let out = conn
-            .exec(
-                &format!("docker exec {} consul {}", quote(&name), words.join(" ")),
-                None,
-            )
-            .await?;
+        // Framed, so that only consul's own output is passed through.
+        let command = format!("docker exec {} consul {}", quote(&name), words.join(" "));
+        let out = probe::exec(conn.as_ref(), &host.name, &command, None).await?;
         print!("{}", out.stdout);
         eprint!("{}", out.stderr);
         conn.close().await;

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::{consul_api, consul_port};
 use crate::config::ConnectOptions;
 use crate::error::{exit, Result};
+use crate::probe;
 use crate::report::OutputFormat;
 use crate::session::{self, HostInfo, Session};
 use crate::transport::{Connector, Transport};
@@ -52,16 +53,14 @@ async fn node_status(connector: &dyn Connector, host: &HostInfo) -> NodeStatus {
         }
     };
     status.reachable = true;
-    if let Ok(out) = conn
-        .exec("docker version --format '{{.Server.Version}}'", None)
-        .await
-    {
+    let version = "docker version --format '{{.Server.Version}}'";
+    if let Ok(out) = probe::exec(conn.as_ref(), &host.name, version, None).await {
         if out.success() {
             status.docker = Some(out.stdout.trim().to_owned());
         }
     }
     let ps = "docker ps -a --filter label=arpanet.managed=true --format '{{.Names}}\t{{.State}}\t{{.Image}}'";
-    if let Ok(out) = conn.exec(ps, None).await {
+    if let Ok(out) = probe::exec(conn.as_ref(), &host.name, ps, None).await {
         status.containers = out
             .stdout
             .lines()

@@ -296,7 +296,7 @@ async fn container(args: &ContainerArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let inspect = format!(
         "docker container inspect --format '{{{{.State.Running}}}} {{{{.Image}}}} {{{{index .Config.Labels \"{SPEC_LABEL}\"}}}}' {q} 2>/dev/null || echo missing"
     );
-    let out = match ctx.script(&inspect, None).await {
+    let out = match ctx.framed_script(&inspect).await {
         Ok(out) => out,
         Err(failed) => return Ok(failed),
     };
@@ -314,13 +314,10 @@ async fn container(args: &ContainerArgs, ctx: &Context<'_>) -> Result<Outcome> {
         ContainerState::Started => {
             let spec = spec(args, ctx)?;
             let image_id = ctx
-                .exec(
-                    &format!(
-                        "docker image inspect --format '{{{{.Id}}}}' {} 2>/dev/null",
-                        quote(&spec.image)
-                    ),
-                    None,
-                )
+                .framed_exec(&format!(
+                    "docker image inspect --format '{{{{.Id}}}}' {} 2>/dev/null",
+                    quote(&spec.image)
+                ))
                 .await?;
             let wanted_image = image_id.stdout.trim().to_owned();
             let run = format!("{} >/dev/null", spec.run_command());

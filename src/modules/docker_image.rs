@@ -87,21 +87,17 @@ async fn run(args: &ImageArgs, ctx: &Context<'_>) -> Result<Outcome> {
         return Ok(Outcome::changed(true));
     }
     let before = ctx
-        .exec(
-            &format!("docker image inspect --format '{{{{.Id}}}}' {q} 2>/dev/null || true"),
-            None,
-        )
+        .framed_exec(&format!(
+            "docker image inspect --format '{{{{.Id}}}}' {q} 2>/dev/null || true"
+        ))
         .await?;
     let pull = format!("docker pull --quiet {q}");
-    let out = match ctx.script(&pull, None).await {
+    let out = match ctx.framed_script(&pull).await {
         Ok(out) => out,
         Err(failed) => return Ok(failed),
     };
     let after = ctx
-        .exec(
-            &format!("docker image inspect --format '{{{{.Id}}}}' {q}"),
-            None,
-        )
+        .framed_exec(&format!("docker image inspect --format '{{{{.Id}}}}' {q}"))
         .await?;
     let mut outcome = Outcome::changed(before.stdout.trim() != after.stdout.trim());
     outcome.stdout = out.stdout;

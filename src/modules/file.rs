@@ -1,7 +1,12 @@
 //! `template`, `copy` and `file`: files on the host. Content is compared by
 //! SHA-256 before anything is written, so unchanged files are left alone and
-//! report `ok`; writes go to a temp file in the same directory and are
-//! renamed into place, so a reader never sees half a file.
+//! report `ok`. A write is atomic: the bytes go to a temp file in the
+//! destination's directory, which is renamed into place only once its
+//! length and SHA-256 match what was sent. A transfer cut short (a lost
+//! link, arpanet killed) ends the remote script's input early; it then
+//! removes its temp file and leaves the destination alone, however late the
+//! host notices. Content is bytes end to end (`copy` of any file);
+//! `template` renders text.
 
 use std::sync::Arc;
 
@@ -209,7 +214,7 @@ async fn stat(ctx: &Context<'_>, path: &str, hash: bool) -> Result<Option<Remote
          if [ -e {p} ]; then stat -L -c '%f %u %g %U %G' -- {p}{hash_cmd}; \
          elif [ -L {p} ]; then stat -c '%f %u %g %U %G' -- {p}; else echo missing; fi"
     );
-    let out = ctx.script(&script, None).await?;
+    let out = ctx.framed_script(&script).await?;
     let mut lines = out.stdout.lines();
     let first = lines.next().unwrap_or_default();
     if first == "missing" {
@@ -376,16 +381,25 @@ pub(super) async fn content(
     ctx: &Context<'_>,
 ) -> Result<Outcome> {
     let dest = ctx.render(&args.dest)?;
-    let text = match (&args.content, &args.src) {
-        (Some(content), _) => ctx.render(content)?,
+    let data: Vec<u8> = match (&args.content, &args.src) {
+        (Some(content), _) => ctx.render(content)?.into_bytes(),
         (None, Some(src)) => {
             let src = ctx.render(src)?;
-            let (path, text) = read_src(ctx, &src, template)?;
+            let (path, bytes) = read_src(ctx, &src, template)?;
             if template {
+                let name = path.display().to_string();
+                let Ok(text) = String::from_utf8(bytes) else {
+                    return Err(Error::input(
+                        ctx.location.clone(),
+                        format!("template `{name}` is not UTF-8 text"),
+                    )
+                    .with_hint("`template` renders text; send other bytes with `copy`"));
+                };
                 ctx.engine
-                    .render_named(&path.display().to_string(), &text, ctx.vars)?
+                    .render_named(&name, &text, ctx.vars)?
+                    .into_bytes()
             } else {
-                text
+                bytes
             }
         }
         (None, None) => {
@@ -413,7 +427,7 @@ pub(super) async fn content(
             )));
         }
     }
-    let new_hash = hex::encode(Sha256::digest(text.as_bytes()));
+    let new_hash = hex::encode(Sha256::digest(&data));
     let content_differs =
         current.as_ref().and_then(|c| c.sha256.as_deref()) != Some(new_hash.as_str());
     let fixes = wanted.fixes(&dest, current.as_ref());
@@ -422,38 +436,72 @@ pub(super) async fn content(
     }
     let mut outcome = Outcome::changed(true);
     if ctx.diff && content_differs {
-        let old = match &current {
-            Some(_) => match ctx.script(&format!("cat -- {}", quote(&dest)), None).await {
-                Ok(out) => out.stdout,
-                Err(outcome) => return Ok(outcome),
-            },
-            None => String::new(),
-        };
-        outcome.diff = Some(unified_diff(&dest, &old, &text, current.is_none()));
+        outcome.diff = Some(match std::str::from_utf8(&data) {
+            Ok(new) => {
+                let old = match &current {
+                    Some(_) => match ctx.framed_script(&format!("cat -- {}", quote(&dest))).await {
+                        Ok(out) => out.stdout,
+                        Err(outcome) => return Ok(outcome),
+                    },
+                    None => String::new(),
+                };
+                unified_diff(&dest, &old, new, current.is_none())
+            }
+            Err(_) => format!("binary content of `{dest}` differs\n"),
+        });
     }
     if ctx.check {
         return Ok(outcome);
     }
     let script = if content_differs {
-        write_script(&dest, &wanted, current.is_some(), args.backup)
+        let sent = Sent {
+            len: data.len(),
+            sha256: &new_hash,
+        };
+        write_script(&dest, &wanted, current.is_some(), args.backup, &sent)
     } else {
         format!("set -e; {}", fixes.join("; "))
     };
-    let stdin = content_differs.then_some(text.as_bytes());
+    let stdin = content_differs.then_some(data.as_slice());
     if let Err(failed) = ctx.script(&script, stdin).await {
         return Ok(failed);
     }
     Ok(outcome)
 }
 
-/// Write stdin to `dest` atomically: a temp file in the same directory with
-/// the final mode and owner, then a rename.
-fn write_script(dest: &str, wanted: &Wanted, exists: bool, backup: bool) -> String {
+/// What arpanet sends on stdin for a write, as the remote side checks it.
+struct Sent<'a> {
+    len: usize,
+    sha256: &'a str,
+}
+
+/// Write stdin to `dest` atomically: a temp file in the same directory,
+/// checked against the length and hash that were sent, given the final mode
+/// and owner, then renamed. On any failure, and on a signal (a hangup when
+/// the session goes), the temp file is removed and `dest` is untouched; an
+/// input that ends early fails the check.
+fn write_script(
+    dest: &str,
+    wanted: &Wanted,
+    exists: bool,
+    backup: bool,
+    sent: &Sent<'_>,
+) -> String {
+    let len = sent.len;
     // Through a symlink to the file it points at, as `stat -L` judged it.
+    // The traps are set before the temp file exists; a trapped signal exits,
+    // which runs the EXIT trap.
     let mut s = format!(
-        "set -e; d={}; if [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi; \
-         t=$(mktemp \"$(dirname -- \"$d\")/.arpanet.XXXXXX\"); trap 'rm -f \"$t\"' EXIT; cat > \"$t\"; ",
-        quote(dest)
+        "set -e; t=; trap '[ -z \"$t\" ] || rm -f -- \"$t\"' EXIT; \
+         trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 141' PIPE; trap 'exit 143' TERM; \
+         d={}; if [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi; \
+         t=$(mktemp \"$(dirname -- \"$d\")/.arpanet.XXXXXX\"); cat > \"$t\"; \
+         n=$(wc -c < \"$t\"); if [ \"$n\" -ne {len} ]; then \
+         echo \"received $n of {len} bytes for $d: the transfer was cut; $d is unchanged\" >&2; exit 1; fi; \
+         h=$(sha256sum < \"$t\"); if [ \"${{h%% *}}\" != {hash} ]; then \
+         echo \"the content received for $d does not match its sha256 {hash}; $d is unchanged\" >&2; exit 1; fi; ",
+        quote(dest),
+        hash = sent.sha256,
     );
     let d = "\"$d\"";
     match (&wanted.mode, exists) {
@@ -640,20 +688,102 @@ mod tests {
         );
     }
 
-    #[test]
-    fn write_script_is_atomic_and_keeps_metadata_of_an_existing_file() {
+    /// Run the write script for `new` with the local `sh`, feeding it
+    /// `input`; whether it succeeded, and the names left in the directory.
+    fn write_locally(dest: &std::path::Path, new: &[u8], input: &[u8]) -> (bool, Vec<String>) {
+        use std::io::Write;
         let wanted = Wanted {
             mode: None,
             owner: None,
             group: None,
         };
-        let s = write_script("/etc/default/docker", &wanted, true, true);
-        assert!(s.starts_with("set -e; d=/etc/default/docker; if [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi;"), "{s}");
+        let sha256 = hex::encode(Sha256::digest(new));
+        let sent = Sent {
+            len: new.len(),
+            sha256: &sha256,
+        };
+        let script = write_script(dest.to_str().unwrap(), &wanted, dest.exists(), false, &sent);
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let ok = child.wait().unwrap().success();
+        let mut names: Vec<String> = std::fs::read_dir(dest.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        (ok, names)
+    }
+
+    #[test]
+    fn a_write_renames_only_complete_verified_content_and_keeps_the_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("conf");
+        std::fs::write(&dest, "old\n").unwrap();
+        std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let new: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+
+        let (ok, names) = write_locally(&dest, &new, &new[..40_000]);
+        assert!(!ok, "a short input must fail");
+        assert_eq!(names, ["conf"], "no temp file stays");
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old\n");
+
+        let mut forged = new.clone();
+        forged[7] ^= 1;
+        let (ok, names) = write_locally(&dest, &new, &forged);
         assert!(
-            s.contains("mktemp \"$(dirname -- \"$d\")/.arpanet.XXXXXX\""),
+            !ok,
+            "content of the right length but another hash must fail"
+        );
+        assert_eq!(names, ["conf"]);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old\n");
+
+        let (ok, names) = write_locally(&dest, &new, &new);
+        assert!(ok);
+        assert_eq!(names, ["conf"]);
+        assert_eq!(std::fs::read(&dest).unwrap(), new);
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&dest).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o7777, 0o600, "the old file's mode is kept");
+    }
+
+    #[test]
+    fn an_empty_file_is_written_and_a_new_file_gets_0644() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("empty");
+        let (ok, names) = write_locally(&dest, b"", b"");
+        assert!(ok);
+        assert_eq!(names, ["empty"]);
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&dest).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o7777, 0o644);
+    }
+
+    #[test]
+    fn write_script_backs_up_through_symlinks() {
+        let wanted = Wanted {
+            mode: None,
+            owner: None,
+            group: None,
+        };
+        let sent = Sent {
+            len: 3,
+            sha256: "ab",
+        };
+        let s = write_script("/etc/default/docker", &wanted, true, true, &sent);
+        assert!(
+            s.contains(
+                "d=/etc/default/docker; if [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi;"
+            ),
             "{s}"
         );
-        assert!(s.contains("chmod --reference=\"$d\""), "{s}");
         assert!(s.contains("cp -p -- \"$d\" \"$d\".$(date"), "{s}");
         assert!(s.ends_with("mv -f -- \"$t\" \"$d\"; trap - EXIT"), "{s}");
     }

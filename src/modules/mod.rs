@@ -261,6 +261,22 @@ impl Context<'_> {
             Err(err) => Err(Outcome::from_error(err)),
         }
     }
+
+    /// Run a command whose stdout is read, framed so that a login banner is
+    /// never taken for its answer (see `probe.rs`).
+    async fn framed_exec(&self, command: &str) -> Result<Output> {
+        crate::probe::exec(self.transport, self.host, command, None).await
+    }
+
+    /// [`Context::script`] for a script whose stdout is read, framed as
+    /// [`Context::framed_exec`].
+    async fn framed_script(&self, command: &str) -> Result<Output, Outcome> {
+        match self.framed_exec(command).await {
+            Ok(out) if out.success() => Ok(out),
+            Ok(out) => Err(Outcome::failed_command(command, &out)),
+            Err(err) => Err(Outcome::from_error(err)),
+        }
+    }
 }
 
 /// What running a module did.
@@ -401,26 +417,26 @@ pub(crate) async fn run(module: &dyn Module, ctx: &Context<'_>) -> Outcome {
     module.run(ctx).await.unwrap_or_else(Outcome::from_error)
 }
 
-/// The text of a playbook's `src:` file: beside the playbook, in its
+/// The bytes of a playbook's `src:` file: beside the playbook, in its
 /// `templates/` or `files/` folder, else a built-in template.
 pub fn read_src(
     ctx: &Context<'_>,
     src: &str,
     template: bool,
-) -> Result<(std::path::PathBuf, String)> {
+) -> Result<(std::path::PathBuf, Vec<u8>)> {
     let kind = if template {
         crate::playbook::SrcKind::Template
     } else {
         crate::playbook::SrcKind::File
     };
     if let Some(path) = ctx.playbook.resolve_src(src, kind) {
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
-        return Ok((path, text));
+        let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        return Ok((path, bytes));
     }
     if let Some(text) = crate::playbook::builtin_template(src) {
         return Ok((
             std::path::Path::new("<builtin>/templates").join(src),
-            text.to_owned(),
+            text.as_bytes().to_vec(),
         ));
     }
     Err(Error::input(

@@ -93,7 +93,7 @@ const CHANGED: &str = "ARPANET-CHANGED";
 async fn run(args: &ServiceArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let name = ctx.render(&args.name)?;
     let script = script(&quote(&name), args, ctx.check);
-    match ctx.script(&script, None).await {
+    match ctx.framed_script(&script).await {
         Ok(out) => Ok(Outcome::changed(out.stdout.lines().any(|l| l == CHANGED))),
         Err(failed) => Ok(failed),
     }

@@ -168,6 +168,62 @@ pub fn ensure_test_user() {
     });
 }
 
+/// An unprivileged account whose login shell prints a banner on stdout
+/// before and after every command, as a wrapper around `/bin/sh` would
+/// (what a noisy `.bashrc` or MOTD script does to a login). Created once per
+/// machine, like [`TEST_USER`]; returns its name.
+pub fn ensure_banner_user() -> &'static str {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        // Written whole and renamed: test processes in other worktrees may
+        // do the same at the same moment.
+        let dir = Path::new(BANNER_SHELL)
+            .parent()
+            .expect("shell path has a parent");
+        fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let temp = dir.join(format!(".banner-sh.{}", std::process::id()));
+        fs::write(
+            &temp,
+            "#!/bin/sh\necho 'WELCOME BANNER: this host is watched'\n/bin/sh \"$@\"\n\
+             status=$?\necho 'GOODBYE BANNER'\nexit $status\n",
+        )
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", temp.display()));
+        fs::set_permissions(&temp, fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", temp.display()));
+        fs::rename(&temp, BANNER_SHELL)
+            .unwrap_or_else(|e| panic!("cannot install {BANNER_SHELL}: {e}"));
+        for _ in 0..50 {
+            let exists = Command::new("id")
+                .args(["-u", BANNER_USER])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if exists {
+                run_checked(Command::new("usermod").args([
+                    "-p",
+                    "*",
+                    "-s",
+                    BANNER_SHELL,
+                    BANNER_USER,
+                ]));
+                return;
+            }
+            let _ = Command::new("useradd")
+                .args(["-m", "-s", BANNER_SHELL, BANNER_USER])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!("cannot create the test user `{BANNER_USER}` with useradd");
+    });
+    BANNER_USER
+}
+
+const BANNER_USER: &str = "arpanet-banner";
+const BANNER_SHELL: &str = "/usr/local/libexec/arpanet-test/banner-sh";
+
 /// sshd's privilege separation directory must exist.
 fn ensure_privsep_dir() {
     static DONE: OnceLock<()> = OnceLock::new();
@@ -396,6 +452,36 @@ impl SshdHost {
         );
     }
 
+    /// Cut every connection sshd serves, as a broken link would: kill its
+    /// per-connection sshd processes (not the commands they run, nor the
+    /// listener, which keeps accepting). Returns how many were killed.
+    pub fn cut_connections(&self) -> usize {
+        self.signal_connections("-KILL")
+    }
+
+    /// Send `signal` (`-STOP`, `-CONT`, ...) to sshd's per-connection
+    /// processes (not the commands they run, nor the listener). Returns how
+    /// many were signalled.
+    pub fn signal_connections(&self, signal: &str) -> usize {
+        let slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(child) = slot.as_ref() else {
+            return 0;
+        };
+        let sshds: Vec<u32> = descendants(child.id())
+            .into_iter()
+            .filter(|pid| {
+                fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sshd")
+            })
+            .collect();
+        for pid in &sshds {
+            let _ = Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        sshds.len()
+    }
+
     /// Whether sshd is running (not stopped).
     pub fn is_running(&self) -> bool {
         self.child
@@ -513,23 +599,7 @@ impl fmt::Display for Run {
 /// `SSH_AUTH_SOCK`, no `ARPANET_SSH_PASSPHRASE` and `NO_COLOR=1`, plus `env`.
 /// Killed (and the test failed) after three minutes.
 pub fn run_arpanet(home: &Path, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_arpanet"));
-    command
-        .args(args)
-        .current_dir(cwd)
-        .env("HOME", home)
-        .env("NO_COLOR", "1")
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("ARPANET_SSH_PASSPHRASE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run arpanet: {e}"));
+    let mut child = spawn_arpanet(home, cwd, args, env);
     let mut stdout = child.stdout.take().expect("piped stdout");
     let mut stderr = child.stderr.take().expect("piped stderr");
     let out = thread::spawn(move || {
@@ -563,6 +633,29 @@ pub fn run_arpanet(home: &Path, cwd: &Path, args: &[&str], env: &[(&str, &str)])
         stdout: out.join().unwrap_or_default(),
         stderr: err.join().unwrap_or_default(),
     }
+}
+
+/// Start the built `arpanet` binary as [`run_arpanet`] does, with stdout
+/// and stderr piped, and return at once (to signal it, or cut its
+/// connections, while it runs).
+pub fn spawn_arpanet(home: &Path, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_arpanet"));
+    command
+        .args(args)
+        .current_dir(cwd)
+        .env("HOME", home)
+        .env("NO_COLOR", "1")
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("ARPANET_SSH_PASSPHRASE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run arpanet: {e}"))
 }
 
 /// `n` sshd hosts sharing one client key pair and one known_hosts file that
@@ -737,6 +830,11 @@ impl Cluster {
     /// temp home (see [`run_arpanet`]).
     pub fn run(&self, args: &[&str]) -> Run {
         run_arpanet(&self.home, self.dir.path(), args, &[])
+    }
+
+    /// Start the binary like [`Cluster::run`] without waiting for it.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        spawn_arpanet(&self.home, self.dir.path(), args, &[])
     }
 
     /// Like [`Cluster::run`] with extra environment variables.
