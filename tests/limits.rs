@@ -304,7 +304,8 @@ fn a_task_timeout_fails_the_task_and_kills_its_command() {
         "the timed-out command still runs\n{run}"
     );
 
-    // `--task-timeout` alone, on an ad-hoc command.
+    // `--task-timeout` alone, on an ad-hoc command that ignores SIGTERM
+    // (its sleep inherits that): KILL follows, before arpanet exits.
     let run = cluster.run(&[
         "exec",
         "-i",
@@ -312,7 +313,7 @@ fn a_task_timeout_fails_the_task_and_kills_its_command() {
         "--task-timeout",
         "2",
         "--",
-        &format!("sleep {second}"),
+        &format!("trap '' TERM; sleep {second}"),
     ]);
     assert_eq!(run.code, 2, "{run}");
     assert!(run.stdout.contains("timed out after 2 s"), "{run}");
