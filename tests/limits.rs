@@ -360,50 +360,70 @@ fn partition_proxy(address: &str, upstream: (String, u16), freeze: Arc<AtomicBoo
 
 #[test]
 fn a_partition_mid_task_is_noticed_within_the_keepalive_bound() {
-    let cluster = Cluster::start(1);
-    let host = &cluster.hosts[0];
-    let freeze = Arc::new(AtomicBool::new(false));
-    let port = partition_proxy(
-        &host.address,
-        (host.address.clone(), host.port),
-        Arc::clone(&freeze),
-    );
+    // Two hosts, each behind its own proxy; only node1's is cut. node2's
+    // command is as silent, and must outlive the keepalive bound.
+    let cluster = Cluster::start(2);
     let mut known_hosts = std::fs::OpenOptions::new()
         .append(true)
         .open(&cluster.known_hosts)
         .unwrap();
-    writeln!(known_hosts, "[{}]:{port} {}", host.address, host.host_key).unwrap();
-    let inventory = cluster.write_file(
-        "proxied.ini",
-        &format!(
-            "node1 ansible_host={} ansible_port={port} ansible_user={}\n",
-            host.address, cluster.user
-        ),
-    );
-    let mark = marker();
+    let mut inventory = String::new();
+    let mut freezes = Vec::new();
+    for (i, host) in cluster.hosts.iter().enumerate() {
+        let freeze = Arc::new(AtomicBool::new(false));
+        let port = partition_proxy(
+            &host.address,
+            (host.address.clone(), host.port),
+            Arc::clone(&freeze),
+        );
+        freezes.push(freeze);
+        writeln!(known_hosts, "[{}]:{port} {}", host.address, host.host_key).unwrap();
+        inventory.push_str(&format!(
+            "{} ansible_host={} ansible_port={port} ansible_user={}\n",
+            cluster.name(i),
+            host.address,
+            cluster.user
+        ));
+    }
+    let inventory = cluster.write_file("proxied.ini", &inventory);
+    // Longer than the 12 s after which a silent peer is dropped.
+    let mark = format!("16.{}", std::process::id());
     let run = Background::start(
         &cluster,
         &[
             "exec",
             "-i",
             inventory.to_str().unwrap(),
+            "-o",
+            "json",
             "--",
-            &format!("sleep {mark}"),
+            &format!("exec sleep {mark}"),
         ],
     );
-    assert!(eventually(Duration::from_secs(60), || !remote(&mark).is_empty()));
-    freeze.store(true, Ordering::SeqCst);
-    let cut = Instant::now();
+    assert!(eventually(Duration::from_secs(60), || remote(&mark).len() == 2));
+    freezes[0].store(true, Ordering::SeqCst);
     let run = run.finish(Duration::from_secs(120));
-    let noticed = cut.elapsed();
     assert_eq!(run.code, 4, "{run}");
-    assert!(run.stdout.contains("unreachable: [node1]"), "{run}");
-    assert!(run.stdout.contains("connection lost"), "{run}");
-    // The README promises 15 s; OpenSSH-like 15 s × 3 keepalives took 61 s.
-    assert!(
-        noticed < Duration::from_secs(40),
-        "noticed after {noticed:?}\n{run}"
-    );
+    let results: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["event"] == "host")
+        .collect();
+    let result = |host: &str| {
+        results
+            .iter()
+            .find(|e| e["host"] == host)
+            .unwrap_or_else(|| panic!("no result for {host}\n{run}"))
+    };
+    let cut = result("node1");
+    assert_eq!(cut["status"], "unreachable", "{run}");
+    let message = cut["failure"]["message"].as_str().unwrap();
+    assert!(message.starts_with("connection lost"), "{run}");
+    // The README promises 15 s; 15 s × 3 keepalives took 61 s.
+    let noticed = cut["elapsed"].as_f64().unwrap();
+    assert!(noticed < 40.0, "noticed after {noticed} s\n{run}");
+    assert_eq!(result("node2")["status"], "changed", "{run}");
 }
 
 #[test]

@@ -288,8 +288,14 @@ fn retries_and_delay_defaults() {
 #[test]
 fn timeout_is_whole_seconds_checked_where_written() {
     assert_eq!(task("    - command: x\n").timeout, None);
-    assert_eq!(task("    - command: x\n      timeout: 2\n").timeout, Some(2));
-    assert_eq!(task("    - command: x\n      timeout: 0\n").timeout, Some(0));
+    assert_eq!(
+        task("    - command: x\n      timeout: 2\n").timeout,
+        Some(2)
+    );
+    assert_eq!(
+        task("    - command: x\n      timeout: 0\n").timeout,
+        Some(0)
+    );
     for bad in ["-1", "1.5", "soon"] {
         let text = error(&format!(
             "- hosts: all\n  tasks:\n    - command: x\n      timeout: {bad}\n"
