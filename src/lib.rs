@@ -4,8 +4,9 @@
 //! Three layers: `cli` and `command/` (the command line, one file per
 //! command); the Ansible-style engine (`config`, `session`, `runner`,
 //! `inventory`, `playbook`, `vars`, `scope`, `template`, `plan`, `executor`,
-//! `modules`, `transport`, `ssh`, `report`, `interrupt`); and the product on top of it
-//! (`cluster/`: certificates, gossip key, `status`, `kv`, `consul`; `lab`).
+//! `interrupt`, `modules`, `transport`, `ssh`, `report`); and the product on
+//! top of it (`cluster/`: certificates, gossip key, `status`, `kv`,
+//! `consul`; `lab`).
 
 pub mod cli;
 pub(crate) mod cluster;

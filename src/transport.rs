@@ -43,7 +43,7 @@ impl Output {
 /// One output stream as it arrives, keeping its first and last `cap / 2`
 /// bytes, so memory stays bounded whatever the command prints.
 #[derive(Debug)]
-pub struct Capped {
+pub(crate) struct Capped {
     head: Vec<u8>,
     tail: std::collections::VecDeque<u8>,
     half: usize,
@@ -57,7 +57,7 @@ impl Default for Capped {
 }
 
 impl Capped {
-    pub fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         Capped {
             head: Vec::new(),
             tail: std::collections::VecDeque::new(),
@@ -66,7 +66,7 @@ impl Capped {
         }
     }
 
-    pub fn push(&mut self, mut data: &[u8]) {
+    pub(crate) fn push(&mut self, mut data: &[u8]) {
         let room = self.half.saturating_sub(self.head.len());
         if room > 0 {
             let n = room.min(data.len());
@@ -86,7 +86,7 @@ impl Capped {
 
     /// The bytes kept, with a marker line in place of the dropped ones,
     /// as text (invalid UTF-8 replaced).
-    pub fn into_text(self) -> String {
+    pub(crate) fn into_text(self) -> String {
         let mut text = String::from_utf8_lossy(&self.head).into_owned();
         if self.dropped > 0 {
             if !text.ends_with('\n') {
