@@ -149,6 +149,10 @@ pub struct RunArgs {
     /// Show differences in changed files
     #[arg(short = 'D', long)]
     pub diff: bool,
+    /// Seconds a task may run on a host before it is stopped and fails
+    /// (tasks' own `timeout:` wins; 0: no limit)
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub task_timeout: u64,
     /// Built-in playbook names or paths to playbook files
     #[arg(required = true, value_name = "PLAYBOOK")]
     pub playbooks: Vec<String>,
@@ -158,6 +162,10 @@ pub struct RunArgs {
 pub struct ExecArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
+    /// Seconds the command may run on a host before it is stopped and fails
+    /// (0: no limit)
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub task_timeout: u64,
     /// The command to run, after `--`
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<String>,

@@ -31,6 +31,9 @@ pub struct Settings {
     pub skip_tags: Vec<String>,
     /// Show each host's stdout (ad-hoc commands, `-v`).
     pub show_output: bool,
+    /// How long one attempt of a task may take, for tasks without their own
+    /// `timeout:` (`--task-timeout`).
+    pub task_timeout: Option<Duration>,
 }
 
 /// Where the hosts are and how to reach them: the inventory, which hosts,

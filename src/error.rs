@@ -13,6 +13,8 @@ pub mod exit {
     pub const HOST_FAILED: i32 = 2;
     pub const HOST_UNREACHABLE: i32 = 4;
     pub const BAD_INPUT: i32 = 5;
+    /// Stopped by Ctrl-C (128 + SIGINT); Ansible uses 99.
+    pub const INTERRUPTED: i32 = 130;
 }
 
 /// Where in an input file a problem sits.

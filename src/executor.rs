@@ -7,6 +7,12 @@
 //! failures pass `max_fail_percentage`, or all of its hosts are lost, the
 //! run stops there, as ansible-playbook 2.19 does (`tests/fixtures/serial/`
 //! holds its recorded behaviour, which the tests below replay).
+//!
+//! Time limits live here too: each attempt of a task may take its
+//! `timeout:` (else `--task-timeout`) before it is dropped and fails, and an
+//! [`Interrupt`] (Ctrl-C) drops every task in flight and starts nothing new.
+//! Dropping a task's future is how both stop it: the transport kills the
+//! remote command of an exec that is dropped.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,6 +23,7 @@ use serde_json::{json, Value};
 
 use crate::config::Settings;
 use crate::error::{Error, Result};
+use crate::interrupt::Interrupt;
 use crate::modules::{self, Context, Outcome};
 use crate::plan;
 use crate::playbook::{Play, Playbook, Task};
@@ -47,6 +54,7 @@ pub struct Executor {
     reporter: Reporter,
     settings: Settings,
     hosts: BTreeMap<String, HostState>,
+    interrupt: Interrupt,
 }
 
 impl Executor {
@@ -82,7 +90,13 @@ impl Executor {
             reporter,
             settings,
             hosts,
+            interrupt: Interrupt::default(),
         }
+    }
+
+    /// What stops this executor's run early (Ctrl-C).
+    pub(crate) fn interrupt(&self) -> Interrupt {
+        self.interrupt.clone()
     }
 
     /// Run every play of every playbook, in order.
@@ -143,6 +157,9 @@ impl Executor {
                 self.reporter.send(stop);
                 return Ok(false);
             }
+            if self.interrupt.is_set() {
+                return Ok(false);
+            }
         }
         for state in self.hosts.values_mut() {
             if state.failed {
@@ -166,6 +183,9 @@ impl Executor {
     ) -> Option<Event> {
         let handlers = play.handlers.iter().map(|h| (h, true));
         for (task, handler) in tasks.iter().map(|t| (*t, false)).chain(handlers) {
+            if self.interrupt.is_set() {
+                return None;
+            }
             let mut hosts = self.active(batch);
             if handler {
                 hosts.retain(|h| self.hosts[h].notified.contains(&task.name));
@@ -174,6 +194,10 @@ impl Executor {
                 continue;
             }
             self.run_task(playbook, task, &hosts, handler).await;
+            if self.interrupt.is_set() {
+                // Interrupted hosts are not failures that stop the play.
+                return None;
+            }
             let failed = batch.iter().filter(|h| self.hosts[*h].failed).count();
             if plan::over_failure_budget(failed, batch.len(), play.max_fail_percentage) {
                 let max = play.max_fail_percentage.unwrap_or_default();
@@ -253,6 +277,7 @@ impl Executor {
             reporter: &self.reporter,
             settings: &self.settings,
             playbook,
+            interrupt: &self.interrupt,
         };
         if !task.run_once || handler {
             let states = self
@@ -318,12 +343,21 @@ struct Shared<'a> {
     reporter: &'a Reporter,
     settings: &'a Settings,
     playbook: &'a Playbook,
+    interrupt: &'a Interrupt,
 }
 
 /// Run one task on one host, report it, and return the registered value.
 async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Option<Value> {
+    if shared.interrupt.is_set() {
+        return None;
+    }
     let started = Instant::now();
-    let result = attempt(shared, task, state).await;
+    let result = tokio::select! {
+        result = attempt(shared, task, state) => result,
+        () = shared.interrupt.wait() => Ok(Outcome::fail(
+            "interrupted by Ctrl-C; what the task ran on the host was stopped",
+        )),
+    };
     let elapsed = crate::report::round(started.elapsed());
     let mut outcome = result.unwrap_or_else(Outcome::from_error);
     if let Some(failure) = &mut outcome.failure {
@@ -478,10 +512,24 @@ async fn once(
         1 + task.retries.unwrap_or(3)
     };
     let delay = Duration::from_secs_f64(task.delay.unwrap_or(5.0).max(0.0));
+    let limit = match task.timeout {
+        Some(0) => None,
+        Some(seconds) => Some(Duration::from_secs(seconds.into())),
+        None => shared.settings.task_timeout,
+    };
     let mut outcome = Outcome::default();
     for n in 1..=attempts {
         let ctx = context(shared, task, &state.name, connection.as_ref(), &vars);
-        outcome = modules::run(task.module.as_ref(), &ctx).await;
+        let run = modules::run(task.module.as_ref(), &ctx);
+        outcome = match limit {
+            None => run.await,
+            // As in Ansible, a timed-out attempt fails the task: no retry,
+            // no `failed_when`.
+            Some(limit) => match tokio::time::timeout(limit, run).await {
+                Ok(outcome) => outcome,
+                Err(_) => return Ok(timed_out(limit)),
+            },
+        };
         if let Some(err) = outcome.unreachable.take() {
             return Err(err);
         }
@@ -520,6 +568,22 @@ async fn once(
         apply_overrides(shared, task, &mut vars, &mut outcome)?;
     }
     Ok(outcome)
+}
+
+/// The failure of an attempt stopped after `limit`.
+fn timed_out(limit: Duration) -> Outcome {
+    let seconds = limit.as_secs();
+    Outcome {
+        failure: Some(Failure {
+            message: format!("timed out after {seconds} s"),
+            hint: Some(format!(
+                "the task may run {seconds} s (its `timeout:`, else `--task-timeout`); \
+                 what it ran on the host was stopped"
+            )),
+            ..Failure::default()
+        }),
+        ..Outcome::default()
+    }
 }
 
 /// `changed_when` and `failed_when`, evaluated with the result registered.

@@ -4,8 +4,9 @@
 //! Three layers: `cli` and `command/` (the command line, one file per
 //! command); the Ansible-style engine (`config`, `session`, `runner`,
 //! `inventory`, `playbook`, `vars`, `scope`, `template`, `plan`, `executor`,
-//! `modules`, `probe`, `transport`, `ssh`, `report`); and the product on top of it
-//! (`cluster/`: certificates, gossip key, `status`, `kv`, `consul`; `lab`).
+//! `interrupt`, `modules`, `probe`, `transport`, `ssh`, `report`); and the
+//! product on top of it (`cluster/`: certificates, gossip key, `status`,
+//! `kv`, `consul`; `lab`).
 
 pub mod cli;
 pub(crate) mod cluster;
@@ -13,6 +14,7 @@ pub(crate) mod command;
 pub(crate) mod config;
 pub mod error;
 pub(crate) mod executor;
+pub(crate) mod interrupt;
 pub(crate) mod inventory;
 pub(crate) mod lab;
 pub(crate) mod modules;

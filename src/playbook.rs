@@ -83,6 +83,9 @@ pub struct Task {
     /// Seconds between attempts (default 5).
     pub delay: Option<f64>,
     pub until: Condition,
+    /// Seconds each attempt may take before it is stopped and fails
+    /// (`timeout:`; 0 is no limit); unset, `--task-timeout` applies.
+    pub timeout: Option<u32>,
     pub ignore_errors: bool,
     pub run_once: bool,
     pub changed_when: Condition,
@@ -548,6 +551,7 @@ impl Builder<'_> {
             retries,
             delay,
             until: raw.until.clone(),
+            timeout: raw.timeout,
             ignore_errors: raw.ignore_errors,
             run_once: raw.run_once,
             changed_when: raw.changed_when.clone(),

@@ -137,6 +137,9 @@ struct Summary<'a> {
     hosts: &'a BTreeMap<String, Tally>,
     exit_code: i32,
     elapsed: f64,
+    /// Stopped by Ctrl-C.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    interrupted: bool,
 }
 
 /// The sending side, cheap to clone into every job.
@@ -227,17 +230,22 @@ impl Printer {
     }
 
     /// Print the recap (and the JSON summary) and return the exit code the
-    /// tallies call for.
-    pub fn finish(mut self) -> i32 {
+    /// tallies call for, or [`exit::INTERRUPTED`] for a run stopped by
+    /// Ctrl-C (its recap says so).
+    pub fn finish(mut self, interrupted: bool) -> i32 {
         let (tx, rx) = mpsc::channel();
         let _ = self.reporter.tx.send(Msg::Finish(tx));
         let recap = rx.recv().unwrap_or_default();
-        let code = exit_code(&recap);
+        let code = if interrupted {
+            exit::INTERRUPTED
+        } else {
+            exit_code(&recap)
+        };
         let tallies = recap.hosts;
         let mut out = std::io::stdout().lock();
         match self.format {
             OutputFormat::Human => {
-                let _ = write_recap(&mut out, &tallies);
+                let _ = write_recap(&mut out, &tallies, interrupted);
             }
             OutputFormat::Json => {
                 let summary = Summary {
@@ -245,6 +253,7 @@ impl Printer {
                     hosts: &tallies,
                     exit_code: code,
                     elapsed: round(self.started.elapsed()),
+                    interrupted,
                 };
                 let _ = writeln!(
                     out,
@@ -451,11 +460,20 @@ fn host_line(result: &HostResult, style: Style) -> String {
     line
 }
 
-fn write_recap(out: &mut impl Write, tallies: &BTreeMap<String, Tally>) -> std::io::Result<()> {
+fn write_recap(
+    out: &mut impl Write,
+    tallies: &BTreeMap<String, Tally>,
+    interrupted: bool,
+) -> std::io::Result<()> {
+    let title = if interrupted {
+        "PLAY RECAP (interrupted by Ctrl-C)"
+    } else {
+        "PLAY RECAP"
+    };
     writeln!(
         out,
         "{}",
-        banner("PLAY", "RECAP").replace("PLAY [RECAP]", "PLAY RECAP")
+        banner("PLAY", "RECAP").replace("PLAY [RECAP]", title)
     )?;
     let width = tallies.keys().map(|h| h.len()).max().unwrap_or(0);
     for (host, t) in tallies {

@@ -2,12 +2,13 @@
 //! host a playbook may reach (so bad connection variables are reported
 //! before anything runs), then run the playbooks through the executor and
 //! print the recap. `run` and `exec` both end here; the engine writes
-//! nothing on this machine unless a task asks it to.
+//! nothing on this machine unless a task asks it to. Ctrl-C during the run
+//! stops it with a recap (see `interrupt`).
 
 use std::sync::Arc;
 
 use crate::config::{ConnectOptions, Settings};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::playbook::Playbook;
 use crate::report::{OutputFormat, Printer};
@@ -57,7 +58,13 @@ pub fn run_playbooks(
         settings,
         targets,
     );
-    let result = runtime.block_on(executor.run(playbooks));
-    let code = printer.finish();
+    let interrupt = executor.interrupt();
+    let result = runtime.block_on(async {
+        interrupt
+            .on_ctrl_c()
+            .map_err(|e| Error::Internal(format!("cannot listen for Ctrl-C: {e}")))?;
+        executor.run(playbooks).await
+    });
+    let code = printer.finish(interrupt.is_set());
     result.map(|()| code)
 }

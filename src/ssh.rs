@@ -12,7 +12,21 @@
 //!   every exec opens its own channel, waits for it to close, and a
 //!   per-connection semaphore keeps concurrent execs below the limit;
 //! - a refused host key must reach the operator as a host-key error with
-//!   the fingerprint and what to do, not as russh's generic "disconnected".
+//!   the fingerprint and what to do, not as russh's generic "disconnected";
+//! - a command whose exec is abandoned (a task timeout, Ctrl-C) keeps
+//!   running on the host unless it is killed: without a pty, closing the
+//!   channel does not stop it (sshd only closes its pipes). So the dropped
+//!   exec sends the SSH `signal` channel request, TERM then KILL, which
+//!   OpenSSH's sshd (since 7.9) delivers with `killpg` to the session's
+//!   process group: the login shell and everything it started, background
+//!   jobs included (only what calls `setsid` itself escapes). This needs no
+//!   wrapper around the user's command and no second channel; the tests
+//!   check with a real sshd that nothing is left. [`SshTransport`]'s
+//!   `close` waits for these kills, so they happen before arpanet exits;
+//! - a silent peer (a partition, a host that froze) would block a command
+//!   forever: keepalives every [`KEEPALIVE`] end the connection after
+//!   [`KEEPALIVE_MAX`] unanswered ones, so a lost host is reported
+//!   unreachable after 12 s of silence: within 15 s, as the README says.
 
 pub mod config;
 pub mod known_hosts;
@@ -33,7 +47,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 use crate::error::{Error, Result};
-use crate::transport::{Connector, HostKeyChecking, Output, Stream, Target, Transport};
+use crate::transport::{Capped, Connector, HostKeyChecking, Output, Stream, Target, Transport};
 use known_hosts::{KnownHosts, ServerKey, Status};
 
 /// Handshakes in flight when the caller has no opinion; below sshd's default
@@ -49,8 +63,15 @@ const MAX_SESSIONS: usize = 6;
 /// How often a refused session channel is retried (see [`MAX_SESSIONS`]).
 const OPEN_RETRIES: u32 = 20;
 
-/// Keepalive interval: a dead peer is noticed after about 3 × this.
-const KEEPALIVE: Duration = Duration::from_secs(15);
+/// Silence after which a keepalive is sent.
+const KEEPALIVE: Duration = Duration::from_secs(3);
+
+/// Keepalives left unanswered before the connection is declared lost: a
+/// silent peer is dropped after `(KEEPALIVE_MAX + 1) × KEEPALIVE`, 12 s.
+const KEEPALIVE_MAX: usize = 3;
+
+/// How long `close` waits for the kills of abandoned commands.
+const KILL_WAIT: Duration = Duration::from_secs(3);
 
 /// Environment variable holding the passphrase for encrypted key files.
 pub const PASSPHRASE_ENV: &str = "ARPANET_SSH_PASSPHRASE";
@@ -176,6 +197,7 @@ impl SshConnector {
             host: target.name.clone(),
             handle,
             sessions: Semaphore::new(MAX_SESSIONS),
+            kills: Arc::default(),
         })
     }
 
@@ -357,7 +379,11 @@ pub struct SshTransport {
     host: String,
     handle: Handle<ClientHandler>,
     sessions: Semaphore,
+    /// The kills of abandoned commands still under way (see [`Abandon`]).
+    kills: Kills,
 }
+
+type Kills = Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>;
 
 impl SshTransport {
     fn lost(&self, what: &str) -> Error {
@@ -410,9 +436,12 @@ impl SshTransport {
             .await
             .map_err(|_| Error::Internal("session semaphore closed".into()))?;
         let channel = self.open_session(&what).await?;
-        let mut guard = Abandon(Some(channel.split()));
+        let mut guard = Abandon {
+            channel: Some(channel.split()),
+            kills: Arc::clone(&self.kills),
+        };
         let (stdout, stderr, status) = {
-            let Some((reader, writer)) = guard.0.as_mut() else {
+            let Some((reader, writer)) = guard.channel.as_mut() else {
                 return Err(Error::Internal("channel writer missing".into()));
             };
             writer
@@ -427,8 +456,8 @@ impl SshTransport {
             };
             tokio::pin!(feed);
             let mut fed = false;
-            let mut stdout = Vec::new();
-            let mut stderr = Vec::new();
+            let mut stdout = Capped::default();
+            let mut stderr = Capped::default();
             let mut status = None;
             let mut closed = false;
             loop {
@@ -438,10 +467,8 @@ impl SshTransport {
                     // reading.
                     _ = &mut feed, if !fed => fed = true,
                     msg = reader.wait() => match msg {
-                        Some(ChannelMsg::Data { data }) => stdout.extend_from_slice(&data),
-                        Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                            stderr.extend_from_slice(&data)
-                        }
+                        Some(ChannelMsg::Data { data }) => stdout.push(&data),
+                        Some(ChannelMsg::ExtendedData { data, ext: 1 }) => stderr.push(&data),
                         Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(exit_status),
                         Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
                             status = Some(signal_number(&signal_name).map_or(255, |n| 128 + n))
@@ -470,10 +497,10 @@ impl SshTransport {
         };
         // russh already answered the server's close; a second close would
         // be a protocol error.
-        guard.0 = None;
+        guard.channel = None;
         Ok(Output {
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            stdout: stdout.into_text(),
+            stderr: stderr.into_text(),
             status: status.unwrap_or(255),
         })
     }
@@ -501,6 +528,8 @@ impl Transport for SshTransport {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
+            let kills = std::mem::take(&mut *self.kills.lock().unwrap_or_else(|p| p.into_inner()));
+            let _ = tokio::time::timeout(KILL_WAIT, futures::future::join_all(kills)).await;
             let _ = self
                 .handle
                 .disconnect(Disconnect::ByApplication, "bye", "en")
@@ -510,24 +539,33 @@ impl Transport for SshTransport {
 }
 
 /// Kills the command of an exec whose future was dropped before the server
-/// closed its channel (a task timeout, say), waits for the server to close
-/// the channel, and closes it itself as a last resort. Closing alone is not
-/// enough: sshd keeps the session (and its `MaxSessions` slot) until the
-/// command exits. The kill is repeated because sshd ignores a signal that
-/// arrives before the command has set up its process group.
-struct Abandon(Option<(russh::ChannelReadHalf, russh::ChannelWriteHalf<client::Msg>)>);
+/// closed its channel (a task timeout, Ctrl-C): TERM, then KILL until the
+/// server closes the channel, then closes it itself as a last resort.
+/// Closing alone is not enough: the command keeps running, and sshd keeps
+/// the session (and its `MaxSessions` slot) until it exits. KILL is
+/// repeated because sshd ignores a signal that arrives before the command
+/// has set up its process group. The kill runs as a task recorded in
+/// `kills`, which [`SshTransport`]'s `close` waits for.
+struct Abandon {
+    channel: Option<(russh::ChannelReadHalf, russh::ChannelWriteHalf<client::Msg>)>,
+    kills: Kills,
+}
 
 impl Drop for Abandon {
     fn drop(&mut self) {
-        let Some((mut reader, writer)) = self.0.take() else {
+        let Some((mut reader, writer)) = self.channel.take() else {
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        runtime.spawn(async move {
-            for _ in 0..4 {
-                if writer.signal(Sig::KILL).await.is_err() {
+        let kill = runtime.spawn(async move {
+            for attempt in 0..5 {
+                let (signal, wait) = match attempt {
+                    0 => (Sig::TERM, 500),
+                    _ => (Sig::KILL, 250),
+                };
+                if writer.signal(signal).await.is_err() {
                     return;
                 }
                 let closed = async {
@@ -537,7 +575,7 @@ impl Drop for Abandon {
                         }
                     }
                 };
-                if tokio::time::timeout(Duration::from_millis(250), closed)
+                if tokio::time::timeout(Duration::from_millis(wait), closed)
                     .await
                     .is_ok()
                 {
@@ -546,6 +584,9 @@ impl Drop for Abandon {
             }
             let _ = writer.close().await;
         });
+        let mut kills = self.kills.lock().unwrap_or_else(|p| p.into_inner());
+        kills.retain(|k| !k.is_finished());
+        kills.push(kill);
     }
 }
 
@@ -555,7 +596,7 @@ impl Drop for Abandon {
 fn client_config(known_hosts: &KnownHosts, target: &Target) -> client::Config {
     let mut config = client::Config {
         keepalive_interval: Some(KEEPALIVE),
-        keepalive_max: 3,
+        keepalive_max: KEEPALIVE_MAX,
         nodelay: true,
         ..client::Config::default()
     };

@@ -2,6 +2,12 @@
 //! optional stdin), open a forwarded TCP channel. Kept small so the executor
 //! can be tested against an in-memory fake while `ssh.rs` is tested against
 //! real sshd.
+//!
+//! What a command prints is kept through a [`Capped`] buffer: a command may
+//! print gigabytes, and every byte kept is held in memory (and then in
+//! `register`ed variables, failure messages, `-v` output) until the run
+//! ends. Each stream keeps its first and last [`OUTPUT_CAP`]` / 2` bytes and
+//! says how many it dropped in between.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,9 +18,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::Result;
 
+/// Bytes kept of each output stream of one command: its head and its tail,
+/// half each.
+pub const OUTPUT_CAP: usize = 1 << 20;
+
 /// What a finished remote command left behind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Output {
+    /// At most [`OUTPUT_CAP`] bytes of what the command printed (plus a
+    /// marker line saying how much was dropped), invalid UTF-8 replaced.
     pub stdout: String,
     pub stderr: String,
     /// Exit status; a command killed by a signal reports 128 + signal number
@@ -25,6 +37,82 @@ pub struct Output {
 impl Output {
     pub fn success(&self) -> bool {
         self.status == 0
+    }
+}
+
+/// One output stream as it arrives, keeping its first and last `cap / 2`
+/// bytes, so memory stays bounded whatever the command prints.
+#[derive(Debug)]
+pub(crate) struct Capped {
+    head: Vec<u8>,
+    tail: std::collections::VecDeque<u8>,
+    half: usize,
+    dropped: u64,
+}
+
+impl Default for Capped {
+    fn default() -> Self {
+        Capped::new(OUTPUT_CAP)
+    }
+}
+
+impl Capped {
+    pub(crate) fn new(cap: usize) -> Self {
+        Capped {
+            head: Vec::new(),
+            tail: std::collections::VecDeque::new(),
+            half: cap / 2,
+            dropped: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, mut data: &[u8]) {
+        let room = self.half.saturating_sub(self.head.len());
+        if room > 0 {
+            let n = room.min(data.len());
+            self.head.extend_from_slice(&data[..n]);
+            data = &data[n..];
+        }
+        // Only the last `half` bytes of this chunk can stay in the tail.
+        let skip = data.len().saturating_sub(self.half);
+        self.dropped += skip as u64;
+        self.tail.extend(&data[skip..]);
+        let over = self.tail.len().saturating_sub(self.half);
+        if over > 0 {
+            self.tail.drain(..over);
+            self.dropped += over as u64;
+        }
+    }
+
+    /// The bytes kept, with a marker line in place of the dropped ones,
+    /// as text (invalid UTF-8 replaced).
+    pub(crate) fn into_text(self) -> String {
+        let mut text = String::from_utf8_lossy(&self.head).into_owned();
+        if self.dropped > 0 {
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&format!(
+                "[arpanet: {} bytes of output dropped here; {} kept of each stream, \
+                 its first and last {}]\n",
+                self.dropped,
+                size(2 * self.half),
+                size(self.half)
+            ));
+        }
+        let (a, b) = self.tail.as_slices();
+        text.push_str(&String::from_utf8_lossy(&[a, b].concat()));
+        text
+    }
+}
+
+fn size(bytes: usize) -> String {
+    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 10 && bytes % (1 << 10) == 0 {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} bytes")
     }
 }
 
@@ -121,7 +209,35 @@ pub fn quote(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::quote;
+    use super::{quote, Capped};
+
+    #[test]
+    fn capped_output_keeps_head_and_tail_and_counts_the_rest() {
+        let mut small = Capped::new(8);
+        small.push(b"abc");
+        assert_eq!(small.into_text(), "abc");
+
+        let mut exact = Capped::new(8);
+        exact.push(b"abcd");
+        exact.push(b"efgh");
+        assert_eq!(exact.into_text(), "abcdefgh");
+
+        // Arriving in pieces of every size gives the same result.
+        let data: Vec<u8> = (0..1000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let expected = format!(
+            "{}\n[arpanet: 984 bytes of output dropped here; 16 bytes kept of each stream, \
+             its first and last 8 bytes]\n{}",
+            String::from_utf8_lossy(&data[..8]),
+            String::from_utf8_lossy(&data[992..])
+        );
+        for chunk in [1, 3, 7, 8, 9, 100, 1000] {
+            let mut capped = Capped::new(16);
+            for piece in data.chunks(chunk) {
+                capped.push(piece);
+            }
+            assert_eq!(capped.into_text(), expected, "chunks of {chunk}");
+        }
+    }
 
     #[test]
     fn quoting_leaves_plain_words_and_wraps_the_rest() {

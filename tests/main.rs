@@ -6,6 +6,7 @@ mod support;
 mod cluster;
 mod host_keys;
 mod lab;
+mod limits;
 mod run;
 mod secrets;
 mod serial;

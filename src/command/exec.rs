@@ -34,6 +34,7 @@ pub(crate) fn run(args: ExecArgs) -> Result<i32> {
     let settings = Settings {
         forks: args.connect.forks,
         limit: args.connect.limit.clone(),
+        task_timeout: super::task_timeout(args.task_timeout),
         show_output: true,
         ..Settings::default()
     };

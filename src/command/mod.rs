@@ -44,6 +44,11 @@ fn output_format(format: OutputArg) -> OutputFormat {
     }
 }
 
+/// `--task-timeout`, 0 being no limit.
+fn task_timeout(seconds: u64) -> Option<std::time::Duration> {
+    (seconds > 0).then(|| std::time::Duration::from_secs(seconds))
+}
+
 /// How a run is printed.
 fn output(args: &ConnectArgs) -> Output {
     Output {

@@ -18,6 +18,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     let settings = Settings {
         forks: args.connect.forks,
         limit: args.connect.limit.clone(),
+        task_timeout: super::task_timeout(args.task_timeout),
         check: args.check,
         diff: args.diff,
         tags: args.tags,

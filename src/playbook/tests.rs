@@ -286,6 +286,26 @@ fn retries_and_delay_defaults() {
 }
 
 #[test]
+fn timeout_is_whole_seconds_checked_where_written() {
+    assert_eq!(task("    - command: x\n").timeout, None);
+    assert_eq!(
+        task("    - command: x\n      timeout: 2\n").timeout,
+        Some(2)
+    );
+    assert_eq!(
+        task("    - command: x\n      timeout: 0\n").timeout,
+        Some(0)
+    );
+    for bad in ["-1", "1.5", "soon"] {
+        let text = error(&format!(
+            "- hosts: all\n  tasks:\n    - command: x\n      timeout: {bad}\n"
+        ));
+        assert!(text.starts_with("site.yml:4:16: "), "{text}");
+        assert!(text.contains("expected a whole number"), "{text}");
+    }
+}
+
+#[test]
 fn modes_are_strings_never_yaml_octal_numbers() {
     let mode = |m: &str| {
         let t = task(&format!("    - file: {{path: /x, mode: {m}}}\n"));
