@@ -59,6 +59,22 @@ impl fmt::Display for Location {
     }
 }
 
+/// Read an input file (playbook, inventory, vars, template) as text. Bytes
+/// that are not UTF-8 are bad input at the line and column where they start.
+pub(crate) fn read_input(path: &std::path::Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let valid = std::str::from_utf8(valid).unwrap_or_default();
+        let line = valid.matches('\n').count() + 1;
+        let line_start = valid.rfind('\n').map_or(0, |i| i + 1);
+        let column = valid[line_start..].chars().count() + 1;
+        let shown = String::from_utf8_lossy(e.as_bytes());
+        let location = Location::new(path, line, column).with_source(&shown);
+        InputError::new(location, InputKind::NotUtf8).into()
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Bad input at a known place in a file (inventory, playbook, vars,
@@ -208,6 +224,8 @@ pub enum InputKind {
         message: String,
     },
     EmptyPlaybook,
+    /// Bytes that are not UTF-8 text.
+    NotUtf8,
     /// A value of the wrong type (`found` and `expected` in serde's words).
     WrongType {
         field: Option<String>,
@@ -298,6 +316,11 @@ pub enum InputKind {
     LoopNotList {
         key: String,
     },
+    /// `ansible_port` (or `port`) that is not a port number.
+    BadPort {
+        key: String,
+        value: String,
+    },
     /// Anything else, worded where it was found.
     Other {
         message: String,
@@ -327,6 +350,7 @@ impl fmt::Display for InputKind {
         match self {
             InvalidYaml { message } => write!(f, "invalid YAML: {message}"),
             EmptyPlaybook => f.write_str("playbook has no plays"),
+            NotUtf8 => f.write_str("the file is not UTF-8 text"),
             WrongType {
                 field: name,
                 found,
@@ -386,6 +410,12 @@ impl fmt::Display for InputKind {
                 write!(f, "`notify` names no handler of this play: `{target}`")
             }
             LoopNotList { key } => write!(f, "`{key}` takes a list, or a template that gives one"),
+            BadPort { key, value } => {
+                write!(
+                    f,
+                    "`{key}` must be a port number from 1 to 65535, got `{value}`"
+                )
+            }
             Other { message, .. } => f.write_str(message),
         }
     }
@@ -397,6 +427,7 @@ impl InputKind {
         use InputKind::*;
         match self {
             EmptyPlaybook => Some("a playbook is a list of plays, such as `- hosts: all`".into()),
+            NotUtf8 => Some("save it as UTF-8 (binary files belong in `copy`'s `src`)".into()),
             UnknownValue {
                 value, expected, ..
             } => crate::suggest::did_you_mean(value, expected.iter().map(String::as_str))
@@ -459,6 +490,7 @@ impl InputKind {
             | ImportTasksWith { .. }
             | ImportPlaybookWith { .. }
             | LoopNotList { .. }
+            | BadPort { .. }
             | Other { .. } => None,
         }
     }
@@ -473,11 +505,12 @@ fn located(location: &Location, message: &str, hint: Option<&str>) -> String {
     if let Some(snippet) = &location.snippet {
         let number = location.line.to_string();
         let pad = " ".repeat(number.len());
+        let (snippet, column) = window(snippet, location.column);
         out.push_str(&format!("\n{pad} |\n{number} | {snippet}"));
-        if location.column > 0 {
+        if column > 0 {
             let caret_pad: String = snippet
                 .chars()
-                .take(location.column - 1)
+                .take(column - 1)
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
             out.push_str(&format!("\n{pad} | {caret_pad}^"));
@@ -485,6 +518,34 @@ fn located(location: &Location, message: &str, hint: Option<&str>) -> String {
     }
     out.push_str(&hint_suffix(hint));
     out
+}
+
+/// At most this many characters of a source line are shown.
+const SNIPPET_WIDTH: usize = 100;
+
+/// The part of a long `line` around 1-based `column` (0: its start), with
+/// `…` where it was cut, and the column within that part.
+fn window(line: &str, column: usize) -> (String, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= SNIPPET_WIDTH {
+        return (line.to_owned(), column);
+    }
+    let at = column.saturating_sub(1).min(chars.len());
+    let start = at.saturating_sub(SNIPPET_WIDTH * 2 / 3);
+    let end = (start + SNIPPET_WIDTH).min(chars.len());
+    let mut out = String::new();
+    if start > 0 {
+        out.push('…');
+    }
+    out.extend(&chars[start..end]);
+    if end < chars.len() {
+        out.push('…');
+    }
+    let column = match column {
+        0 => 0,
+        _ => at - start + 1 + usize::from(start > 0),
+    };
+    (out, column)
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -506,5 +567,19 @@ mod tests {
         assert!(text.contains("  |     ^"), "{text}");
         assert!(text.ends_with("hint: did you mean `name`?"), "{text}");
         assert_eq!(err.exit_code(), exit::BAD_INPUT);
+    }
+
+    #[test]
+    fn long_lines_show_a_window_around_the_column() {
+        let line = format!("{}X{}", "a".repeat(5000), "b".repeat(5000));
+        let loc = Location::new("f.yml", 1, 5001).with_source(&line);
+        let text = Error::input(loc, "bad").to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        let shown = lines[2].strip_prefix("1 | ").unwrap();
+        let caret = lines[3].strip_prefix("  | ").unwrap();
+        assert!(shown.chars().count() <= SNIPPET_WIDTH + 2, "{shown}");
+        assert!(shown.starts_with('…') && shown.ends_with('…'), "{shown}");
+        let caret_at = caret.chars().count() - 1;
+        assert_eq!(shown.chars().nth(caret_at), Some('X'), "{text}");
     }
 }

@@ -111,7 +111,7 @@ pub enum SrcKind {
 impl Playbook {
     /// Read and parse a playbook file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+        let text = crate::error::read_input(path)?;
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => PathBuf::from("."),
@@ -129,7 +129,7 @@ impl Playbook {
             .map_err(|e| yaml::syntax_error(source, text, e))
             .and_then(|doc| parse::plays(doc.as_ref()).map_err(|e| located(e, source, text)))?;
         if raw.is_empty() {
-            let location = Location::new(source, 0, 0);
+            let location = Location::new(source, 1, 1).with_source(text);
             return Err(InputError::new(location, InputKind::EmptyPlaybook).into());
         }
         let builder = Builder {
@@ -325,7 +325,7 @@ fn import(name: &str, dir: &Path, location: &Location) -> Result<Playbook> {
 fn task_file(name: &str, dir: &Path, location: &Location) -> Result<(PathBuf, String)> {
     for path in [dir.join(name), dir.join("tasks").join(name)] {
         if path.is_file() {
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
+            let text = crate::error::read_input(&path)?;
             return Ok((path, text));
         }
     }

@@ -140,7 +140,7 @@ impl Engine {
 
     /// Render a template file.
     pub fn render_file(&self, path: &Path, vars: &Vars) -> Result<String> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+        let text = crate::error::read_input(path)?;
         self.render_named(&path.display().to_string(), &text, vars)
     }
 

@@ -414,7 +414,7 @@ pub fn read_src(
         crate::playbook::SrcKind::File
     };
     if let Some(path) = ctx.playbook.resolve_src(src, kind) {
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
+        let text = crate::error::read_input(&path)?;
         return Ok((path, text));
     }
     if let Some(text) = crate::playbook::builtin_template(src) {

@@ -893,3 +893,29 @@ fn bad_input_messages() {
         }
     });
 }
+
+#[test]
+fn durations_and_counts_have_limits_reported_at_the_value() {
+    let task = |extra: &str| {
+        error(&format!(
+            "- hosts: all\n  tasks:\n    - command: x\n{extra}"
+        ))
+    };
+    for (extra, key) in [
+        ("      delay: 1e20\n      retries: 1\n", "delay"),
+        ("      delay: .inf\n", "delay"),
+        ("      delay: 604801\n", "delay"),
+        ("      retries: 4294967295\n", "retries"),
+    ] {
+        let text = task(extra);
+        assert!(text.starts_with("site.yml:4:"), "{text}");
+        assert!(text.contains(&format!("`{key}`: expected")), "{text}");
+    }
+    let text = error("- hosts: all\n  tasks:\n    - wait_for: {port: 22, timeout: 1e20}\n");
+    assert!(text.starts_with("site.yml:3:"), "{text}");
+    assert!(text.contains("`timeout`"), "{text}");
+    assert!(parse(
+        "- hosts: all\n  tasks:\n    - command: x\n      delay: 604800\n      retries: 10000\n"
+    )
+    .is_ok());
+}
