@@ -316,6 +316,39 @@ pub enum InputKind {
     LoopNotList {
         key: String,
     },
+    /// A template that does not compile or render, in minijinja's words.
+    Template {
+        problem: String,
+        within: Within,
+    },
+    /// A name no layer defines when the template renders.
+    UndefinedVariable {
+        name: String,
+        within: Within,
+        suggestion: Option<String>,
+    },
+    UndefinedAttribute {
+        attribute: String,
+        of: String,
+        within: Within,
+        suggestion: Option<String>,
+    },
+    /// A name no layer, play, task or loop defines: it could never render.
+    DefinedNowhere {
+        name: String,
+        within: Within,
+        suggestion: Option<String>,
+    },
+    UnknownFilter {
+        name: String,
+        within: Within,
+        suggestion: Option<String>,
+    },
+    UnknownTest {
+        name: String,
+        within: Within,
+        suggestion: Option<String>,
+    },
     /// `ansible_port` (or `port`) that is not a port number.
     BadPort {
         key: String,
@@ -325,6 +358,30 @@ pub enum InputKind {
     Other {
         message: String,
     },
+}
+
+/// Where in a playbook string a template problem is: the location points at
+/// the string's key, this says which text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Within {
+    /// A template file: the location is exact.
+    File,
+    /// A one-line string from a playbook.
+    Inline(String),
+    /// Line `line` of a multi-line string from a playbook.
+    Line { line: usize, text: String },
+}
+
+impl fmt::Display for Within {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Within::File => Ok(()),
+            Within::Inline(source) => write!(f, " in `{source}`"),
+            Within::Line { line, text } => {
+                write!(f, " (line {line} of the template: `{text}`)")
+            }
+        }
+    }
 }
 
 /// `` `a`, `b`, `c` ``
@@ -410,6 +467,22 @@ impl fmt::Display for InputKind {
                 write!(f, "`notify` names no handler of this play: `{target}`")
             }
             LoopNotList { key } => write!(f, "`{key}` takes a list, or a template that gives one"),
+            Template { problem, within } => write!(f, "{problem}{within}"),
+            UndefinedVariable { name, within, .. } => {
+                write!(f, "undefined variable `{name}`{within}")
+            }
+            UndefinedAttribute {
+                attribute,
+                of,
+                within,
+                ..
+            } => write!(f, "undefined attribute `{attribute}` of `{of}`{within}"),
+            DefinedNowhere { name, within, .. } => write!(
+                f,
+                "undefined variable `{name}`{within}: no inventory, vars file, play, task or `-e` defines it"
+            ),
+            UnknownFilter { name, within, .. } => write!(f, "unknown filter `{name}`{within}"),
+            UnknownTest { name, within, .. } => write!(f, "unknown test `{name}`{within}"),
             BadPort { key, value } => {
                 write!(
                     f,
@@ -481,7 +554,17 @@ impl InputKind {
                 true => Some("define it under the play's `handlers:`".into()),
                 false => Some(format!("handlers in this play: {}", ticked(handlers))),
             }),
+            UndefinedVariable { suggestion, .. }
+            | UnknownFilter { suggestion, .. }
+            | UnknownTest { suggestion, .. } => did_you_mean(suggestion),
+            UndefinedAttribute { suggestion, of, .. } => suggestion
+                .as_ref()
+                .map(|s| format!("did you mean `{of}.{s}`?")),
+            DefinedNowhere { suggestion, .. } => did_you_mean(suggestion).or_else(|| {
+                Some("define it in the inventory, the play's `vars`, or with `-e`".into())
+            }),
             InvalidYaml { .. }
+            | Template { .. }
             | WrongType { .. }
             | BadValue { .. }
             | MissingArgument { .. }

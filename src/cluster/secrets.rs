@@ -428,7 +428,7 @@ mod tests {
             ("upgrade", SecretsKind::Consul, "consul_tls_dir"),
         ];
         for (name, kind, dir) in cases {
-            let pb = crate::playbook::resolve(name).unwrap();
+            let pb = crate::playbook::resolve(name, crate::cluster::builtin::BUILTINS).unwrap();
             let tasks: Vec<&Task> = pb.plays.iter().flat_map(|p| &p.tasks).collect();
             let made = tasks.iter().position(|t| {
                 matches!(t.module.downcast::<ClusterSecrets>(), Some(ClusterSecrets(a))
@@ -449,7 +449,7 @@ mod tests {
         }
         // Nothing else makes key material.
         for name in ["pull", "stack", "stop", "info", "preflight"] {
-            let pb = crate::playbook::resolve(name).unwrap();
+            let pb = crate::playbook::resolve(name, crate::cluster::builtin::BUILTINS).unwrap();
             assert!(
                 !pb.plays
                     .iter()
