@@ -47,6 +47,34 @@ impl Engine {
         Engine { env }
     }
 
+    /// Compile a template string (see [`too_deep`]).
+    fn template<'s>(
+        &'s self,
+        source: &'s str,
+    ) -> Result<minijinja::Template<'s, 's>, minijinja::Error> {
+        too_deep(source, false)?;
+        self.env.template_from_str(source)
+    }
+
+    /// Compile the template text of file `name`.
+    fn named<'s>(
+        &'s self,
+        name: &'s str,
+        text: &'s str,
+    ) -> Result<minijinja::Template<'s, 's>, minijinja::Error> {
+        too_deep(text, false)?;
+        self.env.template_from_named_str(name, text)
+    }
+
+    /// Compile a bare expression.
+    fn expression<'s>(
+        &'s self,
+        source: &'s str,
+    ) -> Result<minijinja::Expression<'s, 's>, minijinja::Error> {
+        too_deep(source, true)?;
+        self.env.compile_expression(source)
+    }
+
     /// Make `value` visible to every template as `name` (e.g. `hostvars`).
     pub fn set_global(&mut self, name: &'static str, value: &serde_json::Value) {
         self.env
@@ -59,8 +87,7 @@ impl Engine {
             return Ok(source.to_owned());
         }
         let tmpl = self
-            .env
-            .template_from_str(source)
+            .template(source)
             .map_err(|e| self.string_error(e, source, origin, None))?;
         tmpl.render(vars).map_err(|e| {
             let names = Undeclared {
@@ -94,8 +121,7 @@ impl Engine {
     /// Evaluate one bare expression; undefined is an error.
     fn eval(&self, source: &str, vars: &Vars, origin: &Location) -> Result<minijinja::Value> {
         let expr = self
-            .env
-            .compile_expression(source)
+            .expression(source)
             .map_err(|e| self.string_error(e, source, origin, None))?;
         let names = || Undeclared {
             top: expr.undeclared_variables(false),
@@ -155,8 +181,7 @@ impl Engine {
     /// `name`; errors point into `text` as that file.
     pub fn render_named(&self, name: &str, text: &str, vars: &Vars) -> Result<String> {
         let tmpl = self
-            .env
-            .template_from_named_str(name, text)
+            .named(name, text)
             .map_err(|e| self.file_error(e, name, text, None))?;
         tmpl.render(vars).map_err(|e| {
             let names = Undeclared {
@@ -174,8 +199,7 @@ impl Engine {
             return Ok(());
         }
         let tmpl = self
-            .env
-            .template_from_str(source)
+            .template(source)
             .map_err(|e| self.string_error(e, source, origin, None))?;
         let found = Inspection::of_template(&tmpl);
         self.check_callables(&found, |kind| (origin.clone(), kind), &|_| {
@@ -188,8 +212,7 @@ impl Engine {
     pub fn check_condition(&self, exprs: &[String], origin: &Location) -> Result<()> {
         for raw in exprs {
             let source = strip_braces(raw);
-            self.env
-                .compile_expression(source)
+            self.expression(source)
                 .map(drop)
                 .map_err(|e| self.string_error(e, source, origin, None))?;
             let found = Inspection::of_expression(source);
@@ -204,8 +227,7 @@ impl Engine {
     /// syntax, filters and tests, located in the file.
     pub fn check_file(&self, name: &str, text: &str) -> Result<()> {
         let tmpl = self
-            .env
-            .template_from_named_str(name, text)
+            .named(name, text)
             .map_err(|e| self.file_error(e, name, text, None))?;
         let found = Inspection::of_template(&tmpl);
         let locate = |kind| (Location::new(name, 0, 0), kind);
@@ -223,13 +245,13 @@ impl Engine {
     /// name it reads is certain to be needed.
     pub fn needed_names(&self, source: &str, expression: bool) -> Option<Vec<String>> {
         let (found, names) = if expression {
-            let expr = self.env.compile_expression(source).ok()?;
+            let expr = self.expression(source).ok()?;
             (
                 Inspection::of_expression(source),
                 expr.undeclared_variables(false),
             )
         } else {
-            let tmpl = self.env.template_from_str(source).ok()?;
+            let tmpl = self.template(source).ok()?;
             (
                 Inspection::of_template(&tmpl),
                 tmpl.undeclared_variables(false),
@@ -405,6 +427,36 @@ impl Engine {
         }
         None
     }
+}
+
+/// The most `-` or `not` in a row an expression may hold.
+const MAX_UNARY_RUN: usize = 64;
+
+/// Refuse a long run of unary `-` or `not` (`{{ - - - … x }}`): minijinja
+/// parses those by unbounded recursion, and enough of them overflow the
+/// stack. Its other constructs have their own limit.
+fn too_deep(source: &str, in_expr: bool) -> Result<(), minijinja::Error> {
+    if source.matches('-').count() + source.matches("not").count() <= MAX_UNARY_RUN {
+        return Ok(());
+    }
+    let mut run = 0;
+    for token in machinery::tokenize(source, in_expr, Default::default(), Default::default()) {
+        let Ok((token, _)) = token else {
+            // the compiler reports it
+            return Ok(());
+        };
+        match token {
+            machinery::Token::Minus | machinery::Token::Ident("not") => run += 1,
+            _ => run = 0,
+        }
+        if run > MAX_UNARY_RUN {
+            return Err(minijinja::Error::new(
+                ErrorKind::SyntaxError,
+                format!("more than {MAX_UNARY_RUN} `-` or `not` in a row"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Which text of a playbook string a problem is in: the string itself when
@@ -989,6 +1041,23 @@ mod tests {
         let missing = dir.path().join("missing.j2");
         let err = e.render_file(&missing, &v).unwrap_err();
         assert!(matches!(err, Error::Io { .. }), "{err}");
+    }
+
+    #[test]
+    fn long_unary_runs_are_a_syntax_error_not_a_stack_overflow() {
+        let deep = format!("{{{{ {}x }}}}", "- ".repeat(50_000));
+        let text = Engine::new()
+            .check(&deep, &origin())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("more than 64 `-` or `not` in a row"),
+            "{text}"
+        );
+        let nots = format!("{}x", "not ".repeat(50_000));
+        assert!(Engine::new().check_condition(&[nots], &origin()).is_err());
+        let ok = format!("{{{{ {}x }}}} {}", "- ".repeat(10), "-".repeat(500));
+        assert!(Engine::new().check(&ok, &origin()).is_ok());
     }
 
     #[test]
