@@ -426,7 +426,7 @@ fn default_name(module: &dyn Module, no_log: bool) -> String {
 
 /// A parse error, located in `source`.
 fn located(e: Located, source: &Path, text: &str) -> Error {
-    yaml::input_error(source, text, e.pos, e.kind)
+    yaml::input_error(source, text, e.pos, *e.kind)
 }
 
 /// Names that are always defined while a task runs (besides `ansible_*`,

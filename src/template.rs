@@ -323,7 +323,7 @@ impl Engine {
             }
         };
         let present: Vec<&str> = known.iter().copied().filter(exists).collect();
-        closest(name, present.into_iter()).map(str::to_owned)
+        closest(name, present).map(str::to_owned)
     }
 
     /// An error in a string from a playbook: located at `origin`.
