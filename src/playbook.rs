@@ -96,7 +96,27 @@ impl Builtins {
 pub(crate) struct NameUse {
     pub names: Vec<String>,
     pub location: Location,
-    pub within: Within,
+    /// The string from the playbook; `None` for a template file.
+    pub text: Option<String>,
+}
+
+impl NameUse {
+    /// Where in the string `name` is: the string itself when it is one
+    /// line, else the line that uses it.
+    fn within(&self, name: &str) -> Within {
+        let Some(text) = &self.text else {
+            return Within::File;
+        };
+        if !text.contains('\n') {
+            return Within::Inline(text.clone());
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        let index = lines.iter().position(|l| l.contains(name)).unwrap_or(0);
+        Within::Line {
+            line: index + 1,
+            text: lines.get(index).unwrap_or(&"").trim().to_owned(),
+        }
+    }
 }
 
 /// One `serial` batch size. A list of them gives the sizes of the first
@@ -265,11 +285,11 @@ impl Playbook {
                 );
                 let kind = InputKind::DefinedNowhere {
                     name: name.clone(),
-                    within: name_use.within.clone(),
+                    within: name_use.within(name),
                     suggestion: closest(name, all).map(str::to_owned),
                 };
                 let mut location = name_use.location.clone();
-                if name_use.within == Within::File {
+                if name_use.text.is_none() {
                     location = locate_word(location, name);
                 }
                 return Err(InputError::new(location, kind).into());
@@ -660,14 +680,10 @@ impl Builder<'_> {
             if names.is_empty() {
                 continue;
             }
-            let within = match source.contains('\n') {
-                false => Within::Inline(source.to_owned()),
-                true => Within::Inline(source.trim().lines().next().unwrap_or("").to_owned()),
-            };
             found.uses.push(NameUse {
                 names,
                 location: self.loc(raw.key_pos(key)),
-                within,
+                text: Some(source.to_owned()),
             });
         }
         if let Some((path, text)) = template_file {
@@ -676,7 +692,7 @@ impl Builder<'_> {
                     found.uses.push(NameUse {
                         names,
                         location: Location::new(path, 0, 0),
-                        within: Within::File,
+                        text: None,
                     });
                 }
             }

@@ -103,6 +103,18 @@ impl Module for ClusterSecrets {
         vec![&self.0.dir]
     }
 
+    /// The facts it may set (see the module's docs).
+    fn defines(&self) -> Vec<&str> {
+        match self.0.kind {
+            SecretsKind::Consul => vec![
+                "consul_gossip_key",
+                "consul_security_fingerprint",
+                "consul_tls_dir",
+            ],
+            SecretsKind::DockerTls => vec!["docker_tls_dir"],
+        }
+    }
+
     /// Made on this machine, without contacting the host.
     fn local(&self) -> bool {
         true
