@@ -1045,6 +1045,14 @@ mod tests {
             "{text}"
         );
         assert!(inv.select("").is_err());
+        // a long pattern of brackets took minutes (found by the fuzz test)
+        let started = std::time::Instant::now();
+        let long = format!("serv{}", "[".repeat(60_000));
+        let text = inv.select(&long).unwrap_err().to_string();
+        assert!(text.contains("is longer than 1024 bytes"), "{text}");
+        let bracketed = format!("*{}", "[".repeat(1000));
+        assert!(inv.select(&bracketed).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
         assert!(inv
             .select("~node.*")
             .unwrap_err()

@@ -18,7 +18,17 @@ use std::collections::HashSet;
 use super::{suggest, Inventory};
 use crate::error::{Error, Result};
 
+/// The longest pattern accepted: far beyond any host name (253), short
+/// enough that globbing stays fast whatever the pattern.
+const MAX_PATTERN: usize = 1024;
+
 pub(super) fn select(inv: &Inventory, pattern: &str) -> Result<Vec<String>> {
+    if pattern.len() > MAX_PATTERN {
+        let start: String = pattern.chars().take(40).collect();
+        return Err(Error::usage(format!(
+            "host pattern `{start}…` is longer than {MAX_PATTERN} bytes"
+        )));
+    }
     let terms = split(pattern);
     if terms.is_empty() {
         return Err(Error::usage(format!("empty host pattern `{pattern}`"))
