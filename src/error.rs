@@ -61,6 +61,22 @@ impl fmt::Display for Location {
     }
 }
 
+/// Read an input file (playbook, inventory, vars, template) as text. Bytes
+/// that are not UTF-8 are bad input at the line and column where they start.
+pub(crate) fn read_input(path: &std::path::Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let valid = std::str::from_utf8(valid).unwrap_or_default();
+        let line = valid.matches('\n').count() + 1;
+        let line_start = valid.rfind('\n').map_or(0, |i| i + 1);
+        let column = valid[line_start..].chars().count() + 1;
+        let shown = String::from_utf8_lossy(e.as_bytes());
+        let location = Location::new(path, line, column).with_source(&shown);
+        InputError::new(location, InputKind::NotUtf8).into()
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Bad input at a known place in a file (inventory, playbook, vars,
@@ -210,6 +226,8 @@ pub enum InputKind {
         message: String,
     },
     EmptyPlaybook,
+    /// Bytes that are not UTF-8 text.
+    NotUtf8,
     /// A value of the wrong type (`found` and `expected` in serde's words).
     WrongType {
         field: Option<String>,
@@ -300,10 +318,72 @@ pub enum InputKind {
     LoopNotList {
         key: String,
     },
+    /// A template that does not compile or render, in minijinja's words.
+    Template {
+        problem: String,
+        within: Within,
+    },
+    /// A name no layer defines when the template renders.
+    UndefinedVariable {
+        name: String,
+        within: Within,
+        suggestion: Option<String>,
+    },
+    UndefinedAttribute {
+        attribute: String,
+        of: String,
+        within: Within,
+        suggestion: Option<String>,
+    },
+    /// A name no layer, play, task or loop defines: it could never render.
+    DefinedNowhere {
+        name: String,
+        within: Within,
+        suggestion: Option<String>,
+    },
+    UnknownFilter {
+        name: String,
+        within: Within,
+        suggestion: Option<String>,
+    },
+    UnknownTest {
+        name: String,
+        within: Within,
+        suggestion: Option<String>,
+    },
+    /// `ansible_port` (or `port`) that is not a port number.
+    BadPort {
+        key: String,
+        value: String,
+    },
     /// Anything else, worded where it was found.
     Other {
         message: String,
     },
+}
+
+/// Where in a playbook string a template problem is: the location points at
+/// the string's key, this says which text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Within {
+    /// A template file: the location is exact.
+    File,
+    /// A one-line string from a playbook.
+    Inline(String),
+    /// Line `line` of a multi-line string from a playbook.
+    Line { line: usize, text: String },
+}
+
+impl fmt::Display for Within {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Within::File => Ok(()),
+            Within::Inline(source) => write!(f, " in `{source}`"),
+            Within::Line { line, text } => {
+                write!(f, " (line {line} of the template: `{text}`)")
+            }
+        }
+    }
 }
 
 /// `` `a`, `b`, `c` ``
@@ -329,6 +409,7 @@ impl fmt::Display for InputKind {
         match self {
             InvalidYaml { message } => write!(f, "invalid YAML: {message}"),
             EmptyPlaybook => f.write_str("playbook has no plays"),
+            NotUtf8 => f.write_str("the file is not UTF-8 text"),
             WrongType {
                 field: name,
                 found,
@@ -388,6 +469,28 @@ impl fmt::Display for InputKind {
                 write!(f, "`notify` names no handler of this play: `{target}`")
             }
             LoopNotList { key } => write!(f, "`{key}` takes a list, or a template that gives one"),
+            Template { problem, within } => write!(f, "{problem}{within}"),
+            UndefinedVariable { name, within, .. } => {
+                write!(f, "undefined variable `{name}`{within}")
+            }
+            UndefinedAttribute {
+                attribute,
+                of,
+                within,
+                ..
+            } => write!(f, "undefined attribute `{attribute}` of `{of}`{within}"),
+            DefinedNowhere { name, within, .. } => write!(
+                f,
+                "undefined variable `{name}`{within}: no inventory, vars file, play, task or `-e` defines it"
+            ),
+            UnknownFilter { name, within, .. } => write!(f, "unknown filter `{name}`{within}"),
+            UnknownTest { name, within, .. } => write!(f, "unknown test `{name}`{within}"),
+            BadPort { key, value } => {
+                write!(
+                    f,
+                    "`{key}` must be a port number from 1 to 65535, got `{value}`"
+                )
+            }
             Other { message, .. } => f.write_str(message),
         }
     }
@@ -399,6 +502,7 @@ impl InputKind {
         use InputKind::*;
         match self {
             EmptyPlaybook => Some("a playbook is a list of plays, such as `- hosts: all`".into()),
+            NotUtf8 => Some("save it as UTF-8 (binary files belong in `copy`'s `src`)".into()),
             UnknownValue {
                 value, expected, ..
             } => crate::suggest::did_you_mean(value, expected.iter().map(String::as_str))
@@ -452,7 +556,17 @@ impl InputKind {
                 true => Some("define it under the play's `handlers:`".into()),
                 false => Some(format!("handlers in this play: {}", ticked(handlers))),
             }),
+            UndefinedVariable { suggestion, .. }
+            | UnknownFilter { suggestion, .. }
+            | UnknownTest { suggestion, .. } => did_you_mean(suggestion),
+            UndefinedAttribute { suggestion, of, .. } => suggestion
+                .as_ref()
+                .map(|s| format!("did you mean `{of}.{s}`?")),
+            DefinedNowhere { suggestion, .. } => did_you_mean(suggestion).or_else(|| {
+                Some("define it in the inventory, the play's `vars`, or with `-e`".into())
+            }),
             InvalidYaml { .. }
+            | Template { .. }
             | WrongType { .. }
             | BadValue { .. }
             | MissingArgument { .. }
@@ -461,6 +575,7 @@ impl InputKind {
             | ImportTasksWith { .. }
             | ImportPlaybookWith { .. }
             | LoopNotList { .. }
+            | BadPort { .. }
             | Other { .. } => None,
         }
     }
@@ -475,11 +590,12 @@ fn located(location: &Location, message: &str, hint: Option<&str>) -> String {
     if let Some(snippet) = &location.snippet {
         let number = location.line.to_string();
         let pad = " ".repeat(number.len());
+        let (snippet, column) = window(snippet, location.column);
         out.push_str(&format!("\n{pad} |\n{number} | {snippet}"));
-        if location.column > 0 {
+        if column > 0 {
             let caret_pad: String = snippet
                 .chars()
-                .take(location.column - 1)
+                .take(column - 1)
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
             out.push_str(&format!("\n{pad} | {caret_pad}^"));
@@ -487,6 +603,34 @@ fn located(location: &Location, message: &str, hint: Option<&str>) -> String {
     }
     out.push_str(&hint_suffix(hint));
     out
+}
+
+/// At most this many characters of a source line are shown.
+const SNIPPET_WIDTH: usize = 100;
+
+/// The part of a long `line` around 1-based `column` (0: its start), with
+/// `…` where it was cut, and the column within that part.
+fn window(line: &str, column: usize) -> (String, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= SNIPPET_WIDTH {
+        return (line.to_owned(), column);
+    }
+    let at = column.saturating_sub(1).min(chars.len());
+    let start = at.saturating_sub(SNIPPET_WIDTH * 2 / 3);
+    let end = (start + SNIPPET_WIDTH).min(chars.len());
+    let mut out = String::new();
+    if start > 0 {
+        out.push('…');
+    }
+    out.extend(&chars[start..end]);
+    if end < chars.len() {
+        out.push('…');
+    }
+    let column = match column {
+        0 => 0,
+        _ => at - start + 1 + usize::from(start > 0),
+    };
+    (out, column)
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -508,5 +652,19 @@ mod tests {
         assert!(text.contains("  |     ^"), "{text}");
         assert!(text.ends_with("hint: did you mean `name`?"), "{text}");
         assert_eq!(err.exit_code(), exit::BAD_INPUT);
+    }
+
+    #[test]
+    fn long_lines_show_a_window_around_the_column() {
+        let line = format!("{}X{}", "a".repeat(5000), "b".repeat(5000));
+        let loc = Location::new("f.yml", 1, 5001).with_source(&line);
+        let text = Error::input(loc, "bad").to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        let shown = lines[2].strip_prefix("1 | ").unwrap();
+        let caret = lines[3].strip_prefix("  | ").unwrap();
+        assert!(shown.chars().count() <= SNIPPET_WIDTH + 2, "{shown}");
+        assert!(shown.starts_with('…') && shown.ends_with('…'), "{shown}");
+        let caret_at = caret.chars().count() - 1;
+        assert_eq!(shown.chars().nth(caret_at), Some('X'), "{text}");
     }
 }

@@ -1101,7 +1101,8 @@ mod tests {
         std::fs::write(&path, "h1 arpanet_ip=10.0.0.1\n").unwrap();
         let inventory = Arc::new(Inventory::load(&path).unwrap());
         let layers = Layers::load(None, &[format!("docker_tcp={word}")]).unwrap();
-        let mut setup = crate::playbook::resolve("setup").unwrap();
+        let mut setup =
+            crate::playbook::resolve("setup", crate::cluster::builtin::BUILTINS).unwrap();
         setup.plays.truncate(1);
         setup.plays[0].tasks.truncate(1);
         setup.plays[0].handlers.clear();
@@ -1153,7 +1154,9 @@ mod tests {
             assert!(!dir.path().join("docker-tls").exists(), "docker_tcp={word}");
         }
         // the template decides the same way
-        let template = crate::playbook::builtin_template("docker.default.j2").unwrap();
+        let template = crate::cluster::builtin::BUILTINS
+            .template("docker.default.j2")
+            .unwrap();
         let inventory = Arc::new(Inventory::parse(Path::new("hosts"), "h1\n").unwrap());
         for (word, tls) in [("y", true), ("On", true), ("no", false), ("0", false)] {
             let layers = Layers::load(None, &[format!("docker_tcp={word}")]).unwrap();

@@ -24,7 +24,7 @@ mod yaml;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Location, Result};
+use crate::error::{Error, InputKind, Location, Result};
 use crate::vars::{self, Vars};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +58,7 @@ impl Inventory {
     /// Read an INI or YAML inventory and the `group_vars/` and `host_vars/`
     /// directories beside it.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+        let text = crate::error::read_input(path)?;
         let mut inventory = Self::parse(path, &text)?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         inventory.load_vars_dirs(base)?;
@@ -301,6 +301,9 @@ struct Builder {
     host_index: HashMap<String, usize>,
     groups: Vec<Group>,
     group_index: HashMap<String, usize>,
+    /// (group index, host index) of every listing, so a large range is not
+    /// quadratic to add.
+    members: HashSet<(usize, usize)>,
 }
 
 impl Builder {
@@ -310,6 +313,7 @@ impl Builder {
             host_index: HashMap::new(),
             groups: Vec::new(),
             group_index: HashMap::new(),
+            members: HashSet::new(),
         };
         b.group("all");
         b.group("ungrouped");
@@ -352,12 +356,11 @@ impl Builder {
 
     /// List `host` in `group`; false if it was already listed there.
     fn add_host(&mut self, group: usize, host: &str) -> bool {
-        self.host(host);
-        let hosts = &mut self.groups[group].hosts;
-        if hosts.iter().any(|h| h == host) {
+        let index = self.host(host);
+        if !self.members.insert((group, index)) {
             return false;
         }
-        hosts.push(host.to_owned());
+        self.groups[group].hosts.push(host.to_owned());
         true
     }
 
@@ -443,8 +446,8 @@ impl Builder {
 }
 
 /// Split a trailing `:PORT` off a host entry (`node1:2222`), outside of
-/// range brackets.
-fn split_port(entry: &str) -> (&str, Option<u16>) {
+/// range brackets; a port out of range is an error.
+fn split_port(entry: &str) -> std::result::Result<(&str, Option<u16>), InputKind> {
     let mut depth = 0usize;
     let mut colon = None;
     for (i, c) in entry.char_indices() {
@@ -458,18 +461,29 @@ fn split_port(entry: &str) -> (&str, Option<u16>) {
     if let Some(i) = colon {
         let port = &entry[i + 1..];
         if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(p) = port.parse() {
-                return (&entry[..i], Some(p));
-            }
+            return match port.parse() {
+                Ok(p) if p > 0 => Ok((&entry[..i], Some(p))),
+                _ => Err(InputKind::BadPort {
+                    key: "ansible_port".into(),
+                    value: port.into(),
+                }),
+            };
         }
     }
-    (entry, None)
+    Ok((entry, None))
 }
+
+/// The most hosts one range entry (`node[1:100]`) may name.
+pub(crate) const MAX_RANGE_HOSTS: usize = 10_000;
 
 /// Expand Ansible host ranges: `node[1:3]`, `node[01:10]`, `db-[a:c]`,
 /// `n[0:10:5]`, several per name. On error, the message and the byte offset
 /// of the offending bracket.
 fn expand_ranges(name: &str) -> std::result::Result<Vec<String>, (String, usize)> {
+    if name.matches('[').count() > 8 {
+        let at = name.match_indices('[').nth(8).map_or(0, |(i, _)| i);
+        return Err(("more than 8 ranges in one host name".into(), at));
+    }
     let Some(open) = name.find('[') else {
         if name.contains(']') {
             return Err((
@@ -498,6 +512,14 @@ fn expand_ranges(name: &str) -> std::result::Result<Vec<String>, (String, usize)
         },
     };
     let (beg, end) = (parts[0], parts[1]);
+    let too_many = |count: u64| {
+        Err((
+            format!(
+                "host range `[{body}]` names {count} hosts; at most {MAX_RANGE_HOSTS} are allowed"
+            ),
+            open,
+        ))
+    };
     let mut items = Vec::new();
     let is_letter = |s: &str| s.len() == 1 && s.bytes().all(|b| b.is_ascii_alphabetic());
     if is_letter(beg) && is_letter(end) {
@@ -526,9 +548,17 @@ fn expand_ranges(name: &str) -> std::result::Result<Vec<String>, (String, usize)
         if b > e {
             return bad(format!("host range `[{body}]` runs backwards"));
         }
+        let count = ((e - b) / step as u64).saturating_add(1);
+        if count > MAX_RANGE_HOSTS as u64 {
+            return too_many(count);
+        }
         items.extend((b..=e).step_by(step).map(|n| format!("{n:0width$}")));
     }
     let tails = expand_ranges(tail).map_err(|(m, at)| (m, at + close + 1))?;
+    let count = items.len() as u64 * tails.len() as u64;
+    if count > MAX_RANGE_HOSTS as u64 {
+        return too_many(count);
+    }
     Ok(items
         .iter()
         .flat_map(|i| tails.iter().map(move |t| format!("{head}{i}{t}")))
@@ -547,6 +577,12 @@ fn valid_group_name(name: &str) -> bool {
 /// A located error at 1-based `line` and `column` of `text`.
 fn located(file: &Path, text: &str, line: usize, column: usize, msg: impl Into<String>) -> Error {
     Error::input(Location::new(file, line, column).with_source(text), msg)
+}
+
+/// Bad input of `kind` at 1-based `line` and `column` of `text`.
+fn located_kind(file: &Path, text: &str, line: usize, column: usize, kind: InputKind) -> Error {
+    let location = Location::new(file, line, column).with_source(text);
+    crate::error::InputError::new(location, kind).into()
 }
 
 #[cfg(test)]
@@ -727,6 +763,26 @@ mod tests {
         );
         let inv = yml("all:\n  hosts:\n    n[1:2]:2200: {a: 1}\n").unwrap();
         assert_eq!(host_vars(&inv, "n2"), json!({"ansible_port": 2200, "a": 1}));
+    }
+
+    #[test]
+    fn huge_host_ranges_are_refused_before_expanding() {
+        let limit = MAX_RANGE_HOSTS;
+        assert!(ini(&format!("[a]\nn[1:{limit}]\n")).is_ok());
+        for entry in [
+            "n[1:99999999]".to_owned(),
+            format!("n[1:{}]", limit + 1),
+            "n[1:200][1:200]".to_owned(),
+            "n[0:18446744073709551615]".to_owned(),
+            "n".to_owned() + &"[1:1]".repeat(20_000),
+        ] {
+            let text = ini(&format!("[a]\n{entry} x=1\n")).unwrap_err().to_string();
+            assert!(text.starts_with("hosts:2:"), "{text}");
+            let text = yml(&format!("all:\n  hosts:\n    {entry}:\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(text.starts_with("hosts.yml:3:"), "{text}");
+        }
     }
 
     #[test]
@@ -989,6 +1045,14 @@ mod tests {
             "{text}"
         );
         assert!(inv.select("").is_err());
+        // a long pattern of brackets took minutes (found by the fuzz test)
+        let started = std::time::Instant::now();
+        let long = format!("serv{}", "[".repeat(60_000));
+        let text = inv.select(&long).unwrap_err().to_string();
+        assert!(text.contains("is longer than 1024 bytes"), "{text}");
+        let bracketed = format!("*{}", "[".repeat(1000));
+        assert!(inv.select(&bracketed).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
         assert!(inv
             .select("~node.*")
             .unwrap_err()

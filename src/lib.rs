@@ -33,6 +33,9 @@ pub(crate) mod truth;
 pub(crate) mod vars;
 pub(crate) mod yaml;
 
+#[cfg(test)]
+mod fuzz;
+
 use crate::cli::{Cli, Command};
 use crate::error::Result;
 

@@ -15,10 +15,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{Error, InputError, InputKind, Location, Result};
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
+use crate::error::{Error, InputError, InputKind, Location, Result, Within};
 use crate::modules::Module;
 use crate::suggest::closest;
-use crate::template::Engine;
+use crate::template::{strip_braces, Engine};
 use crate::vars::Vars;
 use crate::yaml::{self, Pos};
 
@@ -35,6 +38,85 @@ pub struct Playbook {
     /// Where relative `src:` paths are looked up (the playbook's directory).
     pub dir: PathBuf,
     pub plays: Vec<Play>,
+    /// Where built-in templates are found after the disk.
+    pub(crate) builtins: Builtins,
+    /// The variables each task's templates need, for [`Playbook::check_names`].
+    pub(crate) uses: Vec<NameUse>,
+    /// Names the playbook itself defines: play and task `vars`, `register`,
+    /// `set_fact` keys.
+    pub(crate) defines: BTreeSet<String>,
+}
+
+/// Playbooks, task files and templates shipped inside the binary by the
+/// product, found by name after the files on disk. The engine knows no
+/// names of its own; the command that runs playbooks passes these in.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Builtins {
+    /// The playbooks offered to the user (named in hints), in order.
+    pub names: &'static [&'static str],
+    /// Every playbook by name (those above and the parts they import).
+    pub playbooks: &'static [(&'static str, &'static str)],
+    /// Task files for `import_tasks`, by file name.
+    pub tasks: &'static [(&'static str, &'static str)],
+    /// Templates for `src:`, by file name.
+    pub templates: &'static [(&'static str, &'static str)],
+}
+
+impl Builtins {
+    /// No built-ins at all.
+    pub const NONE: Builtins = Builtins {
+        names: &[],
+        playbooks: &[],
+        tasks: &[],
+        templates: &[],
+    };
+
+    fn find(table: &[(&str, &'static str)], name: &str) -> Option<&'static str> {
+        table.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+    }
+
+    /// The YAML text of the built-in playbook `name`.
+    pub fn playbook(&self, name: &str) -> Option<&'static str> {
+        Self::find(self.playbooks, name)
+    }
+
+    /// The text of the built-in template `name`.
+    pub fn template(&self, name: &str) -> Option<&'static str> {
+        Self::find(self.templates, name)
+    }
+
+    fn task_file(&self, name: &str) -> Option<&'static str> {
+        Self::find(self.tasks, name)
+    }
+}
+
+/// Templated strings of one task and the variables they need: each must be
+/// defined somewhere, or the task can never run.
+#[derive(Debug, Clone)]
+pub(crate) struct NameUse {
+    pub names: Vec<String>,
+    pub location: Location,
+    /// The string from the playbook; `None` for a template file.
+    pub text: Option<String>,
+}
+
+impl NameUse {
+    /// Where in the string `name` is: the string itself when it is one
+    /// line, else the line that uses it.
+    fn within(&self, name: &str) -> Within {
+        let Some(text) = &self.text else {
+            return Within::File;
+        };
+        if !text.contains('\n') {
+            return Within::Inline(text.clone());
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        let index = lines.iter().position(|l| l.contains(name)).unwrap_or(0);
+        Within::Line {
+            line: index + 1,
+            text: lines.get(index).unwrap_or(&"").trim().to_owned(),
+        }
+    }
 }
 
 /// One `serial` batch size. A list of them gives the sizes of the first
@@ -113,13 +195,19 @@ pub enum SrcKind {
 
 impl Playbook {
     /// Read and parse a playbook file.
+    #[cfg(test)]
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+        Self::load_with(path, Builtins::NONE)
+    }
+
+    /// Read and parse a playbook file whose imports may name `builtins`.
+    fn load_with(path: &Path, builtins: Builtins) -> Result<Self> {
+        let text = crate::error::read_input(path)?;
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        Self::parse(path, &dir, &text)
+        Self::parse_with(path, &dir, &text, builtins)
     }
 
     /// Parse `text` as if read from `source`; relative paths resolve in `dir`.
@@ -128,33 +216,94 @@ impl Playbook {
     /// arguments, that every templated string and condition compiles, and
     /// that every `notify` names a handler of its play.
     pub fn parse(source: &Path, dir: &Path, text: &str) -> Result<Self> {
+        Self::parse_with(source, dir, text, Builtins::NONE)
+    }
+
+    /// [`Playbook::parse`], finding imports and templates in `builtins`
+    /// after the disk.
+    pub fn parse_with(source: &Path, dir: &Path, text: &str, builtins: Builtins) -> Result<Self> {
         let raw = yaml::parse(text)
             .map_err(|e| yaml::syntax_error(source, text, e))
             .and_then(|doc| parse::plays(doc.as_ref()).map_err(|e| located(e, source, text)))?;
         if raw.is_empty() {
-            let location = Location::new(source, 0, 0);
+            let location = Location::new(source, 1, 1).with_source(text);
             return Err(InputError::new(location, InputKind::EmptyPlaybook).into());
         }
+        let found = RefCell::new(Found::default());
+        let engine = Engine::new();
         let builder = Builder {
             source,
             text,
             dir,
-            engine: Engine::new(),
+            engine: &engine,
+            builtins,
+            found: &found,
         };
         let mut plays = Vec::new();
         for p in raw {
             match &p.import {
                 Some(name) => {
                     let location = builder.loc(p.key_pos("import_playbook"));
-                    plays.extend(import(name, dir, &location)?.plays);
+                    let imported = import(name, dir, &location, builtins)?;
+                    plays.extend(imported.plays);
+                    let mut found = found.borrow_mut();
+                    found.uses.extend(imported.uses);
+                    found.defines.extend(imported.defines);
                 }
                 None => plays.push(builder.play(p)?),
             }
         }
+        let Found { uses, defines } = found.into_inner();
         Ok(Playbook {
             dir: dir.to_path_buf(),
             plays,
+            builtins,
+            uses,
+            defines,
         })
+    }
+
+    /// Refuse a variable that some task needs and nothing defines: not the
+    /// inventory or any vars layer (`known`), not a play or task of any of
+    /// `playbooks`, not a loop's `item` or a magic variable. Such a task
+    /// could only fail, so this is said before any host is contacted.
+    /// `candidates` are offered as "did you mean".
+    pub(crate) fn check_names(
+        playbooks: &[Playbook],
+        known: &dyn Fn(&str) -> bool,
+        candidates: &[String],
+    ) -> Result<()> {
+        let defined = |name: &str| {
+            known(name)
+                || ALWAYS_DEFINED.contains(&name)
+                || name.starts_with("ansible_")
+                || playbooks.iter().any(|p| p.defines.contains(name))
+        };
+        for name_use in playbooks.iter().flat_map(|p| &p.uses) {
+            if let Some(name) = name_use.names.iter().find(|n| !defined(n)) {
+                let all = candidates.iter().map(String::as_str).chain(
+                    playbooks
+                        .iter()
+                        .flat_map(|p| p.defines.iter().map(String::as_str)),
+                );
+                let kind = InputKind::DefinedNowhere {
+                    name: name.clone(),
+                    within: name_use.within(name),
+                    suggestion: closest(name, all).map(str::to_owned),
+                };
+                let mut location = name_use.location.clone();
+                if name_use.text.is_none() {
+                    location = locate_word(location, name);
+                }
+                return Err(InputError::new(location, kind).into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The text of the built-in template `name`, if there is one.
+    pub fn builtin_template(&self, name: &str) -> Option<&'static str> {
+        self.builtins.template(name)
     }
 
     /// Find a task's `src:` file: absolute as given; relative in the
@@ -175,80 +324,15 @@ impl Playbook {
     }
 }
 
-/// The built-in playbooks, embedded from the repository's `playbooks/`.
-const BUILTINS: &[(&str, &str)] = &[
-    ("bootstrap", include_str!("../playbooks/bootstrap.yml")),
-    ("setup", include_str!("../playbooks/setup.yml")),
-    ("pull", include_str!("../playbooks/pull.yml")),
-    ("consul", include_str!("../playbooks/consul.yml")),
-    ("stack", include_str!("../playbooks/stack.yml")),
-    ("stop", include_str!("../playbooks/stop.yml")),
-    ("upgrade", include_str!("../playbooks/upgrade.yml")),
-    ("info", include_str!("../playbooks/info.yml")),
-    // Parts imported by the playbooks above.
-    ("preflight", include_str!("../playbooks/preflight.yml")),
-    (
-        "consul-agents",
-        include_str!("../playbooks/consul-agents.yml"),
-    ),
-];
-const BUILTIN_NAMES: &[&str] = &[
-    "bootstrap",
-    "setup",
-    "pull",
-    "consul",
-    "stack",
-    "upgrade",
-    "stop",
-    "info",
-];
-
-/// The YAML text of a built-in playbook (`bootstrap`, `setup`, ...).
-pub fn builtin(name: &str) -> Option<&'static str> {
-    BUILTINS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, text)| *text)
-}
-
-/// The names of the built-in playbooks.
-#[cfg(test)]
-pub fn builtin_names() -> &'static [&'static str] {
-    BUILTIN_NAMES
-}
-
-/// Templates embedded from the repository's `templates/` folder, by the
-/// name a playbook gives as `src:` (e.g. `docker-default.j2`). A file of the
-/// same name beside the playbook (or in its `templates/`) wins over these.
-/// Add an entry with `include_str!("../templates/NAME")` for each template.
-const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
-    (
-        "docker.default.j2",
-        include_str!("../templates/docker.default.j2"),
-    ),
-    (
-        "docker-dropin.conf.j2",
-        include_str!("../templates/docker-dropin.conf.j2"),
-    ),
-];
-
-/// The text of a built-in template, if there is one named `name`.
-pub fn builtin_template(name: &str) -> Option<&'static str> {
-    BUILTIN_TEMPLATES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, text)| *text)
-}
-
 /// The playbook a command-line argument names: a path to an existing file;
 /// else a built-in name, where a file `NAME.yml` in the current directory
 /// overrides the built-in `NAME` (so a user can adapt `setup` by copying it).
-pub fn resolve(arg: &str) -> Result<Playbook> {
-    resolve_in(arg, Path::new("."))
+pub fn resolve(arg: &str, builtins: Builtins) -> Result<Playbook> {
+    resolve_in(arg, Path::new("."), builtins)
 }
 
 /// [`resolve`] with `cwd` as the current directory.
-fn resolve_in(arg: &str, cwd: &Path) -> Result<Playbook> {
+fn resolve_in(arg: &str, cwd: &Path, builtins: Builtins) -> Result<Playbook> {
     // `./x.yml` reads better as `x.yml` in messages.
     let in_cwd = |name: &str| match cwd == Path::new(".") {
         true => PathBuf::from(name),
@@ -256,17 +340,19 @@ fn resolve_in(arg: &str, cwd: &Path) -> Result<Playbook> {
     };
     let path = in_cwd(arg);
     if path.is_file() {
-        return Playbook::load(&path);
+        return Playbook::load_with(&path, builtins);
     }
-    if let Some(text) = builtin(arg) {
+    if let Some(text) = builtins.playbook(arg) {
         let local = in_cwd(&format!("{arg}.yml"));
         if local.is_file() {
-            return Playbook::load(&local);
+            return Playbook::load_with(&local, builtins);
         }
         let dir = std::path::absolute(cwd).unwrap_or_else(|_| cwd.to_path_buf());
-        return Playbook::parse(Path::new(&format!("<builtin>/{arg}.yml")), &dir, text);
+        let source = format!("<builtin>/{arg}.yml");
+        return Playbook::parse_with(Path::new(&source), &dir, text, builtins);
     }
-    let names = BUILTIN_NAMES
+    let names = builtins
+        .names
         .iter()
         .map(|n| format!("`{n}`"))
         .collect::<Vec<_>>()
@@ -277,7 +363,7 @@ fn resolve_in(arg: &str, cwd: &Path) -> Result<Playbook> {
     } else {
         format!("no playbook file or built-in playbook named `{arg}`")
     };
-    let hint = match closest(arg, BUILTIN_NAMES.iter().copied()) {
+    let hint = match closest(arg, builtins.names.iter().copied()) {
         Some(c) => format!("did you mean `{c}`? built-in playbooks: {names}"),
         None => format!("built-in playbooks: {names}"),
     };
@@ -286,7 +372,7 @@ fn resolve_in(arg: &str, cwd: &Path) -> Result<Playbook> {
 
 /// The plays of `import_playbook: NAME`: a file beside the importing
 /// playbook, else a built-in (`setup.yml` or `setup`).
-fn import(name: &str, dir: &Path, location: &Location) -> Result<Playbook> {
+fn import(name: &str, dir: &Path, location: &Location, builtins: Builtins) -> Result<Playbook> {
     thread_local! {
         static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
@@ -301,13 +387,10 @@ fn import(name: &str, dir: &Path, location: &Location) -> Result<Playbook> {
     let builtin_name = name.trim_end_matches(".yml").trim_end_matches(".yaml");
     DEPTH.set(DEPTH.get() + 1);
     let result = if path.is_file() {
-        Playbook::load(&path)
-    } else if let Some(text) = builtin(builtin_name) {
-        Playbook::parse(
-            Path::new(&format!("<builtin>/{builtin_name}.yml")),
-            dir,
-            text,
-        )
+        Playbook::load_with(&path, builtins)
+    } else if let Some(text) = builtins.playbook(builtin_name) {
+        let source = format!("<builtin>/{builtin_name}.yml");
+        Playbook::parse_with(Path::new(&source), dir, text, builtins)
     } else {
         let kind = InputKind::ImportNotFound {
             keyword: "import_playbook".into(),
@@ -325,17 +408,22 @@ fn import(name: &str, dir: &Path, location: &Location) -> Result<Playbook> {
 
 /// The text of `import_tasks: NAME`: beside the playbook, in its `tasks/`
 /// folder, else a built-in task file.
-fn task_file(name: &str, dir: &Path, location: &Location) -> Result<(PathBuf, String)> {
+fn task_file(
+    name: &str,
+    dir: &Path,
+    location: &Location,
+    builtins: Builtins,
+) -> Result<(PathBuf, String)> {
     for path in [dir.join(name), dir.join("tasks").join(name)] {
         if path.is_file() {
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
+            let text = crate::error::read_input(&path)?;
             return Ok((path, text));
         }
     }
-    match BUILTIN_TASKS.iter().find(|(n, _)| *n == name) {
-        Some((n, text)) => Ok((
-            PathBuf::from(format!("<builtin>/tasks/{n}")),
-            (*text).to_owned(),
+    match builtins.task_file(name) {
+        Some(text) => Ok((
+            PathBuf::from(format!("<builtin>/tasks/{name}")),
+            text.to_owned(),
         )),
         None => {
             let kind = InputKind::ImportNotFound {
@@ -347,22 +435,6 @@ fn task_file(name: &str, dir: &Path, location: &Location) -> Result<(PathBuf, St
         }
     }
 }
-
-/// Task files the built-in playbooks import, embedded from `playbooks/tasks/`.
-const BUILTIN_TASKS: &[(&str, &str)] = &[
-    (
-        "consul-agent.yml",
-        include_str!("../playbooks/tasks/consul-agent.yml"),
-    ),
-    (
-        "stack-services.yml",
-        include_str!("../playbooks/tasks/stack-services.yml"),
-    ),
-    (
-        "upgrade-node.yml",
-        include_str!("../playbooks/tasks/upgrade-node.yml"),
-    ),
-];
 
 /// The default task name: `MODULE: first argument`, on one line; under
 /// `no_log` the argument, which may hold a secret, is left out.
@@ -377,7 +449,59 @@ fn default_name(module: &dyn Module, no_log: bool) -> String {
 
 /// A parse error, located in `source`.
 fn located(e: Located, source: &Path, text: &str) -> Error {
-    yaml::input_error(source, text, e.pos, e.kind)
+    yaml::input_error(source, text, e.pos, *e.kind)
+}
+
+/// Names that are always defined while a task runs (besides `ansible_*`,
+/// which facts and connection settings may set).
+const ALWAYS_DEFINED: &[&str] = &[
+    "item",
+    "hostvars",
+    "inventory_hostname",
+    "inventory_hostname_short",
+    "inventory_file",
+    "inventory_dir",
+    "group_names",
+    "groups",
+    "omit",
+    "play_hosts",
+    "playbook_dir",
+    "role_path",
+    "loop",
+    "self",
+    "super",
+    "caller",
+    "varargs",
+    "kwargs",
+    "vars",
+];
+
+/// What the builder learns about variables while it walks the tasks.
+#[derive(Default)]
+struct Found {
+    uses: Vec<NameUse>,
+    defines: BTreeSet<String>,
+}
+
+/// The location of the first `name` in a template file (else the file).
+fn locate_word(location: Location, name: &str) -> Location {
+    let Ok(text) = std::fs::read_to_string(&location.file) else {
+        return location;
+    };
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    for (index, line) in text.lines().enumerate() {
+        let mut from = 0;
+        while let Some(at) = line[from..].find(name).map(|i| i + from) {
+            let before = line[..at].chars().next_back();
+            let after = line[at + name.len()..].chars().next();
+            if !before.is_some_and(is_word) && !after.is_some_and(is_word) {
+                let column = line[..at].chars().count() + 1;
+                return Location::new(&location.file, index + 1, column).with_source(&text);
+            }
+            from = at + name.len();
+        }
+    }
+    location
 }
 
 /// Turns parsed plays into the model, checking templates and handlers.
@@ -386,7 +510,9 @@ struct Builder<'a> {
     text: &'a str,
     /// Where `import_tasks` files are looked up.
     dir: &'a Path,
-    engine: Engine,
+    engine: &'a Engine,
+    builtins: Builtins,
+    found: &'a RefCell<Found>,
 }
 
 impl Builder<'_> {
@@ -416,14 +542,18 @@ impl Builder<'_> {
         let handler_names: Vec<String> =
             raw.handlers.iter().filter_map(|h| h.name.clone()).collect();
         let handler_names: Vec<&str> = handler_names.iter().map(String::as_str).collect();
+        self.found
+            .borrow_mut()
+            .defines
+            .extend(raw.vars.keys().cloned());
         let mut handlers = Vec::new();
         for t in &raw.handlers {
-            handlers.extend(self.tasks(t, &handler_names, 0)?);
+            handlers.extend(self.tasks(t, &handler_names, 0, false)?);
         }
         let handler_names: Vec<&str> = handlers.iter().map(|h| h.name.as_str()).collect();
         let mut tasks = Vec::new();
         for t in &raw.tasks {
-            tasks.extend(self.tasks(t, &handler_names, 0)?);
+            tasks.extend(self.tasks(t, &handler_names, 0, true)?);
         }
         Ok(Play {
             name: raw.name.clone().unwrap_or_else(|| raw.hosts.clone()),
@@ -440,10 +570,27 @@ impl Builder<'_> {
 
     /// The tasks a raw entry stands for: itself, or the tasks of the file it
     /// imports with its `when`, `tags` and `vars` added to each.
-    fn tasks(&self, raw: &RawTask, handler_names: &[&str], depth: usize) -> Result<Vec<Task>> {
+    ///
+    /// The variables a task needs are noted when `needs` (tasks, not
+    /// handlers, which may never be notified).
+    fn tasks(
+        &self,
+        raw: &RawTask,
+        handler_names: &[&str],
+        depth: usize,
+        needs: bool,
+    ) -> Result<Vec<Task>> {
+        self.found
+            .borrow_mut()
+            .defines
+            .extend(raw.vars.keys().cloned());
         let Some(name) = &raw.import else {
             self.check_notify(raw, handler_names)?;
-            return Ok(vec![self.task(raw)?]);
+            let task = self.task(raw)?;
+            if needs {
+                self.note_needs(raw, &task)?;
+            }
+            return Ok(vec![task]);
         };
         let location = self.loc(raw.key_pos("import_tasks"));
         if depth >= 8 {
@@ -455,7 +602,7 @@ impl Builder<'_> {
         }
         self.engine
             .check_condition(&raw.when, &self.loc(raw.key_pos("when")))?;
-        let (source, text) = task_file(name, self.dir, &location)?;
+        let (source, text) = task_file(name, self.dir, &location, self.builtins)?;
         let raw_tasks = yaml::parse(&text)
             .map_err(|e| yaml::syntax_error(&source, &text, e))
             .and_then(|doc| parse::tasks(doc.as_ref()).map_err(|e| located(e, &source, &text)))?;
@@ -463,11 +610,16 @@ impl Builder<'_> {
             source: &source,
             text: &text,
             dir: self.dir,
-            engine: Engine::new(),
+            engine: self.engine,
+            builtins: self.builtins,
+            found: self.found,
         };
+        // An import under `when` may never run: its tasks' needs are not
+        // certain.
+        let needs = needs && raw.when.is_empty();
         let mut out = Vec::new();
         for r in &raw_tasks {
-            for mut task in inner.tasks(r, handler_names, depth + 1)? {
+            for mut task in inner.tasks(r, handler_names, depth + 1, needs)? {
                 task.when = raw.when.iter().cloned().chain(task.when).collect();
                 task.tags.extend(raw.tags.iter().cloned());
                 for (key, value) in &raw.vars {
@@ -479,6 +631,107 @@ impl Builder<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// Note what `task` defines, and the variables it needs for sure: those
+    /// of its module's templates, loop and conditions, unless a condition
+    /// may skip it (then only its first `when`), it ignores errors, or it is
+    /// tagged `never`. A template file it renders is checked here too, when
+    /// it is found.
+    fn note_needs(&self, raw: &RawTask, task: &Task) -> Result<()> {
+        let mut found = self.found.borrow_mut();
+        found.defines.extend(task.register.iter().cloned());
+        found
+            .defines
+            .extend(task.module.defines().into_iter().map(str::to_owned));
+        drop(found);
+        let template_file = self.template_file(task)?;
+        if task.ignore_errors || task.tags.iter().any(|t| t == "never") {
+            return Ok(());
+        }
+        let mut strings: Vec<(&str, bool, &str)> = Vec::new();
+        if let Some(first) = task.when.first() {
+            strings.push((strip_braces(first), true, "when"));
+        } else {
+            strings.extend(
+                task.module
+                    .templates()
+                    .into_iter()
+                    .map(|s| (s, false, "module")),
+            );
+            let mut items = Vec::new();
+            if let Some(loop_items) = &task.loop_items {
+                json_strings(loop_items, &mut items);
+            }
+            strings.extend(items.into_iter().map(|s| (s, false, "loop")));
+            for (key, cond) in [
+                ("until", &task.until),
+                ("changed_when", &task.changed_when),
+                ("failed_when", &task.failed_when),
+            ] {
+                strings.extend(cond.iter().map(|c| (strip_braces(c), true, key)));
+            }
+        }
+        let mut found = self.found.borrow_mut();
+        for (source, expression, key) in strings {
+            if !expression && !crate::template::is_template(source) {
+                continue;
+            }
+            let Some(names) = self.engine.needed_names(source, expression) else {
+                continue;
+            };
+            if names.is_empty() {
+                continue;
+            }
+            found.uses.push(NameUse {
+                names,
+                location: self.loc(raw.key_pos(key)),
+                text: Some(source.to_owned()),
+            });
+        }
+        if let Some((path, text)) = template_file {
+            if task.when.is_empty() {
+                if let Some(names) = self.engine.needed_names(&text, false) {
+                    found.uses.push(NameUse {
+                        names,
+                        location: Location::new(path, 0, 0),
+                        text: None,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The template file a task renders, when its `src` is no template and
+    /// the file is found (as the task will look for it), checked to compile
+    /// with known filters and tests.
+    fn template_file(&self, task: &Task) -> Result<Option<(PathBuf, String)>> {
+        let Some(src) = task.module.template_file() else {
+            return Ok(None);
+        };
+        if crate::template::is_template(src) {
+            return Ok(None);
+        }
+        let path = Path::new(src);
+        let on_disk = match path.is_absolute() {
+            true => Some(path.to_path_buf()).filter(|p| p.is_file()),
+            false => [self.dir.join(path), self.dir.join("templates").join(path)]
+                .into_iter()
+                .find(|p| p.is_file()),
+        };
+        let (path, text) = match on_disk {
+            Some(path) => {
+                let text = crate::error::read_input(&path)?;
+                (path, text)
+            }
+            None => match self.builtins.template(src) {
+                Some(text) => (Path::new("<builtin>/templates").join(src), text.to_owned()),
+                None => return Ok(None),
+            },
+        };
+        self.engine.check_file(&path.display().to_string(), &text)?;
+        Ok(Some((path, text)))
     }
 
     fn check_notify(&self, raw_task: &RawTask, handler_names: &[&str]) -> Result<()> {

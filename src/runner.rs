@@ -33,6 +33,14 @@ pub fn run_playbooks(
     playbooks: &[Playbook],
 ) -> Result<i32> {
     let session = Session::open(connect)?;
+    let known = session.scope.names();
+    let engine = Engine::new();
+    let candidates: Vec<String> = known.iter().cloned().collect();
+    Playbook::check_names(
+        playbooks,
+        &|name| known.contains(name) || engine.is_global(name),
+        &candidates,
+    )?;
     let hosts = session.hosts_of(
         playbooks
             .iter()

@@ -161,6 +161,25 @@ impl Scope {
         Ok(Self::new(inventory, Layers::load(rc_file, extra_args)?))
     }
 
+    /// Every name some layer defines for some host, facts aside: the
+    /// defaults, the rc file, the inventory's groups and hosts, `-e`, and
+    /// the magic variables.
+    pub(crate) fn names(&self) -> std::collections::BTreeSet<String> {
+        let layers = [&self.layers.defaults, &self.layers.rc, &self.layers.extra];
+        let inventory = self
+            .inventory
+            .groups
+            .iter()
+            .map(|g| &g.vars)
+            .chain(self.inventory.hosts.iter().map(|h| &h.vars));
+        layers
+            .into_iter()
+            .chain(inventory)
+            .flat_map(|vars| vars.keys().cloned())
+            .chain(MAGIC.iter().map(|m| (*m).to_owned()))
+            .collect()
+    }
+
     pub(crate) fn inventory(&self) -> &Inventory {
         &self.inventory
     }

@@ -17,11 +17,15 @@ use std::path::Path;
 
 use base64::Engine as _;
 use minijinja::value::{Kwargs, Rest, Value, ValueKind};
-use minijinja::{ErrorKind, UndefinedBehavior};
+use minijinja::{machinery, ErrorKind, UndefinedBehavior};
 
-use crate::error::{Error, Location, Result};
+use crate::error::{Error, InputError, InputKind, Location, Result, Within};
 use crate::suggest::closest;
 use crate::vars::Vars;
+
+/// How many instructions one render may run: far beyond any real template,
+/// small enough that a runaway loop ends in seconds.
+const MAX_FUEL: u64 = 20_000_000;
 
 pub struct Engine {
     env: minijinja::Environment<'static>,
@@ -35,9 +39,40 @@ impl Engine {
         // newline after a block tag is dropped.
         env.set_keep_trailing_newline(true);
         env.set_trim_blocks(true);
+        // A template that loops without end (or nearly) fails instead of
+        // hanging the run.
+        env.set_fuel(Some(MAX_FUEL));
         add_ansible_filters(&mut env);
         add_ansible_tests(&mut env);
         Engine { env }
+    }
+
+    /// Compile a template string (see [`too_deep`]).
+    fn template<'s>(
+        &'s self,
+        source: &'s str,
+    ) -> Result<minijinja::Template<'s, 's>, minijinja::Error> {
+        too_deep(source, false)?;
+        self.env.template_from_str(source)
+    }
+
+    /// Compile the template text of file `name`.
+    fn named<'s>(
+        &'s self,
+        name: &'s str,
+        text: &'s str,
+    ) -> Result<minijinja::Template<'s, 's>, minijinja::Error> {
+        too_deep(text, false)?;
+        self.env.template_from_named_str(name, text)
+    }
+
+    /// Compile a bare expression.
+    fn expression<'s>(
+        &'s self,
+        source: &'s str,
+    ) -> Result<minijinja::Expression<'s, 's>, minijinja::Error> {
+        too_deep(source, true)?;
+        self.env.compile_expression(source)
     }
 
     /// Make `value` visible to every template as `name` (e.g. `hostvars`).
@@ -52,8 +87,7 @@ impl Engine {
             return Ok(source.to_owned());
         }
         let tmpl = self
-            .env
-            .template_from_str(source)
+            .template(source)
             .map_err(|e| self.string_error(e, source, origin, None))?;
         tmpl.render(vars).map_err(|e| {
             let names = Undeclared {
@@ -87,8 +121,7 @@ impl Engine {
     /// Evaluate one bare expression; undefined is an error.
     fn eval(&self, source: &str, vars: &Vars, origin: &Location) -> Result<minijinja::Value> {
         let expr = self
-            .env
-            .compile_expression(source)
+            .expression(source)
             .map_err(|e| self.string_error(e, source, origin, None))?;
         let names = || Undeclared {
             top: expr.undeclared_variables(false),
@@ -140,7 +173,7 @@ impl Engine {
 
     /// Render a template file.
     pub fn render_file(&self, path: &Path, vars: &Vars) -> Result<String> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+        let text = crate::error::read_input(path)?;
         self.render_named(&path.display().to_string(), &text, vars)
     }
 
@@ -148,8 +181,7 @@ impl Engine {
     /// `name`; errors point into `text` as that file.
     pub fn render_named(&self, name: &str, text: &str, vars: &Vars) -> Result<String> {
         let tmpl = self
-            .env
-            .template_from_named_str(name, text)
+            .named(name, text)
             .map_err(|e| self.file_error(e, name, text, None))?;
         tmpl.render(vars).map_err(|e| {
             let names = Undeclared {
@@ -160,27 +192,138 @@ impl Engine {
         })
     }
 
-    /// Check that a template string compiles, without rendering it.
+    /// Check that a template string compiles and that every filter and
+    /// test it uses exists, without rendering it.
     pub fn check(&self, source: &str, origin: &Location) -> Result<()> {
         if !is_template(source) {
             return Ok(());
         }
-        self.env
-            .template_from_str(source)
-            .map(drop)
-            .map_err(|e| self.string_error(e, source, origin, None))
+        let tmpl = self
+            .template(source)
+            .map_err(|e| self.string_error(e, source, origin, None))?;
+        let found = Inspection::of_template(&tmpl);
+        self.check_callables(&found, |kind| (origin.clone(), kind), &|_| {
+            within_string(source, None)
+        })
     }
 
-    /// Check that each expression of a condition compiles.
+    /// Check that each expression of a condition compiles and that every
+    /// filter and test it uses exists.
     pub fn check_condition(&self, exprs: &[String], origin: &Location) -> Result<()> {
         for raw in exprs {
             let source = strip_braces(raw);
-            self.env
-                .compile_expression(source)
+            self.expression(source)
                 .map(drop)
                 .map_err(|e| self.string_error(e, source, origin, None))?;
+            let found = Inspection::of_expression(source);
+            self.check_callables(&found, |kind| (origin.clone(), kind), &|_| {
+                within_string(source, None)
+            })?;
         }
         Ok(())
+    }
+
+    /// Check a template file (`name` as it is shown, `text` its content):
+    /// syntax, filters and tests, located in the file.
+    pub fn check_file(&self, name: &str, text: &str) -> Result<()> {
+        let tmpl = self
+            .named(name, text)
+            .map_err(|e| self.file_error(e, name, text, None))?;
+        let found = Inspection::of_template(&tmpl);
+        let locate = |kind| (Location::new(name, 0, 0), kind);
+        self.check_callables(&found, locate, &|offset| {
+            let (line, column) = line_column(text, offset);
+            (
+                Within::File,
+                Some(Location::new(name, line, column).with_source(text)),
+            )
+        })
+    }
+
+    /// The variables a template string reads that it does not set itself,
+    /// or `None` when it guards a name (`is defined`, `default`): then no
+    /// name it reads is certain to be needed.
+    pub fn needed_names(&self, source: &str, expression: bool) -> Option<Vec<String>> {
+        let (found, names) = if expression {
+            let expr = self.expression(source).ok()?;
+            (
+                Inspection::of_expression(source),
+                expr.undeclared_variables(false),
+            )
+        } else {
+            let tmpl = self.template(source).ok()?;
+            (
+                Inspection::of_template(&tmpl),
+                tmpl.undeclared_variables(false),
+            )
+        };
+        if found.guarded {
+            return None;
+        }
+        let mut names: Vec<String> = names.into_iter().filter(|n| !self.is_global(n)).collect();
+        names.sort();
+        Some(names)
+    }
+
+    /// Whether `name` is a global of every template (`range`, `hostvars`).
+    pub fn is_global(&self, name: &str) -> bool {
+        self.env.globals().any(|(n, _)| n == name)
+    }
+
+    /// Refuse the first filter or test of `found` the environment lacks.
+    fn check_callables(
+        &self,
+        found: &Inspection,
+        locate: impl Fn(InputKind) -> (Location, InputKind),
+        within: &dyn Fn(usize) -> (Within, Option<Location>),
+    ) -> Result<()> {
+        let state = self.env.empty_state();
+        let none = [Value::from(())];
+        for (name, offset) in &found.filters {
+            let missing = matches!(state.apply_filter(name, &none), Err(e) if e.kind() == ErrorKind::UnknownFilter);
+            if missing {
+                let suggestion = self.closest_callable(name, KNOWN_FILTERS, true);
+                let (within, at) = within(*offset);
+                let kind = InputKind::UnknownFilter {
+                    name: name.clone(),
+                    within,
+                    suggestion,
+                };
+                let (origin, kind) = locate(kind);
+                return Err(InputError::new(at.unwrap_or(origin), kind).into());
+            }
+        }
+        for (name, offset) in &found.tests {
+            let missing = matches!(state.perform_test(name, &none), Err(e) if e.kind() == ErrorKind::UnknownTest);
+            if missing {
+                let suggestion = self.closest_callable(name, KNOWN_TESTS, false);
+                let (within, at) = within(*offset);
+                let kind = InputKind::UnknownTest {
+                    name: name.clone(),
+                    within,
+                    suggestion,
+                };
+                let (origin, kind) = locate(kind);
+                return Err(InputError::new(at.unwrap_or(origin), kind).into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The known filter (or test) closest to `name`.
+    fn closest_callable(&self, name: &str, known: &[&'static str], filter: bool) -> Option<String> {
+        let state = self.env.empty_state();
+        let none = [Value::from(())];
+        let exists = |n: &&str| match filter {
+            true => {
+                !matches!(state.apply_filter(n, &none), Err(e) if e.kind() == ErrorKind::UnknownFilter)
+            }
+            false => {
+                !matches!(state.perform_test(n, &none), Err(e) if e.kind() == ErrorKind::UnknownTest)
+            }
+        };
+        let present: Vec<&str> = known.iter().copied().filter(exists).collect();
+        closest(name, present).map(str::to_owned)
     }
 
     /// An error in a string from a playbook: located at `origin`.
@@ -191,24 +334,9 @@ impl Engine {
         origin: &Location,
         context: Option<(&Undeclared, &Vars)>,
     ) -> Error {
-        let (mut message, hint) = self.describe(&err, context);
-        if source.contains('\n') {
-            if let Some(line) = err.line() {
-                if let Some(text) = source.lines().nth(line.saturating_sub(1)) {
-                    message.push_str(&format!(
-                        " (line {line} of the template: `{}`)",
-                        text.trim()
-                    ));
-                }
-            }
-        } else {
-            message.push_str(&format!(" in `{source}`"));
-        }
-        let mut out = Error::input(origin.clone(), message);
-        if let Some(hint) = hint {
-            out = out.with_hint(hint);
-        }
-        out
+        let (within, _) = within_string(source, err.line());
+        let kind = self.describe(&err, context, within);
+        InputError::new(origin.clone(), kind).into()
     }
 
     /// An error in a template file: located at its own line and column.
@@ -219,43 +347,40 @@ impl Engine {
         text: &str,
         context: Option<(&Undeclared, &Vars)>,
     ) -> Error {
-        let (message, hint) = self.describe(&err, context);
+        let kind = self.describe(&err, context, Within::File);
         let (line, column) = match err.range() {
             Some(range) if range.start <= text.len() => line_column(text, range.start),
             _ => (err.line().unwrap_or(0), 0),
         };
         let location = Location::new(name, line, column).with_source(text);
-        let mut out = Error::input(location, message);
-        if let Some(hint) = hint {
-            out = out.with_hint(hint);
-        }
-        out
+        InputError::new(location, kind).into()
     }
 
-    /// What went wrong, in words, and a hint when a name is close to a
-    /// defined one.
+    /// What went wrong: the undefined name when it can be found, else
+    /// minijinja's own words.
     fn describe(
         &self,
         err: &minijinja::Error,
         context: Option<(&Undeclared, &Vars)>,
-    ) -> (String, Option<String>) {
+        within: Within,
+    ) -> InputKind {
         if err.kind() == ErrorKind::UndefinedError {
             if let Some((names, vars)) = context {
-                if let Some(found) = self.find_undefined(names, vars) {
+                if let Some(found) = self.find_undefined(names, vars, within.clone()) {
                     return found;
                 }
             }
         }
-        let mut message = err.kind().to_string();
+        let mut problem = err.kind().to_string();
         if let Some(detail) = err.detail() {
-            message.push_str(": ");
-            message.push_str(detail);
+            problem.push_str(": ");
+            problem.push_str(detail);
         }
-        (message, None)
+        InputKind::Template { problem, within }
     }
 
     /// The first variable or attribute the template uses that `vars` lacks.
-    fn find_undefined(&self, names: &Undeclared, vars: &Vars) -> Option<(String, Option<String>)> {
+    fn find_undefined(&self, names: &Undeclared, vars: &Vars, within: Within) -> Option<InputKind> {
         let globals: HashSet<&str> = self.env.globals().map(|(name, _)| name).collect();
         let mut top: Vec<&String> = names
             .top
@@ -264,9 +389,11 @@ impl Engine {
             .collect();
         top.sort();
         if let Some(name) = top.first() {
-            let hint = closest(name, vars.keys().map(String::as_str))
-                .map(|c| format!("did you mean `{c}`?"));
-            return Some((format!("undefined variable `{name}`"), hint));
+            return Some(InputKind::UndefinedVariable {
+                name: (*name).clone(),
+                within,
+                suggestion: closest(name, vars.keys().map(String::as_str)).map(str::to_owned),
+            });
         }
         let mut nested: Vec<&String> = names.nested.iter().collect();
         nested.sort();
@@ -285,9 +412,13 @@ impl Engine {
                 match map.get(part) {
                     Some(next) => current = next,
                     None => {
-                        let hint = closest(part, map.keys().map(String::as_str))
-                            .map(|c| format!("did you mean `{walked}.{c}`?"));
-                        return Some((format!("undefined attribute `{part}` of `{walked}`"), hint));
+                        return Some(InputKind::UndefinedAttribute {
+                            attribute: part.to_owned(),
+                            suggestion: closest(part, map.keys().map(String::as_str))
+                                .map(str::to_owned),
+                            of: walked,
+                            within,
+                        });
                     }
                 }
                 walked.push('.');
@@ -295,6 +426,215 @@ impl Engine {
             }
         }
         None
+    }
+}
+
+/// The most `-` or `not` in a row an expression may hold.
+const MAX_UNARY_RUN: usize = 64;
+
+/// Refuse a long run of unary `-` or `not` (`{{ - - - … x }}`): minijinja
+/// parses those by unbounded recursion, and enough of them overflow the
+/// stack. Its other constructs have their own limit.
+fn too_deep(source: &str, in_expr: bool) -> Result<(), minijinja::Error> {
+    if source.matches('-').count() + source.matches("not").count() <= MAX_UNARY_RUN {
+        return Ok(());
+    }
+    let mut run = 0;
+    for token in machinery::tokenize(source, in_expr, Default::default(), Default::default()) {
+        let Ok((token, _)) = token else {
+            // the compiler reports it
+            return Ok(());
+        };
+        match token {
+            machinery::Token::Minus | machinery::Token::Ident("not") => run += 1,
+            _ => run = 0,
+        }
+        if run > MAX_UNARY_RUN {
+            return Err(minijinja::Error::new(
+                ErrorKind::SyntaxError,
+                format!("more than {MAX_UNARY_RUN} `-` or `not` in a row"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Which text of a playbook string a problem is in: the string itself when
+/// it is one line, else its line `line` (when known).
+fn within_string(source: &str, line: Option<usize>) -> (Within, Option<Location>) {
+    let within = match (source.contains('\n'), line) {
+        (false, _) => Within::Inline(source.to_owned()),
+        (true, Some(line)) => match source.lines().nth(line.saturating_sub(1)) {
+            Some(text) => Within::Line {
+                line,
+                text: text.trim().to_owned(),
+            },
+            None => Within::Inline(source.trim().to_owned()),
+        },
+        (true, None) => Within::Inline(source.trim().to_owned()),
+    };
+    (within, None)
+}
+
+/// Filters and tests considered for "did you mean": minijinja's built-in
+/// ones and Ansible's common ones (those this engine has are offered).
+const KNOWN_FILTERS: &[&str] = &[
+    "abs",
+    "attr",
+    "b64decode",
+    "b64encode",
+    "basename",
+    "batch",
+    "bool",
+    "capitalize",
+    "chain",
+    "count",
+    "d",
+    "default",
+    "dictsort",
+    "dirname",
+    "e",
+    "escape",
+    "first",
+    "float",
+    "format",
+    "from_json",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "map",
+    "mandatory",
+    "max",
+    "min",
+    "pprint",
+    "quote",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "ternary",
+    "title",
+    "to_json",
+    "to_nice_json",
+    "to_nice_yaml",
+    "to_yaml",
+    "tojson",
+    "trim",
+    "unique",
+    "upper",
+    "urlencode",
+    "zip",
+];
+const KNOWN_TESTS: &[&str] = &[
+    "boolean",
+    "changed",
+    "defined",
+    "divisibleby",
+    "endingwith",
+    "eq",
+    "equalto",
+    "escaped",
+    "even",
+    "failed",
+    "failure",
+    "false",
+    "filter",
+    "float",
+    "ge",
+    "greaterthan",
+    "gt",
+    "in",
+    "integer",
+    "iterable",
+    "le",
+    "lessthan",
+    "lower",
+    "lt",
+    "mapping",
+    "ne",
+    "none",
+    "number",
+    "odd",
+    "sameas",
+    "sequence",
+    "skipped",
+    "startingwith",
+    "string",
+    "succeeded",
+    "success",
+    "test",
+    "true",
+    "undefined",
+    "upper",
+];
+
+/// What a compiled template or expression applies: each filter and test
+/// with the byte offset of its use (when known), and whether it guards a
+/// name against being undefined.
+#[derive(Default)]
+struct Inspection {
+    filters: Vec<(String, usize)>,
+    tests: Vec<(String, usize)>,
+    guarded: bool,
+}
+
+impl Inspection {
+    fn of_template(tmpl: &minijinja::Template<'_, '_>) -> Self {
+        let compiled = machinery::get_compiled_template(tmpl);
+        let mut out = Inspection::default();
+        out.add(&compiled.instructions);
+        for block in compiled.blocks.values() {
+            out.add(block);
+        }
+        out
+    }
+
+    /// An expression that already compiled (so parsing cannot fail here).
+    fn of_expression(source: &str) -> Self {
+        let mut out = Inspection::default();
+        if let Ok(ast) = machinery::parse_expr(source) {
+            let mut generator = machinery::CodeGenerator::new("<expression>", source);
+            generator.compile_expr(&ast);
+            out.add(&generator.finish().0);
+        }
+        out
+    }
+
+    fn add(&mut self, instructions: &machinery::Instructions<'_>) {
+        for index in 0..instructions.len() {
+            let offset = || {
+                instructions
+                    .get_span(index as u32)
+                    .map_or(0, |span| span.start_offset as usize)
+            };
+            match instructions.get(index as u32) {
+                Some(machinery::Instruction::ApplyFilter(name, ..)) => {
+                    self.guarded |= matches!(*name, "default" | "d" | "mandatory");
+                    self.filters.push(((*name).to_owned(), offset()));
+                }
+                Some(machinery::Instruction::PerformTest(name, ..)) => {
+                    self.guarded |= matches!(*name, "defined" | "undefined");
+                    self.tests.push(((*name).to_owned(), offset()));
+                }
+                _ => {}
+            }
+        }
     }
 }
 
@@ -331,7 +671,7 @@ pub fn is_template(s: &str) -> bool {
 }
 
 /// `{{ expr }}` → `expr`, as Ansible tolerates in `when:`.
-fn strip_braces(s: &str) -> &str {
+pub(crate) fn strip_braces(s: &str) -> &str {
     let t = s.trim();
     match t.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")) {
         Some(inner) if !inner.contains("{{") && !inner.contains("}}") => inner.trim(),
@@ -701,6 +1041,23 @@ mod tests {
         let missing = dir.path().join("missing.j2");
         let err = e.render_file(&missing, &v).unwrap_err();
         assert!(matches!(err, Error::Io { .. }), "{err}");
+    }
+
+    #[test]
+    fn long_unary_runs_are_a_syntax_error_not_a_stack_overflow() {
+        let deep = format!("{{{{ {}x }}}}", "- ".repeat(50_000));
+        let text = Engine::new()
+            .check(&deep, &origin())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("more than 64 `-` or `not` in a row"),
+            "{text}"
+        );
+        let nots = format!("{}x", "not ".repeat(50_000));
+        assert!(Engine::new().check_condition(&[nots], &origin()).is_err());
+        let ok = format!("{{{{ {}x }}}} {}", "- ".repeat(10), "-".repeat(500));
+        assert!(Engine::new().check(&ok, &origin()).is_ok());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::error::{Error, Location, Result};
+use crate::error::{Error, InputKind, Location, Result};
 
 /// A set of variables; insertion-ordered JSON values.
 pub type Vars = serde_json::Map<String, serde_json::Value>;
@@ -35,12 +35,8 @@ impl Layers {
     /// Built-in defaults, `rc_file` if it exists, and each `-e` argument.
     pub fn load(rc_file: Option<&Path>, extra_args: &[String]) -> Result<Self> {
         let rc = match rc_file {
-            Some(path) => match std::fs::read_to_string(path) {
-                Ok(text) => parse_rc(path, &text)?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vars::new(),
-                Err(e) => return Err(Error::io("read", path, e)),
-            },
-            None => Vars::new(),
+            Some(path) if path.exists() => parse_rc(path, &crate::error::read_input(path)?)?,
+            _ => Vars::new(),
         };
         let mut extra = Vars::new();
         for arg in extra_args {
@@ -91,7 +87,7 @@ pub fn add_aliases(vars: &mut Vars) {
 /// Read a YAML (or JSON) vars file: a mapping, or empty. Upper-case names
 /// get their aliases.
 pub fn load_vars_file(path: &Path) -> Result<Vars> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+    let text = crate::error::read_input(path)?;
     parse_vars_yaml(
         path,
         &text,
@@ -102,6 +98,19 @@ pub fn load_vars_file(path: &Path) -> Result<Vars> {
 fn parse_vars_yaml(path: &Path, text: &str, hint: &str) -> Result<Vars> {
     let vars: Option<Vars> = crate::yaml::load(path, text).map_err(|e| e.with_hint(hint))?;
     let mut vars = vars.unwrap_or_default();
+    if let Some((key, kind)) = vars
+        .iter()
+        .find_map(|(k, v)| check_port(k, v).err().map(|kind| (k, kind)))
+    {
+        // Rare: parse again for the value's position.
+        let doc = crate::yaml::parse(text).ok().flatten();
+        let pos = doc
+            .as_ref()
+            .and_then(|d| d.entries())
+            .and_then(|e| e.iter().find(|(k, _)| k.text() == Some(key.as_str())))
+            .map_or(crate::yaml::Pos { line: 1, column: 1 }, |(_, v)| v.pos);
+        return Err(crate::yaml::input_error(path, text, pos, kind));
+    }
     add_aliases(&mut vars);
     Ok(vars)
 }
@@ -289,6 +298,35 @@ pub(crate) fn words(line: &str) -> std::result::Result<Vec<Word>, (usize, String
         out.push(word);
     }
     Ok(out)
+}
+
+/// Refuse a value of `ansible_port` or `port` that is not a port number (a
+/// template is checked when it renders).
+pub(crate) fn check_port(
+    key: &str,
+    value: &serde_json::Value,
+) -> std::result::Result<(), InputKind> {
+    use serde_json::Value;
+    if key != "ansible_port" && key != "port" {
+        return Ok(());
+    }
+    let fine = match value {
+        Value::Number(n) => n.as_u64().is_some_and(|n| (1..=65535).contains(&n)),
+        Value::String(s) => {
+            crate::template::is_template(s) || s.trim().parse::<u16>().is_ok_and(|p| p > 0)
+        }
+        _ => false,
+    };
+    match fine {
+        true => Ok(()),
+        false => Err(InputKind::BadPort {
+            key: key.into(),
+            value: match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            },
+        }),
+    }
 }
 
 #[cfg(test)]

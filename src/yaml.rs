@@ -96,11 +96,22 @@ impl From<ScanError> for SyntaxError {
     }
 }
 
+/// How deeply collections may nest. Real playbooks and vars stay far below;
+/// the limit keeps a hostile file from exhausting the stack of everything
+/// that walks the tree (deserializing, rendering, dropping it).
+pub(crate) const MAX_DEPTH: usize = 128;
+
+/// How many nodes aliases may copy in one file, so a few lines of nested
+/// anchors (a "billion laughs") cannot expand without bound.
+pub(crate) const MAX_ALIAS_NODES: usize = 100_000;
+
 /// Parse the single document of `text`; `None` when it holds none.
 /// Anchors are resolved: an alias is a copy of the node it names.
 pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     let mut events = Parser::new_from_str(text);
-    let mut anchors: Vec<(usize, Node)> = Vec::new();
+    // Each anchor with its node and how many nodes that node holds.
+    let mut anchors: Vec<(usize, Node, usize)> = Vec::new();
+    let mut copied = 0usize;
     // Containers being filled, innermost last: the node, its anchor, and for
     // a mapping a key waiting for its value.
     let mut stack: Vec<(Node, usize, Option<Node>)> = Vec::new();
@@ -120,12 +131,18 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 }
                 continue;
             }
-            Event::SequenceStart(anchor, _) => {
-                stack.push((Node::new(Kind::Seq(Vec::new()), pos), anchor, None));
-                continue;
-            }
-            Event::MappingStart(anchor, _) => {
-                stack.push((Node::new(Kind::Map(Vec::new()), pos), anchor, None));
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(SyntaxError {
+                        pos,
+                        message: format!("nested more than {MAX_DEPTH} levels deep"),
+                    });
+                }
+                let kind = match event {
+                    Event::SequenceStart(..) => Kind::Seq(Vec::new()),
+                    _ => Kind::Map(Vec::new()),
+                };
+                stack.push((Node::new(kind, pos), anchor, None));
                 continue;
             }
             Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
@@ -146,9 +163,26 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 (Node::new(Kind::Scalar { text, plain }, pos), anchor)
             }
             Event::Alias(id) => {
-                let found = anchors.iter().rev().find(|(a, _)| *a == id);
+                let found = anchors.iter().rev().find(|(a, _, _)| *a == id);
                 match found {
-                    Some((_, node)) => (node.clone(), 0),
+                    Some((_, node, size)) => {
+                        copied += size;
+                        if copied > MAX_ALIAS_NODES {
+                            return Err(SyntaxError {
+                                pos,
+                                message: format!(
+                                    "aliases expand to more than {MAX_ALIAS_NODES} values"
+                                ),
+                            });
+                        }
+                        if stack.len() + node.depth() > MAX_DEPTH {
+                            return Err(SyntaxError {
+                                pos,
+                                message: format!("nested more than {MAX_DEPTH} levels deep"),
+                            });
+                        }
+                        (node.clone(), 0)
+                    }
                     None => {
                         return Err(SyntaxError {
                             pos,
@@ -160,7 +194,7 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => continue,
         };
         if anchor != 0 {
-            anchors.push((anchor, node.clone()));
+            anchors.push((anchor, node.clone(), node.size()));
         }
         match stack.last_mut() {
             None => document = Some(node),
@@ -210,6 +244,30 @@ pub(crate) fn input_error(file: &Path, text: &str, pos: Pos, kind: InputKind) ->
 impl Node {
     fn new(kind: Kind, pos: Pos) -> Self {
         Node { kind, pos }
+    }
+
+    /// How many nodes this one holds, itself included.
+    fn size(&self) -> usize {
+        1 + match &self.kind {
+            Kind::Scalar { .. } => 0,
+            Kind::Seq(items) => items.iter().map(Node::size).sum(),
+            Kind::Map(entries) => entries.iter().map(|(k, v)| k.size() + v.size()).sum(),
+        }
+    }
+
+    /// How many collections deep this node goes (a scalar is 0).
+    fn depth(&self) -> usize {
+        match &self.kind {
+            Kind::Scalar { .. } => 0,
+            Kind::Seq(items) => 1 + items.iter().map(Node::depth).max().unwrap_or(0),
+            Kind::Map(entries) => {
+                1 + entries
+                    .iter()
+                    .map(|(k, v)| k.depth().max(v.depth()))
+                    .max()
+                    .unwrap_or(0)
+            }
+        }
     }
 
     /// The scalar's text as written, for a scalar.
@@ -706,6 +764,34 @@ mod tests {
 
     fn node(text: &str) -> Node {
         parse(text).unwrap().unwrap()
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_at_its_place() {
+        let at = |text: &str| parse(text).unwrap_err();
+        let block = format!("x:\n  {}a\n", "- ".repeat(50_000));
+        let err = at(&block);
+        assert!(err.message.contains("nested more than"), "{err}");
+        assert_eq!(err.pos.line, 2);
+        let flow = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert!(parse(&flow).is_err());
+        let fits = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse(&fits).is_ok());
+    }
+
+    #[test]
+    fn aliases_cannot_expand_without_bound() {
+        // Each level holds ten copies of the last: 10^9 values if expanded.
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let copies = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{copies}]\n"));
+        }
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("aliases expand"), "{err}");
+        // a few aliases are fine
+        let small = node("a: &a {k: v}\nb: *a\nc: *a\n");
+        assert_eq!(small.entries().unwrap()[2].1, small.entries().unwrap()[0].1);
     }
 
     #[test]

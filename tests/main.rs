@@ -5,6 +5,7 @@ mod support;
 
 mod cluster;
 mod host_keys;
+mod inputs;
 mod lab;
 mod limits;
 mod run;

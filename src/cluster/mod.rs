@@ -10,9 +10,10 @@
 //!   running cluster, through `consul_api` (Consul's HTTP API over an SSH
 //!   channel).
 //!
-//! The built-in playbooks (`playbooks/`) are the product's too; they are
-//! still embedded by `playbook.rs`.
+//! - `builtin`: the built-in playbooks, task files and templates
+//!   (`playbooks/`, `templates/`), handed to the engine's resolver by `run`.
 
+pub(crate) mod builtin;
 pub mod consul_api;
 pub(crate) mod consul_exec;
 pub(crate) mod kv;

@@ -103,6 +103,18 @@ impl Module for ClusterSecrets {
         vec![&self.0.dir]
     }
 
+    /// The facts it may set (see the module's docs).
+    fn defines(&self) -> Vec<&str> {
+        match self.0.kind {
+            SecretsKind::Consul => vec![
+                "consul_gossip_key",
+                "consul_security_fingerprint",
+                "consul_tls_dir",
+            ],
+            SecretsKind::DockerTls => vec!["docker_tls_dir"],
+        }
+    }
+
     /// Made on this machine, without contacting the host.
     fn local(&self) -> bool {
         true
@@ -428,7 +440,7 @@ mod tests {
             ("upgrade", SecretsKind::Consul, "consul_tls_dir"),
         ];
         for (name, kind, dir) in cases {
-            let pb = crate::playbook::resolve(name).unwrap();
+            let pb = crate::playbook::resolve(name, crate::cluster::builtin::BUILTINS).unwrap();
             let tasks: Vec<&Task> = pb.plays.iter().flat_map(|p| &p.tasks).collect();
             let made = tasks.iter().position(|t| {
                 matches!(t.module.downcast::<ClusterSecrets>(), Some(ClusterSecrets(a))
@@ -449,7 +461,7 @@ mod tests {
         }
         // Nothing else makes key material.
         for name in ["pull", "stack", "stop", "info", "preflight"] {
-            let pb = crate::playbook::resolve(name).unwrap();
+            let pb = crate::playbook::resolve(name, crate::cluster::builtin::BUILTINS).unwrap();
             assert!(
                 !pb.plays
                     .iter()

@@ -8,7 +8,6 @@ use crate::cli::RenderArgs;
 use crate::config;
 use crate::error::{exit, Error, Result};
 use crate::inventory::Inventory;
-use crate::playbook;
 use crate::scope::Scope;
 use crate::template::Engine;
 
@@ -31,7 +30,7 @@ pub(crate) fn run(args: RenderArgs) -> Result<i32> {
     let path = Path::new(&args.template);
     let text = if path.exists() {
         engine.render_file(path, &vars)?
-    } else if let Some(source) = playbook::builtin_template(&args.template) {
+    } else if let Some(source) = crate::cluster::builtin::BUILTINS.template(&args.template) {
         engine.render_named(
             &format!("<builtin>/templates/{}", args.template),
             source,

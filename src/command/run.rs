@@ -13,7 +13,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     let playbooks = args
         .playbooks
         .iter()
-        .map(|p| playbook::resolve(p))
+        .map(|p| playbook::resolve(p, crate::cluster::builtin::BUILTINS))
         .collect::<Result<Vec<_>>>()?;
     let settings = Settings {
         forks: args.connect.forks,

@@ -32,9 +32,11 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{expand_ranges, located, split_port, valid_group_name, Builder, ALL, UNGROUPED};
+use super::{
+    expand_ranges, located, located_kind, split_port, valid_group_name, Builder, ALL, UNGROUPED,
+};
 use crate::error::Result;
-use crate::vars::{self, words, Vars};
+use crate::vars::{self, check_port, words, Vars};
 
 /// Type an INI value; see the module docs.
 pub(crate) fn typed_value(text: &str, quoted: bool) -> Value {
@@ -176,7 +178,8 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
                         "variables for every host of a group go in a `[{name}:vars]` section"
                     )));
                 }
-                let (entry, port) = split_port(&first.text);
+                let (entry, port) = split_port(&first.text)
+                    .map_err(|kind| located_kind(file, text, lineno, first.column, kind))?;
                 let names = expand_ranges(entry).map_err(|(msg, at)| {
                     err(lineno, first.column + entry[..at].chars().count(), msg)
                 })?;
@@ -223,7 +226,10 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
                             format!("`{key}` is set twice on this line"),
                         ));
                     }
-                    line_vars.insert(key.to_owned(), typed_value(value, w.quoted));
+                    let value = typed_value(value, w.quoted);
+                    check_port(key, &value)
+                        .map_err(|kind| located_kind(file, text, lineno, w.column, kind))?;
+                    line_vars.insert(key.to_owned(), value);
                 }
                 vars::add_aliases(&mut line_vars);
                 for name in names {
@@ -275,6 +281,8 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
                 let value_column = indent + line[..line.len() - value.len()].chars().count() + 1;
                 let value = vars_value(value)
                     .map_err(|(col, msg)| err(lineno, value_column + col - 1, msg))?;
+                check_port(key, &value)
+                    .map_err(|kind| located_kind(file, text, lineno, value_column, kind))?;
                 let mut one = Vars::new();
                 one.insert(key.to_owned(), value);
                 vars::add_aliases(&mut one);

@@ -18,7 +18,17 @@ use std::collections::HashSet;
 use super::{suggest, Inventory};
 use crate::error::{Error, Result};
 
+/// The longest pattern accepted: far beyond any host name (253), short
+/// enough that globbing stays fast whatever the pattern.
+const MAX_PATTERN: usize = 1024;
+
 pub(super) fn select(inv: &Inventory, pattern: &str) -> Result<Vec<String>> {
+    if pattern.len() > MAX_PATTERN {
+        let start: String = pattern.chars().take(40).collect();
+        return Err(Error::usage(format!(
+            "host pattern `{start}…` is longer than {MAX_PATTERN} bytes"
+        )));
+    }
     let terms = split(pattern);
     if terms.is_empty() {
         return Err(Error::usage(format!("empty host pattern `{pattern}`"))
@@ -249,23 +259,52 @@ fn glob_match(pattern: &str, text: &str) -> bool {
         }
         None
     }
-    fn go(p: &[char], t: &[char]) -> bool {
-        match p.first() {
-            None => t.is_empty(),
-            Some('*') => (0..=t.len()).any(|k| go(&p[1..], &t[k..])),
-            Some('?') => !t.is_empty() && go(&p[1..], &t[1..]),
-            Some('[') => match (t.first(), class(&p[1..], *t.first().unwrap_or(&'\0'))) {
-                (Some(_), Some((true, len))) => go(&p[1 + len..], &t[1..]),
-                (Some(_), Some((false, _))) | (None, _) => false,
+    // One pattern element at `p[pi..]` against `c`: whether it matches and
+    // its length; `None` for `*`.
+    let one = |p: &[char], c: char| -> Option<(bool, usize)> {
+        match p[0] {
+            '*' => None,
+            '?' => Some((true, 1)),
+            '[' => Some(match class(&p[1..], c) {
+                Some((matched, len)) => (matched, 1 + len),
                 // an unclosed `[` is a literal
-                (Some(&c), None) => c == '[' && go(&p[1..], &t[1..]),
-            },
-            Some(&c) => t.first() == Some(&c) && go(&p[1..], &t[1..]),
+                None => (c == '[', 1),
+            }),
+            other => Some((other == c, 1)),
         }
-    }
+    };
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
-    go(&p, &t)
+    // Iterative, backtracking only to the last `*`: linear in practice and
+    // never deep, whatever the pattern.
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() {
+            match one(&p[pi..], t[ti]) {
+                None => {
+                    star = Some((pi + 1, ti));
+                    pi += 1;
+                    continue;
+                }
+                Some((true, len)) => {
+                    pi += len;
+                    ti += 1;
+                    continue;
+                }
+                Some((false, _)) => {}
+            }
+        }
+        match star {
+            Some((after, from)) => {
+                pi = after;
+                ti = from + 1;
+                star = Some((after, from + 1));
+            }
+            None => return false,
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
 }
 
 #[cfg(test)]
@@ -283,6 +322,11 @@ mod tests {
         assert!(!glob_match("node[12]", "node3"));
         assert!(glob_match("node[1-3]", "node3"));
         assert!(glob_match("node[!1-3]", "node4"));
+        assert!(glob_match("*a*b", "xxaxxb") && !glob_match("*a*b", "xxaxxbx"));
+        assert!(glob_match("n[0", "n[0") && glob_match("**", ""));
+        // backtracking is bounded: this took exponential time before
+        let name = "a".repeat(60);
+        assert!(!glob_match(&format!("{}*b", "*a".repeat(30)), &name));
         assert!(glob_match("*", "anything.example.com"));
         assert!(glob_match("*.example.com", "a.example.com"));
     }

@@ -22,6 +22,7 @@ use std::path::Path;
 use super::{expand_ranges, split_port, valid_group_name, Builder};
 use crate::error::{Error, InputKind, Result};
 use crate::suggest::did_you_mean;
+use crate::vars::check_port;
 use crate::vars::{self, Vars};
 use crate::yaml::{self, Node, Pos};
 
@@ -69,12 +70,23 @@ impl Source<'_> {
         Ok(out)
     }
 
-    /// Variables: a mapping, or nothing.
+    /// Variables: a mapping, or nothing. A port that is not one is
+    /// refused at its value.
     fn vars(&self, node: &Node) -> Result<Option<Vars>> {
-        node.to::<Option<Vars>>().map_err(|e| {
+        let vars = node.to::<Option<Vars>>().map_err(|e| {
             let (pos, kind) = e.into_input(node.pos, None);
             yaml::input_error(self.file, self.text, pos, kind)
-        })
+        })?;
+        for (key, value) in node.entries().unwrap_or_default() {
+            let (Some(name), Some(vars)) = (key.text(), &vars) else {
+                continue;
+            };
+            if let Some(parsed) = vars.get(name) {
+                check_port(name, parsed)
+                    .map_err(|kind| yaml::input_error(self.file, self.text, value.pos, kind))?;
+            }
+        }
+        Ok(vars)
     }
 }
 
@@ -131,7 +143,8 @@ fn add_group(
     };
     for (entry, entry_pos, value) in hosts {
         let host_vars = src.vars(value)?;
-        let (base, port) = split_port(entry);
+        let (base, port) = split_port(entry)
+            .map_err(|kind| yaml::input_error(src.file, src.text, entry_pos, kind))?;
         let names = expand_ranges(base).map_err(|(msg, _)| src.error(entry_pos, msg))?;
         if let Some(bad) = names
             .iter()

@@ -100,6 +100,17 @@ pub(crate) trait Module: fmt::Debug + Send + Sync + AsAny {
         false
     }
 
+    /// A template file the task renders (`template`'s `src`), checked at
+    /// load when it is found.
+    fn template_file(&self) -> Option<&str> {
+        None
+    }
+
+    /// Variables the task sets for the tasks after it (`set_fact`'s keys).
+    fn defines(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
     /// Run on one host. Check mode (`ctx.check`) is the module's to honour:
     /// it reports what it would change and changes nothing.
     fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>>;
@@ -433,7 +444,7 @@ pub fn read_src(
         let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
         return Ok((path, bytes));
     }
-    if let Some(text) = crate::playbook::builtin_template(src) {
+    if let Some(text) = ctx.playbook.builtin_template(src) {
         return Ok((
             std::path::Path::new("<builtin>/templates").join(src),
             text.as_bytes().to_vec(),

@@ -49,6 +49,10 @@ impl Module for SetFact {
         true
     }
 
+    fn defines(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+
     /// The same in check mode: facts are set, as Ansible does.
     fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
         Box::pin(async move {

@@ -61,6 +61,10 @@ impl Module for Template {
         self.0.templates()
     }
 
+    fn template_file(&self) -> Option<&str> {
+        self.0.src.as_deref()
+    }
+
     fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
         Box::pin(content(&self.0, true, ctx))
     }

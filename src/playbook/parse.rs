@@ -23,13 +23,16 @@ use crate::yaml::{Node, Pos};
 #[derive(Debug)]
 pub(super) struct Located {
     pub pos: Pos,
-    pub kind: InputKind,
+    pub kind: Box<InputKind>,
 }
 
 type Res<T> = std::result::Result<T, Located>;
 
 fn at(pos: Pos, kind: InputKind) -> Located {
-    Located { pos, kind }
+    Located {
+        pos,
+        kind: Box::new(kind),
+    }
 }
 
 /// Play keys; `gather_facts` is accepted and ignored.

@@ -542,47 +542,48 @@ fn load_reports_a_missing_file() {
     assert!(err.to_string().contains("/nonexistent/site.yml"));
 }
 
+/// The product's built-ins, as `run` passes them.
+const B: Builtins = crate::cluster::builtin::BUILTINS;
+
 #[test]
 fn builtins_parse() {
-    for name in builtin_names() {
-        let text = builtin(name).unwrap_or_else(|| panic!("no text for `{name}`"));
+    for name in B.names.iter() {
+        let text = B
+            .playbook(name)
+            .unwrap_or_else(|| panic!("no text for `{name}`"));
         let source = PathBuf::from(format!("<builtin>/{name}.yml"));
-        if let Err(err) = Playbook::parse(&source, Path::new("."), text) {
+        if let Err(err) = Playbook::parse_with(&source, Path::new("."), text, B) {
             panic!("{err}");
         }
     }
-    assert_eq!(
-        BUILTINS.len(),
-        builtin_names().len() + 2,
-        "two imported parts"
-    );
-    assert!(builtin("nope").is_none());
-    assert!(builtin_template("nope.j2").is_none());
+    assert_eq!(B.playbooks.len(), B.names.len() + 2, "two imported parts");
+    assert!(B.playbook("nope").is_none());
+    assert!(B.template("nope.j2").is_none());
 }
 
 #[test]
 fn resolve_finds_files_then_builtins_then_suggests() {
     let dir = tempfile::tempdir().unwrap();
-    let pb = resolve_in("info", dir.path()).unwrap();
+    let pb = resolve_in("info", dir.path(), B).unwrap();
     assert_eq!(pb.plays[0].location.file, Path::new("<builtin>/info.yml"));
     assert!(pb.dir.is_absolute());
 
     // A local NAME.yml overrides the built-in NAME.
     std::fs::write(dir.path().join("info.yml"), "- hosts: mine\n").unwrap();
-    let pb = resolve_in("info", dir.path()).unwrap();
+    let pb = resolve_in("info", dir.path(), B).unwrap();
     assert_eq!(pb.plays[0].hosts, "mine");
     assert_eq!(pb.dir, dir.path());
 
     std::fs::write(dir.path().join("site.yml"), "- hosts: web\n").unwrap();
     assert_eq!(
-        resolve_in("site.yml", dir.path()).unwrap().plays[0].hosts,
+        resolve_in("site.yml", dir.path(), B).unwrap().plays[0].hosts,
         "web"
     );
     let absolute = dir.path().join("site.yml");
-    let pb = resolve_in(absolute.to_str().unwrap(), Path::new("/")).unwrap();
+    let pb = resolve_in(absolute.to_str().unwrap(), Path::new("/"), B).unwrap();
     assert_eq!(pb.plays[0].location.file, absolute);
 
-    let err = resolve_in("inf", dir.path()).unwrap_err();
+    let err = resolve_in("inf", dir.path(), B).unwrap_err();
     assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT);
     let text = err.to_string();
     assert!(
@@ -594,7 +595,7 @@ fn resolve_finds_files_then_builtins_then_suggests() {
         text.contains("built-in playbooks: `bootstrap`, `setup`"),
         "{text}"
     );
-    let text = resolve_in("nope/site.yml", dir.path())
+    let text = resolve_in("nope/site.yml", dir.path(), B)
         .unwrap_err()
         .to_string();
     assert!(
@@ -659,12 +660,12 @@ fn anchors_and_aliases_keep_the_parse_in_step() {
 
 #[test]
 fn every_builtin_playbook_parses_and_bootstrap_imports_the_four_steps() {
-    for name in builtin_names() {
-        let pb = resolve_in(name, Path::new("/nonexistent-dir"))
+    for name in B.names.iter() {
+        let pb = resolve_in(name, Path::new("/nonexistent-dir"), B)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!pb.plays.is_empty(), "{name}");
     }
-    let boot = resolve_in("bootstrap", Path::new("/nonexistent-dir")).unwrap();
+    let boot = resolve_in("bootstrap", Path::new("/nonexistent-dir"), B).unwrap();
     let names: Vec<&str> = boot.plays.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(
         names,
@@ -912,4 +913,141 @@ fn bad_input_messages() {
             insta::assert_snapshot!(name, error(yaml), yaml);
         }
     });
+}
+
+#[test]
+fn durations_and_counts_have_limits_reported_at_the_value() {
+    let task = |extra: &str| {
+        error(&format!(
+            "- hosts: all\n  tasks:\n    - command: x\n{extra}"
+        ))
+    };
+    for (extra, key) in [
+        ("      delay: 1e20\n      retries: 1\n", "delay"),
+        ("      delay: .inf\n", "delay"),
+        ("      delay: 604801\n", "delay"),
+        ("      retries: 4294967295\n", "retries"),
+    ] {
+        let text = task(extra);
+        assert!(text.starts_with("site.yml:4:"), "{text}");
+        assert!(text.contains(&format!("`{key}`: expected")), "{text}");
+    }
+    let text = error("- hosts: all\n  tasks:\n    - wait_for: {port: 22, timeout: 1e20}\n");
+    assert!(text.starts_with("site.yml:3:"), "{text}");
+    assert!(text.contains("`timeout`"), "{text}");
+    assert!(parse(
+        "- hosts: all\n  tasks:\n    - command: x\n      delay: 604800\n      retries: 10000\n"
+    )
+    .is_ok());
+}
+
+#[test]
+fn unknown_filters_and_tests_are_found_at_load() {
+    let text = error("- hosts: all\n  tasks:\n    - command: echo {{ x | tojsn }}\n");
+    assert!(
+        text.starts_with("site.yml:3:7: unknown filter `tojsn` in `echo {{ x | tojsn }}`"),
+        "{text}"
+    );
+    assert!(text.ends_with("hint: did you mean `tojson`?"), "{text}");
+    let text = error("- hosts: all\n  tasks:\n    - command: x\n      when: r is sucess\n");
+    assert!(
+        text.starts_with("site.yml:4:7: unknown test `sucess` in `r is sucess`"),
+        "{text}"
+    );
+    assert!(text.ends_with("hint: did you mean `success`?"), "{text}");
+    // filters inside blocks and `{% filter %}` sections count too
+    let text = error(
+        "- hosts: all\n  tasks:\n    - debug:\n        msg: \"{% filter nosuch %}x{% endfilter %}\"\n",
+    );
+    assert!(text.contains("unknown filter `nosuch`"), "{text}");
+    // known ones, ours and minijinja's, pass
+    parse("- hosts: all\n  tasks:\n    - command: echo {{ x | to_json | upper | b64encode }}\n      when: r is succeeded and y is defined\n").unwrap();
+}
+
+#[test]
+fn template_files_are_checked_at_load_where_they_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("templates")).unwrap();
+    let task = |src: &str| {
+        let text = format!("- hosts: all\n  tasks:\n    - template: {{src: {src}, dest: /x}}\n");
+        Playbook::parse(&root.join("site.yml"), root, &text)
+    };
+    std::fs::write(root.join("templates/bad.j2"), "ok\n{{ x | upperr }}\n").unwrap();
+    let text = task("bad.j2").unwrap_err().to_string();
+    let file = root.join("templates/bad.j2");
+    assert!(
+        text.starts_with(&format!("{}:2:", file.display())),
+        "{text}"
+    );
+    assert!(text.contains("unknown filter `upperr`"), "{text}");
+    assert!(text.contains("2 | {{ x | upperr }}"), "{text}");
+    std::fs::write(root.join("templates/broken.j2"), "a\n{% if x %}\nno end\n").unwrap();
+    let text = task("broken.j2").unwrap_err().to_string();
+    assert!(text.contains("syntax error"), "{text}");
+    assert!(
+        text.starts_with(&root.join("templates/broken.j2").display().to_string()),
+        "{text}"
+    );
+    std::fs::write(root.join("templates/good.j2"), "{{ x | upper }}\n").unwrap();
+    task("good.j2").unwrap();
+    // not found, or templated: left for the run, which looks again
+    task("missing.j2").unwrap();
+    task("\"{{ name }}.j2\"").unwrap();
+}
+
+/// `check_names` of one playbook, with `inventory_var` as the only name
+/// the inventory and vars layers define.
+fn names_check(text: &str) -> Result<()> {
+    let pb = parse(text)?;
+    let known = |name: &str| name == "inventory_var";
+    Playbook::check_names(&[pb], &known, &["inventory_var".to_owned()])
+}
+
+#[test]
+fn variables_defined_nowhere_are_refused_before_the_run() {
+    let play = |tasks: &str| format!("- hosts: all\n  vars:\n    play_var: 1\n  tasks:\n{tasks}");
+    let err = names_check(&play("    - command: echo {{ inventory_vra }}\n")).unwrap_err();
+    assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT);
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "site.yml:5:7: undefined variable `inventory_vra` in `echo {{ inventory_vra }}`"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("hint: did you mean `inventory_var`?"),
+        "{text}"
+    );
+    let text = names_check(&play("    - command: x\n      changed_when: nowhere > 1\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.starts_with("site.yml:6:7: undefined variable `nowhere`"),
+        "{text}"
+    );
+
+    // defined somewhere, or never certain to be needed: fine
+    for tasks in [
+        "    - command: echo {{ inventory_var }} {{ play_var }} {{ hostvars['x'].y }}\n",
+        "    - command: echo {{ ansible_host }} {{ inventory_hostname }} {{ groups.all }}\n",
+        "    - command: x\n      register: out\n    - command: echo {{ out.stdout }}\n",
+        "    - command: echo {{ later }}\n    - set_fact: {later: 1}\n",
+        "    - command: echo {{ item }}\n      loop: [1, 2]\n",
+        "    - command: echo {{ task_var }}\n      vars: {task_var: 1}\n",
+        "    - command: echo {{ maybe | default('x') }}\n",
+        "    - command: echo {% if maybe is defined %}{{ maybe }}{% endif %}\n",
+        "    - command: echo {{ nowhere }}\n      when: false\n",
+        "    - command: echo {{ nowhere }}\n      when: inventory_var is defined\n",
+        "    - command: echo {{ nowhere }}\n      ignore_errors: true\n",
+        "    - command: echo {{ nowhere }}\n      tags: never\n",
+        "    - command: echo {% for n in range(3) %}{{ n }}{% endfor %}\n",
+    ] {
+        names_check(&play(tasks)).unwrap_or_else(|e| panic!("{tasks}: {e}"));
+    }
+    // a name only another playbook of the same run defines is fine too
+    let first = parse("- hosts: all\n  tasks:\n    - set_fact: {shared: 1}\n").unwrap();
+    let second = parse("- hosts: all\n  tasks:\n    - command: echo {{ shared }}\n").unwrap();
+    Playbook::check_names(&[first, second], &|_| false, &[]).unwrap();
 }

@@ -67,23 +67,36 @@ impl<'de> Deserialize<'de> for Flag {
     }
 }
 
+/// The most attempts `retries` may ask for: more would only hang the run.
+pub(crate) const MAX_COUNT: u32 = 10_000;
+
+/// A count of attempts, from 0 to [`MAX_COUNT`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Count(pub u32);
 
 impl<'de> Deserialize<'de> for Count {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        parse_scalar(d, "a whole number", |s| s.parse().ok()).map(Count)
+        parse_scalar(d, "a whole number from 0 to 10000", |s| {
+            s.parse().ok().filter(|n| *n <= MAX_COUNT)
+        })
+        .map(Count)
     }
 }
 
-/// A non-negative number of seconds.
+/// The longest wait a playbook may ask for (a week): longer is a typo, and
+/// a bound keeps every duration representable.
+pub(crate) const MAX_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+
+/// A number of seconds from 0 to [`MAX_SECONDS`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Seconds(pub f64);
 
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        parse_scalar(d, "a number of seconds", |s| {
-            s.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0)
+        parse_scalar(d, "a number of seconds from 0 to 604800 (a week)", |s| {
+            s.parse::<f64>()
+                .ok()
+                .filter(|n| (0.0..=MAX_SECONDS).contains(n))
         })
         .map(Seconds)
     }

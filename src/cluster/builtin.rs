@@ -1,0 +1,62 @@
+//! The cluster's built-in playbooks, task files and templates, embedded
+//! from the repository's `playbooks/` and `templates/` folders. The engine
+//! knows none of these names: `command/run.rs` hands this table to the
+//! playbook resolver as its built-in source, after the files on disk (a
+//! `NAME.yml` in the current directory overrides the built-in `NAME`).
+
+use crate::playbook::Builtins;
+
+pub(crate) const BUILTINS: Builtins = Builtins {
+    names: &[
+        "bootstrap",
+        "setup",
+        "pull",
+        "consul",
+        "stack",
+        "upgrade",
+        "stop",
+        "info",
+    ],
+    playbooks: &[
+        ("bootstrap", include_str!("../../playbooks/bootstrap.yml")),
+        ("setup", include_str!("../../playbooks/setup.yml")),
+        ("pull", include_str!("../../playbooks/pull.yml")),
+        ("consul", include_str!("../../playbooks/consul.yml")),
+        ("stack", include_str!("../../playbooks/stack.yml")),
+        ("stop", include_str!("../../playbooks/stop.yml")),
+        ("upgrade", include_str!("../../playbooks/upgrade.yml")),
+        ("info", include_str!("../../playbooks/info.yml")),
+        // Parts imported by the playbooks above.
+        ("preflight", include_str!("../../playbooks/preflight.yml")),
+        (
+            "consul-agents",
+            include_str!("../../playbooks/consul-agents.yml"),
+        ),
+    ],
+    tasks: &[
+        (
+            "consul-agent.yml",
+            include_str!("../../playbooks/tasks/consul-agent.yml"),
+        ),
+        (
+            "stack-services.yml",
+            include_str!("../../playbooks/tasks/stack-services.yml"),
+        ),
+        (
+            "upgrade-node.yml",
+            include_str!("../../playbooks/tasks/upgrade-node.yml"),
+        ),
+    ],
+    // By the name a playbook gives as `src:`; a file of the same name beside
+    // the playbook (or in its `templates/`) wins.
+    templates: &[
+        (
+            "docker.default.j2",
+            include_str!("../../templates/docker.default.j2"),
+        ),
+        (
+            "docker-dropin.conf.j2",
+            include_str!("../../templates/docker-dropin.conf.j2"),
+        ),
+    ],
+};

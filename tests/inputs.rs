@@ -1,0 +1,181 @@
+//! Extreme and broken input through the real binary: each run ends within
+//! seconds with exit 5 and a message located at file:line:column, before
+//! any host is contacted (the inventory's one host listens nowhere, so a
+//! run that got as far as connecting would exit 4 instead). The in-process
+//! fuzz test (`src/fuzz.rs`) covers many more mutations of the same inputs.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::support::run_arpanet;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// Run `arpanet run -i inv playbook` in `dir` and check it ends in time
+/// with exit 5 and a located message starting with `at`.
+fn refused(dir: &Path, inventory: &str, playbook: &str, extra: &[&str], at: &str, says: &str) {
+    let mut args = vec!["run", "-i", inventory, playbook, "--timeout", "1"];
+    args.extend(extra);
+    let started = Instant::now();
+    let run = run_arpanet(dir, dir, &args, &[]);
+    let took = started.elapsed();
+    assert!(took < LIMIT, "{args:?} took {took:?}");
+    assert_eq!(run.code, 5, "{args:?}:\n{}", run.stderr);
+    let message = run.stderr.trim_start_matches("error: ");
+    assert!(
+        message.starts_with(at),
+        "{args:?}: expected `{at}`:\n{}",
+        run.stderr
+    );
+    assert!(
+        message.contains(says),
+        "{args:?}: expected `{says}`:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn extreme_inputs_end_in_a_located_error_before_any_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let write = |name: &str, text: &[u8]| std::fs::write(d.join(name), text).unwrap();
+    write(
+        "hosts",
+        b"[web]\nw1 ansible_host=127.0.0.1 ansible_port=1\n",
+    );
+    let task = |name: &str, lines: &str| {
+        write(
+            name,
+            format!("- hosts: all\n  tasks:\n    - command: echo hi\n{lines}").as_bytes(),
+        )
+    };
+
+    task("delay.yml", "      retries: 1\n      delay: 1e20\n");
+    refused(d, "hosts", "delay.yml", &[], "delay.yml:5:14:", "`delay`");
+    write(
+        "wait.yml",
+        b"- hosts: all\n  tasks:\n    - wait_for: {port: 22, timeout: 1e20}\n",
+    );
+    refused(d, "hosts", "wait.yml", &[], "wait.yml:3:", "`timeout`");
+
+    let deep = format!(
+        "- hosts: all\n  vars:\n    x:\n      {}a\n  tasks: []\n",
+        "- ".repeat(50_000)
+    );
+    write("deep.yml", deep.as_bytes());
+    refused(
+        d,
+        "deep.yml",
+        "deep.yml",
+        &[],
+        "deep.yml:4:",
+        "nested more than",
+    );
+    refused(
+        d,
+        "hosts",
+        "deep.yml",
+        &[],
+        "deep.yml:4:",
+        "nested more than",
+    );
+
+    write("range", b"[web]\nnode[1:99999999]\n");
+    task("ok.yml", "");
+    refused(d, "range", "ok.yml", &[], "range:2:5:", "at most 10000");
+
+    write(
+        "bytes.yml",
+        b"- hosts: all\n  tasks:\n    - command: \xff\xfe\n",
+    );
+    refused(d, "hosts", "bytes.yml", &[], "bytes.yml:3:16:", "not UTF-8");
+    write("empty.yml", b"# nothing yet\n");
+    refused(d, "hosts", "empty.yml", &[], "empty.yml:1:1:", "no plays");
+    write("port", b"[web]\nw1 ansible_port=99999\n");
+    refused(d, "port", "ok.yml", &[], "port:2:4:", "port number");
+
+    let unary = format!("      when: \"{}x\"\n", "- ".repeat(50_000));
+    task("unary.yml", &unary);
+    refused(d, "hosts", "unary.yml", &[], "unary.yml:4:7:", "in a row");
+    task("filter.yml", "      changed_when: out is sucess\n");
+    refused(
+        d,
+        "hosts",
+        "filter.yml",
+        &[],
+        "filter.yml:4:7:",
+        "unknown test `sucess`",
+    );
+    task("nowhere.yml", "    - command: echo {{ nowhere }}\n");
+    refused(
+        d,
+        "hosts",
+        "nowhere.yml",
+        &[],
+        "nowhere.yml:4:7:",
+        "undefined variable `nowhere`",
+    );
+
+    // the same playbook with the name defined runs (and finds no host)
+    let run = run_arpanet(
+        d,
+        d,
+        &[
+            "run",
+            "-i",
+            "hosts",
+            "nowhere.yml",
+            "-e",
+            "nowhere=1",
+            "--timeout",
+            "1",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 4, "{}", run.stderr);
+}
+
+#[test]
+fn a_huge_limit_range_is_a_subscript_not_an_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("hosts"),
+        "[web]\nw[1:3] ansible_host=127.0.0.1 ansible_port=1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("ok.yml"),
+        "- hosts: all\n  tasks:\n    - command: echo hi\n",
+    )
+    .unwrap();
+    let limit = |pattern: &str| {
+        let started = Instant::now();
+        let args = [
+            "run",
+            "-i",
+            "hosts",
+            "ok.yml",
+            "--limit",
+            pattern,
+            "--timeout",
+            "1",
+        ];
+        let run = run_arpanet(d, d, &args, &[]);
+        assert!(started.elapsed() < LIMIT, "{pattern}");
+        run
+    };
+    // the group's second host on: w2 and w3, both unreachable
+    let run = limit("web[1:99999999]");
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("w2") && !run.stdout.contains("w1 "),
+        "{}",
+        run.stdout
+    );
+    let run = limit("w[1:99999999]");
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(run.stderr.contains("no hosts match"), "{}", run.stderr);
+    let run = limit(&format!("{}b", "*w".repeat(40)));
+    assert_eq!(run.code, 5, "{}", run.stderr);
+}
