@@ -12,8 +12,15 @@ use std::process::Command;
 
 use crate::support::Run;
 
-const NAME: &str = "arpanet-cluster";
-const SUBNET: &str = "10.79.0.0/24";
+static NAME: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::support::lab_name("arpanet-cluster"));
+static SUBNET: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::support::lab_subnet(79));
+
+/// The lab address `.host`.
+fn at(host: u8) -> String {
+    crate::support::lab_address(&SUBNET, host)
+}
 
 struct Lab {
     dir: PathBuf,
@@ -22,7 +29,8 @@ struct Lab {
 
 impl Lab {
     fn up() -> Lab {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("arpanet-cluster-lab");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(crate::support::lab_name("arpanet-cluster-lab"));
         let lab = Lab {
             dir,
             home: tempfile::tempdir().unwrap(),
@@ -41,7 +49,7 @@ impl Lab {
             "--dir",
             self.dir.to_str().unwrap(),
             "--name",
-            NAME,
+            NAME.as_str(),
         ];
         all.extend_from_slice(rest);
         self.arpanet(&all)
@@ -64,7 +72,7 @@ impl Lab {
             .args(args)
             .env("HOME", self.home.path())
             .env("NO_COLOR", "1")
-            .env("ARPANET_LAB_SUBNET", SUBNET)
+            .env("ARPANET_LAB_SUBNET", &*SUBNET)
             .env_remove("ARPANET_LAB_NAME")
             .env_remove("SSH_AUTH_SOCK")
             .output()
@@ -79,7 +87,7 @@ impl Lab {
     /// Run `sh -c COMMAND` inside lab node `n` (1-based), bypassing arpanet.
     fn on_node(&self, n: usize, command: &str) -> String {
         let output = Command::new("docker")
-            .args(["exec", &format!("{NAME}-node{n}"), "sh", "-c", command])
+            .args(["exec", &format!("{}-node{n}", *NAME), "sh", "-c", command])
             .output()
             .expect("docker exec");
         assert!(
@@ -214,7 +222,7 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     assert!(lab
         .on_node(4, "docker exec consul consul info")
         .contains("encrypted = true"));
-    let mut rpc = std::net::TcpStream::connect("10.79.0.11:8300").unwrap();
+    let mut rpc = std::net::TcpStream::connect(format!("{}:8300", at(11))).unwrap();
     rpc.set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .unwrap();
     std::io::Write::write_all(&mut rpc, &[1]).unwrap();
@@ -242,12 +250,12 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     );
 
     // 2. containers find services through Consul DNS.
-    let image = "10.79.0.2:5000/arpanet/consul:1.8.7";
+    let image = format!("{}:5000/arpanet/consul:1.8.7", at(2));
     let lookup = lab.on_node(
         4,
         &format!("docker run --rm --entrypoint busybox {image} nslookup consul.service.consul"),
     );
-    for server in ["10.79.0.11", "10.79.0.12", "10.79.0.13"] {
+    for server in [at(11), at(12), at(13)] {
         assert!(lookup.contains(&format!("Address: {server}")), "{lookup}");
     }
 
@@ -309,7 +317,7 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
             .args(args)
             .args([
                 "-H",
-                "tcp://10.79.0.11:2375",
+                &format!("tcp://{}:2375", at(11)),
                 "version",
                 "--format",
                 "{{.Server.Version}}",
@@ -428,8 +436,10 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     // 5b. a rolling upgrade: a broken one stops after its first batch with
     //     every other host on the old image; a good one upgrades every
     //     node, the consul leader last, and the cluster stays whole.
-    let old = "10.79.0.2:5000/arpanet/consul:1.8.7";
-    let new = "10.79.0.2:5000/arpanet/consul:1.8.7-r2";
+    let old = format!("{}:5000/arpanet/consul:1.8.7", at(2));
+    let old = old.as_str();
+    let new = format!("{}:5000/arpanet/consul:1.8.7-r2", at(2));
+    let new = new.as_str();
     lab.on_node(
         1,
         &format!("docker tag {old} {new} && docker push -q {new}"),
@@ -505,7 +515,7 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
 
     // 6. a node down: reported unreachable, the others complete, exit 4.
     let stopped = Command::new("docker")
-        .args(["stop", &format!("{NAME}-node5")])
+        .args(["stop", &format!("{}-node5", *NAME)])
         .output()
         .unwrap();
     assert!(stopped.status.success());

@@ -13,8 +13,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
-const NAME: &str = "arpanet-test";
-const SUBNET: &str = "10.78.0.0/24";
+static NAME: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::support::lab_name("arpanet-test"));
+static SUBNET: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::support::lab_subnet(78));
+
+/// The lab address `.host`.
+fn at(host: u8) -> String {
+    crate::support::lab_address(&SUBNET, host)
+}
 const IMAGES: [&str; 4] = [
     "arpanet-lab/node:bookworm",
     "arpanet-lab/registry:2.8.2",
@@ -55,9 +62,9 @@ impl TestLab {
             .arg("--dir")
             .arg(&self.dir)
             .arg("--name")
-            .arg(NAME)
+            .arg(&*NAME)
             .args(rest)
-            .env("ARPANET_LAB_SUBNET", SUBNET)
+            .env("ARPANET_LAB_SUBNET", &*SUBNET)
             .env_remove("ARPANET_LAB_NAME");
         cmd.output().expect("run arpanet")
     }
@@ -156,7 +163,7 @@ fn snapshot() -> Vec<String> {
         "ps",
         "-aq",
         "--filter",
-        &format!("label=arpanet.lab={NAME}"),
+        &format!("label=arpanet.lab={}", *NAME),
     ]);
     let ids: Vec<&str> = ids.split_whitespace().collect();
     assert!(!ids.is_empty(), "the lab has no containers");
@@ -325,12 +332,12 @@ fn status_lists_every_node_running(lab: &TestLab) {
     assert_eq!(
         summary,
         [
-            "registry 10.78.0.2 registry yes",
-            "node1 10.78.0.11 server yes",
-            "node2 10.78.0.12 server yes",
-            "node3 10.78.0.13 server yes",
-            "node4 10.78.0.14 client yes",
-            "node5 10.78.0.15 client yes",
+            format!("registry {} registry yes", at(2)),
+            format!("node1 {} server yes", at(11)),
+            format!("node2 {} server yes", at(12)),
+            format!("node3 {} server yes", at(13)),
+            format!("node4 {} client yes", at(14)),
+            format!("node5 {} client yes", at(15)),
         ],
         "{stdout}"
     );
@@ -340,7 +347,7 @@ fn status_lists_every_node_running(lab: &TestLab) {
 fn a_stopped_node_is_restarted_and_keeps_its_host_key(lab: &TestLab, node: &(String, String)) {
     let known_hosts = lab.dir.join("known_hosts");
     let before = std::fs::read_to_string(&known_hosts).unwrap();
-    docker(&["stop", &format!("{NAME}-{}", node.0)]);
+    docker(&["stop", &format!("{}-{}", *NAME, node.0)]);
     let stderr = lab.ok(&["up", "--nodes", "5", "--servers", "3"]);
     assert!(
         stderr.contains(&format!("restarted {}", node.0)),
@@ -358,11 +365,11 @@ fn a_stopped_node_is_restarted_and_keeps_its_host_key(lab: &TestLab, node: &(Str
 
 fn down_leaves_no_container_network_or_volume(lab: &TestLab) {
     lab.ok(&["down"]);
-    let label = format!("label=arpanet.lab={NAME}");
+    let label = format!("label=arpanet.lab={}", *NAME);
     assert_eq!(docker(&["ps", "-aq", "--filter", &label]), "");
     assert_eq!(docker(&["volume", "ls", "-q", "--filter", &label]), "");
     assert_eq!(docker(&["network", "ls", "-q", "--filter", &label]), "");
-    let named = format!("name={NAME}");
+    let named = format!("name={}", *NAME);
     assert_eq!(docker(&["ps", "-aq", "--filter", &named]), "");
     assert_eq!(docker(&["volume", "ls", "-q", "--filter", &named]), "");
     assert_eq!(docker(&["network", "ls", "-q", "--filter", &named]), "");
