@@ -18,7 +18,8 @@ install_prerequisites() {
     local missing=() cmd pkg
     for pair in docker:docker.io dockerd:docker.io mmdebstrap:mmdebstrap \
         sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client \
-        ip:iproute2 curl:curl openssl:openssl; do
+        ip:iproute2 curl:curl openssl:openssl \
+        pgrep:procps; do
         cmd=${pair%%:*}
         pkg=${pair#*:}
         if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$cmd" ]; then
