@@ -53,6 +53,8 @@ pub struct ConnectOptions {
     /// Seconds to wait for a TCP connection (and the login); `None`:
     /// `ConnectTimeout` from the ssh config, else [`DEFAULT_TIMEOUT`].
     pub timeout: Option<u64>,
+    /// The product's default variables (YAML text), the lowest layer.
+    pub defaults: &'static str,
 }
 
 /// Seconds `--timeout` defaults to.

@@ -1100,7 +1100,12 @@ mod tests {
         let path = dir.path().join("hosts");
         std::fs::write(&path, "h1 arpanet_ip=10.0.0.1\n").unwrap();
         let inventory = Arc::new(Inventory::load(&path).unwrap());
-        let layers = Layers::load(None, &[format!("docker_tcp={word}")]).unwrap();
+        let layers = Layers::load(
+            crate::cluster::builtin::BUILTINS.defaults,
+            None,
+            &[format!("docker_tcp={word}")],
+        )
+        .unwrap();
         let mut setup =
             crate::playbook::resolve("setup", crate::cluster::builtin::BUILTINS).unwrap();
         setup.plays.truncate(1);
@@ -1159,7 +1164,12 @@ mod tests {
             .unwrap();
         let inventory = Arc::new(Inventory::parse(Path::new("hosts"), "h1\n").unwrap());
         for (word, tls) in [("y", true), ("On", true), ("no", false), ("0", false)] {
-            let layers = Layers::load(None, &[format!("docker_tcp={word}")]).unwrap();
+            let layers = Layers::load(
+                crate::cluster::builtin::BUILTINS.defaults,
+                None,
+                &[format!("docker_tcp={word}")],
+            )
+            .unwrap();
             let scope = Scope::new(inventory.clone(), layers);
             let engine = Engine::new();
             let vars = scope.host(&engine, "h1").vars;

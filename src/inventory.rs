@@ -52,6 +52,16 @@ pub struct Inventory {
     pub hosts: Vec<Host>,
     /// Every group including `all` and `ungrouped`.
     pub groups: Vec<Group>,
+    /// Host lookups, made on first use (membership is fixed by then), so
+    /// per-host questions stay cheap on inventories of thousands of hosts.
+    index: std::sync::OnceLock<Index>,
+}
+
+/// Where each host is: its position, and the groups that list it directly.
+#[derive(Debug, Clone, Default)]
+struct Index {
+    host: HashMap<String, usize>,
+    direct: HashMap<String, Vec<usize>>,
 }
 
 impl Inventory {
@@ -78,7 +88,22 @@ impl Inventory {
     }
 
     pub fn host(&self, name: &str) -> Option<&Host> {
-        self.hosts.iter().find(|h| h.name == name)
+        self.index().host.get(name).map(|&i| &self.hosts[i])
+    }
+
+    fn index(&self) -> &Index {
+        self.index.get_or_init(|| {
+            let mut index = Index::default();
+            for (i, h) in self.hosts.iter().enumerate() {
+                index.host.entry(h.name.clone()).or_insert(i);
+            }
+            for (g, group) in self.groups.iter().enumerate() {
+                for h in &group.hosts {
+                    index.direct.entry(h.clone()).or_default().push(g);
+                }
+            }
+            index
+        })
     }
 
     pub fn group(&self, name: &str) -> Option<&Group> {
@@ -113,10 +138,12 @@ impl Inventory {
         let parents = self.parents();
         let mut found: HashSet<&str> = HashSet::from(["all"]);
         let mut todo: Vec<&str> = self
-            .groups
-            .iter()
-            .filter(|g| g.hosts.iter().any(|h| h == host))
-            .map(|g| g.name.as_str())
+            .index()
+            .direct
+            .get(host)
+            .into_iter()
+            .flatten()
+            .map(|&g| self.groups[g].name.as_str())
             .collect();
         while let Some(group) = todo.pop() {
             if found.insert(group) {
@@ -441,6 +468,7 @@ impl Builder {
             source: source.to_owned(),
             hosts: self.hosts,
             groups: self.groups,
+            index: std::sync::OnceLock::new(),
         }
     }
 }

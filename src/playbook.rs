@@ -47,10 +47,11 @@ pub struct Playbook {
     pub(crate) defines: BTreeSet<String>,
 }
 
-/// Playbooks, task files and templates shipped inside the binary by the
-/// product, found by name after the files on disk. The engine knows no
-/// names of its own; the command that runs playbooks passes these in.
-#[derive(Debug, Clone, Copy, Default)]
+/// What a product ships inside the binary: playbooks, task files and
+/// templates, found by name after the files on disk; the modules it adds;
+/// and its default variables, the lowest layer of every host's scope. The
+/// engine knows no names of its own; the commands pass these in.
+#[derive(Clone, Copy, Default)]
 pub struct Builtins {
     /// The playbooks offered to the user (named in hints), in order.
     pub names: &'static [&'static str],
@@ -60,6 +61,22 @@ pub struct Builtins {
     pub tasks: &'static [(&'static str, &'static str)],
     /// Templates for `src:`, by file name.
     pub templates: &'static [(&'static str, &'static str)],
+    /// Modules beside the engine's own.
+    pub modules: &'static [&'static dyn crate::modules::ModuleDef],
+    /// Default variables, as YAML text.
+    pub defaults: &'static str,
+}
+
+impl std::fmt::Debug for Builtins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builtins")
+            .field("names", &self.names)
+            .field(
+                "modules",
+                &self.modules.iter().map(|m| m.name()).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl Builtins {
@@ -69,7 +86,16 @@ impl Builtins {
         playbooks: &[],
         tasks: &[],
         templates: &[],
+        modules: &[],
+        defaults: "",
     };
+
+    /// The modules a playbook may use with these built-ins.
+    pub(crate) fn registry(&self) -> crate::modules::Registry {
+        crate::modules::Registry {
+            product: self.modules,
+        }
+    }
 
     fn find(table: &[(&str, &'static str)], name: &str) -> Option<&'static str> {
         table.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
@@ -224,7 +250,10 @@ impl Playbook {
     pub fn parse_with(source: &Path, dir: &Path, text: &str, builtins: Builtins) -> Result<Self> {
         let raw = yaml::parse(text)
             .map_err(|e| yaml::syntax_error(source, text, e))
-            .and_then(|doc| parse::plays(doc.as_ref()).map_err(|e| located(e, source, text)))?;
+            .and_then(|doc| {
+                parse::plays(doc.as_ref(), builtins.registry())
+                    .map_err(|e| located(e, source, text))
+            })?;
         if raw.is_empty() {
             let location = Location::new(source, 1, 1).with_source(text);
             return Err(InputError::new(location, InputKind::EmptyPlaybook).into());
@@ -605,7 +634,10 @@ impl Builder<'_> {
         let (source, text) = task_file(name, self.dir, &location, self.builtins)?;
         let raw_tasks = yaml::parse(&text)
             .map_err(|e| yaml::syntax_error(&source, &text, e))
-            .and_then(|doc| parse::tasks(doc.as_ref()).map_err(|e| located(e, &source, &text)))?;
+            .and_then(|doc| {
+                parse::tasks(doc.as_ref(), self.builtins.registry())
+                    .map_err(|e| located(e, &source, &text))
+            })?;
         let inner = Builder {
             source: &source,
             text: &text,

@@ -155,10 +155,14 @@ impl Scope {
     /// over `inventory`.
     pub(crate) fn load(
         inventory: Arc<Inventory>,
+        defaults: &str,
         rc_file: Option<&Path>,
         extra_args: &[String],
     ) -> Result<Self> {
-        Ok(Self::new(inventory, Layers::load(rc_file, extra_args)?))
+        Ok(Self::new(
+            inventory,
+            Layers::load(defaults, rc_file, extra_args)?,
+        ))
     }
 
     /// Every name some layer defines for some host, facts aside: the
@@ -468,7 +472,7 @@ pub(crate) fn mentions_item(condition: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vars::{defaults, parse_extra, parse_rc};
+    use crate::vars::{parse_defaults, parse_extra, parse_rc};
     use serde_json::json;
     use std::path::PathBuf;
 
@@ -576,7 +580,12 @@ mod tests {
             .map(|v| format!("x=\"{v}\" inventory_hostname=\"{v}\""))
             .into_iter()
             .collect();
-        let mut layers = Layers::load(Some(&rc), &extra).unwrap();
+        let mut layers = Layers::load(
+            crate::cluster::builtin::BUILTINS.defaults,
+            Some(&rc),
+            &extra,
+        )
+        .unwrap();
         let both = |v: &str| obj(json!({"x": v, "inventory_hostname": v}));
         if let Some(v) = value(Layer::Defaults) {
             layers.defaults.extend(both(v));
@@ -690,7 +699,7 @@ mod tests {
         )
         .unwrap();
         let layers = Layers {
-            defaults: defaults().unwrap(),
+            defaults: parse_defaults(crate::cluster::builtin::BUILTINS.defaults).unwrap(),
             rc: parse_rc(Path::new("rc"), "CONSUL_DATA=/rc\nCADVISOR_PORT=1\n").unwrap(),
             extra: parse_extra("CADVISOR_PORT=9").unwrap(),
         };
@@ -750,7 +759,12 @@ mod tests {
             .map(|k| format!("{k}=extra"))
             .collect::<Vec<_>>()
             .join(" ");
-        let mut layers = Layers::load(Some(&d.join("rc")), &[extra]).unwrap();
+        let mut layers = Layers::load(
+            crate::cluster::builtin::BUILTINS.defaults,
+            Some(&d.join("rc")),
+            &[extra],
+        )
+        .unwrap();
         layers.defaults.insert("default".into(), json!("default"));
         layers.defaults.insert("rc".into(), json!("default"));
         let play = obj(json!({"play": "play", "extra": "play"}));
@@ -810,7 +824,12 @@ mod tests {
     #[test]
     fn json_view_has_the_ansible_inventory_shape() {
         let inv = Inventory::load(&fixture("hosts.ini")).unwrap();
-        let layers = Layers::load(None, &["tier=cli".to_owned()]).unwrap();
+        let layers = Layers::load(
+            crate::cluster::builtin::BUILTINS.defaults,
+            None,
+            &["tier=cli".to_owned()],
+        )
+        .unwrap();
         let scope = Scope::new(Arc::new(inv), layers);
         let list = scope.inventory_json(None).unwrap();
         let keys: Vec<&String> = list.as_object().unwrap().keys().collect();

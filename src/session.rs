@@ -37,6 +37,7 @@ impl Session {
         let inventory = Arc::new(Inventory::load(&args.inventory)?);
         let scope = Arc::new(Scope::load(
             inventory.clone(),
+            args.defaults,
             config::rc_file().as_deref(),
             &args.extra_vars,
         )?);

@@ -20,9 +20,6 @@ use crate::error::{Error, InputKind, Location, Result};
 /// A set of variables; insertion-ordered JSON values.
 pub type Vars = serde_json::Map<String, serde_json::Value>;
 
-/// The embedded built-in defaults.
-const DEFAULTS: &str = include_str!("../playbooks/vars/defaults.yml");
-
 /// The layers that do not come from the inventory.
 #[derive(Debug, Clone, Default)]
 pub struct Layers {
@@ -32,8 +29,9 @@ pub struct Layers {
 }
 
 impl Layers {
-    /// Built-in defaults, `rc_file` if it exists, and each `-e` argument.
-    pub fn load(rc_file: Option<&Path>, extra_args: &[String]) -> Result<Self> {
+    /// The product's `defaults` (YAML text, see `playbook::Builtins`),
+    /// `rc_file` if it exists, and each `-e` argument.
+    pub fn load(defaults: &str, rc_file: Option<&Path>, extra_args: &[String]) -> Result<Self> {
         let rc = match rc_file {
             Some(path) if path.exists() => parse_rc(path, &crate::error::read_input(path)?)?,
             _ => Vars::new(),
@@ -43,16 +41,16 @@ impl Layers {
             merge(&mut extra, &parse_extra(arg)?);
         }
         Ok(Layers {
-            defaults: defaults()?,
+            defaults: parse_defaults(defaults)?,
             rc,
             extra,
         })
     }
 }
 
-/// The built-in defaults.
-pub fn defaults() -> Result<Vars> {
-    let vars: Option<Vars> = crate::yaml::load(Path::new("<builtin>/vars/defaults.yml"), DEFAULTS)
+/// The product's default variables, embedded YAML.
+pub fn parse_defaults(text: &str) -> Result<Vars> {
+    let vars: Option<Vars> = crate::yaml::load(Path::new("<builtin>/vars/defaults.yml"), text)
         .map_err(|e| Error::Internal(e.to_string()))?;
     Ok(vars.unwrap_or_default())
 }
@@ -355,7 +353,7 @@ mod tests {
 
     #[test]
     fn defaults_are_the_old_tools() {
-        let d = defaults().unwrap();
+        let d = parse_defaults(crate::cluster::builtin::BUILTINS.defaults).unwrap();
         assert_eq!(d["docker_port"], json!(2375));
         assert_eq!(d["cadvisor_port"], json!(8080));
         assert_eq!(d["consul_port"], json!(8500));
@@ -425,14 +423,25 @@ mod tests {
     fn layers_load_reads_rc_if_present() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("none");
-        let layers = Layers::load(Some(&missing), &[]).unwrap();
+        let layers = Layers::load(
+            crate::cluster::builtin::BUILTINS.defaults,
+            Some(&missing),
+            &[],
+        )
+        .unwrap();
         assert!(layers.rc.is_empty() && layers.extra.is_empty());
         assert_eq!(layers.defaults["consul_port"], json!(8500));
         let file = dir.path().join("rc");
         std::fs::write(&file, "CONSUL_PORT=9500\n").unwrap();
-        let layers = Layers::load(Some(&file), &[]).unwrap();
+        let layers =
+            Layers::load(crate::cluster::builtin::BUILTINS.defaults, Some(&file), &[]).unwrap();
         assert_eq!(layers.rc["consul_port"], json!("9500"));
-        let err = Layers::load(Some(dir.path()), &[]).unwrap_err();
+        let err = Layers::load(
+            crate::cluster::builtin::BUILTINS.defaults,
+            Some(dir.path()),
+            &[],
+        )
+        .unwrap_err();
         assert!(err.to_string().starts_with("cannot read"), "{err}");
     }
 
@@ -466,7 +475,12 @@ mod tests {
             obj(json!({"consul_expect": 3, "services": [{"name": "web"}]}))
         );
 
-        let layers = Layers::load(None, &["a=1 b=2".into(), "{\"b\": 3}".into()]).unwrap();
+        let layers = Layers::load(
+            crate::cluster::builtin::BUILTINS.defaults,
+            None,
+            &["a=1 b=2".into(), "{\"b\": 3}".into()],
+        )
+        .unwrap();
         assert_eq!(layers.extra, obj(json!({"a": "1", "b": 3})));
     }
 

@@ -6,6 +6,9 @@
 
 use crate::playbook::Builtins;
 
+/// The cluster's modules, beside the engine's.
+const MODULES: &[&dyn crate::modules::ModuleDef] = &[&super::secrets::Def];
+
 pub(crate) const BUILTINS: Builtins = Builtins {
     names: &[
         "bootstrap",
@@ -59,4 +62,8 @@ pub(crate) const BUILTINS: Builtins = Builtins {
             include_str!("../../templates/docker-dropin.conf.j2"),
         ),
     ],
+    modules: MODULES,
+    // The old tool's variables and the cluster's settings, below everything
+    // else a host's variables come from.
+    defaults: include_str!("../../playbooks/vars/defaults.yml"),
 };

@@ -476,7 +476,12 @@ mod tests {
     fn its_arguments_are_checked_when_the_playbook_is_read() {
         let parse = |args: &str| {
             let text = format!("- hosts: all\n  tasks:\n    - cluster_secrets: {args}\n");
-            crate::playbook::Playbook::parse(Path::new("pb.yml"), Path::new("."), &text)
+            crate::playbook::Playbook::parse_with(
+                Path::new("pb.yml"),
+                Path::new("."),
+                &text,
+                crate::cluster::builtin::BUILTINS,
+            )
         };
         let pb = parse("{kind: consul, dir: \"{{ consul_tls_dir }}\"}").unwrap();
         assert_eq!(pb.plays[0].tasks[0].name, "cluster_secrets: consul");

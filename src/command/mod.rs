@@ -34,6 +34,7 @@ fn connect_options(args: &ConnectArgs) -> ConnectOptions {
             HostKeyCheckingArg::Off => HostKeyChecking::Off,
         },
         timeout: args.timeout,
+        defaults: crate::cluster::builtin::BUILTINS.defaults,
     }
 }
 

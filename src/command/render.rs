@@ -15,6 +15,7 @@ pub(crate) fn run(args: RenderArgs) -> Result<i32> {
     let inventory = Arc::new(Inventory::load(&args.inventory)?);
     let scope = Scope::load(
         inventory.clone(),
+        crate::cluster::builtin::BUILTINS.defaults,
         config::rc_file().as_deref(),
         &args.extra_vars,
     )?;

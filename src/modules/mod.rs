@@ -57,9 +57,42 @@ pub(crate) const MODULES: &[&dyn ModuleDef] = &[
     &assert::Def,
     &docker_image::Def,
     &docker_container::Def,
-    // The cluster product's task that makes its key material locally.
-    &crate::cluster::secrets::Def,
 ];
+
+/// The modules a playbook may use: the engine's own ([`MODULES`]) and those
+/// a product adds (the cluster's `cluster_secrets`), which the command that
+/// runs playbooks hands in with the product's built-ins.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Registry {
+    pub product: &'static [&'static dyn ModuleDef],
+}
+
+impl Registry {
+    /// Every module, the engine's first.
+    pub(crate) fn all(self) -> impl Iterator<Item = &'static dyn ModuleDef> {
+        MODULES.iter().chain(self.product).copied()
+    }
+
+    /// The module a task key names: a name or alias, optionally as
+    /// `ansible.builtin.NAME` or `ansible.legacy.NAME`.
+    pub(crate) fn find(self, key: &str) -> Option<&'static dyn ModuleDef> {
+        let bare = key
+            .strip_prefix("ansible.builtin.")
+            .or_else(|| key.strip_prefix("ansible.legacy."));
+        let word = bare.unwrap_or(key);
+        if bare.is_some() && word.contains('.') {
+            return None;
+        }
+        self.all()
+            .find(|m| m.name() == word || m.aliases().contains(&word))
+    }
+
+    /// Every name and alias of every module.
+    pub(crate) fn names(self) -> impl Iterator<Item = &'static str> {
+        self.all()
+            .flat_map(|m| std::iter::once(m.name()).chain(m.aliases().iter().copied()))
+    }
+}
 
 /// A kind of task, as the registry lists it: its names and how it reads its
 /// arguments.
@@ -134,29 +167,6 @@ impl dyn Module {
     pub(crate) fn downcast<M: Module>(&self) -> Option<&M> {
         self.as_any().downcast_ref()
     }
-}
-
-/// The module a task key names: a name or alias, optionally as
-/// `ansible.builtin.NAME` or `ansible.legacy.NAME`.
-pub(crate) fn find(key: &str) -> Option<&'static dyn ModuleDef> {
-    let bare = key
-        .strip_prefix("ansible.builtin.")
-        .or_else(|| key.strip_prefix("ansible.legacy."));
-    let word = bare.unwrap_or(key);
-    if bare.is_some() && word.contains('.') {
-        return None;
-    }
-    MODULES
-        .iter()
-        .copied()
-        .find(|m| m.name() == word || m.aliases().contains(&word))
-}
-
-/// Every name and alias of every module.
-pub(crate) fn names() -> impl Iterator<Item = &'static str> {
-    MODULES
-        .iter()
-        .flat_map(|m| std::iter::once(m.name()).chain(m.aliases().iter().copied()))
 }
 
 /// Why a module's arguments were refused.

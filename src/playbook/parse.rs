@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::values::{Cond, Count, Flag, Ident, List, Percent, Seconds, SerialValue, Text, VarMap};
 use super::Serial;
 use crate::error::InputKind;
-use crate::modules::{self, BadArgs, Module};
+use crate::modules::{BadArgs, Module, Registry};
 use crate::suggest::closest;
 use crate::vars::Vars;
 use crate::yaml::{Node, Pos};
@@ -175,16 +175,19 @@ fn key_pos(keys: &[(String, Pos)], key: &str, default: Pos) -> Pos {
 }
 
 /// The plays of a playbook document (`None` for an empty file).
-pub(super) fn plays(doc: Option<&Node>) -> Res<Vec<RawPlay>> {
+pub(super) fn plays(doc: Option<&Node>, reg: Registry) -> Res<Vec<RawPlay>> {
     list(doc, "a list of plays (`- hosts: ...`)")?
         .iter()
-        .map(play)
+        .map(|p| play(p, reg))
         .collect()
 }
 
 /// The tasks of a task file (`import_tasks`), or of `tasks:`/`handlers:`.
-pub(super) fn tasks(doc: Option<&Node>) -> Res<Vec<RawTask>> {
-    list(doc, "a list of tasks")?.iter().map(task).collect()
+pub(super) fn tasks(doc: Option<&Node>, reg: Registry) -> Res<Vec<RawTask>> {
+    list(doc, "a list of tasks")?
+        .iter()
+        .map(|t| task(t, reg))
+        .collect()
 }
 
 /// The items of a sequence; nothing for null.
@@ -251,7 +254,7 @@ fn entries<'a>(node: &'a Node, expected: &str) -> Res<Vec<(&'a str, Pos, &'a Nod
     Ok(out)
 }
 
-fn play(node: &Node) -> Res<RawPlay> {
+fn play(node: &Node, reg: Registry) -> Res<RawPlay> {
     let mut hosts: Vec<String> = Vec::new();
     let mut p = RawPlay {
         name: None,
@@ -276,8 +279,8 @@ fn play(node: &Node) -> Res<RawPlay> {
             "vars" => p.vars = value::<VarMap>(key, v)?.0,
             "import_playbook" => p.import = Some(value::<Text>(key, v)?.0),
             "tags" => p.tags = split_tags(value::<List>(key, v)?.0),
-            "tasks" => p.tasks = tasks(Some(v))?,
-            "handlers" => p.handlers = tasks(Some(v))?,
+            "tasks" => p.tasks = tasks(Some(v), reg)?,
+            "handlers" => p.handlers = tasks(Some(v), reg)?,
             "gather_facts" => {}
             _ if UNSUPPORTED_PLAY_KEYS.contains(&key) => {
                 return Err(at(pos, InputKind::Unsupported { key: key.into() }))
@@ -288,7 +291,7 @@ fn play(node: &Node) -> Res<RawPlay> {
                     InputKind::UnknownPlayKey {
                         key: key.into(),
                         suggestion: closest(key, PLAY_KEYS.iter().copied()).map(str::to_owned),
-                        task_key: modules::find(key).is_some() || TASK_KEYS.contains(&key),
+                        task_key: reg.find(key).is_some() || TASK_KEYS.contains(&key),
                         expected: strings(PLAY_KEYS),
                     },
                 ))
@@ -318,7 +321,7 @@ fn play(node: &Node) -> Res<RawPlay> {
     Ok(p)
 }
 
-fn task(node: &Node) -> Res<RawTask> {
+fn task(node: &Node, reg: Registry) -> Res<RawTask> {
     let mut t = RawTask {
         name: None,
         module: None,
@@ -375,7 +378,7 @@ fn task(node: &Node) -> Res<RawTask> {
             }
             "check_mode" => t.check_mode = Some(value::<Flag>(key, v)?.0),
             "import_tasks" => t.import = Some(value::<Text>(key, v)?.0),
-            _ => match modules::find(key) {
+            _ => match reg.find(key) {
                 Some(def) => {
                     if let Some((first, _)) = &t.module {
                         return Err(at(
@@ -392,7 +395,7 @@ fn task(node: &Node) -> Res<RawTask> {
                 None if UNSUPPORTED_TASK_KEYS.contains(&key) => {
                     return Err(at(pos, InputKind::Unsupported { key: key.into() }))
                 }
-                None => return Err(at(pos, unknown_task_key(key, t.module.is_none()))),
+                None => return Err(at(pos, unknown_task_key(key, t.module.is_none(), reg))),
             },
         }
         t.keys.push((key.to_owned(), pos));
@@ -414,7 +417,7 @@ fn task(node: &Node) -> Res<RawTask> {
         return Err(at(
             t.pos,
             InputKind::NoModule {
-                modules: module_names(),
+                modules: module_names(reg),
             },
         ));
     }
@@ -422,11 +425,8 @@ fn task(node: &Node) -> Res<RawTask> {
 }
 
 /// The registry's canonical module names.
-fn module_names() -> Vec<String> {
-    modules::MODULES
-        .iter()
-        .map(|m| m.name().to_owned())
-        .collect()
+fn module_names(reg: Registry) -> Vec<String> {
+    reg.all().map(|m| m.name().to_owned()).collect()
 }
 
 fn strings(words: &[&str]) -> Vec<String> {
@@ -435,18 +435,18 @@ fn strings(words: &[&str]) -> Vec<String> {
 
 /// A key that is neither a task keyword nor a module, with the nearest of
 /// either (keeping an `ansible.builtin.` prefix).
-fn unknown_task_key(key: &str, no_module_yet: bool) -> InputKind {
+fn unknown_task_key(key: &str, no_module_yet: bool, reg: Registry) -> InputKind {
     let prefix = ["ansible.builtin.", "ansible.legacy."]
         .into_iter()
         .find(|p| key.starts_with(p));
     let word = prefix.map_or(key, |p| &key[p.len()..]);
-    let candidates = TASK_KEYS.iter().copied().chain(modules::names());
+    let candidates = TASK_KEYS.iter().copied().chain(reg.names());
     let suggestion = closest(word, candidates).map(|c| format!("{}{c}", prefix.unwrap_or("")));
     InputKind::UnknownTaskKey {
         key: key.to_owned(),
         suggestion,
         maybe_module: no_module_yet && !key.contains(' '),
-        modules: module_names(),
+        modules: module_names(reg),
         keywords: strings(TASK_KEYS),
     }
 }

@@ -23,8 +23,10 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/playbooks")
 }
 
+/// Parsed as `arpanet run` parses it: with the cluster's built-ins (and so
+/// its `cluster_secrets` module) available.
 fn parse(text: &str) -> Result<Playbook> {
-    Playbook::parse(Path::new("site.yml"), Path::new("."), text)
+    Playbook::parse_with(Path::new("site.yml"), Path::new("."), text, B)
 }
 
 /// The error text for a playbook that must not parse.
@@ -724,7 +726,7 @@ fn typos(word: &str) -> Vec<String> {
 #[test]
 fn every_module_name_and_alias_is_suggested_for_a_one_letter_typo() {
     let mut checked = 0;
-    for name in crate::modules::names() {
+    for name in B.registry().names() {
         let mut forms = vec![name.to_owned()];
         if !name.contains('.') {
             forms.push(format!("ansible.builtin.{name}"));
@@ -736,7 +738,7 @@ fn every_module_name_and_alias_is_suggested_for_a_one_letter_typo() {
             };
             for typo in typos(word) {
                 let key = format!("{prefix}{typo}");
-                if key.contains(' ') || crate::modules::find(&key).is_some() {
+                if key.contains(' ') || B.registry().find(&key).is_some() {
                     continue;
                 }
                 let text = error(&format!("- hosts: all\n  tasks:\n    - {key}: x\n"));
@@ -753,8 +755,8 @@ fn every_module_name_and_alias_is_suggested_for_a_one_letter_typo() {
 
 #[test]
 fn every_name_alias_and_builtin_form_finds_its_module() {
-    use crate::modules::{find, MODULES};
-    for def in MODULES {
+    let find = |key: &str| B.registry().find(key);
+    for def in B.registry().all() {
         for name in std::iter::once(def.name()).chain(def.aliases().iter().copied()) {
             assert_eq!(find(name).map(|m| m.name()), Some(def.name()), "{name}");
             if !name.contains('.') {
@@ -765,7 +767,7 @@ fn every_name_alias_and_builtin_form_finds_its_module() {
             }
         }
     }
-    let mut names: Vec<&str> = crate::modules::names().collect();
+    let mut names: Vec<&str> = B.registry().names().collect();
     let count = names.len();
     names.sort_unstable();
     names.dedup();
@@ -777,7 +779,7 @@ fn every_name_alias_and_builtin_form_finds_its_module() {
 #[test]
 fn the_no_module_hint_lists_every_module() {
     let text = error("- hosts: all\n  tasks:\n    - name: nothing\n");
-    for def in crate::modules::MODULES {
+    for def in B.registry().all() {
         assert!(
             text.contains(&format!("`{}`", def.name())),
             "`{}` missing from:\n{text}",
@@ -814,7 +816,7 @@ fn bad_fixture_messages() {
         insta::glob!("../../tests/fixtures/playbooks/bad", "*.yml", |path| {
             let text = std::fs::read_to_string(path).unwrap();
             let name = path.file_name().unwrap();
-            let err = Playbook::parse(Path::new(name), &fixtures().join("bad"), &text)
+            let err = Playbook::parse_with(Path::new(name), &fixtures().join("bad"), &text, B)
                 .expect_err("a bad fixture parsed");
             insta::assert_snapshot!(err.to_string());
         });
