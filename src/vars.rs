@@ -525,7 +525,11 @@ mod tests {
                 "-e:1:5: expected `KEY=VALUE`, found `oops`",
                 "use `-e KEY=VALUE`",
             ),
-            ("=1", "-e:1:1: invalid variable name ``", "letters, digits"),
+            (
+                "=1",
+                "-e:1:1: invalid variable name ``",
+                "a variable name is",
+            ),
             ("a='x", "-e:1:3: unterminated `'` quote", "close it"),
             (
                 "[1, 2]",
