@@ -91,6 +91,10 @@ pub enum Error {
         hint: Option<String>,
     },
 
+    /// Bad command-line input of a known kind, with no file position.
+    #[error("{kind}{}", hint_suffix(kind.hint().as_deref()))]
+    Arg { kind: UsageKind },
+
     /// A local file could not be read or written.
     #[error("cannot {action} `{}`: {source}", .path.display())]
     Io {
@@ -127,7 +131,7 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Input(_) | Error::Usage { .. } => exit::BAD_INPUT,
+            Error::Input(_) | Error::Usage { .. } | Error::Arg { .. } => exit::BAD_INPUT,
             // An inventory, playbook or vars file that cannot be read.
             Error::Io { action: "read", .. } => exit::BAD_INPUT,
             Error::Unreachable { .. } => exit::HOST_UNREACHABLE,
@@ -136,16 +140,9 @@ impl Error {
         }
     }
 
-    /// Bad input worded where it was found; see [`InputKind`] for the
-    /// kinds the parsers report.
-    pub fn input(location: Location, message: impl Into<String>) -> Self {
-        InputError::new(
-            location,
-            InputKind::Other {
-                message: message.into(),
-            },
-        )
-        .into()
+    /// Bad input of `kind` at `location`.
+    pub fn input(location: Location, kind: InputKind) -> Self {
+        InputError::new(location, kind).into()
     }
 
     pub fn usage(message: impl Into<String>) -> Self {
@@ -199,6 +196,12 @@ impl InputError {
     /// What to do about it, where that is known.
     pub fn hint(&self) -> Option<String> {
         self.hint.clone().or_else(|| self.kind.hint())
+    }
+}
+
+impl From<UsageKind> for Error {
+    fn from(kind: UsageKind) -> Self {
+        Error::Arg { kind }
     }
 }
 
@@ -356,10 +359,206 @@ pub enum InputKind {
         key: String,
         value: String,
     },
-    /// Anything else, worded where it was found.
-    Other {
-        message: String,
+    /// A quote that is never closed; `within` is the text, when the
+    /// location does not point at it.
+    UnterminatedQuote {
+        quote: char,
+        within: Option<String>,
     },
+    /// More text after a value that is one quoted string.
+    AfterQuotedValue {
+        extra: String,
+    },
+    /// More than eight `[…]` ranges in one host name.
+    TooManyRanges,
+    StrayCloseBracket,
+    UnclosedRange,
+    /// A range that is not `[START:END]` or `[START:END:STEP]`.
+    BadRange {
+        range: String,
+    },
+    BadRangeStep {
+        range: String,
+        step: String,
+    },
+    /// Range ends that are neither numbers nor single letters.
+    BadRangeBounds {
+        range: String,
+    },
+    RangeBackwards {
+        range: String,
+    },
+    /// `[01:100]`: a zero-padded start and an end of another width.
+    RangePadding {
+        range: String,
+        start: String,
+        end: String,
+    },
+    RangeTooLarge {
+        range: String,
+        count: u64,
+        max: usize,
+    },
+    UnclosedSection,
+    AfterSectionHeader {
+        text: String,
+    },
+    BadGroupName {
+        name: String,
+    },
+    UnknownSectionType {
+        suffix: String,
+        section: String,
+        group: String,
+    },
+    VarsOfUndeclaredGroup {
+        group: String,
+    },
+    /// `key=value` where an INI host line wants a host name.
+    VariableNotHost {
+        variable: String,
+        group: String,
+    },
+    BadHostName {
+        name: String,
+    },
+    NotKeyValue {
+        found: String,
+        within: KeyValueIn,
+    },
+    BadVariableName {
+        name: String,
+        within: KeyValueIn,
+    },
+    SetTwiceOnLine {
+        key: String,
+    },
+    SetTwiceInSection {
+        key: String,
+        previous: usize,
+        section: usize,
+    },
+    HostListedTwice {
+        host: String,
+        group: String,
+        line: usize,
+    },
+    AfterChildGroup {
+        text: String,
+    },
+    /// `all` listed as a child (of `parent`, where that is known).
+    AllAsChild {
+        parent: Option<String>,
+    },
+    GroupLoop {
+        child: String,
+        parent: String,
+    },
+    UndefinedChildGroup {
+        parent: String,
+        child: String,
+    },
+    /// A YAML inventory key that is a list or mapping.
+    KeyNotName,
+    UnknownGroupKey {
+        key: String,
+        group: String,
+        suggestion: Option<String>,
+        expected: Vec<String>,
+    },
+    /// `-e '[…]'`.
+    ExtraVarsList,
+    /// A `command` task with neither `cmd` nor `argv`.
+    NoCommand,
+    /// A `mode` that is neither octal nor symbolic.
+    BadMode {
+        mode: String,
+    },
+    TemplateNotUtf8 {
+        name: String,
+    },
+    /// `copy` or `template` with neither `src` nor `content`.
+    NoContent {
+        module: String,
+    },
+    SrcNotFound {
+        src: String,
+        dir: String,
+    },
+    /// `docker_container` starting a container without `image`.
+    NoImage,
+    /// `wait_for` with neither `port` nor `path`.
+    NothingToWaitFor,
+    /// An argument whose rendered value has the wrong type.
+    RenderedWrongType {
+        argument: String,
+        problem: String,
+    },
+    EmptySecretsDir {
+        host: String,
+    },
+    /// A `loop` template that rendered to something other than a list.
+    LoopGave {
+        value: String,
+    },
+    /// A problem in an OpenSSH client config file.
+    SshConfig(SshConfigProblem),
+}
+
+/// Which `key=value` text a problem is in: each has its own rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyValueIn {
+    /// Variables after an INI inventory host name.
+    HostLine,
+    /// A line of an INI `[group:vars]` section.
+    VarsSection,
+    /// A line of `~/.arpanetrc`.
+    RcFile,
+    /// A `-e KEY=VALUE` argument.
+    ExtraVars,
+}
+
+/// What is wrong with a line of an OpenSSH client config.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SshConfigProblem {
+    NoArgument { key: String },
+    UnbalancedQuotes { key: String },
+    OneArgument { key: String },
+    NotATime { key: String, value: String },
+    NotAPort { value: String },
+    NotYesNo { key: String, value: String },
+    NotACount { key: String, value: String },
+    IncludeTooDeep { max: usize },
+    MatchNeedsPattern { criterion: String },
+    UnknownMatch { criterion: String },
+    MatchEmpty,
+}
+
+impl fmt::Display for SshConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use SshConfigProblem::*;
+        match self {
+            NoArgument { key } => write!(f, "`{key}` has no argument"),
+            UnbalancedQuotes { key } => write!(f, "unbalanced quotes after `{key}`"),
+            OneArgument { key } => write!(f, "`{key}` takes one argument"),
+            NotATime { key, value } => {
+                write!(f, "`{key} {value}` is not a time (`30`, `1m30s`)")
+            }
+            NotAPort { value } => write!(f, "`Port {value}` is not a port number"),
+            NotYesNo { key, value } => write!(f, "`{key} {value}`: expected `yes` or `no`"),
+            NotACount { key, value } => write!(f, "`{key} {value}` is not a count"),
+            IncludeTooDeep { max } => {
+                write!(f, "`Include` nested more than {max} levels deep (a loop?)")
+            }
+            MatchNeedsPattern { criterion } => write!(f, "`Match {criterion}` needs a pattern"),
+            UnknownMatch { criterion } => write!(
+                f,
+                "unknown `Match` criterion `{criterion}`; expected `all`, `host`, \
+                 `originalhost`, `user`, `localuser`, `canonical`, `final` or `exec`"
+            ),
+            MatchEmpty => f.write_str("`Match` needs a criterion"),
+        }
+    }
 }
 
 /// Where in a playbook string a template problem is: the location points at
@@ -385,6 +584,14 @@ impl fmt::Display for Within {
         }
     }
 }
+
+/// How `-e` is written: the hint for any bad `-e` value.
+pub(crate) const EXTRA_VARS_HINT: &str =
+    "use `-e KEY=VALUE`, `-e '{\"key\": value}'` or `-e @vars.yml`";
+
+/// The hint for a YAML problem in a vars file.
+pub(crate) const VARS_FILE_HINT: &str =
+    "a vars file is a YAML mapping of names to values, like `consul_expect: 3`";
 
 /// `` `a`, `b`, `c` ``
 fn ticked<S: AsRef<str>>(words: &[S]) -> String {
@@ -491,7 +698,102 @@ impl fmt::Display for InputKind {
                     "`{key}` must be a port number from 1 to 65535, got `{value}`"
                 )
             }
-            Other { message, .. } => f.write_str(message),
+            UnterminatedQuote { quote, within } => {
+                write!(f, "unterminated `{quote}` quote")?;
+                match within {
+                    Some(text) => write!(f, " in `{text}`"),
+                    None => Ok(()),
+                }
+            }
+            AfterQuotedValue { extra } => write!(f, "unexpected `{extra}` after the quoted value"),
+            TooManyRanges => f.write_str("more than 8 ranges in one host name"),
+            StrayCloseBracket => f.write_str("`]` without `[` in host name"),
+            UnclosedRange => f.write_str("unclosed `[` in host range"),
+            BadRange { range } | BadRangeBounds { range } => {
+                write!(f, "invalid host range `[{range}]`")
+            }
+            BadRangeStep { range, step } => {
+                write!(f, "invalid step `{step}` in host range `[{range}]`")
+            }
+            RangeBackwards { range } => write!(f, "host range `[{range}]` runs backwards"),
+            RangePadding { range, start, end } => write!(
+                f,
+                "host range `[{range}]` pads `{start}` with zeros, so `{end}` needs the same width"
+            ),
+            RangeTooLarge { range, count, max } => write!(
+                f,
+                "host range `[{range}]` names {count} hosts; at most {max} are allowed"
+            ),
+            UnclosedSection => f.write_str("unclosed section header"),
+            AfterSectionHeader { text } => {
+                write!(f, "unexpected `{text}` after section header")
+            }
+            BadGroupName { name } => write!(f, "invalid group name `{name}`"),
+            UnknownSectionType {
+                suffix, section, ..
+            } => write!(f, "unknown section type `{suffix}` in `[{section}]`"),
+            VarsOfUndeclaredGroup { group } => write!(
+                f,
+                "`[{group}:vars]` sets variables of group `{group}`, which is never declared"
+            ),
+            VariableNotHost { variable, .. } => {
+                write!(f, "expected a host name, found the variable `{variable}`")
+            }
+            BadHostName { name } => write!(f, "invalid host name `{name}`"),
+            NotKeyValue { found, within } => match within {
+                KeyValueIn::HostLine => {
+                    write!(f, "expected `key=value` after the host name, found `{found}`")
+                }
+                KeyValueIn::VarsSection => write!(f, "expected `key=value`, found `{found}`"),
+                KeyValueIn::RcFile | KeyValueIn::ExtraVars => {
+                    write!(f, "expected `KEY=VALUE`, found `{found}`")
+                }
+            },
+            BadVariableName { name, .. } => write!(f, "invalid variable name `{name}`"),
+            SetTwiceOnLine { key } => write!(f, "`{key}` is set twice on this line"),
+            SetTwiceInSection {
+                key,
+                previous,
+                section,
+            } => write!(
+                f,
+                "`{key}` is already set on line {previous}, in the section that starts on line {section}"
+            ),
+            HostListedTwice { host, group, line } => write!(
+                f,
+                "host `{host}` is already listed in group `{group}` on line {line}"
+            ),
+            AfterChildGroup { text } => write!(f, "unexpected `{text}` after child group name"),
+            AllAsChild { parent: None } => f.write_str("group `all` cannot be a child group"),
+            AllAsChild {
+                parent: Some(parent),
+            } => write!(f, "group `all` cannot be a child of `{parent}`"),
+            GroupLoop { child, parent } => write!(
+                f,
+                "making `{child}` a child of `{parent}` creates a loop: `{parent}` is already below `{child}`"
+            ),
+            UndefinedChildGroup { parent, child } => write!(
+                f,
+                "`[{parent}:children]` includes undefined group `{child}`"
+            ),
+            KeyNotName => f.write_str("a key must be a name, not a list or mapping"),
+            UnknownGroupKey { key, group, .. } => {
+                write!(f, "unknown key `{key}` in group `{group}`")
+            }
+            ExtraVarsList => f.write_str("extra vars must be a mapping, not a list"),
+            NoCommand => f.write_str("the task gives no command to run"),
+            BadMode { mode } => write!(f, "`mode` `{mode}` is neither octal nor symbolic"),
+            TemplateNotUtf8 { name } => write!(f, "template `{name}` is not UTF-8 text"),
+            NoContent { module } => write!(f, "`{module}` needs either `src` or `content`"),
+            SrcNotFound { src, .. } => write!(f, "`src` file `{src}` not found"),
+            NoImage => f.write_str("`docker_container` needs `image` to start a container"),
+            NothingToWaitFor => f.write_str("`wait_for` needs a `port` or a `path`"),
+            RenderedWrongType { argument, problem } => {
+                write!(f, "after templating, `{argument}` is wrong: {problem}")
+            }
+            EmptySecretsDir { host } => write!(f, "`cluster_secrets` `dir` is empty for `{host}`"),
+            LoopGave { value } => write!(f, "`loop` must give a list, got `{value}`"),
+            SshConfig(problem) => write!(f, "{problem}"),
         }
     }
 }
@@ -562,6 +864,91 @@ impl InputKind {
             UndefinedAttribute { suggestion, of, .. } => suggestion
                 .as_ref()
                 .map(|s| format!("did you mean `{of}.{s}`?")),
+            UnterminatedQuote { quote, .. } => Some(format!("close it with another `{quote}`")),
+            AfterQuotedValue { .. } => {
+                Some("quote the whole value, or put a `#` before a comment".into())
+            }
+            TooManyRanges => Some("split the name into several entries".into()),
+            StrayCloseBracket | UnclosedRange | BadRange { .. } => {
+                Some("a range is `[START:END]` or `[START:END:STEP]`, as in `node[1:3]`".into())
+            }
+            BadRangeStep { .. } => Some("the step is a whole number from 1, as in `[0:10:2]`".into()),
+            BadRangeBounds { .. } => {
+                Some("use numbers (`[1:3]`) or single letters (`[a:c]`)".into())
+            }
+            RangeBackwards { .. } => Some("put the smaller end first".into()),
+            RangePadding { .. } => Some("write both ends with the same number of digits, as in `[01:10]`".into()),
+            RangeTooLarge { .. } => Some("split it into smaller ranges".into()),
+            UnclosedSection => Some(
+                "a section header looks like `[servers]`, `[servers:vars]` or `[servers:children]`"
+                    .into(),
+            ),
+            UnknownSectionType { group, .. } => Some(format!(
+                "use `[{group}]`, `[{group}:vars]` or `[{group}:children]`"
+            )),
+            AfterSectionHeader { .. } => Some("a comment after a header starts with `#` or `;`".into()),
+            BadGroupName { .. } => {
+                Some("group names cannot contain spaces or any of `:,[]=!&~*?'\"#;`".into())
+            }
+            VarsOfUndeclaredGroup { group } => Some(format!(
+                "add a `[{group}]` section, or list `{group}` under some `[group:children]` and declare it"
+            )),
+            VariableNotHost { group, .. } => Some(format!(
+                "variables for every host of a group go in a `[{group}:vars]` section"
+            )),
+            BadHostName { .. } => Some("a host name cannot be empty or contain `,` or `=`".into()),
+            NotKeyValue { found, within } => Some(match within {
+                KeyValueIn::HostLine => {
+                    "put one host per line; host variables are written `name=value`".into()
+                }
+                KeyValueIn::VarsSection if found.contains(':') => {
+                    "INI variables are written `key=value`, not `key: value`".into()
+                }
+                KeyValueIn::VarsSection => "each line of a `:vars` section is `key=value`".into(),
+                KeyValueIn::RcFile => {
+                    "each line of the rc file is `KEY=VALUE`, e.g. `CONSUL_EXPECT=3`".into()
+                }
+                KeyValueIn::ExtraVars => EXTRA_VARS_HINT.into(),
+            }),
+            BadVariableName { within, .. } => Some(match within {
+                KeyValueIn::HostLine | KeyValueIn::VarsSection => {
+                    "a variable name cannot be empty or contain spaces".into()
+                }
+                KeyValueIn::RcFile | KeyValueIn::ExtraVars => {
+                    "a variable name is letters, digits and `_`, and does not start with a digit"
+                        .into()
+                }
+            }),
+            SetTwiceOnLine { .. } | SetTwiceInSection { .. } => {
+                Some("set each variable once; remove one of the two".into())
+            }
+            HostListedTwice { .. } => {
+                Some("list each host once per group; put all its variables on one line".into())
+            }
+            AfterChildGroup { .. } => Some("list one child group per line".into()),
+            AllAsChild { .. } => Some("every group is already below `all`".into()),
+            GroupLoop { .. } => Some("groups may not contain themselves, directly or not".into()),
+            UndefinedChildGroup { child, .. } => Some(format!(
+                "declare it with a `[{child}]` or `[{child}:children]` section"
+            )),
+            KeyNotName => Some("write the key as a plain word, such as `servers`".into()),
+            UnknownGroupKey {
+                suggestion,
+                expected,
+                ..
+            } => did_you_mean(suggestion)
+                .or_else(|| Some(format!("a group takes {}", ticked(expected)))),
+            ExtraVarsList => Some(EXTRA_VARS_HINT.into()),
+            NoCommand => Some("give the command after `command:`, or as `cmd` or `argv`".into()),
+            BadMode { .. } => Some("write it in octal (`'0644'`) or symbolically (`u=rw,go=r`)".into()),
+            TemplateNotUtf8 { .. } => {
+                Some("`template` renders text; send other bytes with `copy`".into())
+            }
+            SrcNotFound { dir, .. } => Some(format!(
+                "looked in `{dir}` and its `templates/` and `files/` folders"
+            )),
+            NoImage => Some("add `image`, such as `image: nginx:1.27`".into()),
+            LoopGave { .. } => Some("`loop` takes a list, or a template that gives one".into()),
             DefinedNowhere { suggestion, .. } => did_you_mean(suggestion).or_else(|| {
                 Some("define it in the inventory, the play's `vars`, or with `-e`".into())
             }),
@@ -576,7 +963,119 @@ impl InputKind {
             | ImportPlaybookWith { .. }
             | LoopNotList { .. }
             | BadPort { .. }
-            | Other { .. } => None,
+            | NoContent { .. }
+            | NothingToWaitFor
+            | RenderedWrongType { .. }
+            | EmptySecretsDir { .. }
+            | SshConfig(_) => None,
+        }
+    }
+}
+
+/// Bad command-line input that has no file position: what is wrong, in
+/// `Display`, and what to do, in [`UsageKind::hint`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum UsageKind {
+    /// A `--limit` or `hosts:` pattern longer than `max` bytes; `start` is
+    /// its beginning.
+    PatternTooLong {
+        start: String,
+        max: usize,
+    },
+    EmptyPattern {
+        pattern: String,
+    },
+    /// A pattern that matches no host: a near name, or the inventory's
+    /// groups (at most eight, and how many more).
+    NoMatch {
+        pattern: String,
+        suggestion: Option<String>,
+        inventory: String,
+        groups: Vec<String>,
+        more: usize,
+    },
+    RegexPattern {
+        term: String,
+        pattern: String,
+    },
+    UnknownHost {
+        host: String,
+        inventory: String,
+        suggestion: Option<String>,
+    },
+    /// Neither a playbook file nor a built-in playbook.
+    NoPlaybook {
+        name: String,
+        suggestion: Option<String>,
+        builtins: Vec<String>,
+    },
+}
+
+impl UsageKind {
+    fn looks_like_path(name: &str) -> bool {
+        name.contains('/') || name.ends_with(".yml") || name.ends_with(".yaml")
+    }
+
+    /// What to do about it, where that is known.
+    pub fn hint(&self) -> Option<String> {
+        use UsageKind::*;
+        match self {
+            PatternTooLong { .. } => None,
+            EmptyPattern { .. } => Some("use a group or host name, `all`, or `name1,name2`".into()),
+            NoMatch {
+                suggestion,
+                inventory,
+                groups,
+                more,
+                ..
+            } => did_you_mean(suggestion).or_else(|| {
+                let more = match more {
+                    0 => String::new(),
+                    n => format!(" and {n} more"),
+                };
+                Some(format!("groups in `{inventory}`: {}{more}", ticked(groups)))
+            }),
+            RegexPattern { .. } => {
+                Some("use globs (`web*`, `node?`) or list names with `,`".into())
+            }
+            UnknownHost { suggestion, .. } => did_you_mean(suggestion),
+            NoPlaybook {
+                suggestion,
+                builtins,
+                ..
+            } => Some(match suggestion {
+                Some(s) => format!(
+                    "did you mean `{s}`? built-in playbooks: {}",
+                    ticked(builtins)
+                ),
+                None => format!("built-in playbooks: {}", ticked(builtins)),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for UsageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use UsageKind::*;
+        match self {
+            PatternTooLong { start, max } => {
+                write!(f, "host pattern `{start}…` is longer than {max} bytes")
+            }
+            EmptyPattern { pattern } => write!(f, "empty host pattern `{pattern}`"),
+            NoMatch { pattern, .. } => write!(f, "no hosts match `{pattern}`"),
+            RegexPattern { term, pattern } => write!(
+                f,
+                "regex host patterns like `{term}` in `{pattern}` are not supported"
+            ),
+            UnknownHost {
+                host, inventory, ..
+            } => write!(f, "unknown host `{host}` in `{inventory}`"),
+            NoPlaybook { name, .. } if Self::looks_like_path(name) => {
+                write!(f, "playbook file `{name}` does not exist")
+            }
+            NoPlaybook { name, .. } => {
+                write!(f, "no playbook file or built-in playbook named `{name}`")
+            }
         }
     }
 }
@@ -642,10 +1141,16 @@ mod tests {
     #[test]
     fn located_error_shows_file_line_and_caret() {
         let loc = Location::new("site.yml", 2, 5).with_source("- hosts: all\n    nmae: x\n");
-        let err = Error::input(loc, "unknown field `nmae`").with_hint("did you mean `name`?");
+        let kind = InputKind::UnknownPlayKey {
+            key: "nmae".into(),
+            suggestion: Some("name".into()),
+            task_key: false,
+            expected: Vec::new(),
+        };
+        let err = Error::input(loc, kind);
         let text = err.to_string();
         assert!(
-            text.starts_with("site.yml:2:5: unknown field `nmae`"),
+            text.starts_with("site.yml:2:5: unknown key `nmae` in play"),
             "{text}"
         );
         assert!(text.contains("2 |     nmae: x"), "{text}");
@@ -658,7 +1163,7 @@ mod tests {
     fn long_lines_show_a_window_around_the_column() {
         let line = format!("{}X{}", "a".repeat(5000), "b".repeat(5000));
         let loc = Location::new("f.yml", 1, 5001).with_source(&line);
-        let text = Error::input(loc, "bad").to_string();
+        let text = Error::input(loc, InputKind::NoHosts).to_string();
         let lines: Vec<&str> = text.lines().collect();
         let shown = lines[2].strip_prefix("1 | ").unwrap();
         let caret = lines[3].strip_prefix("  | ").unwrap();

@@ -22,7 +22,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::config::Settings;
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result};
 use crate::interrupt::Interrupt;
 use crate::modules::{self, Context, Outcome};
 use crate::plan;
@@ -429,7 +429,9 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
         other => {
             return Err(Error::input(
                 task.location.clone(),
-                format!("`loop` must give a list, got `{other}`"),
+                InputKind::LoopGave {
+                    value: other.to_string(),
+                },
             ));
         }
     };

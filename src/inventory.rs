@@ -393,15 +393,18 @@ impl Builder {
 
     /// Make `child` a child of `parent`; an error message if that would
     /// make a loop.
-    fn add_child(&mut self, parent: usize, child: usize) -> std::result::Result<(), String> {
+    fn add_child(&mut self, parent: usize, child: usize) -> std::result::Result<(), InputKind> {
         let (p, c) = (&self.groups[parent].name, &self.groups[child].name);
         if child == ALL {
-            return Err(format!("group `all` cannot be a child of `{p}`"));
+            return Err(InputKind::AllAsChild {
+                parent: Some(p.clone()),
+            });
         }
         if parent == child || self.descends(child, parent) {
-            return Err(format!(
-                "making `{c}` a child of `{p}` creates a loop: `{p}` is already below `{c}`"
-            ));
+            return Err(InputKind::GroupLoop {
+                child: c.clone(),
+                parent: p.clone(),
+            });
         }
         let c = c.clone();
         let children = &mut self.groups[parent].children;
@@ -507,44 +510,47 @@ pub(crate) const MAX_RANGE_HOSTS: usize = 10_000;
 /// Expand Ansible host ranges: `node[1:3]`, `node[01:10]`, `db-[a:c]`,
 /// `n[0:10:5]`, several per name. On error, the message and the byte offset
 /// of the offending bracket.
-fn expand_ranges(name: &str) -> std::result::Result<Vec<String>, (String, usize)> {
+fn expand_ranges(name: &str) -> std::result::Result<Vec<String>, (InputKind, usize)> {
     if name.matches('[').count() > 8 {
         let at = name.match_indices('[').nth(8).map_or(0, |(i, _)| i);
-        return Err(("more than 8 ranges in one host name".into(), at));
+        return Err((InputKind::TooManyRanges, at));
     }
     let Some(open) = name.find('[') else {
         if name.contains(']') {
-            return Err((
-                "`]` without `[` in host name".into(),
-                name.find(']').unwrap_or(0),
-            ));
+            return Err((InputKind::StrayCloseBracket, name.find(']').unwrap_or(0)));
         }
         return Ok(vec![name.to_owned()]);
     };
     let Some(close) = name[open..].find(']').map(|i| i + open) else {
-        return Err(("unclosed `[` in host range".into(), open));
+        return Err((InputKind::UnclosedRange, open));
     };
     let (head, body, tail) = (&name[..open], &name[open + 1..close], &name[close + 1..]);
-    let bad = |msg: String| Err((msg, open));
+    let range = body.to_owned();
+    let bad = |kind: InputKind| Err((kind, open));
     let parts: Vec<&str> = body.split(':').collect();
     if parts.len() < 2 || parts.len() > 3 {
-        return bad(format!(
-            "invalid host range `[{body}]`, expected `[START:END]` or `[START:END:STEP]`"
-        ));
+        return bad(InputKind::BadRange { range });
     }
     let step: usize = match parts.get(2) {
         None => 1,
         Some(s) => match s.parse() {
             Ok(n) if n > 0 => n,
-            _ => return bad(format!("invalid step `{s}` in host range `[{body}]`")),
+            _ => {
+                return bad(InputKind::BadRangeStep {
+                    range,
+                    step: s.to_string(),
+                })
+            }
         },
     };
     let (beg, end) = (parts[0], parts[1]);
     let too_many = |count: u64| {
         Err((
-            format!(
-                "host range `[{body}]` names {count} hosts; at most {MAX_RANGE_HOSTS} are allowed"
-            ),
+            InputKind::RangeTooLarge {
+                range: body.to_owned(),
+                count,
+                max: MAX_RANGE_HOSTS,
+            },
             open,
         ))
     };
@@ -553,28 +559,28 @@ fn expand_ranges(name: &str) -> std::result::Result<Vec<String>, (String, usize)
     if is_letter(beg) && is_letter(end) {
         let (b, e) = (beg.as_bytes()[0], end.as_bytes()[0]);
         if b > e {
-            return bad(format!("host range `[{body}]` runs backwards"));
+            return bad(InputKind::RangeBackwards { range });
         }
         items.extend((b..=e).step_by(step).map(|c| (c as char).to_string()));
     } else {
         let beg = if beg.is_empty() { "0" } else { beg };
         let (Ok(b), Ok(e)) = (beg.parse::<u64>(), end.parse::<u64>()) else {
-            return bad(format!(
-                "invalid host range `[{body}]`: use numbers (`[1:3]`) or single letters (`[a:c]`)"
-            ));
+            return bad(InputKind::BadRangeBounds { range });
         };
         let width = if beg.len() > 1 && beg.starts_with('0') {
             if end.len() != beg.len() {
-                return bad(format!(
-                    "host range `[{body}]` pads `{beg}` with zeros, so `{end}` needs the same width"
-                ));
+                return bad(InputKind::RangePadding {
+                    range,
+                    start: beg.into(),
+                    end: end.into(),
+                });
             }
             beg.len()
         } else {
             0
         };
         if b > e {
-            return bad(format!("host range `[{body}]` runs backwards"));
+            return bad(InputKind::RangeBackwards { range });
         }
         let count = ((e - b) / step as u64).saturating_add(1);
         if count > MAX_RANGE_HOSTS as u64 {
@@ -602,15 +608,9 @@ fn valid_group_name(name: &str) -> bool {
             .any(|c| c.is_whitespace() || ":,[]=!&~*?'\"#;".contains(c))
 }
 
-/// A located error at 1-based `line` and `column` of `text`.
-fn located(file: &Path, text: &str, line: usize, column: usize, msg: impl Into<String>) -> Error {
-    Error::input(Location::new(file, line, column).with_source(text), msg)
-}
-
 /// Bad input of `kind` at 1-based `line` and `column` of `text`.
-fn located_kind(file: &Path, text: &str, line: usize, column: usize, kind: InputKind) -> Error {
-    let location = Location::new(file, line, column).with_source(text);
-    crate::error::InputError::new(location, kind).into()
+fn located(file: &Path, text: &str, line: usize, column: usize, kind: InputKind) -> Error {
+    Error::input(Location::new(file, line, column).with_source(text), kind)
 }
 
 #[cfg(test)]
@@ -898,7 +898,7 @@ mod tests {
                 "hosts:3:1",
                 &["already listed in group `web` on line 2"],
             ),
-            ("[web]\nw1 a='x\n", "hosts:2:6", &["unterminated ' quote"]),
+            ("[web]\nw1 a='x\n", "hosts:2:6", &["unterminated `'` quote"]),
             ("[web]\nn[3:1]\n", "hosts:2:2", &["runs backwards"]),
             ("[web]\nn[01:5]\n", "hosts:2:2", &["same width"]),
             (

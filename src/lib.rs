@@ -34,6 +34,8 @@ pub(crate) mod vars;
 pub(crate) mod yaml;
 
 #[cfg(test)]
+mod bad_input_snapshots;
+#[cfg(test)]
 mod fuzz;
 
 use crate::cli::{Cli, Command};

@@ -380,23 +380,11 @@ fn resolve_in(arg: &str, cwd: &Path, builtins: Builtins) -> Result<Playbook> {
         let source = format!("<builtin>/{arg}.yml");
         return Playbook::parse_with(Path::new(&source), &dir, text, builtins);
     }
-    let names = builtins
-        .names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let looks_like_path = arg.contains('/') || arg.ends_with(".yml") || arg.ends_with(".yaml");
-    let message = if looks_like_path {
-        format!("playbook file `{arg}` does not exist")
-    } else {
-        format!("no playbook file or built-in playbook named `{arg}`")
-    };
-    let hint = match closest(arg, builtins.names.iter().copied()) {
-        Some(c) => format!("did you mean `{c}`? built-in playbooks: {names}"),
-        None => format!("built-in playbooks: {names}"),
-    };
-    Err(Error::usage(message).with_hint(hint))
+    Err(Error::from(crate::error::UsageKind::NoPlaybook {
+        name: arg.into(),
+        suggestion: closest(arg, builtins.names.iter().copied()).map(str::to_owned),
+        builtins: builtins.names.iter().map(|n| n.to_string()).collect(),
+    }))
 }
 
 /// The plays of `import_playbook: NAME`: a file beside the importing

@@ -366,15 +366,12 @@ impl Scope {
         let no_play_vars = Vars::new();
         if let Some(host) = host {
             if inventory.host(host).is_none() {
-                let mut err = Error::usage(format!(
-                    "unknown host `{host}` in `{}`",
-                    inventory.source.display()
-                ));
                 let names = inventory.hosts.iter().map(|h| h.name.as_str());
-                if let Some(near) = crate::suggest::closest(host, names) {
-                    err = err.with_hint(format!("did you mean `{near}`?"));
-                }
-                return Err(err);
+                return Err(Error::from(crate::error::UsageKind::UnknownHost {
+                    host: host.into(),
+                    inventory: inventory.source.display().to_string(),
+                    suggestion: crate::suggest::closest(host, names).map(str::to_owned),
+                }));
             }
             return Ok(self.layered(host, &no_play_vars).into());
         }

@@ -90,6 +90,12 @@ impl Engine {
             .template(source)
             .map_err(|e| self.string_error(e, source, origin, None))?;
         tmpl.render(vars).map_err(|e| {
+            // The check names the filter or test and suggests a near one.
+            if matches!(e.kind(), ErrorKind::UnknownFilter | ErrorKind::UnknownTest) {
+                if let Err(found) = self.check(source, origin) {
+                    return found;
+                }
+            }
             let names = Undeclared {
                 top: tmpl.undeclared_variables(false),
                 nested: tmpl.undeclared_variables(true),
@@ -184,6 +190,12 @@ impl Engine {
             .named(name, text)
             .map_err(|e| self.file_error(e, name, text, None))?;
         tmpl.render(vars).map_err(|e| {
+            // The check names the filter or test and suggests a near one.
+            if matches!(e.kind(), ErrorKind::UnknownFilter | ErrorKind::UnknownTest) {
+                if let Err(found) = self.check_file(name, text) {
+                    return found;
+                }
+            }
             let names = Undeclared {
                 top: tmpl.undeclared_variables(false),
                 nested: tmpl.undeclared_variables(true),

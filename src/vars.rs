@@ -15,7 +15,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::error::{Error, InputKind, Location, Result};
+use crate::error::{Error, InputKind, KeyValueIn, Location, Result};
 
 /// A set of variables; insertion-ordered JSON values.
 pub type Vars = serde_json::Map<String, serde_json::Value>;
@@ -86,11 +86,7 @@ pub fn add_aliases(vars: &mut Vars) {
 /// get their aliases.
 pub fn load_vars_file(path: &Path) -> Result<Vars> {
     let text = crate::error::read_input(path)?;
-    parse_vars_yaml(
-        path,
-        &text,
-        "a vars file is a YAML mapping of names to values, like `consul_expect: 3`",
-    )
+    parse_vars_yaml(path, &text, crate::error::VARS_FILE_HINT)
 }
 
 fn parse_vars_yaml(path: &Path, text: &str, hint: &str) -> Result<Vars> {
@@ -121,9 +117,8 @@ pub fn parse_rc(path: &Path, text: &str) -> Result<Vars> {
     let mut out = Vars::new();
     for (index, raw) in text.lines().enumerate() {
         let lineno = index + 1;
-        let err = |column: usize, msg: String| {
-            Error::input(Location::new(path, lineno, column).with_source(text), msg)
-                .with_hint("each line of the rc file is `KEY=VALUE`, e.g. `CONSUL_EXPECT=3`")
+        let err = |column: usize, kind: InputKind| {
+            Error::input(Location::new(path, lineno, column).with_source(text), kind)
         };
         let indent = raw.chars().take_while(|c| c.is_whitespace()).count();
         let mut line = raw.trim();
@@ -139,13 +134,21 @@ pub fn parse_rc(path: &Path, text: &str) -> Result<Vars> {
             }
         }
         let Some((key, value)) = line.split_once('=') else {
-            return Err(err(column, format!("expected `KEY=VALUE`, found `{line}`")));
+            let kind = InputKind::NotKeyValue {
+                found: line.into(),
+                within: KeyValueIn::RcFile,
+            };
+            return Err(err(column, kind));
         };
         if !valid_name(key) {
-            return Err(err(column, format!("invalid variable name `{key}`")));
+            let kind = InputKind::BadVariableName {
+                name: key.into(),
+                within: KeyValueIn::RcFile,
+            };
+            return Err(err(column, kind));
         }
         let value_column = column + key.chars().count() + 1;
-        let value = rc_value(value).map_err(|(c, msg)| err(value_column + c - 1, msg))?;
+        let value = rc_value(value).map_err(|(c, kind)| err(value_column + c - 1, kind))?;
         out.insert(key.to_owned(), Value::String(value));
     }
     add_aliases(&mut out);
@@ -159,8 +162,9 @@ fn valid_name(key: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// One rc value; on error the 1-based column within `raw` and a message.
-fn rc_value(raw: &str) -> std::result::Result<String, (usize, String)> {
+/// One rc value; on error the 1-based column within `raw` and what is
+/// wrong.
+fn rc_value(raw: &str) -> std::result::Result<String, (usize, InputKind)> {
     if raw.starts_with(['\'', '"']) {
         let words = words(raw)?;
         return match words.as_slice() {
@@ -168,7 +172,9 @@ fn rc_value(raw: &str) -> std::result::Result<String, (usize, String)> {
             [one] => Ok(one.text.clone()),
             [_, extra, ..] => Err((
                 extra.column,
-                format!("unexpected `{}` after the quoted value", extra.text),
+                InputKind::AfterQuotedValue {
+                    extra: extra.text.clone(),
+                },
             )),
         };
     }
@@ -184,11 +190,10 @@ fn rc_value(raw: &str) -> std::result::Result<String, (usize, String)> {
     Ok(raw[..end].trim().to_owned())
 }
 
-const EXTRA_HINT: &str = "use `-e KEY=VALUE`, `-e '{\"key\": value}'` or `-e @vars.yml`";
-
 /// One `-e` argument: `@FILE` (YAML or JSON), an inline YAML/JSON mapping
 /// (`{"a": 1}`), or `KEY=VALUE` pairs separated by spaces (values are
-/// strings, quotes group).
+/// strings, quotes group). Errors point into the argument as if it were a
+/// one-line file named `-e`.
 pub fn parse_extra(arg: &str) -> Result<Vars> {
     let trimmed = arg.trim();
     if trimmed.is_empty() {
@@ -198,23 +203,31 @@ pub fn parse_extra(arg: &str) -> Result<Vars> {
         return load_vars_file(Path::new(file));
     }
     if trimmed.starts_with('{') {
-        return parse_vars_yaml(Path::new("-e"), arg, EXTRA_HINT);
+        return parse_vars_yaml(Path::new("-e"), arg, crate::error::EXTRA_VARS_HINT);
     }
+    let bad = |column: usize, kind: InputKind| {
+        Error::input(Location::new("-e", 1, column).with_source(arg), kind)
+    };
     if trimmed.starts_with('[') {
-        return Err(Error::usage(format!(
-            "`-e {arg}`: extra vars must be a mapping, not a list"
-        ))
-        .with_hint(EXTRA_HINT));
+        let column = arg.chars().take_while(|c| c.is_whitespace()).count() + 1;
+        return Err(bad(column, InputKind::ExtraVarsList));
     }
-    let bad = |msg: String| Error::usage(format!("`-e {arg}`: {msg}")).with_hint(EXTRA_HINT);
-    let words = words(arg).map_err(|(col, msg)| bad(format!("{msg} at column {col}")))?;
+    let words = words(arg).map_err(|(column, kind)| bad(column, kind))?;
     let mut out = Vars::new();
     for w in words {
         let Some((key, value)) = w.text.split_once('=') else {
-            return Err(bad(format!("expected `KEY=VALUE`, found `{}`", w.text)));
+            let kind = InputKind::NotKeyValue {
+                found: w.text,
+                within: KeyValueIn::ExtraVars,
+            };
+            return Err(bad(w.column, kind));
         };
         if !valid_name(key) {
-            return Err(bad(format!("invalid variable name `{key}`")));
+            let kind = InputKind::BadVariableName {
+                name: key.into(),
+                within: KeyValueIn::ExtraVars,
+            };
+            return Err(bad(w.column, kind));
         }
         out.insert(key.to_owned(), Value::String(value.to_owned()));
     }
@@ -235,8 +248,8 @@ pub(crate) struct Word {
 /// Split `line` into words like a shell: `'…'` and `"…"` group and are
 /// removed (`\` escapes in and outside double quotes), unquoted `[…]` and
 /// `{…}` group too, a word starting with `#` ends the line. On error, the
-/// 1-based column and a message.
-pub(crate) fn words(line: &str) -> std::result::Result<Vec<Word>, (usize, String)> {
+/// 1-based column and what is wrong.
+pub(crate) fn words(line: &str) -> std::result::Result<Vec<Word>, (usize, InputKind)> {
     let chars: Vec<char> = line.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -265,7 +278,11 @@ pub(crate) fn words(line: &str) -> std::result::Result<Vec<Word>, (usize, String
                     loop {
                         match chars.get(i) {
                             None => {
-                                return Err((open + 1, format!("unterminated {c} quote")));
+                                let kind = InputKind::UnterminatedQuote {
+                                    quote: c,
+                                    within: None,
+                                };
+                                return Err((open + 1, kind));
                             }
                             Some(&q) if q == c => break,
                             Some('\\') if c == '"' && i + 1 < chars.len() => {
@@ -405,7 +422,7 @@ mod tests {
                 ".arpanetrc:1:8",
                 "invalid variable name `9X`",
             ),
-            ("A=\"open\n", ".arpanetrc:1:3", "unterminated \" quote"),
+            ("A=\"open\n", ".arpanetrc:1:3", "unterminated `\"` quote"),
             ("A=\"x\" y\n", ".arpanetrc:1:7", "unexpected `y`"),
         ];
         for (text, at, msg) in cases {
@@ -413,8 +430,10 @@ mod tests {
             let shown = err.to_string();
             assert!(shown.contains(at), "{at} in {shown}");
             assert!(shown.contains(msg), "{msg} in {shown}");
-            assert!(shown.contains("hint: each line of the rc file"), "{shown}");
+            assert!(shown.contains("\nhint: "), "{shown}");
         }
+        let shown = rc("just words\n").unwrap_err().to_string();
+        assert!(shown.contains("hint: each line of the rc file"), "{shown}");
         let shown = rc("A=1\nB C=3\n").unwrap_err().to_string();
         assert!(shown.contains("2 | B C=3"), "{shown}");
     }
@@ -514,16 +533,29 @@ mod tests {
         assert!(text.contains("1 | {\"a\": [}"), "{text}");
         assert!(text.contains("hint: use `-e KEY=VALUE`"), "{text}");
 
-        for (arg, msg) in [
-            ("a=1 oops", "expected `KEY=VALUE`, found `oops`"),
-            ("=1", "invalid variable name ``"),
-            ("a='x", "unterminated ' quote at column 3"),
-            ("[1, 2]", "must be a mapping"),
+        for (arg, msg, hint) in [
+            (
+                "a=1 oops",
+                "-e:1:5: expected `KEY=VALUE`, found `oops`",
+                "use `-e KEY=VALUE`",
+            ),
+            (
+                "=1",
+                "-e:1:1: invalid variable name ``",
+                "a variable name is",
+            ),
+            ("a='x", "-e:1:3: unterminated `'` quote", "close it"),
+            (
+                "[1, 2]",
+                "-e:1:1: extra vars must be a mapping",
+                "use `-e KEY=VALUE`",
+            ),
         ] {
             let err = parse_extra(arg).unwrap_err();
             let text = err.to_string();
-            assert!(text.contains(msg), "{msg} in {text}");
-            assert!(text.contains("hint: use `-e KEY=VALUE`"), "{text}");
+            assert!(text.starts_with(msg), "{msg} in {text}");
+            assert!(text.contains(&format!("1 | {arg}")), "{text}");
+            assert!(text.contains(&format!("hint: {hint}")), "{text}");
             assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT);
         }
     }

@@ -165,7 +165,9 @@ pub(crate) fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome> {
     if dir.trim().is_empty() {
         return Err(Error::input(
             ctx.location.clone(),
-            format!("`cluster_secrets` `dir` is empty for `{}`", ctx.host),
+            crate::error::InputKind::EmptySecretsDir {
+                host: ctx.host.to_string(),
+            },
         ));
     }
     let dir = PathBuf::from(dir);

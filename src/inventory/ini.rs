@@ -32,10 +32,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{
-    expand_ranges, located, located_kind, split_port, valid_group_name, Builder, ALL, UNGROUPED,
-};
-use crate::error::Result;
+use super::{expand_ranges, located, split_port, valid_group_name, Builder, ALL, UNGROUPED};
+use crate::error::{InputKind, KeyValueIn, Result};
 use crate::vars::{self, check_port, words, Vars};
 
 /// Type an INI value; see the module docs.
@@ -76,12 +74,11 @@ enum Kind {
 struct Pending {
     line: usize,
     column: usize,
-    message: String,
-    hint: String,
+    kind: InputKind,
 }
 
 pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
-    let err = |line: usize, column: usize, msg: String| located(file, text, line, column, msg);
+    let err = |line: usize, column: usize, kind: InputKind| located(file, text, line, column, kind);
     // Groups declared by `[g]` or `[g:children]`.
     let mut declared: HashSet<String> = HashSet::from(["all".to_owned(), "ungrouped".to_owned()]);
     let mut pending: Vec<(String, Pending)> = Vec::new();
@@ -103,15 +100,14 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
 
         if line.starts_with('[') {
             let Some(close) = line.find(']') else {
-                return Err(err(lineno, indent + 1, "unclosed section header".into())
-                    .with_hint("a section header looks like `[servers]`, `[servers:vars]` or `[servers:children]`"));
+                return Err(err(lineno, indent + 1, InputKind::UnclosedSection));
             };
             let rest = line[close + 1..].trim();
             if !rest.is_empty() && !rest.starts_with('#') && !rest.starts_with(';') {
                 return Err(err(
                     lineno,
                     indent + line[..close + 1].chars().count() + 1,
-                    format!("unexpected `{rest}` after section header"),
+                    InputKind::AfterSectionHeader { text: rest.into() },
                 ));
             }
             let inner = &line[1..close];
@@ -120,10 +116,8 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
                 None => (inner, None),
             };
             if !valid_group_name(name) {
-                return Err(
-                    err(lineno, indent + 2, format!("invalid group name `{name}`"))
-                        .with_hint("group names cannot contain spaces or any of `:,[]=!&~*?'\"#;`"),
-                );
+                let kind = InputKind::BadGroupName { name: name.into() };
+                return Err(err(lineno, indent + 2, kind));
             }
             kind = match suffix {
                 None | Some("hosts") => Kind::Hosts,
@@ -133,11 +127,12 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
                     return Err(err(
                         lineno,
                         indent + name.chars().count() + 3,
-                        format!("unknown section type `{other}` in `[{inner}]`"),
-                    )
-                    .with_hint(format!(
-                        "use `[{name}]`, `[{name}:vars]` or `[{name}:children]`"
-                    )))
+                        InputKind::UnknownSectionType {
+                            suffix: other.into(),
+                            section: inner.into(),
+                            group: name.into(),
+                        },
+                    ))
                 }
             };
             group = b.group(name);
@@ -150,8 +145,7 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
                         Pending {
                             line: lineno,
                             column: indent + 2,
-                            message: format!("`[{name}:vars]` sets variables of group `{name}`, which is never declared"),
-                            hint: format!("add a `[{name}]` section, or list `{name}` under some `[group:children]` and declare it"),
+                            kind: InputKind::VarsOfUndeclaredGroup { group: name.into() },
                         },
                     ));
                 }
@@ -163,35 +157,28 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
 
         match kind {
             Kind::Hosts => {
-                let words = words(raw).map_err(|(col, msg)| err(lineno, col, msg))?;
+                let words = words(raw).map_err(|(col, kind)| err(lineno, col, kind))?;
                 let Some((first, rest)) = words.split_first() else {
                     continue;
                 };
                 if first.text.contains('=') {
-                    let name = &b.groups[group].name;
-                    return Err(err(
-                        lineno,
-                        first.column,
-                        format!("expected a host name, found the variable `{}`", first.text),
-                    )
-                    .with_hint(format!(
-                        "variables for every host of a group go in a `[{name}:vars]` section"
-                    )));
+                    let kind = InputKind::VariableNotHost {
+                        variable: first.text.clone(),
+                        group: b.groups[group].name.clone(),
+                    };
+                    return Err(err(lineno, first.column, kind));
                 }
-                let (entry, port) = split_port(&first.text)
-                    .map_err(|kind| located_kind(file, text, lineno, first.column, kind))?;
-                let names = expand_ranges(entry).map_err(|(msg, at)| {
-                    err(lineno, first.column + entry[..at].chars().count(), msg)
+                let (entry, port) =
+                    split_port(&first.text).map_err(|kind| err(lineno, first.column, kind))?;
+                let names = expand_ranges(entry).map_err(|(kind, at)| {
+                    err(lineno, first.column + entry[..at].chars().count(), kind)
                 })?;
                 if let Some(bad) = names
                     .iter()
                     .find(|n| n.is_empty() || n.contains([',', '=']))
                 {
-                    return Err(err(
-                        lineno,
-                        first.column,
-                        format!("invalid host name `{bad}`"),
-                    ));
+                    let kind = InputKind::BadHostName { name: bad.clone() };
+                    return Err(err(lineno, first.column, kind));
                 }
                 let mut line_vars = Vars::new();
                 if let Some(port) = port {
@@ -200,48 +187,37 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
                 let mut seen: HashSet<&str> = HashSet::new();
                 for w in rest {
                     let Some((key, value)) = w.text.split_once('=') else {
-                        return Err(err(
-                            lineno,
-                            w.column,
-                            format!(
-                                "expected `key=value` after the host name, found `{}`",
-                                w.text
-                            ),
-                        )
-                        .with_hint(
-                            "put one host per line; host variables are written `name=value`",
-                        ));
+                        let kind = InputKind::NotKeyValue {
+                            found: w.text.clone(),
+                            within: KeyValueIn::HostLine,
+                        };
+                        return Err(err(lineno, w.column, kind));
                     };
                     if key.is_empty() || key.contains(char::is_whitespace) {
-                        return Err(err(
-                            lineno,
-                            w.column,
-                            format!("invalid variable name `{key}`"),
-                        ));
+                        let kind = InputKind::BadVariableName {
+                            name: key.into(),
+                            within: KeyValueIn::HostLine,
+                        };
+                        return Err(err(lineno, w.column, kind));
                     }
                     if !seen.insert(key) {
-                        return Err(err(
-                            lineno,
-                            w.column,
-                            format!("`{key}` is set twice on this line"),
-                        ));
+                        let kind = InputKind::SetTwiceOnLine { key: key.into() };
+                        return Err(err(lineno, w.column, kind));
                     }
                     let value = typed_value(value, w.quoted);
-                    check_port(key, &value)
-                        .map_err(|kind| located_kind(file, text, lineno, w.column, kind))?;
+                    check_port(key, &value).map_err(|kind| err(lineno, w.column, kind))?;
                     line_vars.insert(key.to_owned(), value);
                 }
                 vars::add_aliases(&mut line_vars);
                 for name in names {
                     let key = (group, name.clone());
                     if let Some(first_line) = listed.get(&key) {
-                        let gname = &b.groups[group].name;
-                        return Err(err(
-                            lineno,
-                            first.column,
-                            format!("host `{name}` is already listed in group `{gname}` on line {first_line}"),
-                        )
-                        .with_hint("list each host once per group; put all its variables on one line"));
+                        let kind = InputKind::HostListedTwice {
+                            host: name,
+                            group: b.groups[group].name.clone(),
+                            line: *first_line,
+                        };
+                        return Err(err(lineno, first.column, kind));
                     }
                     listed.insert(key, lineno);
                     b.add_host(group, &name);
@@ -251,69 +227,57 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
             }
             Kind::Vars => {
                 let Some((key, value)) = line.split_once('=') else {
-                    let hint = if line.contains(':') {
-                        "INI variables are written `key=value`, not `key: value`"
-                    } else {
-                        "each line of a `:vars` section is `key=value`"
+                    let kind = InputKind::NotKeyValue {
+                        found: line.into(),
+                        within: KeyValueIn::VarsSection,
                     };
-                    return Err(err(
-                        lineno,
-                        indent + 1,
-                        format!("expected `key=value`, found `{line}`"),
-                    )
-                    .with_hint(hint));
+                    return Err(err(lineno, indent + 1, kind));
                 };
                 let key = key.trim();
                 if key.is_empty() || key.contains(char::is_whitespace) {
-                    return Err(err(
-                        lineno,
-                        indent + 1,
-                        format!("invalid variable name `{key}`"),
-                    ));
+                    let kind = InputKind::BadVariableName {
+                        name: key.into(),
+                        within: KeyValueIn::VarsSection,
+                    };
+                    return Err(err(lineno, indent + 1, kind));
                 }
                 if let Some(prev) = section_keys.insert(key.to_owned(), lineno) {
-                    return Err(err(
-                        lineno,
-                        indent + 1,
-                        format!("`{key}` is already set on line {prev} of this section (line {section_line})"),
-                    ));
+                    let kind = InputKind::SetTwiceInSection {
+                        key: key.into(),
+                        previous: prev,
+                        section: section_line,
+                    };
+                    return Err(err(lineno, indent + 1, kind));
                 }
                 let value_column = indent + line[..line.len() - value.len()].chars().count() + 1;
                 let value = vars_value(value)
-                    .map_err(|(col, msg)| err(lineno, value_column + col - 1, msg))?;
-                check_port(key, &value)
-                    .map_err(|kind| located_kind(file, text, lineno, value_column, kind))?;
+                    .map_err(|(col, kind)| err(lineno, value_column + col - 1, kind))?;
+                check_port(key, &value).map_err(|kind| err(lineno, value_column, kind))?;
                 let mut one = Vars::new();
                 one.insert(key.to_owned(), value);
                 vars::add_aliases(&mut one);
                 vars::merge(&mut b.groups[group].vars, &one);
             }
             Kind::Children => {
-                let words = words(raw).map_err(|(col, msg)| err(lineno, col, msg))?;
+                let words = words(raw).map_err(|(col, kind)| err(lineno, col, kind))?;
                 let Some((child, rest)) = words.split_first() else {
                     continue;
                 };
                 if let Some(extra) = rest.first() {
-                    return Err(err(
-                        lineno,
-                        extra.column,
-                        format!("unexpected `{}` after child group name", extra.text),
-                    )
-                    .with_hint("list one child group per line"));
+                    let kind = InputKind::AfterChildGroup {
+                        text: extra.text.clone(),
+                    };
+                    return Err(err(lineno, extra.column, kind));
                 }
                 if !valid_group_name(&child.text) {
-                    return Err(err(
-                        lineno,
-                        child.column,
-                        format!("invalid group name `{}`", child.text),
-                    ));
+                    let kind = InputKind::BadGroupName {
+                        name: child.text.clone(),
+                    };
+                    return Err(err(lineno, child.column, kind));
                 }
                 if child.text == "all" {
-                    return Err(err(
-                        lineno,
-                        child.column,
-                        "group `all` cannot be a child group".into(),
-                    ));
+                    let kind = InputKind::AllAsChild { parent: None };
+                    return Err(err(lineno, child.column, kind));
                 }
                 if !declared.contains(&child.text) {
                     let parent = &b.groups[group].name;
@@ -322,20 +286,16 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
                         Pending {
                             line: lineno,
                             column: child.column,
-                            message: format!(
-                                "`[{parent}:children]` includes undefined group `{}`",
-                                child.text
-                            ),
-                            hint: format!(
-                                "declare it with a `[{}]` or `[{}:children]` section",
-                                child.text, child.text
-                            ),
+                            kind: InputKind::UndefinedChildGroup {
+                                parent: parent.clone(),
+                                child: child.text.clone(),
+                            },
                         },
                     ));
                 }
                 let c = b.group(&child.text);
                 b.add_child(group, c)
-                    .map_err(|msg| err(lineno, child.column, msg))?;
+                    .map_err(|kind| err(lineno, child.column, kind))?;
             }
         }
     }
@@ -346,15 +306,15 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
         .filter(|(name, _)| !declared.contains(name))
         .min_by_key(|(_, p)| p.line)
     {
-        return Err(err(p.line, p.column, p.message).with_hint(p.hint));
+        return Err(err(p.line, p.column, p.kind));
     }
     Ok(())
 }
 
 /// The value of a `:vars` line: the rest of the line, a ` #` comment
 /// removed, one quoted string or a typed bare value. On error, the 1-based
-/// column within `raw` and a message.
-fn vars_value(raw: &str) -> std::result::Result<Value, (usize, String)> {
+/// column within `raw` and what is wrong.
+fn vars_value(raw: &str) -> std::result::Result<Value, (usize, InputKind)> {
     let lead = raw.chars().take_while(|c| c.is_whitespace()).count();
     let trimmed = raw.trim_start();
     if trimmed.starts_with('\'') || trimmed.starts_with('"') {
@@ -364,7 +324,9 @@ fn vars_value(raw: &str) -> std::result::Result<Value, (usize, String)> {
             [one] => Ok(Value::String(one.text.clone())),
             [_, extra, ..] => Err((
                 extra.column + lead,
-                format!("unexpected `{}` after the quoted value", extra.text),
+                InputKind::AfterQuotedValue {
+                    extra: extra.text.clone(),
+                },
             )),
         };
     }

@@ -16,7 +16,7 @@
 use std::collections::HashSet;
 
 use super::{suggest, Inventory};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, UsageKind};
 
 /// The longest pattern accepted: far beyond any host name (253), short
 /// enough that globbing stays fast whatever the pattern.
@@ -25,14 +25,16 @@ const MAX_PATTERN: usize = 1024;
 pub(super) fn select(inv: &Inventory, pattern: &str) -> Result<Vec<String>> {
     if pattern.len() > MAX_PATTERN {
         let start: String = pattern.chars().take(40).collect();
-        return Err(Error::usage(format!(
-            "host pattern `{start}…` is longer than {MAX_PATTERN} bytes"
-        )));
+        return Err(Error::from(UsageKind::PatternTooLong {
+            start,
+            max: MAX_PATTERN,
+        }));
     }
     let terms = split(pattern);
     if terms.is_empty() {
-        return Err(Error::usage(format!("empty host pattern `{pattern}`"))
-            .with_hint("use a group or host name, `all`, or `name1,name2`"));
+        return Err(Error::from(UsageKind::EmptyPattern {
+            pattern: pattern.into(),
+        }));
     }
     let mut plain = Vec::new();
     let mut and = Vec::new();
@@ -80,36 +82,31 @@ pub(super) fn select(inv: &Inventory, pattern: &str) -> Result<Vec<String>> {
 }
 
 fn no_match(inv: &Inventory, pattern: &str, missed: &[&str]) -> Error {
-    let err = Error::usage(format!("no hosts match `{pattern}`"));
     let names = || {
         inv.groups
             .iter()
             .map(|g| g.name.as_str())
             .chain(inv.hosts.iter().map(|h| h.name.as_str()))
     };
-    for m in missed {
-        let base = split_subscript(m).0;
-        if let Some(near) = suggest(base, names()) {
-            return err.with_hint(format!("did you mean `{near}`?"));
-        }
-    }
+    let suggestion = missed
+        .iter()
+        .find_map(|m| suggest(split_subscript(m).0, names()))
+        .map(str::to_owned);
     let groups: Vec<String> = inv
         .groups
         .iter()
         .filter(|g| g.name != "ungrouped" || !g.hosts.is_empty())
         .take(8)
-        .map(|g| format!("`{}`", g.name))
+        .map(|g| g.name.clone())
         .collect();
     let more = inv.groups.len().saturating_sub(groups.len() + 1);
-    let mut hint = format!(
-        "groups in `{}`: {}",
-        inv.source.display(),
-        groups.join(", ")
-    );
-    if more > 0 {
-        hint.push_str(&format!(" and {more} more"));
-    }
-    err.with_hint(hint)
+    Error::from(UsageKind::NoMatch {
+        pattern: pattern.into(),
+        suggestion,
+        inventory: inv.source.display().to_string(),
+        groups,
+        more,
+    })
 }
 
 /// Split on `,` and `:` outside brackets, trimming and dropping empty terms.
@@ -176,10 +173,10 @@ fn split_subscript(term: &str) -> (&str, Option<Subscript>) {
 /// groups' hosts, then matching hosts), subscript applied.
 fn matches(inv: &Inventory, term: &str, pattern: &str) -> Result<Vec<String>> {
     if term.starts_with('~') {
-        return Err(Error::usage(format!(
-            "regex host patterns like `{term}` in `{pattern}` are not supported"
-        ))
-        .with_hint("use globs (`web*`, `node?`) or list names with `,`"));
+        return Err(Error::from(UsageKind::RegexPattern {
+            term: term.into(),
+            pattern: pattern.into(),
+        }));
     }
     let (name, subscript) = split_subscript(term);
     let glob = name.contains(['*', '?', '[']);

@@ -21,7 +21,7 @@ use std::path::Path;
 
 use super::{expand_ranges, split_port, valid_group_name, Builder};
 use crate::error::{Error, InputKind, Result};
-use crate::suggest::did_you_mean;
+use crate::suggest::closest;
 use crate::vars::check_port;
 use crate::vars::{self, Vars};
 use crate::yaml::{self, Node, Pos};
@@ -36,8 +36,7 @@ struct Source<'a> {
 }
 
 impl Source<'_> {
-    fn error(&self, pos: Pos, message: String) -> Error {
-        let kind = InputKind::Other { message };
+    fn error(&self, pos: Pos, kind: InputKind) -> Error {
         yaml::input_error(self.file, self.text, pos, kind)
     }
 
@@ -59,7 +58,7 @@ impl Source<'_> {
         for (key, value) in entries {
             let name = match key.text() {
                 Some(name) => name,
-                None => return Err(self.error(key.pos, "a key must be a name".into())),
+                None => return Err(self.error(key.pos, InputKind::KeyNotName)),
             };
             if out.iter().any(|(k, _, _)| *k == name) {
                 let kind = InputKind::DuplicateKey { key: name.into() };
@@ -110,13 +109,12 @@ fn add_group(
     parent: Option<usize>,
 ) -> Result<()> {
     if !valid_group_name(name) {
-        return Err(src
-            .error(pos, format!("invalid group name `{name}`"))
-            .with_hint("group names cannot contain spaces or any of `:,[]=!&~*?'\"#;`"));
+        let kind = InputKind::BadGroupName { name: name.into() };
+        return Err(src.error(pos, kind));
     }
     let gi = b.group(name);
     if let Some(p) = parent {
-        b.add_child(p, gi).map_err(|msg| src.error(pos, msg))?;
+        b.add_child(p, gi).map_err(|kind| src.error(pos, kind))?;
     }
     let (mut hosts, mut group_vars, mut children) = (None, None, None);
     for (key, key_pos, value) in src.entries(group)? {
@@ -125,11 +123,13 @@ fn add_group(
             "vars" => group_vars = Some(value),
             "children" => children = Some(value),
             _ => {
-                let hint = did_you_mean(key, GROUP_KEYS.iter().copied())
-                    .unwrap_or_else(|| "a group takes `hosts`, `vars` and `children`".into());
-                return Err(src
-                    .error(key_pos, format!("unknown key `{key}` in group `{name}`"))
-                    .with_hint(hint));
+                let kind = InputKind::UnknownGroupKey {
+                    key: key.into(),
+                    group: name.into(),
+                    suggestion: closest(key, GROUP_KEYS.iter().copied()).map(str::to_owned),
+                    expected: GROUP_KEYS.iter().map(|k| k.to_string()).collect(),
+                };
+                return Err(src.error(key_pos, kind));
             }
         }
     }
@@ -145,12 +145,13 @@ fn add_group(
         let host_vars = src.vars(value)?;
         let (base, port) = split_port(entry)
             .map_err(|kind| yaml::input_error(src.file, src.text, entry_pos, kind))?;
-        let names = expand_ranges(base).map_err(|(msg, _)| src.error(entry_pos, msg))?;
+        let names = expand_ranges(base).map_err(|(kind, _)| src.error(entry_pos, kind))?;
         if let Some(bad) = names
             .iter()
             .find(|n| n.is_empty() || n.contains([',', '=']))
         {
-            return Err(src.error(entry_pos, format!("invalid host name `{bad}`")));
+            let kind = InputKind::BadHostName { name: bad.clone() };
+            return Err(src.error(entry_pos, kind));
         }
         let mut v = Vars::new();
         if let Some(port) = port {

@@ -169,13 +169,13 @@ fn command_line(args: &CommandArgs, shell: bool, ctx: &Context<'_>) -> Result<St
         (None, Some(cmd)) => {
             let rendered = ctx.render(cmd)?;
             let words = split_words(&rendered)
-                .map_err(|m| crate::error::Error::input(ctx.location.clone(), m))?;
+                .map_err(|kind| crate::error::Error::input(ctx.location.clone(), kind))?;
             words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
         }
         (None, None) => {
             return Err(crate::error::Error::input(
                 ctx.location.clone(),
-                "the task gives no command to run",
+                crate::error::InputKind::NoCommand,
             ));
         }
     };
@@ -195,7 +195,11 @@ async fn exists(ctx: &Context<'_>, path: &str) -> Result<bool> {
 /// Split a command string into words the way a POSIX shell would for
 /// quoting purposes: single quotes, double quotes and backslashes; no
 /// expansion.
-pub(crate) fn split_words(line: &str) -> Result<Vec<String>, String> {
+pub(crate) fn split_words(line: &str) -> Result<Vec<String>, crate::error::InputKind> {
+    let unterminated = |quote: char| crate::error::InputKind::UnterminatedQuote {
+        quote,
+        within: Some(line.to_owned()),
+    };
     let mut words = Vec::new();
     let mut word: Option<String> = None;
     let mut chars = line.chars();
@@ -212,7 +216,7 @@ pub(crate) fn split_words(line: &str) -> Result<Vec<String>, String> {
                     match chars.next() {
                         Some('\'') => break,
                         Some(c) => w.push(c),
-                        None => return Err(format!("unterminated single quote in `{line}`")),
+                        None => return Err(unterminated('\'')),
                     }
                 }
             }
@@ -227,10 +231,10 @@ pub(crate) fn split_words(line: &str) -> Result<Vec<String>, String> {
                                 w.push('\\');
                                 w.push(c);
                             }
-                            None => return Err(format!("unterminated double quote in `{line}`")),
+                            None => return Err(unterminated('"')),
                         },
                         Some(c) => w.push(c),
-                        None => return Err(format!("unterminated double quote in `{line}`")),
+                        None => return Err(unterminated('"')),
                     }
                 }
             }

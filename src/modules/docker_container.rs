@@ -240,12 +240,9 @@ impl Spec {
 }
 
 fn spec(args: Rendered, ctx: &Context<'_>) -> Result<Spec> {
-    let image = args.image.ok_or_else(|| {
-        Error::input(
-            ctx.location.clone(),
-            "`docker_container` needs `image` to start a container",
-        )
-    })?;
+    let image = args
+        .image
+        .ok_or_else(|| Error::input(ctx.location.clone(), crate::error::InputKind::NoImage))?;
     let mut command = args.command;
     command.extend(args.args);
     Ok(Spec {

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{args_map, read_src, BadArgs, Context, Module, ModuleDef, Outcome};
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result};
 use crate::playbook::values::{text, Flag, Mode, Text};
 use crate::transport::quote;
 use crate::yaml::Node;
@@ -325,7 +325,7 @@ impl Wanted {
             if normal_mode(m).is_none() && !m.contains(['=', '+', '-']) {
                 return Err(Error::input(
                     ctx.location.clone(),
-                    format!("`mode` `{m}` is neither octal nor symbolic"),
+                    InputKind::BadMode { mode: m.clone() },
                 ));
             }
         }
@@ -389,11 +389,8 @@ pub(super) async fn content(
             if template {
                 let name = path.display().to_string();
                 let Ok(text) = String::from_utf8(bytes) else {
-                    return Err(Error::input(
-                        ctx.location.clone(),
-                        format!("template `{name}` is not UTF-8 text"),
-                    )
-                    .with_hint("`template` renders text; send other bytes with `copy`"));
+                    let kind = InputKind::TemplateNotUtf8 { name };
+                    return Err(Error::input(ctx.location.clone(), kind));
                 };
                 ctx.engine
                     .render_named(&name, &text, ctx.vars)?
@@ -403,10 +400,11 @@ pub(super) async fn content(
             }
         }
         (None, None) => {
-            return Err(Error::input(
-                ctx.location.clone(),
-                "give either `src` or `content`",
-            ))
+            let module = if template { "template" } else { "copy" };
+            let kind = InputKind::NoContent {
+                module: module.into(),
+            };
+            return Err(Error::input(ctx.location.clone(), kind));
         }
     };
     let wanted = Wanted::new(

@@ -460,12 +460,9 @@ pub fn read_src(
             text.as_bytes().to_vec(),
         ));
     }
-    Err(Error::input(
-        ctx.location.clone(),
-        format!("`src` file `{src}` not found"),
-    )
-    .with_hint(format!(
-        "looked in `{}` and its `templates/` and `files/` folders",
-        ctx.playbook.dir.display()
-    )))
+    let kind = crate::error::InputKind::SrcNotFound {
+        src: src.into(),
+        dir: ctx.playbook.dir.display().to_string(),
+    };
+    Err(Error::input(ctx.location.clone(), kind))
 }

@@ -74,7 +74,10 @@ impl<T: DeserializeOwned> Templated<T> {
         T::deserialize(&rendered).map_err(|e| {
             Error::input(
                 ctx.location.clone(),
-                format!("after templating, `{name}` is wrong: {e}"),
+                crate::error::InputKind::RenderedWrongType {
+                    argument: name.into(),
+                    problem: e.to_string(),
+                },
             )
         })
     }

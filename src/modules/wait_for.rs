@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::{args_map, BadArgs, Context, Module, ModuleDef, Outcome};
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result};
 use crate::playbook::values::{text, Seconds, Text};
 use crate::transport::quote;
 use crate::yaml::Node;
@@ -111,7 +111,10 @@ async fn run(args: &WaitForArgs, ctx: &Context<'_>) -> Result<Outcome> {
         Some(p) => Some(p.trim().parse::<u16>().map_err(|_| {
             Error::input(
                 ctx.location.clone(),
-                format!("`port` must be a number from 1 to 65535, got `{p}`"),
+                InputKind::BadPort {
+                    key: "port".into(),
+                    value: p.clone(),
+                },
             )
         })?),
         None => None,
@@ -120,7 +123,7 @@ async fn run(args: &WaitForArgs, ctx: &Context<'_>) -> Result<Outcome> {
     if port.is_none() && path.is_none() {
         return Err(Error::input(
             ctx.location.clone(),
-            "`wait_for` needs a `port` or a `path`",
+            InputKind::NothingToWaitFor,
         ));
     }
     if ctx.check {

@@ -25,7 +25,7 @@ use std::time::Duration;
 use sha1::{Digest, Sha1};
 
 use super::known_hosts::glob;
-use crate::error::{Error, Location, Result};
+use crate::error::{Error, InputKind, Location, Result, SshConfigProblem as P};
 
 /// How deep `Include`s nest, as OpenSSH's `READCONF_MAX_DEPTH`.
 const MAX_DEPTH: usize = 16;
@@ -466,31 +466,34 @@ fn list_matches(text: &str, list: &str, fold_case: bool) -> bool {
 fn parse_file(path: &Path, text: &str, home: Option<&Path>, depth: usize) -> Result<Vec<Item>> {
     let mut items = Vec::new();
     for (n, raw) in text.lines().enumerate() {
-        let bad = |message: String| {
-            Error::input(Location::new(path, n + 1, 1).with_source(text), message)
+        let bad = |problem: P| {
+            let location = Location::new(path, n + 1, 1).with_source(text);
+            Error::input(location, InputKind::SshConfig(problem))
         };
         let Some((key, rest)) = split_keyword(raw) else {
             continue;
         };
         if rest.is_empty() {
-            return Err(bad(format!("`{key}` has no argument")));
+            return Err(bad(P::NoArgument { key: key.into() }));
         }
-        let args =
-            split_args(rest).ok_or_else(|| bad(format!("unbalanced quotes after `{key}`")))?;
+        let args = split_args(rest).ok_or_else(|| bad(P::UnbalancedQuotes { key: key.into() }))?;
         let place = Place {
             file: path.to_path_buf(),
             line: n + 1,
         };
         let one = || match args.as_slice() {
             [one] => Ok(one.clone()),
-            [] => Err(bad(format!("`{key}` has no argument"))),
-            _ => Err(bad(format!("`{key}` takes one argument"))),
+            [] => Err(bad(P::NoArgument { key: key.into() })),
+            _ => Err(bad(P::OneArgument { key: key.into() })),
         };
         let time = || {
             let v = one()?;
-            seconds(&v)
-                .map(Duration::from_secs)
-                .ok_or_else(|| bad(format!("`{key} {v}` is not a time (`30`, `1m30s`)")))
+            seconds(&v).map(Duration::from_secs).ok_or_else(|| {
+                bad(P::NotATime {
+                    key: key.into(),
+                    value: v,
+                })
+            })
         };
         let setting = match key.to_ascii_lowercase().as_str() {
             "host" => {
@@ -503,9 +506,7 @@ fn parse_file(path: &Path, text: &str, home: Option<&Path>, depth: usize) -> Res
             }
             "include" => {
                 if depth + 1 > MAX_DEPTH {
-                    return Err(bad(format!(
-                        "`Include` nested more than {MAX_DEPTH} levels deep (a loop?)"
-                    )));
+                    return Err(bad(P::IncludeTooDeep { max: MAX_DEPTH }));
                 }
                 let mut files = Vec::new();
                 for pattern in &args {
@@ -525,7 +526,7 @@ fn parse_file(path: &Path, text: &str, home: Option<&Path>, depth: usize) -> Res
                     v.parse()
                         .ok()
                         .filter(|p| *p > 0)
-                        .ok_or_else(|| bad(format!("`Port {v}` is not a port number")))?,
+                        .ok_or_else(|| bad(P::NotAPort { value: v }))?,
                 )
             }
             "user" => Setting::User(one()?),
@@ -537,17 +538,24 @@ fn parse_file(path: &Path, text: &str, home: Option<&Path>, depth: usize) -> Res
                 Setting::IdentitiesOnly(match v.to_ascii_lowercase().as_str() {
                     "yes" | "true" => true,
                     "no" | "false" => false,
-                    _ => return Err(bad(format!("`{key} {v}`: expected `yes` or `no`"))),
+                    _ => {
+                        return Err(bad(P::NotYesNo {
+                            key: key.into(),
+                            value: v,
+                        }))
+                    }
                 })
             }
             "connecttimeout" => Setting::ConnectTimeout(time()?),
             "serveraliveinterval" => Setting::ServerAliveInterval(time()?),
             "serveralivecountmax" => {
                 let v = one()?;
-                Setting::ServerAliveCountMax(
-                    v.parse()
-                        .map_err(|_| bad(format!("`{key} {v}` is not a count")))?,
-                )
+                Setting::ServerAliveCountMax(v.parse().map_err(|_| {
+                    bad(P::NotACount {
+                        key: key.into(),
+                        value: v,
+                    })
+                })?)
             }
             _ => Setting::Unsupported(key.to_owned()),
         };
@@ -556,7 +564,7 @@ fn parse_file(path: &Path, text: &str, home: Option<&Path>, depth: usize) -> Res
     Ok(items)
 }
 
-fn parse_match(args: &[String]) -> std::result::Result<Vec<Criterion>, String> {
+fn parse_match(args: &[String]) -> std::result::Result<Vec<Criterion>, P> {
     let mut criteria = Vec::new();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -566,9 +574,9 @@ fn parse_match(args: &[String]) -> std::result::Result<Vec<Criterion>, String> {
         };
         let lower = name.to_ascii_lowercase();
         let mut value = || {
-            args.next()
-                .cloned()
-                .ok_or_else(|| format!("`Match {name}` needs a pattern"))
+            args.next().cloned().ok_or_else(|| P::MatchNeedsPattern {
+                criterion: name.into(),
+            })
         };
         let test = match lower.as_str() {
             "all" => Test::All,
@@ -583,16 +591,15 @@ fn parse_match(args: &[String]) -> std::result::Result<Vec<Criterion>, String> {
                 Test::Unsupported(lower)
             }
             _ => {
-                return Err(format!(
-                    "unknown `Match` criterion `{name}`; expected `all`, `host`, \
-                     `originalhost`, `user`, `localuser`, `canonical`, `final` or `exec`"
-                ))
+                return Err(P::UnknownMatch {
+                    criterion: name.into(),
+                })
             }
         };
         criteria.push(Criterion { negated, test });
     }
     if criteria.is_empty() {
-        return Err("`Match` needs a criterion".into());
+        return Err(P::MatchEmpty);
     }
     Ok(criteria)
 }
