@@ -153,6 +153,10 @@ pub struct RunArgs {
     /// (tasks' own `timeout:` wins; 0: no limit)
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]
     pub task_timeout: u64,
+    /// Go ahead with a destructive run (`stop -e purge=true`) without
+    /// asking; needed when stdin is not a terminal
+    #[arg(long)]
+    pub yes: bool,
     /// Built-in playbook names or paths to playbook files
     #[arg(required = true, value_name = "PLAYBOOK")]
     pub playbooks: Vec<String>,

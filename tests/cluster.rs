@@ -388,17 +388,17 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     assert_eq!(gone.code, 2, "{gone}");
     // A service is data: an extra `stack` entry is created on every node,
     // left alone on a second run, and recreated when its spec changes.
-    let extra = |port: u16| {
+    let cadvisor = "{name: cadvisor, image: \"{{ cadvisor_image }}\", ports: [\"127.0.0.1:8080:8080\"], volumes: [\"/:/rootfs:ro\", \"/var/run:/var/run:ro\", \"/sys:/sys:ro\", \"/var/lib/docker/:/var/lib/docker:ro\"]}";
+    let stack_file = |entries: &[String]| {
         let path = lab.dir.join("extra-stack.yml");
-        std::fs::write(
-            &path,
-            format!(
-                "stack:\n  - {{name: cadvisor, image: \"{{{{ cadvisor_image }}}}\", ports: [\"127.0.0.1:8080:8080\"], volumes: [\"/:/rootfs:ro\", \"/var/run:/var/run:ro\", \"/sys:/sys:ro\", \"/var/lib/docker/:/var/lib/docker:ro\"]}}\n  - {{name: web, image: \"{image}\", entrypoint: busybox, command: \"httpd -f -p {port}\", network_mode: host}}\n"
-            ),
-        )
-        .unwrap();
+        let list: String = entries.iter().map(|e| format!("  - {e}\n")).collect();
+        std::fs::write(&path, format!("stack:\n{list}")).unwrap();
         format!("@{}", path.display())
     };
+    let web = |name: &str, image: &str, port: u16| {
+        format!("{{name: {name}, image: \"{image}\", entrypoint: busybox, command: \"httpd -f -p {port}\", network_mode: host}}")
+    };
+    let extra = |port: u16| stack_file(&[cadvisor.to_owned(), web("web", &image, port)]);
     let added = lab.run("run", &["stack", "-e", &extra(18080)]);
     assert_eq!(added.code, 0, "{added}");
     assert_eq!(added.stdout.matches("web: created").count(), 5, "{added}");
@@ -411,7 +411,81 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
         .on_node(3, "docker inspect --format '{{.Args}}' web")
         .contains("18081"));
 
-    let stop = lab.run("run", &["stop", "-e", &extra(18081)]);
+    // 5a. a stack entry whose env holds a secret, on an image that cannot
+    //     start: the failure shows the command with `KEY=***`, and the value
+    //     appears nowhere in human (-v) or JSON output.
+    let secret = format!(
+        "s3cret-{}-{:x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let missing = format!("{}:5000/arpanet/no-such-image:1", at(2));
+    let leaky = stack_file(&[
+        cadvisor.to_owned(),
+        web("web", &image, 18081),
+        format!("{{name: vault, image: \"{missing}\", env: {{DB_PASSWORD: \"{secret}\"}}}}"),
+    ]);
+    for format in ["human", "json"] {
+        let failed = lab.run("run", &["stack", "-v", "--output", format, "-e", &leaky]);
+        assert_eq!(failed.code, 2, "{failed}");
+        assert!(
+            !failed.stdout.contains(&secret) && !failed.stderr.contains(&secret),
+            "{failed}"
+        );
+        assert!(failed.stdout.contains("DB_PASSWORD=***"), "{failed}");
+    }
+
+    // 5b. `--check --diff` shows a dropped service's removal and an image
+    //     change old → new, and changes nothing; a renamed service's old
+    //     container is removed.
+    let next = format!("{image}-next");
+    let preview = lab.run(
+        "run",
+        &[
+            "stack",
+            "--check",
+            "--diff",
+            "-e",
+            &stack_file(&[web("web", &next, 18081)]),
+        ],
+    );
+    assert_eq!(preview.code, 0, "{preview}");
+    assert!(preview.stdout.contains("- container cadvisor"), "{preview}");
+    assert!(
+        preview
+            .stdout
+            .contains(&format!("web: image: {image} → {next}")),
+        "{preview}"
+    );
+    assert_eq!(
+        lab.on_node(2, "docker ps -q --filter name=^cadvisor$")
+            .lines()
+            .count(),
+        1
+    );
+    let renamed = lab.run(
+        "run",
+        &[
+            "stack",
+            "-e",
+            &stack_file(&[cadvisor.to_owned(), web("web2", &image, 18082)]),
+        ],
+    );
+    assert_eq!(renamed.code, 0, "{renamed}");
+    for n in 1..=5 {
+        let names = lab.on_node(
+            n,
+            "docker ps -a --format '{{.Names}}' | sort | tr '\\n' ' '",
+        );
+        assert_eq!(names, "cadvisor consul web2 ", "node{n}");
+    }
+
+    // `stop` (with the default stack, which has no `web2`) removes every
+    // container arpanet manages.
+    let stop = lab.run("run", &["stop"]);
     assert_eq!(stop.code, 0, "{stop}");
     for n in 1..=5 {
         assert_eq!(
@@ -433,7 +507,7 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     }
     assert_eq!(kept.stdout, "yes\n", "{kept}");
 
-    // 5b. a rolling upgrade: a broken one stops after its first batch with
+    // 5c. a rolling upgrade: a broken one stops after its first batch with
     //     every other host on the old image; a good one upgrades every
     //     node, the consul leader last, and the cluster stays whole.
     let old = format!("{}:5000/arpanet/consul:1.8.7", at(2));

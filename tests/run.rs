@@ -1199,3 +1199,20 @@ fn each_variable_layer_beats_the_one_below_it_end_to_end() {
     let want: String = expected.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     assert_eq!(seen, want);
 }
+
+#[test]
+fn stop_with_purge_needs_yes_off_a_terminal_before_any_host() {
+    let cluster = Cluster::start(1);
+    let inventory = cluster.inventory(&[]);
+    cluster.hosts[0].stop();
+    let refused = run(&cluster, &inventory, &["stop", "-e", "purge=true"]);
+    assert_eq!(refused.code, 5, "{refused}");
+    assert!(refused.stderr.contains("`--yes`"), "{refused}");
+    assert!(!refused.stdout.contains("unreachable"), "{refused}");
+    // With `--yes` it goes ahead (and finds the host down); without
+    // `purge` it never asks.
+    let forced = run(&cluster, &inventory, &["stop", "-e", "purge=true", "--yes"]);
+    assert_eq!(forced.code, 4, "{forced}");
+    let plain = run(&cluster, &inventory, &["stop", "-e", "purge=no"]);
+    assert_eq!(plain.code, 4, "{plain}");
+}

@@ -6,6 +6,12 @@
 //! the image ID the container runs with `docker inspect`, and leaves the
 //! container alone, starts it, creates it or recreates it accordingly; it
 //! never decides "already running" by grepping `docker ps`.
+//!
+//! A second label keeps the spec's shape without env values (image,
+//! command, env names, ports, volumes), so `--diff` can say what changed
+//! old → new. Env values may be secrets: they reach the host only inside
+//! the `docker run` command, and any command or output this module reports
+//! shows them as `KEY=***`.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +32,10 @@ use crate::yaml::Node;
 pub const SPEC_LABEL: &str = "arpanet.spec";
 /// The label marking containers arpanet manages.
 pub const MANAGED_LABEL: &str = "arpanet.managed";
+/// The label holding the spec's [`Shape`], as JSON.
+pub const SHAPE_LABEL: &str = "arpanet.shape";
+/// What an env value is shown as.
+const HIDDEN: &str = "***";
 
 /// `docker_container` arguments; each may be a template.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -196,6 +206,37 @@ impl Spec {
 
     /// `docker run -d` with every option of the spec, quoted.
     pub fn run_command(&self) -> String {
+        self.command_line(false)
+    }
+
+    /// [`Spec::run_command`] as it may be shown: env values as `***`.
+    fn shown_command(&self) -> String {
+        self.command_line(true)
+    }
+
+    /// What `--diff` compares: the spec without env values.
+    fn shape(&self) -> Shape {
+        Shape {
+            image: self.image.clone(),
+            command: self.command.clone(),
+            entrypoint: self.entrypoint.clone(),
+            env: self.env.keys().cloned().collect(),
+            ports: self.ports.clone(),
+            volumes: self.volumes.clone(),
+            network_mode: self.network_mode.clone(),
+        }
+    }
+
+    /// The env values long enough to be told apart in output, to scrub.
+    fn secrets(&self) -> Vec<&str> {
+        self.env
+            .values()
+            .map(String::as_str)
+            .filter(|v| v.len() >= 4)
+            .collect()
+    }
+
+    fn command_line(&self, hide_env: bool) -> String {
         let mut args: Vec<String> = vec!["docker".into(), "run".into(), "-d".into()];
         let mut opt = |flag: &str, value: &str| {
             args.push(flag.to_owned());
@@ -205,6 +246,8 @@ impl Spec {
         opt("--restart", &self.restart);
         opt("--label", &format!("{MANAGED_LABEL}=true"));
         opt("--label", &format!("{SPEC_LABEL}={}", self.hash()));
+        let shape = serde_json::to_string(&self.shape()).unwrap_or_default();
+        opt("--label", &format!("{SHAPE_LABEL}={shape}"));
         for (k, v) in &self.labels {
             opt("--label", &format!("{k}={v}"));
         }
@@ -218,6 +261,7 @@ impl Spec {
             opt("--volume", v);
         }
         for (k, v) in &self.env {
+            let v = if hide_env { HIDDEN } else { v };
             opt("--env", &format!("{k}={v}"));
         }
         for c in &self.cap_add {
@@ -237,6 +281,93 @@ impl Spec {
         args.extend(self.command.iter().cloned());
         args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
     }
+}
+
+/// A spec without env values: what a container's `--diff` shows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+struct Shape {
+    image: String,
+    command: Vec<String>,
+    entrypoint: Option<String>,
+    /// Names only.
+    env: Vec<String>,
+    ports: Vec<String>,
+    volumes: Vec<String>,
+    network_mode: Option<String>,
+}
+
+/// What differs between the running container (its shape, if labelled)
+/// and `new`, one `NAME: FIELD: old → new` line each.
+fn shape_diff(name: &str, old: Option<&Shape>, new: &Shape) -> String {
+    let Some(old) = old else {
+        return format!(
+            "{name}: recorded by an older arpanet; now image {}\n",
+            new.image
+        );
+    };
+    let words = |v: &[String]| {
+        if v.is_empty() {
+            "(none)".to_owned()
+        } else {
+            v.join(" ")
+        }
+    };
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".to_owned());
+    let mut out = String::new();
+    let mut line = |field: &str, a: String, b: String| {
+        if a != b {
+            out.push_str(&format!("{name}: {field}: {a} → {b}\n"));
+        }
+    };
+    line("image", old.image.clone(), new.image.clone());
+    line("command", words(&old.command), words(&new.command));
+    line("entrypoint", opt(&old.entrypoint), opt(&new.entrypoint));
+    line("ports", words(&old.ports), words(&new.ports));
+    line("volumes", words(&old.volumes), words(&new.volumes));
+    line("network", opt(&old.network_mode), opt(&new.network_mode));
+    if old.env != new.env {
+        let added: Vec<String> = new
+            .env
+            .iter()
+            .filter(|k| !old.env.contains(k))
+            .map(|k| format!("+{k}"))
+            .collect();
+        let removed: Vec<String> = old
+            .env
+            .iter()
+            .filter(|k| !new.env.contains(k))
+            .map(|k| format!("-{k}"))
+            .collect();
+        out.push_str(&format!(
+            "{name}: env: {}\n",
+            [removed, added].concat().join(" ")
+        ));
+    }
+    if out.is_empty() {
+        out = format!("{name}: env values or other settings changed\n");
+    }
+    out
+}
+
+/// `text` with every secret in it shown as `***`.
+fn scrub(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .fold(text.to_owned(), |t, s| t.replace(s, HIDDEN))
+}
+
+/// A failed outcome of a command that carried env values, made safe to
+/// show: the command as `shown`, every other text scrubbed.
+fn scrubbed(mut failed: Outcome, shown: &str, secrets: &[&str]) -> Outcome {
+    failed.stdout = scrub(&failed.stdout, secrets);
+    failed.stderr = scrub(&failed.stderr, secrets);
+    if let Some(f) = &mut failed.failure {
+        f.message = scrub(&f.message, secrets);
+        f.command = f.command.as_ref().map(|_| shown.to_owned());
+        f.stderr = f.stderr.as_deref().map(|e| scrub(e, secrets));
+    }
+    failed
 }
 
 fn spec(args: Rendered, ctx: &Context<'_>) -> Result<Spec> {
@@ -268,9 +399,14 @@ struct Existing {
     running: bool,
     spec_hash: String,
     image_id: String,
+    shape: Option<Shape>,
 }
 
-fn parse_inspect(line: &str) -> Option<Existing> {
+/// The inspect output: `RUNNING IMAGE-ID SPEC-HASH` on the first line, the
+/// shape label's JSON on the second.
+fn parse_inspect(text: &str) -> Option<Existing> {
+    let (line, shape) = text.split_once('\n').unwrap_or((text, ""));
+    let shape = serde_json::from_str(shape.trim()).ok();
     let mut parts = line.split_whitespace();
     let running = parts.next()? == "true";
     let image_id = parts.next()?.to_owned();
@@ -283,6 +419,7 @@ fn parse_inspect(line: &str) -> Option<Existing> {
         running,
         spec_hash,
         image_id,
+        shape,
     })
 }
 
@@ -291,15 +428,19 @@ async fn container(args: &ContainerArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let name = args.name.clone();
     let q = quote(&name);
     let inspect = format!(
-        "docker container inspect --format '{{{{.State.Running}}}} {{{{.Image}}}} {{{{index .Config.Labels \"{SPEC_LABEL}\"}}}}' {q} 2>/dev/null || echo missing"
+        "docker container inspect --format '{{{{.State.Running}}}} {{{{.Image}}}} {{{{index .Config.Labels \"{SPEC_LABEL}\"}}}}
+{{{{index .Config.Labels \"{SHAPE_LABEL}\"}}}}' {q} 2>/dev/null || echo missing"
     );
     let out = match ctx.framed_script(&inspect).await {
         Ok(out) => out,
         Err(failed) => return Ok(failed),
     };
     let existing = parse_inspect(out.stdout.trim()).filter(|_| out.stdout.trim() != "missing");
-    let state = args.state;
-    let (actions, msg) = match state {
+    let mut diff = None;
+    // The `docker run` as shown, and the env values to scrub, when the
+    // action carries them.
+    let mut shown: Option<(String, Spec)> = None;
+    let (actions, msg) = match args.state {
         ContainerState::Absent => match existing {
             None => return Ok(Outcome::ok()),
             Some(_) => (vec![format!("docker rm -f {q} >/dev/null")], "removed"),
@@ -318,25 +459,33 @@ async fn container(args: &ContainerArgs, ctx: &Context<'_>) -> Result<Outcome> {
                 .await?;
             let wanted_image = image_id.stdout.trim().to_owned();
             let run = format!("{} >/dev/null", spec.run_command());
-            match existing {
+            let rm = format!("docker rm -f {q} >/dev/null");
+            let plan = match existing {
                 None => (vec![run], "created"),
-                Some(e)
-                    if e.spec_hash != spec.hash()
-                        || (!wanted_image.is_empty() && e.image_id != wanted_image) =>
-                {
-                    (
-                        vec![format!("docker rm -f {q} >/dev/null"), run],
-                        "recreated",
-                    )
+                Some(e) if e.spec_hash != spec.hash() => {
+                    diff = Some(shape_diff(&name, e.shape.as_ref(), &spec.shape()));
+                    (vec![rm, run], "recreated")
+                }
+                Some(e) if !wanted_image.is_empty() && e.image_id != wanted_image => {
+                    diff = Some(format!(
+                        "{name}: image {}: {} → {}\n",
+                        spec.image,
+                        short_id(&e.image_id),
+                        short_id(&wanted_image)
+                    ));
+                    (vec![rm, run], "recreated")
                 }
                 Some(e) if !e.running => (vec![format!("docker start {q} >/dev/null")], "started"),
                 Some(_) => return Ok(Outcome::ok()),
-            }
+            };
+            shown = Some((spec.shown_command(), spec));
+            plan
         }
     };
     let mut outcome = Outcome {
         changed: true,
         msg: Some(format!("{name}: {msg}")),
+        diff,
         ..Outcome::ok()
     };
     if ctx.check {
@@ -344,10 +493,23 @@ async fn container(args: &ContainerArgs, ctx: &Context<'_>) -> Result<Outcome> {
     }
     let script = format!("set -e; {}", actions.join("; "));
     if let Err(failed) = ctx.script(&script, None).await {
-        return Ok(failed);
+        return Ok(match &shown {
+            Some((command, spec)) => {
+                let run = spec.run_command();
+                let visible = script.replace(&run, command);
+                scrubbed(failed, &visible, &spec.secrets())
+            }
+            None => failed,
+        });
     }
     outcome.stdout = msg.to_owned();
     Ok(outcome)
+}
+
+/// An image ID as `docker images` shows it: 12 hex digits.
+fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
 }
 
 #[cfg(test)]
@@ -390,18 +552,62 @@ mod tests {
     }
 
     #[test]
+    fn env_values_are_hidden_from_the_shown_command_and_failures() {
+        let secret = format!("pw-{}", std::process::id());
+        let mut s = spec();
+        s.env.insert("DB_PASSWORD".into(), secret.clone());
+        assert!(s.run_command().contains(&secret));
+        let shown = s.shown_command();
+        assert!(!shown.contains(&secret), "{shown}");
+        assert!(shown.contains("--env 'DB_PASSWORD=***'"), "{shown}");
+        let out = crate::transport::Output {
+            status: 125,
+            stdout: String::new(),
+            stderr: format!("docker: bad value {secret}\n"),
+        };
+        let failed = scrubbed(
+            Outcome::failed_command(&s.run_command(), &out),
+            &shown,
+            &s.secrets(),
+        );
+        let text = format!("{failed:?}");
+        assert!(!text.contains(&secret), "{text}");
+        assert!(text.contains("DB_PASSWORD=***"), "{text}");
+    }
+
+    #[test]
+    fn the_diff_names_what_changed_old_to_new_without_env_values() {
+        let old = spec();
+        let mut new = spec();
+        new.image = "reg:5000/consul:1.9".into();
+        new.env = BTreeMap::from([("TOKEN".into(), "s3cret-value".into())]);
+        let diff = shape_diff("consul", Some(&old.shape()), &new.shape());
+        assert_eq!(
+            diff,
+            "consul: image: reg:5000/consul:1.8 → reg:5000/consul:1.9\nconsul: env: -A +TOKEN\n"
+        );
+        let mut quiet = spec();
+        quiet.env.insert("A".into(), "other".into());
+        assert!(shape_diff("consul", Some(&old.shape()), &quiet.shape()).contains("env values"));
+    }
+
+    #[test]
     fn inspect_output_parses_with_and_without_the_label() {
         assert_eq!(
             parse_inspect("true sha256:abc 0123"),
             Some(Existing {
                 running: true,
                 image_id: "sha256:abc".into(),
-                spec_hash: "0123".into()
+                spec_hash: "0123".into(),
+                shape: None,
             })
         );
         assert_eq!(
-            parse_inspect("false sha256:abc <no value>").map(|e| e.spec_hash),
+            parse_inspect("false sha256:abc <no value>\n<no value>").map(|e| e.spec_hash),
             Some(String::new())
         );
+        let shape = serde_json::to_string(&spec().shape()).unwrap();
+        let parsed = parse_inspect(&format!("true sha256:abc 0123\n{shape}")).unwrap();
+        assert_eq!(parsed.shape, Some(spec().shape()));
     }
 }

@@ -20,6 +20,7 @@ pub(crate) mod copy;
 pub(crate) mod debug;
 pub(crate) mod docker_container;
 pub(crate) mod docker_image;
+pub(crate) mod docker_prune;
 pub(crate) mod file;
 pub(crate) mod service;
 pub(crate) mod set_fact;
@@ -57,6 +58,7 @@ pub(crate) const MODULES: &[&dyn ModuleDef] = &[
     &assert::Def,
     &docker_image::Def,
     &docker_container::Def,
+    &docker_prune::Def,
 ];
 
 /// The modules a playbook may use: the engine's own ([`MODULES`]) and those
