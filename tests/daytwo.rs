@@ -39,3 +39,71 @@ fn render_sees_hostvars_groups_and_the_consul_command_built_from_them() {
     assert!(command.contains("-retry-join=10.9.0.1"), "{out}");
     assert!(command.contains("-advertise=10.9.0.3"), "{out}");
 }
+
+#[test]
+fn old_command_names_and_consul_without_the_separator_say_what_to_type() {
+    let cluster = Cluster::start(0);
+    let out = cluster.run(&["setup", "-i", "hosts.ini"]);
+    assert_eq!(out.code, 5, "{out}");
+    assert!(
+        out.stderr.contains("`arpanet run -i hosts.ini setup`"),
+        "{out}"
+    );
+    assert!(!out.stderr.contains("status"), "{out}");
+    let out = cluster.run(&["start:consul", "boot"]);
+    assert_eq!(out.code, 5, "{out}");
+    assert!(out.stderr.contains("`arpanet run -i INV consul`"), "{out}");
+    let out = cluster.run(&["consul", "members", "-i", "hosts.ini"]);
+    assert_eq!(out.code, 5, "{out}");
+    assert!(
+        out.stderr.contains("`arpanet consul -i hosts.ini -- members`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn options_are_taken_after_a_subcommands_arguments() {
+    let cluster = Cluster::start(0);
+    let missing = cluster.dir().join("missing.ini");
+    let missing = missing.to_str().unwrap();
+    // Parsed: the run gets as far as reading the inventory it was given.
+    let out = cluster.run(&["kv", "get", "some/key", "-i", missing, "-l", "node1"]);
+    assert_eq!(out.code, 5, "{out}");
+    assert!(out.stderr.contains(missing), "{out}");
+    assert!(!out.stderr.contains("unexpected argument"), "{out}");
+}
+
+#[test]
+fn the_inventory_comes_from_the_environment_or_the_nearest_project_file() {
+    let cluster = Cluster::start(0);
+    servers_inventory(&cluster);
+    let hosts = |out: &crate::support::Run| -> Vec<String> {
+        assert_eq!(out.code, 0, "{out}");
+        let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        let mut names: Vec<String> = json["_meta"]["hostvars"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    };
+    let out = cluster.run(&["inventory"]);
+    assert_eq!(out.code, 5, "{out}");
+    assert!(out.stderr.contains("ARPANET_INVENTORY"), "{out}");
+
+    let other = cluster.write_file("env/other.ini", "solo\n");
+    let out = cluster.run_with_env(
+        &["inventory"],
+        &[("ARPANET_INVENTORY", other.to_str().unwrap())],
+    );
+    assert_eq!(hosts(&out), ["solo"]);
+
+    // `inventory:` is relative to the project file, found from a subfolder.
+    cluster.write_file("arpanet.yml", "inventory: inventory.ini\n");
+    let sub = cluster.dir().join("deploy/roles");
+    std::fs::create_dir_all(&sub).unwrap();
+    let out = crate::support::run_arpanet(&cluster.home, &sub, &["inventory"], &[]);
+    assert_eq!(hosts(&out), ["node1", "node2", "node3"]);
+}

@@ -39,7 +39,7 @@ pub(crate) fn run(args: ExecArgs) -> Result<i32> {
         ..Settings::default()
     };
     runner::run_playbooks(
-        &connect_options(&args.connect),
+        &connect_options(&args.connect)?,
         output(&args.connect),
         settings,
         &[playbook],

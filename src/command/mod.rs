@@ -7,6 +7,7 @@ pub(crate) mod consul;
 pub(crate) mod exec;
 pub(crate) mod inventory;
 pub(crate) mod kv;
+pub(crate) mod legacy;
 pub(crate) mod lab;
 pub(crate) mod render;
 pub(crate) mod run;
@@ -14,14 +15,16 @@ pub(crate) mod status;
 
 use crate::cli::{ConnectArgs, HostKeyCheckingArg, OutputFormat as OutputArg};
 use crate::config::ConnectOptions;
+use crate::error::Result;
 use crate::report::OutputFormat;
 use crate::runner::Output;
 use crate::transport::HostKeyChecking;
 
-/// The options every command that reaches hosts shares.
-fn connect_options(args: &ConnectArgs) -> ConnectOptions {
-    ConnectOptions {
-        inventory: args.inventory.clone(),
+/// The options every command that reaches hosts shares; the inventory
+/// found without `-i` where it can be (see `project`).
+fn connect_options(args: &ConnectArgs) -> Result<ConnectOptions> {
+    Ok(ConnectOptions {
+        inventory: crate::project::inventory(args.inventory.as_deref())?,
         limit: args.limit.clone(),
         extra_vars: args.extra_vars.clone(),
         forks: args.forks,
@@ -34,7 +37,7 @@ fn connect_options(args: &ConnectArgs) -> ConnectOptions {
             HostKeyCheckingArg::Off => HostKeyChecking::Off,
         },
         timeout: args.timeout,
-    }
+    })
 }
 
 fn output_format(format: OutputArg) -> OutputFormat {

@@ -15,7 +15,8 @@ use crate::template::Engine;
 use crate::vars::Vars;
 
 pub(crate) fn run(args: RenderArgs) -> Result<i32> {
-    let inventory = Arc::new(Inventory::load(&args.inventory)?);
+    let path = crate::project::inventory(args.inventory.as_deref())?;
+    let inventory = Arc::new(Inventory::load(&path)?);
     let scope = Scope::load(
         inventory.clone(),
         config::rc_file().as_deref(),
@@ -25,7 +26,7 @@ pub(crate) fn run(args: RenderArgs) -> Result<i32> {
         return Err(Error::usage(format!(
             "no host `{}` in `{}`",
             args.host,
-            args.inventory.display()
+            path.display()
         )));
     }
     let mut engine = Engine::new();

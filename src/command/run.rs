@@ -27,7 +27,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         show_output: args.connect.verbose > 0,
     };
     let result = runner::run_playbooks(
-        &connect_options(&args.connect),
+        &connect_options(&args.connect)?,
         output(&args.connect),
         settings,
         &playbooks,
