@@ -443,15 +443,7 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
     for item in items {
         Scope::set_item(&mut vars, item.clone());
         let outcome = once(shared, task, state, &vars).await?;
-        let label = match &item {
-            Value::Object(map) => map
-                .get("name")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .unwrap_or_else(|| item.to_string()),
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
+        let label = item_label(&item);
         let status = status_of(&outcome);
         let mut value = registered_value(&outcome, status);
         if let Value::Object(map) = &mut value {
@@ -481,6 +473,28 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
     total.msg = Some(messages.join("\n"));
     total.results = Some(results);
     Ok(total)
+}
+
+/// How a loop item is named in output: a string as itself; a mapping by its
+/// `name` or `image` field, else as `key=value` pairs (never raw JSON).
+fn item_label(item: &Value) -> String {
+    let scalar = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match item {
+        Value::Object(map) => ["name", "image"]
+            .iter()
+            .find_map(|key| map.get(*key).filter(|v| !v.is_object() && !v.is_array()))
+            .map(scalar)
+            .unwrap_or_else(|| {
+                map.iter()
+                    .map(|(k, v)| format!("{k}={}", scalar(v)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }),
+        other => scalar(other),
+    }
 }
 
 /// One run of the module: `when`, the connection, retries with `until`,
@@ -766,6 +780,17 @@ mod tests {
     use crate::vars::Layers;
 
     mod serial;
+
+    #[test]
+    fn loop_items_are_labelled_readably() {
+        use serde_json::json;
+        let image = json!({"image": "consul:1.20", "pull": true});
+        assert_eq!(item_label(&image), "consul:1.20");
+        assert_eq!(item_label(&json!({"name": "web", "image": "x"})), "web");
+        assert_eq!(item_label(&json!({"port": 80, "proto": "tcp"})), "port=80 proto=tcp");
+        assert_eq!(item_label(&json!("plain")), "plain");
+        assert_eq!(item_label(&json!(3)), "3");
+    }
 
     /// Records every command; `fail` commands exit 1 everywhere, and
     /// `fail@HOST` ones only on that host.

@@ -107,3 +107,24 @@ fn the_inventory_comes_from_the_environment_or_the_nearest_project_file() {
     let out = crate::support::run_arpanet(&cluster.home, &sub, &["inventory"], &[]);
     assert_eq!(hosts(&out), ["node1", "node2", "node3"]);
 }
+
+#[test]
+fn an_unreachable_node_is_named_once_in_status() {
+    let cluster = Cluster::start(1);
+    // A port nothing listens on: bind one, note it, let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = format!(
+        "{}\nnode2 ansible_host=127.0.0.1 ansible_port={port}\n",
+        cluster.host_line(0)
+    );
+    let inv = cluster.write_file("inventory.ini", &text);
+    let out = cluster.run(&["status", "-i", inv.to_str().unwrap()]);
+    assert_ne!(out.code, 0, "{out}");
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(all.contains("node2: "), "{out}");
+    assert!(!all.contains("node2: node2"), "{out}");
+}
