@@ -515,7 +515,15 @@ async fn once(
     let connection: Arc<dyn Transport> = if task.module.local() {
         Arc::new(Local)
     } else {
-        connect(shared.connector, state).await?
+        let conn = connect(shared, state).await?;
+        match shared.settings.verbose >= 2 && !task.no_log {
+            true => Arc::new(Shown {
+                inner: conn,
+                host: state.name.clone(),
+                reporter: shared.reporter.clone(),
+            }),
+            false => conn,
+        }
     };
     let mut vars = shared
         .scope
@@ -689,13 +697,58 @@ impl Transport for Local {
 }
 
 /// The host's connection, opened on first use and kept for the run.
-async fn connect(connector: &dyn Connector, state: &mut HostState) -> Result<Arc<dyn Transport>> {
+async fn connect(shared: &Shared<'_>, state: &mut HostState) -> Result<Arc<dyn Transport>> {
     if let Some(conn) = &state.connection {
         return Ok(conn.clone());
     }
-    let conn = connector.connect(&state.target).await?;
+    let conn = shared.connector.connect(&state.target).await?;
+    if shared.settings.verbose >= 3 {
+        if let Some(details) = conn.details() {
+            shared.reporter.send(Event::Detail {
+                host: state.name.clone(),
+                text: format!("connected: {details}"),
+            });
+        }
+    }
     state.connection = Some(conn.clone());
     Ok(conn)
+}
+
+/// A connection that reports each command before sending it (`-vv`).
+struct Shown {
+    inner: Arc<dyn Transport>,
+    host: String,
+    reporter: Reporter,
+}
+
+impl Transport for Shown {
+    fn exec<'a>(
+        &'a self,
+        command: &'a str,
+        stdin: Option<&'a [u8]>,
+    ) -> futures::future::BoxFuture<'a, Result<crate::transport::Output>> {
+        self.reporter.send(Event::Detail {
+            host: self.host.clone(),
+            text: format!("$ {command}"),
+        });
+        self.inner.exec(command, stdin)
+    }
+
+    fn forward<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> futures::future::BoxFuture<'a, Result<Box<dyn crate::transport::Stream>>> {
+        self.inner.forward(host, port)
+    }
+
+    fn close(&self) -> futures::future::BoxFuture<'_, ()> {
+        self.inner.close()
+    }
+
+    fn details(&self) -> Option<String> {
+        self.inner.details()
+    }
 }
 
 fn status_of(outcome: &Outcome) -> Status {

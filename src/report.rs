@@ -120,6 +120,11 @@ pub enum Event {
     Warning {
         message: String,
     },
+    /// `-vv` and up: a command sent to a host, or how it was reached.
+    Detail {
+        host: String,
+        text: String,
+    },
     /// The run stopped in this play: a batch went over its
     /// `max_fail_percentage` (given here), or lost every host.
     PlayAborted {
@@ -410,6 +415,7 @@ fn human(event: &Event, style: Style) -> String {
         Event::TaskStart { task, .. } => banner("TASK", task),
         Event::HandlerStart { task, .. } => banner("RUNNING HANDLER", task),
         Event::Warning { message } => format!("[WARNING]: {message}"),
+        Event::Detail { host, text } => format!("<{host}> {text}"),
         Event::PlayAborted { play, reason, .. } => format!("play `{play}` stopped: {reason}"),
         Event::Host(result) => host_line(result, style),
     }

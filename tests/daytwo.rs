@@ -128,3 +128,59 @@ fn an_unreachable_node_is_named_once_in_status() {
     assert!(all.contains("node2: "), "{out}");
     assert!(!all.contains("node2: node2"), "{out}");
 }
+
+/// `SHA256:...` of a key file, as `ssh-keygen -lf` prints it.
+fn fingerprint(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.split_whitespace().nth(1).unwrap().to_owned()
+}
+
+#[test]
+fn verbosity_levels_show_output_then_commands_then_connections() {
+    let cluster = Cluster::start(1);
+    let inv = cluster.inventory(&[]);
+    let marker = format!("marker-{}", std::process::id());
+    let secret = format!("secret-{}", std::process::id());
+    let playbook = cluster.write_file(
+        "site.yml",
+        &format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n\
+             \x20   - command: echo {marker}\n\
+             \x20   - command: echo {secret}\n      no_log: true\n"
+        ),
+    );
+    let run = |v: &str| {
+        let out = cluster.run(&["run", "-i", inv.to_str().unwrap(), v, playbook.to_str().unwrap()]);
+        assert_eq!(out.code, 0, "{out}");
+        assert!(!out.stdout.contains(&secret), "{out}");
+        out.stdout
+    };
+    let command = format!("<node1> $ echo {marker}");
+    let one = run("-v");
+    assert!(one.contains(&format!("\n  {marker}")), "{one}");
+    assert!(!one.contains(&command), "{one}");
+    assert!(!one.contains("connected:"), "{one}");
+
+    let two = run("-vv");
+    assert!(two.contains(&command), "{two}");
+    assert!(!two.contains("connected:"), "{two}");
+
+    let three = run("-vvv");
+    let host = &cluster.hosts[0];
+    let connected = three
+        .lines()
+        .find(|l| l.starts_with("<node1> connected: "))
+        .unwrap_or_else(|| panic!("{three}"));
+    let host_key = fingerprint(&host.host_key_file);
+    assert!(connected.contains(&host_key), "{connected}");
+    assert!(connected.contains(&fingerprint(&cluster.key)), "{connected}");
+    assert!(
+        connected.contains(&format!("{}:{}", host.address, host.port)),
+        "{connected}"
+    );
+}

@@ -36,6 +36,7 @@ pub(crate) fn run(args: ExecArgs) -> Result<i32> {
         limit: args.connect.limit.clone(),
         task_timeout: super::task_timeout(args.task_timeout),
         show_output: true,
+        verbose: args.connect.verbose,
         ..Settings::default()
     };
     runner::run_playbooks(
