@@ -263,11 +263,13 @@ impl Executor {
             Event::HandlerStart {
                 task: name,
                 hosts: count,
+                names: hosts.to_vec(),
             }
         } else {
             Event::TaskStart {
                 task: name,
                 hosts: count,
+                names: hosts.to_vec(),
             }
         });
         let shared = Shared {

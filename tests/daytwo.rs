@@ -184,3 +184,24 @@ fn verbosity_levels_show_output_then_commands_then_connections() {
         "{connected}"
     );
 }
+
+#[test]
+fn a_long_task_in_a_pipe_says_it_is_still_running() {
+    let cluster = Cluster::start(2);
+    let inv = cluster.inventory(&[]);
+    let playbook = cluster.write_file(
+        "slow.yml",
+        "- hosts: all\n  gather_facts: false\n  tasks:\n\
+         \x20   - name: slow on node2\n      command: \"{{ 'true' if inventory_hostname == 'node1' else 'sleep 12' }}\"\n",
+    );
+    let out = cluster.run(&["run", "-i", inv.to_str().unwrap(), playbook.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out}");
+    let beats: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("still running: "))
+        .collect();
+    // node1 finished at once: only node2 is named, once, at 10 s.
+    assert_eq!(beats, ["still running: slow on node2 on node2 (10s)"], "{out}");
+    assert!(!out.stdout.contains("still running"), "{out}");
+}
