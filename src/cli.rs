@@ -256,12 +256,8 @@ pub struct LabTarget {
     #[arg(long, default_value = ".arpanet-lab", value_name = "DIR")]
     pub dir: PathBuf,
     /// Prefix of the lab's containers, network and volumes (several labs can
-    /// live side by side under different names)
-    #[arg(
-        long,
-        env = "ARPANET_LAB_NAME",
-        default_value = "arpanet-lab",
-        value_name = "NAME"
-    )]
-    pub name: String,
+    /// live side by side under different names) [default: the name `lab up`
+    /// recorded in DIR, else `arpanet-lab`]
+    #[arg(long, env = "ARPANET_LAB_NAME", value_name = "NAME")]
+    pub name: Option<String>,
 }
