@@ -842,7 +842,10 @@ mod tests {
         let image = json!({"image": "consul:1.20", "pull": true});
         assert_eq!(item_label(&image), "consul:1.20");
         assert_eq!(item_label(&json!({"name": "web", "image": "x"})), "web");
-        assert_eq!(item_label(&json!({"port": 80, "proto": "tcp"})), "port=80 proto=tcp");
+        assert_eq!(
+            item_label(&json!({"port": 80, "proto": "tcp"})),
+            "port=80 proto=tcp"
+        );
         assert_eq!(item_label(&json!("plain")), "plain");
         assert_eq!(item_label(&json!(3)), "3");
     }

@@ -452,7 +452,11 @@ impl Lab {
 
     fn ensure_key(&self, done: &mut Vec<String>) -> Result<PathBuf> {
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("create", &self.dir, e))?;
-        write_if_changed(&self.dir.join(NAME_FILE), &format!("{}\n", self.name), 0o644)?;
+        write_if_changed(
+            &self.dir.join(NAME_FILE),
+            &format!("{}\n", self.name),
+            0o644,
+        )?;
         let key = self.dir.join(KEY_FILE);
         if key.exists() && key.with_extension("pub").exists() {
             return Ok(key);
@@ -862,7 +866,13 @@ impl Lab {
 fn remove_lab_files(dir: &Path) -> Result<usize> {
     let mut removed = 0;
     let key_pub = format!("{KEY_FILE}.pub");
-    for file in [KEY_FILE, &key_pub, KNOWN_HOSTS_FILE, INVENTORY_FILE, NAME_FILE] {
+    for file in [
+        KEY_FILE,
+        &key_pub,
+        KNOWN_HOSTS_FILE,
+        INVENTORY_FILE,
+        NAME_FILE,
+    ] {
         let path = dir.join(file);
         match std::fs::remove_file(&path) {
             Ok(()) => removed += 1,

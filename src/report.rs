@@ -355,11 +355,20 @@ impl Running {
         // the printer woke.
         let seconds = (self.next - self.started).as_secs();
         self.next += HEARTBEAT;
-        let mut hosts = self.pending.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+        let mut hosts = self
+            .pending
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
         if self.pending.len() > 5 {
             hosts.push_str(&format!(" and {} more", self.pending.len() - 5));
         }
-        Some(format!("still running: {} on {hosts} ({seconds}s)", self.task))
+        Some(format!(
+            "still running: {} on {hosts} ({seconds}s)",
+            self.task
+        ))
     }
 }
 

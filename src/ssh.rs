@@ -756,7 +756,11 @@ impl client::Handler for ClientHandler {
             }
             PublicKeyOrCertificate::Certificate(cert) => {
                 let key = PublicKey::new(cert.public_key().clone(), "");
-                format!("{} certificate {}", key.algorithm(), known_hosts::fingerprint(&key))
+                format!(
+                    "{} certificate {}",
+                    key.algorithm(),
+                    known_hosts::fingerprint(&key)
+                )
             }
         };
         *self.offered.lock().unwrap_or_else(|p| p.into_inner()) = Some(described);

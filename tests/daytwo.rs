@@ -38,6 +38,26 @@ fn render_sees_hostvars_groups_and_the_consul_command_built_from_them() {
     // The first server is the one others join, by its address.
     assert!(command.contains("-retry-join=10.9.0.1"), "{out}");
     assert!(command.contains("-advertise=10.9.0.3"), "{out}");
+
+    // A variable that is defined but does not render says why, rather than
+    // suggesting another name.
+    let inv = cluster.write_file("broken.ini", "node1 peer=\"{{ hostvars['nobody'].x }}\"\n");
+    let template = cluster.write_file("peer.j2", "{{ peer }}\n");
+    let out = cluster.run(&[
+        "render",
+        "-i",
+        inv.to_str().unwrap(),
+        "--host",
+        "node1",
+        template.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 5, "{out}");
+    assert!(
+        out.stderr
+            .contains("hint: `peer` is defined, but its value did not render"),
+        "{out}"
+    );
+    assert!(!out.stderr.contains("did you mean"), "{out}");
 }
 
 #[test]
@@ -56,7 +76,8 @@ fn old_command_names_and_consul_without_the_separator_say_what_to_type() {
     let out = cluster.run(&["consul", "members", "-i", "hosts.ini"]);
     assert_eq!(out.code, 5, "{out}");
     assert!(
-        out.stderr.contains("`arpanet consul -i hosts.ini -- members`"),
+        out.stderr
+            .contains("`arpanet consul -i hosts.ini -- members`"),
         "{out}"
     );
 }
@@ -155,7 +176,13 @@ fn verbosity_levels_show_output_then_commands_then_connections() {
         ),
     );
     let run = |v: &str| {
-        let out = cluster.run(&["run", "-i", inv.to_str().unwrap(), v, playbook.to_str().unwrap()]);
+        let out = cluster.run(&[
+            "run",
+            "-i",
+            inv.to_str().unwrap(),
+            v,
+            playbook.to_str().unwrap(),
+        ]);
         assert_eq!(out.code, 0, "{out}");
         assert!(!out.stdout.contains(&secret), "{out}");
         out.stdout
@@ -178,7 +205,10 @@ fn verbosity_levels_show_output_then_commands_then_connections() {
         .unwrap_or_else(|| panic!("{three}"));
     let host_key = fingerprint(&host.host_key_file);
     assert!(connected.contains(&host_key), "{connected}");
-    assert!(connected.contains(&fingerprint(&cluster.key)), "{connected}");
+    assert!(
+        connected.contains(&fingerprint(&cluster.key)),
+        "{connected}"
+    );
     assert!(
         connected.contains(&format!("{}:{}", host.address, host.port)),
         "{connected}"
@@ -194,7 +224,12 @@ fn a_long_task_in_a_pipe_says_it_is_still_running() {
         "- hosts: all\n  gather_facts: false\n  tasks:\n\
          \x20   - name: slow on node2\n      command: \"{{ 'true' if inventory_hostname == 'node1' else 'sleep 12' }}\"\n",
     );
-    let out = cluster.run(&["run", "-i", inv.to_str().unwrap(), playbook.to_str().unwrap()]);
+    let out = cluster.run(&[
+        "run",
+        "-i",
+        inv.to_str().unwrap(),
+        playbook.to_str().unwrap(),
+    ]);
     assert_eq!(out.code, 0, "{out}");
     let beats: Vec<&str> = out
         .stderr
@@ -202,6 +237,10 @@ fn a_long_task_in_a_pipe_says_it_is_still_running() {
         .filter(|l| l.starts_with("still running: "))
         .collect();
     // node1 finished at once: only node2 is named, once, at 10 s.
-    assert_eq!(beats, ["still running: slow on node2 on node2 (10s)"], "{out}");
+    assert_eq!(
+        beats,
+        ["still running: slow on node2 on node2 (10s)"],
+        "{out}"
+    );
     assert!(!out.stdout.contains("still running"), "{out}");
 }

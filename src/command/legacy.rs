@@ -118,7 +118,10 @@ mod tests {
     #[test]
     fn old_command_names_name_the_playbook_that_does_the_job() {
         let setup = advise("-i hosts.ini setup").unwrap();
-        assert!(setup.contains("`arpanet run -i hosts.ini setup`"), "{setup}");
+        assert!(
+            setup.contains("`arpanet run -i hosts.ini setup`"),
+            "{setup}"
+        );
         let boot = advise("start:consul boot --inventory=x.yml").unwrap();
         assert!(boot.contains("`arpanet run -i x.yml consul`"), "{boot}");
         let stack = advise("start:stack -ilab.ini").unwrap();

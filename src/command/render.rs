@@ -36,14 +36,17 @@ pub(crate) fn run(args: RenderArgs) -> Result<i32> {
     let vars = &host.vars;
     let path = Path::new(&args.template);
     let text = if path.exists() {
-        engine.render_file(path, vars).map_err(|e| explain(e, &host))?
+        engine
+            .render_file(path, vars)
+            .map_err(|e| explain(e, &host))?
     } else if let Some(source) = crate::cluster::builtin::BUILTINS.template(&args.template) {
-        engine.render_named(
-            &format!("<builtin>/templates/{}", args.template),
-            source,
-            vars,
-        )
-        .map_err(|e| explain(e, &host))?
+        engine
+            .render_named(
+                &format!("<builtin>/templates/{}", args.template),
+                source,
+                vars,
+            )
+            .map_err(|e| explain(e, &host))?
     } else {
         return Err(Error::usage(format!(
             "no template file `{}`",
@@ -62,9 +65,9 @@ fn explain(err: Error, host: &Resolved) -> Error {
         .unrendered()
         .find(|(key, _)| message.contains(&format!("`{key}`")))
     {
-        Some((key, why)) => {
-            err.with_hint(format!("`{key}` is defined, but its value did not render: {why}"))
-        }
+        Some((key, why)) => err.with_hint(format!(
+            "`{key}` is defined, but its value did not render: {why}"
+        )),
         None => err,
     }
 }

@@ -608,12 +608,20 @@ fn resolve_finds_files_then_builtins_then_suggests() {
 fn stray_files_in_the_cwd_override_a_top_level_builtin_not_its_imports() {
     let dir = tempfile::tempdir().unwrap();
     for name in ["pull.yml", "preflight.yml", "consul-agent.yml"] {
-        std::fs::write(dir.path().join(name), "- hosts: stray
-").unwrap();
+        std::fs::write(
+            dir.path().join(name),
+            "- hosts: stray
+",
+        )
+        .unwrap();
     }
     std::fs::create_dir(dir.path().join("tasks")).unwrap();
-    std::fs::write(dir.path().join("tasks/consul-agent.yml"), "- stray: x
-").unwrap();
+    std::fs::write(
+        dir.path().join("tasks/consul-agent.yml"),
+        "- stray: x
+",
+    )
+    .unwrap();
     let boot = resolve_in("bootstrap", dir.path(), B).unwrap();
     let hosts: Vec<&str> = boot.plays.iter().map(|p| p.hosts.as_str()).collect();
     assert!(!hosts.contains(&"stray"), "{hosts:?}");
