@@ -77,42 +77,44 @@ pub struct ConsulArgs {
     pub args: Vec<String>,
 }
 
-/// Options shared by every command that reaches hosts.
+/// Options shared by every command that reaches hosts. Global, so they are
+/// taken after a subcommand's arguments too (`kv get KEY -i INV`).
 #[derive(Debug, Args, Clone)]
 pub struct ConnectArgs {
-    /// Inventory file (INI or YAML)
-    #[arg(short, long, value_name = "INVENTORY")]
-    pub inventory: PathBuf,
+    /// Inventory file (INI or YAML) [default: `$ARPANET_INVENTORY`, else
+    /// `inventory:` of an `arpanet.yml` here or in a parent]
+    #[arg(global = true, short, long, value_name = "INVENTORY")]
+    pub inventory: Option<PathBuf>,
     /// Only hosts matching this pattern (`web*`, `a:b`, `a:&b`, `a:!b`)
-    #[arg(short, long, value_name = "PATTERN")]
+    #[arg(global = true, short, long, value_name = "PATTERN")]
     pub limit: Option<String>,
     /// Extra variables: KEY=VALUE or @file.yml (repeatable)
-    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
+    #[arg(global = true, short = 'e', long = "extra-vars", value_name = "VARS")]
     pub extra_vars: Vec<String>,
     /// Hosts in flight at once
-    #[arg(short, long, default_value_t = 20, value_name = "N")]
+    #[arg(global = true, short, long, default_value_t = 20, value_name = "N")]
     pub forks: usize,
     /// Default remote user
-    #[arg(short, long, value_name = "USER")]
+    #[arg(global = true, short, long, value_name = "USER")]
     pub user: Option<String>,
     /// Private key file to try after the agent
-    #[arg(long, value_name = "FILE")]
+    #[arg(global = true, long, value_name = "FILE")]
     pub private_key: Option<PathBuf>,
     /// known_hosts file to check host keys against
-    #[arg(long, value_name = "FILE")]
+    #[arg(global = true, long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
     /// How strictly host keys are checked
-    #[arg(long, value_enum, default_value_t = HostKeyCheckingArg::Strict)]
+    #[arg(global = true, long, value_enum, default_value_t = HostKeyCheckingArg::Strict)]
     pub host_key_checking: HostKeyCheckingArg,
     /// Seconds to wait for a TCP connection and the login [default: 10,
     /// or `ConnectTimeout` from ~/.ssh/config]
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(global = true, long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
     /// Output format
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Human)]
+    #[arg(global = true, short, long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
     /// More detail (repeatable)
-    #[arg(short, long, action = clap::ArgAction::Count)]
+    #[arg(global = true, short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }
 
@@ -177,9 +179,10 @@ pub struct ExecArgs {
 
 #[derive(Debug, Args)]
 pub struct InventoryArgs {
-    /// Inventory file (INI or YAML)
+    /// Inventory file (INI or YAML) [default: `$ARPANET_INVENTORY`, else
+    /// `inventory:` of an `arpanet.yml` here or in a parent]
     #[arg(short, long, value_name = "INVENTORY")]
-    pub inventory: PathBuf,
+    pub inventory: Option<PathBuf>,
     /// Show one host's resolved variables
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
@@ -193,9 +196,10 @@ pub struct InventoryArgs {
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// Inventory file (INI or YAML)
+    /// Inventory file (INI or YAML) [default: `$ARPANET_INVENTORY`, else
+    /// `inventory:` of an `arpanet.yml` here or in a parent]
     #[arg(short, long, value_name = "INVENTORY")]
-    pub inventory: PathBuf,
+    pub inventory: Option<PathBuf>,
     /// Host whose variables fill the template
     #[arg(long, value_name = "HOST")]
     pub host: String,
@@ -256,12 +260,8 @@ pub struct LabTarget {
     #[arg(long, default_value = ".arpanet-lab", value_name = "DIR")]
     pub dir: PathBuf,
     /// Prefix of the lab's containers, network and volumes (several labs can
-    /// live side by side under different names)
-    #[arg(
-        long,
-        env = "ARPANET_LAB_NAME",
-        default_value = "arpanet-lab",
-        value_name = "NAME"
-    )]
-    pub name: String,
+    /// live side by side under different names) [default: the name `lab up`
+    /// recorded in DIR, else `arpanet-lab`]
+    #[arg(long, env = "ARPANET_LAB_NAME", value_name = "NAME")]
+    pub name: Option<String>,
 }

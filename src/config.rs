@@ -31,6 +31,9 @@ pub struct Settings {
     pub skip_tags: Vec<String>,
     /// Show each host's stdout (ad-hoc commands, `-v`).
     pub show_output: bool,
+    /// `-v` count: from 2 each command sent is shown (not for `no_log`
+    /// tasks), from 3 how each connection was made too.
+    pub verbose: u8,
     /// How long one attempt of a task may take, for tasks without their own
     /// `timeout:` (`--task-timeout`).
     pub task_timeout: Option<Duration>,

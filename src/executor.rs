@@ -263,11 +263,13 @@ impl Executor {
             Event::HandlerStart {
                 task: name,
                 hosts: count,
+                names: hosts.to_vec(),
             }
         } else {
             Event::TaskStart {
                 task: name,
                 hosts: count,
+                names: hosts.to_vec(),
             }
         });
         let shared = Shared {
@@ -445,15 +447,7 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
     for item in items {
         Scope::set_item(&mut vars, item.clone());
         let outcome = once(shared, task, state, &vars).await?;
-        let label = match &item {
-            Value::Object(map) => map
-                .get("name")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .unwrap_or_else(|| item.to_string()),
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
+        let label = item_label(&item);
         let status = status_of(&outcome);
         let mut value = registered_value(&outcome, status);
         if let Value::Object(map) = &mut value {
@@ -485,6 +479,28 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
     Ok(total)
 }
 
+/// How a loop item is named in output: a string as itself; a mapping by its
+/// `name` or `image` field, else as `key=value` pairs (never raw JSON).
+fn item_label(item: &Value) -> String {
+    let scalar = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match item {
+        Value::Object(map) => ["name", "image"]
+            .iter()
+            .find_map(|key| map.get(*key).filter(|v| !v.is_object() && !v.is_array()))
+            .map(scalar)
+            .unwrap_or_else(|| {
+                map.iter()
+                    .map(|(k, v)| format!("{k}={}", scalar(v)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }),
+        other => scalar(other),
+    }
+}
+
 /// One run of the module: `when`, the connection, retries with `until`,
 /// then `changed_when` and `failed_when`.
 async fn once(
@@ -503,7 +519,15 @@ async fn once(
     let connection: Arc<dyn Transport> = if task.module.local() {
         Arc::new(Local)
     } else {
-        connect(shared.connector, state).await?
+        let conn = connect(shared, state).await?;
+        match shared.settings.verbose >= 2 && !task.no_log {
+            true => Arc::new(Shown {
+                inner: conn,
+                host: state.name.clone(),
+                reporter: shared.reporter.clone(),
+            }),
+            false => conn,
+        }
     };
     let mut vars = shared
         .scope
@@ -677,13 +701,58 @@ impl Transport for Local {
 }
 
 /// The host's connection, opened on first use and kept for the run.
-async fn connect(connector: &dyn Connector, state: &mut HostState) -> Result<Arc<dyn Transport>> {
+async fn connect(shared: &Shared<'_>, state: &mut HostState) -> Result<Arc<dyn Transport>> {
     if let Some(conn) = &state.connection {
         return Ok(conn.clone());
     }
-    let conn = connector.connect(&state.target).await?;
+    let conn = shared.connector.connect(&state.target).await?;
+    if shared.settings.verbose >= 3 {
+        if let Some(details) = conn.details() {
+            shared.reporter.send(Event::Detail {
+                host: state.name.clone(),
+                text: format!("connected: {details}"),
+            });
+        }
+    }
     state.connection = Some(conn.clone());
     Ok(conn)
+}
+
+/// A connection that reports each command before sending it (`-vv`).
+struct Shown {
+    inner: Arc<dyn Transport>,
+    host: String,
+    reporter: Reporter,
+}
+
+impl Transport for Shown {
+    fn exec<'a>(
+        &'a self,
+        command: &'a str,
+        stdin: Option<&'a [u8]>,
+    ) -> futures::future::BoxFuture<'a, Result<crate::transport::Output>> {
+        self.reporter.send(Event::Detail {
+            host: self.host.clone(),
+            text: format!("$ {command}"),
+        });
+        self.inner.exec(command, stdin)
+    }
+
+    fn forward<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> futures::future::BoxFuture<'a, Result<Box<dyn crate::transport::Stream>>> {
+        self.inner.forward(host, port)
+    }
+
+    fn close(&self) -> futures::future::BoxFuture<'_, ()> {
+        self.inner.close()
+    }
+
+    fn details(&self) -> Option<String> {
+        self.inner.details()
+    }
 }
 
 fn status_of(outcome: &Outcome) -> Status {
@@ -768,6 +837,20 @@ mod tests {
     use crate::vars::Layers;
 
     mod serial;
+
+    #[test]
+    fn loop_items_are_labelled_readably() {
+        use serde_json::json;
+        let image = json!({"image": "consul:1.20", "pull": true});
+        assert_eq!(item_label(&image), "consul:1.20");
+        assert_eq!(item_label(&json!({"name": "web", "image": "x"})), "web");
+        assert_eq!(
+            item_label(&json!({"port": 80, "proto": "tcp"})),
+            "port=80 proto=tcp"
+        );
+        assert_eq!(item_label(&json!("plain")), "plain");
+        assert_eq!(item_label(&json!(3)), "3");
+    }
 
     /// Records every command; `fail` commands exit 1 everywhere, and
     /// `fail@HOST` ones only on that host.

@@ -29,6 +29,13 @@ const LABEL_KIND: &str = "arpanet.lab.kind";
 const KEY_FILE: &str = "id_ed25519";
 const KNOWN_HOSTS_FILE: &str = "known_hosts";
 const INVENTORY_FILE: &str = "inventory.ini";
+/// The lab's name, written by `lab up`, so `--dir D` alone finds D's lab.
+const NAME_FILE: &str = "lab-name";
+/// What a run of the built-in playbooks against the lab's inventory makes
+/// beside it (CA keys included); `lab down` removes them.
+const MADE_BESIDE_INVENTORY: [&str; 2] = ["consul-tls", "docker-tls"];
+/// The lab's name when none is given or recorded.
+pub(crate) const DEFAULT_NAME: &str = "arpanet-lab";
 
 /// Port the registry serves on inside the lab network.
 pub const REGISTRY_PORT: u16 = 5000;
@@ -41,8 +48,34 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 pub struct LabTarget {
     /// Where the lab keeps its key, known_hosts and inventory.
     pub dir: PathBuf,
-    /// Prefix of the lab's containers, network and volumes.
-    pub name: String,
+    /// Prefix of the lab's containers, network and volumes; `None`: the
+    /// name recorded in `dir`, else [`DEFAULT_NAME`].
+    pub name: Option<String>,
+}
+
+/// The lab a command means: the name given, else the one `lab up` recorded
+/// in `dir`, else the default. `lab down` with a name other than the one
+/// `dir` records is refused: it would remove one lab's containers and
+/// another's key and inventory.
+fn lab_name(target: &LabTarget, down: bool) -> Result<String> {
+    let recorded = match std::fs::read_to_string(target.dir.join(NAME_FILE)) {
+        Ok(text) => Some(text.trim().to_owned()).filter(|n| !n.is_empty()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io("read", target.dir.join(NAME_FILE), e)),
+    };
+    match (&target.name, recorded) {
+        (Some(given), Some(recorded)) if down && *given != recorded => Err(Error::usage(format!(
+            "`{}` holds lab `{recorded}`, not `{given}`",
+            target.dir.display()
+        ))
+        .with_hint(format!(
+            "`arpanet lab down --dir {}` takes down `{recorded}`; for `{given}`, pass its own `--dir`",
+            target.dir.display()
+        ))),
+        (Some(given), _) => Ok(given.clone()),
+        (None, Some(recorded)) => Ok(recorded),
+        (None, None) => Ok(DEFAULT_NAME.to_owned()),
+    }
 }
 
 /// What a `lab` command asks for.
@@ -72,10 +105,10 @@ pub fn run(command: LabCommand) -> Result<i32> {
         } => {
             let subnet = Subnet::parse(&subnet)?;
             let plan = plan::nodes(nodes, servers, &subnet)?;
-            Lab::new(&lab)?.up(&subnet, &plan)
+            Lab::new(&lab, false)?.up(&subnet, &plan)
         }
-        LabCommand::Down { lab, purge } => Lab::new(&lab)?.down(purge),
-        LabCommand::Status { lab } => Lab::new(&lab)?.status(),
+        LabCommand::Down { lab, purge } => Lab::new(&lab, true)?.down(purge),
+        LabCommand::Status { lab } => Lab::new(&lab, false)?.status(),
     }
 }
 
@@ -121,8 +154,8 @@ struct Lab {
 }
 
 impl Lab {
-    fn new(target: &LabTarget) -> Result<Self> {
-        let name = &target.name;
+    fn new(target: &LabTarget, down: bool) -> Result<Self> {
+        let name = &lab_name(target, down)?;
         let valid = name
             .chars()
             .next()
@@ -419,6 +452,11 @@ impl Lab {
 
     fn ensure_key(&self, done: &mut Vec<String>) -> Result<PathBuf> {
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("create", &self.dir, e))?;
+        write_if_changed(
+            &self.dir.join(NAME_FILE),
+            &format!("{}\n", self.name),
+            0o644,
+        )?;
         let key = self.dir.join(KEY_FILE);
         if key.exists() && key.with_extension("pub").exists() {
             return Ok(key);
@@ -690,20 +728,7 @@ impl Lab {
             self.docker.run(&["network", "rm", network])?;
             self.say(format!("removed network {}", self.network()));
         }
-        let mut removed_files = 0;
-        for file in [
-            KEY_FILE,
-            &format!("{KEY_FILE}.pub"),
-            KNOWN_HOSTS_FILE,
-            INVENTORY_FILE,
-        ] {
-            let path = self.dir.join(file);
-            match std::fs::remove_file(&path) {
-                Ok(()) => removed_files += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("remove", path, e)),
-            }
-        }
+        let removed_files = remove_lab_files(&self.dir)?;
         if removed_files > 0 {
             self.say(format!(
                 "removed {removed_files} file(s) from {}",
@@ -835,6 +860,37 @@ impl Lab {
     }
 }
 
+/// Remove what `lab up` and runs against the lab wrote in `dir`: the key,
+/// known_hosts, inventory, name, and the certificate folders made beside
+/// the inventory. Returns how many were there.
+fn remove_lab_files(dir: &Path) -> Result<usize> {
+    let mut removed = 0;
+    let key_pub = format!("{KEY_FILE}.pub");
+    for file in [
+        KEY_FILE,
+        &key_pub,
+        KNOWN_HOSTS_FILE,
+        INVENTORY_FILE,
+        NAME_FILE,
+    ] {
+        let path = dir.join(file);
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", path, e)),
+        }
+    }
+    for folder in MADE_BESIDE_INVENTORY {
+        let path = dir.join(folder);
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", path, e)),
+        }
+    }
+    Ok(removed)
+}
+
 fn image_list(specs: &[ImageSpec]) -> String {
     specs
         .iter()
@@ -860,4 +916,52 @@ fn write_if_changed(path: &Path, text: &str, mode: u32) -> Result<bool> {
         .map_err(|e| Error::io("set permissions of", &tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io("write", path, e))?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(dir: &Path, name: Option<&str>) -> LabTarget {
+        LabTarget {
+            dir: dir.to_path_buf(),
+            name: name.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_lab_is_the_one_given_else_the_one_dir_records_else_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert_eq!(lab_name(&target(d, None), false).unwrap(), DEFAULT_NAME);
+        assert_eq!(lab_name(&target(d, Some("mine")), true).unwrap(), "mine");
+        std::fs::write(d.join(NAME_FILE), "ci-lab\n").unwrap();
+        assert_eq!(lab_name(&target(d, None), false).unwrap(), "ci-lab");
+        assert_eq!(lab_name(&target(d, None), true).unwrap(), "ci-lab");
+        assert_eq!(lab_name(&target(d, Some("other")), false).unwrap(), "other");
+        let err = lab_name(&target(d, Some("other")), true).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("holds lab `ci-lab`, not `other`"), "{text}");
+        assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT);
+    }
+
+    #[test]
+    fn down_removes_the_key_material_made_beside_the_inventory() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for file in [KEY_FILE, INVENTORY_FILE, NAME_FILE] {
+            std::fs::write(d.join(file), "x").unwrap();
+        }
+        for folder in MADE_BESIDE_INVENTORY {
+            std::fs::create_dir_all(d.join(folder).join("ca")).unwrap();
+            std::fs::write(d.join(folder).join("ca/ca-key.pem"), "secret").unwrap();
+        }
+        std::fs::write(d.join("notes.txt"), "mine").unwrap();
+        assert_eq!(remove_lab_files(d).unwrap(), 5);
+        let left: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["notes.txt"]);
+    }
 }

@@ -21,6 +21,7 @@ pub(crate) mod modules;
 pub(crate) mod plan;
 pub(crate) mod playbook;
 pub(crate) mod probe;
+pub(crate) mod project;
 pub(crate) mod report;
 pub(crate) mod runner;
 pub(crate) mod scope;
@@ -58,6 +59,30 @@ pub fn run(cli: Cli) -> i32 {
             }
             err.exit_code()
         }
+    }
+}
+
+/// A command line clap refused: its message, or ours where we know what the
+/// user meant (old command names, `consul` arguments without `--`); returns
+/// the exit code.
+pub fn parse_failed(err: clap::Error) -> i32 {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let advice = match err.kind() {
+        clap::error::ErrorKind::InvalidSubcommand | clap::error::ErrorKind::UnknownArgument => {
+            command::legacy::advice(&args)
+        }
+        _ => None,
+    };
+    if let Some((message, hint)) = advice {
+        eprintln!("error: {message}\nhint: {hint}");
+        return error::exit::BAD_INPUT;
+    }
+    let _ = err.print();
+    // Help and version are not errors; bad options are bad input.
+    if err.use_stderr() {
+        error::exit::BAD_INPUT
+    } else {
+        0
     }
 }
 

@@ -273,7 +273,7 @@ impl Playbook {
             match &p.import {
                 Some(name) => {
                     let location = builder.loc(p.key_pos("import_playbook"));
-                    let imported = import(name, dir, &location, builtins)?;
+                    let imported = import(name, disk_dir(source, dir), &location, builtins)?;
                     plays.extend(imported.plays);
                     let mut found = found.borrow_mut();
                     found.uses.extend(imported.uses);
@@ -387,9 +387,23 @@ fn resolve_in(arg: &str, cwd: &Path, builtins: Builtins) -> Result<Playbook> {
     }))
 }
 
+/// Where the imports of the playbook or task file `source` are looked for on
+/// disk: beside it, or nowhere for a built-in one, whose import chain never
+/// picks up a stray file in the current directory (a `pull.yml` there
+/// overrides `arpanet run pull`, not the `pull` inside `bootstrap`).
+fn disk_dir<'d>(source: &Path, dir: &'d Path) -> Option<&'d Path> {
+    (!source.starts_with("<builtin>")).then_some(dir)
+}
+
 /// The plays of `import_playbook: NAME`: a file beside the importing
-/// playbook, else a built-in (`setup.yml` or `setup`).
-fn import(name: &str, dir: &Path, location: &Location, builtins: Builtins) -> Result<Playbook> {
+/// playbook (`dir`, if it is on disk), else a built-in (`setup.yml` or
+/// `setup`).
+fn import(
+    name: &str,
+    dir: Option<&Path>,
+    location: &Location,
+    builtins: Builtins,
+) -> Result<Playbook> {
     thread_local! {
         static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
@@ -400,22 +414,26 @@ fn import(name: &str, dir: &Path, location: &Location, builtins: Builtins) -> Re
         };
         return Err(InputError::new(location.clone(), kind).into());
     }
-    let path = dir.join(name);
+    let path = dir.map(|d| d.join(name)).filter(|p| p.is_file());
     let builtin_name = name.trim_end_matches(".yml").trim_end_matches(".yaml");
     DEPTH.set(DEPTH.get() + 1);
-    let result = if path.is_file() {
+    let result = if let Some(path) = path {
         Playbook::load_with(&path, builtins)
     } else if let Some(text) = builtins.playbook(builtin_name) {
         let source = format!("<builtin>/{builtin_name}.yml");
-        Playbook::parse_with(Path::new(&source), dir, text, builtins)
+        let dir = dir.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        Playbook::parse_with(Path::new(&source), &dir, text, builtins)
     } else {
         let kind = InputKind::ImportNotFound {
             keyword: "import_playbook".into(),
             name: name.into(),
-            looked: format!(
-                "looked for `{}` and a built-in `{builtin_name}`",
-                path.display()
-            ),
+            looked: match dir {
+                Some(dir) => format!(
+                    "looked for `{}` and a built-in `{builtin_name}`",
+                    dir.join(name).display()
+                ),
+                None => format!("looked for a built-in `{builtin_name}`"),
+            },
         };
         Err(InputError::new(location.clone(), kind).into())
     };
@@ -424,14 +442,15 @@ fn import(name: &str, dir: &Path, location: &Location, builtins: Builtins) -> Re
 }
 
 /// The text of `import_tasks: NAME`: beside the playbook, in its `tasks/`
-/// folder, else a built-in task file.
+/// folder (when `dir` is on disk), else a built-in task file.
 fn task_file(
     name: &str,
-    dir: &Path,
+    dir: Option<&Path>,
     location: &Location,
     builtins: Builtins,
 ) -> Result<(PathBuf, String)> {
-    for path in [dir.join(name), dir.join("tasks").join(name)] {
+    let candidates = dir.map(|dir| [dir.join(name), dir.join("tasks").join(name)]);
+    for path in candidates.into_iter().flatten() {
         if path.is_file() {
             let text = crate::error::read_input(&path)?;
             return Ok((path, text));
@@ -446,7 +465,10 @@ fn task_file(
             let kind = InputKind::ImportNotFound {
                 keyword: "import_tasks".into(),
                 name: name.into(),
-                looked: format!("looked in `{}` and its `tasks/` folder", dir.display()),
+                looked: match dir {
+                    Some(dir) => format!("looked in `{}` and its `tasks/` folder", dir.display()),
+                    None => "looked among the built-in task files".into(),
+                },
             };
             Err(InputError::new(location.clone(), kind).into())
         }
@@ -619,7 +641,12 @@ impl Builder<'_> {
         }
         self.engine
             .check_condition(&raw.when, &self.loc(raw.key_pos("when")))?;
-        let (source, text) = task_file(name, self.dir, &location, self.builtins)?;
+        let (source, text) = task_file(
+            name,
+            disk_dir(self.source, self.dir),
+            &location,
+            self.builtins,
+        )?;
         let raw_tasks = yaml::parse(&text)
             .map_err(|e| yaml::syntax_error(&source, &text, e))
             .and_then(|doc| {

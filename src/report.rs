@@ -111,14 +111,24 @@ pub enum Event {
     TaskStart {
         task: String,
         hosts: usize,
+        /// The hosts it runs on, for the `still running` lines.
+        #[serde(skip)]
+        names: Vec<String>,
     },
     HandlerStart {
         task: String,
         hosts: usize,
+        #[serde(skip)]
+        names: Vec<String>,
     },
     Host(HostResult),
     Warning {
         message: String,
+    },
+    /// `-vv` and up: a command sent to a host, or how it was reached.
+    Detail {
+        host: String,
+        text: String,
     },
     /// The run stopped in this play: a batch went over its
     /// `max_fail_percentage` (given here), or lost every host.
@@ -214,6 +224,7 @@ impl Printer {
         let style = Style {
             colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
             progress: format == OutputFormat::Human && std::io::stderr().is_terminal(),
+            heartbeat: !std::io::stdout().is_terminal(),
             verbose,
         };
         let thread = std::thread::spawn(move || print_loop(rx, format, style));
@@ -295,13 +306,96 @@ pub fn round(d: Duration) -> f64 {
 struct Style {
     colour: bool,
     progress: bool,
+    /// Without a terminal on stdout (a pipe, CI), a line on stderr every
+    /// [`HEARTBEAT`] while a task runs, so a long wait shows a sign of life.
+    heartbeat: bool,
     verbose: u8,
+}
+
+/// How often a long task says it is still running, without a terminal.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// The task under way and the hosts that have not reported yet.
+struct Running {
+    task: String,
+    pending: Vec<String>,
+    started: std::time::Instant,
+    next: std::time::Instant,
+}
+
+impl Running {
+    fn track(running: &mut Option<Running>, event: &Event) {
+        match event {
+            Event::TaskStart { task, names, .. } | Event::HandlerStart { task, names, .. } => {
+                let now = std::time::Instant::now();
+                *running = Some(Running {
+                    task: task.clone(),
+                    pending: names.clone(),
+                    started: now,
+                    next: now + HEARTBEAT,
+                });
+            }
+            Event::Host(result) => {
+                if let Some(r) = running {
+                    r.pending.retain(|h| *h != result.host);
+                }
+            }
+            Event::PlayStart { .. } | Event::PlayAborted { .. } => *running = None,
+            Event::Warning { .. } | Event::Detail { .. } => {}
+        }
+    }
+
+    /// `still running: TASK on a, b (20s)`, when it is time for one.
+    fn beat(&mut self) -> Option<String> {
+        let now = std::time::Instant::now();
+        if now < self.next || self.pending.is_empty() {
+            return None;
+        }
+        // Whole heartbeats, so the lines read 10s, 20s, ... however late
+        // the printer woke.
+        let seconds = (self.next - self.started).as_secs();
+        self.next += HEARTBEAT;
+        let mut hosts = self
+            .pending
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if self.pending.len() > 5 {
+            hosts.push_str(&format!(" and {} more", self.pending.len() - 5));
+        }
+        Some(format!(
+            "still running: {} on {hosts} ({seconds}s)",
+            self.task
+        ))
+    }
 }
 
 fn print_loop(rx: mpsc::Receiver<Msg>, format: OutputFormat, style: Style) {
     let mut recap = Recap::default();
     let mut progress: Option<indicatif::ProgressBar> = None;
-    for msg in rx {
+    let mut running: Option<Running> = None;
+    loop {
+        let msg = match running.as_mut().filter(|_| style.heartbeat) {
+            Some(r) => {
+                let wait = r.next.saturating_duration_since(std::time::Instant::now());
+                match rx.recv_timeout(wait) {
+                    Ok(msg) => msg,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if let Some(line) = r.beat() {
+                            eprintln!("{line}");
+                        }
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            }
+            None => match rx.recv() {
+                Ok(msg) => msg,
+                Err(_) => return,
+            },
+        };
         match msg {
             Msg::Finish(reply) => {
                 if let Some(bar) = progress.take() {
@@ -312,6 +406,7 @@ fn print_loop(rx: mpsc::Receiver<Msg>, format: OutputFormat, style: Style) {
             }
             Msg::Event(event) => {
                 recap.add(&event);
+                Running::track(&mut running, &event);
                 let line = match format {
                     OutputFormat::Json => serde_json::to_string(&event).unwrap_or_default(),
                     OutputFormat::Human => human(&event, style),
@@ -336,7 +431,7 @@ fn print_loop(rx: mpsc::Receiver<Msg>, format: OutputFormat, style: Style) {
 /// A spinner on stderr counting the hosts still working on the current task.
 fn update_progress(progress: &mut Option<indicatif::ProgressBar>, event: &Event) {
     match event {
-        Event::TaskStart { task, hosts } | Event::HandlerStart { task, hosts } => {
+        Event::TaskStart { task, hosts, .. } | Event::HandlerStart { task, hosts, .. } => {
             if let Some(bar) = progress.take() {
                 bar.finish_and_clear();
             }
@@ -410,6 +505,7 @@ fn human(event: &Event, style: Style) -> String {
         Event::TaskStart { task, .. } => banner("TASK", task),
         Event::HandlerStart { task, .. } => banner("RUNNING HANDLER", task),
         Event::Warning { message } => format!("[WARNING]: {message}"),
+        Event::Detail { host, text } => format!("<{host}> {text}"),
         Event::PlayAborted { play, reason, .. } => format!("play `{play}` stopped: {reason}"),
         Event::Host(result) => host_line(result, style),
     }
@@ -564,6 +660,7 @@ mod tests {
             Style {
                 colour: false,
                 progress: false,
+                heartbeat: false,
                 verbose: 0,
             },
         );

@@ -133,6 +133,7 @@ impl SshConnector {
         // (or a slow sshd still counting our last login) can fill it. Such a
         // drop is retried a few times; a refused host key never is.
         let mut attempt = 0;
+        let offered = Arc::new(Mutex::new(None));
         let mut handle = loop {
             attempt += 1;
             let stream = tcp_connect(target).await?;
@@ -141,6 +142,7 @@ impl SshConnector {
                 target: target.clone(),
                 known_hosts: known_hosts.clone(),
                 rejection: Arc::clone(&rejection),
+                offered: Arc::clone(&offered),
             };
             let handshake = client::connect_stream(Arc::clone(&config), stream, handler);
             match tokio::time::timeout(target.connect_timeout, handshake).await {
@@ -174,7 +176,7 @@ impl SshConnector {
                 }
             }
         };
-        match tokio::time::timeout(
+        let identity = match tokio::time::timeout(
             target.connect_timeout,
             self.authenticate(&mut handle, target),
         )
@@ -191,9 +193,22 @@ impl SshConnector {
                     "the server stopped answering during the login",
                 ))
             }
-        }
+        };
         drop(permit);
+        let host_key = offered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_else(|| "unknown".into());
+        let checking = match target.host_key_checking {
+            HostKeyChecking::Off => " (not checked)",
+            _ => "",
+        };
         Ok(SshTransport {
+            details: format!(
+                "{}@{peer}, host key {host_key}{checking}, logged in with {identity}",
+                target.user
+            ),
             host: target.name.clone(),
             handle,
             sessions: Semaphore::new(MAX_SESSIONS),
@@ -202,12 +217,12 @@ impl SshConnector {
     }
 
     /// Try the agent's identities, then each existing key file, as
-    /// `target.user`.
+    /// `target.user`; returns which key was accepted.
     async fn authenticate(
         &self,
         handle: &mut Handle<ClientHandler>,
         target: &Target,
-    ) -> Result<()> {
+    ) -> Result<String> {
         let user = target.user.as_str();
         let mut notes: Vec<String> = Vec::new();
         let mut tried: Vec<String> = Vec::new();
@@ -232,7 +247,12 @@ impl SshConnector {
                             .authenticate_publickey_with(user, key.clone(), hash, &mut agent)
                             .await
                         {
-                            Ok(AuthResult::Success) => return Ok(()),
+                            Ok(AuthResult::Success) => {
+                                return Ok(format!(
+                                    "ssh-agent key {}",
+                                    known_hosts::fingerprint(&key)
+                                ))
+                            }
                             Ok(AuthResult::Failure { .. }) => offered.push(key),
                             Err(e) => {
                                 if handle.is_closed() {
@@ -272,7 +292,13 @@ impl SshConnector {
             let hash = rsa_hash(handle, &public).await;
             let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
             match handle.authenticate_publickey(user, key).await {
-                Ok(AuthResult::Success) => return Ok(()),
+                Ok(AuthResult::Success) => {
+                    return Ok(format!(
+                        "`{}` ({})",
+                        path.display(),
+                        known_hosts::fingerprint(&public)
+                    ))
+                }
                 Ok(AuthResult::Failure { .. }) => offered.push(public),
                 Err(_) if handle.is_closed() => return Err(closed_during_auth(target, &tried)),
                 Err(e) => notes.push(format!("`{}` was not accepted: {e}", path.display())),
@@ -377,6 +403,8 @@ pub fn host_key_checking_off_warning(target: &Target) -> String {
 /// One authenticated SSH connection.
 pub struct SshTransport {
     host: String,
+    /// Who logged in where, with which key, and the host key seen.
+    details: String,
     handle: Handle<ClientHandler>,
     sessions: Semaphore,
     /// The kills of abandoned commands still under way (see [`Abandon`]).
@@ -526,6 +554,10 @@ impl Transport for SshTransport {
         })
     }
 
+    fn details(&self) -> Option<String> {
+        Some(self.details.clone())
+    }
+
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let kills = std::mem::take(&mut *self.kills.lock().unwrap_or_else(|p| p.into_inner()));
@@ -621,6 +653,8 @@ struct ClientHandler {
     /// The known_hosts files as read before the handshake.
     known_hosts: KnownHosts,
     rejection: Arc<Mutex<Option<Error>>>,
+    /// The server's key as offered (`TYPE SHA256:...`), for `-vvv`.
+    offered: Arc<Mutex<Option<String>>>,
 }
 
 impl ClientHandler {
@@ -716,6 +750,20 @@ impl client::Handler for ClientHandler {
         &mut self,
         server_key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
+        let described = match server_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => {
+                format!("{} {}", key.algorithm(), known_hosts::fingerprint(key))
+            }
+            PublicKeyOrCertificate::Certificate(cert) => {
+                let key = PublicKey::new(cert.public_key().clone(), "");
+                format!(
+                    "{} certificate {}",
+                    key.algorithm(),
+                    known_hosts::fingerprint(&key)
+                )
+            }
+        };
+        *self.offered.lock().unwrap_or_else(|p| p.into_inner()) = Some(described);
         match self.verify(server_key) {
             Ok(()) => Ok(true),
             Err(e) => {

@@ -135,6 +135,12 @@ pub trait Transport: Send + Sync {
 
     /// Close the connection politely.
     fn close(&self) -> BoxFuture<'_, ()>;
+
+    /// How the connection was made (user, address, host key, the key that
+    /// logged in), for `-vvv`.
+    fn details(&self) -> Option<String> {
+        None
+    }
 }
 
 /// How strictly a host's key is checked against known_hosts.

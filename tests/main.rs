@@ -4,6 +4,7 @@
 mod support;
 
 mod cluster;
+mod daytwo;
 mod host_keys;
 mod inputs;
 mod lab;

@@ -2,7 +2,8 @@
 //! from the repository's `playbooks/` and `templates/` folders. The engine
 //! knows none of these names: `command/run.rs` hands this table to the
 //! playbook resolver as its built-in source, after the files on disk (a
-//! `NAME.yml` in the current directory overrides the built-in `NAME`).
+//! `NAME.yml` in the current directory overrides the built-in `NAME` named
+//! on the command line, never one a built-in imports).
 
 use crate::playbook::Builtins;
 

@@ -48,7 +48,10 @@ async fn node_status(connector: &dyn Connector, host: &HostInfo) -> NodeStatus {
     let conn = match connector.connect(&host.target).await {
         Ok(conn) => conn,
         Err(err) => {
-            status.error = Some(err.to_string());
+            // The table prefixes the node; the error names it too.
+            let text = err.to_string();
+            let prefix = format!("{}: ", host.name);
+            status.error = Some(text.strip_prefix(&prefix).unwrap_or(&text).to_owned());
             return status;
         }
     };

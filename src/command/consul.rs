@@ -7,5 +7,5 @@ use crate::cluster::consul_exec;
 use crate::error::Result;
 
 pub(crate) fn run(args: ConsulArgs) -> Result<i32> {
-    consul_exec::consul_cli(&connect_options(&args.connect), &args.args)
+    consul_exec::consul_cli(&connect_options(&args.connect)?, &args.args)
 }

@@ -36,10 +36,11 @@ pub(crate) fn run(args: ExecArgs) -> Result<i32> {
         limit: args.connect.limit.clone(),
         task_timeout: super::task_timeout(args.task_timeout),
         show_output: true,
+        verbose: args.connect.verbose,
         ..Settings::default()
     };
     runner::run_playbooks(
-        &connect_options(&args.connect),
+        &connect_options(&args.connect)?,
         output(&args.connect),
         settings,
         &[playbook],

@@ -10,7 +10,8 @@ use crate::inventory::Inventory;
 use crate::scope::Scope;
 
 pub(crate) fn run(args: InventoryArgs) -> Result<i32> {
-    let inventory = Arc::new(Inventory::load(&args.inventory)?);
+    let path = crate::project::inventory(args.inventory.as_deref())?;
+    let inventory = Arc::new(Inventory::load(&path)?);
     let scope = Scope::load(
         inventory.clone(),
         crate::cluster::builtin::BUILTINS.defaults,

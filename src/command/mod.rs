@@ -8,20 +8,23 @@ pub(crate) mod exec;
 pub(crate) mod inventory;
 pub(crate) mod kv;
 pub(crate) mod lab;
+pub(crate) mod legacy;
 pub(crate) mod render;
 pub(crate) mod run;
 pub(crate) mod status;
 
 use crate::cli::{ConnectArgs, HostKeyCheckingArg, OutputFormat as OutputArg};
 use crate::config::ConnectOptions;
+use crate::error::Result;
 use crate::report::OutputFormat;
 use crate::runner::Output;
 use crate::transport::HostKeyChecking;
 
-/// The options every command that reaches hosts shares.
-fn connect_options(args: &ConnectArgs) -> ConnectOptions {
-    ConnectOptions {
-        inventory: args.inventory.clone(),
+/// The options every command that reaches hosts shares; the inventory
+/// found without `-i` where it can be (see `project`).
+fn connect_options(args: &ConnectArgs) -> Result<ConnectOptions> {
+    Ok(ConnectOptions {
+        inventory: crate::project::inventory(args.inventory.as_deref())?,
         limit: args.limit.clone(),
         extra_vars: args.extra_vars.clone(),
         forks: args.forks,
@@ -35,7 +38,7 @@ fn connect_options(args: &ConnectArgs) -> ConnectOptions {
         },
         timeout: args.timeout,
         defaults: crate::cluster::builtin::BUILTINS.defaults,
-    }
+    })
 }
 
 fn output_format(format: OutputArg) -> OutputFormat {

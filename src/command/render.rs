@@ -1,18 +1,22 @@
 //! `arpanet render --host NAME TEMPLATE`: a template file (or a built-in
 //! one) rendered with one host's variables, printed. Contacts no host.
+//! The variables are those a play sees (`hostvars`, `groups`,
+//! `group_names`), so what a run would send can be previewed.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::cli::RenderArgs;
 use crate::config;
-use crate::error::{exit, Error, Result};
+use crate::error::{exit, Error, Location, Result};
 use crate::inventory::Inventory;
-use crate::scope::Scope;
+use crate::scope::{Resolved, Scope};
 use crate::template::Engine;
+use crate::vars::Vars;
 
 pub(crate) fn run(args: RenderArgs) -> Result<i32> {
-    let inventory = Arc::new(Inventory::load(&args.inventory)?);
+    let path = crate::project::inventory(args.inventory.as_deref())?;
+    let inventory = Arc::new(Inventory::load(&path)?);
     let scope = Scope::load(
         inventory.clone(),
         crate::cluster::builtin::BUILTINS.defaults,
@@ -23,20 +27,27 @@ pub(crate) fn run(args: RenderArgs) -> Result<i32> {
         return Err(Error::usage(format!(
             "no host `{}` in `{}`",
             args.host,
-            args.inventory.display()
+            path.display()
         )));
     }
-    let engine = Engine::new();
-    let vars = scope.host(&engine, &args.host).vars;
+    let mut engine = Engine::new();
+    let origin = Location::new("<variables>", 0, 0);
+    let mut play = scope.play(&mut engine, &Vars::new(), &origin);
+    let host = play.remove(&args.host).unwrap_or_default();
+    let vars = &host.vars;
     let path = Path::new(&args.template);
     let text = if path.exists() {
-        engine.render_file(path, &vars)?
+        engine
+            .render_file(path, vars)
+            .map_err(|e| explain(e, &host))?
     } else if let Some(source) = crate::cluster::builtin::BUILTINS.template(&args.template) {
-        engine.render_named(
-            &format!("<builtin>/templates/{}", args.template),
-            source,
-            &vars,
-        )?
+        engine
+            .render_named(
+                &format!("<builtin>/templates/{}", args.template),
+                source,
+                vars,
+            )
+            .map_err(|e| explain(e, &host))?
     } else {
         return Err(Error::usage(format!(
             "no template file `{}`",
@@ -45,4 +56,19 @@ pub(crate) fn run(args: RenderArgs) -> Result<i32> {
     };
     print!("{text}");
     Ok(exit::OK)
+}
+
+/// A variable the template reads that is defined but whose own template
+/// did not render: say why, rather than guess at a similar name.
+fn explain(err: Error, host: &Resolved) -> Error {
+    let message = err.to_string();
+    match host
+        .unrendered()
+        .find(|(key, _)| message.contains(&format!("`{key}`")))
+    {
+        Some((key, why)) => err.with_hint(format!(
+            "`{key}` is defined, but its value did not render: {why}"
+        )),
+        None => err,
+    }
 }

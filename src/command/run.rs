@@ -30,9 +30,10 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         skip_tags: args.skip_tags,
         // `-v` shows what each command printed, as Ansible's does.
         show_output: args.connect.verbose > 0,
+        verbose: args.connect.verbose,
     };
     let result = runner::run_playbooks(
-        &connect_options(&args.connect),
+        &connect_options(&args.connect)?,
         output(&args.connect),
         settings,
         &playbooks,

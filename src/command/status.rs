@@ -7,7 +7,7 @@ use crate::error::Result;
 
 pub(crate) fn run(args: StatusArgs) -> Result<i32> {
     cluster::status::status(
-        &connect_options(&args.connect),
+        &connect_options(&args.connect)?,
         output_format(args.connect.output),
     )
 }

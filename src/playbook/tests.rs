@@ -607,6 +607,37 @@ fn resolve_finds_files_then_builtins_then_suggests() {
 }
 
 #[test]
+fn stray_files_in_the_cwd_override_a_top_level_builtin_not_its_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["pull.yml", "preflight.yml", "consul-agent.yml"] {
+        std::fs::write(
+            dir.path().join(name),
+            "- hosts: stray
+",
+        )
+        .unwrap();
+    }
+    std::fs::create_dir(dir.path().join("tasks")).unwrap();
+    std::fs::write(
+        dir.path().join("tasks/consul-agent.yml"),
+        "- stray: x
+",
+    )
+    .unwrap();
+    let boot = resolve_in("bootstrap", dir.path(), B).unwrap();
+    let hosts: Vec<&str> = boot.plays.iter().map(|p| p.hosts.as_str()).collect();
+    assert!(!hosts.contains(&"stray"), "{hosts:?}");
+    assert_eq!(boot.plays[0].name, "check the cluster shape");
+    assert!(boot
+        .plays
+        .iter()
+        .all(|p| p.location.file.starts_with("<builtin>")));
+    // Asked for by name, the local file still wins.
+    let pull = resolve_in("pull", dir.path(), B).unwrap();
+    assert_eq!(pull.plays[0].hosts, "stray");
+}
+
+#[test]
 fn resolve_src_looks_beside_the_playbook_then_in_templates_or_files() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
