@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::values::{Cond, Count, Flag, Ident, List, Percent, Seconds, SerialValue, Text, VarMap};
+use super::values::{Cond, Count, Flag, Ident, List, Percent, Seconds, SerialValue, Text, VarMap, WholeSeconds};
 use super::Serial;
 use crate::error::InputKind;
 use crate::modules::{BadArgs, Module, Registry};
@@ -359,7 +359,7 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
             "retries" => t.retries = Some(value::<Count>(key, v)?.0),
             "delay" => t.delay = Some(value::<Seconds>(key, v)?.0),
             "until" => t.until = value::<Cond>(key, v)?.0,
-            "timeout" => t.timeout = Some(value::<Count>(key, v)?.0),
+            "timeout" => t.timeout = Some(value::<WholeSeconds>(key, v)?.0),
             "ignore_errors" => t.ignore_errors = value::<Flag>(key, v)?.0,
             "run_once" => t.run_once = value::<Flag>(key, v)?.0,
             "changed_when" => t.changed_when = value::<Cond>(key, v)?.0,

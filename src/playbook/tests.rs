@@ -298,7 +298,12 @@ fn timeout_is_whole_seconds_checked_where_written() {
         task("    - command: x\n      timeout: 0\n").timeout,
         Some(0)
     );
-    for bad in ["-1", "1.5", "soon"] {
+    // Hours are fine (a long backup); more than a week is a typo.
+    assert_eq!(
+        task("    - command: x\n      timeout: 14400\n").timeout,
+        Some(14400)
+    );
+    for bad in ["-1", "1.5", "soon", "604801"] {
         let text = error(&format!(
             "- hosts: all\n  tasks:\n    - command: x\n      timeout: {bad}\n"
         ));

@@ -102,6 +102,21 @@ impl<'de> Deserialize<'de> for Seconds {
     }
 }
 
+/// A whole number of seconds from 0 to [`MAX_SECONDS`] (a task's `timeout:`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WholeSeconds(pub u32);
+
+impl<'de> Deserialize<'de> for WholeSeconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_scalar(d, "a whole number of seconds from 0 to 604800 (a week)", |s| {
+            s.parse::<u32>()
+                .ok()
+                .filter(|n| f64::from(*n) <= MAX_SECONDS)
+        })
+        .map(WholeSeconds)
+    }
+}
+
 /// A percentage: `30`, `30%` or `12.5`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Percent(pub f64);
