@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::values::{Cond, Count, Flag, Ident, List, Percent, Seconds, SerialValue, Text, VarMap, WholeSeconds};
+use super::values::{
+    Cond, Count, Flag, Ident, List, Percent, Seconds, SerialValue, Text, VarMap, WholeSeconds,
+};
 use super::Serial;
 use crate::error::InputKind;
 use crate::modules::{BadArgs, Module, Registry};

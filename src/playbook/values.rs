@@ -108,11 +108,15 @@ pub(crate) struct WholeSeconds(pub u32);
 
 impl<'de> Deserialize<'de> for WholeSeconds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        parse_scalar(d, "a whole number of seconds from 0 to 604800 (a week)", |s| {
-            s.parse::<u32>()
-                .ok()
-                .filter(|n| f64::from(*n) <= MAX_SECONDS)
-        })
+        parse_scalar(
+            d,
+            "a whole number of seconds from 0 to 604800 (a week)",
+            |s| {
+                s.parse::<u32>()
+                    .ok()
+                    .filter(|n| f64::from(*n) <= MAX_SECONDS)
+            },
+        )
         .map(WholeSeconds)
     }
 }
