@@ -13,7 +13,8 @@ use crate::template::Engine;
 use crate::transport::Target;
 use crate::vars::Vars;
 
-/// At most this many SSH handshakes at once, below sshd's MaxStartups (10).
+/// At most this many SSH handshakes at once to one host, below sshd's
+/// MaxStartups (10); distinct hosts connect in parallel up to `--forks`.
 pub const MAX_STARTS: usize = 8;
 
 pub struct Session {

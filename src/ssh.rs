@@ -7,7 +7,10 @@
 //! It exists so that everything above it (executor, modules) sees one small
 //! trait, while the parts of SSH that bite at scale live here:
 //! - sshd's `MaxStartups` drops connections when too many are still
-//!   unauthenticated, so a semaphore caps handshakes in flight;
+//!   unauthenticated, so a semaphore per server address (`host:port`) caps
+//!   handshakes in flight there. The limit is per server, as MaxStartups
+//!   is: 500 distinct hosts handshake in parallel, bounded only by how many
+//!   hosts the executor works on at once (`--forks`);
 //! - sshd's `MaxSessions` refuses channels beyond 10 per connection, so
 //!   every exec opens its own channel, waits for it to close, and a
 //!   per-connection semaphore keeps concurrent execs below the limit;
@@ -32,6 +35,7 @@ pub mod config;
 pub mod known_hosts;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,8 +54,8 @@ use crate::error::{Error, Result};
 use crate::transport::{Capped, Connector, HostKeyChecking, Output, Stream, Target, Transport};
 use known_hosts::{KnownHosts, ServerKey, Status};
 
-/// Handshakes in flight when the caller has no opinion; below sshd's default
-/// `MaxStartups 10`.
+/// Handshakes in flight to one server address when the caller has no
+/// opinion; below sshd's default `MaxStartups 10`.
 pub const DEFAULT_MAX_STARTS: usize = 8;
 
 /// Session channels open at once on one connection; below sshd's default
@@ -76,24 +80,29 @@ const KILL_WAIT: Duration = Duration::from_secs(3);
 /// Environment variable holding the passphrase for encrypted key files.
 pub const PASSPHRASE_ENV: &str = "ARPANET_SSH_PASSPHRASE";
 
-/// Opens SSH connections; at most `max_starts` handshakes (TCP connect to
-/// end of authentication) at once.
 /// Handshakes tried when sshd drops the connection before the key exchange.
 const HANDSHAKE_ATTEMPTS: u32 = 3;
 
+/// Opens SSH connections; at most `max_starts` handshakes (TCP connect to
+/// end of authentication) at once to any one server address.
 pub struct SshConnector {
-    starts: Arc<Semaphore>,
+    max_starts: usize,
+    /// One semaphore per `address:port` with handshakes in flight; an entry
+    /// is removed when its last handshake ends, so the map stays as small as
+    /// the number of hosts being connected to.
+    starts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
     agent: Option<PathBuf>,
     passphrase: Option<String>,
 }
 
 impl SshConnector {
-    /// A connector allowing `max_starts` handshakes at once (at least one),
-    /// using the ssh-agent at `$SSH_AUTH_SOCK` and the passphrase in
+    /// A connector allowing `max_starts` handshakes at once per server
+    /// address (at least one), using the ssh-agent at `$SSH_AUTH_SOCK` and the passphrase in
     /// `$ARPANET_SSH_PASSPHRASE` when set.
     pub fn new(max_starts: usize) -> SshConnector {
         SshConnector {
-            starts: Arc::new(Semaphore::new(max_starts.max(1))),
+            max_starts: max_starts.max(1),
+            starts: Arc::default(),
             agent: std::env::var_os("SSH_AUTH_SOCK")
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
@@ -117,11 +126,7 @@ impl SshConnector {
 
     /// Connect and authenticate to `target`.
     pub async fn connect_ssh(&self, target: &Target) -> Result<SshTransport> {
-        let permit = self
-            .starts
-            .acquire()
-            .await
-            .map_err(|_| Error::Internal("connection semaphore closed".into()))?;
+        let permit = self.start(target).await?;
         let known_hosts = match target.host_key_checking {
             HostKeyChecking::Off => KnownHosts::default(),
             _ => KnownHosts::read(&target.known_hosts, &target.extra_known_hosts)?,
@@ -213,6 +218,28 @@ impl SshConnector {
             handle,
             sessions: Semaphore::new(MAX_SESSIONS),
             kills: Arc::default(),
+        })
+    }
+
+    /// Wait for a handshake slot at `target`'s address.
+    async fn start(&self, target: &Target) -> Result<StartPermit> {
+        let key = endpoint(target);
+        let semaphore = {
+            let mut starts = self.starts.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(
+                starts
+                    .entry(key.clone())
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.max_starts))),
+            )
+        };
+        let permit = semaphore
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Internal("connection semaphore closed".into()))?;
+        Ok(StartPermit {
+            permit: Some(permit),
+            key,
+            starts: Arc::clone(&self.starts),
         })
     }
 
@@ -371,6 +398,29 @@ impl SshConnector {
                 )),
             },
             Err(e) => Err(format!("cannot load `{}`: {e}", path.display())),
+        }
+    }
+}
+
+/// A handshake slot at one address; the last one to go removes the
+/// address's semaphore from the connector's map.
+struct StartPermit {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    key: String,
+    starts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+}
+
+impl Drop for StartPermit {
+    fn drop(&mut self) {
+        let mut starts = self.starts.lock().unwrap_or_else(|p| p.into_inner());
+        // The permit holds a reference to the semaphore; once it is gone, one
+        // held by the map alone means nobody else holds or awaits a slot.
+        drop(self.permit.take());
+        if starts
+            .get(&self.key)
+            .is_some_and(|s| Arc::strong_count(s) == 1)
+        {
+            starts.remove(&self.key);
         }
     }
 }

@@ -509,6 +509,65 @@ async fn connection_starts_are_throttled_below_max_startups() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn handshakes_are_throttled_per_address_not_globally() {
+    // Each sshd allows 3 unauthenticated connections; 2 handshakes in
+    // flight per address keep below that for both hosts at once.
+    let cluster = Cluster::start_with_config(2, "MaxStartups 3\n");
+    let connector = SshConnector::new(2).with_agent(None).with_passphrase(None);
+    let targets = [cluster.target(0), cluster.target(1)];
+    let connects = targets.iter().flat_map(|target| {
+        let connector = &connector;
+        (0..12).map(move |_| async move {
+            let ssh = connector.connect(target).await?;
+            ssh.exec("echo up", None).await
+        })
+    });
+    for out in futures::future::join_all(connects).await {
+        assert_eq!(out.unwrap().stdout, "up\n");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_handshake_does_not_hold_up_other_hosts() {
+    // A port that accepts and never answers holds its handshake until the
+    // connect timeout; with one start per address, another host connects
+    // meanwhile (a global limit of one would make it wait).
+    let cluster = Cluster::start(1);
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    let connector = SshConnector::new(1).with_agent(None).with_passphrase(None);
+    let mut stalled = cluster.target(0);
+    stalled.name = "silent".into();
+    stalled.address = "127.0.0.1".into();
+    stalled.port = silent_port;
+    stalled.connect_timeout = Duration::from_secs(20);
+    let stalled_connect = connector.connect(&stalled);
+    tokio::pin!(stalled_connect);
+    // Let the stalled handshake take its slot first.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut stalled_connect)
+            .await
+            .is_err(),
+        "the silent port answered"
+    );
+    let target = cluster.target(0);
+    tokio::select! {
+        out = connector.connect(&target) => {
+            let ssh = out.unwrap();
+            assert_eq!(ssh.exec("echo up", None).await.unwrap().stdout, "up\n");
+        }
+        _ = &mut stalled_connect => panic!("the silent port connected or timed out first"),
+    }
+    held.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn execs_abandoned_by_a_timeout_free_their_sessions() {
     let cluster = Cluster::start(1);
     let ssh = connect(&cluster, 0).await;
