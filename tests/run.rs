@@ -1216,3 +1216,149 @@ fn stop_with_purge_needs_yes_off_a_terminal_before_any_host() {
     let plain = run(&cluster, &inventory, &["stop", "-e", "purge=no"]);
     assert_eq!(plain.code, 4, "{plain}");
 }
+
+/// Execs sshd started (its `Starting session: command` lines at LogLevel
+/// VERBOSE) while `playbook` ran alone on host 0.
+fn execs_of(cluster: &Cluster, inventory: &Path, playbook: &Path, extra: &[&str]) -> usize {
+    let count = || {
+        cluster.hosts[0]
+            .log()
+            .matches("Starting session: command ")
+            .count()
+    };
+    let before = count();
+    let mut rest = vec![playbook.to_str().unwrap()];
+    rest.extend_from_slice(extra);
+    let out = run(cluster, inventory, &rest);
+    assert_eq!(out.code, 0, "{out}");
+    count() - before
+}
+
+/// A one-task playbook (no facts gathered) named `name`.
+fn one_task(cluster: &Cluster, name: &str, task: &str) -> PathBuf {
+    cluster.write_file(
+        &format!("{name}.yml"),
+        &format!("- hosts: all\n  gather_facts: false\n  tasks:\n    - {task}\n"),
+    )
+}
+
+#[test]
+fn file_tasks_and_guarded_commands_take_one_exec() {
+    // LogLevel in a Match block overrides the harness's global ERROR.
+    let cluster = Cluster::start_with_config(1, "Match all\n  LogLevel VERBOSE\n");
+    let work = workdir(&cluster);
+    let w = work.to_str().unwrap();
+    let inventory = cluster.inventory(&[("work", w), ("who", "world")]);
+    cluster.write_file("greeting.j2", "hello {{ who }}\n");
+    let tasks = [
+        (
+            "copy",
+            format!("copy: {{content: \"some text\\n\", dest: \"{w}/copied\", mode: \"0640\"}}"),
+        ),
+        (
+            "template",
+            format!("template: {{src: greeting.j2, dest: \"{w}/greeting\", mode: \"u=rw,go=r\"}}"),
+        ),
+        (
+            "directory",
+            format!("file: {{path: \"{w}/dir\", state: directory, mode: \"0750\"}}"),
+        ),
+        (
+            "creates",
+            format!("command: {{cmd: \"touch {w}/made\", creates: \"{w}/made\"}}"),
+        ),
+        (
+            "removes",
+            format!("shell: {{cmd: \"rm {w}/gone\", removes: \"{w}/gone\"}}"),
+        ),
+    ];
+    let empty = one_task(&cluster, "empty", "debug: {msg: hi}");
+    let baseline = execs_of(&cluster, &inventory, &empty, &[]);
+    for (name, task) in &tasks {
+        let playbook = one_task(&cluster, name, task);
+        // The first run creates (one exec for file tasks, which compare and
+        // write at once); the second finds everything in place.
+        let first = execs_of(&cluster, &inventory, &playbook, &[]) - baseline;
+        assert_eq!(first, 1, "`{name}` creating took {first} execs");
+        let again = execs_of(&cluster, &inventory, &playbook, &[]) - baseline;
+        assert_eq!(again, 1, "`{name}` unchanged took {again} execs");
+        let diff = execs_of(&cluster, &inventory, &playbook, &["--diff"]) - baseline;
+        assert!(
+            diff <= 2,
+            "`{name}` unchanged with --diff took {diff} execs"
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(work.join("copied")).unwrap(),
+        "some text\n"
+    );
+    assert_eq!(
+        fs::read_to_string(work.join("greeting")).unwrap(),
+        "hello world\n"
+    );
+    assert!(work.join("dir").is_dir() && work.join("made").exists());
+
+    // A changed content and a metadata-only change take one exec too.
+    let copy = one_task(&cluster, "copy", &tasks[0].1.replace("some text", "other"));
+    assert_eq!(execs_of(&cluster, &inventory, &copy, &[]) - baseline, 1);
+    assert_eq!(fs::read_to_string(work.join("copied")).unwrap(), "other\n");
+    let mode = |p: &str| {
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(work.join(p)).unwrap().permissions())
+            & 0o7777
+    };
+    assert_eq!(mode("copied"), 0o640);
+    let dir = one_task(&cluster, "dir", &tasks[2].1.replace("0750", "0700"));
+    assert_eq!(execs_of(&cluster, &inventory, &dir, &[]) - baseline, 1);
+    assert_eq!(mode("dir"), 0o700);
+}
+
+#[test]
+fn check_mode_judges_file_tasks_in_one_exec_and_changes_nothing() {
+    let cluster = Cluster::start(1);
+    let work = workdir(&cluster);
+    let w = work.to_str().unwrap();
+    let inventory = cluster.inventory(&[("work", w)]);
+    let playbook = cluster.write_file(
+        "files.yml",
+        &format!(
+            "- hosts: all\n  gather_facts: false\n  vars: {{text: old}}\n  tasks:\n\
+             \x20   - copy: {{content: \"{{{{ text }}}}\\n\", dest: \"{w}/a\", mode: \"0644\"}}\n\
+             \x20   - copy: {{content: \"same\\n\", dest: \"{w}/b\", mode: \"0644\"}}\n\
+             \x20   - file: {{path: \"{w}/d\", state: directory, mode: \"0755\"}}\n\
+             \x20   - file: {{path: \"{w}/gone\", state: absent}}\n"
+        ),
+    );
+    let pb = playbook.to_str().unwrap();
+    let first = run(&cluster, &inventory, &[pb]);
+    assert_eq!(first.code, 0, "{first}");
+    assert_eq!(changed(&first, "node1"), 3, "{first}");
+    fs::write(work.join("gone"), "x").unwrap();
+    let mode = |p: &str, m: u32| {
+        fs::set_permissions(
+            work.join(p),
+            std::os::unix::fs::PermissionsExt::from_mode(m),
+        )
+        .unwrap()
+    };
+    mode("b", 0o600);
+    mode("d", 0o700);
+    let stamp = |p: &str| fs::metadata(work.join(p)).unwrap().modified().unwrap();
+    let before = (stamp("a"), stamp("b"));
+    let check = run(&cluster, &inventory, &[pb, "--check", "-e", "text=new"]);
+    assert_eq!(check.code, 0, "{check}");
+    // a's content, b's mode, d's mode and `gone` would change.
+    assert_eq!(changed(&check, "node1"), 4, "{check}");
+    assert_eq!(fs::read_to_string(work.join("a")).unwrap(), "old\n");
+    assert_eq!((stamp("a"), stamp("b")), before);
+    let perm = |p: &str| {
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(work.join(p)).unwrap().permissions())
+            & 0o7777
+    };
+    assert_eq!((perm("b"), perm("d")), (0o600, 0o700));
+    assert!(work.join("gone").exists(), "check mode removed a file");
+    let names: Vec<_> = fs::read_dir(&work)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 4, "no temp file: {names:?}");
+}

@@ -130,21 +130,40 @@ impl CommandArgs {
 
 pub(super) async fn run(args: &CommandArgs, shell: bool, ctx: &Context<'_>) -> Result<Outcome> {
     let line = command_line(args, shell, ctx)?;
-    if let Some(path) = ctx.render_opt(args.creates.as_ref())? {
-        if exists(ctx, &path).await? {
-            return Ok(Outcome::skipped(format!("`{path}` exists")));
-        }
-    }
-    if let Some(path) = ctx.render_opt(args.removes.as_ref())? {
-        if !exists(ctx, &path).await? {
-            return Ok(Outcome::skipped(format!("`{path}` does not exist")));
-        }
-    }
+    let guards = Guards {
+        creates: ctx.render_opt(args.creates.as_ref())?,
+        removes: ctx.render_opt(args.removes.as_ref())?,
+    };
     if ctx.check {
+        if let Some(path) = &guards.creates {
+            if exists(ctx, path).await? {
+                return Ok(guards.skipped(Guard::Creates));
+            }
+        }
+        if let Some(path) = &guards.removes {
+            if !exists(ctx, path).await? {
+                return Ok(guards.skipped(Guard::Removes));
+            }
+        }
         return Ok(Outcome::skipped("commands do not run in check mode"));
     }
     let stdin = ctx.render_opt(args.stdin.as_ref())?;
-    let out = ctx.exec(&line, stdin.as_deref().map(str::as_bytes)).await?;
+    // `creates` and `removes` are tested in the same command: one round trip.
+    let marker = format!("__ARPANET_{:016x}_SKIP__", rand::random::<u64>());
+    let script = format!("{}{line}", guards.script(&marker));
+    let out = ctx
+        .exec(&script, stdin.as_deref().map(str::as_bytes))
+        .await?;
+    if out.success() {
+        for guard in [Guard::Creates, Guard::Removes] {
+            if out
+                .stdout
+                .ends_with(&format!("{marker} {}\n", guard.word()))
+            {
+                return Ok(guards.skipped(guard));
+            }
+        }
+    }
     if !out.success() {
         return Ok(Outcome::failed_command(&line, &out));
     }
@@ -155,6 +174,63 @@ pub(super) async fn run(args: &CommandArgs, shell: bool, ctx: &Context<'_>) -> R
         stderr: out.stderr,
         ..Outcome::ok()
     })
+}
+
+/// A command's `creates` and `removes` paths, rendered.
+struct Guards {
+    creates: Option<String>,
+    removes: Option<String>,
+}
+
+#[derive(Clone, Copy)]
+enum Guard {
+    Creates,
+    Removes,
+}
+
+impl Guard {
+    fn word(self) -> &'static str {
+        match self {
+            Guard::Creates => "creates",
+            Guard::Removes => "removes",
+        }
+    }
+}
+
+impl Guards {
+    /// Shell run before the command that, when a guard says to skip it,
+    /// prints `marker` and the guard's word as the last line and exits 0.
+    /// The marker is fresh for each run, so no output of the command (nor a
+    /// login banner, which comes first) can pose as it.
+    fn script(&self, marker: &str) -> String {
+        let mut s = String::new();
+        if let Some(path) = &self.creates {
+            s.push_str(&format!(
+                "if [ -e {} ]; then echo '{marker} creates'; exit 0; fi\n",
+                quote(path)
+            ));
+        }
+        if let Some(path) = &self.removes {
+            s.push_str(&format!(
+                "if [ ! -e {} ]; then echo '{marker} removes'; exit 0; fi\n",
+                quote(path)
+            ));
+        }
+        s
+    }
+
+    fn skipped(&self, guard: Guard) -> Outcome {
+        match guard {
+            Guard::Creates => Outcome::skipped(format!(
+                "`{}` exists",
+                self.creates.as_deref().unwrap_or_default()
+            )),
+            Guard::Removes => Outcome::skipped(format!(
+                "`{}` does not exist",
+                self.removes.as_deref().unwrap_or_default()
+            )),
+        }
+    }
 }
 
 /// The exact line sent to the remote shell.

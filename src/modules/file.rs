@@ -7,6 +7,11 @@
 //! removes its temp file and leaves the destination alone, however late the
 //! host notices. Content is bytes end to end (`copy` of any file);
 //! `template` renders text.
+//!
+//! Each task is one round trip where it can be: content up to
+//! [`ONE_TRIP_MAX`] travels with a script that compares and writes on the
+//! host, and `file` judges and applies in one script. Larger content, and
+//! `--diff` (which needs the old content), take a `stat` first.
 
 use std::sync::Arc;
 
@@ -336,6 +341,63 @@ impl Wanted {
         })
     }
 
+    /// Whether [`Wanted::remote_fixes`] can judge this remotely: a symbolic
+    /// mode is judged by applying it, which check mode must not do.
+    fn one_trip(&self, check: bool) -> bool {
+        !check
+            || self
+                .mode
+                .as_deref()
+                .is_none_or(|m| normal_mode(m).is_some())
+    }
+
+    /// Shell that compares the metadata of `$d` with this, in the script
+    /// itself, fixing (unless `check`) what differs and appending `,mode`,
+    /// `,owner`, `,group` to `$c` for each. Owner and group match by name
+    /// or number, as [`Wanted::fixes`] does.
+    fn remote_fixes(&self, check: bool) -> String {
+        let fix = |cmd: String| {
+            if check {
+                String::new()
+            } else {
+                format!("{cmd}; ")
+            }
+        };
+        let mut s = String::new();
+        if self.mode.is_some() || self.owner.is_some() || self.group.is_some() {
+            s.push_str("set -- $(stat -L -c '%a %U %u %G %g' -- \"$d\"); ");
+        }
+        if let Some(mode) = &self.mode {
+            let m = quote(mode);
+            match normal_mode(mode) {
+                Some(octal) => s.push_str(&format!(
+                    "[ \"$1\" = {octal} ] || {{ {}c=\"$c,mode\"; }}; ",
+                    fix(format!("chmod {m} \"$d\""))
+                )),
+                // Only outside check mode (see `one_trip`): applied, then
+                // compared with the mode before.
+                None => s.push_str(&format!(
+                    "chmod {m} \"$d\"; [ \"$(stat -L -c %a -- \"$d\")\" = \"$1\" ] || c=\"$c,mode\"; "
+                )),
+            }
+        }
+        if let Some(owner) = &self.owner {
+            let o = quote(owner);
+            s.push_str(&format!(
+                "[ \"$2\" = {o} ] || [ \"$3\" = {o} ] || {{ {}c=\"$c,owner\"; }}; ",
+                fix(format!("chown {o} \"$d\""))
+            ));
+        }
+        if let Some(group) = &self.group {
+            let g = quote(group);
+            s.push_str(&format!(
+                "[ \"$4\" = {g} ] || [ \"$5\" = {g} ] || {{ {}c=\"$c,group\"; }}; ",
+                fix(format!("chgrp {g} \"$d\""))
+            ));
+        }
+        s
+    }
+
     /// Shell commands that bring `path`'s metadata in line; empty when
     /// `current` already matches.
     fn fixes(&self, path: &str, current: Option<&Remote>) -> Vec<String> {
@@ -413,6 +475,26 @@ pub(super) async fn content(
         args.group.as_ref(),
         ctx,
     )?;
+    let new_hash = hex::encode(Sha256::digest(&data));
+    let sent = Sent {
+        len: data.len(),
+        sha256: &new_hash,
+    };
+    // One round trip, unless the diff needs the old content first or the
+    // content is too large to send on the chance that it changed.
+    if data.len() <= ONE_TRIP_MAX && !ctx.diff && wanted.one_trip(ctx.check) {
+        let script = one_trip_script(&dest, &wanted, args.backup, &sent, ctx.check);
+        return Ok(match one_trip(ctx, &script, Some(&data)).await {
+            Ok(Verdict::Ok) => Outcome::ok(),
+            Ok(Verdict::Changed(_)) => Outcome::changed(true),
+            Ok(Verdict::Kind(kind)) => {
+                Outcome::fail(format!("`{dest}` exists and is a {kind}, not a file"))
+            }
+            // The content script creates a missing file.
+            Ok(Verdict::Missing) => Outcome::fail(format!("`{dest}` went missing")),
+            Err(failed) => failed,
+        });
+    }
     let current = match stat(ctx, &dest, true).await {
         Ok(c) => c,
         Err(outcome) => return Ok(outcome),
@@ -425,7 +507,6 @@ pub(super) async fn content(
             )));
         }
     }
-    let new_hash = hex::encode(Sha256::digest(&data));
     let content_differs =
         current.as_ref().and_then(|c| c.sha256.as_deref()) != Some(new_hash.as_str());
     let fixes = wanted.fixes(&dest, current.as_ref());
@@ -452,11 +533,7 @@ pub(super) async fn content(
         return Ok(outcome);
     }
     let script = if content_differs {
-        let sent = Sent {
-            len: data.len(),
-            sha256: &new_hash,
-        };
-        write_script(&dest, &wanted, current.is_some(), args.backup, &sent)
+        write_script(&dest, &wanted, args.backup, &sent)
     } else {
         format!("set -e; {}", fixes.join("; "))
     };
@@ -465,6 +542,105 @@ pub(super) async fn content(
         return Ok(failed);
     }
     Ok(outcome)
+}
+
+/// Content up to this size is compared and written in one remote script
+/// (see [`one_trip_script`]), which means it travels even when the file is
+/// unchanged. Above it, a `stat` with the remote hash comes first and the
+/// content is sent only when it differs: two round trips, but no needless
+/// transfer of a large file.
+pub(crate) const ONE_TRIP_MAX: usize = 64 * 1024;
+
+/// One remote script that does what `stat` + compare + write do in two or
+/// three: it resolves `dest` through a symlink, compares the file's SHA-256
+/// with the one sent, and only when they differ (or the file is missing)
+/// writes stdin with [`write_body`] (length and hash verified before the
+/// rename, temp file removed on any failure); otherwise it only brings mode,
+/// owner and group in line. It prints one line, read framed (see
+/// `probe.rs`): a [`Verdict`]. In check mode it compares and changes
+/// nothing.
+fn one_trip_script(
+    dest: &str,
+    wanted: &Wanted,
+    backup: bool,
+    sent: &Sent<'_>,
+    check: bool,
+) -> String {
+    let write = if check {
+        String::new()
+    } else {
+        write_body(wanted, backup, sent)
+    };
+    format!(
+        "LC_ALL=C; export LC_ALL; {TRAPS}d={}; {KIND_GUARD}\
+         if [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi; \
+         if [ -e \"$d\" ] && [ ! -f \"$d\" ]; then echo \"kind $(stat -c %f -- \"$d\")\"; exit 0; fi; \
+         c=; if [ ! -e \"$d\" ]; then c=created; \
+         else h=$(sha256sum < \"$d\"); [ \"${{h%% *}}\" = {hash} ] || c=content; fi; \
+         if [ -n \"$c\" ]; then {write}echo \"changed $c\"; exit 0; fi; {}{VERDICT}",
+        quote(dest),
+        wanted.remote_fixes(check),
+        hash = sent.sha256,
+    )
+}
+
+/// Stops a one-trip script at a dangling symlink in `$d`: nothing to write
+/// through.
+const KIND_GUARD: &str = "if [ -L \"$d\" ] && [ ! -e \"$d\" ]; then \
+     echo \"kind $(stat -c %f -- \"$d\")\"; exit 0; fi; ";
+
+/// Prints the verdict of a one-trip script from the changes listed in `$c`.
+const VERDICT: &str = "if [ -n \"$c\" ]; then echo \"changed ${c#,}\"; else echo ok; fi";
+
+/// What a one-trip script reports.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Ok,
+    /// What changed (or would): `created`, `content`, `mode`, `owner`, ...
+    Changed(Vec<String>),
+    /// The path exists but is not of the kind the task needs.
+    Kind(Kind),
+    /// The path does not exist (`file` with `state: file`).
+    Missing,
+}
+
+impl Verdict {
+    fn parse(line: &str) -> Option<Verdict> {
+        let line = line.trim_end_matches('\n');
+        match line {
+            "ok" => return Some(Verdict::Ok),
+            "missing" => return Some(Verdict::Missing),
+            _ => {}
+        }
+        if let Some(what) = line.strip_prefix("changed ") {
+            return Some(Verdict::Changed(
+                what.split(',').map(str::to_owned).collect(),
+            ));
+        }
+        let raw = line.strip_prefix("kind ")?;
+        u32::from_str_radix(raw, 16)
+            .ok()
+            .map(|raw| Verdict::Kind(Kind::from_raw_mode(raw)))
+    }
+}
+
+/// Run a one-trip script (framed, `stdin` fed) and read its verdict.
+async fn one_trip(
+    ctx: &Context<'_>,
+    script: &str,
+    stdin: Option<&[u8]>,
+) -> Result<Verdict, Outcome> {
+    let out = match crate::probe::exec(ctx.transport, ctx.host, script, stdin).await {
+        Ok(out) if out.success() => out,
+        Ok(out) => return Err(Outcome::failed_command(script, &out)),
+        Err(err) => return Err(Outcome::from_error(err)),
+    };
+    Verdict::parse(&out.stdout).ok_or_else(|| {
+        Outcome::fail(format!(
+            "cannot read the result of arpanet's file script: `{}`",
+            out.stdout.trim_end()
+        ))
+    })
 }
 
 /// What arpanet sends on stdin for a write, as the remote side checks it.
@@ -478,50 +654,42 @@ struct Sent<'a> {
 /// and owner, then renamed. On any failure, and on a signal (a hangup when
 /// the session goes), the temp file is removed and `dest` is untouched; an
 /// input that ends early fails the check.
-fn write_script(
-    dest: &str,
-    wanted: &Wanted,
-    exists: bool,
-    backup: bool,
-    sent: &Sent<'_>,
-) -> String {
-    let len = sent.len;
+fn write_script(dest: &str, wanted: &Wanted, backup: bool, sent: &Sent<'_>) -> String {
     // Through a symlink to the file it points at, as `stat -L` judged it.
-    // The traps are set before the temp file exists; a trapped signal exits,
-    // which runs the EXIT trap.
+    format!(
+        "{TRAPS}d={}; if [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi; {}",
+        quote(dest),
+        write_body(wanted, backup, sent)
+    )
+}
+
+/// `set -e` and the traps that remove the temp file `$t` (when set) on any
+/// exit; set before the temp file exists. A trapped signal exits, which runs
+/// the EXIT trap.
+const TRAPS: &str = "set -e; t=; trap '[ -z \"$t\" ] || rm -f -- \"$t\"' EXIT; \
+     trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 141' PIPE; trap 'exit 143' TERM; ";
+
+/// The write itself, to the (resolved) path in `$d`, after [`TRAPS`]:
+/// stdin to a temp file, length and hash verified, mode and owner (those of
+/// the file it replaces, else 0644, then the wanted ones), backup, rename.
+fn write_body(wanted: &Wanted, backup: bool, sent: &Sent<'_>) -> String {
+    let len = sent.len;
     let mut s = format!(
-        "set -e; t=; trap '[ -z \"$t\" ] || rm -f -- \"$t\"' EXIT; \
-         trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 141' PIPE; trap 'exit 143' TERM; \
-         d={}; if [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi; \
-         t=$(mktemp \"$(dirname -- \"$d\")/.arpanet.XXXXXX\"); cat > \"$t\"; \
+        "t=$(mktemp \"$(dirname -- \"$d\")/.arpanet.XXXXXX\"); cat > \"$t\"; \
          n=$(wc -c < \"$t\"); if [ \"$n\" -ne {len} ]; then \
          echo \"received $n of {len} bytes for $d: the transfer was cut; $d is unchanged\" >&2; exit 1; fi; \
          h=$(sha256sum < \"$t\"); if [ \"${{h%% *}}\" != {hash} ]; then \
          echo \"the content received for $d does not match its sha256 {hash}; $d is unchanged\" >&2; exit 1; fi; ",
-        quote(dest),
         hash = sent.sha256,
     );
     let d = "\"$d\"";
-    match (&wanted.mode, exists) {
-        (Some(mode), _) if normal_mode(mode).is_some() => {
-            s.push_str(&format!("chmod {} \"$t\"; ", quote(mode)))
-        }
-        // A symbolic mode changes the file's current mode, or 0644 for a new one.
-        (Some(mode), true) => s.push_str(&format!(
-            "chmod --reference={d} \"$t\"; chmod {} \"$t\"; ",
-            quote(mode)
-        )),
-        (Some(mode), false) => s.push_str(&format!(
-            "chmod 0644 \"$t\"; chmod {} \"$t\"; ",
-            quote(mode)
-        )),
-        (None, true) => s.push_str(&format!("chmod --reference={d} \"$t\"; ")),
-        (None, false) => s.push_str("chmod 0644 \"$t\"; "),
-    }
-    if exists {
-        s.push_str(&format!(
-            "chown --reference={d} \"$t\" 2>/dev/null || true; "
-        ));
+    // A symbolic mode changes the file's current mode, or 0644 for a new one.
+    s.push_str(&format!(
+        "if [ -e {d} ]; then chmod --reference={d} \"$t\"; \
+         chown --reference={d} \"$t\" 2>/dev/null || true; else chmod 0644 \"$t\"; fi; "
+    ));
+    if let Some(mode) = &wanted.mode {
+        s.push_str(&format!("chmod {} \"$t\"; ", quote(mode)));
     }
     match (&wanted.owner, &wanted.group) {
         (Some(o), Some(g)) => s.push_str(&format!("chown {}:{} \"$t\"; ", quote(o), quote(g))),
@@ -529,10 +697,12 @@ fn write_script(
         (None, Some(g)) => s.push_str(&format!("chgrp {} \"$t\"; ", quote(g))),
         (None, None) => {}
     }
-    if backup && exists {
-        s.push_str(&format!("cp -p -- {d} {d}.$(date +%Y%m%d%H%M%S)~; "));
+    if backup {
+        s.push_str(&format!(
+            "if [ -e {d} ]; then cp -p -- {d} {d}.$(date +%Y%m%d%H%M%S)~; fi; "
+        ));
     }
-    s.push_str(&format!("mv -f -- \"$t\" {d}; trap - EXIT"));
+    s.push_str(&format!("mv -f -- \"$t\" {d}; t=; trap - EXIT; "));
     s
 }
 
@@ -549,6 +719,57 @@ fn unified_diff(path: &str, old: &str, new: &str, created: bool) -> String {
         .to_string()
 }
 
+/// The one-trip script of `file` (see [`one_trip_script`]): judges the path
+/// and applies `state` and the metadata in one remote command, printing a
+/// [`Verdict`]; in check mode it only judges.
+fn file_script(path: &str, state: FileState, wanted: &Wanted, check: bool) -> String {
+    let run = |cmd: &str| {
+        if check {
+            String::new()
+        } else {
+            format!("{cmd}; ")
+        }
+    };
+    // What is done to a missing path; in check mode the metadata of a path
+    // that is not there cannot be judged, so the verdict is given at once.
+    let create = |cmd: &str| {
+        let stop = if check {
+            "echo 'changed created'; exit 0; "
+        } else {
+            ""
+        };
+        format!(
+            "if [ ! -e \"$d\" ]; then {}{stop}c=,created; fi; ",
+            run(cmd)
+        )
+    };
+    let body = match state {
+        FileState::Absent => {
+            return format!(
+            "set -e; d={}; c=; if [ -e \"$d\" ] || [ -L \"$d\" ]; then {}c=,removed; fi; {VERDICT}",
+            quote(path),
+            run("rm -rf -- \"$d\"")
+        )
+        }
+        FileState::Directory => format!(
+            "{KIND_GUARD}if [ -e \"$d\" ] && [ ! -d \"$d\" ]; then \
+             echo \"kind $(stat -L -c %f -- \"$d\")\"; exit 0; fi; {}",
+            create("mkdir -p -- \"$d\"")
+        ),
+        FileState::Touch => format!(
+            "{}{}c=\"$c,touched\"; ",
+            create(":"),
+            run("touch -- \"$d\"")
+        ),
+        FileState::File => "if [ ! -e \"$d\" ]; then echo missing; exit 0; fi; ".to_owned(),
+    };
+    format!(
+        "LC_ALL=C; export LC_ALL; set -e; d={}; c=; {body}{}{VERDICT}",
+        quote(path),
+        wanted.remote_fixes(check)
+    )
+}
+
 /// `file`: directories, absent paths, touched files and metadata.
 async fn file(args: &FileArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let path = ctx.render(&args.path)?;
@@ -559,6 +780,20 @@ async fn file(args: &FileArgs, ctx: &Context<'_>) -> Result<Outcome> {
         args.group.as_ref(),
         ctx,
     )?;
+    if wanted.one_trip(ctx.check) {
+        let script = file_script(&path, args.state, &wanted, ctx.check);
+        return Ok(match one_trip(ctx, &script, None).await {
+            Ok(Verdict::Ok) => Outcome::ok(),
+            Ok(Verdict::Changed(_)) => Outcome::changed(true),
+            Ok(Verdict::Kind(kind)) => {
+                Outcome::fail(format!("`{path}` exists and is a {kind}, not a directory"))
+            }
+            Ok(Verdict::Missing) => Outcome::fail(format!(
+                "`{path}` does not exist (use `state: touch` to create it)"
+            )),
+            Err(failed) => failed,
+        });
+    }
     let current = match stat(ctx, &path, false).await {
         Ok(c) => c,
         Err(outcome) => return Ok(outcome),
@@ -700,7 +935,7 @@ mod tests {
             len: new.len(),
             sha256: &sha256,
         };
-        let script = write_script(dest.to_str().unwrap(), &wanted, dest.exists(), false, &sent);
+        let script = write_script(dest.to_str().unwrap(), &wanted, false, &sent);
         let mut child = std::process::Command::new("sh")
             .args(["-c", &script])
             .stdin(std::process::Stdio::piped())
@@ -775,7 +1010,7 @@ mod tests {
             len: 3,
             sha256: "ab",
         };
-        let s = write_script("/etc/default/docker", &wanted, true, true, &sent);
+        let s = write_script("/etc/default/docker", &wanted, true, &sent);
         assert!(
             s.contains(
                 "d=/etc/default/docker; if [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi;"
@@ -783,7 +1018,10 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("cp -p -- \"$d\" \"$d\".$(date"), "{s}");
-        assert!(s.ends_with("mv -f -- \"$t\" \"$d\"; trap - EXIT"), "{s}");
+        assert!(
+            s.ends_with("mv -f -- \"$t\" \"$d\"; t=; trap - EXIT; "),
+            "{s}"
+        );
     }
 
     #[test]
