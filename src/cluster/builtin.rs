@@ -8,7 +8,8 @@
 use crate::playbook::Builtins;
 
 /// The cluster's modules, beside the engine's.
-const MODULES: &[&dyn crate::modules::ModuleDef] = &[&super::secrets::Def];
+const MODULES: &[&dyn crate::modules::ModuleDef] =
+    &[&super::secrets::Def, &super::consul_gate::Def];
 
 pub(crate) const BUILTINS: Builtins = Builtins {
     names: &[

@@ -16,6 +16,7 @@
 pub(crate) mod builtin;
 pub mod consul_api;
 pub(crate) mod consul_exec;
+pub(crate) mod consul_gate;
 pub(crate) mod kv;
 pub mod pki;
 pub mod secrets;

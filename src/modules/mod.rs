@@ -16,6 +16,7 @@
 
 pub(crate) mod assert;
 pub(crate) mod command;
+pub(crate) mod container_gate;
 pub(crate) mod copy;
 pub(crate) mod debug;
 pub(crate) mod docker_container;
@@ -59,6 +60,7 @@ pub(crate) const MODULES: &[&dyn ModuleDef] = &[
     &docker_image::Def,
     &docker_container::Def,
     &docker_prune::Def,
+    &container_gate::Def,
 ];
 
 /// The modules a playbook may use: the engine's own ([`MODULES`]) and those
