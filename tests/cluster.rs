@@ -217,6 +217,15 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     assert_eq!(first.code, 0, "{first}");
     lab.assert_healthy();
 
+    // 1a. the servers run with Consul's production raft timing
+    //     (raft_multiplier 1: an election timeout of 1s, not 5s).
+    assert!(lab
+        .on_node(
+            1,
+            "docker exec consul busybox wget -qO- http://127.0.0.1:8500/v1/agent/self"
+        )
+        .contains("\"ConsulRaftElectionTimeout\":\"1s\""));
+
     // 1b. nothing of Consul's talks in clear on the network: gossip is
     //     encrypted, and a plain RPC connection to a server is refused.
     assert!(lab
@@ -507,22 +516,37 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     }
     assert_eq!(kept.stdout, "yes\n", "{kept}");
 
-    // 5c. a rolling upgrade: a broken one stops after its first batch with
-    //     every other host on the old image; a good one upgrades every
-    //     node, the consul leader last, and the cluster stays whole.
+    // 5c. a rolling upgrade: a broken one (a Consul flag the agent refuses,
+    //     and a service image that exits 3 s after it starts, under a
+    //     restart policy) stops after its first batch, exit 2, saying what
+    //     its gate saw; every other host stays on the old image. A good one
+    //     upgrades every node, the consul leader last, and the cluster stays
+    //     whole.
     let old = format!("{}:5000/arpanet/consul:1.8.7", at(2));
     let old = old.as_str();
     let new = format!("{}:5000/arpanet/consul:1.8.7-r2", at(2));
     let new = new.as_str();
+    let crash = format!("{}:5000/arpanet/crash:1", at(2));
     lab.on_node(
         1,
-        &format!("docker tag {old} {new} && docker push -q {new}"),
+        &format!(
+            "docker tag {old} {new} && docker push -q {new} \
+             && docker create --name crash-base {old} >/dev/null \
+             && docker commit --change 'ENTRYPOINT [\"sh\", \"-c\", \"echo about to fail; sleep 3; exit 3\"]' crash-base {crash} >/dev/null \
+             && docker rm crash-base >/dev/null && docker push -q {crash}"
+        ),
     );
     let image_of = |n: usize| {
         lab.on_node(n, "docker inspect --format '{{.Config.Image}}' consul")
             .trim()
             .to_owned()
     };
+    let crashing = lab.dir.join("crashing-stack.yml");
+    std::fs::write(
+        &crashing,
+        format!("stack:\n  - {{name: crash, image: \"{crash}\"}}\n"),
+    )
+    .unwrap();
     let new_image = format!("consul_image={new}");
     let broken = lab.run(
         "run",
@@ -532,16 +556,38 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
             &new_image,
             "-e",
             "consul_args=-no-such-flag",
+            "-e",
+            &format!("@{}", crashing.display()),
         ],
     );
     assert_eq!(broken.code, 2, "{broken}");
     assert!(broken.stdout.contains("failed: [node4]"), "{broken}");
-    assert!(
+    let seen = |name: &str| {
         broken
             .stdout
-            .contains("`until` still false after 61 attempts"),
-        "{broken}"
-    );
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("`{name}`: ")))
+            .unwrap_or_else(|| panic!("no state of `{name}`:\n{broken}"))
+            .to_owned()
+    };
+    let crash_seen = seen("crash");
+    let restarts: u32 = crash_seen
+        .split(", restart count ")
+        .nth(1)
+        .and_then(|rest| rest.split([' ', ',']).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{crash_seen}"));
+    assert!(restarts >= 1, "{crash_seen}");
+    assert!(crash_seen.contains("last exit code 3"), "{crash_seen}");
+    assert!(seen("consul").contains("restart count"), "{broken}");
+    for logged in [
+        "last 20 log lines of `crash`:",
+        "about to fail",
+        "last 20 log lines of `consul`:",
+        "flag provided but not defined",
+    ] {
+        assert!(broken.stdout.contains(logged), "no `{logged}`:\n{broken}");
+    }
     assert_eq!(image_of(4), new, "the first batch was upgraded");
     for n in [1, 2, 3, 5] {
         assert_eq!(
@@ -549,7 +595,9 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
             old,
             "node{n} was touched after the failed batch"
         );
+        assert_eq!(lab.on_node(n, "docker ps -aq --filter name=crash"), "");
     }
+    lab.on_node(4, "docker rm -f crash >/dev/null");
     let info = lab.run("kv", &["info"]);
     let leader_ip = info
         .stdout
