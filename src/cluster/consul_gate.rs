@@ -108,7 +108,11 @@ fn number<T: std::str::FromStr>(text: &str, name: &str, ctx: &Context<'_>) -> Re
     text.trim().parse().map_err(|_| {
         Error::input(
             ctx.location.clone(),
-            format!("`{name}` must be a number, got `{text}`"),
+            crate::error::InputKind::BadValue {
+                field: Some(name.to_owned()),
+                found: format!("`{text}`"),
+                expected: "a number".into(),
+            },
         )
     })
 }

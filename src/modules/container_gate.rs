@@ -125,9 +125,11 @@ pub(crate) fn seconds(
         .ok_or_else(|| {
             Error::input(
                 ctx.location.clone(),
-                format!(
-                    "`{name}` must be a number of seconds from 0 to {MAX_SECONDS}, got `{text}`"
-                ),
+                crate::error::InputKind::BadValue {
+                    field: Some(name.to_owned()),
+                    found: format!("`{text}`"),
+                    expected: format!("a number of seconds from 0 to {MAX_SECONDS}"),
+                },
             )
         })
 }
