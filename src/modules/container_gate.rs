@@ -144,7 +144,8 @@ async fn run(args: &GateArgs, ctx: &Context<'_>) -> Result<Outcome> {
     if names.is_empty() {
         return Ok(Outcome::ok());
     }
-    let deadline = Instant::now() + Duration::from_secs_f64(timeout.max(settle + 5.0));
+    let began = Instant::now();
+    let deadline = began + Duration::from_secs_f64(timeout.max(settle + 5.0));
     let mut first: BTreeMap<String, u64> = BTreeMap::new();
     loop {
         let seen = match sample(ctx, &names).await {
@@ -166,9 +167,9 @@ async fn run(args: &GateArgs, ctx: &Context<'_>) -> Result<Outcome> {
                 ));
                 return Ok(ok);
             }
-            Verdict::Fail(bad) => return Ok(failure(ctx, &seen, &first, &bad, settle).await),
+            Verdict::Fail(bad) => return Ok(failure(ctx, seen, &first, &bad, settle, began).await),
             Verdict::Wait(waiting) if Instant::now() >= deadline => {
-                return Ok(failure(ctx, &seen, &first, &waiting, settle).await)
+                return Ok(failure(ctx, seen, &first, &waiting, settle, began).await)
             }
             Verdict::Wait(_) => tokio::time::sleep(POLL).await,
         }
@@ -309,13 +310,36 @@ fn picture(seen: &[Seen], first: &BTreeMap<String, u64>) -> String {
     out
 }
 
+/// The exit code of `name`'s last exit in the last `secs` seconds, from
+/// Docker's `die` events: once a restart policy has started it again,
+/// `docker inspect` says 0.
+async fn last_exit(ctx: &Context<'_>, name: &str, secs: u64) -> Option<i64> {
+    let command = format!(
+        "now=$(date +%s); docker events --since $((now - {secs})) --until $now --filter container={} --filter event=die --format '{{{{.Actor.Attributes.exitCode}}}}'",
+        quote(name)
+    );
+    let out = ctx.framed_exec(&command).await.ok()?;
+    out.stdout.lines().rev().find_map(|l| l.trim().parse().ok())
+}
+
 async fn failure(
     ctx: &Context<'_>,
-    seen: &[Seen],
+    mut seen: Vec<Seen>,
     first: &BTreeMap<String, u64>,
     bad: &[String],
     settle: f64,
+    began: Instant,
 ) -> Outcome {
+    let secs = began.elapsed().as_secs() + 5;
+    for s in seen
+        .iter_mut()
+        .filter(|s| bad.contains(&s.name) && s.status.is_some())
+    {
+        if let Some(code) = last_exit(ctx, &s.name, secs).await {
+            s.exit_code = Some(code);
+        }
+    }
+    let seen = &seen[..];
     let mut message = format!(
         "gate failed: {} did not stay running and healthy for {settle}s",
         bad.iter()
