@@ -305,6 +305,7 @@ impl Playbook {
         let defined = |name: &str| {
             known(name)
                 || ALWAYS_DEFINED.contains(&name)
+                || crate::scope::MAGIC.contains(&name)
                 || name.starts_with("ansible_")
                 || playbooks.iter().any(|p| p.defines.contains(name))
         };
@@ -491,17 +492,12 @@ fn located(e: Located, source: &Path, text: &str) -> Error {
     yaml::input_error(source, text, e.pos, *e.kind)
 }
 
-/// Names that are always defined while a task runs (besides `ansible_*`,
-/// which facts and connection settings may set).
+/// Names that are always defined while a task runs, beside the scope's
+/// magic variables (and `ansible_*`, which facts and connection settings
+/// may set).
 const ALWAYS_DEFINED: &[&str] = &[
     "item",
     "hostvars",
-    "inventory_hostname",
-    "inventory_hostname_short",
-    "inventory_file",
-    "inventory_dir",
-    "group_names",
-    "groups",
     "omit",
     "play_hosts",
     "playbook_dir",

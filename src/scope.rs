@@ -45,7 +45,7 @@ use crate::template::{has_template, Engine};
 use crate::vars::{add_aliases, merge, Layers, Vars};
 
 /// Names that no layer can set (layer 10).
-const MAGIC: &[&str] = &[
+pub(crate) const MAGIC: &[&str] = &[
     "inventory_hostname",
     "inventory_hostname_short",
     "inventory_file",

@@ -185,20 +185,49 @@ fn signal(child: Child, signal: &str) -> Run {
     finish(child)
 }
 
+/// One sshd host, a work directory it writes to, a `BIG`-byte binary
+/// `src` file and the playbook copying it to `dest`.
+struct BigCopy {
+    cluster: Cluster,
+    dir: PathBuf,
+    data: Vec<u8>,
+    copy: PathBuf,
+    dest: PathBuf,
+}
+
+impl BigCopy {
+    fn new() -> BigCopy {
+        let cluster = Cluster::start(1);
+        let dir = workdir(&cluster, TEST_USER);
+        cluster.inventory(&[("work", dir.to_str().unwrap())]);
+        let data = binary(BIG);
+        let src = cluster.dir().join("files/big.bin");
+        fs::create_dir_all(src.parent().unwrap()).unwrap();
+        fs::write(&src, &data).unwrap();
+        let copy = cluster.write_file(
+                "copy.yml",
+                "- hosts: all\n  tasks:\n        - copy:\n                src: big.bin\n                dest: \"{{ work }}/big\"\n",
+        );
+        let dest = dir.join("big");
+        BigCopy {
+            cluster,
+            dir,
+            data,
+            copy,
+            dest,
+        }
+    }
+}
+
 #[test]
 fn a_link_cut_in_the_middle_of_a_big_copy_or_template_leaves_old_or_new_and_no_temp_file() {
-    let cluster = Cluster::start(1);
-    let dir = workdir(&cluster, TEST_USER);
-    cluster.inventory(&[("work", dir.to_str().unwrap())]);
-    let data = binary(BIG);
-    let src = cluster.dir().join("files/big.bin");
-    fs::create_dir_all(src.parent().unwrap()).unwrap();
-    fs::write(&src, &data).unwrap();
-    let copy = cluster.write_file(
-        "copy.yml",
-        "- hosts: all\n  tasks:\n    - copy:\n        src: big.bin\n        dest: \"{{ work }}/big\"\n",
-    );
-    let dest = dir.join("big");
+    let BigCopy {
+        cluster,
+        dir,
+        data,
+        copy,
+        dest,
+    } = BigCopy::new();
     for at in [BIG / 10, BIG / 2, BIG * 4 / 5] {
         cut_transfer(
             &cluster,
@@ -232,18 +261,13 @@ fn a_link_cut_in_the_middle_of_a_big_copy_or_template_leaves_old_or_new_and_no_t
 
 #[test]
 fn killing_arpanet_or_orphaning_the_session_mid_copy_leaves_old_or_new_and_no_temp_file() {
-    let cluster = Cluster::start(1);
-    let dir = workdir(&cluster, TEST_USER);
-    cluster.inventory(&[("work", dir.to_str().unwrap())]);
-    let data = binary(BIG);
-    let src = cluster.dir().join("files/big.bin");
-    fs::create_dir_all(src.parent().unwrap()).unwrap();
-    fs::write(&src, &data).unwrap();
-    let copy = cluster.write_file(
-        "copy.yml",
-        "- hosts: all\n  tasks:\n    - copy:\n        src: big.bin\n        dest: \"{{ work }}/big\"\n",
-    );
-    let dest = dir.join("big");
+    let BigCopy {
+        cluster,
+        dir,
+        data,
+        copy,
+        dest,
+    } = BigCopy::new();
     let old = b"old content\n";
     for (at, cut) in [
         (BIG / 5, Cut::Kill),

@@ -1,23 +1,11 @@
 //! `arpanet inventory`: the resolved hosts, groups and variables as JSON
 //! (Ansible's `--list`, or `--host NAME`). Reads only; contacts no host.
 
-use std::sync::Arc;
-
 use crate::cli::InventoryArgs;
-use crate::config;
 use crate::error::{exit, Result};
-use crate::inventory::Inventory;
-use crate::scope::Scope;
 
 pub(crate) fn run(args: InventoryArgs) -> Result<i32> {
-    let path = crate::project::inventory(args.inventory.as_deref())?;
-    let inventory = Arc::new(Inventory::load(&path)?);
-    let scope = Scope::load(
-        inventory.clone(),
-        crate::cluster::builtin::BUILTINS.defaults,
-        config::rc_file().as_deref(),
-        &args.extra_vars,
-    )?;
+    let (_, inventory, scope) = super::load_scope(args.inventory.as_deref(), &args.extra_vars)?;
     let mut value = scope.inventory_json(args.host.as_deref())?;
     if let (Some(limit), None) = (&args.limit, &args.host) {
         let keep = inventory.select(limit)?;

@@ -16,8 +16,10 @@ pub(crate) mod status;
 use crate::cli::{ConnectArgs, HostKeyCheckingArg, OutputFormat as OutputArg};
 use crate::config::ConnectOptions;
 use crate::error::Result;
+use crate::inventory::Inventory;
 use crate::report::OutputFormat;
 use crate::runner::Output;
+use crate::scope::Scope;
 use crate::transport::HostKeyChecking;
 
 /// The options every command that reaches hosts shares; the inventory
@@ -39,6 +41,24 @@ fn connect_options(args: &ConnectArgs) -> Result<ConnectOptions> {
         timeout: args.timeout,
         defaults: crate::cluster::builtin::BUILTINS.defaults,
     })
+}
+
+/// The inventory (`-i`, `ARPANET_INVENTORY` or the project file) and its
+/// variables over the product's defaults, `~/.arpanetrc` and `-e`, for the
+/// commands that read them without connecting.
+fn load_scope(
+    inventory: Option<&std::path::Path>,
+    extra_vars: &[String],
+) -> Result<(std::path::PathBuf, std::sync::Arc<Inventory>, Scope)> {
+    let path = crate::project::inventory(inventory)?;
+    let inventory = std::sync::Arc::new(Inventory::load(&path)?);
+    let scope = Scope::load(
+        inventory.clone(),
+        crate::cluster::builtin::BUILTINS.defaults,
+        crate::config::rc_file().as_deref(),
+        extra_vars,
+    )?;
+    Ok((path, inventory, scope))
 }
 
 fn output_format(format: OutputArg) -> OutputFormat {

@@ -4,25 +4,15 @@
 //! `group_names`), so what a run would send can be previewed.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use crate::cli::RenderArgs;
-use crate::config;
 use crate::error::{exit, Error, Location, Result};
-use crate::inventory::Inventory;
-use crate::scope::{Resolved, Scope};
+use crate::scope::Resolved;
 use crate::template::Engine;
 use crate::vars::Vars;
 
 pub(crate) fn run(args: RenderArgs) -> Result<i32> {
-    let path = crate::project::inventory(args.inventory.as_deref())?;
-    let inventory = Arc::new(Inventory::load(&path)?);
-    let scope = Scope::load(
-        inventory.clone(),
-        crate::cluster::builtin::BUILTINS.defaults,
-        config::rc_file().as_deref(),
-        &args.extra_vars,
-    )?;
+    let (path, inventory, scope) = super::load_scope(args.inventory.as_deref(), &args.extra_vars)?;
     if !inventory.hosts.iter().any(|h| h.name == args.host) {
         return Err(Error::usage(format!(
             "no host `{}` in `{}`",
