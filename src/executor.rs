@@ -976,13 +976,26 @@ mod tests {
         let inventory = Arc::new(inventory);
         let playbook = Playbook::parse(Path::new("test.yml"), Path::new("."), yaml).unwrap();
         let targets = inventory.hosts.iter().map(|h| target(&h.name)).collect();
-        let (reporter, captured) = Reporter::capture();
         let settings = Settings {
             forks: 4,
             ..settings
         };
+        let scope = Scope::new(inventory, Layers::default());
+        let captured = execute(scope, fake, playbook, settings, targets);
+        (captured, fake.clone())
+    }
+
+    /// Run `playbook` on `targets` of `scope` through `fake`.
+    fn execute(
+        scope: Scope,
+        fake: &Fake,
+        playbook: Playbook,
+        settings: Settings,
+        targets: Vec<Target>,
+    ) -> Captured {
+        let (reporter, captured) = Reporter::capture();
         let mut executor = Executor::new(
-            Arc::new(Scope::new(inventory, Layers::default())),
+            Arc::new(scope),
             Engine::new(),
             Arc::new(fake.clone()),
             reporter,
@@ -994,7 +1007,7 @@ mod tests {
             .build()
             .unwrap();
         runtime.block_on(executor.run(&[playbook])).unwrap();
-        (captured, fake.clone())
+        captured
     }
 
     fn statuses(events: &[Event], task: &str) -> Vec<(String, Status)> {
@@ -1157,24 +1170,17 @@ mod tests {
         let mut layers = Layers::default();
         layers.extra.insert("tag".into(), "{{ image }}:2".into());
         layers.extra.insert("pinned".into(), "from-cli".into());
-        let (reporter, _captured) = Reporter::capture();
-        let mut executor = Executor::new(
-            Arc::new(Scope::new(inventory, layers)),
-            Engine::new(),
-            Arc::new(fake.clone()),
-            reporter,
-            Settings {
-                forks: 1,
-                ..Settings::default()
-            },
-            vec![target("h1")],
-        );
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(executor.run(&[playbook])).unwrap();
+        on_h1(Scope::new(inventory, layers), &fake, playbook);
         assert_eq!(fake.commands("h1"), ["echo 'base:2 from-cli'"]);
+    }
+
+    /// Run `playbook` on the one host `h1` of `scope` through `fake`.
+    fn on_h1(scope: Scope, fake: &Fake, playbook: Playbook) -> Captured {
+        let settings = Settings {
+            forks: 1,
+            ..Settings::default()
+        };
+        execute(scope, fake, playbook, settings, vec![target("h1")])
     }
 
     /// Runs the built-in `setup` playbook's first task, the one that makes
@@ -1199,23 +1205,7 @@ mod tests {
         let task = &setup.plays[0].tasks[0];
         assert_eq!(task.name, "docker TLS certificates, made on this machine");
         assert_eq!(task.when, ["docker_tcp | bool"]);
-        let (reporter, captured) = Reporter::capture();
-        let mut executor = Executor::new(
-            Arc::new(Scope::new(inventory, layers)),
-            Engine::new(),
-            Arc::new(Fake::default()),
-            reporter,
-            Settings {
-                forks: 1,
-                ..Settings::default()
-            },
-            vec![target("h1")],
-        );
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(executor.run(&[setup])).unwrap();
+        let captured = on_h1(Scope::new(inventory, layers), &Fake::default(), setup);
         let statuses = statuses(
             &captured.events(),
             "docker TLS certificates, made on this machine",
