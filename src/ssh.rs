@@ -93,6 +93,9 @@ pub struct SshConnector {
     starts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
     agent: Option<PathBuf>,
     passphrase: Option<String>,
+    /// Handshakes tried when sshd drops the connection before the key
+    /// exchange (see [`HANDSHAKE_ATTEMPTS`]).
+    handshake_attempts: u32,
 }
 
 impl SshConnector {
@@ -107,7 +110,15 @@ impl SshConnector {
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
             passphrase: std::env::var(PASSPHRASE_ENV).ok(),
+            handshake_attempts: HANDSHAKE_ATTEMPTS,
         }
+    }
+
+    /// Try a dropped handshake `attempts` times in all (at least once), so a
+    /// test of the start limits sees a drop instead of its retry.
+    pub fn with_handshake_attempts(mut self, attempts: u32) -> SshConnector {
+        self.handshake_attempts = attempts.max(1);
+        self
     }
 
     /// Use the ssh-agent listening on `socket` (or none) instead of
@@ -157,7 +168,7 @@ impl SshConnector {
                     if let Some(refusal) = stashed {
                         return Err(refusal);
                     }
-                    if attempt < HANDSHAKE_ATTEMPTS {
+                    if attempt < self.handshake_attempts {
                         tokio::time::sleep(Duration::from_millis(150 * attempt as u64)).await;
                         continue;
                     }

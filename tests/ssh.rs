@@ -497,7 +497,11 @@ async fn connection_starts_are_throttled_below_max_startups() {
     // sshd drops connections beyond MaxStartups unauthenticated ones; with
     // at most 4 handshakes in flight, 16 connections to one host all pass.
     let cluster = Cluster::start_with_config(1, "MaxStartups 6\n");
-    let connector = SshConnector::new(4).with_agent(None).with_passphrase(None);
+    // No retry of a dropped handshake: a drop must fail this test.
+    let connector = SshConnector::new(4)
+        .with_agent(None)
+        .with_passphrase(None)
+        .with_handshake_attempts(1);
     let target = cluster.target(0);
     let connects = (0..16).map(|_| async {
         let ssh = connector.connect(&target).await?;
@@ -513,7 +517,11 @@ async fn handshakes_are_throttled_per_address_not_globally() {
     // Each sshd allows 3 unauthenticated connections; 2 handshakes in
     // flight per address keep below that for both hosts at once.
     let cluster = Cluster::start_with_config(2, "MaxStartups 3\n");
-    let connector = SshConnector::new(2).with_agent(None).with_passphrase(None);
+    // No retry of a dropped handshake: a drop must fail this test.
+    let connector = SshConnector::new(2)
+        .with_agent(None)
+        .with_passphrase(None)
+        .with_handshake_attempts(1);
     let targets = [cluster.target(0), cluster.target(1)];
     let connects = targets.iter().flat_map(|target| {
         let connector = &connector;
