@@ -299,6 +299,20 @@ pub enum InputKind {
     ImportTasksWith {
         key: String,
     },
+    /// `block` beside a key it does not take (`takes` lists those it does).
+    BlockWith {
+        key: String,
+        takes: Vec<String>,
+    },
+    /// `rescue` or `always` in a task without `block`.
+    WithoutBlock {
+        key: String,
+    },
+    /// Two loop keys in one task (`loop` and `with_items`).
+    TwoLoops {
+        first: String,
+        second: String,
+    },
     /// `import_playbook` beside another play key.
     ImportPlaybookWith {
         key: String,
@@ -663,6 +677,11 @@ impl fmt::Display for InputKind {
                 f,
                 "`import_tasks` takes only `when`, `tags` and `vars` beside it, not `{key}`"
             ),
+            BlockWith { key, .. } => write!(f, "a `block` does not take `{key}`"),
+            WithoutBlock { key } => write!(f, "`{key}` belongs to a `block`"),
+            TwoLoops { first, second } => {
+                write!(f, "a task takes one loop, found `{first}` and `{second}`")
+            }
             ImportPlaybookWith { key } => write!(
                 f,
                 "`import_playbook` stands alone; `{key}` belongs in the imported playbook"
@@ -949,6 +968,14 @@ impl InputKind {
             )),
             NoImage => Some("add `image`, such as `image: nginx:1.27`".into()),
             LoopGave { .. } => Some("`loop` takes a list, or a template that gives one".into()),
+            BlockWith { key, takes } => Some(format!(
+                "a block takes {}; put `{key}` on the tasks inside it",
+                ticked(takes)
+            )),
+            WithoutBlock { key } => Some(format!(
+                "add `block:` with the tasks that `{key}` follows, as in Ansible"
+            )),
+            TwoLoops { .. } => Some("keep one; `loop` is the current form".into()),
             DefinedNowhere { suggestion, .. } => did_you_mean(suggestion).or_else(|| {
                 Some("define it in the inventory, the play's `vars`, or with `-e`".into())
             }),

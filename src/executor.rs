@@ -24,12 +24,14 @@ use serde_json::{json, Value};
 use crate::config::Settings;
 use crate::error::{Error, InputKind, Result};
 use crate::interrupt::Interrupt;
+use crate::modules::include_tasks::IncludeTasks;
 use crate::modules::{self, Context, Outcome};
 use crate::plan;
-use crate::playbook::{Play, Playbook, Task};
+use crate::playbook::{Block, LoopKind, Play, Playbook, Step, Task};
 use crate::report::{Event, Failure, HostResult, Reporter, Status};
 use crate::scope::{self, HostVars, Scope};
 use crate::template::Engine;
+use crate::transport::local::LocalShell;
 use crate::transport::{Connector, Target, Transport};
 use crate::vars::Vars;
 
@@ -44,6 +46,12 @@ struct HostState {
     gone: bool,
     /// Failed in the current play.
     failed: bool,
+    /// The failure is in a block whose `rescue` will run: not counted
+    /// against `max_fail_percentage`.
+    rescuable: bool,
+    /// The last task that failed here and its result, for a rescue's
+    /// `ansible_failed_task` and `ansible_failed_result`.
+    last_failure: Option<(String, Value)>,
     notified: BTreeSet<String>,
 }
 
@@ -54,7 +62,21 @@ pub struct Executor {
     reporter: Reporter,
     settings: Settings,
     hosts: BTreeMap<String, HostState>,
+    /// Every host's connection settings, for `delegate_to`.
+    targets: BTreeMap<String, Target>,
+    /// Connections opened for `delegate_to`, by host, kept for the run.
+    delegated: Delegated,
     interrupt: Interrupt,
+}
+
+type Delegated = tokio::sync::Mutex<BTreeMap<String, Arc<dyn Transport>>>;
+
+/// Where a list of steps runs: its playbook, play and `serial` batch.
+#[derive(Clone, Copy)]
+struct At<'p> {
+    playbook: &'p Playbook,
+    play: &'p Play,
+    batch: &'p [String],
 }
 
 impl Executor {
@@ -69,15 +91,17 @@ impl Executor {
         targets: Vec<Target>,
     ) -> Self {
         let hosts = targets
-            .into_iter()
+            .iter()
             .map(|target| {
                 let state = HostState {
                     name: target.name.clone(),
-                    target,
+                    target: target.clone(),
                     connection: None,
                     vars: HostVars::default(),
                     gone: false,
                     failed: false,
+                    rescuable: false,
+                    last_failure: None,
                     notified: BTreeSet::new(),
                 };
                 (state.name.clone(), state)
@@ -90,7 +114,16 @@ impl Executor {
             reporter,
             settings,
             hosts,
+            targets: targets.into_iter().map(|t| (t.name.clone(), t)).collect(),
+            delegated: Delegated::default(),
             interrupt: Interrupt::default(),
+        }
+    }
+
+    /// Hosts outside the plays that tasks may delegate to.
+    pub(crate) fn delegate_to(&mut self, targets: impl IntoIterator<Item = Target>) {
+        for target in targets {
+            self.targets.entry(target.name.clone()).or_insert(target);
         }
     }
 
@@ -113,8 +146,13 @@ impl Executor {
     }
 
     async fn close(&mut self) {
-        let closing = self.hosts.values_mut().filter_map(|h| h.connection.take());
-        futures::future::join_all(closing.map(|c| async move { c.close().await })).await;
+        let mut closing: Vec<Arc<dyn Transport>> = self
+            .hosts
+            .values_mut()
+            .filter_map(|h| h.connection.take())
+            .collect();
+        closing.extend(std::mem::take(&mut *self.delegated.lock().await).into_values());
+        futures::future::join_all(closing.iter().map(|c| c.close())).await;
     }
 
     /// Returns false when the run must stop (see `run_batch`).
@@ -140,20 +178,18 @@ impl Executor {
             return Ok(true);
         }
         self.resolve_play_vars(play, &hosts)?;
-        let tasks: Vec<&Task> = play
-            .tasks
-            .iter()
-            .filter(|t| {
-                let tags: Vec<String> = play.tags.iter().chain(&t.tags).cloned().collect();
-                plan::tags_allow(&tags, &self.settings.tags, &self.settings.skip_tags)
-            })
-            .collect();
+        let steps = self.tagged(play, &play.tasks);
         for batch in plan::batches(&hosts, &play.serial) {
             self.reporter.send(Event::PlayStart {
                 play: play.name.clone(),
                 hosts: batch.clone(),
             });
-            if let Some(stop) = self.run_batch(playbook, play, &tasks, &batch).await {
+            let at = At {
+                playbook,
+                play,
+                batch: &batch,
+            };
+            if let Some(stop) = self.run_batch(at, &steps).await {
                 self.reporter.send(stop);
                 return Ok(false);
             }
@@ -169,46 +205,36 @@ impl Executor {
         Ok(true)
     }
 
+    /// `steps` without the tasks the tag filters leave out.
+    fn tagged(&self, play: &Play, steps: &[Step]) -> Vec<Step> {
+        Step::filter(steps, &|t: &Task| {
+            let tags: Vec<String> = play.tags.iter().chain(&t.tags).cloned().collect();
+            plan::tags_allow(&tags, &self.settings.tags, &self.settings.skip_tags)
+        })
+    }
+
     /// One `serial` batch: every task, then the handlers. Returns the event
     /// that ends the run when, as in Ansible, the batch's failed hosts pass
     /// `max_fail_percentage` (checked after each task and handler, so the
-    /// batch stops right there), or every host of the batch failed or was
-    /// unreachable.
-    async fn run_batch(
-        &mut self,
-        playbook: &Playbook,
-        play: &Play,
-        tasks: &[&Task],
-        batch: &[String],
-    ) -> Option<Event> {
-        let handlers = play.handlers.iter().map(|h| (h, true));
-        for (task, handler) in tasks.iter().map(|t| (*t, false)).chain(handlers) {
+    /// batch stops right there), a task under `any_errors_fatal` failed, or
+    /// every host of the batch failed or was unreachable.
+    async fn run_batch(&mut self, at: At<'_>, steps: &[Step]) -> Option<Event> {
+        let batch = at.batch;
+        if let Some(stop) = self.run_steps(at, steps, batch, false).await {
+            return Some(stop);
+        }
+        for task in &at.play.handlers {
             if self.interrupt.is_set() {
                 return None;
             }
             let mut hosts = self.active(batch);
-            if handler {
-                hosts.retain(|h| self.hosts[h].notified.contains(&task.name));
-            }
+            hosts.retain(|h| self.hosts[h].notified.contains(&task.name));
             if hosts.is_empty() {
                 continue;
             }
-            self.run_task(playbook, task, &hosts, handler).await;
-            if self.interrupt.is_set() {
-                // Interrupted hosts are not failures that stop the play.
-                return None;
-            }
-            let failed = batch.iter().filter(|h| self.hosts[*h].failed).count();
-            if plan::over_failure_budget(failed, batch.len(), play.max_fail_percentage) {
-                let max = play.max_fail_percentage.unwrap_or_default();
-                return Some(Event::PlayAborted {
-                    play: play.name.clone(),
-                    reason: format!(
-                        "{failed} of {} hosts in the batch failed, over max_fail_percentage {max}",
-                        batch.len()
-                    ),
-                    max_fail_percentage: Some(max),
-                });
+            self.run_task(at, task, &hosts, true, false).await;
+            if let Some(stop) = self.after_task(at, task, &hosts, false) {
+                return Some(stop);
             }
         }
         let lost = batch.iter().filter(|h| {
@@ -216,7 +242,7 @@ impl Executor {
             state.failed || state.gone
         });
         (lost.count() == batch.len()).then(|| Event::PlayAborted {
-            play: play.name.clone(),
+            play: at.play.name.clone(),
             reason: "every host in the batch failed or was unreachable".to_owned(),
             max_fail_percentage: None,
         })
@@ -241,6 +267,287 @@ impl Executor {
         Ok(())
     }
 
+    /// Run `steps` on those of `hosts` still in the play, each step on all
+    /// of them before the next. A block runs its body, then its rescue on
+    /// the hosts that failed in the body, then its always on every host
+    /// that entered. `rescuable`: a block around these steps has a rescue,
+    /// so a failure here is rescued rather than counted.
+    fn run_steps<'a>(
+        &'a mut self,
+        at: At<'a>,
+        steps: &'a [Step],
+        hosts: &'a [String],
+        rescuable: bool,
+    ) -> futures::future::LocalBoxFuture<'a, Option<Event>> {
+        Box::pin(async move {
+            for step in steps {
+                if self.interrupt.is_set() {
+                    return None;
+                }
+                let active = self.active(hosts);
+                if active.is_empty() {
+                    return None;
+                }
+                let stop = match step {
+                    Step::Block(block) => self.run_block(at, block, &active, rescuable).await,
+                    Step::Task(task) if task.module.downcast::<IncludeTasks>().is_some() => {
+                        self.run_include(at, task, &active, rescuable).await
+                    }
+                    Step::Task(task) => {
+                        self.run_task(at, task, &active, false, rescuable).await;
+                        self.after_task(at, task, &active, rescuable)
+                    }
+                };
+                if stop.is_some() {
+                    return stop;
+                }
+            }
+            None
+        })
+    }
+
+    async fn run_block(
+        &mut self,
+        at: At<'_>,
+        block: &Block,
+        entered: &[String],
+        rescuable: bool,
+    ) -> Option<Event> {
+        let has_rescue = !block.rescue.is_empty();
+        let stop = self
+            .run_steps(at, &block.body, entered, rescuable || has_rescue)
+            .await;
+        if stop.is_some() {
+            return stop;
+        }
+        let failed_in = |hosts: &BTreeMap<String, HostState>| -> Vec<String> {
+            entered
+                .iter()
+                .filter(|h| hosts.get(*h).is_some_and(|s| s.failed && !s.gone))
+                .cloned()
+                .collect()
+        };
+        if has_rescue {
+            let failing = failed_in(&self.hosts);
+            for host in &failing {
+                let Some(state) = self.hosts.get_mut(host) else {
+                    continue;
+                };
+                state.failed = false;
+                state.rescuable = false;
+                if let Some((task, result)) = state.last_failure.take() {
+                    state
+                        .vars
+                        .register("ansible_failed_task", json!({ "name": task }));
+                    state.vars.register("ansible_failed_result", result);
+                }
+            }
+            if !failing.is_empty() {
+                let stop = self.run_steps(at, &block.rescue, &failing, rescuable).await;
+                if stop.is_some() {
+                    return stop;
+                }
+            }
+        }
+        if block.always.is_empty() {
+            return None;
+        }
+        // Hosts that failed still run `always`, and stay failed after it.
+        let failed: Vec<(String, bool)> = failed_in(&self.hosts)
+            .into_iter()
+            .map(|h| {
+                let state = self.hosts.get_mut(&h).expect("a host of the batch");
+                state.failed = false;
+                (h, std::mem::take(&mut state.rescuable))
+            })
+            .collect();
+        let stop = self.run_steps(at, &block.always, entered, rescuable).await;
+        for (host, was_rescuable) in failed {
+            if let Some(state) = self.hosts.get_mut(&host) {
+                state.rescuable |= was_rescuable && !state.failed;
+                state.failed = true;
+            }
+        }
+        stop
+    }
+
+    /// An `include_tasks` on `hosts`: each host (and loop item) names its
+    /// file, reported as included (or skipped, or failed); then hosts that
+    /// name the same file with the same values run its tasks together, the
+    /// files in the order first named, as Ansible does.
+    async fn run_include(
+        &mut self,
+        at: At<'_>,
+        task: &Task,
+        hosts: &[String],
+        rescuable: bool,
+    ) -> Option<Event> {
+        self.reporter.send(Event::TaskStart {
+            task: task.name.clone(),
+            hosts: hosts.len(),
+            names: hosts.to_vec(),
+        });
+        let include = task.module.downcast::<IncludeTasks>()?;
+        let mut groups: Vec<(String, Vars, Vec<String>)> = Vec::new();
+        for host in hosts {
+            let Some(state) = self.hosts.get_mut(host) else {
+                continue;
+            };
+            let files = match expand(&self.scope, &self.engine, task, include, state) {
+                Ok(files) => files,
+                Err(e) => {
+                    let failure = Outcome::from_error(e).failure.unwrap_or_default();
+                    self.include_failed(host, task, rescuable, failure);
+                    continue;
+                }
+            };
+            if files.is_empty() {
+                self.reporter.send(Event::Host(HostResult {
+                    host: host.clone(),
+                    task: task.name.clone(),
+                    status: Status::Skipped,
+                    elapsed: 0.0,
+                    ignored: false,
+                    rescued: false,
+                    message: Some("condition was false".into()),
+                    failure: None,
+                    diff: None,
+                }));
+            }
+            for (file, params, item) in files {
+                self.reporter.send(Event::Included {
+                    host: host.clone(),
+                    task: task.name.clone(),
+                    file: file.clone(),
+                    item,
+                });
+                match groups
+                    .iter_mut()
+                    .find(|(f, p, _)| *f == file && *p == params)
+                {
+                    Some((_, _, members)) => members.push(host.clone()),
+                    None => groups.push((file, params, vec![host.clone()])),
+                }
+            }
+        }
+        if let Some(stop) = self.after_task(at, task, hosts, rescuable) {
+            return Some(stop);
+        }
+        let handlers: Vec<&str> = at.play.handlers.iter().map(|h| h.name.as_str()).collect();
+        for (file, params, members) in groups {
+            let steps = match at
+                .playbook
+                .include(&self.engine, &file, &task.location, &handlers)
+            {
+                Ok(mut steps) => {
+                    let engine = &self.engine;
+                    steps
+                        .iter_mut()
+                        .for_each(|s| pass_on(engine, s, task, &params));
+                    self.tagged(at.play, &steps)
+                }
+                Err(e) => {
+                    let failure = Outcome::from_error(e).failure.unwrap_or_default();
+                    for host in &members {
+                        self.include_failed(host, task, rescuable, failure.clone());
+                    }
+                    if let Some(stop) = self.after_task(at, task, &members, rescuable) {
+                        return Some(stop);
+                    }
+                    continue;
+                }
+            };
+            if let Some(stop) = self.run_steps(at, &steps, &members, rescuable).await {
+                return Some(stop);
+            }
+        }
+        None
+    }
+
+    /// An `include_tasks` that failed on `host` before its file ran.
+    fn include_failed(&mut self, host: &str, task: &Task, rescuable: bool, failure: Failure) {
+        let Some(state) = self.hosts.get_mut(host) else {
+            return;
+        };
+        let ignored = task.ignore_errors;
+        let rescued = rescuable && !ignored;
+        if !ignored {
+            state.failed = true;
+            state.rescuable = rescued;
+            let result = json!({ "failed": true, "msg": failure.message });
+            state.last_failure = Some((task.name.clone(), result));
+        }
+        self.reporter.send(Event::Host(HostResult {
+            host: host.to_owned(),
+            task: task.name.clone(),
+            status: Status::Failed,
+            elapsed: 0.0,
+            ignored,
+            rescued,
+            message: None,
+            failure: Some(failure),
+            diff: None,
+        }));
+    }
+
+    /// After a task ran on `hosts`: the event that stops the run, if its
+    /// failures end it. Under `any_errors_fatal` a failure ends the play
+    /// for every host, unless a rescue is waiting: then every host of the
+    /// task goes to the rescue, as in Ansible. Else the batch stops once
+    /// its failures pass `max_fail_percentage`.
+    fn after_task(
+        &mut self,
+        at: At<'_>,
+        task: &Task,
+        hosts: &[String],
+        rescuable: bool,
+    ) -> Option<Event> {
+        if self.interrupt.is_set() {
+            // Interrupted hosts are not failures that stop the play.
+            return None;
+        }
+        let play = at.play;
+        let failed_here: Vec<&String> = hosts
+            .iter()
+            .filter(|h| self.hosts.get(*h).is_some_and(|s| s.failed && !s.gone))
+            .collect();
+        if (task.any_errors_fatal || play.any_errors_fatal) && !failed_here.is_empty() {
+            if !rescuable {
+                return Some(Event::PlayAborted {
+                    play: play.name.clone(),
+                    reason: format!(
+                        "`{}` failed on `{}` under any_errors_fatal",
+                        task.name, failed_here[0]
+                    ),
+                    max_fail_percentage: None,
+                });
+            }
+            for host in hosts {
+                if let Some(state) = self.hosts.get_mut(host).filter(|s| !s.gone) {
+                    state.failed = true;
+                    state.rescuable = true;
+                }
+            }
+        }
+        let batch = at.batch;
+        let failed = batch
+            .iter()
+            .filter(|h| self.hosts[*h].failed && !self.hosts[*h].rescuable)
+            .count();
+        if plan::over_failure_budget(failed, batch.len(), play.max_fail_percentage) {
+            let max = play.max_fail_percentage.unwrap_or_default();
+            return Some(Event::PlayAborted {
+                play: play.name.clone(),
+                reason: format!(
+                    "{failed} of {} hosts in the batch failed, over max_fail_percentage {max}",
+                    batch.len()
+                ),
+                max_fail_percentage: Some(max),
+            });
+        }
+        None
+    }
+
     fn active(&self, batch: &[String]) -> Vec<String> {
         batch
             .iter()
@@ -253,10 +560,11 @@ impl Executor {
     /// at most `forks` at once.
     async fn run_task(
         &mut self,
-        playbook: &Playbook,
+        at: At<'_>,
         task: &Task,
         hosts: &[String],
         handler: bool,
+        rescuable: bool,
     ) {
         let (name, count) = (task.name.clone(), hosts.len());
         self.reporter.send(if handler {
@@ -278,8 +586,12 @@ impl Executor {
             connector: self.connector.as_ref(),
             reporter: &self.reporter,
             settings: &self.settings,
-            playbook,
+            playbook: at.playbook,
             interrupt: &self.interrupt,
+            targets: &self.targets,
+            delegated: &self.delegated,
+            environment: &at.play.environment,
+            rescuable,
         };
         if !task.run_once || handler {
             let states = self
@@ -319,12 +631,14 @@ impl Executor {
             }
             if failed {
                 state.failed = true;
+                state.rescuable = rescuable;
                 self.reporter.send(Event::Host(HostResult {
                     host: host.clone(),
                     task: task.name.clone(),
                     status: Status::Failed,
                     elapsed: 0.0,
                     ignored: false,
+                    rescued: rescuable,
                     message: None,
                     failure: Some(Failure {
                         message: format!("this run_once task failed on `{first}`"),
@@ -346,6 +660,12 @@ struct Shared<'a> {
     settings: &'a Settings,
     playbook: &'a Playbook,
     interrupt: &'a Interrupt,
+    targets: &'a BTreeMap<String, Target>,
+    delegated: &'a Delegated,
+    /// The play's `environment`.
+    environment: &'a Vars,
+    /// A rescue waits for this task's failures.
+    rescuable: bool,
 }
 
 /// Run one task on one host, report it, and return the registered value.
@@ -373,9 +693,15 @@ async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) ->
         status_of(&outcome)
     };
     let ignored = status == Status::Failed && task.ignore_errors;
+    let rescued = status == Status::Failed && !ignored && shared.rescuable;
     match status {
         Status::Unreachable => state.gone = true,
-        Status::Failed if !ignored => state.failed = true,
+        Status::Failed if !ignored => {
+            state.failed = true;
+            state.rescuable = rescued;
+            let result = registered_value(&outcome, status);
+            state.last_failure = Some((task.name.clone(), result));
+        }
         Status::Changed => state.notified.extend(task.notify.iter().cloned()),
         _ => {}
     }
@@ -390,6 +716,7 @@ async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) ->
         status,
         elapsed,
         ignored,
+        rescued,
         message: outcome
             .skipped
             .clone()
@@ -411,31 +738,9 @@ async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) ->
 /// Everything up to the outcome: variables, the connection, then the module
 /// once, or once per item of `loop`.
 async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Result<Outcome> {
-    let mut vars = shared
-        .scope
-        .for_task(shared.engine, &mut state.vars, &task.location);
-    let Some(items) = &task.loop_items else {
+    let mut vars = task_vars(shared.scope, shared.engine, task, &mut state.vars);
+    let Some(items) = loop_items(shared.engine, task, &vars)? else {
         return once(shared, task, state, &vars).await;
-    };
-    if !task.when.is_empty()
-        && !scope::mentions_item(&task.when)
-        && !shared
-            .engine
-            .eval_condition(&task.when, &vars, &task.location)?
-    {
-        return Ok(Outcome::skipped("condition was false"));
-    }
-    let items = match shared.engine.render_json(items, &vars, &task.location)? {
-        Value::Array(items) => items,
-        Value::String(s) if s.trim().is_empty() => Vec::new(),
-        other => {
-            return Err(Error::input(
-                task.location.clone(),
-                InputKind::LoopGave {
-                    value: other.to_string(),
-                },
-            ));
-        }
     };
     if items.is_empty() {
         return Ok(Outcome::skipped("no items to loop over"));
@@ -444,10 +749,19 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
     let mut results = Vec::new();
     let mut messages = Vec::new();
     let mut all_skipped = true;
-    for item in items {
-        Scope::set_item(&mut vars, item.clone());
+    let pause = task.loop_control.pause.map(Duration::from_secs_f64);
+    for (index, item) in items.into_iter().enumerate() {
+        if index > 0 {
+            if let Some(pause) = pause {
+                tokio::time::sleep(pause).await;
+            }
+        }
+        bind_item(task, &mut vars, index, &item);
         let outcome = once(shared, task, state, &vars).await?;
-        let label = item_label(&item);
+        let label = match &task.loop_control.label {
+            Some(label) => shared.engine.render_str(label, &vars, &task.location)?,
+            None => item_label(&item),
+        };
         let status = status_of(&outcome);
         let mut value = registered_value(&outcome, status);
         if let Value::Object(map) = &mut value {
@@ -477,6 +791,159 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
     total.msg = Some(messages.join("\n"));
     total.results = Some(results);
     Ok(total)
+}
+
+/// The files an `include_tasks` brings in on one host, each with the values
+/// its tasks get (the include's rendered `vars`, the loop variable) and the
+/// loop item's label: one per item whose `when` holds, none when skipped.
+fn expand(
+    scope: &Scope,
+    engine: &Engine,
+    task: &Task,
+    include: &IncludeTasks,
+    state: &mut HostState,
+) -> Result<Vec<(String, Vars, Option<String>)>> {
+    let mut vars = task_vars(scope, engine, task, &mut state.vars);
+    let holds = |vars: &Vars| -> Result<bool> {
+        Ok(task.when.is_empty() || engine.eval_condition(&task.when, vars, &task.location)?)
+    };
+    let rendered = |vars: &Vars| -> Result<(String, Vars)> {
+        let with = scope.with_task_vars(engine, vars, &task.vars, &task.location)?;
+        let file = engine.render_str(&include.file, &with, &task.location)?;
+        let params = task
+            .vars
+            .keys()
+            .filter_map(|k| with.get(k).map(|v| (k.clone(), v.clone())))
+            .collect();
+        Ok((file.trim().to_owned(), params))
+    };
+    let Some(items) = loop_items(engine, task, &vars)? else {
+        if !holds(&vars)? {
+            return Ok(Vec::new());
+        }
+        let (file, params) = rendered(&vars)?;
+        return Ok(vec![(file, params, None)]);
+    };
+    let control = &task.loop_control;
+    let mut out = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        bind_item(task, &mut vars, index, &item);
+        if !holds(&vars)? {
+            continue;
+        }
+        let (file, mut params) = rendered(&vars)?;
+        let label = match &control.label {
+            Some(label) => engine.render_str(label, &vars, &task.location)?,
+            None => item_label(&item),
+        };
+        params.insert(control.loop_var.clone(), item);
+        if let Some(name) = &control.index_var {
+            params.insert(name.clone(), index.into());
+        }
+        out.push((file, params, Some(label)));
+    }
+    Ok(out)
+}
+
+/// What an included task takes from the `include_tasks` that brought it
+/// in: its values (`params`, above the task's own vars), environment,
+/// `any_errors_fatal` and become settings. Its `when` and `tags` are the
+/// include's own, as in Ansible. A templated task name is rendered with
+/// those values when they are all it needs (`step {{ thing }}`).
+fn pass_on(engine: &Engine, step: &mut Step, include: &Task, params: &Vars) {
+    let task = match step {
+        Step::Task(task) => task,
+        Step::Block(b) => {
+            for list in [&mut b.body, &mut b.rescue, &mut b.always] {
+                list.iter_mut()
+                    .for_each(|s| pass_on(engine, s, include, params));
+            }
+            return;
+        }
+    };
+    if crate::template::is_template(&task.name) {
+        if let Ok(name) = engine.render_str(&task.name, params, &task.location) {
+            task.name = name;
+        }
+    }
+    for (key, value) in params.iter().chain(&include.params) {
+        task.params
+            .entry(key.clone())
+            .or_insert_with(|| value.clone());
+    }
+    for (key, value) in &include.environment {
+        task.environment
+            .entry(key.clone())
+            .or_insert_with(|| value.clone());
+    }
+    task.any_errors_fatal |= include.any_errors_fatal;
+    task.escalate = std::mem::take(&mut task.escalate).or(&include.escalate);
+}
+
+/// What a task sees on a host before its own `vars`: the scope's view, with
+/// what an `include_tasks` passed on top.
+fn task_vars(scope: &Scope, engine: &Engine, task: &Task, host: &mut HostVars) -> Vars {
+    let mut vars = scope.for_task(engine, host, &task.location);
+    for (name, value) in &task.params {
+        scope.add_fact(&mut vars, name, value.clone());
+    }
+    vars
+}
+
+/// The items of the task's loop, rendered with `vars` and shaped by its
+/// kind (`with_dict`, `with_indexed_items`...); `None` without a loop, or
+/// when a `when` that does not name the loop variable is false.
+fn loop_items(engine: &Engine, task: &Task, vars: &Vars) -> Result<Option<Vec<Value>>> {
+    let Some(items) = &task.loop_items else {
+        return Ok(None);
+    };
+    if !task.when.is_empty()
+        && !scope::mentions(&task.when, &task.loop_control.loop_var)
+        && !engine.eval_condition(&task.when, vars, &task.location)?
+    {
+        return Ok(None);
+    }
+    let gave = |value: &Value| {
+        Error::input(
+            task.location.clone(),
+            InputKind::LoopGave {
+                value: value.to_string(),
+            },
+        )
+    };
+    let items = match engine.render_json(items, vars, &task.location)? {
+        Value::String(s) if s.trim().is_empty() => return Ok(Some(Vec::new())),
+        Value::Object(map) if task.loop_kind == LoopKind::Dict => map
+            .into_iter()
+            .map(|(key, value)| json!({ "key": key, "value": value }))
+            .collect(),
+        Value::Array(items) if task.loop_kind != LoopKind::Dict => items,
+        other => return Err(gave(&other)),
+    };
+    Ok(Some(match task.loop_kind {
+        LoopKind::Items => items
+            .into_iter()
+            .flat_map(|item| match item {
+                Value::Array(inner) => inner,
+                other => vec![other],
+            })
+            .collect(),
+        LoopKind::Indexed => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| json!([i, item]))
+            .collect(),
+        LoopKind::List | LoopKind::Dict => items,
+    }))
+}
+
+/// Bind one loop item (and its index, with `index_var`) for the task.
+fn bind_item(task: &Task, vars: &mut Vars, index: usize, item: &Value) {
+    let control = &task.loop_control;
+    vars.insert(control.loop_var.clone(), item.clone());
+    if let Some(name) = &control.index_var {
+        vars.insert(name.clone(), index.into());
+    }
 }
 
 /// How a loop item is named in output: a string as itself; a mapping by its
@@ -516,10 +983,30 @@ async fn once(
     {
         return Ok(Outcome::skipped("condition was false"));
     }
+    let mut vars = shared
+        .scope
+        .with_task_vars(shared.engine, vars, &task.vars, &task.location)?;
     let connection: Arc<dyn Transport> = if task.module.local() {
         Arc::new(Local)
     } else {
-        let conn = connect(shared, state).await?;
+        let conn = match &task.delegate_to {
+            None => connect(shared, state).await?,
+            Some(to) => {
+                let to = shared.engine.render_str(to, &vars, &task.location)?;
+                match delegate(shared, state, to.trim()).await? {
+                    Ok(conn) => conn,
+                    Err(refused) => return Ok(refused),
+                }
+            }
+        };
+        let exports = exports(shared, task, &vars)?;
+        let conn: Arc<dyn Transport> = match exports.is_empty() {
+            true => conn,
+            false => Arc::new(WithEnv {
+                inner: conn,
+                exports,
+            }),
+        };
         match shared.settings.verbose >= 2 && !task.no_log {
             true => Arc::new(Shown {
                 inner: conn,
@@ -529,9 +1016,6 @@ async fn once(
             false => conn,
         }
     };
-    let mut vars = shared
-        .scope
-        .with_task_vars(shared.engine, vars, &task.vars, &task.location)?;
     let attempts = if task.until.is_empty() {
         1
     } else {
@@ -700,6 +1184,101 @@ impl Transport for Local {
     }
 }
 
+/// The connection a task delegated to `to` runs over: the host's own for
+/// itself; another inventory host's, opened on first use with that host's
+/// connection settings and kept for the run; this machine for `localhost`
+/// when the inventory has no such host (as Ansible's implicit localhost).
+/// The task keeps its own host's variables. Anything else fails the task.
+async fn delegate(
+    shared: &Shared<'_>,
+    state: &mut HostState,
+    to: &str,
+) -> Result<std::result::Result<Arc<dyn Transport>, Outcome>> {
+    if to == state.name {
+        return connect(shared, state).await.map(Ok);
+    }
+    if let Some(target) = shared.targets.get(to) {
+        let mut open = shared.delegated.lock().await;
+        if let Some(conn) = open.get(to) {
+            return Ok(Ok(conn.clone()));
+        }
+        let conn = shared.connector.connect(target).await?;
+        open.insert(to.to_owned(), conn.clone());
+        return Ok(Ok(conn));
+    }
+    if matches!(to, "localhost" | "127.0.0.1" | "::1") {
+        return Ok(Ok(Arc::new(LocalShell)));
+    }
+    let mut refused = Outcome::fail(format!(
+        "`delegate_to: {to}` names no host of this run's inventory"
+    ));
+    if let Some(failure) = &mut refused.failure {
+        failure.hint = Some(
+            "delegate to an inventory host (its connection settings are used) or to `localhost`"
+                .into(),
+        );
+    }
+    Ok(Err(refused))
+}
+
+/// `export NAME=VALUE ...; ` for the play's and the task's `environment`
+/// (the task's, with its blocks', above the play's), rendered with `vars`;
+/// empty without any.
+fn exports(shared: &Shared<'_>, task: &Task, vars: &Vars) -> Result<String> {
+    let mut merged: BTreeMap<&String, &Value> = shared.environment.iter().collect();
+    merged.extend(task.environment.iter());
+    let mut words = Vec::new();
+    for (name, value) in merged {
+        let value = match shared.engine.render_json(value, vars, &task.location)? {
+            Value::Null => continue,
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        words.push(format!("{name}={}", crate::transport::quote(&value)));
+    }
+    Ok(match words.is_empty() {
+        true => String::new(),
+        false => format!("export {}; ", words.join(" ")),
+    })
+}
+
+/// A connection whose commands run with environment variables exported
+/// first (`environment:`). It sits under `Shown`, so `-vv` shows the
+/// module's command without the values.
+struct WithEnv {
+    inner: Arc<dyn Transport>,
+    exports: String,
+}
+
+impl Transport for WithEnv {
+    fn exec<'a>(
+        &'a self,
+        command: &'a str,
+        stdin: Option<&'a [u8]>,
+    ) -> futures::future::BoxFuture<'a, Result<crate::transport::Output>> {
+        Box::pin(async move {
+            let command = format!("{}{command}", self.exports);
+            self.inner.exec(&command, stdin).await
+        })
+    }
+
+    fn forward<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> futures::future::BoxFuture<'a, Result<Box<dyn crate::transport::Stream>>> {
+        self.inner.forward(host, port)
+    }
+
+    fn close(&self) -> futures::future::BoxFuture<'_, ()> {
+        self.inner.close()
+    }
+
+    fn details(&self) -> Option<String> {
+        self.inner.details()
+    }
+}
+
 /// The host's connection, opened on first use and kept for the run.
 async fn connect(shared: &Shared<'_>, state: &mut HostState) -> Result<Arc<dyn Transport>> {
     if let Some(conn) = &state.connection {
@@ -836,6 +1415,7 @@ mod tests {
     use crate::transport::{HostKeyChecking, Output, Stream};
     use crate::vars::Layers;
 
+    mod flow;
     mod serial;
 
     #[test]
@@ -973,8 +1553,19 @@ mod tests {
         yaml: &str,
         settings: Settings,
     ) -> (Captured, Fake) {
+        run_in_dir(fake, inventory, yaml, Path::new("."), settings)
+    }
+
+    /// [`run_in`] with the playbook in `dir` (where its task files are).
+    fn run_in_dir(
+        fake: &Fake,
+        inventory: Inventory,
+        yaml: &str,
+        dir: &Path,
+        settings: Settings,
+    ) -> (Captured, Fake) {
         let inventory = Arc::new(inventory);
-        let playbook = Playbook::parse(Path::new("test.yml"), Path::new("."), yaml).unwrap();
+        let playbook = Playbook::parse(&dir.join("test.yml"), dir, yaml).unwrap();
         let targets = inventory.hosts.iter().map(|h| target(&h.name)).collect();
         let settings = Settings {
             forks: 4,
@@ -1202,7 +1793,7 @@ mod tests {
         setup.plays.truncate(1);
         setup.plays[0].tasks.truncate(1);
         setup.plays[0].handlers.clear();
-        let task = &setup.plays[0].tasks[0];
+        let task = setup.plays[0].task_list()[0];
         assert_eq!(task.name, "docker TLS certificates, made on this machine");
         assert_eq!(task.when, ["docker_tcp | bool"]);
         let captured = on_h1(Scope::new(inventory, layers), &Fake::default(), setup);

@@ -30,7 +30,8 @@ mod parse;
 mod tests;
 pub(crate) mod values;
 
-use parse::{Located, RawPlay, RawTask};
+use crate::modules::include_tasks::IncludeTasks;
+use parse::{Located, RawBlock, RawPlay, RawTask};
 use values::json_strings;
 
 #[derive(Debug, Clone)]
@@ -45,6 +46,9 @@ pub struct Playbook {
     /// Names the playbook itself defines: play and task `vars`, `register`,
     /// `set_fact` keys.
     pub(crate) defines: BTreeSet<String>,
+    /// An `include_tasks` names its file with a template: what that file
+    /// defines is not known before the run, so names are not checked.
+    pub(crate) dynamic: bool,
 }
 
 /// What a product ships inside the binary: playbooks, task files and
@@ -163,11 +167,171 @@ pub struct Play {
     /// Batch sizes; empty runs every host in one batch.
     pub serial: Vec<Serial>,
     pub max_fail_percentage: Option<f64>,
+    /// One host's failure ends the play for every host.
+    pub any_errors_fatal: bool,
+    /// Environment variables for every task's commands (below block and
+    /// task `environment`).
+    pub environment: Vars,
     pub vars: Vars,
     pub tags: Vec<String>,
-    pub tasks: Vec<Task>,
+    pub tasks: Vec<Step>,
     pub handlers: Vec<Task>,
     pub location: Location,
+}
+
+impl Play {
+    /// Every task of the play, blocks opened, in file order.
+    pub fn task_list(&self) -> Vec<&Task> {
+        Step::tasks(&self.tasks)
+    }
+}
+
+/// One entry of a task list: a task, or a `block` of them. A role's task
+/// list is the same shape.
+#[derive(Debug, Clone)]
+pub enum Step {
+    Task(Task),
+    Block(Block),
+}
+
+/// `block`/`rescue`/`always`. What the block sets (`when`, `tags`, `vars`,
+/// `environment`, `become`, ...) is already handed down to every task in
+/// it when it is built, so a block only orders its three lists: `rescue`
+/// runs on the hosts a `body` task failed on, `always` on every host that
+/// entered.
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub body: Vec<Step>,
+    pub rescue: Vec<Step>,
+    pub always: Vec<Step>,
+    pub location: Location,
+}
+
+impl Step {
+    /// Every task in `steps`, depth first, in file order (a block's body,
+    /// then its rescue, then its always).
+    pub fn tasks(steps: &[Step]) -> Vec<&Task> {
+        let mut out = Vec::new();
+        for step in steps {
+            match step {
+                Step::Task(task) => out.push(task),
+                Step::Block(b) => {
+                    for list in [&b.body, &b.rescue, &b.always] {
+                        out.extend(Step::tasks(list));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// `steps` keeping only the tasks `keep` accepts (empty blocks go).
+    pub(crate) fn filter(steps: &[Step], keep: &dyn Fn(&Task) -> bool) -> Vec<Step> {
+        steps
+            .iter()
+            .filter_map(|step| match step {
+                Step::Task(task) => keep(task).then(|| step.clone()),
+                Step::Block(b) => {
+                    let block = Block {
+                        body: Step::filter(&b.body, keep),
+                        rescue: Step::filter(&b.rescue, keep),
+                        always: Step::filter(&b.always, keep),
+                        ..b.clone()
+                    };
+                    let empty = block.body.is_empty() && block.always.is_empty();
+                    (!empty).then_some(Step::Block(block))
+                }
+            })
+            .collect()
+    }
+}
+
+/// `become` and its companions as a block sets them; each task inherits
+/// what it does not set itself. (How commands run as another user is the
+/// become support's; these are the values it reads.)
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Become {
+    pub enabled: Option<bool>,
+    pub user: Option<String>,
+    pub method: Option<String>,
+    pub flags: Option<String>,
+}
+
+impl Become {
+    /// `self`, with `parent`'s values where `self` has none.
+    pub(crate) fn or(self, parent: &Become) -> Become {
+        Become {
+            enabled: self.enabled.or(parent.enabled),
+            user: self.user.or_else(|| parent.user.clone()),
+            method: self.method.or_else(|| parent.method.clone()),
+            flags: self.flags.or_else(|| parent.flags.clone()),
+        }
+    }
+}
+
+/// How a loop's value becomes its items.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LoopKind {
+    /// `loop`, `with_list`: the list as it is.
+    #[default]
+    List,
+    /// `with_items`: nested lists flattened one level.
+    Items,
+    /// `with_dict`: each entry as `{key, value}`.
+    Dict,
+    /// `with_indexed_items`: each item as `[index, item]`.
+    Indexed,
+}
+
+/// `loop_control`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoopControl {
+    /// The name each item is bound to (`item`).
+    #[serde(deserialize_with = "ident")]
+    pub loop_var: String,
+    /// A name bound to the item's index, from 0.
+    #[serde(deserialize_with = "some_ident")]
+    pub index_var: Option<String>,
+    /// A template shown instead of the item in output.
+    #[serde(deserialize_with = "some_text")]
+    pub label: Option<String>,
+    /// Seconds between items.
+    #[serde(deserialize_with = "some_seconds")]
+    pub pause: Option<f64>,
+}
+
+impl Default for LoopControl {
+    fn default() -> Self {
+        LoopControl {
+            loop_var: "item".into(),
+            index_var: None,
+            label: None,
+            pause: None,
+        }
+    }
+}
+
+fn ident<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    serde::Deserialize::deserialize(d).map(|values::Ident(s)| s)
+}
+
+fn some_ident<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<String>, D::Error> {
+    ident(d).map(Some)
+}
+
+fn some_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<String>, D::Error> {
+    serde::Deserialize::deserialize(d).map(|values::Text(s)| Some(s))
+}
+
+fn some_seconds<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<f64>, D::Error> {
+    serde::Deserialize::deserialize(d).map(|values::Seconds(s)| Some(s))
 }
 
 /// A condition: one or more minijinja expressions that must all be true.
@@ -202,11 +366,24 @@ pub struct Task {
     /// Extra vars for this task (`vars:`), templated.
     pub vars: Vars,
     /// `loop:`: a list, or a template giving one; each item runs the module
-    /// once with `item` set.
+    /// once with `item` (or `loop_control.loop_var`) set.
     pub loop_items: Option<serde_json::Value>,
+    pub loop_kind: LoopKind,
+    pub loop_control: LoopControl,
     /// `check_mode: false` runs the task for real even under `--check`
     /// (for read-only commands whose results later tasks need).
     pub check_mode: Option<bool>,
+    /// `delegate_to`: run on this host (a template) with this task's host's
+    /// variables; `localhost` runs on this machine.
+    pub delegate_to: Option<String>,
+    /// Environment variables for the task's commands (with its blocks').
+    pub environment: Vars,
+    /// A failure here ends the play for every host.
+    pub any_errors_fatal: bool,
+    pub escalate: Become,
+    /// Values set by the `include_tasks` that brought the task in (its
+    /// rendered `vars` and loop variable): above task vars, not templates.
+    pub(crate) params: Vars,
     /// Where the task starts in its file.
     pub location: Location,
 }
@@ -278,17 +455,23 @@ impl Playbook {
                     let mut found = found.borrow_mut();
                     found.uses.extend(imported.uses);
                     found.defines.extend(imported.defines);
+                    found.dynamic |= imported.dynamic;
                 }
                 None => plays.push(builder.play(p)?),
             }
         }
-        let Found { uses, defines } = found.into_inner();
+        let Found {
+            uses,
+            defines,
+            dynamic,
+        } = found.into_inner();
         Ok(Playbook {
             dir: dir.to_path_buf(),
             plays,
             builtins,
             uses,
             defines,
+            dynamic,
         })
     }
 
@@ -309,6 +492,9 @@ impl Playbook {
                 || name.starts_with("ansible_")
                 || playbooks.iter().any(|p| p.defines.contains(name))
         };
+        if playbooks.iter().any(|p| p.dynamic) {
+            return Ok(());
+        }
         for name_use in playbooks.iter().flat_map(|p| &p.uses) {
             if let Some(name) = name_use.names.iter().find(|n| !defined(n)) {
                 let all = candidates.iter().map(String::as_str).chain(
@@ -329,6 +515,34 @@ impl Playbook {
             }
         }
         Ok(())
+    }
+
+    /// The steps of the task file `name`, read for an `include_tasks` at
+    /// `from` when it runs: found as `import_tasks` finds its file, checked
+    /// as any task is (its `notify` against `handler_names`).
+    pub(crate) fn include(
+        &self,
+        engine: &Engine,
+        name: &str,
+        from: &Location,
+        handler_names: &[&str],
+    ) -> Result<Vec<Step>> {
+        let found = RefCell::new(Found::default());
+        let builder = Builder {
+            source: &from.file,
+            text: "",
+            dir: &self.dir,
+            engine,
+            builtins: self.builtins,
+            found: &found,
+        };
+        builder.with_task_file(name, from, "include_tasks", |inner, raws| {
+            let mut out = Vec::new();
+            for raw in raws {
+                out.extend(inner.tasks(raw, handler_names, 1, false)?);
+            }
+            Ok(out)
+        })
     }
 
     /// The text of the built-in template `name`, if there is one.
@@ -449,6 +663,7 @@ fn task_file(
     dir: Option<&Path>,
     location: &Location,
     builtins: Builtins,
+    keyword: &str,
 ) -> Result<(PathBuf, String)> {
     let candidates = dir.map(|dir| [dir.join(name), dir.join("tasks").join(name)]);
     for path in candidates.into_iter().flatten() {
@@ -464,7 +679,7 @@ fn task_file(
         )),
         None => {
             let kind = InputKind::ImportNotFound {
-                keyword: "import_tasks".into(),
+                keyword: keyword.into(),
                 name: name.into(),
                 looked: match dir {
                     Some(dir) => format!("looked in `{}` and its `tasks/` folder", dir.display()),
@@ -516,6 +731,7 @@ const ALWAYS_DEFINED: &[&str] = &[
 struct Found {
     uses: Vec<NameUse>,
     defines: BTreeSet<String>,
+    dynamic: bool,
 }
 
 /// The location of the first `name` in a template file (else the file).
@@ -583,9 +799,24 @@ impl Builder<'_> {
             .extend(raw.vars.keys().cloned());
         let mut handlers = Vec::new();
         for t in &raw.handlers {
-            handlers.extend(self.tasks(t, &handler_names, 0, false)?);
+            for step in self.tasks(t, &handler_names, 0, false)? {
+                match step {
+                    Step::Task(task) => handlers.push(task),
+                    Step::Block(b) => {
+                        let kind = InputKind::Unsupported {
+                            key: "block` in `handlers".into(),
+                        };
+                        return Err(InputError::new(b.location, kind).into());
+                    }
+                }
+            }
         }
         let handler_names: Vec<&str> = handlers.iter().map(|h| h.name.as_str()).collect();
+        let mut env_strings = Vec::new();
+        raw.environment
+            .values()
+            .for_each(|v| json_strings(v, &mut env_strings));
+        self.check_strings(env_strings, raw.key_pos("environment"))?;
         let mut tasks = Vec::new();
         for t in &raw.tasks {
             tasks.extend(self.tasks(t, &handler_names, 0, true)?);
@@ -595,6 +826,8 @@ impl Builder<'_> {
             hosts: raw.hosts,
             serial: raw.serial,
             max_fail_percentage: raw.max_fail_percentage,
+            any_errors_fatal: raw.any_errors_fatal,
+            environment: raw.environment,
             vars: raw.vars,
             tags: raw.tags,
             tasks,
@@ -603,8 +836,8 @@ impl Builder<'_> {
         })
     }
 
-    /// The tasks a raw entry stands for: itself, or the tasks of the file it
-    /// imports with its `when`, `tags` and `vars` added to each.
+    /// The steps a raw entry stands for: itself, a block, or the tasks of
+    /// the file it imports with its `when`, `tags` and `vars` added to each.
     ///
     /// The variables a task needs are noted when `needs` (tasks, not
     /// handlers, which may never be notified).
@@ -614,18 +847,24 @@ impl Builder<'_> {
         handler_names: &[&str],
         depth: usize,
         needs: bool,
-    ) -> Result<Vec<Task>> {
-        self.found
-            .borrow_mut()
-            .defines
-            .extend(raw.vars.keys().cloned());
+    ) -> Result<Vec<Step>> {
+        {
+            let mut found = self.found.borrow_mut();
+            found.defines.extend(raw.vars.keys().cloned());
+            found.defines.insert(raw.loop_control.loop_var.clone());
+            found.defines.extend(raw.loop_control.index_var.clone());
+        }
+        if let Some(block) = &raw.block {
+            return self.block(raw, block, handler_names, depth, needs);
+        }
         let Some(name) = &raw.import else {
             self.check_notify(raw, handler_names)?;
             let task = self.task(raw)?;
             if needs {
                 self.note_needs(raw, &task)?;
             }
-            return Ok(vec![task]);
+            self.check_include(&task, handler_names, depth)?;
+            return Ok(vec![Step::Task(task)]);
         };
         let location = self.loc(raw.key_pos("import_tasks"));
         if depth >= 8 {
@@ -637,13 +876,34 @@ impl Builder<'_> {
         }
         self.engine
             .check_condition(&raw.when, &self.loc(raw.key_pos("when")))?;
-        let (source, text) = task_file(
-            name,
-            disk_dir(self.source, self.dir),
-            &location,
-            self.builtins,
-        )?;
-        let raw_tasks = yaml::parse(&text)
+        // An import under `when` may never run: its tasks' needs are not
+        // certain.
+        let needs = needs && raw.when.is_empty();
+        let inherit = Inherit::from(raw);
+        self.with_task_file(name, &location, "import_tasks", |inner, raws| {
+            let mut out = Vec::new();
+            for r in raws {
+                for mut step in inner.tasks(r, handler_names, depth + 1, needs)? {
+                    inherit.apply(&mut step);
+                    out.push(step);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Read the task file `name` (for `keyword`, at `location`) and hand
+    /// its raw tasks to `f` with a builder that locates errors in it.
+    fn with_task_file<T>(
+        &self,
+        name: &str,
+        location: &Location,
+        keyword: &str,
+        f: impl FnOnce(&Builder<'_>, &[RawTask]) -> Result<T>,
+    ) -> Result<T> {
+        let dir = disk_dir(self.source, self.dir);
+        let (source, text) = task_file(name, dir, location, self.builtins, keyword)?;
+        let raws = yaml::parse(&text)
             .map_err(|e| yaml::syntax_error(&source, &text, e))
             .and_then(|doc| {
                 parse::tasks(doc.as_ref(), self.builtins.registry())
@@ -657,23 +917,86 @@ impl Builder<'_> {
             builtins: self.builtins,
             found: self.found,
         };
-        // An import under `when` may never run: its tasks' needs are not
-        // certain.
+        f(&inner, &raws)
+    }
+
+    /// A `block`: its three lists, each task given what the block sets.
+    fn block(
+        &self,
+        raw: &RawTask,
+        block: &RawBlock,
+        handler_names: &[&str],
+        depth: usize,
+        needs: bool,
+    ) -> Result<Vec<Step>> {
+        self.check_shared(raw)?;
+        // Under `when`, nothing in the block is certain to run; a rescue
+        // runs only after a failure.
         let needs = needs && raw.when.is_empty();
-        let mut out = Vec::new();
-        for r in &raw_tasks {
-            for mut task in inner.tasks(r, handler_names, depth + 1, needs)? {
-                task.when = raw.when.iter().cloned().chain(task.when).collect();
-                task.tags.extend(raw.tags.iter().cloned());
-                for (key, value) in &raw.vars {
-                    task.vars
-                        .entry(key.clone())
-                        .or_insert_with(|| value.clone());
+        let inherit = Inherit::from(raw);
+        let list = |raws: &[RawTask], needs: bool| -> Result<Vec<Step>> {
+            let mut out = Vec::new();
+            for r in raws {
+                for mut step in self.tasks(r, handler_names, depth, needs)? {
+                    inherit.apply(&mut step);
+                    out.push(step);
                 }
-                out.push(task);
             }
+            Ok(out)
+        };
+        Ok(vec![Step::Block(Block {
+            body: list(&block.body, needs)?,
+            rescue: list(&block.rescue, false)?,
+            always: list(&block.always, needs)?,
+            location: self.loc(raw.pos),
+        })])
+    }
+
+    /// The keys a task and a block share, checked as templates.
+    fn check_shared(&self, raw: &RawTask) -> Result<()> {
+        if let Some(name) = &raw.name {
+            self.engine.check(name, &self.loc(raw.key_pos("name")))?;
         }
-        Ok(out)
+        self.engine
+            .check_condition(&raw.when, &self.loc(raw.key_pos("when")))?;
+        for (key, map) in [("vars", &raw.vars), ("environment", &raw.environment)] {
+            let mut strings = Vec::new();
+            map.values().for_each(|v| json_strings(v, &mut strings));
+            self.check_strings(strings, raw.key_pos(key))?;
+        }
+        if let Some(host) = &raw.delegate_to {
+            self.engine
+                .check(host, &self.loc(raw.key_pos("delegate_to")))?;
+        }
+        Ok(())
+    }
+
+    /// An `include_tasks` whose file is named without a template is read
+    /// now, so a missing or broken file is said before any host is
+    /// contacted (and what it defines is known); a templated name makes
+    /// the playbook's names unknowable until the run.
+    /// A file that includes itself (under a `when` that ends it) is
+    /// checked to a depth of 8.
+    fn check_include(&self, task: &Task, handler_names: &[&str], depth: usize) -> Result<()> {
+        let Some(include) = task.module.downcast::<IncludeTasks>() else {
+            return Ok(());
+        };
+        if crate::template::is_template(&include.file) {
+            self.found.borrow_mut().dynamic = true;
+            return Ok(());
+        }
+        if depth >= 8 {
+            return Ok(());
+        }
+        self.with_task_file(
+            &include.file,
+            &task.location,
+            "include_tasks",
+            |inner, raws| {
+                raws.iter()
+                    .try_for_each(|r| inner.tasks(r, handler_names, depth + 1, false).map(drop))
+            },
+        )
     }
 
     /// Note what `task` defines, and the variables it needs for sure: those
@@ -797,8 +1120,10 @@ impl Builder<'_> {
     }
 
     fn task(&self, raw: &RawTask) -> Result<Task> {
-        if let Some(name) = &raw.name {
-            self.engine.check(name, &self.loc(raw.key_pos("name")))?;
+        self.check_shared(raw)?;
+        if let Some(label) = &raw.loop_control.label {
+            self.engine
+                .check(label, &self.loc(raw.key_pos("loop_control")))?;
         }
         let Some((_, module)) = &raw.module else {
             unreachable!("the parser refuses a task without a module")
@@ -818,7 +1143,6 @@ impl Builder<'_> {
         self.engine
             .check_condition(&expressions, &self.loc(module_pos))?;
         for (key, cond) in [
-            ("when", &raw.when),
             ("until", &raw.until),
             ("changed_when", &raw.changed_when),
             ("failed_when", &raw.failed_when),
@@ -826,12 +1150,6 @@ impl Builder<'_> {
             self.engine
                 .check_condition(cond, &self.loc(raw.key_pos(key)))?;
         }
-        let mut vars_strings = Vec::new();
-        raw.vars
-            .values()
-            .for_each(|v| json_strings(v, &mut vars_strings));
-        self.check_strings(vars_strings, raw.key_pos("vars"))?;
-
         let retries = raw.retries.or((!raw.until.is_empty()).then_some(3));
         let delay = raw.delay.or(retries.map(|_| 5.0));
         Ok(Task {
@@ -855,8 +1173,86 @@ impl Builder<'_> {
             no_log: raw.no_log,
             vars: raw.vars.clone(),
             loop_items: raw.loop_items.clone(),
+            loop_kind: raw.loop_kind,
+            loop_control: raw.loop_control.clone(),
             check_mode: raw.check_mode,
+            delegate_to: raw.delegate_to.clone(),
+            environment: raw.environment.clone(),
+            any_errors_fatal: raw.any_errors_fatal,
+            escalate: raw.escalate.clone(),
+            params: Vars::new(),
             location: self.loc(raw.pos),
         })
+    }
+}
+
+/// What a block (or an `import_tasks`) hands down to each task in it, as
+/// Ansible's keyword inheritance does: conditions and tags add up; vars and
+/// environment fill in below the task's own; the rest apply where the task
+/// sets nothing.
+struct Inherit {
+    when: Vec<String>,
+    tags: Vec<String>,
+    vars: Vars,
+    environment: Vars,
+    any_errors_fatal: bool,
+    ignore_errors: bool,
+    no_log: bool,
+    delegate_to: Option<String>,
+    check_mode: Option<bool>,
+    escalate: Become,
+}
+
+impl From<&RawTask> for Inherit {
+    fn from(raw: &RawTask) -> Self {
+        Inherit {
+            when: raw.when.clone(),
+            tags: raw.tags.clone(),
+            vars: raw.vars.clone(),
+            environment: raw.environment.clone(),
+            any_errors_fatal: raw.any_errors_fatal,
+            ignore_errors: raw.ignore_errors,
+            no_log: raw.no_log,
+            delegate_to: raw.delegate_to.clone(),
+            check_mode: raw.check_mode,
+            escalate: raw.escalate.clone(),
+        }
+    }
+}
+
+impl Inherit {
+    fn apply(&self, step: &mut Step) {
+        let task = match step {
+            Step::Task(task) => task,
+            Step::Block(b) => {
+                for list in [&mut b.body, &mut b.rescue, &mut b.always] {
+                    list.iter_mut().for_each(|s| self.apply(s));
+                }
+                return;
+            }
+        };
+        task.when = self
+            .when
+            .iter()
+            .cloned()
+            .chain(task.when.drain(..))
+            .collect();
+        task.tags.extend(self.tags.iter().cloned());
+        for (mine, theirs) in [
+            (&mut task.vars, &self.vars),
+            (&mut task.environment, &self.environment),
+        ] {
+            for (key, value) in theirs {
+                mine.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+        }
+        task.any_errors_fatal |= self.any_errors_fatal;
+        task.ignore_errors |= self.ignore_errors;
+        task.no_log |= self.no_log;
+        if task.delegate_to.is_none() {
+            task.delegate_to = self.delegate_to.clone();
+        }
+        task.check_mode = task.check_mode.or(self.check_mode);
+        task.escalate = std::mem::take(&mut task.escalate).or(&self.escalate);
     }
 }

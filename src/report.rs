@@ -80,6 +80,10 @@ pub struct HostResult {
     /// The failure was tolerated by `ignore_errors`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub ignored: bool,
+    /// The failure is in a `block` with a `rescue`, which runs next: counted
+    /// as rescued, not failed, as Ansible counts it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rescued: bool,
     /// A short note: `debug` messages, why a task was skipped, ad-hoc stdout.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -99,6 +103,7 @@ pub struct Tally {
     pub failed: usize,
     pub skipped: usize,
     pub ignored: usize,
+    pub rescued: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -122,6 +127,15 @@ pub enum Event {
         names: Vec<String>,
     },
     Host(HostResult),
+    /// An `include_tasks` brought in `file` for `host` (once per loop item,
+    /// `item` naming it); counted as ok, as Ansible does.
+    Included {
+        host: String,
+        task: String,
+        file: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        item: Option<String>,
+    },
     Warning {
         message: String,
     },
@@ -335,9 +349,9 @@ impl Running {
                     next: now + HEARTBEAT,
                 });
             }
-            Event::Host(result) => {
+            Event::Host(HostResult { host, .. }) | Event::Included { host, .. } => {
                 if let Some(r) = running {
-                    r.pending.retain(|h| *h != result.host);
+                    r.pending.retain(|h| h != host);
                 }
             }
             Event::PlayStart { .. } | Event::PlayAborted { .. } => *running = None,
@@ -467,6 +481,7 @@ impl Recap {
             Event::Host(result) => {
                 count(self.hosts.entry(result.host.clone()).or_default(), result)
             }
+            Event::Included { host, .. } => self.hosts.entry(host.clone()).or_default().ok += 1,
             Event::PlayAborted {
                 max_fail_percentage: Some(_),
                 ..
@@ -487,6 +502,7 @@ fn count(tally: &mut Tally, result: &HostResult) {
             tally.ok += 1;
             tally.ignored += 1;
         }
+        Status::Failed if result.rescued => tally.rescued += 1,
         Status::Failed => tally.failed += 1,
         Status::Skipped => tally.skipped += 1,
         Status::Unreachable => tally.unreachable += 1,
@@ -508,6 +524,12 @@ fn human(event: &Event, style: Style) -> String {
         Event::Detail { host, text } => format!("<{host}> {text}"),
         Event::PlayAborted { play, reason, .. } => format!("play `{play}` stopped: {reason}"),
         Event::Host(result) => host_line(result, style),
+        Event::Included {
+            host, file, item, ..
+        } => match item {
+            Some(item) => format!("included: {file} for {host} (item={item})"),
+            None => format!("included: {file} for {host}"),
+        },
     }
 }
 
@@ -521,6 +543,9 @@ fn host_line(result: &HostResult, style: Style) -> String {
     let mut line = format!("{label}: [{}] ({:.2}s)", result.host, result.elapsed);
     if result.ignored {
         line.push_str(" ...ignoring");
+    }
+    if result.rescued {
+        line.push_str(" ...rescued");
     }
     if let Some(diff) = &result.diff {
         line.push('\n');
@@ -575,8 +600,8 @@ fn write_recap(
     for (host, t) in tallies {
         writeln!(
             out,
-            "{host:width$} : ok={:<4} changed={:<4} unreachable={:<4} failed={:<4} skipped={:<4} ignored={}",
-            t.ok, t.changed, t.unreachable, t.failed, t.skipped, t.ignored
+            "{host:width$} : ok={:<4} changed={:<4} unreachable={:<4} failed={:<4} skipped={:<4} rescued={:<4} ignored={}",
+            t.ok, t.changed, t.unreachable, t.failed, t.skipped, t.rescued, t.ignored
         )?;
     }
     Ok(())
@@ -593,6 +618,7 @@ mod tests {
             status,
             elapsed: 0.5,
             ignored: false,
+            rescued: false,
             message: None,
             failure: None,
             diff: None,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::config::{ConnectOptions, Settings};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
-use crate::playbook::Playbook;
+use crate::playbook::{Playbook, Step};
 use crate::report::{OutputFormat, Printer};
 use crate::session::{self, Session};
 use crate::template::Engine;
@@ -48,6 +48,13 @@ pub fn run_playbooks(
             .map(|p| p.hosts.as_str()),
     )?;
     let targets: Vec<Target> = hosts.into_iter().map(|h| h.target).collect();
+    let delegates = match delegates_elsewhere(playbooks) {
+        true => {
+            let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+            session.delegation_hosts(&names)
+        }
+        false => Vec::new(),
+    };
     let printer = Printer::start(output.format, output.verbose);
     for warning in session.defaults.ssh_warnings() {
         printer.reporter().warn(warning);
@@ -66,6 +73,7 @@ pub fn run_playbooks(
         settings,
         targets,
     );
+    executor.delegate_to(delegates.into_iter().map(|h| h.target));
     let interrupt = executor.interrupt();
     let result = runtime.block_on(async {
         interrupt
@@ -75,4 +83,17 @@ pub fn run_playbooks(
     });
     let code = printer.finish(interrupt.is_set());
     result.map(|()| code)
+}
+
+/// Whether a task delegates to a host other than `localhost`, which may be
+/// outside the plays' hosts (and `--limit`), as Ansible allows.
+fn delegates_elsewhere(playbooks: &[Playbook]) -> bool {
+    let local = ["localhost", "127.0.0.1", "::1"];
+    playbooks
+        .iter()
+        .flat_map(|p| &p.plays)
+        .flat_map(|p| Step::tasks(&p.tasks))
+        .filter_map(|t| t.delegate_to.as_deref())
+        .any(|to| !local.contains(&to))
+        || playbooks.iter().any(|p| p.dynamic)
 }

@@ -334,11 +334,6 @@ impl Scope {
         }
     }
 
-    /// The loop's `item`, a task-level variable.
-    pub(crate) fn set_item(vars: &mut Vars, item: Value) {
-        vars.insert("item".into(), item);
-    }
-
     /// `vars` with a task's own `vars:` on top, each rendered against
     /// `vars`; `-e` and the magic vars keep their values.
     pub(crate) fn with_task_vars(
@@ -457,12 +452,13 @@ fn render_into(
     errors
 }
 
-/// Whether a condition mentions `item`, so it is judged per loop item.
-pub(crate) fn mentions_item(condition: &[String]) -> bool {
+/// Whether a condition mentions the loop variable `name` (`item`), so it is
+/// judged per loop item.
+pub(crate) fn mentions(condition: &[String], name: &str) -> bool {
     let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
     condition.iter().any(|c| {
-        c.match_indices("item")
-            .any(|(i, _)| !c[..i].ends_with(word) && !c[i + 4..].starts_with(word))
+        c.match_indices(name)
+            .any(|(i, _)| !c[..i].ends_with(word) && !c[i + name.len()..].starts_with(word))
     })
 }
 
@@ -885,9 +881,11 @@ mod tests {
     #[test]
     fn only_conditions_naming_item_wait_for_the_loop() {
         let c = |s: &str| vec![s.to_owned()];
-        assert!(mentions_item(&c("item.enabled")));
-        assert!(mentions_item(&c("x and item == 1")));
-        assert!(!mentions_item(&c("use_items | default(false)")));
-        assert!(!mentions_item(&c("my_item")));
+        assert!(mentions(&c("item.enabled"), "item"));
+        assert!(mentions(&c("x and item == 1"), "item"));
+        assert!(!mentions(&c("use_items | default(false)"), "item"));
+        assert!(!mentions(&c("my_item"), "item"));
+        assert!(mentions(&c("thing.name == 'a'"), "thing"));
+        assert!(!mentions(&c("things"), "thing"));
     }
 }

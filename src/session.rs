@@ -80,6 +80,18 @@ impl Session {
         self.hosts_named(names)
     }
 
+    /// Every inventory host outside `except` whose connection settings
+    /// resolve: where a `delegate_to` may go (a bad one fails only the
+    /// task that delegates to it).
+    pub(crate) fn delegation_hosts(&self, except: &[String]) -> Vec<HostInfo> {
+        let others = self.inventory.hosts.iter().map(|h| &h.name);
+        others
+            .filter(|name| !except.contains(name))
+            .filter_map(|name| self.hosts_named(vec![name.clone()]).ok())
+            .flatten()
+            .collect()
+    }
+
     fn hosts_named(&self, names: Vec<String>) -> Result<Vec<HostInfo>> {
         let engine = Engine::new();
         names

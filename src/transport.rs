@@ -18,6 +18,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::Result;
 
+pub(crate) mod local;
+
 /// Bytes kept of each output stream of one command: its head and its tail,
 /// half each.
 pub const OUTPUT_CAP: usize = 1 << 20;

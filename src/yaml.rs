@@ -324,6 +324,27 @@ impl Node {
         }
     }
 
+    /// A string scalar holding `text`, at this node's position (the
+    /// arguments of `local_action: MODULE ARGS`).
+    pub(crate) fn with_text(&self, text: &str) -> Node {
+        let kind = Kind::Scalar {
+            text: text.to_owned(),
+            plain: false,
+        };
+        Node::new(kind, self.pos)
+    }
+
+    /// This mapping without the entries under `key` (a clone otherwise).
+    pub(crate) fn without_key(&self, key: &str) -> Node {
+        match &self.kind {
+            Kind::Map(entries) => {
+                let kept = entries.iter().filter(|(k, _)| k.text() != Some(key));
+                Node::new(Kind::Map(kept.cloned().collect()), self.pos)
+            }
+            _ => self.clone(),
+        }
+    }
+
     /// Deserialize `T` from this node.
     pub fn to<'de, T: serde::Deserialize<'de>>(&'de self) -> Result<T, DeError> {
         T::deserialize(self)

@@ -443,7 +443,7 @@ mod tests {
         ];
         for (name, kind, dir) in cases {
             let pb = crate::playbook::resolve(name, crate::cluster::builtin::BUILTINS).unwrap();
-            let tasks: Vec<&Task> = pb.plays.iter().flat_map(|p| &p.tasks).collect();
+            let tasks: Vec<&Task> = pb.plays.iter().flat_map(|p| p.task_list()).collect();
             let made = tasks.iter().position(|t| {
                 matches!(t.module.downcast::<ClusterSecrets>(), Some(ClusterSecrets(a))
                     if a.kind == kind && a.dir == format!("{{{{ {dir} }}}}"))
@@ -467,7 +467,7 @@ mod tests {
             assert!(
                 !pb.plays
                     .iter()
-                    .flat_map(|p| &p.tasks)
+                    .flat_map(|p| p.task_list())
                     .any(|t| t.module.downcast::<ClusterSecrets>().is_some()),
                 "{name}"
             );
@@ -486,7 +486,7 @@ mod tests {
             )
         };
         let pb = parse("{kind: consul, dir: \"{{ consul_tls_dir }}\"}").unwrap();
-        assert_eq!(pb.plays[0].tasks[0].name, "cluster_secrets: consul");
+        assert_eq!(pb.plays[0].task_list()[0].name, "cluster_secrets: consul");
         for (bad, says) in [
             (
                 "{kind: vault, dir: x}",

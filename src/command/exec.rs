@@ -8,7 +8,7 @@ use super::{connect_options, output};
 use crate::cli::ExecArgs;
 use crate::config::Settings;
 use crate::error::{Error, Result};
-use crate::playbook::Playbook;
+use crate::playbook::{Playbook, Step};
 use crate::runner;
 use crate::transport;
 
@@ -30,7 +30,9 @@ pub(crate) fn run(args: ExecArgs) -> Result<i32> {
     );
     let cwd = std::env::current_dir().map_err(|e| Error::io("read", ".", e))?;
     let mut playbook = Playbook::parse(Path::new("<command line>"), &cwd, &text)?;
-    playbook.plays[0].tasks[0].name = format!("exec: {cmd}");
+    if let Some(Step::Task(task)) = playbook.plays[0].tasks.first_mut() {
+        task.name = format!("exec: {cmd}");
+    }
     let settings = Settings {
         forks: args.connect.forks,
         limit: args.connect.limit.clone(),

@@ -23,6 +23,7 @@ pub(crate) mod docker_container;
 pub(crate) mod docker_image;
 pub(crate) mod docker_prune;
 pub(crate) mod file;
+pub(crate) mod include_tasks;
 pub(crate) mod service;
 pub(crate) mod set_fact;
 pub(crate) mod shell;
@@ -61,6 +62,7 @@ pub(crate) const MODULES: &[&dyn ModuleDef] = &[
     &docker_container::Def,
     &docker_prune::Def,
     &container_gate::Def,
+    &include_tasks::Def,
 ];
 
 /// The modules a playbook may use: the engine's own ([`MODULES`]) and those
@@ -154,7 +156,6 @@ pub(crate) trait Module: fmt::Debug + Send + Sync + AsAny {
 }
 
 /// Lets tests look at a task's arguments as the module's own type.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) trait AsAny: Any {
     fn as_any(&self) -> &dyn Any;
 }
@@ -165,7 +166,6 @@ impl<T: Any> AsAny for T {
     }
 }
 
-#[cfg(test)]
 impl dyn Module {
     /// The arguments as the module's own type, if it is `M`.
     pub(crate) fn downcast<M: Module>(&self) -> Option<&M> {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::values::{
     Cond, Count, Flag, Ident, List, Percent, Seconds, SerialValue, Text, VarMap, WholeSeconds,
 };
-use super::Serial;
+use super::{Become, LoopControl, LoopKind, Serial};
 use crate::error::InputKind;
 use crate::modules::{BadArgs, Module, Registry};
 use crate::suggest::closest;
@@ -43,6 +43,8 @@ pub(super) const PLAY_KEYS: &[&str] = &[
     "hosts",
     "serial",
     "max_fail_percentage",
+    "any_errors_fatal",
+    "environment",
     "vars",
     "tags",
     "tasks",
@@ -69,9 +71,43 @@ pub(super) const TASK_KEYS: &[&str] = &[
     "no_log",
     "vars",
     "loop",
+    "loop_control",
     "with_items",
+    "with_list",
+    "with_dict",
+    "with_indexed_items",
     "check_mode",
     "import_tasks",
+    "delegate_to",
+    "local_action",
+    "environment",
+    "any_errors_fatal",
+    "block",
+    "rescue",
+    "always",
+];
+
+/// The keys a `block` takes beside `block`, `rescue` and `always`: those its
+/// tasks inherit, and its name. `become*` inherit as values for the become
+/// support to read.
+const BLOCK_KEYS: &[&str] = &[
+    "block",
+    "rescue",
+    "always",
+    "name",
+    "when",
+    "tags",
+    "vars",
+    "environment",
+    "any_errors_fatal",
+    "ignore_errors",
+    "delegate_to",
+    "no_log",
+    "check_mode",
+    "become",
+    "become_user",
+    "become_method",
+    "become_flags",
 ];
 
 /// Ansible keys people will try that arpanet does not implement.
@@ -84,26 +120,16 @@ const UNSUPPORTED_PLAY_KEYS: &[&str] = &[
     "remote_user",
     "vars_files",
     "vars_prompt",
-    "environment",
     "connection",
     "strategy",
-    "any_errors_fatal",
 ];
 const UNSUPPORTED_TASK_KEYS: &[&str] = &[
-    "with_dict",
-    "loop_control",
     "become",
     "become_user",
-    "delegate_to",
-    "environment",
     "args",
     "async",
     "poll",
-    "block",
-    "rescue",
-    "always",
     "listen",
-    "include_tasks",
     "include_role",
     "import_role",
 ];
@@ -128,9 +154,17 @@ pub(super) struct RawTask {
     pub no_log: bool,
     pub vars: Vars,
     pub loop_items: Option<serde_json::Value>,
+    pub loop_kind: LoopKind,
+    pub loop_control: LoopControl,
     pub check_mode: Option<bool>,
+    pub delegate_to: Option<String>,
+    pub environment: Vars,
+    pub any_errors_fatal: bool,
+    pub escalate: Become,
     /// `import_tasks: FILE`: this entry stands for that file's tasks.
     pub import: Option<String>,
+    /// `block:`: this entry groups tasks.
+    pub block: Option<RawBlock>,
     /// The first key's position.
     pub pos: Pos,
     /// Each key as written, with its position.
@@ -148,12 +182,21 @@ impl RawTask {
     }
 }
 
+/// The three task lists of a `block`.
+pub(super) struct RawBlock {
+    pub body: Vec<RawTask>,
+    pub rescue: Vec<RawTask>,
+    pub always: Vec<RawTask>,
+}
+
 /// A play as parsed, with the positions of its keys.
 pub(super) struct RawPlay {
     pub name: Option<String>,
     pub hosts: String,
     pub serial: Vec<Serial>,
     pub max_fail_percentage: Option<f64>,
+    pub any_errors_fatal: bool,
+    pub environment: Vars,
     pub vars: Vars,
     pub tags: Vec<String>,
     pub tasks: Vec<RawTask>,
@@ -263,6 +306,8 @@ fn play(node: &Node, reg: Registry) -> Res<RawPlay> {
         hosts: String::new(),
         serial: Vec::new(),
         max_fail_percentage: None,
+        any_errors_fatal: false,
+        environment: Vars::new(),
         vars: Vars::new(),
         tags: Vec::new(),
         tasks: Vec::new(),
@@ -278,6 +323,8 @@ fn play(node: &Node, reg: Registry) -> Res<RawPlay> {
             "hosts" => hosts = value::<List>(key, v)?.0,
             "serial" => p.serial = serial(key, v)?,
             "max_fail_percentage" => p.max_fail_percentage = Some(value::<Percent>(key, v)?.0),
+            "any_errors_fatal" => p.any_errors_fatal = value::<Flag>(key, v)?.0,
+            "environment" => p.environment = environment(key, v)?,
             "vars" => p.vars = value::<VarMap>(key, v)?.0,
             "import_playbook" => p.import = Some(value::<Text>(key, v)?.0),
             "tags" => p.tags = split_tags(value::<List>(key, v)?.0),
@@ -342,8 +389,15 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
         no_log: false,
         vars: Vars::new(),
         loop_items: None,
+        loop_kind: LoopKind::List,
+        loop_control: LoopControl::default(),
         check_mode: None,
+        delegate_to: None,
+        environment: Vars::new(),
+        any_errors_fatal: false,
+        escalate: Become::default(),
         import: None,
+        block: None,
         pos: node.pos,
         keys: Vec::new(),
     };
@@ -351,6 +405,12 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
         node,
         "a task (a mapping with one module, e.g. `command: echo hi`)",
     )?;
+    let is_block = entries.iter().any(|(k, _, _)| *k == "block");
+    let mut block = RawBlock {
+        body: Vec::new(),
+        rescue: Vec::new(),
+        always: Vec::new(),
+    };
     for &(key, pos, v) in &entries {
         match key {
             "name" => t.name = Some(value::<Text>(key, v)?.0),
@@ -368,18 +428,66 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
             "failed_when" => t.failed_when = value::<Cond>(key, v)?.0,
             "no_log" => t.no_log = value::<Flag>(key, v)?.0,
             "vars" => t.vars = value::<VarMap>(key, v)?.0,
-            "loop" | "with_items" => {
+            "loop" | "with_items" | "with_list" | "with_indexed_items" | "with_dict" => {
                 let items: serde_json::Value = value(key, v)?;
-                if !matches!(
-                    items,
-                    serde_json::Value::Array(_) | serde_json::Value::String(_)
-                ) {
+                let fits = match key {
+                    "with_dict" => items.is_object() || items.is_string(),
+                    _ => items.is_array() || items.is_string(),
+                };
+                if !fits {
                     return Err(at(v.pos, InputKind::LoopNotList { key: key.into() }));
                 }
+                if let Some((first, _)) = t.keys.iter().find(|(k, _)| is_loop_key(k)) {
+                    return Err(at(
+                        pos,
+                        InputKind::TwoLoops {
+                            first: first.clone(),
+                            second: key.into(),
+                        },
+                    ));
+                }
+                t.loop_kind = match key {
+                    "with_items" => LoopKind::Items,
+                    "with_dict" => LoopKind::Dict,
+                    "with_indexed_items" => LoopKind::Indexed,
+                    _ => LoopKind::List,
+                };
                 t.loop_items = Some(items);
             }
+            "loop_control" => t.loop_control = value::<LoopControl>(key, v)?,
             "check_mode" => t.check_mode = Some(value::<Flag>(key, v)?.0),
             "import_tasks" => t.import = Some(value::<Text>(key, v)?.0),
+            "delegate_to" => t.delegate_to = Some(value::<Text>(key, v)?.0),
+            "environment" => t.environment = environment(key, v)?,
+            "any_errors_fatal" => t.any_errors_fatal = value::<Flag>(key, v)?.0,
+            "local_action" => {
+                let (name, args) = local_action(v)?;
+                let def = reg
+                    .find(&name)
+                    .ok_or_else(|| at(v.pos, unknown_task_key(&name, true, reg)))?;
+                if let Some((first, _)) = &t.module {
+                    return Err(at(
+                        pos,
+                        InputKind::TwoModules {
+                            first: first.clone(),
+                            second: key.into(),
+                        },
+                    ));
+                }
+                let module = def.parse(&args).map_err(|e| bad_args(e, &name, &args))?;
+                t.module = Some((key.to_owned(), module));
+                t.delegate_to = Some("localhost".into());
+            }
+            "block" if is_block => block.body = tasks(Some(v), reg)?,
+            "rescue" if is_block => block.rescue = tasks(Some(v), reg)?,
+            "always" if is_block => block.always = tasks(Some(v), reg)?,
+            "rescue" | "always" => {
+                return Err(at(pos, InputKind::WithoutBlock { key: key.into() }))
+            }
+            "become" if is_block => t.escalate.enabled = Some(value::<Flag>(key, v)?.0),
+            "become_user" if is_block => t.escalate.user = Some(value::<Text>(key, v)?.0),
+            "become_method" if is_block => t.escalate.method = Some(value::<Text>(key, v)?.0),
+            "become_flags" if is_block => t.escalate.flags = Some(value::<Text>(key, v)?.0),
             _ => match reg.find(key) {
                 Some(def) => {
                     if let Some((first, _)) = &t.module {
@@ -405,7 +513,18 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
     if let Some(&(_, pos, _)) = entries.first() {
         t.pos = pos;
     }
-    if t.import.is_some() {
+    if is_block {
+        if let Some((other, pos, _)) = entries.iter().find(|(k, _, _)| !BLOCK_KEYS.contains(k)) {
+            return Err(at(
+                *pos,
+                InputKind::BlockWith {
+                    key: (*other).to_owned(),
+                    takes: strings(&BLOCK_KEYS[3..]),
+                },
+            ));
+        }
+        t.block = Some(block);
+    } else if t.import.is_some() {
         let beside = ["import_tasks", "name", "when", "tags", "vars"];
         if let Some((other, pos, _)) = entries.iter().find(|(k, _, _)| !beside.contains(k)) {
             return Err(at(
@@ -424,6 +543,67 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
         ));
     }
     Ok(t)
+}
+
+fn is_loop_key(key: &str) -> bool {
+    key == "loop" || key.starts_with("with_")
+}
+
+/// `environment:`: variable names to values (templates); names must be
+/// ones a shell can export.
+fn environment(key: &str, node: &Node) -> Res<Vars> {
+    let vars = value::<VarMap>(key, node)?.0;
+    let shell_name = |name: &str| {
+        let mut chars = name.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    if let Some(bad) = vars.keys().find(|k| !shell_name(k)) {
+        let pos = node
+            .entries()
+            .and_then(|e| e.iter().find(|(k, _)| k.text() == Some(bad)))
+            .map_or(node.pos, |(k, _)| k.pos);
+        return Err(at(
+            pos,
+            InputKind::Invalid {
+                field: Some(key.into()),
+                message: format!("`{bad}` is not an environment variable name"),
+                hint: Some("use letters, digits and `_`, not starting with a digit".into()),
+            },
+        ));
+    }
+    Ok(vars)
+}
+
+/// `local_action: MODULE ARGS` (free-form) or `local_action: {module: NAME,
+/// ARG: ...}`: the module's name and its arguments as a node.
+fn local_action(node: &Node) -> Res<(String, Node)> {
+    if let Some(text) = node.text().filter(|_| node.entries().is_none()) {
+        let text = text.trim();
+        let (name, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+        if name.is_empty() {
+            return Err(wrong_type(
+                node,
+                "`MODULE ARGS`, or a mapping with `module`",
+                Some("local_action"),
+            ));
+        }
+        return Ok((name.to_owned(), node.with_text(rest.trim())));
+    }
+    let module = node
+        .entries()
+        .and_then(|e| e.iter().find(|(k, _)| k.text() == Some("module")))
+        .and_then(|(_, v)| v.text())
+        .ok_or_else(|| {
+            wrong_type(
+                node,
+                "`MODULE ARGS`, or a mapping with `module`",
+                Some("local_action"),
+            )
+        })?;
+    Ok((module.to_owned(), node.without_key("module")))
 }
 
 /// The registry's canonical module names.

@@ -44,7 +44,7 @@ fn error(text: &str) -> String {
 fn tasks(yaml_tasks: &str) -> Vec<Task> {
     let text = format!("- hosts: all\n  tasks:\n{yaml_tasks}");
     match parse(&text) {
-        Ok(mut p) => p.plays.remove(0).tasks,
+        Ok(p) => p.plays[0].task_list().into_iter().cloned().collect(),
         Err(err) => panic!("{err}"),
     }
 }
@@ -72,7 +72,7 @@ fn good_fixture_parses_every_module_form() {
     assert_eq!(pb.plays[1].serial, [Serial::Count(2)]);
     assert_eq!(pb.plays[1].name, "all");
 
-    let t = &play.tasks;
+    let t = &play.task_list();
     let names: Vec<&str> = t.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(
         names,
@@ -191,7 +191,7 @@ fn good_fixture_parses_every_module_form() {
 
     assert_eq!(play.handlers.len(), 1);
     assert_eq!(play.handlers[0].name, "restart docker");
-    let flow = &pb.plays[1].tasks[0];
+    let flow = pb.plays[1].task_list()[0];
     assert_eq!(flow.when, ["true"]);
 }
 
@@ -216,7 +216,7 @@ fn locations_point_at_the_first_key_of_each_play_and_task() {
         play.location.snippet.as_deref(),
         Some("- name: every module")
     );
-    let t = &play.tasks;
+    let t = &play.task_list();
     assert_eq!(
         (t[0].location.line, t[0].location.column),
         (line_of("- command: echo hi"), 7)
@@ -235,7 +235,7 @@ fn locations_point_at_the_first_key_of_each_play_and_task() {
     let second = &pb.plays[1];
     assert_eq!(second.location.line, line_of("- hosts: all"));
     // A task written as a flow mapping: its first key, after the `{`.
-    let flow = &second.tasks[0].location;
+    let flow = &second.task_list()[0].location;
     assert_eq!((flow.line, flow.column), (line_of("- {shell:"), 8));
 }
 
@@ -685,7 +685,7 @@ fn anchors_and_aliases_keep_the_parse_in_step() {
         "- hosts: clients\n  vars: *common\n",
     ))
     .unwrap();
-    let tasks = &pb.plays[0].tasks;
+    let tasks = &pb.plays[0].task_list();
     assert_eq!(tasks.len(), 3);
     assert_eq!(tasks[0].name, "check");
     assert_eq!(tasks[0].location.line, 6);
@@ -726,7 +726,7 @@ fn loop_check_mode_and_docker_modules_parse() {
         "- hosts: all\n  tasks:\n    - docker_container:\n        name: c\n        image: i\n      loop: \"{{ stack }}\"\n      check_mode: false\n    - docker_image:\n        name: x\n      with_items: [a, b]\n",
     )
     .unwrap();
-    let t = &pb.plays[0].tasks;
+    let t = &pb.plays[0].task_list();
     args::<DockerContainer>(&t[0]);
     args::<DockerImage>(&t[1]);
     assert_eq!(t[0].loop_items, Some(serde_json::json!("{{ stack }}")));

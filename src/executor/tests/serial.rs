@@ -1,8 +1,9 @@
-//! Replays the scenarios of `tests/fixtures/serial/`, recorded from
-//! ansible-playbook 2.19 by `record.py`, and expects arpanet's executor to
-//! run the same tasks on the same hosts with the same results, recap and
-//! exit code. The in-memory transport stands in for the hosts: these tests
-//! are about ordering and failure rules only.
+//! Replays the scenarios of `tests/fixtures/serial/` (and, with the same
+//! code, `tests/fixtures/flow/`), recorded from ansible-playbook 2.19 by
+//! `record.py`, and expects arpanet's executor to run the same tasks on the
+//! same hosts with the same results, recap and exit code. The in-memory
+//! transport stands in for the hosts: these tests are about ordering and
+//! failure rules only.
 
 use std::path::PathBuf;
 
@@ -10,7 +11,13 @@ use super::*;
 use crate::report::{exit_code, Recap};
 
 fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/serial")
+    fixtures("serial")
+}
+
+pub(super) fn fixtures(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// A scenario: its inventory, unreachable hosts, playbook, and what
@@ -19,11 +26,13 @@ struct Scenario {
     hosts: Vec<String>,
     unreachable: Vec<String>,
     playbook: String,
+    /// Files beside the playbook (`--- file NAME` sections), by name.
+    files: Vec<(String, String)>,
     expected: String,
 }
 
-fn load(name: &str) -> Scenario {
-    let path = dir().join(format!("{name}.txt"));
+fn load(dir: &Path, name: &str) -> Scenario {
+    let path = dir.join(format!("{name}.txt"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     let (spec, rest) = text
         .split_once("--- playbook\n")
@@ -39,10 +48,19 @@ fn load(name: &str) -> Scenario {
             .collect()
     };
     let expected = recorded.split_once('\n').map_or("", |(_, body)| body);
+    let mut parts = playbook.split("\n--- file ");
+    let playbook = parts.next().unwrap_or_default().to_owned() + "\n";
+    let files = parts
+        .map(|part| {
+            let (name, body) = part.split_once('\n').unwrap_or((part, ""));
+            (name.trim().to_owned(), body.to_owned())
+        })
+        .collect();
     Scenario {
         hosts: field("hosts"),
         unreachable: field("unreachable"),
-        playbook: playbook.to_owned(),
+        playbook,
+        files,
         expected: expected.to_owned(),
     }
 }
@@ -82,6 +100,10 @@ fn transcript(events: &[Event]) -> String {
                 block.push((r.host.clone(), status));
                 continue;
             }
+            Event::Included { host, .. } => {
+                block.push((host.clone(), "included"));
+                continue;
+            }
             _ => continue,
         };
         flush(&mut out, &mut block);
@@ -90,8 +112,12 @@ fn transcript(events: &[Event]) -> String {
     flush(&mut out, &mut block);
     out.push("RECAP".into());
     for (host, t) in &recap.hosts {
+        let rescued = match t.rescued {
+            0 => String::new(),
+            n => format!(" rescued={n}"),
+        };
         out.push(format!(
-            "  {host} ok={} changed={} unreachable={} failed={} skipped={} ignored={}",
+            "  {host} ok={} changed={} unreachable={} failed={} skipped={} ignored={}{rescued}",
             t.ok, t.changed, t.unreachable, t.failed, t.skipped, t.ignored
         ));
     }
@@ -100,15 +126,24 @@ fn transcript(events: &[Event]) -> String {
 }
 
 fn replay(name: &str) {
-    let scenario = load(name);
+    replay_in(&dir(), name);
+}
+
+pub(super) fn replay_in(dir: &Path, name: &str) {
+    let scenario = load(dir, name);
     let fake = Fake {
         down: scenario.unreachable.clone(),
         ..Fake::default()
     };
-    let (captured, _) = run_in(
+    let files = tempfile::tempdir().unwrap();
+    for (file, body) in &scenario.files {
+        std::fs::write(files.path().join(file), body).unwrap();
+    }
+    let (captured, _) = run_in_dir(
         &fake,
         inventory_of(&scenario.hosts),
         &scenario.playbook,
+        files.path(),
         Settings::default(),
     );
     let got = transcript(&captured.events());
