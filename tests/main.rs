@@ -5,6 +5,7 @@ mod support;
 
 mod cluster;
 mod daytwo;
+mod flow;
 mod gates;
 mod host_keys;
 mod inputs;

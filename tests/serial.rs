@@ -3,7 +3,8 @@
 //! the built binary against real sshd hosts, and its JSON events turned
 //! back into the fixture's format. The executor's unit tests replay every
 //! scenario against an in-memory transport; these few prove the same over
-//! SSH, unreachable hosts included.
+//! SSH, unreachable hosts included. `tests/fixtures/flow/` (blocks,
+//! `any_errors_fatal`, `include_tasks`) is replayed the same way.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,12 +19,14 @@ struct Scenario {
     hosts: Vec<String>,
     unreachable: Vec<String>,
     playbook: String,
+    /// Files beside the playbook (`--- file NAME` sections).
+    files: Vec<(String, String)>,
     expected: String,
 }
 
-fn load(name: &str) -> Scenario {
+fn load(dir: &str, name: &str) -> Scenario {
     let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/serial/{name}.txt"));
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/{dir}/{name}.txt"));
     let text = fs::read_to_string(&path).unwrap();
     let (spec, rest) = text.split_once("--- playbook\n").unwrap();
     let (playbook, recorded) = rest.split_once("--- ansible-playbook").unwrap();
@@ -34,10 +37,19 @@ fn load(name: &str) -> Scenario {
             .flat_map(|v| v.split_whitespace().map(str::to_owned))
             .collect()
     };
+    let mut parts = playbook.split("\n--- file ");
+    let playbook = parts.next().unwrap().to_owned() + "\n";
+    let files = parts
+        .map(|part| {
+            let (name, body) = part.split_once('\n').unwrap();
+            (name.trim().to_owned(), body.to_owned())
+        })
+        .collect();
     Scenario {
         hosts: field("hosts"),
         unreachable: field("unreachable"),
-        playbook: playbook.to_owned(),
+        playbook,
+        files,
         expected: recorded.split_once('\n').unwrap().1.to_owned(),
     }
 }
@@ -75,6 +87,10 @@ fn transcript(stdout: &str, code: i32) -> String {
                 block.push((text(&event["host"]), status));
                 continue;
             }
+            "included" => {
+                block.push((text(&event["host"]), "included".to_owned()));
+                continue;
+            }
             "summary" => {
                 recap = event["hosts"]
                     .as_object()
@@ -104,7 +120,11 @@ fn transcript(stdout: &str, code: i32) -> String {
         .iter()
         .map(|k| format!("{k}={}", t[*k]))
         .collect();
-        out.push(format!("  {host} {}", counts.join(" ")));
+        let rescued = match t["rescued"].as_u64() {
+            Some(n) if n > 0 => format!(" rescued={n}"),
+            _ => String::new(),
+        };
+        out.push(format!("  {host} {}{rescued}", counts.join(" ")));
     }
     out.push(format!("exit {code}"));
     out.join("\n") + "\n"
@@ -113,7 +133,15 @@ fn transcript(stdout: &str, code: i32) -> String {
 /// Runs scenario `name` on `cluster`: its hosts take turns on the cluster's
 /// sshd hosts; unreachable ones point at a closed port.
 fn replay(cluster: &Cluster, name: &str) {
-    let scenario = load(name);
+    replay_in(cluster, "serial", name);
+}
+
+/// Replays scenario `name` of `tests/fixtures/DIR/` on `cluster`.
+pub(crate) fn replay_in(cluster: &Cluster, dir: &str, name: &str) {
+    let scenario = load(dir, name);
+    for (file, body) in &scenario.files {
+        cluster.write_file(file, body);
+    }
     let closed = {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
