@@ -689,6 +689,7 @@ impl fmt::Display for InputKind {
             ImportCycle { keyword, name } => write!(f, "`{keyword}: {name}` nests too deeply"),
             ImportNotFound { keyword, name, .. } => match keyword.as_str() {
                 "import_tasks" => write!(f, "no task file `{name}` to import"),
+                "include_tasks" => write!(f, "no task file `{name}` to include"),
                 _ => write!(f, "no playbook `{name}` to import"),
             },
             UnknownHandler { target, .. } => {

@@ -1870,6 +1870,103 @@ mod tests {
     }
 
     #[test]
+    fn loop_forms_bind_their_variable_and_index() {
+        let yaml = r#"
+- hosts: all
+  tasks:
+    - command: echo {{ thing }} {{ i }}
+      with_items: [[a, b], c]
+      loop_control: {loop_var: thing, index_var: i}
+    - command: echo {{ item.key }}={{ item.value }}
+      with_dict: {x: 1, y: 2}
+    - command: echo {{ item.0 }} {{ item.1 }}
+      with_indexed_items: [p, q]
+"#;
+        let (_, fake) = run(&Fake::default(), 1, yaml, Settings::default());
+        assert_eq!(
+            fake.commands("h1"),
+            ["echo a 0", "echo b 1", "echo c 2", "echo x=1", "echo y=2", "echo 0 p", "echo 1 q"]
+        );
+    }
+
+    #[test]
+    fn environment_is_exported_before_the_command_task_over_block_over_play() {
+        let yaml = r#"
+- hosts: all
+  environment: {A: play, B: play}
+  tasks:
+    - environment: {B: "{{ inventory_hostname }}", C: block}
+      block:
+        - command: echo one
+          environment: {C: "it's"}
+    - command: echo two
+"#;
+        let (_, fake) = run(&Fake::default(), 1, yaml, Settings::default());
+        assert_eq!(
+            fake.commands("h1"),
+            [
+                r"export A=play B=h1 C='it'\''s'; echo one",
+                "export A=play B=play; echo two"
+            ]
+        );
+    }
+
+    #[test]
+    fn delegated_tasks_run_on_the_other_host_with_this_hosts_variables() {
+        let yaml = r#"
+- hosts: h1
+  tasks:
+    - command: echo {{ inventory_hostname }}
+      delegate_to: "{{ 'h' ~ 2 }}"
+    - command: echo nowhere
+      delegate_to: h9
+"#;
+        let (captured, fake) = run(&Fake::default(), 2, yaml, Settings::default());
+        assert_eq!(fake.commands("h2"), ["echo h1"]);
+        assert!(fake.commands("h1").is_empty());
+        let failed = statuses(&captured.events(), "command: echo nowhere");
+        assert_eq!(failed, [("h1".into(), Status::Failed)]);
+    }
+
+    #[test]
+    fn a_rescue_sees_the_failed_result_and_catches_a_missing_include() {
+        let yaml = r#"
+- hosts: all
+  tasks:
+    - block:
+        - name: boom
+          command: echo boom fail@h1
+      rescue:
+        - command: echo "{{ ansible_failed_task.name }}/{{ ansible_failed_result.rc }}"
+    - block:
+        - include_tasks: "{{ 'missing' }}.yml"
+      rescue:
+        - command: echo rescued include
+"#;
+        let (captured, fake) = run(&Fake::default(), 2, yaml, Settings::default());
+        assert_eq!(
+            fake.commands("h1"),
+            ["echo boom fail@h1", "echo boom/1", "echo rescued include"]
+        );
+        assert_eq!(
+            fake.commands("h2"),
+            ["echo boom fail@h1", "echo rescued include"]
+        );
+        let events = captured.events();
+        let include = events.iter().find_map(|e| match e {
+            Event::Host(r) if r.task.starts_with("include_tasks") => Some(r.clone()),
+            _ => None,
+        });
+        let include = include.expect("the include failed");
+        assert!(include.rescued, "{include:?}");
+        let message = include.failure.unwrap().message;
+        assert!(
+            message.contains("no task file `missing.yml` to include"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn play_vars_that_need_a_registered_result_render_once_it_exists() {
         let yaml = r#"
 - hosts: all

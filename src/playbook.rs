@@ -179,6 +179,7 @@ pub struct Play {
     pub location: Location,
 }
 
+#[cfg(test)]
 impl Play {
     /// Every task of the play, blocks opened, in file order.
     pub fn task_list(&self) -> Vec<&Task> {
@@ -188,6 +189,9 @@ impl Play {
 
 /// One entry of a task list: a task, or a `block` of them. A role's task
 /// list is the same shape.
+// Most steps are tasks; boxing them would cost every task an allocation
+// to save a block a few hundred bytes.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Step {
     Task(Task),
@@ -860,10 +864,16 @@ impl Builder<'_> {
         let Some(name) = &raw.import else {
             self.check_notify(raw, handler_names)?;
             let task = self.task(raw)?;
+            let mut found = self.found.borrow_mut();
+            found.defines.extend(task.register.iter().cloned());
+            found
+                .defines
+                .extend(task.module.defines().into_iter().map(str::to_owned));
+            drop(found);
             if needs {
                 self.note_needs(raw, &task)?;
             }
-            self.check_include(&task, handler_names, depth)?;
+            self.check_include(raw, &task, handler_names, depth)?;
             return Ok(vec![Step::Task(task)]);
         };
         let location = self.loc(raw.key_pos("import_tasks"));
@@ -977,7 +987,13 @@ impl Builder<'_> {
     /// the playbook's names unknowable until the run.
     /// A file that includes itself (under a `when` that ends it) is
     /// checked to a depth of 8.
-    fn check_include(&self, task: &Task, handler_names: &[&str], depth: usize) -> Result<()> {
+    fn check_include(
+        &self,
+        raw: &RawTask,
+        task: &Task,
+        handler_names: &[&str],
+        depth: usize,
+    ) -> Result<()> {
         let Some(include) = task.module.downcast::<IncludeTasks>() else {
             return Ok(());
         };
@@ -988,29 +1004,19 @@ impl Builder<'_> {
         if depth >= 8 {
             return Ok(());
         }
-        self.with_task_file(
-            &include.file,
-            &task.location,
-            "include_tasks",
-            |inner, raws| {
-                raws.iter()
-                    .try_for_each(|r| inner.tasks(r, handler_names, depth + 1, false).map(drop))
-            },
-        )
+        let location = self.loc(raw.key_pos("module"));
+        self.with_task_file(&include.file, &location, "include_tasks", |inner, raws| {
+            raws.iter()
+                .try_for_each(|r| inner.tasks(r, handler_names, depth + 1, false).map(drop))
+        })
     }
 
-    /// Note what `task` defines, and the variables it needs for sure: those
+    /// Note the variables `task` needs for sure: those
     /// of its module's templates, loop and conditions, unless a condition
     /// may skip it (then only its first `when`), it ignores errors, or it is
     /// tagged `never`. A template file it renders is checked here too, when
     /// it is found.
     fn note_needs(&self, raw: &RawTask, task: &Task) -> Result<()> {
-        let mut found = self.found.borrow_mut();
-        found.defines.extend(task.register.iter().cloned());
-        found
-            .defines
-            .extend(task.module.defines().into_iter().map(str::to_owned));
-        drop(found);
         let template_file = self.template_file(task)?;
         if task.ignore_errors || task.tags.iter().any(|t| t == "never") {
             return Ok(());

@@ -95,7 +95,7 @@ fn good_fixture_parses_every_module_form() {
         ]
     );
     assert_eq!(
-        args::<Command>(&t[1]),
+        args::<Command>(t[1]),
         &Command(CommandArgs {
             cmd: Some("consul members".into()),
             argv: None,
@@ -105,18 +105,18 @@ fn good_fixture_parses_every_module_form() {
             stdin: Some("yes".into()),
         })
     );
-    let Command(argv) = args::<Command>(&t[2]);
+    let Command(argv) = args::<Command>(t[2]);
     assert_eq!(
         argv.argv.as_deref().unwrap(),
         ["docker", "run", "--name", "consul {{ consul_port }}"]
     );
-    let Shell(shell) = args::<Shell>(&t[3]);
+    let Shell(shell) = args::<Shell>(t[3]);
     assert!(shell.cmd.as_deref().unwrap().ends_with("grep -c consul\n"));
     assert_eq!(t[3].register.as_deref(), Some("running"));
     assert_eq!(t[3].changed_when, ["false"]);
     assert_eq!(t[3].failed_when, ["running.rc > 1"]);
     assert_eq!(
-        args::<Template>(&t[4]),
+        args::<Template>(t[4]),
         &Template(FileContentArgs {
             src: Some("docker.j2".into()),
             content: None,
@@ -128,13 +128,13 @@ fn good_fixture_parses_every_module_form() {
         })
     );
     assert_eq!(t[4].notify, ["restart docker"]);
-    let Copy(copy) = args::<Copy>(&t[5]);
+    let Copy(copy) = args::<Copy>(t[5]);
     assert_eq!(copy.src.as_deref(), Some("consul.json"));
     assert_eq!(copy.mode.as_deref(), Some("0600"));
-    let Copy(content) = args::<Copy>(&t[6]);
+    let Copy(content) = args::<Copy>(t[6]);
     assert_eq!(content.content.as_deref(), Some("{{ consul_data }}\n"));
     assert_eq!(
-        args::<File>(&t[7]),
+        args::<File>(t[7]),
         &File(FileArgs {
             path: "{{ consul_data }}".into(),
             state: FileState::Directory,
@@ -144,7 +144,7 @@ fn good_fixture_parses_every_module_form() {
         })
     );
     assert_eq!(
-        args::<Service>(&t[8]),
+        args::<Service>(t[8]),
         &Service(ServiceArgs {
             name: "docker".into(),
             state: Some(ServiceState::Started),
@@ -153,7 +153,7 @@ fn good_fixture_parses_every_module_form() {
         })
     );
     assert_eq!(
-        args::<WaitFor>(&t[9]),
+        args::<WaitFor>(t[9]),
         &WaitFor(WaitForArgs {
             host: "127.0.0.1".into(),
             port: Some("8500".into()),
@@ -163,16 +163,16 @@ fn good_fixture_parses_every_module_form() {
             timeout: 60.0,
         })
     );
-    let WaitFor(file_wait) = args::<WaitFor>(&t[10]);
+    let WaitFor(file_wait) = args::<WaitFor>(t[10]);
     assert_eq!(file_wait.path.as_deref(), Some("/tmp/ready"));
     assert_eq!(file_wait.delay, 1.5);
     assert_eq!(file_wait.timeout, 300.0);
     assert_eq!(
-        args::<Debug>(&t[11]),
+        args::<Debug>(t[11]),
         &Debug(DebugArgs::Msg("port {{ consul_port }}".into()))
     );
     assert_eq!(
-        args::<Debug>(&t[12]),
+        args::<Debug>(t[12]),
         &Debug(DebugArgs::Var("running.stdout_lines".into()))
     );
     assert_eq!(
@@ -180,7 +180,7 @@ fn good_fixture_parses_every_module_form() {
         ["running is succeeded", "consul_port | int > 0"]
     );
     assert_eq!(t[12].tags, ["debug", "info"]);
-    let SetFact(facts) = args::<SetFact>(&t[13]);
+    let SetFact(facts) = args::<SetFact>(t[13]);
     assert_eq!(facts["consul_role"], "server");
     let until = &t[14];
     assert_eq!(until.until, ["'leader = true' in info.stdout"]);
@@ -727,8 +727,8 @@ fn loop_check_mode_and_docker_modules_parse() {
     )
     .unwrap();
     let t = &pb.plays[0].task_list();
-    args::<DockerContainer>(&t[0]);
-    args::<DockerImage>(&t[1]);
+    args::<DockerContainer>(t[0]);
+    args::<DockerImage>(t[1]);
     assert_eq!(t[0].loop_items, Some(serde_json::json!("{{ stack }}")));
     assert_eq!(t[0].check_mode, Some(false));
     assert_eq!(t[1].loop_items, Some(serde_json::json!(["a", "b"])));
@@ -1088,4 +1088,139 @@ fn variables_defined_nowhere_are_refused_before_the_run() {
     let first = parse("- hosts: all\n  tasks:\n    - set_fact: {shared: 1}\n").unwrap();
     let second = parse("- hosts: all\n  tasks:\n    - command: echo {{ shared }}\n").unwrap();
     Playbook::check_names(&[first, second], &|_| false, &[]).unwrap();
+}
+
+#[test]
+fn a_block_hands_its_keywords_down_and_keeps_its_three_lists() {
+    let text = r#"
+- hosts: all
+  environment: {A: play}
+  any_errors_fatal: true
+  tasks:
+    - name: outer
+      when: first
+      tags: [web]
+      vars: {v: block, w: block}
+      environment: {B: block}
+      delegate_to: "{{ jump }}"
+      become: true
+      become_user: deploy
+      block:
+        - name: inner
+          when: second
+          vars: {v: task}
+          environment: {B: task}
+          command: echo one
+      rescue:
+        - name: saved
+          command: echo two
+      always:
+        - name: done
+          command: echo three
+          delegate_to: localhost
+"#;
+    let pb = parse(text).unwrap();
+    let play = &pb.plays[0];
+    assert!(play.any_errors_fatal);
+    assert_eq!(play.environment["A"], "play");
+    let [Step::Block(block)] = &play.tasks[..] else {
+        panic!("one block: {:?}", play.tasks);
+    };
+    let names = |steps: &[Step]| -> Vec<String> {
+        Step::tasks(steps).iter().map(|t| t.name.clone()).collect()
+    };
+    assert_eq!(names(&block.body), ["inner"]);
+    assert_eq!(names(&block.rescue), ["saved"]);
+    assert_eq!(names(&block.always), ["done"]);
+    let inner = Step::tasks(&block.body)[0];
+    assert_eq!(inner.when, ["first", "second"]);
+    assert_eq!(inner.tags, ["web"]);
+    assert_eq!(
+        (&inner.vars["v"], &inner.vars["w"]),
+        (&"task".into(), &"block".into())
+    );
+    assert_eq!(inner.environment["B"], "task");
+    assert_eq!(inner.delegate_to.as_deref(), Some("{{ jump }}"));
+    assert_eq!(inner.escalate.enabled, Some(true));
+    assert_eq!(inner.escalate.user.as_deref(), Some("deploy"));
+    let saved = Step::tasks(&block.rescue)[0];
+    assert_eq!(saved.when, ["first"]);
+    assert_eq!(saved.environment["B"], "block");
+    assert_eq!(saved.escalate.user.as_deref(), Some("deploy"));
+    let done = Step::tasks(&block.always)[0];
+    assert_eq!(done.delegate_to.as_deref(), Some("localhost"));
+}
+
+#[test]
+fn loops_take_ansibles_forms_and_loop_control() {
+    let t = tasks(
+        r#"
+    - command: echo {{ thing }}
+      with_items: [[a, b], c]
+      loop_control: {loop_var: thing, index_var: i, label: "{{ thing }}", pause: 0.5}
+    - command: echo {{ item.key }}
+      with_dict: {a: 1}
+    - command: echo {{ item.0 }}
+      with_indexed_items: [x]
+"#,
+    );
+    assert_eq!(t[0].loop_kind, LoopKind::Items);
+    assert_eq!(t[0].loop_control.loop_var, "thing");
+    assert_eq!(t[0].loop_control.index_var.as_deref(), Some("i"));
+    assert_eq!(t[0].loop_control.label.as_deref(), Some("{{ thing }}"));
+    assert_eq!(t[0].loop_control.pause, Some(0.5));
+    assert_eq!(t[1].loop_kind, LoopKind::Dict);
+    assert_eq!(t[1].loop_control, LoopControl::default());
+    assert_eq!(t[2].loop_kind, LoopKind::Indexed);
+    let text =
+        error("- hosts: all\n  tasks:\n    - command: x\n      loop: [a]\n      with_items: [b]\n");
+    assert!(
+        text.contains("a task takes one loop, found `loop` and `with_items`"),
+        "{text}"
+    );
+    let text = error("- hosts: all\n  tasks:\n    - command: x\n      with_dict: [a]\n");
+    assert!(text.contains("`with_dict` takes"), "{text}");
+}
+
+#[test]
+fn local_action_runs_its_module_on_this_machine() {
+    let t = tasks(
+        r#"
+    - local_action: command echo hi
+    - local_action:
+        module: ansible.builtin.shell
+        cmd: echo there
+"#,
+    );
+    assert_eq!(args::<Command>(&t[0]).0.cmd.as_deref(), Some("echo hi"));
+    assert_eq!(t[0].delegate_to.as_deref(), Some("localhost"));
+    assert_eq!(t[1].module.name(), "shell");
+    assert_eq!(t[1].delegate_to.as_deref(), Some("localhost"));
+    let text = error("- hosts: all\n  tasks:\n    - local_action: comand echo hi\n");
+    assert!(text.contains("did you mean `command`"), "{text}");
+}
+
+#[test]
+fn include_tasks_files_are_checked_at_load_unless_templated() {
+    let text = error("- hosts: all\n  tasks:\n    - name: steps\n      ansible.builtin.include_tasks: stepz.yml\n");
+    assert!(
+        text.starts_with("site.yml:4:7: no task file `stepz.yml` to include"),
+        "{text}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("steps.yml"),
+        "- set_fact: {made: 1}\n- include_tasks: steps.yml\n  when: false\n",
+    )
+    .unwrap();
+    let text = "- hosts: all\n  tasks:\n    - include_tasks: {file: steps.yml}\n    - command: echo {{ made }}\n";
+    let pb = Playbook::parse(&dir.path().join("site.yml"), dir.path(), text).unwrap();
+    // what the included file defines is known, and it may include itself
+    assert!(pb.defines.contains("made") && !pb.dynamic);
+    let text = "- hosts: all\n  tasks:\n    - include_tasks: \"{{ which }}.yml\"\n";
+    assert!(
+        Playbook::parse(&dir.path().join("site.yml"), dir.path(), text)
+            .unwrap()
+            .dynamic
+    );
 }
