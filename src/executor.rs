@@ -1,6 +1,10 @@
 //! Runs playbooks: plays in order; within a play, `serial` batches; within a
 //! batch, each task on every active host in parallel (at most `forks` at
 //! once) before the next task starts, as Ansible's linear strategy does.
+//! A `block` runs its body, then its `rescue` on the hosts that failed in
+//! it, then its `always` on every host that entered; an `include_tasks`
+//! reads its file per host and runs it on the hosts that named it
+//! (`tests/fixtures/flow/` holds ansible-playbook's recorded ordering).
 //! A host that fails leaves the play while the others go on; a host that
 //! cannot be reached is dropped for the rest of the run. Handlers run once,
 //! at the end of each batch, on the hosts that notified them. When a batch's

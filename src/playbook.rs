@@ -1,5 +1,8 @@
-//! The typed playbook model: plays and tasks, each task with one module from
-//! the registry (`modules::MODULES`), parsed from Ansible-shaped YAML.
+//! The typed playbook model: plays and their task lists ([`Step`]s: tasks,
+//! and blocks of them), each task with one module from the registry
+//! (`modules::MODULES`), parsed from Ansible-shaped YAML. What a block or an
+//! `import_tasks` sets is handed down to its tasks here, once, so the
+//! executor reads each task's own fields.
 //! Unknown keys and modules are rejected with their file, line and column
 //! (from the YAML parser) and a suggestion for near misses. String arguments are
 //! templates, rendered per host when the task runs; each is checked to

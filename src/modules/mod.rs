@@ -155,7 +155,8 @@ pub(crate) trait Module: fmt::Debug + Send + Sync + AsAny {
     fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>>;
 }
 
-/// Lets tests look at a task's arguments as the module's own type.
+/// Lets tests look at a task's arguments as the module's own type, and the
+/// executor recognise an `include_tasks`.
 pub(crate) trait AsAny: Any {
     fn as_any(&self) -> &dyn Any;
 }

@@ -412,6 +412,7 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
         always: Vec::new(),
     };
     for &(key, pos, v) in &entries {
+        let key = keyword(key);
         match key {
             "name" => t.name = Some(value::<Text>(key, v)?.0),
             "when" => t.when = value::<Cond>(key, v)?.0,
@@ -526,7 +527,10 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
         t.block = Some(block);
     } else if t.import.is_some() {
         let beside = ["import_tasks", "name", "when", "tags", "vars"];
-        if let Some((other, pos, _)) = entries.iter().find(|(k, _, _)| !beside.contains(k)) {
+        if let Some((other, pos, _)) = entries
+            .iter()
+            .find(|(k, _, _)| !beside.contains(&keyword(k)))
+        {
             return Err(at(
                 *pos,
                 InputKind::ImportTasksWith {
@@ -543,6 +547,15 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
         ));
     }
     Ok(t)
+}
+
+/// A task keyword that Ansible also takes by its collection name
+/// (`ansible.builtin.import_tasks`), as its bare name.
+fn keyword(key: &str) -> &str {
+    match key {
+        "ansible.builtin.import_tasks" | "ansible.legacy.import_tasks" => "import_tasks",
+        _ => key,
+    }
 }
 
 fn is_loop_key(key: &str) -> bool {

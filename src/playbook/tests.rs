@@ -1224,3 +1224,15 @@ fn include_tasks_files_are_checked_at_load_unless_templated() {
             .dynamic
     );
 }
+
+#[test]
+fn import_tasks_by_its_collection_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("more.yml"), "- command: echo more\n").unwrap();
+    let text =
+        "- hosts: all\n  tasks:\n    - ansible.builtin.import_tasks: more.yml\n      tags: [x]\n";
+    let pb = Playbook::parse(&dir.path().join("site.yml"), dir.path(), text).unwrap();
+    let tasks = pb.plays[0].task_list();
+    assert_eq!(tasks[0].name, "command: echo more");
+    assert_eq!(tasks[0].tags, ["x"]);
+}
