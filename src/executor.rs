@@ -50,9 +50,10 @@ struct HostState {
     gone: bool,
     /// Failed in the current play.
     failed: bool,
-    /// The failure is in a block whose `rescue` will run: not counted
-    /// against `max_fail_percentage`.
-    rescuable: bool,
+    /// The failure does not count against `max_fail_percentage`: a rescue
+    /// will run, or `any_errors_fatal` failed this host for another's
+    /// failure (and, as Ansible, the recap does not count it).
+    uncounted: bool,
     /// The last task that failed here and its result, for a rescue's
     /// `ansible_failed_task` and `ansible_failed_result`.
     last_failure: Option<(String, Value)>,
@@ -104,7 +105,7 @@ impl Executor {
                     vars: HostVars::default(),
                     gone: false,
                     failed: false,
-                    rescuable: false,
+                    uncounted: false,
                     last_failure: None,
                     notified: BTreeSet::new(),
                 };
@@ -237,7 +238,7 @@ impl Executor {
                 continue;
             }
             self.run_task(at, task, &hosts, true, false).await;
-            if let Some(stop) = self.after_task(at, task, &hosts, false) {
+            if let Some(stop) = self.after_task(at, task, &hosts) {
                 return Some(stop);
             }
         }
@@ -299,7 +300,7 @@ impl Executor {
                     }
                     Step::Task(task) => {
                         self.run_task(at, task, &active, false, rescuable).await;
-                        self.after_task(at, task, &active, rescuable)
+                        self.after_task(at, task, &active)
                     }
                 };
                 if stop.is_some() {
@@ -338,7 +339,7 @@ impl Executor {
                     continue;
                 };
                 state.failed = false;
-                state.rescuable = false;
+                state.uncounted = false;
                 if let Some((task, result)) = state.last_failure.take() {
                     state
                         .vars
@@ -362,13 +363,13 @@ impl Executor {
             .map(|h| {
                 let state = self.hosts.get_mut(&h).expect("a host of the batch");
                 state.failed = false;
-                (h, std::mem::take(&mut state.rescuable))
+                (h, std::mem::take(&mut state.uncounted))
             })
             .collect();
         let stop = self.run_steps(at, &block.always, entered, rescuable).await;
         for (host, was_rescuable) in failed {
             if let Some(state) = self.hosts.get_mut(&host) {
-                state.rescuable |= was_rescuable && !state.failed;
+                state.uncounted |= was_rescuable && !state.failed;
                 state.failed = true;
             }
         }
@@ -434,7 +435,7 @@ impl Executor {
                 }
             }
         }
-        if let Some(stop) = self.after_task(at, task, hosts, rescuable) {
+        if let Some(stop) = self.after_task(at, task, hosts) {
             return Some(stop);
         }
         let handlers: Vec<&str> = at.play.handlers.iter().map(|h| h.name.as_str()).collect();
@@ -455,7 +456,7 @@ impl Executor {
                     for host in &members {
                         self.include_failed(host, task, rescuable, failure.clone());
                     }
-                    if let Some(stop) = self.after_task(at, task, &members, rescuable) {
+                    if let Some(stop) = self.after_task(at, task, &members) {
                         return Some(stop);
                     }
                     continue;
@@ -477,7 +478,7 @@ impl Executor {
         let rescued = rescuable && !ignored;
         if !ignored {
             state.failed = true;
-            state.rescuable = rescued;
+            state.uncounted = rescued;
             let result = json!({ "failed": true, "msg": failure.message });
             state.last_failure = Some((task.name.clone(), result));
         }
@@ -495,17 +496,11 @@ impl Executor {
     }
 
     /// After a task ran on `hosts`: the event that stops the run, if its
-    /// failures end it. Under `any_errors_fatal` a failure ends the play
-    /// for every host, unless a rescue is waiting: then every host of the
-    /// task goes to the rescue, as in Ansible. Else the batch stops once
-    /// its failures pass `max_fail_percentage`.
-    fn after_task(
-        &mut self,
-        at: At<'_>,
-        task: &Task,
-        hosts: &[String],
-        rescuable: bool,
-    ) -> Option<Event> {
+    /// failures end it. Under `any_errors_fatal` a failure fails every host
+    /// of the task, uncounted, as Ansible does: a waiting rescue catches
+    /// them, `always` still runs, and the play ends when none is left. The
+    /// batch stops once its counted failures pass `max_fail_percentage`.
+    fn after_task(&mut self, at: At<'_>, task: &Task, hosts: &[String]) -> Option<Event> {
         if self.interrupt.is_set() {
             // Interrupted hosts are not failures that stop the play.
             return None;
@@ -516,27 +511,25 @@ impl Executor {
             .filter(|h| self.hosts.get(*h).is_some_and(|s| s.failed && !s.gone))
             .collect();
         if (task.any_errors_fatal || play.any_errors_fatal) && !failed_here.is_empty() {
-            if !rescuable {
-                return Some(Event::PlayAborted {
-                    play: play.name.clone(),
-                    reason: format!(
-                        "`{}` failed on `{}` under any_errors_fatal",
-                        task.name, failed_here[0]
-                    ),
-                    max_fail_percentage: None,
-                });
-            }
+            let first = failed_here[0].clone();
+            let fatal = hosts.iter().filter(|h| !self.hosts[*h].failed).count();
             for host in hosts {
-                if let Some(state) = self.hosts.get_mut(host).filter(|s| !s.gone) {
+                if let Some(state) = self.hosts.get_mut(host).filter(|s| !s.gone && !s.failed) {
                     state.failed = true;
-                    state.rescuable = true;
+                    state.uncounted = true;
                 }
+            }
+            if fatal > 0 {
+                self.reporter.warn(format!(
+                    "`{}` failed on `{first}` under any_errors_fatal: the play ends on every host",
+                    task.name
+                ));
             }
         }
         let batch = at.batch;
         let failed = batch
             .iter()
-            .filter(|h| self.hosts[*h].failed && !self.hosts[*h].rescuable)
+            .filter(|h| self.hosts[*h].failed && !self.hosts[*h].uncounted)
             .count();
         if plan::over_failure_budget(failed, batch.len(), play.max_fail_percentage) {
             let max = play.max_fail_percentage.unwrap_or_default();
@@ -635,7 +628,7 @@ impl Executor {
             }
             if failed {
                 state.failed = true;
-                state.rescuable = rescuable;
+                state.uncounted = rescuable;
                 self.reporter.send(Event::Host(HostResult {
                     host: host.clone(),
                     task: task.name.clone(),
@@ -702,7 +695,7 @@ async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) ->
         Status::Unreachable => state.gone = true,
         Status::Failed if !ignored => {
             state.failed = true;
-            state.rescuable = rescued;
+            state.uncounted = rescued;
             let result = registered_value(&outcome, status);
             state.last_failure = Some((task.name.clone(), result));
         }

@@ -21,6 +21,9 @@ fn flow_scenarios_match_ansible_over_ssh() {
         "any_errors_fatal_play",
         "any_errors_fatal_rescued",
         "include_loop",
+        "any_errors_fatal_always",
+        "rescued_under_mfp",
+        "include_in_rescue_serial",
     ] {
         replay_in(&cluster, "flow", name);
     }

@@ -38,4 +38,8 @@ scenarios! {
     any_errors_fatal_play
     any_errors_fatal_rescued
     include_loop
+    any_errors_fatal_always
+    rescued_under_mfp
+    block_ignore_errors
+    include_in_rescue_serial
 }
