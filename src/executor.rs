@@ -367,9 +367,9 @@ impl Executor {
             })
             .collect();
         let stop = self.run_steps(at, &block.always, entered, rescuable).await;
-        for (host, was_rescuable) in failed {
+        for (host, was_uncounted) in failed {
             if let Some(state) = self.hosts.get_mut(&host) {
-                state.uncounted |= was_rescuable && !state.failed;
+                state.uncounted |= was_uncounted && !state.failed;
                 state.failed = true;
             }
         }
