@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::ssh::config::{local_user, Query, SshConfig};
-use crate::transport::{HostKeyChecking, Keepalive, Target};
+use crate::ssh::jump::{self, JumpHost, ProxySpec};
+use crate::transport::{HostKeyChecking, Keepalive, Proxy, Target};
 use crate::vars::Vars;
 
 /// OpenSSH's default GlobalKnownHostsFile; the variable
@@ -59,6 +60,20 @@ pub struct ConnectOptions {
     /// The product's default variables (YAML text), the lowest layer.
     pub defaults: &'static str,
 }
+
+/// The variable naming a host's jump hosts (arpanet's own).
+pub(crate) const JUMP_VAR: &str = "arpanet_jump";
+
+/// The variables holding `ssh` arguments, in the order Ansible puts them
+/// on ssh's command line.
+pub(crate) const SSH_ARG_VARS: [&str; 3] = [
+    "ansible_ssh_args",
+    "ansible_ssh_common_args",
+    "ansible_ssh_extra_args",
+];
+
+/// How deep the ssh config's `ProxyJump`s of jump hosts may nest.
+const MAX_HOPS: usize = 8;
 
 /// Seconds `--timeout` defaults to.
 pub const DEFAULT_TIMEOUT: u64 = 10;
@@ -113,7 +128,12 @@ impl ConnectDefaults {
     /// Where `host` is reached and as whom, from its variables (the
     /// `ansible_*` names first, then the short ones), the command line, then
     /// `~/.ssh/config`. The inventory and `-u` play the part of `ssh -l` and
-    /// `-p`: they win over the file, and its `Match user` sees them.
+    /// `-p`: they win over the file, and its `Match user` sees them. The way
+    /// there comes from `arpanet_jump`, else the `ssh` arguments Ansible
+    /// passes (`ansible_ssh_args`, `ansible_ssh_common_args`,
+    /// `ansible_ssh_extra_args`, in the order Ansible puts them on ssh's
+    /// command line, where the first setting wins), else the ssh config's
+    /// `ProxyJump` or `ProxyCommand`.
     pub fn target(&self, host: &str, vars: &Vars) -> Result<Target> {
         let text = |names: &[&str]| var_text(vars, names);
         let name = text(&["ansible_host", "host"]).unwrap_or_else(|| host.to_owned());
@@ -126,9 +146,126 @@ impl ConnectDefaults {
             })?),
         };
         let user = text(&["ansible_user", "user"]).or_else(|| self.user.clone());
+        let (mut target, from_config) = self.reach(host, &name, port, user, vars)?;
+        let spec = match self.proxy_from_vars(host, vars)? {
+            Some(spec) => Some(spec),
+            None => from_config,
+        };
+        target.proxy = match spec {
+            None | Some(ProxySpec::Direct) => Proxy::Direct,
+            Some(ProxySpec::Jump(hops)) => Proxy::Jump(self.hops(host, &hops, vars, 0)?),
+            Some(ProxySpec::Command(raw)) => Proxy::Command(
+                jump::expand_command(&raw, &target.address, target.port, &target.user, &name)
+                    .map_err(|why| Error::usage(format!("host `{host}`: {why}")))?,
+            ),
+        };
+        Ok(target)
+    }
+
+    /// `arpanet_jump` (a string or a list of hops), else the first proxy
+    /// setting among the `ssh` argument variables.
+    fn proxy_from_vars(&self, host: &str, vars: &Vars) -> Result<Option<ProxySpec>> {
+        let bad = |var: &str, why: String| {
+            Error::usage(format!("host `{host}`: `{var}`: {why}")).with_hint(
+                "write jump hosts as `user@host:port`, hops separated by commas \
+                 (`admin@bastion:2222,10.0.0.5`) or as a list; `none` connects directly",
+            )
+        };
+        let jump = match vars.get(JUMP_VAR) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Array(items)) => {
+                let mut hops = Vec::new();
+                for item in items {
+                    match item {
+                        Value::String(s) => hops.push(s.clone()),
+                        other => {
+                            return Err(bad(JUMP_VAR, format!("`{other}` is not a jump host")))
+                        }
+                    }
+                }
+                Some(hops.join(","))
+            }
+            Some(other) => {
+                return Err(bad(
+                    JUMP_VAR,
+                    format!("expected a string or a list, got `{other}`"),
+                ))
+            }
+        };
+        if let Some(jump) = jump {
+            return jump::parse_jump(&jump)
+                .map(Some)
+                .map_err(|why| bad(JUMP_VAR, why));
+        }
+        for var in SSH_ARG_VARS {
+            if let Some(args) = var_text(vars, &[var]) {
+                if let Some(spec) = jump::from_ssh_args(&args).map_err(|why| bad(var, why))? {
+                    return Ok(Some(spec));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The jump hosts of `host`, each resolved as a host of its own through
+    /// `~/.ssh/config` (its user, port, keys, known_hosts, `HostKeyAlias`),
+    /// the first one's own `ProxyJump` put before it, as ssh does.
+    fn hops(
+        &self,
+        host: &str,
+        hops: &[JumpHost],
+        vars: &Vars,
+        depth: usize,
+    ) -> Result<Vec<Target>> {
+        let mut out = Vec::new();
+        for (i, hop) in hops.iter().enumerate() {
+            let (mut target, own) =
+                self.reach(host, &hop.host, hop.port, hop.user.clone(), vars)?;
+            target.name = format!("{}@{}", target.user, crate::ssh::endpoint(&target));
+            match own {
+                Some(ProxySpec::Jump(before)) if i == 0 => {
+                    if depth >= MAX_HOPS {
+                        return Err(Error::usage(format!(
+                            "host `{host}`: the `ProxyJump`s of its jump hosts nest more than \
+                             {MAX_HOPS} deep"
+                        ))
+                        .with_hint(
+                            "a jump host names itself (or an earlier one) in ~/.ssh/config",
+                        ));
+                    }
+                    out = self.hops(host, &before, vars, depth + 1)?;
+                }
+                Some(ProxySpec::Command(_)) if i == 0 => {
+                    return Err(Error::usage(format!(
+                        "host `{host}`: jump host `{hop}` has a `ProxyCommand` in ~/.ssh/config, \
+                         which arpanet does not run for jump hosts"
+                    ))
+                    .with_hint(
+                        "use `ProxyJump` for the jump host, or `ProxyCommand` for the host itself",
+                    ));
+                }
+                _ => {}
+            }
+            out.push(target);
+        }
+        Ok(out)
+    }
+
+    /// The target for `name` (`label` in messages), as `ssh` would reach it
+    /// directly, and the ssh config's proxy setting for it.
+    fn reach(
+        &self,
+        label: &str,
+        name: &str,
+        port: Option<u16>,
+        user: Option<String>,
+        vars: &Vars,
+    ) -> Result<(Target, Option<ProxySpec>)> {
+        let text = |names: &[&str]| var_text(vars, names);
         let local_user = local_user();
         let ssh = self.ssh_config.resolve(&Query {
-            host: &name,
+            host: name,
             user: user.as_deref(),
             port,
             local_user: &local_user,
@@ -142,7 +279,7 @@ impl ConnectDefaults {
                     .or_insert_with(|| warning.clone());
             }
         }
-        let address = ssh.host_name.unwrap_or(name);
+        let address = ssh.host_name.unwrap_or_else(|| name.to_owned());
         let port = port.or(ssh.port).unwrap_or(22);
         let user = user.or(ssh.user).unwrap_or(local_user);
         let mut identity_files = Vec::new();
@@ -195,8 +332,8 @@ impl ConnectDefaults {
             .timeout
             .or(ssh.connect_timeout.filter(|t| !t.is_zero()))
             .unwrap_or(Duration::from_secs(DEFAULT_TIMEOUT));
-        Ok(Target {
-            name: host.to_owned(),
+        let target = Target {
+            name: label.to_owned(),
             address,
             port,
             user,
@@ -211,7 +348,9 @@ impl ConnectDefaults {
                 interval: ssh.server_alive_interval.filter(|t| !t.is_zero()),
                 max: ssh.server_alive_count_max.map(|n| n.max(1) as usize),
             },
-        })
+            proxy: Proxy::Direct,
+        };
+        Ok((target, ssh.proxy))
     }
 
     fn expand(&self, path: &str) -> PathBuf {
@@ -374,7 +513,7 @@ mod tests {
     fn ssh_config_connection_settings_reach_the_target() {
         let config = "Host db\n  HostKeyAlias db-alias\n  UserKnownHostsFile ~/kh/%h-%r /etc/kh2\n\
                       \x20 IdentitiesOnly yes\n  ConnectTimeout 7\n  ServerAliveInterval 4\n\
-                      \x20 ServerAliveCountMax 2\nMatch user root\n  Port 2222\n  ProxyJump x\n";
+                      \x20 ServerAliveCountMax 2\nMatch user root\n  Port 2222\n  ForwardAgent yes\n";
         let mut d = defaults();
         d.ssh_config =
             SshConfig::parse(Path::new("config"), config, Some(Path::new("/home/op"))).unwrap();
@@ -397,7 +536,7 @@ mod tests {
         // `Match user` sees the inventory's user (as `ssh -l`).
         assert_eq!(t.port, 2222);
         assert_eq!(d.ssh_warnings().len(), 1, "{:?}", d.ssh_warnings());
-        assert!(d.ssh_warnings()[0].contains("`ProxyJump`"));
+        assert!(d.ssh_warnings()[0].contains("`ForwardAgent`"));
         let t = d.target("db", &Vars::new()).unwrap();
         assert_eq!(t.port, 22);
         // `--timeout` wins over `ConnectTimeout`; unset, 10 s.
@@ -411,6 +550,145 @@ mod tests {
         assert_eq!(t.connect_timeout, Duration::from_secs(DEFAULT_TIMEOUT));
         assert_eq!(t.keepalive, Keepalive::default());
         assert_eq!((t.host_key_alias, t.identities_only), (None, false));
+    }
+
+    fn proxied(config: &str) -> ConnectDefaults {
+        let mut d = defaults();
+        d.ssh_config =
+            SshConfig::parse(Path::new("config"), config, Some(Path::new("/home/op"))).unwrap();
+        d
+    }
+
+    /// `user@address:port` of each hop, or the command.
+    fn route(t: &Target) -> Vec<String> {
+        match &t.proxy {
+            Proxy::Direct => Vec::new(),
+            Proxy::Jump(hops) => hops.iter().map(|h| h.name.clone()).collect(),
+            Proxy::Command(c) => vec![format!("command: {c}")],
+        }
+    }
+
+    #[test]
+    fn jump_hosts_come_from_the_variable_then_ssh_arguments_then_the_ssh_config() {
+        let d = proxied(
+            "Host bastion\n  HostName 203.0.113.5\n  User jumper\n  Port 2201\n  \
+             IdentityFile ~/.ssh/bastion\n  HostKeyAlias bastion-key\n\
+             Host inner\n  ProxyJump outer:2202\n\
+             Host db*\n  ProxyJump bastion\n\
+             Host pc\n  ProxyCommand ssh -W %h:%p %r@bastion # %n\n  ProxyJump ignored\n\
+             Host off\n  ProxyJump none\n  ProxyCommand nc %h %p\n",
+        );
+        let target = |host: &str, pairs: &[(&str, Value)]| d.target(host, &vars(pairs)).unwrap();
+        // The ssh config's ProxyJump; the hop resolved as a host of its own,
+        // `-u`/ansible_user not applied to it (as ssh -l).
+        let t = target("db1", &[]);
+        assert_eq!(route(&t), ["jumper@203.0.113.5:2201"]);
+        let Proxy::Jump(hops) = &t.proxy else {
+            panic!("{t:?}")
+        };
+        assert_eq!(
+            hops[0].identity_files,
+            [PathBuf::from("/home/op/.ssh/bastion")]
+        );
+        assert_eq!(hops[0].host_key_alias.as_deref(), Some("bastion-key"));
+        assert_eq!(hops[0].known_hosts, t.known_hosts);
+        assert_eq!(hops[0].proxy, Proxy::Direct);
+        // ansible_ssh_common_args wins over the ssh config, extra args come
+        // after common args (the first on ssh's command line wins).
+        let t = target(
+            "db1",
+            &[
+                (
+                    "ansible_ssh_common_args",
+                    "-o StrictHostKeyChecking=no -o ProxyJump=op@b2:2222".into(),
+                ),
+                ("ansible_ssh_extra_args", "-J other".into()),
+            ],
+        );
+        assert_eq!(route(&t), ["op@b2:2222"]);
+        let t = target("db1", &[("ansible_ssh_extra_args", "-J other".into())]);
+        assert_eq!(
+            route(&t),
+            ["deploy@other:22".replace("deploy", &local_user())]
+        );
+        // arpanet_jump wins over both, as a string or a list; `none` goes
+        // direct.
+        let t = target(
+            "db1",
+            &[
+                ("arpanet_jump", serde_json::json!(["a@h1", "bastion"])),
+                ("ansible_ssh_common_args", "-J other".into()),
+            ],
+        );
+        assert_eq!(route(&t), ["a@h1:22", "jumper@203.0.113.5:2201"]);
+        let t = target("db1", &[("arpanet_jump", "none".into())]);
+        assert_eq!(t.proxy, Proxy::Direct);
+        // A first hop's own ProxyJump goes before it.
+        let t = target("x", &[("arpanet_jump", "u@inner,v@last".into())]);
+        let me = local_user();
+        assert_eq!(
+            route(&t),
+            [
+                format!("{me}@outer:2202"),
+                "u@inner:22".into(),
+                "v@last:22".into()
+            ]
+        );
+        // ProxyCommand with its tokens; the first of ProxyJump and
+        // ProxyCommand wins, `none` included.
+        let t = target("pc", &[("ansible_port", 2222.into())]);
+        assert_eq!(route(&t), ["command: ssh -W pc:2222 deploy@bastion # pc"]);
+        assert_eq!(target("off", &[]).proxy, Proxy::Direct);
+    }
+
+    #[test]
+    fn bad_jump_values_are_bad_input_naming_host_and_variable() {
+        let d = defaults();
+        for (var, value, says) in [
+            (
+                "arpanet_jump",
+                Value::from("a,,b"),
+                "host `n1`: `arpanet_jump`: an empty hop",
+            ),
+            (
+                "arpanet_jump",
+                serde_json::json!({"a": 1}),
+                "expected a string or a list",
+            ),
+            (
+                "arpanet_jump",
+                serde_json::json!(["b", 3]),
+                "`3` is not a jump host",
+            ),
+            (
+                "ansible_ssh_common_args",
+                Value::from("-o ProxyJump=b:ssh"),
+                "host `n1`: `ansible_ssh_common_args`: `-o ProxyJump=b:ssh`: `ssh` in `b:ssh`",
+            ),
+            (
+                "ansible_ssh_extra_args",
+                Value::from("-o ProxyCommand='nc %z'"),
+                "host `n1`: `%z` is not a token",
+            ),
+        ] {
+            let err = d.target("n1", &vars(&[(var, value)])).unwrap_err();
+            assert_eq!(err.exit_code(), 5, "{err}");
+            assert!(err.to_string().contains(says), "{var}: {err}");
+        }
+        let err = SshConfig::parse(Path::new("cfg"), "Host x\n  ProxyJump a@:22\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "cfg:2:1: `ProxyJump a@:22` is not a jump host list: `a@:22` names no host"
+            ),
+            "{err}"
+        );
+        let looping = proxied("Host loop\n  ProxyJump loop\n");
+        let err = looping
+            .target("x", &vars(&[("arpanet_jump", "loop".into())]))
+            .unwrap_err();
+        assert!(err.to_string().contains("nest more than 8 deep"), "{err}");
     }
 
     #[test]

@@ -540,6 +540,7 @@ pub enum SshConfigProblem {
     OneArgument { key: String },
     NotATime { key: String, value: String },
     NotAPort { value: String },
+    BadJump { value: String, why: String },
     NotYesNo { key: String, value: String },
     NotACount { key: String, value: String },
     IncludeTooDeep { max: usize },
@@ -559,6 +560,11 @@ impl fmt::Display for SshConfigProblem {
                 write!(f, "`{key} {value}` is not a time (`30`, `1m30s`)")
             }
             NotAPort { value } => write!(f, "`Port {value}` is not a port number"),
+            BadJump { value, why } => write!(
+                f,
+                "`ProxyJump {value}` is not a jump host list: {why} \
+                 (expected `[user@]host[:port]`, hops separated by commas, or `none`)"
+            ),
             NotYesNo { key, value } => write!(f, "`{key} {value}`: expected `yes` or `no`"),
             NotACount { key, value } => write!(f, "`{key} {value}` is not a count"),
             IncludeTooDeep { max } => {

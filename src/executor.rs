@@ -1537,6 +1537,7 @@ mod tests {
             identities_only: false,
             connect_timeout: Duration::from_secs(1),
             keepalive: Default::default(),
+            proxy: Default::default(),
         }
     }
 

@@ -140,4 +140,8 @@ const CONNECTION_VARS: &[&str] = &[
     "ansible_private_key_file",
     "arpanet_known_hosts_file",
     "arpanet_global_known_hosts_file",
+    config::JUMP_VAR,
+    config::SSH_ARG_VARS[0],
+    config::SSH_ARG_VARS[1],
+    config::SSH_ARG_VARS[2],
 ];

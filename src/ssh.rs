@@ -32,6 +32,7 @@
 //!   unreachable after 12 s of silence: within 15 s, as the README says.
 
 pub mod config;
+pub(crate) mod jump;
 pub mod known_hosts;
 
 use std::borrow::Cow;
@@ -48,10 +49,12 @@ use russh::keys::agent::client::AgentClient;
 use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use russh::{ChannelMsg, Disconnect, Sig};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
+use tokio::sync::{OnceCell, Semaphore};
 
 use crate::error::{Error, Result};
-use crate::transport::{Capped, Connector, HostKeyChecking, Output, Stream, Target, Transport};
+use crate::transport::{
+    Capped, Connector, HostKeyChecking, Output, Proxy, Stream, Target, Transport,
+};
 use known_hosts::{KnownHosts, ServerKey, Status};
 
 /// Handshakes in flight to one server address when the caller has no
@@ -96,7 +99,13 @@ pub struct SshConnector {
     /// Handshakes tried when sshd drops the connection before the key
     /// exchange (see [`HANDSHAKE_ATTEMPTS`]).
     handshake_attempts: u32,
+    /// The connections to jump hosts, one per chain of hops (see
+    /// [`chain_key`]), shared by every host behind them.
+    bastions: Mutex<HashMap<String, Arc<OnceCell<Bastion>>>>,
 }
+
+/// A jump host's connection, or why it could not be made.
+type Bastion = std::result::Result<Arc<SshTransport>, Failure>;
 
 impl SshConnector {
     /// A connector allowing `max_starts` handshakes at once per server
@@ -111,6 +120,7 @@ impl SshConnector {
                 .map(PathBuf::from),
             passphrase: std::env::var(PASSPHRASE_ENV).ok(),
             handshake_attempts: HANDSHAKE_ATTEMPTS,
+            bastions: Mutex::default(),
         }
     }
 
@@ -135,24 +145,100 @@ impl SshConnector {
         self
     }
 
-    /// Connect and authenticate to `target`.
+    /// Connect and authenticate to `target`, through its jump hosts or its
+    /// `ProxyCommand` when it has them.
     pub async fn connect_ssh(&self, target: &Target) -> Result<SshTransport> {
-        let permit = self.start(target).await?;
+        let via = match &target.proxy {
+            Proxy::Jump(hops) if !hops.is_empty() => Some(
+                self.bastion(hops)
+                    .await
+                    .map_err(|failure| failure.error(&target.name))?,
+            ),
+            _ => None,
+        };
+        self.handshake(target, via).await
+    }
+
+    /// The shared connection to the last of `chain`, reached through the
+    /// ones before it: made by the first host that needs it, then handed to
+    /// every other host behind it. A failure is kept too, so each host
+    /// behind a bastion that is down reports it at once; a connection found
+    /// closed is made again.
+    fn bastion<'a>(
+        &'a self,
+        chain: &'a [Target],
+    ) -> BoxFuture<'a, std::result::Result<Arc<SshTransport>, Failure>> {
+        Box::pin(async move {
+            let Some((hop, before)) = chain.split_last() else {
+                return Err(Failure::internal("an empty jump host list"));
+            };
+            let key = chain_key(chain);
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let cell = {
+                    let mut pool = self.bastions.lock().unwrap_or_else(|p| p.into_inner());
+                    Arc::clone(pool.entry(key.clone()).or_default())
+                };
+                let made = cell
+                    .get_or_init(|| async {
+                        let via = match before {
+                            [] => None,
+                            before => Some(self.bastion(before).await?),
+                        };
+                        self.handshake(hop, via)
+                            .await
+                            .map(Arc::new)
+                            .map_err(|e| Failure::new(hop, e))
+                    })
+                    .await
+                    .clone();
+                match made {
+                    Ok(bastion) if bastion.handle.is_closed() && attempts < 3 => {
+                        let mut pool = self.bastions.lock().unwrap_or_else(|p| p.into_inner());
+                        if pool.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                            pool.remove(&key);
+                        }
+                    }
+                    Ok(bastion) if bastion.handle.is_closed() => {
+                        return Err(Failure {
+                            bastion: hop.name.clone(),
+                            message: "the connection keeps closing".into(),
+                            hint: Some(LOST_HINT.into()),
+                        })
+                    }
+                    made => return made,
+                }
+            }
+        })
+    }
+
+    /// Open the byte stream to `target`'s SSH port, then log in over it.
+    async fn handshake(
+        &self,
+        target: &Target,
+        via: Option<Arc<SshTransport>>,
+    ) -> Result<SshTransport> {
+        let permit = self.start(target, via.as_deref()).await?;
         let known_hosts = match target.host_key_checking {
             HostKeyChecking::Off => KnownHosts::default(),
             _ => KnownHosts::read(&target.known_hosts, &target.extra_known_hosts)?,
         };
         let config = Arc::new(client_config(&known_hosts, target));
         let peer = endpoint(target);
+        let route = match &via {
+            Some(bastion) => format!(" via bastion `{}`", bastion.chain),
+            None => String::new(),
+        };
         // sshd drops a connection beyond its MaxStartups before the key
         // exchange; our own starts are capped below that, but other clients
         // (or a slow sshd still counting our last login) can fill it. Such a
         // drop is retried a few times; a refused host key never is.
         let mut attempt = 0;
         let offered = Arc::new(Mutex::new(None));
-        let mut handle = loop {
+        let (mut handle, command) = loop {
             attempt += 1;
-            let stream = tcp_connect(target).await?;
+            let (stream, command) = open_stream(target, via.as_deref()).await?;
             let rejection = Arc::new(Mutex::new(None));
             let handler = ClientHandler {
                 target: target.clone(),
@@ -162,11 +248,16 @@ impl SshConnector {
             };
             let handshake = client::connect_stream(Arc::clone(&config), stream, handler);
             match tokio::time::timeout(target.connect_timeout, handshake).await {
-                Ok(Ok(handle)) => break handle,
+                Ok(Ok(handle)) => break (handle, command),
                 Ok(Err(e)) => {
                     let stashed = rejection.lock().unwrap_or_else(|p| p.into_inner()).take();
                     if let Some(refusal) = stashed {
                         return Err(refusal);
+                    }
+                    if let Some(command) = command {
+                        return Err(command
+                            .failed(target, format!("ssh handshake with {peer} failed: {e}"))
+                            .await);
                     }
                     if attempt < self.handshake_attempts {
                         tokio::time::sleep(Duration::from_millis(150 * attempt as u64)).await;
@@ -174,21 +265,27 @@ impl SshConnector {
                     }
                     return Err(unreachable(
                         target,
-                        format!("ssh handshake with {peer} failed ({attempt} attempts): {e}"),
+                        format!(
+                            "ssh handshake with {peer}{route} failed ({attempt} attempts): {e}"
+                        ),
                         "the server closed the connection before the login: sshd may be \
                          refusing new connections (MaxStartups), or this port is not an ssh server",
                     ));
                 }
                 Err(_) => {
+                    let message = format!(
+                        "ssh handshake with {peer}{route} timed out after {}",
+                        seconds(target.connect_timeout)
+                    );
+                    if let Some(command) = command {
+                        return Err(command.failed(target, message).await);
+                    }
                     return Err(unreachable(
                         target,
-                        format!(
-                            "ssh handshake with {peer} timed out after {}",
-                            seconds(target.connect_timeout)
-                        ),
+                        message,
                         "the port accepts connections but no ssh server answered in time: \
                          the host is overloaded or this is not an ssh port",
-                    ))
+                    ));
                 }
             }
         };
@@ -220,21 +317,36 @@ impl SshConnector {
             HostKeyChecking::Off => " (not checked)",
             _ => "",
         };
+        let me = format!("{}@{peer}", target.user);
+        let chain = match &via {
+            Some(bastion) => format!("{} > {me}", bastion.chain),
+            None => me.clone(),
+        };
+        let route = match &command {
+            Some(command) => format!(" through ProxyCommand `{}`", command.command),
+            None => route,
+        };
         Ok(SshTransport {
             details: format!(
-                "{}@{peer}, host key {host_key}{checking}, logged in with {identity}",
-                target.user
+                "{me}{route}, host key {host_key}{checking}, logged in with {identity}"
             ),
             host: target.name.clone(),
+            chain,
             handle,
             sessions: Semaphore::new(MAX_SESSIONS),
             kills: Arc::default(),
+            via,
+            _command: command,
         })
     }
 
-    /// Wait for a handshake slot at `target`'s address.
-    async fn start(&self, target: &Target) -> Result<StartPermit> {
-        let key = endpoint(target);
+    /// Wait for a handshake slot at `target`'s address (as reached through
+    /// `via`, when it is reached through a bastion).
+    async fn start(&self, target: &Target, via: Option<&SshTransport>) -> Result<StartPermit> {
+        let key = match via {
+            Some(bastion) => format!("{} > {}", bastion.chain, endpoint(target)),
+            None => endpoint(target),
+        };
         let semaphore = {
             let mut starts = self.starts.lock().unwrap_or_else(|p| p.into_inner());
             Arc::clone(
@@ -466,20 +578,35 @@ pub struct SshTransport {
     host: String,
     /// Who logged in where, with which key, and the host key seen.
     details: String,
+    /// `user@address:port` of this connection, after those of the jump
+    /// hosts it runs through (`a@b:22 > u@10.0.0.5:22`).
+    chain: String,
     handle: Handle<ClientHandler>,
     sessions: Semaphore,
     /// The kills of abandoned commands still under way (see [`Abandon`]).
     kills: Kills,
+    /// The jump host this connection runs through, kept open with it.
+    via: Option<Arc<SshTransport>>,
+    /// The `ProxyCommand` carrying this connection, killed with it.
+    _command: Option<ProxyProcess>,
 }
 
 type Kills = Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>;
 
 impl SshTransport {
     fn lost(&self, what: &str) -> Error {
+        let hint = match &self.via {
+            Some(bastion) => format!(
+                "the host went down, sshd was restarted, the network dropped, or the \
+                 connection to bastion `{}` ended",
+                bastion.chain
+            ),
+            None => LOST_HINT.into(),
+        };
         Error::Unreachable {
             host: self.host.clone(),
             message: format!("connection lost {what}"),
-            hint: Some("the host went down, sshd was restarted, or the network dropped".into()),
+            hint: Some(hint),
         }
     }
 
@@ -835,6 +962,205 @@ impl client::Handler for ClientHandler {
     }
 }
 
+const LOST_HINT: &str = "the host went down, sshd was restarted, or the network dropped";
+
+/// The pool key of a chain of jump hosts: their `user@address:port`s.
+fn chain_key(chain: &[Target]) -> String {
+    let names: Vec<&str> = chain.iter().map(|hop| hop.name.as_str()).collect();
+    names.join(" > ")
+}
+
+/// Why a jump host could not be reached, kept to tell every host behind it.
+#[derive(Debug, Clone)]
+struct Failure {
+    /// The jump host, `user@address:port`.
+    bastion: String,
+    message: String,
+    hint: Option<String>,
+}
+
+impl Failure {
+    fn new(hop: &Target, error: Error) -> Failure {
+        let (message, hint) = match error {
+            Error::Unreachable { message, hint, .. } => (message, hint),
+            other => (other.to_string(), None),
+        };
+        Failure {
+            bastion: hop.name.clone(),
+            message,
+            hint,
+        }
+    }
+
+    fn internal(message: &str) -> Failure {
+        Failure {
+            bastion: String::new(),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// The error of `host`, which is behind this jump host.
+    fn error(&self, host: &str) -> Error {
+        Error::Unreachable {
+            host: host.to_owned(),
+            message: format!("via bastion `{}`: {}", self.bastion, self.message),
+            hint: self.hint.clone(),
+        }
+    }
+}
+
+/// The byte stream to `target`'s SSH port: a TCP connection, a channel
+/// opened by the bastion `via`, or a `ProxyCommand`'s stdin and stdout
+/// (with the process, which must live as long as the connection).
+async fn open_stream(
+    target: &Target,
+    via: Option<&SshTransport>,
+) -> Result<(Box<dyn Stream>, Option<ProxyProcess>)> {
+    if let Some(bastion) = via {
+        let stream = bastion_channel(target, bastion).await?;
+        return Ok((stream, None));
+    }
+    match &target.proxy {
+        Proxy::Command(command) => {
+            let (stream, process) = ProxyProcess::spawn(target, command)?;
+            Ok((stream, Some(process)))
+        }
+        _ => Ok((Box::new(tcp_connect(target).await?), None)),
+    }
+}
+
+/// A `direct-tcpip` channel from `bastion` to `target`'s SSH port, within
+/// `target.connect_timeout`.
+async fn bastion_channel(target: &Target, bastion: &SshTransport) -> Result<Box<dyn Stream>> {
+    let peer = endpoint(target);
+    let name = &bastion.chain;
+    let open = bastion.handle.channel_open_direct_tcpip(
+        target.address.as_str(),
+        u32::from(target.port),
+        "127.0.0.1",
+        0,
+    );
+    let refused = |why: &str, hint: &str| {
+        unreachable(
+            target,
+            format!("the bastion `{name}` cannot reach {peer}: {why}"),
+            hint,
+        )
+    };
+    match tokio::time::timeout(target.connect_timeout, open).await {
+        Ok(Ok(channel)) => Ok(Box::new(channel.into_stream())),
+        Ok(Err(russh::Error::ChannelOpenFailure(reason))) => Err(match reason {
+            russh::ChannelOpenFailure::ConnectFailed => refused(
+                "its connection failed",
+                "the host is down, its sshd is not listening on that address and port, or a \
+                 firewall stops the bastion; the address is the one the bastion sees \
+                 (`ansible_host`)",
+            ),
+            russh::ChannelOpenFailure::AdministrativelyProhibited => refused(
+                "forwarding is prohibited there",
+                "the bastion's sshd refuses TCP forwarding for this user \
+                 (`AllowTcpForwarding`, `PermitOpen`, `DisableForwarding`)",
+            ),
+            other => refused(&format!("{other:?}"), "check the bastion's sshd log"),
+        }),
+        Ok(Err(_)) if bastion.handle.is_closed() => Err(unreachable(
+            target,
+            format!("the connection to bastion `{name}` was lost"),
+            LOST_HINT,
+        )),
+        Ok(Err(e)) => Err(refused(&e.to_string(), "check the bastion's sshd log")),
+        Err(_) => Err(refused(
+            &format!("no answer after {}", seconds(target.connect_timeout)),
+            "the bastion's connection to the host hangs: a firewall drops packets, or the \
+             host is down",
+        )),
+    }
+}
+
+/// A running `ProxyCommand`: killed when dropped; what it printed on
+/// stderr is kept (the first [`PROXY_STDERR_CAP`] bytes) for the message
+/// when the connection fails.
+struct ProxyProcess {
+    command: String,
+    child: tokio::process::Child,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+const PROXY_STDERR_CAP: usize = 4096;
+
+impl ProxyProcess {
+    fn spawn(target: &Target, command: &str) -> Result<(Box<dyn Stream>, ProxyProcess)> {
+        let mut child = tokio::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("exec {command}"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                unreachable(
+                    target,
+                    format!("cannot run ProxyCommand `{command}`: {e}"),
+                    "arpanet runs it with /bin/sh -c",
+                )
+            })?;
+        let (Some(stdin), Some(stdout), Some(mut stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(Error::Internal("ProxyCommand pipes missing".into()));
+        };
+        let said = Arc::new(Mutex::new(Vec::new()));
+        let keep = Arc::clone(&said);
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let mut kept = keep.lock().unwrap_or_else(|p| p.into_inner());
+                let room = PROXY_STDERR_CAP.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        });
+        let process = ProxyProcess {
+            command: command.to_owned(),
+            child,
+            stderr: said,
+        };
+        Ok((Box::new(tokio::io::join(stdout, stdin)), process))
+    }
+
+    /// The error for a connection over this command that failed with
+    /// `message`, with what the command said on its way out.
+    async fn failed(mut self, target: &Target, message: String) -> Error {
+        let exited = tokio::time::timeout(Duration::from_secs(1), self.child.wait()).await;
+        let status = match exited {
+            Ok(Ok(status)) => format!(" (it exited with {status})"),
+            _ => String::new(),
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let said = {
+            let said = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+            String::from_utf8_lossy(&said).trim().to_owned()
+        };
+        let said = match said.is_empty() {
+            true => String::new(),
+            false => format!("; it said: {said}"),
+        };
+        unreachable(
+            target,
+            format!(
+                "{message} over ProxyCommand `{}`{status}{said}",
+                self.command
+            ),
+            "run the command by hand to see whether it reaches the host's ssh port",
+        )
+    }
+}
+
 /// Resolve and connect, within `target.connect_timeout`.
 async fn tcp_connect(target: &Target) -> Result<TcpStream> {
     let timeout = target.connect_timeout;
@@ -982,7 +1308,7 @@ fn host_key_name(target: &Target) -> &str {
 }
 
 /// `address:port`, with brackets around IPv6 addresses.
-fn endpoint(target: &Target) -> String {
+pub(crate) fn endpoint(target: &Target) -> String {
     if target.address.contains(':') {
         format!("[{}]:{}", target.address, target.port)
     } else {

@@ -189,6 +189,24 @@ pub struct Target {
     /// where `None`.
     #[serde(skip)]
     pub keepalive: Keepalive,
+    /// How the host's SSH port is reached.
+    pub proxy: Proxy,
+}
+
+/// The way to a host's SSH port: `ProxyJump` and `ProxyCommand` resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Proxy {
+    /// A TCP connection from this machine.
+    #[default]
+    Direct,
+    /// A TCP channel (`direct-tcpip`) opened by the last of these jump
+    /// hosts, each reached through the ones before it. A hop's `name` is
+    /// `user@address:port`, and its own `proxy` is `Direct`.
+    Jump(Vec<Target>),
+    /// A local command (tokens expanded) whose stdin and stdout carry the
+    /// SSH connection, run with `sh -c`.
+    Command(String),
 }
 
 /// ssh's `ServerAliveInterval` and `ServerAliveCountMax`.

@@ -6,7 +6,9 @@
 //! `localuser`, `canonical`, negated with `!`), `Include` (relative to
 //! `~/.ssh`, globs, 16 levels deep), `HostName`, `Port`, `User`,
 //! `IdentityFile`, `HostKeyAlias`, `UserKnownHostsFile`, `IdentitiesOnly`,
-//! `ConnectTimeout`, `ServerAliveInterval` and `ServerAliveCountMax`.
+//! `ConnectTimeout`, `ServerAliveInterval`, `ServerAliveCountMax`,
+//! `ProxyJump` and `ProxyCommand` (whichever comes first, `none` included,
+//! as OpenSSH; a `ProxyJump` ssh would refuse is refused here).
 //! As in OpenSSH the first value obtained for a setting wins,
 //! `IdentityFile`s accumulate, keywords are case-insensitive, `Key=value`
 //! and quoted arguments work, `~` and the `%` tokens are expanded where ssh
@@ -24,6 +26,7 @@ use std::time::Duration;
 
 use sha1::{Digest, Sha1};
 
+use super::jump::{self, ProxySpec};
 use super::known_hosts::glob;
 use crate::error::{Error, InputKind, Location, Result, SshConfigProblem as P};
 
@@ -65,6 +68,8 @@ enum Setting {
     ConnectTimeout(Duration),
     ServerAliveInterval(Duration),
     ServerAliveCountMax(u32),
+    /// `ProxyJump` or `ProxyCommand`: one setting, the first one wins.
+    Proxy(ProxySpec),
     /// An option arpanet does not honour, as written.
     Unsupported(String),
 }
@@ -131,6 +136,8 @@ pub struct HostConfig {
     pub connect_timeout: Option<Duration>,
     pub server_alive_interval: Option<Duration>,
     pub server_alive_count_max: Option<u32>,
+    /// `ProxyJump` or `ProxyCommand` (its tokens not expanded).
+    pub(crate) proxy: Option<ProxySpec>,
     /// What applied to this host but arpanet does not honour: a key (the
     /// option or criterion, lowercased, to warn once per run) and the
     /// warning.
@@ -252,6 +259,7 @@ impl Walk<'_> {
             Setting::ConnectTimeout(v) => _ = out.connect_timeout.get_or_insert(*v),
             Setting::ServerAliveInterval(v) => _ = out.server_alive_interval.get_or_insert(*v),
             Setting::ServerAliveCountMax(v) => _ = out.server_alive_count_max.get_or_insert(*v),
+            Setting::Proxy(v) => _ = out.proxy.get_or_insert_with(|| v.clone()),
             Setting::Unsupported(name) => out.ignored.push((
                 name.to_ascii_lowercase(),
                 format!(
@@ -476,11 +484,16 @@ fn parse_file(path: &Path, text: &str, home: Option<&Path>, depth: usize) -> Res
         if rest.is_empty() {
             return Err(bad(P::NoArgument { key: key.into() }));
         }
-        let args = split_args(rest).ok_or_else(|| bad(P::UnbalancedQuotes { key: key.into() }))?;
         let place = Place {
             file: path.to_path_buf(),
             line: n + 1,
         };
+        // ssh takes a command as the rest of the line, quotes and all.
+        if key.eq_ignore_ascii_case("proxycommand") {
+            items.push(Item::Set(Setting::Proxy(jump::command(rest)), place));
+            continue;
+        }
+        let args = split_args(rest).ok_or_else(|| bad(P::UnbalancedQuotes { key: key.into() }))?;
         let one = || match args.as_slice() {
             [one] => Ok(one.clone()),
             [] => Err(bad(P::NoArgument { key: key.into() })),
@@ -545,6 +558,15 @@ fn parse_file(path: &Path, text: &str, home: Option<&Path>, depth: usize) -> Res
                         }))
                     }
                 })
+            }
+            "proxyjump" => {
+                let v = one()?;
+                Setting::Proxy(jump::parse_jump(&v).map_err(|why| {
+                    bad(P::BadJump {
+                        value: v.clone(),
+                        why,
+                    })
+                })?)
             }
             "connecttimeout" => Setting::ConnectTimeout(time()?),
             "serveraliveinterval" => Setting::ServerAliveInterval(time()?),

@@ -762,6 +762,7 @@ impl Cluster {
             identities_only: false,
             connect_timeout: Duration::from_secs(10),
             keepalive: Default::default(),
+            proxy: Default::default(),
         }
     }
 
