@@ -1005,7 +1005,10 @@ impl Failure {
         Error::Unreachable {
             host: host.to_owned(),
             message: format!("via bastion `{}`: {}", self.bastion, self.message),
-            hint: self.hint.clone(),
+            hint: self
+                .hint
+                .as_ref()
+                .map(|hint| format!("about the bastion: {hint}")),
         }
     }
 }

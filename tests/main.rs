@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bastion;
 mod cluster;
 mod daytwo;
 mod flow;

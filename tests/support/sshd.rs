@@ -268,6 +268,18 @@ fn descendants(pid: u32) -> Vec<u32> {
     found
 }
 
+/// The inode of the IPv4 TCP socket whose local end is `address:port`.
+fn socket_inode(address: &str, port: u16) -> Option<String> {
+    let ip: std::net::Ipv4Addr = address.parse().ok()?;
+    // /proc/net/tcp writes the address as a little-endian hex word.
+    let local = format!("{:08X}:{port:04X}", u32::from_le_bytes(ip.octets()));
+    let table = fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&local.as_str())).then(|| fields.get(9).map(|s| s.to_string()))?
+    })
+}
+
 /// One running (or stopped) sshd on `address:port`.
 pub struct SshdHost {
     /// `127.0.0.N`.
@@ -281,6 +293,9 @@ pub struct SshdHost {
     config: PathBuf,
     log: PathBuf,
     extra_config: String,
+    /// Log at `DEBUG1` (each login and each forwarded channel) instead of
+    /// `ERROR`.
+    debug_log: bool,
     child: Mutex<Option<Child>>,
     dir: TempDir,
 }
@@ -295,6 +310,18 @@ impl SshdHost {
     /// Like [`SshdHost::start`], with extra `sshd_config` lines appended
     /// (e.g. `"MaxStartups 2\n"`).
     pub fn start_with_config(authorized_keys: &Path, extra_config: &str) -> SshdHost {
+        SshdHost::start_inner(authorized_keys, extra_config, false)
+    }
+
+    /// Like [`SshdHost::start`], logging each login (`Accepted publickey
+    /// for ...`) and each forwarded channel (`server_request_direct_tcpip:
+    /// ... to 127.0.0.N port P`) to [`SshdHost::log`]: a bastion whose
+    /// traffic a test counts.
+    pub fn start_logged(authorized_keys: &Path) -> SshdHost {
+        SshdHost::start_inner(authorized_keys, "", true)
+    }
+
+    fn start_inner(authorized_keys: &Path, extra_config: &str, debug_log: bool) -> SshdHost {
         ensure_privsep_dir();
         ensure_test_user();
         let dir = tempfile::Builder::new()
@@ -314,6 +341,7 @@ impl SshdHost {
             config: dir.path().join("sshd_config"),
             log: dir.path().join("sshd.log"),
             extra_config: extra_config.to_owned(),
+            debug_log,
             child: Mutex::new(None),
             dir,
         };
@@ -380,7 +408,12 @@ impl SshdHost {
         self.write_config();
         let log = fs::File::create(&self.log)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", self.log.display()));
-        let mut child = Command::new(SSHD)
+        let mut command = Command::new(SSHD);
+        if self.debug_log {
+            // The command line wins over the config's `LogLevel ERROR`.
+            command.args(["-o", "LogLevel=DEBUG1"]);
+        }
+        let mut child = command
             .args(["-D", "-e", "-f"])
             .arg(&self.config)
             .stdin(Stdio::null())
@@ -480,6 +513,26 @@ impl SshdHost {
                 .status();
         }
         sshds.len()
+    }
+
+    /// Whether one of sshd's per-connection processes holds the TCP socket
+    /// whose local end is `address:port` (found through `/proc/net/tcp` and
+    /// the processes' open files): whether a connection came from this host.
+    pub fn holds_socket(&self, address: &str, port: u16) -> bool {
+        let slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(child) = slot.as_ref() else {
+            return false;
+        };
+        let Some(inode) = socket_inode(address, port) else {
+            return false;
+        };
+        let wanted = format!("socket:[{inode}]");
+        descendants(child.id()).into_iter().any(|pid| {
+            fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.flatten()
+                    .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == wanted))
+            })
+        })
     }
 
     /// Whether sshd is running (not stopped).

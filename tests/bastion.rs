@@ -1,0 +1,408 @@
+//! Jump hosts against real sshd: a bastion sshd that logs each login and
+//! each forwarded channel, and target sshds reached through it. Each test
+//! proves the path from the bastion's own record (the channel it opened to
+//! the target, or the socket it holds), never from what arpanet says.
+
+use std::fs;
+use std::sync::Arc;
+
+use arpanet::error::Error;
+use arpanet::ssh::SshConnector;
+use arpanet::transport::{Connector, Proxy, Target};
+
+use crate::support::{Cluster, SshdHost, TEST_USER};
+
+/// `n` target hosts and a logged bastion that accepts the cluster's key and
+/// whose host key is in the cluster's known_hosts.
+fn behind_bastion(n: usize) -> (Cluster, SshdHost) {
+    let cluster = Cluster::start(n);
+    let bastion = SshdHost::start_logged(&cluster.authorized_keys);
+    trust(&cluster, &bastion);
+    (cluster, bastion)
+}
+
+fn trust(cluster: &Cluster, host: &SshdHost) {
+    let mut known = fs::read_to_string(&cluster.known_hosts).unwrap();
+    known.push_str(&format!("{}\n", host.known_hosts_line()));
+    fs::write(&cluster.known_hosts, known).unwrap();
+}
+
+/// `user@address:port` of `host`, as a jump spec and as arpanet names it.
+fn spec(host: &SshdHost) -> String {
+    format!("{TEST_USER}@{}:{}", host.address, host.port)
+}
+
+/// Logins the bastion accepted so far.
+fn logins(bastion: &SshdHost) -> usize {
+    bastion.log().matches("Accepted publickey for").count()
+}
+
+/// Channels the bastion opened to `host` so far.
+fn channels_to(bastion: &SshdHost, host: &SshdHost) -> usize {
+    let to = format!("target {} port {}", host.address, host.port);
+    bastion
+        .log()
+        .lines()
+        .filter(|l| l.contains("server_request_direct_tcpip") && l.contains(&to))
+        .count()
+}
+
+fn exec(cluster: &Cluster, inventory: &std::path::Path, command: &str) -> crate::support::Run {
+    cluster.run(&["exec", "-i", inventory.to_str().unwrap(), "--", command])
+}
+
+#[test]
+fn hosts_behind_a_bastion_share_one_connection_to_it() {
+    let (cluster, bastion) = behind_bastion(5);
+    let inventory = cluster.inventory(&[("arpanet_jump", &spec(&bastion))]);
+    let run = exec(&cluster, &inventory, "echo reached-$((40+2))");
+    assert_eq!(run.code, 0, "{run}\n{}", bastion.log());
+    assert_eq!(run.stdout.matches("reached-42").count(), 5, "{run}");
+    assert_eq!(logins(&bastion), 1, "{}", bastion.log());
+    for host in &cluster.hosts {
+        assert_eq!(channels_to(&bastion, host), 1, "{}", bastion.log());
+    }
+}
+
+/// What the run said under `unreachable: [HOST]` (the message and hint
+/// lines below it).
+fn unreachable_said(run: &crate::support::Run, host: &str) -> String {
+    let head = format!("unreachable: [{host}]");
+    let mut lines = run.stdout.lines().skip_while(|l| !l.starts_with(&head));
+    assert!(
+        lines.next().is_some(),
+        "`{host}` is not unreachable:\n{run}"
+    );
+    lines
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| format!("{}\n", l.trim()))
+        .collect()
+}
+
+#[test]
+fn the_bastion_comes_from_the_ssh_config_or_ansible_ssh_arguments_inventory_first() {
+    let (cluster, bastion) = behind_bastion(4);
+    let h = &cluster.hosts;
+    // The ssh config names the bastion by an alias and sends node1 and
+    // node4 through it; node4's inventory says `ProxyJump=none`, which wins.
+    fs::write(
+        cluster.home.join(".ssh/config"),
+        format!(
+            "Host jumpbox\n  HostName {}\n  Port {}\n  User {TEST_USER}\n\
+             Host {} {}\n  ProxyJump jumpbox\n",
+            bastion.address, bastion.port, h[0].address, h[3].address
+        ),
+    )
+    .unwrap();
+    let b = spec(&bastion);
+    let inventory = cluster.write_file(
+        "inventory.ini",
+        &format!(
+            "{}\n{} ansible_ssh_common_args='-o StrictHostKeyChecking=yes -o ProxyJump={b}'\n\
+             {} ansible_ssh_extra_args='-J {b}'\n\
+             {} ansible_ssh_common_args='-o ProxyJump=none'\n",
+            cluster.host_line(0),
+            cluster.host_line(1),
+            cluster.host_line(2),
+            cluster.host_line(3)
+        ),
+    );
+    let run = exec(&cluster, &inventory, "echo reached-$((40+2))");
+    assert_eq!(run.code, 0, "{run}\n{}", bastion.log());
+    assert_eq!(run.stdout.matches("reached-42").count(), 4, "{run}");
+    // Three hosts through one bastion connection (the alias and the
+    // address resolve to the same `user@address:port`), node4 directly.
+    assert_eq!(logins(&bastion), 1, "{}", bastion.log());
+    let through: Vec<usize> = h.iter().map(|t| channels_to(&bastion, t)).collect();
+    assert_eq!(through, [1, 1, 1, 0], "{}", bastion.log());
+}
+
+#[test]
+fn several_hops_each_open_a_channel_to_the_next() {
+    let cluster = Cluster::start(1);
+    let outer = SshdHost::start_logged(&cluster.authorized_keys);
+    let inner = SshdHost::start_logged(&cluster.authorized_keys);
+    trust(&cluster, &outer);
+    trust(&cluster, &inner);
+    let inventory = cluster.write_file(
+        "inventory.yml",
+        &format!(
+            "all:\n  hosts:\n    node1:\n      ansible_host: {}\n      ansible_port: {}\n\
+             \x20     ansible_user: {TEST_USER}\n      arpanet_jump: ['{}', '{}']\n",
+            cluster.hosts[0].address,
+            cluster.hosts[0].port,
+            spec(&outer),
+            spec(&inner)
+        ),
+    );
+    let run = exec(&cluster, &inventory, "echo reached-$((40+2))");
+    assert_eq!(run.code, 0, "{run}\n{}\n{}", outer.log(), inner.log());
+    assert!(run.stdout.contains("reached-42"), "{run}");
+    assert_eq!(channels_to(&outer, &inner), 1, "{}", outer.log());
+    assert_eq!(channels_to(&inner, &cluster.hosts[0]), 1, "{}", inner.log());
+    assert_eq!(channels_to(&outer, &cluster.hosts[0]), 0, "{}", outer.log());
+    assert_eq!((logins(&outer), logins(&inner)), (1, 1));
+}
+
+#[test]
+fn a_bastion_refused_or_down_fails_each_host_behind_it_by_name_and_the_others_finish() {
+    let cluster = Cluster::start(3);
+    let bastion = SshdHost::start_logged(&cluster.authorized_keys);
+    let b = spec(&bastion);
+    let inventory = cluster.write_file(
+        "inventory.ini",
+        &format!(
+            "{}\n\n[behind]\n{}\n{}\n\n[behind:vars]\narpanet_jump={b}\n",
+            cluster.host_line(0),
+            cluster.host_line(1),
+            cluster.host_line(2)
+        ),
+    );
+    let via = format!("via bastion `{b}`");
+    let check = |run: &crate::support::Run, why: &str| {
+        assert_eq!(run.code, 4, "{run}");
+        assert!(
+            run.stdout.contains("reached-42"),
+            "node1 must finish: {run}"
+        );
+        for node in ["node2", "node3"] {
+            let said = unreachable_said(run, node);
+            assert!(
+                said.starts_with(&format!("{via}: {why}")),
+                "{node}: {said}\n{run}"
+            );
+        }
+    };
+    // Unknown: its key is in no known_hosts file.
+    let run = exec(&cluster, &inventory, "echo reached-$((40+2))");
+    let endpoint = format!("{}:{}", bastion.address, bastion.port);
+    check(&run, &format!("unknown host key for {endpoint}"));
+    // Changed: known_hosts holds another key for it.
+    let other = crate::support::keygen(&cluster.dir().join("other_key"), "");
+    let mut known = fs::read_to_string(&cluster.known_hosts).unwrap();
+    known.push_str(&format!("[{}]:{} {other}\n", bastion.address, bastion.port));
+    fs::write(&cluster.known_hosts, &known).unwrap();
+    let run = exec(&cluster, &inventory, "echo reached-$((40+2))");
+    check(&run, &format!("host key for {endpoint} changed"));
+    assert_eq!(logins(&bastion), 0, "{}", bastion.log());
+    // Down.
+    fs::write(
+        &cluster.known_hosts,
+        known.replace(&other, &bastion.host_key),
+    )
+    .unwrap();
+    bastion.stop();
+    let run = exec(&cluster, &inventory, "echo reached-$((40+2))");
+    check(&run, &format!("connection refused at {endpoint}"));
+}
+
+#[test]
+fn a_host_the_bastion_cannot_reach_is_told_apart_from_a_bastion_that_is_down() {
+    let (cluster, bastion) = behind_bastion(1);
+    // A port nothing listens on, on an address of its own.
+    let closed = std::net::TcpListener::bind((cluster.hosts[0].address.as_str(), 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let inventory = cluster.write_file(
+        "inventory.ini",
+        &format!(
+            "{}\nghost ansible_host={} ansible_port={closed} ansible_user={TEST_USER}\n\n\
+             [all:vars]\narpanet_jump={}\n",
+            cluster.host_line(0),
+            cluster.hosts[0].address,
+            spec(&bastion)
+        ),
+    );
+    let run = exec(&cluster, &inventory, "echo reached-$((40+2))");
+    assert_eq!(run.code, 4, "{run}");
+    assert!(run.stdout.contains("reached-42"), "{run}");
+    let expected = format!(
+        "the bastion `{}` cannot reach {}:{closed}: its connection failed\n",
+        spec(&bastion),
+        cluster.hosts[0].address
+    );
+    assert!(
+        unreachable_said(&run, "ghost").starts_with(&expected),
+        "expected `{expected}`:\n{run}"
+    );
+    assert_eq!(logins(&bastion), 1, "{}", bastion.log());
+}
+
+#[test]
+fn a_proxy_command_carries_the_connection_and_its_complaints() {
+    let (cluster, bastion) = behind_bastion(2);
+    // The system ssh client as the ProxyCommand, its own channel through
+    // the bastion (`-W`).
+    let command = format!(
+        "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o UserKnownHostsFile={} \
+         -i {} -p {} -W %h:%p {TEST_USER}@{}",
+        cluster.known_hosts.display(),
+        cluster.key.display(),
+        bastion.port,
+        bastion.address
+    );
+    let mut inventory = String::from("all:\n  hosts:\n");
+    for (i, proxy) in [
+        command.as_str(),
+        "sh -c ''echo no route to %h >&2; exit 3''",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let host = &cluster.hosts[i];
+        inventory.push_str(&format!(
+            "    node{}:\n      ansible_host: {}\n      ansible_port: {}\n\
+             \x20     ansible_ssh_common_args: '-o ProxyCommand=\"{proxy}\"'\n",
+            i + 1,
+            host.address,
+            host.port
+        ));
+    }
+    inventory.push_str(&format!("  vars:\n    ansible_user: {TEST_USER}\n"));
+    let inventory = cluster.write_file("inventory.yml", &inventory);
+    let run = exec(&cluster, &inventory, "echo reached-$((40+2))");
+    assert_eq!(run.code, 4, "{run}");
+    assert_eq!(run.stdout.matches("reached-42").count(), 1, "{run}");
+    assert_eq!(
+        channels_to(&bastion, &cluster.hosts[0]),
+        1,
+        "{}",
+        bastion.log()
+    );
+    let said = unreachable_said(&run, "node2");
+    let expected = format!("it said: no route to {}", cluster.hosts[1].address);
+    assert!(said.contains(&expected), "expected `{expected}`:\n{run}");
+}
+
+/// A one-shot HTTP server on 127.0.0.1 standing in for a node's Consul
+/// agent: answers each request with `body`, and records the request lines.
+fn fake_consul(body: String) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            // Drain the headers: a probe from `wait_for` sends none.
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                header.clear();
+            }
+            if !line.is_empty() {
+                record.lock().unwrap().push(line.trim().to_owned());
+            }
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn kv_and_wait_for_reach_the_node_s_ports_through_the_bastion() {
+    let (cluster, bastion) = behind_bastion(1);
+    let value = format!("value-{}", std::process::id());
+    let (port, seen) = fake_consul(value.clone());
+    let inventory = cluster.write_file(
+        "inventory.ini",
+        &format!(
+            "[servers]\n{}\n\n[all:vars]\narpanet_jump={}\nconsul_port={port}\n",
+            cluster.host_line(0),
+            spec(&bastion)
+        ),
+    );
+    let inv = inventory.to_str().unwrap();
+    let run = cluster.run(&["kv", "-i", inv, "get", "app/db"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(run.stdout.trim(), value, "{run}");
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("/v1/kv/arpanet/app/db")),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    let playbook = cluster.write_file(
+        "wait.yml",
+        "- hosts: all\n  tasks:\n    - wait_for: {port: '{{ consul_port }}', timeout: 10}\n",
+    );
+    let run = cluster.run(&["run", "-i", inv, playbook.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(
+        logins(&bastion),
+        2,
+        "one bastion login per run: {}",
+        bastion.log()
+    );
+    assert_eq!(
+        channels_to(&bastion, &cluster.hosts[0]),
+        2,
+        "{}",
+        bastion.log()
+    );
+}
+
+#[tokio::test]
+async fn the_target_sees_its_connection_come_from_the_bastion() {
+    let (cluster, bastion) = behind_bastion(2);
+    let hop = Target {
+        name: spec(&bastion),
+        address: bastion.address.clone(),
+        port: bastion.port,
+        ..cluster.target(0)
+    };
+    let connector = SshConnector::new(8).with_agent(None).with_passphrase(None);
+    let mut conns = Vec::new();
+    for i in 0..2 {
+        let target = Target {
+            proxy: Proxy::Jump(vec![hop.clone()]),
+            ..cluster.target(i)
+        };
+        conns.push(connector.connect(&target).await.unwrap());
+    }
+    for conn in &conns {
+        let out = conn.exec("echo $SSH_CONNECTION", None).await.unwrap();
+        // `CLIENT_IP CLIENT_PORT SERVER_IP SERVER_PORT`: the client end is
+        // a socket the bastion's sshd holds, not one of ours.
+        let fields: Vec<&str> = out.stdout.split_whitespace().collect();
+        let (ip, port) = (fields[0], fields[1].parse().unwrap());
+        assert!(bastion.holds_socket(ip, port), "{out:?}\n{}", bastion.log());
+        assert!(!cluster.hosts[0].holds_socket(ip, port));
+    }
+    assert_eq!(logins(&bastion), 1, "{}", bastion.log());
+    // A host behind a bastion that refuses the login names the bastion.
+    let stranger = Target {
+        name: "stranger".into(),
+        proxy: Proxy::Jump(vec![Target {
+            user: "nobody-here".into(),
+            name: format!("nobody-here@{}:{}", bastion.address, bastion.port),
+            ..hop.clone()
+        }]),
+        ..cluster.target(0)
+    };
+    match connector.connect(&stranger).await {
+        Err(Error::Unreachable { host, message, .. }) => {
+            assert_eq!(host, "stranger");
+            assert!(
+                message.starts_with(&format!(
+                    "via bastion `nobody-here@{}:{}`: permission denied",
+                    bastion.address, bastion.port
+                )),
+                "{message}"
+            );
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("connected as an unknown user"),
+    }
+}
