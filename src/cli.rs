@@ -237,6 +237,10 @@ pub enum LabCommand {
             value_name = "CIDR"
         )]
         subnet: String,
+        /// Add a bastion node (.10): the nodes' SSH port then answers only
+        /// to it, and the inventory reaches them through it (`arpanet_jump`)
+        #[arg(long)]
+        bastion: bool,
     },
     /// Remove the lab's nodes, network, volumes and registry
     Down {

@@ -88,6 +88,8 @@ pub enum LabCommand {
         nodes: usize,
         servers: usize,
         subnet: String,
+        /// Add a bastion node, the only way to the nodes' SSH port.
+        bastion: bool,
     },
     /// Remove the lab; `purge` the cached images too.
     Down { lab: LabTarget, purge: bool },
@@ -102,10 +104,12 @@ pub fn run(command: LabCommand) -> Result<i32> {
             nodes,
             servers,
             subnet,
+            bastion,
         } => {
             let subnet = Subnet::parse(&subnet)?;
             let plan = plan::nodes(nodes, servers, &subnet)?;
-            Lab::new(&lab, false)?.up(&subnet, &plan)
+            let bastion = bastion.then(|| plan::bastion(&subnet));
+            Lab::new(&lab, false)?.up(&subnet, &plan, bastion.as_ref())
         }
         LabCommand::Down { lab, purge } => Lab::new(&lab, true)?.down(purge),
         LabCommand::Status { lab } => Lab::new(&lab, false)?.status(),
@@ -209,7 +213,7 @@ impl Lab {
 
     // ---- up ----------------------------------------------------------------
 
-    fn up(&self, subnet: &Subnet, plan: &[NodePlan]) -> Result<i32> {
+    fn up(&self, subnet: &Subnet, plan: &[NodePlan], bastion: Option<&NodePlan>) -> Result<i32> {
         let version = self.docker.engine_version()?;
         self.say(format!("docker engine {version} answers"));
         let mut done: Vec<String> = Vec::new();
@@ -222,13 +226,29 @@ impl Lab {
         let public_key = read_file(&key.with_extension("pub"))?;
 
         self.remove_extra_nodes(plan, &mut done)?;
+        match bastion {
+            Some(bastion) => self.ensure_node(bastion, &mut done)?,
+            None => self.remove_bastion(&mut done)?,
+        }
         for node in plan {
             self.ensure_node(node, &mut done)?;
         }
-        let host_keys = self.wait_for_nodes(plan, public_key.trim(), &mut done)?;
+        let mut reached: Vec<NodePlan> = plan.to_vec();
+        let mut host_keys =
+            self.wait_for_nodes(plan, public_key.trim(), bastion.map(|b| b.ip), &mut done)?;
+        if let Some(bastion) = bastion {
+            let keys = self.wait_for_nodes(
+                std::slice::from_ref(bastion),
+                public_key.trim(),
+                None,
+                &mut done,
+            )?;
+            reached.push(bastion.clone());
+            host_keys.extend(keys);
+        }
 
         let known_hosts = self.dir.join(KNOWN_HOSTS_FILE);
-        let text: String = plan
+        let text: String = reached
             .iter()
             .zip(&host_keys)
             .map(|(node, key)| format!("{} {key}\n", node.ip))
@@ -243,6 +263,7 @@ impl Lab {
             &key,
             &known_hosts,
             &subnet.registry_address(),
+            bastion.map(|b| b.ip),
         );
         if write_if_changed(&inventory_path, &inventory, 0o644)? {
             done.push(format!("wrote {}", inventory_path.display()));
@@ -512,15 +533,45 @@ impl Lab {
         Ok(())
     }
 
+    /// Remove the bastion of an earlier `lab up --bastion`.
+    fn remove_bastion(&self, done: &mut Vec<String>) -> Result<()> {
+        let listed = self.docker.out(&[
+            "ps",
+            "--all",
+            "--quiet",
+            "--filter",
+            &format!("label={}", self.label()),
+            "--filter",
+            &format!("label={LABEL_KIND}=bastion"),
+        ])?;
+        if listed.trim().is_empty() {
+            return Ok(());
+        }
+        let name = plan::BASTION;
+        self.docker
+            .run(&["rm", "--force", "--volumes", &self.container(name)])?;
+        let _ = self
+            .docker
+            .run(&["volume", "rm", "--force", &self.node_volume(name)]);
+        let message = format!("removed the {name} (no --bastion)");
+        self.say(&message);
+        done.push(message);
+        Ok(())
+    }
+
     fn ensure_node(&self, node: &NodePlan, done: &mut Vec<String>) -> Result<()> {
         let name = self.container(&node.name);
         let ip = node.ip.to_string();
         let volume = self.node_volume(&node.name);
+        let kind = match node.role {
+            plan::Role::Bastion => "bastion",
+            _ => "node",
+        };
         let labels = [
             self.label(),
             format!("{LABEL_NODE}={}", node.name),
             format!("{LABEL_IP}={ip}"),
-            format!("{LABEL_KIND}=node"),
+            format!("{LABEL_KIND}={kind}"),
         ];
         let mount = format!("{volume}:/var/lib/docker");
         let mut args: Vec<&str> = vec![
@@ -645,11 +696,14 @@ impl Lab {
     }
 
     /// Wait until every node's systemd runs and its sshd answers; authorise
-    /// the lab's key; read each node's host key from the node itself.
+    /// the lab's key; read each node's host key from the node itself. With
+    /// a `bastion`, each node's sshd answers only to it (and is checked from
+    /// inside the node); without, to anyone again.
     fn wait_for_nodes(
         &self,
         plan: &[NodePlan],
         public_key: &str,
+        bastion: Option<std::net::Ipv4Addr>,
         done: &mut Vec<String>,
     ) -> Result<Vec<String>> {
         let started = Instant::now();
@@ -681,7 +735,19 @@ impl Lab {
                 done.push(format!("authorised the lab's key on {}", node.name));
             }
             host_keys.push(node::host_key(&self.docker, &container)?);
-            node::wait_for_sshd(node.ip, deadline).map_err(|e| Error::Lab {
+            if node.role != plan::Role::Bastion
+                && node::ssh_only_from(&self.docker, &container, bastion)?
+            {
+                done.push(match bastion {
+                    Some(ip) => format!("{}'s sshd answers only the bastion ({ip})", node.name),
+                    None => format!("{}'s sshd answers everyone again", node.name),
+                });
+            }
+            let answered = match bastion {
+                Some(_) => node::wait_for_sshd_inside(&self.docker, &container, deadline),
+                None => node::wait_for_sshd(node.ip, deadline),
+            };
+            answered.map_err(|e| Error::Lab {
                 message: format!("sshd on {} ({}) does not answer: {e}", node.name, node.ip),
                 hint: Some(format!(
                     "see `docker exec {container} systemctl status ssh`"
@@ -818,6 +884,7 @@ impl Lab {
                 };
                 let role = match *kind {
                     "registry" => "registry".to_owned(),
+                    "bastion" => "bastion".to_owned(),
                     _ => match &servers {
                         Some(servers) if servers.iter().any(|s| s == node) => "server".into(),
                         Some(_) => "client".into(),

@@ -406,3 +406,150 @@ async fn the_target_sees_its_connection_come_from_the_bastion() {
         Ok(_) => panic!("connected as an unknown user"),
     }
 }
+
+/// `arpanet ARGS` with a temp home (strict host keys by default), its exit
+/// code and output.
+fn lab_arpanet(home: &std::path::Path, args: &[&str]) -> crate::support::Run {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_arpanet"))
+        .args(args)
+        .env("HOME", home)
+        .env("NO_COLOR", "1")
+        .env_remove("ARPANET_LAB_NAME")
+        .env_remove("ARPANET_LAB_SUBNET")
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .expect("run arpanet");
+    crate::support::Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The system ssh client to `root@host` with the lab's key and strict
+/// host keys; whether it ran `true`.
+fn lab_ssh(dir: &std::path::Path, host: &str) -> std::process::Output {
+    std::process::Command::new("ssh")
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+        ])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            dir.join("known_hosts").display()
+        ))
+        .arg("-i")
+        .arg(dir.join("id_ed25519"))
+        .arg(format!("root@{host}"))
+        .arg("true")
+        .output()
+        .expect("run ssh")
+}
+
+/// `lab up --bastion`: the nodes' sshd answers only the bastion, and the
+/// cluster is built and used through it with strict host keys; a later
+/// `lab up` without it opens the nodes again. Runs with
+/// `ARPANET_LAB_TESTS=1` only.
+#[test]
+fn a_lab_behind_a_bastion_is_bootstrapped_through_it() {
+    if std::env::var("ARPANET_LAB_TESTS").ok().as_deref() != Some("1") {
+        eprintln!("note: skipping the bastion lab test: set ARPANET_LAB_TESTS=1");
+        return;
+    }
+    let _turn = crate::support::lab_lock();
+    let name = crate::support::lab_name("arpanet-bastion");
+    let subnet = crate::support::lab_subnet(76);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(&name);
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let lab = |args: &[&str]| {
+        let mut all = vec![
+            "lab",
+            args[0],
+            "--dir",
+            dir.to_str().unwrap(),
+            "--name",
+            &name,
+        ];
+        all.extend_from_slice(&args[1..]);
+        lab_arpanet(home, &all)
+    };
+    struct Down<'a>(&'a dyn Fn(&[&str]) -> crate::support::Run);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["down"]);
+        }
+    }
+    let _ = lab(&["down"]);
+    let _down = Down(&lab);
+    let up = |bastion: bool| {
+        let mut args = vec!["up", "--nodes", "2", "--servers", "1", "--subnet", &subnet];
+        if bastion {
+            args.push("--bastion");
+        }
+        let run = lab(&args);
+        assert_eq!(run.code, 0, "{run}");
+    };
+    up(true);
+    let (node1, bastion) = (
+        crate::support::lab_address(&subnet, 11),
+        crate::support::lab_address(&subnet, 10),
+    );
+    let inventory = fs::read_to_string(dir.join("inventory.ini")).unwrap();
+    assert!(
+        inventory.contains(&format!("\narpanet_jump=root@{bastion}\n")),
+        "{inventory}"
+    );
+    // The bastion answers ssh from here, node1 does not.
+    assert!(lab_ssh(&dir, &bastion).status.success());
+    let direct = lab_ssh(&dir, &node1);
+    assert!(!direct.status.success(), "node1 answered ssh directly");
+    let inv = dir.join("inventory.ini");
+    let inv = inv.to_str().unwrap();
+    let strict = ["--host-key-checking", "strict"];
+    let run = lab_arpanet(
+        home,
+        &[&["run", "-i", inv, "bootstrap"][..], &strict].concat(),
+    );
+    assert_eq!(run.code, 0, "{run}");
+    // Consul may still be electing its leader when bootstrap ends.
+    let kv_set = [
+        &["kv", "-i", inv][..],
+        &strict,
+        &["set", "bastion/ok", "yes"],
+    ]
+    .concat();
+    let mut set = lab_arpanet(home, &kv_set);
+    for _ in 0..30 {
+        if set.code == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        set = lab_arpanet(home, &kv_set);
+    }
+    assert_eq!(set.code, 0, "{set}");
+    let get = lab_arpanet(
+        home,
+        &[&["kv", "-i", inv][..], &strict, &["get", "bastion/ok"]].concat(),
+    );
+    assert_eq!((get.code, get.stdout.trim()), (0, "yes"), "{get}");
+    let status = lab_arpanet(home, &[&["status", "-i", inv][..], &strict].concat());
+    assert_eq!(status.code, 0, "{status}");
+    // Without --bastion the bastion goes and node1 answers directly again.
+    up(false);
+    assert!(lab_ssh(&dir, &node1).status.success());
+    assert!(!fs::read_to_string(dir.join("inventory.ini"))
+        .unwrap()
+        .contains("arpanet_jump"));
+}

@@ -18,11 +18,13 @@ pub(crate) fn run(command: LabArg) -> Result<i32> {
             nodes,
             servers,
             subnet,
+            bastion,
         } => LabCommand::Up {
             lab: target(lab),
             nodes,
             servers,
             subnet,
+            bastion,
         },
         LabArg::Down { lab, purge } => LabCommand::Down {
             lab: target(lab),

@@ -63,6 +63,88 @@ pub fn host_key(docker: &Docker, container: &str) -> Result<String> {
     }
 }
 
+/// The systemd unit (and iptables rule comment) that lets only the lab's
+/// bastion reach a node's sshd.
+const BASTION_ONLY: &str = "arpanet-lab-bastion-only";
+
+/// Let only `bastion` reach the node's sshd (an iptables rule rejecting
+/// every other source, made again at each boot by a systemd unit), or with
+/// `None` everyone again; whether anything changed.
+pub fn ssh_only_from(docker: &Docker, container: &str, bastion: Option<Ipv4Addr>) -> Result<bool> {
+    let script = r#"set -e
+tag=$1 bastion=$2 unit=/etc/systemd/system/$1.service
+before=$(iptables -S INPUT | grep -F -- "--comment $tag" || true)
+printf '%s\n' "$before" | grep -F -- '-A INPUT' | sed 's/^-A /-D /' |
+    while read -r rule; do eval "iptables $rule"; done
+if [ -n "$bastion" ]; then
+    rule="INPUT -p tcp --dport 22 ! -s $bastion -m comment --comment $tag -j REJECT --reject-with tcp-reset"
+    cat >"$unit" <<UNIT
+[Unit]
+Description=Let only the lab's bastion reach sshd
+Before=ssh.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/sbin/iptables -I $rule
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+    systemctl daemon-reload
+    systemctl enable "$tag.service" >/dev/null 2>&1
+    iptables -I $rule
+elif [ -f "$unit" ]; then
+    systemctl disable "$tag.service" >/dev/null 2>&1 || true
+    rm -f "$unit"
+    systemctl daemon-reload
+fi
+after=$(iptables -S INPUT | grep -F -- "--comment $tag" || true)
+[ "$before" = "$after" ] && echo same || echo changed
+"#;
+    let bastion = bastion.map(|ip| ip.to_string()).unwrap_or_default();
+    let said = docker.out(&[
+        "exec",
+        container,
+        "sh",
+        "-c",
+        script,
+        "sh",
+        BASTION_ONLY,
+        &bastion,
+    ])?;
+    Ok(said.trim() == "changed")
+}
+
+/// Wait until the node's own sshd sends its banner on 127.0.0.1:22, asked
+/// from inside the node (for nodes only the bastion may reach).
+pub fn wait_for_sshd_inside(
+    docker: &Docker,
+    container: &str,
+    deadline: Instant,
+) -> std::result::Result<(), String> {
+    let probe = "exec 3<>/dev/tcp/127.0.0.1/22 && head -c 4 <&3";
+    loop {
+        let said = docker
+            .raw(
+                &["exec", container, "timeout", "5", "bash", "-c", probe],
+                None,
+            )
+            .map_err(|e| e.to_string())?;
+        let banner = String::from_utf8_lossy(&said.stdout).into_owned();
+        if banner == "SSH-" {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "no banner from inside the node: `{}`",
+                String::from_utf8_lossy(&said.stderr).trim()
+            ));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
 /// Wait until sshd on `ip:22` sends its banner.
 pub fn wait_for_sshd(ip: Ipv4Addr, deadline: Instant) -> std::result::Result<(), String> {
     let addr = SocketAddr::from((ip, 22));

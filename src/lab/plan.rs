@@ -9,8 +9,12 @@ use super::images;
 use super::REGISTRY_PORT;
 use crate::error::{Error, Result};
 
-/// The first node's last address octet minus one: node1 is `.11`.
+/// The first node's last address octet minus one: node1 is `.11`; the
+/// bastion (`lab up --bastion`) takes this one, `.10`.
 const NODE_OFFSET: usize = 10;
+
+/// The bastion's node name (and container suffix).
+pub const BASTION: &str = "bastion";
 const MAX_NODES: usize = 200;
 
 /// The lab's /24 network.
@@ -68,6 +72,8 @@ impl Subnet {
 pub enum Role {
     Server,
     Client,
+    /// Not a cluster node: the way to the nodes' SSH port.
+    Bastion,
 }
 
 impl fmt::Display for Role {
@@ -75,6 +81,7 @@ impl fmt::Display for Role {
         f.write_str(match self {
             Role::Server => "server",
             Role::Client => "client",
+            Role::Bastion => "bastion",
         })
     }
 }
@@ -113,13 +120,24 @@ pub fn nodes(count: usize, servers: usize, subnet: &Subnet) -> Result<Vec<NodePl
         .collect())
 }
 
-/// The lab's Ansible-style INI inventory.
+/// The bastion of `lab up --bastion`.
+pub fn bastion(subnet: &Subnet) -> NodePlan {
+    NodePlan {
+        name: BASTION.to_owned(),
+        ip: subnet.host(NODE_OFFSET as u8),
+        role: Role::Bastion,
+    }
+}
+
+/// The lab's Ansible-style INI inventory; with a `bastion`, every node is
+/// reached through it as root.
 pub fn render_inventory(
     lab: &str,
     nodes: &[NodePlan],
     key: &Path,
     known_hosts: &Path,
     registry: &str,
+    bastion: Option<Ipv4Addr>,
 ) -> String {
     let mut out = format!(
         "# The arpanet lab `{lab}`, written by `arpanet lab up`; `arpanet lab down` removes it.\n"
@@ -155,6 +173,9 @@ pub fn render_inventory(
         image(images::CONSUL),
         image(images::CADVISOR),
     ));
+    if let Some(ip) = bastion {
+        out.push_str(&format!("arpanet_jump=root@{ip}\n"));
+    }
     out
 }
 
@@ -234,6 +255,7 @@ mod tests {
             Path::new("/lab/id_ed25519"),
             Path::new("/lab/known_hosts"),
             &subnet.registry_address(),
+            None,
         );
         let expected = "\
 # The arpanet lab `arpanet-lab`, written by `arpanet lab up`; `arpanet lab down` removes it.
@@ -264,5 +286,23 @@ consul_expect=2
             servers_in_inventory(&path).unwrap(),
             ["node1".to_owned(), "node2".to_owned()]
         );
+    }
+
+    #[test]
+    fn a_bastion_lab_reaches_its_nodes_through_the_bastion() {
+        let subnet = Subnet::parse("10.77.0.0/24").unwrap();
+        let bastion = bastion(&subnet);
+        assert_eq!(bastion.ip.to_string(), "10.77.0.10");
+        let plan = nodes(2, 1, &subnet).unwrap();
+        let text = render_inventory(
+            "l",
+            &plan,
+            Path::new("/k"),
+            Path::new("/kh"),
+            "10.77.0.2:5000",
+            Some(bastion.ip),
+        );
+        assert!(text.ends_with("\narpanet_jump=root@10.77.0.10\n"), "{text}");
+        assert!(!text.contains("bastion ansible_host"), "{text}");
     }
 }
