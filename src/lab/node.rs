@@ -67,8 +67,8 @@ pub fn host_key(docker: &Docker, container: &str) -> Result<String> {
 /// bastion reach a node's sshd.
 const BASTION_ONLY: &str = "arpanet-lab-bastion-only";
 
-/// Let only `bastion` reach the node's sshd (an iptables rule rejecting
-/// every other source, made again at each boot by a systemd unit), or with
+/// Let only `bastion` (and the node itself, over loopback) reach the
+/// node's sshd (an iptables rule rejecting every other source, made again at each boot by a systemd unit), or with
 /// `None` everyone again; whether anything changed.
 pub fn ssh_only_from(docker: &Docker, container: &str, bastion: Option<Ipv4Addr>) -> Result<bool> {
     let script = r#"set -e
@@ -77,7 +77,7 @@ before=$(iptables -S INPUT | grep -F -- "--comment $tag" || true)
 printf '%s\n' "$before" | grep -F -- '-A INPUT' | sed 's/^-A /-D /' |
     while read -r rule; do eval "iptables $rule"; done
 if [ -n "$bastion" ]; then
-    rule="INPUT -p tcp --dport 22 ! -s $bastion -m comment --comment $tag -j REJECT --reject-with tcp-reset"
+    rule="INPUT -p tcp --dport 22 ! -i lo ! -s $bastion -m comment --comment $tag -j REJECT --reject-with tcp-reset"
     cat >"$unit" <<UNIT
 [Unit]
 Description=Let only the lab's bastion reach sshd
