@@ -576,7 +576,8 @@ mod tests {
              Host inner\n  ProxyJump outer:2202\n\
              Host db*\n  ProxyJump bastion\n\
              Host pc\n  ProxyCommand ssh -W %h:%p %r@bastion # %n\n  ProxyJump ignored\n\
-             Host off\n  ProxyJump none\n  ProxyCommand nc %h %p\n",
+             Host off\n  ProxyCommand none\n  ProxyJump elsewhere\n\
+             Host nojump\n  ProxyJump none\n  ProxyCommand nc %h %p\n  ProxyJump b\n",
         );
         let target = |host: &str, pairs: &[(&str, Value)]| d.target(host, &vars(pairs)).unwrap();
         // The ssh config's ProxyJump; the hop resolved as a host of its own,
@@ -635,10 +636,12 @@ mod tests {
             ]
         );
         // ProxyCommand with its tokens; the first of ProxyJump and
-        // ProxyCommand wins, `none` included.
+        // ProxyCommand wins, `none` included, except that `ProxyJump none`
+        // stops only later ProxyJumps (as `ssh -G` shows).
         let t = target("pc", &[("ansible_port", 2222.into())]);
         assert_eq!(route(&t), ["command: ssh -W pc:2222 deploy@bastion # pc"]);
         assert_eq!(target("off", &[]).proxy, Proxy::Direct);
+        assert_eq!(route(&target("nojump", &[])), ["command: nc nojump 22"]);
     }
 
     #[test]

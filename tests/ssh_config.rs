@@ -57,6 +57,11 @@ fn arpanet_view(
 ) -> Vec<(&'static str, Option<Vec<String>>)> {
     let one = |v: Option<String>| v.map(|v| vec![v]);
     let secs = |d: Option<std::time::Duration>| one(d.map(|d| d.as_secs().to_string()));
+    let proxy = |key: &str| {
+        c.proxy_as_ssh_g()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| vec![v])
+    };
     let paths = |p: &Vec<PathBuf>| {
         p.iter()
             .map(|p| p.display().to_string())
@@ -96,6 +101,8 @@ fn arpanet_view(
             "serveralivecountmax",
             one(c.server_alive_count_max.map(|n| n.to_string())),
         ),
+        ("proxyjump", proxy("proxyjump")),
+        ("proxycommand", proxy("proxycommand")),
     ]
 }
 

@@ -68,8 +68,10 @@ enum Setting {
     ConnectTimeout(Duration),
     ServerAliveInterval(Duration),
     ServerAliveCountMax(u32),
-    /// `ProxyJump` or `ProxyCommand`: one setting, the first one wins.
-    Proxy(ProxySpec),
+    /// `ProxyJump` (`none` as [`ProxySpec::Direct`]).
+    ProxyJump(ProxySpec),
+    /// `ProxyCommand` (`none` as [`ProxySpec::Direct`]).
+    ProxyCommand(ProxySpec),
     /// An option arpanet does not honour, as written.
     Unsupported(String),
 }
@@ -144,6 +146,36 @@ pub struct HostConfig {
     pub ignored: Vec<(String, String)>,
 }
 
+impl HostConfig {
+    /// `ProxyJump` or `ProxyCommand` as `ssh -G` prints it (`proxyjump`
+    /// with a numeric last hop in brackets, `proxycommand` as written);
+    /// `None` when neither applies or it is `none`.
+    pub fn proxy_as_ssh_g(&self) -> Option<(&'static str, String)> {
+        match self.proxy.as_ref()? {
+            ProxySpec::Direct => None,
+            ProxySpec::Command(command) => Some(("proxycommand", command.clone())),
+            ProxySpec::Jump(hops) => {
+                let (last, before) = hops.split_last()?;
+                let mut shown: Vec<String> = before.iter().map(ToString::to_string).collect();
+                let numeric = last.host.contains(':')
+                    || last.host.chars().all(|c| c.is_ascii_digit() || c == '.');
+                let user = last
+                    .user
+                    .as_ref()
+                    .map(|u| format!("{u}@"))
+                    .unwrap_or_default();
+                let host = match numeric {
+                    true => format!("[{}]", last.host),
+                    false => last.host.clone(),
+                };
+                let port = last.port.map(|p| format!(":{p}")).unwrap_or_default();
+                shown.push(format!("{user}{host}{port}"));
+                Some(("proxyjump", shown.join(",")))
+            }
+        }
+    }
+}
+
 impl SshConfig {
     /// Read `path` as the user's config; a missing file is an empty config.
     /// `home` anchors relative `Include`s (`~/.ssh/NAME`) and `~`.
@@ -169,6 +201,7 @@ impl SshConfig {
             out: HostConfig::default(),
             identity_places: Vec::new(),
             known_hosts_place: None,
+            jump_none: false,
         };
         let mut active = true;
         walk.items(&self.items, &mut active, false);
@@ -212,6 +245,8 @@ struct Walk<'q> {
     out: HostConfig,
     identity_places: Vec<Place>,
     known_hosts_place: Option<(Vec<String>, Place)>,
+    /// A `ProxyJump none` was seen.
+    jump_none: bool,
 }
 
 impl Walk<'_> {
@@ -259,7 +294,15 @@ impl Walk<'_> {
             Setting::ConnectTimeout(v) => _ = out.connect_timeout.get_or_insert(*v),
             Setting::ServerAliveInterval(v) => _ = out.server_alive_interval.get_or_insert(*v),
             Setting::ServerAliveCountMax(v) => _ = out.server_alive_count_max.get_or_insert(*v),
-            Setting::Proxy(v) => _ = out.proxy.get_or_insert_with(|| v.clone()),
+            // One setting, the first one wins, except that `ProxyJump
+            // none` only stops later `ProxyJump`s (as OpenSSH 9.2's `ssh -G`
+            // shows).
+            Setting::ProxyJump(ProxySpec::Direct) => self.jump_none = true,
+            Setting::ProxyJump(v) if !self.jump_none => {
+                _ = out.proxy.get_or_insert_with(|| v.clone())
+            }
+            Setting::ProxyJump(_) => {}
+            Setting::ProxyCommand(v) => _ = out.proxy.get_or_insert_with(|| v.clone()),
             Setting::Unsupported(name) => out.ignored.push((
                 name.to_ascii_lowercase(),
                 format!(
@@ -350,6 +393,9 @@ impl Walk<'_> {
                 paths.push(tokens.path(file, place, "UserKnownHostsFile")?);
             }
             self.out.user_known_hosts_files = Some(paths);
+        }
+        if self.jump_none && self.out.proxy.is_none() {
+            self.out.proxy = Some(ProxySpec::Direct);
         }
         Ok(self.out)
     }
@@ -490,7 +536,7 @@ fn parse_file(path: &Path, text: &str, home: Option<&Path>, depth: usize) -> Res
         };
         // ssh takes a command as the rest of the line, quotes and all.
         if key.eq_ignore_ascii_case("proxycommand") {
-            items.push(Item::Set(Setting::Proxy(jump::command(rest)), place));
+            items.push(Item::Set(Setting::ProxyCommand(jump::command(rest)), place));
             continue;
         }
         let args = split_args(rest).ok_or_else(|| bad(P::UnbalancedQuotes { key: key.into() }))?;
@@ -561,7 +607,7 @@ fn parse_file(path: &Path, text: &str, home: Option<&Path>, depth: usize) -> Res
             }
             "proxyjump" => {
                 let v = one()?;
-                Setting::Proxy(jump::parse_jump(&v).map_err(|why| {
+                Setting::ProxyJump(jump::parse_jump(&v).map_err(|why| {
                     bad(P::BadJump {
                         value: v.clone(),
                         why,
