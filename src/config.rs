@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::ssh::config::{local_user, Query, SshConfig};
-use crate::ssh::jump::{self, JumpHost, ProxySpec};
+use crate::ssh::jump::{self, JumpHost, ProxySpec, JUMP_VAR, SSH_ARG_VARS};
 use crate::transport::{HostKeyChecking, Keepalive, Proxy, Target};
 use crate::vars::Vars;
 
@@ -60,17 +60,6 @@ pub struct ConnectOptions {
     /// The product's default variables (YAML text), the lowest layer.
     pub defaults: &'static str,
 }
-
-/// The variable naming a host's jump hosts (arpanet's own).
-pub(crate) const JUMP_VAR: &str = "arpanet_jump";
-
-/// The variables holding `ssh` arguments, in the order Ansible puts them
-/// on ssh's command line.
-pub(crate) const SSH_ARG_VARS: [&str; 3] = [
-    "ansible_ssh_args",
-    "ansible_ssh_common_args",
-    "ansible_ssh_extra_args",
-];
 
 /// How deep the ssh config's `ProxyJump`s of jump hosts may nest.
 const MAX_HOPS: usize = 8;
@@ -166,10 +155,8 @@ impl ConnectDefaults {
     /// setting among the `ssh` argument variables.
     fn proxy_from_vars(&self, host: &str, vars: &Vars) -> Result<Option<ProxySpec>> {
         let bad = |var: &str, why: String| {
-            Error::usage(format!("host `{host}`: `{var}`: {why}")).with_hint(
-                "write jump hosts as `user@host:port`, hops separated by commas \
-                 (`admin@bastion:2222,10.0.0.5`) or as a list; `none` connects directly",
-            )
+            Error::usage(format!("host `{host}`: `{var}`: {why}"))
+                .with_hint(crate::error::JUMP_HINT)
         };
         let jump = match vars.get(JUMP_VAR) {
             None | Some(Value::Null) => None,

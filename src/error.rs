@@ -77,6 +77,11 @@ pub(crate) fn read_input(path: &std::path::Path) -> Result<String> {
     })
 }
 
+/// How jump hosts are written, for every message about a bad one.
+pub(crate) const JUMP_HINT: &str =
+    "write jump hosts as `user@host:port`, hops separated by commas \
+     (`admin@bastion:2222,10.0.0.5`) or as a list; `none` connects directly";
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Bad input at a known place in a file (inventory, playbook, vars,
@@ -372,6 +377,12 @@ pub enum InputKind {
     BadPort {
         key: String,
         value: String,
+    },
+    /// A jump host list (`arpanet_jump`) or `ssh` argument variable that
+    /// does not parse.
+    BadJump {
+        key: String,
+        why: String,
     },
     /// A quote that is never closed; `within` is the text, when the
     /// location does not point at it.
@@ -724,6 +735,7 @@ impl fmt::Display for InputKind {
                     "`{key}` must be a port number from 1 to 65535, got `{value}`"
                 )
             }
+            BadJump { key, why } => write!(f, "`{key}`: {why}"),
             UnterminatedQuote { quote, within } => {
                 write!(f, "unterminated `{quote}` quote")?;
                 match within {
@@ -830,6 +842,7 @@ impl InputKind {
         use InputKind::*;
         match self {
             EmptyPlaybook => Some("a playbook is a list of plays, such as `- hosts: all`".into()),
+            BadJump { .. } => Some(JUMP_HINT.into()),
             NotUtf8 => Some("save it as UTF-8 (binary files belong in `copy`'s `src`)".into()),
             UnknownValue {
                 value, expected, ..

@@ -8,6 +8,7 @@ use crate::config::{self, ConnectDefaults, ConnectOptions};
 use crate::error::{Error, Result};
 use crate::inventory::Inventory;
 use crate::scope::Scope;
+use crate::ssh::jump;
 use crate::ssh::SshConnector;
 use crate::template::Engine;
 use crate::transport::Target;
@@ -140,8 +141,8 @@ const CONNECTION_VARS: &[&str] = &[
     "ansible_private_key_file",
     "arpanet_known_hosts_file",
     "arpanet_global_known_hosts_file",
-    config::JUMP_VAR,
-    config::SSH_ARG_VARS[0],
-    config::SSH_ARG_VARS[1],
-    config::SSH_ARG_VARS[2],
+    jump::JUMP_VAR,
+    jump::SSH_ARG_VARS[0],
+    jump::SSH_ARG_VARS[1],
+    jump::SSH_ARG_VARS[2],
 ];

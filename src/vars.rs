@@ -94,7 +94,7 @@ fn parse_vars_yaml(path: &Path, text: &str, hint: &str) -> Result<Vars> {
     let mut vars = vars.unwrap_or_default();
     if let Some((key, kind)) = vars
         .iter()
-        .find_map(|(k, v)| check_port(k, v).err().map(|kind| (k, kind)))
+        .find_map(|(k, v)| check_connection(k, v).err().map(|kind| (k, kind)))
     {
         // Rare: parse again for the value's position.
         let doc = crate::yaml::parse(text).ok().flatten();
@@ -315,12 +315,19 @@ pub(crate) fn words(line: &str) -> std::result::Result<Vec<Word>, (usize, InputK
     Ok(out)
 }
 
-/// Refuse a value of `ansible_port` or `port` that is not a port number (a
-/// template is checked when it renders).
-pub(crate) fn check_port(
+/// Refuse, where it is written, a connection variable ssh would refuse:
+/// `ansible_port` or `port` not a port number, a jump host list or `ssh`
+/// argument variable that does not parse (templates are checked when they
+/// render).
+pub(crate) fn check_connection(
     key: &str,
     value: &serde_json::Value,
 ) -> std::result::Result<(), InputKind> {
+    check_port(key, value)?;
+    crate::ssh::jump::check_var(key, value)
+}
+
+fn check_port(key: &str, value: &serde_json::Value) -> std::result::Result<(), InputKind> {
     use serde_json::Value;
     if key != "ansible_port" && key != "port" {
         return Ok(());

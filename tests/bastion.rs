@@ -553,3 +553,43 @@ fn a_lab_behind_a_bastion_is_bootstrapped_through_it() {
         .unwrap()
         .contains("arpanet_jump"));
 }
+
+#[test]
+fn a_bad_jump_value_is_bad_input_where_it_is_written() {
+    let cluster = Cluster::start(1);
+    let line = format!("{} arpanet_jump=admin@b1,,b2", cluster.host_line(0));
+    let inventory = cluster.write_file("inventory.ini", &format!("{line}\n"));
+    let run = exec(&cluster, &inventory, "true");
+    assert_eq!(run.code, 5, "{run}");
+    // Host-line values are located at their `key=value` word.
+    let column = line.find("arpanet_jump").unwrap() + 1;
+    let expected = format!(
+        "error: {}:1:{column}: `arpanet_jump`: an empty hop",
+        inventory.display()
+    );
+    assert!(
+        run.stderr.starts_with(&expected),
+        "expected `{expected}`:\n{run}"
+    );
+    assert!(run.stderr.contains("hint: write jump hosts as"), "{run}");
+    // In a group_vars file too, for the ssh arguments Ansible passes.
+    let inventory = cluster.write_file(
+        "inventory.ini",
+        &format!("[web]\n{}\n", cluster.host_line(0)),
+    );
+    let vars = cluster.write_file(
+        "group_vars/web.yml",
+        "ansible_user: x\nansible_ssh_common_args: '-o ProxyJump=b:ssh'\n",
+    );
+    let run = exec(&cluster, &inventory, "true");
+    assert_eq!(run.code, 5, "{run}");
+    let expected = format!("error: {}:2:", vars.display());
+    assert!(
+        run.stderr.starts_with(&expected),
+        "expected `{expected}`:\n{run}"
+    );
+    assert!(
+        run.stderr.contains("`ansible_ssh_common_args`: `-o ProxyJump=b:ssh`: `ssh` in `b:ssh` is not a port number"),
+        "{run}"
+    );
+}

@@ -34,7 +34,7 @@ use serde_json::Value;
 
 use super::{expand_ranges, located, split_port, valid_group_name, Builder, ALL, UNGROUPED};
 use crate::error::{InputKind, KeyValueIn, Result};
-use crate::vars::{self, check_port, words, Vars};
+use crate::vars::{self, check_connection, words, Vars};
 
 /// Type an INI value; see the module docs.
 pub(crate) fn typed_value(text: &str, quoted: bool) -> Value {
@@ -205,7 +205,7 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
                         return Err(err(lineno, w.column, kind));
                     }
                     let value = typed_value(value, w.quoted);
-                    check_port(key, &value).map_err(|kind| err(lineno, w.column, kind))?;
+                    check_connection(key, &value).map_err(|kind| err(lineno, w.column, kind))?;
                     line_vars.insert(key.to_owned(), value);
                 }
                 vars::add_aliases(&mut line_vars);
@@ -252,7 +252,7 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
                 let value_column = indent + line[..line.len() - value.len()].chars().count() + 1;
                 let value = vars_value(value)
                     .map_err(|(col, kind)| err(lineno, value_column + col - 1, kind))?;
-                check_port(key, &value).map_err(|kind| err(lineno, value_column, kind))?;
+                check_connection(key, &value).map_err(|kind| err(lineno, value_column, kind))?;
                 let mut one = Vars::new();
                 one.insert(key.to_owned(), value);
                 vars::add_aliases(&mut one);

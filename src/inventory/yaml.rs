@@ -22,7 +22,7 @@ use std::path::Path;
 use super::{expand_ranges, split_port, valid_group_name, Builder};
 use crate::error::{Error, InputKind, Result};
 use crate::suggest::closest;
-use crate::vars::check_port;
+use crate::vars::check_connection;
 use crate::vars::{self, Vars};
 use crate::yaml::{self, Node, Pos};
 
@@ -81,7 +81,7 @@ impl Source<'_> {
                 continue;
             };
             if let Some(parsed) = vars.get(name) {
-                check_port(name, parsed)
+                check_connection(name, parsed)
                     .map_err(|kind| yaml::input_error(self.file, self.text, value.pos, kind))?;
             }
         }

@@ -9,7 +9,20 @@
 
 use std::fmt;
 
-use crate::vars::words;
+use serde_json::Value;
+
+use crate::error::InputKind;
+
+/// The variable naming a host's jump hosts (arpanet's own).
+pub(crate) const JUMP_VAR: &str = "arpanet_jump";
+
+/// The variables holding `ssh` arguments, in the order Ansible puts them
+/// on ssh's command line.
+pub(crate) const SSH_ARG_VARS: [&str; 3] = [
+    "ansible_ssh_args",
+    "ansible_ssh_common_args",
+    "ansible_ssh_extra_args",
+];
 
 /// One hop of a `ProxyJump` list, as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,8 +134,7 @@ fn parse_hop(text: &str) -> Result<JumpHost, String> {
 /// split like a shell as Ansible splits `ansible_ssh_common_args`; the
 /// first one wins, as in ssh. Other options are left alone.
 pub(crate) fn from_ssh_args(text: &str) -> Result<Option<ProxySpec>, String> {
-    let words = words(text).map_err(|(column, kind)| format!("column {column}: {kind}"))?;
-    let mut args = words.into_iter().map(|w| w.text);
+    let mut args = shlex(text)?.into_iter();
     while let Some(arg) = args.next() {
         let mut value = |flag: &str, glued: &str| match glued {
             "" => args
@@ -160,6 +172,93 @@ fn from_option(option: &str) -> Result<Option<ProxySpec>, String> {
         "proxycommand" => Ok(Some(command(value))),
         _ => Ok(None),
     }
+}
+
+/// Split like Python's `shlex.split`, as Ansible splits the `ssh` argument
+/// variables: blanks separate words, `'...'` is literal, a backslash
+/// escapes any character outside quotes and `\` or `"` inside `"..."`.
+fn shlex(text: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' | '\r' | '\n' => words.extend(word.take()),
+            '\'' => {
+                let word = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err("no closing `'` quote".into()),
+                    }
+                }
+            }
+            '"' => {
+                let word = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\')) => word.push(c),
+                            Some(c) => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                            None => return Err("no closing `\"` quote".into()),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err("no closing `\"` quote".into()),
+                    }
+                }
+            }
+            '\\' => match chars.next() {
+                Some(c) => word.get_or_insert_with(String::new).push(c),
+                None => return Err("a `\\` at the end escapes nothing".into()),
+            },
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    Ok(words)
+}
+
+/// Refuse, where the inventory or vars file says it, a jump host list
+/// (`arpanet_jump`) or `ssh` argument variable whose proxy setting ssh
+/// would refuse; templates are checked when they render.
+pub(crate) fn check_var(key: &str, value: &Value) -> Result<(), InputKind> {
+    let bad = |why: String| InputKind::BadJump {
+        key: key.into(),
+        why,
+    };
+    let template = |s: &str| crate::template::is_template(s);
+    if key == JUMP_VAR {
+        let hops = match value {
+            Value::Null => return Ok(()),
+            Value::String(s) => vec![s],
+            Value::Array(items) => {
+                let mut hops = Vec::new();
+                for item in items {
+                    match item {
+                        Value::String(s) => hops.push(s),
+                        other => return Err(bad(format!("`{other}` is not a jump host"))),
+                    }
+                }
+                hops
+            }
+            other => return Err(bad(format!("expected a string or a list, got `{other}`"))),
+        };
+        for hop in hops.into_iter().filter(|h| !template(h)) {
+            parse_jump(hop).map_err(bad)?;
+        }
+    } else if SSH_ARG_VARS.contains(&key) {
+        if let Value::String(s) = value {
+            if !template(s) {
+                from_ssh_args(s).map_err(bad)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A `ProxyCommand` value: `none`, or the command.
@@ -289,6 +388,39 @@ mod tests {
             .contains("empty hop"));
         assert!(from_ssh_args("-J").unwrap_err().contains("no value"));
         assert!(from_ssh_args("-o 'ProxyJump=b").is_err());
+    }
+
+    #[test]
+    fn ssh_arguments_split_as_python_shlex() {
+        assert_eq!(
+            shlex(r#"-o 'a b' "c \"d\" \$e" f\ g h'i'"j" "#).unwrap(),
+            ["-o", "a b", r#"c "d" \$e"#, "f g", "hij"]
+        );
+        assert_eq!(shlex("  ").unwrap(), Vec::<String>::new());
+        assert_eq!(shlex("''").unwrap(), [""]);
+        assert!(shlex("'a").unwrap_err().contains("closing"));
+        assert!(shlex("\"a\\").unwrap_err().contains("closing"));
+        assert!(shlex("a\\").unwrap_err().contains("escapes nothing"));
+    }
+
+    #[test]
+    fn variables_are_checked_where_they_are_written() {
+        use serde_json::json;
+        assert!(check_var("arpanet_jump", &json!("a@b:22,c")).is_ok());
+        assert!(check_var("arpanet_jump", &json!(["a", "{{ jump }}"])).is_ok());
+        assert!(check_var("arpanet_jump", &json!(null)).is_ok());
+        assert!(check_var("ansible_ssh_common_args", &json!("-o ProxyJump={{ b }}")).is_ok());
+        assert!(check_var("other", &json!("-J a,,b")).is_ok());
+        for (key, value, says) in [
+            ("arpanet_jump", json!("a,,b"), "empty hop"),
+            ("arpanet_jump", json!(["b", 3]), "`3` is not a jump host"),
+            ("arpanet_jump", json!(7), "expected a string or a list"),
+            ("ansible_ssh_extra_args", json!("-J b:x"), "`x` in `b:x`"),
+        ] {
+            let err = check_var(key, &value).unwrap_err().to_string();
+            assert!(err.contains(says), "{key}: {err}");
+            assert!(err.starts_with(&format!("`{key}`")), "{err}");
+        }
     }
 
     #[test]
