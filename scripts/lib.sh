@@ -13,13 +13,14 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# install_prerequisites: apt-get install whatever the lab needs and is missing.
+# install_prerequisites: apt-get install whatever the lab and the tests need
+# and is missing (sudo: the become tests run it on their sshd hosts).
 install_prerequisites() {
     local missing=() cmd pkg
     for pair in docker:docker.io dockerd:docker.io mmdebstrap:mmdebstrap \
         sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client \
         ip:iproute2 curl:curl openssl:openssl \
-        pgrep:procps; do
+        pgrep:procps sudo:sudo; do
         cmd=${pair%%:*}
         pkg=${pair#*:}
         if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$cmd" ]; then

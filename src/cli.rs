@@ -106,6 +106,20 @@ pub struct ConnectArgs {
     /// How strictly host keys are checked
     #[arg(global = true, long, value_enum, default_value_t = HostKeyCheckingArg::Strict)]
     pub host_key_checking: HostKeyCheckingArg,
+    /// Run tasks as another user (root unless `--become-user`), as
+    /// `ansible-playbook -b`
+    #[arg(global = true, short = 'b', long = "become")]
+    pub become_: bool,
+    /// The user `--become` runs tasks as [default: root]
+    #[arg(global = true, long, value_name = "USER")]
+    pub become_user: Option<String>,
+    /// How to become that user [default: sudo]
+    #[arg(global = true, long, value_enum, value_name = "METHOD")]
+    pub become_method: Option<BecomeMethodArg>,
+    /// Ask for the become password once, on the terminal [default: none, or
+    /// `$ARPANET_BECOME_PASS`]
+    #[arg(global = true, short = 'K', long)]
+    pub ask_become_pass: bool,
     /// Seconds to wait for a TCP connection and the login [default: 10,
     /// or `ConnectTimeout` from ~/.ssh/config]
     #[arg(global = true, long, value_name = "SECONDS")]
@@ -122,6 +136,13 @@ pub struct ConnectArgs {
 pub enum OutputFormat {
     Human,
     Json,
+}
+
+/// How `--become` becomes another user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BecomeMethodArg {
+    Sudo,
+    Su,
 }
 
 /// How strictly a host's key is checked against known_hosts.

@@ -38,6 +38,9 @@ pub struct Settings {
     /// How long one attempt of a task may take, for tasks without their own
     /// `timeout:` (`--task-timeout`).
     pub task_timeout: Option<Duration>,
+    /// `-b`, `--become-user`, `--become-method` and the run's become
+    /// password.
+    pub escalation: crate::escalation::Defaults,
 }
 
 /// Where the hosts are and how to reach them: the inventory, which hosts,
@@ -59,6 +62,9 @@ pub struct ConnectOptions {
     pub timeout: Option<u64>,
     /// The product's default variables (YAML text), the lowest layer.
     pub defaults: &'static str,
+    /// `-b`, `--become-user`, `--become-method`, and the become password
+    /// (`-K` or `$ARPANET_BECOME_PASS`).
+    pub escalation: crate::escalation::Defaults,
 }
 
 /// How deep the ssh config's `ProxyJump`s of jump hosts may nest.

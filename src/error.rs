@@ -121,6 +121,15 @@ pub enum Error {
     #[error("{host}: {message}")]
     Remote { host: String, message: String },
 
+    /// A reachable host refused to let a command run as the become user
+    /// (wrong or missing password, not in sudoers).
+    #[error("{host}: {message}{}", hint_suffix(.hint.as_deref()))]
+    Become {
+        host: String,
+        message: String,
+        hint: Option<String>,
+    },
+
     /// The local lab could not be built or run.
     #[error("lab: {message}{}", hint_suffix(.hint.as_deref()))]
     Lab {
@@ -140,7 +149,7 @@ impl Error {
             // An inventory, playbook or vars file that cannot be read.
             Error::Io { action: "read", .. } => exit::BAD_INPUT,
             Error::Unreachable { .. } => exit::HOST_UNREACHABLE,
-            Error::Remote { .. } => exit::HOST_FAILED,
+            Error::Remote { .. } | Error::Become { .. } => exit::HOST_FAILED,
             Error::Io { .. } | Error::Lab { .. } | Error::Internal(_) => exit::ERROR,
         }
     }
@@ -172,6 +181,7 @@ impl Error {
             Error::Input(input) => input.hint = Some(text.into()),
             Error::Usage { hint, .. }
             | Error::Unreachable { hint, .. }
+            | Error::Become { hint, .. }
             | Error::Lab { hint, .. } => *hint = Some(text.into()),
             _ => {}
         }

@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 
 use crate::config::Settings;
 use crate::error::{Error, InputKind, Result};
+use crate::escalation::{self, Escalated};
 use crate::interrupt::Interrupt;
 use crate::modules::include_tasks::IncludeTasks;
 use crate::modules::{self, Context, Outcome};
@@ -874,7 +875,7 @@ fn pass_on(engine: &Engine, step: &mut Step, include: &Task, params: &Vars) {
             .or_insert_with(|| value.clone());
     }
     task.any_errors_fatal |= include.any_errors_fatal;
-    task.escalate = std::mem::take(&mut task.escalate).or(&include.escalate);
+    task.escalate = task.escalate.under(&include.escalate);
 }
 
 /// What a task sees on a host before its own `vars`: the scope's view, with
@@ -986,16 +987,31 @@ async fn once(
     let connection: Arc<dyn Transport> = if task.module.local() {
         Arc::new(Local)
     } else {
+        let mut here = false;
         let conn = match &task.delegate_to {
             None => connect(shared, state).await?,
             Some(to) => {
                 let to = shared.engine.render_str(to, &vars, &task.location)?;
+                here = runs_here(shared, state, to.trim());
                 match delegate(shared, state, to.trim()).await? {
                     Ok(conn) => conn,
                     Err(refused) => return Ok(refused),
                 }
             }
         };
+        // On this machine, tasks run as the operator who runs arpanet.
+        let how = match here {
+            true => None,
+            false => escalation::resolve(
+                &shared.settings.escalation,
+                &task.escalate,
+                &vars,
+                shared.engine,
+                &task.location,
+            )?,
+        };
+        let conn = Escalated::wrap(conn, how, &state.name);
+        // The exports go inside the escalation: sudo resets the environment.
         let exports = exports(shared, task, &vars)?;
         let conn: Arc<dyn Transport> = match exports.is_empty() {
             true => conn,
@@ -1203,7 +1219,7 @@ async fn delegate(
         open.insert(to.to_owned(), conn.clone());
         return Ok(Ok(conn));
     }
-    if matches!(to, "localhost" | "127.0.0.1" | "::1") {
+    if runs_here(shared, state, to) {
         return Ok(Ok(Arc::new(LocalShell)));
     }
     let mut refused = Outcome::fail(format!(
@@ -1216,6 +1232,14 @@ async fn delegate(
         );
     }
     Ok(Err(refused))
+}
+
+/// Whether `delegate_to: to` runs on this machine: `localhost` (or its
+/// addresses) when no inventory host is named so.
+fn runs_here(shared: &Shared<'_>, state: &HostState, to: &str) -> bool {
+    to != state.name
+        && !shared.targets.contains_key(to)
+        && matches!(to, "localhost" | "127.0.0.1" | "::1")
 }
 
 /// `export NAME=VALUE ...; ` for the play's and the task's `environment`

@@ -13,6 +13,7 @@ pub(crate) mod cluster;
 pub(crate) mod command;
 pub(crate) mod config;
 pub mod error;
+pub(crate) mod escalation;
 pub(crate) mod executor;
 pub(crate) mod interrupt;
 pub(crate) mod inventory;

@@ -22,6 +22,7 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 
 use crate::error::{Error, InputError, InputKind, Location, Result, Within};
+use crate::escalation::Keywords;
 use crate::modules::Module;
 use crate::suggest::closest;
 use crate::template::{strip_braces, Engine};
@@ -253,29 +254,6 @@ impl Step {
     }
 }
 
-/// `become` and its companions as a block sets them; each task inherits
-/// what it does not set itself. (How commands run as another user is the
-/// become support's; these are the values it reads.)
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Become {
-    pub enabled: Option<bool>,
-    pub user: Option<String>,
-    pub method: Option<String>,
-    pub flags: Option<String>,
-}
-
-impl Become {
-    /// `self`, with `parent`'s values where `self` has none.
-    pub(crate) fn or(self, parent: &Become) -> Become {
-        Become {
-            enabled: self.enabled.or(parent.enabled),
-            user: self.user.or_else(|| parent.user.clone()),
-            method: self.method.or_else(|| parent.method.clone()),
-            flags: self.flags.or_else(|| parent.flags.clone()),
-        }
-    }
-}
-
 /// How a loop's value becomes its items.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LoopKind {
@@ -387,7 +365,9 @@ pub struct Task {
     pub environment: Vars,
     /// A failure here ends the play for every host.
     pub any_errors_fatal: bool,
-    pub escalate: Become,
+    /// `become` and friends: the task's own over its blocks' and its
+    /// play's.
+    pub(crate) escalate: Keywords,
     /// Values set by the `include_tasks` that brought the task in (its
     /// rendered `vars` and loop variable): above task vars, not templates.
     pub(crate) params: Vars,
@@ -828,6 +808,16 @@ impl Builder<'_> {
         for t in &raw.tasks {
             tasks.extend(self.tasks(t, &handler_names, 0, true)?);
         }
+        // The play's become keywords under everything its tasks and blocks
+        // say.
+        let play = Inherit {
+            escalate: raw.escalate.clone(),
+            ..Inherit::default()
+        };
+        tasks.iter_mut().for_each(|step| play.apply(step));
+        for task in &mut handlers {
+            task.escalate = task.escalate.under(&raw.escalate);
+        }
         Ok(Play {
             name: raw.name.clone().unwrap_or_else(|| raw.hosts.clone()),
             hosts: raw.hosts,
@@ -980,6 +970,10 @@ impl Builder<'_> {
         if let Some(host) = &raw.delegate_to {
             self.engine
                 .check(host, &self.loc(raw.key_pos("delegate_to")))?;
+        }
+        if let Some(user) = &raw.escalate.user {
+            self.engine
+                .check(user, &self.loc(raw.key_pos("become_user")))?;
         }
         Ok(())
     }
@@ -1199,6 +1193,7 @@ impl Builder<'_> {
 /// Ansible's keyword inheritance does: conditions and tags add up; vars and
 /// environment fill in below the task's own; the rest apply where the task
 /// sets nothing.
+#[derive(Default)]
 struct Inherit {
     when: Vec<String>,
     tags: Vec<String>,
@@ -1209,7 +1204,7 @@ struct Inherit {
     no_log: bool,
     delegate_to: Option<String>,
     check_mode: Option<bool>,
-    escalate: Become,
+    escalate: Keywords,
 }
 
 impl From<&RawTask> for Inherit {
@@ -1262,6 +1257,6 @@ impl Inherit {
             task.delegate_to = self.delegate_to.clone();
         }
         task.check_mode = task.check_mode.or(self.check_mode);
-        task.escalate = std::mem::take(&mut task.escalate).or(&self.escalate);
+        task.escalate = task.escalate.under(&self.escalate);
     }
 }

@@ -65,6 +65,10 @@ pub fn run_playbooks(
             .warn("host key checking is off: any machine can pose as your hosts");
     }
     let runtime = session::runtime()?;
+    let settings = Settings {
+        escalation: connect.escalation.clone(),
+        ..settings
+    };
     let mut executor = Executor::new(
         session.scope.clone(),
         Engine::new(),

@@ -53,7 +53,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use crate::error::{Error, Result};
 use crate::transport::{
-    Capped, Connector, HostKeyChecking, Output, Proxy, Stream, Target, Transport,
+    Capped, Connector, Gate, Gated, HostKeyChecking, Output, Proxy, Stream, Target, Transport,
 };
 use known_hosts::{KnownHosts, ServerKey, Status};
 
@@ -644,7 +644,12 @@ impl SshTransport {
         }
     }
 
-    async fn run(&self, command: &str, stdin: Option<&[u8]>) -> Result<Output> {
+    async fn run(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        gate: Option<&Gate<'_>>,
+    ) -> Result<Gated> {
         let what = format!("while running `{command}`");
         let _session = self
             .sessions
@@ -656,6 +661,7 @@ impl SshTransport {
             channel: Some(channel.split()),
             kills: Arc::clone(&self.kills),
         };
+        let mut gated = Gated::default();
         let (stdout, stderr, status) = {
             let Some((reader, writer)) = guard.channel.as_mut() else {
                 return Err(Error::Internal("channel writer missing".into()));
@@ -664,6 +670,7 @@ impl SshTransport {
                 .exec(true, command)
                 .await
                 .map_err(|_| self.lost(&what))?;
+            let writer = &*writer;
             let feed = async {
                 if let Some(data) = stdin {
                     writer.data(data).await?;
@@ -674,6 +681,9 @@ impl SshTransport {
             let mut fed = false;
             let mut stdout = Capped::default();
             let mut stderr = Capped::default();
+            // Behind a gate, what arrives before its line is held here, and
+            // stdin waits.
+            let mut waiting = gate.map(|_| GateWait::default());
             let mut status = None;
             let mut closed = false;
             loop {
@@ -681,10 +691,45 @@ impl SshTransport {
                     // A command that exits without reading its stdin makes
                     // the write fail or stall; like ssh, ignore that and keep
                     // reading.
-                    _ = &mut feed, if !fed => fed = true,
+                    _ = &mut feed, if !fed && waiting.is_none() => fed = true,
                     msg = reader.wait() => match msg {
-                        Some(ChannelMsg::Data { data }) => stdout.push(&data),
-                        Some(ChannelMsg::ExtendedData { data, ext: 1 }) => stderr.push(&data),
+                        Some(ChannelMsg::Data { data }) => match (&mut waiting, gate) {
+                            (Some(wait), Some(gate)) => {
+                                wait.out.extend_from_slice(&data);
+                                if let Some(rest) = wait.passed(gate.passed) {
+                                    stdout.push(&rest);
+                                    waiting = None;
+                                    gated.passed = true;
+                                }
+                            }
+                            _ => stdout.push(&data),
+                        },
+                        Some(ChannelMsg::ExtendedData { data, ext: 1 }) => match (&mut waiting, gate) {
+                            (Some(wait), Some(gate)) => {
+                                wait.err.extend_from_slice(&data);
+                                let asked = wait.prompts(gate.prompt);
+                                if asked > gated.asked {
+                                    gated.asked = asked;
+                                    match gate.password {
+                                        Some(password) if !gated.answered => {
+                                            gated.answered = true;
+                                            let line = [password, b"\n"].concat();
+                                            if writer.data(&line[..]).await.is_err() {
+                                                fed = true;
+                                            }
+                                        }
+                                        // No password, or a wrong one: end
+                                        // its input, so it gives up.
+                                        _ if !fed => {
+                                            fed = true;
+                                            let _ = writer.eof().await;
+                                        }
+                                        _ => {}
+                                    }
+                                }
+                            }
+                            _ => stderr.push(&data),
+                        },
                         Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(exit_status),
                         Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
                             status = Some(signal_number(&signal_name).map_or(255, |n| 128 + n))
@@ -709,17 +754,54 @@ impl SshTransport {
                 // connection is gone (russh drops channels when it ends).
                 return Err(self.lost(&what));
             }
+            if let Some(wait) = waiting {
+                // It never got through the gate: keep everything it said.
+                stdout.push(&wait.out);
+                stderr.push(&wait.err);
+            }
             (stdout, stderr, status)
         };
         // russh already answered the server's close; a second close would
         // be a protocol error.
         guard.channel = None;
-        Ok(Output {
+        gated.output = Output {
             stdout: stdout.into_text(),
             stderr: stderr.into_text(),
             status: status.unwrap_or(255),
-        })
+        };
+        Ok(gated)
     }
+}
+
+/// What a gated command printed before its gate's line.
+#[derive(Default)]
+struct GateWait {
+    out: Vec<u8>,
+    err: Vec<u8>,
+}
+
+impl GateWait {
+    /// Once `line` has arrived on stdout: what followed it.
+    fn passed(&self, line: &str) -> Option<Vec<u8>> {
+        let line = format!("{line}\n");
+        let at = find(&self.out, line.as_bytes())?;
+        Some(self.out[at + line.len()..].to_vec())
+    }
+
+    /// How many times `prompt` has arrived on stderr.
+    fn prompts(&self, prompt: &str) -> u32 {
+        let mut count = 0;
+        let mut rest = &self.err[..];
+        while let Some(at) = find(rest, prompt.as_bytes()) {
+            count += 1;
+            rest = &rest[at + prompt.len()..];
+        }
+        count
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 impl Transport for SshTransport {
@@ -728,7 +810,16 @@ impl Transport for SshTransport {
         command: &'a str,
         stdin: Option<&'a [u8]>,
     ) -> BoxFuture<'a, Result<Output>> {
-        Box::pin(self.run(command, stdin))
+        Box::pin(async move { Ok(self.run(command, stdin, None).await?.output) })
+    }
+
+    fn exec_gated<'a>(
+        &'a self,
+        command: &'a str,
+        stdin: Option<&'a [u8]>,
+        gate: &'a Gate<'a>,
+    ) -> BoxFuture<'a, Result<Gated>> {
+        Box::pin(self.run(command, stdin, Some(gate)))
     }
 
     fn forward<'a>(&'a self, host: &'a str, port: u16) -> BoxFuture<'a, Result<Box<dyn Stream>>> {

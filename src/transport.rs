@@ -132,6 +132,25 @@ pub trait Transport: Send + Sync {
         stdin: Option<&'a [u8]>,
     ) -> BoxFuture<'a, Result<Output>>;
 
+    /// Run `command` (which escalates privileges, see `escalation.rs`)
+    /// behind `gate`: the password is written only when the command asks
+    /// for it on stderr, and `stdin` only once the command has printed the
+    /// gate's line, which is removed from its stdout with anything before
+    /// it. Transports that cannot do this refuse.
+    fn exec_gated<'a>(
+        &'a self,
+        command: &'a str,
+        stdin: Option<&'a [u8]>,
+        gate: &'a Gate<'a>,
+    ) -> BoxFuture<'a, Result<Gated>> {
+        let _ = (command, stdin, gate);
+        Box::pin(async {
+            Err(crate::error::Error::Internal(
+                "this connection cannot escalate privileges (`become`)".into(),
+            ))
+        })
+    }
+
     /// Open a channel to `host:port` as reached from the remote machine.
     fn forward<'a>(&'a self, host: &'a str, port: u16) -> BoxFuture<'a, Result<Box<dyn Stream>>>;
 
@@ -143,6 +162,31 @@ pub trait Transport: Send + Sync {
     fn details(&self) -> Option<String> {
         None
     }
+}
+
+/// How a privilege-escalating command is fed (see [`Transport::exec_gated`]).
+pub struct Gate<'a> {
+    /// Text on stderr that asks for the password.
+    pub prompt: &'a str,
+    /// The line the command prints on stdout once it runs as the new user.
+    pub passed: &'a str,
+    /// Written, with a newline, at the first prompt; a prompt without a
+    /// password, or a second one, gets end-of-file instead.
+    pub password: Option<&'a [u8]>,
+}
+
+/// What a gated command did.
+#[derive(Debug, Clone, Default)]
+pub struct Gated {
+    /// Its output; stdout without the gate's line when it passed, and
+    /// stderr without what was printed before it (prompts, sudo's notes).
+    pub output: Output,
+    /// The gate's line was seen: the command ran as the new user.
+    pub passed: bool,
+    /// How many times the password was asked for.
+    pub asked: u32,
+    /// The password was written.
+    pub answered: bool,
 }
 
 /// How strictly a host's key is checked against known_hosts.

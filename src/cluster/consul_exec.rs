@@ -5,6 +5,7 @@
 use super::{first_reachable, ordered_hosts, text};
 use crate::config::ConnectOptions;
 use crate::error::{exit, Result};
+use crate::escalation::{self, Escalated};
 use crate::probe;
 use crate::session::{self, Session};
 use crate::transport::quote;
@@ -17,6 +18,9 @@ pub(crate) fn consul_cli(connect: &ConnectOptions, args: &[String]) -> Result<i3
     let connector = session.connector();
     session::runtime()?.block_on(async {
         let (host, conn) = first_reachable(&connector, &hosts).await?;
+        // `docker exec` needs the rights `become` gives.
+        let how = escalation::for_host(&connect.escalation, &host.vars)?;
+        let conn = Escalated::wrap(conn, how, &host.name);
         let name = text(&host.vars, "consul_name", "consul");
         let words: Vec<String> = args.iter().map(|a| quote(a)).collect();
         // Framed, so that only consul's own output is passed through.

@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use super::{consul_api, consul_port};
 use crate::config::ConnectOptions;
-use crate::error::{exit, Result};
+use crate::error::{exit, Error, Result};
+use crate::escalation::{self, Become, Escalated};
 use crate::probe;
 use crate::report::OutputFormat;
 use crate::session::{self, HostInfo, Session};
@@ -39,7 +40,11 @@ pub struct ContainerStatus {
     pub image: String,
 }
 
-async fn node_status(connector: &dyn Connector, host: &HostInfo) -> NodeStatus {
+async fn node_status(
+    connector: &dyn Connector,
+    host: &HostInfo,
+    how: Option<Become>,
+) -> NodeStatus {
     let mut status = NodeStatus {
         node: host.name.clone(),
         address: host.target.address.clone(),
@@ -56,11 +61,18 @@ async fn node_status(connector: &dyn Connector, host: &HostInfo) -> NodeStatus {
         }
     };
     status.reachable = true;
+    let conn = Escalated::wrap(conn, how, &host.name);
     let version = "docker version --format '{{.Server.Version}}'";
-    if let Ok(out) = probe::exec(conn.as_ref(), &host.name, version, None).await {
-        if out.success() {
-            status.docker = Some(out.stdout.trim().to_owned());
+    match probe::exec(conn.as_ref(), &host.name, version, None).await {
+        Ok(out) if out.success() => status.docker = Some(out.stdout.trim().to_owned()),
+        Err(err @ Error::Become { .. }) => {
+            let text = err.to_string();
+            let prefix = format!("{}: ", host.name);
+            status.error = Some(text.strip_prefix(&prefix).unwrap_or(&text).to_owned());
+            conn.close().await;
+            return status;
         }
+        _ => {}
     }
     let ps = "docker ps -a --filter label=arpanet.managed=true --format '{{.Names}}\t{{.State}}\t{{.Image}}'";
     if let Ok(out) = probe::exec(conn.as_ref(), &host.name, ps, None).await {
@@ -121,16 +133,20 @@ async fn consul_status(host: &str, conn: &dyn Transport, port: u16, status: &mut
 pub fn status(connect: &ConnectOptions, format: OutputFormat) -> Result<i32> {
     let session = Session::open(connect)?;
     let hosts = session.hosts("all")?;
+    let escalations = hosts
+        .iter()
+        .map(|h| escalation::for_host(&connect.escalation, &h.vars))
+        .collect::<Result<Vec<_>>>()?;
     let connector = session.connector();
     let runtime = session::runtime()?;
     let rows: Vec<NodeStatus> = runtime.block_on(async {
         let limit = Arc::new(tokio::sync::Semaphore::new(connect.forks.max(1)));
-        let jobs = hosts.iter().map(|h| {
+        let jobs = hosts.iter().zip(escalations).map(|(h, how)| {
             let limit = limit.clone();
             let connector = &connector;
             async move {
                 let _permit = limit.acquire().await;
-                node_status(connector, h).await
+                node_status(connector, h, how).await
             }
         });
         futures::future::join_all(jobs).await

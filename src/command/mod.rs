@@ -13,9 +13,10 @@ pub(crate) mod render;
 pub(crate) mod run;
 pub(crate) mod status;
 
-use crate::cli::{ConnectArgs, HostKeyCheckingArg, OutputFormat as OutputArg};
+use crate::cli::{BecomeMethodArg, ConnectArgs, HostKeyCheckingArg, OutputFormat as OutputArg};
 use crate::config::ConnectOptions;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::escalation::{Defaults, Method, Secret, PASSWORD_ENV};
 use crate::inventory::Inventory;
 use crate::report::OutputFormat;
 use crate::runner::Output;
@@ -40,7 +41,65 @@ fn connect_options(args: &ConnectArgs) -> Result<ConnectOptions> {
         },
         timeout: args.timeout,
         defaults: crate::cluster::builtin::BUILTINS.defaults,
+        escalation: escalation(args)?,
     })
+}
+
+/// `-b`, `--become-user`, `--become-method`, and the password: asked once
+/// with `-K`, else `$ARPANET_BECOME_PASS`.
+fn escalation(args: &ConnectArgs) -> Result<Defaults> {
+    let password = if args.ask_become_pass {
+        Some(Secret::new(&ask_password("BECOME password: ")?))
+    } else {
+        std::env::var(PASSWORD_ENV)
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(|p| Secret::new(&p))
+    };
+    Ok(Defaults {
+        enabled: args.become_,
+        user: args.become_user.clone(),
+        method: args.become_method.map(|m| match m {
+            BecomeMethodArg::Sudo => Method::Sudo,
+            BecomeMethodArg::Su => Method::Su,
+        }),
+        password,
+    })
+}
+
+/// Read a password on the controlling terminal without echo; refused
+/// without one.
+fn ask_password(prompt: &str) -> Result<String> {
+    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
+    use std::io::{BufRead, Write};
+    let no_terminal = |why: String| {
+        Error::usage(format!(
+            "-K (--ask-become-pass) needs a terminal to ask on: {why}"
+        ))
+        .with_hint(format!(
+            "without a terminal, give the password in ${PASSWORD_ENV} or the variable \
+                 `ansible_become_pass`"
+        ))
+    };
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|e| no_terminal(format!("cannot open `/dev/tty`: {e}")))?;
+    let saved = tcgetattr(&tty).map_err(|e| no_terminal(format!("`/dev/tty`: {e}")))?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    quiet.local_modes.insert(LocalModes::ECHONL);
+    let mut out = &tty;
+    let _ = out.write_all(prompt.as_bytes());
+    let _ = out.flush();
+    tcsetattr(&tty, OptionalActions::Flush, &quiet)
+        .map_err(|e| no_terminal(format!("`/dev/tty`: {e}")))?;
+    let mut line = String::new();
+    let read = std::io::BufReader::new(&tty).read_line(&mut line);
+    let _ = tcsetattr(&tty, OptionalActions::Flush, &saved);
+    read.map_err(|e| Error::Internal(format!("cannot read the become password: {e}")))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 /// The inventory (`-i`, `ARPANET_INVENTORY` or the project file) and its

@@ -31,6 +31,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         // `-v` shows what each command printed, as Ansible's does.
         show_output: args.connect.verbose > 0,
         verbose: args.connect.verbose,
+        ..Settings::default()
     };
     let result = runner::run_playbooks(
         &connect_options(&args.connect)?,

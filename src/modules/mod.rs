@@ -396,6 +396,14 @@ impl Outcome {
                 }),
                 ..Outcome::default()
             },
+            Error::Become { message, hint, .. } => Outcome {
+                failure: Some(Failure {
+                    message,
+                    hint,
+                    ..Failure::default()
+                }),
+                ..Outcome::default()
+            },
             other => Outcome::fail(other.to_string()),
         }
     }

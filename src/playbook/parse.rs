@@ -14,8 +14,9 @@ use serde::Deserialize;
 use super::values::{
     Cond, Count, Flag, Ident, List, Percent, Seconds, SerialValue, Text, VarMap, WholeSeconds,
 };
-use super::{Become, LoopControl, LoopKind, Serial};
+use super::{LoopControl, LoopKind, Serial};
 use crate::error::InputKind;
+use crate::escalation::{Keywords, Method};
 use crate::modules::{BadArgs, Module, Registry};
 use crate::suggest::closest;
 use crate::vars::Vars;
@@ -51,6 +52,10 @@ pub(super) const PLAY_KEYS: &[&str] = &[
     "handlers",
     "gather_facts",
     "import_playbook",
+    "become",
+    "become_user",
+    "become_method",
+    "become_flags",
 ];
 
 /// Task keywords (everything but the module).
@@ -85,11 +90,14 @@ pub(super) const TASK_KEYS: &[&str] = &[
     "block",
     "rescue",
     "always",
+    "become",
+    "become_user",
+    "become_method",
+    "become_flags",
 ];
 
 /// The keys a `block` takes beside `block`, `rescue` and `always`: those its
-/// tasks inherit, and its name. `become*` inherit as values for the become
-/// support to read.
+/// tasks inherit, and its name.
 const BLOCK_KEYS: &[&str] = &[
     "block",
     "rescue",
@@ -115,8 +123,6 @@ const UNSUPPORTED_PLAY_KEYS: &[&str] = &[
     "roles",
     "pre_tasks",
     "post_tasks",
-    "become",
-    "become_user",
     "remote_user",
     "vars_files",
     "vars_prompt",
@@ -124,8 +130,6 @@ const UNSUPPORTED_PLAY_KEYS: &[&str] = &[
     "strategy",
 ];
 const UNSUPPORTED_TASK_KEYS: &[&str] = &[
-    "become",
-    "become_user",
     "args",
     "async",
     "poll",
@@ -160,7 +164,8 @@ pub(super) struct RawTask {
     pub delegate_to: Option<String>,
     pub environment: Vars,
     pub any_errors_fatal: bool,
-    pub escalate: Become,
+    /// `become`, `become_user`, ... as this task or block says them.
+    pub escalate: Keywords,
     /// `import_tasks: FILE`: this entry stands for that file's tasks.
     pub import: Option<String>,
     /// `block:`: this entry groups tasks.
@@ -201,6 +206,8 @@ pub(super) struct RawPlay {
     pub tags: Vec<String>,
     pub tasks: Vec<RawTask>,
     pub handlers: Vec<RawTask>,
+    /// `become`, `become_user`, ... as this play says them.
+    pub escalate: Keywords,
     /// `import_playbook: NAME`: this entry stands for another playbook's plays.
     pub import: Option<String>,
     pub pos: Pos,
@@ -312,6 +319,7 @@ fn play(node: &Node, reg: Registry) -> Res<RawPlay> {
         tags: Vec::new(),
         tasks: Vec::new(),
         handlers: Vec::new(),
+        escalate: Keywords::default(),
         import: None,
         pos: node.pos,
         keys: Vec::new(),
@@ -331,6 +339,7 @@ fn play(node: &Node, reg: Registry) -> Res<RawPlay> {
             "tasks" => p.tasks = tasks(Some(v), reg)?,
             "handlers" => p.handlers = tasks(Some(v), reg)?,
             "gather_facts" => {}
+            _ if escalation(&mut p.escalate, key, v)? => {}
             _ if UNSUPPORTED_PLAY_KEYS.contains(&key) => {
                 return Err(at(pos, InputKind::Unsupported { key: key.into() }))
             }
@@ -395,7 +404,7 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
         delegate_to: None,
         environment: Vars::new(),
         any_errors_fatal: false,
-        escalate: Become::default(),
+        escalate: Keywords::default(),
         import: None,
         block: None,
         pos: node.pos,
@@ -485,10 +494,7 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
             "rescue" | "always" => {
                 return Err(at(pos, InputKind::WithoutBlock { key: key.into() }))
             }
-            "become" if is_block => t.escalate.enabled = Some(value::<Flag>(key, v)?.0),
-            "become_user" if is_block => t.escalate.user = Some(value::<Text>(key, v)?.0),
-            "become_method" if is_block => t.escalate.method = Some(value::<Text>(key, v)?.0),
-            "become_flags" if is_block => t.escalate.flags = Some(value::<Text>(key, v)?.0),
+            _ if escalation(&mut t.escalate, key, v)? => {}
             _ => match reg.find(key) {
                 Some(def) => {
                     if let Some((first, _)) = &t.module {
@@ -663,6 +669,39 @@ fn bad_args(e: BadArgs, key: &str, args: &Node) -> Located {
             },
         ),
     }
+}
+
+/// A `become*` keyword of a play, block or task into `into`; false for any
+/// other key.
+pub(super) fn escalation(into: &mut Keywords, key: &str, v: &Node) -> Res<bool> {
+    match key {
+        "become" => into.enabled = Some(value::<Flag>(key, v)?.0),
+        "become_user" => into.user = Some(value::<Text>(key, v)?.0),
+        "become_flags" => into.flags = Some(value::<Text>(key, v)?.0),
+        "become_method" => {
+            let name = value::<Text>(key, v)?.0;
+            let method = Method::parse(&name).ok_or_else(|| {
+                at(
+                    v.pos,
+                    InputKind::Invalid {
+                        field: Some(key.to_owned()),
+                        message: format!("`{name}` is not a become method arpanet knows"),
+                        hint: Some(format!(
+                            "use one of {}",
+                            Method::NAMES
+                                .iter()
+                                .map(|n| format!("`{n}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
+                    },
+                )
+            })?;
+            into.method = Some(method);
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 /// Split `tags: a, b` as Ansible does.

@@ -1,0 +1,521 @@
+//! `become`: running a task's commands as another user (root by default)
+//! through `sudo` or `su`, as Ansible does.
+//!
+//! Where the settings come from, lowest first, as in Ansible (command-line
+//! options < playbook keywords < variables): `-b`, `--become-user`,
+//! `--become-method`; the keywords `become`, `become_user`,
+//! `become_method`, `become_flags` of the play, then of the task (each
+//! layer [`Keywords::under`] the next, so a block's layer slots in between);
+//! the variables `ansible_become`, `ansible_become_user`,
+//! `ansible_become_method`, `ansible_become_flags` (inventory, play or task
+//! `vars`, `-e`). The password: `ansible_become_pass` (or
+//! `ansible_become_password`), else the run's (`-K` or
+//! `$ARPANET_BECOME_PASS`).
+//!
+//! How a command is run: [`Escalated`] wraps every command a module sends
+//! in `sudo -S -p PROMPT -u USER -- /bin/sh -c 'echo LINE; COMMAND'` (or
+//! `su USER -c ...`), and the transport feeds it behind a gate
+//! ([`Transport::exec_gated`]): the password goes on stdin only when the
+//! fresh PROMPT shows on stderr (so a NOPASSWD sudo, or a cached
+//! credential, never gets a stray password line), and the module's own
+//! stdin (a file upload) only once the fresh LINE shows on stdout, that is
+//! once the command runs as the new user. sudo and su read the password a
+//! byte at a time up to the newline, so what follows is the command's. The
+//! password is never on a command line (nor in `ps`), and is masked in
+//! anything the command prints.
+//!
+//! `su` reads the password from stdin when stdin is no terminal with
+//! util-linux's `su` (Debian, Ubuntu, RHEL, Fedora, Arch), through PAM: no
+//! pty is needed, so stdout and stderr stay apart and uploads stay binary.
+//!
+//! File modules need nothing of their own: the whole write script (temp
+//! file in the destination's directory, `chmod`/`chown`, rename) runs as
+//! the become user, so the file is that user's unless `owner` says
+//! otherwise, and its content is never readable by others on the way.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::error::{Error, Location, Result};
+use crate::template::Engine;
+use crate::transport::{quote, Gate, Gated, Output, Stream, Transport};
+use crate::vars::Vars;
+
+/// The environment variable holding the become password for a run.
+pub(crate) const PASSWORD_ENV: &str = "ARPANET_BECOME_PASS";
+
+/// How to become another user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Method {
+    #[default]
+    Sudo,
+    Su,
+}
+
+impl Method {
+    pub(crate) const NAMES: &'static [&'static str] = &["sudo", "su"];
+
+    pub(crate) fn parse(text: &str) -> Option<Method> {
+        match text.trim() {
+            "sudo" => Some(Method::Sudo),
+            "su" => Some(Method::Su),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Method::Sudo => "sudo",
+            Method::Su => "su",
+        }
+    }
+}
+
+/// A password that never prints itself.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Secret(Arc<str>);
+
+impl Secret {
+    pub(crate) fn new(text: &str) -> Secret {
+        Secret(text.into())
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(********)")
+    }
+}
+
+/// The run's defaults from the command line (`-b`, `--become-user`,
+/// `--become-method`) and its password (`-K` or `$ARPANET_BECOME_PASS`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Defaults {
+    pub enabled: bool,
+    pub user: Option<String>,
+    pub method: Option<Method>,
+    pub password: Option<Secret>,
+}
+
+/// The become keywords of one layer (play, block, task); `None` where the
+/// layer says nothing, so the layer above shows through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Keywords {
+    pub enabled: Option<bool>,
+    /// May be a template, rendered when the task runs.
+    pub user: Option<String>,
+    pub method: Option<Method>,
+    pub flags: Option<String>,
+}
+
+impl Keywords {
+    /// This layer over `outer` (a task's over its block's over its play's).
+    pub(crate) fn under(&self, outer: &Keywords) -> Keywords {
+        Keywords {
+            enabled: self.enabled.or(outer.enabled),
+            user: self.user.clone().or_else(|| outer.user.clone()),
+            method: self.method.or(outer.method),
+            flags: self.flags.clone().or_else(|| outer.flags.clone()),
+        }
+    }
+}
+
+/// One task's resolved escalation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Become {
+    pub user: String,
+    pub method: Method,
+    pub flags: String,
+    pub password: Option<Secret>,
+}
+
+/// The escalation for a task on a host, `None` when it runs as the login
+/// user: the command line's defaults, under the keywords, under the
+/// variables.
+pub(crate) fn resolve(
+    defaults: &Defaults,
+    keywords: &Keywords,
+    vars: &Vars,
+    engine: &Engine,
+    location: &Location,
+) -> Result<Option<Become>> {
+    let text = |names: &[&str]| -> Result<Option<(String, String)>> {
+        for name in names {
+            let rendered = match vars.get(*name) {
+                None | Some(Value::Null) => continue,
+                Some(Value::String(s)) if s.contains("{{") || s.contains("{%") => {
+                    engine.render_str(s, vars, location)?
+                }
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+            };
+            return Ok(Some(((*name).to_owned(), rendered)));
+        }
+        Ok(None)
+    };
+    let enabled = match text(&["ansible_become"])? {
+        Some((name, value)) => crate::truth::parse_bool(&value).ok_or_else(|| {
+            Error::usage(format!("`{name}` must be a yes/no value, got `{value}`"))
+        })?,
+        None => keywords.enabled.unwrap_or(defaults.enabled),
+    };
+    if !enabled {
+        return Ok(None);
+    }
+    let user = match text(&["ansible_become_user"])? {
+        Some((_, user)) => user,
+        None => match (&keywords.user, &defaults.user) {
+            (Some(user), _) if user.contains("{{") || user.contains("{%") => {
+                engine.render_str(user, vars, location)?
+            }
+            (Some(user), _) | (None, Some(user)) => user.clone(),
+            (None, None) => "root".to_owned(),
+        },
+    };
+    if user.trim().is_empty() {
+        return Err(Error::usage("the become user is empty")
+            .with_hint("set `become_user` (or `ansible_become_user`), or leave it out for root"));
+    }
+    let method = match text(&["ansible_become_method"])? {
+        Some((name, value)) => Method::parse(&value).ok_or_else(|| {
+            Error::usage(format!(
+                "`{name}` is `{value}`: arpanet can become another user with `sudo` or `su`"
+            ))
+        })?,
+        None => keywords.method.or(defaults.method).unwrap_or_default(),
+    };
+    let flags = match text(&["ansible_become_flags"])? {
+        Some((_, flags)) => flags,
+        None => match &keywords.flags {
+            Some(flags) => flags.clone(),
+            None if method == Method::Sudo => "-H".to_owned(),
+            None => String::new(),
+        },
+    };
+    let password = match text(&["ansible_become_pass", "ansible_become_password"])? {
+        Some((_, password)) => Some(Secret::new(&password)),
+        None => defaults.password.clone(),
+    };
+    Ok(Some(Become {
+        user: user.trim().to_owned(),
+        method,
+        flags,
+        password,
+    }))
+}
+
+/// The become settings of hosts reached outside a playbook (`status`,
+/// `consul`): the command line under the host's variables.
+pub(crate) fn for_host(defaults: &Defaults, vars: &Vars) -> Result<Option<Become>> {
+    resolve(
+        defaults,
+        &Keywords::default(),
+        vars,
+        &Engine::new(),
+        &nowhere(),
+    )
+}
+
+/// The location of settings that come from no file.
+fn nowhere() -> Location {
+    Location::new("<become>", 0, 0)
+}
+
+/// A connection whose commands run as another user (see the module docs).
+pub(crate) struct Escalated {
+    inner: Arc<dyn Transport>,
+    how: Become,
+    host: String,
+}
+
+impl Escalated {
+    pub(crate) fn wrap(
+        inner: Arc<dyn Transport>,
+        how: Option<Become>,
+        host: &str,
+    ) -> Arc<dyn Transport> {
+        match how {
+            None => inner,
+            Some(how) => Arc::new(Escalated {
+                inner,
+                how,
+                host: host.to_owned(),
+            }),
+        }
+    }
+
+    async fn run(&self, command: &str, stdin: Option<&[u8]>) -> Result<Output> {
+        let nonce: u64 = rand::random();
+        let passed = format!("__ARPANET_{nonce:016x}_BECOME__");
+        let how = &self.how;
+        let script = quote(&format!("echo {passed}; {command}"));
+        let user = quote(&how.user);
+        let (wrapped, prompt) = match how.method {
+            Method::Sudo => {
+                let prompt = format!("[arpanet-become-{nonce:016x}] password: ");
+                let mut flags: Vec<&str> = how.flags.split_whitespace().collect();
+                if how.password.is_some() {
+                    // As Ansible: `-n` would refuse to ask for it.
+                    flags.retain(|f| *f != "-n");
+                }
+                let flags = flags.join(" ");
+                (
+                    format!(
+                        "sudo {flags} -S -p {} -u {user} -- /bin/sh -c {script}",
+                        quote(&prompt)
+                    ),
+                    prompt,
+                )
+            }
+            // util-linux su, in the C locale so its prompt reads as below.
+            Method::Su => (
+                format!("LC_ALL=C su {} {user} -c {script}", how.flags),
+                "Password:".to_owned(),
+            ),
+        };
+        let wrapped = wrapped.replace("  ", " ");
+        let password = how.password.as_ref().map(|p| p.expose().as_bytes());
+        let gate = Gate {
+            prompt: &prompt,
+            passed: &passed,
+            password,
+        };
+        let gated = self.inner.exec_gated(&wrapped, stdin, &gate).await?;
+        let mut gated = self.mask(gated);
+        if gated.passed {
+            return Ok(gated.output);
+        }
+        gated.output.stderr = gated.output.stderr.replace(&prompt, "");
+        Err(self.failure(&gated))
+    }
+
+    /// The output with every occurrence of the password replaced.
+    fn mask(&self, mut gated: Gated) -> Gated {
+        if let Some(password) = &self.how.password {
+            let password = password.expose();
+            // Masking a one- or two-letter password would garble the
+            // output without hiding anything.
+            if password.len() >= 3 {
+                for text in [&mut gated.output.stdout, &mut gated.output.stderr] {
+                    if text.contains(password) {
+                        *text = text.replace(password, "********");
+                    }
+                }
+            }
+        }
+        gated
+    }
+
+    /// Why the command never ran as the become user.
+    fn failure(&self, gated: &Gated) -> Error {
+        let how = &self.how;
+        let (user, host, method) = (&how.user, &self.host, how.method.name());
+        let said = crate::modules::tail(&gated.output.stderr, 3)
+            .map(|t| format!(": {}", t.replace('\n', "; ")))
+            .unwrap_or_default();
+        let refused = gated.answered
+            && (gated.asked > 1 || {
+                let lower = gated.output.stderr.to_lowercase();
+                lower.contains("incorrect password")
+                    || lower.contains("authentication failure")
+                    || lower.contains("try again")
+            });
+        let (message, hint) = if refused {
+            (
+                format!("become password refused for `{user}` on `{host}` ({method})"),
+                format!(
+                    "check the password given by -K, ${PASSWORD_ENV} or `ansible_become_pass` \
+                     for this host ({})",
+                    match how.method {
+                        Method::Sudo => "sudo asks for the login user's own password".to_owned(),
+                        Method::Su => format!("su asks for `{user}`'s password"),
+                    }
+                ),
+            )
+        } else if gated.asked > 0 && !gated.answered {
+            (
+                format!(
+                    "{method} on `{host}` asks for a password to become `{user}`, and none was given"
+                ),
+                format!(
+                    "give it with -K (--ask-become-pass), ${PASSWORD_ENV}, or the variable \
+                     `ansible_become_pass`{}",
+                    match how.method {
+                        Method::Sudo => "; or allow the login user NOPASSWD in sudoers",
+                        Method::Su => "",
+                    }
+                ),
+            )
+        } else if gated.output.status == 127 {
+            (
+                format!("cannot become `{user}` on `{host}`: `{method}` is not installed{said}"),
+                format!("install `{method}` on the host, or set `become_method`"),
+            )
+        } else {
+            (
+                format!(
+                    "cannot become `{user}` on `{host}` with {method} (exit {}){said}",
+                    gated.output.status
+                ),
+                match how.method {
+                    Method::Sudo => {
+                        "is the login user allowed to run commands as this user in sudoers?"
+                            .to_owned()
+                    }
+                    Method::Su => "does the user exist, with a login shell?".to_owned(),
+                },
+            )
+        };
+        Error::Become {
+            host: host.clone(),
+            message,
+            hint: Some(hint),
+        }
+    }
+}
+
+impl Transport for Escalated {
+    fn exec<'a>(
+        &'a self,
+        command: &'a str,
+        stdin: Option<&'a [u8]>,
+    ) -> BoxFuture<'a, Result<Output>> {
+        Box::pin(self.run(command, stdin))
+    }
+
+    fn forward<'a>(&'a self, host: &'a str, port: u16) -> BoxFuture<'a, Result<Box<dyn Stream>>> {
+        self.inner.forward(host, port)
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        self.inner.close()
+    }
+
+    fn details(&self) -> Option<String> {
+        self.inner.details()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vars(pairs: &[(&str, Value)]) -> Vars {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    fn resolved(defaults: &Defaults, keywords: &Keywords, vars: &Vars) -> Option<Become> {
+        resolve(defaults, keywords, vars, &Engine::new(), &nowhere()).unwrap()
+    }
+
+    #[test]
+    fn command_line_under_keywords_under_variables() {
+        let cli = Defaults {
+            enabled: true,
+            user: Some("cli".into()),
+            ..Defaults::default()
+        };
+        let none = Keywords::default();
+        assert_eq!(resolved(&cli, &none, &Vars::new()).unwrap().user, "cli");
+        let off = Keywords {
+            enabled: Some(false),
+            ..Keywords::default()
+        };
+        assert_eq!(
+            resolved(&cli, &off, &Vars::new()),
+            None,
+            "a play's `become: no` wins over -b"
+        );
+        let on = vars(&[("ansible_become", json!("yes"))]);
+        assert!(
+            resolved(&cli, &off, &on).is_some(),
+            "the variable wins over the keyword"
+        );
+        let play = Keywords {
+            enabled: Some(true),
+            user: Some("play".into()),
+            method: Some(Method::Su),
+            ..Keywords::default()
+        };
+        let task = Keywords {
+            user: Some("task".into()),
+            ..Keywords::default()
+        };
+        let both = task.under(&play);
+        let b = resolved(&Defaults::default(), &both, &Vars::new()).unwrap();
+        assert_eq!((b.user.as_str(), b.method), ("task", Method::Su));
+        assert_eq!(b.flags, "", "su has no default flags");
+        let user = vars(&[("ansible_become_user", json!("var"))]);
+        assert_eq!(
+            resolved(&Defaults::default(), &both, &user).unwrap().user,
+            "var"
+        );
+        let b = resolved(
+            &Defaults::default(),
+            &Keywords {
+                enabled: Some(true),
+                ..none
+            },
+            &Vars::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            (b.user.as_str(), b.method, b.flags.as_str()),
+            ("root", Method::Sudo, "-H")
+        );
+    }
+
+    #[test]
+    fn the_variable_password_wins_and_never_prints() {
+        let cli = Defaults {
+            enabled: true,
+            password: Some(Secret::new("from-cli")),
+            ..Defaults::default()
+        };
+        let none = Keywords::default();
+        let b = resolved(&cli, &none, &Vars::new()).unwrap();
+        assert_eq!(b.password, Some(Secret::new("from-cli")));
+        let v = vars(&[("ansible_become_password", json!("from-var"))]);
+        let b = resolved(&cli, &none, &v).unwrap();
+        assert_eq!(b.password, Some(Secret::new("from-var")));
+        assert!(!format!("{b:?}").contains("from-var"));
+    }
+
+    #[test]
+    fn bad_variables_are_refused() {
+        let bad = vars(&[("ansible_become", json!("maybe"))]);
+        let err = resolve(
+            &Defaults::default(),
+            &Keywords::default(),
+            &bad,
+            &Engine::new(),
+            &nowhere(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`ansible_become`"), "{err}");
+        let bad = vars(&[
+            ("ansible_become", json!(true)),
+            ("ansible_become_method", json!("doas")),
+        ]);
+        let err = resolve(
+            &Defaults::default(),
+            &Keywords::default(),
+            &bad,
+            &Engine::new(),
+            &nowhere(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("doas"), "{err}");
+    }
+}
