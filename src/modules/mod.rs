@@ -432,7 +432,11 @@ pub fn hint_for(rc: u32, stderr: &str) -> Option<String> {
         );
     }
     if lower.contains("permission denied") || lower.contains("operation not permitted") {
-        return Some("the SSH user lacks the rights for this; connect as root (`ansible_user=root` or `-u root`)".into());
+        return Some(
+            "the user running it lacks the rights for this: run it as root with `become: true` \
+             (or -b), or connect as root (`ansible_user=root` or `-u root`)"
+                .into(),
+        );
     }
     if rc == 126 {
         return Some("the file exists but is not executable".into());

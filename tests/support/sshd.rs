@@ -535,6 +535,20 @@ impl SshdHost {
         })
     }
 
+    /// The command lines (arguments joined by spaces) of every process
+    /// sshd's sessions are running now: what `ps` shows of them.
+    pub fn session_commands(&self) -> Vec<String> {
+        let slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(child) = slot.as_ref() else {
+            return Vec::new();
+        };
+        descendants(child.id())
+            .into_iter()
+            .filter_map(|pid| fs::read(format!("/proc/{pid}/cmdline")).ok())
+            .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+            .collect()
+    }
+
     /// Whether sshd is running (not stopped).
     pub fn is_running(&self) -> bool {
         self.child
