@@ -419,11 +419,54 @@ fn unsupported_ansible_keys_say_so() {
         text.starts_with("site.yml:2:3: `roles` is not supported"),
         "{text}"
     );
-    let text = error("- hosts: all\n  tasks:\n    - command: x\n      become: true\n");
+    let text = error("- hosts: all\n  tasks:\n    - command: x\n      async: 10\n");
     assert!(
-        text.starts_with("site.yml:4:7: `become` is not supported"),
+        text.starts_with("site.yml:4:7: `async` is not supported"),
         "{text}"
     );
+}
+
+#[test]
+fn become_keywords_of_the_play_show_through_the_tasks() {
+    use crate::escalation::{Keywords, Method};
+    let pb = parse(
+        "- hosts: all\n  become: yes\n  become_user: app\n  tasks:\n\
+         \x20   - command: a\n\
+         \x20   - command: b\n      become_user: '{{ who }}'\n      become_method: su\n\
+         \x20   - command: c\n      become: false\n      become_flags: -E\n  handlers:\n\
+         \x20   - command: h\n",
+    )
+    .unwrap();
+    let play = &pb.plays[0];
+    let keys: Vec<&Keywords> = play.tasks.iter().map(|t| &t.escalation).collect();
+    let play_keys = Keywords {
+        enabled: Some(true),
+        user: Some("app".into()),
+        ..Keywords::default()
+    };
+    assert_eq!(keys[0], &play_keys);
+    assert_eq!(
+        keys[1],
+        &Keywords {
+            user: Some("{{ who }}".into()),
+            method: Some(Method::Su),
+            ..play_keys.clone()
+        }
+    );
+    assert_eq!(
+        keys[2],
+        &Keywords {
+            enabled: Some(false),
+            flags: Some("-E".into()),
+            ..play_keys.clone()
+        }
+    );
+    assert_eq!(play.handlers[0].escalation, play_keys, "handlers too");
+    let text = error("- hosts: all\n  become_method: doas\n  tasks: []\n");
+    assert!(text.starts_with("site.yml:2:18: `become_method`"), "{text}");
+    assert!(text.contains("`sudo`, `su`"), "{text}");
+    let text = error("- hosts: all\n  tasks:\n    - command: x\n      become: maybe\n");
+    assert!(text.starts_with("site.yml:4:15:"), "{text}");
 }
 
 #[test]
@@ -866,8 +909,8 @@ fn bad_input_messages() {
         ("empty_playbook", "# nothing\n"),
         ("roles_unsupported", "- hosts: all\n  roles: [consul]\n"),
         (
-            "become_unsupported",
-            "- hosts: all\n  tasks:\n    - command: x\n      become: true\n",
+            "become_method_unknown",
+            "- hosts: all\n  tasks:\n    - command: x\n      become: true\n      become_method: doas\n",
         ),
         (
             "duplicate_key",
