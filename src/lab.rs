@@ -29,6 +29,8 @@ const LABEL_KIND: &str = "arpanet.lab.kind";
 const KEY_FILE: &str = "id_ed25519";
 const KNOWN_HOSTS_FILE: &str = "known_hosts";
 const INVENTORY_FILE: &str = "inventory.ini";
+/// The sudo password of the nodes' `deploy` user (see `node::SUDO_USERS`).
+const BECOME_PASSWORD_FILE: &str = "become-password";
 /// The lab's name, written by `lab up`, so `--dir D` alone finds D's lab.
 const NAME_FILE: &str = "lab-name";
 /// What a run of the built-in playbooks against the lab's inventory makes
@@ -224,6 +226,7 @@ impl Lab {
         self.push_images(port, &rebuilt, &mut done)?;
         let key = self.ensure_key(&mut done)?;
         let public_key = read_file(&key.with_extension("pub"))?;
+        let password = self.ensure_become_password()?;
 
         self.remove_extra_nodes(plan, &mut done)?;
         match bastion {
@@ -234,12 +237,18 @@ impl Lab {
             self.ensure_node(node, &mut done)?;
         }
         let mut reached: Vec<NodePlan> = plan.to_vec();
-        let mut host_keys =
-            self.wait_for_nodes(plan, public_key.trim(), bastion.map(|b| b.ip), &mut done)?;
+        let mut host_keys = self.wait_for_nodes(
+            plan,
+            public_key.trim(),
+            &password,
+            bastion.map(|b| b.ip),
+            &mut done,
+        )?;
         if let Some(bastion) = bastion {
             let keys = self.wait_for_nodes(
                 std::slice::from_ref(bastion),
                 public_key.trim(),
+                &password,
                 None,
                 &mut done,
             )?;
@@ -505,6 +514,20 @@ impl Lab {
         Ok(key)
     }
 
+    /// The password of the nodes' `deploy` sudoer: made once per lab
+    /// directory (mode 0600), kept across `lab up`s.
+    fn ensure_become_password(&self) -> Result<String> {
+        let path = self.dir.join(BECOME_PASSWORD_FILE);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            if !text.trim().is_empty() {
+                return Ok(text.trim().to_owned());
+            }
+        }
+        let password = format!("{:032x}", rand::random::<u128>());
+        write_if_changed(&path, &format!("{password}\n"), 0o600)?;
+        Ok(password)
+    }
+
     /// Remove nodes beyond the plan (a smaller `--nodes`).
     fn remove_extra_nodes(&self, plan: &[NodePlan], done: &mut Vec<String>) -> Result<()> {
         let listed = self.docker.out(&[
@@ -703,6 +726,7 @@ impl Lab {
         &self,
         plan: &[NodePlan],
         public_key: &str,
+        password: &str,
         bastion: Option<std::net::Ipv4Addr>,
         done: &mut Vec<String>,
     ) -> Result<Vec<String>> {
@@ -733,6 +757,9 @@ impl Lab {
             }
             if node::authorise_key(&self.docker, &container, public_key)? {
                 done.push(format!("authorised the lab's key on {}", node.name));
+            }
+            if node::ensure_sudo_users(&self.docker, &container, public_key, password)? {
+                done.push(format!("made the sudo users on {}", node.name));
             }
             host_keys.push(node::host_key(&self.docker, &container)?);
             if node.role != plan::Role::Bastion
@@ -939,6 +966,7 @@ fn remove_lab_files(dir: &Path) -> Result<usize> {
         KNOWN_HOSTS_FILE,
         INVENTORY_FILE,
         NAME_FILE,
+        BECOME_PASSWORD_FILE,
     ] {
         let path = dir.join(file);
         match std::fs::remove_file(&path) {

@@ -25,18 +25,34 @@ fn at(host: u8) -> String {
 struct Lab {
     dir: PathBuf,
     home: tempfile::TempDir,
+    name: String,
+    subnet: String,
+    nodes: usize,
+    servers: usize,
 }
 
 impl Lab {
+    /// The 5-node lab (3 servers) of the main test.
     fn up() -> Lab {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(crate::support::lab_name("arpanet-cluster-lab"));
+        Lab::up_as(&NAME, &SUBNET, "arpanet-cluster-lab", 5, 3)
+    }
+
+    /// A lab named `name` on `subnet`, kept in the directory `dir` (under
+    /// the target's temp dir), with `nodes` nodes, `servers` of them
+    /// Consul servers.
+    fn up_as(name: &str, subnet: &str, dir: &str, nodes: usize, servers: usize) -> Lab {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(crate::support::lab_name(dir));
         let lab = Lab {
             dir,
             home: tempfile::tempdir().unwrap(),
+            name: name.to_owned(),
+            subnet: subnet.to_owned(),
+            nodes,
+            servers,
         };
         let _ = lab.lab(&["down"]);
-        let up = lab.lab(&["up", "--nodes", "5", "--servers", "3"]);
+        let (n, s) = (nodes.to_string(), servers.to_string());
+        let up = lab.lab(&["up", "--nodes", &n, "--servers", &s]);
         assert_eq!(up.code, 0, "lab up failed:\n{up}");
         lab
     }
@@ -49,7 +65,7 @@ impl Lab {
             "--dir",
             self.dir.to_str().unwrap(),
             "--name",
-            NAME.as_str(),
+            self.name.as_str(),
         ];
         all.extend_from_slice(rest);
         self.arpanet(&all)
@@ -72,7 +88,7 @@ impl Lab {
             .args(args)
             .env("HOME", self.home.path())
             .env("NO_COLOR", "1")
-            .env("ARPANET_LAB_SUBNET", &*SUBNET)
+            .env("ARPANET_LAB_SUBNET", &self.subnet)
             .env_remove("ARPANET_LAB_NAME")
             .env_remove("SSH_AUTH_SOCK")
             .output()
@@ -87,7 +103,13 @@ impl Lab {
     /// Run `sh -c COMMAND` inside lab node `n` (1-based), bypassing arpanet.
     fn on_node(&self, n: usize, command: &str) -> String {
         let output = Command::new("docker")
-            .args(["exec", &format!("{}-node{n}", *NAME), "sh", "-c", command])
+            .args([
+                "exec",
+                &format!("{}-node{n}", self.name),
+                "sh",
+                "-c",
+                command,
+            ])
             .output()
             .expect("docker exec");
         assert!(
@@ -112,8 +134,8 @@ impl Lab {
         )
     }
 
-    /// The cluster is whole: 5 alive members (3 servers), a leader, and the
-    /// stack running on every node. Agents that just restarted get a
+    /// The cluster is whole: every node an alive member, the servers as
+    /// servers, a leader, and the stack running on every node. Agents that just restarted get a
     /// minute to rejoin.
     fn assert_healthy(&self) {
         let mut last = String::new();
@@ -131,8 +153,8 @@ impl Lab {
         let members = self.run("consul", &["--", "members"]);
         let text = &members.stdout;
         if members.code != 0
-            || text.matches(" alive ").count() != 5
-            || text.matches(" server ").count() != 3
+            || text.matches(" alive ").count() != self.nodes
+            || text.matches(" server ").count() != self.servers
         {
             return Err(format!("members:\n{members}"));
         }
@@ -682,4 +704,79 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     );
     let settled = lab.run("run", &["setup", "--limit", "node5"]);
     assert_eq!(recap_changed(&settled), [0], "{settled}");
+}
+
+/// The built-in playbooks and the cluster commands as an unprivileged
+/// sudoer (`admin`, NOPASSWD) with `ansible_become` in the inventory; root
+/// cannot log in at all. `deploy` (sudo with a password) becomes root too.
+#[test]
+fn bootstrap_status_and_kv_as_an_unprivileged_sudoer() {
+    if std::env::var("ARPANET_LAB_TESTS").ok().as_deref() != Some("1") {
+        eprintln!(
+            "note: skipping the become lab test: set ARPANET_LAB_TESTS=1 (as `scripts/test` does)"
+        );
+        return;
+    }
+    let _turn = crate::support::lab_lock();
+    let name = crate::support::lab_name("arpanet-become");
+    let subnet = crate::support::lab_subnet(76);
+    let lab = Lab::up_as(&name, &subnet, "arpanet-become-lab", 2, 1);
+    for n in 1..=2 {
+        lab.on_node(n, "rm -f /root/.ssh/authorized_keys");
+    }
+    let inventory = std::fs::read_to_string(lab.inventory()).unwrap();
+    let as_admin = inventory.replace(
+        "\nansible_user=root\n",
+        "\nansible_user=admin\nansible_become=true\n",
+    );
+    assert_ne!(
+        as_admin, inventory,
+        "the lab's inventory sets ansible_user=root"
+    );
+    std::fs::write(lab.inventory(), &as_admin).unwrap();
+
+    let run = lab.run("run", &["bootstrap"]);
+    assert_eq!(run.code, 0, "{run}");
+    lab.assert_healthy();
+    // What become wrote is root's, as it would be written by root.
+    assert_eq!(
+        lab.on_node(2, "stat -c %U:%a /etc/default/docker").trim(),
+        "root:644"
+    );
+    let key = format!("become-{}", std::process::id());
+    let set = lab.run("kv", &["set", &key, "yes"]);
+    assert_eq!(set.code, 0, "{set}");
+    let get = lab.run("kv", &["get", &key]);
+    assert_eq!((get.code, get.stdout.trim()), (0, "yes"), "{get}");
+    let again = lab.run("run", &["bootstrap"]);
+    assert_eq!(again.code, 0, "{again}");
+    assert!(recap_changed(&again).iter().all(|&n| n == 0), "{again}");
+
+    // `deploy` needs its password: without it the run says how to give it.
+    let password = std::fs::read_to_string(lab.dir.join("become-password")).unwrap();
+    let as_deploy = [
+        "-e",
+        "ansible_user=deploy",
+        "--",
+        "docker",
+        "info",
+        "-f",
+        "{{.ID}}",
+    ];
+    let refused = lab.run("exec", &as_deploy);
+    assert_eq!(refused.code, 2, "{refused}");
+    assert!(refused.stdout.contains("ARPANET_BECOME_PASS"), "{refused}");
+    let output = Command::new(env!("CARGO_BIN_EXE_arpanet"))
+        .arg("exec")
+        .arg("-i")
+        .arg(lab.inventory())
+        .args(as_deploy)
+        .env("HOME", lab.home.path())
+        .env("ARPANET_BECOME_PASS", password.trim())
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(!stdout.contains(password.trim()));
 }

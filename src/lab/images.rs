@@ -55,6 +55,8 @@ pub const NODE: ImageSpec = ImageSpec {
         "curl",
         "ca-certificates",
         "dbus",
+        // For the unprivileged sudoers `lab up` makes (`admin`, `deploy`).
+        "sudo",
     ],
     hooks: &[NODE_HOOK],
     changes: &["CMD [\"/lib/systemd/systemd\"]", "ENV container=docker"],

@@ -45,6 +45,50 @@ pub fn authorise_key(docker: &Docker, container: &str, public_key: &str) -> Resu
     Ok(said.trim() == "added")
 }
 
+/// The unprivileged sudoers every node has, as cloud images do: `admin`
+/// may sudo without a password, `deploy` with its password (the lab's, in
+/// `become-password` beside the inventory). Both log in with the lab's key.
+pub const SUDO_USERS: [(&str, bool); 2] = [("admin", true), ("deploy", false)];
+
+/// Make [`SUDO_USERS`] on the node unless they are there, with the lab's
+/// key and `password` for `deploy`; whether anything changed. The key and
+/// the password go on stdin, never on a command line.
+pub fn ensure_sudo_users(
+    docker: &Docker,
+    container: &str,
+    public_key: &str,
+    password: &str,
+) -> Result<bool> {
+    let mut script = String::from("set -e; umask 022; read -r key; read -r password; changed=; ");
+    for (user, nopasswd) in SUDO_USERS {
+        let rule = if nopasswd { "NOPASSWD: ALL" } else { "ALL" };
+        script.push_str(&format!(
+            "if ! id -u {user} >/dev/null 2>&1; then useradd -m -s /bin/bash {user}; changed=1; fi; \
+             home=$(getent passwd {user} | cut -d: -f6); mkdir -p \"$home/.ssh\"; \
+             if ! grep -qxF \"$key\" \"$home/.ssh/authorized_keys\" 2>/dev/null; then \
+             printf '%s\\n' \"$key\" >\"$home/.ssh/authorized_keys\"; changed=1; fi; \
+             chown -R {user}: \"$home/.ssh\"; chmod 700 \"$home/.ssh\"; \
+             rule='{user} ALL=(ALL:ALL) {rule}'; f=/etc/sudoers.d/arpanet-lab-{user}; \
+             if [ \"$(cat $f 2>/dev/null)\" != \"$rule\" ]; then \
+             printf '%s\\n' \"$rule\" >$f; chmod 440 $f; changed=1; fi; "
+        ));
+        if nopasswd {
+            // Not locked (sshd refuses locked accounts), but no password.
+            script.push_str(&format!("usermod -p '*' {user}; "));
+        } else {
+            script.push_str(&format!(
+                "printf '%s:%s\\n' {user} \"$password\" | chpasswd; "
+            ));
+        }
+    }
+    script.push_str("[ -n \"$changed\" ] && echo added || echo present");
+    let said = docker.out_with_input(
+        &["exec", "--interactive", container, "sh", "-c", &script],
+        Some(format!("{public_key}\n{password}\n").as_bytes()),
+    )?;
+    Ok(said.trim() == "added")
+}
+
 /// The node's own ed25519 host key, `ssh-ed25519 AAAA...`, read from the
 /// node (never learnt from a first connection).
 pub fn host_key(docker: &Docker, container: &str) -> Result<String> {

@@ -161,6 +161,11 @@ pub fn render_inventory(
     out.push_str(&format!(
         "\n[all:vars]\n\
          ansible_user=root\n\
+         # Or as an unprivileged sudoer, as on cloud VMs: `admin` (no password\n\
+         # needed) or `deploy` (with ansible_become_pass, or ARPANET_BECOME_PASS,\n\
+         # set to the password in `become-password` beside this file):\n\
+         # ansible_user=admin\n\
+         # ansible_become=true\n\
          ansible_ssh_private_key_file={}\n\
          arpanet_known_hosts_file={}\n\
          lab_registry={registry}\n\
@@ -269,6 +274,11 @@ node3 ansible_host=10.77.0.13 arpanet_ip=10.77.0.13
 
 [all:vars]
 ansible_user=root
+# Or as an unprivileged sudoer, as on cloud VMs: `admin` (no password
+# needed) or `deploy` (with ansible_become_pass, or ARPANET_BECOME_PASS,
+# set to the password in `become-password` beside this file):
+# ansible_user=admin
+# ansible_become=true
 ansible_ssh_private_key_file=/lab/id_ed25519
 arpanet_known_hosts_file=/lab/known_hosts
 lab_registry=10.77.0.2:5000
