@@ -136,6 +136,13 @@ pub(crate) struct Become {
     pub password: Option<Secret>,
 }
 
+impl Become {
+    /// How `-vv` shows a command run this way: `  (as `root` via sudo)`.
+    pub(crate) fn describe(&self) -> String {
+        format!("  (as `{}` via {})", self.user, self.method.name())
+    }
+}
+
 /// The escalation for a task on a host, `None` when it runs as the login
 /// user: the command line's defaults, under the keywords, under the
 /// variables.
@@ -211,6 +218,33 @@ pub(crate) fn resolve(
     }))
 }
 
+/// Refuse a host's `ansible_become` or `ansible_become_method` that can
+/// never work, before any host is contacted (templated values are left to
+/// the run).
+pub(crate) fn check(host: &str, vars: &Vars) -> Result<()> {
+    let literal = |name: &str| match vars.get(name) {
+        Some(Value::String(s)) if !s.contains("{{") && !s.contains("{%") => Some(s.clone()),
+        Some(Value::Bool(_)) | None | Some(Value::Null) => None,
+        Some(other) => Some(other.to_string()),
+    };
+    if let Some(value) = literal("ansible_become") {
+        if crate::truth::parse_bool(&value).is_none() {
+            return Err(Error::usage(format!(
+                "host `{host}`: `ansible_become` must be a yes/no value, got `{value}`"
+            )));
+        }
+    }
+    if let Some(value) = literal("ansible_become_method") {
+        if Method::parse(&value).is_none() {
+            return Err(Error::usage(format!(
+                "host `{host}`: `ansible_become_method` is `{value}`: arpanet can become \
+                 another user with `sudo` or `su`"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The become settings of hosts reached outside a playbook (`status`,
 /// `consul`): the command line under the host's variables.
 pub(crate) fn for_host(defaults: &Defaults, vars: &Vars) -> Result<Option<Become>> {
@@ -257,30 +291,32 @@ impl Escalated {
         let how = &self.how;
         let script = quote(&format!("echo {passed}; {command}"));
         let user = quote(&how.user);
-        let (wrapped, prompt) = match how.method {
+        // The flags are the user's words, passed on as written.
+        let mut flags: Vec<&str> = how.flags.split_whitespace().collect();
+        let (words, prompt) = match how.method {
             Method::Sudo => {
                 let prompt = format!("[arpanet-become-{nonce:016x}] password: ");
-                let mut flags: Vec<&str> = how.flags.split_whitespace().collect();
                 if how.password.is_some() {
                     // As Ansible: `-n` would refuse to ask for it.
                     flags.retain(|f| *f != "-n");
                 }
-                let flags = flags.join(" ");
-                (
-                    format!(
-                        "sudo {flags} -S -p {} -u {user} -- /bin/sh -c {script}",
-                        quote(&prompt)
-                    ),
-                    prompt,
-                )
+                let quoted = quote(&prompt);
+                let mut words = vec!["sudo"];
+                words.extend(flags);
+                words.extend([
+                    "-S", "-p", &quoted, "-u", &user, "--", "/bin/sh", "-c", &script,
+                ]);
+                (words.join(" "), prompt)
             }
             // util-linux su, in the C locale so its prompt reads as below.
-            Method::Su => (
-                format!("LC_ALL=C su {} {user} -c {script}", how.flags),
-                "Password:".to_owned(),
-            ),
+            Method::Su => {
+                let mut words = vec!["LC_ALL=C", "su"];
+                words.extend(flags);
+                words.extend([user.as_str(), "-c", &script]);
+                (words.join(" "), "Password:".to_owned())
+            }
         };
-        let wrapped = wrapped.replace("  ", " ");
+        let wrapped = words;
         let password = how.password.as_ref().map(|p| p.expose().as_bytes());
         let gate = Gate {
             prompt: &prompt,
@@ -352,6 +388,13 @@ impl Escalated {
                         Method::Su => "",
                     }
                 ),
+            )
+        } else if gated.output.stderr.contains("must be run from a terminal") {
+            (
+                format!("`su` on `{host}` reads passwords only from a terminal"),
+                "arpanet feeds su's password on stdin, which util-linux's su accepts (Debian, \
+                 Ubuntu, RHEL, Fedora, Arch); use `become_method: sudo` on this host"
+                    .to_owned(),
             )
         } else if gated.output.status == 127 {
             (

@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 
 use crate::config::Settings;
 use crate::error::{Error, InputKind, Result};
-use crate::escalation::{self, Escalated};
+use crate::escalation::{self, Become, Escalated};
 use crate::interrupt::Interrupt;
 use crate::modules::include_tasks::IncludeTasks;
 use crate::modules::{self, Context, Outcome};
@@ -1010,6 +1010,7 @@ async fn once(
                 &task.location,
             )?,
         };
+        let shown_as = how.as_ref().map(Become::describe).unwrap_or_default();
         let conn = Escalated::wrap(conn, how, &state.name);
         // The exports go inside the escalation: sudo resets the environment.
         let exports = exports(shared, task, &vars)?;
@@ -1024,6 +1025,7 @@ async fn once(
             true => Arc::new(Shown {
                 inner: conn,
                 host: state.name.clone(),
+                shown_as,
                 reporter: shared.reporter.clone(),
             }),
             false => conn,
@@ -1322,6 +1324,8 @@ async fn connect(shared: &Shared<'_>, state: &mut HostState) -> Result<Arc<dyn T
 struct Shown {
     inner: Arc<dyn Transport>,
     host: String,
+    /// Who the commands run as, when they become another user.
+    shown_as: String,
     reporter: Reporter,
 }
 
@@ -1333,7 +1337,7 @@ impl Transport for Shown {
     ) -> futures::future::BoxFuture<'a, Result<crate::transport::Output>> {
         self.reporter.send(Event::Detail {
             host: self.host.clone(),
-            text: format!("$ {command}"),
+            text: format!("$ {command}{}", self.shown_as),
         });
         self.inner.exec(command, stdin)
     }

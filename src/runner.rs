@@ -47,6 +47,9 @@ pub fn run_playbooks(
             .flat_map(|p| &p.plays)
             .map(|p| p.hosts.as_str()),
     )?;
+    for host in &hosts {
+        crate::escalation::check(&host.name, &host.vars)?;
+    }
     let targets: Vec<Target> = hosts.into_iter().map(|h| h.target).collect();
     let delegates = match delegates_elsewhere(playbooks) {
         true => {

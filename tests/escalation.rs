@@ -318,6 +318,8 @@ fn become_with_a_password_from_the_environment_or_the_inventory() {
     assert_eq!(message(&run, "node1", "who"), "root");
     assert_eq!(fs::read_to_string(&target).unwrap(), content);
     assert_eq!(fs::metadata(&target).unwrap().uid(), 0);
+    // `-vv` says who each command runs as.
+    assert!(run.stdout.contains("id -un  (as `root` via sudo)"), "{run}");
     assert!(
         !run.stdout.contains(&password) && !run.stderr.contains(&password),
         "{run}"
@@ -508,7 +510,6 @@ fn the_password_is_not_on_the_process_list_during_a_long_task() {
         !seen.iter().any(|c| c.contains(&password)),
         "the password is on the process list: {seen:?}"
     );
-    // Nor in the environment of any of them.
     let status = child.wait().unwrap();
     assert!(status.success());
 }
@@ -562,6 +563,25 @@ fn become_from_the_command_line_and_the_inventory() {
     assert_eq!(by_host("node1"), format!("{login}\n"));
     assert_eq!(by_host("node2"), "root\n");
 
+    // The command reaches the shell as written, double spaces and quotes
+    // included.
+    let line = "printf '%s|' \"a  b\" 'it'\\''s'";
+    let run = cluster.run(&[
+        "exec",
+        "-b",
+        "-i",
+        inventory.to_str().unwrap(),
+        "-o",
+        "json",
+        "--",
+        line,
+    ]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(
+        message(&run, "node1", &format!("exec: {line}")),
+        "a  b|it's|"
+    );
+
     // A bad method is refused before any host is touched.
     let bad = cluster.write_file(
         "bad.yml",
@@ -576,6 +596,20 @@ fn become_from_the_command_line_and_the_inventory() {
     assert_eq!(run.code, 5, "{run}");
     assert!(
         run.stderr.contains("bad.yml:3") && run.stderr.contains("doas"),
+        "{run}"
+    );
+    let run = cluster.run(&[
+        "exec",
+        "-i",
+        inventory.to_str().unwrap(),
+        "-e",
+        "ansible_become_method=doas",
+        "--",
+        "true",
+    ]);
+    assert_eq!(run.code, 5, "{run}");
+    assert!(
+        run.stderr.contains("`ansible_become_method` is `doas`"),
         "{run}"
     );
 }
