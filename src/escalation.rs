@@ -257,6 +257,21 @@ pub(crate) fn for_host(defaults: &Defaults, vars: &Vars) -> Result<Option<Become
     )
 }
 
+/// The script the become user's shell runs: the gate's line, then
+/// `command` in the background with the channel's stdin (a background job
+/// would get /dev/null), waited for by a shell that passes a HUP, INT or
+/// TERM on to the whole process group. sshd stops an abandoned command
+/// with a signal to its session's process group, but as the login user it
+/// may only signal sudo itself, which passes the signal to its own child
+/// alone: a plain `/bin/sh -c` would die and leave `command`'s children
+/// running as root.
+fn supervised(passed: &str, command: &str) -> String {
+    format!(
+        "echo {passed}; exec 3<&0; {{\n{command}\n}} <&3 3<&- & p=$!; exec 3<&-; \
+         trap 'trap - HUP INT TERM; kill -TERM 0' HUP INT TERM; wait $p"
+    )
+}
+
 /// The location of settings that come from no file.
 fn nowhere() -> Location {
     Location::new("<become>", 0, 0)
@@ -289,7 +304,7 @@ impl Escalated {
         let nonce: u64 = rand::random();
         let passed = format!("__ARPANET_{nonce:016x}_BECOME__");
         let how = &self.how;
-        let script = quote(&format!("echo {passed}; {command}"));
+        let script = quote(&supervised(&passed, command));
         let user = quote(&how.user);
         // The flags are the user's words, passed on as written.
         let mut flags: Vec<&str> = how.flags.split_whitespace().collect();

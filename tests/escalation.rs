@@ -639,3 +639,43 @@ fn ask_become_pass_without_a_terminal_is_refused() {
     assert!(stderr.contains("needs a terminal"), "{stderr}");
     assert!(stderr.contains("ARPANET_BECOME_PASS"), "{stderr}");
 }
+
+#[test]
+fn a_timed_out_become_task_is_stopped_on_the_host() {
+    let mut users = Users::new();
+    let login = users.add("k", None);
+    users.sudoer(&login, true);
+    let cluster = cluster_as(1, &login);
+    let inventory = cluster.inventory(&[]);
+    let marker = format!("{}", 50_000 + rand_u64() % 10_000);
+    let playbook = cluster.write_file(
+        "stuck.yml",
+        &format!(
+            "- hosts: all\n  become: true\n  tasks:\n    - command: sleep 60.{marker}\n      timeout: 1\n"
+        ),
+    );
+    let run = cluster.run(&[
+        "run",
+        "-i",
+        inventory.to_str().unwrap(),
+        playbook.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 2, "{run}");
+    assert!(run.stdout.contains("timed out after 1 s"), "{run}");
+    // The root-owned sleep went with it (sudo passes sshd's signal on).
+    let sleeping = || {
+        Command::new("pgrep")
+            .args(["-f", &format!("sleep 60.{marker}")])
+            .output()
+            .unwrap()
+            .stdout
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !sleeping().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        sleeping().is_empty(),
+        "the become task still runs on the host"
+    );
+}
