@@ -751,6 +751,19 @@ fn bootstrap_status_and_kv_as_an_unprivileged_sudoer() {
     let again = lab.run("run", &["bootstrap"]);
     assert_eq!(again.code, 0, "{again}");
     assert!(recap_changed(&again).iter().all(|&n| n == 0), "{again}");
+    // The other built-in playbooks too: a rolling upgrade (through its
+    // health gates), `info`, and `stop`, which removes every container.
+    for playbook in ["upgrade", "info"] {
+        let run = lab.run("run", &[playbook]);
+        assert_eq!(run.code, 0, "{run}");
+    }
+    lab.assert_healthy();
+    let stop = lab.run("run", &["stop"]);
+    assert_eq!(stop.code, 0, "{stop}");
+    for n in 1..=2 {
+        let left = lab.on_node(n, "docker ps -aq --filter label=arpanet.managed=true");
+        assert_eq!(left, "", "node{n}");
+    }
 
     // `deploy` needs its password: without it the run says how to give it.
     let password = std::fs::read_to_string(lab.dir.join("become-password")).unwrap();
