@@ -679,3 +679,36 @@ fn a_timed_out_become_task_is_stopped_on_the_host() {
         "the become task still runs on the host"
     );
 }
+
+#[test]
+fn a_blocks_become_reaches_its_tasks_with_their_environment() {
+    let mut users = Users::new();
+    let login = users.add("b", None);
+    users.sudoer(&login, true);
+    let cluster = cluster_as(1, &login);
+    let inventory = cluster.inventory(&[]);
+    let playbook = cluster.write_file(
+        "block.yml",
+        "- hosts: all\n  tasks:\n\
+         \x20   - block:\n\
+         \x20       - command: id -un\n          register: inside\n\
+         \x20       - shell: echo \"$GREETING from $(id -un)\"\n          register: env\n          environment: {GREETING: hello}\n\
+         \x20       - command: id -un\n          register: local\n          delegate_to: localhost\n\
+         \x20     become: true\n\
+         \x20   - command: id -un\n      register: outside\n\
+         \x20   - debug: {msg: \"{{ inside.stdout }}|{{ env.stdout }}|{{ outside.stdout }}\"}\n      name: seen\n",
+    );
+    let run = cluster.run(&[
+        "run",
+        "-i",
+        inventory.to_str().unwrap(),
+        "-o",
+        "json",
+        playbook.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(
+        message(&run, "node1", "seen"),
+        format!("root|hello from root|{login}")
+    );
+}

@@ -427,30 +427,42 @@ fn unsupported_ansible_keys_say_so() {
 }
 
 #[test]
-fn become_keywords_of_the_play_show_through_the_tasks() {
+fn become_keywords_inherit_from_play_to_block_to_task() {
     use crate::escalation::{Keywords, Method};
     let pb = parse(
         "- hosts: all\n  become: yes\n  become_user: app\n  tasks:\n\
          \x20   - command: a\n\
          \x20   - command: b\n      become_user: '{{ who }}'\n      become_method: su\n\
-         \x20   - command: c\n      become: false\n      become_flags: -E\n  handlers:\n\
+         \x20   - command: c\n      become: false\n      become_flags: -E\n\
+         \x20   - block:\n\
+         \x20       - command: d\n\
+         \x20       - command: e\n          become_user: task\n\
+         \x20     rescue:\n\
+         \x20       - command: f\n\
+         \x20     become_user: block\n  handlers:\n\
          \x20   - command: h\n",
     )
     .unwrap();
     let play = &pb.plays[0];
-    let keys: Vec<&Keywords> = play.tasks.iter().map(|t| &t.escalation).collect();
+    let keys: Vec<&Keywords> = Step::tasks(&play.tasks)
+        .into_iter()
+        .map(|t| &t.escalate)
+        .collect();
     let play_keys = Keywords {
         enabled: Some(true),
         user: Some("app".into()),
         ..Keywords::default()
     };
+    let with_user = |user: &str| Keywords {
+        user: Some(user.into()),
+        ..play_keys.clone()
+    };
     assert_eq!(keys[0], &play_keys);
     assert_eq!(
         keys[1],
         &Keywords {
-            user: Some("{{ who }}".into()),
             method: Some(Method::Su),
-            ..play_keys.clone()
+            ..with_user("{{ who }}")
         }
     );
     assert_eq!(
@@ -461,7 +473,10 @@ fn become_keywords_of_the_play_show_through_the_tasks() {
             ..play_keys.clone()
         }
     );
-    assert_eq!(play.handlers[0].escalation, play_keys, "handlers too");
+    assert_eq!(keys[3], &with_user("block"), "the block's over the play's");
+    assert_eq!(keys[4], &with_user("task"), "the task's over the block's");
+    assert_eq!(keys[5], &with_user("block"), "rescue too");
+    assert_eq!(play.handlers[0].escalate, play_keys, "handlers too");
     let text = error("- hosts: all\n  become_method: doas\n  tasks: []\n");
     assert!(text.starts_with("site.yml:2:18: `become_method`"), "{text}");
     assert!(text.contains("`sudo`, `su`"), "{text}");
