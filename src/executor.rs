@@ -1404,6 +1404,9 @@ fn registered_value(outcome: &Outcome, status: Status) -> Value {
         if let Some(results) = &outcome.results {
             map.insert("results".into(), Value::Array(results.clone()));
         }
+        for (key, v) in &outcome.values {
+            map.insert(key.clone(), v.clone());
+        }
     }
     value
 }

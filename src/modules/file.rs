@@ -312,14 +312,14 @@ fn symbolic_mode(mode: u32, spec: &str, is_dir: bool) -> Option<u32> {
     Some(mode)
 }
 
-struct Wanted {
+pub(super) struct Wanted {
     mode: Option<String>,
     owner: Option<String>,
     group: Option<String>,
 }
 
 impl Wanted {
-    fn new(
+    pub(super) fn new(
         mode: Option<&String>,
         owner: Option<&String>,
         group: Option<&String>,
@@ -475,18 +475,59 @@ pub(super) async fn content(
         args.group.as_ref(),
         ctx,
     )?;
-    let new_hash = hex::encode(Sha256::digest(&data));
+    let write = Write {
+        wanted: &wanted,
+        backup: args.backup,
+        parents: false,
+        validate: None,
+    };
+    put(ctx, &dest, &data, &write, None).await
+}
+
+/// How [`put`] writes a file, beside its content.
+pub(super) struct Write<'a> {
+    pub wanted: &'a Wanted,
+    /// Keep the old file as `DEST.TIMESTAMP~`.
+    pub backup: bool,
+    /// Create missing parent directories (`lineinfile`'s `create`).
+    pub parents: bool,
+    /// A command that must accept the new file (`%s` is its path) before
+    /// it replaces the old one.
+    pub validate: Option<&'a str>,
+}
+
+/// Bring `dest` to the content `data` and the metadata of `how`: compare,
+/// write atomically when different, report changed and the diff. `before`
+/// is the current text when the caller has read it already (`lineinfile`):
+/// `Some(None)` for a missing file; the diff is then made without reading
+/// it again.
+pub(super) async fn put(
+    ctx: &Context<'_>,
+    dest: &str,
+    data: &[u8],
+    how: &Write<'_>,
+    before: Option<Option<&str>>,
+) -> Result<Outcome> {
+    let wanted = how.wanted;
+    let new_hash = hex::encode(Sha256::digest(data));
     let sent = Sent {
         len: data.len(),
         sha256: &new_hash,
     };
     // One round trip, unless the diff needs the old content first or the
     // content is too large to send on the chance that it changed.
-    if data.len() <= ONE_TRIP_MAX && !ctx.diff && wanted.one_trip(ctx.check) {
-        let script = one_trip_script(&dest, &wanted, args.backup, &sent, ctx.check);
-        return Ok(match one_trip(ctx, &script, Some(&data)).await {
+    if data.len() <= ONE_TRIP_MAX && (!ctx.diff || before.is_some()) && wanted.one_trip(ctx.check) {
+        let script = one_trip_script(dest, how, &sent, ctx.check);
+        return Ok(match one_trip(ctx, &script, Some(data)).await {
             Ok(Verdict::Ok) => Outcome::ok(),
-            Ok(Verdict::Changed(_)) => Outcome::changed(true),
+            Ok(Verdict::Changed(what)) => {
+                let mut outcome = Outcome::changed(true);
+                let content = what.iter().any(|w| w == "content" || w == "created");
+                if let (true, true, Some(old)) = (ctx.diff, content, before) {
+                    outcome.diff = Some(text_diff(dest, old, data));
+                }
+                outcome
+            }
             Ok(Verdict::Kind(kind)) => {
                 Outcome::fail(format!("`{dest}` exists and is a {kind}, not a file"))
             }
@@ -495,7 +536,7 @@ pub(super) async fn content(
             Err(failed) => failed,
         });
     }
-    let current = match stat(ctx, &dest, true).await {
+    let current = match stat(ctx, dest, true).await {
         Ok(c) => c,
         Err(outcome) => return Ok(outcome),
     };
@@ -509,39 +550,84 @@ pub(super) async fn content(
     }
     let content_differs =
         current.as_ref().and_then(|c| c.sha256.as_deref()) != Some(new_hash.as_str());
-    let fixes = wanted.fixes(&dest, current.as_ref());
+    let fixes = wanted.fixes(dest, current.as_ref());
     if !content_differs && fixes.is_empty() {
         return Ok(Outcome::ok());
     }
     let mut outcome = Outcome::changed(true);
     if ctx.diff && content_differs {
-        outcome.diff = Some(match std::str::from_utf8(&data) {
-            Ok(new) => {
-                let old = match &current {
-                    Some(_) => match ctx.framed_script(&format!("cat -- {}", quote(&dest))).await {
-                        Ok(out) => out.stdout,
-                        Err(outcome) => return Ok(outcome),
-                    },
-                    None => String::new(),
-                };
-                unified_diff(&dest, &old, new, current.is_none())
-            }
-            Err(_) => format!("binary content of `{dest}` differs\n"),
-        });
+        let old = match (before, &current) {
+            (Some(old), _) => old.map(str::to_owned),
+            (None, Some(_)) => match ctx.framed_script(&format!("cat -- {}", quote(dest))).await {
+                Ok(out) => Some(out.stdout),
+                Err(outcome) => return Ok(outcome),
+            },
+            (None, None) => None,
+        };
+        outcome.diff = Some(text_diff(dest, old.as_deref(), data));
     }
     if ctx.check {
         return Ok(outcome);
     }
     let script = if content_differs {
-        write_script(&dest, &wanted, args.backup, &sent)
+        write_script(dest, how, &sent)
     } else {
         format!("set -e; {}", fixes.join("; "))
     };
-    let stdin = content_differs.then_some(data.as_slice());
+    let stdin = content_differs.then_some(data);
     if let Err(failed) = ctx.script(&script, stdin).await {
         return Ok(failed);
     }
     Ok(outcome)
+}
+
+/// The diff from `old` (`None`: no file) to `new`, or a line saying binary
+/// content differs.
+fn text_diff(path: &str, old: Option<&str>, new: &[u8]) -> String {
+    match std::str::from_utf8(new) {
+        Ok(new) => unified_diff(path, old.unwrap_or_default(), new, old.is_none()),
+        Err(_) => format!("binary content of `{path}` differs\n"),
+    }
+}
+
+/// The most a text-editing module (`lineinfile`, `blockinfile`) reads back
+/// from a host: well under the transport's output cap.
+pub(super) const READ_MAX: usize = 256 * 1024;
+
+/// The text of the regular file `path` (through a symlink), `None` when
+/// it does not exist; one round trip. A file that is not UTF-8 text, too
+/// large, or not a regular file fails the task.
+pub(super) async fn read_text(ctx: &Context<'_>, path: &str) -> Result<Option<String>, Outcome> {
+    let script = format!(
+        "LC_ALL=C; export LC_ALL; d={}; \
+         if [ ! -e \"$d\" ]; then echo missing; \
+         elif [ ! -f \"$d\" ]; then echo \"kind $(stat -L -c %f -- \"$d\")\"; \
+         else n=$(wc -c < \"$d\"); if [ \"$n\" -gt {READ_MAX} ]; then echo \"big $n\"; \
+         else echo file; cat -- \"$d\"; fi; fi",
+        quote(path)
+    );
+    let out = ctx.framed_script(&script).await?;
+    let (head, body) = out.stdout.split_once('\n').unwrap_or((&out.stdout, ""));
+    match head {
+        "missing" => Ok(None),
+        "file" if body.contains('\u{fffd}') => Err(Outcome::fail(format!(
+            "`{path}` is not UTF-8 text; arpanet edits text files only"
+        ))),
+        "file" => Ok(Some(body.to_owned())),
+        _ => Err(Outcome::fail(
+            match (head.strip_prefix("kind "), head.strip_prefix("big ")) {
+                (Some(raw), _) => {
+                    let kind =
+                        u32::from_str_radix(raw, 16).map_or(Kind::Other, Kind::from_raw_mode);
+                    format!("`{path}` exists and is a {kind}, not a file")
+                }
+                (_, Some(n)) => {
+                    format!("`{path}` is {n} bytes; arpanet edits text files of at most {READ_MAX} bytes")
+                }
+                _ => format!("cannot read `{path}`: `{}`", out.stdout.trim_end()),
+            },
+        )),
+    }
 }
 
 /// Content up to this size is compared and written in one remote script
@@ -559,17 +645,12 @@ pub(crate) const ONE_TRIP_MAX: usize = 64 * 1024;
 /// owner and group in line. It prints one line, read framed (see
 /// `probe.rs`): a [`Verdict`]. In check mode it compares and changes
 /// nothing.
-fn one_trip_script(
-    dest: &str,
-    wanted: &Wanted,
-    backup: bool,
-    sent: &Sent<'_>,
-    check: bool,
-) -> String {
+fn one_trip_script(dest: &str, how: &Write<'_>, sent: &Sent<'_>, check: bool) -> String {
+    let wanted = how.wanted;
     let write = if check {
         String::new()
     } else {
-        write_body(wanted, backup, sent)
+        write_body(how, sent)
     };
     format!(
         "LC_ALL=C; export LC_ALL; {TRAPS}d={}; {KIND_GUARD}\
@@ -654,12 +735,12 @@ struct Sent<'a> {
 /// and owner, then renamed. On any failure, and on a signal (a hangup when
 /// the session goes), the temp file is removed and `dest` is untouched; an
 /// input that ends early fails the check.
-fn write_script(dest: &str, wanted: &Wanted, backup: bool, sent: &Sent<'_>) -> String {
+fn write_script(dest: &str, how: &Write<'_>, sent: &Sent<'_>) -> String {
     // Through a symlink to the file it points at, as `stat -L` judged it.
     format!(
         "{TRAPS}d={}; if [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi; {}",
         quote(dest),
-        write_body(wanted, backup, sent)
+        write_body(how, sent)
     )
 }
 
@@ -672,9 +753,14 @@ const TRAPS: &str = "set -e; t=; trap '[ -z \"$t\" ] || rm -f -- \"$t\"' EXIT; \
 /// The write itself, to the (resolved) path in `$d`, after [`TRAPS`]:
 /// stdin to a temp file, length and hash verified, mode and owner (those of
 /// the file it replaces, else 0644, then the wanted ones), backup, rename.
-fn write_body(wanted: &Wanted, backup: bool, sent: &Sent<'_>) -> String {
+fn write_body(how: &Write<'_>, sent: &Sent<'_>) -> String {
+    let (wanted, backup) = (how.wanted, how.backup);
     let len = sent.len;
-    let mut s = format!(
+    let mut s = String::new();
+    if how.parents {
+        s.push_str("mkdir -p -- \"$(dirname -- \"$d\")\"; ");
+    }
+    s += &format!(
         "t=$(mktemp \"$(dirname -- \"$d\")/.arpanet.XXXXXX\"); cat > \"$t\"; \
          n=$(wc -c < \"$t\"); if [ \"$n\" -ne {len} ]; then \
          echo \"received $n of {len} bytes for $d: the transfer was cut; $d is unchanged\" >&2; exit 1; fi; \
@@ -696,6 +782,13 @@ fn write_body(wanted: &Wanted, backup: bool, sent: &Sent<'_>) -> String {
         (Some(o), None) => s.push_str(&format!("chown {} \"$t\"; ", quote(o))),
         (None, Some(g)) => s.push_str(&format!("chgrp {} \"$t\"; ", quote(g))),
         (None, None) => {}
+    }
+    if let Some(validate) = how.validate {
+        let command = validate.replace("%s", "\"$t\"");
+        s.push_str(&format!(
+            "if ! ( {command} ) >&2; then echo \"the new content of $d failed validation: \"{}; exit 1; fi; ",
+            quote(validate)
+        ));
     }
     if backup {
         s.push_str(&format!(
@@ -935,7 +1028,13 @@ mod tests {
             len: new.len(),
             sha256: &sha256,
         };
-        let script = write_script(dest.to_str().unwrap(), &wanted, false, &sent);
+        let how = super::Write {
+            wanted: &wanted,
+            backup: false,
+            parents: false,
+            validate: None,
+        };
+        let script = write_script(dest.to_str().unwrap(), &how, &sent);
         let mut child = std::process::Command::new("sh")
             .args(["-c", &script])
             .stdin(std::process::Stdio::piped())
@@ -1010,7 +1109,13 @@ mod tests {
             len: 3,
             sha256: "ab",
         };
-        let s = write_script("/etc/default/docker", &wanted, true, &sent);
+        let how = Write {
+            wanted: &wanted,
+            backup: true,
+            parents: false,
+            validate: None,
+        };
+        let s = write_script("/etc/default/docker", &how, &sent);
         assert!(
             s.contains(
                 "d=/etc/default/docker; if [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi;"

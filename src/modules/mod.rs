@@ -14,7 +14,9 @@
 //! remote state, changes it unless in check mode, and says whether anything
 //! changed. It speaks to the host only through the `Transport` trait.
 
+pub(crate) mod apt;
 pub(crate) mod assert;
+pub(crate) mod blockinfile;
 pub(crate) mod command;
 pub(crate) mod container_gate;
 pub(crate) mod copy;
@@ -22,11 +24,16 @@ pub(crate) mod debug;
 pub(crate) mod docker_container;
 pub(crate) mod docker_image;
 pub(crate) mod docker_prune;
+pub(crate) mod fail;
 pub(crate) mod file;
 pub(crate) mod include_tasks;
+pub(crate) mod lineinfile;
+pub(crate) mod package;
+pub(crate) mod pause;
 pub(crate) mod service;
 pub(crate) mod set_fact;
 pub(crate) mod shell;
+pub(crate) mod stat;
 pub(crate) mod template;
 pub(crate) mod templated;
 pub(crate) mod wait_for;
@@ -53,11 +60,18 @@ pub(crate) const MODULES: &[&dyn ModuleDef] = &[
     &template::Def,
     &copy::Def,
     &file::Def,
+    &lineinfile::Def,
+    &blockinfile::Def,
     &service::Def,
     &wait_for::Def,
     &debug::Def,
     &set_fact::Def,
     &assert::Def,
+    &fail::Def,
+    &pause::Def,
+    &stat::Def,
+    &apt::Def,
+    &package::Def,
     &docker_image::Def,
     &docker_container::Def,
     &docker_prune::Def,
@@ -324,6 +338,9 @@ pub struct Outcome {
     pub facts: Option<Vars>,
     /// One registered result per item, for a task with `loop`.
     pub results: Option<Vec<serde_json::Value>>,
+    /// The module's own return values, registered beside the common ones
+    /// (`stat`'s `stat`, `apt`'s `cache_updated`), as Ansible names them.
+    pub values: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Outcome {
@@ -406,6 +423,12 @@ impl Outcome {
             },
             other => Outcome::fail(other.to_string()),
         }
+    }
+
+    /// This outcome with the return value `key` set.
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.values.insert(key.to_owned(), value.into());
+        self
     }
 
     pub fn failed(&self) -> bool {
