@@ -34,6 +34,7 @@ pub(crate) mod service;
 pub(crate) mod set_fact;
 pub(crate) mod shell;
 pub(crate) mod stat;
+pub(crate) mod systemd;
 pub(crate) mod template;
 pub(crate) mod templated;
 pub(crate) mod wait_for;
@@ -63,6 +64,7 @@ pub(crate) const MODULES: &[&dyn ModuleDef] = &[
     &lineinfile::Def,
     &blockinfile::Def,
     &service::Def,
+    &systemd::Def,
     &wait_for::Def,
     &debug::Def,
     &set_fact::Def,

@@ -1,6 +1,7 @@
 //! `service`: start, stop, restart or enable a service through systemctl
 //! where systemd runs, else through `service`. Only actions that change the
-//! service's state count as `changed`.
+//! service's state count as `changed`. `systemd` (masking, scopes) is its
+//! own module (`systemd.rs`).
 
 use std::sync::Arc;
 
@@ -47,10 +48,6 @@ struct ServiceMap {
 impl ModuleDef for Def {
     fn name(&self) -> &'static str {
         "service"
-    }
-
-    fn aliases(&self) -> &'static [&'static str] {
-        &["systemd"]
     }
 
     fn parse(&self, node: &Node) -> Result<Arc<dyn Module>, BadArgs> {
