@@ -85,7 +85,8 @@ pub struct ConnectArgs {
     /// `inventory:` of an `arpanet.yml` here or in a parent]
     #[arg(global = true, short, long, value_name = "INVENTORY")]
     pub inventory: Option<PathBuf>,
-    /// Only hosts matching this pattern (`web*`, `a:b`, `a:&b`, `a:!b`)
+    /// Only hosts matching this pattern (`web*`, `a:b`, `a:&b`, `a:!b`,
+    /// `@FILE`: the hosts listed in FILE, such as a retry file)
     #[arg(global = true, short, long, value_name = "PATTERN")]
     pub limit: Option<String>,
     /// Extra variables: KEY=VALUE or @file.yml (repeatable)
@@ -180,6 +181,29 @@ pub struct RunArgs {
     /// asking; needed when stdin is not a terminal
     #[arg(long)]
     pub yes: bool,
+    /// Print the hosts each play would run on, and stop
+    #[arg(long)]
+    pub list_hosts: bool,
+    /// Print the tasks each play would run (after `--tags`), and stop
+    #[arg(long)]
+    pub list_tasks: bool,
+    /// Print the tags of each play's tasks, and stop
+    #[arg(long)]
+    pub list_tags: bool,
+    /// Check the playbooks (syntax, modules, arguments, templates), and stop
+    #[arg(long)]
+    pub syntax_check: bool,
+    /// Start at the first task with this name (or glob), skipping those before
+    #[arg(long, value_name = "NAME")]
+    pub start_at_task: Option<String>,
+    /// Ask before each task: (N)o, (y)es or (c)ontinue without asking; needs
+    /// a terminal
+    #[arg(long)]
+    pub step: bool,
+    /// Write no retry file (`PLAYBOOK.retry`, the failed and unreachable
+    /// hosts, for `--limit @PLAYBOOK.retry`) [env: ARPANET_RETRY_FILES_ENABLED=false]
+    #[arg(long)]
+    pub no_retry_file: bool,
     /// Built-in playbook names or paths to playbook files
     #[arg(required = true, value_name = "PLAYBOOK")]
     pub playbooks: Vec<String>,

@@ -41,6 +41,11 @@ pub struct Settings {
     /// `-b`, `--become-user`, `--become-method` and the run's become
     /// password.
     pub escalation: crate::escalation::Defaults,
+    /// Skip every task before the first whose name matches this (exactly
+    /// or as a glob), as `--start-at-task`.
+    pub start_at_task: Option<String>,
+    /// Ask on the terminal before each task (`--step`).
+    pub step: bool,
 }
 
 /// Where the hosts are and how to reach them: the inventory, which hosts,

@@ -73,6 +73,10 @@ pub struct Executor {
     /// Connections opened for `delegate_to`, by host, kept for the run.
     delegated: Delegated,
     interrupt: Interrupt,
+    /// `--start-at-task` has found its task (or was not given).
+    started: bool,
+    /// `--step` is still asking (answering `c` stops it).
+    step: bool,
 }
 
 type Delegated = tokio::sync::Mutex<BTreeMap<String, Arc<dyn Transport>>>;
@@ -118,6 +122,8 @@ impl Executor {
             engine,
             connector,
             reporter,
+            started: settings.start_at_task.is_none(),
+            step: settings.step,
             settings,
             hosts,
             targets: targets.into_iter().map(|t| (t.name.clone(), t)).collect(),
@@ -184,7 +190,17 @@ impl Executor {
             return Ok(true);
         }
         self.resolve_play_vars(play, &hosts)?;
-        let steps = self.tagged(play, &play.tasks);
+        let mut steps = self.tagged(play, &play.tasks);
+        if let (Some(start), false) = (&self.settings.start_at_task, self.started) {
+            // `--start-at-task`: nothing before the first match, in any
+            // play (a block keeps what follows it).
+            let found = std::cell::Cell::new(false);
+            steps = Step::filter(&steps, &|t: &Task| {
+                found.set(found.get() || plan::start_matches(&t.name, start));
+                found.get()
+            });
+            self.started = found.get();
+        }
         for batch in plan::batches(&hosts, &play.serial) {
             self.reporter.send(Event::PlayStart {
                 play: play.name.clone(),
@@ -238,6 +254,9 @@ impl Executor {
             if hosts.is_empty() {
                 continue;
             }
+            if self.step && !self.take_step(task, true).await {
+                continue;
+            }
             self.run_task(at, task, &hosts, true, false).await;
             if let Some(stop) = self.after_task(at, task, &hosts) {
                 return Some(stop);
@@ -252,6 +271,37 @@ impl Executor {
             reason: "every host in the batch failed or was unreachable".to_owned(),
             max_fail_percentage: None,
         })
+    }
+
+    /// `--step`: ask on the terminal whether to run `task`, as
+    /// ansible-playbook does: `y` runs it, `c` runs it and every task
+    /// after without asking, anything else (Enter) skips it.
+    async fn take_step(&mut self, task: &Task, handler: bool) -> bool {
+        use std::io::{BufRead, Write};
+        self.reporter.flush();
+        let kind = if handler { "HANDLER" } else { "TASK" };
+        let question = format!(
+            "Perform task: {kind}: {} (N)o/(y)es/(c)ontinue: ",
+            task.name
+        );
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut err = std::io::stderr();
+            let _ = write!(err, "{question}");
+            let _ = err.flush();
+            let mut line = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut line);
+            line.trim().to_lowercase()
+        })
+        .await
+        .unwrap_or_default();
+        match answer.as_str() {
+            "y" | "yes" => true,
+            "c" | "continue" => {
+                self.step = false;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Every host's variables for `play`, from the scope.
@@ -299,6 +349,7 @@ impl Executor {
                     Step::Task(task) if task.module.downcast::<IncludeTasks>().is_some() => {
                         self.run_include(at, task, &active, rescuable).await
                     }
+                    Step::Task(task) if self.step && !self.take_step(task, false).await => None,
                     Step::Task(task) => {
                         self.run_task(at, task, &active, false, rescuable).await;
                         self.after_task(at, task, &active)

@@ -18,6 +18,7 @@ pub(crate) mod executor;
 pub(crate) mod interrupt;
 pub(crate) mod inventory;
 pub(crate) mod lab;
+pub(crate) mod listing;
 pub(crate) mod modules;
 pub(crate) mod plan;
 pub(crate) mod playbook;

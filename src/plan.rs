@@ -2,9 +2,9 @@
 //! hosts a play targets, how they split into `serial` batches, which tasks
 //! the tag filters keep. No I/O, so all of it is unit-tested.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::inventory::Inventory;
-use crate::playbook::Serial;
+use crate::playbook::{Playbook, Serial, Step};
 
 /// Hosts a play targets: its `hosts:` pattern, narrowed by `--limit`.
 /// A pattern that matches nothing yields no hosts (the caller warns).
@@ -84,6 +84,57 @@ pub fn tags_allow(task_tags: &[String], only: &[String], skip: &[String]) -> boo
     task_tags.iter().any(|t| only.contains(t))
 }
 
+/// Whether the task `name` is where `--start-at-task PATTERN` starts: the
+/// same name, or a match of it as a shell glob (`*`, `?`, `[...]`), as
+/// Ansible's `fnmatch`.
+pub fn start_matches(name: &str, pattern: &str) -> bool {
+    if name == pattern {
+        return true;
+    }
+    let mut re = String::from("^(?s:");
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' => re.push_str(".*"),
+            '?' => re.push('.'),
+            '[' => {
+                let class: String = chars.by_ref().take_while(|c| *c != ']').collect();
+                let class = match class.strip_prefix('!') {
+                    Some(rest) => format!("^{rest}"),
+                    None => class,
+                };
+                re.push('[');
+                re.push_str(&class.replace('\\', "\\\\"));
+                re.push(']');
+            }
+            other => re.push_str(&regex::escape(&other.to_string())),
+        }
+    }
+    re.push_str(")$");
+    regex::Regex::new(&re).is_ok_and(|r| r.is_match(name))
+}
+
+/// `--start-at-task PATTERN` must name a task of the run (checked before
+/// any host is contacted, where Ansible only says so at the end).
+pub fn check_start_at_task(playbooks: &[Playbook], pattern: &str) -> Result<()> {
+    let names: Vec<&str> = playbooks
+        .iter()
+        .flat_map(|p| &p.plays)
+        .flat_map(|p| Step::tasks(&p.tasks))
+        .map(|t| t.name.as_str())
+        .collect();
+    if names.iter().any(|n| start_matches(n, pattern)) {
+        return Ok(());
+    }
+    let err = Error::usage(format!("no task matches `--start-at-task` `{pattern}`"));
+    Err(
+        match crate::suggest::closest(pattern, names.iter().copied()) {
+            Some(near) => err.with_hint(format!("did you mean `{near}`?")),
+            None => err.with_hint("`--list-tasks` shows the tasks of the run"),
+        },
+    )
+}
+
 /// True when the hosts of a batch that failed (not unreachable, not under
 /// `ignore_errors`) are more than `max_fail_percentage` of the batch: the
 /// check Ansible makes after every task and handler, in its arithmetic.
@@ -142,6 +193,21 @@ mod tests {
         assert!(tags_allow(&t(&["never", "debug"]), &t(&["debug"]), &[]));
         assert!(tags_allow(&t(&["x"]), &t(&["tagged"]), &[]));
         assert!(tags_allow(&t(&[]), &t(&["untagged"]), &[]));
+    }
+
+    #[test]
+    fn start_at_task_takes_the_name_or_a_glob() {
+        assert!(start_matches("write the motd", "write the motd"));
+        assert!(start_matches("write the motd", "write*"));
+        assert!(start_matches("db1 check", "db? check"));
+        assert!(start_matches("db1 check", "db[0-9] check"));
+        assert!(!start_matches("db1 check", "db[!0-9] check"));
+        assert!(!start_matches("write the motd", "write"));
+        assert!(!start_matches("a.b", "a?c"));
+        assert!(
+            start_matches("a(b)", "a(b)"),
+            "regex characters are literal"
+        );
     }
 
     #[test]

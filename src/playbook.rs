@@ -680,7 +680,7 @@ fn task_file(
 
 /// The default task name: `MODULE: first argument`, on one line; under
 /// `no_log` the argument, which may hold a secret, is left out.
-fn default_name(module: &dyn Module, no_log: bool) -> String {
+pub(crate) fn default_name(module: &dyn Module, no_log: bool) -> String {
     if no_log {
         return format!("{}: {NO_LOG_PLACEHOLDER}", module.name());
     }

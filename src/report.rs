@@ -174,6 +174,8 @@ pub struct Reporter {
 
 enum Msg {
     Event(Event),
+    /// Answered once every message before it is printed.
+    Flush(mpsc::Sender<()>),
     Finish(mpsc::Sender<Recap>),
 }
 
@@ -194,6 +196,16 @@ impl Reporter {
         self.send(Event::Warning {
             message: message.into(),
         });
+    }
+
+    /// Wait (a few seconds at most) until everything sent so far is
+    /// printed, so a question asked on the terminal (`--step`) comes after
+    /// the output it is about.
+    pub fn flush(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(std::time::Duration::from_secs(5));
+        }
     }
 
     /// A reporter whose events are kept rather than printed, for tests.
@@ -218,10 +230,20 @@ impl Captured {
             .try_iter()
             .filter_map(|m| match m {
                 Msg::Event(e) => Some(e),
-                Msg::Finish(_) => None,
+                Msg::Finish(_) | Msg::Flush(_) => None,
             })
             .collect()
     }
+}
+
+/// How a run ended, as the recap tells it.
+#[derive(Debug, Default)]
+pub struct Finished {
+    /// The exit code (as ansible-playbook's).
+    pub code: i32,
+    /// The hosts that failed or were unreachable, sorted: what a retry
+    /// file lists.
+    pub retry: Vec<String>,
 }
 
 /// The receiving side: owns the printer thread.
@@ -257,7 +279,7 @@ impl Printer {
     /// Print the recap (and the JSON summary) and return the exit code the
     /// tallies call for, or [`exit::INTERRUPTED`] for a run stopped by
     /// Ctrl-C (its recap says so).
-    pub fn finish(mut self, interrupted: bool) -> i32 {
+    pub fn finish(mut self, interrupted: bool) -> Finished {
         let (tx, rx) = mpsc::channel();
         let _ = self.reporter.tx.send(Msg::Finish(tx));
         let recap = rx.recv().unwrap_or_default();
@@ -267,6 +289,11 @@ impl Printer {
             exit_code(&recap)
         };
         let tallies = recap.hosts;
+        let retry = tallies
+            .iter()
+            .filter(|(_, t)| t.failed > 0 || t.unreachable > 0)
+            .map(|(host, _)| host.clone())
+            .collect();
         let mut out = std::io::stdout().lock();
         match self.format {
             OutputFormat::Human => {
@@ -291,7 +318,7 @@ impl Printer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        code
+        Finished { code, retry }
     }
 }
 
@@ -411,6 +438,13 @@ fn print_loop(rx: mpsc::Receiver<Msg>, format: OutputFormat, style: Style) {
             },
         };
         match msg {
+            Msg::Flush(reply) => {
+                if let Some(bar) = progress.take() {
+                    bar.finish_and_clear();
+                }
+                let _ = std::io::stdout().flush();
+                let _ = reply.send(());
+            }
             Msg::Finish(reply) => {
                 if let Some(bar) = progress.take() {
                     bar.finish_and_clear();

@@ -11,7 +11,7 @@ use crate::config::{ConnectOptions, Settings};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::playbook::{Playbook, Step};
-use crate::report::{OutputFormat, Printer};
+use crate::report::{Finished, OutputFormat, Printer};
 use crate::session::{self, Session};
 use crate::template::Engine;
 use crate::transport::{HostKeyChecking, Target};
@@ -25,13 +25,13 @@ pub struct Output {
 }
 
 /// Run `playbooks` against the hosts of `connect`; returns the exit code
-/// the recap implies.
+/// the recap implies and the hosts to retry.
 pub fn run_playbooks(
     connect: &ConnectOptions,
     output: Output,
     settings: Settings,
     playbooks: &[Playbook],
-) -> Result<i32> {
+) -> Result<Finished> {
     let session = Session::open(connect)?;
     let known = session.scope.names();
     let engine = Engine::new();
@@ -41,6 +41,9 @@ pub fn run_playbooks(
         &|name| known.contains(name) || engine.is_global(name),
         &candidates,
     )?;
+    if let Some(start) = &settings.start_at_task {
+        crate::plan::check_start_at_task(playbooks, start)?;
+    }
     let hosts = session.hosts_of(
         playbooks
             .iter()
@@ -88,8 +91,8 @@ pub fn run_playbooks(
             .map_err(|e| Error::Internal(format!("cannot listen for Ctrl-C: {e}")))?;
         executor.run(playbooks).await
     });
-    let code = printer.finish(interrupt.is_set());
-    result.map(|()| code)
+    let finished = printer.finish(interrupt.is_set());
+    result.map(|()| finished)
 }
 
 /// Whether a task delegates to a host other than `localhost`, which may be

@@ -47,4 +47,5 @@ pub(crate) fn run(args: ExecArgs) -> Result<i32> {
         settings,
         &[playbook],
     )
+    .map(|finished| finished.code)
 }

@@ -1,16 +1,21 @@
 //! `arpanet run PLAYBOOK...`: built-in playbook names or paths, run against
 //! the inventory.
 
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
 use super::{connect_options, output};
 use crate::cli::RunArgs;
 use crate::cluster;
 use crate::config::Settings;
 use crate::error::{Error, Result};
+use crate::listing;
 use crate::playbook;
 use crate::runner;
 
 pub(crate) fn run(args: RunArgs) -> Result<i32> {
-    if let Some(what) = destructive(&args)? {
+    let listing = args.list_hosts || args.list_tasks || args.list_tags || args.syntax_check;
+    if let Some(what) = destructive(&args)?.filter(|_| !listing) {
         if !args.check && !args.yes {
             confirm(&what)?;
         }
@@ -20,6 +25,16 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         .iter()
         .map(|p| playbook::resolve(p, crate::cluster::builtin::BUILTINS))
         .collect::<Result<Vec<_>>>()?;
+    if listing {
+        return list(&args, &playbooks);
+    }
+    if args.step && !std::io::stdin().is_terminal() {
+        return Err(Error::usage(
+            "`--step` asks before each task, and stdin is not a terminal to ask on",
+        )
+        .with_hint("run from a terminal, or without `--step`"));
+    }
+    let retry_file = retry_file(&args);
     let settings = Settings {
         forks: args.connect.forks,
         limit: args.connect.limit.clone(),
@@ -31,6 +46,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         // `-v` shows what each command printed, as Ansible's does.
         show_output: args.connect.verbose > 0,
         verbose: args.connect.verbose,
+        start_at_task: args.start_at_task.clone(),
+        step: args.step,
         ..Settings::default()
     };
     let result = runner::run_playbooks(
@@ -41,7 +58,82 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     );
     // What `cluster_secrets` made in scratch copies under `--check`.
     cluster::secrets::discard_scratch();
-    result
+    let finished = result?;
+    if let (Some(path), false) = (retry_file, finished.retry.is_empty()) {
+        write_retry_file(&path, &finished.retry);
+    }
+    Ok(finished.code)
+}
+
+/// `--list-hosts`, `--list-tasks`, `--list-tags`, `--syntax-check`: print
+/// and stop, contacting no host (see `listing`).
+fn list(args: &RunArgs, playbooks: &[playbook::Playbook]) -> Result<i32> {
+    // `--syntax-check` wins, as in ansible-playbook: it lists nothing.
+    let lists = match args.syntax_check {
+        true => listing::Lists::default(),
+        false => listing::Lists {
+            hosts: args.list_hosts,
+            tasks: args.list_tasks,
+            tags: args.list_tags,
+        },
+    };
+    let filters = listing::Filters {
+        only: &args.tags,
+        skip: &args.skip_tags,
+    };
+    let connect = connect_options(&args.connect)?;
+    let (_, inventory, _) = super::load_scope(Some(&connect.inventory), &connect.extra_vars)?;
+    if let Some(limit) = &connect.limit {
+        inventory.select(limit)?;
+    }
+    let mut out = String::new();
+    for (name, playbook) in args.playbooks.iter().zip(playbooks) {
+        out.push_str(&listing::playbook(
+            name,
+            playbook,
+            &inventory,
+            connect.limit.as_deref(),
+            lists,
+            &filters,
+        )?);
+    }
+    print!("{out}");
+    Ok(0)
+}
+
+/// Where a run that leaves failed or unreachable hosts lists them, as
+/// Ansible's `retry_files_enabled` did: `NAME.retry` beside the (first)
+/// playbook, in the current directory for a built-in one, or in
+/// `ARPANET_RETRY_FILES_SAVE_PATH`. On unless `--no-retry-file` or
+/// `ARPANET_RETRY_FILES_ENABLED=false`: an operator whose fleet run failed
+/// on some hosts wants to re-run just those.
+fn retry_file(args: &RunArgs) -> Option<PathBuf> {
+    let enabled = std::env::var("ARPANET_RETRY_FILES_ENABLED")
+        .ok()
+        .and_then(|v| crate::truth::parse_bool(&v))
+        .unwrap_or(true);
+    if args.no_retry_file || !enabled {
+        return None;
+    }
+    let first = Path::new(args.playbooks.first()?);
+    let stem = first.file_stem()?.to_string_lossy().into_owned();
+    let dir = match std::env::var_os("ARPANET_RETRY_FILES_SAVE_PATH") {
+        Some(dir) => PathBuf::from(dir),
+        None if first.is_file() => first.parent().map(Path::to_path_buf).unwrap_or_default(),
+        None => PathBuf::new(),
+    };
+    Some(dir.join(format!("{stem}.retry")))
+}
+
+/// Write the retry file; a failure to write it is a warning, not a change
+/// of the run's exit code.
+fn write_retry_file(path: &Path, hosts: &[String]) {
+    let text: String = hosts.iter().map(|h| format!("{h}\n")).collect();
+    let shown = path.display();
+    match std::fs::write(path, text) {
+        Ok(()) => eprintln!("retry the failed and unreachable hosts with `--limit @{shown}`"),
+        Err(e) => eprintln!("warning: cannot write the retry file `{shown}`: {e}"),
+    }
 }
 
 /// What a run would destroy beyond recovery, if anything: `stop` with
@@ -64,7 +156,7 @@ fn destructive(args: &RunArgs) -> Result<Option<String>> {
 
 /// Ask on a terminal; refuse without one (`--yes` skips the question).
 fn confirm(what: &str) -> Result<()> {
-    use std::io::{BufRead, IsTerminal, Write};
+    use std::io::{BufRead, Write};
     let refused =
         |message: String| Error::usage(message).with_hint("run again with `--yes` to go ahead");
     if !std::io::stdin().is_terminal() {

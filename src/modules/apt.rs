@@ -198,10 +198,10 @@ pub(super) async fn run(args: &AptArgs, ctx: &Context<'_>) -> Result<Outcome> {
 /// `changed NAME...`; in check mode it only judges.
 fn script(args: &AptArgs, names: &[String], check: bool) -> String {
     let lock = format!("-o DPkg::Lock::Timeout={}", args.lock_timeout);
-    let mut s = format!(
+    let mut s = String::from(
         "LC_ALL=C; DEBIAN_FRONTEND=noninteractive; export LC_ALL DEBIAN_FRONTEND; set -e; \
          stamp=/var/lib/apt/periodic/update-success-stamp; [ -e $stamp ] || stamp=/var/lib/apt/lists; \
-         mtime() {{ stat -c %Y -- \"$stamp\" 2>/dev/null || echo 0; }}; u=0; "
+         mtime() { stat -c %Y -- \"$stamp\" 2>/dev/null || echo 0; }; u=0; ",
     );
     if args.update_cache {
         let update = if check {

@@ -227,9 +227,8 @@ pub(crate) struct Edit {
 async fn run(args: &LineArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let path = ctx.render(&args.path)?;
     let opt = |s: &Option<String>| ctx.render_opt(s.as_ref());
-    let pattern = |p: Option<String>, name: &str| -> Result<Option<Regex>, Outcome> {
-        p.map(|p| compile(&p, name).map_err(Outcome::fail))
-            .transpose()
+    let pattern = |p: Option<String>, name: &str| -> Result<Option<Regex>, String> {
+        p.map(|p| compile(&p, name)).transpose()
     };
     let insert = match &args.insert {
         Some(Insert::After(p)) => Some((true, ctx.render(p)?)),
@@ -240,7 +239,7 @@ async fn run(args: &LineArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let edit = Edit {
         regexp: match pattern(opt(&args.regexp)?, "regexp") {
             Ok(r) => r,
-            Err(failed) => return Ok(failed),
+            Err(message) => return Ok(Outcome::fail(message)),
         },
         search_string: opt(&args.search_string)?,
         line: opt(&args.line)?.unwrap_or_default(),
@@ -252,7 +251,7 @@ async fn run(args: &LineArgs, ctx: &Context<'_>) -> Result<Outcome> {
                 let name = if after { "insertafter" } else { "insertbefore" };
                 match pattern(Some(p), name) {
                     Ok(r) => Some((after, r)),
-                    Err(failed) => return Ok(failed),
+                    Err(message) => return Ok(Outcome::fail(message)),
                 }
             }
         },
