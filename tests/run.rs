@@ -9,7 +9,7 @@ use std::process::Command;
 use crate::support::{Cluster, Run, TEST_USER};
 
 /// A directory the test user can write to, inside the cluster's tempdir.
-fn workdir(cluster: &Cluster) -> PathBuf {
+pub(crate) fn workdir(cluster: &Cluster) -> PathBuf {
     let dir = cluster.dir().join("work");
     fs::create_dir_all(&dir).unwrap();
     let status = Command::new("chown")
@@ -27,14 +27,14 @@ fn args<'a>(inventory: &'a Path, rest: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
-fn run(cluster: &Cluster, inventory: &Path, rest: &[&str]) -> Run {
+pub(crate) fn run(cluster: &Cluster, inventory: &Path, rest: &[&str]) -> Run {
     let mut all = vec!["run"];
     all.extend(args(inventory, rest));
     cluster.run(&all)
 }
 
 /// The recap line of `host`, e.g. `ok=3 changed=1 ...`.
-fn recap<'a>(run: &'a Run, host: &str) -> &'a str {
+pub(crate) fn recap<'a>(run: &'a Run, host: &str) -> &'a str {
     let start = run
         .stdout
         .find("PLAY RECAP")
@@ -45,7 +45,7 @@ fn recap<'a>(run: &'a Run, host: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no recap line for {host}\n{run}"))
 }
 
-fn changed(run: &Run, host: &str) -> usize {
+pub(crate) fn changed(run: &Run, host: &str) -> usize {
     let line = recap(run, host);
     let field = line
         .split_whitespace()
