@@ -15,6 +15,7 @@ mod lab;
 mod limits;
 mod modules;
 mod run;
+mod run_controls;
 mod secrets;
 mod serial;
 mod ssh;

@@ -33,19 +33,15 @@ pub(crate) fn run(args: ExecArgs) -> Result<i32> {
     if let Some(Step::Task(task)) = playbook.plays[0].tasks.first_mut() {
         task.name = format!("exec: {cmd}");
     }
+    let connect = connect_options(&args.connect)?;
     let settings = Settings {
         forks: args.connect.forks,
-        limit: args.connect.limit.clone(),
+        limit: connect.limit.clone(),
         task_timeout: super::task_timeout(args.task_timeout),
         show_output: true,
         verbose: args.connect.verbose,
         ..Settings::default()
     };
-    runner::run_playbooks(
-        &connect_options(&args.connect)?,
-        output(&args.connect),
-        settings,
-        &[playbook],
-    )
-    .map(|finished| finished.code)
+    runner::run_playbooks(&connect, output(&args.connect), settings, &[playbook])
+        .map(|finished| finished.code)
 }

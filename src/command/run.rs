@@ -35,9 +35,10 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         .with_hint("run from a terminal, or without `--step`"));
     }
     let retry_file = retry_file(&args);
+    let connect = connect_options(&args.connect)?;
     let settings = Settings {
         forks: args.connect.forks,
-        limit: args.connect.limit.clone(),
+        limit: connect.limit.clone(),
         task_timeout: super::task_timeout(args.task_timeout),
         check: args.check,
         diff: args.diff,
@@ -50,12 +51,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         step: args.step,
         ..Settings::default()
     };
-    let result = runner::run_playbooks(
-        &connect_options(&args.connect)?,
-        output(&args.connect),
-        settings,
-        &playbooks,
-    );
+    let result = runner::run_playbooks(&connect, output(&args.connect), settings, &playbooks);
     // What `cluster_secrets` made in scratch copies under `--check`.
     cluster::secrets::discard_scratch();
     let finished = result?;
