@@ -306,17 +306,24 @@ fn a_retry_file_lists_failed_and_unreachable_hosts_for_limit_at_file() {
     );
     assert!(recap(&out, "node2").contains("changed=1"), "{out}");
 
-    // Off, as an operator may want it.
+    // Off, as an operator may want it, and never under `--check`.
     fs::remove_file(&retry).unwrap();
     let failing = cluster.write_file(
         "fails.yml",
-        "- hosts: all\n  tasks:\n    - command: \"false\"\n",
+        "- hosts: all\n  tasks:\n    - fail: {msg: not yet}\n",
     );
-    let out = run(
-        &cluster,
-        &inventory,
-        &[failing.to_str().unwrap(), "--no-retry-file"],
-    );
+    let failing = failing.to_str().unwrap();
+    for extra in ["--no-retry-file", "--check"] {
+        let out = run(&cluster, &inventory, &[failing, extra]);
+        assert_eq!(out.code, 2, "{out}");
+        assert!(!cluster.dir().join("fails.retry").exists(), "{extra}");
+    }
+    let env = [("ARPANET_RETRY_FILES_ENABLED", "no")];
+    let out = cluster.run_with_env(&["run", "-i", inventory.to_str().unwrap(), failing], &env);
     assert_eq!(out.code, 2, "{out}");
     assert!(!cluster.dir().join("fails.retry").exists());
+    // The same run without either writes it.
+    let out = run(&cluster, &inventory, &[failing]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(cluster.dir().join("fails.retry").exists());
 }

@@ -102,13 +102,14 @@ fn list(args: &RunArgs, playbooks: &[playbook::Playbook]) -> Result<i32> {
 /// playbook, in the current directory for a built-in one, or in
 /// `ARPANET_RETRY_FILES_SAVE_PATH`. On unless `--no-retry-file` or
 /// `ARPANET_RETRY_FILES_ENABLED=false`: an operator whose fleet run failed
-/// on some hosts wants to re-run just those.
+/// on some hosts wants to re-run just those. Not under `--check`, which
+/// changes nothing here either.
 fn retry_file(args: &RunArgs) -> Option<PathBuf> {
     let enabled = std::env::var("ARPANET_RETRY_FILES_ENABLED")
         .ok()
         .and_then(|v| crate::truth::parse_bool(&v))
         .unwrap_or(true);
-    if args.no_retry_file || !enabled {
+    if args.no_retry_file || !enabled || args.check {
         return None;
     }
     let first = Path::new(args.playbooks.first()?);
