@@ -16,7 +16,7 @@ use crate::support::{Cluster, TEST_USER};
 
 const EDITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/edits");
 
-/// Copy `from` into `to` (made by the test user, as the files a playbook
+/// Copy `from` into `to`, owned by the test user (the files a playbook
 /// edits are theirs).
 fn copy_tree(from: &Path, to: &Path) {
     let status = Command::new("cp")
@@ -26,10 +26,14 @@ fn copy_tree(from: &Path, to: &Path) {
         .status()
         .unwrap();
     assert!(status.success());
+    give_to_test_user(to);
+}
+
+fn give_to_test_user(path: &Path) {
     let status = Command::new("chown")
         .arg("-R")
         .arg(format!("{TEST_USER}:"))
-        .arg(to)
+        .arg(path)
         .status()
         .unwrap();
     assert!(status.success());
@@ -172,6 +176,44 @@ fn lineinfile_refuses_a_missing_file_without_create_and_bad_patterns_at_load() {
     assert!(!recap_present(&out), "a host was contacted\n{out}");
 }
 
+#[test]
+fn validate_must_accept_the_new_file_before_it_replaces_the_old() {
+    let cluster = Cluster::start(1);
+    let work = workdir(&cluster);
+    let conf = work.join("sudoers");
+    fs::write(&conf, "root ALL=(ALL) ALL\n").unwrap();
+    give_to_test_user(&conf);
+    let inventory = cluster.inventory(&[("work", work.to_str().unwrap())]);
+    let playbook = cluster.write_file(
+        "validate.yml",
+        r#"
+- hosts: all
+  tasks:
+    - lineinfile:
+        path: "{{ work }}/sudoers"
+        line: "deploy ALL=(ALL) NOPASSWD: ALL"
+        validate: grep -q '^deploy ' %s
+    - lineinfile:
+        path: "{{ work }}/sudoers"
+        line: "broken"
+        validate: sh -c '! grep -q broken "$1"' validate %s
+"#,
+    );
+    let out = run(&cluster, &inventory, &[playbook.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stdout.contains("failed validation"), "{out}");
+    assert_eq!(
+        fs::read_to_string(&conf).unwrap(),
+        "root ALL=(ALL) ALL\ndeploy ALL=(ALL) NOPASSWD: ALL\n",
+        "the first edit passed its check, the second did not"
+    );
+    let names: Vec<_> = fs::read_dir(&work)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "a temp file was left: {names:?}");
+}
+
 fn recap_present(out: &crate::support::Run) -> bool {
     out.stdout.contains("PLAY RECAP")
 }
@@ -183,12 +225,7 @@ fn stat_reports_what_the_file_system_says() {
     let file = work.join("data.bin");
     fs::write(&file, b"some bytes\n").unwrap();
     fs::set_permissions(&file, fs::Permissions::from_mode(0o640)).unwrap();
-    let status = Command::new("chown")
-        .arg(format!("{TEST_USER}:"))
-        .arg(&file)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    give_to_test_user(&file);
     std::os::unix::fs::symlink(&file, work.join("link")).unwrap();
     let w = work.to_str().unwrap();
     let inventory = cluster.inventory(&[("work", w)]);

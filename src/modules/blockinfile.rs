@@ -13,11 +13,10 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::file::{put, read_text, Wanted, Write};
-use super::lineinfile::{compile, State};
+use super::lineinfile::{check_pattern, compile, State};
 use super::{args_map, BadArgs, Context, Module, ModuleDef, Outcome};
 use crate::error::Result;
 use crate::playbook::values::{text, Flag, Mode, Text};
-use crate::template::is_template;
 use crate::yaml::Node;
 
 const MARKER: &str = "# {mark} ANSIBLE MANAGED BLOCK";
@@ -88,14 +87,12 @@ impl ModuleDef for Def {
             (None, None) => None,
         };
         if let Some((after, p)) = &insert {
-            if !is_template(p) && !matches!(p.as_str(), "EOF" | "BOF") {
-                let name = if *after {
-                    "insertafter"
-                } else {
-                    "insertbefore"
-                };
-                compile(p, name).map_err(BadArgs::invalid)?;
-            }
+            let name = if *after {
+                "insertafter"
+            } else {
+                "insertbefore"
+            };
+            check_pattern(Some(p), name)?;
         }
         let marker = text(m.marker).unwrap_or_else(|| MARKER.to_owned());
         if !marker.contains("{mark}") {

@@ -90,11 +90,14 @@ pub(super) fn compile(pattern: &str, name: &str) -> Result<Regex, String> {
     Regex::new(pattern).map_err(|e| {
         let why = e.to_string();
         let why = why.lines().last().unwrap_or_default().trim();
+        let why = why.strip_prefix("error: ").unwrap_or(why);
         format!("`{name}` is not a regular expression arpanet understands: {why}")
     })
 }
 
-fn check_pattern(pattern: Option<&str>, name: &str) -> Result<(), BadArgs> {
+/// A pattern argument checked at load: compiled unless a template or an
+/// anchor word (`BOF`, `EOF`).
+pub(super) fn check_pattern(pattern: Option<&str>, name: &str) -> Result<(), BadArgs> {
     match pattern {
         Some(p) if !is_template(p) && !matches!(p, "BOF" | "EOF") => {
             compile(p, name).map(|_| ()).map_err(|m| {
