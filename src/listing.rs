@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use crate::error::Result;
-use crate::inventory::Inventory;
 use crate::plan;
 use crate::playbook::{default_name, Playbook, Step, Task};
 
@@ -26,12 +25,12 @@ pub(crate) struct Filters<'a> {
     pub skip: &'a [String],
 }
 
-/// The listing of one playbook, named `name` as given on the command line.
+/// The listing of one playbook, named `name` as given on the command line;
+/// `hosts` gives the hosts of a play's pattern (under `--limit`).
 pub(crate) fn playbook(
     name: &str,
     playbook: &Playbook,
-    inventory: &Inventory,
-    limit: Option<&str>,
+    hosts: &dyn Fn(&str) -> Result<Vec<String>>,
     lists: Lists,
     filters: &Filters<'_>,
 ) -> Result<String> {
@@ -57,7 +56,7 @@ pub(crate) fn playbook(
             play_tags.iter().copied().collect::<Vec<_>>().join(",")
         );
         if lists.hosts {
-            let hosts = plan::play_hosts(inventory, &play.hosts, limit)?;
+            let hosts = hosts(&play.hosts)?;
             let _ = write!(
                 msg,
                 "\n    pattern: ['{}']\n    hosts ({}):",

@@ -92,27 +92,33 @@ fn list_hosts_prints_each_plays_hosts_under_limit() {
 }
 
 #[test]
-fn syntax_check_reports_a_bad_playbook_located() {
+fn syntax_check_reports_a_bad_playbook_located_and_needs_no_inventory() {
     let dir = tempfile::tempdir().unwrap();
-    fs::copy(
-        Path::new(FIXTURES).join("inventory.ini"),
-        dir.path().join("inventory.ini"),
-    )
-    .unwrap();
     fs::write(
         dir.path().join("bad.yml"),
         "- hosts: all\n  tasks:\n    - lineinfile: {path: /etc/x, lnie: y}\n",
     )
     .unwrap();
-    let out = run_arpanet(
-        dir.path(),
-        dir.path(),
-        &["run", "-i", "inventory.ini", "bad.yml", "--syntax-check"],
-        &[],
-    );
+    fs::copy(
+        Path::new(FIXTURES).join("site.yml"),
+        dir.path().join("site.yml"),
+    )
+    .unwrap();
+    let check = |playbook: &str| {
+        run_arpanet(
+            dir.path(),
+            dir.path(),
+            &["run", playbook, "--syntax-check"],
+            &[],
+        )
+    };
+    let out = check("bad.yml");
     assert_eq!(out.code, 5, "{out}");
     assert!(out.stderr.contains("bad.yml:3:"), "{out}");
     assert!(out.stderr.contains("did you mean `line`?"), "{out}");
+    let out = check("site.yml");
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.stdout, recorded("ansible-syntax-check.txt"));
 }
 
 fn touch_playbook(cluster: &Cluster, names: &[&str]) -> std::path::PathBuf {

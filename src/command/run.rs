@@ -77,21 +77,25 @@ fn list(args: &RunArgs, playbooks: &[playbook::Playbook]) -> Result<i32> {
         only: &args.tags,
         skip: &args.skip_tags,
     };
-    let connect = connect_options(&args.connect)?;
-    let (_, inventory, _) = super::load_scope(Some(&connect.inventory), &connect.extra_vars)?;
-    if let Some(limit) = &connect.limit {
-        inventory.select(limit)?;
+    // The inventory only for what needs it: a syntax check needs none.
+    let mut inventory = None;
+    let mut limit = None;
+    if !args.syntax_check {
+        let connect = connect_options(&args.connect)?;
+        let (_, loaded, _) = super::load_scope(Some(&connect.inventory), &connect.extra_vars)?;
+        if let Some(limit) = &connect.limit {
+            loaded.select(limit)?;
+        }
+        inventory = Some(loaded);
+        limit = connect.limit;
     }
+    let hosts = |pattern: &str| match &inventory {
+        Some(inventory) => crate::plan::play_hosts(inventory, pattern, limit.as_deref()),
+        None => Ok(Vec::new()),
+    };
     let mut out = String::new();
     for (name, playbook) in args.playbooks.iter().zip(playbooks) {
-        out.push_str(&listing::playbook(
-            name,
-            playbook,
-            &inventory,
-            connect.limit.as_deref(),
-            lists,
-            &filters,
-        )?);
+        out.push_str(&listing::playbook(name, playbook, &hosts, lists, &filters)?);
     }
     print!("{out}");
     Ok(0)
