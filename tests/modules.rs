@@ -495,7 +495,7 @@ fn apt_installs_and_removes_only_what_differs_noninteractively() {
         fakes.calls(),
         [
             "apt-get -o DPkg::Lock::Timeout=60 -q update DEBIAN_FRONTEND=noninteractive",
-            "apt-get -o DPkg::Lock::Timeout=60 -y -q install jq DEBIAN_FRONTEND=noninteractive",
+            "apt-get -o DPkg::Lock::Timeout=60 -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install jq DEBIAN_FRONTEND=noninteractive",
         ]
     );
     assert!(fakes.installed("jq"));
@@ -515,7 +515,7 @@ fn apt_installs_and_removes_only_what_differs_noninteractively() {
     assert_eq!(changed(&out, "node1"), 1, "{out}");
     assert_eq!(
         fakes.calls(),
-        ["apt-get -o DPkg::Lock::Timeout=60 -y -q remove jq DEBIAN_FRONTEND=noninteractive"]
+        ["apt-get -o DPkg::Lock::Timeout=60 -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold remove jq DEBIAN_FRONTEND=noninteractive"]
     );
     assert!(!fakes.installed("jq"));
     assert!(fakes.installed("curl"));
@@ -532,7 +532,7 @@ fn apt_installs_and_removes_only_what_differs_noninteractively() {
     );
     assert_eq!(
         fakes.calls(),
-        ["apt-get -o DPkg::Lock::Timeout=60 -y -q install curl DEBIAN_FRONTEND=noninteractive"]
+        ["apt-get -o DPkg::Lock::Timeout=60 -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install curl DEBIAN_FRONTEND=noninteractive"]
     );
 }
 

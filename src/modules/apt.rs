@@ -42,7 +42,13 @@ pub(crate) struct AptArgs {
     pub autoremove: bool,
     pub install_recommends: Option<bool>,
     pub lock_timeout: u64,
+    /// `dpkg` options, comma-separated (`force-confdef,force-confold`).
+    pub dpkg_options: String,
 }
+
+/// Ansible's default: keep a changed config file, take the package's
+/// default where there is one, never ask.
+pub(super) const DPKG_OPTIONS: &str = "force-confdef,force-confold";
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Apt(pub AptArgs);
@@ -63,6 +69,7 @@ struct AptMap {
     #[serde(alias = "install-recommends")]
     install_recommends: Option<Flag>,
     lock_timeout: Option<Text>,
+    dpkg_options: Option<Text>,
 }
 
 /// A whole number of seconds, for `cache_valid_time` and `lock_timeout`.
@@ -98,6 +105,9 @@ impl ModuleDef for Def {
             autoremove: m.autoremove.is_some_and(|f| f.0),
             install_recommends: m.install_recommends.map(|f| f.0),
             lock_timeout: seconds(m.lock_timeout, "lock_timeout", LOCK_TIMEOUT)?,
+            dpkg_options: m
+                .dpkg_options
+                .map_or_else(|| DPKG_OPTIONS.to_owned(), |t| t.0),
         };
         if args.names.is_empty() && !args.update_cache {
             return Err(BadArgs::invalid("give `name` (packages) or `update_cache`"));
@@ -242,6 +252,14 @@ fn script(args: &AptArgs, names: &[String], check: bool) -> String {
             list.join(" ")
         ));
         let mut flags = format!("{lock} -y -q");
+        for option in args
+            .dpkg_options
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+        {
+            flags.push_str(&format!(" -o Dpkg::Options::=--{}", quote(option)));
+        }
         if args.autoremove {
             flags.push_str(" --auto-remove");
         }
@@ -280,12 +298,13 @@ mod tests {
             update_cache: true,
             cache_valid_time: 3600,
             lock_timeout: 60,
+            dpkg_options: DPKG_OPTIONS.into(),
             ..AptArgs::default()
         };
         let real = script(&args, &args.names, false);
         assert!(real.contains("DEBIAN_FRONTEND=noninteractive"), "{real}");
         assert!(
-            real.contains("apt-get -o DPkg::Lock::Timeout=60 -y -q install $todo"),
+            real.contains("apt-get -o DPkg::Lock::Timeout=60 -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install $todo"),
             "{real}"
         );
         assert!(real.contains("[ $age -gt 3600 ]"), "{real}");

@@ -50,6 +50,7 @@ impl ModuleDef for Def {
             names: m.name.0,
             state: m.state.unwrap_or_default(),
             lock_timeout: 60,
+            dpkg_options: super::apt::DPKG_OPTIONS.into(),
             ..AptArgs::default()
         })))
     }
