@@ -166,6 +166,31 @@ fn start_at_task_skips_the_tasks_before_it_and_an_unknown_name_stops_before_any_
         !work.join("a-node1").exists(),
         "a glob starts at its first match"
     );
+
+    // Inside a block: what follows the task in it, its `always`, and on.
+    let blocks = cluster.write_file(
+        "blocks.yml",
+        r#"
+- hosts: all
+  tasks:
+    - block:
+        - name: x
+          file: {path: "{{ work }}/x", state: touch}
+        - name: y
+          file: {path: "{{ work }}/y", state: touch}
+      always:
+        - name: z
+          file: {path: "{{ work }}/z", state: touch}
+"#,
+    );
+    let out = run(
+        &cluster,
+        &inventory,
+        &[blocks.to_str().unwrap(), "--start-at-task", "y"],
+    );
+    assert_eq!(out.code, 0, "{out}");
+    assert!(!work.join("x").exists(), "{out}");
+    assert!(work.join("y").exists() && work.join("z").exists(), "{out}");
 }
 
 /// Run the binary on a pty (`script`), typing `input`.
