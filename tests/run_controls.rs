@@ -104,6 +104,12 @@ fn syntax_check_reports_a_bad_playbook_located_and_needs_no_inventory() {
         dir.path().join("site.yml"),
     )
     .unwrap();
+    fs::create_dir(dir.path().join("tasks")).unwrap();
+    fs::copy(
+        Path::new(FIXTURES).join("tasks/extra.yml"),
+        dir.path().join("tasks/extra.yml"),
+    )
+    .unwrap();
     let check = |playbook: &str| {
         run_arpanet(
             dir.path(),
