@@ -13,6 +13,7 @@ mod host_keys;
 mod inputs;
 mod lab;
 mod limits;
+mod linking;
 mod modules;
 mod run;
 mod run_controls;

@@ -8,8 +8,11 @@
 use crate::playbook::Builtins;
 
 /// The cluster's modules, beside the engine's.
-const MODULES: &[&dyn crate::modules::ModuleDef] =
-    &[&super::secrets::Def, &super::consul_gate::Def];
+const MODULES: &[&dyn crate::modules::ModuleDef] = &[
+    &super::secrets::Def,
+    &super::consul_gate::Def,
+    &super::services::Def,
+];
 
 pub(crate) const BUILTINS: Builtins = Builtins {
     names: &[
@@ -48,6 +51,10 @@ pub(crate) const BUILTINS: Builtins = Builtins {
             include_str!("../../playbooks/tasks/stack-services.yml"),
         ),
         (
+            "linking-watcher.yml",
+            include_str!("../../playbooks/tasks/linking-watcher.yml"),
+        ),
+        (
             "upgrade-node.yml",
             include_str!("../../playbooks/tasks/upgrade-node.yml"),
         ),
@@ -55,6 +62,14 @@ pub(crate) const BUILTINS: Builtins = Builtins {
     // By the name a playbook gives as `src:`; a file of the same name beside
     // the playbook (or in its `templates/`) wins.
     templates: &[
+        (
+            "arpanet-watcher.sh.j2",
+            include_str!("../../templates/arpanet-watcher.sh.j2"),
+        ),
+        (
+            "arpanet-watcher.service.j2",
+            include_str!("../../templates/arpanet-watcher.service.j2"),
+        ),
         (
             "docker.default.j2",
             include_str!("../../templates/docker.default.j2"),

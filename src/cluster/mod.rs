@@ -10,6 +10,10 @@
 //!   running cluster, through `consul_api` (Consul's HTTP API over an SSH
 //!   channel).
 //!
+//! - `stack`, `services`: linking: the `stack` entries' `service:`,
+//!   `upstreams:` and `publish_env:`, checked before a run and registered
+//!   in each node's agent by the `consul_services` task;
+//!
 //! - `builtin`: the built-in playbooks, task files and templates
 //!   (`playbooks/`, `templates/`), handed to the engine's resolver by `run`.
 
@@ -20,6 +24,8 @@ pub(crate) mod consul_gate;
 pub(crate) mod kv;
 pub mod pki;
 pub mod secrets;
+pub(crate) mod services;
+pub(crate) mod stack;
 pub mod status;
 
 use std::sync::Arc;

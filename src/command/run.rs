@@ -36,6 +36,16 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     }
     let retry_file = retry_file(&args);
     let connect = connect_options(&args.connect)?;
+    if args
+        .playbooks
+        .iter()
+        .any(|p| STACK_PLAYBOOKS.contains(&p.as_str()))
+    {
+        let session = crate::session::Session::open(&connect)?;
+        for warning in cluster::stack::check(&session)? {
+            eprintln!("[WARNING]: {warning}");
+        }
+    }
     let settings = Settings {
         forks: args.connect.forks,
         limit: connect.limit.clone(),
@@ -136,6 +146,10 @@ fn write_retry_file(path: &Path, hosts: &[String]) {
         Err(e) => eprintln!("warning: cannot write the retry file `{shown}`: {e}"),
     }
 }
+
+/// The built-in playbooks that read `stack`: its entries are checked
+/// before any host is contacted.
+const STACK_PLAYBOOKS: &[&str] = &["stack", "bootstrap", "upgrade"];
 
 /// What a run would destroy beyond recovery, if anything: `stop` with
 /// `purge` set by `-e` deletes Consul's data (the whole KV store).

@@ -84,6 +84,21 @@ pub const CADVISOR: ImageSpec = ImageSpec {
     changes: &["ENTRYPOINT [\"/usr/bin/cadvisor\"]"],
 };
 
+/// The linking tests' service: Debian 12's static busybox (`httpd`, `nc`,
+/// `nslookup`), serving `/www` on port 8080 by default.
+pub const TESTSVC: ImageSpec = ImageSpec {
+    reference: "arpanet-lab/testsvc:1",
+    registry_path: Some("arpanet/testsvc:1"),
+    suite: "bookworm",
+    variant: "extract",
+    packages: &["busybox-static"],
+    hooks: &[SERVICE_HOOK, TESTSVC_HOOK],
+    changes: &["CMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]"],
+};
+
+const TESTSVC_HOOK: &str =
+    "set -eu; mkdir -p \"$1/www\"; echo 'arpanet test service' >\"$1/www/index.html\"";
+
 /// The Docker registry 2.8.2 from Debian 12, serving the lab's images.
 pub const REGISTRY: ImageSpec = ImageSpec {
     reference: "arpanet-lab/registry:2.8.2",
@@ -98,7 +113,7 @@ pub const REGISTRY: ImageSpec = ImageSpec {
     ],
 };
 
-pub const ALL: [ImageSpec; 4] = [NODE, REGISTRY, CONSUL, CADVISOR];
+pub const ALL: [ImageSpec; 5] = [NODE, REGISTRY, CONSUL, CADVISOR, TESTSVC];
 
 impl ImageSpec {
     /// A short hash of everything the image is built from.

@@ -172,11 +172,13 @@ pub fn render_inventory(
          docker_insecure_registries=[\"{registry}\"]\n\
          consul_image={}\n\
          cadvisor_image={}\n\
+         lab_testsvc_image={}\n\
          consul_expect={servers}\n",
         key.display(),
         known_hosts.display(),
         image(images::CONSUL),
         image(images::CADVISOR),
+        image(images::TESTSVC),
     ));
     if let Some(ip) = bastion {
         out.push_str(&format!("arpanet_jump=root@{ip}\n"));
@@ -285,6 +287,7 @@ lab_registry=10.77.0.2:5000
 docker_insecure_registries=[\"10.77.0.2:5000\"]
 consul_image=10.77.0.2:5000/arpanet/consul:1.8.7
 cadvisor_image=10.77.0.2:5000/arpanet/cadvisor:0.38.7
+lab_testsvc_image=10.77.0.2:5000/arpanet/testsvc:1
 consul_expect=2
 ";
         assert_eq!(text, expected);

@@ -1,0 +1,323 @@
+//! `consul_services`: the `service:` and `publish_env:` declarations of the
+//! `stack` entries, made true in the node's own Consul agent.
+//!
+//! ```yaml
+//! - consul_services:
+//!     stack: "{{ stack }}"
+//!     address: "{{ arpanet_ip }}"
+//!     port: "{{ consul_port }}"
+//!     kv_path: "{{ consul_kv_path }}"
+//!     node: "{{ inventory_hostname }}"
+//! ```
+//!
+//! Each declared service is registered through the agent's HTTP API (a
+//! channel forwarded over SSH, as `kv` and the gates use), with the node's
+//! cluster address and the published host port, its check, and meta saying
+//! it is the stack's (`arpanet=stack`) with a hash of the declaration. A
+//! registration whose hash matches is left alone (`changed=0` on a rerun);
+//! the stack's registrations no entry declares any more are deregistered,
+//! with the env they published. Services registered otherwise (the
+//! watcher's, an operator's) are never touched.
+//!
+//! `publish_env` keys are written to `KV_PATH/env/SERVICE/NODE/KEY`; keys no
+//! longer named are deleted. Their values are compared, never shown.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::consul_api;
+use super::stack::{self, Entry, META_CONTAINER, META_ENV, META_OWNER, META_SPEC};
+use crate::error::Result;
+use crate::modules::templated::{OptText, Templated};
+use crate::modules::{args_map, BadArgs, Context, Module, ModuleDef, Outcome};
+use crate::playbook::values::json_strings;
+use crate::yaml::Node;
+
+/// How many times (a second apart) the agent's API is asked before the
+/// task fails.
+const AGENT_TRIES: u32 = 30;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Args {
+    pub stack: Templated<Value>,
+    pub address: Templated<String>,
+    pub port: Templated<OptText>,
+    pub kv_path: Templated<String>,
+    pub node: Templated<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ConsulServices(pub Args);
+
+pub struct Def;
+
+impl ModuleDef for Def {
+    fn name(&self) -> &'static str {
+        "consul_services"
+    }
+
+    fn parse(&self, node: &Node) -> Result<Arc<dyn Module>, BadArgs> {
+        Ok(Arc::new(ConsulServices(args_map(
+            node,
+            "a mapping with `stack`, `address`, `port`, `kv_path` and `node`",
+        )?)))
+    }
+}
+
+impl Module for ConsulServices {
+    fn name(&self) -> &'static str {
+        "consul_services"
+    }
+
+    fn summary(&self) -> String {
+        "the stack's services".into()
+    }
+
+    fn templates(&self) -> Vec<&str> {
+        let a = &self.0;
+        let mut out = Vec::new();
+        for raw in [
+            a.stack.raw(),
+            a.address.raw(),
+            a.port.raw(),
+            a.kv_path.raw(),
+            a.node.raw(),
+        ] {
+            json_strings(raw, &mut out);
+        }
+        out
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
+        Box::pin(run(&self.0, ctx))
+    }
+}
+
+/// One HTTP call to the node's agent; a non-2xx answer fails the task.
+struct Agent<'a> {
+    ctx: &'a Context<'a>,
+    port: u16,
+}
+
+impl Agent<'_> {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<std::result::Result<consul_api::Response, Outcome>> {
+        let response = consul_api::request(
+            self.ctx.host,
+            self.ctx.transport,
+            self.port,
+            method,
+            path,
+            body,
+        )
+        .await?;
+        if (200..300).contains(&response.status) || (method == "GET" && response.status == 404) {
+            Ok(Ok(response))
+        } else {
+            Ok(Err(Outcome::fail(format!(
+                "consul agent: {method} {}: HTTP {}: {}",
+                path.split('?').next().unwrap_or(path),
+                response.status,
+                response.text().trim()
+            ))))
+        }
+    }
+}
+
+/// Return the failed outcome of an agent call from the enclosing function.
+macro_rules! agent {
+    ($e:expr) => {
+        match $e.await? {
+            Ok(r) => r,
+            Err(failed) => return Ok(failed),
+        }
+    };
+}
+
+async fn run(args: &Args, ctx: &Context<'_>) -> Result<Outcome> {
+    let stack_value = args.stack.get("stack", ctx)?;
+    let entries = match stack::parse(&stack_value) {
+        Ok(e) => e,
+        Err(p) => {
+            return Ok(Outcome::fail(format!("{}: {}", p.path, p.message)));
+        }
+    };
+    let address = args.address.get("address", ctx)?;
+    let port_text = args
+        .port
+        .get("port", ctx)?
+        .0
+        .unwrap_or_else(|| "8500".into());
+    let Ok(port) = port_text.trim().parse::<u16>() else {
+        return Ok(Outcome::fail(format!(
+            "`port` must be a port number, got `{port_text}`"
+        )));
+    };
+    let kv_path = args.kv_path.get("kv_path", ctx)?;
+    let node = args.node.get("node", ctx)?;
+    let agent = Agent { ctx, port };
+
+    // The agent may have just been (re)started (upgrade): give its HTTP
+    // API a while to answer.
+    let mut tries = 0;
+    let listed = loop {
+        tries += 1;
+        match agent.call("GET", "/v1/agent/services", None).await {
+            Ok(Ok(r)) if r.status == 200 => break r,
+            Ok(Ok(r)) if tries >= AGENT_TRIES => {
+                return Ok(Outcome::fail(format!(
+                    "consul agent: GET /v1/agent/services: HTTP {}",
+                    r.status
+                )))
+            }
+            Ok(Err(failed)) if tries >= AGENT_TRIES => return Ok(failed),
+            Err(err) if tries >= AGENT_TRIES => return Err(err),
+            _ => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+        }
+    };
+    let existing: BTreeMap<String, Value> =
+        serde_json::from_slice(&listed.body).unwrap_or_default();
+    let ours: BTreeMap<&String, &Value> = existing
+        .iter()
+        .filter(|(_, s)| s["Meta"][META_OWNER] == "stack")
+        .collect();
+
+    let mut done: Vec<String> = Vec::new();
+    let mut wanted_ids = Vec::new();
+    for entry in &entries {
+        for reg in entry.registrations(&address) {
+            wanted_ids.push(reg.id.clone());
+            let current = existing.get(&reg.id);
+            if current.is_some_and(|s| s["Meta"][META_SPEC] == reg.spec.as_str()) {
+                continue;
+            }
+            done.push(format!(
+                "{} {}",
+                if current.is_some() {
+                    "updated"
+                } else {
+                    "registered"
+                },
+                reg.id
+            ));
+            if !ctx.check {
+                let body = reg.body.to_string();
+                agent!(agent.call("PUT", "/v1/agent/service/register", Some(body.as_bytes())));
+            }
+        }
+    }
+    for (id, service) in &ours {
+        if wanted_ids.contains(id) {
+            continue;
+        }
+        done.push(format!("deregistered {id}"));
+        if ctx.check {
+            continue;
+        }
+        agent!(agent.call("PUT", &format!("/v1/agent/service/deregister/{id}"), None));
+        let published = service["Meta"][META_ENV].as_str().unwrap_or_default();
+        let name = service["Service"].as_str().unwrap_or_default();
+        let still_published = entries.iter().any(|e| {
+            e.service.as_ref().is_some_and(|s| s.name == name) && !e.publish_env.is_empty()
+        });
+        if !published.is_empty() && !still_published {
+            let prefix = env_prefix(&kv_path, name, &node);
+            agent!(agent.call("DELETE", &consul_api::kv_path("", &prefix, true, ""), None));
+        }
+    }
+    for entry in &entries {
+        let outcome = publish_env(&agent, entry, &kv_path, &node, &ours).await?;
+        match outcome {
+            Ok(mut changes) => done.append(&mut changes),
+            Err(failed) => return Ok(failed),
+        }
+    }
+    if done.is_empty() {
+        return Ok(Outcome::ok());
+    }
+    Ok(Outcome {
+        changed: true,
+        msg: Some(done.join(", ")),
+        ..Outcome::ok()
+    })
+}
+
+fn env_prefix(kv_path: &str, service: &str, node: &str) -> String {
+    format!("{}/env/{service}/{node}", kv_path.trim_matches('/'))
+}
+
+/// Make `KV_PATH/env/SERVICE/NODE/` hold exactly the entry's published
+/// keys with their current values. Returns what changed (key names only).
+async fn publish_env(
+    agent: &Agent<'_>,
+    entry: &Entry,
+    kv_path: &str,
+    node: &str,
+    ours: &BTreeMap<&String, &Value>,
+) -> Result<std::result::Result<Vec<String>, Outcome>> {
+    let Some(service) = &entry.service else {
+        return Ok(Ok(Vec::new()));
+    };
+    // Nothing published now, nor before: nothing to read.
+    let was = ours.values().any(|s| {
+        s["Meta"][META_CONTAINER] == entry.name.as_str() && s["Meta"][META_ENV].is_string()
+    });
+    if entry.publish_env.is_empty() && !was {
+        return Ok(Ok(Vec::new()));
+    }
+    let prefix = env_prefix(kv_path, &service.name, node);
+    let path = consul_api::kv_path("", &prefix, true, "");
+    let current = match agent.call("GET", &path, None).await? {
+        Ok(r) => r,
+        Err(failed) => return Ok(Err(failed)),
+    };
+    let mut have: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    if current.status == 200 {
+        let items: Vec<Value> = serde_json::from_slice(&current.body).unwrap_or_default();
+        for item in items {
+            let key = item["Key"].as_str().unwrap_or_default();
+            let Some(short) = key.strip_prefix(&format!("{prefix}/")) else {
+                continue;
+            };
+            let value = item["Value"]
+                .as_str()
+                .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+                .unwrap_or_default();
+            have.insert(short.to_owned(), value);
+        }
+    }
+    let mut changes = Vec::new();
+    for key in &entry.publish_env {
+        let value = entry.env.get(key).cloned().unwrap_or_default();
+        if have.get(key).map(Vec::as_slice) == Some(value.as_bytes()) {
+            continue;
+        }
+        changes.push(format!("published {}/{key}", service.name));
+        if !agent.ctx.check {
+            let path = consul_api::kv_path("", &format!("{prefix}/{key}"), false, "");
+            if let Err(failed) = agent.call("PUT", &path, Some(value.as_bytes())).await? {
+                return Ok(Err(failed));
+            }
+        }
+    }
+    for key in have.keys().filter(|k| !entry.publish_env.contains(k)) {
+        changes.push(format!("unpublished {}/{key}", service.name));
+        if !agent.ctx.check {
+            let path = consul_api::kv_path("", &format!("{prefix}/{key}"), false, "");
+            if let Err(failed) = agent.call("DELETE", &path, None).await? {
+                return Ok(Err(failed));
+            }
+        }
+    }
+    Ok(Ok(changes))
+}

@@ -1,0 +1,479 @@
+//! Linking (the seed's "auto linking"): declared `service:`s in Consul,
+//! `NAME.service.consul` from another node, `publish_env`, and the
+//! watcher registering containers started by hand, on a 3-node lab (one
+//! server, two clients) of real Debian nodes, real Consul and the lab's
+//! busybox test service. Run with `ARPANET_LAB_TESTS=1`; the bad-input test
+//! needs no lab.
+//!
+//! What the nodes did is read with `docker exec` into the node containers
+//! (Consul's HTTP API through the agent's own busybox `wget`), not through
+//! arpanet.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::{run_arpanet, Run};
+
+static NAME: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::support::lab_name("arpanet-linking"));
+static SUBNET: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::support::lab_subnet(74));
+
+fn at(host: u8) -> String {
+    crate::support::lab_address(&SUBNET, host)
+}
+
+struct Lab {
+    dir: PathBuf,
+    home: tempfile::TempDir,
+}
+
+impl Lab {
+    fn up() -> Lab {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(crate::support::lab_name("arpanet-linking-lab"));
+        let lab = Lab {
+            dir,
+            home: tempfile::tempdir().unwrap(),
+        };
+        let _ = lab.lab(&["down"]);
+        let up = lab.lab(&["up", "--nodes", "3", "--servers", "1"]);
+        assert_eq!(up.code, 0, "lab up failed:\n{up}");
+        lab
+    }
+
+    fn lab(&self, args: &[&str]) -> Run {
+        let (command, rest) = args.split_first().unwrap();
+        let mut all = vec![
+            "lab",
+            command,
+            "--dir",
+            self.dir.to_str().unwrap(),
+            "--name",
+            NAME.as_str(),
+        ];
+        all.extend_from_slice(rest);
+        self.arpanet(&all)
+    }
+
+    /// `arpanet COMMAND -i INVENTORY ARGS...`
+    fn run(&self, command: &str, args: &[&str]) -> Run {
+        let inventory = self.dir.join("inventory.ini");
+        let mut all = vec![command, "-i", inventory.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.arpanet(&all)
+    }
+
+    fn arpanet(&self, args: &[&str]) -> Run {
+        let output = Command::new(env!("CARGO_BIN_EXE_arpanet"))
+            .args(args)
+            .env("HOME", self.home.path())
+            .env("NO_COLOR", "1")
+            .env("ARPANET_LAB_SUBNET", &*SUBNET)
+            .env_remove("ARPANET_LAB_NAME")
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .expect("run arpanet");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// `sh -c COMMAND` inside lab node `n`: its exit status and output.
+    fn try_on_node(&self, n: usize, command: &str) -> (bool, String) {
+        let output = Command::new("docker")
+            .args(["exec", &format!("{}-node{n}", *NAME), "sh", "-c", command])
+            .output()
+            .expect("docker exec");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    }
+
+    fn on_node(&self, n: usize, command: &str) -> String {
+        let (ok, out) = self.try_on_node(n, command);
+        assert!(ok, "`{command}` on node{n} failed: {out}");
+        out
+    }
+
+    /// Consul's HTTP API `path`, asked of node `n`'s agent.
+    fn consul_get(&self, n: usize, path: &str) -> serde_json::Value {
+        let out = self.on_node(
+            n,
+            &format!("docker exec consul busybox wget -qO- 'http://127.0.0.1:8500{path}'"),
+        );
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{path}: {e}: {out}"))
+    }
+
+    /// `(address, port)` of every passing instance of `service`.
+    fn passing(&self, service: &str) -> Vec<(String, u64)> {
+        let rows = self.consul_get(3, &format!("/v1/health/service/{service}?passing"));
+        let mut out: Vec<(String, u64)> = rows
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                (
+                    r["Service"]["Address"].as_str().unwrap_or("").to_owned(),
+                    r["Service"]["Port"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Every instance of `service` in the catalog, healthy or not.
+    fn catalog(&self, service: &str) -> serde_json::Value {
+        self.consul_get(3, &format!("/v1/catalog/service/{service}"))
+    }
+
+    /// `nslookup ARGS` from a fresh container on node 3.
+    fn nslookup(&self, args: &str) -> String {
+        let image = format!("{}:5000/arpanet/testsvc:1", at(2));
+        self.try_on_node(3, &format!("docker run --rm {image} nslookup {args}"))
+            .1
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        let path = self.dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.lab(&["down"]);
+    }
+}
+
+/// Wait up to `limit` for `ok`; how long it took, or `None`.
+fn within(limit: Duration, mut ok: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if ok() {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    None
+}
+
+fn recap_changed(run: &Run) -> Vec<usize> {
+    let start = run
+        .stdout
+        .find("PLAY RECAP")
+        .unwrap_or_else(|| panic!("no recap\n{run}"));
+    run.stdout[start..]
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("changed="))
+        })
+        .map(|n| n.parse().unwrap())
+        .collect()
+}
+
+/// The `web` entry of node `n`'s stack: the busybox httpd on 8080,
+/// published on 8081, checked over HTTP every 2 s, one env key published.
+fn web_stack(secret: &str, tag: &str) -> String {
+    format!(
+        r#"stack:
+  - name: web
+    image: "{{{{ lab_testsvc_image }}}}"
+    command: ["sh", "-c", "hostname >/www/index.html; trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"]
+    ports: ["8081:8080"]
+    env:
+      COLOR: blue
+      SECRET_TOKEN: "{secret}"
+    publish_env: [COLOR]
+    service:
+      tags: [{tag}]
+      check: {{http: /, interval: 2s, timeout: 1s}}
+"#
+    )
+}
+
+#[test]
+fn services_are_announced_found_by_name_and_removed() {
+    if std::env::var("ARPANET_LAB_TESTS").ok().as_deref() != Some("1") {
+        eprintln!("note: skipping the linking test: set ARPANET_LAB_TESTS=1");
+        return;
+    }
+    let _turn = crate::support::lab_lock();
+    let lab = Lab::up();
+    let secret = format!("tok-{}-{}", std::process::id(), rand_suffix());
+    for n in [1, 2] {
+        lab.write(&format!("host_vars/node{n}.yml"), &web_stack(&secret, "v1"));
+    }
+
+    // 1. bootstrap: `web` on node1 and node2 is one service with two
+    //    healthy instances, each at its node's address and published port.
+    let boot = lab.run("run", &["bootstrap"]);
+    assert_eq!(boot.code, 0, "{boot}");
+    assert!(!boot.stdout.contains(&secret) && !boot.stderr.contains(&secret));
+    let both = vec![(at(11), 8081), (at(12), 8081)];
+    assert!(
+        within(Duration::from_secs(20), || lab.passing("web") == both).is_some(),
+        "web instances: {:?}",
+        lab.passing("web")
+    );
+    assert_eq!(
+        lab.catalog("web")[0]["ServiceTags"],
+        serde_json::json!(["v1"])
+    );
+
+    // 2. DNS from a container on the third node: both addresses, and SRV
+    //    gives the port.
+    let a = lab.nslookup("web.service.consul");
+    assert!(a.contains(&at(11)) && a.contains(&at(12)), "{a}");
+    let srv = lab.nslookup("-type=SRV web.service.consul");
+    assert!(srv.contains(" 8081 "), "{srv}");
+
+    // 3. publish_env: the named key, not the others, per node.
+    let kv = lab.on_node(
+        3,
+        "docker exec consul consul kv get -recurse arpanet/env/web/",
+    );
+    assert!(kv.contains("arpanet/env/web/node1/COLOR:blue"), "{kv}");
+    assert!(kv.contains("arpanet/env/web/node2/COLOR:blue"), "{kv}");
+    assert!(
+        !kv.contains("SECRET_TOKEN") && !kv.contains(&secret),
+        "{kv}"
+    );
+
+    // 4. a second run changes nothing.
+    let again = lab.run("run", &["stack"]);
+    assert_eq!(recap_changed(&again), [0, 0, 0], "{again}");
+
+    // 5. one instance stopped: out of DNS within the check interval + 5 s.
+    lab.on_node(2, "docker stop web");
+    let gone = within(Duration::from_secs(7), || {
+        let a = lab.nslookup("web.service.consul");
+        a.contains(&at(11)) && !a.contains(&at(12))
+    });
+    assert!(gone.is_some(), "{}", lab.nslookup("web.service.consul"));
+    lab.on_node(2, "docker start web");
+    assert!(within(Duration::from_secs(10), || lab.passing("web") == both).is_some());
+
+    // 6. a changed declaration updates the registration, in place.
+    lab.write("host_vars/node1.yml", &web_stack(&secret, "v2"));
+    let changed = lab.run("run", &["stack", "--limit", "node1"]);
+    assert_eq!(recap_changed(&changed), [1], "{changed}");
+    assert!(changed.stdout.contains("updated web"), "{changed}");
+    let tags: Vec<String> = lab
+        .catalog("web")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["ServiceTags"].to_string())
+        .collect();
+    assert!(tags.contains(&"[\"v2\"]".to_owned()), "{tags:?}");
+
+    // 7. the watcher: a container started by hand is in the catalog
+    //    within 5 s, with its published port, and gone within 5 s of
+    //    `docker stop`; with SERVICE_IGNORE it never appears.
+    let image = format!("{}:5000/arpanet/testsvc:1", at(2));
+    let quick = "sh -c \"trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait\"";
+    lab.on_node(
+        3,
+        &format!("docker run -d -P -e SERVICE_NAME=handmade -e SERVICE_TAGS=a,b --name hand {image} {quick}"),
+    );
+    let published = lab.on_node(3, "docker port hand 8080/tcp | head -n 1");
+    let port: u64 = published
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let seen = within(Duration::from_secs(5), || {
+        lab.catalog("handmade")
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    });
+    assert!(
+        seen.is_some(),
+        "{}",
+        lab.on_node(3, "journalctl -u registrator --no-pager | tail -n 20")
+    );
+    let row = &lab.catalog("handmade")[0];
+    assert_eq!(row["ServiceAddress"], at(13).as_str());
+    assert_eq!(row["ServicePort"], port);
+    assert_eq!(row["ServiceTags"], serde_json::json!(["a", "b"]));
+    lab.on_node(3, "docker stop hand");
+    let stopped = within(Duration::from_secs(5), || {
+        lab.catalog("handmade")
+            .as_array()
+            .is_some_and(|a| a.is_empty())
+    });
+    assert!(
+        stopped.is_some(),
+        "handmade still registered after docker stop"
+    );
+    lab.on_node(
+        3,
+        &format!(
+            "docker run -d -P -e SERVICE_NAME=hidden -e SERVICE_IGNORE=1 --name hidden {image}"
+        ),
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(lab.catalog("hidden"), serde_json::json!([]));
+
+    // 8. the watcher after a node restart: back, and resynced (a container
+    //    that came back is registered; one that did not is gone).
+    lab.on_node(
+        3,
+        &format!(
+            "docker run -d -P -e SERVICE_NAME=survivor --restart always --name survivor {image}"
+        ),
+    );
+    lab.on_node(
+        3,
+        &format!(
+            "docker start hand && docker run -d -P -e SERVICE_NAME=mortal --name mortal {image}"
+        ),
+    );
+    assert!(within(Duration::from_secs(5), || {
+        lab.catalog("mortal")
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+            && lab
+                .catalog("survivor")
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+    })
+    .is_some());
+    let node3 = format!("{}-node3", *NAME);
+    let restarted = Command::new("docker")
+        .args(["restart", &node3])
+        .output()
+        .unwrap();
+    assert!(restarted.status.success());
+    let resynced = within(Duration::from_secs(90), || {
+        let (ok, _) = lab.try_on_node(3, "systemctl is-active registrator");
+        ok && lab
+            .try_on_node(3, "docker exec consul consul info >/dev/null")
+            .0
+            && lab
+                .catalog("survivor")
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+            && lab
+                .catalog("mortal")
+                .as_array()
+                .is_some_and(|a| a.is_empty())
+    });
+    assert!(
+        resynced.is_some(),
+        "survivor: {} mortal: {}\n{}",
+        lab.catalog("survivor"),
+        lab.catalog("mortal"),
+        lab.try_on_node(3, "journalctl -u registrator --no-pager | tail -n 20")
+            .1
+    );
+
+    // 9. the entry removed from node2: its instance deregistered, its env gone.
+    lab.write("host_vars/node2.yml", "stack: []\n");
+    let removed = lab.run("run", &["stack", "--limit", "node2"]);
+    assert_eq!(removed.code, 0, "{removed}");
+    assert!(removed.stdout.contains("deregistered web"), "{removed}");
+    let nodes: Vec<String> = lab
+        .catalog("web")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["Node"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(nodes, ["node1"]);
+    let kv = lab.on_node(
+        3,
+        "docker exec consul consul kv get -recurse arpanet/env/web/",
+    );
+    assert!(!kv.contains("node2"), "{kv}");
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+/// Bad `service`/`upstreams`/`publish_env` in a `stack`: exit 5 with the
+/// entry and key named, before any host is contacted (the one host listens
+/// nowhere: a run that got as far as connecting would exit 4).
+#[test]
+fn bad_linking_declarations_are_refused_before_any_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("hosts"),
+        "[servers]\nn1 ansible_host=127.0.0.1 ansible_port=1\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join("group_vars")).unwrap();
+    let refused = |stack: &str, says: &[&str]| {
+        std::fs::write(d.join("group_vars/all.yml"), format!("stack:\n{stack}")).unwrap();
+        let run = run_arpanet(
+            d,
+            d,
+            &["run", "-i", "hosts", "stack", "--timeout", "1"],
+            &[],
+        );
+        assert_eq!(run.code, 5, "{run}");
+        for s in says {
+            assert!(run.stderr.contains(s), "expected `{s}`:\n{run}");
+        }
+    };
+    let web = "  - name: web\n    image: x\n    ports: [\"8081:8080\"]\n";
+    refused(
+        &format!("{web}    service: {{check: {{intervall: 5s, http: /}}}}\n"),
+        &[
+            "stack entry `web`: service.check.intervall",
+            "did you mean `interval`",
+        ],
+    );
+    refused(
+        &format!("{web}    service: {{check: {{interval: 5s}}}}\n"),
+        &["service.check", "has no target"],
+    );
+    refused(
+        &format!("{web}    service: {{port: 9090}}\n"),
+        &["does not publish port 9090"],
+    );
+    refused(
+        &format!("{web}    upstreams: [{{service: db, port: 5432, via: x}}]\n"),
+        &["upstreams[0].via"],
+    );
+    refused(
+        &format!("{web}    env: {{A: b}}\n    service: {{}}\n    publish_env: [B]\n"),
+        &["`B` is not in the entry's `env`"],
+    );
+
+    // An upstream nobody declares: a warning, and the run goes on (here to
+    // an unreachable host).
+    std::fs::write(
+        d.join("group_vars/all.yml"),
+        format!("stack:\n{web}    upstreams: [{{service: db, port: 5432}}]\n"),
+    )
+    .unwrap();
+    let run = run_arpanet(
+        d,
+        d,
+        &["run", "-i", "hosts", "stack", "--timeout", "1"],
+        &[],
+    );
+    assert_eq!(run.code, 4, "{run}");
+    assert!(
+        run.stderr
+            .contains("upstream `db` is declared by no stack entry"),
+        "{run}"
+    );
+}
