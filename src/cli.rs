@@ -25,6 +25,8 @@ pub enum Command {
     Render(RenderArgs),
     /// One table over the cluster: reachability, Docker, Consul, the stack
     Status(StatusArgs),
+    /// Every service in Consul: instances (node, address:port), health, upstreams
+    Services(StatusArgs),
     /// Consul's key/value store, through one node's agent
     Kv(KvArgs),
     /// Run the consul CLI inside a node's Consul container (e.g. `members`)

@@ -95,6 +95,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Inventory(args) => command::inventory::run(args),
         Command::Render(args) => command::render::run(args),
         Command::Status(args) => command::status::run(args),
+        Command::Services(args) => command::status::services(args),
         Command::Kv(args) => command::kv::run(args),
         Command::Consul(args) => command::consul::run(args),
         Command::Lab(args) => command::lab::run(args.command),

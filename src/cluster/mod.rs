@@ -18,6 +18,7 @@
 //!   (`playbooks/`, `templates/`), handed to the engine's resolver by `run`.
 
 pub(crate) mod builtin;
+pub(crate) mod catalog;
 pub mod consul_api;
 pub(crate) mod consul_exec;
 pub(crate) mod consul_gate;

@@ -601,13 +601,60 @@ pub(crate) fn check(session: &crate::session::Session) -> crate::error::Result<V
     }
     wanted.sort();
     wanted.dedup();
-    Ok(wanted
-        .into_iter()
-        .filter(|(_, service)| !declared.contains(service))
-        .map(|(entry, service)| {
-            format!(
-                "stack entry `{entry}`: upstream `{service}` is declared by no stack entry; \
+    let mut warnings = retired(session)?;
+    warnings.extend(
+        wanted
+            .into_iter()
+            .filter(|(_, service)| !declared.contains(service))
+            .map(|(entry, service)| {
+                format!(
+                    "stack entry `{entry}`: upstream `{service}` is declared by no stack entry; \
                  it is reached only if something else registers it"
+                )
+            }),
+    );
+    Ok(warnings)
+}
+
+/// The 2014 tool's linking containers, and what does their job now.
+const RETIRED: &[(&str, &str)] = &[
+    (
+        "registrator_image",
+        "the linking watcher that does registrator's job is a shell script run \
+         by systemd and needs no image (`registrator_name` names its unit)",
+    ),
+    (
+        "ambassadord_image",
+        "ambassadord's job is Consul DNS (`NAME.service.consul`) and a stack \
+         entry's `upstreams:`",
+    ),
+    (
+        "ambassadord_name",
+        "ambassadord's job is Consul DNS (`NAME.service.consul`) and a stack \
+         entry's `upstreams:`",
+    ),
+    (
+        "fleetstreet_image",
+        "fleetstreet's job is a stack entry's `publish_env:` (or the \
+         `arpanet.publish_env` label on a container)",
+    ),
+    (
+        "fleetstreet_name",
+        "fleetstreet's job is a stack entry's `publish_env:` (or the \
+         `arpanet.publish_env` label on a container)",
+    ),
+];
+
+/// A warning for each 2014 linking variable set for some host.
+fn retired(session: &crate::session::Session) -> crate::error::Result<Vec<String>> {
+    let hosts = session.hosts("all")?;
+    Ok(RETIRED
+        .iter()
+        .filter(|(name, _)| hosts.iter().any(|h| h.vars.contains_key(*name)))
+        .map(|(name, instead)| {
+            format!(
+                "`{}` (`{name}`) is ignored: {instead}",
+                name.to_ascii_uppercase()
             )
         })
         .collect())

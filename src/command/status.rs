@@ -1,4 +1,5 @@
-//! `arpanet status`: one table over the cluster (see `cluster::status`).
+//! `arpanet status`: one table over the cluster (see `cluster::status`);
+//! `arpanet services`: its services (see `cluster::catalog`).
 
 use super::{connect_options, output_format};
 use crate::cli::StatusArgs;
@@ -7,6 +8,13 @@ use crate::error::Result;
 
 pub(crate) fn run(args: StatusArgs) -> Result<i32> {
     cluster::status::status(
+        &connect_options(&args.connect)?,
+        output_format(args.connect.output),
+    )
+}
+
+pub(crate) fn services(args: StatusArgs) -> Result<i32> {
+    cluster::catalog::services(
         &connect_options(&args.connect)?,
         output_format(args.connect.output),
     )

@@ -93,7 +93,11 @@ pub const TESTSVC: ImageSpec = ImageSpec {
     variant: "extract",
     packages: &["busybox-static"],
     hooks: &[SERVICE_HOOK, TESTSVC_HOOK],
-    changes: &["CMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]"],
+    changes: &[
+        "CMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]",
+        // So that `docker run -P` publishes it, as registrator's users did.
+        "EXPOSE 8080/tcp",
+    ],
 };
 
 const TESTSVC_HOOK: &str =
