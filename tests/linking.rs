@@ -212,6 +212,16 @@ fn services_are_announced_found_by_name_and_removed() {
     for n in [1, 2] {
         lab.write(&format!("host_vars/node{n}.yml"), &web_stack(&secret, "v1"));
     }
+    // node3 runs a client of `web` through Connect: 127.0.0.1:9191.
+    lab.write(
+        "host_vars/node3.yml",
+        r#"stack:
+  - name: client
+    image: "{{ lab_testsvc_image }}"
+    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 1000000 & wait"]
+    upstreams: [{service: web, port: 9191}]
+"#,
+    );
 
     // 1. bootstrap: `web` on node1 and node2 is one service with two
     //    healthy instances, each at its node's address and published port.
@@ -248,8 +258,75 @@ fn services_are_announced_found_by_name_and_removed() {
         "{kv}"
     );
 
+    // 3b. upstreams: inside `client` on node3, 127.0.0.1:9191 reaches a
+    //     `web` instance on node1 or node2 through the Connect proxies.
+    let through = |container: &str, port: u16| {
+        lab.try_on_node(
+            3,
+            &format!("docker exec {container} wget -qO- -T 3 http://127.0.0.1:{port}/"),
+        )
+    };
+    let reached = within(Duration::from_secs(45), || through("client", 9191).0);
+    assert!(
+        reached.is_some(),
+        "{}\n{}",
+        through("client", 9191).1,
+        lab.try_on_node(3, "docker logs client-upstreams 2>&1 | tail -n 20")
+            .1
+    );
+    // An identity with no declared upstream is refused by the intentions:
+    // its own proxy listens, but the connection is closed.
+    let consul_image = format!("{}:5000/arpanet/consul:1.8.7", at(2));
+    lab.on_node(
+        3,
+        &format!(
+            "docker run -d --name intruder {image} sh -c \"trap 'exit 0' TERM; sleep 1000000 & wait\" && \
+             docker run -d --name intruder-proxy --network container:intruder {consul_image} \
+             connect proxy -service intruder -upstream web:9292 -http-addr 172.17.0.1:8500",
+            image = format!("{}:5000/arpanet/testsvc:1", at(2))
+        ),
+    );
+    let listening = within(Duration::from_secs(30), || {
+        !through("intruder", 9292).1.contains("refused")
+    });
+    assert!(listening.is_some(), "{}", through("intruder", 9292).1);
+    std::thread::sleep(Duration::from_secs(2));
+    for _ in 0..3 {
+        let (ok, out) = through("intruder", 9292);
+        assert!(!ok, "the intruder reached web: {out}");
+    }
+    assert!(through("client", 9191).0);
+    // Between nodes it is TLS: the sidecar's port refuses plain HTTP.
+    let sidecar = lab.catalog("web-sidecar-proxy");
+    let sidecar_port = sidecar[0]["ServicePort"].as_u64().unwrap();
+    let plain = lab.try_on_node(
+        3,
+        &format!(
+            "busybox wget -qO- -T 3 http://{}:{sidecar_port}/ 2>&1; echo rc=$?",
+            at(11)
+        ),
+    );
+    assert!(
+        !plain.1.contains("rc=0") && !plain.1.contains("refused"),
+        "the sidecar answered plain HTTP (or nothing listens): {}",
+        plain.1
+    );
+    let tls = lab.try_on_node(
+        3,
+        &format!(
+            "curl -vsk --max-time 5 https://{}:{sidecar_port}/ 2>&1 || true",
+            at(11)
+        ),
+    );
+    assert!(
+        tls.1.contains("Server hello"),
+        "no TLS server there: {}",
+        tls.1
+    );
+
     // 4. a second run changes nothing.
     let again = lab.run("run", &["stack"]);
+    assert_eq!(again.code, 0, "{again}");
     assert_eq!(recap_changed(&again), [0, 0, 0], "{again}");
 
     // 5. one instance stopped: out of DNS within the check interval + 5 s.
@@ -259,6 +336,11 @@ fn services_are_announced_found_by_name_and_removed() {
         a.contains(&at(11)) && !a.contains(&at(12))
     });
     assert!(gone.is_some(), "{}", lab.nslookup("web.service.consul"));
+    // The client still reaches `web`, on the instance left.
+    for _ in 0..5 {
+        let (ok, out) = through("client", 9191);
+        assert!(ok, "with one instance down: {out}");
+    }
     lab.on_node(2, "docker start web");
     assert!(within(Duration::from_secs(10), || lab.passing("web") == both).is_some());
 

@@ -33,9 +33,11 @@ use serde_json::Value;
 use super::consul_api;
 use super::stack::{self, Entry, META_CONTAINER, META_ENV, META_OWNER, META_SPEC};
 use crate::error::Result;
+use crate::modules::docker_container::{Spec, SPEC_LABEL};
 use crate::modules::templated::{OptText, Templated};
 use crate::modules::{args_map, BadArgs, Context, Module, ModuleDef, Outcome};
 use crate::playbook::values::json_strings;
+use crate::transport::quote;
 use crate::yaml::Node;
 
 /// How many times (a second apart) the agent's API is asked before the
@@ -50,6 +52,10 @@ pub(crate) struct Args {
     pub port: Templated<OptText>,
     pub kv_path: Templated<String>,
     pub node: Templated<String>,
+    /// The image of the Connect proxies (Consul's own).
+    pub proxy_image: Templated<String>,
+    /// Where a container on the docker bridge reaches the agent.
+    pub bridge_ip: Templated<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,7 +71,7 @@ impl ModuleDef for Def {
     fn parse(&self, node: &Node) -> Result<Arc<dyn Module>, BadArgs> {
         Ok(Arc::new(ConsulServices(args_map(
             node,
-            "a mapping with `stack`, `address`, `port`, `kv_path` and `node`",
+            "a mapping with `stack`, `address`, `port`, `kv_path`, `node`, `proxy_image` and `bridge_ip`",
         )?)))
     }
 }
@@ -88,6 +94,8 @@ impl Module for ConsulServices {
             a.port.raw(),
             a.kv_path.raw(),
             a.node.raw(),
+            a.proxy_image.raw(),
+            a.bridge_ip.raw(),
         ] {
             json_strings(raw, &mut out);
         }
@@ -235,6 +243,19 @@ async fn run(args: &Args, ctx: &Context<'_>) -> Result<Outcome> {
             agent!(agent.call("DELETE", &consul_api::kv_path("", &prefix, true, ""), None));
         }
     }
+    let links = Links {
+        image: args.proxy_image.get("proxy_image", ctx)?,
+        bridge_ip: args.bridge_ip.get("bridge_ip", ctx)?,
+        port,
+    };
+    match intentions(&agent, &entries).await? {
+        Ok(mut changes) => done.append(&mut changes),
+        Err(failed) => return Ok(failed),
+    }
+    match proxies(ctx, &links, &entries, &address).await? {
+        Ok(mut changes) => done.append(&mut changes),
+        Err(failed) => return Ok(failed),
+    }
     for entry in &entries {
         let outcome = publish_env(&agent, entry, &kv_path, &node, &ours).await?;
         match outcome {
@@ -320,4 +341,279 @@ async fn publish_env(
         }
     }
     Ok(Ok(changes))
+}
+
+/// What the Connect proxies need to know.
+struct Links {
+    image: String,
+    bridge_ip: String,
+    /// The agent's HTTP port.
+    port: u16,
+}
+
+/// The label marking the linking proxies `consul_services` runs.
+const ROLE_LABEL: &str = "arpanet.role";
+const ROLE: &str = "linking";
+/// The label holding the ID of the container an upstream proxy lives in:
+/// a recreated container means a new proxy (the old one kept the old
+/// network namespace).
+const APP_LABEL: &str = "arpanet.app";
+
+/// The proxy containers the entries want on this node: for each declared
+/// service instance, its sidecar (`consul connect proxy -sidecar-for ID`,
+/// on the host's network so other nodes reach its mTLS port); for each
+/// entry with upstreams, a proxy inside the entry's container's network
+/// namespace listening on `127.0.0.1:PORT` for each upstream, with the
+/// entry's identity.
+fn proxy_specs(
+    links: &Links,
+    entries: &[Entry],
+    address: &str,
+    app_ids: &BTreeMap<String, String>,
+) -> Vec<Spec> {
+    let spec = |name: String, network: String, command: Vec<String>, app: Option<&String>| {
+        let mut labels = BTreeMap::from([(ROLE_LABEL.to_owned(), ROLE.to_owned())]);
+        if let Some(app) = app {
+            labels.insert(APP_LABEL.to_owned(), app.clone());
+        }
+        Spec {
+            name,
+            image: links.image.clone(),
+            command,
+            entrypoint: None,
+            network_mode: Some(network),
+            ports: Vec::new(),
+            volumes: Vec::new(),
+            env: BTreeMap::new(),
+            labels,
+            privileged: false,
+            cap_add: Vec::new(),
+            restart: "unless-stopped".into(),
+            healthcheck: None,
+        }
+    };
+    let words = |w: &[&str]| w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let mut out = Vec::new();
+    for entry in entries {
+        for reg in entry.registrations(address) {
+            let mut command = words(&["connect", "proxy", "-sidecar-for", &reg.id]);
+            command.push(format!("-http-addr=127.0.0.1:{}", links.port));
+            out.push(spec(
+                format!("{}-proxy", reg.id),
+                "host".into(),
+                command,
+                None,
+            ));
+        }
+        if entry.upstreams.is_empty() {
+            continue;
+        }
+        let agent = if entry.host_network {
+            "127.0.0.1"
+        } else {
+            links.bridge_ip.as_str()
+        };
+        let mut command = words(&["connect", "proxy", "-service", entry.identity()]);
+        command.push(format!("-http-addr={agent}:{}", links.port));
+        for u in &entry.upstreams {
+            command.push(format!("-upstream={}:{}", u.service, u.port));
+        }
+        out.push(spec(
+            format!("{}-upstreams", entry.name),
+            format!("container:{}", entry.name),
+            command,
+            app_ids.get(&entry.name),
+        ));
+    }
+    out
+}
+
+/// Make the node's linking proxies those the entries want: create,
+/// recreate (a changed spec or container) or start them; remove the rest.
+async fn proxies(
+    ctx: &Context<'_>,
+    links: &Links,
+    entries: &[Entry],
+    address: &str,
+) -> Result<std::result::Result<Vec<String>, Outcome>> {
+    let mut app_ids = BTreeMap::new();
+    for entry in entries.iter().filter(|e| !e.upstreams.is_empty()) {
+        let out = crate::probe::exec(
+            ctx.transport,
+            ctx.host,
+            &format!(
+                "docker container inspect --format '{{{{.Id}}}}' {} 2>/dev/null || true",
+                quote(&entry.name)
+            ),
+            None,
+        )
+        .await?;
+        app_ids.insert(entry.name.clone(), out.stdout.trim().to_owned());
+    }
+    let wanted = proxy_specs(links, entries, address, &app_ids);
+    let listed = crate::probe::exec(
+        ctx.transport,
+        ctx.host,
+        &format!(
+            "docker ps -a --filter label={ROLE_LABEL}={ROLE} --format '{{{{.Names}}}} {{{{.State}}}} {{{{.Label \"{SPEC_LABEL}\"}}}}'"
+        ),
+        None,
+    )
+    .await?;
+    if !listed.success() {
+        return Ok(Err(Outcome::fail(format!(
+            "cannot list the linking proxies: {}",
+            listed.stderr.trim()
+        ))));
+    }
+    let existing: BTreeMap<&str, (&str, &str)> = listed
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?, (w.next()?, w.next().unwrap_or(""))))
+        })
+        .collect();
+    let mut changes = Vec::new();
+    let mut script = Vec::new();
+    for spec in &wanted {
+        let q = quote(&spec.name);
+        match existing.get(spec.name.as_str()) {
+            Some((_, hash)) if *hash != spec.hash() => {
+                changes.push(format!("recreated {}", spec.name));
+                script.push(format!("docker rm -f {q} >/dev/null"));
+                script.push(format!("{} >/dev/null", spec.run_command()));
+            }
+            Some((state, _)) if *state != "running" => {
+                changes.push(format!("started {}", spec.name));
+                script.push(format!("docker start {q} >/dev/null"));
+            }
+            Some(_) => {}
+            None => {
+                changes.push(format!("created {}", spec.name));
+                script.push(format!("{} >/dev/null", spec.run_command()));
+            }
+        }
+    }
+    for name in existing.keys() {
+        if !wanted.iter().any(|s| s.name == *name) {
+            changes.push(format!("removed {name}"));
+            script.push(format!("docker rm -f {} >/dev/null", quote(name)));
+        }
+    }
+    if script.is_empty() || ctx.check {
+        return Ok(Ok(changes));
+    }
+    let script = format!("set -e; {}", script.join("; "));
+    let out = ctx.transport.exec(&script, None).await?;
+    if !out.success() {
+        return Ok(Err(Outcome::failed_command(&script, &out)));
+    }
+    Ok(Ok(changes))
+}
+
+/// Connect's intentions: everything denied (`* → *`), and each declared
+/// upstream allowed from the entry's identity to the service. Intentions
+/// are cluster-wide: every node adds what its stack declares, and an
+/// intention already there is left alone.
+async fn intentions(
+    agent: &Agent<'_>,
+    entries: &[Entry],
+) -> Result<std::result::Result<Vec<String>, Outcome>> {
+    let mut wanted: Vec<(String, String, &str)> = vec![("*".into(), "*".into(), "deny")];
+    for e in entries {
+        for u in &e.upstreams {
+            wanted.push((e.identity().to_owned(), u.service.clone(), "allow"));
+        }
+    }
+    let listed = match agent.call("GET", "/v1/connect/intentions", None).await? {
+        Ok(r) => r,
+        Err(failed) => return Ok(Err(failed)),
+    };
+    let have: Vec<Value> = serde_json::from_slice(&listed.body).unwrap_or_default();
+    let mut changes = Vec::new();
+    for (source, destination, action) in wanted {
+        let present = have.iter().any(|i| {
+            i["SourceName"] == source.as_str() && i["DestinationName"] == destination.as_str()
+        });
+        if present {
+            continue;
+        }
+        changes.push(format!("intention {source} → {destination} {action}"));
+        if agent.ctx.check {
+            continue;
+        }
+        let body = serde_json::json!({
+            "SourceName": source,
+            "DestinationName": destination,
+            "Action": action,
+            "Description": "arpanet: the stack's declared upstreams",
+        })
+        .to_string();
+        let made = consul_api::request(
+            agent.ctx.host,
+            agent.ctx.transport,
+            agent.port,
+            "POST",
+            "/v1/connect/intentions",
+            Some(body.as_bytes()),
+        )
+        .await?;
+        // Another node may have made the same one a moment ago.
+        if made.status != 200 && !made.text().contains("duplicate") {
+            return Ok(Err(Outcome::fail(format!(
+                "consul: cannot create the intention {source} → {destination}: HTTP {}: {}",
+                made.status,
+                made.text().trim()
+            ))));
+        }
+    }
+    Ok(Ok(changes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn each_service_gets_a_sidecar_and_each_upstream_list_a_proxy_in_its_container() {
+        let stack = json!([
+            {"name": "web", "image": "w", "ports": ["8081:8080"], "service": {}},
+            {"name": "app", "image": "a", "upstreams": [{"service": "web", "port": 9191}]},
+        ]);
+        let entries = stack::parse(&stack).unwrap();
+        let links = Links {
+            image: "reg/consul:1".into(),
+            bridge_ip: "172.17.0.1".into(),
+            port: 8500,
+        };
+        let ids = BTreeMap::from([("app".to_owned(), "abc123".to_owned())]);
+        let specs = proxy_specs(&links, &entries, "10.0.0.5", &ids);
+        let shown: Vec<(String, Option<String>, String)> = specs
+            .iter()
+            .map(|s| (s.name.clone(), s.network_mode.clone(), s.command.join(" ")))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "web-proxy".to_owned(),
+                    Some("host".to_owned()),
+                    "connect proxy -sidecar-for web -http-addr=127.0.0.1:8500".to_owned()
+                ),
+                (
+                    "app-upstreams".to_owned(),
+                    Some("container:app".to_owned()),
+                    "connect proxy -service app -http-addr=172.17.0.1:8500 -upstream=web:9191"
+                        .to_owned()
+                ),
+            ]
+        );
+        // A recreated app container is a new upstream proxy.
+        let other = BTreeMap::from([("app".to_owned(), "def456".to_owned())]);
+        let again = proxy_specs(&links, &entries, "10.0.0.5", &other);
+        assert_ne!(specs[1].hash(), again[1].hash());
+        assert_eq!(specs[0].hash(), again[0].hash());
+    }
 }

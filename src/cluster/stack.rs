@@ -671,6 +671,14 @@ pub(crate) struct Registration {
 }
 
 impl Entry {
+    /// The Connect identity of the entry's container: its service's name,
+    /// else the entry's.
+    pub(crate) fn identity(&self) -> &str {
+        self.service
+            .as_ref()
+            .map_or(self.name.as_str(), |s| s.name.as_str())
+    }
+
     /// The agent registrations of this entry's `service`, on a node whose
     /// cluster address is `address`.
     pub(crate) fn registrations(&self, address: &str) -> Vec<Registration> {
@@ -734,6 +742,18 @@ impl Entry {
                     }
                     body["Check"] = c;
                 }
+                // Consul Connect: a sidecar registration whose proxy (run
+                // by `consul_services`) takes mTLS connections on a port the
+                // agent picks and hands them to the published port.
+                body["Connect"] = json!({
+                    "SidecarService": {
+                        "Address": address,
+                        "Proxy": {
+                            "LocalServiceAddress": address,
+                            "LocalServicePort": host_port,
+                        },
+                    },
+                });
                 if !self.upstreams.is_empty() {
                     body["Meta"][META_UPSTREAMS] = json!(self
                         .upstreams
