@@ -197,7 +197,8 @@ async fn run(args: &Args, ctx: &Context<'_>) -> Result<Outcome> {
         serde_json::from_slice(&listed.body).unwrap_or_default();
     let ours: BTreeMap<&String, &Value> = existing
         .iter()
-        .filter(|(_, s)| s["Meta"][META_OWNER] == "stack")
+        // Sidecars inherit their service's meta; they come and go with it.
+        .filter(|(_, s)| s["Meta"][META_OWNER] == "stack" && s["Kind"] != "connect-proxy")
         .collect();
 
     let mut done: Vec<String> = Vec::new();
