@@ -251,6 +251,32 @@ fn services_are_announced_found_by_name_and_removed() {
     let srv = lab.nslookup("-type=SRV web.service.consul");
     assert!(srv.contains(" 8081 "), "{srv}");
 
+    // 2b. `arpanet services` lists both instances, healthy, as the stack's.
+    let listed = lab.run("services", &["--output", "json"]);
+    assert_eq!(listed.code, 0, "{listed}");
+    let rows: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let mut web: Vec<String> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["service"] == "web")
+        .map(|r| {
+            format!(
+                "{} {}:{} {} {}",
+                r["node"], r["address"], r["port"], r["health"], r["source"]
+            )
+        })
+        .collect();
+    web.sort();
+    assert_eq!(
+        web,
+        [
+            format!("\"node1\" \"{}\":8081 \"passing\" \"stack\"", at(11)),
+            format!("\"node2\" \"{}\":8081 \"passing\" \"stack\"", at(12)),
+        ],
+        "{listed}"
+    );
+
     // 3. publish_env: the named key, not the others, per node.
     let kv = lab.on_node(
         3,
@@ -382,7 +408,12 @@ fn services_are_announced_found_by_name_and_removed() {
     let quick = "sh -c \"trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait\"";
     lab.on_node(
         3,
-        &format!("docker run -d -P -e SERVICE_NAME=handmade -e SERVICE_TAGS=a,b --name hand {image} {quick}"),
+        &format!(
+            "docker run -d -P -e SERVICE_NAME=handmade -e SERVICE_TAGS=a,b \
+             -e SERVICE_CHECK_HTTP=/ -e SERVICE_CHECK_INTERVAL=2s \
+             -e COLOR=red -e TOKEN={secret} -l arpanet.publish_env=COLOR \
+             --name hand {image} {quick}"
+        ),
     );
     let published = lab.on_node(3, "docker port hand 8080/tcp | head -n 1");
     let port: u64 = published
@@ -405,6 +436,21 @@ fn services_are_announced_found_by_name_and_removed() {
     assert_eq!(row["ServiceAddress"], at(13).as_str());
     assert_eq!(row["ServicePort"], port);
     assert_eq!(row["ServiceTags"], serde_json::json!(["a", "b"]));
+    // Its SERVICE_CHECK_HTTP check runs and passes; its labelled env key
+    // is published, the other is not.
+    let healthy = within(Duration::from_secs(10), || {
+        lab.passing("handmade") == [(at(13), port)]
+    });
+    assert!(
+        healthy.is_some(),
+        "{}",
+        lab.consul_get(1, "/v1/health/checks/handmade")
+    );
+    let kv = lab.on_node(
+        3,
+        "docker exec consul consul kv get -recurse arpanet/env/handmade/",
+    );
+    assert_eq!(kv.trim(), "arpanet/env/handmade/node3/COLOR:red");
     lab.on_node(3, "docker stop hand");
     let stopped = within(Duration::from_secs(5), || {
         lab.catalog("handmade")
@@ -415,6 +461,11 @@ fn services_are_announced_found_by_name_and_removed() {
         stopped.is_some(),
         "handmade still registered after docker stop"
     );
+    let kv = lab.on_node(
+        3,
+        "docker exec consul consul kv get -recurse arpanet/env/handmade/ || true",
+    );
+    assert!(!kv.contains("COLOR"), "{kv}");
     lab.on_node(
         3,
         &format!(
@@ -476,6 +527,16 @@ fn services_are_announced_found_by_name_and_removed() {
         lab.try_on_node(3, "journalctl -u registrator --no-pager | tail -n 20")
             .1
     );
+    // `hand` (started again before the restart, without a restart policy)
+    // is gone, and so is the env it published.
+    let kv = within(Duration::from_secs(10), || {
+        !lab.on_node(
+            1,
+            "docker exec consul consul kv get -recurse arpanet/env/handmade/ || true",
+        )
+        .contains("COLOR")
+    });
+    assert!(kv.is_some(), "hand's env outlived it");
 
     // 9. the entry removed from node2: its instance deregistered, its env gone.
     lab.write("host_vars/node2.yml", "stack: []\n");
