@@ -5,6 +5,8 @@
 //! busybox test service. Run with `ARPANET_LAB_TESTS=1`; the bad-input test
 //! needs no lab.
 //!
+//! `ARPANET_TEST_KEEP_LAB=1` keeps the lab of a failed run to look into.
+//!
 //! What the nodes did is read with `docker exec` into the node containers
 //! (Consul's HTTP API through the agent's own busybox `wget`), not through
 //! arpanet.
