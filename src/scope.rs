@@ -139,7 +139,11 @@ impl Scope {
             .collect();
         let file =
             std::path::absolute(&inventory.source).unwrap_or_else(|_| inventory.source.clone());
-        let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        // a directory source is its own `inventory_dir`
+        let dir = match file.is_dir() {
+            true => file.clone(),
+            false => file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        };
         Scope {
             depths,
             groups: groups.into(),
