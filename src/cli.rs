@@ -83,10 +83,11 @@ pub struct ConsulArgs {
 /// taken after a subcommand's arguments too (`kv get KEY -i INV`).
 #[derive(Debug, Args, Clone)]
 pub struct ConnectArgs {
-    /// Inventory file (INI or YAML) [default: `$ARPANET_INVENTORY`, else
-    /// `inventory:` of an `arpanet.yml` here or in a parent]
+    /// Inventory file or directory (INI or YAML; repeatable) [default:
+    /// `$ARPANET_INVENTORY`, else `inventory:` of an `arpanet.yml` here or
+    /// in a parent]
     #[arg(global = true, short, long, value_name = "INVENTORY")]
-    pub inventory: Option<PathBuf>,
+    pub inventory: Vec<PathBuf>,
     /// Only hosts matching this pattern (`web*`, `a:b`, `a:&b`, `a:!b`,
     /// `@FILE`: the hosts listed in FILE, such as a retry file)
     #[arg(global = true, short, long, value_name = "PATTERN")]
@@ -226,13 +227,22 @@ pub struct ExecArgs {
 
 #[derive(Debug, Args)]
 pub struct InventoryArgs {
-    /// Inventory file (INI or YAML) [default: `$ARPANET_INVENTORY`, else
-    /// `inventory:` of an `arpanet.yml` here or in a parent]
+    /// Inventory file or directory (INI or YAML; repeatable) [default:
+    /// `$ARPANET_INVENTORY`, else `inventory:` of an `arpanet.yml` here or
+    /// in a parent]
     #[arg(short, long, value_name = "INVENTORY")]
-    pub inventory: Option<PathBuf>,
+    pub inventory: Vec<PathBuf>,
     /// Show one host's resolved variables
-    #[arg(long, value_name = "HOST")]
+    #[arg(long, value_name = "HOST", conflicts_with_all = ["list", "list_hosts"])]
     pub host: Option<String>,
+    /// Print exactly what `ansible-inventory --list` prints: each host's
+    /// inventory variables only (no defaults, rc file or magic variables)
+    #[arg(long, conflicts_with = "list_hosts")]
+    pub list: bool,
+    /// Print the hosts `--limit` selects (every host without it), one per
+    /// line, in Ansible's order, as `ansible PATTERN --list-hosts` does
+    #[arg(long)]
+    pub list_hosts: bool,
     /// Only hosts matching this pattern
     #[arg(short, long, value_name = "PATTERN")]
     pub limit: Option<String>,
@@ -243,10 +253,11 @@ pub struct InventoryArgs {
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// Inventory file (INI or YAML) [default: `$ARPANET_INVENTORY`, else
-    /// `inventory:` of an `arpanet.yml` here or in a parent]
+    /// Inventory file or directory (INI or YAML; repeatable) [default:
+    /// `$ARPANET_INVENTORY`, else `inventory:` of an `arpanet.yml` here or
+    /// in a parent]
     #[arg(short, long, value_name = "INVENTORY")]
-    pub inventory: Option<PathBuf>,
+    pub inventory: Vec<PathBuf>,
     /// Host whose variables fill the template
     #[arg(long, value_name = "HOST")]
     pub host: String,

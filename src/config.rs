@@ -52,7 +52,8 @@ pub struct Settings {
 /// extra variables and connection defaults, as the user gave them.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    pub inventory: PathBuf,
+    /// Every `-i` source, in order (at least one).
+    pub inventory: Vec<PathBuf>,
     pub limit: Option<String>,
     /// `KEY=VALUE` or `@file.yml`, in order.
     pub extra_vars: Vec<String>,

@@ -4,7 +4,7 @@
 //! a hint where the cause is known.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Exit codes, as `ansible-playbook` uses them.
 pub mod exit {
@@ -457,6 +457,10 @@ pub enum InputKind {
     BadHostName {
         name: String,
     },
+    /// `w1:` in an INI host line: YAML read as INI, usually.
+    HostEndsInColon {
+        name: String,
+    },
     NotKeyValue {
         found: String,
         within: KeyValueIn,
@@ -464,19 +468,6 @@ pub enum InputKind {
     BadVariableName {
         name: String,
         within: KeyValueIn,
-    },
-    SetTwiceOnLine {
-        key: String,
-    },
-    SetTwiceInSection {
-        key: String,
-        previous: usize,
-        section: usize,
-    },
-    HostListedTwice {
-        host: String,
-        group: String,
-        line: usize,
     },
     AfterChildGroup {
         text: String,
@@ -788,6 +779,9 @@ impl fmt::Display for InputKind {
                 write!(f, "expected a host name, found the variable `{variable}`")
             }
             BadHostName { name } => write!(f, "invalid host name `{name}`"),
+            HostEndsInColon { name } => {
+                write!(f, "invalid host name `{name}`: it ends in `:` without a port")
+            }
             NotKeyValue { found, within } => match within {
                 KeyValueIn::HostLine => {
                     write!(f, "expected `key=value` after the host name, found `{found}`")
@@ -798,19 +792,6 @@ impl fmt::Display for InputKind {
                 }
             },
             BadVariableName { name, .. } => write!(f, "invalid variable name `{name}`"),
-            SetTwiceOnLine { key } => write!(f, "`{key}` is set twice on this line"),
-            SetTwiceInSection {
-                key,
-                previous,
-                section,
-            } => write!(
-                f,
-                "`{key}` is already set on line {previous}, in the section that starts on line {section}"
-            ),
-            HostListedTwice { host, group, line } => write!(
-                f,
-                "host `{host}` is already listed in group `{group}` on line {line}"
-            ),
             AfterChildGroup { text } => write!(f, "unexpected `{text}` after child group name"),
             AllAsChild { parent: None } => f.write_str("group `all` cannot be a child group"),
             AllAsChild {
@@ -946,6 +927,11 @@ impl InputKind {
                 "variables for every host of a group go in a `[{group}:vars]` section"
             )),
             BadHostName { .. } => Some("a host name cannot be empty or contain `,` or `=`".into()),
+            HostEndsInColon { .. } => Some(
+                "write a port after the colon (`w1:2222`); a YAML inventory is read as YAML \
+                 when its name ends in `.yml`, `.yaml` or has no extension"
+                    .into(),
+            ),
             NotKeyValue { found, within } => Some(match within {
                 KeyValueIn::HostLine => {
                     "put one host per line; host variables are written `name=value`".into()
@@ -968,12 +954,6 @@ impl InputKind {
                         .into()
                 }
             }),
-            SetTwiceOnLine { .. } | SetTwiceInSection { .. } => {
-                Some("set each variable once; remove one of the two".into())
-            }
-            HostListedTwice { .. } => {
-                Some("list each host once per group; put all its variables on one line".into())
-            }
             AfterChildGroup { .. } => Some("list one child group per line".into()),
             AllAsChild { .. } => Some("every group is already below `all`".into()),
             GroupLoop { .. } => Some("groups may not contain themselves, directly or not".into()),
@@ -1054,6 +1034,12 @@ pub enum UsageKind {
     RegexPattern {
         term: String,
         pattern: String,
+        message: String,
+    },
+    /// `--limit @FILE` names a file that cannot be read.
+    LimitFile {
+        path: String,
+        message: String,
     },
     UnknownHost {
         host: String,
@@ -1092,9 +1078,10 @@ impl UsageKind {
                 };
                 Some(format!("groups in `{inventory}`: {}{more}", ticked(groups)))
             }),
-            RegexPattern { .. } => {
-                Some("use globs (`web*`, `node?`) or list names with `,`".into())
-            }
+            RegexPattern { .. } => Some(
+                "a `~` pattern is a regular expression matched from the start of each name".into(),
+            ),
+            LimitFile { .. } => Some("`@FILE` is a file of host names, one per line".into()),
             UnknownHost { suggestion, .. } => did_you_mean(suggestion),
             NoPlaybook {
                 suggestion,
@@ -1120,10 +1107,15 @@ impl fmt::Display for UsageKind {
             }
             EmptyPattern { pattern } => write!(f, "empty host pattern `{pattern}`"),
             NoMatch { pattern, .. } => write!(f, "no hosts match `{pattern}`"),
-            RegexPattern { term, pattern } => write!(
+            RegexPattern {
+                term,
+                pattern,
+                message,
+            } => write!(
                 f,
-                "regex host patterns like `{term}` in `{pattern}` are not supported"
+                "invalid regular expression `{term}` in `{pattern}`: {message}"
             ),
+            LimitFile { path, message } => write!(f, "cannot read limit file `{path}`: {message}"),
             UnknownHost {
                 host, inventory, ..
             } => write!(f, "unknown host `{host}` in `{inventory}`"),
@@ -1229,4 +1221,33 @@ mod tests {
         let caret_at = caret.chars().count() - 1;
         assert_eq!(shown.chars().nth(caret_at), Some('X'), "{text}");
     }
+}
+
+/// Something in an input file that arpanet reads as Ansible does but that
+/// is probably a mistake: printed as a warning with its place, never fatal.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum InputWarning {
+    /// A key set twice in one host line, `:vars` section or YAML mapping.
+    SetTwice { key: String },
+    /// A host listed twice in one group.
+    HostListedTwice { host: String, group: String },
+}
+
+impl fmt::Display for InputWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputWarning::SetTwice { key } => {
+                write!(f, "`{key}` is set twice; the last value wins, as in Ansible")
+            }
+            InputWarning::HostListedTwice { host, group } => write!(
+                f,
+                "host `{host}` is listed twice in group `{group}`; it keeps its first place and gets both lines' variables, as in Ansible"
+            ),
+        }
+    }
+}
+
+/// A warning at `file:line`.
+pub(crate) fn located_warning(file: &Path, line: usize, warning: InputWarning) -> String {
+    format!("{}:{line}: {warning}", file.display())
 }

@@ -19,7 +19,8 @@ pub fn play_hosts(
     match limit {
         None => Ok(hosts),
         Some(limit) => {
-            let allowed = inventory.select(limit)?;
+            let allowed: std::collections::HashSet<String> =
+                inventory.select(limit)?.into_iter().collect();
             Ok(hosts.into_iter().filter(|h| allowed.contains(h)).collect())
         }
     }

@@ -25,10 +25,14 @@ struct ProjectFile {
 
 /// The inventory to use: `given` (`-i`), else [`ENV`], else the project
 /// file's, looked for from the current directory up.
-pub(crate) fn inventory(given: Option<&Path>) -> Result<PathBuf> {
+/// Several `-i` are all used, in order.
+pub(crate) fn inventory(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    if !given.is_empty() {
+        return Ok(given.to_vec());
+    }
     let env = std::env::var_os(ENV).filter(|v| !v.is_empty());
     let cwd = std::env::current_dir().map_err(|e| Error::io("read", ".", e))?;
-    resolve(given, env.as_deref().map(Path::new), &cwd)
+    resolve(None, env.as_deref().map(Path::new), &cwd).map(|p| vec![p])
 }
 
 fn resolve(given: Option<&Path>, env: Option<&Path>, cwd: &Path) -> Result<PathBuf> {

@@ -62,6 +62,9 @@ pub fn run_playbooks(
         false => Vec::new(),
     };
     let printer = Printer::start(output.format, output.verbose);
+    for warning in &session.inventory.warnings {
+        printer.reporter().warn(warning.clone());
+    }
     for warning in session.defaults.ssh_warnings() {
         printer.reporter().warn(warning);
     }

@@ -8,10 +8,12 @@
 //!
 //! 1. built-in defaults (`playbooks/vars/defaults.yml`, embedded),
 //! 2. `~/.arpanetrc`,
-//! 3. group `all` (`[all:vars]`, then `group_vars/all.yml`),
-//! 4. the host's other groups, parents before children and, at the same
-//!    depth, by name (Ansible's order); for each, `[g:vars]` then
-//!    `group_vars/g.yml`,
+//! 3. inline group vars (`[g:vars]`, YAML `vars:`): `all`, then the
+//!    host's other groups, parents before children and, at the same
+//!    depth, by `ansible_group_priority` then name (Ansible's order),
+//! 4. `group_vars/` files, in the same group order: every one of them is
+//!    above every inline group var, as in Ansible (so
+//!    `group_vars/all.yml` beats `[child:vars]`),
 //! 5. host vars (inline, then `host_vars/HOST.yml`),
 //! 6. play vars,
 //! 7. facts: `set_fact` values and `register`ed results, which outlive the
@@ -33,7 +35,7 @@
 //! rather than raw `{{ }}` text, and is tried again before a task only once
 //! new facts may let it render.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -60,8 +62,9 @@ pub(crate) const MAGIC: &[&str] = &[
 pub(crate) struct Scope {
     inventory: Arc<Inventory>,
     layers: Layers,
-    /// Each group's depth below `all`, the order group vars apply in.
-    depths: HashMap<String, usize>,
+    /// Each group's depth below `all` by group index, the order group vars
+    /// apply in.
+    depths: Vec<usize>,
     /// The `groups` magic var: the same for every host, so built once.
     groups: Value,
     inventory_file: Value,
@@ -128,11 +131,7 @@ impl HostVars {
 
 impl Scope {
     pub(crate) fn new(inventory: Arc<Inventory>, layers: Layers) -> Self {
-        let depths = inventory
-            .group_depths()
-            .into_iter()
-            .map(|(name, depth)| (name.to_owned(), depth))
-            .collect();
+        let depths = inventory.group_depths();
         let groups: Vars = inventory
             .groups
             .iter()
@@ -140,7 +139,11 @@ impl Scope {
             .collect();
         let file =
             std::path::absolute(&inventory.source).unwrap_or_else(|_| inventory.source.clone());
-        let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        // a directory source is its own `inventory_dir`
+        let dir = match file.is_dir() {
+            true => file.clone(),
+            false => file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        };
         Scope {
             depths,
             groups: groups.into(),
@@ -174,8 +177,13 @@ impl Scope {
             .inventory
             .groups
             .iter()
-            .map(|g| &g.vars)
-            .chain(self.inventory.hosts.iter().map(|h| &h.vars));
+            .flat_map(|g| [&g.vars, &g.file_vars])
+            .chain(
+                self.inventory
+                    .hosts
+                    .iter()
+                    .flat_map(|h| [&h.vars, &h.file_vars]),
+            );
         layers
             .into_iter()
             .chain(inventory)
@@ -188,28 +196,15 @@ impl Scope {
         &self.inventory
     }
 
-    /// Layers 1 to 6, 9 and 10 for `host`, templates unrendered.
-    fn layered(&self, host: &str, play_vars: &Vars) -> Vars {
+    /// Layers 1 to 6, 9 and 10 for `host`, templates unrendered; the
+    /// `groups` magic var only `with_groups` (it is the same big value for
+    /// every host).
+    fn layered(&self, host: &str, play_vars: &Vars, with_groups: bool) -> Vars {
         let inventory = &*self.inventory;
         let mut out = Vars::new();
         merge(&mut out, &self.layers.defaults);
         merge(&mut out, &self.layers.rc);
-        let names = inventory.groups_of(host);
-        if let Some(all) = inventory.group("all") {
-            merge(&mut out, &all.vars);
-        }
-        let mut groups: Vec<_> = names
-            .iter()
-            .filter(|n| *n != "all")
-            .filter_map(|n| inventory.group(n))
-            .collect();
-        groups.sort_by_key(|g| (self.depths.get(&g.name).copied().unwrap_or(1), &g.name));
-        for g in groups {
-            merge(&mut out, &g.vars);
-        }
-        if let Some(h) = inventory.host(host) {
-            merge(&mut out, &h.vars);
-        }
+        merge(&mut out, &inventory.host_vars(host, &self.depths));
         if !play_vars.is_empty() {
             let mut play = play_vars.clone();
             add_aliases(&mut play);
@@ -220,14 +215,16 @@ impl Scope {
         out.insert("inventory_hostname".into(), host.into());
         let short = host.split('.').next().unwrap_or(host);
         out.insert("inventory_hostname_short".into(), short.into());
-        let mut group_names: Vec<&str> = names
-            .iter()
-            .map(String::as_str)
-            .filter(|n| *n != "all")
+        let mut group_names: Vec<String> = inventory
+            .groups_of(host)
+            .into_iter()
+            .filter(|n| n != "all")
             .collect();
         group_names.sort();
         out.insert("group_names".into(), group_names.into());
-        out.insert("groups".into(), self.groups.clone());
+        if with_groups {
+            out.insert("groups".into(), self.groups.clone());
+        }
         out.insert("inventory_file".into(), self.inventory_file.clone());
         out.insert("inventory_dir".into(), self.inventory_dir.clone());
         out
@@ -237,7 +234,7 @@ impl Scope {
     /// connecting to it, `render` and the cluster commands.
     pub(crate) fn host(&self, engine: &Engine, host: &str) -> Resolved {
         let origin = Location::new("<variables>", 0, 0);
-        resolve(engine, &self.layered(host, &Vars::new()), &origin)
+        resolve(engine, &self.layered(host, &Vars::new(), true), &origin)
     }
 
     /// Every inventory host's variables for a play with `play_vars`. When
@@ -255,7 +252,7 @@ impl Scope {
             .inventory
             .hosts
             .iter()
-            .map(|h| (h.name.as_str(), self.layered(&h.name, play_vars)))
+            .map(|h| (h.name.as_str(), self.layered(&h.name, play_vars, true)))
             .collect();
         let templated = raw.values().any(|v| v.values().any(has_template));
         let mut resolved = BTreeMap::new();
@@ -368,19 +365,46 @@ impl Scope {
                     suggestion: crate::suggest::closest(host, names).map(str::to_owned),
                 }));
             }
-            return Ok(self.layered(host, &no_play_vars).into());
+            return Ok(self.layered(host, &no_play_vars, true).into());
         }
         let mut hostvars = Vars::new();
         for h in &inventory.hosts {
-            let mut vars = self.layered(&h.name, &no_play_vars);
-            vars.remove("groups");
+            let vars = self.layered(&h.name, &no_play_vars, false);
             hostvars.insert(h.name.clone(), vars.into());
         }
         let mut out = Vars::new();
         out.insert("_meta".into(), serde_json::json!({ "hostvars": hostvars }));
-        for g in &inventory.groups {
+        out.extend(self.group_listing());
+        Ok(out.into())
+    }
+
+    /// Exactly what `ansible-inventory --list` prints: the groups, and each
+    /// host's inventory variables (group and host vars in Ansible's order;
+    /// no defaults, rc file, `-e` or magic variables; hosts without any are
+    /// left out, as Ansible leaves them out).
+    pub(crate) fn ansible_list(&self) -> Value {
+        let inventory = &*self.inventory;
+        let hostvars: Vars = inventory
+            .hosts
+            .iter()
+            .map(|h| (h.name.clone(), inventory.host_vars(&h.name, &self.depths)))
+            .filter(|(_, vars)| !vars.is_empty())
+            .map(|(name, vars)| (name, vars.into()))
+            .collect();
+        let mut out = Vars::new();
+        out.insert("_meta".into(), serde_json::json!({ "hostvars": hostvars }));
+        out.extend(self.group_listing());
+        out.into()
+    }
+
+    /// Each group's own hosts and children, as `--list` shows them: groups
+    /// with neither are left out, and so are the hosts listed under `all`
+    /// itself (Ansible shows them through `ungrouped` or their groups).
+    fn group_listing(&self) -> Vars {
+        let mut out = Vars::new();
+        for g in &self.inventory.groups {
             let mut entry = Vars::new();
-            if !g.hosts.is_empty() {
+            if !g.hosts.is_empty() && g.name != "all" {
                 entry.insert("hosts".into(), g.hosts.clone().into());
             }
             if !g.children.is_empty() {
@@ -390,7 +414,7 @@ impl Scope {
                 out.insert(g.name.clone(), entry.into());
             }
         }
-        Ok(out.into())
+        out
     }
 }
 
@@ -478,7 +502,7 @@ mod tests {
     }
 
     fn layered(inventory: Inventory, layers: Layers, host: &str, play: &Vars) -> Vars {
-        Scope::new(Arc::new(inventory), layers).layered(host, play)
+        Scope::new(Arc::new(inventory), layers).layered(host, play, true)
     }
 
     fn fixture(name: &str) -> PathBuf {
@@ -515,10 +539,10 @@ mod tests {
         (Layer::Defaults, "defaults"),
         (Layer::Rc, "rc"),
         (Layer::AllVars, "all:vars"),
-        (Layer::AllFile, "group_vars/all"),
         (Layer::ParentVars, "parent:vars"),
-        (Layer::ParentFile, "group_vars/parent"),
         (Layer::ChildVars, "child:vars"),
+        (Layer::AllFile, "group_vars/all"),
+        (Layer::ParentFile, "group_vars/parent"),
         (Layer::ChildFile, "group_vars/child"),
         (Layer::HostVars, "host line"),
         (Layer::HostFile, "host_vars/h1"),
@@ -631,11 +655,16 @@ mod tests {
         }
         // a child group beats its parent whatever their names' order
         check(
-            vec![(Layer::ChildVars, "c"), (Layer::ParentFile, "p")]
+            vec![(Layer::ChildVars, "c"), (Layer::ParentVars, "p")]
                 .into_iter()
                 .rev()
                 .collect(),
             "parent below child",
+        );
+        // every group_vars/ file is above every inline group var (Ansible)
+        check(
+            vec![(Layer::ChildVars, "c"), (Layer::AllFile, "a")],
+            "inline below files",
         );
     }
 
@@ -711,10 +740,10 @@ mod tests {
         let keys = [
             "rc",
             "all_inline",
-            "all_file",
             "parent_inline",
-            "parent_file",
             "child_inline",
+            "all_file",
+            "parent_file",
             "child_file",
             "host_inline",
             "host_file",
@@ -734,15 +763,15 @@ mod tests {
                 "[parent:children]\nchild\n[child]\nh1 {}\n[all:vars]\n{}[parent:vars]\n{}[child:vars]\n{}",
                 keys[7..].iter().map(|k| format!("{k}=host_inline")).collect::<Vec<_>>().join(" "),
                 set(1, "="),
+                set(2, "="),
                 set(3, "="),
-                set(5, "="),
             ),
         )
         .unwrap();
         std::fs::create_dir_all(d.join("group_vars")).unwrap();
         std::fs::create_dir_all(d.join("host_vars")).unwrap();
-        std::fs::write(d.join("group_vars/all.yml"), set(2, ": ")).unwrap();
-        std::fs::write(d.join("group_vars/parent.yml"), set(4, ": ")).unwrap();
+        std::fs::write(d.join("group_vars/all.yml"), set(4, ": ")).unwrap();
+        std::fs::write(d.join("group_vars/parent.yml"), set(5, ": ")).unwrap();
         std::fs::write(d.join("group_vars/child.yml"), set(6, ": ")).unwrap();
         std::fs::write(d.join("host_vars/h1.yml"), set(8, ": ")).unwrap();
         std::fs::write(d.join("rc"), set(0, "=")).unwrap();
@@ -802,7 +831,7 @@ mod tests {
             ..Layers::default()
         };
         let scope = Scope::new(Arc::new(inv), layers);
-        let v = scope.layered("w1.example.com", &Vars::new());
+        let v = scope.layered("w1.example.com", &Vars::new(), true);
         assert_eq!(v["inventory_hostname"], json!("w1.example.com"));
         assert_eq!(v["inventory_hostname_short"], json!("w1"));
         assert_eq!(v["group_names"], json!(["web"]));
@@ -810,7 +839,7 @@ mod tests {
             v["groups"],
             json!({"all": ["solo.example.com", "w1.example.com"], "ungrouped": ["solo.example.com"], "web": ["w1.example.com"]})
         );
-        let v = scope.layered("solo.example.com", &Vars::new());
+        let v = scope.layered("solo.example.com", &Vars::new(), true);
         assert_eq!(v["group_names"], json!(["ungrouped"]));
     }
 

@@ -36,7 +36,7 @@ pub struct HostInfo {
 impl Session {
     pub fn open(args: &ConnectOptions) -> Result<Self> {
         let defaults = ConnectDefaults::from_options(args)?;
-        let inventory = Arc::new(Inventory::load(&args.inventory)?);
+        let inventory = Arc::new(Inventory::load_all(&args.inventory)?);
         let scope = Arc::new(Scope::load(
             inventory.clone(),
             args.defaults,

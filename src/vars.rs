@@ -83,14 +83,42 @@ pub fn add_aliases(vars: &mut Vars) {
 }
 
 /// Read a YAML (or JSON) vars file: a mapping, or empty. Upper-case names
-/// get their aliases.
+/// get their aliases. YAML 1.1, as Ansible reads it (see
+/// [`crate::yaml::parse_yaml11`]); a repeated key keeps its last value.
 pub fn load_vars_file(path: &Path) -> Result<Vars> {
+    load_vars_file_warn(path, &mut Vec::new())
+}
+
+/// [`load_vars_file`], adding a located warning to `warnings` for each
+/// repeated key.
+pub(crate) fn load_vars_file_warn(path: &Path, warnings: &mut Vec<String>) -> Result<Vars> {
     let text = crate::error::read_input(path)?;
-    parse_vars_yaml(path, &text, crate::error::VARS_FILE_HINT)
+    parse_vars_yaml_warn(path, &text, crate::error::VARS_FILE_HINT, warnings)
 }
 
 fn parse_vars_yaml(path: &Path, text: &str, hint: &str) -> Result<Vars> {
-    let vars: Option<Vars> = crate::yaml::load(path, text).map_err(|e| e.with_hint(hint))?;
+    parse_vars_yaml_warn(path, text, hint, &mut Vec::new())
+}
+
+fn parse_vars_yaml_warn(
+    path: &Path,
+    text: &str,
+    hint: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Vars> {
+    let (doc, duplicates) = crate::yaml::parse_yaml11(text)
+        .map_err(|e| crate::yaml::syntax_error(path, text, e).with_hint(hint))?;
+    for d in duplicates {
+        let warning = crate::error::InputWarning::SetTwice { key: d.key };
+        warnings.push(crate::error::located_warning(path, d.pos.line, warning));
+    }
+    let vars: Option<Vars> = match &doc {
+        None => None,
+        Some(node) => node.to::<Option<Vars>>().map_err(|e| {
+            let (pos, kind) = e.into_input(node.pos, None);
+            crate::yaml::input_error(path, text, pos, kind).with_hint(hint)
+        })?,
+    };
     let mut vars = vars.unwrap_or_default();
     if let Some((key, kind)) = vars
         .iter()

@@ -15,6 +15,7 @@
 //! scalar as written, whatever it would resolve to.
 
 use std::fmt;
+use std::sync::LazyLock;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span};
 
@@ -209,6 +210,149 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
         }
     }
     Ok(document)
+}
+
+/// A key given twice in one mapping, at the second one.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Duplicate {
+    pub key: String,
+    pub pos: Pos,
+}
+
+/// Parse `text` as Ansible (PyYAML, YAML 1.1) reads inventories and vars
+/// files: `yes`/`no`/`on`/`off` are booleans, `0644` is octal, `1_000` and
+/// `1:30` (base 60) are numbers, `0o644` and `1e3` are strings, `<<` merge
+/// keys are applied, and a key given twice keeps its last value (each
+/// repeat is returned, for a warning). Mapping keys are left as written.
+pub(crate) fn parse_yaml11(text: &str) -> Result<(Option<Node>, Vec<Duplicate>), SyntaxError> {
+    let mut doc = parse(text)?;
+    let mut duplicates = Vec::new();
+    if let Some(node) = doc.as_mut() {
+        to_yaml11(node, &mut duplicates);
+    }
+    Ok((doc, duplicates))
+}
+
+fn to_yaml11(node: &mut Node, duplicates: &mut Vec<Duplicate>) {
+    match &mut node.kind {
+        Kind::Scalar { text, plain } => {
+            if *plain {
+                match resolve11(text) {
+                    Some(canonical) => *text = canonical,
+                    None => *plain = false,
+                }
+            }
+        }
+        Kind::Seq(items) => items.iter_mut().for_each(|i| to_yaml11(i, duplicates)),
+        Kind::Map(entries) => {
+            let mut own: Vec<(Node, Node)> = Vec::new();
+            let mut merged: Vec<(Node, Node)> = Vec::new();
+            for (key, mut value) in std::mem::take(entries) {
+                to_yaml11(&mut value, duplicates);
+                let is_merge =
+                    matches!(&key.kind, Kind::Scalar { text, plain: true } if text == "<<");
+                if is_merge {
+                    let sources: Vec<Node> = match value.kind {
+                        Kind::Map(_) => vec![value],
+                        Kind::Seq(items) => items,
+                        _ => vec![],
+                    };
+                    for source in sources {
+                        if let Kind::Map(from) = source.kind {
+                            for (k, v) in from {
+                                // earlier merge sources win over later ones
+                                if !merged.iter().any(|(m, _)| m.text() == k.text()) {
+                                    merged.push((k, v));
+                                }
+                            }
+                        }
+                    }
+                    continue;
+                }
+                if let Some(i) = own
+                    .iter()
+                    .position(|(k, _)| k.text().is_some() && k.text() == key.text())
+                {
+                    duplicates.push(Duplicate {
+                        key: key.text().unwrap_or_default().to_owned(),
+                        pos: key.pos,
+                    });
+                    own.remove(i);
+                }
+                own.push((key, value));
+            }
+            merged.retain(|(k, _)| !own.iter().any(|(o, _)| o.text() == k.text()));
+            merged.extend(own);
+            *entries = merged;
+        }
+    }
+}
+
+/// A plain scalar's YAML 1.1 value, written so that the YAML 1.2 rules of
+/// [`resolve`] read it back the same; `None` when it is a string.
+fn resolve11(text: &str) -> Option<String> {
+    static INT: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$").expect("regex")
+    });
+    static FLOAT: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$").expect("regex")
+    });
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Some("null".into()),
+        "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
+            return Some("true".into())
+        }
+        "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
+            return Some("false".into())
+        }
+        _ => {}
+    }
+    let sign_split = |t: &str| -> (bool, String) {
+        let clean = t.replace('_', "");
+        match clean.strip_prefix('-') {
+            Some(rest) => (true, rest.to_owned()),
+            None => (false, clean.strip_prefix('+').unwrap_or(&clean).to_owned()),
+        }
+    };
+    let base60 = |digits: &str| -> f64 {
+        digits.split(':').fold(0.0, |acc, part| {
+            acc * 60.0 + part.parse::<f64>().unwrap_or(0.0)
+        })
+    };
+    if INT.is_match(text) {
+        let (negative, digits) = sign_split(text);
+        let value: Option<i128> = if digits == "0" {
+            Some(0)
+        } else if let Some(b) = digits.strip_prefix("0b") {
+            i128::from_str_radix(b, 2).ok()
+        } else if let Some(h) = digits.strip_prefix("0x") {
+            i128::from_str_radix(h, 16).ok()
+        } else if digits.contains(':') {
+            Some(base60(&digits) as i128)
+        } else if digits.starts_with('0') {
+            i128::from_str_radix(&digits, 8).ok()
+        } else {
+            digits.parse().ok()
+        };
+        let value = value?;
+        return Some(if negative { -value } else { value }.to_string());
+    }
+    if FLOAT.is_match(text) {
+        let (negative, digits) = sign_split(text);
+        let lower = digits.to_ascii_lowercase();
+        let value = if lower == ".inf" {
+            return Some(if negative { "-.inf" } else { ".inf" }.into());
+        } else if lower == ".nan" {
+            return Some(".nan".into());
+        } else if digits.contains(':') {
+            base60(&digits)
+        } else {
+            digits.parse::<f64>().ok()?
+        };
+        let value = if negative { -value } else { value };
+        return Some(format!("{value:?}"));
+    }
+    None
 }
 
 /// Read `file`'s `text` as a `T`; an empty document reads as null. Errors
@@ -881,6 +1025,37 @@ mod tests {
         let err = node("{port: 80}").to::<Args>().unwrap_err();
         assert_eq!(err.kind, DeKind::MissingField("names"));
         assert_eq!(err.pos, Some(Pos { line: 1, column: 1 }));
+    }
+
+    #[test]
+    fn yaml11_scalars_merge_keys_and_repeated_keys() {
+        let (doc, dups) = parse_yaml11(concat!(
+            "a: yes\nb: off\nc: 0644\nd: 1_000\ne: 1:30\nf: 0o644\ng: 1e3\nh: 0x1F\n",
+            "i: 1_000.5\nj: !!str 123\nk: '0644'\nl: Y\nm: 2024-01-01\nn: ~\no: 09\n",
+            "base: &b {x: 1, y: 2}\nmerged: {<<: *b, y: 3}\nmulti: {<<: [*b, {z: 4}]}\n",
+            "dup: 1\ndup: 2\n",
+        ))
+        .unwrap();
+        let v: serde_json::Value = doc.unwrap().to().unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "a": true, "b": false, "c": 420, "d": 1000, "e": 90, "f": "0o644", "g": "1e3",
+                "h": 31, "i": 1000.5, "j": "123", "k": "0644", "l": "Y", "m": "2024-01-01",
+                "n": null, "o": "09", "base": {"x": 1, "y": 2}, "merged": {"x": 1, "y": 3},
+                "multi": {"x": 1, "y": 2, "z": 4}, "dup": 2
+            })
+        );
+        assert_eq!(
+            dups,
+            [Duplicate {
+                key: "dup".into(),
+                pos: Pos {
+                    line: 20,
+                    column: 1
+                }
+            }]
+        );
     }
 
     #[test]

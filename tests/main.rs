@@ -11,6 +11,7 @@ mod flow;
 mod gates;
 mod host_keys;
 mod inputs;
+mod inventory_reference;
 mod lab;
 mod limits;
 mod linking;

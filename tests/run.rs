@@ -1080,9 +1080,10 @@ fn file_modules_work_on_hosts_with_a_non_english_locale() {
 
 /// The whole precedence order through a real run, pairwise: each variable is
 /// set by two neighbouring layers and the higher one must win, so the chain
-/// pins defaults < rc < all:vars < group_vars/all < parent group < child
-/// group < host < host_vars < play < set_fact and register < task vars < -e,
-/// and no layer changes a magic var. (`scope::tests::the_precedence_table`
+/// pins defaults < rc < all:vars < parent:vars < child:vars < group_vars/all
+/// < group_vars/parent < group_vars/child (every group_vars file above every
+/// inline group var, as in Ansible) < host < host_vars < play < set_fact and
+/// register < task vars < -e, and no layer changes a magic var. (`scope::tests::the_precedence_table`
 /// checks every combination without sshd.)
 #[test]
 fn each_variable_layer_beats_the_one_below_it_end_to_end() {
@@ -1092,10 +1093,10 @@ fn each_variable_layer_beats_the_one_below_it_end_to_end() {
         "defaults",
         "rc",
         "all_vars",
-        "all_file",
         "parent_vars",
-        "parent_file",
         "child_vars",
+        "all_file",
+        "parent_file",
         "child_file",
         "host_line",
         "host_file",

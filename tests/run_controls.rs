@@ -82,11 +82,11 @@ fn list_hosts_prints_each_plays_hosts_under_limit() {
             "{args:?}"
         );
     }
-    // arpanet keeps inventory order.
+    // in the pattern's order, as Ansible: `db:web` is db's hosts, then web's
     let out = list(&["--list-hosts"]);
     assert!(
         out.stdout
-            .contains("    hosts (3):\n      web1\n      web2\n      db1\n"),
+            .contains("    hosts (3):\n      db1\n      web1\n      web2\n"),
         "{out}"
     );
 }

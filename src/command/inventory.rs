@@ -1,14 +1,26 @@
 //! `arpanet inventory`: the resolved hosts, groups and variables as JSON
-//! (Ansible's `--list`, or `--host NAME`). Reads only; contacts no host.
+//! (Ansible's `--list`, or `--host NAME`), or the hosts a pattern selects
+//! (`--list-hosts`). Reads only; contacts no host.
 
 use crate::cli::InventoryArgs;
 use crate::error::{exit, Result};
 
 pub(crate) fn run(args: InventoryArgs) -> Result<i32> {
-    let (_, inventory, scope) = super::load_scope(args.inventory.as_deref(), &args.extra_vars)?;
-    let mut value = scope.inventory_json(args.host.as_deref())?;
+    let (_, inventory, scope) = super::load_scope(&args.inventory, &args.extra_vars)?;
+    if args.list_hosts {
+        let hosts = inventory.select(args.limit.as_deref().unwrap_or("all"))?;
+        for h in hosts {
+            println!("{h}");
+        }
+        return Ok(exit::OK);
+    }
+    let mut value = match args.list {
+        true => scope.ansible_list(),
+        false => scope.inventory_json(args.host.as_deref())?,
+    };
     if let (Some(limit), None) = (&args.limit, &args.host) {
-        let keep = inventory.select(limit)?;
+        let keep: std::collections::HashSet<String> =
+            inventory.select(limit)?.into_iter().collect();
         if let Some(serde_json::Value::Object(meta)) = value.get_mut("_meta") {
             if let Some(serde_json::Value::Object(hostvars)) = meta.get_mut("hostvars") {
                 hostvars.retain(|h, _| keep.contains(h));

@@ -71,7 +71,7 @@ fn inventory_flag(args: &[String]) -> String {
     });
     match given {
         Some(path) => format!(" -i {path}"),
-        None if crate::project::inventory(None).is_ok() => String::new(),
+        None if crate::project::inventory(&[]).is_ok() => String::new(),
         None => " -i INV".into(),
     }
 }

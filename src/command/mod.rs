@@ -27,7 +27,7 @@ use crate::transport::HostKeyChecking;
 /// found without `-i` where it can be (see `project`).
 fn connect_options(args: &ConnectArgs) -> Result<ConnectOptions> {
     Ok(ConnectOptions {
-        inventory: crate::project::inventory(args.inventory.as_deref())?,
+        inventory: crate::project::inventory(&args.inventory)?,
         limit: args.limit.as_deref().map(expand_limit_files).transpose()?,
         extra_vars: args.extra_vars.clone(),
         forks: args.forks,
@@ -106,11 +106,15 @@ fn ask_password(prompt: &str) -> Result<String> {
 /// variables over the product's defaults, `~/.arpanetrc` and `-e`, for the
 /// commands that read them without connecting.
 fn load_scope(
-    inventory: Option<&std::path::Path>,
+    inventory: &[std::path::PathBuf],
     extra_vars: &[String],
 ) -> Result<(std::path::PathBuf, std::sync::Arc<Inventory>, Scope)> {
-    let path = crate::project::inventory(inventory)?;
-    let inventory = std::sync::Arc::new(Inventory::load(&path)?);
+    let paths = crate::project::inventory(inventory)?;
+    let inventory = std::sync::Arc::new(Inventory::load_all(&paths)?);
+    for warning in &inventory.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let path = paths.into_iter().next().unwrap_or_default();
     let scope = Scope::load(
         inventory.clone(),
         crate::cluster::builtin::BUILTINS.defaults,

@@ -12,7 +12,7 @@ use crate::template::Engine;
 use crate::vars::Vars;
 
 pub(crate) fn run(args: RenderArgs) -> Result<i32> {
-    let (path, inventory, scope) = super::load_scope(args.inventory.as_deref(), &args.extra_vars)?;
+    let (path, inventory, scope) = super::load_scope(&args.inventory, &args.extra_vars)?;
     if !inventory.hosts.iter().any(|h| h.name == args.host) {
         return Err(Error::usage(format!(
             "no host `{}` in `{}`",

@@ -92,7 +92,7 @@ fn list(args: &RunArgs, playbooks: &[playbook::Playbook]) -> Result<i32> {
     let mut limit = None;
     if !args.syntax_check {
         let connect = connect_options(&args.connect)?;
-        let (_, loaded, _) = super::load_scope(Some(&connect.inventory), &connect.extra_vars)?;
+        let (_, loaded, _) = super::load_scope(&connect.inventory, &connect.extra_vars)?;
         if let Some(limit) = &connect.limit {
             loaded.select(limit)?;
         }

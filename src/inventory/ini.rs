@@ -2,66 +2,38 @@
 //!
 //! - `[group]` starts a list of host lines; hosts before any section are
 //!   ungrouped. A host line is `NAME[:PORT] [key=value ...]`; `NAME` may hold
-//!   ranges (`node[1:3]`, `node[01:10]`, `db-[a:c]`) and `:PORT` becomes
-//!   `ansible_port`.
-//! - `[group:vars]` holds `key=value` lines (the value is the rest of the
-//!   line); `[group:children]` holds group names. Any other suffix is an
-//!   error, as are `[g:vars]` for a group never declared and `[p:children]`
-//!   naming a group that no `[g]` or `[g:children]` section declares (both
-//!   Ansible errors).
-//! - `#` and `;` start comment lines; in a host line a word starting with
-//!   `#` ends the line, in a `:vars` value ` #` or ` ;` outside quotes does.
-//! - Listing a host twice in one group, or setting a key twice in one host
-//!   line or one vars section, is an error rather than a silent override.
+//!   ranges (`node[1:3]`, `node[01:10]`, `db-[a:c]`), be an IPv6 address
+//!   (`2001:db8::1`, or `[2001:db8::1]:2222` with a port), and `:PORT`
+//!   becomes `ansible_port`.
+//! - A host line is split like a POSIX shell line (Python's `shlex`): quotes
+//!   group and are removed, `\` escapes, and `#` outside quotes ends the line
+//!   even inside a word (`a=x#y` is `a=x`). Unlike Ansible, unquoted `[…]`
+//!   and `{…}` also group, so `l=[1, 2]` is accepted rather than an error.
+//! - `[group:vars]` holds `key=value` lines: the value is the rest of the
+//!   line, comments included (`a=b # c` is `b # c`, as in Ansible);
+//!   `[group:children]` holds group names. Any other suffix is an error, as
+//!   are `[g:vars]` for a group never declared and `[p:children]` naming a
+//!   group that no `[g]` or `[g:children]` section declares (both Ansible
+//!   errors). `#` and `;` start comment lines.
+//! - A key set twice on one host line or in one vars section, and a host
+//!   listed twice in one group, are accepted as Ansible accepts them (the
+//!   last value wins; the host keeps its first place), with a warning.
 //!
-//! Values are typed the same way in host lines and `:vars` sections, a
-//! predictable subset of Ansible's `literal_eval`:
-//! - quoted (`'…'` or `"…"`, anywhere in the value) → a string, quotes
-//!   removed: `port="22"` is the string `22`;
-//! - `true`/`True`, `false`/`False` → booleans (Ansible keeps lower-case
-//!   ones as strings, which templates then treat as truthy);
-//! - decimal integers without leading zeros → numbers (`0755` stays a
-//!   string, as in Ansible);
-//! - `[…]` or `{…}` that is valid JSON → a list or mapping (unquoted
-//!   brackets may contain spaces in host lines);
-//! - everything else, decimals like `1.10` included → a string (Ansible
-//!   would make `1.10` the float 1.1, which breaks version numbers).
+//! Values, in host lines and `:vars` alike, are typed as Ansible types them:
+//! Python's `ast.literal_eval` of the text (after the shell-like splitting
+//! for host lines), the text itself when that fails (see `literal`). So
+//! `port="22"` is the number 22 (the quotes belong to the line), `"'22'"`
+//! the string, `devices="['/dev/sda']"` a list, `1.10` the float 1.1,
+//! `True`/`None` a bool and null, while `yes`, `true` and `0644` stay text.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use serde_json::Value;
-
-use super::{expand_ranges, located, split_port, valid_group_name, Builder, ALL, UNGROUPED};
-use crate::error::{InputKind, KeyValueIn, Result};
-use crate::vars::{self, check_connection, words, Vars};
-
-/// Type an INI value; see the module docs.
-pub(crate) fn typed_value(text: &str, quoted: bool) -> Value {
-    if quoted {
-        return Value::String(text.to_owned());
-    }
-    match text {
-        "true" | "True" => return Value::Bool(true),
-        "false" | "False" => return Value::Bool(false),
-        _ => {}
-    }
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    if !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && (digits == "0" || !digits.starts_with('0'))
-    {
-        if let Ok(n) = text.parse::<i64>() {
-            return Value::from(n);
-        }
-    }
-    if text.starts_with('[') || text.starts_with('{') {
-        if let Ok(v) = serde_json::from_str::<Value>(text) {
-            return v;
-        }
-    }
-    Value::String(text.to_owned())
-}
+use super::{
+    expand_ranges, literal, located, parse_address, valid_group_name, Builder, ALL, UNGROUPED,
+};
+use crate::error::{InputKind, InputWarning, KeyValueIn, Result};
+use crate::vars::{self, check_connection, Vars, Word};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
@@ -79,16 +51,16 @@ struct Pending {
 
 pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
     let err = |line: usize, column: usize, kind: InputKind| located(file, text, line, column, kind);
-    // Groups declared by `[g]` or `[g:children]`.
-    let mut declared: HashSet<String> = HashSet::from(["all".to_owned(), "ungrouped".to_owned()]);
+    // Groups that exist, as Ansible counts them: from earlier sources, or
+    // named by any section header so far.
+    let mut known: HashSet<String> = b.groups.iter().map(|g| g.name.clone()).collect();
+    // Groups declared by `[g]` or `[g:children]` (or an earlier source).
+    let mut declared = known.clone();
     let mut pending: Vec<(String, Pending)> = Vec::new();
     let mut kind = Kind::Hosts;
     let mut group = UNGROUPED;
-    let mut section_line = 0;
     // Keys set in the current vars section, with their line.
     let mut section_keys: HashMap<String, usize> = HashMap::new();
-    // (group, host) → line of first listing.
-    let mut listed: HashMap<(usize, String), usize> = HashMap::new();
 
     for (index, raw) in text.lines().enumerate() {
         let lineno = index + 1;
@@ -98,7 +70,7 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
             continue;
         }
 
-        if line.starts_with('[') {
+        if line.starts_with('[') && !bracketed_host(line) {
             let Some(close) = line.find(']') else {
                 return Err(err(lineno, indent + 1, InputKind::UnclosedSection));
             };
@@ -136,10 +108,9 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
                 }
             };
             group = b.group(name);
-            section_line = lineno;
             section_keys.clear();
             if kind == Kind::Vars {
-                if !declared.contains(name) {
+                if !known.contains(name) {
                     pending.push((
                         name.to_owned(),
                         Pending {
@@ -152,12 +123,13 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
             } else {
                 declared.insert(name.to_owned());
             }
+            known.insert(name.to_owned());
             continue;
         }
 
         match kind {
             Kind::Hosts => {
-                let words = words(raw).map_err(|(col, kind)| err(lineno, col, kind))?;
+                let words = shell_words(raw).map_err(|(col, kind)| err(lineno, col, kind))?;
                 let Some((first, rest)) = words.split_first() else {
                     continue;
                 };
@@ -169,7 +141,11 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
                     return Err(err(lineno, first.column, kind));
                 }
                 let (entry, port) =
-                    split_port(&first.text).map_err(|kind| err(lineno, first.column, kind))?;
+                    parse_address(&first.text).map_err(|kind| err(lineno, first.column, kind))?;
+                if port.is_none() && entry.ends_with(':') {
+                    let kind = InputKind::HostEndsInColon { name: entry.into() };
+                    return Err(err(lineno, first.column, kind));
+                }
                 let names = expand_ranges(entry).map_err(|(kind, at)| {
                     err(lineno, first.column + entry[..at].chars().count(), kind)
                 })?;
@@ -184,7 +160,6 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
                 if let Some(port) = port {
                     line_vars.insert("ansible_port".into(), port.into());
                 }
-                let mut seen: HashSet<&str> = HashSet::new();
                 for w in rest {
                     let Some((key, value)) = w.text.split_once('=') else {
                         let kind = InputKind::NotKeyValue {
@@ -200,27 +175,21 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
                         };
                         return Err(err(lineno, w.column, kind));
                     }
-                    if !seen.insert(key) {
-                        let kind = InputKind::SetTwiceOnLine { key: key.into() };
-                        return Err(err(lineno, w.column, kind));
-                    }
-                    let value = typed_value(value, w.quoted);
+                    let value = literal::eval(value);
                     check_connection(key, &value).map_err(|kind| err(lineno, w.column, kind))?;
-                    line_vars.insert(key.to_owned(), value);
+                    if line_vars.insert(key.to_owned(), value).is_some() && key != "ansible_port" {
+                        b.warn(file, lineno, InputWarning::SetTwice { key: key.into() });
+                    }
                 }
                 vars::add_aliases(&mut line_vars);
                 for name in names {
-                    let key = (group, name.clone());
-                    if let Some(first_line) = listed.get(&key) {
-                        let kind = InputKind::HostListedTwice {
-                            host: name,
+                    if !b.add_host(group, &name) {
+                        let warning = InputWarning::HostListedTwice {
+                            host: name.clone(),
                             group: b.groups[group].name.clone(),
-                            line: *first_line,
                         };
-                        return Err(err(lineno, first.column, kind));
+                        b.warn(file, lineno, warning);
                     }
-                    listed.insert(key, lineno);
-                    b.add_host(group, &name);
                     let h = b.host(&name);
                     vars::merge(&mut b.hosts[h].vars, &line_vars);
                 }
@@ -241,17 +210,11 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
                     };
                     return Err(err(lineno, indent + 1, kind));
                 }
-                if let Some(prev) = section_keys.insert(key.to_owned(), lineno) {
-                    let kind = InputKind::SetTwiceInSection {
-                        key: key.into(),
-                        previous: prev,
-                        section: section_line,
-                    };
-                    return Err(err(lineno, indent + 1, kind));
+                if section_keys.insert(key.to_owned(), lineno).is_some() {
+                    b.warn(file, lineno, InputWarning::SetTwice { key: key.into() });
                 }
                 let value_column = indent + line[..line.len() - value.len()].chars().count() + 1;
-                let value = vars_value(value)
-                    .map_err(|(col, kind)| err(lineno, value_column + col - 1, kind))?;
+                let value = literal::eval(value.trim());
                 check_connection(key, &value).map_err(|kind| err(lineno, value_column, kind))?;
                 let mut one = Vars::new();
                 one.insert(key.to_owned(), value);
@@ -259,7 +222,7 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
                 vars::merge(&mut b.groups[group].vars, &one);
             }
             Kind::Children => {
-                let words = words(raw).map_err(|(col, kind)| err(lineno, col, kind))?;
+                let words = vars::words(raw).map_err(|(col, kind)| err(lineno, col, kind))?;
                 let Some((child, rest)) = words.split_first() else {
                     continue;
                 };
@@ -279,7 +242,7 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
                     let kind = InputKind::AllAsChild { parent: None };
                     return Err(err(lineno, child.column, kind));
                 }
-                if !declared.contains(&child.text) {
+                if !known.contains(&child.text) {
                     let parent = &b.groups[group].name;
                     pending.push((
                         child.text.clone(),
@@ -311,67 +274,126 @@ pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// The value of a `:vars` line: the rest of the line, a ` #` comment
-/// removed, one quoted string or a typed bare value. On error, the 1-based
-/// column within `raw` and what is wrong.
-fn vars_value(raw: &str) -> std::result::Result<Value, (usize, InputKind)> {
-    let lead = raw.chars().take_while(|c| c.is_whitespace()).count();
-    let trimmed = raw.trim_start();
-    if trimmed.starts_with('\'') || trimmed.starts_with('"') {
-        let words = words(trimmed).map_err(|(c, m)| (c + lead, m))?;
-        return match words.as_slice() {
-            [] => Ok(Value::String(String::new())),
-            [one] => Ok(Value::String(one.text.clone())),
-            [_, extra, ..] => Err((
-                extra.column + lead,
-                InputKind::AfterQuotedValue {
-                    extra: extra.text.clone(),
-                },
-            )),
-        };
-    }
-    let mut end = trimmed.len();
-    let mut prev_space = false;
-    for (i, c) in trimmed.char_indices() {
-        if (c == '#' || c == ';') && prev_space {
-            end = i;
+/// Whether a line starting with `[` is a host (`[2001:db8::1]:2222 …`)
+/// rather than a section header.
+fn bracketed_host(line: &str) -> bool {
+    let Some(close) = line.find(']') else {
+        return false;
+    };
+    let rest = &line[close + 1..];
+    let port_len = rest
+        .strip_prefix(':')
+        .map_or(0, |p| p.bytes().take_while(u8::is_ascii_digit).count());
+    port_len > 0
+        && rest[1 + port_len..]
+            .chars()
+            .next()
+            .is_none_or(char::is_whitespace)
+}
+
+/// Split a host line as Python's `shlex.split(line, comments=True)` does
+/// (POSIX rules), except that unquoted `[…]` and `{…}` group. On error, the
+/// 1-based column and what is wrong.
+fn shell_words(line: &str) -> std::result::Result<Vec<Word>, (usize, InputKind)> {
+    let chars: Vec<char> = line.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_whitespace() {
+            i += 1;
+            continue;
+        }
+        if chars[i] == '#' {
             break;
         }
-        prev_space = c.is_whitespace();
+        let mut word = Word {
+            text: String::new(),
+            column: i + 1,
+            quoted: false,
+        };
+        let mut depth = 0usize;
+        let mut comment = false;
+        while i < chars.len() && (depth > 0 || !chars[i].is_whitespace()) {
+            let c = chars[i];
+            match c {
+                '#' => {
+                    comment = true;
+                    break;
+                }
+                '\'' | '"' => {
+                    word.quoted = true;
+                    let open = i;
+                    i += 1;
+                    loop {
+                        match chars.get(i) {
+                            None => {
+                                let kind = InputKind::UnterminatedQuote {
+                                    quote: c,
+                                    within: None,
+                                };
+                                return Err((open + 1, kind));
+                            }
+                            Some(&q) if q == c => break,
+                            // in double quotes `\` escapes only `"` and `\`
+                            Some('\\')
+                                if c == '"' && matches!(chars.get(i + 1), Some('"' | '\\')) =>
+                            {
+                                word.text.push(chars[i + 1]);
+                                i += 1;
+                            }
+                            Some(&other) => word.text.push(other),
+                        }
+                        i += 1;
+                    }
+                }
+                '\\' if i + 1 < chars.len() => {
+                    word.text.push(chars[i + 1]);
+                    i += 1;
+                }
+                '[' | '{' => {
+                    depth += 1;
+                    word.text.push(c);
+                }
+                ']' | '}' => {
+                    depth = depth.saturating_sub(1);
+                    word.text.push(c);
+                }
+                _ => word.text.push(c),
+            }
+            i += 1;
+        }
+        out.push(word);
+        if comment {
+            break;
+        }
     }
-    Ok(typed_value(trimmed[..end].trim_end(), false))
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    #[test]
-    fn values_are_typed_predictably() {
-        assert_eq!(typed_value("22", false), json!(22));
-        assert_eq!(typed_value("-3", false), json!(-3));
-        assert_eq!(typed_value("22", true), json!("22"));
-        assert_eq!(typed_value("0755", false), json!("0755"));
-        assert_eq!(typed_value("1.10", false), json!("1.10"));
-        assert_eq!(typed_value("true", false), json!(true));
-        assert_eq!(typed_value("False", false), json!(false));
-        assert_eq!(typed_value("yes", false), json!("yes"));
-        assert_eq!(typed_value("[1, \"a\"]", false), json!([1, "a"]));
-        assert_eq!(typed_value("{\"a\": 1}", false), json!({"a": 1}));
-        assert_eq!(typed_value("[oops", false), json!("[oops"));
-        assert_eq!(typed_value("", false), json!(""));
+    fn texts(line: &str) -> Vec<String> {
+        shell_words(line)
+            .unwrap()
+            .into_iter()
+            .map(|w| w.text)
+            .collect()
     }
 
     #[test]
-    fn vars_values_take_the_rest_of_the_line() {
+    fn host_lines_split_like_shlex() {
         assert_eq!(
-            vars_value(" hello world # c").unwrap(),
-            json!("hello world")
+            texts(r#"h a="x y" b='q' c=x#y d=1"#),
+            ["h", "a=x y", "b=q", "c=x"]
         );
-        assert_eq!(vars_value(r#" "a # b" "#).unwrap(), json!("a # b"));
-        assert_eq!(vars_value("8500").unwrap(), json!(8500));
-        assert_eq!(vars_value("a#b").unwrap(), json!("a#b"));
-        assert_eq!(vars_value(r#" "a" b"#).unwrap_err().0, 6);
+        assert_eq!(
+            texts(r#"h e="a\\nb" f="a\"b" g='a\b'"#),
+            ["h", r"e=a\nb", r#"f=a"b"#, r"g=a\b"]
+        );
+        assert_eq!(texts("h l=[1, 2] # c"), ["h", "l=[1, 2]"]);
+        assert_eq!(texts(r#"h s="'x'"z"#), ["h", "s='x'z"]);
+        assert_eq!(shell_words("h a='x").unwrap_err().0, 5);
     }
 }

@@ -1,17 +1,28 @@
-//! Host patterns for `--limit` and a play's `hosts:`, as Ansible reads them.
+//! Host patterns for `--limit` and a play's `hosts:`, as Ansible's
+//! inventory manager reads them.
 //!
-//! A pattern is terms separated by `,` or `:` (colons inside `[…]` do not
-//! separate). A term is a group or host name, `all`, or a glob (`*`, `?`,
-//! `[abc]`, `[!a-c]`) matched against group names (all their hosts) and host
-//! names; a name that is a group means the group, otherwise a host. A term may
-//! end in a subscript picking from its hosts: `servers[0]`, `servers[-1]`,
-//! `servers[1:2]` (inclusive), `servers[1:]`.
+//! Splitting: a pattern with a comma is split on commas only; one without
+//! is a single term if it reads as one address (so `2001:db8::1`,
+//! `host:22` and `web[1:3]` stay whole), otherwise split on `:` and
+//! whitespace outside `[…]`. A term is a group or host name, `all`, a glob
+//! (`*`, `?`, `[abc]`, `[!a-c]`) or `~REGEX` (matched from the start of the
+//! name), optionally prefixed by `&` (intersect) or `!` (exclude), and a
+//! term that is not a regex may end in a subscript picking from its hosts:
+//! `servers[0]`, `servers[-1]`, `servers[1:2]` (inclusive), `servers[1:]`,
+//! and the old `servers[1-2]`. `@FILE` stands for the lines of a file (a
+//! retry file: host names, one per line).
+//!
+//! A term matches the groups it names (all their hosts, in the group's
+//! order) and, when no group matched or it is a glob, regex or contains a
+//! `.`, the hosts it names. A term that is exactly a host name is that host,
+//! even when a group has the same name.
 //!
 //! Like Ansible, terms are not applied strictly left to right: first the
-//! plain terms are united, then every `&term` intersects, then every `!term`
-//! excludes; with only `&`/`!` terms the start is `all`. So
-//! `!node3:servers` is `servers` without `node3`. The result is in inventory
-//! order. Regex terms (`~…`) are not supported.
+//! plain terms are united, in the order given, then every `&term`
+//! intersects, then every `!term` excludes; with only `&`/`!` terms the
+//! start is `all`. So `!node3:servers` is `servers` without `node3`. Hosts
+//! come out in that order (`web:db` is web's hosts, then db's). A pattern
+//! that selects no host is an error (Ansible warns and runs nothing).
 
 use std::collections::HashSet;
 
@@ -30,7 +41,13 @@ pub(super) fn select(inv: &Inventory, pattern: &str) -> Result<Vec<String>> {
             max: MAX_PATTERN,
         }));
     }
-    let terms = split(pattern);
+    let mut terms = Vec::new();
+    for t in split(pattern) {
+        match t.strip_prefix('@') {
+            Some(file) => terms.extend(limit_file(file)?),
+            None => terms.push(t),
+        }
+    }
     if terms.is_empty() {
         return Err(Error::from(UsageKind::EmptyPattern {
             pattern: pattern.into(),
@@ -40,45 +57,68 @@ pub(super) fn select(inv: &Inventory, pattern: &str) -> Result<Vec<String>> {
     let mut and = Vec::new();
     let mut not = Vec::new();
     for t in &terms {
-        if let Some(rest) = t.strip_prefix('&') {
-            and.push(rest);
-        } else if let Some(rest) = t.strip_prefix('!') {
-            not.push(rest);
-        } else {
-            plain.push(t.as_str());
+        match t.as_bytes()[0] {
+            b'&' => and.push(t.as_str()),
+            b'!' => not.push(t.as_str()),
+            _ => plain.push(t.as_str()),
         }
     }
     if plain.is_empty() {
         plain.push("all");
     }
-    let mut selected: HashSet<String> = HashSet::new();
+    let mut selected: Vec<String> = Vec::new();
+    let mut have: HashSet<String> = HashSet::new();
     let mut missed: Vec<&str> = Vec::new();
-    for t in &plain {
+    for t in plain.iter().chain(&and).chain(&not) {
+        if inv.host(t).is_some() {
+            if have.insert((*t).to_owned()) {
+                selected.push((*t).to_owned());
+            }
+            continue;
+        }
         let hosts = matches(inv, t, pattern)?;
-        if hosts.is_empty() {
-            missed.push(t);
+        match t.as_bytes()[0] {
+            b'!' => {
+                let out: HashSet<&String> = hosts.iter().collect();
+                selected.retain(|h| !out.contains(h));
+            }
+            b'&' => {
+                let keep: HashSet<&String> = hosts.iter().collect();
+                selected.retain(|h| keep.contains(h));
+            }
+            _ => {
+                if hosts.is_empty() {
+                    missed.push(t);
+                }
+                for h in hosts {
+                    if have.insert(h.clone()) {
+                        selected.push(h);
+                    }
+                }
+            }
         }
-        selected.extend(hosts);
+        have = selected.iter().cloned().collect();
     }
-    for t in &and {
-        let hosts: HashSet<String> = matches(inv, t, pattern)?.into_iter().collect();
-        selected.retain(|h| hosts.contains(h));
-    }
-    for t in &not {
-        for h in matches(inv, t, pattern)? {
-            selected.remove(&h);
-        }
-    }
-    let out: Vec<String> = inv
-        .hosts
-        .iter()
-        .filter(|h| selected.contains(&h.name))
-        .map(|h| h.name.clone())
-        .collect();
-    if out.is_empty() {
+    if selected.is_empty() {
         return Err(no_match(inv, pattern, &missed));
     }
-    Ok(out)
+    Ok(selected)
+}
+
+/// The terms of a `@FILE` limit: its lines, trimmed, blank ones skipped.
+fn limit_file(path: &str) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::from(UsageKind::LimitFile {
+            path: path.into(),
+            message: e.to_string(),
+        })
+    })?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
 }
 
 fn no_match(inv: &Inventory, pattern: &str, missed: &[&str]) -> Error {
@@ -109,25 +149,40 @@ fn no_match(inv: &Inventory, pattern: &str, missed: &[&str]) -> Error {
     })
 }
 
-/// Split on `,` and `:` outside brackets, trimming and dropping empty terms.
+/// Split a pattern into terms as Ansible's `split_host_pattern` does.
 fn split(pattern: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut depth = 0usize;
-    for c in pattern.chars() {
-        match c {
-            '[' => depth += 1,
-            ']' => depth = depth.saturating_sub(1),
-            ',' | ':' if depth == 0 => {
-                out.push(std::mem::take(&mut cur));
-                continue;
+    let terms: Vec<String> = if pattern.contains(',') {
+        pattern.split(',').map(str::to_owned).collect()
+    } else if super::is_host_address(pattern.trim()) {
+        vec![pattern.to_owned()]
+    } else {
+        // runs of characters other than whitespace, `:`, `[` and `]`, or
+        // complete `[…]` groups
+        let chars: Vec<char> = pattern.chars().collect();
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            if c == '[' {
+                if let Some(close) = chars[i + 1..].iter().position(|&c| c == ']') {
+                    cur.extend(&chars[i..=i + 1 + close]);
+                    i += close + 2;
+                    continue;
+                }
             }
-            _ => {}
+            if c.is_whitespace() || matches!(c, ':' | '[' | ']') {
+                out.push(std::mem::take(&mut cur));
+            } else {
+                cur.push(c);
+            }
+            i += 1;
         }
-        cur.push(c);
-    }
-    out.push(cur);
-    out.into_iter()
+        out.push(cur);
+        out
+    };
+    terms
+        .into_iter()
         .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty())
         .collect()
@@ -140,10 +195,13 @@ enum Subscript {
     Range(usize, Option<usize>),
 }
 
-/// `servers[0]` → (`servers`, Index(0)). As in Ansible, a trailing `[N]` or
-/// `[N:M]` is always a subscript; other brackets (`node[!2]`, `node[1-3]`)
-/// stay in the name as glob character classes.
+/// `servers[0]` → (`servers`, Index(0)). As in Ansible, a trailing `[N]`,
+/// `[N:M]`, `[N:]` or `[N-M]` is always a subscript; other brackets
+/// (`node[!2]`, `node[ab]`) stay in the name as glob character classes.
 fn split_subscript(term: &str) -> (&str, Option<Subscript>) {
+    if term.starts_with('~') {
+        return (term, None);
+    }
     let Some(body) = term.strip_suffix(']') else {
         return (term, None);
     };
@@ -155,13 +213,15 @@ fn split_subscript(term: &str) -> (&str, Option<Subscript>) {
         return (term, None);
     }
     let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if let Some((a, b)) = inner.split_once(':') {
+    if let Some(sep) = inner.find([':', '-']).filter(|&i| i > 0) {
+        let (a, b) = (&inner[..sep], &inner[sep + 1..]);
         if number(a) && (b.is_empty() || number(b)) {
             let start = a.parse().unwrap_or(usize::MAX);
             let end = if b.is_empty() { None } else { b.parse().ok() };
             return (name, Some(Subscript::Range(start, end)));
         }
-    } else if number(inner.strip_prefix('-').unwrap_or(inner)) {
+    }
+    if number(inner.strip_prefix('-').unwrap_or(inner)) {
         if let Ok(i) = inner.parse() {
             return (name, Some(Subscript::Index(i)));
         }
@@ -169,61 +229,92 @@ fn split_subscript(term: &str) -> (&str, Option<Subscript>) {
     (term, None)
 }
 
+/// How one term matches names.
+enum Matcher {
+    Exact,
+    Glob,
+    Regex(regex::Regex),
+}
+
 /// The hosts one term names, in the order Ansible enumerates them (matching
-/// groups' hosts, then matching hosts), subscript applied.
+/// groups' hosts, then matching hosts), subscript applied. `&` and `!` are
+/// ignored here.
 fn matches(inv: &Inventory, term: &str, pattern: &str) -> Result<Vec<String>> {
-    if term.starts_with('~') {
-        return Err(Error::from(UsageKind::RegexPattern {
-            term: term.into(),
-            pattern: pattern.into(),
-        }));
-    }
+    let term = term.strip_prefix(['&', '!']).unwrap_or(term);
     let (name, subscript) = split_subscript(term);
-    let glob = name.contains(['*', '?', '[']);
-    let name_matches = |candidate: &str| {
-        if glob {
-            glob_match(name, candidate)
-        } else {
-            name == candidate
-        }
+    let matcher = if let Some(re) = name.strip_prefix('~') {
+        let re = regex::Regex::new(&format!("^(?:{re})")).map_err(|e| {
+            Error::from(UsageKind::RegexPattern {
+                term: term.into(),
+                pattern: pattern.into(),
+                message: e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim()
+                    .trim_start_matches("error: ")
+                    .to_owned(),
+            })
+        })?;
+        Matcher::Regex(re)
+    } else if name.contains(['*', '?', '[']) {
+        Matcher::Glob
+    } else {
+        Matcher::Exact
+    };
+    let name_matches = |candidate: &str| match &matcher {
+        Matcher::Exact => name == candidate,
+        Matcher::Glob => glob_match(name, candidate),
+        Matcher::Regex(re) => re.is_match(candidate),
     };
     let mut hosts: Vec<String> = Vec::new();
-    let push = |h: String, hosts: &mut Vec<String>| {
-        if !hosts.contains(&h) {
-            hosts.push(h);
-        }
-    };
+    let mut seen: HashSet<String> = HashSet::new();
     let mut any_group = false;
     for g in inv.groups.iter().filter(|g| name_matches(&g.name)) {
         any_group = true;
         for h in inv.group_hosts(&g.name) {
-            push(h, &mut hosts);
-        }
-    }
-    if !any_group || glob {
-        for h in inv.hosts.iter().filter(|h| name_matches(&h.name)) {
-            push(h.name.clone(), &mut hosts);
-        }
-    }
-    Ok(match subscript {
-        None => hosts,
-        Some(Subscript::Index(i)) => {
-            let i = if i < 0 { hosts.len() as i64 + i } else { i };
-            usize::try_from(i)
-                .ok()
-                .and_then(|i| hosts.get(i).cloned())
-                .into_iter()
-                .collect()
-        }
-        Some(Subscript::Range(start, end)) => {
-            let end = end.unwrap_or(usize::MAX).min(hosts.len().saturating_sub(1));
-            if start > end || start >= hosts.len() {
-                Vec::new()
-            } else {
-                hosts[start..=end].to_vec()
+            if seen.insert(h.clone()) {
+                hosts.push(h);
             }
         }
-    })
+    }
+    let search_hosts = !any_group || !matches!(matcher, Matcher::Exact) || name.contains('.');
+    if search_hosts {
+        for h in inv.hosts.iter().filter(|h| name_matches(&h.name)) {
+            if seen.insert(h.name.clone()) {
+                hosts.push(h.name.clone());
+            }
+        }
+    }
+    if hosts.is_empty() {
+        return Ok(hosts);
+    }
+    // Ansible refuses the whole pattern when a subscript is out of range
+    let out_of_range = || no_match(inv, term, &[]);
+    let len = hosts.len();
+    let at = |i: i64| -> Result<Vec<String>> {
+        let i = if i < 0 { len as i64 + i } else { i };
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| hosts.get(i).cloned())
+            .map(|h| vec![h])
+            .ok_or_else(out_of_range)
+    };
+    match subscript {
+        None => Ok(hosts),
+        Some(Subscript::Index(i)) => at(i),
+        // Ansible treats an end of 0 as "no end": `[2:0]` is `[2]`
+        Some(Subscript::Range(start, Some(0))) => at(start as i64),
+        Some(Subscript::Range(start, end)) => {
+            let end = end.unwrap_or(len - 1).saturating_add(1).min(len);
+            Ok(if start >= end {
+                Vec::new()
+            } else {
+                hosts[start..end].to_vec()
+            })
+        }
+    }
 }
 
 /// fnmatch-style glob: `*`, `?`, `[abc]`, `[a-z]`, `[!abc]`; case-sensitive.
@@ -330,9 +421,17 @@ mod tests {
 
     #[test]
     fn splitting_keeps_brackets() {
-        assert_eq!(split("a:b,c"), ["a", "b", "c"]);
+        assert_eq!(split("a:b:c"), ["a", "b", "c"]);
+        // with a comma, colons do not separate
+        assert_eq!(split("a:b,c"), ["a:b", "c"]);
         assert_eq!(split("servers[0:1]:!x"), ["servers[0:1]", "!x"]);
-        assert_eq!(split(" a , :&b "), ["a", "&b"]);
+        assert_eq!(split(" a , &b "), ["a", "&b"]);
+        // one address stays whole: IPv6, host:port, ranges
+        assert_eq!(split("2001:db8::1"), ["2001:db8::1"]);
+        assert_eq!(split("web[1:3]"), ["web[1:3]"]);
+        assert_eq!(split("web:22"), ["web:22"]);
+        assert_eq!(split("~^(a|b)0[12]$"), ["~^(a|b)0[12]$"]);
+        assert_eq!(split("pve*.lan:&proxmox"), ["pve*.lan", "&proxmox"]);
     }
 
     #[test]
@@ -349,5 +448,10 @@ mod tests {
         );
         assert_eq!(split_subscript("node[12]").1, Some(Subscript::Index(12)));
         assert_eq!(split_subscript("node[ab]"), ("node[ab]", None));
+        assert_eq!(
+            split_subscript("s[1-2]"),
+            ("s", Some(Subscript::Range(1, Some(2))))
+        );
+        assert_eq!(split_subscript("~s[1]"), ("~s[1]", None));
     }
 }

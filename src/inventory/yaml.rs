@@ -13,14 +13,17 @@
 //!
 //! Top-level keys are groups (usually just `all`); a group has only `hosts`,
 //! `vars` and `children` (anything else is an error where Ansible merely
-//! warns); a host's value is its vars or empty. Host names take ranges and
-//! `:PORT` as in INI. A group or host may appear in several places; its
-//! entries are merged. Duplicate keys in one mapping are errors.
+//! warns); a host's value is its vars or empty. Host names take ranges,
+//! `:PORT` and IPv6 addresses (`2001:db8::1`, `[2001:db8::1]:2222`) as in
+//! INI. A group or host may appear in several places; its entries are
+//! merged. Scalars are YAML 1.1 as Ansible reads them (`yes`, `0644`,
+//! `<<` merge keys; see `crate::yaml::parse_yaml11`), and a key given twice
+//! in one mapping keeps its last value, with a warning, as in Ansible.
 
 use std::path::Path;
 
-use super::{expand_ranges, split_port, valid_group_name, Builder};
-use crate::error::{Error, InputKind, Result};
+use super::{expand_ranges, parse_address, valid_group_name, Builder};
+use crate::error::{Error, InputKind, InputWarning, Result};
 use crate::suggest::closest;
 use crate::vars::check_connection;
 use crate::vars::{self, Vars};
@@ -60,10 +63,6 @@ impl Source<'_> {
                 Some(name) => name,
                 None => return Err(self.error(key.pos, InputKind::KeyNotName)),
             };
-            if out.iter().any(|(k, _, _)| *k == name) {
-                let kind = InputKind::DuplicateKey { key: name.into() };
-                return Err(yaml::input_error(self.file, self.text, key.pos, kind));
-            }
             out.push((name, key.pos, value));
         }
         Ok(out)
@@ -91,9 +90,24 @@ impl Source<'_> {
 
 pub(super) fn parse(b: &mut Builder, file: &Path, text: &str) -> Result<()> {
     let src = Source { file, text };
-    let Some(root) = yaml::parse(text).map_err(|e| yaml::syntax_error(file, text, e))? else {
+    let (root, duplicates) =
+        yaml::parse_yaml11(text).map_err(|e| yaml::syntax_error(file, text, e))?;
+    let Some(root) = root else {
         return Ok(());
     };
+    if root.entries().is_none() {
+        // not a mapping: Ansible's YAML plugin declines it (an INI file's
+        // text may read as a YAML string)
+        let kind = InputKind::WrongType {
+            field: None,
+            found: root.unexpected().to_string(),
+            expected: "a mapping of groups".into(),
+        };
+        return Err(src.error(root.pos, kind));
+    }
+    for d in duplicates {
+        b.warn(file, d.pos.line, InputWarning::SetTwice { key: d.key });
+    }
     for (name, pos, group) in src.entries(&root)? {
         add_group(b, &src, name, pos, group, None)?;
     }
@@ -143,7 +157,7 @@ fn add_group(
     };
     for (entry, entry_pos, value) in hosts {
         let host_vars = src.vars(value)?;
-        let (base, port) = split_port(entry)
+        let (base, port) = parse_address(entry)
             .map_err(|kind| yaml::input_error(src.file, src.text, entry_pos, kind))?;
         let names = expand_ranges(base).map_err(|(kind, _)| src.error(entry_pos, kind))?;
         if let Some(bad) = names
@@ -193,7 +207,6 @@ mod tests {
             ),
             ("hosts_as_a_list", "all:\n  hosts:\n    - h1\n"),
             ("syntax", "all:\n  hosts:\n    h1: {a: [}\n"),
-            ("duplicate_host", "all:\n  hosts:\n    h1:\n    h1:\n"),
             ("backwards_range", "all:\n  hosts:\n    n[3:1]:\n"),
             (
                 "child_loop",
