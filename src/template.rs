@@ -53,6 +53,7 @@ impl Engine {
         source: &'s str,
     ) -> Result<minijinja::Template<'s, 's>, minijinja::Error> {
         too_deep(source, false)?;
+        too_wide(source)?;
         self.env.template_from_str(source)
     }
 
@@ -63,6 +64,7 @@ impl Engine {
         text: &'s str,
     ) -> Result<minijinja::Template<'s, 's>, minijinja::Error> {
         too_deep(text, false)?;
+        too_wide(text)?;
         self.env.template_from_named_str(name, text)
     }
 
@@ -72,6 +74,7 @@ impl Engine {
         source: &'s str,
     ) -> Result<minijinja::Expression<'s, 's>, minijinja::Error> {
         too_deep(source, true)?;
+        too_wide(source)?;
         self.env.compile_expression(source)
     }
 
@@ -443,6 +446,30 @@ impl Engine {
 
 /// The most `-` or `not` in a row an expression may hold.
 const MAX_UNARY_RUN: usize = 64;
+
+/// The longest line minijinja can locate: it counts columns in a `u16`
+/// (and a debug build panics past it).
+const MAX_LINE_CHARS: usize = u16::MAX as usize - 1;
+
+/// Refuse a line longer than [`MAX_LINE_CHARS`].
+fn too_wide(source: &str) -> Result<(), minijinja::Error> {
+    if source.len() <= MAX_LINE_CHARS {
+        return Ok(());
+    }
+    match source
+        .lines()
+        .position(|line| line.len() > MAX_LINE_CHARS && line.chars().count() > MAX_LINE_CHARS)
+    {
+        None => Ok(()),
+        Some(index) => Err(minijinja::Error::new(
+            ErrorKind::SyntaxError,
+            format!(
+                "line {} is longer than {MAX_LINE_CHARS} characters",
+                index + 1
+            ),
+        )),
+    }
+}
 
 /// Refuse a long run of unary `-` or `not` (`{{ - - - … x }}`): minijinja
 /// parses those by unbounded recursion, and enough of them overflow the
@@ -1069,6 +1096,21 @@ mod tests {
         let nots = format!("{}x", "not ".repeat(50_000));
         assert!(Engine::new().check_condition(&[nots], &origin()).is_err());
         let ok = format!("{{{{ {}x }}}} {}", "- ".repeat(10), "-".repeat(500));
+        assert!(Engine::new().check(&ok, &origin()).is_ok());
+    }
+
+    #[test]
+    fn a_line_past_minijinjas_column_counter_is_a_syntax_error_not_a_panic() {
+        let wide = format!("x\n{{{{ {} }}}}", "a ~ ".repeat(20_000) + "a");
+        let text = Engine::new()
+            .check(&wide, &origin())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("line 2 is longer than 65534 characters"),
+            "{text}"
+        );
+        let ok = format!("{{{{ {} }}}}", "a ~ ".repeat(1_000) + "a");
         assert!(Engine::new().check(&ok, &origin()).is_ok());
     }
 

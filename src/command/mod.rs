@@ -28,7 +28,7 @@ use crate::transport::HostKeyChecking;
 fn connect_options(args: &ConnectArgs) -> Result<ConnectOptions> {
     Ok(ConnectOptions {
         inventory: crate::project::inventory(&args.inventory)?,
-        limit: args.limit.as_deref().map(expand_limit_files).transpose()?,
+        limit: args.limit.clone(),
         extra_vars: args.extra_vars.clone(),
         forks: args.forks,
         user: args.user.clone(),
@@ -122,33 +122,6 @@ fn load_scope(
         extra_vars,
     )?;
     Ok((path, inventory, scope))
-}
-
-/// `--limit` with each `@FILE` part (comma-separated) replaced by the
-/// hosts FILE lists, one a line, as Ansible reads a retry file.
-fn expand_limit_files(limit: &str) -> Result<String> {
-    let mut parts = Vec::new();
-    for part in limit.split(',') {
-        match part.strip_prefix('@') {
-            Some(file) => {
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| crate::error::Error::io("read", file, e))?;
-                let hosts: Vec<&str> = text
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .collect();
-                if hosts.is_empty() {
-                    return Err(crate::error::Error::usage(format!(
-                        "the `--limit` file `{file}` lists no host"
-                    )));
-                }
-                parts.extend(hosts.into_iter().map(str::to_owned));
-            }
-            None => parts.push(part.to_owned()),
-        }
-    }
-    Ok(parts.join(","))
 }
 
 fn output_format(format: OutputArg) -> OutputFormat {
