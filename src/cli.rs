@@ -31,8 +31,30 @@ pub enum Command {
     Kv(KvArgs),
     /// Run the consul CLI inside a node's Consul container (e.g. `members`)
     Consul(ConsulArgs),
+    /// Show or free the cluster's run lock
+    Lock(LockArgs),
     /// Manage the local lab cluster
     Lab(LabArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(subcommand)]
+    pub op: LockOp,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockOp {
+    /// Who holds the lock, since when, with what command
+    Status,
+    /// Free the lock whoever holds it (asks first; `--yes` without a terminal)
+    Release {
+        /// Go ahead without asking; needed when stdin is not a terminal
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +229,10 @@ pub struct RunArgs {
     /// hosts, for `--limit @PLAYBOOK.retry`) [env: ARPANET_RETRY_FILES_ENABLED=false]
     #[arg(long)]
     pub no_retry_file: bool,
+    /// Run user playbooks without taking the cluster's lock (built-in
+    /// playbooks always take it)
+    #[arg(long)]
+    pub no_lock: bool,
     /// Built-in playbook names or paths to playbook files
     #[arg(required = true, value_name = "PLAYBOOK")]
     pub playbooks: Vec<String>,

@@ -79,6 +79,10 @@ const MAX_HOPS: usize = 8;
 /// Seconds `--timeout` defaults to.
 pub const DEFAULT_TIMEOUT: u64 = 10;
 
+/// Seconds a host whose connection was lost is tried again (with backoff)
+/// before it counts as unreachable: a node's reboot or an sshd restart.
+pub const DEFAULT_RECONNECT: u64 = 30;
+
 /// Connection defaults from the command line.
 #[derive(Debug)]
 pub struct ConnectDefaults {
@@ -346,6 +350,21 @@ impl ConnectDefaults {
             keepalive: Keepalive {
                 interval: ssh.server_alive_interval.filter(|t| !t.is_zero()),
                 max: ssh.server_alive_count_max.map(|n| n.max(1) as usize),
+            },
+            reconnect: match text(&["arpanet_reconnect_timeout"]) {
+                None => Duration::from_secs(DEFAULT_RECONNECT),
+                Some(t) => t
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| {
+                        Error::usage(format!(
+                            "host `{label}`: `arpanet_reconnect_timeout` must be a number of \
+                             seconds, got `{t}`"
+                        ))
+                    })?,
             },
             proxy: Proxy::Direct,
         };

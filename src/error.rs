@@ -130,6 +130,16 @@ pub enum Error {
         hint: Option<String>,
     },
 
+    /// Another run holds the cluster's lock (or it cannot be taken): the
+    /// run is refused before it changes anything. Exit code 1, a general
+    /// error, as ansible-playbook gives for what is neither bad input nor a
+    /// host's failure.
+    #[error("{message}{}", hint_suffix(.hint.as_deref()))]
+    Locked {
+        message: String,
+        hint: Option<String>,
+    },
+
     /// The local lab could not be built or run.
     #[error("lab: {message}{}", hint_suffix(.hint.as_deref()))]
     Lab {
@@ -150,7 +160,9 @@ impl Error {
             Error::Io { action: "read", .. } => exit::BAD_INPUT,
             Error::Unreachable { .. } => exit::HOST_UNREACHABLE,
             Error::Remote { .. } | Error::Become { .. } => exit::HOST_FAILED,
-            Error::Io { .. } | Error::Lab { .. } | Error::Internal(_) => exit::ERROR,
+            Error::Io { .. } | Error::Locked { .. } | Error::Lab { .. } | Error::Internal(_) => {
+                exit::ERROR
+            }
         }
     }
 
@@ -182,6 +194,7 @@ impl Error {
             Error::Usage { hint, .. }
             | Error::Unreachable { hint, .. }
             | Error::Become { hint, .. }
+            | Error::Locked { hint, .. }
             | Error::Lab { hint, .. } => *hint = Some(text.into()),
             _ => {}
         }

@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
@@ -61,6 +62,17 @@ struct HostState {
     notified: BTreeSet<String>,
 }
 
+/// What the product holds while a run changes hosts (the cluster's lock):
+/// taken once, just before the run first reaches a host, so the checks that
+/// run on this machine (the built-in playbooks' preflight) come first and a
+/// run that never reaches a host takes nothing. Whoever made it releases it
+/// when the run ends. A refusal stops the run with its error.
+pub(crate) trait Guard: Send + Sync {
+    /// Warnings and `-v` details go to `reporter`.
+    fn take<'a>(&'a self, reporter: &'a Reporter) -> BoxFuture<'a, Result<()>>;
+    fn release(&self) -> BoxFuture<'_, ()>;
+}
+
 pub struct Executor {
     scope: Arc<Scope>,
     engine: Engine,
@@ -77,6 +89,11 @@ pub struct Executor {
     started: bool,
     /// `--step` is still asking (answering `c` stops it).
     step: bool,
+    /// Taken before the first task that reaches a host (see [`Guard`]).
+    guard: Option<Arc<dyn Guard>>,
+    guarded: bool,
+    /// The guard's refusal, which ends the run.
+    refused: Option<Error>,
 }
 
 type Delegated = tokio::sync::Mutex<BTreeMap<String, Arc<dyn Transport>>>;
@@ -129,7 +146,16 @@ impl Executor {
             targets: targets.into_iter().map(|t| (t.name.clone(), t)).collect(),
             delegated: Delegated::default(),
             interrupt: Interrupt::default(),
+            guard: None,
+            guarded: false,
+            refused: None,
         }
+    }
+
+    /// Take `guard` before the run first reaches a host.
+    pub(crate) fn with_guard(mut self, guard: Option<Arc<dyn Guard>>) -> Self {
+        self.guard = guard;
+        self
     }
 
     /// Hosts outside the plays that tasks may delegate to.
@@ -146,14 +172,22 @@ impl Executor {
 
     /// Run every play of every playbook, in order.
     pub async fn run(&mut self, playbooks: &[Playbook]) -> Result<()> {
-        'run: for playbook in playbooks {
+        let result = self.run_plays(playbooks).await;
+        self.close().await;
+        match self.refused.take() {
+            Some(refusal) => Err(refusal),
+            None => result,
+        }
+    }
+
+    async fn run_plays(&mut self, playbooks: &[Playbook]) -> Result<()> {
+        for playbook in playbooks {
             for play in &playbook.plays {
                 if !self.run_play(playbook, play).await? {
-                    break 'run;
+                    return Ok(());
                 }
             }
         }
-        self.close().await;
         Ok(())
     }
 
@@ -212,7 +246,9 @@ impl Executor {
                 batch: &batch,
             };
             if let Some(stop) = self.run_batch(at, &steps).await {
-                self.reporter.send(stop);
+                if self.refused.is_none() {
+                    self.reporter.send(stop);
+                }
                 return Ok(false);
             }
             if self.interrupt.is_set() {
@@ -553,6 +589,14 @@ impl Executor {
     /// them, `always` still runs, and the play ends when none is left. The
     /// batch stops once its counted failures pass `max_fail_percentage`.
     fn after_task(&mut self, at: At<'_>, task: &Task, hosts: &[String]) -> Option<Event> {
+        if self.refused.is_some() {
+            // Not shown: `run` returns the refusal.
+            return Some(Event::PlayAborted {
+                play: at.play.name.clone(),
+                reason: "refused by its guard".into(),
+                max_fail_percentage: None,
+            });
+        }
         if self.interrupt.is_set() {
             // Interrupted hosts are not failures that stop the play.
             return None;
@@ -615,6 +659,17 @@ impl Executor {
         handler: bool,
         rescuable: bool,
     ) {
+        if !task.module.local() && !self.guarded {
+            self.guarded = true;
+            if let Some(guard) = &self.guard {
+                if let Err(refusal) = guard.take(&self.reporter).await {
+                    self.refused = Some(refusal);
+                }
+            }
+        }
+        if self.refused.is_some() {
+            return;
+        }
         let (name, count) = (task.name.clone(), hosts.len());
         self.reporter.send(if handler {
             Event::HandlerStart {
@@ -1353,12 +1408,37 @@ impl Transport for WithEnv {
     }
 }
 
-/// The host's connection, opened on first use and kept for the run.
+/// The host's connection, opened on first use and kept for the run. One
+/// found lost since the last task (the host rebooted, sshd restarted, the
+/// link dropped) is opened again, with retries for a while (see
+/// `Connector::reconnect`); the host counts as unreachable only if it stays
+/// away. A task that was running when its connection dropped is not run
+/// again: it failed, as in Ansible.
 async fn connect(shared: &Shared<'_>, state: &mut HostState) -> Result<Arc<dyn Transport>> {
-    if let Some(conn) = &state.connection {
-        return Ok(conn.clone());
-    }
-    let conn = shared.connector.connect(&state.target).await?;
+    let lost = match &state.connection {
+        Some(conn) if conn.alive().await => return Ok(conn.clone()),
+        Some(conn) => Some(conn.clone()),
+        None => None,
+    };
+    let conn = match lost {
+        None => shared.connector.connect(&state.target).await?,
+        Some(old) => {
+            state.connection = None;
+            old.close().await;
+            let started = Instant::now();
+            let conn = shared.connector.reconnect(&state.target).await?;
+            if shared.settings.verbose >= 1 {
+                shared.reporter.send(Event::Detail {
+                    host: state.name.clone(),
+                    text: format!(
+                        "the connection was lost since the last task; reconnected in {:.1}s",
+                        started.elapsed().as_secs_f64()
+                    ),
+                });
+            }
+            conn
+        }
+    };
     if shared.settings.verbose >= 3 {
         if let Some(details) = conn.details() {
             shared.reporter.send(Event::Detail {
@@ -1619,6 +1699,7 @@ mod tests {
             identities_only: false,
             connect_timeout: Duration::from_secs(1),
             keepalive: Default::default(),
+            reconnect: Duration::ZERO,
             proxy: Default::default(),
         }
     }
@@ -2064,5 +2145,90 @@ mod tests {
             fake.commands("h1"),
             ["echo first", "echo 'hello out from h1'"]
         );
+    }
+
+    /// Records when it is taken (how many commands had run by then) and
+    /// released; refuses when told to.
+    struct TestGuard {
+        fake: Fake,
+        refuse: bool,
+        taken: Mutex<Vec<usize>>,
+        released: Mutex<usize>,
+    }
+
+    impl Guard for TestGuard {
+        fn take<'a>(&'a self, _: &'a Reporter) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async move {
+                let sent = self.fake.log.lock().unwrap().len();
+                self.taken.lock().unwrap().push(sent);
+                match self.refuse {
+                    true => Err(Error::Locked {
+                        message: "held by someone".into(),
+                        hint: None,
+                    }),
+                    false => Ok(()),
+                }
+            })
+        }
+
+        fn release(&self) -> BoxFuture<'_, ()> {
+            Box::pin(async move { *self.released.lock().unwrap() += 1 })
+        }
+    }
+
+    fn guarded(refuse: bool, yaml: &str) -> (Arc<TestGuard>, Fake, Result<()>) {
+        let fake = Fake::default();
+        let guard = Arc::new(TestGuard {
+            fake: fake.clone(),
+            refuse,
+            taken: Mutex::default(),
+            released: Mutex::default(),
+        });
+        let inventory = Arc::new(inventory(2));
+        let playbook = Playbook::parse(Path::new("test.yml"), Path::new("."), yaml).unwrap();
+        let targets = inventory.hosts.iter().map(|h| target(&h.name)).collect();
+        let (reporter, _captured) = Reporter::capture();
+        let mut executor = Executor::new(
+            Arc::new(Scope::new(inventory, Layers::default())),
+            Engine::new(),
+            Arc::new(fake.clone()),
+            reporter,
+            Settings::default(),
+            targets,
+        )
+        .with_guard(Some(guard.clone() as Arc<dyn Guard>));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = runtime.block_on(executor.run(&[playbook]));
+        (guard, fake, result)
+    }
+
+    #[test]
+    fn the_guard_is_taken_once_before_the_first_task_that_reaches_a_host() {
+        let yaml = r#"
+- hosts: all
+  tasks:
+    - debug: {msg: local}
+    - command: echo one
+    - command: echo two
+"#;
+        let (guard, fake, result) = guarded(false, yaml);
+        result.unwrap();
+        assert_eq!(*guard.taken.lock().unwrap(), [0]);
+        assert_eq!(fake.commands("h1"), ["echo one", "echo two"]);
+        // The runner releases it, not the executor.
+        assert_eq!(*guard.released.lock().unwrap(), 0);
+
+        let (guard, fake, result) = guarded(true, yaml);
+        assert!(matches!(result, Err(Error::Locked { .. })), "{result:?}");
+        assert_eq!(*guard.taken.lock().unwrap(), [0]);
+        assert!(fake.commands("h1").is_empty() && fake.commands("h2").is_empty());
+
+        // A run that never reaches a host takes nothing.
+        let (guard, _, result) = guarded(true, "- hosts: all\n  tasks:\n    - debug: {msg: x}\n");
+        result.unwrap();
+        assert!(guard.taken.lock().unwrap().is_empty());
     }
 }

@@ -98,6 +98,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Services(args) => command::status::services(args),
         Command::Kv(args) => command::kv::run(args),
         Command::Consul(args) => command::consul::run(args),
+        Command::Lock(args) => command::lock::run(args),
         Command::Lab(args) => command::lab::run(args.command),
     }
 }

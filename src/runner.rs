@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::config::{ConnectOptions, Settings};
 use crate::error::{Error, Result};
-use crate::executor::Executor;
+use crate::executor::{Executor, Guard};
 use crate::playbook::{Playbook, Step};
 use crate::report::{Finished, OutputFormat, Printer};
 use crate::session::{self, Session};
@@ -24,13 +24,24 @@ pub struct Output {
     pub verbose: u8,
 }
 
-/// Run `playbooks` against the hosts of `connect`; returns the exit code
-/// the recap implies and the hosts to retry.
-pub fn run_playbooks(
+/// Makes the product's [`Guard`] for one run (the cluster's lock) from the
+/// run's session; `None` when the run needs none.
+pub(crate) type MakeGuard<'a> = &'a dyn Fn(&Session) -> Result<Option<Arc<dyn Guard>>>;
+
+/// No guard.
+pub(crate) fn unguarded(_: &Session) -> Result<Option<Arc<dyn Guard>>> {
+    Ok(None)
+}
+
+/// Run `playbooks` against the hosts of `connect`, holding what `guard`
+/// makes from the first task that reaches a host to the end; returns the
+/// exit code the recap implies and the hosts to retry.
+pub(crate) fn run_playbooks(
     connect: &ConnectOptions,
     output: Output,
     settings: Settings,
     playbooks: &[Playbook],
+    guard: MakeGuard<'_>,
 ) -> Result<Finished> {
     let session = Session::open(connect)?;
     let known = session.scope.names();
@@ -61,6 +72,7 @@ pub fn run_playbooks(
         }
         false => Vec::new(),
     };
+    let guard = guard(&session)?;
     let printer = Printer::start(output.format, output.verbose);
     for warning in &session.inventory.warnings {
         printer.reporter().warn(warning.clone());
@@ -85,14 +97,20 @@ pub fn run_playbooks(
         printer.reporter(),
         settings,
         targets,
-    );
+    )
+    .with_guard(guard.clone());
     executor.delegate_to(delegates.into_iter().map(|h| h.target));
     let interrupt = executor.interrupt();
     let result = runtime.block_on(async {
         interrupt
             .on_ctrl_c()
             .map_err(|e| Error::Internal(format!("cannot listen for Ctrl-C: {e}")))?;
-        executor.run(playbooks).await
+        let result = executor.run(playbooks).await;
+        // On success, failure and a first Ctrl-C alike.
+        if let Some(guard) = &guard {
+            guard.release().await;
+        }
+        result
     });
     let finished = printer.finish(interrupt.is_set());
     result.map(|()| finished)

@@ -27,6 +27,7 @@ pub struct Session {
 }
 
 /// One selected host, ready to connect to.
+#[derive(Clone)]
 pub struct HostInfo {
     pub name: String,
     pub vars: Vars,
@@ -93,6 +94,12 @@ impl Session {
             .collect()
     }
 
+    /// Every host of the inventory, whatever `--limit` says (the cluster's
+    /// lock is the whole cluster's).
+    pub(crate) fn every_host(&self) -> Result<Vec<HostInfo>> {
+        self.hosts_named(crate::plan::play_hosts(&self.inventory, "all", None)?)
+    }
+
     fn hosts_named(&self, names: Vec<String>) -> Result<Vec<HostInfo>> {
         let engine = Engine::new();
         names
@@ -145,4 +152,5 @@ const CONNECTION_VARS: &[&str] = &[
     jump::SSH_ARG_VARS[0],
     jump::SSH_ARG_VARS[1],
     jump::SSH_ARG_VARS[2],
+    "arpanet_reconnect_timeout",
 ];

@@ -77,6 +77,13 @@ const KEEPALIVE: Duration = Duration::from_secs(3);
 /// silent peer is dropped after `(KEEPALIVE_MAX + 1) × KEEPALIVE`, 12 s.
 const KEEPALIVE_MAX: usize = 3;
 
+/// A connection idle this long is pinged before a task reuses it; one used
+/// more recently is taken as alive (a lost one then fails that task).
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
+/// How long a ping may take before the connection counts as lost.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long `close` waits for the kills of abandoned commands.
 const KILL_WAIT: Duration = Duration::from_secs(3);
 
@@ -148,6 +155,55 @@ impl SshConnector {
     /// Connect and authenticate to `target`, through its jump hosts or its
     /// `ProxyCommand` when it has them.
     pub async fn connect_ssh(&self, target: &Target) -> Result<SshTransport> {
+        self.connect_attempt(target).await.map_err(|a| a.error)
+    }
+
+    /// Connect again to a host whose connection was lost: tried for up to
+    /// `target.reconnect`, pausing 0.25 s, 0.5 s, 1 s, 2 s, then 2 s between
+    /// attempts, while the failure is one a rebooting host or a restarting
+    /// sshd gives (refused, timed out, dropped before the login). A refused
+    /// host key (checked again as on the first connection), a refused login
+    /// or a bastion that fails end it at once.
+    pub async fn reconnect_ssh(&self, target: &Target) -> Result<SshTransport> {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(250);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let failed = match self.connect_attempt(target).await {
+                Ok(transport) => return Ok(transport),
+                Err(failed) => failed,
+            };
+            let left = target.reconnect.saturating_sub(started.elapsed());
+            if !failed.transient || left.is_zero() {
+                return Err(match failed.error {
+                    Error::Unreachable {
+                        host,
+                        message,
+                        hint,
+                    } if failed.transient => Error::Unreachable {
+                        host,
+                        message: format!(
+                            "connection lost, and not back after {attempts} attempts over {}: \
+                             {message}",
+                            seconds(started.elapsed())
+                        ),
+                        hint: Some(format!(
+                            "{}; `arpanet_reconnect_timeout` ({}) sets how long a lost host \
+                             is tried again",
+                            hint.unwrap_or_default(),
+                            seconds(target.reconnect)
+                        )),
+                    },
+                    other => other,
+                });
+            }
+            tokio::time::sleep(pause.min(left)).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn connect_attempt(&self, target: &Target) -> std::result::Result<SshTransport, Attempt> {
         let via = match &target.proxy {
             Proxy::Jump(hops) if !hops.is_empty() => Some(
                 self.bastion(hops)
@@ -156,7 +212,7 @@ impl SshConnector {
             ),
             _ => None,
         };
-        self.handshake(target, via).await
+        self.handshake_attempt(target, via).await
     }
 
     /// The shared connection to the last of `chain`, reached through the
@@ -219,6 +275,18 @@ impl SshConnector {
         target: &Target,
         via: Option<Arc<SshTransport>>,
     ) -> Result<SshTransport> {
+        self.handshake_attempt(target, via)
+            .await
+            .map_err(|a| a.error)
+    }
+
+    /// [`Self::handshake`], saying whether a failure may pass if tried again
+    /// soon (see [`Attempt`]).
+    async fn handshake_attempt(
+        &self,
+        target: &Target,
+        via: Option<Arc<SshTransport>>,
+    ) -> std::result::Result<SshTransport, Attempt> {
         let permit = self.start(target, via.as_deref()).await?;
         let known_hosts = match target.host_key_checking {
             HostKeyChecking::Off => KnownHosts::default(),
@@ -238,7 +306,9 @@ impl SshConnector {
         let offered = Arc::new(Mutex::new(None));
         let (mut handle, command) = loop {
             attempt += 1;
-            let (stream, command) = open_stream(target, via.as_deref()).await?;
+            let (stream, command) = open_stream(target, via.as_deref())
+                .await
+                .map_err(Attempt::transient)?;
             let rejection = Arc::new(Mutex::new(None));
             let handler = ClientHandler {
                 target: target.clone(),
@@ -252,25 +322,26 @@ impl SshConnector {
                 Ok(Err(e)) => {
                     let stashed = rejection.lock().unwrap_or_else(|p| p.into_inner()).take();
                     if let Some(refusal) = stashed {
-                        return Err(refusal);
+                        return Err(refusal.into());
                     }
                     if let Some(command) = command {
                         return Err(command
                             .failed(target, format!("ssh handshake with {peer} failed: {e}"))
-                            .await);
+                            .await
+                            .into());
                     }
                     if attempt < self.handshake_attempts {
                         tokio::time::sleep(Duration::from_millis(150 * attempt as u64)).await;
                         continue;
                     }
-                    return Err(unreachable(
+                    return Err(Attempt::transient(unreachable(
                         target,
                         format!(
                             "ssh handshake with {peer}{route} failed ({attempt} attempts): {e}"
                         ),
                         "the server closed the connection before the login: sshd may be \
                          refusing new connections (MaxStartups), or this port is not an ssh server",
-                    ));
+                    )));
                 }
                 Err(_) => {
                     let message = format!(
@@ -278,14 +349,14 @@ impl SshConnector {
                         seconds(target.connect_timeout)
                     );
                     if let Some(command) = command {
-                        return Err(command.failed(target, message).await);
+                        return Err(command.failed(target, message).await.into());
                     }
-                    return Err(unreachable(
+                    return Err(Attempt::transient(unreachable(
                         target,
                         message,
                         "the port accepts connections but no ssh server answered in time: \
                          the host is overloaded or this is not an ssh port",
-                    ));
+                    )));
                 }
             }
         };
@@ -297,14 +368,14 @@ impl SshConnector {
         {
             Ok(result) => result?,
             Err(_) => {
-                return Err(unreachable(
+                return Err(Attempt::transient(unreachable(
                     target,
                     format!(
                         "authentication at {peer} timed out after {}",
                         seconds(target.connect_timeout)
                     ),
                     "the server stopped answering during the login",
-                ))
+                )))
             }
         };
         drop(permit);
@@ -337,6 +408,8 @@ impl SshConnector {
             kills: Arc::default(),
             via,
             _command: command,
+            last_used: Mutex::new(std::time::Instant::now()),
+            ping_timeout: target.connect_timeout.min(PING_TIMEOUT),
         })
     }
 
@@ -561,6 +634,13 @@ impl Connector for SshConnector {
             Ok(Arc::new(transport) as Arc<dyn Transport>)
         })
     }
+
+    fn reconnect<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Arc<dyn Transport>>> {
+        Box::pin(async move {
+            let transport = self.reconnect_ssh(target).await?;
+            Ok(Arc::new(transport) as Arc<dyn Transport>)
+        })
+    }
 }
 
 /// The warning to print when host keys are not checked for `target`.
@@ -589,11 +669,44 @@ pub struct SshTransport {
     via: Option<Arc<SshTransport>>,
     /// The `ProxyCommand` carrying this connection, killed with it.
     _command: Option<ProxyProcess>,
+    /// When a command or channel last ended (see [`Transport::alive`]).
+    last_used: Mutex<std::time::Instant>,
+    ping_timeout: Duration,
+}
+
+/// Why one connection attempt failed, and whether trying again soon may
+/// succeed (the host or its sshd is not up yet) or not (a refused host key
+/// or login, a failed bastion).
+struct Attempt {
+    error: Error,
+    transient: bool,
+}
+
+impl Attempt {
+    fn transient(error: Error) -> Attempt {
+        Attempt {
+            error,
+            transient: true,
+        }
+    }
+}
+
+impl From<Error> for Attempt {
+    fn from(error: Error) -> Attempt {
+        Attempt {
+            error,
+            transient: false,
+        }
+    }
 }
 
 type Kills = Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>;
 
 impl SshTransport {
+    fn touch(&self) {
+        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+    }
+
     fn lost(&self, what: &str) -> Error {
         let hint = match &self.via {
             Some(bastion) => format!(
@@ -764,6 +877,7 @@ impl SshTransport {
         // russh already answered the server's close; a second close would
         // be a protocol error.
         guard.channel = None;
+        self.touch();
         gated.output = Output {
             stdout: stdout.into_text(),
             stderr: stderr.into_text(),
@@ -829,12 +943,36 @@ impl Transport for SshTransport {
                 .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
                 .await
                 .map_err(|e| self.channel_error(&format!("to {host}:{port}"), e))?;
+            self.touch();
             Ok(Box::new(channel.into_stream()) as Box<dyn Stream>)
         })
     }
 
     fn details(&self) -> Option<String> {
         Some(self.details.clone())
+    }
+
+    fn alive(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            if self.handle.is_closed() {
+                return false;
+            }
+            let idle = self
+                .last_used
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed();
+            if idle < IDLE_BEFORE_PING {
+                return true;
+            }
+            // A peer that restarted answers the ping with a reset; one that
+            // is gone does not answer at all.
+            let answered = tokio::time::timeout(self.ping_timeout, self.handle.send_ping())
+                .await
+                .is_ok_and(|r| r.is_ok());
+            self.touch();
+            answered && !self.handle.is_closed()
+        })
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

@@ -162,6 +162,13 @@ pub trait Transport: Send + Sync {
     fn details(&self) -> Option<String> {
         None
     }
+
+    /// Whether the connection still works, asked before a task reuses it:
+    /// a host that rebooted or whose sshd restarted since its last task is
+    /// connected to again then (see [`Connector::reconnect`]).
+    fn alive(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async { true })
+    }
 }
 
 /// How a privilege-escalating command is fed (see [`Transport::exec_gated`]).
@@ -233,6 +240,11 @@ pub struct Target {
     /// where `None`.
     #[serde(skip)]
     pub keepalive: Keepalive,
+    /// How long to keep trying to connect again to a host whose connection
+    /// was lost, before it counts as unreachable (`arpanet_reconnect_timeout`;
+    /// zero: no second try).
+    #[serde(skip)]
+    pub reconnect: Duration,
     /// How the host's SSH port is reached.
     pub proxy: Proxy,
 }
@@ -264,6 +276,14 @@ pub struct Keepalive {
 /// Opens transports; the SSH implementation throttles connection starts.
 pub trait Connector: Send + Sync {
     fn connect<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Arc<dyn Transport>>>;
+
+    /// Connect again to a host whose connection was lost: retried with
+    /// backoff for up to `target.reconnect` while the failures say the host
+    /// may be coming back (refused, timed out, dropped before the login);
+    /// a refused host key or login fails at once.
+    fn reconnect<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Arc<dyn Transport>>> {
+        self.connect(target)
+    }
 }
 
 /// Quote `s` for a POSIX shell.

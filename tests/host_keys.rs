@@ -223,6 +223,7 @@ impl Client<'_> {
             identities_only: false,
             connect_timeout: Duration::from_secs(10),
             keepalive: Default::default(),
+            reconnect: Duration::ZERO,
             proxy: Default::default(),
         };
         let accepted = self.runtime.block_on(async {

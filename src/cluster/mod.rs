@@ -10,6 +10,9 @@
 //!   running cluster, through `consul_api` (Consul's HTTP API over an SSH
 //!   channel).
 //!
+//! - `lock`: the run lock that keeps two runs from changing the cluster at
+//!   once (in Consul, or a file on the boot server before Consul runs).
+//!
 //! - `stack`, `services`: linking: the `stack` entries' `service:`,
 //!   `upstreams:` and `publish_env:`, checked before a run and registered
 //!   in each node's agent by the `consul_services` task;
@@ -23,6 +26,7 @@ pub mod consul_api;
 pub(crate) mod consul_exec;
 pub(crate) mod consul_gate;
 pub(crate) mod kv;
+pub(crate) mod lock;
 pub mod pki;
 pub mod secrets;
 pub(crate) mod services;

@@ -9,6 +9,7 @@ pub(crate) mod inventory;
 pub(crate) mod kv;
 pub(crate) mod lab;
 pub(crate) mod legacy;
+pub(crate) mod lock;
 pub(crate) mod render;
 pub(crate) mod run;
 pub(crate) mod status;
@@ -134,6 +135,31 @@ fn output_format(format: OutputArg) -> OutputFormat {
 /// `--task-timeout`, 0 being no limit.
 fn task_timeout(seconds: u64) -> Option<std::time::Duration> {
     (seconds > 0).then(|| std::time::Duration::from_secs(seconds))
+}
+
+/// Ask on a terminal before doing `what`; refuse without one (`--yes`
+/// skips the question).
+fn confirm(what: &str) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let refused = |message: String| {
+        crate::error::Error::usage(message).with_hint("run again with `--yes` to go ahead")
+    };
+    if !std::io::stdin().is_terminal() {
+        return Err(refused(format!(
+            "{what}; not going ahead without a terminal to confirm on"
+        )));
+    }
+    eprint!("{what}. Type `yes` to go on: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| crate::error::Error::Internal(format!("cannot read the answer: {e}")))?;
+    if answer.trim() != "yes" {
+        return Err(refused(format!("{what}; not confirmed, nothing was done")));
+    }
+    Ok(())
 }
 
 /// How a run is printed.

@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use super::{connect_options, output};
+use super::{confirm, connect_options, output};
 use crate::cli::RunArgs;
 use crate::cluster;
 use crate::config::Settings;
@@ -20,6 +20,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
             confirm(&what)?;
         }
     }
+    let lock = lock_mode(&args)?;
+    let verbose = args.connect.verbose > 0;
     let playbooks = args
         .playbooks
         .iter()
@@ -61,7 +63,16 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         step: args.step,
         ..Settings::default()
     };
-    let result = runner::run_playbooks(&connect, output(&args.connect), settings, &playbooks);
+    let result = runner::run_playbooks(
+        &connect,
+        output(&args.connect),
+        settings,
+        &playbooks,
+        &|session| match lock {
+            Some(mode) => cluster::lock::for_run(session, mode, verbose),
+            None => Ok(None),
+        },
+    );
     // What `cluster_secrets` made in scratch copies under `--check`.
     cluster::secrets::discard_scratch();
     let finished = result?;
@@ -147,6 +158,33 @@ fn write_retry_file(path: &Path, hosts: &[String]) {
     }
 }
 
+/// Whether the run takes the cluster's lock: every run but `info` alone and
+/// user playbooks with `--no-lock`; a `--check` run only looks (see
+/// `cluster::lock`).
+fn lock_mode(args: &RunArgs) -> Result<Option<cluster::lock::Mode>> {
+    let builtin = |p: &String| cluster::builtin::BUILTINS.names.contains(&p.as_str());
+    if args.no_lock {
+        if let Some(name) = args.playbooks.iter().find(|p| builtin(p) && *p != "info") {
+            return Err(Error::usage(format!(
+                "`--no-lock` is for user playbooks: the built-in `{name}` changes the cluster \
+                 and always takes its lock"
+            ))
+            .with_hint(
+                "`arpanet lock status` shows who holds it; `arpanet lock release` frees it",
+            ));
+        }
+        return Ok(None);
+    }
+    if args.playbooks.iter().all(|p| p == "info") {
+        return Ok(None);
+    }
+    Ok(Some(if args.check {
+        cluster::lock::Mode::Peek
+    } else {
+        cluster::lock::Mode::Take
+    }))
+}
+
 /// The built-in playbooks that read `stack`: its entries are checked
 /// before any host is contacted.
 const STACK_PLAYBOOKS: &[&str] = &["stack", "bootstrap", "upgrade"];
@@ -167,27 +205,4 @@ fn destructive(args: &RunArgs) -> Result<Option<String>> {
         "`stop -e purge=true` deletes Consul's data, the whole KV store, on every selected node"
             .to_owned()
     }))
-}
-
-/// Ask on a terminal; refuse without one (`--yes` skips the question).
-fn confirm(what: &str) -> Result<()> {
-    use std::io::{BufRead, Write};
-    let refused =
-        |message: String| Error::usage(message).with_hint("run again with `--yes` to go ahead");
-    if !std::io::stdin().is_terminal() {
-        return Err(refused(format!(
-            "{what}; not going ahead without a terminal to confirm on"
-        )));
-    }
-    eprint!("{what}. Type `yes` to go on: ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|e| Error::Internal(format!("cannot read the answer: {e}")))?;
-    if answer.trim() != "yes" {
-        return Err(refused(format!("{what}; not confirmed, nothing was done")));
-    }
-    Ok(())
 }

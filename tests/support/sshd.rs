@@ -744,6 +744,7 @@ pub struct Cluster {
     /// `HOME` for runs of the binary.
     pub home: PathBuf,
     dir: TempDir,
+    locks: TempDir,
 }
 
 impl Cluster {
@@ -790,6 +791,12 @@ impl Cluster {
         fs::write(&known_hosts, lines)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", known_hosts.display()));
 
+        let locks = tempfile::Builder::new()
+            .prefix("arpanet-locks-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a tempdir: {e}"));
+        fs::set_permissions(locks.path(), fs::Permissions::from_mode(0o1777))
+            .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", locks.path().display()));
         Cluster {
             hosts,
             user: TEST_USER.to_owned(),
@@ -799,6 +806,7 @@ impl Cluster {
             known_hosts,
             home,
             dir,
+            locks,
         }
     }
 
@@ -829,6 +837,7 @@ impl Cluster {
             identities_only: false,
             connect_timeout: Duration::from_secs(10),
             keepalive: Default::default(),
+            reconnect: Duration::ZERO,
             proxy: Default::default(),
         }
     }
@@ -874,6 +883,15 @@ impl Cluster {
                 text.push('\n');
             }
         }
+        let mut vars: Vec<(&str, String)> =
+            vars.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        // With `servers`, runs take the cluster's lock; before Consul runs
+        // that is a directory on the boot server. Every test host is this
+        // machine, so each test cluster keeps its lock in its own tempdir
+        // (as each real cluster has its own boot server).
+        if groups.iter().any(|(g, _)| *g == "servers") {
+            vars.push(("arpanet_lock_dir", self.lock_dir().display().to_string()));
+        }
         if !vars.is_empty() {
             text.push_str("\n[all:vars]\n");
             for (key, value) in vars {
@@ -881,6 +899,13 @@ impl Cluster {
             }
         }
         self.write_file("inventory.ini", &text)
+    }
+
+    /// Where runs against this cluster keep their lock file: in a tempdir
+    /// of its own (not beside the inventory, which tests watch), that every
+    /// user may write to, as `/var/lock`.
+    pub fn lock_dir(&self) -> PathBuf {
+        self.locks.path().join("arpanet")
     }
 
     /// Write `text` to `name` inside the cluster's tempdir; returns the path.

@@ -1,0 +1,292 @@
+//! The cluster lock in Consul and reconnection to a restarted node, on a
+//! 3-node lab (3 Consul servers: the fewest that make a cluster) with real
+//! Consul. Run with `ARPANET_LAB_TESTS=1`; one lab for every step.
+//!
+//! - the first `bootstrap` (lock file on the boot server, before Consul)
+//!   ends with the lock released;
+//! - a run holding the Consul lock refuses a second one, naming its pid;
+//!   `lock status` shows it; after `kill -9` the next run here takes it
+//!   over; another machine's abandoned session goes within two TTLs;
+//!   `lock release --yes` frees a held lock;
+//! - a node container restarted between two tasks: the run reconnects to it
+//!   and finishes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::Run;
+
+static NAME: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::support::lab_name("arpanet-lock"));
+static SUBNET: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::support::lab_subnet(83));
+
+/// The lock's TTL in the lab (the default): a killed run's lock goes within
+/// twice that.
+const TTL: u64 = 15;
+
+struct Lab {
+    dir: PathBuf,
+    home: tempfile::TempDir,
+}
+
+impl Lab {
+    fn up() -> Lab {
+        let lab = Lab {
+            dir: Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(crate::support::lab_name("arpanet-lock-lab")),
+            home: tempfile::tempdir().unwrap(),
+        };
+        let _ = lab.lab(&["down"]);
+        let up = lab.lab(&["up", "--nodes", "3", "--servers", "3"]);
+        assert_eq!(up.code, 0, "lab up failed:\n{up}");
+        lab
+    }
+
+    fn lab(&self, args: &[&str]) -> Run {
+        let (command, rest) = args.split_first().unwrap();
+        let dir = self.dir.to_str().unwrap();
+        let mut all = vec!["lab", command, "--dir", dir, "--name", NAME.as_str()];
+        all.extend_from_slice(rest);
+        finish(self.spawn(&all))
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    /// `arpanet ARGS... -i INVENTORY`, started.
+    fn start(&self, args: &[&str]) -> Child {
+        let inventory = self.dir.join("inventory.ini");
+        let mut all = args.to_vec();
+        all.extend(["-i", inventory.to_str().unwrap()]);
+        self.spawn(&all)
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        finish(self.start(args))
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_arpanet"))
+            .args(args)
+            .env("HOME", self.home.path())
+            .env("NO_COLOR", "1")
+            .env("ARPANET_LAB_SUBNET", &*SUBNET)
+            .env_remove("ARPANET_LAB_NAME")
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run arpanet")
+    }
+
+    /// Start `playbook` and wait until `lock status` names its pid.
+    #[allow(clippy::zombie_processes)]
+    fn hold(&self, playbook: &str) -> Child {
+        let mut child = self.start(&["run", playbook]);
+        let pid = format!("pid {}", child.id());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = self.run(&["lock", "status"]);
+            if status.stdout.contains(&pid) {
+                assert!(status.stdout.contains("consul key"), "{status}");
+                return child;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the run never held the lock\n{status}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn node(&self, n: usize) -> String {
+        format!("{}-node{n}", *NAME)
+    }
+
+    /// `sh -c COMMAND` in node `n`, bypassing arpanet; whether it succeeded.
+    fn on_node(&self, n: usize, command: &str) -> bool {
+        Command::new("docker")
+            .args(["exec", &self.node(n), "sh", "-c", command])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn started_at(&self, n: usize) -> String {
+        let out = Command::new("docker")
+            .args(["inspect", "--format", "{{.State.StartedAt}}", &self.node(n)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.lab(&["down"]);
+    }
+}
+
+fn finish(child: Child) -> Run {
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn the_consul_lock_refuses_a_second_run_and_a_restarted_node_is_reconnected() {
+    if std::env::var("ARPANET_LAB_TESTS").ok().as_deref() != Some("1") {
+        eprintln!("note: skipping the lock lab test: set ARPANET_LAB_TESTS=1");
+        return;
+    }
+    let _turn = crate::support::lab_lock();
+    let lab = Lab::up();
+
+    // The first bootstrap locks with a file on the boot server (no Consul
+    // yet) and frees it at its end.
+    let bootstrap = lab.run(&["run", "bootstrap", "-v"]);
+    assert_eq!(bootstrap.code, 0, "{bootstrap}");
+    assert!(
+        bootstrap
+            .stdout
+            .contains("<node1> took the cluster lock (lock file"),
+        "{bootstrap}"
+    );
+    let status = lab.run(&["lock", "status"]);
+    assert_eq!(status.code, 0, "{status}");
+    assert!(
+        status
+            .stdout
+            .contains("not locked (consul key `arpanet/lock`)"),
+        "{status}"
+    );
+
+    let slow = lab.file(
+        "slow.yml",
+        "- hosts: all\n  tasks:\n    - command: sleep 120\n",
+    );
+    let quick = lab.file(
+        "quick.yml",
+        "- hosts: all\n  tasks:\n    - command: 'true'\n",
+    );
+
+    // Held in Consul: a second run is refused naming the holder.
+    let mut first = lab.hold(&slow);
+    let refused = lab.run(&["run", &quick]);
+    assert_eq!(refused.code, 1, "{refused}");
+    assert!(
+        refused.stderr.contains("the cluster is locked by")
+            && refused.stderr.contains(&format!("pid {}", first.id()))
+            && refused.stderr.contains("consul key `arpanet/lock`"),
+        "{refused}"
+    );
+
+    // kill -9: a run on the same machine sees the holder is gone and takes
+    // its lock over at once.
+    let pid = format!("pid {}", first.id());
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let next = lab.run(&["run", &quick]);
+    assert_eq!(next.code, 0, "{next}");
+    assert!(
+        next.stdout.contains("took over the cluster lock of") && next.stdout.contains(&pid),
+        "{next}"
+    );
+
+    // A holder on another machine that stopped renewing its session (made
+    // here with curl on node1): Consul drops the session, and the key with
+    // it, between one and two TTLs after; then the next run gets the lock.
+    let holder = r#"{"owner":"bob@elsewhere","host":"elsewhere","pid":77,"command":"arpanet run stack","started":"2026-01-01T00:00:00Z"}"#;
+    let api = "http://127.0.0.1:8500/v1";
+    assert!(lab.on_node(
+        1,
+        &format!(
+            "id=$(curl -sf -X PUT -d '{{\"Name\":\"bob\",\"TTL\":\"{TTL}s\",\"Behavior\":\"delete\",\
+             \"LockDelay\":\"0s\",\"Checks\":[]}}' {api}/session/create | sed 's/.*\"ID\":\"\\([^\"]*\\)\".*/\\1/') \
+             && curl -sf -X PUT -d '{holder}' \"{api}/kv/arpanet/lock?acquire=$id\" | grep -q true"
+        )
+    ));
+    let made = Instant::now();
+    let refused = lab.run(&["run", &quick]);
+    assert_eq!(refused.code, 1, "{refused}");
+    assert!(
+        refused.stderr.contains("`bob@elsewhere` (pid 77"),
+        "{refused}"
+    );
+    let freed = loop {
+        let again = lab.run(&["run", &quick]);
+        if again.code == 0 {
+            break made.elapsed();
+        }
+        assert_eq!(again.code, 1, "{again}");
+        assert!(
+            made.elapsed() < Duration::from_secs(2 * TTL + 10),
+            "the lock outlived twice its TTL\n{again}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    eprintln!("an abandoned session's lock went after {freed:?} (TTL {TTL} s)");
+    assert!(freed >= Duration::from_secs(TTL - 1), "{freed:?}");
+
+    // `lock release --yes` frees a lock a live run holds.
+    let mut second = lab.hold(&slow);
+    let released = lab.run(&["lock", "release", "--yes"]);
+    assert_eq!(released.code, 0, "{released}");
+    assert!(
+        released.stdout.contains(&format!("pid {}", second.id())),
+        "{released}"
+    );
+    let after = lab.run(&["run", &quick]);
+    assert_eq!(after.code, 0, "{after}");
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    // A node container restarted while node1 runs a long task: node3 is
+    // reconnected before the next task and the run finishes.
+    let marker = "/root/arpanet-second-task";
+    assert!(lab.on_node(1, &format!("rm -f {marker}")));
+    let play = lab.file(
+        "restart.yml",
+        &format!(
+            "- hosts: all\n  tasks:\n\
+             \x20   - command: echo one\n\
+             \x20   - name: node1 works while the others wait\n\
+             \x20     when: inventory_hostname == 'node1'\n\
+             \x20     shell: touch {marker} && sleep 25\n\
+             \x20   - name: after the restart\n\
+             \x20     command: echo three-{{{{ inventory_hostname }}}}\n"
+        ),
+    );
+    let before = lab.started_at(3);
+    let running = lab.start(&["run", &play, "-v"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lab.on_node(1, &format!("test -e {marker}")) {
+        assert!(Instant::now() < deadline, "the second task never started");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let restarted = Command::new("docker")
+        .args(["restart", "-t", "2", &lab.node(3)])
+        .output()
+        .unwrap();
+    assert!(restarted.status.success(), "{restarted:?}");
+    let run = finish(running);
+    assert_ne!(lab.started_at(3), before, "node3 did not restart");
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.stdout
+            .contains("<node3> the connection was lost since the last task; reconnected"),
+        "{run}"
+    );
+    assert!(run.stdout.contains("three-node3"), "{run}");
+}
