@@ -14,7 +14,7 @@ use crate::playbook::{Playbook, Step};
 use crate::report::{Finished, OutputFormat, Printer};
 use crate::session::{self, Session};
 use crate::template::Engine;
-use crate::transport::{HostKeyChecking, Target};
+use crate::transport::{Connector, HostKeyChecking, Target};
 
 /// How a run is shown.
 #[derive(Debug, Clone, Copy, Default)]
@@ -26,10 +26,11 @@ pub struct Output {
 
 /// Makes the product's [`Guard`] for one run (the cluster's lock) from the
 /// run's session; `None` when the run needs none.
-pub(crate) type MakeGuard<'a> = &'a dyn Fn(&Session) -> Result<Option<Arc<dyn Guard>>>;
+pub(crate) type MakeGuard<'a> =
+    &'a dyn Fn(&Session, Arc<dyn Connector>) -> Result<Option<Arc<dyn Guard>>>;
 
 /// No guard.
-pub(crate) fn unguarded(_: &Session) -> Result<Option<Arc<dyn Guard>>> {
+pub(crate) fn unguarded(_: &Session, _: Arc<dyn Connector>) -> Result<Option<Arc<dyn Guard>>> {
     Ok(None)
 }
 
@@ -72,7 +73,9 @@ pub(crate) fn run_playbooks(
         }
         false => Vec::new(),
     };
-    let guard = guard(&session)?;
+    // One connector for the run and its guard, so jump hosts are shared.
+    let connector: Arc<dyn Connector> = Arc::new(session.connector());
+    let guard = guard(&session, Arc::clone(&connector))?;
     let printer = Printer::start(output.format, output.verbose);
     for warning in &session.inventory.warnings {
         printer.reporter().warn(warning.clone());
@@ -93,7 +96,7 @@ pub(crate) fn run_playbooks(
     let mut executor = Executor::new(
         session.scope.clone(),
         Engine::new(),
-        Arc::new(session.connector()),
+        connector,
         printer.reporter(),
         settings,
         targets,

@@ -37,7 +37,6 @@ use crate::executor::Guard;
 use crate::probe;
 use crate::report::{Event, Reporter};
 use crate::session::{HostInfo, Session};
-use crate::ssh::SshConnector;
 use crate::transport::{quote, Connector, Transport};
 
 /// Seconds a lock outlives its run's last renewal, unless `arpanet_lock_ttl`
@@ -532,7 +531,8 @@ pub(crate) struct RunLock {
     me: Holder,
     /// `-v`: say where the lock was taken.
     verbose: bool,
-    connector: Arc<SshConnector>,
+    /// The run's own connector: jump hosts are shared with its tasks.
+    connector: Arc<dyn Connector>,
     held: Mutex<Option<Held>>,
 }
 
@@ -540,6 +540,7 @@ pub(crate) struct RunLock {
 /// cluster (no `servers` group); `verbose` says where it was taken.
 pub(crate) fn for_run(
     session: &Session,
+    connector: Arc<dyn Connector>,
     mode: Mode,
     verbose: bool,
 ) -> Result<Option<Arc<dyn Guard>>> {
@@ -551,7 +552,7 @@ pub(crate) fn for_run(
         mode,
         me: Holder::me(),
         verbose,
-        connector: Arc::new(session.connector()),
+        connector,
         held: Mutex::new(None),
     })))
 }
@@ -840,7 +841,7 @@ async fn renew(
     place: Place,
     id: String,
     reporter: Reporter,
-    connector: Arc<SshConnector>,
+    connector: Arc<dyn Connector>,
 ) {
     let every = Duration::from_secs(place.ttl.max(3) / 3);
     let mut node = match &found {

@@ -68,8 +68,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         output(&args.connect),
         settings,
         &playbooks,
-        &|session| match lock {
-            Some(mode) => cluster::lock::for_run(session, mode, verbose),
+        &|session, connector| match lock {
+            Some(mode) => cluster::lock::for_run(session, connector, mode, verbose),
             None => Ok(None),
         },
     );
