@@ -2177,6 +2177,14 @@ mod tests {
     }
 
     fn guarded(refuse: bool, yaml: &str) -> (Arc<TestGuard>, Fake, Result<()>) {
+        guarded_with(refuse, yaml, Settings::default())
+    }
+
+    fn guarded_with(
+        refuse: bool,
+        yaml: &str,
+        settings: Settings,
+    ) -> (Arc<TestGuard>, Fake, Result<()>) {
         let fake = Fake::default();
         let guard = Arc::new(TestGuard {
             fake: fake.clone(),
@@ -2193,7 +2201,7 @@ mod tests {
             Engine::new(),
             Arc::new(fake.clone()),
             reporter,
-            Settings::default(),
+            settings,
             targets,
         )
         .with_guard(Some(guard.clone() as Arc<dyn Guard>));
@@ -2230,5 +2238,30 @@ mod tests {
         let (guard, _, result) = guarded(true, "- hosts: all\n  tasks:\n    - debug: {msg: x}\n");
         result.unwrap();
         assert!(guard.taken.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn tasks_skipped_by_start_at_task_take_no_guard() {
+        let yaml = r#"
+- hosts: all
+  tasks:
+    - name: remote
+      command: echo one
+    - name: local
+      debug: {msg: x}
+"#;
+        let start = |name: &str| Settings {
+            start_at_task: Some(name.into()),
+            ..Settings::default()
+        };
+        let (guard, fake, result) = guarded_with(false, yaml, start("local"));
+        result.unwrap();
+        assert!(guard.taken.lock().unwrap().is_empty());
+        assert!(fake.commands("h1").is_empty());
+
+        let (guard, fake, result) = guarded_with(false, yaml, start("remote"));
+        result.unwrap();
+        assert_eq!(*guard.taken.lock().unwrap(), [0]);
+        assert_eq!(fake.commands("h1"), ["echo one"]);
     }
 }

@@ -569,7 +569,8 @@ fn rand_suffix() -> u32 {
 
 /// Bad `service`/`upstreams`/`publish_env` in a `stack`: exit 5 with the
 /// entry and key named, before any host is contacted (the one host listens
-/// nowhere: a run that got as far as connecting would exit 4).
+/// nowhere: a run that got as far as connecting would fail to take the
+/// cluster's lock there, exit 1).
 #[test]
 fn bad_linking_declarations_are_refused_before_any_host() {
     let dir = tempfile::tempdir().unwrap();
@@ -618,8 +619,10 @@ fn bad_linking_declarations_are_refused_before_any_host() {
         &["`B` is not in the entry's `env`"],
     );
 
-    // An upstream nobody declares: a warning, and the run goes on (here to
-    // an unreachable host).
+    // An upstream nobody declares: a warning, and the run goes on to the
+    // hosts: here to taking the cluster's lock on the boot server, which is
+    // unreachable (a built-in always takes the lock; exit 1, see
+    // `cluster::lock`).
     std::fs::write(
         d.join("group_vars/all.yml"),
         format!("stack:\n{web}    upstreams: [{{service: db, port: 5432}}]\n"),
@@ -631,7 +634,11 @@ fn bad_linking_declarations_are_refused_before_any_host() {
         &["run", "-i", "hosts", "stack", "--timeout", "1"],
         &[],
     );
-    assert_eq!(run.code, 4, "{run}");
+    assert_eq!(run.code, 1, "{run}");
+    assert!(
+        run.stderr.contains("cannot take the cluster lock") && run.stderr.contains("`n1`"),
+        "{run}"
+    );
     assert!(
         run.stderr
             .contains("upstream `db` is declared by no stack entry"),

@@ -110,6 +110,9 @@ fn a_second_run_is_refused_naming_the_holder_until_its_lock_is_freed_or_stale() 
         !refused.stdout.contains("TASK ["),
         "a refused run started a task:\n{refused}"
     );
+    // No host failed: nothing to retry.
+    let retry = std::path::Path::new(&f.quick).with_extension("retry");
+    assert!(!retry.exists(), "a refused run wrote {}", retry.display());
     let check = f.run(&["run", "--check", &f.quick]);
     assert_eq!(check.code, 0, "{check}");
     assert!(
@@ -200,9 +203,15 @@ fn a_second_run_is_refused_naming_the_holder_until_its_lock_is_freed_or_stale() 
 }
 
 #[test]
-fn no_lock_is_for_user_playbooks_only() {
+fn no_lock_is_for_user_playbooks_only_and_listings_need_none() {
     let f = Fixture::new();
     let held = f.hold();
+    // Listings contact no host, so a held lock does not stop them.
+    for flag in ["--list-hosts", "--list-tasks", "--syntax-check"] {
+        let listed = f.run(&["run", flag, &f.quick]);
+        assert_eq!(listed.code, 0, "{listed}");
+        assert!(!listed.stderr.contains("locked"), "{listed}");
+    }
     let mine = f.run(&["run", "--no-lock", &f.quick]);
     assert_eq!(mine.code, 0, "{mine}");
     let builtin = f.run(&["run", "--no-lock", "stack"]);
