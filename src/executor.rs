@@ -32,7 +32,7 @@ use crate::interrupt::Interrupt;
 use crate::modules::include_tasks::IncludeTasks;
 use crate::modules::{self, Context, Outcome};
 use crate::plan;
-use crate::playbook::{Block, LoopKind, Play, Playbook, Step, Task};
+use crate::playbook::{Block, LoopKind, Play, Playbook, Serial, Step, Task};
 use crate::report::{Event, Failure, HostResult, Reporter, Status};
 use crate::scope::{self, HostVars, Scope};
 use crate::template::Engine;
@@ -190,6 +190,7 @@ impl Executor {
             return Ok(true);
         }
         self.resolve_play_vars(play, &hosts)?;
+        let serial = self.render_serial(play, &hosts[0])?;
         let mut steps = self.tagged(play, &play.tasks);
         if let (Some(start), false) = (&self.settings.start_at_task, self.started) {
             // `--start-at-task`: nothing before the first match, in any
@@ -201,7 +202,7 @@ impl Executor {
             });
             self.started = found.get();
         }
-        for batch in plan::batches(&hosts, &play.serial) {
+        for batch in plan::batches(&hosts, &serial) {
             self.reporter.send(Event::PlayStart {
                 play: play.name.clone(),
                 hosts: batch.clone(),
@@ -302,6 +303,38 @@ impl Executor {
             }
             _ => false,
         }
+    }
+
+    /// The play's `serial` with templates rendered with `host`'s play
+    /// variables (batch sizes are the play's, so the first host's).
+    fn render_serial(&mut self, play: &Play, host: &str) -> Result<Vec<Serial>> {
+        let mut out = Vec::with_capacity(play.serial.len());
+        for size in &play.serial {
+            let Serial::Template(source) = size else {
+                out.push(size.clone());
+                continue;
+            };
+            let state = self
+                .hosts
+                .get_mut(host)
+                .ok_or_else(|| Error::Internal(format!("unknown host {host}")))?;
+            let vars = self
+                .scope
+                .for_task(&self.engine, &mut state.vars, &play.location);
+            let text = self.engine.render_str(source, &vars, &play.location)?;
+            let rendered = crate::playbook::values::parse_serial(&text).ok_or_else(|| {
+                Error::input(
+                    play.location.clone(),
+                    InputKind::BadValue {
+                        field: Some("serial".into()),
+                        found: format!("`{}` (from `{source}`)", text.trim()),
+                        expected: crate::playbook::values::SERIAL_EXPECTED.into(),
+                    },
+                )
+            })?;
+            out.push(rendered);
+        }
+        Ok(out)
     }
 
     /// Every host's variables for `play`, from the scope.
@@ -1778,6 +1811,24 @@ mod tests {
             .any(|e| matches!(e, Event::PlayAborted { .. })));
         assert_eq!(statuses(&events, "step").len(), 2);
         assert!(fake.commands("h3").is_empty() && fake.commands("h4").is_empty());
+    }
+
+    #[test]
+    fn serial_may_be_a_template_of_the_plays_variables() {
+        let yaml = "- hosts: all\n  vars:\n    batch: \"40%\"\n  serial: \"{{ batch }}\"\n  tasks:\n    - command: echo hi\n";
+        let (captured, _) = run(&Fake::default(), 5, yaml, Settings::default());
+        let batches: Vec<Vec<String>> = captured
+            .events()
+            .iter()
+            .filter_map(|e| match e {
+                Event::PlayStart { hosts, .. } => Some(hosts.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            batches,
+            vec![vec!["h1", "h2"], vec!["h3", "h4"], vec!["h5"]]
+        );
     }
 
     #[test]

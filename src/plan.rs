@@ -40,6 +40,8 @@ pub fn batches(hosts: &[String], serial: &[Serial]) -> Vec<Vec<String>> {
             size = match next {
                 Serial::Count(n) => *n,
                 Serial::Percent(p) => ((hosts.len() as f64 * p / 100.0) as usize).max(1),
+                // The executor renders templates before it asks for batches.
+                Serial::Template(_) => 0,
             };
         }
         let take = if size == 0 {

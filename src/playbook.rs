@@ -161,6 +161,9 @@ pub enum Serial {
     Count(usize),
     /// This share of the play's hosts, rounded down, at least one.
     Percent(f64),
+    /// A template (`serial: "{{ roll_batch }}"`), rendered to one of the
+    /// above with the play's variables when the play starts.
+    Template(String),
 }
 
 #[derive(Debug, Clone)]
