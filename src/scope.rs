@@ -253,7 +253,7 @@ impl Scope {
     /// `host`'s variables as the layers wrote them, templates unrendered
     /// and outside any play: what a value is made of, to record it.
     pub(crate) fn host_raw(&self, host: &str) -> Vars {
-        self.layered(host, &Vars::new())
+        self.layered(host, &Vars::new(), true)
     }
 
     /// `host`'s variables outside any play (so without `hostvars`), for
