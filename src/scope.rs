@@ -6,7 +6,10 @@
 //! Precedence, lowest first (a later layer replaces whole values, Ansible's
 //! default `hash_behaviour`):
 //!
-//! 1. built-in defaults (`playbooks/vars/defaults.yml`, embedded),
+//! 1. built-in defaults (`playbooks/vars/defaults.yml`, embedded), then
+//!    the product-provided layer over them (`Layers::provided`: what the
+//!    cluster records as deployed, see `cluster::deployed`), which only
+//!    replaces what would otherwise come from the defaults,
 //! 2. `~/.arpanetrc`,
 //! 3. inline group vars (`[g:vars]`, YAML `vars:`): `all`, then the
 //!    host's other groups, parents before children and, at the same
@@ -162,17 +165,33 @@ impl Scope {
         rc_file: Option<&Path>,
         extra_args: &[String],
     ) -> Result<Self> {
-        Ok(Self::new(
-            inventory,
-            Layers::load(defaults, rc_file, extra_args)?,
-        ))
+        Self::load_with(inventory, defaults, Vars::new(), rc_file, extra_args)
+    }
+
+    /// As [`Scope::load`], with the product's `provided` layer over the
+    /// defaults.
+    pub(crate) fn load_with(
+        inventory: Arc<Inventory>,
+        defaults: &str,
+        provided: Vars,
+        rc_file: Option<&Path>,
+        extra_args: &[String],
+    ) -> Result<Self> {
+        let mut layers = Layers::load(defaults, rc_file, extra_args)?;
+        layers.provided = provided;
+        Ok(Self::new(inventory, layers))
     }
 
     /// Every name some layer defines for some host, facts aside: the
     /// defaults, the rc file, the inventory's groups and hosts, `-e`, and
     /// the magic variables.
     pub(crate) fn names(&self) -> std::collections::BTreeSet<String> {
-        let layers = [&self.layers.defaults, &self.layers.rc, &self.layers.extra];
+        let layers = [
+            &self.layers.defaults,
+            &self.layers.provided,
+            &self.layers.rc,
+            &self.layers.extra,
+        ];
         let inventory = self
             .inventory
             .groups
@@ -203,6 +222,7 @@ impl Scope {
         let inventory = &*self.inventory;
         let mut out = Vars::new();
         merge(&mut out, &self.layers.defaults);
+        merge(&mut out, &self.layers.provided);
         merge(&mut out, &self.layers.rc);
         merge(&mut out, &inventory.host_vars(host, &self.depths));
         if !play_vars.is_empty() {
@@ -228,6 +248,12 @@ impl Scope {
         out.insert("inventory_file".into(), self.inventory_file.clone());
         out.insert("inventory_dir".into(), self.inventory_dir.clone());
         out
+    }
+
+    /// `host`'s variables as the layers wrote them, templates unrendered
+    /// and outside any play: what a value is made of, to record it.
+    pub(crate) fn host_raw(&self, host: &str) -> Vars {
+        self.layered(host, &Vars::new(), true)
     }
 
     /// `host`'s variables outside any play (so without `hostvars`), for
@@ -515,6 +541,7 @@ mod tests {
     #[derive(Debug, Clone, Copy, PartialEq)]
     enum Layer {
         Defaults,
+        Provided,
         Rc,
         AllVars,
         AllFile,
@@ -537,6 +564,7 @@ mod tests {
     /// test writes the `set_fact` first.
     const PRECEDENCE: &[(Layer, &str)] = &[
         (Layer::Defaults, "defaults"),
+        (Layer::Provided, "recorded"),
         (Layer::Rc, "rc"),
         (Layer::AllVars, "all:vars"),
         (Layer::ParentVars, "parent:vars"),
@@ -606,6 +634,9 @@ mod tests {
         let both = |v: &str| obj(json!({"x": v, "inventory_hostname": v}));
         if let Some(v) = value(Layer::Defaults) {
             layers.defaults.extend(both(v));
+        }
+        if let Some(v) = value(Layer::Provided) {
+            layers.provided.extend(both(v));
         }
         let inventory = Arc::new(Inventory::load(&d.join("hosts")).unwrap());
         let scope = Scope::new(inventory, layers);
@@ -724,6 +755,7 @@ mod tests {
             defaults: parse_defaults(crate::cluster::builtin::BUILTINS.defaults).unwrap(),
             rc: parse_rc(Path::new("rc"), "CONSUL_DATA=/rc\nCADVISOR_PORT=1\n").unwrap(),
             extra: parse_extra("CADVISOR_PORT=9").unwrap(),
+            ..Layers::default()
         };
         let v = layered(inv, layers, "h", &Vars::new());
         assert_eq!(v["consul_port"], json!(1)); // host beats group's CONSUL_PORT

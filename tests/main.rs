@@ -6,6 +6,7 @@ mod support;
 mod bastion;
 mod cluster;
 mod daytwo;
+mod deployed;
 mod escalation;
 mod flow;
 mod gates;

@@ -13,6 +13,8 @@
 //! - `stack`, `services`: linking: the `stack` entries' `service:`,
 //!   `upstreams:` and `publish_env:`, checked before a run and registered
 //!   in each node's agent by the `consul_services` task;
+//! - `deployed`: what is deployed, recorded in Consul KV after each change
+//!   and read back before the next run (`history`, `rollback`);
 //!
 //! - `builtin`: the built-in playbooks, task files and templates
 //!   (`playbooks/`, `templates/`), handed to the engine's resolver by `run`.
@@ -22,6 +24,7 @@ pub(crate) mod catalog;
 pub mod consul_api;
 pub(crate) mod consul_exec;
 pub(crate) mod consul_gate;
+pub(crate) mod deployed;
 pub(crate) mod kv;
 pub mod pki;
 pub mod secrets;
