@@ -30,12 +30,15 @@ use crate::vars::Vars;
 use crate::yaml::{self, Pos};
 
 mod parse;
+mod role;
 #[cfg(test)]
 mod tests;
 pub(crate) mod values;
 
 use crate::modules::include_tasks::IncludeTasks;
 use parse::{Located, RawBlock, RawPlay, RawTask};
+pub(crate) use parse::RoleRef;
+pub use role::Role;
 use values::json_strings;
 
 #[derive(Debug, Clone)]
@@ -177,17 +180,29 @@ pub struct Play {
     /// task `environment`).
     pub environment: Vars,
     pub vars: Vars,
+    /// What the play's roles (`roles:` and `import_role`) show every task:
+    /// their defaults and vars, merged in the order the roles come.
+    pub(crate) role_layers: crate::scope::RoleLayers,
     pub tags: Vec<String>,
+    pub pre_tasks: Vec<Step>,
+    /// The tasks of `roles:`, then `tasks:`.
     pub tasks: Vec<Step>,
+    pub post_tasks: Vec<Step>,
+    /// The play's handlers, then its roles'.
     pub handlers: Vec<Task>,
     pub location: Location,
 }
 
-#[cfg(test)]
 impl Play {
-    /// Every task of the play, blocks opened, in file order.
+    /// `pre_tasks`, then roles and `tasks`, then `post_tasks`: the
+    /// handlers notified in each run at its end, as in Ansible.
+    pub fn sections(&self) -> [&[Step]; 3] {
+        [&self.pre_tasks, &self.tasks, &self.post_tasks]
+    }
+
+    /// Every task of the play, blocks opened, in the order they run.
     pub fn task_list(&self) -> Vec<&Task> {
-        Step::tasks(&self.tasks)
+        self.sections().into_iter().flat_map(Step::tasks).collect()
     }
 }
 
@@ -371,6 +386,9 @@ pub struct Task {
     /// Values set by the `include_tasks` that brought the task in (its
     /// rendered `vars` and loop variable): above task vars, not templates.
     pub(crate) params: Vars,
+    /// The role the task belongs to: its variables and its
+    /// `templates/`/`files/`.
+    pub role: Option<Arc<Role>>,
     /// Where the task starts in its file.
     pub location: Location,
 }
@@ -431,6 +449,7 @@ impl Playbook {
             engine: &engine,
             builtins,
             found: &found,
+            role: None,
         };
         let mut plays = Vec::new();
         for p in raw {
@@ -451,6 +470,7 @@ impl Playbook {
             uses,
             defines,
             dynamic,
+            ..
         } = found.into_inner();
         Ok(Playbook {
             dir: dir.to_path_buf(),
@@ -513,6 +533,7 @@ impl Playbook {
         name: &str,
         from: &Location,
         handler_names: &[&str],
+        role: Option<Arc<Role>>,
     ) -> Result<Vec<Step>> {
         let found = RefCell::new(Found::default());
         let builder = Builder {
@@ -522,6 +543,7 @@ impl Playbook {
             engine,
             builtins: self.builtins,
             found: &found,
+            role,
         };
         builder.with_task_file(name, from, "include_tasks", |inner, raws| {
             let mut out = Vec::new();
@@ -532,27 +554,61 @@ impl Playbook {
         })
     }
 
+    /// The steps and handlers of the role an `include_role` at `from` names
+    /// when it runs, given `params` (its rendered `vars`): read as
+    /// `import_role` reads one, its handlers checked and run as the play's.
+    pub(crate) fn include_role(
+        &self,
+        engine: &Engine,
+        role: &RoleRef,
+        params: &Vars,
+        from: &Location,
+        handler_names: &[&str],
+    ) -> Result<(Vec<Step>, Vec<Task>)> {
+        let found = RefCell::new(Found::default());
+        let builder = Builder {
+            source: &from.file,
+            text: "",
+            dir: &self.dir,
+            engine,
+            builtins: self.builtins,
+            found: &found,
+            role: None,
+        };
+        let loaded = builder.load_role(role, params, from, handler_names, 1, false)?;
+        Ok((loaded.steps, loaded.handlers))
+    }
+
     /// The text of the built-in template `name`, if there is one.
     pub fn builtin_template(&self, name: &str) -> Option<&'static str> {
         self.builtins.template(name)
     }
 
-    /// Find a task's `src:` file: absolute as given; relative in the
-    /// playbook's directory, then in its `templates/` (for `template`) or
-    /// `files/` (for `copy`) folder. `None` when no such file exists.
-    pub fn resolve_src(&self, src: &str, kind: SrcKind) -> Option<PathBuf> {
-        let path = Path::new(src);
-        if path.is_absolute() {
-            return path.exists().then(|| path.to_path_buf());
-        }
-        let folder = match kind {
-            SrcKind::Template => "templates",
-            SrcKind::File => "files",
-        };
-        [self.dir.join(path), self.dir.join(folder).join(path)]
+    /// Find a task's `src:` file: absolute as given; relative, for a task
+    /// of a role, in the role's `templates/` (for `template`) or `files/`
+    /// (for `copy`) folder, then the role's directory; then in the
+    /// playbook's directory and its such folder. `None` when no such file
+    /// exists.
+    pub fn resolve_src(&self, src: &str, kind: SrcKind, role: Option<&Path>) -> Option<PathBuf> {
+        src_candidates(src, kind, &self.dir, role)
             .into_iter()
             .find(|p| p.exists())
     }
+}
+
+/// Where [`Playbook::resolve_src`] looks, in order.
+fn src_candidates(src: &str, kind: SrcKind, dir: &Path, role: Option<&Path>) -> Vec<PathBuf> {
+    let path = Path::new(src);
+    if path.is_absolute() {
+        return vec![path.to_path_buf()];
+    }
+    let folder = match kind {
+        SrcKind::Template => "templates",
+        SrcKind::File => "files",
+    };
+    let role = role.into_iter().flat_map(|r| [r.join(folder).join(path), r.join(path)]);
+    role.chain([dir.join(path), dir.join(folder).join(path)])
+        .collect()
 }
 
 /// The playbook a command-line argument names: a path to an existing file;
@@ -719,6 +775,16 @@ struct Found {
     uses: Vec<NameUse>,
     defines: BTreeSet<String>,
     dynamic: bool,
+    /// The current play's roles, in the order they load.
+    roles: Vec<Arc<Role>>,
+    /// Their handlers.
+    handlers: Vec<Task>,
+    /// Each role loaded in the current play, with its values, so a role
+    /// runs once per play.
+    seen: Vec<String>,
+    /// While a play is built, `notify` targets are checked at its end,
+    /// once its roles' handlers are known.
+    deferred: Option<Vec<(String, Location)>>,
 }
 
 /// The location of the first `name` in a template file (else the file).
@@ -751,6 +817,8 @@ struct Builder<'a> {
     engine: &'a Engine,
     builtins: Builtins,
     found: &'a RefCell<Found>,
+    /// The role whose tasks these are.
+    role: Option<Arc<Role>>,
 }
 
 impl Builder<'_> {
@@ -777,16 +845,22 @@ impl Builder<'_> {
         if let Some(name) = &raw.name {
             self.engine.check(name, &self.loc(raw.key_pos("name")))?;
         }
-        let handler_names: Vec<String> =
-            raw.handlers.iter().filter_map(|h| h.name.clone()).collect();
-        let handler_names: Vec<&str> = handler_names.iter().map(String::as_str).collect();
         self.found
             .borrow_mut()
             .defines
             .extend(raw.vars.keys().cloned());
+        {
+            // A play's roles and their handlers are its own; `notify` is
+            // checked once they are all known.
+            let mut found = self.found.borrow_mut();
+            found.roles.clear();
+            found.handlers.clear();
+            found.seen.clear();
+            found.deferred = Some(Vec::new());
+        }
         let mut handlers = Vec::new();
         for t in &raw.handlers {
-            for step in self.tasks(t, &handler_names, 0, false)? {
+            for step in self.tasks(t, &[], 0, false)? {
                 match step {
                     Step::Task(task) => handlers.push(task),
                     Step::Block(b) => {
@@ -798,15 +872,39 @@ impl Builder<'_> {
                 }
             }
         }
-        let handler_names: Vec<&str> = handlers.iter().map(|h| h.name.as_str()).collect();
         let mut env_strings = Vec::new();
         raw.environment
             .values()
             .for_each(|v| json_strings(v, &mut env_strings));
         self.check_strings(env_strings, raw.key_pos("environment"))?;
-        let mut tasks = Vec::new();
-        for t in &raw.tasks {
-            tasks.extend(self.tasks(t, &handler_names, 0, true)?);
+        let section = |raws: &[RawTask]| -> Result<Vec<Step>> {
+            let mut out = Vec::new();
+            for t in raws {
+                out.extend(self.tasks(t, &[], 0, true)?);
+            }
+            Ok(out)
+        };
+        let pre_tasks = section(&raw.pre_tasks)?;
+        let mut tasks = section(&raw.roles)?;
+        tasks.extend(section(&raw.tasks)?);
+        let post_tasks = section(&raw.post_tasks)?;
+        let (roles, role_handlers, deferred) = {
+            let mut found = self.found.borrow_mut();
+            let deferred = found.deferred.take().unwrap_or_default();
+            (
+                std::mem::take(&mut found.roles),
+                std::mem::take(&mut found.handlers),
+                deferred,
+            )
+        };
+        handlers.extend(role_handlers);
+        let handler_names: Vec<&str> = handlers.iter().map(|h| h.name.as_str()).collect();
+        for (target, location) in deferred {
+            check_notify(&[target], &handler_names, || location.clone())?;
+        }
+        let mut role_layers = crate::scope::RoleLayers::default();
+        for role in &roles {
+            role_layers.add(&role.layers);
         }
         // The play's become keywords under everything its tasks and blocks
         // say.
@@ -826,8 +924,11 @@ impl Builder<'_> {
             any_errors_fatal: raw.any_errors_fatal,
             environment: raw.environment,
             vars: raw.vars,
+            role_layers,
             tags: raw.tags,
+            pre_tasks,
             tasks,
+            post_tasks,
             handlers,
             location: self.loc(raw.pos),
         })
@@ -853,6 +954,9 @@ impl Builder<'_> {
         }
         if let Some(block) = &raw.block {
             return self.block(raw, block, handler_names, depth, needs);
+        }
+        if let Some(role) = &raw.role {
+            return self.import_role(raw, role, handler_names, depth, needs);
         }
         let Some(name) = &raw.import else {
             self.check_notify(raw, handler_names)?;
@@ -904,7 +1008,10 @@ impl Builder<'_> {
         keyword: &str,
         f: impl FnOnce(&Builder<'_>, &[RawTask]) -> Result<T>,
     ) -> Result<T> {
-        let dir = disk_dir(self.source, self.dir);
+        let dir = match &self.role {
+            Some(role) => Some(role.dir.as_path()),
+            None => disk_dir(self.source, self.dir),
+        };
         let (source, text) = task_file(name, dir, location, self.builtins, keyword)?;
         let raws = yaml::parse(&text)
             .map_err(|e| yaml::syntax_error(&source, &text, e))
@@ -919,6 +1026,7 @@ impl Builder<'_> {
             engine: self.engine,
             builtins: self.builtins,
             found: self.found,
+            role: self.role.clone(),
         };
         f(&inner, &raws)
     }
@@ -1082,13 +1190,10 @@ impl Builder<'_> {
         if crate::template::is_template(src) {
             return Ok(None);
         }
-        let path = Path::new(src);
-        let on_disk = match path.is_absolute() {
-            true => Some(path.to_path_buf()).filter(|p| p.is_file()),
-            false => [self.dir.join(path), self.dir.join("templates").join(path)]
-                .into_iter()
-                .find(|p| p.is_file()),
-        };
+        let role = self.role.as_ref().map(|r| r.dir.as_path());
+        let on_disk = src_candidates(src, SrcKind::Template, self.dir, role)
+            .into_iter()
+            .find(|p| p.is_file());
         let (path, text) = match on_disk {
             Some(path) => {
                 let text = crate::error::read_input(&path)?;
@@ -1104,22 +1209,14 @@ impl Builder<'_> {
     }
 
     fn check_notify(&self, raw_task: &RawTask, handler_names: &[&str]) -> Result<()> {
-        match raw_task
-            .notify
-            .iter()
-            .find(|target| !handler_names.contains(&target.as_str()))
-        {
-            None => Ok(()),
-            Some(target) => {
-                let kind = InputKind::UnknownHandler {
-                    target: target.clone(),
-                    suggestion: closest(target, handler_names.iter().copied()).map(str::to_owned),
-                    handlers: handler_names.iter().map(|h| (*h).to_owned()).collect(),
-                };
-                let location = self.loc(raw_task.key_pos("notify"));
-                Err(InputError::new(location, kind).into())
-            }
+        let location = || self.loc(raw_task.key_pos("notify"));
+        let mut found = self.found.borrow_mut();
+        if let Some(deferred) = &mut found.deferred {
+            let targets = raw_task.notify.iter();
+            deferred.extend(targets.map(|t| (t.clone(), location())));
+            return Ok(());
         }
+        check_notify(&raw_task.notify, handler_names, location)
     }
 
     fn task(&self, raw: &RawTask) -> Result<Task> {
@@ -1184,8 +1281,31 @@ impl Builder<'_> {
             any_errors_fatal: raw.any_errors_fatal,
             escalate: raw.escalate.clone(),
             params: Vars::new(),
+            role: self.role.clone(),
             location: self.loc(raw.pos),
         })
+    }
+}
+
+/// Refuse a `notify` target that is not among `handler_names`.
+fn check_notify(
+    targets: &[String],
+    handler_names: &[&str],
+    location: impl Fn() -> Location,
+) -> Result<()> {
+    match targets
+        .iter()
+        .find(|target| !handler_names.contains(&target.as_str()))
+    {
+        None => Ok(()),
+        Some(target) => {
+            let kind = InputKind::UnknownHandler {
+                target: target.clone(),
+                suggestion: closest(target, handler_names.iter().copied()).map(str::to_owned),
+                handlers: handler_names.iter().map(|h| (*h).to_owned()).collect(),
+            };
+            Err(InputError::new(location(), kind).into())
+        }
     }
 }
 
@@ -1226,15 +1346,18 @@ impl From<&RawTask> for Inherit {
 
 impl Inherit {
     fn apply(&self, step: &mut Step) {
-        let task = match step {
-            Step::Task(task) => task,
+        match step {
+            Step::Task(task) => self.apply_to_handler(task),
             Step::Block(b) => {
                 for list in [&mut b.body, &mut b.rescue, &mut b.always] {
                     list.iter_mut().for_each(|s| self.apply(s));
                 }
-                return;
             }
-        };
+        }
+    }
+
+    /// [`Inherit::apply`] for one task (a role's handler).
+    fn apply_to_handler(&self, task: &mut Task) {
         task.when = self
             .when
             .iter()

@@ -418,9 +418,9 @@ fn hosts_may_be_a_list_and_tasks_may_be_absent() {
 
 #[test]
 fn unsupported_ansible_keys_say_so() {
-    let text = error("- hosts: all\n  roles: [consul]\n");
+    let text = error("- hosts: all\n  vars_files: [x.yml]\n");
     assert!(
-        text.starts_with("site.yml:2:3: `roles` is not supported"),
+        text.starts_with("site.yml:2:3: `vars_files` is not supported"),
         "{text}"
     );
     let text = error("- hosts: all\n  tasks:\n    - command: x\n      async: 10\n");
@@ -716,21 +716,21 @@ fn resolve_src_looks_beside_the_playbook_then_in_templates_or_files() {
     std::fs::write(root.join("templates/both.txt"), "").unwrap();
     let pb = Playbook::parse(&root.join("site.yml"), root, "- hosts: all\n").unwrap();
     assert_eq!(
-        pb.resolve_src("docker.j2", SrcKind::Template),
+        pb.resolve_src("docker.j2", SrcKind::Template, None),
         Some(root.join("templates/docker.j2"))
     );
-    assert_eq!(pb.resolve_src("docker.j2", SrcKind::File), None);
+    assert_eq!(pb.resolve_src("docker.j2", SrcKind::File, None), None);
     assert_eq!(
-        pb.resolve_src("consul.json", SrcKind::File),
+        pb.resolve_src("consul.json", SrcKind::File, None),
         Some(root.join("files/consul.json"))
     );
     assert_eq!(
-        pb.resolve_src("both.txt", SrcKind::Template),
+        pb.resolve_src("both.txt", SrcKind::Template, None),
         Some(root.join("both.txt"))
     );
     let absolute = root.join("files/consul.json");
     assert_eq!(
-        pb.resolve_src(absolute.to_str().unwrap(), SrcKind::Template),
+        pb.resolve_src(absolute.to_str().unwrap(), SrcKind::Template, None),
         Some(absolute)
     );
 }
@@ -932,7 +932,27 @@ fn bad_fixture_messages() {
 fn bad_input_messages() {
     let cases = [
         ("empty_playbook", "# nothing\n"),
-        ("roles_unsupported", "- hosts: all\n  roles: [consul]\n"),
+        ("role_not_found", "- hosts: all\n  roles: [consul]\n"),
+        (
+            "role_entry_unknown_key",
+            "- hosts: all\n  roles:\n    - role: consul\n      whne: x\n",
+        ),
+        (
+            "role_entry_inline_param",
+            "- hosts: all\n  roles:\n    - { role: consul, consul_port: 80 }\n",
+        ),
+        (
+            "role_entry_without_role",
+            "- hosts: all\n  roles:\n    - tags: [x]\n",
+        ),
+        (
+            "import_role_with_module",
+            "- hosts: all\n  tasks:\n    - import_role: {name: x}\n      command: y\n",
+        ),
+        (
+            "include_role_unknown_arg",
+            "- hosts: all\n  tasks:\n    - include_role: {name: x, task_from: y}\n",
+        ),
         (
             "become_method_unknown",
             "- hosts: all\n  tasks:\n    - command: x\n      become: true\n      become_method: doas\n",
