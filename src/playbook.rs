@@ -760,6 +760,7 @@ const ALWAYS_DEFINED: &[&str] = &[
     "play_hosts",
     "playbook_dir",
     "role_path",
+    "role_name",
     "loop",
     "self",
     "super",

@@ -16,6 +16,7 @@ mod lab;
 mod limits;
 mod linking;
 mod modules;
+mod roles;
 mod run;
 mod run_controls;
 mod secrets;
