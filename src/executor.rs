@@ -339,9 +339,12 @@ impl Executor {
 
     /// Every host's variables for `play`, from the scope.
     fn resolve_play_vars(&mut self, play: &Play, hosts: &[String]) -> Result<()> {
-        let mut resolved = self
-            .scope
-            .play(&mut self.engine, &play.vars, &play.role_layers, &play.location);
+        let mut resolved = self.scope.play(
+            &mut self.engine,
+            &play.vars,
+            &play.role_layers,
+            &play.location,
+        );
         for name in hosts {
             let state = self
                 .hosts
@@ -998,7 +1001,13 @@ fn pass_on(engine: &Engine, step: &mut Step, include: &Task, params: &Vars) {
 /// What a task sees on a host before its own `vars`: the scope's view (as
 /// the tasks of its role see it, with `role_name` and `role_path`), with
 /// what an `include_tasks` passed on top.
-fn task_vars(scope: &Scope, engine: &Engine, play: &Play, task: &Task, host: &mut HostState) -> Vars {
+fn task_vars(
+    scope: &Scope,
+    engine: &Engine,
+    play: &Play,
+    task: &Task,
+    host: &mut HostState,
+) -> Vars {
     let role = task.role.as_deref();
     if let Some(role) = role.filter(|r| !host.vars.has_role(r.id)) {
         let mut layers = play.role_layers.clone();

@@ -35,9 +35,10 @@ mod role;
 mod tests;
 pub(crate) mod values;
 
+use crate::modules::include_role::IncludeRole;
 use crate::modules::include_tasks::IncludeTasks;
-use parse::{Located, RawBlock, RawPlay, RawTask};
 pub(crate) use parse::RoleRef;
+use parse::{Located, RawBlock, RawPlay, RawTask};
 pub use role::Role;
 use values::json_strings;
 
@@ -606,7 +607,9 @@ fn src_candidates(src: &str, kind: SrcKind, dir: &Path, role: Option<&Path>) -> 
         SrcKind::Template => "templates",
         SrcKind::File => "files",
     };
-    let role = role.into_iter().flat_map(|r| [r.join(folder).join(path), r.join(path)]);
+    let role = role
+        .into_iter()
+        .flat_map(|r| [r.join(folder).join(path), r.join(path)]);
     role.chain([dir.join(path), dir.join(folder).join(path)])
         .collect()
 }
@@ -1100,6 +1103,9 @@ impl Builder<'_> {
         handler_names: &[&str],
         depth: usize,
     ) -> Result<()> {
+        if let Some(include) = task.module.downcast::<IncludeRole>() {
+            return self.check_include_role(raw, &include.role, handler_names, depth);
+        }
         let Some(include) = task.module.downcast::<IncludeTasks>() else {
             return Ok(());
         };
@@ -1115,6 +1121,47 @@ impl Builder<'_> {
             raws.iter()
                 .try_for_each(|r| inner.tasks(r, handler_names, depth + 1, false).map(drop))
         })
+    }
+
+    /// An `include_role` whose role is named without a template is loaded
+    /// now, as when it runs, so a missing role or a broken file in it is
+    /// said before any host is contacted. Its handlers and variables stay
+    /// its own (they join the play only when it runs).
+    fn check_include_role(
+        &self,
+        raw: &RawTask,
+        role: &RoleRef,
+        handler_names: &[&str],
+        depth: usize,
+    ) -> Result<()> {
+        if crate::template::is_template(&role.name) {
+            self.found.borrow_mut().dynamic = true;
+            return Ok(());
+        }
+        let deferring = self.found.borrow().deferred.is_some();
+        let own = RefCell::new(Found {
+            deferred: deferring.then(Vec::new),
+            ..Found::default()
+        });
+        let builder = Builder {
+            found: &own,
+            ..self.with_role(None)
+        };
+        let location = self.loc(raw.key_pos("module"));
+        let loaded =
+            builder.load_role(role, &raw.vars, &location, handler_names, depth + 1, false)?;
+        let own = own.into_inner();
+        let mut found = self.found.borrow_mut();
+        found.uses.extend(own.uses);
+        found.defines.extend(own.defines);
+        found.dynamic |= own.dynamic;
+        // The role's tasks may notify its own handlers, or the play's.
+        let ours = |target: &String| loaded.handlers.iter().any(|h| h.name == *target);
+        if let Some(deferred) = &mut found.deferred {
+            let theirs = own.deferred.into_iter().flatten();
+            deferred.extend(theirs.filter(|(target, _)| !ours(target)));
+        }
+        Ok(())
     }
 
     /// Note the variables `task` needs for sure: those

@@ -700,7 +700,13 @@ fn role_entry(node: &Node, reg: Registry) -> Res<RawTask> {
     };
     let Some(entries) = node.entries() else {
         let map = Kind::Map(vec![(key(node.pos), node.clone())]);
-        return task(&Node { kind: map, pos: node.pos }, reg);
+        return task(
+            &Node {
+                kind: map,
+                pos: node.pos,
+            },
+            reg,
+        );
     };
     let name_key = match entries.iter().any(|(k, _)| k.text() == Some("role")) {
         true => "role",
@@ -714,7 +720,10 @@ fn role_entry(node: &Node, reg: Registry) -> Res<RawTask> {
             other => return Err(at(k.pos, role_with(other.unwrap_or("?"), false))),
         }
     }
-    if out.first().is_none_or(|(k, _)| k.text() != Some("import_role")) {
+    if out
+        .first()
+        .is_none_or(|(k, _)| k.text() != Some("import_role"))
+    {
         return Err(at(
             node.pos,
             InputKind::MissingArgument {
@@ -723,13 +732,23 @@ fn role_entry(node: &Node, reg: Registry) -> Res<RawTask> {
             },
         ));
     }
-    task(&Node { kind: Kind::Map(out), pos: node.pos }, reg)
+    task(
+        &Node {
+            kind: Kind::Map(out),
+            pos: node.pos,
+        },
+        reg,
+    )
 }
 
 /// A key a role entry or `import_role` does not take.
 fn role_with(key: &str, import: bool) -> InputKind {
     let takes = match import {
-        true => ["name"].iter().chain(ROLE_KEYS).copied().collect::<Vec<_>>(),
+        true => ["name"]
+            .iter()
+            .chain(ROLE_KEYS)
+            .copied()
+            .collect::<Vec<_>>(),
         false => ROLE_KEYS.to_vec(),
     };
     InputKind::RoleWith {

@@ -113,9 +113,8 @@ fn meta(dir: &Path, builder: &Builder<'_>) -> Result<Option<Meta>> {
     };
     let text = crate::error::read_input(&path)?;
     let doc = yaml::parse(&text).map_err(|e| yaml::syntax_error(&path, &text, e))?;
-    let (dependencies, allow_duplicates) =
-        parse::meta(doc.as_ref(), builder.builtins.registry())
-            .map_err(|e| located(e, &path, &text))?;
+    let (dependencies, allow_duplicates) = parse::meta(doc.as_ref(), builder.builtins.registry())
+        .map_err(|e| located(e, &path, &text))?;
     Ok(Some(Meta {
         dependencies,
         allow_duplicates,
@@ -315,7 +314,7 @@ impl Builder<'_> {
     }
 
     /// This builder for the tasks of `role` (or of no role).
-    fn with_role(&self, role: Option<Arc<Role>>) -> Builder<'_> {
+    pub(super) fn with_role(&self, role: Option<Arc<Role>>) -> Builder<'_> {
         Builder {
             source: self.source,
             text: self.text,

@@ -1324,3 +1324,95 @@ fn import_tasks_by_its_collection_name() {
     assert_eq!(tasks[0].name, "command: echo more");
     assert_eq!(tasks[0].tags, ["x"]);
 }
+
+/// Write `files` under a fresh directory and load its `site.yml`.
+fn load_tree(files: &[(&str, &str)]) -> (tempfile::TempDir, Result<Playbook>) {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let pb = Playbook::load(&dir.path().join("site.yml"));
+    (dir, pb)
+}
+
+const ROLE_A: &[(&str, &str)] = &[
+    (
+        "roles/a/tasks/main.yml",
+        "- name: a task\n  command: a\n  notify: a handler\n",
+    ),
+    (
+        "roles/a/handlers/main.yml",
+        "- name: a handler\n  command: h\n",
+    ),
+    ("roles/b/meta/main.yml", "dependencies: [a]\n"),
+    ("roles/b/tasks/main.yaml", "- name: b task\n  command: b\n"),
+];
+
+#[test]
+fn roles_run_after_pre_tasks_with_dependencies_once_and_their_handlers_join_the_play() {
+    let site = "- hosts: all\n  pre_tasks:\n    - {name: pre, command: p}\n  roles: [a, b]\n  tasks:\n    - {name: t, command: t}\n  post_tasks:\n    - {name: post, command: q}\n";
+    let files: Vec<_> = ROLE_A.iter().copied().chain([("site.yml", site)]).collect();
+    let (_dir, pb) = load_tree(&files);
+    let pb = pb.unwrap();
+    let play = &pb.plays[0];
+    let names: Vec<&str> = play.task_list().iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["pre", "a task", "b task", "t", "post"]);
+    let handlers: Vec<&str> = play.handlers.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(handlers, ["a handler"]);
+    let role = play.task_list()[1].role.clone().expect("a role's task");
+    assert_eq!(role.name, "a");
+
+    // other values, or `allow_duplicates`, run it again
+    let site = "- hosts: all\n  roles:\n    - a\n    - {role: a, vars: {x: 1}}\n    - a\n";
+    let files: Vec<_> = ROLE_A.iter().copied().chain([("site.yml", site)]).collect();
+    let (_dir, pb) = load_tree(&files);
+    assert_eq!(pb.unwrap().plays[0].task_list().len(), 2);
+    let mut files = files.clone();
+    files.push(("roles/a/meta/main.yml", "allow_duplicates: true\n"));
+    let (_dir, pb) = load_tree(&files);
+    assert_eq!(pb.unwrap().plays[0].task_list().len(), 3);
+}
+
+#[test]
+fn bad_roles_are_refused_before_any_host_where_they_are() {
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case<'_>] = &[
+        (
+            "- hosts: all\n  tasks:\n    - include_role: {name: nowhere}\n",
+            &[],
+            "site.yml:3:7: no role `nowhere`",
+        ),
+        (
+            "- hosts: all\n  roles: [a]\n",
+            &[("roles/a/tasks/main.yml", "- command: x\n  notify: nobody\n")],
+            "roles/a/tasks/main.yml:2:3: `notify` names no handler of this play: `nobody`",
+        ),
+        (
+            "- hosts: all\n  roles: [a]\n",
+            &[(
+                "roles/a/meta/main.yml",
+                "dependencies:\n  - {role: ghost}\n",
+            )],
+            "roles/a/meta/main.yml:2:6: no role `ghost`",
+        ),
+        (
+            "- hosts: all\n  tasks:\n    - import_role: {name: a, tasks_from: other}\n",
+            &[("roles/a/tasks/main.yml", "- command: x\n")],
+            "site.yml:3:7: no task file `other` to include",
+        ),
+        (
+            "- hosts: all\n  roles: [a]\n",
+            &[("roles/a/defaults/main.yml", "[not a mapping\n")],
+            "roles/a/defaults/main.yml:",
+        ),
+    ];
+    for (site, files, expected) in cases {
+        let files: Vec<_> = files.iter().copied().chain([("site.yml", *site)]).collect();
+        let (dir, pb) = load_tree(&files);
+        let text = pb.unwrap_err().to_string();
+        let text = text.replace(&format!("{}/", dir.path().display()), "");
+        assert!(text.starts_with(expected), "{expected}\n{text}");
+    }
+}
