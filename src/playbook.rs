@@ -916,7 +916,11 @@ impl Builder<'_> {
             escalate: raw.escalate.clone(),
             ..Inherit::default()
         };
-        tasks.iter_mut().for_each(|step| play.apply(step));
+        let mut pre_tasks = pre_tasks;
+        let mut post_tasks = post_tasks;
+        for list in [&mut pre_tasks, &mut tasks, &mut post_tasks] {
+            list.iter_mut().for_each(|step| play.apply(step));
+        }
         for task in &mut handlers {
             task.escalate = task.escalate.under(&raw.escalate);
         }

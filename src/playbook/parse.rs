@@ -130,12 +130,7 @@ const UNSUPPORTED_PLAY_KEYS: &[&str] = &[
     "connection",
     "strategy",
 ];
-const UNSUPPORTED_TASK_KEYS: &[&str] = &[
-    "args",
-    "async",
-    "poll",
-    "listen",
-];
+const UNSUPPORTED_TASK_KEYS: &[&str] = &["args", "async", "poll", "listen"];
 
 /// What a role entry (in `roles:`) or an `import_role` takes beside the
 /// role's name: the keywords its tasks inherit.

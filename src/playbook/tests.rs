@@ -1416,3 +1416,23 @@ fn bad_roles_are_refused_before_any_host_where_they_are() {
         assert!(text.starts_with(expected), "{expected}\n{text}");
     }
 }
+
+#[test]
+fn a_role_entry_hands_down_its_keywords_and_the_play_its_become_to_every_section() {
+    let site = "- hosts: all\n  become_user: app\n  pre_tasks:\n    - {name: pre, command: p}\n  roles:\n    - role: a\n      become: true\n      when: go\n      tags: [web]\n      vars: {x: 1}\n  post_tasks:\n    - {name: post, command: q}\n";
+    let files: Vec<_> = ROLE_A.iter().copied().chain([("site.yml", site)]).collect();
+    let (_dir, pb) = load_tree(&files);
+    let pb = pb.unwrap();
+    let play = &pb.plays[0];
+    let tasks = play.task_list();
+    let role_task = tasks[1];
+    assert_eq!(role_task.escalate.enabled, Some(true));
+    assert_eq!(role_task.when, ["go"]);
+    assert_eq!(role_task.tags, ["web"]);
+    assert_eq!(role_task.vars["x"], serde_json::json!(1));
+    // the role's handler takes the entry's keywords too
+    assert_eq!(play.handlers[0].escalate.enabled, Some(true));
+    for task in tasks {
+        assert_eq!(task.escalate.user.as_deref(), Some("app"), "{}", task.name);
+    }
+}
