@@ -317,13 +317,15 @@ impl Executor {
                 return None;
             }
             let mut hosts = self.active(at.batch);
-            hosts.retain(|h| self.hosts[h].notified.contains(&task.name));
+            hosts.retain(|h| task.names().any(|n| self.hosts[h].notified.contains(n)));
             if hosts.is_empty() {
                 continue;
             }
             for host in &hosts {
                 if let Some(state) = self.hosts.get_mut(host) {
-                    state.notified.remove(&task.name);
+                    for name in task.names() {
+                        state.notified.remove(name);
+                    }
                 }
             }
             if self.step && !self.take_step(task, true).await {
@@ -540,7 +542,7 @@ impl Executor {
                 .handlers
                 .iter()
                 .chain(&self.role_handlers)
-                .map(|h| h.name.as_str())
+                .flat_map(Task::names)
                 .collect();
             let loaded = match role {
                 Some(role) => {

@@ -394,6 +394,19 @@ pub struct Task {
     pub location: Location,
 }
 
+impl Task {
+    /// The names a `notify` may give this task by, as a handler: its name
+    /// and, in a role, its name without the `ROLE : ` Ansible shows before
+    /// it.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        let bare = self
+            .role
+            .as_ref()
+            .and_then(|r| self.name.strip_prefix(&format!("{} : ", r.name)));
+        std::iter::once(self.name.as_str()).chain(bare)
+    }
+}
+
 /// Where a relative `src:` is looked for: `templates/` for `template`,
 /// `files/` for `copy`, after the playbook's own directory (as Ansible does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -902,7 +915,7 @@ impl Builder<'_> {
             )
         };
         handlers.extend(role_handlers);
-        let handler_names: Vec<&str> = handlers.iter().map(|h| h.name.as_str()).collect();
+        let handler_names: Vec<&str> = handlers.iter().flat_map(Task::names).collect();
         for (target, location) in deferred {
             check_notify(&[target], &handler_names, || location.clone())?;
         }
@@ -1160,7 +1173,12 @@ impl Builder<'_> {
         found.defines.extend(own.defines);
         found.dynamic |= own.dynamic;
         // The role's tasks may notify its own handlers, or the play's.
-        let ours = |target: &String| loaded.handlers.iter().any(|h| h.name == *target);
+        let ours = |target: &String| {
+            loaded
+                .handlers
+                .iter()
+                .any(|h| h.names().any(|n| n == target))
+        };
         if let Some(deferred) = &mut found.deferred {
             let theirs = own.deferred.into_iter().flatten();
             deferred.extend(theirs.filter(|(target, _)| !ours(target)));
@@ -1304,11 +1322,16 @@ impl Builder<'_> {
         }
         let retries = raw.retries.or((!raw.until.is_empty()).then_some(3));
         let delay = raw.delay.or(retries.map(|_| 5.0));
+        let name = raw
+            .name
+            .clone()
+            .unwrap_or_else(|| default_name(module.as_ref(), raw.no_log));
         Ok(Task {
-            name: raw
-                .name
-                .clone()
-                .unwrap_or_else(|| default_name(module.as_ref(), raw.no_log)),
+            // As Ansible shows a role's tasks.
+            name: match &self.role {
+                Some(role) => format!("{} : {name}", role.name),
+                None => name,
+            },
             module: module.clone(),
             when: raw.when.clone(),
             tags: raw.tags.clone(),

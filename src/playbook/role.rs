@@ -292,8 +292,8 @@ impl Builder<'_> {
         let names: Vec<&str> = handler_names
             .iter()
             .copied()
-            .chain(handlers.iter().map(|h: &Task| h.name.as_str()))
-            .chain(own_handlers.iter().map(|h| h.name.as_str()))
+            .chain(handlers.iter().flat_map(Task::names))
+            .chain(own_handlers.iter().flat_map(Task::names))
             .collect();
         if let Some(path) = file_in(&dir, "tasks", role.tasks_from.as_deref()) {
             inner.read_tasks(&path, |builder, raws| {

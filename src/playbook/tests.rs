@@ -1358,9 +1358,9 @@ fn roles_run_after_pre_tasks_with_dependencies_once_and_their_handlers_join_the_
     let pb = pb.unwrap();
     let play = &pb.plays[0];
     let names: Vec<&str> = play.task_list().iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["pre", "a task", "b task", "t", "post"]);
+    assert_eq!(names, ["pre", "a : a task", "b : b task", "t", "post"]);
     let handlers: Vec<&str> = play.handlers.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(handlers, ["a handler"]);
+    assert_eq!(handlers, ["a : a handler"]);
     let role = play.task_list()[1].role.clone().expect("a role's task");
     assert_eq!(role.name, "a");
 
