@@ -17,6 +17,7 @@ mod lab;
 mod limits;
 mod linking;
 mod modules;
+mod roles;
 mod roll;
 mod run;
 mod run_controls;

@@ -474,7 +474,12 @@ pub(crate) fn record(
 fn deployed_values(session: &Session, host: &str, names: &[String]) -> (Vars, Vars) {
     let mut engine = Engine::new();
     let origin = crate::error::Location::new("<deployed_vars>", 0, 0);
-    let resolved = session.scope.play(&mut engine, &Vars::new(), &origin);
+    let resolved = session.scope.play(
+        &mut engine,
+        &Vars::new(),
+        &crate::scope::RoleLayers::default(),
+        &origin,
+    );
     let rendered = resolved
         .get(host)
         .map(|r| r.vars.clone())
