@@ -284,6 +284,14 @@ fn read_unless(
             })
             .collect();
         let any_failed = seen.iter().any(|(_, a)| matches!(a, Answer::Failed(_)));
+        // No node reachable at all: the run cannot change any either, and
+        // says so for each host (unreachable, exit 4).
+        if !reached && !history {
+            return Ok(Deployed {
+                enabled: true,
+                ..Deployed::default()
+            });
+        }
         if reached && !any_failed {
             // Every node reached has no agent: no cluster yet.
             return Ok(Deployed {
