@@ -295,7 +295,12 @@ impl Scope {
             .inventory
             .hosts
             .iter()
-            .map(|h| (h.name.as_str(), self.layered(&h.name, play_vars, roles, true)))
+            .map(|h| {
+                (
+                    h.name.as_str(),
+                    self.layered(&h.name, play_vars, roles, true),
+                )
+            })
             .collect();
         let templated = raw.values().any(|v| v.values().any(has_template));
         let mut resolved = BTreeMap::new();
@@ -434,7 +439,9 @@ impl Scope {
                     suggestion: crate::suggest::closest(host, names).map(str::to_owned),
                 }));
             }
-            return Ok(self.layered(host, &no_play_vars, &RoleLayers::default(), true).into());
+            return Ok(self
+                .layered(host, &no_play_vars, &RoleLayers::default(), true)
+                .into());
         }
         let mut hostvars = Vars::new();
         for h in &inventory.hosts {
@@ -932,7 +939,12 @@ mod tests {
             v["groups"],
             json!({"all": ["solo.example.com", "w1.example.com"], "ungrouped": ["solo.example.com"], "web": ["w1.example.com"]})
         );
-        let v = scope.layered("solo.example.com", &Vars::new(), &RoleLayers::default(), true);
+        let v = scope.layered(
+            "solo.example.com",
+            &Vars::new(),
+            &RoleLayers::default(),
+            true,
+        );
         assert_eq!(v["group_names"], json!(["ungrouped"]));
     }
 
