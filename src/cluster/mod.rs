@@ -79,3 +79,22 @@ pub(crate) fn ordered_hosts(session: &Session) -> Result<Vec<HostInfo>> {
     hosts.sort_by_key(|h| !servers.contains(&h.name));
     Ok(hosts)
 }
+
+/// Rows as text columns two spaces apart, each as wide as its widest cell,
+/// one line per row (the tables of `status` and `services`).
+fn columns<const N: usize>(cells: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| cells.iter().map(|c| c[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in cells {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
