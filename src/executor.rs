@@ -529,7 +529,15 @@ impl Executor {
             let Some(state) = self.hosts.get_mut(host) else {
                 continue;
             };
-            let files = match expand(&self.scope, &self.engine, at.play, task, name, state) {
+            let files = match expand(
+                &self.scope,
+                &self.engine,
+                &self.settings,
+                at.play,
+                task,
+                name,
+                state,
+            ) {
                 Ok(files) => files,
                 Err(e) => {
                     let failure = Outcome::from_error(e).failure.unwrap_or_default();
@@ -890,7 +898,14 @@ async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) ->
 /// Everything up to the outcome: variables, the connection, then the module
 /// once, or once per item of `loop`.
 async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Result<Outcome> {
-    let mut vars = task_vars(shared.scope, shared.engine, shared.play, task, state);
+    let mut vars = task_vars(
+        shared.scope,
+        shared.engine,
+        shared.settings,
+        shared.play,
+        task,
+        state,
+    );
     let Some(items) = loop_items(shared.engine, task, &vars)? else {
         return once(shared, task, state, &vars).await;
     };
@@ -951,12 +966,13 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
 fn expand(
     scope: &Scope,
     engine: &Engine,
+    settings: &Settings,
     play: &Play,
     task: &Task,
     name: &str,
     state: &mut HostState,
 ) -> Result<Vec<(String, Vars, Option<String>)>> {
-    let mut vars = task_vars(scope, engine, play, task, state);
+    let mut vars = task_vars(scope, engine, settings, play, task, state);
     let holds = |vars: &Vars| -> Result<bool> {
         Ok(task.when.is_empty() || engine.eval_condition(&task.when, vars, &task.location)?)
     };
@@ -1035,10 +1051,13 @@ fn pass_on(engine: &Engine, step: &mut Step, include: &Task, params: &Vars) {
 
 /// What a task sees on a host before its own `vars`: the scope's view (as
 /// the tasks of its role see it, with `role_name` and `role_path`), with
-/// what an `include_tasks` passed on top.
+/// what an `include_tasks` passed on top, and whether the run is a
+/// `--check` / `--diff` one (`ansible_check_mode`, `ansible_diff_mode`:
+/// the run's flags, whatever a task's own `check_mode` says).
 fn task_vars(
     scope: &Scope,
     engine: &Engine,
+    settings: &Settings,
     play: &Play,
     task: &Task,
     host: &mut HostState,
@@ -1051,6 +1070,8 @@ fn task_vars(
         host.vars.enter_role(role.id, resolved);
     }
     let mut vars = scope.for_task(engine, &mut host.vars, role.map(|r| r.id), &task.location);
+    vars.insert("ansible_check_mode".into(), settings.check.into());
+    vars.insert("ansible_diff_mode".into(), settings.diff.into());
     if let Some(role) = role {
         scope.add_fact(&mut vars, "role_name", role.name.clone().into());
         let path = role.dir.display().to_string();
@@ -1858,6 +1879,24 @@ mod tests {
             ]
         );
         assert_eq!(statuses(&events, "two"), [("h1".into(), Status::Changed)]);
+    }
+
+    #[test]
+    fn ansible_check_mode_is_the_runs_check_flag_even_where_a_task_runs_for_real() {
+        // A check_mode: false task runs in a --check run, and can still
+        // tell the run is one (to forgive what only a real run makes).
+        let yaml = "- hosts: all\n  tasks:\n    - name: probe\n      command: echo mode={{ ansible_check_mode }} diff={{ ansible_diff_mode }}\n      check_mode: false\n";
+        for (check, diff) in [(true, false), (false, true)] {
+            let python = |b: bool| if b { "True" } else { "False" };
+            let settings = Settings {
+                check,
+                diff,
+                ..Settings::default()
+            };
+            let (_, fake) = run(&Fake::default(), 1, yaml, settings);
+            let expected = format!("echo mode={} diff={}", python(check), python(diff));
+            assert_eq!(fake.commands("h1"), [expected]);
+        }
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub(crate) const MAGIC: &[&str] = &[
     "inventory_dir",
     "group_names",
     "groups",
+    "ansible_check_mode",
+    "ansible_diff_mode",
 ];
 
 /// The variables roles bring: their defaults (just above the built-in
