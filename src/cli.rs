@@ -33,6 +33,11 @@ pub enum Command {
     Consul(ConsulArgs),
     /// Show or free the cluster's run lock
     Lock(LockArgs),
+    /// What was deployed: the records the cluster keeps, or one in full
+    History(HistoryArgs),
+    /// Return the cluster to an earlier record (default: the previous one),
+    /// rolling as `upgrade` does
+    Rollback(RollbackArgs),
     /// Manage the local lab cluster
     Lab(LabArgs),
 }
@@ -55,6 +60,37 @@ pub enum LockOp {
         #[arg(long)]
         yes: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Show this record in full (env values masked)
+    #[arg(value_name = "N")]
+    pub number: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The record to return to [default: the one before the current]
+    #[arg(value_name = "N")]
+    pub number: Option<u64>,
+    /// Change nothing; report what would change
+    #[arg(short = 'C', long)]
+    pub check: bool,
+    /// Show differences in changed containers and files
+    #[arg(short = 'D', long)]
+    pub diff: bool,
+    /// Seconds a task may run on a host before it is stopped and fails
+    /// (0: no limit)
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub task_timeout: u64,
+    /// Go ahead without asking; needed when stdin is not a terminal
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -71,6 +71,8 @@ pub struct ConnectOptions {
     /// `-b`, `--become-user`, `--become-method`, and the become password
     /// (`-K` or `$ARPANET_BECOME_PASS`).
     pub escalation: crate::escalation::Defaults,
+    /// The product's layer just over its defaults (see `Layers::provided`).
+    pub provided: crate::vars::Vars,
 }
 
 /// How deep the ssh config's `ProxyJump`s of jump hosts may nest.

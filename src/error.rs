@@ -327,6 +327,14 @@ pub enum InputKind {
     ImportTasksWith {
         key: String,
     },
+    /// A role entry or `import_role` beside a key it does not take.
+    RoleWith {
+        /// `import_role`, or `None` for an entry of `roles:`.
+        import: bool,
+        key: String,
+        suggestion: Option<String>,
+        takes: Vec<String>,
+    },
     /// `block` beside a key it does not take (`takes` lists those it does).
     BlockWith {
         key: String,
@@ -709,6 +717,12 @@ impl fmt::Display for InputKind {
                 "`import_tasks` takes only `when`, `tags` and `vars` beside it, not `{key}`"
             ),
             BlockWith { key, .. } => write!(f, "a `block` does not take `{key}`"),
+            RoleWith {
+                import: false,
+                key,
+                ..
+            } => write!(f, "a role entry does not take `{key}`"),
+            RoleWith { key, .. } => write!(f, "`import_role` does not take `{key}`"),
             WithoutBlock { key } => write!(f, "`{key}` belongs to a `block`"),
             TwoLoops { first, second } => {
                 write!(f, "a task takes one loop, found `{first}` and `{second}`")
@@ -721,6 +735,7 @@ impl fmt::Display for InputKind {
             ImportNotFound { keyword, name, .. } => match keyword.as_str() {
                 "import_tasks" => write!(f, "no task file `{name}` to import"),
                 "include_tasks" => write!(f, "no task file `{name}` to include"),
+                "role" => write!(f, "no role `{name}`"),
                 _ => write!(f, "no playbook `{name}` to import"),
             },
             UnknownHandler { target, .. } => {
@@ -995,6 +1010,21 @@ impl InputKind {
                 "a block takes {}; put `{key}` on the tasks inside it",
                 ticked(takes)
             )),
+            RoleWith {
+                import,
+                key,
+                suggestion,
+                takes,
+            } => did_you_mean(suggestion).or_else(|| {
+                Some(match import {
+                    true => format!("beside `import_role` a task takes {}", ticked(takes)),
+                    false => format!(
+                        "a role entry takes `role` and {}; pass values to the role under \
+                         `vars:` (`{key}` as an inline role parameter is not supported)",
+                        ticked(takes)
+                    ),
+                })
+            }),
             WithoutBlock { key } => Some(format!(
                 "add `block:` with the tasks that `{key}` follows, as in Ansible"
             )),

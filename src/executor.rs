@@ -30,10 +30,11 @@ use crate::config::Settings;
 use crate::error::{Error, InputKind, Result};
 use crate::escalation::{self, Become, Escalated};
 use crate::interrupt::Interrupt;
+use crate::modules::include_role::IncludeRole;
 use crate::modules::include_tasks::IncludeTasks;
 use crate::modules::{self, Context, Outcome};
 use crate::plan;
-use crate::playbook::{Block, LoopKind, Play, Playbook, Step, Task};
+use crate::playbook::{Block, LoopKind, Play, Playbook, Serial, Step, Task};
 use crate::report::{Event, Failure, HostResult, Reporter, Status};
 use crate::scope::{self, HostVars, Scope};
 use crate::template::Engine;
@@ -84,6 +85,8 @@ pub struct Executor {
     targets: BTreeMap<String, Target>,
     /// Connections opened for `delegate_to`, by host, kept for the run.
     delegated: Delegated,
+    /// The handlers of roles an `include_role` brought into the batch.
+    role_handlers: Vec<Task>,
     interrupt: Interrupt,
     /// `--start-at-task` has found its task (or was not given).
     started: bool,
@@ -142,6 +145,7 @@ impl Executor {
             started: settings.start_at_task.is_none(),
             step: settings.step,
             settings,
+            role_handlers: Vec::new(),
             hosts,
             targets: targets.into_iter().map(|t| (t.name.clone(), t)).collect(),
             delegated: Delegated::default(),
@@ -224,18 +228,21 @@ impl Executor {
             return Ok(true);
         }
         self.resolve_play_vars(play, &hosts)?;
-        let mut steps = self.tagged(play, &play.tasks);
+        let serial = self.render_serial(play, &hosts[0])?;
+        let mut sections = play.sections().map(|steps| self.tagged(play, steps));
         if let (Some(start), false) = (&self.settings.start_at_task, self.started) {
             // `--start-at-task`: nothing before the first match, in any
-            // play (a block keeps what follows it).
+            // play or section (a block keeps what follows it).
             let found = std::cell::Cell::new(false);
-            steps = Step::filter(&steps, &|t: &Task| {
-                found.set(found.get() || plan::start_matches(&t.name, start));
-                found.get()
-            });
+            for steps in &mut sections {
+                *steps = Step::filter(steps, &|t: &Task| {
+                    found.set(found.get() || plan::start_matches(&t.name, start));
+                    found.get()
+                });
+            }
             self.started = found.get();
         }
-        for batch in plan::batches(&hosts, &play.serial) {
+        for batch in plan::batches(&hosts, &serial) {
             self.reporter.send(Event::PlayStart {
                 play: play.name.clone(),
                 hosts: batch.clone(),
@@ -245,7 +252,7 @@ impl Executor {
                 play,
                 batch: &batch,
             };
-            if let Some(stop) = self.run_batch(at, &steps).await {
+            if let Some(stop) = self.run_batch(at, &sections).await {
                 if self.refused.is_none() {
                     self.reporter.send(stop);
                 }
@@ -271,30 +278,21 @@ impl Executor {
         })
     }
 
-    /// One `serial` batch: every task, then the handlers. Returns the event
-    /// that ends the run when, as in Ansible, the batch's failed hosts pass
-    /// `max_fail_percentage` (checked after each task and handler, so the
-    /// batch stops right there), a task under `any_errors_fatal` failed, or
-    /// every host of the batch failed or was unreachable.
-    async fn run_batch(&mut self, at: At<'_>, steps: &[Step]) -> Option<Event> {
+    /// One `serial` batch: each section of the play (`pre_tasks`, roles
+    /// and `tasks`, `post_tasks`), then the handlers notified in it.
+    /// Returns the event that ends the run when, as in Ansible, the batch's
+    /// failed hosts pass `max_fail_percentage` (checked after each task and
+    /// handler, so the batch stops right there), a task under
+    /// `any_errors_fatal` failed, or every host of the batch failed or was
+    /// unreachable.
+    async fn run_batch(&mut self, at: At<'_>, sections: &[Vec<Step>]) -> Option<Event> {
         let batch = at.batch;
-        if let Some(stop) = self.run_steps(at, steps, batch, false).await {
-            return Some(stop);
-        }
-        for task in &at.play.handlers {
-            if self.interrupt.is_set() {
-                return None;
+        self.role_handlers.clear();
+        for steps in sections {
+            if let Some(stop) = self.run_steps(at, steps, batch, false).await {
+                return Some(stop);
             }
-            let mut hosts = self.active(batch);
-            hosts.retain(|h| self.hosts[h].notified.contains(&task.name));
-            if hosts.is_empty() {
-                continue;
-            }
-            if self.step && !self.take_step(task, true).await {
-                continue;
-            }
-            self.run_task(at, task, &hosts, true, false).await;
-            if let Some(stop) = self.after_task(at, task, &hosts) {
+            if let Some(stop) = self.flush_handlers(at).await {
                 return Some(stop);
             }
         }
@@ -340,11 +338,84 @@ impl Executor {
         }
     }
 
+    /// The play's `serial` with templates rendered with `host`'s play
+    /// variables (batch sizes are the play's, so the first host's).
+    fn render_serial(&mut self, play: &Play, host: &str) -> Result<Vec<Serial>> {
+        let mut out = Vec::with_capacity(play.serial.len());
+        for size in &play.serial {
+            let Serial::Template(source) = size else {
+                out.push(size.clone());
+                continue;
+            };
+            let state = self
+                .hosts
+                .get_mut(host)
+                .ok_or_else(|| Error::Internal(format!("unknown host {host}")))?;
+            let vars = self
+                .scope
+                .for_task(&self.engine, &mut state.vars, None, &play.location);
+            let text = self.engine.render_str(source, &vars, &play.location)?;
+            let rendered = crate::playbook::values::parse_serial(&text).ok_or_else(|| {
+                Error::input(
+                    play.location.clone(),
+                    InputKind::BadValue {
+                        field: Some("serial".into()),
+                        found: format!("`{}` (from `{source}`)", text.trim()),
+                        expected: crate::playbook::values::SERIAL_EXPECTED.into(),
+                    },
+                )
+            })?;
+            out.push(rendered);
+        }
+        Ok(out)
+    }
+
+    /// Run the handlers notified on the batch's hosts, each once, in the
+    /// order they are defined (the play's, its roles', then those of roles
+    /// included since), and forget the notifications.
+    async fn flush_handlers(&mut self, at: At<'_>) -> Option<Event> {
+        let handlers: Vec<Task> = at
+            .play
+            .handlers
+            .iter()
+            .chain(&self.role_handlers)
+            .cloned()
+            .collect();
+        for task in &handlers {
+            if self.interrupt.is_set() {
+                return None;
+            }
+            let mut hosts = self.active(at.batch);
+            hosts.retain(|h| task.names().any(|n| self.hosts[h].notified.contains(n)));
+            if hosts.is_empty() {
+                continue;
+            }
+            for host in &hosts {
+                if let Some(state) = self.hosts.get_mut(host) {
+                    for name in task.names() {
+                        state.notified.remove(name);
+                    }
+                }
+            }
+            if self.step && !self.take_step(task, true).await {
+                continue;
+            }
+            self.run_task(at, task, &hosts, true, false).await;
+            if let Some(stop) = self.after_task(at, task, &hosts) {
+                return Some(stop);
+            }
+        }
+        None
+    }
+
     /// Every host's variables for `play`, from the scope.
     fn resolve_play_vars(&mut self, play: &Play, hosts: &[String]) -> Result<()> {
-        let mut resolved = self
-            .scope
-            .play(&mut self.engine, &play.vars, &play.location);
+        let mut resolved = self.scope.play(
+            &mut self.engine,
+            &play.vars,
+            &play.role_layers,
+            &play.location,
+        );
         for name in hosts {
             let state = self
                 .hosts
@@ -382,7 +453,10 @@ impl Executor {
                 }
                 let stop = match step {
                     Step::Block(block) => self.run_block(at, block, &active, rescuable).await,
-                    Step::Task(task) if task.module.downcast::<IncludeTasks>().is_some() => {
+                    Step::Task(task)
+                        if task.module.downcast::<IncludeTasks>().is_some()
+                            || task.module.downcast::<IncludeRole>().is_some() =>
+                    {
                         self.run_include(at, task, &active, rescuable).await
                     }
                     Step::Task(task) if self.step && !self.take_step(task, false).await => None,
@@ -464,10 +538,11 @@ impl Executor {
         stop
     }
 
-    /// An `include_tasks` on `hosts`: each host (and loop item) names its
-    /// file, reported as included (or skipped, or failed); then hosts that
-    /// name the same file with the same values run its tasks together, the
-    /// files in the order first named, as Ansible does.
+    /// An `include_tasks` (or `include_role`) on `hosts`: each host (and
+    /// loop item) names its file (or role), reported as included (or
+    /// skipped, or failed); then hosts that name the same file with the
+    /// same values run its tasks together, the files in the order first
+    /// named, as Ansible does.
     async fn run_include(
         &mut self,
         at: At<'_>,
@@ -480,13 +555,25 @@ impl Executor {
             hosts: hosts.len(),
             names: hosts.to_vec(),
         });
-        let include = task.module.downcast::<IncludeTasks>()?;
+        let role = task.module.downcast::<IncludeRole>().map(|i| &i.role);
+        let name = match role {
+            Some(role) => &role.name,
+            None => &task.module.downcast::<IncludeTasks>()?.file,
+        };
         let mut groups: Vec<(String, Vars, Vec<String>)> = Vec::new();
         for host in hosts {
             let Some(state) = self.hosts.get_mut(host) else {
                 continue;
             };
-            let files = match expand(&self.scope, &self.engine, task, include, state) {
+            let files = match expand(
+                &self.scope,
+                &self.engine,
+                &self.settings,
+                at.play,
+                task,
+                name,
+                state,
+            ) {
                 Ok(files) => files,
                 Err(e) => {
                     let failure = Outcome::from_error(e).failure.unwrap_or_default();
@@ -526,12 +613,36 @@ impl Executor {
         if let Some(stop) = self.after_task(at, task, hosts) {
             return Some(stop);
         }
-        let handlers: Vec<&str> = at.play.handlers.iter().map(|h| h.name.as_str()).collect();
         for (file, params, members) in groups {
-            let steps = match at
-                .playbook
-                .include(&self.engine, &file, &task.location, &handlers)
-            {
+            let handlers: Vec<&str> = at
+                .play
+                .handlers
+                .iter()
+                .chain(&self.role_handlers)
+                .flat_map(Task::names)
+                .collect();
+            let loaded = match role {
+                Some(role) => {
+                    let role = crate::playbook::RoleRef {
+                        name: file.clone(),
+                        ..role.clone()
+                    };
+                    at.playbook
+                        .include_role(&self.engine, &role, &params, &task.location, &handlers)
+                        .map(|(steps, handlers)| {
+                            self.role_handlers.extend(handlers);
+                            steps
+                        })
+                }
+                None => at.playbook.include(
+                    &self.engine,
+                    &file,
+                    &task.location,
+                    &handlers,
+                    task.role.clone(),
+                ),
+            };
+            let steps = match loaded {
                 Ok(mut steps) => {
                     let engine = &self.engine;
                     steps
@@ -694,7 +805,7 @@ impl Executor {
             interrupt: &self.interrupt,
             targets: &self.targets,
             delegated: &self.delegated,
-            environment: &at.play.environment,
+            play: at.play,
             rescuable,
         };
         if !task.run_once || handler {
@@ -766,8 +877,8 @@ struct Shared<'a> {
     interrupt: &'a Interrupt,
     targets: &'a BTreeMap<String, Target>,
     delegated: &'a Delegated,
-    /// The play's `environment`.
-    environment: &'a Vars,
+    /// The play: its `environment`, its vars for a role's tasks.
+    play: &'a Play,
     /// A rescue waits for this task's failures.
     rescuable: bool,
 }
@@ -842,7 +953,14 @@ async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) ->
 /// Everything up to the outcome: variables, the connection, then the module
 /// once, or once per item of `loop`.
 async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Result<Outcome> {
-    let mut vars = task_vars(shared.scope, shared.engine, task, &mut state.vars);
+    let mut vars = task_vars(
+        shared.scope,
+        shared.engine,
+        shared.settings,
+        shared.play,
+        task,
+        state,
+    );
     let Some(items) = loop_items(shared.engine, task, &vars)? else {
         return once(shared, task, state, &vars).await;
     };
@@ -903,17 +1021,19 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
 fn expand(
     scope: &Scope,
     engine: &Engine,
+    settings: &Settings,
+    play: &Play,
     task: &Task,
-    include: &IncludeTasks,
+    name: &str,
     state: &mut HostState,
 ) -> Result<Vec<(String, Vars, Option<String>)>> {
-    let mut vars = task_vars(scope, engine, task, &mut state.vars);
+    let mut vars = task_vars(scope, engine, settings, play, task, state);
     let holds = |vars: &Vars| -> Result<bool> {
         Ok(task.when.is_empty() || engine.eval_condition(&task.when, vars, &task.location)?)
     };
     let rendered = |vars: &Vars| -> Result<(String, Vars)> {
         let with = scope.with_task_vars(engine, vars, &task.vars, &task.location)?;
-        let file = engine.render_str(&include.file, &with, &task.location)?;
+        let file = engine.render_str(name, &with, &task.location)?;
         let params = task
             .vars
             .keys()
@@ -984,10 +1104,34 @@ fn pass_on(engine: &Engine, step: &mut Step, include: &Task, params: &Vars) {
     task.escalate = task.escalate.under(&include.escalate);
 }
 
-/// What a task sees on a host before its own `vars`: the scope's view, with
-/// what an `include_tasks` passed on top.
-fn task_vars(scope: &Scope, engine: &Engine, task: &Task, host: &mut HostVars) -> Vars {
-    let mut vars = scope.for_task(engine, host, &task.location);
+/// What a task sees on a host before its own `vars`: the scope's view (as
+/// the tasks of its role see it, with `role_name` and `role_path`), with
+/// what an `include_tasks` passed on top, and whether the run is a
+/// `--check` / `--diff` one (`ansible_check_mode`, `ansible_diff_mode`:
+/// the run's flags, whatever a task's own `check_mode` says).
+fn task_vars(
+    scope: &Scope,
+    engine: &Engine,
+    settings: &Settings,
+    play: &Play,
+    task: &Task,
+    host: &mut HostState,
+) -> Vars {
+    let role = task.role.as_deref();
+    if let Some(role) = role.filter(|r| !host.vars.has_role(r.id)) {
+        let mut layers = play.role_layers.clone();
+        layers.add(&role.layers);
+        let resolved = scope.in_role(engine, &host.name, &play.vars, &layers, &task.location);
+        host.vars.enter_role(role.id, resolved);
+    }
+    let mut vars = scope.for_task(engine, &mut host.vars, role.map(|r| r.id), &task.location);
+    vars.insert("ansible_check_mode".into(), settings.check.into());
+    vars.insert("ansible_diff_mode".into(), settings.diff.into());
+    if let Some(role) = role {
+        scope.add_fact(&mut vars, "role_name", role.name.clone().into());
+        let path = role.dir.display().to_string();
+        scope.add_fact(&mut vars, "role_path", path.into());
+    }
     for (name, value) in &task.params {
         scope.add_fact(&mut vars, name, value.clone());
     }
@@ -1266,6 +1410,7 @@ fn context<'a>(
         engine: shared.engine,
         vars,
         playbook: shared.playbook,
+        role: task.role.as_deref().map(|r| r.dir.as_path()),
         location: &task.location,
         check: task.check_mode.unwrap_or(shared.settings.check),
         diff: shared.settings.diff,
@@ -1354,7 +1499,7 @@ fn runs_here(shared: &Shared<'_>, state: &HostState, to: &str) -> bool {
 /// (the task's, with its blocks', above the play's), rendered with `vars`;
 /// empty without any.
 fn exports(shared: &Shared<'_>, task: &Task, vars: &Vars) -> Result<String> {
-    let mut merged: BTreeMap<&String, &Value> = shared.environment.iter().collect();
+    let mut merged: BTreeMap<&String, &Value> = shared.play.environment.iter().collect();
     merged.extend(task.environment.iter());
     let mut words = Vec::new();
     for (name, value) in merged {
@@ -1818,6 +1963,24 @@ mod tests {
     }
 
     #[test]
+    fn ansible_check_mode_is_the_runs_check_flag_even_where_a_task_runs_for_real() {
+        // A check_mode: false task runs in a --check run, and can still
+        // tell the run is one (to forgive what only a real run makes).
+        let yaml = "- hosts: all\n  tasks:\n    - name: probe\n      command: echo mode={{ ansible_check_mode }} diff={{ ansible_diff_mode }}\n      check_mode: false\n";
+        for (check, diff) in [(true, false), (false, true)] {
+            let python = |b: bool| if b { "True" } else { "False" };
+            let settings = Settings {
+                check,
+                diff,
+                ..Settings::default()
+            };
+            let (_, fake) = run(&Fake::default(), 1, yaml, settings);
+            let expected = format!("echo mode={} diff={}", python(check), python(diff));
+            assert_eq!(fake.commands("h1"), [expected]);
+        }
+    }
+
+    #[test]
     fn handlers_run_once_and_only_where_notified() {
         let yaml = r#"
 - hosts: all
@@ -1859,6 +2022,24 @@ mod tests {
             .any(|e| matches!(e, Event::PlayAborted { .. })));
         assert_eq!(statuses(&events, "step").len(), 2);
         assert!(fake.commands("h3").is_empty() && fake.commands("h4").is_empty());
+    }
+
+    #[test]
+    fn serial_may_be_a_template_of_the_plays_variables() {
+        let yaml = "- hosts: all\n  vars:\n    batch: \"40%\"\n  serial: \"{{ batch }}\"\n  tasks:\n    - command: echo hi\n";
+        let (captured, _) = run(&Fake::default(), 5, yaml, Settings::default());
+        let batches: Vec<Vec<String>> = captured
+            .events()
+            .iter()
+            .filter_map(|e| match e {
+                Event::PlayStart { hosts, .. } => Some(hosts.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            batches,
+            vec![vec!["h1", "h2"], vec!["h3", "h4"], vec!["h5"]]
+        );
     }
 
     #[test]

@@ -290,7 +290,12 @@ fn exercise(target: Target, input: &[u8], dir: &Path) {
                 ) {
                     let mut engine = Engine::new();
                     let origin = crate::error::Location::new("site.yml", 1, 1);
-                    let _ = scope.play(&mut engine, &Vars::new(), &origin);
+                    let _ = scope.play(
+                        &mut engine,
+                        &Vars::new(),
+                        &crate::scope::RoleLayers::default(),
+                        &origin,
+                    );
                 }
             }
         }

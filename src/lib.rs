@@ -99,6 +99,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Kv(args) => command::kv::run(args),
         Command::Consul(args) => command::consul::run(args),
         Command::Lock(args) => command::lock::run(args),
+        Command::History(args) => command::history::run(args),
+        Command::Rollback(args) => command::rollback::run(args),
         Command::Lab(args) => command::lab::run(args.command),
     }
 }

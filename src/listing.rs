@@ -76,7 +76,7 @@ pub(crate) fn playbook(
             tasks.push_str("    tasks:\n");
         }
         let mut all_tags = BTreeSet::new();
-        for task in body_tasks(&play.tasks) {
+        for task in play.sections().into_iter().flat_map(body_tasks) {
             let tags: BTreeSet<&str> = play_tags
                 .iter()
                 .copied()

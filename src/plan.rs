@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::inventory::Inventory;
-use crate::playbook::{Playbook, Serial, Step};
+use crate::playbook::{Playbook, Serial};
 
 /// Hosts a play targets: its `hosts:` pattern, narrowed by `--limit`.
 /// A pattern that matches nothing yields no hosts (the caller warns).
@@ -40,6 +40,8 @@ pub fn batches(hosts: &[String], serial: &[Serial]) -> Vec<Vec<String>> {
             size = match next {
                 Serial::Count(n) => *n,
                 Serial::Percent(p) => ((hosts.len() as f64 * p / 100.0) as usize).max(1),
+                // The executor renders templates before it asks for batches.
+                Serial::Template(_) => 0,
             };
         }
         let take = if size == 0 {
@@ -121,7 +123,7 @@ pub fn check_start_at_task(playbooks: &[Playbook], pattern: &str) -> Result<()> 
     let names: Vec<&str> = playbooks
         .iter()
         .flat_map(|p| &p.plays)
-        .flat_map(|p| Step::tasks(&p.tasks))
+        .flat_map(|p| p.task_list())
         .map(|t| t.name.as_str())
         .collect();
     if names.iter().any(|n| start_matches(n, pattern)) {

@@ -30,12 +30,16 @@ use crate::vars::Vars;
 use crate::yaml::{self, Pos};
 
 mod parse;
+mod role;
 #[cfg(test)]
 mod tests;
 pub(crate) mod values;
 
+use crate::modules::include_role::IncludeRole;
 use crate::modules::include_tasks::IncludeTasks;
+pub(crate) use parse::RoleRef;
 use parse::{Located, RawBlock, RawPlay, RawTask};
+pub use role::Role;
 use values::json_strings;
 
 #[derive(Debug, Clone)]
@@ -161,6 +165,9 @@ pub enum Serial {
     Count(usize),
     /// This share of the play's hosts, rounded down, at least one.
     Percent(f64),
+    /// A template (`serial: "{{ roll_batch }}"`), rendered to one of the
+    /// above with the play's variables when the play starts.
+    Template(String),
 }
 
 #[derive(Debug, Clone)]
@@ -177,17 +184,29 @@ pub struct Play {
     /// task `environment`).
     pub environment: Vars,
     pub vars: Vars,
+    /// What the play's roles (`roles:` and `import_role`) show every task:
+    /// their defaults and vars, merged in the order the roles come.
+    pub(crate) role_layers: crate::scope::RoleLayers,
     pub tags: Vec<String>,
+    pub pre_tasks: Vec<Step>,
+    /// The tasks of `roles:`, then `tasks:`.
     pub tasks: Vec<Step>,
+    pub post_tasks: Vec<Step>,
+    /// The play's handlers, then its roles'.
     pub handlers: Vec<Task>,
     pub location: Location,
 }
 
-#[cfg(test)]
 impl Play {
-    /// Every task of the play, blocks opened, in file order.
+    /// `pre_tasks`, then roles and `tasks`, then `post_tasks`: the
+    /// handlers notified in each run at its end, as in Ansible.
+    pub fn sections(&self) -> [&[Step]; 3] {
+        [&self.pre_tasks, &self.tasks, &self.post_tasks]
+    }
+
+    /// Every task of the play, blocks opened, in the order they run.
     pub fn task_list(&self) -> Vec<&Task> {
-        Step::tasks(&self.tasks)
+        self.sections().into_iter().flat_map(Step::tasks).collect()
     }
 }
 
@@ -371,8 +390,24 @@ pub struct Task {
     /// Values set by the `include_tasks` that brought the task in (its
     /// rendered `vars` and loop variable): above task vars, not templates.
     pub(crate) params: Vars,
+    /// The role the task belongs to: its variables and its
+    /// `templates/`/`files/`.
+    pub role: Option<Arc<Role>>,
     /// Where the task starts in its file.
     pub location: Location,
+}
+
+impl Task {
+    /// The names a `notify` may give this task by, as a handler: its name
+    /// and, in a role, its name without the `ROLE : ` Ansible shows before
+    /// it.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        let bare = self
+            .role
+            .as_ref()
+            .and_then(|r| self.name.strip_prefix(&format!("{} : ", r.name)));
+        std::iter::once(self.name.as_str()).chain(bare)
+    }
 }
 
 /// Where a relative `src:` is looked for: `templates/` for `template`,
@@ -431,6 +466,7 @@ impl Playbook {
             engine: &engine,
             builtins,
             found: &found,
+            role: None,
         };
         let mut plays = Vec::new();
         for p in raw {
@@ -451,6 +487,7 @@ impl Playbook {
             uses,
             defines,
             dynamic,
+            ..
         } = found.into_inner();
         Ok(Playbook {
             dir: dir.to_path_buf(),
@@ -513,6 +550,7 @@ impl Playbook {
         name: &str,
         from: &Location,
         handler_names: &[&str],
+        role: Option<Arc<Role>>,
     ) -> Result<Vec<Step>> {
         let found = RefCell::new(Found::default());
         let builder = Builder {
@@ -522,6 +560,7 @@ impl Playbook {
             engine,
             builtins: self.builtins,
             found: &found,
+            role,
         };
         builder.with_task_file(name, from, "include_tasks", |inner, raws| {
             let mut out = Vec::new();
@@ -532,27 +571,63 @@ impl Playbook {
         })
     }
 
+    /// The steps and handlers of the role an `include_role` at `from` names
+    /// when it runs, given `params` (its rendered `vars`): read as
+    /// `import_role` reads one, its handlers checked and run as the play's.
+    pub(crate) fn include_role(
+        &self,
+        engine: &Engine,
+        role: &RoleRef,
+        params: &Vars,
+        from: &Location,
+        handler_names: &[&str],
+    ) -> Result<(Vec<Step>, Vec<Task>)> {
+        let found = RefCell::new(Found::default());
+        let builder = Builder {
+            source: &from.file,
+            text: "",
+            dir: &self.dir,
+            engine,
+            builtins: self.builtins,
+            found: &found,
+            role: None,
+        };
+        let loaded = builder.load_role(role, params, from, handler_names, 1, false)?;
+        Ok((loaded.steps, loaded.handlers))
+    }
+
     /// The text of the built-in template `name`, if there is one.
     pub fn builtin_template(&self, name: &str) -> Option<&'static str> {
         self.builtins.template(name)
     }
 
-    /// Find a task's `src:` file: absolute as given; relative in the
-    /// playbook's directory, then in its `templates/` (for `template`) or
-    /// `files/` (for `copy`) folder. `None` when no such file exists.
-    pub fn resolve_src(&self, src: &str, kind: SrcKind) -> Option<PathBuf> {
-        let path = Path::new(src);
-        if path.is_absolute() {
-            return path.exists().then(|| path.to_path_buf());
-        }
-        let folder = match kind {
-            SrcKind::Template => "templates",
-            SrcKind::File => "files",
-        };
-        [self.dir.join(path), self.dir.join(folder).join(path)]
+    /// Find a task's `src:` file: absolute as given; relative, for a task
+    /// of a role, in the role's `templates/` (for `template`) or `files/`
+    /// (for `copy`) folder, then the role's directory; then in the
+    /// playbook's directory and its such folder. `None` when no such file
+    /// exists.
+    pub fn resolve_src(&self, src: &str, kind: SrcKind, role: Option<&Path>) -> Option<PathBuf> {
+        src_candidates(src, kind, &self.dir, role)
             .into_iter()
             .find(|p| p.exists())
     }
+}
+
+/// Where [`Playbook::resolve_src`] looks, in order.
+fn src_candidates(src: &str, kind: SrcKind, dir: &Path, role: Option<&Path>) -> Vec<PathBuf> {
+    let path = Path::new(src);
+    if path.is_absolute() {
+        return vec![path.to_path_buf()];
+    }
+    let folder = match kind {
+        SrcKind::Template => "templates",
+        SrcKind::File => "files",
+    };
+    let role = role
+        .into_iter()
+        .flat_map(|r| [r.join(folder).join(path), r.join(path)]);
+    role.chain([dir.join(path), dir.join(folder).join(path)])
+        .collect()
 }
 
 /// The playbook a command-line argument names: a path to an existing file;
@@ -704,6 +779,7 @@ const ALWAYS_DEFINED: &[&str] = &[
     "play_hosts",
     "playbook_dir",
     "role_path",
+    "role_name",
     "loop",
     "self",
     "super",
@@ -719,6 +795,16 @@ struct Found {
     uses: Vec<NameUse>,
     defines: BTreeSet<String>,
     dynamic: bool,
+    /// The current play's roles, in the order they load.
+    roles: Vec<Arc<Role>>,
+    /// Their handlers.
+    handlers: Vec<Task>,
+    /// Each role loaded in the current play, with its values, so a role
+    /// runs once per play.
+    seen: Vec<String>,
+    /// While a play is built, `notify` targets are checked at its end,
+    /// once its roles' handlers are known.
+    deferred: Option<Vec<(String, Location)>>,
 }
 
 /// The location of the first `name` in a template file (else the file).
@@ -751,6 +837,8 @@ struct Builder<'a> {
     engine: &'a Engine,
     builtins: Builtins,
     found: &'a RefCell<Found>,
+    /// The role whose tasks these are.
+    role: Option<Arc<Role>>,
 }
 
 impl Builder<'_> {
@@ -777,16 +865,22 @@ impl Builder<'_> {
         if let Some(name) = &raw.name {
             self.engine.check(name, &self.loc(raw.key_pos("name")))?;
         }
-        let handler_names: Vec<String> =
-            raw.handlers.iter().filter_map(|h| h.name.clone()).collect();
-        let handler_names: Vec<&str> = handler_names.iter().map(String::as_str).collect();
         self.found
             .borrow_mut()
             .defines
             .extend(raw.vars.keys().cloned());
+        {
+            // A play's roles and their handlers are its own; `notify` is
+            // checked once they are all known.
+            let mut found = self.found.borrow_mut();
+            found.roles.clear();
+            found.handlers.clear();
+            found.seen.clear();
+            found.deferred = Some(Vec::new());
+        }
         let mut handlers = Vec::new();
         for t in &raw.handlers {
-            for step in self.tasks(t, &handler_names, 0, false)? {
+            for step in self.tasks(t, &[], 0, false)? {
                 match step {
                     Step::Task(task) => handlers.push(task),
                     Step::Block(b) => {
@@ -798,15 +892,39 @@ impl Builder<'_> {
                 }
             }
         }
-        let handler_names: Vec<&str> = handlers.iter().map(|h| h.name.as_str()).collect();
         let mut env_strings = Vec::new();
         raw.environment
             .values()
             .for_each(|v| json_strings(v, &mut env_strings));
         self.check_strings(env_strings, raw.key_pos("environment"))?;
-        let mut tasks = Vec::new();
-        for t in &raw.tasks {
-            tasks.extend(self.tasks(t, &handler_names, 0, true)?);
+        let section = |raws: &[RawTask]| -> Result<Vec<Step>> {
+            let mut out = Vec::new();
+            for t in raws {
+                out.extend(self.tasks(t, &[], 0, true)?);
+            }
+            Ok(out)
+        };
+        let pre_tasks = section(&raw.pre_tasks)?;
+        let mut tasks = section(&raw.roles)?;
+        tasks.extend(section(&raw.tasks)?);
+        let post_tasks = section(&raw.post_tasks)?;
+        let (roles, role_handlers, deferred) = {
+            let mut found = self.found.borrow_mut();
+            let deferred = found.deferred.take().unwrap_or_default();
+            (
+                std::mem::take(&mut found.roles),
+                std::mem::take(&mut found.handlers),
+                deferred,
+            )
+        };
+        handlers.extend(role_handlers);
+        let handler_names: Vec<&str> = handlers.iter().flat_map(Task::names).collect();
+        for (target, location) in deferred {
+            check_notify(&[target], &handler_names, || location.clone())?;
+        }
+        let mut role_layers = crate::scope::RoleLayers::default();
+        for role in &roles {
+            role_layers.add(&role.layers);
         }
         // The play's become keywords under everything its tasks and blocks
         // say.
@@ -814,7 +932,11 @@ impl Builder<'_> {
             escalate: raw.escalate.clone(),
             ..Inherit::default()
         };
-        tasks.iter_mut().for_each(|step| play.apply(step));
+        let mut pre_tasks = pre_tasks;
+        let mut post_tasks = post_tasks;
+        for list in [&mut pre_tasks, &mut tasks, &mut post_tasks] {
+            list.iter_mut().for_each(|step| play.apply(step));
+        }
         for task in &mut handlers {
             task.escalate = task.escalate.under(&raw.escalate);
         }
@@ -826,8 +948,11 @@ impl Builder<'_> {
             any_errors_fatal: raw.any_errors_fatal,
             environment: raw.environment,
             vars: raw.vars,
+            role_layers,
             tags: raw.tags,
+            pre_tasks,
             tasks,
+            post_tasks,
             handlers,
             location: self.loc(raw.pos),
         })
@@ -853,6 +978,9 @@ impl Builder<'_> {
         }
         if let Some(block) = &raw.block {
             return self.block(raw, block, handler_names, depth, needs);
+        }
+        if let Some(role) = &raw.role {
+            return self.import_role(raw, role, handler_names, depth, needs);
         }
         let Some(name) = &raw.import else {
             self.check_notify(raw, handler_names)?;
@@ -904,7 +1032,10 @@ impl Builder<'_> {
         keyword: &str,
         f: impl FnOnce(&Builder<'_>, &[RawTask]) -> Result<T>,
     ) -> Result<T> {
-        let dir = disk_dir(self.source, self.dir);
+        let dir = match &self.role {
+            Some(role) => Some(role.dir.as_path()),
+            None => disk_dir(self.source, self.dir),
+        };
         let (source, text) = task_file(name, dir, location, self.builtins, keyword)?;
         let raws = yaml::parse(&text)
             .map_err(|e| yaml::syntax_error(&source, &text, e))
@@ -919,6 +1050,7 @@ impl Builder<'_> {
             engine: self.engine,
             builtins: self.builtins,
             found: self.found,
+            role: self.role.clone(),
         };
         f(&inner, &raws)
     }
@@ -991,6 +1123,9 @@ impl Builder<'_> {
         handler_names: &[&str],
         depth: usize,
     ) -> Result<()> {
+        if let Some(include) = task.module.downcast::<IncludeRole>() {
+            return self.check_include_role(raw, &include.role, handler_names, depth);
+        }
         let Some(include) = task.module.downcast::<IncludeTasks>() else {
             return Ok(());
         };
@@ -1006,6 +1141,52 @@ impl Builder<'_> {
             raws.iter()
                 .try_for_each(|r| inner.tasks(r, handler_names, depth + 1, false).map(drop))
         })
+    }
+
+    /// An `include_role` whose role is named without a template is loaded
+    /// now, as when it runs, so a missing role or a broken file in it is
+    /// said before any host is contacted. Its handlers and variables stay
+    /// its own (they join the play only when it runs).
+    fn check_include_role(
+        &self,
+        raw: &RawTask,
+        role: &RoleRef,
+        handler_names: &[&str],
+        depth: usize,
+    ) -> Result<()> {
+        if crate::template::is_template(&role.name) {
+            self.found.borrow_mut().dynamic = true;
+            return Ok(());
+        }
+        let deferring = self.found.borrow().deferred.is_some();
+        let own = RefCell::new(Found {
+            deferred: deferring.then(Vec::new),
+            ..Found::default()
+        });
+        let builder = Builder {
+            found: &own,
+            ..self.with_role(None)
+        };
+        let location = self.loc(raw.key_pos("module"));
+        let loaded =
+            builder.load_role(role, &raw.vars, &location, handler_names, depth + 1, false)?;
+        let own = own.into_inner();
+        let mut found = self.found.borrow_mut();
+        found.uses.extend(own.uses);
+        found.defines.extend(own.defines);
+        found.dynamic |= own.dynamic;
+        // The role's tasks may notify its own handlers, or the play's.
+        let ours = |target: &String| {
+            loaded
+                .handlers
+                .iter()
+                .any(|h| h.names().any(|n| n == target))
+        };
+        if let Some(deferred) = &mut found.deferred {
+            let theirs = own.deferred.into_iter().flatten();
+            deferred.extend(theirs.filter(|(target, _)| !ours(target)));
+        }
+        Ok(())
     }
 
     /// Note the variables `task` needs for sure: those
@@ -1082,13 +1263,10 @@ impl Builder<'_> {
         if crate::template::is_template(src) {
             return Ok(None);
         }
-        let path = Path::new(src);
-        let on_disk = match path.is_absolute() {
-            true => Some(path.to_path_buf()).filter(|p| p.is_file()),
-            false => [self.dir.join(path), self.dir.join("templates").join(path)]
-                .into_iter()
-                .find(|p| p.is_file()),
-        };
+        let role = self.role.as_ref().map(|r| r.dir.as_path());
+        let on_disk = src_candidates(src, SrcKind::Template, self.dir, role)
+            .into_iter()
+            .find(|p| p.is_file());
         let (path, text) = match on_disk {
             Some(path) => {
                 let text = crate::error::read_input(&path)?;
@@ -1104,22 +1282,14 @@ impl Builder<'_> {
     }
 
     fn check_notify(&self, raw_task: &RawTask, handler_names: &[&str]) -> Result<()> {
-        match raw_task
-            .notify
-            .iter()
-            .find(|target| !handler_names.contains(&target.as_str()))
-        {
-            None => Ok(()),
-            Some(target) => {
-                let kind = InputKind::UnknownHandler {
-                    target: target.clone(),
-                    suggestion: closest(target, handler_names.iter().copied()).map(str::to_owned),
-                    handlers: handler_names.iter().map(|h| (*h).to_owned()).collect(),
-                };
-                let location = self.loc(raw_task.key_pos("notify"));
-                Err(InputError::new(location, kind).into())
-            }
+        let location = || self.loc(raw_task.key_pos("notify"));
+        let mut found = self.found.borrow_mut();
+        if let Some(deferred) = &mut found.deferred {
+            let targets = raw_task.notify.iter();
+            deferred.extend(targets.map(|t| (t.clone(), location())));
+            return Ok(());
         }
+        check_notify(&raw_task.notify, handler_names, location)
     }
 
     fn task(&self, raw: &RawTask) -> Result<Task> {
@@ -1155,11 +1325,16 @@ impl Builder<'_> {
         }
         let retries = raw.retries.or((!raw.until.is_empty()).then_some(3));
         let delay = raw.delay.or(retries.map(|_| 5.0));
+        let name = raw
+            .name
+            .clone()
+            .unwrap_or_else(|| default_name(module.as_ref(), raw.no_log));
         Ok(Task {
-            name: raw
-                .name
-                .clone()
-                .unwrap_or_else(|| default_name(module.as_ref(), raw.no_log)),
+            // As Ansible shows a role's tasks.
+            name: match &self.role {
+                Some(role) => format!("{} : {name}", role.name),
+                None => name,
+            },
             module: module.clone(),
             when: raw.when.clone(),
             tags: raw.tags.clone(),
@@ -1184,8 +1359,31 @@ impl Builder<'_> {
             any_errors_fatal: raw.any_errors_fatal,
             escalate: raw.escalate.clone(),
             params: Vars::new(),
+            role: self.role.clone(),
             location: self.loc(raw.pos),
         })
+    }
+}
+
+/// Refuse a `notify` target that is not among `handler_names`.
+fn check_notify(
+    targets: &[String],
+    handler_names: &[&str],
+    location: impl Fn() -> Location,
+) -> Result<()> {
+    match targets
+        .iter()
+        .find(|target| !handler_names.contains(&target.as_str()))
+    {
+        None => Ok(()),
+        Some(target) => {
+            let kind = InputKind::UnknownHandler {
+                target: target.clone(),
+                suggestion: closest(target, handler_names.iter().copied()).map(str::to_owned),
+                handlers: handler_names.iter().map(|h| (*h).to_owned()).collect(),
+            };
+            Err(InputError::new(location(), kind).into())
+        }
     }
 }
 
@@ -1226,15 +1424,18 @@ impl From<&RawTask> for Inherit {
 
 impl Inherit {
     fn apply(&self, step: &mut Step) {
-        let task = match step {
-            Step::Task(task) => task,
+        match step {
+            Step::Task(task) => self.apply_to_handler(task),
             Step::Block(b) => {
                 for list in [&mut b.body, &mut b.rescue, &mut b.always] {
                     list.iter_mut().for_each(|s| self.apply(s));
                 }
-                return;
             }
-        };
+        }
+    }
+
+    /// [`Inherit::apply`] for one task (a role's handler).
+    fn apply_to_handler(&self, task: &mut Task) {
         task.when = self
             .when
             .iter()

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::config::{ConnectOptions, Settings};
 use crate::error::{Error, Result};
 use crate::executor::{Executor, Guard};
-use crate::playbook::{Playbook, Step};
+use crate::playbook::Playbook;
 use crate::report::{Finished, OutputFormat, Printer};
 use crate::session::{self, Session};
 use crate::template::Engine;
@@ -126,7 +126,7 @@ fn delegates_elsewhere(playbooks: &[Playbook]) -> bool {
     playbooks
         .iter()
         .flat_map(|p| &p.plays)
-        .flat_map(|p| Step::tasks(&p.tasks))
+        .flat_map(|p| p.task_list())
         .filter_map(|t| t.delegate_to.as_deref())
         .any(|to| !local.contains(&to))
         || playbooks.iter().any(|p| p.dynamic)

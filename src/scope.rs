@@ -6,7 +6,12 @@
 //! Precedence, lowest first (a later layer replaces whole values, Ansible's
 //! default `hash_behaviour`):
 //!
-//! 1. built-in defaults (`playbooks/vars/defaults.yml`, embedded),
+//! 1. built-in defaults (`playbooks/vars/defaults.yml`, embedded), then
+//!    the product-provided layer over them (`Layers::provided`: what the
+//!    cluster records as deployed, see `cluster::deployed`), which only
+//!    replaces what would otherwise come from the defaults, then
+//!    role defaults (`defaults/main.yml`; the play's roles in order, then
+//!    the task's own role and its dependencies),
 //! 2. `~/.arpanetrc`,
 //! 3. inline group vars (`[g:vars]`, YAML `vars:`): `all`, then the
 //!    host's other groups, parents before children and, at the same
@@ -15,7 +20,8 @@
 //!    above every inline group var, as in Ansible (so
 //!    `group_vars/all.yml` beats `[child:vars]`),
 //! 5. host vars (inline, then `host_vars/HOST.yml`),
-//! 6. play vars,
+//! 6. play vars, then role vars (`vars/main.yml`, ordered as role
+//!    defaults are),
 //! 7. facts: `set_fact` values and `register`ed results, which outlive the
 //!    play that made them,
 //! 8. task vars (a task's `vars:`, those given to `import_tasks`) and the
@@ -54,7 +60,26 @@ pub(crate) const MAGIC: &[&str] = &[
     "inventory_dir",
     "group_names",
     "groups",
+    "ansible_check_mode",
+    "ansible_diff_mode",
 ];
+
+/// The variables roles bring: their defaults (just above the built-in
+/// defaults) and their vars (just above play vars), as Ansible's
+/// precedence places them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct RoleLayers {
+    pub defaults: Vars,
+    pub vars: Vars,
+}
+
+impl RoleLayers {
+    /// `other`'s values over these.
+    pub(crate) fn add(&mut self, other: &RoleLayers) {
+        merge(&mut self.defaults, &other.defaults);
+        merge(&mut self.vars, &other.vars);
+    }
+}
 
 /// The variables of every host of one inventory, with the layers that do
 /// not come from it.
@@ -77,6 +102,8 @@ pub(crate) struct Resolved {
     pub(crate) vars: Vars,
     /// Templated values that did not render: their raw value and why.
     waiting: BTreeMap<String, (Value, String)>,
+    /// The host's count of fact writes when `waiting` was last tried.
+    tried_at: usize,
 }
 
 impl Resolved {
@@ -93,18 +120,32 @@ impl Resolved {
 #[derive(Debug, Default)]
 pub(crate) struct HostVars {
     play: Resolved,
+    /// The play's variables as each role's tasks see them, by role id,
+    /// made when a task of the role first runs.
+    roles: BTreeMap<usize, Resolved>,
     facts: Vars,
     /// Counts fact writes; waiting play vars are retried only when it moved
-    /// since `tried_at`.
+    /// since their `tried_at`.
     fact_writes: usize,
-    tried_at: usize,
 }
 
 impl HostVars {
     /// Start a play: its variables replace the last play's; facts stay.
-    pub(crate) fn enter_play(&mut self, play: Resolved) {
+    pub(crate) fn enter_play(&mut self, mut play: Resolved) {
+        play.tried_at = self.fact_writes;
         self.play = play;
-        self.tried_at = self.fact_writes;
+        self.roles.clear();
+    }
+
+    /// Whether the variables of the role `id` are here.
+    pub(crate) fn has_role(&self, id: usize) -> bool {
+        self.roles.contains_key(&id)
+    }
+
+    /// The play's variables as the tasks of the role `id` see them.
+    pub(crate) fn enter_role(&mut self, id: usize, mut vars: Resolved) {
+        vars.tried_at = self.fact_writes;
+        self.roles.insert(id, vars);
     }
 
     /// `set_fact` results.
@@ -162,17 +203,33 @@ impl Scope {
         rc_file: Option<&Path>,
         extra_args: &[String],
     ) -> Result<Self> {
-        Ok(Self::new(
-            inventory,
-            Layers::load(defaults, rc_file, extra_args)?,
-        ))
+        Self::load_with(inventory, defaults, Vars::new(), rc_file, extra_args)
+    }
+
+    /// As [`Scope::load`], with the product's `provided` layer over the
+    /// defaults.
+    pub(crate) fn load_with(
+        inventory: Arc<Inventory>,
+        defaults: &str,
+        provided: Vars,
+        rc_file: Option<&Path>,
+        extra_args: &[String],
+    ) -> Result<Self> {
+        let mut layers = Layers::load(defaults, rc_file, extra_args)?;
+        layers.provided = provided;
+        Ok(Self::new(inventory, layers))
     }
 
     /// Every name some layer defines for some host, facts aside: the
     /// defaults, the rc file, the inventory's groups and hosts, `-e`, and
     /// the magic variables.
     pub(crate) fn names(&self) -> std::collections::BTreeSet<String> {
-        let layers = [&self.layers.defaults, &self.layers.rc, &self.layers.extra];
+        let layers = [
+            &self.layers.defaults,
+            &self.layers.provided,
+            &self.layers.rc,
+            &self.layers.extra,
+        ];
         let inventory = self
             .inventory
             .groups
@@ -199,10 +256,12 @@ impl Scope {
     /// Layers 1 to 6, 9 and 10 for `host`, templates unrendered; the
     /// `groups` magic var only `with_groups` (it is the same big value for
     /// every host).
-    fn layered(&self, host: &str, play_vars: &Vars, with_groups: bool) -> Vars {
+    fn layered(&self, host: &str, play_vars: &Vars, roles: &RoleLayers, with_groups: bool) -> Vars {
         let inventory = &*self.inventory;
         let mut out = Vars::new();
         merge(&mut out, &self.layers.defaults);
+        merge(&mut out, &self.layers.provided);
+        merge(&mut out, &roles.defaults);
         merge(&mut out, &self.layers.rc);
         merge(&mut out, &inventory.host_vars(host, &self.depths));
         if !play_vars.is_empty() {
@@ -210,6 +269,7 @@ impl Scope {
             add_aliases(&mut play);
             merge(&mut out, &play);
         }
+        merge(&mut out, &roles.vars);
         merge(&mut out, &self.layers.extra);
 
         out.insert("inventory_hostname".into(), host.into());
@@ -230,11 +290,21 @@ impl Scope {
         out
     }
 
+    /// `host`'s variables as the layers wrote them, templates unrendered
+    /// and outside any play: what a value is made of, to record it.
+    pub(crate) fn host_raw(&self, host: &str) -> Vars {
+        self.layered(host, &Vars::new(), &RoleLayers::default(), true)
+    }
+
     /// `host`'s variables outside any play (so without `hostvars`), for
     /// connecting to it, `render` and the cluster commands.
     pub(crate) fn host(&self, engine: &Engine, host: &str) -> Resolved {
         let origin = Location::new("<variables>", 0, 0);
-        resolve(engine, &self.layered(host, &Vars::new(), true), &origin)
+        resolve(
+            engine,
+            &self.layered(host, &Vars::new(), &RoleLayers::default(), true),
+            &origin,
+        )
     }
 
     /// Every inventory host's variables for a play with `play_vars`. When
@@ -246,13 +316,19 @@ impl Scope {
         &self,
         engine: &mut Engine,
         play_vars: &Vars,
+        roles: &RoleLayers,
         origin: &Location,
     ) -> BTreeMap<String, Resolved> {
         let raw: BTreeMap<&str, Vars> = self
             .inventory
             .hosts
             .iter()
-            .map(|h| (h.name.as_str(), self.layered(&h.name, play_vars, true)))
+            .map(|h| {
+                (
+                    h.name.as_str(),
+                    self.layered(&h.name, play_vars, roles, true),
+                )
+            })
             .collect();
         let templated = raw.values().any(|v| v.values().any(has_template));
         let mut resolved = BTreeMap::new();
@@ -277,14 +353,40 @@ impl Scope {
         resolved
     }
 
-    /// What a task sees on a host: the play's variables, then the host's
-    /// facts below `-e` and the magic vars. Play vars that waited for a fact
-    /// are tried again first, if facts changed since their last try.
-    pub(crate) fn for_task(&self, engine: &Engine, host: &mut HostVars, origin: &Location) -> Vars {
-        if !host.play.waiting.is_empty() && host.tried_at != host.fact_writes {
-            let mut view = self.with_facts(host);
-            let raw: Vars = host
-                .play
+    /// `host`'s variables in a play with `play_vars` for the tasks of a
+    /// role whose layers (the play's roles', then its own) are `roles`:
+    /// rendered once, with the play's `hostvars`.
+    pub(crate) fn in_role(
+        &self,
+        engine: &Engine,
+        host: &str,
+        play_vars: &Vars,
+        roles: &RoleLayers,
+        origin: &Location,
+    ) -> Resolved {
+        resolve(engine, &self.layered(host, play_vars, roles, true), origin)
+    }
+
+    /// What a task sees on a host: the play's variables (as the tasks of
+    /// the role `role` see them, once [`HostVars::enter_role`] gave them),
+    /// then the host's facts below `-e` and the magic vars. Play vars that
+    /// waited for a fact are tried again first, if facts changed since
+    /// their last try.
+    pub(crate) fn for_task(
+        &self,
+        engine: &Engine,
+        host: &mut HostVars,
+        role: Option<usize>,
+        origin: &Location,
+    ) -> Vars {
+        let writes = host.fact_writes;
+        let resolved = match role.and_then(|id| host.roles.get_mut(&id)) {
+            Some(resolved) => resolved,
+            None => &mut host.play,
+        };
+        if !resolved.waiting.is_empty() && resolved.tried_at != writes {
+            let mut view = self.with_facts(resolved, &host.facts);
+            let raw: Vars = resolved
                 .waiting
                 .iter()
                 .map(|(k, (raw, _))| (k.clone(), raw.clone()))
@@ -293,24 +395,24 @@ impl Scope {
             for (key, raw) in raw {
                 match still.get(&key) {
                     Some(why) => {
-                        host.play.waiting.insert(key, (raw, why.clone()));
+                        resolved.waiting.insert(key, (raw, why.clone()));
                     }
                     None => {
-                        host.play.waiting.remove(&key);
+                        resolved.waiting.remove(&key);
                         if let Some(value) = view.remove(&key) {
-                            host.play.vars.insert(key, value);
+                            resolved.vars.insert(key, value);
                         }
                     }
                 }
             }
-            host.tried_at = host.fact_writes;
+            resolved.tried_at = writes;
         }
-        self.with_facts(host)
+        self.with_facts(resolved, &host.facts)
     }
 
-    fn with_facts(&self, host: &HostVars) -> Vars {
-        let mut vars = host.play.vars.clone();
-        for (key, value) in &host.facts {
+    fn with_facts(&self, resolved: &Resolved, facts: &Vars) -> Vars {
+        let mut vars = resolved.vars.clone();
+        for (key, value) in facts {
             if !self.is_fixed(key) {
                 vars.insert(key.clone(), value.clone());
             }
@@ -365,11 +467,13 @@ impl Scope {
                     suggestion: crate::suggest::closest(host, names).map(str::to_owned),
                 }));
             }
-            return Ok(self.layered(host, &no_play_vars, true).into());
+            return Ok(self
+                .layered(host, &no_play_vars, &RoleLayers::default(), true)
+                .into());
         }
         let mut hostvars = Vars::new();
         for h in &inventory.hosts {
-            let vars = self.layered(&h.name, &no_play_vars, false);
+            let vars = self.layered(&h.name, &no_play_vars, &RoleLayers::default(), false);
             hostvars.insert(h.name.clone(), vars.into());
         }
         let mut out = Vars::new();
@@ -428,7 +532,11 @@ fn resolve(engine: &Engine, raw: &Vars, origin: &Location) -> Resolved {
             (key, (value, why))
         })
         .collect();
-    Resolved { vars, waiting }
+    Resolved {
+        vars,
+        waiting,
+        tried_at: 0,
+    }
 }
 
 /// Render the templated values of `raw` into `vars`, in rounds, so
@@ -502,7 +610,7 @@ mod tests {
     }
 
     fn layered(inventory: Inventory, layers: Layers, host: &str, play: &Vars) -> Vars {
-        Scope::new(Arc::new(inventory), layers).layered(host, play, true)
+        Scope::new(Arc::new(inventory), layers).layered(host, play, &RoleLayers::default(), true)
     }
 
     fn fixture(name: &str) -> PathBuf {
@@ -515,6 +623,11 @@ mod tests {
     #[derive(Debug, Clone, Copy, PartialEq)]
     enum Layer {
         Defaults,
+        Provided,
+        /// The defaults of the play's roles (another role's, for this task).
+        PlayRoleDefaults,
+        /// The defaults of the task's own role.
+        RoleDefaults,
         Rc,
         AllVars,
         AllFile,
@@ -525,6 +638,8 @@ mod tests {
         HostVars,
         HostFile,
         Play,
+        PlayRoleVars,
+        RoleVars,
         Fact,
         Registered,
         Task,
@@ -537,6 +652,9 @@ mod tests {
     /// test writes the `set_fact` first.
     const PRECEDENCE: &[(Layer, &str)] = &[
         (Layer::Defaults, "defaults"),
+        (Layer::Provided, "recorded"),
+        (Layer::PlayRoleDefaults, "another role's defaults/main.yml"),
+        (Layer::RoleDefaults, "its role's defaults/main.yml"),
         (Layer::Rc, "rc"),
         (Layer::AllVars, "all:vars"),
         (Layer::ParentVars, "parent:vars"),
@@ -547,6 +665,8 @@ mod tests {
         (Layer::HostVars, "host line"),
         (Layer::HostFile, "host_vars/h1"),
         (Layer::Play, "play"),
+        (Layer::PlayRoleVars, "another role's vars/main.yml"),
+        (Layer::RoleVars, "its role's vars/main.yml"),
         (Layer::Fact, "set_fact"),
         (Layer::Registered, "register"),
         (Layer::Task, "task"),
@@ -607,14 +727,27 @@ mod tests {
         if let Some(v) = value(Layer::Defaults) {
             layers.defaults.extend(both(v));
         }
+        if let Some(v) = value(Layer::Provided) {
+            layers.provided.extend(both(v));
+        }
         let inventory = Arc::new(Inventory::load(&d.join("hosts")).unwrap());
         let scope = Scope::new(inventory, layers);
 
         let mut engine = Engine::new();
         let play = value(Layer::Play).map(both).unwrap_or_default();
         let mut host = HostVars::default();
-        let mut resolved = scope.play(&mut engine, &play, &origin());
+        let role_layers = |defaults, vars| RoleLayers {
+            defaults: value(defaults).map(both).unwrap_or_default(),
+            vars: value(vars).map(both).unwrap_or_default(),
+        };
+        let play_roles = role_layers(Layer::PlayRoleDefaults, Layer::PlayRoleVars);
+        let own = role_layers(Layer::RoleDefaults, Layer::RoleVars);
+        let mut resolved = scope.play(&mut engine, &play, &play_roles, &origin());
         host.enter_play(resolved.remove("h1").unwrap());
+        // As the executor does for a task of a role.
+        let mut layers = play_roles.clone();
+        layers.add(&own);
+        host.enter_role(7, scope.in_role(&engine, "h1", &play, &layers, &origin()));
         if let Some(v) = value(Layer::Fact) {
             host.set_facts(both(v));
         }
@@ -622,7 +755,7 @@ mod tests {
             host.register("x", v.into());
             host.register("inventory_hostname", v.into());
         }
-        let mut vars = scope.for_task(&engine, &mut host, &origin());
+        let mut vars = scope.for_task(&engine, &mut host, Some(7), &origin());
         if let Some(v) = value(Layer::Task) {
             vars = scope
                 .with_task_vars(&engine, &vars, &both(v), &origin())
@@ -674,10 +807,10 @@ mod tests {
         let scope = Scope::new(inventory, Layers::default());
         let mut engine = Engine::new();
         let play = obj(json!({"greeting": "hello {{ first.stdout }}"}));
-        let mut resolved = scope.play(&mut engine, &play, &origin());
+        let mut resolved = scope.play(&mut engine, &play, &RoleLayers::default(), &origin());
         let mut host = HostVars::default();
         host.enter_play(resolved.remove("h1").unwrap());
-        let vars = scope.for_task(&engine, &mut host, &origin());
+        let vars = scope.for_task(&engine, &mut host, None, &origin());
         assert!(!vars.contains_key("greeting"));
         let hint = host.explain("undefined variable `greeting` in `{{ greeting }}`");
         assert!(
@@ -685,12 +818,12 @@ mod tests {
             "{host:?}"
         );
         host.register("first", json!({"stdout": "world"}));
-        let vars = scope.for_task(&engine, &mut host, &origin());
+        let vars = scope.for_task(&engine, &mut host, None, &origin());
         assert_eq!(vars["greeting"], json!("hello world"));
         assert_eq!(host.explain("undefined variable `greeting`"), None);
         // once rendered, a play var keeps its value for the play
         host.register("first", json!({"stdout": "again"}));
-        let vars = scope.for_task(&engine, &mut host, &origin());
+        let vars = scope.for_task(&engine, &mut host, None, &origin());
         assert_eq!(vars["greeting"], json!("hello world"));
     }
 
@@ -705,7 +838,7 @@ mod tests {
         );
         let scope = Scope::new(inventory, Layers::default());
         let mut engine = Engine::new();
-        let resolved = scope.play(&mut engine, &Vars::new(), &origin());
+        let resolved = scope.play(&mut engine, &Vars::new(), &RoleLayers::default(), &origin());
         assert_eq!(resolved["b"].vars["peer"], json!("10.0.0.1"));
         let seen = engine
             .render_str("{{ hostvars['b']['peer'] }}", &Vars::new(), &origin())
@@ -724,6 +857,7 @@ mod tests {
             defaults: parse_defaults(crate::cluster::builtin::BUILTINS.defaults).unwrap(),
             rc: parse_rc(Path::new("rc"), "CONSUL_DATA=/rc\nCADVISOR_PORT=1\n").unwrap(),
             extra: parse_extra("CADVISOR_PORT=9").unwrap(),
+            ..Layers::default()
         };
         let v = layered(inv, layers, "h", &Vars::new());
         assert_eq!(v["consul_port"], json!(1)); // host beats group's CONSUL_PORT
@@ -831,7 +965,7 @@ mod tests {
             ..Layers::default()
         };
         let scope = Scope::new(Arc::new(inv), layers);
-        let v = scope.layered("w1.example.com", &Vars::new(), true);
+        let v = scope.layered("w1.example.com", &Vars::new(), &RoleLayers::default(), true);
         assert_eq!(v["inventory_hostname"], json!("w1.example.com"));
         assert_eq!(v["inventory_hostname_short"], json!("w1"));
         assert_eq!(v["group_names"], json!(["web"]));
@@ -839,7 +973,12 @@ mod tests {
             v["groups"],
             json!({"all": ["solo.example.com", "w1.example.com"], "ungrouped": ["solo.example.com"], "web": ["w1.example.com"]})
         );
-        let v = scope.layered("solo.example.com", &Vars::new(), true);
+        let v = scope.layered(
+            "solo.example.com",
+            &Vars::new(),
+            &RoleLayers::default(),
+            true,
+        );
         assert_eq!(v["group_names"], json!(["ungrouped"]));
     }
 

@@ -38,9 +38,10 @@ impl Session {
     pub fn open(args: &ConnectOptions) -> Result<Self> {
         let defaults = ConnectDefaults::from_options(args)?;
         let inventory = Arc::new(Inventory::load_all(&args.inventory)?);
-        let scope = Arc::new(Scope::load(
+        let scope = Arc::new(Scope::load_with(
             inventory.clone(),
             args.defaults,
+            args.provided.clone(),
             config::rc_file().as_deref(),
             &args.extra_vars,
         )?);

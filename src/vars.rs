@@ -24,6 +24,10 @@ pub type Vars = serde_json::Map<String, serde_json::Value>;
 #[derive(Debug, Clone, Default)]
 pub struct Layers {
     pub defaults: Vars,
+    /// A layer the product fills before the plays start, just above its
+    /// defaults (the cluster's deployed record): it replaces what would
+    /// come from the defaults and nothing the user set.
+    pub provided: Vars,
     pub rc: Vars,
     pub extra: Vars,
 }
@@ -42,6 +46,7 @@ impl Layers {
         }
         Ok(Layers {
             defaults: parse_defaults(defaults)?,
+            provided: Vars::new(),
             rc,
             extra,
         })

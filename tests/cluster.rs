@@ -22,10 +22,10 @@ fn at(host: u8) -> String {
     crate::support::lab_address(&SUBNET, host)
 }
 
-struct Lab {
-    dir: PathBuf,
+pub(crate) struct Lab {
+    pub(crate) dir: PathBuf,
     home: tempfile::TempDir,
-    name: String,
+    pub(crate) name: String,
     subnet: String,
     nodes: usize,
     servers: usize,
@@ -40,7 +40,7 @@ impl Lab {
     /// A lab named `name` on `subnet`, kept in the directory `dir` (under
     /// the target's temp dir), with `nodes` nodes, `servers` of them
     /// Consul servers.
-    fn up_as(name: &str, subnet: &str, dir: &str, nodes: usize, servers: usize) -> Lab {
+    pub(crate) fn up_as(name: &str, subnet: &str, dir: &str, nodes: usize, servers: usize) -> Lab {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(crate::support::lab_name(dir));
         let lab = Lab {
             dir,
@@ -57,7 +57,7 @@ impl Lab {
         lab
     }
 
-    fn lab(&self, args: &[&str]) -> Run {
+    pub(crate) fn lab(&self, args: &[&str]) -> Run {
         let (command, rest) = args.split_first().unwrap();
         let mut all = vec![
             "lab",
@@ -71,28 +71,33 @@ impl Lab {
         self.arpanet(&all)
     }
 
-    fn inventory(&self) -> PathBuf {
+    pub(crate) fn inventory(&self) -> PathBuf {
         self.dir.join("inventory.ini")
     }
 
     /// `arpanet COMMAND -i INVENTORY ARGS...`
-    fn run(&self, command: &str, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, command: &str, args: &[&str]) -> Run {
         let inventory = self.inventory();
         let mut all = vec![command, "-i", inventory.to_str().unwrap()];
         all.extend_from_slice(args);
         self.arpanet(&all)
     }
 
-    fn arpanet(&self, args: &[&str]) -> Run {
-        let output = Command::new(env!("CARGO_BIN_EXE_arpanet"))
+    /// `arpanet ARGS...` as the lab's operator, not yet started.
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_arpanet"));
+        command
             .args(args)
             .env("HOME", self.home.path())
             .env("NO_COLOR", "1")
             .env("ARPANET_LAB_SUBNET", &self.subnet)
             .env_remove("ARPANET_LAB_NAME")
-            .env_remove("SSH_AUTH_SOCK")
-            .output()
-            .expect("run arpanet");
+            .env_remove("SSH_AUTH_SOCK");
+        command
+    }
+
+    fn arpanet(&self, args: &[&str]) -> Run {
+        let output = self.command(args).output().expect("run arpanet");
         Run {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -101,7 +106,7 @@ impl Lab {
     }
 
     /// Run `sh -c COMMAND` inside lab node `n` (1-based), bypassing arpanet.
-    fn on_node(&self, n: usize, command: &str) -> String {
+    pub(crate) fn on_node(&self, n: usize, command: &str) -> String {
         let output = Command::new("docker")
             .args([
                 "exec",
@@ -137,7 +142,7 @@ impl Lab {
     /// The cluster is whole: every node an alive member, the servers as
     /// servers, a leader, and the stack running on every node. Agents that just restarted get a
     /// minute to rejoin.
-    fn assert_healthy(&self) {
+    pub(crate) fn assert_healthy(&self) {
         let mut last = String::new();
         for _ in 0..90 {
             match self.health() {

@@ -1,7 +1,7 @@
 //! Playbook flow keywords end to end, the built binary against real sshd
 //! hosts: `block`/`rescue`/`always` with what blocks hand down, dynamic
 //! `include_tasks` in a loop, `delegate_to` (this machine, another host),
-//! `local_action`, `environment` and `loop_control`. Ordering and recaps are
+//! `local_action`, `environment`, `loop_control` and roles. Ordering and recaps are
 //! compared with ansible-playbook's (`tests/fixtures/flow/`).
 
 use std::fs;
@@ -24,6 +24,7 @@ fn flow_scenarios_match_ansible_over_ssh() {
         "any_errors_fatal_always",
         "rescued_under_mfp",
         "include_in_rescue_serial",
+        "roles",
     ] {
         replay_in(&cluster, "flow", name);
     }

@@ -569,8 +569,8 @@ fn rand_suffix() -> u32 {
 
 /// Bad `service`/`upstreams`/`publish_env` in a `stack`: exit 5 with the
 /// entry and key named, before any host is contacted (the one host listens
-/// nowhere: a run that got as far as connecting would fail to take the
-/// cluster's lock there, exit 1).
+/// nowhere: a run that got as far as connecting would find it unreachable
+/// when taking the cluster's lock there, exit 4).
 #[test]
 fn bad_linking_declarations_are_refused_before_any_host() {
     let dir = tempfile::tempdir().unwrap();
@@ -621,8 +621,8 @@ fn bad_linking_declarations_are_refused_before_any_host() {
 
     // An upstream nobody declares: a warning, and the run goes on to the
     // hosts: here to taking the cluster's lock on the boot server, which is
-    // unreachable (a built-in always takes the lock; exit 1, see
-    // `cluster::lock`).
+    // unreachable (a built-in always takes the lock; exit 4, a host
+    // fault, see `cluster::lock`).
     std::fs::write(
         d.join("group_vars/all.yml"),
         format!("stack:\n{web}    upstreams: [{{service: db, port: 5432}}]\n"),
@@ -634,9 +634,9 @@ fn bad_linking_declarations_are_refused_before_any_host() {
         &["run", "-i", "hosts", "stack", "--timeout", "1"],
         &[],
     );
-    assert_eq!(run.code, 1, "{run}");
+    assert_eq!(run.code, 4, "{run}");
     assert!(
-        run.stderr.contains("cannot take the cluster lock") && run.stderr.contains("`n1`"),
+        run.stderr.contains("cannot take the cluster lock") && run.stderr.contains("n1"),
         "{run}"
     );
     assert!(

@@ -55,8 +55,8 @@ pub(crate) const BUILTINS: Builtins = Builtins {
             include_str!("../../playbooks/tasks/linking-watcher.yml"),
         ),
         (
-            "upgrade-node.yml",
-            include_str!("../../playbooks/tasks/upgrade-node.yml"),
+            "roll-node.yml",
+            include_str!("../../playbooks/tasks/roll-node.yml"),
         ),
     ],
     // By the name a playbook gives as `src:`; a file of the same name beside

@@ -60,7 +60,7 @@ async fn send(
             Error::Unreachable { .. } => e,
             other => Error::Remote {
                 host: host.to_owned(),
-                message: format!("cannot reach consul's HTTP API on port {port}: {other}"),
+                message: format!("{NO_AGENT} on port {port}: {other}"),
             },
         })?;
     let body = body.unwrap_or_default();
@@ -85,6 +85,14 @@ async fn send(
         ),
     })
 }
+
+/// Whether `err` says no Consul agent listens on the node (the forwarded
+/// channel was refused), as opposed to an agent that answered badly.
+pub(crate) fn no_agent(err: &Error) -> bool {
+    matches!(err, Error::Remote { message, .. } if message.starts_with(NO_AGENT))
+}
+
+const NO_AGENT: &str = "cannot reach consul's HTTP API";
 
 /// Parse a complete HTTP/1.1 response (Content-Length, chunked, or
 /// read-until-close bodies).

@@ -8,6 +8,7 @@
 //!     servers: "{{ groups['servers'] }}"
 //!     failure_tolerance: "{{ gate_failure_tolerance }}"
 //!     node: "{{ inventory_hostname }}"   # optional: its checks must pass
+//!     settle: 3                           # optional: seconds the verdict must hold
 //!     timeout: 60
 //! ```
 //!
@@ -20,6 +21,12 @@
 //! `FailureTolerance` is at least `failure_tolerance`, and, with `node`,
 //! every Consul check of that node passes (`/v1/health/node/NODE`: its
 //! agent's serf health and any service checks on it).
+//!
+//! Autopilot refreshes its view of the servers about every 2 s, so a server
+//! that died a moment ago can still read `Healthy`. With `settle`, the gate
+//! opens only once its verdict has held that long in one go: the gate
+//! before a server goes down uses it so that a server killed just after
+//! the previous one's gate is seen before another server is taken down.
 //!
 //! When `timeout` passes first it fails with what it saw last: the servers
 //! missing or unhealthy (serf status, last contact), the leader or its
@@ -51,6 +58,7 @@ pub(crate) struct GateArgs {
     pub servers: Templated<Strings>,
     pub failure_tolerance: Option<Templated<OptText>>,
     pub node: Option<Templated<String>>,
+    pub settle: Option<Templated<OptText>>,
     pub timeout: Option<Templated<OptText>>,
 }
 
@@ -89,6 +97,7 @@ impl Module for ConsulGate {
         for raw in [
             a.failure_tolerance.as_ref().map(Templated::raw),
             a.node.as_ref().map(Templated::raw),
+            a.settle.as_ref().map(Templated::raw),
             a.timeout.as_ref().map(Templated::raw),
         ]
         .into_iter()
@@ -138,6 +147,8 @@ async fn run(args: &GateArgs, ctx: &Context<'_>) -> Result<Outcome> {
     };
     let timeout =
         crate::modules::container_gate::seconds(&args.timeout, "timeout", DEFAULT_TIMEOUT, ctx)?;
+    let settle = crate::modules::container_gate::seconds(&args.settle, "settle", 0.0, ctx)?;
+    let mut held = Held::new(Duration::from_secs_f64(settle));
     if ctx.check {
         return Ok(Outcome::skipped("gates do not wait in check mode"));
     }
@@ -148,7 +159,7 @@ async fn run(args: &GateArgs, ctx: &Context<'_>) -> Result<Outcome> {
             Err(err @ Error::Unreachable { .. }) => return Err(err),
             Err(err) => vec![format!("the agent does not answer: {err}")],
         };
-        if problems.is_empty() {
+        if held.opens(problems.is_empty(), Instant::now()) {
             let mut ok = Outcome::ok();
             ok.msg = Some(format!(
                 "{} servers healthy, a leader, failure tolerance {tolerance} or more",
@@ -156,7 +167,7 @@ async fn run(args: &GateArgs, ctx: &Context<'_>) -> Result<Outcome> {
             ));
             return Ok(ok);
         }
-        if Instant::now() >= deadline {
+        if !problems.is_empty() && Instant::now() >= deadline {
             let mut message = format!("gate failed: the cluster was not healthy within {timeout}s");
             for p in &problems {
                 let _ = write!(message, "\n  {p}");
@@ -171,6 +182,32 @@ async fn run(args: &GateArgs, ctx: &Context<'_>) -> Result<Outcome> {
             return Ok(outcome);
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Whether a good verdict has held for `settle` in one go.
+struct Held {
+    settle: Duration,
+    since: Option<Instant>,
+}
+
+impl Held {
+    fn new(settle: Duration) -> Held {
+        Held {
+            settle,
+            since: None,
+        }
+    }
+
+    /// Record one verdict seen at `now`; true once good ones have held for
+    /// `settle` (at once when `settle` is zero). A bad one starts it over.
+    fn opens(&mut self, good: bool, now: Instant) -> bool {
+        if !good {
+            self.since = None;
+            return false;
+        }
+        let since = *self.since.get_or_insert(now);
+        now.duration_since(since) >= self.settle
     }
 }
 
@@ -280,6 +317,21 @@ mod tests {
             "Name": name, "Address": "10.0.0.1:8300", "SerfStatus": if healthy { "alive" } else { "failed" },
             "LastContact": "12s", "Healthy": healthy, "Leader": leader, "Voter": true
         })
+    }
+
+    #[test]
+    fn the_verdict_must_hold_for_the_settle_window_in_one_go() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert!(Held::new(Duration::ZERO).opens(true, t0));
+        let mut held = Held::new(Duration::from_secs(3));
+        assert!(!held.opens(true, at(0)));
+        assert!(!held.opens(true, at(2500)));
+        // A server seen dead inside the window starts it over.
+        assert!(!held.opens(false, at(2600)));
+        assert!(!held.opens(true, at(3100)));
+        assert!(!held.opens(true, at(6000)));
+        assert!(held.opens(true, at(6100)));
     }
 
     #[test]

@@ -322,12 +322,14 @@ enum Found {
 /// it).
 async fn find(place: &Place, connector: &dyn Connector) -> Result<(Found, Option<Node>)> {
     let mut boot: Option<Node> = None;
-    let mut last_error = None;
+    let mut boot_error = None;
     for host in &place.servers {
         let conn = match connector.connect(&host.target).await {
             Ok(conn) => conn,
             Err(err) => {
-                last_error = Some(err);
+                if host.name == place.boot {
+                    boot_error = Some(err);
+                }
                 continue;
             }
         };
@@ -345,19 +347,29 @@ async fn find(place: &Place, connector: &dyn Connector) -> Result<(Found, Option
             node.conn.close().await;
         }
     }
-    match boot {
-        Some(node) => Ok((Found::File(node), None)),
-        None => Err(Error::Locked {
+    // No leader, and the boot server down: a host fault (exit 4, as the
+    // run would report it), named, before anything changed.
+    let hint = "bring it up; `--no-lock` runs a user playbook without the lock";
+    match (boot, boot_error) {
+        (Some(node), _) => Ok((Found::File(node), None)),
+        (None, Some(Error::Unreachable { host, message, .. })) => Err(Error::Unreachable {
+            host,
+            message: format!(
+                "cannot take the cluster lock: no consul agent with a leader answers on the \
+                 servers, and the boot server (which keeps the lock before Consul runs) \
+                 cannot be reached: {message}"
+            ),
+            hint: Some(hint.into()),
+        }),
+        (None, other) => Err(Error::Locked {
             message: format!(
                 "cannot take the cluster lock: no consul agent with a leader answers on the \
                  servers, and the boot server `{}` (which keeps the lock before Consul runs) \
                  cannot be reached{}",
                 place.boot,
-                last_error.map(|e| format!(": {e}")).unwrap_or_default()
+                other.map(|e| format!(": {e}")).unwrap_or_default()
             ),
-            hint: Some(
-                "bring a server up; `--no-lock` runs a user playbook without the lock".into(),
-            ),
+            hint: Some(hint.into()),
         }),
     }
 }

@@ -16,6 +16,8 @@
 //! - `stack`, `services`: linking: the `stack` entries' `service:`,
 //!   `upstreams:` and `publish_env:`, checked before a run and registered
 //!   in each node's agent by the `consul_services` task;
+//! - `deployed`: what is deployed, recorded in Consul KV after each change
+//!   and read back before the next run (`history`, `rollback`);
 //!
 //! - `builtin`: the built-in playbooks, task files and templates
 //!   (`playbooks/`, `templates/`), handed to the engine's resolver by `run`.
@@ -25,6 +27,7 @@ pub(crate) mod catalog;
 pub mod consul_api;
 pub(crate) mod consul_exec;
 pub(crate) mod consul_gate;
+pub(crate) mod deployed;
 pub(crate) mod kv;
 pub(crate) mod lock;
 pub mod pki;
@@ -79,4 +82,23 @@ pub(crate) fn ordered_hosts(session: &Session) -> Result<Vec<HostInfo>> {
     let servers = session.inventory.select("servers").unwrap_or_default();
     hosts.sort_by_key(|h| !servers.contains(&h.name));
     Ok(hosts)
+}
+
+/// Rows as text columns two spaces apart, each as wide as its widest cell,
+/// one line per row (the tables of `status` and `services`).
+fn columns<const N: usize>(cells: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| cells.iter().map(|c| c[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in cells {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }

@@ -208,19 +208,7 @@ pub fn table(rows: &[NodeStatus]) -> String {
             containers,
         ]);
     }
-    let widths: Vec<usize> = (0..7)
-        .map(|i| cells.iter().map(|c| c[i].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &cells {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
+    let mut out = super::columns(&cells);
     for r in rows.iter().filter(|r| r.error.is_some()) {
         out.push_str(&format!(
             "{}: {}\n",

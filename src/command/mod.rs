@@ -5,12 +5,14 @@
 
 pub(crate) mod consul;
 pub(crate) mod exec;
+pub(crate) mod history;
 pub(crate) mod inventory;
 pub(crate) mod kv;
 pub(crate) mod lab;
 pub(crate) mod legacy;
 pub(crate) mod lock;
 pub(crate) mod render;
+pub(crate) mod rollback;
 pub(crate) mod run;
 pub(crate) mod status;
 
@@ -43,6 +45,7 @@ fn connect_options(args: &ConnectArgs) -> Result<ConnectOptions> {
         timeout: args.timeout,
         defaults: crate::cluster::builtin::BUILTINS.defaults,
         escalation: escalation(args)?,
+        provided: crate::vars::Vars::new(),
     })
 }
 

@@ -22,7 +22,12 @@ pub(crate) fn run(args: RenderArgs) -> Result<i32> {
     }
     let mut engine = Engine::new();
     let origin = Location::new("<variables>", 0, 0);
-    let mut play = scope.play(&mut engine, &Vars::new(), &origin);
+    let mut play = scope.play(
+        &mut engine,
+        &Vars::new(),
+        &crate::scope::RoleLayers::default(),
+        &origin,
+    );
     let host = play.remove(&args.host).unwrap_or_default();
     let vars = &host.vars;
     let path = Path::new(&args.template);

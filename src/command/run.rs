@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{confirm, connect_options, output};
 use crate::cli::RunArgs;
-use crate::cluster;
+use crate::cluster::{self, deployed};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::listing;
@@ -63,6 +63,30 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         step: args.step,
         ..Settings::default()
     };
+    let mut connect = connect;
+    let recorded = args
+        .playbooks
+        .iter()
+        .filter(|p| READS_RECORD.contains(&p.as_str()))
+        .cloned()
+        .collect::<Vec<_>>();
+    let before = match recorded.is_empty() {
+        true => None,
+        false => Some(deployed::read_for_run(&connect)?),
+    };
+    if let Some(before) = &before {
+        connect.provided = before.layer();
+        for line in &before.overridden {
+            eprintln!("note: {line}");
+        }
+    }
+    // The record is what the whole cluster runs: a run on part of it (some
+    // hosts, some tasks) does not change it.
+    let partial = connect.limit.is_some()
+        || !settings.tags.is_empty()
+        || !settings.skip_tags.is_empty()
+        || args.start_at_task.is_some()
+        || args.step;
     let result = runner::run_playbooks(
         &connect,
         output(&args.connect),
@@ -78,6 +102,19 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     let finished = result?;
     if let (Some(path), false) = (retry_file, finished.retry.is_empty()) {
         write_retry_file(&path, &finished.retry);
+    }
+    let changes_cluster = recorded.iter().any(|p| p != "pull");
+    if let (0, false, true, Some(before)) = (finished.code, args.check, changes_cluster, &before) {
+        if partial {
+            eprintln!("note: not recorded as deployed: `--limit`, `--tags`, `--skip-tags`, `--start-at-task` or `--step` changed part of the cluster; run without them to record");
+            return Ok(finished.code);
+        }
+        let run = deployed::RunInfo {
+            playbooks: recorded,
+            command: deployed::command_line(std::env::args()),
+            rollback_of: None,
+        };
+        super::history::announce(deployed::record(&connect, before, run)?.as_ref());
     }
     Ok(finished.code)
 }
@@ -188,6 +225,10 @@ fn lock_mode(args: &RunArgs) -> Result<Option<cluster::lock::Mode>> {
 /// The built-in playbooks that read `stack`: its entries are checked
 /// before any host is contacted.
 const STACK_PLAYBOOKS: &[&str] = &["stack", "bootstrap", "upgrade"];
+
+/// The built-in playbooks that run with the cluster's deployed record as
+/// their layer over the defaults; all but `pull` record after a success.
+const READS_RECORD: &[&str] = &["bootstrap", "consul", "stack", "upgrade", "pull"];
 
 /// What a run would destroy beyond recovery, if anything: `stop` with
 /// `purge` set by `-e` deletes Consul's data (the whole KV store).

@@ -26,6 +26,7 @@ pub(crate) mod docker_image;
 pub(crate) mod docker_prune;
 pub(crate) mod fail;
 pub(crate) mod file;
+pub(crate) mod include_role;
 pub(crate) mod include_tasks;
 pub(crate) mod lineinfile;
 pub(crate) mod package;
@@ -79,6 +80,7 @@ pub(crate) const MODULES: &[&dyn ModuleDef] = &[
     &docker_prune::Def,
     &container_gate::Def,
     &include_tasks::Def,
+    &include_role::Def,
 ];
 
 /// The modules a playbook may use: the engine's own ([`MODULES`]) and those
@@ -271,6 +273,8 @@ pub struct Context<'a> {
     pub engine: &'a Engine,
     pub vars: &'a Vars,
     pub playbook: &'a Playbook,
+    /// The directory of the task's role, searched first for `src:` files.
+    pub role: Option<&'a std::path::Path>,
     pub location: &'a Location,
     pub check: bool,
     pub diff: bool,
@@ -492,7 +496,7 @@ pub fn read_src(
     } else {
         crate::playbook::SrcKind::File
     };
-    if let Some(path) = ctx.playbook.resolve_src(src, kind) {
+    if let Some(path) = ctx.playbook.resolve_src(src, kind, ctx.role) {
         let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
         return Ok((path, bytes));
     }

@@ -20,7 +20,7 @@ use crate::escalation::{Keywords, Method};
 use crate::modules::{BadArgs, Module, Registry};
 use crate::suggest::closest;
 use crate::vars::Vars;
-use crate::yaml::{Node, Pos};
+use crate::yaml::{Kind, Node, Pos};
 
 /// An input error before its file is known.
 #[derive(Debug)]
@@ -48,7 +48,10 @@ pub(super) const PLAY_KEYS: &[&str] = &[
     "environment",
     "vars",
     "tags",
+    "pre_tasks",
+    "roles",
     "tasks",
+    "post_tasks",
     "handlers",
     "gather_facts",
     "import_playbook",
@@ -83,6 +86,7 @@ pub(super) const TASK_KEYS: &[&str] = &[
     "with_indexed_items",
     "check_mode",
     "import_tasks",
+    "import_role",
     "delegate_to",
     "local_action",
     "environment",
@@ -120,23 +124,79 @@ const BLOCK_KEYS: &[&str] = &[
 
 /// Ansible keys people will try that arpanet does not implement.
 const UNSUPPORTED_PLAY_KEYS: &[&str] = &[
-    "roles",
-    "pre_tasks",
-    "post_tasks",
     "remote_user",
     "vars_files",
     "vars_prompt",
     "connection",
     "strategy",
 ];
-const UNSUPPORTED_TASK_KEYS: &[&str] = &[
-    "args",
-    "async",
-    "poll",
-    "listen",
-    "include_role",
-    "import_role",
+const UNSUPPORTED_TASK_KEYS: &[&str] = &["args", "async", "poll", "listen"];
+
+/// What a role entry (in `roles:`) or an `import_role` takes beside the
+/// role's name: the keywords its tasks inherit.
+pub(super) const ROLE_KEYS: &[&str] = &[
+    "when",
+    "tags",
+    "vars",
+    "environment",
+    "any_errors_fatal",
+    "ignore_errors",
+    "delegate_to",
+    "no_log",
+    "check_mode",
+    "become",
+    "become_user",
+    "become_method",
+    "become_flags",
 ];
+
+/// A role named by `roles:` or `import_role`, with the files it reads in
+/// place of its `main` ones.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RoleRef {
+    #[serde(deserialize_with = "text")]
+    pub name: String,
+    #[serde(default, deserialize_with = "some_text")]
+    pub tasks_from: Option<String>,
+    #[serde(default, deserialize_with = "some_text")]
+    pub defaults_from: Option<String>,
+    #[serde(default, deserialize_with = "some_text")]
+    pub vars_from: Option<String>,
+    #[serde(default, deserialize_with = "some_text")]
+    pub handlers_from: Option<String>,
+    /// Run again in a play that already ran it with the same values.
+    #[serde(default, deserialize_with = "flag")]
+    pub allow_duplicates: bool,
+}
+
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    Deserialize::deserialize(d).map(|Text(s)| s)
+}
+
+fn some_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<String>, D::Error> {
+    text(d).map(Some)
+}
+
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    Deserialize::deserialize(d).map(|Flag(b)| b)
+}
+
+impl RoleRef {
+    /// `import_role: NAME` or `import_role: {name: NAME, tasks_from: ...}`.
+    pub(crate) fn parse(node: &Node) -> std::result::Result<RoleRef, crate::yaml::DeError> {
+        let role = match node.entries() {
+            Some(_) => node.to::<RoleRef>()?,
+            None => RoleRef {
+                name: node.to::<Text>()?.0,
+                ..RoleRef::default()
+            },
+        };
+        Ok(role)
+    }
+}
 
 /// A task as parsed, with the positions of its keys.
 pub(super) struct RawTask {
@@ -168,6 +228,9 @@ pub(super) struct RawTask {
     pub escalate: Keywords,
     /// `import_tasks: FILE`: this entry stands for that file's tasks.
     pub import: Option<String>,
+    /// `import_role` (or an entry of `roles:`): this entry stands for the
+    /// role's tasks.
+    pub role: Option<RoleRef>,
     /// `block:`: this entry groups tasks.
     pub block: Option<RawBlock>,
     /// The first key's position.
@@ -204,7 +267,11 @@ pub(super) struct RawPlay {
     pub environment: Vars,
     pub vars: Vars,
     pub tags: Vec<String>,
+    pub pre_tasks: Vec<RawTask>,
+    /// `roles:`, each entry as an `import_role`.
+    pub roles: Vec<RawTask>,
     pub tasks: Vec<RawTask>,
+    pub post_tasks: Vec<RawTask>,
     pub handlers: Vec<RawTask>,
     /// `become`, `become_user`, ... as this play says them.
     pub escalate: Keywords,
@@ -240,6 +307,31 @@ pub(super) fn tasks(doc: Option<&Node>, reg: Registry) -> Res<Vec<RawTask>> {
         .iter()
         .map(|t| task(t, reg))
         .collect()
+}
+
+/// A role's `meta/main.yml`: its `dependencies` (entries as in `roles:`)
+/// and `allow_duplicates`; other keys (`galaxy_info`...) are Galaxy's.
+pub(super) fn meta(doc: Option<&Node>, reg: Registry) -> Res<(Vec<RawTask>, bool)> {
+    let Some(doc) = doc.filter(|d| !d.is_null()) else {
+        return Ok((Vec::new(), false));
+    };
+    let mut deps = Vec::new();
+    let mut allow = false;
+    for (key, pos, v) in entries(doc, "a mapping with `dependencies`")? {
+        match key {
+            "dependencies" => {
+                deps = list(Some(v), "a list of roles")?
+                    .iter()
+                    .map(|r| role_entry(r, reg))
+                    .collect::<Res<_>>()?
+            }
+            "allow_duplicates" => allow = value::<Flag>(key, v)?.0,
+            _ => {
+                let _ = pos;
+            }
+        }
+    }
+    Ok((deps, allow))
 }
 
 /// The items of a sequence; nothing for null.
@@ -317,7 +409,10 @@ fn play(node: &Node, reg: Registry) -> Res<RawPlay> {
         environment: Vars::new(),
         vars: Vars::new(),
         tags: Vec::new(),
+        pre_tasks: Vec::new(),
+        roles: Vec::new(),
         tasks: Vec::new(),
+        post_tasks: Vec::new(),
         handlers: Vec::new(),
         escalate: Keywords::default(),
         import: None,
@@ -337,6 +432,14 @@ fn play(node: &Node, reg: Registry) -> Res<RawPlay> {
             "import_playbook" => p.import = Some(value::<Text>(key, v)?.0),
             "tags" => p.tags = split_tags(value::<List>(key, v)?.0),
             "tasks" => p.tasks = tasks(Some(v), reg)?,
+            "pre_tasks" => p.pre_tasks = tasks(Some(v), reg)?,
+            "post_tasks" => p.post_tasks = tasks(Some(v), reg)?,
+            "roles" => {
+                p.roles = list(Some(v), "a list of roles")?
+                    .iter()
+                    .map(|r| role_entry(r, reg))
+                    .collect::<Res<_>>()?
+            }
             "handlers" => p.handlers = tasks(Some(v), reg)?,
             "gather_facts" => {}
             _ if escalation(&mut p.escalate, key, v)? => {}
@@ -406,6 +509,7 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
         any_errors_fatal: false,
         escalate: Keywords::default(),
         import: None,
+        role: None,
         block: None,
         pos: node.pos,
         keys: Vec::new(),
@@ -467,6 +571,12 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
             "loop_control" => t.loop_control = value::<LoopControl>(key, v)?,
             "check_mode" => t.check_mode = Some(value::<Flag>(key, v)?.0),
             "import_tasks" => t.import = Some(value::<Text>(key, v)?.0),
+            "import_role" => {
+                t.role = Some(RoleRef::parse(v).map_err(|e| {
+                    let (pos, kind) = e.into_input(v.pos, Some(key));
+                    at(pos, kind)
+                })?)
+            }
             "delegate_to" => t.delegate_to = Some(value::<Text>(key, v)?.0),
             "environment" => t.environment = environment(key, v)?,
             "any_errors_fatal" => t.any_errors_fatal = value::<Flag>(key, v)?.0,
@@ -531,6 +641,13 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
             ));
         }
         t.block = Some(block);
+    } else if t.role.is_some() {
+        if let Some((other, pos, _)) = entries.iter().find(|(k, _, _)| {
+            let k = keyword(k);
+            k != "import_role" && k != "name" && !ROLE_KEYS.contains(&k)
+        }) {
+            return Err(at(*pos, role_with(other, true)));
+        }
     } else if t.import.is_some() {
         let beside = ["import_tasks", "name", "when", "tags", "vars"];
         if let Some((other, pos, _)) = entries
@@ -560,7 +677,80 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
 fn keyword(key: &str) -> &str {
     match key {
         "ansible.builtin.import_tasks" | "ansible.legacy.import_tasks" => "import_tasks",
+        "ansible.builtin.import_role" | "ansible.legacy.import_role" => "import_role",
         _ => key,
+    }
+}
+
+/// An entry of `roles:`: a role's name, or a mapping with `role` (or
+/// `name`) and the keywords its tasks inherit; read as the `import_role`
+/// it stands for.
+fn role_entry(node: &Node, reg: Registry) -> Res<RawTask> {
+    let key = |pos| Node {
+        kind: Kind::Scalar {
+            text: "import_role".into(),
+            plain: true,
+        },
+        pos,
+    };
+    let Some(entries) = node.entries() else {
+        let map = Kind::Map(vec![(key(node.pos), node.clone())]);
+        return task(
+            &Node {
+                kind: map,
+                pos: node.pos,
+            },
+            reg,
+        );
+    };
+    let name_key = match entries.iter().any(|(k, _)| k.text() == Some("role")) {
+        true => "role",
+        false => "name",
+    };
+    let mut out = Vec::new();
+    for (k, v) in entries {
+        match k.text() {
+            Some(text) if text == name_key => out.insert(0, (key(k.pos), v.clone())),
+            Some(text) if ROLE_KEYS.contains(&text) => out.push((k.clone(), v.clone())),
+            other => return Err(at(k.pos, role_with(other.unwrap_or("?"), false))),
+        }
+    }
+    if out
+        .first()
+        .is_none_or(|(k, _)| k.text() != Some("import_role"))
+    {
+        return Err(at(
+            node.pos,
+            InputKind::MissingArgument {
+                module: None,
+                argument: "role".into(),
+            },
+        ));
+    }
+    task(
+        &Node {
+            kind: Kind::Map(out),
+            pos: node.pos,
+        },
+        reg,
+    )
+}
+
+/// A key a role entry or `import_role` does not take.
+fn role_with(key: &str, import: bool) -> InputKind {
+    let takes = match import {
+        true => ["name"]
+            .iter()
+            .chain(ROLE_KEYS)
+            .copied()
+            .collect::<Vec<_>>(),
+        false => ROLE_KEYS.to_vec(),
+    };
+    InputKind::RoleWith {
+        import,
+        key: key.to_owned(),
+        suggestion: closest(key, takes.iter().copied()).map(str::to_owned),
+        takes: strings(&takes),
     }
 }
 

@@ -418,9 +418,9 @@ fn hosts_may_be_a_list_and_tasks_may_be_absent() {
 
 #[test]
 fn unsupported_ansible_keys_say_so() {
-    let text = error("- hosts: all\n  roles: [consul]\n");
+    let text = error("- hosts: all\n  vars_files: [x.yml]\n");
     assert!(
-        text.starts_with("site.yml:2:3: `roles` is not supported"),
+        text.starts_with("site.yml:2:3: `vars_files` is not supported"),
         "{text}"
     );
     let text = error("- hosts: all\n  tasks:\n    - command: x\n      async: 10\n");
@@ -716,21 +716,21 @@ fn resolve_src_looks_beside_the_playbook_then_in_templates_or_files() {
     std::fs::write(root.join("templates/both.txt"), "").unwrap();
     let pb = Playbook::parse(&root.join("site.yml"), root, "- hosts: all\n").unwrap();
     assert_eq!(
-        pb.resolve_src("docker.j2", SrcKind::Template),
+        pb.resolve_src("docker.j2", SrcKind::Template, None),
         Some(root.join("templates/docker.j2"))
     );
-    assert_eq!(pb.resolve_src("docker.j2", SrcKind::File), None);
+    assert_eq!(pb.resolve_src("docker.j2", SrcKind::File, None), None);
     assert_eq!(
-        pb.resolve_src("consul.json", SrcKind::File),
+        pb.resolve_src("consul.json", SrcKind::File, None),
         Some(root.join("files/consul.json"))
     );
     assert_eq!(
-        pb.resolve_src("both.txt", SrcKind::Template),
+        pb.resolve_src("both.txt", SrcKind::Template, None),
         Some(root.join("both.txt"))
     );
     let absolute = root.join("files/consul.json");
     assert_eq!(
-        pb.resolve_src(absolute.to_str().unwrap(), SrcKind::Template),
+        pb.resolve_src(absolute.to_str().unwrap(), SrcKind::Template, None),
         Some(absolute)
     );
 }
@@ -774,12 +774,35 @@ fn every_builtin_playbook_parses_and_bootstrap_imports_the_four_steps() {
             "configure docker",
             "pull images",
             "consul security, made on this machine",
-            "consul boot server",
-            "consul servers",
-            "consul clients",
+            "consul agents not running yet, started together",
+            "roll the consul clients, in batches",
+            "roll the consul followers, one at a time",
+            "roll the consul leader, last",
             "service stack"
         ]
     );
+    // `bootstrap`, `consul` and `upgrade` recreate agents through the same
+    // roll: clients by the quarter, servers one at a time, and a failed
+    // batch stops it.
+    let roll = |name: &str| {
+        let pb = resolve_in(name, Path::new("/nonexistent-dir"), B).unwrap();
+        pb.plays
+            .iter()
+            .skip_while(|p| !p.name.starts_with("consul agents not running"))
+            .take(4)
+            .map(|p| (p.name.clone(), p.serial.clone(), p.max_fail_percentage))
+            .collect::<Vec<_>>()
+    };
+    let shared = roll("bootstrap");
+    assert_eq!(shared.len(), 4);
+    assert_eq!(shared[1].1, [Serial::Template("{{ roll_serial }}".into())]);
+    assert_eq!(
+        (&shared[2].1, &shared[3].1),
+        (&vec![Serial::Count(1)], &vec![Serial::Count(1)])
+    );
+    assert!(shared.iter().all(|p| p.2 == Some(0.0)), "{shared:?}");
+    assert_eq!(roll("consul"), shared);
+    assert_eq!(roll("upgrade"), shared);
 }
 
 #[test]
@@ -932,7 +955,27 @@ fn bad_fixture_messages() {
 fn bad_input_messages() {
     let cases = [
         ("empty_playbook", "# nothing\n"),
-        ("roles_unsupported", "- hosts: all\n  roles: [consul]\n"),
+        ("role_not_found", "- hosts: all\n  roles: [consul]\n"),
+        (
+            "role_entry_unknown_key",
+            "- hosts: all\n  roles:\n    - role: consul\n      whne: x\n",
+        ),
+        (
+            "role_entry_inline_param",
+            "- hosts: all\n  roles:\n    - { role: consul, consul_port: 80 }\n",
+        ),
+        (
+            "role_entry_without_role",
+            "- hosts: all\n  roles:\n    - tags: [x]\n",
+        ),
+        (
+            "import_role_with_module",
+            "- hosts: all\n  tasks:\n    - import_role: {name: x}\n      command: y\n",
+        ),
+        (
+            "include_role_unknown_arg",
+            "- hosts: all\n  tasks:\n    - include_role: {name: x, task_from: y}\n",
+        ),
         (
             "become_method_unknown",
             "- hosts: all\n  tasks:\n    - command: x\n      become: true\n      become_method: doas\n",
@@ -1303,4 +1346,116 @@ fn import_tasks_by_its_collection_name() {
     let tasks = pb.plays[0].task_list();
     assert_eq!(tasks[0].name, "command: echo more");
     assert_eq!(tasks[0].tags, ["x"]);
+}
+
+/// Write `files` under a fresh directory and load its `site.yml`.
+fn load_tree(files: &[(&str, &str)]) -> (tempfile::TempDir, Result<Playbook>) {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let pb = Playbook::load(&dir.path().join("site.yml"));
+    (dir, pb)
+}
+
+const ROLE_A: &[(&str, &str)] = &[
+    (
+        "roles/a/tasks/main.yml",
+        "- name: a task\n  command: a\n  notify: a handler\n",
+    ),
+    (
+        "roles/a/handlers/main.yml",
+        "- name: a handler\n  command: h\n",
+    ),
+    ("roles/b/meta/main.yml", "dependencies: [a]\n"),
+    ("roles/b/tasks/main.yaml", "- name: b task\n  command: b\n"),
+];
+
+#[test]
+fn roles_run_after_pre_tasks_with_dependencies_once_and_their_handlers_join_the_play() {
+    let site = "- hosts: all\n  pre_tasks:\n    - {name: pre, command: p}\n  roles: [a, b]\n  tasks:\n    - {name: t, command: t}\n  post_tasks:\n    - {name: post, command: q}\n";
+    let files: Vec<_> = ROLE_A.iter().copied().chain([("site.yml", site)]).collect();
+    let (_dir, pb) = load_tree(&files);
+    let pb = pb.unwrap();
+    let play = &pb.plays[0];
+    let names: Vec<&str> = play.task_list().iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["pre", "a : a task", "b : b task", "t", "post"]);
+    let handlers: Vec<&str> = play.handlers.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(handlers, ["a : a handler"]);
+    let role = play.task_list()[1].role.clone().expect("a role's task");
+    assert_eq!(role.name, "a");
+
+    // other values, or `allow_duplicates`, run it again
+    let site = "- hosts: all\n  roles:\n    - a\n    - {role: a, vars: {x: 1}}\n    - a\n";
+    let files: Vec<_> = ROLE_A.iter().copied().chain([("site.yml", site)]).collect();
+    let (_dir, pb) = load_tree(&files);
+    assert_eq!(pb.unwrap().plays[0].task_list().len(), 2);
+    let mut files = files.clone();
+    files.push(("roles/a/meta/main.yml", "allow_duplicates: true\n"));
+    let (_dir, pb) = load_tree(&files);
+    assert_eq!(pb.unwrap().plays[0].task_list().len(), 3);
+}
+
+#[test]
+fn bad_roles_are_refused_before_any_host_where_they_are() {
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case<'_>] = &[
+        (
+            "- hosts: all\n  tasks:\n    - include_role: {name: nowhere}\n",
+            &[],
+            "site.yml:3:7: no role `nowhere`",
+        ),
+        (
+            "- hosts: all\n  roles: [a]\n",
+            &[("roles/a/tasks/main.yml", "- command: x\n  notify: nobody\n")],
+            "roles/a/tasks/main.yml:2:3: `notify` names no handler of this play: `nobody`",
+        ),
+        (
+            "- hosts: all\n  roles: [a]\n",
+            &[(
+                "roles/a/meta/main.yml",
+                "dependencies:\n  - {role: ghost}\n",
+            )],
+            "roles/a/meta/main.yml:2:6: no role `ghost`",
+        ),
+        (
+            "- hosts: all\n  tasks:\n    - import_role: {name: a, tasks_from: other}\n",
+            &[("roles/a/tasks/main.yml", "- command: x\n")],
+            "site.yml:3:7: no task file `other` to include",
+        ),
+        (
+            "- hosts: all\n  roles: [a]\n",
+            &[("roles/a/defaults/main.yml", "[not a mapping\n")],
+            "roles/a/defaults/main.yml:",
+        ),
+    ];
+    for (site, files, expected) in cases {
+        let files: Vec<_> = files.iter().copied().chain([("site.yml", *site)]).collect();
+        let (dir, pb) = load_tree(&files);
+        let text = pb.unwrap_err().to_string();
+        let text = text.replace(&format!("{}/", dir.path().display()), "");
+        assert!(text.starts_with(expected), "{expected}\n{text}");
+    }
+}
+
+#[test]
+fn a_role_entry_hands_down_its_keywords_and_the_play_its_become_to_every_section() {
+    let site = "- hosts: all\n  become_user: app\n  pre_tasks:\n    - {name: pre, command: p}\n  roles:\n    - role: a\n      become: true\n      when: go\n      tags: [web]\n      vars: {x: 1}\n  post_tasks:\n    - {name: post, command: q}\n";
+    let files: Vec<_> = ROLE_A.iter().copied().chain([("site.yml", site)]).collect();
+    let (_dir, pb) = load_tree(&files);
+    let pb = pb.unwrap();
+    let play = &pb.plays[0];
+    let tasks = play.task_list();
+    let role_task = tasks[1];
+    assert_eq!(role_task.escalate.enabled, Some(true));
+    assert_eq!(role_task.when, ["go"]);
+    assert_eq!(role_task.tags, ["web"]);
+    assert_eq!(role_task.vars["x"], serde_json::json!(1));
+    // the role's handler takes the entry's keywords too
+    assert_eq!(play.handlers[0].escalate.enabled, Some(true));
+    for task in tasks {
+        assert_eq!(task.escalate.user.as_deref(), Some("app"), "{}", task.name);
+    }
 }

@@ -139,16 +139,28 @@ fn parse_percent(s: &str) -> Option<f64> {
 /// One `serial:` size: a host count or `"30%"`; `0` means all hosts left.
 pub(crate) struct SerialValue(pub Serial);
 
+/// What `serial` takes, said when it gets something else.
+pub(crate) const SERIAL_EXPECTED: &str = "a number of hosts or a percentage such as `30%`";
+
 impl<'de> Deserialize<'de> for SerialValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        parse_scalar(d, "a number of hosts or a percentage such as `30%`", |s| {
-            if s.ends_with('%') {
-                return parse_percent(s).filter(|p| *p > 0.0).map(Serial::Percent);
+        parse_scalar(d, SERIAL_EXPECTED, |s| {
+            if s.contains("{{") {
+                return Some(Serial::Template(s.to_owned()));
             }
-            s.parse::<usize>().ok().map(Serial::Count)
+            parse_serial(s)
         })
         .map(SerialValue)
     }
+}
+
+/// A `serial` size as written or rendered: `3` or `"30%"`.
+pub(crate) fn parse_serial(s: &str) -> Option<Serial> {
+    let s = s.trim();
+    if s.ends_with('%') {
+        return parse_percent(s).filter(|p| *p > 0.0).map(Serial::Percent);
+    }
+    s.parse::<usize>().ok().map(Serial::Count)
 }
 
 /// A variable name, as `register:` takes.

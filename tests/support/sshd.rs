@@ -587,7 +587,7 @@ pub struct SshAgent {
 }
 
 impl SshAgent {
-    /// Start `ssh-agent -D -a SOCKET` and wait for its socket.
+    /// Start `ssh-agent -D -a SOCKET` and wait until it accepts.
     pub fn start() -> SshAgent {
         let dir = tempfile::Builder::new()
             .prefix("arpanet-agent-")
@@ -603,7 +603,9 @@ impl SshAgent {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run ssh-agent: {e}"));
         let deadline = Instant::now() + START_TIMEOUT;
-        while !socket.exists() {
+        // The socket file appears at bind(), a moment before listen():
+        // wait until a connection is accepted.
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             if let Ok(Some(status)) = child.try_wait() {
                 let mut err = String::new();
                 if let Some(mut stderr) = child.stderr.take() {

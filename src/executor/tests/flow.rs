@@ -1,5 +1,5 @@
 //! Replays `tests/fixtures/flow/`: `block`/`rescue`/`always`,
-//! `any_errors_fatal` and `include_tasks` ordering, recorded from
+//! `any_errors_fatal`, `include_tasks` and roles ordering, recorded from
 //! ansible-playbook 2.19 by `tests/fixtures/serial/record.py`.
 
 use super::serial::{fixtures, replay_in};
@@ -42,4 +42,5 @@ scenarios! {
     rescued_under_mfp
     block_ignore_errors
     include_in_rescue_serial
+    roles
 }

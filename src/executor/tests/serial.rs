@@ -137,7 +137,9 @@ pub(super) fn replay_in(dir: &Path, name: &str) {
     };
     let files = tempfile::tempdir().unwrap();
     for (file, body) in &scenario.files {
-        std::fs::write(files.path().join(file), body).unwrap();
+        let path = files.path().join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
     }
     let (captured, _) = run_in_dir(
         &fake,

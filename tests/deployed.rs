@@ -1,0 +1,493 @@
+//! What is deployed lives in the cluster, on a lab of real nodes (one
+//! Consul server, one client: both roles, the fewest nodes that have
+//! them). Run with `ARPANET_LAB_TESTS=1`. The inventory is the lab's
+//! without its image lines, so images come from `-e` and then from the
+//! cluster's record: after `upgrade -e consul_image=X`, a plain
+//! `bootstrap` and an upgrade of cAdvisor keep X; `history` lists the
+//! records (here and in a second checkout without local state);
+//! `rollback` returns cAdvisor to the previous record's image and keeps X.
+//! The images running are read with `docker exec` into the nodes, not
+//! from arpanet's output.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::Run;
+
+static NAME: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::support::lab_name("arpanet-deployed"));
+static SUBNET: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::support::lab_subnet(75));
+
+struct Lab {
+    dir: PathBuf,
+    home: tempfile::TempDir,
+}
+
+impl Lab {
+    fn lab(&self, args: &[&str]) -> Run {
+        let (command, rest) = args.split_first().unwrap();
+        let mut all = vec![
+            "lab",
+            command,
+            "--dir",
+            self.dir.to_str().unwrap(),
+            "--name",
+            NAME.as_str(),
+        ];
+        all.extend_from_slice(rest);
+        self.arpanet(&all)
+    }
+
+    /// `arpanet COMMAND -i INVENTORY ARGS...` with the given inventory.
+    fn run(&self, inventory: &Path, command: &str, args: &[&str]) -> Run {
+        let mut all = vec![command, "-i", inventory.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.arpanet(&all)
+    }
+
+    fn arpanet(&self, args: &[&str]) -> Run {
+        let output = Command::new(env!("CARGO_BIN_EXE_arpanet"))
+            .args(args)
+            .env("HOME", self.home.path())
+            .env("NO_COLOR", "1")
+            .env("ARPANET_LAB_SUBNET", &*SUBNET)
+            .env_remove("ARPANET_LAB_NAME")
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run arpanet");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// `sh -c COMMAND` inside lab node `n`, bypassing arpanet.
+    fn on_node(&self, n: usize, command: &str) -> String {
+        let output = Command::new("docker")
+            .args(["exec", &format!("{}-node{n}", *NAME), "sh", "-c", command])
+            .output()
+            .expect("docker exec");
+        assert!(
+            output.status.success(),
+            "`{command}` on node{n} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// The image each node's `consul` and `cadvisor` containers run.
+    fn images(&self) -> Vec<(String, String)> {
+        (1..=2)
+            .map(|n| {
+                let image = |name: &str| {
+                    self.on_node(
+                        n,
+                        &format!("docker inspect --format '{{{{.Config.Image}}}}' {name}"),
+                    )
+                };
+                (image("consul"), image("cadvisor"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.lab(&["down"]);
+    }
+}
+
+/// The value of `key=` in the lab inventory.
+fn inventory_value(text: &str, key: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no `{key}` in the lab inventory:\n{text}"))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn what_is_deployed_is_kept_listed_and_rolled_back_from_the_cluster() {
+    if std::env::var("ARPANET_LAB_TESTS").ok().as_deref() != Some("1") {
+        eprintln!("note: skipping the deployed-record lab test: set ARPANET_LAB_TESTS=1");
+        return;
+    }
+    let _turn = crate::support::lab_lock();
+    let lab = Lab {
+        dir: Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(crate::support::lab_name("arpanet-deployed-lab")),
+        home: tempfile::tempdir().unwrap(),
+    };
+    let _ = lab.lab(&["down"]);
+    let up = lab.lab(&["up", "--nodes", "2", "--servers", "1"]);
+    assert_eq!(up.code, 0, "lab up failed:\n{up}");
+
+    // The lab's inventory without its image lines (and a short settle
+    // window): images come from `-e` and the record only.
+    let lab_inventory = std::fs::read_to_string(lab.dir.join("inventory.ini")).unwrap();
+    let consul = inventory_value(&lab_inventory, "consul_image");
+    let cadvisor = inventory_value(&lab_inventory, "cadvisor_image");
+    let stripped: String = lab_inventory
+        .lines()
+        .filter(|l| !l.starts_with("consul_image=") && !l.starts_with("cadvisor_image="))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        + "gate_settle_seconds=3\n";
+    let inventory = lab.dir.join("deployed.ini");
+    std::fs::write(&inventory, &stripped).unwrap();
+
+    let first = lab.run(
+        &inventory,
+        "run",
+        &[
+            "bootstrap",
+            "-e",
+            &format!("consul_image={consul}"),
+            "-e",
+            &format!("cadvisor_image={cadvisor}"),
+        ],
+    );
+    assert_eq!(first.code, 0, "{first}");
+    let both = |c: &str, a: &str| vec![(c.to_owned(), a.to_owned()); 2];
+    assert_eq!(lab.images(), both(&consul, &cadvisor));
+
+    // X and Y: the lab's images under new tags, pushed from node1.
+    let tag = format!("{:x}", std::process::id());
+    let x = format!("{consul}-x{tag}");
+    let y = format!("{cadvisor}-y{tag}");
+    lab.on_node(
+        1,
+        &format!("docker tag {consul} {x} && docker push -q {x} >/dev/null && docker tag {cadvisor} {y} && docker push -q {y} >/dev/null"),
+    );
+
+    let upgrade_x = lab.run(
+        &inventory,
+        "run",
+        &["upgrade", "-e", &format!("consul_image={x}")],
+    );
+    assert_eq!(upgrade_x.code, 0, "{upgrade_x}");
+    assert_eq!(lab.images(), both(&x, &cadvisor));
+
+    // A plain bootstrap keeps X: nothing in the inventory or `-e` says
+    // otherwise, and the record does.
+    let plain = lab.run(&inventory, "run", &["bootstrap"]);
+    assert_eq!(plain.code, 0, "{plain}");
+    assert_eq!(lab.images(), both(&x, &cadvisor), "{plain}");
+
+    let upgrade_y = lab.run(
+        &inventory,
+        "run",
+        &["upgrade", "-e", &format!("cadvisor_image={y}")],
+    );
+    assert_eq!(upgrade_y.code, 0, "{upgrade_y}");
+    assert_eq!(lab.images(), both(&x, &y), "{upgrade_y}");
+
+    // `history` lists both upgrades with what changed, values masked in the
+    // command line.
+    let history = lab.run(&inventory, "history", &[]);
+    assert_eq!(history.code, 0, "{history}");
+    let consul_change = format!("consul_image: `{consul}` → `{x}`");
+    let cadvisor_change = format!("image: `{cadvisor}` → `{y}`");
+    let row = |needle: &str| {
+        history
+            .stdout
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` in:\n{history}"))
+            .to_owned()
+    };
+    assert!(row(&consul_change).contains("upgrade"), "{history}");
+    assert!(
+        row(&cadvisor_change).trim_start().starts_with("*3"),
+        "{history}"
+    );
+    assert!(
+        !history.stdout.contains(&format!("consul_image={x}")),
+        "{history}"
+    );
+    let json = |run: &Run| -> serde_json::Value {
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run}"))
+    };
+    let listed = lab.run(&inventory, "history", &["-o", "json"]);
+    let records = json(&listed);
+    let numbers: Vec<u64> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2, 3], "{listed}");
+    assert_eq!(records[2]["values"]["consul_image"], x.as_str());
+    assert_eq!(records[2]["values"]["stack"][0]["image"], y.as_str());
+
+    // `rollback` is destructive: refused without a terminal or `--yes`.
+    let refused = lab.run(&inventory, "rollback", &[]);
+    assert_eq!(refused.code, 5, "{refused}");
+    assert_eq!(lab.images(), both(&x, &y));
+    let rollback = lab.run(&inventory, "rollback", &["--yes"]);
+    assert_eq!(rollback.code, 0, "{rollback}");
+    assert_eq!(lab.images(), both(&x, &cadvisor), "{rollback}");
+    let one = lab.run(&inventory, "history", &["4", "-o", "json"]);
+    let fourth = json(&one);
+    assert_eq!(fourth["rollback_of"], 2, "{one}");
+    assert_eq!(fourth["values"]["consul_image"], x.as_str());
+
+    // A second checkout (the inventory alone, no local state) sees the
+    // same history.
+    let other = tempfile::tempdir().unwrap();
+    let copy = other.path().join("hosts.ini");
+    std::fs::write(&copy, &stripped).unwrap();
+    let seen = lab.run(&copy, "history", &["-o", "json"]);
+    assert_eq!(seen.code, 0, "{seen}");
+    let mine = lab.run(&inventory, "history", &["-o", "json"]);
+    assert_eq!(json(&seen), json(&mine));
+    assert_eq!(json(&seen).as_array().unwrap().len(), 4);
+}
+
+/// A stand-in for one Consul agent's HTTP API on `127.0.0.1:PORT`, which
+/// an sshd host on loopback forwards to as a node would to its agent: a
+/// KV store (GET with `?recurse`, `?keys`, `?raw`; PUT with `?cas`;
+/// DELETE), or, with `fail` set, that answer to every request.
+struct FakeConsul {
+    port: u16,
+    fail: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+type Kv = std::collections::BTreeMap<String, (Vec<u8>, u64)>;
+
+impl FakeConsul {
+    fn start() -> FakeConsul {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let fail = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+        let kv = std::sync::Arc::new(std::sync::Mutex::new(Kv::new()));
+        let (fail2, kv2) = (fail.clone(), kv.clone());
+        std::thread::spawn(move || {
+            let mut index = 0u64;
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap_or(0);
+                let mut length = 0;
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap_or(());
+                let mut words = line.split_whitespace();
+                let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                index += 1;
+                let (status, answer) = match fail2.lock().unwrap().clone() {
+                    Some(text) => (500, text.into_bytes()),
+                    None => handle(&mut kv2.lock().unwrap(), method, target, body, index),
+                };
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    answer.len()
+                );
+                let _ = stream.write_all(&answer);
+            }
+        });
+        FakeConsul { port, fail }
+    }
+}
+
+fn handle(kv: &mut Kv, method: &str, target: &str, body: Vec<u8>, index: u64) -> (u16, Vec<u8>) {
+    use base64::Engine as _;
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let Some(key) = path.strip_prefix("/v1/kv/") else {
+        return (404, Vec::new());
+    };
+    let flags: Vec<&str> = query.split('&').collect();
+    let entry = |k: &String, (v, i): &(Vec<u8>, u64)| serde_json::json!({"Key": k, "Value": base64::engine::general_purpose::STANDARD.encode(v), "ModifyIndex": i, "CreateIndex": i, "Flags": 0, "LockIndex": 0});
+    match method {
+        "GET" => {
+            let under: Vec<(&String, &(Vec<u8>, u64))> =
+                kv.iter().filter(|(k, _)| k.starts_with(key)).collect();
+            if flags.contains(&"keys") {
+                let keys: Vec<&String> = under.iter().map(|(k, _)| *k).collect();
+                return (200, serde_json::to_vec(&keys).unwrap());
+            }
+            if flags.contains(&"recurse") {
+                if under.is_empty() {
+                    return (404, Vec::new());
+                }
+                let list: Vec<_> = under.iter().map(|(k, v)| entry(k, v)).collect();
+                return (200, serde_json::to_vec(&list).unwrap());
+            }
+            match kv.get_key_value(key) {
+                None => (404, Vec::new()),
+                Some((_, (v, _))) if flags.contains(&"raw") => (200, v.clone()),
+                Some((k, v)) => (200, serde_json::to_vec(&[entry(k, v)]).unwrap()),
+            }
+        }
+        "PUT" => {
+            let cas = flags.iter().find_map(|f| f.strip_prefix("cas="));
+            let ok = match cas.map(|c| c.parse::<u64>().unwrap()) {
+                None => true,
+                Some(0) => !kv.contains_key(key),
+                Some(i) => kv.get(key).is_some_and(|(_, at)| *at == i),
+            };
+            if ok {
+                kv.insert(key.to_owned(), (body, index));
+            }
+            (200, ok.to_string().into_bytes())
+        }
+        "DELETE" => {
+            kv.retain(|k, _| k != key && !(flags.contains(&"recurse") && k.starts_with(key)));
+            (200, b"true".to_vec())
+        }
+        _ => (405, Vec::new()),
+    }
+}
+
+/// A record as arpanet writes it, with one stack entry holding `secret`.
+fn record(number: u64, cadvisor: &str, secret: &str) -> String {
+    serde_json::json!({
+        "number": number,
+        "time": format!("2026-12-0{number}T10:00:00Z"),
+        "who": "ops@laptop",
+        "command": "arpanet run -i hosts upgrade -e 'cadvisor_image=***'",
+        "playbooks": ["upgrade"],
+        "changes": [format!("cadvisor_image: `old` → `{cadvisor}`")],
+        "values": {
+            "consul_image": format!("reg/consul:{number}"),
+            "cadvisor_image": cadvisor,
+            "stack": [{"name": "app", "image": cadvisor, "env": {"DB_PASSWORD": secret}}]
+        },
+        "raw": {
+            "consul_image": format!("reg/consul:{number}"),
+            "cadvisor_image": cadvisor,
+            "stack": [{"name": "app", "image": "{{ cadvisor_image }}", "env": {"DB_PASSWORD": secret}}]
+        }
+    })
+    .to_string()
+}
+
+#[test]
+fn history_over_ssh_shows_the_clusters_records_with_env_values_masked() {
+    let consul = FakeConsul::start();
+    let cluster = crate::support::Cluster::start(1);
+    let port = consul.port.to_string();
+    let inventory = cluster.inventory_with_groups(&[("servers", &[0])], &[("consul_port", &port)]);
+    let inv = inventory.to_str().unwrap();
+    let secret = format!("s3cret-{:x}", std::process::id());
+    // Written through arpanet's own `kv` (the SSH-forwarded API).
+    for n in 1..=2u64 {
+        let value = record(n, &format!("reg/cadvisor:{n}"), &secret);
+        let key = format!("deployed/history/{n:06}");
+        assert_eq!(cluster.run(&["kv", "-i", inv, "set", &key, &value]).code, 0);
+    }
+    let current = record(2, "reg/cadvisor:2", &secret);
+    let set = cluster.run(&["kv", "-i", inv, "set", "deployed/current", &current]);
+    assert_eq!(set.code, 0, "{set}");
+
+    let list = cluster.run(&["history", "-i", inv]);
+    assert_eq!(list.code, 0, "{list}");
+    let rows: Vec<&str> = list.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{list}");
+    assert!(rows[0].trim_start().starts_with("1 "), "{list}");
+    assert!(rows[1].trim_start().starts_with("*2 "), "{list}");
+    assert!(rows[1].contains("`old` → `reg/cadvisor:2`"), "{list}");
+
+    for args in [vec!["2"], vec!["2", "-o", "json"], vec!["-o", "json"]] {
+        let mut all = vec!["history", "-i", inv];
+        all.extend(args.iter().copied());
+        let out = cluster.run(&all);
+        assert_eq!(out.code, 0, "{out}");
+        assert!(!out.stdout.contains(&secret), "{out}");
+        assert!(!out.stderr.contains(&secret), "{out}");
+        assert!(out.stdout.contains("DB_PASSWORD"), "{out}");
+        assert!(out.stdout.contains("***"), "{out}");
+    }
+    let missing = cluster.run(&["history", "-i", inv, "9"]);
+    assert_eq!(missing.code, 5, "{missing}");
+    assert!(missing.stderr.contains("no record #9"), "{missing}");
+
+    // `rollback` asks first: refused without a terminal, nothing run.
+    let refused = cluster.run(&["rollback", "-i", inv]);
+    assert_eq!(refused.code, 5, "{refused}");
+    assert!(refused.stderr.contains("from record #2 to #1"), "{refused}");
+    assert!(refused.stderr.contains("--yes"), "{refused}");
+    assert!(!refused.stdout.contains("TASK"), "{refused}");
+    let same = cluster.run(&["rollback", "-i", inv, "2", "--yes"]);
+    assert_eq!(same.code, 5, "{same}");
+    assert!(
+        same.stderr.contains("record #2 is what is deployed now"),
+        "{same}"
+    );
+
+    // A run reads the record over the defaults: `pull` (failing here: the
+    // test user may not use Docker) pulls the recorded image, not the
+    // default; `-e` wins and says what it replaces.
+    let plain = cluster.run(&["run", "-i", inv, "pull"]);
+    assert!(
+        plain.stdout.contains("docker pull --quiet reg/consul:2"),
+        "{plain}"
+    );
+    assert!(!plain.stdout.contains("hashicorp/consul"), "{plain}");
+    assert!(!plain.stderr.contains("note:"), "{plain}");
+    let off = cluster.run(&["run", "-i", inv, "pull", "-e", "deployed_record=false"]);
+    assert!(
+        off.stdout.contains("docker pull --quiet hashicorp/consul"),
+        "{off}"
+    );
+    let given = cluster.run(&["run", "-i", inv, "pull", "-e", "consul_image=reg/consul:9"]);
+    assert!(
+        given.stdout.contains("docker pull --quiet reg/consul:9"),
+        "{given}"
+    );
+    assert!(
+        given.stderr.contains(
+            "note: `consul_image` from ~/.arpanetrc, the inventory or `-e` replaces the deployed `reg/consul:2` with `reg/consul:9` (record #2)"
+        ),
+        "{given}"
+    );
+
+    // No agent listening at all: no cluster, said so.
+    let inventory = cluster.inventory(&[("consul_port", "1")]);
+    let none = cluster.run(&["history", "-i", inventory.to_str().unwrap()]);
+    assert_eq!(none.code, 5, "{none}");
+    assert!(none.stderr.contains("no Consul agent answered"), "{none}");
+}
+
+#[test]
+fn a_cluster_that_cannot_read_its_record_stops_the_run_before_any_task() {
+    let consul = FakeConsul::start();
+    *consul.fail.lock().unwrap() = Some("No cluster leader".into());
+    let cluster = crate::support::Cluster::start(1);
+    let port = consul.port.to_string();
+    let inventory = cluster.inventory_with_groups(&[("servers", &[0])], &[("consul_port", &port)]);
+    let inv = inventory.to_str().unwrap();
+    let refused = cluster.run(&["run", "-i", inv, "pull"]);
+    assert_eq!(refused.code, 2, "{refused}");
+    assert!(
+        refused.stderr.contains("cannot read what is deployed"),
+        "{refused}"
+    );
+    assert!(
+        refused.stderr.contains("500: No cluster leader"),
+        "{refused}"
+    );
+    assert!(
+        refused.stderr.contains("deployed_record=false"),
+        "{refused}"
+    );
+    assert!(!refused.stdout.contains("TASK"), "{refused}");
+    // With the record switched off, the run goes ahead on the inventory's
+    // values (and fails later, there being no Docker on this host).
+    let ahead = cluster.run(&["run", "-i", inv, "pull", "-e", "deployed_record=false"]);
+    assert!(ahead.stdout.contains("TASK"), "{ahead}");
+}
