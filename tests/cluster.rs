@@ -91,6 +91,9 @@ impl Lab {
             .env("HOME", self.home.path())
             .env("NO_COLOR", "1")
             .env("ARPANET_LAB_SUBNET", &self.subnet)
+            // Retry files of failing runs go beside the lab, not into the
+            // checkout the tests run in.
+            .env("ARPANET_RETRY_FILES_SAVE_PATH", &self.dir)
             .env_remove("ARPANET_LAB_NAME")
             .env_remove("SSH_AUTH_SOCK");
         command
