@@ -131,6 +131,19 @@ impl Lab {
     }
 
     /// Every instance of `service` in the catalog, healthy or not.
+    /// Whether an intention allows `source` to reach `destination`.
+    fn allows(&self, source: &str, destination: &str) -> bool {
+        self.consul_get(1, "/v1/connect/intentions")
+            .as_array()
+            .is_some_and(|all| {
+                all.iter().any(|i| {
+                    i["SourceName"] == source
+                        && i["DestinationName"] == destination
+                        && i["Action"] == "allow"
+                })
+            })
+    }
+
     fn catalog(&self, service: &str) -> serde_json::Value {
         self.consul_get(1, &format!("/v1/catalog/service/{service}"))
     }
@@ -403,6 +416,12 @@ fn services_are_announced_found_by_name_and_removed() {
         .map(|s| s["ServiceTags"].to_string())
         .collect();
     assert!(tags.contains(&"[\"v2\"]".to_owned()), "{tags:?}");
+    // A run on node1 alone keeps the intention node3's stack declares.
+    assert!(
+        lab.allows("client", "web"),
+        "{}",
+        lab.consul_get(1, "/v1/connect/intentions")
+    );
 
     // 7. the watcher: a container started by hand is in the catalog
     //    within 5 s, with its published port, and gone within 5 s of
@@ -558,6 +577,36 @@ fn services_are_announced_found_by_name_and_removed() {
         "docker exec consul consul kv get -recurse arpanet/env/web/",
     );
     assert!(!kv.contains("node2"), "{kv}");
+
+    // 10. node3's upstream dropped: the intention that let `client` reach
+    //     `web` goes (it would let a container calling itself `client`
+    //     in); the default deny stays.
+    lab.write(
+        "host_vars/node3.yml",
+        r#"stack:
+  - name: client
+    image: "{{ lab_testsvc_image }}"
+    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 1000000 & wait"]
+"#,
+    );
+    assert!(lab.allows("client", "web"));
+    let dropped = lab.run("run", &["stack", "--limit", "node3"]);
+    assert_eq!(dropped.code, 0, "{dropped}");
+    assert!(
+        dropped.stdout.contains("intention client → web removed"),
+        "{dropped}"
+    );
+    let left = lab.consul_get(1, "/v1/connect/intentions");
+    assert!(!lab.allows("client", "web"), "{left}");
+    assert!(
+        left.as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["SourceName"] == "*"
+                && i["DestinationName"] == "*"
+                && i["Action"] == "deny"),
+        "{left}"
+    );
 }
 
 fn rand_suffix() -> u32 {

@@ -22,7 +22,7 @@
 //! `publish_env` keys are written to `KV_PATH/env/SERVICE/NODE/KEY`; keys no
 //! longer named are deleted. Their values are compared, never shown.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -32,7 +32,7 @@ use serde_json::Value;
 
 use super::consul_api;
 use super::stack::{self, Entry, META_CONTAINER, META_ENV, META_OWNER, META_SPEC};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::modules::docker_container::{Spec, SPEC_LABEL};
 use crate::modules::templated::{OptText, Templated};
 use crate::modules::{args_map, BadArgs, Context, Module, ModuleDef, Outcome};
@@ -255,7 +255,7 @@ async fn run(args: &Args, ctx: &Context<'_>) -> Result<Outcome> {
         bridge_ip: args.bridge_ip.get("bridge_ip", ctx)?,
         port,
     };
-    match intentions(&agent, &entries).await? {
+    match intentions(&agent, &entries, &kv_path, &node).await? {
         Ok(mut changes) => done.append(&mut changes),
         Err(failed) => return Ok(failed),
     }
@@ -519,20 +519,42 @@ async fn proxies(
     Ok(Ok(changes))
 }
 
+/// The description of the intentions arpanet makes: the ones it may remove.
+const INTENTION_DESCRIPTION: &str = "arpanet: the stack's declared upstreams";
+
+/// Where a node keeps the upstreams its stack declares (JSON pairs), so
+/// that any node's run knows what the whole cluster declares, `--limit`
+/// runs and stacks that differ per host included.
+fn upstreams_key(kv_path: &str, node: &str) -> String {
+    format!("{}/upstreams/{node}", kv_path.trim_matches('/'))
+}
+
 /// Connect's intentions: everything denied (`* → *`), and each declared
 /// upstream allowed from the entry's identity to the service. Intentions
-/// are cluster-wide: every node adds what its stack declares, and an
-/// intention already there is left alone.
+/// are cluster-wide: each node records what its stack declares under
+/// `KV_PATH/upstreams/NODE` and adds the intentions missing; an allowing
+/// intention arpanet made that no node declares any more is removed, so
+/// a dropped upstream is refused again.
 async fn intentions(
     agent: &Agent<'_>,
     entries: &[Entry],
+    kv_path: &str,
+    node: &str,
 ) -> Result<std::result::Result<Vec<String>, Outcome>> {
+    let mine: BTreeSet<(String, String)> = entries
+        .iter()
+        .flat_map(|e| {
+            e.upstreams
+                .iter()
+                .map(|u| (e.identity().to_owned(), u.service.clone()))
+        })
+        .collect();
+    let declared = match declared_upstreams(agent, kv_path, node, &mine).await? {
+        Ok(declared) => declared,
+        Err(failed) => return Ok(Err(failed)),
+    };
     let mut wanted: Vec<(String, String, &str)> = vec![("*".into(), "*".into(), "deny")];
-    for e in entries {
-        for u in &e.upstreams {
-            wanted.push((e.identity().to_owned(), u.service.clone(), "allow"));
-        }
-    }
+    wanted.extend(mine.iter().map(|(s, d)| (s.clone(), d.clone(), "allow")));
     let listed = match agent.call("GET", "/v1/connect/intentions", None).await? {
         Ok(r) => r,
         Err(failed) => return Ok(Err(failed)),
@@ -554,7 +576,7 @@ async fn intentions(
             "SourceName": source,
             "DestinationName": destination,
             "Action": action,
-            "Description": "arpanet: the stack's declared upstreams",
+            "Description": INTENTION_DESCRIPTION,
         })
         .to_string();
         let made = consul_api::request(
@@ -575,7 +597,73 @@ async fn intentions(
             ))));
         }
     }
+    for stale in have.iter().filter(|i| {
+        let pair = (
+            i["SourceName"].as_str().unwrap_or_default().to_owned(),
+            i["DestinationName"].as_str().unwrap_or_default().to_owned(),
+        );
+        i["Description"] == INTENTION_DESCRIPTION
+            && i["Action"] == "allow"
+            && !declared.contains(&pair)
+    }) {
+        let (source, destination) = (&stale["SourceName"], &stale["DestinationName"]);
+        let (source, destination) = (
+            source.as_str().unwrap_or_default(),
+            destination.as_str().unwrap_or_default(),
+        );
+        changes.push(format!("intention {source} → {destination} removed"));
+        if agent.ctx.check {
+            continue;
+        }
+        let id = stale["ID"].as_str().unwrap_or_default();
+        let path = format!("/v1/connect/intentions/{id}");
+        if let Err(failed) = agent.call("DELETE", &path, None).await? {
+            return Ok(Err(failed));
+        }
+    }
     Ok(Ok(changes))
+}
+
+/// Record `mine` as this node's declared upstreams (unless `--check`) and
+/// return what every node declares, `mine` included.
+async fn declared_upstreams(
+    agent: &Agent<'_>,
+    kv_path: &str,
+    node: &str,
+    mine: &BTreeSet<(String, String)>,
+) -> Result<std::result::Result<BTreeSet<(String, String)>, Outcome>> {
+    let key = upstreams_key(kv_path, node);
+    let folder = key.rsplit_once('/').map_or("", |(folder, _)| folder);
+    let listed = agent
+        .call("GET", &consul_api::kv_path("", folder, true, ""), None)
+        .await?;
+    let listed = match listed {
+        Ok(r) => r,
+        Err(failed) => return Ok(Err(failed)),
+    };
+    let mut declared = mine.clone();
+    let mut recorded = None;
+    let items: Vec<Value> = serde_json::from_slice(&listed.body).unwrap_or_default();
+    for item in &items {
+        let value = item["Value"]
+            .as_str()
+            .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+            .unwrap_or_default();
+        let pairs: BTreeSet<(String, String)> = serde_json::from_slice(&value).unwrap_or_default();
+        if item["Key"] == key.as_str() {
+            recorded = Some(pairs);
+        } else {
+            declared.extend(pairs);
+        }
+    }
+    if recorded.as_ref() != Some(mine) && !agent.ctx.check {
+        let body = serde_json::to_vec(mine).map_err(|e| Error::Internal(e.to_string()))?;
+        let path = consul_api::kv_path("", &key, false, "");
+        if let Err(failed) = agent.call("PUT", &path, Some(&body)).await? {
+            return Ok(Err(failed));
+        }
+    }
+    Ok(Ok(declared))
 }
 
 #[cfg(test)]
