@@ -22,6 +22,9 @@ pub struct Output {
     pub format: OutputFormat,
     /// `-v` count.
     pub verbose: u8,
+    /// Print streamed output lines under each host's result rather than
+    /// as they arrive (`exec --group`).
+    pub group: bool,
 }
 
 /// Run `playbooks` against the hosts of `connect`; returns the exit code
@@ -61,7 +64,7 @@ pub fn run_playbooks(
         }
         false => Vec::new(),
     };
-    let printer = Printer::start(output.format, output.verbose);
+    let printer = Printer::start(output.format, output.verbose, output.group);
     for warning in &session.inventory.warnings {
         printer.reporter().warn(warning.clone());
     }

@@ -10,6 +10,7 @@ pub(crate) mod inventory;
 pub(crate) mod kv;
 pub(crate) mod lab;
 pub(crate) mod legacy;
+pub(crate) mod logs;
 pub(crate) mod render;
 pub(crate) mod rollback;
 pub(crate) mod run;
@@ -144,5 +145,6 @@ fn output(args: &ConnectArgs) -> Output {
     Output {
         format: output_format(args.output),
         verbose: args.verbose,
+        group: false,
     }
 }
