@@ -641,4 +641,62 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("doas"), "{err}");
     }
+
+    /// Answers every gated command as if it ran as the become user and
+    /// printed `said`.
+    struct Says(&'static str);
+
+    impl Transport for Says {
+        fn exec<'a>(&'a self, _: &'a str, _: Option<&'a [u8]>) -> BoxFuture<'a, Result<Output>> {
+            Box::pin(async { Err(Error::Internal("only gated commands".into())) })
+        }
+
+        fn exec_gated<'a>(
+            &'a self,
+            _: &'a str,
+            _: Option<&'a [u8]>,
+            _: &'a Gate<'a>,
+        ) -> BoxFuture<'a, Result<Gated>> {
+            Box::pin(async {
+                Ok(Gated {
+                    output: Output {
+                        stdout: self.0.to_owned(),
+                        ..Output::default()
+                    },
+                    passed: true,
+                    ..Gated::default()
+                })
+            })
+        }
+
+        fn forward<'a>(&'a self, _: &'a str, _: u16) -> BoxFuture<'a, Result<Box<dyn Stream>>> {
+            Box::pin(async { Err(Error::Internal("no forwarding".into())) })
+        }
+
+        fn close(&self) -> BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    #[tokio::test]
+    async fn streamed_lines_never_show_the_password() {
+        let how = Become {
+            user: "root".into(),
+            method: Method::Sudo,
+            flags: String::new(),
+            password: Some(Secret::new("hunter22")),
+        };
+        let conn = Escalated::wrap(Arc::new(Says("ok hunter22 ok\nfine\n")), Some(how), "node1");
+        let lines = std::sync::Mutex::new(Vec::new());
+        let sink = |pipe: Pipe, line: &str| lines.lock().unwrap().push((pipe, line.to_owned()));
+        let out = conn.exec_streamed("id", None, None, &sink).await.unwrap();
+        assert_eq!(
+            *lines.lock().unwrap(),
+            [
+                (Pipe::Stdout, "ok ******** ok".to_owned()),
+                (Pipe::Stdout, "fine".to_owned())
+            ]
+        );
+        assert_eq!(out.output.stdout, "ok ******** ok\nfine\n");
+    }
 }

@@ -430,8 +430,9 @@ fn print_loop(rx: mpsc::Receiver<Msg>, format: OutputFormat, style: Style) {
     let mut progress: Option<indicatif::ProgressBar> = None;
     let mut running: Option<Running> = None;
     let mut prefixes = crate::prefix::Prefixes::default();
-    // With `group`, each host's output lines until its result.
-    let mut held: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // With `group`, each host's output lines until its result: its first
+    // and last bytes, as a command's output is kept (see `transport`).
+    let mut held: BTreeMap<String, crate::transport::Capped> = BTreeMap::new();
     loop {
         let msg = match running.as_mut().filter(|_| style.heartbeat) {
             Some(r) => {
@@ -478,16 +479,18 @@ fn print_loop(rx: mpsc::Receiver<Msg>, format: OutputFormat, style: Style) {
                     (OutputFormat::Human, Event::Output { host, stream, line }) => {
                         let line = prefixes.line(host, *stream, line);
                         if style.group {
-                            held.entry(host.clone()).or_default().push(line);
+                            let kept = held.entry(host.clone()).or_default();
+                            kept.push(line.as_bytes());
+                            kept.push(b"\n");
                             continue;
                         }
                         line
                     }
                     (OutputFormat::Human, Event::Host(result)) => {
                         let mut text = host_line(result, style);
-                        for line in held.remove(&result.host).unwrap_or_default() {
+                        if let Some(kept) = held.remove(&result.host) {
                             text.push('\n');
-                            text.push_str(&line);
+                            text.push_str(kept.into_text().trim_end_matches('\n'));
                         }
                         text
                     }

@@ -144,19 +144,23 @@ pub(crate) struct Lines {
 impl Lines {
     /// Hand each line completed by `data` (without its newline, invalid
     /// UTF-8 replaced) to `each`.
-    pub(crate) fn push(&mut self, mut data: &[u8], each: &mut dyn FnMut(&str)) {
-        while let Some(at) = data.iter().position(|&b| b == b'\n') {
-            self.pending.extend_from_slice(&data[..at]);
-            data = &data[at + 1..];
-            let line = std::mem::take(&mut self.pending);
-            let line = line.strip_suffix(b"\r").unwrap_or(&line);
-            each(&String::from_utf8_lossy(line));
-        }
-        self.pending.extend_from_slice(data);
-        while self.pending.len() >= LINE_CAP {
-            let rest = self.pending.split_off(LINE_CAP);
-            each(&String::from_utf8_lossy(&self.pending));
-            self.pending = rest;
+    pub(crate) fn push(&mut self, data: &[u8], each: &mut dyn FnMut(&str)) {
+        for piece in data.split_inclusive(|&b| b == b'\n') {
+            let (body, ended) = match piece.strip_suffix(b"\n") {
+                Some(body) => (body, true),
+                None => (piece, false),
+            };
+            self.pending.extend_from_slice(body);
+            while self.pending.len() > LINE_CAP {
+                let rest = self.pending.split_off(LINE_CAP);
+                each(&String::from_utf8_lossy(&self.pending));
+                self.pending = rest;
+            }
+            if ended {
+                let line = std::mem::take(&mut self.pending);
+                let line = line.strip_suffix(b"\r").unwrap_or(&line);
+                each(&String::from_utf8_lossy(line));
+            }
         }
     }
 
@@ -389,6 +393,13 @@ mod tests {
         long.push(&vec![b'x'; LINE_CAP * 2 + 5], &mut |l| sizes.push(l.len()));
         long.finish(&mut |l| sizes.push(l.len()));
         assert_eq!(sizes, [LINE_CAP, LINE_CAP, 5]);
+        // Even when the line's end comes in a later chunk.
+        let mut sizes = Vec::new();
+        long.push(&vec![b'x'; LINE_CAP - 1], &mut |l| sizes.push(l.len()));
+        long.push(&[&vec![b'x'; LINE_CAP][..], b"\n"].concat(), &mut |l| {
+            sizes.push(l.len())
+        });
+        assert_eq!(sizes, [LINE_CAP, LINE_CAP - 1]);
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub(crate) fn run(args: ExecArgs) -> Result<i32> {
         limit: connect.limit.clone(),
         task_timeout: super::task_timeout(args.task_timeout),
         live: true,
+        // JSON keeps each host's whole stdout in its result too.
+        show_output: args.connect.output == crate::cli::OutputFormat::Json,
         verbose: args.connect.verbose,
         ..Settings::default()
     };
