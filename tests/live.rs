@@ -390,13 +390,19 @@ fn logs_follow_shows_new_lines_from_two_nodes_until_ctrl_c() {
     let playbook = dir.join("ticker.yml");
     std::fs::write(
         &playbook,
-        "- hosts: all\n  tasks:\n    - docker_container:\n        name: ticker\n        \
-         image: \"{{ lab_testsvc_image }}\"\n        command: \"{{ stack[0].command }}\"\n",
+        r#"- hosts: all
+  tasks:
+    - docker_container:
+        name: ticker
+        image: "{{ lab_testsvc_image }}"
+        command: ["sh", "-c", "trap 'exit 0' TERM; i=0; while :; do i=$((i+1)); echo tick-$i; sleep 1; done & wait"]
+"#,
     )
     .unwrap();
-    let deployed = run(&["run", "-i", inv, playbook.to_str().unwrap()]);
+    // `setup` lets the nodes' docker pull from the lab's registry.
+    let deployed = run(&["run", "-i", inv, "setup", playbook.to_str().unwrap()]);
     assert_eq!(deployed.code, 0, "{deployed}");
-    phase("ticker deployed on both nodes");
+    phase("setup, and the ticker deployed on both nodes");
 
     // `-n 0`: only lines written from now on.
     let mut child = arpanet(&["logs", "ticker", "-f", "-n", "0", "-i", inv, "-o", "json"])
@@ -413,8 +419,6 @@ fn logs_follow_shows_new_lines_from_two_nodes_until_ctrl_c() {
             }
         }
     });
-    let node_of = |n: u8| crate::support::lab_address(&subnet, n);
-    let _ = node_of;
     let mut seen: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.len() < 2 || seen.values().any(|ticks| ticks.len() < 3) {
@@ -459,15 +463,19 @@ fn logs_follow_shows_new_lines_from_two_nodes_until_ctrl_c() {
     assert_eq!(status.code(), Some(130), "{stderr}");
     phase("ended by SIGINT");
     // The remote `docker logs` were stopped with it.
-    let left = Command::new("docker")
-        .args([
-            "exec",
-            &format!("{name}-node1"),
-            "sh",
-            "-c",
-            "pgrep -fc 'docker logs' || true",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "0");
+    for n in [1, 2] {
+        let left = || {
+            let out = Command::new("docker")
+                .args(["exec", &format!("{name}-node{n}"), "sh", "-c"])
+                .arg("pgrep -fc '[d]ocker logs' || true")
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        let since = Instant::now();
+        while left() != "0" && since.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(left(), "0", "`docker logs` still runs on node{n}");
+    }
 }
