@@ -678,6 +678,24 @@ mod tests {
         }
     }
 
+    #[test]
+    fn interactive_commands_leave_the_password_to_the_terminal() {
+        let how = |method, flags: &str| Become {
+            user: "db admin".into(),
+            method,
+            flags: flags.into(),
+            password: Some(Secret::new("hunter22")),
+        };
+        assert_eq!(
+            interactive(&how(Method::Sudo, "-H"), "docker exec -it consul sh"),
+            "sudo -H -u 'db admin' -- /bin/sh -c 'docker exec -it consul sh'"
+        );
+        assert_eq!(
+            interactive(&how(Method::Su, ""), "id"),
+            "su 'db admin' -c id"
+        );
+    }
+
     #[tokio::test]
     async fn streamed_lines_never_show_the_password() {
         let how = Become {
