@@ -261,6 +261,11 @@ fn exec_t_and_shell_refuse_more_than_one_host_before_contacting_any() {
         out.stderr.contains("`shell` runs on exactly one host"),
         "{out}"
     );
+    let out = cluster.run(&[
+        "exec", "-t", "-l", "node1", "-o", "json", "-i", inv, "--", "true",
+    ]);
+    assert_eq!(out.code, 5, "{out}");
+    assert!(out.stderr.contains("`-o json` does not apply"), "{out}");
     // One host, down: now it is contacted.
     let out = cluster.run(&["exec", "-t", "-i", inv, "-l", "node1", "--", "true"]);
     assert_eq!(out.code, 4, "{out}");

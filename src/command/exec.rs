@@ -82,6 +82,12 @@ pub(crate) fn shell(args: ShellArgs) -> Result<i32> {
 /// status is arpanet's. More than one host is refused before any is
 /// contacted.
 fn interactive(connect: &ConnectArgs, what: &str, command: &str) -> Result<i32> {
+    if connect.output == crate::cli::OutputFormat::Json {
+        return Err(Error::usage(format!(
+            "`{what}` shows the remote terminal as it is; `-o json` does not apply"
+        ))
+        .with_hint("use `arpanet exec -o json -- COMMAND` (without `-t`) for JSON lines"));
+    }
     let options = connect_options(connect)?;
     let session = Session::open(&options)?;
     let hosts = session.hosts("all")?;
