@@ -17,8 +17,17 @@ pub struct Cli {
 pub enum Command {
     /// Run playbooks (built-in names or paths) against an inventory
     Run(RunArgs),
-    /// Run one ad-hoc command on every selected host
+    /// Run one ad-hoc command on every selected host, its output shown as
+    /// it arrives (`-t`: interactively on one host's terminal)
     Exec(ExecArgs),
+    /// An interactive login shell on one node (`exec -t -l NODE -- $SHELL -l`)
+    Shell(ShellArgs),
+    /// The logs of the managed containers (the stack's and Consul's) across
+    /// nodes, each line prefixed with its node
+    // `-f` is `--follow` here, as in `docker logs` and `tail`; `--forks`
+    // keeps its long name.
+    #[command(mut_arg("forks", |a| a.short(None)))]
+    Logs(LogsArgs),
     /// Show the resolved hosts, groups and variables as JSON
     Inventory(InventoryArgs),
     /// Print a template rendered with one host's variables
@@ -282,9 +291,51 @@ pub struct ExecArgs {
     /// (0: no limit)
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]
     pub task_timeout: u64,
+    /// Print each host's output together under its result, rather than
+    /// line by line as it arrives
+    #[arg(long, conflicts_with = "tty")]
+    pub group: bool,
+    /// Run on a terminal (pty) on the one selected host, interactively:
+    /// keys, window size and exit status pass through, as `ssh -t`
+    #[arg(short = 't', long)]
+    pub tty: bool,
     /// The command to run, after `--`
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The node to log in to
+    #[arg(value_name = "NODE")]
+    pub node: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Keep printing new lines as they are written, until Ctrl-C
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Lines to show from the end of each container's log [default: 100,
+    /// or all since `--since`]
+    #[arg(short = 'n', long = "tail", value_name = "LINES")]
+    pub tail: Option<u64>,
+    /// Only lines since this time: a duration (`10m`, `1h30m`), an RFC 3339
+    /// date (`2026-11-02T13:00:00Z`, `2026-11-02`) or a Unix timestamp
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only lines matching this regular expression (applied here, on
+    /// each line as it arrives)
+    #[arg(long, value_name = "REGEX")]
+    pub grep: Option<String>,
+    /// Services (container names: `consul`, the `stack` entries' names)
+    /// [default: every managed container]
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
 }
 
 #[derive(Debug, Args)]

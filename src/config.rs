@@ -32,6 +32,9 @@ pub struct Settings {
     pub skip_tags: Vec<String>,
     /// Show each host's stdout (ad-hoc commands, `-v`).
     pub show_output: bool,
+    /// Stream the output of `command` and `shell` tasks line by line as
+    /// it arrives (`exec`), as [`crate::report::Event::Output`]s.
+    pub live: bool,
     /// `-v` count: from 2 each command sent is shown (not for `no_log`
     /// tasks), from 3 how each connection was made too.
     pub verbose: u8,

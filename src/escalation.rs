@@ -40,7 +40,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Location, Result};
 use crate::template::Engine;
-use crate::transport::{quote, Gate, Gated, Output, Stream, Transport};
+use crate::transport::{quote, Gate, Gated, Output, Pipe, Sink, Stream, Transport};
 use crate::vars::Vars;
 
 /// The environment variable holding the become password for a run.
@@ -272,6 +272,29 @@ fn supervised(passed: &str, command: &str) -> String {
     )
 }
 
+/// `command` as run by `how`'s user on a terminal (`exec -t`): there sudo
+/// and su ask for the password themselves, so no gate is needed.
+pub(crate) fn interactive(how: &Become, command: &str) -> String {
+    let mut words: Vec<String> = vec![how.method.name().to_owned()];
+    words.extend(how.flags.split_whitespace().map(str::to_owned));
+    let script = quote(command);
+    match how.method {
+        Method::Sudo => {
+            let user = quote(&how.user);
+            words.extend([
+                "-u".into(),
+                user,
+                "--".into(),
+                "/bin/sh".into(),
+                "-c".into(),
+            ]);
+        }
+        Method::Su => words.extend([quote(&how.user), "-c".into()]),
+    }
+    words.push(script);
+    words.join(" ")
+}
+
 /// The location of settings that come from no file.
 fn nowhere() -> Location {
     Location::new("<become>", 0, 0)
@@ -300,7 +323,12 @@ impl Escalated {
         }
     }
 
-    async fn run(&self, command: &str, stdin: Option<&[u8]>) -> Result<Output> {
+    async fn run(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        sink: Option<&Sink<'_>>,
+    ) -> Result<Output> {
         let nonce: u64 = rand::random();
         let passed = format!("__ARPANET_{nonce:016x}_BECOME__");
         let how = &self.how;
@@ -338,7 +366,21 @@ impl Escalated {
             passed: &passed,
             password,
         };
-        let gated = self.inner.exec_gated(&wrapped, stdin, &gate).await?;
+        let gated = match sink {
+            None => self.inner.exec_gated(&wrapped, stdin, &gate).await?,
+            Some(sink) => {
+                // Lines hold no newline, so a password is masked whole.
+                let masked = |pipe: Pipe, line: &str| match self.secret() {
+                    Some(password) if line.contains(password) => {
+                        sink(pipe, &line.replace(password, "********"))
+                    }
+                    _ => sink(pipe, line),
+                };
+                self.inner
+                    .exec_streamed(&wrapped, stdin, Some(&gate), &masked)
+                    .await?
+            }
+        };
         let mut gated = self.mask(gated);
         if gated.passed {
             return Ok(gated.output);
@@ -347,17 +389,19 @@ impl Escalated {
         Err(self.failure(&gated))
     }
 
+    /// The password to mask in output: masking a one- or two-letter
+    /// password would garble the output without hiding anything.
+    fn secret(&self) -> Option<&str> {
+        let password = self.how.password.as_ref()?.expose();
+        (password.len() >= 3).then_some(password)
+    }
+
     /// The output with every occurrence of the password replaced.
     fn mask(&self, mut gated: Gated) -> Gated {
-        if let Some(password) = &self.how.password {
-            let password = password.expose();
-            // Masking a one- or two-letter password would garble the
-            // output without hiding anything.
-            if password.len() >= 3 {
-                for text in [&mut gated.output.stdout, &mut gated.output.stderr] {
-                    if text.contains(password) {
-                        *text = text.replace(password, "********");
-                    }
+        if let Some(password) = self.secret() {
+            for text in [&mut gated.output.stdout, &mut gated.output.stderr] {
+                if text.contains(password) {
+                    *text = text.replace(password, "********");
                 }
             }
         }
@@ -445,7 +489,28 @@ impl Transport for Escalated {
         command: &'a str,
         stdin: Option<&'a [u8]>,
     ) -> BoxFuture<'a, Result<Output>> {
-        Box::pin(self.run(command, stdin))
+        Box::pin(self.run(command, stdin, None))
+    }
+
+    fn exec_streamed<'a>(
+        &'a self,
+        command: &'a str,
+        stdin: Option<&'a [u8]>,
+        gate: Option<&'a Gate<'a>>,
+        sink: &'a Sink<'a>,
+    ) -> BoxFuture<'a, Result<Gated>> {
+        Box::pin(async move {
+            if gate.is_some() {
+                return Err(Error::Internal(
+                    "a command cannot become another user twice".into(),
+                ));
+            }
+            Ok(Gated {
+                output: self.run(command, stdin, Some(sink)).await?,
+                passed: true,
+                ..Gated::default()
+            })
+        })
     }
 
     fn forward<'a>(&'a self, host: &'a str, port: u16) -> BoxFuture<'a, Result<Box<dyn Stream>>> {
@@ -575,5 +640,81 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("doas"), "{err}");
+    }
+
+    /// Answers every gated command as if it ran as the become user and
+    /// printed `said`.
+    struct Says(&'static str);
+
+    impl Transport for Says {
+        fn exec<'a>(&'a self, _: &'a str, _: Option<&'a [u8]>) -> BoxFuture<'a, Result<Output>> {
+            Box::pin(async { Err(Error::Internal("only gated commands".into())) })
+        }
+
+        fn exec_gated<'a>(
+            &'a self,
+            _: &'a str,
+            _: Option<&'a [u8]>,
+            _: &'a Gate<'a>,
+        ) -> BoxFuture<'a, Result<Gated>> {
+            Box::pin(async {
+                Ok(Gated {
+                    output: Output {
+                        stdout: self.0.to_owned(),
+                        ..Output::default()
+                    },
+                    passed: true,
+                    ..Gated::default()
+                })
+            })
+        }
+
+        fn forward<'a>(&'a self, _: &'a str, _: u16) -> BoxFuture<'a, Result<Box<dyn Stream>>> {
+            Box::pin(async { Err(Error::Internal("no forwarding".into())) })
+        }
+
+        fn close(&self) -> BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    #[test]
+    fn interactive_commands_leave_the_password_to_the_terminal() {
+        let how = |method, flags: &str| Become {
+            user: "db admin".into(),
+            method,
+            flags: flags.into(),
+            password: Some(Secret::new("hunter22")),
+        };
+        assert_eq!(
+            interactive(&how(Method::Sudo, "-H"), "docker exec -it consul sh"),
+            "sudo -H -u 'db admin' -- /bin/sh -c 'docker exec -it consul sh'"
+        );
+        assert_eq!(
+            interactive(&how(Method::Su, ""), "id"),
+            "su 'db admin' -c id"
+        );
+    }
+
+    #[tokio::test]
+    async fn streamed_lines_never_show_the_password() {
+        let how = Become {
+            user: "root".into(),
+            method: Method::Sudo,
+            flags: String::new(),
+            password: Some(Secret::new("hunter22")),
+        };
+        let conn = Escalated::wrap(Arc::new(Says("ok hunter22 ok\nfine\n")), Some(how), "node1");
+        let lines = std::sync::Mutex::new(Vec::new());
+        let sink = |pipe: Pipe, line: &str| lines.lock().unwrap().push((pipe, line.to_owned()));
+        let out = conn.exec_streamed("id", None, None, &sink).await.unwrap();
+        assert_eq!(
+            *lines.lock().unwrap(),
+            [
+                (Pipe::Stdout, "ok ******** ok".to_owned()),
+                (Pipe::Stdout, "fine".to_owned())
+            ]
+        );
+        assert_eq!(out.output.stdout, "ok ******** ok\nfine\n");
     }
 }

@@ -39,7 +39,7 @@ use crate::report::{Event, Failure, HostResult, Reporter, Status};
 use crate::scope::{self, HostVars, Scope};
 use crate::template::Engine;
 use crate::transport::local::LocalShell;
-use crate::transport::{Connector, Target, Transport};
+use crate::transport::{Connector, Pipe, Sink, Target, Transport};
 use crate::vars::Vars;
 
 /// What the executor knows about one host across the whole run.
@@ -1293,8 +1293,21 @@ async fn once(
         None => shared.settings.task_timeout,
     };
     let mut outcome = Outcome::default();
+    let live = {
+        let reporter = shared.reporter.clone();
+        let host = state.name.clone();
+        move |pipe: Pipe, line: &str| {
+            reporter.send(Event::Output {
+                host: host.clone(),
+                stream: pipe,
+                line: line.to_owned(),
+            })
+        }
+    };
+    let live: Option<&Sink<'_>> = shared.settings.live.then_some(&live);
     for n in 1..=attempts {
-        let ctx = context(shared, task, &state.name, connection.as_ref(), &vars);
+        let mut ctx = context(shared, task, &state.name, connection.as_ref(), &vars);
+        ctx.live = live;
         let run = modules::run(task.module.as_ref(), &ctx);
         outcome = match limit {
             None => run.await,
@@ -1414,6 +1427,7 @@ fn context<'a>(
         location: &task.location,
         check: task.check_mode.unwrap_or(shared.settings.check),
         diff: shared.settings.diff,
+        live: None,
     }
 }
 
@@ -1536,6 +1550,19 @@ impl Transport for WithEnv {
         })
     }
 
+    fn exec_streamed<'a>(
+        &'a self,
+        command: &'a str,
+        stdin: Option<&'a [u8]>,
+        gate: Option<&'a crate::transport::Gate<'a>>,
+        sink: &'a crate::transport::Sink<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<crate::transport::Gated>> {
+        Box::pin(async move {
+            let command = format!("{}{command}", self.exports);
+            self.inner.exec_streamed(&command, stdin, gate, sink).await
+        })
+    }
+
     fn forward<'a>(
         &'a self,
         host: &'a str,
@@ -1616,6 +1643,20 @@ impl Transport for Shown {
             text: format!("$ {command}{}", self.shown_as),
         });
         self.inner.exec(command, stdin)
+    }
+
+    fn exec_streamed<'a>(
+        &'a self,
+        command: &'a str,
+        stdin: Option<&'a [u8]>,
+        gate: Option<&'a crate::transport::Gate<'a>>,
+        sink: &'a crate::transport::Sink<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<crate::transport::Gated>> {
+        self.reporter.send(Event::Detail {
+            host: self.host.clone(),
+            text: format!("$ {command}{}", self.shown_as),
+        });
+        self.inner.exec_streamed(command, stdin, gate, sink)
     }
 
     fn forward<'a>(

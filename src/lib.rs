@@ -22,6 +22,7 @@ pub(crate) mod listing;
 pub(crate) mod modules;
 pub(crate) mod plan;
 pub(crate) mod playbook;
+pub(crate) mod prefix;
 pub(crate) mod probe;
 pub(crate) mod project;
 pub(crate) mod report;
@@ -31,6 +32,7 @@ pub(crate) mod session;
 pub mod ssh;
 pub(crate) mod suggest;
 pub(crate) mod template;
+pub(crate) mod terminal;
 pub mod transport;
 pub(crate) mod truth;
 pub(crate) mod vars;
@@ -92,6 +94,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Run(args) => command::run::run(args),
         Command::Exec(args) => command::exec::run(args),
+        Command::Shell(args) => command::exec::shell(args),
+        Command::Logs(args) => command::logs::run(args),
         Command::Inventory(args) => command::inventory::run(args),
         Command::Render(args) => command::render::run(args),
         Command::Status(args) => command::status::run(args),

@@ -139,6 +139,12 @@ pub enum Event {
     Warning {
         message: String,
     },
+    /// A line a host's command printed, as it arrived (`exec`).
+    Output {
+        host: String,
+        stream: crate::transport::Pipe,
+        line: String,
+    },
     /// `-vv` and up: a command sent to a host, or how it was reached.
     Detail {
         host: String,
@@ -255,10 +261,13 @@ pub struct Printer {
 }
 
 impl Printer {
-    pub fn start(format: OutputFormat, verbose: u8) -> Self {
+    /// Start the printer thread. With `group`, each host's
+    /// [`Event::Output`] lines are held and printed under its result.
+    pub fn start(format: OutputFormat, verbose: u8, group: bool) -> Self {
         let (tx, rx) = mpsc::channel();
         let style = Style {
-            colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            group,
+            colour: crate::prefix::colour_on_stdout(),
             progress: format == OutputFormat::Human && std::io::stderr().is_terminal(),
             heartbeat: !std::io::stdout().is_terminal(),
             verbose,
@@ -345,6 +354,9 @@ pub fn round(d: Duration) -> f64 {
 
 #[derive(Clone, Copy)]
 struct Style {
+    /// Output lines are printed under their host's result, not as they
+    /// arrive.
+    group: bool,
     colour: bool,
     progress: bool,
     /// Without a terminal on stdout (a pipe, CI), a line on stderr every
@@ -382,7 +394,7 @@ impl Running {
                 }
             }
             Event::PlayStart { .. } | Event::PlayAborted { .. } => *running = None,
-            Event::Warning { .. } | Event::Detail { .. } => {}
+            Event::Warning { .. } | Event::Detail { .. } | Event::Output { .. } => {}
         }
     }
 
@@ -417,6 +429,10 @@ fn print_loop(rx: mpsc::Receiver<Msg>, format: OutputFormat, style: Style) {
     let mut recap = Recap::default();
     let mut progress: Option<indicatif::ProgressBar> = None;
     let mut running: Option<Running> = None;
+    let mut prefixes = crate::prefix::Prefixes::default();
+    // With `group`, each host's output lines until its result: its first
+    // and last bytes, as a command's output is kept (see `transport`).
+    let mut held: BTreeMap<String, crate::transport::Capped> = BTreeMap::new();
     loop {
         let msg = match running.as_mut().filter(|_| style.heartbeat) {
             Some(r) => {
@@ -455,9 +471,30 @@ fn print_loop(rx: mpsc::Receiver<Msg>, format: OutputFormat, style: Style) {
             Msg::Event(event) => {
                 recap.add(&event);
                 Running::track(&mut running, &event);
-                let line = match format {
-                    OutputFormat::Json => serde_json::to_string(&event).unwrap_or_default(),
-                    OutputFormat::Human => human(&event, style),
+                if let Event::PlayStart { hosts, .. } = &event {
+                    prefixes = crate::prefix::Prefixes::new(hosts.clone(), style.colour);
+                }
+                let line = match (format, &event) {
+                    (OutputFormat::Json, _) => serde_json::to_string(&event).unwrap_or_default(),
+                    (OutputFormat::Human, Event::Output { host, stream, line }) => {
+                        let line = prefixes.line(host, *stream, line);
+                        if style.group {
+                            let kept = held.entry(host.clone()).or_default();
+                            kept.push(line.as_bytes());
+                            kept.push(b"\n");
+                            continue;
+                        }
+                        line
+                    }
+                    (OutputFormat::Human, Event::Host(result)) => {
+                        let mut text = host_line(result, style);
+                        if let Some(kept) = held.remove(&result.host) {
+                            text.push('\n');
+                            text.push_str(kept.into_text().trim_end_matches('\n'));
+                        }
+                        text
+                    }
+                    (OutputFormat::Human, _) => human(&event, style),
                 };
                 let write = |line: &str| {
                     let mut out = std::io::stdout().lock();
@@ -558,6 +595,9 @@ fn human(event: &Event, style: Style) -> String {
         Event::Detail { host, text } => format!("<{host}> {text}"),
         Event::PlayAborted { play, reason, .. } => format!("play `{play}` stopped: {reason}"),
         Event::Host(result) => host_line(result, style),
+        Event::Output { host, stream, line } => {
+            format!("{host} {} {line}", crate::prefix::mark(*stream))
+        }
         Event::Included {
             host, file, item, ..
         } => match item {
@@ -718,6 +758,7 @@ mod tests {
         let text = host_line(
             &r,
             Style {
+                group: false,
                 colour: false,
                 progress: false,
                 heartbeat: false,

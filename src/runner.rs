@@ -22,6 +22,9 @@ pub struct Output {
     pub format: OutputFormat,
     /// `-v` count.
     pub verbose: u8,
+    /// Print streamed output lines under each host's result rather than
+    /// as they arrive (`exec --group`).
+    pub group: bool,
 }
 
 /// Makes the product's [`Guard`] for one run (the cluster's lock) from the
@@ -76,7 +79,7 @@ pub(crate) fn run_playbooks(
     // One connector for the run and its guard, so jump hosts are shared.
     let connector: Arc<dyn Connector> = Arc::new(session.connector());
     let guard = guard(&session, Arc::clone(&connector))?;
-    let printer = Printer::start(output.format, output.verbose);
+    let printer = Printer::start(output.format, output.verbose, output.group);
     for warning in &session.inventory.warnings {
         printer.reporter().warn(warning.clone());
     }

@@ -53,7 +53,8 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use crate::error::{Error, Result};
 use crate::transport::{
-    Capped, Connector, Gate, Gated, HostKeyChecking, Output, Proxy, Stream, Target, Transport,
+    Capped, Connector, Gate, Gated, HostKeyChecking, Lines, Output, Pipe, Proxy, Sink, Stream,
+    Target, Transport,
 };
 use known_hosts::{KnownHosts, ServerKey, Status};
 
@@ -762,8 +763,15 @@ impl SshTransport {
         command: &str,
         stdin: Option<&[u8]>,
         gate: Option<&Gate<'_>>,
+        sink: Option<&Sink<'_>>,
     ) -> Result<Gated> {
         let what = format!("while running `{command}`");
+        let mut lines = [Lines::default(), Lines::default()];
+        let stream = |lines: &mut [Lines; 2], pipe: Pipe, data: &[u8]| {
+            if let Some(sink) = sink {
+                lines[pipe as usize].push(data, &mut |line| sink(pipe, line));
+            }
+        };
         let _session = self
             .sessions
             .acquire()
@@ -811,11 +819,15 @@ impl SshTransport {
                                 wait.out.extend_from_slice(&data);
                                 if let Some(rest) = wait.passed(gate.passed) {
                                     stdout.push(&rest);
+                                    stream(&mut lines, Pipe::Stdout, &rest);
                                     waiting = None;
                                     gated.passed = true;
                                 }
                             }
-                            _ => stdout.push(&data),
+                            _ => {
+                                stdout.push(&data);
+                                stream(&mut lines, Pipe::Stdout, &data);
+                            }
                         },
                         Some(ChannelMsg::ExtendedData { data, ext: 1 }) => match (&mut waiting, gate) {
                             (Some(wait), Some(gate)) => {
@@ -841,7 +853,10 @@ impl SshTransport {
                                     }
                                 }
                             }
-                            _ => stderr.push(&data),
+                            _ => {
+                                stderr.push(&data);
+                                stream(&mut lines, Pipe::Stderr, &data);
+                            }
                         },
                         Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(exit_status),
                         Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
@@ -867,6 +882,11 @@ impl SshTransport {
                 // connection is gone (russh drops channels when it ends).
                 return Err(self.lost(&what));
             }
+            if let Some(sink) = sink {
+                for (pipe, lines) in [Pipe::Stdout, Pipe::Stderr].into_iter().zip(&mut lines) {
+                    lines.finish(&mut |line| sink(pipe, line));
+                }
+            }
             if let Some(wait) = waiting {
                 // It never got through the gate: keep everything it said.
                 stdout.push(&wait.out);
@@ -884,6 +904,102 @@ impl SshTransport {
             status: status.unwrap_or(255),
         };
         Ok(gated)
+    }
+}
+
+/// What the local terminal sends to an interactive command (see
+/// [`SshTransport::exec_pty`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PtyInput {
+    /// Keystrokes (or piped input), written to the remote terminal.
+    Data(Vec<u8>),
+    /// The local window now has this many columns and rows.
+    Resize(u32, u32),
+    /// The local input ended.
+    Eof,
+}
+
+impl SshTransport {
+    /// Run `command` on a remote pseudo-terminal of type `term` and `size`
+    /// (columns, rows), as `ssh -t` does: what `input` sends is written to
+    /// it (or resizes it), what it prints goes to `output` as it arrives.
+    /// Returns the command's exit status (128 + signal when killed).
+    pub(crate) async fn exec_pty(
+        &self,
+        command: &str,
+        term: &str,
+        size: (u32, u32),
+        input: &mut tokio::sync::mpsc::Receiver<PtyInput>,
+        output: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<u32> {
+        let what = format!("while running `{command}` on a terminal");
+        let _session = self
+            .sessions
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal("session semaphore closed".into()))?;
+        let channel = self.open_session(&what).await?;
+        let mut guard = Abandon {
+            channel: Some(channel.split()),
+            kills: Arc::clone(&self.kills),
+        };
+        let Some((reader, writer)) = guard.channel.as_mut() else {
+            return Err(Error::Internal("channel writer missing".into()));
+        };
+        writer
+            .request_pty(true, term, size.0, size.1, 0, 0, &[])
+            .await
+            .map_err(|_| self.lost(&what))?;
+        writer
+            .exec(true, command)
+            .await
+            .map_err(|_| self.lost(&what))?;
+        let mut status = None;
+        let mut typing = true;
+        let mut replies = 0;
+        loop {
+            tokio::select! {
+                key = input.recv(), if typing => match key {
+                    Some(PtyInput::Data(data)) => {
+                        // A command that has exited reads nothing more.
+                        let _ = writer.data(&data[..]).await;
+                    }
+                    Some(PtyInput::Resize(cols, rows)) => {
+                        let _ = writer.window_change(cols, rows, 0, 0).await;
+                    }
+                    Some(PtyInput::Eof) | None => {
+                        typing = false;
+                        let _ = writer.eof().await;
+                    }
+                },
+                msg = reader.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) | Some(ChannelMsg::ExtendedData { data, .. }) => {
+                        output(&data)
+                    }
+                    Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(exit_status),
+                    Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                        status = Some(signal_number(&signal_name).map_or(255, |n| 128 + n))
+                    }
+                    // The pty request is answered first, then the exec.
+                    Some(ChannelMsg::Success) => replies += 1,
+                    Some(ChannelMsg::Failure) => {
+                        let refused = match replies {
+                            0 => "a terminal (pty)",
+                            _ => "the command",
+                        };
+                        return Err(Error::Remote {
+                            host: self.host.clone(),
+                            message: format!("the server refused {refused} for `{command}`"),
+                        });
+                    }
+                    Some(ChannelMsg::Close) => break,
+                    Some(_) => {}
+                    None => return Err(self.lost(&what)),
+                },
+            }
+        }
+        guard.channel = None;
+        Ok(status.unwrap_or(255))
     }
 }
 
@@ -924,7 +1040,7 @@ impl Transport for SshTransport {
         command: &'a str,
         stdin: Option<&'a [u8]>,
     ) -> BoxFuture<'a, Result<Output>> {
-        Box::pin(async move { Ok(self.run(command, stdin, None).await?.output) })
+        Box::pin(async move { Ok(self.run(command, stdin, None, None).await?.output) })
     }
 
     fn exec_gated<'a>(
@@ -933,7 +1049,17 @@ impl Transport for SshTransport {
         stdin: Option<&'a [u8]>,
         gate: &'a Gate<'a>,
     ) -> BoxFuture<'a, Result<Gated>> {
-        Box::pin(self.run(command, stdin, Some(gate)))
+        Box::pin(self.run(command, stdin, Some(gate), None))
+    }
+
+    fn exec_streamed<'a>(
+        &'a self,
+        command: &'a str,
+        stdin: Option<&'a [u8]>,
+        gate: Option<&'a Gate<'a>>,
+        sink: &'a Sink<'a>,
+    ) -> BoxFuture<'a, Result<Gated>> {
+        Box::pin(self.run(command, stdin, gate, Some(sink)))
     }
 
     fn forward<'a>(&'a self, host: &'a str, port: u16) -> BoxFuture<'a, Result<Box<dyn Stream>>> {

@@ -118,6 +118,61 @@ fn size(bytes: usize) -> String {
     }
 }
 
+/// Which output stream of a command a line came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pipe {
+    Stdout,
+    Stderr,
+}
+
+/// Receives a command's output a line at a time, as it arrives (see
+/// [`Transport::exec_streamed`]).
+pub type Sink<'a> = dyn Fn(Pipe, &str) + Send + Sync + 'a;
+
+/// The longest line handed to a [`Sink`]: a longer one (a command that
+/// prints megabytes without a newline) is handed on in pieces of this
+/// size, so memory stays bounded.
+pub(crate) const LINE_CAP: usize = 64 << 10;
+
+/// Splits one output stream into lines as its bytes arrive.
+#[derive(Debug, Default)]
+pub(crate) struct Lines {
+    pending: Vec<u8>,
+}
+
+impl Lines {
+    /// Hand each line completed by `data` (without its newline, invalid
+    /// UTF-8 replaced) to `each`.
+    pub(crate) fn push(&mut self, data: &[u8], each: &mut dyn FnMut(&str)) {
+        for piece in data.split_inclusive(|&b| b == b'\n') {
+            let (body, ended) = match piece.strip_suffix(b"\n") {
+                Some(body) => (body, true),
+                None => (piece, false),
+            };
+            self.pending.extend_from_slice(body);
+            while self.pending.len() > LINE_CAP {
+                let rest = self.pending.split_off(LINE_CAP);
+                each(&String::from_utf8_lossy(&self.pending));
+                self.pending = rest;
+            }
+            if ended {
+                let line = std::mem::take(&mut self.pending);
+                let line = line.strip_suffix(b"\r").unwrap_or(&line);
+                each(&String::from_utf8_lossy(line));
+            }
+        }
+    }
+
+    /// Hand on a last line that had no newline.
+    pub(crate) fn finish(&mut self, each: &mut dyn FnMut(&str)) {
+        if !self.pending.is_empty() {
+            let line = std::mem::take(&mut self.pending);
+            each(&String::from_utf8_lossy(&line));
+        }
+    }
+}
+
 /// A byte stream to a TCP port as seen from the remote host.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
@@ -148,6 +203,44 @@ pub trait Transport: Send + Sync {
             Err(crate::error::Error::Internal(
                 "this connection cannot escalate privileges (`become`)".into(),
             ))
+        })
+    }
+
+    /// Run `command` as [`Transport::exec`] does (behind `gate` as
+    /// [`Transport::exec_gated`] does, when given), handing each line of its
+    /// output to `sink` as it arrives: behind a gate, only what follows the
+    /// gate's line. What is returned is what `exec` returns, all of the
+    /// output included. Transports that cannot stream hand the lines on
+    /// when the command has ended.
+    fn exec_streamed<'a>(
+        &'a self,
+        command: &'a str,
+        stdin: Option<&'a [u8]>,
+        gate: Option<&'a Gate<'a>>,
+        sink: &'a Sink<'a>,
+    ) -> BoxFuture<'a, Result<Gated>> {
+        Box::pin(async move {
+            let gated = match gate {
+                Some(gate) => self.exec_gated(command, stdin, gate).await?,
+                None => Gated {
+                    output: self.exec(command, stdin).await?,
+                    passed: true,
+                    ..Gated::default()
+                },
+            };
+            if gated.passed {
+                let output = &gated.output;
+                for (pipe, text) in [
+                    (Pipe::Stdout, &output.stdout),
+                    (Pipe::Stderr, &output.stderr),
+                ] {
+                    let mut lines = Lines::default();
+                    let mut each = |line: &str| sink(pipe, line);
+                    lines.push(text.as_bytes(), &mut each);
+                    lines.finish(&mut each);
+                }
+            }
+            Ok(gated)
         })
     }
 
@@ -299,7 +392,35 @@ pub fn quote(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{quote, Capped};
+    use super::{quote, Capped, Lines, LINE_CAP};
+
+    #[test]
+    fn lines_are_split_across_chunks_and_a_last_partial_line_is_kept() {
+        let mut lines = Lines::default();
+        let mut seen = Vec::new();
+        for chunk in ["a", "b\nc", "d\r\n\nlast"] {
+            lines.push(chunk.as_bytes(), &mut |l| seen.push(l.to_owned()));
+        }
+        assert_eq!(seen, ["ab", "cd", ""]);
+        lines.finish(&mut |l| seen.push(l.to_owned()));
+        assert_eq!(seen, ["ab", "cd", "", "last"]);
+        lines.finish(&mut |l| seen.push(l.to_owned()));
+        assert_eq!(seen.len(), 4);
+
+        // A line without end is handed on in bounded pieces.
+        let mut long = Lines::default();
+        let mut sizes = Vec::new();
+        long.push(&vec![b'x'; LINE_CAP * 2 + 5], &mut |l| sizes.push(l.len()));
+        long.finish(&mut |l| sizes.push(l.len()));
+        assert_eq!(sizes, [LINE_CAP, LINE_CAP, 5]);
+        // Even when the line's end comes in a later chunk.
+        let mut sizes = Vec::new();
+        long.push(&vec![b'x'; LINE_CAP - 1], &mut |l| sizes.push(l.len()));
+        long.push(&[&vec![b'x'; LINE_CAP][..], b"\n"].concat(), &mut |l| {
+            sizes.push(l.len())
+        });
+        assert_eq!(sizes, [LINE_CAP, LINE_CAP - 1]);
+    }
 
     #[test]
     fn capped_output_keeps_head_and_tail_and_counts_the_rest() {

@@ -542,6 +542,14 @@ fn become_from_the_command_line_and_the_inventory() {
         2,
         "{run}"
     );
+    // Streamed line by line through sudo too.
+    assert_eq!(
+        run.stdout
+            .matches("\"stream\":\"stdout\",\"line\":\"root\"}")
+            .count(),
+        2,
+        "{run}"
+    );
     let other = users.add("d", None);
     let run = exec(&["--become", "--become-user", &other], &inventory);
     assert_eq!(run.code, 0, "{run}");

@@ -477,18 +477,43 @@ fn big_outputs_keep_their_head_and_tail_with_a_marker() {
     assert_eq!(length, kept + marker.len() + 1, "{line}");
     assert_eq!(words.collect::<Vec<_>>(), ["ends", "LAST"], "{line}");
 
-    // The same through `exec`, which prints what it kept.
-    let run = cluster.run(&[
-        "exec",
-        "-i",
-        inventory.to_str().unwrap(),
-        "--",
-        "echo FIRST; head -c 5000000 /dev/zero | tr '\\0' x; echo; echo LAST",
-    ]);
+    // The same through `exec`, which streams it all, a long line in
+    // bounded pieces...
+    let command = "echo FIRST; head -c 5000000 /dev/zero | tr '\\0' x; echo; echo LAST";
+    let inv = inventory.to_str().unwrap();
+    let run = cluster.run(&["exec", "-i", inv, "--", command]);
     assert_eq!(run.code, 0, "{}", &run.stderr);
-    assert!(run.stdout.contains(&marker), "no marker in the output");
-    assert!(run.stdout.contains("\n  FIRST\n"), "head lost");
-    assert!(run.stdout.contains("x\n  LAST\n"), "tail lost");
+    assert!(run.stdout.contains("\nnode1 | FIRST\n"), "head lost");
+    assert!(run.stdout.contains("x\nnode1 | LAST\n"), "tail lost");
+    let streamed: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("node1 | "))
+        .collect();
+    let xs: usize = streamed.iter().map(|l| l.matches('x').count()).sum();
+    assert_eq!(xs, 5_000_000);
+    let longest = run.stdout.lines().map(str::len).max().unwrap_or(0);
+    let long = run
+        .stdout
+        .lines()
+        .find(|l| l.len() == longest)
+        .unwrap_or_default();
+    assert!(
+        longest <= "node1 | ".len() + (64 << 10),
+        "a line of {longest} bytes: {}...",
+        &long[..80.min(long.len())]
+    );
+
+    // ... or, with `--group`, prints what it kept until the host ended.
+    let run = cluster.run(&["exec", "-i", inv, "--group", "--", command]);
+    assert_eq!(run.code, 0, "{}", &run.stderr);
+    assert!(
+        run.stdout
+            .contains("bytes of output dropped here; 1 MiB kept"),
+        "no marker in the output"
+    );
+    assert!(run.stdout.contains("\nnode1 | FIRST\n"), "head lost");
+    assert!(run.stdout.contains("x\nnode1 | LAST\n"), "tail lost");
     assert!(
         run.stdout.len() < 2 * kept,
         "{} bytes printed",

@@ -16,6 +16,7 @@ mod inventory_reference;
 mod lab;
 mod limits;
 mod linking;
+mod live;
 mod lock;
 mod lock_lab;
 mod modules;

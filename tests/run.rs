@@ -757,7 +757,7 @@ fn ad_hoc_commands_are_not_templated() {
         "{{.Names}} {% x %}",
     ]);
     assert_eq!(out.code, 0, "{out}");
-    assert!(out.stdout.contains("  {{.Names}} {% x %}"), "{out}");
+    assert!(out.stdout.contains("node1 | {{.Names}} {% x %}"), "{out}");
 }
 
 #[test]
@@ -906,7 +906,10 @@ fn hosts_can_be_reached_through_ssh_config_aliases() {
     let inventory = cluster.write_file("aliases.ini", "alias1\n");
     let out = cluster.run(&["exec", "-i", inventory.to_str().unwrap(), "--", "id", "-un"]);
     assert_eq!(out.code, 0, "{out}");
-    assert!(out.stdout.contains(&format!("  {TEST_USER}")), "{out}");
+    assert!(
+        out.stdout.contains(&format!("alias1 | {TEST_USER}\n")),
+        "{out}"
+    );
 }
 
 #[test]

@@ -246,7 +246,7 @@ fn a_match_host_block_picks_the_login_user_on_a_real_sshd() {
     let said: Vec<&str> = run
         .stdout
         .lines()
-        .filter(|l| l.trim() == cluster.user)
+        .filter(|l| *l == format!("lab | {}", cluster.user))
         .collect();
     assert_eq!(said.len(), 1, "{run}");
 

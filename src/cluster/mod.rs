@@ -30,6 +30,7 @@ pub(crate) mod consul_gate;
 pub(crate) mod deployed;
 pub(crate) mod kv;
 pub(crate) mod lock;
+pub(crate) mod logs;
 pub mod pki;
 pub mod secrets;
 pub(crate) mod services;

@@ -11,6 +11,7 @@ pub(crate) mod kv;
 pub(crate) mod lab;
 pub(crate) mod legacy;
 pub(crate) mod lock;
+pub(crate) mod logs;
 pub(crate) mod render;
 pub(crate) mod rollback;
 pub(crate) mod run;
@@ -170,5 +171,6 @@ fn output(args: &ConnectArgs) -> Output {
     Output {
         format: output_format(args.output),
         verbose: args.verbose,
+        group: false,
     }
 }

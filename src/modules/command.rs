@@ -152,7 +152,7 @@ pub(super) async fn run(args: &CommandArgs, shell: bool, ctx: &Context<'_>) -> R
     let marker = format!("__ARPANET_{:016x}_SKIP__", rand::random::<u64>());
     let script = format!("{}{line}", guards.script(&marker));
     let out = ctx
-        .exec(&script, stdin.as_deref().map(str::as_bytes))
+        .exec_live(&script, stdin.as_deref().map(str::as_bytes))
         .await?;
     if out.success() {
         for guard in [Guard::Creates, Guard::Removes] {

@@ -50,7 +50,7 @@ use crate::error::{Error, Location, Result};
 use crate::playbook::Playbook;
 use crate::report::Failure;
 use crate::template::Engine;
-use crate::transport::{Output, Transport};
+use crate::transport::{Output, Sink, Transport};
 use crate::vars::Vars;
 use crate::yaml::{DeError, Node};
 
@@ -278,6 +278,9 @@ pub struct Context<'a> {
     pub location: &'a Location,
     pub check: bool,
     pub diff: bool,
+    /// Where the output of the task's command goes as it arrives (`exec`),
+    /// besides the outcome.
+    pub live: Option<&'a Sink<'a>>,
 }
 
 impl Context<'_> {
@@ -297,6 +300,19 @@ impl Context<'_> {
     /// Run a command, failing the task (not the run) on a transport error.
     async fn exec(&self, command: &str, stdin: Option<&[u8]>) -> Result<Output> {
         self.transport.exec(command, stdin).await
+    }
+
+    /// Run the command a task is about ([`Context::exec`]), its output
+    /// streamed to [`Context::live`] when there is one.
+    async fn exec_live(&self, command: &str, stdin: Option<&[u8]>) -> Result<Output> {
+        match self.live {
+            Some(sink) => Ok(self
+                .transport
+                .exec_streamed(command, stdin, None, sink)
+                .await?
+                .output),
+            None => self.exec(command, stdin).await,
+        }
     }
 
     /// Run a helper script whose non-zero exit is a task failure.
