@@ -82,6 +82,9 @@ pub struct Inventory {
     pub groups: Vec<Group>,
     /// Located warnings about accepted but suspicious input.
     pub warnings: Vec<String>,
+    /// The directories whose `group_vars/` and `host_vars/` were read, in
+    /// order.
+    bases: Vec<PathBuf>,
     /// Lookups, made on first use (membership is fixed by then), so
     /// per-host questions stay cheap on inventories of thousands of hosts.
     index: std::sync::OnceLock<Index>,
@@ -131,6 +134,7 @@ impl Inventory {
                 base
             };
             inventory.load_vars_dirs(base)?;
+            inventory.bases.push(base.to_path_buf());
         }
         Ok(inventory)
     }
@@ -312,6 +316,31 @@ impl Inventory {
         out
     }
 
+    /// The `group_vars/` or `host_vars/` file whose `name` wins for `host`,
+    /// to point at a bad value; `None` when an inventory line (or nothing
+    /// in these files) sets it. Read again from disk: only for messages.
+    pub fn var_file(&self, host: &str, name: &str, depths: &[usize]) -> Option<PathBuf> {
+        let sets = |file: &Path| vars::load_vars_file(file).is_ok_and(|v| v.contains_key(name));
+        let in_files = |dir: &str, entry: &str| -> Option<PathBuf> {
+            self.bases
+                .iter()
+                .filter_map(|base| vars_entry_files(&base.join(dir), entry).ok().flatten())
+                .flatten()
+                .rev()
+                .find(|f| sets(f))
+        };
+        let mut winner = None;
+        for g in self.groups_in_precedence(host, depths) {
+            if let Some(file) = in_files("group_vars", &g.name) {
+                winner = Some(file);
+            }
+        }
+        if self.host(host).is_some_and(|h| h.vars.contains_key(name)) {
+            winner = None;
+        }
+        in_files("host_vars", host).or(winner)
+    }
+
     /// Merge `group_vars/` and `host_vars/` from `base` over earlier ones.
     fn load_vars_dirs(&mut self, base: &Path) -> Result<()> {
         let group_dir = base.join("group_vars");
@@ -412,19 +441,29 @@ fn looks_like_yaml(text: &str) -> bool {
 /// The first of `dir/NAME` (file or directory), `NAME.yml`, `NAME.yaml`,
 /// `NAME.json`, as Ansible's host_group_vars plugin looks them up.
 fn load_vars_entry(dir: &Path, name: &str, warnings: &mut Vec<String>) -> Result<Option<Vars>> {
+    let Some(files) = vars_entry_files(dir, name)? else {
+        return Ok(None);
+    };
+    let mut out = Vars::new();
+    for f in files {
+        vars::merge(&mut out, &vars::load_vars_file_warn(&f, warnings)?);
+    }
+    Ok(Some(out))
+}
+
+/// The files of `dir/NAME` (every vars file under it, in name order, when
+/// it is a directory), `NAME.yml`, `NAME.yaml` or `NAME.json`: the first
+/// that exists, in the order they are merged.
+fn vars_entry_files(dir: &Path, name: &str) -> Result<Option<Vec<PathBuf>>> {
     for ext in ["", ".yml", ".yaml", ".json"] {
         let path = dir.join(format!("{name}{ext}"));
         if path.is_dir() {
             let mut files = Vec::new();
             collect_vars_files(&path, &mut files)?;
-            let mut out = Vars::new();
-            for f in files {
-                vars::merge(&mut out, &vars::load_vars_file_warn(&f, warnings)?);
-            }
-            return Ok(Some(out));
+            return Ok(Some(files));
         }
         if path.is_file() {
-            return vars::load_vars_file_warn(&path, warnings).map(Some);
+            return Ok(Some(vec![path]));
         }
     }
     Ok(None)
@@ -625,6 +664,7 @@ impl Builder {
             hosts: self.hosts,
             groups: self.groups,
             warnings: self.warnings,
+            bases: Vec::new(),
             index: std::sync::OnceLock::new(),
         }
     }

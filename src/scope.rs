@@ -290,6 +290,18 @@ impl Scope {
         out
     }
 
+    /// The `group_vars/`/`host_vars/` file whose `name` wins for `host`,
+    /// when one does (see [`Inventory::var_file`]): where to point at a bad
+    /// value. `-e`, `~/.arpanetrc` and the deployed record rank above the
+    /// inventory, so a value set there has no file here.
+    pub(crate) fn var_file(&self, host: &str, name: &str) -> Option<std::path::PathBuf> {
+        let above = [&self.layers.extra, &self.layers.rc];
+        if above.iter().any(|layer| layer.contains_key(name)) {
+            return None;
+        }
+        self.inventory.var_file(host, name, &self.depths)
+    }
+
     /// `host`'s variables as the layers wrote them, templates unrendered
     /// and outside any play: what a value is made of, to record it.
     pub(crate) fn host_raw(&self, host: &str) -> Vars {

@@ -630,8 +630,11 @@ fn bad_linking_declarations_are_refused_before_any_host() {
     )
     .unwrap();
     std::fs::create_dir_all(d.join("group_vars")).unwrap();
-    let refused = |stack: &str, says: &[&str]| {
-        std::fs::write(d.join("group_vars/all.yml"), format!("stack:\n{stack}")).unwrap();
+    // Each error points at the file, line and column of the bad part
+    // (`at`: the text there), computed from the file written.
+    let refused = |stack: &str, says: &[&str], at: &str| {
+        let text = format!("stack:\n{stack}");
+        std::fs::write(d.join("group_vars/all.yml"), &text).unwrap();
         let run = run_arpanet(
             d,
             d,
@@ -642,6 +645,13 @@ fn bad_linking_declarations_are_refused_before_any_host() {
         for s in says {
             assert!(run.stderr.contains(s), "expected `{s}`:\n{run}");
         }
+        let (line, column) = text
+            .lines()
+            .enumerate()
+            .find_map(|(n, l)| l.find(at).map(|c| (n + 1, c + 1)))
+            .unwrap();
+        let place = format!("group_vars/all.yml:{line}:{column}: bad `stack`");
+        assert!(run.stderr.contains(&place), "expected `{place}`:\n{run}");
     };
     let web = "  - name: web\n    image: x\n    ports: [\"8081:8080\"]\n";
     refused(
@@ -650,23 +660,44 @@ fn bad_linking_declarations_are_refused_before_any_host() {
             "stack entry `web`: service.check.intervall",
             "did you mean `interval`",
         ],
+        "intervall",
     );
     refused(
         &format!("{web}    service: {{check: {{interval: 5s}}}}\n"),
         &["service.check", "has no target"],
+        "check",
     );
     refused(
         &format!("{web}    service: {{port: 9090}}\n"),
         &["does not publish port 9090"],
+        "port: 9090",
     );
     refused(
         &format!("{web}    upstreams: [{{service: db, port: 5432, via: x}}]\n"),
         &["upstreams[0].via"],
+        "via",
     );
     refused(
         &format!("{web}    env: {{A: b}}\n    service: {{}}\n    publish_env: [B]\n"),
         &["`B` is not in the entry's `env`"],
+        "publish_env",
     );
+
+    // host_vars/ wins over group_vars/: the error points at the host's file.
+    std::fs::create_dir_all(d.join("host_vars")).unwrap();
+    let mine = format!("stack:\n{web}    service: {{chekc: {{tcp: 8080}}}}\n");
+    std::fs::write(d.join("host_vars/n1.yml"), &mine).unwrap();
+    let run = run_arpanet(
+        d,
+        d,
+        &["run", "-i", "hosts", "stack", "--timeout", "1"],
+        &[],
+    );
+    assert_eq!(run.code, 5, "{run}");
+    let line = mine.lines().position(|l| l.contains("chekc")).unwrap() + 1;
+    let place = format!("host_vars/n1.yml:{line}:");
+    assert!(run.stderr.contains(&place), "expected `{place}`:\n{run}");
+    std::fs::remove_file(d.join("host_vars/n1.yml")).unwrap();
 
     // An upstream nobody declares: a warning, and the run goes on to the
     // hosts: here to taking the cluster's lock on the boot server, which is

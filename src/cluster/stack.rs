@@ -572,6 +572,54 @@ fn parse_upstreams(value: &Value, at: &str) -> Result<Vec<Upstream>, Problem> {
     Ok(out)
 }
 
+/// `p` as an error at its place in `file`, the vars file that sets
+/// `stack`: the deepest part of its path found there (an unknown key's own
+/// line). `None` when the file no longer reads or has no `stack`.
+fn locate(file: &std::path::Path, p: &Problem) -> Option<crate::error::Error> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let root = crate::yaml::parse(&text).ok()??;
+    let (_, stack) = root
+        .entries()?
+        .iter()
+        .find(|(k, _)| k.text() == Some("stack"))?;
+    let mut at = stack;
+    let mut rest = p.path.strip_prefix("stack")?;
+    // The entry: `[INDEX]`, or ` entry `NAME``.
+    if let Some(after) = rest.strip_prefix(" entry `") {
+        let (name, after) = after.split_once('`')?;
+        at = stack.items()?.iter().find(|item| {
+            item.entries().is_some_and(|e| {
+                e.iter()
+                    .any(|(k, v)| k.text() == Some("name") && v.text() == Some(name))
+            })
+        })?;
+        rest = after;
+    }
+    let rest = rest.trim_start_matches(':').trim_start();
+    let mut pos = at.pos;
+    for step in rest.split(['.', '[']).filter(|s| !s.is_empty()) {
+        let next = match step.strip_suffix(']').map(str::parse::<usize>) {
+            Some(Ok(i)) => at
+                .items()
+                .and_then(|items| items.get(i))
+                .map(|n| (n.pos, n)),
+            _ => at
+                .entries()
+                .and_then(|e| e.iter().find(|(k, _)| k.text() == Some(step)))
+                .map(|(k, v)| (k.pos, v)),
+        };
+        let Some((found, node)) = next else { break };
+        pos = found;
+        at = node;
+    }
+    let kind = crate::error::InputKind::Invalid {
+        field: None,
+        message: format!("bad `stack`: {}: {}", p.path, p.message),
+        hint: p.hint.clone(),
+    };
+    Some(crate::yaml::input_error(file, &text, pos, kind))
+}
+
 /// Read every host's `stack` before anything connects: the first bad
 /// entry is an error (exit 5); upstreams that name a service no entry
 /// declares are returned as warnings (it may be registered otherwise).
@@ -583,6 +631,13 @@ pub(crate) fn check(session: &crate::session::Session) -> crate::error::Result<V
             continue;
         };
         let entries = parse(value).map_err(|p| {
+            if let Some(err) = session
+                .scope
+                .var_file(&host.name, "stack")
+                .and_then(|file| locate(&file, &p))
+            {
+                return err;
+            }
             let err = crate::error::Error::usage(format!(
                 "bad `stack` (host `{}`): {}: {}",
                 host.name, p.path, p.message
