@@ -607,6 +607,28 @@ fn services_are_announced_found_by_name_and_removed() {
                 && i["Action"] == "deny"),
         "{left}"
     );
+
+    // 11. `upgrade` puts the watcher this version installs in place and
+    //     restarts it: a script changed on the node is replaced.
+    let pid = |lab: &Lab| lab.on_node(3, "systemctl show -p MainPID --value registrator");
+    let marker = format!("# changed-by-hand-{}", rand_suffix());
+    lab.on_node(
+        3,
+        &format!("echo '{marker}' >> /usr/local/lib/arpanet/watcher.sh"),
+    );
+    let before = pid(&lab);
+    let upgraded = lab.run("run", &["upgrade", "--limit", "node3"]);
+    assert_eq!(upgraded.code, 0, "{upgraded}");
+    let script = lab.on_node(3, "cat /usr/local/lib/arpanet/watcher.sh");
+    assert!(
+        !script.contains(&marker),
+        "the watcher script was kept:\n{upgraded}"
+    );
+    let after = pid(&lab);
+    assert!(
+        after.trim() != before.trim() && after.trim() != "0",
+        "the watcher was not restarted (MainPID {before} → {after}):\n{upgraded}"
+    );
 }
 
 fn rand_suffix() -> u32 {
