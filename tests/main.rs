@@ -10,6 +10,7 @@ mod deployed;
 mod escalation;
 mod flow;
 mod gates;
+mod health;
 mod host_keys;
 mod inputs;
 mod inventory_reference;
