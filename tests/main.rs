@@ -11,6 +11,7 @@ mod escalation;
 mod flow;
 mod gates;
 mod health;
+mod health_lab;
 mod host_keys;
 mod inputs;
 mod inventory_reference;

@@ -233,7 +233,7 @@ fn spokesman<'a>(
         if row.consul_role.is_some() {
             if verbose {
                 eprintln!(
-                    "{}: consul agent answers; the cluster as it sees it",
+                    "{}: consul agent answers; the leader and members as it sees them",
                     row.node
                 );
             }
