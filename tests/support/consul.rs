@@ -11,7 +11,8 @@ pub struct FakeConsul {
     pub port: u16,
     pub fail: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     /// What `/v1/agent/members` lists: node names and Consul's status
-    /// codes (1 alive, 4 failed).
+    /// codes (1 alive, 4 failed). While it is empty, the agent's own
+    /// endpoints (leader, self, members) answer 404 as a KV-only stand-in.
     pub members: std::sync::Arc<std::sync::Mutex<Vec<(String, u64)>>>,
 }
 
@@ -120,8 +121,12 @@ fn handle(kv: &mut Kv, method: &str, target: &str, body: Vec<u8>, index: u64) ->
     }
 }
 
-/// The agent's own endpoints: a server, a leader, `members`.
+/// The agent's own endpoints: a server, a leader, `members` (none while
+/// `members` is empty).
 fn agent(target: &str, members: &[(String, u64)]) -> Option<Vec<u8>> {
+    if members.is_empty() {
+        return None;
+    }
     let json = match target {
         "/v1/status/leader" => serde_json::json!("127.0.0.1:8300"),
         "/v1/agent/self" => {
