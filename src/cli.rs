@@ -141,8 +141,14 @@ pub enum KvOp {
 pub struct ConsulArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
-    /// Arguments for the consul CLI, after `--`
-    #[arg(required = true, last = true, value_name = "ARGS")]
+    /// Arguments for the consul CLI (`members`); after `--` when they
+    /// hold an option that arpanet has too (`-- members -detailed -v`)
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
     pub args: Vec<String>,
 }
 

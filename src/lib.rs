@@ -67,8 +67,7 @@ pub fn run(cli: Cli) -> i32 {
 }
 
 /// A command line clap refused: its message, or ours where we know what the
-/// user meant (old command names, `consul` arguments without `--`); returns
-/// the exit code.
+/// user meant (old command names); returns the exit code.
 pub fn parse_failed(err: clap::Error) -> i32 {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let advice = match err.kind() {

@@ -728,11 +728,20 @@ impl SshTransport {
         if self.handle.is_closed() {
             return self.lost(what);
         }
+        use russh::ChannelOpenFailure as Why;
         let message = match e {
-            russh::Error::ChannelOpenFailure(reason) => format!(
-                "the server refused a new channel {what} ({reason:?}; sshd MaxSessions reached, \
+            // A forward whose target port refused the connection: nothing
+            // listens there; sshd itself is fine.
+            russh::Error::ChannelOpenFailure(Why::ConnectFailed) => {
+                format!("nothing answers {what} on the host (connection refused there)")
+            }
+            russh::Error::ChannelOpenFailure(Why::AdministrativelyProhibited) => format!(
+                "the server refused a new channel {what} (sshd MaxSessions reached, \
                  or forwarding disabled)"
             ),
+            russh::Error::ChannelOpenFailure(reason) => {
+                format!("the server refused a new channel {what} ({reason:?})")
+            }
             e => format!("cannot open a channel {what}: {e}"),
         };
         Error::Remote {

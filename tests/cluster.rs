@@ -170,9 +170,9 @@ impl Lab {
         if status.code != 0 {
             return Err(format!("status:\n{status}"));
         }
-        let rows: serde_json::Value =
+        let report: serde_json::Value =
             serde_json::from_str(&status.stdout).map_err(|e| e.to_string())?;
-        for row in rows.as_array().into_iter().flatten() {
+        for row in report["nodes"].as_array().into_iter().flatten() {
             if !row["leader"].as_str().is_some_and(|l| l.ends_with(":8300")) {
                 return Err(format!("no leader: {row}"));
             }

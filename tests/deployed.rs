@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::Run;
+use crate::support::{FakeConsul, Run};
 
 static NAME: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| crate::support::lab_name("arpanet-deployed"));
@@ -245,112 +245,6 @@ fn what_is_deployed_is_kept_listed_and_rolled_back_from_the_cluster() {
     let mine = lab.run(&inventory, "history", &["-o", "json"]);
     assert_eq!(json(&seen), json(&mine));
     assert_eq!(json(&seen).as_array().unwrap().len(), 4);
-}
-
-/// A stand-in for one Consul agent's HTTP API on `127.0.0.1:PORT`, which
-/// an sshd host on loopback forwards to as a node would to its agent: a
-/// KV store (GET with `?recurse`, `?keys`, `?raw`; PUT with `?cas`;
-/// DELETE), or, with `fail` set, that answer to every request.
-struct FakeConsul {
-    port: u16,
-    fail: std::sync::Arc<std::sync::Mutex<Option<String>>>,
-}
-
-type Kv = std::collections::BTreeMap<String, (Vec<u8>, u64)>;
-
-impl FakeConsul {
-    fn start() -> FakeConsul {
-        use std::io::{BufRead, BufReader, Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let fail = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
-        let kv = std::sync::Arc::new(std::sync::Mutex::new(Kv::new()));
-        let (fail2, kv2) = (fail.clone(), kv.clone());
-        std::thread::spawn(move || {
-            let mut index = 0u64;
-            for stream in listener.incoming().flatten() {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap_or(0);
-                let mut length = 0;
-                loop {
-                    let mut header = String::new();
-                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap_or(());
-                let mut words = line.split_whitespace();
-                let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-                index += 1;
-                let (status, answer) = match fail2.lock().unwrap().clone() {
-                    Some(text) => (500, text.into_bytes()),
-                    None => handle(&mut kv2.lock().unwrap(), method, target, body, index),
-                };
-                let mut stream = stream;
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    answer.len()
-                );
-                let _ = stream.write_all(&answer);
-            }
-        });
-        FakeConsul { port, fail }
-    }
-}
-
-fn handle(kv: &mut Kv, method: &str, target: &str, body: Vec<u8>, index: u64) -> (u16, Vec<u8>) {
-    use base64::Engine as _;
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let Some(key) = path.strip_prefix("/v1/kv/") else {
-        return (404, Vec::new());
-    };
-    let flags: Vec<&str> = query.split('&').collect();
-    let entry = |k: &String, (v, i): &(Vec<u8>, u64)| serde_json::json!({"Key": k, "Value": base64::engine::general_purpose::STANDARD.encode(v), "ModifyIndex": i, "CreateIndex": i, "Flags": 0, "LockIndex": 0});
-    match method {
-        "GET" => {
-            let under: Vec<(&String, &(Vec<u8>, u64))> =
-                kv.iter().filter(|(k, _)| k.starts_with(key)).collect();
-            if flags.contains(&"keys") {
-                let keys: Vec<&String> = under.iter().map(|(k, _)| *k).collect();
-                return (200, serde_json::to_vec(&keys).unwrap());
-            }
-            if flags.contains(&"recurse") {
-                if under.is_empty() {
-                    return (404, Vec::new());
-                }
-                let list: Vec<_> = under.iter().map(|(k, v)| entry(k, v)).collect();
-                return (200, serde_json::to_vec(&list).unwrap());
-            }
-            match kv.get_key_value(key) {
-                None => (404, Vec::new()),
-                Some((_, (v, _))) if flags.contains(&"raw") => (200, v.clone()),
-                Some((k, v)) => (200, serde_json::to_vec(&[entry(k, v)]).unwrap()),
-            }
-        }
-        "PUT" => {
-            let cas = flags.iter().find_map(|f| f.strip_prefix("cas="));
-            let ok = match cas.map(|c| c.parse::<u64>().unwrap()) {
-                None => true,
-                Some(0) => !kv.contains_key(key),
-                Some(i) => kv.get(key).is_some_and(|(_, at)| *at == i),
-            };
-            if ok {
-                kv.insert(key.to_owned(), (body, index));
-            }
-            (200, ok.to_string().into_bytes())
-        }
-        "DELETE" => {
-            kv.retain(|k, _| k != key && !(flags.contains(&"recurse") && k.starts_with(key)));
-            (200, b"true".to_vec())
-        }
-        _ => (405, Vec::new()),
-    }
 }
 
 /// A record as arpanet writes it, with one stack entry holding `secret`.

@@ -10,6 +10,8 @@ mod deployed;
 mod escalation;
 mod flow;
 mod gates;
+mod health;
+mod health_lab;
 mod host_keys;
 mod inputs;
 mod inventory_reference;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::stack::{META_OWNER, META_UPSTREAMS};
-use super::{consul_api, consul_port, first_reachable, ordered_hosts};
+use super::{consul_api, first_agent, ordered_hosts};
 use crate::config::ConnectOptions;
 use crate::error::{exit, Error, Result};
 use crate::report::OutputFormat;
@@ -78,13 +78,12 @@ fn instance(row: &Value) -> Instance {
 }
 
 /// Print every service's instances; exit 0, or 2 when no agent answers.
-pub fn services(connect: &ConnectOptions, format: OutputFormat) -> Result<i32> {
+pub fn services(connect: &ConnectOptions, format: OutputFormat, verbose: bool) -> Result<i32> {
     let session = Session::open(connect)?;
     let hosts = ordered_hosts(&session)?;
     let connector = session.connector();
     let instances = session::runtime()?.block_on(async {
-        let (host, conn) = first_reachable(&connector, &hosts).await?;
-        let port = consul_port(&host.vars)?;
+        let (host, conn, port) = first_agent(&connector, &hosts, verbose).await?;
         let get = |path: String| {
             let conn = conn.clone();
             let name = host.name.clone();

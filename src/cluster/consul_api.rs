@@ -32,14 +32,43 @@ pub async fn request(
     path: &str,
     body: Option<&[u8]>,
 ) -> Result<Response> {
-    tokio::time::timeout(TIMEOUT, send(host, transport, port, method, path, body))
+    within(TIMEOUT, host, transport, port, method, path, body).await
+}
+
+/// Whether the agent on the host answers its HTTP API at all (any status,
+/// even "no leader"), within a few seconds.
+pub(crate) async fn answers(host: &str, transport: &dyn Transport, port: u16) -> Result<()> {
+    let probe = std::time::Duration::from_secs(3);
+    within(
+        probe,
+        host,
+        transport,
+        port,
+        "GET",
+        "/v1/status/leader",
+        None,
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn within(
+    limit: std::time::Duration,
+    host: &str,
+    transport: &dyn Transport,
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> Result<Response> {
+    tokio::time::timeout(limit, send(host, transport, port, method, path, body))
         .await
         .unwrap_or_else(|_| {
             Err(Error::Remote {
                 host: host.to_owned(),
                 message: format!(
                     "consul's HTTP API on port {port} did not answer within {}s",
-                    TIMEOUT.as_secs()
+                    limit.as_secs()
                 ),
             })
         })
@@ -58,6 +87,10 @@ async fn send(
         .await
         .map_err(|e| match e {
             Error::Unreachable { .. } => e,
+            Error::Remote { message, .. } => Error::Remote {
+                host: host.to_owned(),
+                message: format!("{NO_AGENT} on port {port}: {message}"),
+            },
             other => Error::Remote {
                 host: host.to_owned(),
                 message: format!("{NO_AGENT} on port {port}: {other}"),

@@ -2,7 +2,7 @@
 //! container, for what `status` and `kv` do not cover (`members`,
 //! `operator raft list-peers`, ...).
 
-use super::{first_reachable, ordered_hosts, text};
+use super::{first_agent, ordered_hosts, text};
 use crate::config::ConnectOptions;
 use crate::error::{exit, Result};
 use crate::escalation::{self, Escalated};
@@ -10,14 +10,15 @@ use crate::probe;
 use crate::session::{self, Session};
 use crate::transport::quote;
 
-/// Run `consul ARGS` in the Consul container of the first host that
-/// answers (servers first), passing its output through.
-pub(crate) fn consul_cli(connect: &ConnectOptions, args: &[String]) -> Result<i32> {
+/// Run `consul ARGS` in the Consul container of the first host whose agent
+/// answers (servers first; each attempt named with `verbose`), passing its
+/// output through.
+pub(crate) fn consul_cli(connect: &ConnectOptions, args: &[String], verbose: bool) -> Result<i32> {
     let session = Session::open(connect)?;
     let hosts = ordered_hosts(&session)?;
     let connector = session.connector();
     session::runtime()?.block_on(async {
-        let (host, conn) = first_reachable(&connector, &hosts).await?;
+        let (host, conn, _) = first_agent(&connector, &hosts, verbose).await?;
         // `docker exec` needs the rights `become` gives.
         let how = escalation::for_host(&connect.escalation, &host.vars)?;
         let conn = Escalated::wrap(conn, how, &host.name);

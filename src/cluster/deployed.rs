@@ -436,7 +436,7 @@ pub(crate) fn record(
     let (values, raw) = deployed_values(&session, &first.name, &place.names);
     let connector = session.connector();
     session::runtime()?.block_on(async {
-        let (host, conn) = super::first_reachable(&connector, &hosts).await?;
+        let (host, conn, _) = super::first_agent(&connector, &hosts, false).await?;
         let result = async {
             let (previous, index) = match read_current(&host.name, conn.as_ref(), &place).await {
                 Answer::Found(Some((record, index))) => (Some(*record), index),

@@ -1,7 +1,7 @@
 //! `arpanet kv`: Consul's key/value store under the inventory's
 //! `consul_kv_path`, through one node's agent (servers first).
 
-use super::{consul_api, consul_port, first_reachable, ordered_hosts, text};
+use super::{consul_api, first_agent, ordered_hosts, text};
 use crate::config::ConnectOptions;
 use crate::error::{exit, Error, Result};
 use crate::session::{self, Session};
@@ -29,9 +29,9 @@ pub(crate) enum KvOp {
     Info,
 }
 
-/// Run `op` through the first host that answers (servers first); exits
-/// non-zero for a missing key.
-pub(crate) fn kv(connect: &ConnectOptions, op: &KvOp) -> Result<i32> {
+/// Run `op` through the first host whose agent answers (servers first;
+/// each attempt named with `verbose`); exits non-zero for a missing key.
+pub(crate) fn kv(connect: &ConnectOptions, op: &KvOp, verbose: bool) -> Result<i32> {
     if let KvOp::Del { key, .. } = op {
         if key
             .trim_end_matches("?recurse")
@@ -48,8 +48,7 @@ pub(crate) fn kv(connect: &ConnectOptions, op: &KvOp) -> Result<i32> {
     let hosts = ordered_hosts(&session)?;
     let connector = session.connector();
     session::runtime()?.block_on(async {
-        let (host, conn) = first_reachable(&connector, &hosts).await?;
-        let port = consul_port(&host.vars)?;
+        let (host, conn, port) = first_agent(&connector, &hosts, verbose).await?;
         let prefix = text(&host.vars, "consul_kv_path", "/arpanet");
         let call = |method: &'static str, path: String, body: Option<Vec<u8>>| {
             let conn = conn.clone();

@@ -62,19 +62,71 @@ pub(crate) fn consul_port(vars: &Vars) -> Result<u16> {
         .map_err(|_| Error::usage(format!("`consul_port` must be a port number, got `{port}`")))
 }
 
-/// Connect to the first reachable host: servers first, then the rest.
-pub(crate) async fn first_reachable<'a>(
+/// Connect to the first host whose Consul agent answers its HTTP API:
+/// servers first (see [`ordered_hosts`]), then the rest, so a server whose
+/// Consul is down does not stop `kv`, `consul` or `services`. With
+/// `verbose`, each attempt is named on stderr. Returns the host, its
+/// connection and its agent's port. When no host is reachable, the last
+/// connection error (exit 4); when some are but no agent answers, an error
+/// listing each attempt.
+pub(crate) async fn first_agent<'a>(
     connector: &dyn Connector,
     hosts: &'a [HostInfo],
-) -> Result<(&'a HostInfo, Arc<dyn Transport>)> {
-    let mut last = None;
+    verbose: bool,
+) -> Result<(&'a HostInfo, Arc<dyn Transport>, u16)> {
+    let mut tried = Vec::new();
+    let mut unreachable = None;
+    let mut reached = false;
     for host in hosts {
-        match connector.connect(&host.target).await {
-            Ok(conn) => return Ok((host, conn)),
-            Err(err) => last = Some(err),
+        let port = consul_port(&host.vars)?;
+        let why = match connector.connect(&host.target).await {
+            Err(err) => {
+                let why = without_host(&host.name, &err);
+                unreachable = Some(err);
+                why
+            }
+            Ok(conn) => {
+                reached = true;
+                match consul_api::answers(&host.name, conn.as_ref(), port).await {
+                    Ok(()) => {
+                        if verbose {
+                            eprintln!("{}: consul agent answers on port {port}", host.name);
+                        }
+                        return Ok((host, conn, port));
+                    }
+                    Err(err) => {
+                        conn.close().await;
+                        without_host(&host.name, &err)
+                    }
+                }
+            }
+        };
+        if verbose {
+            eprintln!("{}: {why}; trying the next node", host.name);
         }
+        tried.push(format!("{}: {why}", host.name));
     }
-    Err(last.unwrap_or_else(|| Error::usage("no hosts in the inventory")))
+    match (hosts.first(), unreachable) {
+        (None, _) => Err(Error::usage("no hosts in the inventory")),
+        // Not one node reachable: that is the failure (exit 4).
+        (Some(_), Some(err)) if !reached => Err(err),
+        (Some(_), _) => Err(Error::Remote {
+            host: "consul".into(),
+            message: format!(
+                "no agent answers on any node:\n  {}\nhint: `arpanet status` shows \
+                 which agents and containers are down",
+                tried.join("\n  ")
+            ),
+        }),
+    }
+}
+
+/// An error's text without the `host: ` it starts with.
+fn without_host(host: &str, err: &Error) -> String {
+    let text = err.to_string();
+    text.strip_prefix(&format!("{host}: "))
+        .unwrap_or(&text)
+        .to_owned()
 }
 
 /// Every host, Consul servers first.

@@ -1,6 +1,13 @@
 //! `arpanet status`: one table over every node, reachability, Docker, the
-//! Consul agent as Consul sees it, and arpanet's containers. It looks and
+//! Consul agent as Consul sees it, and arpanet's containers, then what is
+//! wrong (`problems:`), with an exit code a script can act on: 0 all
+//! healthy, 2 something unhealthy, 4 a node unreachable. It looks and
 //! changes nothing; each node is asked in parallel (up to `--forks`).
+//!
+//! The Consul nodes are the `servers` and `clients` groups: each must run
+//! Docker and an agent that answers and that the cluster sees `alive`. The
+//! cluster's view (its leader, its members) comes from the first of them
+//! whose agent answers, servers first.
 
 use std::sync::Arc;
 
@@ -27,10 +34,20 @@ pub struct NodeStatus {
     pub docker: Option<String>,
     /// `server`, `client`, or none when no agent answers.
     pub consul_role: Option<String>,
-    /// `alive`, `failed`, ... as Consul sees this node.
+    /// `alive`, `failed`, ... as the cluster sees this node (else as its
+    /// own agent does).
     pub consul_status: Option<String>,
+    /// Why the node's agent did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consul_error: Option<String>,
     pub leader: Option<String>,
     pub containers: Vec<ContainerStatus>,
+    /// In `servers` or `clients`: runs Docker and a Consul agent.
+    #[serde(skip)]
+    pub consul_node: bool,
+    /// The cluster's members as this node's agent sees them.
+    #[serde(skip)]
+    pub members: Option<Vec<Member>>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -38,25 +55,84 @@ pub struct ContainerStatus {
     pub name: String,
     pub state: String,
     pub image: String,
+    /// `healthy`, `unhealthy` or `starting`, for a container with a
+    /// Docker health check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+}
+
+/// A member of the Consul cluster (serf LAN): its node name and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub status: String,
+}
+
+/// One thing that keeps the cluster from being healthy: on which node
+/// (none: the cluster as a whole), what, and in what state.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    pub node: Option<String>,
+    pub what: String,
+    pub state: String,
+}
+
+impl Problem {
+    fn new(node: Option<&str>, what: impl Into<String>, state: impl Into<String>) -> Self {
+        Problem {
+            node: node.map(str::to_owned),
+            what: what.into(),
+            state: state.into(),
+        }
+    }
+}
+
+/// Consul's numeric member status as a word.
+fn member_status(code: u64) -> &'static str {
+    match code {
+        1 => "alive",
+        2 => "leaving",
+        3 => "left",
+        4 => "failed",
+        _ => "none",
+    }
+}
+
+/// Health from `docker ps`'s status column (`Up 2 minutes (healthy)`).
+fn health(status: &str) -> Option<String> {
+    let inside = status.rsplit_once('(')?.1.strip_suffix(')')?;
+    match inside {
+        "healthy" | "unhealthy" => Some(inside.to_owned()),
+        "health: starting" => Some("starting".to_owned()),
+        _ => None,
+    }
+}
+
+/// An error's text without the `NODE: ` it starts with (the table and the
+/// problems name the node).
+fn without_node(node: &str, err: &Error) -> String {
+    let text = err.to_string();
+    text.strip_prefix(&format!("{node}: "))
+        .unwrap_or(&text)
+        .to_owned()
 }
 
 async fn node_status(
     connector: &dyn Connector,
     host: &HostInfo,
     how: Option<Become>,
+    consul_node: bool,
 ) -> NodeStatus {
     let mut status = NodeStatus {
         node: host.name.clone(),
         address: host.target.address.clone(),
+        consul_node,
         ..NodeStatus::default()
     };
     let conn = match connector.connect(&host.target).await {
         Ok(conn) => conn,
         Err(err) => {
-            // The table prefixes the node; the error names it too.
-            let text = err.to_string();
-            let prefix = format!("{}: ", host.name);
-            status.error = Some(text.strip_prefix(&prefix).unwrap_or(&text).to_owned());
+            status.error = Some(without_node(&host.name, &err));
             return status;
         }
     };
@@ -66,15 +142,13 @@ async fn node_status(
     match probe::exec(conn.as_ref(), &host.name, version, None).await {
         Ok(out) if out.success() => status.docker = Some(out.stdout.trim().to_owned()),
         Err(err @ Error::Become { .. }) => {
-            let text = err.to_string();
-            let prefix = format!("{}: ", host.name);
-            status.error = Some(text.strip_prefix(&prefix).unwrap_or(&text).to_owned());
+            status.error = Some(without_node(&host.name, &err));
             conn.close().await;
             return status;
         }
         _ => {}
     }
-    let ps = "docker ps -a --filter label=arpanet.managed=true --format '{{.Names}}\t{{.State}}\t{{.Image}}'";
+    let ps = "docker ps -a --filter label=arpanet.managed=true --format '{{.Names}}\t{{.State}}\t{{.Image}}\t{{.Status}}'";
     if let Ok(out) = probe::exec(conn.as_ref(), &host.name, ps, None).await {
         status.containers = out
             .stdout
@@ -85,54 +159,185 @@ async fn node_status(
                     name: parts.next()?.to_owned(),
                     state: parts.next()?.to_owned(),
                     image: parts.next()?.to_owned(),
+                    health: parts.next().and_then(health),
                 })
             })
             .collect();
         status.containers.sort_by(|a, b| a.name.cmp(&b.name));
     }
-    if let Ok(port) = consul_port(&host.vars) {
-        consul_status(&host.name, conn.as_ref(), port, &mut status).await;
+    match consul_port(&host.vars) {
+        Ok(port) => consul_status(&host.name, conn.as_ref(), port, &mut status).await,
+        Err(err) => status.consul_error = Some(err.to_string()),
     }
     conn.close().await;
     status
 }
 
 async fn consul_status(host: &str, conn: &dyn Transport, port: u16, status: &mut NodeStatus) {
-    let Ok(agent) = consul_api::request(host, conn, port, "GET", "/v1/agent/self", None).await
-    else {
-        return;
+    let get = |path: &'static str| async move {
+        let r = consul_api::request(host, conn, port, "GET", path, None).await?;
+        if r.status != 200 {
+            return Err(Error::Remote {
+                host: host.to_owned(),
+                message: format!("consul answered {}: {}", r.status, r.text().trim()),
+            });
+        }
+        serde_json::from_slice::<Value>(&r.body).map_err(|e| Error::Remote {
+            host: host.to_owned(),
+            message: format!("consul sent unreadable JSON for `{path}`: {e}"),
+        })
     };
-    let Ok(agent) = serde_json::from_slice::<Value>(&agent.body) else {
-        return;
+    let agent = match get("/v1/agent/self").await {
+        Ok(agent) => agent,
+        Err(err) => {
+            status.consul_error = Some(without_node(host, &err));
+            return;
+        }
     };
     let server = agent.pointer("/Config/Server").and_then(Value::as_bool);
     status.consul_role = server.map(|s| if s { "server" } else { "client" }.to_owned());
     status.consul_status = agent
         .pointer("/Member/Status")
         .and_then(Value::as_u64)
-        .map(|s| {
-            match s {
-                1 => "alive",
-                2 => "leaving",
-                3 => "left",
-                4 => "failed",
-                _ => "none",
-            }
-            .to_owned()
-        });
-    if let Ok(leader) =
-        consul_api::request(host, conn, port, "GET", "/v1/status/leader", None).await
-    {
-        let leader: String = serde_json::from_slice(&leader.body).unwrap_or_default();
-        status.leader = (!leader.is_empty()).then_some(leader);
+        .map(|s| member_status(s).to_owned());
+    if let Ok(leader) = get("/v1/status/leader").await {
+        status.leader = leader.as_str().filter(|l| !l.is_empty()).map(str::to_owned);
+    }
+    if let Ok(Value::Array(members)) = get("/v1/agent/members").await {
+        status.members = Some(
+            members
+                .iter()
+                .filter_map(|m| {
+                    Some(Member {
+                        name: m.get("Name")?.as_str()?.to_owned(),
+                        status: member_status(m.get("Status")?.as_u64()?).to_owned(),
+                    })
+                })
+                .collect(),
+        );
     }
 }
 
-/// Print the table (or JSON) for every host of the inventory; exits
-/// non-zero when one could not be reached.
-pub fn status(connect: &ConnectOptions, format: OutputFormat) -> Result<i32> {
+/// The node whose agent speaks for the cluster: the first Consul node
+/// whose agent answered, in `order` (servers first). With `verbose`, each
+/// one passed over is named on stderr.
+fn spokesman<'a>(
+    rows: &'a [NodeStatus],
+    order: &[String],
+    verbose: bool,
+) -> Option<&'a NodeStatus> {
+    for name in order {
+        let Some(row) = rows.iter().find(|r| &r.node == name && r.consul_node) else {
+            continue;
+        };
+        if row.consul_role.is_some() {
+            if verbose {
+                eprintln!(
+                    "{}: consul agent answers; the leader and members as it sees them",
+                    row.node
+                );
+            }
+            return Some(row);
+        }
+        if verbose {
+            let why = row
+                .error
+                .as_deref()
+                .or(row.consul_error.as_deref())
+                .unwrap_or("no answer");
+            eprintln!("{}: {why}; trying the next node", row.node);
+        }
+    }
+    None
+}
+
+/// What keeps the cluster from being healthy, node by node in table
+/// order, then the cluster's own (no leader, no agent at all).
+pub fn problems(rows: &[NodeStatus], spokesman: Option<&NodeStatus>) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let members = spokesman.and_then(|s| s.members.as_ref().map(|m| (s.node.as_str(), m)));
+    for r in rows {
+        let node = Some(r.node.as_str());
+        if !r.reachable {
+            let why = r.error.as_deref().unwrap_or("no answer");
+            out.push(Problem::new(node, "ssh", format!("unreachable: {why}")));
+            continue;
+        }
+        if let Some(error) = &r.error {
+            out.push(Problem::new(node, "become", error.clone()));
+            continue;
+        }
+        if r.consul_node && r.docker.is_none() {
+            out.push(Problem::new(node, "docker", "not answering"));
+        }
+        if r.consul_node {
+            if r.consul_role.is_none() {
+                let why = r.consul_error.as_deref().unwrap_or("no answer");
+                out.push(Problem::new(
+                    node,
+                    "consul agent",
+                    format!("not answering: {why}"),
+                ));
+            } else if let Some((seer, members)) = members {
+                let seen = members.iter().find(|m| m.name == r.node);
+                let state = match seen {
+                    None => Some("not a member of the cluster".to_owned()),
+                    Some(m) if m.status != "alive" => Some(m.status.clone()),
+                    Some(_) => None,
+                };
+                if let Some(state) = state {
+                    out.push(Problem::new(
+                        node,
+                        "consul agent",
+                        format!("{state} (as `{seer}` sees it)"),
+                    ));
+                }
+            }
+        }
+        for c in &r.containers {
+            let what = format!("container `{}`", c.name);
+            if c.state != "running" {
+                out.push(Problem::new(node, what, c.state.clone()));
+            } else if let Some(h) = c.health.as_deref().filter(|h| *h != "healthy") {
+                out.push(Problem::new(node, what, format!("running, {h}")));
+            }
+        }
+    }
+    if rows.iter().any(|r| r.consul_node) {
+        match spokesman {
+            None => out.push(Problem::new(None, "consul", "no agent answers on any node")),
+            Some(s) if s.leader.is_none() => out.push(Problem::new(
+                None,
+                "consul",
+                format!("no leader (as `{}` sees it)", s.node),
+            )),
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+/// Everything `status` prints as JSON: the rows and the problems.
+#[derive(Serialize)]
+struct Report<'a> {
+    nodes: &'a [NodeStatus],
+    problems: &'a [Problem],
+}
+
+/// Print the table (or JSON) for every host of the inventory, then the
+/// problems. Exit 0 when there are none, 4 when a node is unreachable,
+/// else 2.
+pub fn status(connect: &ConnectOptions, format: OutputFormat, verbose: bool) -> Result<i32> {
     let session = Session::open(connect)?;
     let hosts = session.hosts("all")?;
+    let consul_nodes = session
+        .inventory
+        .select("servers:clients")
+        .unwrap_or_default();
+    let order: Vec<String> = super::ordered_hosts(&session)?
+        .into_iter()
+        .map(|h| h.name)
+        .collect();
     let escalations = hosts
         .iter()
         .map(|h| escalation::for_host(&connect.escalation, &h.vars))
@@ -144,25 +349,56 @@ pub fn status(connect: &ConnectOptions, format: OutputFormat) -> Result<i32> {
         let jobs = hosts.iter().zip(escalations).map(|(h, how)| {
             let limit = limit.clone();
             let connector = &connector;
+            let consul_node = consul_nodes.contains(&h.name);
             async move {
                 let _permit = limit.acquire().await;
-                node_status(connector, h, how).await
+                node_status(connector, h, how, consul_node).await
             }
         });
         futures::future::join_all(jobs).await
     });
+    let seer = spokesman(&rows, &order, verbose).cloned();
+    let problems = problems(&rows, seer.as_ref());
+    // Each agent's status as the cluster sees it.
+    let mut rows = rows;
+    let members = seer.and_then(|s| s.members).unwrap_or_default();
+    for row in rows.iter_mut().filter(|r| r.consul_role.is_some()) {
+        if let Some(m) = members.iter().find(|m| m.name == row.node) {
+            row.consul_status = Some(m.status.clone());
+        }
+    }
     match format {
         OutputFormat::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
+            serde_json::to_string_pretty(&Report {
+                nodes: &rows,
+                problems: &problems
+            })
+            .unwrap_or_default()
         ),
-        OutputFormat::Human => print!("{}", table(&rows)),
+        OutputFormat::Human => print!("{}{}", table(&rows), problem_lines(&problems)),
     }
-    Ok(if rows.iter().all(|r| r.reachable) {
+    Ok(if rows.iter().any(|r| !r.reachable) {
+        exit::HOST_UNREACHABLE
+    } else if problems.is_empty() {
         exit::OK
     } else {
-        exit::HOST_UNREACHABLE
+        exit::HOST_FAILED
     })
+}
+
+/// `problems:` and one indented line per problem (`node2: consul agent:
+/// not answering: ...`), or nothing.
+pub fn problem_lines(problems: &[Problem]) -> String {
+    if problems.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nproblems:\n");
+    for p in problems {
+        let node = p.node.as_deref().unwrap_or("cluster");
+        out.push_str(&format!("  {node}: {}: {}\n", p.what, p.state));
+    }
+    out
 }
 
 /// The human table: one line per node, columns padded to fit.
@@ -189,7 +425,10 @@ pub fn table(rows: &[NodeStatus]) -> String {
         } else {
             r.containers
                 .iter()
-                .map(|c| format!("{}={} [{}]", c.name, c.state, c.image))
+                .map(|c| match &c.health {
+                    Some(h) => format!("{}={} ({h}) [{}]", c.name, c.state, c.image),
+                    None => format!("{}={} [{}]", c.name, c.state, c.image),
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -208,39 +447,48 @@ pub fn table(rows: &[NodeStatus]) -> String {
             containers,
         ]);
     }
-    let mut out = super::columns(&cells);
-    for r in rows.iter().filter(|r| r.error.is_some()) {
-        out.push_str(&format!(
-            "{}: {}\n",
-            r.node,
-            r.error.as_deref().unwrap_or_default()
-        ));
-    }
-    out
+    super::columns(&cells)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn container(name: &str, state: &str, health: Option<&str>) -> ContainerStatus {
+        ContainerStatus {
+            name: name.into(),
+            state: state.into(),
+            image: "c:1".into(),
+            health: health.map(str::to_owned),
+        }
+    }
+
+    fn healthy(node: &str, role: &str) -> NodeStatus {
+        NodeStatus {
+            node: node.into(),
+            address: "10.0.0.1".into(),
+            reachable: true,
+            docker: Some("20.10.24".into()),
+            consul_role: Some(role.into()),
+            consul_status: Some("alive".into()),
+            leader: Some("10.0.0.1:8300".into()),
+            containers: vec![container("consul", "running", None)],
+            consul_node: true,
+            ..NodeStatus::default()
+        }
+    }
+
+    fn member(name: &str, status: &str) -> Member {
+        Member {
+            name: name.into(),
+            status: status.into(),
+        }
+    }
+
     #[test]
-    fn the_status_table_pads_columns_and_lists_errors() {
+    fn the_status_table_pads_columns() {
         let rows = vec![
-            NodeStatus {
-                node: "node1".into(),
-                address: "10.0.0.1".into(),
-                reachable: true,
-                docker: Some("20.10.24".into()),
-                consul_role: Some("server".into()),
-                consul_status: Some("alive".into()),
-                leader: Some("10.0.0.1:8300".into()),
-                containers: vec![ContainerStatus {
-                    name: "consul".into(),
-                    state: "running".into(),
-                    image: "c:1".into(),
-                }],
-                ..NodeStatus::default()
-            },
+            healthy("node1", "server"),
             NodeStatus {
                 node: "node2".into(),
                 address: "10.0.0.2".into(),
@@ -259,6 +507,100 @@ mod tests {
             lines[2],
             "node2  10.0.0.2  no         -         -               -              -"
         );
-        assert_eq!(lines[3], "node2: connection refused");
+        assert_eq!(lines.len(), 3);
+    }
+
+    #[test]
+    fn a_healthy_cluster_has_no_problems() {
+        let mut one = healthy("node1", "server");
+        one.members = Some(vec![member("node1", "alive"), member("node2", "alive")]);
+        let rows = vec![one.clone(), healthy("node2", "client")];
+        assert_eq!(problems(&rows, Some(&one)), []);
+        assert_eq!(problem_lines(&[]), "");
+    }
+
+    #[test]
+    fn problems_say_what_is_wrong_and_where() {
+        let mut seer = healthy("node1", "server");
+        seer.members = Some(vec![
+            member("node1", "alive"),
+            member("node2", "failed"),
+            member("node3", "alive"),
+        ]);
+        seer.containers
+            .push(container("web", "running", Some("unhealthy")));
+        seer.containers
+            .push(container("db", "running", Some("healthy")));
+        let mut down = healthy("node2", "client");
+        down.consul_role = None;
+        down.consul_error = Some("nothing answers to 127.0.0.1:8500".into());
+        down.containers = vec![container("consul", "exited", None)];
+        let mut gone = healthy("node3", "client");
+        gone.members = None;
+        let gone = NodeStatus {
+            reachable: false,
+            error: Some("connection refused".into()),
+            ..gone
+        };
+        // Not a Consul node: no agent or Docker expected.
+        let plain = NodeStatus {
+            node: "registry".into(),
+            reachable: true,
+            ..NodeStatus::default()
+        };
+        let rows = vec![seer.clone(), down, gone, plain];
+        let found = problems(&rows, Some(&seer));
+        let text = problem_lines(&found);
+        assert_eq!(
+            text,
+            "\nproblems:\n  node1: container `web`: running, unhealthy\n  node2: consul agent: not answering: nothing answers to 127.0.0.1:8500\n  node2: container `consul`: exited\n  node3: ssh: unreachable: connection refused\n"
+        );
+        // A member the cluster sees failed while its agent answers.
+        let mut flaky = healthy("node2", "client");
+        flaky.consul_status = Some("alive".into());
+        let found = problems(&[seer.clone(), flaky], Some(&seer));
+        assert_eq!(
+            found[1..],
+            [Problem::new(
+                Some("node2"),
+                "consul agent",
+                "failed (as `node1` sees it)"
+            )]
+        );
+        // No leader; no agent at all.
+        let mut leaderless = seer.clone();
+        leaderless.leader = None;
+        let found = problems(std::slice::from_ref(&leaderless), Some(&leaderless));
+        assert_eq!(
+            found[1..],
+            [Problem::new(
+                None,
+                "consul",
+                "no leader (as `node1` sees it)"
+            )]
+        );
+        let mut silent = healthy("node1", "server");
+        silent.consul_role = None;
+        let found = problems(std::slice::from_ref(&silent), None);
+        assert_eq!(
+            found.last(),
+            Some(&Problem::new(
+                None,
+                "consul",
+                "no agent answers on any node"
+            ))
+        );
+    }
+
+    #[test]
+    fn health_comes_from_dockers_status_column() {
+        assert_eq!(health("Up 2 minutes (healthy)").as_deref(), Some("healthy"));
+        assert_eq!(health("Up 5 s (unhealthy)").as_deref(), Some("unhealthy"));
+        assert_eq!(
+            health("Up 1 second (health: starting)").as_deref(),
+            Some("starting")
+        );
+        assert_eq!(health("Up 3 hours"), None);
+        assert_eq!(health("Exited (1) 2 minutes ago"), None);
     }
 }

@@ -14,5 +14,9 @@ pub(crate) fn run(args: KvArgs) -> Result<i32> {
         KvArg::Ls { prefix } => KvOp::Ls { prefix },
         KvArg::Info => KvOp::Info,
     };
-    kv::kv(&connect_options(&args.connect)?, &op)
+    kv::kv(
+        &connect_options(&args.connect)?,
+        &op,
+        args.connect.verbose > 0,
+    )
 }

@@ -1,8 +1,9 @@
 //! What to type instead, when a command line fails to parse in a way we
 //! recognise: the 2014 command names (`arpanet setup`, `arpanet
-//! start:consul boot`) name the built-in playbook that does the job now, and
-//! `arpanet consul members` (no `--`) the form that passes `members` on.
+//! start:consul boot`) name the built-in playbook that does the job now:
 //! clap's own tip (a similar subcommand: `status`) would mislead there.
+//! (`arpanet consul members` without `--` parses; `command::consul` refuses
+//! the lines whose arguments are also arpanet options.)
 
 use clap::CommandFactory;
 
@@ -16,23 +17,6 @@ pub(crate) fn advice(args: &[String]) -> Option<(String, String)> {
     let run = command.find_subcommand("run")?;
     let (_, words) = split_options(run, args);
     let first = words.first()?;
-    if first == "consul" && !args.contains(&"--".to_owned()) {
-        let at = args.iter().position(|a| a == "consul")?;
-        let consul = command.find_subcommand("consul")?;
-        let (ours, theirs) = split_options(consul, &args[at + 1..]);
-        let wrong = theirs.first()?;
-        let ours = match ours.is_empty() {
-            true => inventory_flag(args),
-            false => format!(" {}", ours.join(" ")),
-        };
-        return Some((
-            format!("`{wrong}` is not an option of `arpanet consul`"),
-            format!(
-                "the consul CLI's arguments go after `--`: `arpanet consul{ours} -- {}`",
-                theirs.join(" ")
-            ),
-        ));
-    }
     if command.find_subcommand(first).is_some() {
         return None;
     }
@@ -130,21 +114,5 @@ mod tests {
         assert!(advise("info").unwrap().contains(" info`"));
         assert_eq!(advise("run -i x setup"), None);
         assert_eq!(advise("statsu"), None);
-    }
-
-    #[test]
-    fn consul_arguments_without_the_separator_are_shown_after_it() {
-        let hint = advise("consul -i inv.ini members -detailed -v").unwrap();
-        assert!(
-            hint.contains("`arpanet consul -i inv.ini -v -- members -detailed`"),
-            "{hint}"
-        );
-        assert!(hint.starts_with("`members` is not an option"), "{hint}");
-        let hint = advise("consul --limit=node2 kv get x").unwrap();
-        assert!(
-            hint.contains("`arpanet consul --limit=node2 -- kv get x`"),
-            "{hint}"
-        );
-        assert_eq!(advise("consul -i inv.ini -- members"), None);
     }
 }

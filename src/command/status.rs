@@ -10,6 +10,7 @@ pub(crate) fn run(args: StatusArgs) -> Result<i32> {
     cluster::status::status(
         &connect_options(&args.connect)?,
         output_format(args.connect.output),
+        args.connect.verbose > 0,
     )
 }
 
@@ -17,5 +18,6 @@ pub(crate) fn services(args: StatusArgs) -> Result<i32> {
     cluster::catalog::services(
         &connect_options(&args.connect)?,
         output_format(args.connect.output),
+        args.connect.verbose > 0,
     )
 }

@@ -4,7 +4,10 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod consul;
 pub mod sshd;
+
+pub use consul::FakeConsul;
 
 pub use sshd::{
     ensure_banner_user, ensure_test_user, keygen, keygen_typed, run_arpanet, spawn_arpanet,
