@@ -36,6 +36,7 @@ pub(crate) const BUILTINS: Builtins = Builtins {
         ("info", include_str!("../../playbooks/info.yml")),
         // Parts imported by the playbooks above.
         ("preflight", include_str!("../../playbooks/preflight.yml")),
+        ("secrets", include_str!("../../playbooks/secrets.yml")),
         (
             "consul-agents",
             include_str!("../../playbooks/consul-agents.yml"),
