@@ -193,7 +193,8 @@ pub(crate) fn adopt_pair(dir: &Path, name: &str, cert: &str, key: &str) -> Resul
     let Some(ca_pem) = read_optional(&dir.join(CA_CERT))? else {
         return Ok(Vec::new());
     };
-    let (Some(ca_der), Some(der), Ok(pair)) = (pem_der(&ca_pem), pem_der(cert), KeyPair::from_pem(key))
+    let (Some(ca_der), Some(der), Ok(pair)) =
+        (pem_der(&ca_pem), pem_der(cert), KeyPair::from_pem(key))
     else {
         return Ok(Vec::new());
     };
@@ -427,9 +428,10 @@ impl Ca {
     /// Why `name`'s certificate cannot be issued by a CA without its key.
     fn keyless(&self, name: &str) -> Error {
         let dir = self.key_path.parent().unwrap_or(Path::new("."));
-        let folder = dir
-            .file_name()
-            .map_or_else(|| dir.display().to_string(), |f| f.to_string_lossy().into_owned());
+        let folder = dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |f| f.to_string_lossy().into_owned(),
+        );
         Error::usage(format!(
             "`{name}` needs a certificate from the cluster's CA, and its key `{}` is not here",
             self.key_path.display()
@@ -753,8 +755,13 @@ impl CertInfo<'_> {
                 match name {
                     GeneralName::DNSName(dns) => sans.push(dns.to_ascii_lowercase()),
                     GeneralName::IPAddress(raw) => match raw.len() {
-                        4 => sans.push(IpAddr::from(<[u8; 4]>::try_from(*raw).unwrap_or_default()).to_string()),
-                        16 => sans.push(IpAddr::from(<[u8; 16]>::try_from(*raw).unwrap_or_default()).to_string()),
+                        4 => sans.push(
+                            IpAddr::from(<[u8; 4]>::try_from(*raw).unwrap_or_default()).to_string(),
+                        ),
+                        16 => sans.push(
+                            IpAddr::from(<[u8; 16]>::try_from(*raw).unwrap_or_default())
+                                .to_string(),
+                        ),
                         _ => {}
                     },
                     _ => {}
@@ -1216,16 +1223,31 @@ mod tests {
         ensure(&other, &lab()).unwrap();
         fs::create_dir_all(&adopter).unwrap();
         fs::copy(made.join(CA_CERT), adopter.join(CA_CERT)).unwrap();
-        let read = |dir: &Path, file: &str| fs::read_to_string(dir.join("hosts/n1").join(file)).unwrap();
+        let read =
+            |dir: &Path, file: &str| fs::read_to_string(dir.join("hosts/n1").join(file)).unwrap();
         let (cert, key) = (read(&made, SERVER_CERT), read(&made, SERVER_KEY));
         // Another CA's pair, or a key of another pair: nothing written.
-        assert!(adopt_pair(&adopter, "n1", &read(&other, SERVER_CERT), &read(&other, SERVER_KEY)).unwrap().is_empty());
-        assert!(adopt_pair(&adopter, "n1", &cert, &read(&made, "../n2/server-key.pem")).unwrap().is_empty());
+        assert!(adopt_pair(
+            &adopter,
+            "n1",
+            &read(&other, SERVER_CERT),
+            &read(&other, SERVER_KEY)
+        )
+        .unwrap()
+        .is_empty());
+        assert!(
+            adopt_pair(&adopter, "n1", &cert, &read(&made, "../n2/server-key.pem"))
+                .unwrap()
+                .is_empty()
+        );
         assert!(!adopter.join(HOSTS_DIR).exists());
         assert_eq!(adopt_pair(&adopter, "n1", &cert, &key).unwrap().len(), 2);
         assert_eq!(read(&adopter, SERVER_CERT), cert);
         assert_eq!(read(&adopter, SANS_FILE), read(&made, SANS_FILE));
-        let mode = fs::metadata(adopter.join("hosts/n1").join(SERVER_KEY)).unwrap().permissions().mode();
+        let mode = fs::metadata(adopter.join("hosts/n1").join(SERVER_KEY))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         // Current: the keyless CA issues nothing for it.
         assert_eq!(ensure(&adopter, &lab()[..1]).unwrap(), Report::default());

@@ -114,8 +114,11 @@ impl ModuleDef for Def {
     fn parse(&self, node: &Node) -> Result<Arc<dyn Module>, BadArgs> {
         let args: SecretsArgs = args_map(node, "a mapping with `kind` and `dir`")?;
         if args.node_dir.is_none() && (args.ask.is_some() || args.keyring.is_some()) {
-            return Err(BadArgs::invalid("`ask` and `keyring` need `node_dir`")
-                .with_hint("`node_dir` is where each node keeps its copies, which are read over SSH"));
+            return Err(
+                BadArgs::invalid("`ask` and `keyring` need `node_dir`").with_hint(
+                    "`node_dir` is where each node keeps its copies, which are read over SSH",
+                ),
+            );
         }
         if args.kind == SecretsKind::DockerTls && (args.keyring.is_some() || args.new_gossip_key) {
             return Err(BadArgs::invalid(
@@ -249,6 +252,9 @@ pub(crate) const GOSSIP_KEY: &str = "gossip.key";
 /// it was first started with (`encrypt`).
 const SECURITY_JSON: &str = "security.json";
 
+/// A certificate and its key, PEM.
+type Pair = (String, String);
+
 /// What the running cluster uses, as read from one of its nodes.
 #[derive(Debug, Clone, Default)]
 struct Found {
@@ -279,17 +285,20 @@ pub(crate) async fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome
     // wait for each other's network round trips only through the cache.
     let mut node = None;
     if let Some(node_dir) = &args.node_dir {
-        let node_dir = ctx.render(node_dir)?;
-        let keyring = args.keyring.as_ref().map(|k| ctx.render(k)).transpose()?;
         let found = match &args.ask {
             Some(ask) => {
                 let ask = ask.get("ask", ctx)?.0;
-                Some(ask_cluster(args.kind, &dir, &node_dir, keyring.as_deref(), &ask, ctx).await?)
+                let keyring = args.keyring.as_deref();
+                Some(ask_cluster(args.kind, &dir, node_dir, keyring, &ask, ctx).await?)
             }
             None => None,
         };
-        if let Some(refused) = found.as_ref().and_then(|f| refusal(args, &dir, f).transpose()) {
-            return Ok(refused?);
+        let node_dir = ctx.render(node_dir)?;
+        if let Some(refused) = found
+            .as_ref()
+            .and_then(|f| refusal(args, &dir, f).transpose())
+        {
+            return refused;
         }
         let own = own_pair(args.kind, &dir, &node_dir, ctx).await?;
         node = Some((found, own));
@@ -364,7 +373,8 @@ pub(crate) async fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome
 /// that can be reached and holds copies, asked once per run and directory
 /// (every host's task shares the answer). Reachable hosts without copies:
 /// no cluster yet. None reachable: an error, since keys made blind could
-/// split the cluster.
+/// split the cluster. `node_dir` and `keyring` are templates, rendered with
+/// the asked host's variables (its `consul_data`).
 async fn ask_cluster(
     kind: SecretsKind,
     dir: &Path,
@@ -386,16 +396,21 @@ async fn ask_cluster(
     };
     let found = cell
         .get_or_try_init(|| async {
-            let ca = format!("{node_dir}/{}", pki::CA_CERT);
-            let security = format!("{node_dir}/{SECURITY_JSON}");
-            let mut paths = vec![ca.clone()];
-            if kind == SecretsKind::Consul {
-                paths.push(security.clone());
-                paths.extend(keyring.map(str::to_owned));
-            }
             let mut unreachable = Vec::new();
             let mut answered = false;
             for host in ask {
+                let vars = host_vars(ctx, host)?;
+                let render = |t: &str| ctx.engine.render_str(t, &vars, ctx.location);
+                let node_dir = render(node_dir)?;
+                let keyring = keyring.map(render).transpose()?;
+                let keyring = keyring.as_deref();
+                let ca = format!("{node_dir}/{}", pki::CA_CERT);
+                let security = format!("{node_dir}/{SECURITY_JSON}");
+                let mut paths = vec![ca.clone()];
+                if kind == SecretsKind::Consul {
+                    paths.push(security.clone());
+                    paths.extend(keyring.map(str::to_owned));
+                }
                 let conn = match host == ctx.host {
                     true => Ok(None),
                     false => ctx.peers.connect(host).await.map(Some),
@@ -445,6 +460,20 @@ async fn ask_cluster(
         })
         .await?;
     Ok(found.clone())
+}
+
+/// `host`'s variables as its own tasks see them (`hostvars[host]` over
+/// this host's).
+fn host_vars(ctx: &Context<'_>, host: &str) -> Result<Vars> {
+    let mut vars = ctx.vars.clone();
+    if host != ctx.host {
+        let quoted = serde_json::to_string(host).map_err(|e| Error::Internal(e.to_string()))?;
+        let expr = Value::String(format!("{{{{ hostvars[{quoted}] }}}}"));
+        if let Value::Object(theirs) = ctx.engine.render_json(&expr, ctx.vars, ctx.location)? {
+            vars.extend(theirs);
+        }
+    }
+    Ok(vars)
 }
 
 /// The cluster's answers of this run, by directory (see [`ask_cluster`]).
@@ -506,7 +535,11 @@ async fn own_pair(
     let (cert, key) = kind.node_pair();
     let paths = [format!("{node_dir}/{cert}"), format!("{node_dir}/{key}")];
     let files = read_node(ctx.transport, ctx.host, &paths).await?;
-    let text = |p: &String| files.get(p).map(|b| String::from_utf8_lossy(b).into_owned());
+    let text = |p: &String| {
+        files
+            .get(p)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    };
     Ok(text(&paths[0]).zip(text(&paths[1])))
 }
 
@@ -530,7 +563,9 @@ fn refusal(args: &SecretsArgs, dir: &Path, found: &Found) -> Result<Option<Outco
     }
     let key_path = dir.join(GOSSIP_KEY);
     let checks_key = args.kind == SecretsKind::Consul && !args.new_gossip_key;
-    if let (true, Some(here), Some(primary)) = (checks_key, read_text(&key_path)?, found.keys.first()) {
+    if let (true, Some(here), Some(primary)) =
+        (checks_key, read_text(&key_path)?, found.keys.first())
+    {
         let here = here.trim();
         if !found.keys.iter().any(|k| k == here) {
             differ.push(format!(
@@ -574,7 +609,7 @@ fn adopt_cluster(args: &SecretsArgs, dir: &Path, found: &Found) -> Result<usize>
     let key_path = dir.join(GOSSIP_KEY);
     let adopts_key = args.kind == SecretsKind::Consul && !args.new_gossip_key;
     if let (true, None, Some(key)) = (adopts_key, read_text(&key_path)?, found.keys.first()) {
-        pki::write_secret(&key_path, format!("{key}\n").as_bytes())?;
+        pki::write_secret(&key_path, key.as_bytes())?;
         written += 1;
     }
     Ok(written)
@@ -584,7 +619,7 @@ fn adopt_cluster(args: &SecretsArgs, dir: &Path, found: &Found) -> Result<usize>
 fn would_adopt(
     args: &SecretsArgs,
     dir: &Path,
-    node: Option<&(Option<Found>, Option<(String, String)>)>,
+    node: Option<&(Option<Found>, Option<Pair>)>,
 ) -> Result<usize> {
     let Some((found, own)) = node else {
         return Ok(0);
@@ -593,7 +628,8 @@ fn would_adopt(
     if let Some(found) = found {
         count += usize::from(found.ca.is_some() && !dir.join(pki::CA_CERT).exists());
         let adopts_key = args.kind == SecretsKind::Consul && !args.new_gossip_key;
-        count += usize::from(adopts_key && !found.keys.is_empty() && !dir.join(GOSSIP_KEY).exists());
+        count +=
+            usize::from(adopts_key && !found.keys.is_empty() && !dir.join(GOSSIP_KEY).exists());
     }
     Ok(count)
 }

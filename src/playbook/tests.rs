@@ -625,7 +625,11 @@ fn builtins_parse() {
             panic!("{err}");
         }
     }
-    assert_eq!(B.playbooks.len(), B.names.len() + 3, "three imported parts");
+    assert_eq!(
+        B.playbooks.len(),
+        B.names.len() + 4,
+        "three imported parts and `rotate`"
+    );
     assert!(B.playbook("nope").is_none());
     assert!(B.template("nope.j2").is_none());
 }
