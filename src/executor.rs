@@ -1311,7 +1311,14 @@ async fn once(
             task,
             vars: &vars,
         };
-        let mut ctx = context(shared, task, &state.name, connection.as_ref(), &vars, &peers);
+        let mut ctx = context(
+            shared,
+            task,
+            &state.name,
+            connection.as_ref(),
+            &vars,
+            &peers,
+        );
         ctx.live = live;
         let run = modules::run(task.module.as_ref(), &ctx);
         outcome = match limit {
