@@ -5,10 +5,13 @@
 //!   CA, certificates and gossip key;
 //! - checkout B, a copy of the inventory alone, bootstraps too: it adopts
 //!   the cluster's files (byte for byte A's, but the CA's private key,
-//!   which no node holds) and no container on any node is recreated or
-//!   restarted;
+//!   which no node holds, and the client pair made only beside it) and no
+//!   container on any node is recreated or restarted;
 //! - checkout C, A's files with another gossip key, is refused before any
 //!   change, with both fingerprints;
+//! - a rotation cut short after Consul's `use` (a second key, the primary,
+//!   beside A's): each agent's keyring file lists the primary first, A is
+//!   still accepted, a checkout with the inventory alone adopts the primary;
 //! - `rotate --yes` from A gives the cluster a new gossip key with a leader
 //!   at every 0.5 s sample and no container restarted; afterwards every
 //!   keyring pool, and every agent's keyring file, holds exactly A's new
@@ -89,6 +92,18 @@ fn bootstrap(lab: &Lab, inventory: &Path) -> crate::support::Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// The gossip keys in node `n`'s agent keyring file, in its order.
+fn keyring_file(lab: &Lab, n: usize) -> Vec<String> {
+    let text = lab.on_node(n, "cat /mnt/arpanet-consul/serf/local.keyring");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The last `n` non-empty lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Samples `/v1/status/leader` on node1 every 0.5 s until stopped; the
@@ -182,6 +197,7 @@ fn a_second_checkout_adopts_the_cluster_secrets_a_differing_one_is_refused_and_r
     let b = bootstrap(&lab, &b_inventory);
     phases.push(("bootstrap from B (adopts)", clock.elapsed()));
     assert_eq!(b.code, 0, "{b}");
+    eprintln!("B's bootstrap:\n{}", tail(&b.stdout, 4));
     assert_eq!(
         snapshot(&lab),
         before,
@@ -189,8 +205,14 @@ fn a_second_checkout_adopts_the_cluster_secrets_a_differing_one_is_refused_and_r
     );
     let b_files = files(&b_dir.join("consul-tls"));
     let mut expected = a_files.clone();
-    // The CA's private key is on no node: it stays A's alone.
-    expected.remove(Path::new("ca-key.pem"));
+    // The CA's private key is on no node, and the client pair is made
+    // only where that key is: they stay A's alone.
+    for local in ["ca-key.pem", "cert.pem", "key.pem"] {
+        assert!(
+            expected.remove(Path::new(local)).is_some(),
+            "A has no `{local}`"
+        );
+    }
     assert_eq!(
         b_files.keys().collect::<Vec<_>>(),
         expected.keys().collect::<Vec<_>>()
@@ -232,6 +254,7 @@ fn a_second_checkout_adopts_the_cluster_secrets_a_differing_one_is_refused_and_r
     assert_eq!(c.code, 2, "{c}");
     let said = format!("{}{}", c.stdout, c.stderr);
     assert!(said.contains("refused"), "{c}");
+    eprintln!("C's bootstrap:\n{}", tail(&said, 8));
     assert!(said.contains(&fingerprint(other_key.as_bytes())), "{c}");
     assert!(said.contains(&fingerprint(a_key.trim().as_bytes())), "{c}");
     assert!(
@@ -244,7 +267,57 @@ fn a_second_checkout_adopts_the_cluster_secrets_a_differing_one_is_refused_and_r
         "C's refused bootstrap changed a container\n{c}"
     );
 
-    // rotate from A: a leader at every sample, no restart, one new key.
+    // A rotation cut short after `use` (done here by hand through the
+    // keyring API): a second key, the primary, beside A's. Every agent's
+    // keyring file lists the primary first; A is still accepted (its key
+    // is one the cluster holds), and a checkout without files adopts the
+    // primary.
+    let cut = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        rand::random::<[u8; 32]>(),
+    );
+    lab.on_node(
+        1,
+        &format!(
+            "for m in POST PUT; do curl -sf -X $m -d '{{\"Key\":\"{cut}\"}}' \
+             http://127.0.0.1:8500/v1/operator/keyring || exit 1; done"
+        ),
+    );
+    for n in 1..=NODES {
+        let held = keyring_file(&lab, n);
+        assert_eq!(held.len(), 2, "node{n}: {held:?}");
+        assert_eq!(
+            held[0], cut,
+            "node{n}'s keyring file does not list the primary first"
+        );
+        assert_eq!(held[1], a_key.trim(), "node{n}");
+    }
+    let clock = Instant::now();
+    let again = bootstrap(&lab, &lab.inventory());
+    phases.push(("bootstrap from A (2 keys)", clock.elapsed()));
+    assert_eq!(again.code, 0, "{again}");
+    assert_eq!(
+        snapshot(&lab),
+        before,
+        "A's bootstrap changed a container\n{again}"
+    );
+    let d_dir = lab.dir.join("checkout-d");
+    let _ = std::fs::remove_dir_all(&d_dir);
+    let d_inventory = checkout(&lab, &d_dir);
+    let clock = Instant::now();
+    let d = bootstrap(&lab, &d_inventory);
+    phases.push(("bootstrap from D (adopts)", clock.elapsed()));
+    assert_eq!(d.code, 0, "{d}");
+    assert_eq!(
+        snapshot(&lab),
+        before,
+        "D's bootstrap changed a container\n{d}"
+    );
+    let adopted = std::fs::read_to_string(d_dir.join("consul-tls/gossip.key")).unwrap();
+    assert!(adopted.trim() == cut, "D did not adopt the primary key");
+
+    // rotate from A: a leader at every sample, no restart, one new key
+    // (both old ones removed).
     let watch = LeaderWatch::start(&lab);
     std::thread::sleep(Duration::from_secs(1));
     let clock = Instant::now();
@@ -271,11 +344,11 @@ fn a_second_checkout_adopts_the_cluster_secrets_a_differing_one_is_refused_and_r
     );
     let new_key = std::fs::read_to_string(a_tls.join("gossip.key")).unwrap();
     let new_key = new_key.trim();
-    assert_ne!(
-        new_key,
-        a_key.trim(),
-        "rotate left the gossip key as it was"
+    assert!(
+        new_key != a_key.trim() && new_key != cut,
+        "rotate left an old key"
     );
+    eprintln!("rotate:\n{}", tail(&rotated.stdout, 4));
     let ring: serde_json::Value =
         serde_json::from_str(&lab.on_node(1, "curl -sf http://127.0.0.1:8500/v1/operator/keyring"))
             .unwrap();
@@ -286,9 +359,7 @@ fn a_second_checkout_adopts_the_cluster_secrets_a_differing_one_is_refused_and_r
         assert_eq!(keys, [new_key], "{pool}");
     }
     for n in 1..=NODES {
-        let file = lab.on_node(n, "cat /mnt/arpanet-consul/serf/local.keyring");
-        let held: Vec<String> = serde_json::from_str(&file).unwrap();
-        assert_eq!(held, [new_key], "node{n}'s keyring file");
+        assert_eq!(keyring_file(&lab, n), [new_key], "node{n}'s keyring file");
     }
 
     eprintln!("phases:");
