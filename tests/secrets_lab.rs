@@ -100,6 +100,15 @@ fn keyring_file(lab: &Lab, n: usize) -> Vec<String> {
     serde_json::from_str(&text).unwrap()
 }
 
+/// The `changed=` count of each host in a run's recap.
+fn changed(stdout: &str) -> Vec<u32> {
+    stdout
+        .lines()
+        .filter_map(|l| l.split_once(" changed=").filter(|_| l.contains(" : ok=")))
+        .map(|(_, rest)| rest.split_whitespace().next().unwrap().parse().unwrap())
+        .collect()
+}
+
 /// The last `n` non-empty lines of `text`.
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -225,6 +234,18 @@ fn a_second_checkout_adopts_the_cluster_secrets_a_differing_one_is_refused_and_r
         );
     }
     assert!(!b_dir.join("docker-tls").exists());
+    // Adopting wrote B's files (its one changed task per node); after it,
+    // B's bootstrap finds everything as it is.
+    let clock = Instant::now();
+    let b_again = bootstrap(&lab, &b_inventory);
+    phases.push(("bootstrap from B again", clock.elapsed()));
+    assert_eq!(b_again.code, 0, "{b_again}");
+    assert_eq!(changed(&b_again.stdout), [0; NODES], "{b_again}");
+    assert_eq!(
+        snapshot(&lab),
+        before,
+        "B's second bootstrap changed a container\n{b_again}"
+    );
 
     // Checkout C: A's files, but another gossip key. Refused, nothing changed.
     let c_dir = lab.dir.join("checkout-c");
@@ -296,6 +317,7 @@ fn a_second_checkout_adopts_the_cluster_secrets_a_differing_one_is_refused_and_r
     let again = bootstrap(&lab, &lab.inventory());
     phases.push(("bootstrap from A (2 keys)", clock.elapsed()));
     assert_eq!(again.code, 0, "{again}");
+    assert_eq!(changed(&again.stdout), [0; NODES], "{again}");
     assert_eq!(
         snapshot(&lab),
         before,
