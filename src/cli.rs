@@ -47,6 +47,9 @@ pub enum Command {
     /// Return the cluster to an earlier record (default: the previous one),
     /// rolling as `upgrade` does
     Rollback(RollbackArgs),
+    /// A new Consul gossip key for the running cluster, through the agents'
+    /// keyring (no restart)
+    Rotate(RotateArgs),
     /// Manage the local lab cluster
     Lab(LabArgs),
 }
@@ -93,6 +96,22 @@ pub struct RollbackArgs {
     /// Show differences in changed containers and files
     #[arg(short = 'D', long)]
     pub diff: bool,
+    /// Seconds a task may run on a host before it is stopped and fails
+    /// (0: no limit)
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub task_timeout: u64,
+    /// Go ahead without asking; needed when stdin is not a terminal
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Change nothing; report what would change
+    #[arg(short = 'C', long)]
+    pub check: bool,
     /// Seconds a task may run on a host before it is stopped and fails
     /// (0: no limit)
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]

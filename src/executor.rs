@@ -1306,7 +1306,19 @@ async fn once(
     };
     let live: Option<&Sink<'_>> = shared.settings.live.then_some(&live);
     for n in 1..=attempts {
-        let mut ctx = context(shared, task, &state.name, connection.as_ref(), &vars);
+        let peers = TaskPeers {
+            shared,
+            task,
+            vars: &vars,
+        };
+        let mut ctx = context(
+            shared,
+            task,
+            &state.name,
+            connection.as_ref(),
+            &vars,
+            &peers,
+        );
         ctx.live = live;
         let run = modules::run(task.module.as_ref(), &ctx);
         outcome = match limit {
@@ -1416,6 +1428,7 @@ fn context<'a>(
     host: &'a str,
     transport: &'a dyn Transport,
     vars: &'a Vars,
+    peers: &'a dyn modules::Peers,
 ) -> Context<'a> {
     Context {
         host,
@@ -1428,6 +1441,46 @@ fn context<'a>(
         check: task.check_mode.unwrap_or(shared.settings.check),
         diff: shared.settings.diff,
         live: None,
+        peers,
+    }
+}
+
+/// A task's way to other inventory hosts ([`modules::Peers`]): the run's
+/// delegated connections, with the task's escalation as resolved for its
+/// own host (as for `delegate_to`).
+struct TaskPeers<'a> {
+    shared: &'a Shared<'a>,
+    task: &'a Task,
+    vars: &'a Vars,
+}
+
+impl modules::Peers for TaskPeers<'_> {
+    fn connect<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<Arc<dyn Transport>>> {
+        Box::pin(async move {
+            let shared = self.shared;
+            let target = shared.targets.get(host).ok_or_else(|| {
+                Error::usage(format!("`{host}` is no host of this run's inventory"))
+            })?;
+            let conn = {
+                let mut open = shared.delegated.lock().await;
+                match open.get(host) {
+                    Some(conn) => conn.clone(),
+                    None => {
+                        let conn = shared.connector.connect(target).await?;
+                        open.insert(host.to_owned(), conn.clone());
+                        conn
+                    }
+                }
+            };
+            let how = escalation::resolve(
+                &shared.settings.escalation,
+                &self.task.escalate,
+                self.vars,
+                shared.engine,
+                &self.task.location,
+            )?;
+            Ok(Escalated::wrap(conn, how, host))
+        })
     }
 }
 
@@ -2177,13 +2230,21 @@ mod tests {
         setup.plays[0].tasks.truncate(1);
         setup.plays[0].handlers.clear();
         let task = setup.plays[0].task_list()[0];
-        assert_eq!(task.name, "docker TLS certificates, made on this machine");
+        assert_eq!(task.name, "docker TLS certificates");
         assert_eq!(task.when, ["docker_tcp | bool"]);
+        // Made here only: the node's copies (read first by the built-in
+        // task) are another test's (tests/secrets.rs, over sshd).
+        if let Step::Task(task) = &mut setup.plays[0].tasks[0] {
+            use crate::cluster::secrets::{ClusterSecrets, SecretsArgs};
+            let ClusterSecrets(args) = task.module.downcast::<ClusterSecrets>().unwrap().clone();
+            task.module = Arc::new(ClusterSecrets(SecretsArgs {
+                node_dir: None,
+                ask: None,
+                ..args
+            }));
+        }
         let captured = on_h1(Scope::new(inventory, layers), &Fake::default(), setup);
-        let statuses = statuses(
-            &captured.events(),
-            "docker TLS certificates, made on this machine",
-        );
+        let statuses = statuses(&captured.events(), "docker TLS certificates");
         (statuses[0].1, dir)
     }
 

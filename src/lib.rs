@@ -104,6 +104,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Lock(args) => command::lock::run(args),
         Command::History(args) => command::history::run(args),
         Command::Rollback(args) => command::rollback::run(args),
+        Command::Rotate(args) => command::rotate::run(args),
         Command::Lab(args) => command::lab::run(args.command),
     }
 }

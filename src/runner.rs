@@ -133,4 +133,9 @@ fn delegates_elsewhere(playbooks: &[Playbook]) -> bool {
         .filter_map(|t| t.delegate_to.as_deref())
         .any(|to| !local.contains(&to))
         || playbooks.iter().any(|p| p.dynamic)
+        || playbooks
+            .iter()
+            .flat_map(|p| &p.plays)
+            .flat_map(|p| p.task_list())
+            .any(|t| t.module.reaches_peers())
 }

@@ -28,6 +28,7 @@ mod roll;
 mod run;
 mod run_controls;
 mod secrets;
+mod secrets_lab;
 mod serial;
 mod ssh;
 mod ssh_config;

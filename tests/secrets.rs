@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::SystemTime;
 
 use crate::support::{Cluster, Run};
@@ -372,4 +373,281 @@ fn a_world_writable_secrets_directory_is_refused_with_a_hint() {
             "{extra:?}: files were written\n{run}"
         );
     }
+}
+
+/// `AB:CD:...`: the short SHA-256 the refusal shows (8 bytes).
+fn short_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)[..8]
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The DER of a PEM certificate.
+fn der(pem: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(pem);
+    let b64: String = text
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .concat();
+    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap()
+}
+
+/// Put checkout `from`'s Consul files on node `name` as the agent's tasks
+/// do (`{{ consul_data }}/arpanet/`, and the agent's keyring with `keys`).
+/// Every test host is this machine: each node has its own `consul_data`.
+fn deploy(nodes: &Path, name: &str, from: &Path, keys: &[&str]) {
+    let dest = nodes.join(name).join("arpanet");
+    fs::create_dir_all(&dest).unwrap();
+    let tls = from.join("consul-tls");
+    let copy = |src: PathBuf, to: &str| fs::copy(src, dest.join(to)).unwrap();
+    copy(tls.join("ca.pem"), "ca.pem");
+    copy(
+        tls.join("hosts").join(name).join("server-cert.pem"),
+        "cert.pem",
+    );
+    copy(
+        tls.join("hosts").join(name).join("server-key.pem"),
+        "key.pem",
+    );
+    let key = fs::read_to_string(tls.join("gossip.key")).unwrap();
+    fs::write(
+        dest.join("security.json"),
+        format!("{{\"encrypt\": \"{}\"}}\n", key.trim()),
+    )
+    .unwrap();
+    let serf = nodes.join(name).join("serf");
+    fs::create_dir_all(&serf).unwrap();
+    fs::write(
+        serf.join("local.keyring"),
+        serde_json::to_string(keys).unwrap(),
+    )
+    .unwrap();
+    open_nodes(nodes);
+}
+
+/// The test user (the SSH user) may read and write the nodes' files, as
+/// root may on a node.
+fn open_nodes(nodes: &Path) {
+    Command::new("chmod")
+        .args(["-R", "a+rwX"])
+        .arg(nodes)
+        .status()
+        .unwrap();
+}
+
+/// Issue 9: copying the inventory to another checkout used to mint new
+/// keys and re-key the cluster. Over sshd (each node's copies in its own
+/// `consul_data`): checkout B, with only the inventory, adopts what node1
+/// holds (the CA certificate, the gossip key, each node's own pair) and
+/// gets the agents' fingerprints checkout A had; a node with no copies
+/// needs the CA key, and the error says where it is; checkout C, whose
+/// gossip key differs, is refused on every host before any host changed,
+/// with both fingerprints and no key material shown.
+#[test]
+fn a_second_checkout_adopts_the_cluster_keys_and_a_different_one_is_refused() {
+    let cluster = Cluster::start(3);
+    let root = cluster.dir();
+    let nodes = root.join("nodes");
+    let mut inventory = String::from("[servers]\n");
+    for i in 0..3 {
+        if i == 2 {
+            inventory.push_str("\n[clients]\n");
+        }
+        let data = nodes.join(cluster.name(i));
+        inventory.push_str(&format!(
+            "{} consul_data={}\n",
+            cluster.host_line(i),
+            data.display()
+        ));
+    }
+    inventory.push_str(&format!(
+        "\n[all:vars]\narpanet_lock_dir={}\n",
+        cluster.lock_dir().display()
+    ));
+    let playbook = cluster.write_file(
+        "keys.yml",
+        "- hosts: servers:clients\n  max_fail_percentage: 0\n  tasks:\n\
+         \x20   - name: consul certificates and gossip key\n\
+         \x20     cluster_secrets:\n\
+         \x20       kind: consul\n\
+         \x20       dir: \"{{ consul_tls_dir }}\"\n\
+         \x20       node_dir: \"{{ consul_data }}/arpanet\"\n\
+         \x20       keyring: \"{{ consul_data }}/serf/local.keyring\"\n\
+         \x20       ask: \"{{ groups['servers'] }}\"\n\
+         \x20   - name: agent fingerprint\n\
+         \x20     debug:\n\
+         \x20       msg: \"fp {{ inventory_hostname }} {{ consul_security_fingerprint }}\"\n\
+         - hosts: all\n  tasks:\n\
+         \x20   - name: the first change on a node\n\
+         \x20     file:\n\
+         \x20       path: \"{{ consul_data }}/touched\"\n\
+         \x20       state: touch\n",
+    );
+    let checkout = |name: &str| {
+        let dir = root.join(name);
+        fs::create_dir_all(&dir).unwrap();
+        let inv = dir.join("inventory.ini");
+        fs::write(&inv, &inventory).unwrap();
+        (dir, inv)
+    };
+    let run = |inv: &Path| cluster.run(&["run", "-i", t(inv), t(&playbook)]);
+    let prints = |run: &Run| -> Vec<String> {
+        let mut p: Vec<String> = run
+            .stdout
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("fp ").map(str::to_owned))
+            .collect();
+        p.sort();
+        p
+    };
+    for i in 0..3 {
+        fs::create_dir_all(nodes.join(cluster.name(i))).unwrap();
+    }
+    open_nodes(&nodes);
+
+    // A: no node holds copies, so the keys are made here.
+    let (a, a_inv) = checkout("a");
+    let first = run(&a_inv);
+    assert_eq!(first.code, 0, "{first}");
+    let a_tls = a.join("consul-tls");
+    assert!(a_tls.join("ca-key.pem").is_file(), "{first}");
+    let a_prints = prints(&first);
+    assert_eq!(a_prints.len(), 3, "{first}");
+    // The agents of node1 and node2 run with A's keys; node3 is new.
+    let key = fs::read_to_string(a_tls.join("gossip.key")).unwrap();
+    let key = key.trim();
+    deploy(&nodes, "node1", &a, &[key]);
+    deploy(&nodes, "node2", &a, &[key]);
+    for i in 0..3 {
+        let _ = fs::remove_file(nodes.join(cluster.name(i)).join("touched"));
+    }
+
+    // B: only the inventory. node1 and node2 adopt; node3 needs the CA key.
+    let (b, b_inv) = checkout("b");
+    let adopted = run(&b_inv);
+    assert_eq!(adopted.code, 2, "{adopted}");
+    let b_tls = b.join("consul-tls");
+    for file in [
+        "ca.pem",
+        "gossip.key",
+        "hosts/node1/server-cert.pem",
+        "hosts/node1/server-key.pem",
+        "hosts/node2/server-cert.pem",
+        "hosts/node2/server-key.pem",
+    ] {
+        assert_eq!(
+            fs::read(b_tls.join(file)).unwrap(),
+            fs::read(a_tls.join(file)).unwrap(),
+            "{file}\n{adopted}"
+        );
+    }
+    assert!(!b_tls.join("ca-key.pem").exists());
+    assert!(!b_tls.join("hosts/node3/server-cert.pem").exists());
+    assert!(
+        adopted
+            .stdout
+            .contains("`node3` needs a certificate from the cluster's CA")
+            && adopted
+                .stdout
+                .contains(&format!("`{}`", b_tls.join("ca-key.pem").display()))
+            && adopted
+                .stdout
+                .contains("copy `ca-key.pem` from that checkout's `consul-tls/`"),
+        "{adopted}"
+    );
+    // With the CA key copied from A, node3 gets its certificate.
+    fs::copy(a_tls.join("ca-key.pem"), b_tls.join("ca-key.pem")).unwrap();
+    let again = run(&b_inv);
+    assert_eq!(again.code, 0, "{again}");
+    assert!(b_tls.join("hosts/node3/server-cert.pem").is_file());
+    let ours = prints(&again);
+    assert_eq!(
+        ours[..2],
+        a_prints[..2],
+        "node1 and node2 run as A made them\n{again}"
+    );
+    assert_ne!(ours[2], a_prints[2], "node3's certificate is new");
+    assert_eq!(recap_changed(&again, "node1"), 1, "only the touch\n{again}");
+
+    // C: A's files, but a gossip key of its own: refused on every host
+    // before any change, both fingerprints named, no key shown.
+    let (c, c_inv) = checkout("c");
+    let c_tls = c.join("consul-tls");
+    fs::create_dir_all(c_tls.join("hosts")).unwrap();
+    fs::set_permissions(&c_tls, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    for file in ["ca.pem", "ca-key.pem"] {
+        fs::copy(a_tls.join(file), c_tls.join(file)).unwrap();
+    }
+    let other = "c2VjcmV0LWtleS1vZi1jaGVja291dC1jLTMyYnl0ZXM=";
+    fs::write(c_tls.join("gossip.key"), format!("{other}\n")).unwrap();
+    for i in 0..3 {
+        let _ = fs::remove_file(nodes.join(cluster.name(i)).join("touched"));
+    }
+    let before = listing(&c);
+    let refused = run(&c_inv);
+    assert_eq!(refused.code, 2, "{refused}");
+    let out = format!("{}{}", refused.stdout, refused.stderr);
+    assert_eq!(
+        out.matches("refused: this checkout's keys are not the running cluster's")
+            .count(),
+        3,
+        "{refused}"
+    );
+    assert!(
+        out.contains(&format!(
+            "the gossip key `{}` is SHA-256 {}, `node1` uses {}",
+            c_tls.join("gossip.key").display(),
+            short_sha256(other.as_bytes()),
+            short_sha256(key.as_bytes())
+        )),
+        "{refused}"
+    );
+    assert!(
+        out.contains("hint: copy `") && out.contains("`arpanet rotate`"),
+        "{refused}"
+    );
+    assert!(
+        !out.contains(key) && !out.contains(other),
+        "key material shown\n{refused}"
+    );
+    for i in 0..3 {
+        assert!(
+            !nodes.join(cluster.name(i)).join("touched").exists(),
+            "{refused}"
+        );
+        assert_eq!(recap_changed(&refused, &cluster.name(i)), 0, "{refused}");
+    }
+    assert!(
+        listing(&c) == before,
+        "the refused checkout's files changed"
+    );
+
+    // A CA of its own is refused the same way, by its certificate's
+    // fingerprint.
+    fs::write(c_tls.join("gossip.key"), format!("{key}\n")).unwrap();
+    let (d, d_inv) = checkout("d");
+    let make = cluster.write_file(
+        "make.yml",
+        "- hosts: node1\n  tasks:\n    - cluster_secrets: {kind: consul, dir: \"{{ consul_tls_dir }}\"}\n",
+    );
+    let made = cluster.run(&["run", "-i", t(&d_inv), t(&make)]);
+    assert_eq!(made.code, 0, "{made}");
+    for file in ["ca.pem", "ca-key.pem"] {
+        fs::copy(d.join("consul-tls").join(file), c_tls.join(file)).unwrap();
+    }
+    let refused = run(&c_inv);
+    assert_eq!(refused.code, 2, "{refused}");
+    assert!(
+        refused.stdout.contains(&format!(
+            "the consul CA `{}` is SHA-256 {}, `node1` uses {}",
+            c_tls.join("ca.pem").display(),
+            short_sha256(&der(&fs::read(c_tls.join("ca.pem")).unwrap())),
+            short_sha256(&der(&fs::read(a_tls.join("ca.pem")).unwrap()))
+        )),
+        "{refused}"
+    );
 }

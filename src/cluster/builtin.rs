@@ -10,6 +10,7 @@ use crate::playbook::Builtins;
 /// The cluster's modules, beside the engine's.
 const MODULES: &[&dyn crate::modules::ModuleDef] = &[
     &super::secrets::Def,
+    &super::keyring::Def,
     &super::consul_gate::Def,
     &super::services::Def,
 ];
@@ -36,6 +37,8 @@ pub(crate) const BUILTINS: Builtins = Builtins {
         ("info", include_str!("../../playbooks/info.yml")),
         // Parts imported by the playbooks above.
         ("preflight", include_str!("../../playbooks/preflight.yml")),
+        ("secrets", include_str!("../../playbooks/secrets.yml")),
+        ("rotate", include_str!("../../playbooks/rotate.yml")),
         (
             "consul-agents",
             include_str!("../../playbooks/consul-agents.yml"),

@@ -10,6 +10,9 @@
 //!   running cluster, through `consul_api` (Consul's HTTP API over an SSH
 //!   channel).
 //!
+//! - `keyring`: the `gossip_rotate` task of `arpanet rotate` (a new gossip
+//!   key through Consul's keyring, no restart);
+//!
 //! - `lock`: the run lock that keeps two runs from changing the cluster at
 //!   once (in Consul, or a file on the boot server before Consul runs).
 //!
@@ -28,6 +31,7 @@ pub mod consul_api;
 pub(crate) mod consul_exec;
 pub(crate) mod consul_gate;
 pub(crate) mod deployed;
+pub(crate) mod keyring;
 pub(crate) mod kv;
 pub(crate) mod lock;
 pub(crate) mod logs;

@@ -134,7 +134,9 @@ fn ensure_at(dir: &Path, hosts: &[ServerCert], now: OffsetDateTime, dry: bool) -
         cert: dir.join(CLIENT_CERT),
         key: dir.join(CLIENT_KEY),
     };
-    if ca.fresh || !client.is_current(&ca, now)? {
+    // A CA adopted without its key issues nothing: the client pair is the
+    // operator's, never on a node, so it is made only where the key is.
+    if ca.key.is_some() && (ca.fresh || !client.is_current(&ca, now)?) {
         let (cert, key) = ca.issue(
             CLIENT_NAME,
             &[],
@@ -179,6 +181,46 @@ fn ensure_at(dir: &Path, hosts: &[ServerCert], now: OffsetDateTime, dry: bool) -
         }
     }
     Ok(out.report)
+}
+
+/// Take a node's own certificate and key, as read from the node, into
+/// `dir` as `hosts/NAME/` (a checkout adopting the running cluster's
+/// secrets): only when the certificate was signed by the CA in `dir` and
+/// holds the key's public half. Its `sans` are the certificate's own, so
+/// [`ensure`] issues it anew only when the node's addresses changed.
+/// Returns the files written (none for a pair that does not belong).
+pub(crate) fn adopt_pair(dir: &Path, name: &str, cert: &str, key: &str) -> Result<Vec<PathBuf>> {
+    let Some(ca_pem) = read_optional(&dir.join(CA_CERT))? else {
+        return Ok(Vec::new());
+    };
+    let (Some(ca_der), Some(der), Ok(pair)) =
+        (pem_der(&ca_pem), pem_der(cert), KeyPair::from_pem(key))
+    else {
+        return Ok(Vec::new());
+    };
+    let (Some(ca), Some(info)) = (parse_cert(&ca_der), parse_cert(&der)) else {
+        return Ok(Vec::new());
+    };
+    if info.issuer != ca.subject
+        || !info.signed_by_spki(ca.spki)
+        || info.spki != pair.subject_public_key_info()
+    {
+        return Ok(Vec::new());
+    }
+    let sans: String = info.sans().iter().map(|s| format!("{s}\n")).collect();
+    let host_dir = dir.join(HOSTS_DIR).join(name);
+    create_private_dir(&host_dir)?;
+    let (cert_path, key_path) = (host_dir.join(SERVER_CERT), host_dir.join(SERVER_KEY));
+    write_atomic(&key_path, key.as_bytes(), 0o600)?;
+    write_atomic(&cert_path, cert.as_bytes(), 0o644)?;
+    write_atomic(&host_dir.join(SANS_FILE), sans.as_bytes(), 0o644)?;
+    Ok(vec![key_path, cert_path])
+}
+
+/// The DER of a PEM certificate, to compare two certificates whatever
+/// their line breaks.
+pub(crate) fn cert_der(pem: &str) -> Option<Vec<u8>> {
+    pem_der(pem)
 }
 
 /// The SANs `host`'s certificate should carry, in a canonical order: its
@@ -228,7 +270,13 @@ fn is_dns_name(text: &str) -> bool {
 
 /// The CA, loaded or just made.
 struct Ca {
-    key: KeyPair,
+    /// `None` for a CA adopted from the running cluster: its key stays with
+    /// the checkout that made it, so nothing can be issued here.
+    key: Option<KeyPair>,
+    /// The CA certificate's SubjectPublicKeyInfo, which checks signatures.
+    spki: Vec<u8>,
+    /// Where the key would be, for the error that needs it.
+    key_path: PathBuf,
     /// The DER of the CA certificate's subject, which every certificate it
     /// issues must carry as its issuer, byte for byte.
     subject: Vec<u8>,
@@ -285,15 +333,32 @@ fn load_or_create_ca(dir: &Path, now: OffsetDateTime, out: &mut Writer) -> Resul
     };
 
     match (cert_pem, key) {
-        (Some(_), None) => Err(Error::usage(format!(
-            "the TLS CA certificate `{}` is there but its key `{}` is missing, \
-             so no certificate can be issued",
-            cert_path.display(),
-            key_path.display()
-        ))
-        .with_hint(format!(
-            "restore `{CA_KEY}` from a backup; or, {start_over}"
-        ))),
+        (Some(pem), None) => {
+            // Adopted from the running cluster (or the key was lost): the
+            // certificates it signed are checked, nothing can be issued.
+            let info = pem_der(&pem)
+                .and_then(|der| {
+                    let info = parse_cert(&der)?;
+                    let ok = info.issuer == info.subject && info.signed_by_spki(info.spki);
+                    ok.then(|| (info.subject.to_vec(), info.spki.to_vec(), info.not_after))
+                })
+                .ok_or_else(|| {
+                    Error::usage(format!(
+                        "`{}` is not a CA certificate arpanet made",
+                        cert_path.display()
+                    ))
+                    .with_hint(start_over.clone())
+                })?;
+            let (subject, spki, not_after) = info;
+            Ok(Ca {
+                subject,
+                spki,
+                not_after,
+                key: None,
+                key_path,
+                fresh: false,
+            })
+        }
         (Some(pem), Some(key)) => {
             let der = pem_der(&pem).ok_or_else(|| {
                 Error::usage(format!(
@@ -322,8 +387,10 @@ fn load_or_create_ca(dir: &Path, now: OffsetDateTime, out: &mut Writer) -> Resul
             }
             Ok(Ca {
                 subject: info.subject.to_vec(),
+                spki: info.spki.to_vec(),
                 not_after: info.not_after,
-                key,
+                key: Some(key),
+                key_path,
                 fresh: false,
             })
         }
@@ -340,15 +407,17 @@ fn load_or_create_ca(dir: &Path, now: OffsetDateTime, out: &mut Writer) -> Resul
             let info = parse_cert(cert.der()).ok_or_else(|| {
                 Error::Internal("cannot parse the CA certificate just made".into())
             })?;
+            if fresh {
+                out.file(key_path.clone(), key.serialize_pem().as_bytes(), 0o600)?;
+            }
             let ca = Ca {
                 subject: info.subject.to_vec(),
+                spki: info.spki.to_vec(),
                 not_after: info.not_after,
-                key,
+                key: Some(key),
+                key_path,
                 fresh,
             };
-            if fresh {
-                out.file(key_path, ca.key.serialize_pem().as_bytes(), 0o600)?;
-            }
             out.file(cert_path, cert.pem().as_bytes(), 0o644)?;
             Ok(ca)
         }
@@ -356,6 +425,25 @@ fn load_or_create_ca(dir: &Path, now: OffsetDateTime, out: &mut Writer) -> Resul
 }
 
 impl Ca {
+    /// Why `name`'s certificate cannot be issued by a CA without its key.
+    fn keyless(&self, name: &str) -> Error {
+        let dir = self.key_path.parent().unwrap_or(Path::new("."));
+        let folder = dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |f| f.to_string_lossy().into_owned(),
+        );
+        Error::usage(format!(
+            "`{name}` needs a certificate from the cluster's CA, and its key `{}` is not here",
+            self.key_path.display()
+        ))
+        .with_hint(format!(
+            "this checkout adopted the running cluster's CA, whose key never leaves the \
+             checkout that made the cluster: copy `{CA_KEY}` from that checkout's `{folder}/` \
+             to `{}` (mode 0600) and run again",
+            self.key_path.display()
+        ))
+    }
+
     /// A new key and a certificate for it, signed by the CA: `(cert, key)`,
     /// both PEM.
     fn issue(
@@ -365,6 +453,9 @@ impl Ca {
         usages: &[ExtendedKeyUsagePurpose],
         now: OffsetDateTime,
     ) -> Result<(String, String)> {
+        let Some(ca_key) = &self.key else {
+            return Err(self.keyless(common_name));
+        };
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         params
@@ -387,7 +478,7 @@ impl Ca {
         params.not_after = (now + Duration::days(LEAF_DAYS)).min(self.not_after);
 
         let key = KeyPair::generate().map_err(cert_error)?;
-        let issuer = Issuer::new(ca_params(now), &self.key);
+        let issuer = Issuer::new(ca_params(now), ca_key);
         let cert = params.signed_by(&key, &issuer).map_err(cert_error)?;
         // The issuer name comes from arpanet's CA parameters, not from
         // ca.pem; a CA made otherwise would issue certificates that chain
@@ -432,7 +523,7 @@ impl Pair {
         let ending =
             info.not_after < now + Duration::days(RENEW_DAYS) && info.not_after < ca.not_after;
         Ok(info.issuer == ca.subject
-            && info.signed_by(&ca.key)
+            && info.signed_by_spki(&ca.spki)
             && info.spki == key.subject_public_key_info()
             && !ending)
     }
@@ -575,6 +666,12 @@ fn create_private_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("create", dir, e))
 }
 
+/// Write a certificate (mode 0644) atomically.
+pub(crate) fn write_cert(path: &Path, data: &[u8]) -> Result<()> {
+    create_private_dir(path.parent().unwrap_or(Path::new(".")))?;
+    write_atomic(path, data, 0o644)
+}
+
 /// Write a secret (mode 0600) atomically, e.g. a key made beside the TLS files.
 pub fn write_secret(path: &Path, data: &[u8]) -> Result<()> {
     write_atomic(path, data, 0o600)
@@ -639,9 +736,41 @@ struct CertInfo<'a> {
 impl CertInfo<'_> {
     /// Whether `key` made the certificate's signature.
     fn signed_by(&self, key: &KeyPair) -> bool {
-        let spki = key.subject_public_key_info();
-        SubjectPublicKeyInfo::from_der(&spki)
+        self.signed_by_spki(&key.subject_public_key_info())
+    }
+
+    /// Whether the key whose public half is `spki` (DER) made the
+    /// certificate's signature.
+    fn signed_by_spki(&self, spki: &[u8]) -> bool {
+        SubjectPublicKeyInfo::from_der(spki)
             .is_ok_and(|(_, spki)| self.cert.verify_signature(Some(&spki)).is_ok())
+    }
+
+    /// Its subject alternative names in [`wanted_sans`]' canonical form.
+    fn sans(&self) -> Vec<String> {
+        use x509_parser::extensions::GeneralName;
+        let mut sans = Vec::new();
+        if let Ok(Some(ext)) = self.cert.subject_alternative_name() {
+            for name in &ext.value.general_names {
+                match name {
+                    GeneralName::DNSName(dns) => sans.push(dns.to_ascii_lowercase()),
+                    GeneralName::IPAddress(raw) => match raw.len() {
+                        4 => sans.push(
+                            IpAddr::from(<[u8; 4]>::try_from(*raw).unwrap_or_default()).to_string(),
+                        ),
+                        16 => sans.push(
+                            IpAddr::from(<[u8; 16]>::try_from(*raw).unwrap_or_default())
+                                .to_string(),
+                        ),
+                        _ => {}
+                    },
+                    _ => {}
+                }
+            }
+        }
+        sans.sort();
+        sans.dedup();
+        sans
     }
 }
 
@@ -994,10 +1123,10 @@ mod tests {
         assert_ne!(snapshot(&dir), before);
         // Errors are the same as ensure's.
         fs::remove_file(dir.join(CA_KEY)).unwrap();
-        assert!(plan(&dir, &lab())
+        assert!(plan(&dir, &moved)
             .unwrap_err()
             .to_string()
-            .contains("missing"));
+            .contains("`n2` needs a certificate"));
     }
 
     #[test]
@@ -1051,20 +1180,77 @@ mod tests {
         );
     }
 
+    /// A checkout that adopted the running cluster's CA has no CA key: what
+    /// the CA signed is still checked and kept, the client pair is not made,
+    /// and a certificate that must be issued fails saying where the key is.
     #[test]
-    fn a_ca_certificate_without_its_key_is_an_error() {
+    fn a_ca_certificate_without_its_key_keeps_what_it_signed_and_issues_nothing() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path();
-        ensure(dir, &lab()).unwrap();
+        let dir = tmp.path().join("consul-tls");
+        ensure(&dir, &lab()).unwrap();
         fs::remove_file(dir.join(CA_KEY)).unwrap();
-        let before = snapshot(dir);
-        let err = ensure(dir, &lab()).unwrap_err().to_string();
+        fs::remove_file(dir.join(CLIENT_KEY)).unwrap();
+        let before = snapshot(&dir);
+        assert_eq!(ensure(&dir, &lab()).unwrap(), Report::default());
+        assert_eq!(snapshot(&dir), before);
+        let mut more = lab();
+        more.push(host("n3", &["10.0.0.3"]));
+        let err = ensure(&dir, &more).unwrap_err().to_string();
         assert!(
-            err.contains("ca-key.pem") && err.contains("missing"),
+            err.contains("`n3` needs a certificate from the cluster's CA")
+                && err.contains(&format!("`{}`", dir.join(CA_KEY).display())),
             "{err}"
         );
-        assert!(err.contains("hint: restore `ca-key.pem`"), "{err}");
-        assert_eq!(snapshot(dir), before, "nothing may change");
+        assert!(
+            err.contains("hint: this checkout adopted the running cluster's CA")
+                && err.contains("copy `ca-key.pem` from that checkout's `consul-tls/`"),
+            "{err}"
+        );
+        assert_eq!(snapshot(&dir), before, "nothing may change");
+    }
+
+    /// A node's own pair is adopted only when the CA here signed it and the
+    /// key is its own; its SANs are recorded so `ensure` keeps it.
+    #[test]
+    fn a_node_pair_is_adopted_only_when_it_belongs_to_the_ca() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (made, adopter, other) = (
+            tmp.path().join("made"),
+            tmp.path().join("adopter"),
+            tmp.path().join("other"),
+        );
+        ensure(&made, &lab()).unwrap();
+        ensure(&other, &lab()).unwrap();
+        fs::create_dir_all(&adopter).unwrap();
+        fs::copy(made.join(CA_CERT), adopter.join(CA_CERT)).unwrap();
+        let read =
+            |dir: &Path, file: &str| fs::read_to_string(dir.join("hosts/n1").join(file)).unwrap();
+        let (cert, key) = (read(&made, SERVER_CERT), read(&made, SERVER_KEY));
+        // Another CA's pair, or a key of another pair: nothing written.
+        assert!(adopt_pair(
+            &adopter,
+            "n1",
+            &read(&other, SERVER_CERT),
+            &read(&other, SERVER_KEY)
+        )
+        .unwrap()
+        .is_empty());
+        assert!(
+            adopt_pair(&adopter, "n1", &cert, &read(&made, "../n2/server-key.pem"))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(!adopter.join(HOSTS_DIR).exists());
+        assert_eq!(adopt_pair(&adopter, "n1", &cert, &key).unwrap().len(), 2);
+        assert_eq!(read(&adopter, SERVER_CERT), cert);
+        assert_eq!(read(&adopter, SANS_FILE), read(&made, SANS_FILE));
+        let mode = fs::metadata(adopter.join("hosts/n1").join(SERVER_KEY))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Current: the keyless CA issues nothing for it.
+        assert_eq!(ensure(&adopter, &lab()[..1]).unwrap(), Report::default());
     }
 
     #[test]

@@ -1,35 +1,59 @@
-//! `cluster_secrets`: the task that makes the cluster's key material on this
-//! machine, beside the inventory. The built-in playbooks call it where they
-//! need it, in plain sight:
+//! `cluster_secrets`: the task that keeps the cluster's key material on
+//! this machine, beside the inventory. The built-in playbooks call it where
+//! they need it, in plain sight (`playbooks/secrets.yml`):
 //!
 //! ```yaml
-//! - name: docker TLS certificates, made on this machine
-//!   when: docker_tcp | bool
-//!   cluster_secrets:
-//!     kind: docker_tls
-//!     dir: "{{ docker_tls_dir }}"
-//!
-//! - name: consul certificates and gossip key, made on this machine
+//! - name: consul certificates and gossip key
 //!   cluster_secrets:
 //!     kind: consul
 //!     dir: "{{ consul_tls_dir }}"
+//!     node_dir: "{{ consul_data }}/arpanet"
+//!     keyring: "{{ consul_data }}/serf/local.keyring"
+//!     ask: "{{ groups['servers'] }}"
 //! ```
 //!
 //! It exists so that the engine writes no key material on its own: `exec`,
 //! `inventory`, `render` and a user's playbook never make a CA or a key
 //! unless a task asks for it.
 //!
-//! It runs on this machine for each host of the play, like `assert` or
-//! `set_fact`, without contacting the host. Per host rather than `run_once`
-//! because each host's certificate carries that host's own names: its
-//! inventory name, the address arpanet reaches it at over SSH (as
-//! `~/.ssh/config` resolves it), its `arpanet_ip`, and for Consul
-//! `127.0.0.1`, `localhost` and, on a member of `servers`,
-//! `server.DATACENTER.consul`. Each host's run makes the CA (and, for Docker,
-//! the client certificate) if they are missing, then its own certificate;
-//! hosts run one at a time here, and so do runs of arpanet on this machine
-//! (an `flock` on `DIR/.lock`), so the first makes the CA and the others
-//! find it; every file is written under a temp name of its own and renamed.
+//! **The running cluster is the authority; the files here are a cache.**
+//! With `node_dir` (where each node keeps the copies arpanet put there) the
+//! task first asks the running cluster what it uses: the first host of
+//! `ask` that can be reached and holds copies (a server, in the built-in
+//! playbooks) is read over SSH, once per run, for its CA certificate and,
+//! for Consul, the gossip keys its agent holds (`keyring`: the agent's own
+//! keyring file, its primary key first; else the key in `security.json`).
+//! Then, before anything is made:
+//!
+//! - a checkout whose CA certificate differs from the cluster's, or whose
+//!   gossip key is not one the cluster holds, is **refused**: the task
+//!   fails (on every host, so the play stops before any host changed) with
+//!   both SHA-256 fingerprints and the fix; key material is never shown;
+//! - a checkout without them **adopts** the cluster's: the CA certificate
+//!   and the gossip key (its primary) are written here, and each host's own
+//!   certificate and key, read from that host, when they were signed by
+//!   that CA. So the next tasks find them current and no agent restarts.
+//!   The CA's private key never goes to a node, so it stays missing: a
+//!   certificate that must be issued (a new node, changed addresses) then
+//!   fails for that host, saying where to get `ca-key.pem` (`pki`).
+//!
+//! Only a checkout that finds no cluster (no copies on any reachable host
+//! of `ask`) makes a new CA and gossip key. `new_gossip_key: true` (for
+//! `arpanet rotate`, which replaces it next) neither compares nor adopts
+//! the gossip key.
+//!
+//! Without `node_dir` it runs on this machine for each host of the play,
+//! like `assert` or `set_fact`, without contacting the host. Per host
+//! rather than `run_once` because each host's certificate carries that
+//! host's own names: its inventory name, the address arpanet reaches it at
+//! over SSH (as `~/.ssh/config` resolves it), its `arpanet_ip`, and for
+//! Consul `127.0.0.1`, `localhost` and, on a member of `servers`,
+//! `server.DATACENTER.consul`. Each host's run makes the CA (and, for
+//! Docker, the client certificate) if they are missing, then its own
+//! certificate; hosts run one at a time here, and so do runs of arpanet on
+//! this machine (an `flock` on `DIR/.lock`), so the first makes the CA and
+//! the others find it; every file is written under a temp name of its own
+//! and renamed. What is read from nodes is read before that lock is taken.
 //!
 //! The directory is refused, before anything is read or written, when it
 //! or anything in it is writable by group or others or owned by another
@@ -41,20 +65,24 @@
 //!
 //! `kind: consul` also makes the gossip encryption key (`gossip.key`, 0600)
 //! and sets two facts on the host: `consul_gossip_key`, and
-//! `consul_security_fingerprint`, a digest of the CA, the host's certificate
-//! and the key, which the agent container carries as a label so that new
-//! certificates or a new key restart that agent, and only that one.
+//! `consul_security_fingerprint`, a digest of the CA and the host's
+//! certificate, which the agent container carries as a label so that new
+//! certificates restart that agent, and only that one. The gossip key is
+//! not in it: an agent keeps the keys it uses in its keyring (changed
+//! in place by `arpanet rotate`) and ignores the configured one once it
+//! has a keyring, so a restart would change nothing.
 //!
 //! Under `--check` nothing is written beside the inventory: the task reports
 //! `changed` when it would write. So that the tasks copying the files can
 //! still say what they would change on a first run, what is missing is made
-//! in a scratch copy of the directory (private, in the system's temp dir,
-//! one per directory per run so every host shares its CA), and the host's
-//! `consul_tls_dir` or `docker_tls_dir` fact points there; `arpanet run`
-//! removes the scratch copies when it ends ([`discard_scratch`]). Key
-//! material is never printed: the task's message names only how many files
-//! were written and where.
+//! (or adopted) in a scratch copy of the directory (private, in the
+//! system's temp dir, one per directory per run so every host shares its
+//! CA), and the host's `consul_tls_dir` or `docker_tls_dir` fact points
+//! there; `arpanet run` removes the scratch copies when it ends
+//! ([`discard_scratch`]). Key material is never printed: the task's message
+//! names only how many files were written and where.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -68,7 +96,10 @@ use sha2::{Digest, Sha256};
 use super::pki::{self, ServerCert};
 use crate::config;
 use crate::error::{Error, Result};
+use crate::modules::templated::{Strings, Templated};
 use crate::modules::{args_map, BadArgs, Context, Module, ModuleDef, Outcome};
+use crate::report::Failure;
+use crate::transport::{quote, Transport};
 use crate::vars::Vars;
 use crate::yaml::Node;
 
@@ -81,7 +112,19 @@ impl ModuleDef for Def {
     }
 
     fn parse(&self, node: &Node) -> Result<Arc<dyn Module>, BadArgs> {
-        let args = args_map(node, "a mapping with `kind` and `dir`")?;
+        let args: SecretsArgs = args_map(node, "a mapping with `kind` and `dir`")?;
+        if args.node_dir.is_none() && (args.ask.is_some() || args.keyring.is_some()) {
+            return Err(
+                BadArgs::invalid("`ask` and `keyring` need `node_dir`").with_hint(
+                    "`node_dir` is where each node keeps its copies, which are read over SSH",
+                ),
+            );
+        }
+        if args.kind == SecretsKind::DockerTls && (args.keyring.is_some() || args.new_gossip_key) {
+            return Err(BadArgs::invalid(
+                "`keyring` and `new_gossip_key` are for `kind: consul` (docker TLS has no gossip key)",
+            ));
+        }
         Ok(Arc::new(ClusterSecrets(args)))
     }
 }
@@ -100,7 +143,16 @@ impl Module for ClusterSecrets {
     }
 
     fn templates(&self) -> Vec<&str> {
-        vec![&self.0.dir]
+        let a = &self.0;
+        let mut out: Vec<&str> = [Some(&a.dir), a.node_dir.as_ref(), a.keyring.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        if let Some(ask) = &a.ask {
+            crate::playbook::values::json_strings(ask.raw(), &mut out);
+        }
+        out
     }
 
     /// The facts it may set (see the module's docs).
@@ -115,24 +167,45 @@ impl Module for ClusterSecrets {
         }
     }
 
-    /// Made on this machine, without contacting the host.
+    /// Made on this machine, without contacting the host, unless the
+    /// node's copies are read first.
     fn local(&self) -> bool {
-        true
+        self.0.node_dir.is_none()
+    }
+
+    fn reaches_peers(&self) -> bool {
+        self.0.ask.is_some()
     }
 
     /// Under `--check` nothing is written (see the module documentation).
     fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
-        Box::pin(async move { run(&self.0, ctx) })
+        Box::pin(run(&self.0, ctx))
     }
 }
 
 /// `cluster_secrets:` arguments.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretsArgs {
     pub kind: SecretsKind,
     /// Where the files are kept (a template), e.g. `{{ consul_tls_dir }}`.
     pub dir: String,
+    /// Where each node keeps its copies (a template): read over SSH to
+    /// adopt or refuse before anything is made.
+    #[serde(default)]
+    pub node_dir: Option<String>,
+    /// The Consul agent's keyring file on the node (a template): the gossip
+    /// keys it holds, its primary first.
+    #[serde(default)]
+    pub keyring: Option<String>,
+    /// The hosts asked, in order, for the running cluster's CA and gossip
+    /// key: the first reachable one holding copies answers.
+    #[serde(default)]
+    pub(crate) ask: Option<Templated<Strings>>,
+    /// The gossip key is about to be replaced (`arpanet rotate`): neither
+    /// compared with the cluster's nor adopted.
+    #[serde(default)]
+    pub new_gossip_key: bool,
 }
 
 /// Which secrets: they differ in the names a host's certificate carries and
@@ -154,13 +227,48 @@ impl SecretsKind {
             SecretsKind::Consul => "consul",
         }
     }
+
+    /// What a node's own certificate and key are called in its `node_dir`.
+    fn node_pair(self) -> (&'static str, &'static str) {
+        match self {
+            SecretsKind::DockerTls => ("server-cert.pem", "server-key.pem"),
+            SecretsKind::Consul => ("cert.pem", "key.pem"),
+        }
+    }
+
+    /// How the CA is named in messages.
+    fn what(self) -> &'static str {
+        match self {
+            SecretsKind::DockerTls => "docker TLS CA",
+            SecretsKind::Consul => "consul CA",
+        }
+    }
 }
 
 /// The file holding the Consul gossip encryption key, in the `consul` dir.
 pub(crate) const GOSSIP_KEY: &str = "gossip.key";
 
-/// Make (or find current) this host's secrets; see the module documentation.
-pub(crate) fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome> {
+/// The Consul agent's settings file in `node_dir`, holding the gossip key
+/// it was first started with (`encrypt`).
+const SECURITY_JSON: &str = "security.json";
+
+/// A certificate and its key, PEM.
+type Pair = (String, String);
+
+/// What the running cluster uses, as read from one of its nodes.
+#[derive(Debug, Clone, Default)]
+struct Found {
+    /// The node that answered.
+    host: String,
+    /// Its CA certificate (PEM).
+    ca: Option<String>,
+    /// The gossip keys its agent holds, the primary first.
+    keys: Vec<String>,
+}
+
+/// Make (or find current, or adopt) this host's secrets; see the module
+/// documentation.
+pub(crate) async fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let dir = ctx.render(&args.dir)?;
     if dir.trim().is_empty() {
         return Err(Error::input(
@@ -172,20 +280,50 @@ pub(crate) fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome> {
     }
     let dir = PathBuf::from(dir);
     let cert = server_cert(args.kind, ctx.host, ctx.vars)?;
-    // One host (and one run of arpanet) at a time: the first makes the CA,
-    // the others reuse it. `--check` writes nothing, so it takes no lock,
-    // but refuses a directory others could write all the same.
-    let _one_at_a_time = if ctx.check {
-        pki::guard(&dir)?;
-        None
-    } else {
-        Some(pki::lock(&dir)?)
+    pki::guard(&dir)?;
+    // What the nodes hold is read first, with no lock held here: hosts
+    // wait for each other's network round trips only through the cache.
+    let mut node = None;
+    if let Some(node_dir) = &args.node_dir {
+        let found = match &args.ask {
+            Some(ask) => {
+                let ask = ask.get("ask", ctx)?.0;
+                let keyring = args.keyring.as_deref();
+                Some(ask_cluster(args.kind, &dir, node_dir, keyring, &ask, ctx).await?)
+            }
+            None => None,
+        };
+        let node_dir = ctx.render(node_dir)?;
+        if let Some(refused) = found
+            .as_ref()
+            .and_then(|f| refusal(args, &dir, f).transpose())
+        {
+            return refused;
+        }
+        let own = own_pair(args.kind, &dir, &node_dir, ctx).await?;
+        node = Some((found, own));
+    }
+    let adopt = |target: &Path| -> Result<usize> {
+        let Some((found, own)) = &node else {
+            return Ok(0);
+        };
+        let mut written = 0;
+        if let Some(found) = found {
+            written += adopt_cluster(args, target, found)?;
+        }
+        if let Some((cert_pem, key_pem)) = own {
+            written += pki::adopt_pair(target, ctx.host, cert_pem, key_pem)?.len();
+        }
+        Ok(written)
     };
     let certs = std::slice::from_ref(&cert);
     let consul = args.kind == SecretsKind::Consul;
     let (count, facts) = if ctx.check {
-        let mut planned = pki::plan(&dir, certs)?.created.len();
-        planned += usize::from(consul && !dir.join(GOSSIP_KEY).exists());
+        let mut planned = would_adopt(args, &dir, node.as_ref())?;
+        if planned == 0 {
+            planned = pki::plan(&dir, certs)?.created.len();
+            planned += usize::from(consul && !dir.join(GOSSIP_KEY).exists());
+        }
         let mut facts = Vars::new();
         let made = if planned > 0 {
             let scratch = scratch_copy(&dir)?;
@@ -196,6 +334,7 @@ pub(crate) fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome> {
             facts.insert(name.into(), scratch.display().to_string().into());
             // Hosts take turns on the scratch copy as on the real one.
             let _turn = pki::lock(&scratch)?;
+            adopt(&scratch)?;
             make(&scratch, certs, consul)?;
             scratch
         } else {
@@ -206,7 +345,10 @@ pub(crate) fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome> {
         }
         (planned, facts)
     } else {
-        let written = make(&dir, certs, consul)?;
+        // One host (and one run of arpanet) at a time: the first makes the
+        // CA, the others reuse it.
+        let _one_at_a_time = pki::lock(&dir)?;
+        let written = adopt(&dir)? + make(&dir, certs, consul)?;
         let facts = match consul {
             true => consul_facts(&dir, &cert.name)?,
             false => Vars::new(),
@@ -225,6 +367,286 @@ pub(crate) fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome> {
         facts,
         ..Outcome::ok()
     })
+}
+
+/// The running cluster's CA and gossip keys: from the first host of `ask`
+/// that can be reached and holds copies, asked once per run and directory
+/// (every host's task shares the answer). Reachable hosts without copies:
+/// no cluster yet. None reachable: an error, since keys made blind could
+/// split the cluster. `node_dir` and `keyring` are templates, rendered with
+/// the asked host's variables (its `consul_data`).
+async fn ask_cluster(
+    kind: SecretsKind,
+    dir: &Path,
+    node_dir: &str,
+    keyring: Option<&str>,
+    ask: &[String],
+    ctx: &Context<'_>,
+) -> Result<Found> {
+    let cell = {
+        let mut asked = ASKED.lock().unwrap_or_else(PoisonError::into_inner);
+        match asked.iter().find(|(d, _)| d == dir) {
+            Some((_, cell)) => cell.clone(),
+            None => {
+                let cell = Arc::new(tokio::sync::OnceCell::new());
+                asked.push((dir.to_path_buf(), cell.clone()));
+                cell
+            }
+        }
+    };
+    let found = cell
+        .get_or_try_init(|| async {
+            let mut unreachable = Vec::new();
+            let mut answered = false;
+            for host in ask {
+                let vars = host_vars(ctx, host)?;
+                let render = |t: &str| ctx.engine.render_str(t, &vars, ctx.location);
+                let node_dir = render(node_dir)?;
+                let keyring = keyring.map(render).transpose()?;
+                let keyring = keyring.as_deref();
+                let ca = format!("{node_dir}/{}", pki::CA_CERT);
+                let security = format!("{node_dir}/{SECURITY_JSON}");
+                let mut paths = vec![ca.clone()];
+                if kind == SecretsKind::Consul {
+                    paths.push(security.clone());
+                    paths.extend(keyring.map(str::to_owned));
+                }
+                let conn = match host == ctx.host {
+                    true => Ok(None),
+                    false => ctx.peers.connect(host).await.map(Some),
+                };
+                let files = match conn {
+                    Ok(Some(conn)) => read_node(conn.as_ref(), host, &paths).await,
+                    Ok(None) => read_node(ctx.transport, host, &paths).await,
+                    Err(e) => Err(e),
+                };
+                let files = match files {
+                    Ok(files) => files,
+                    Err(e) => {
+                        unreachable.push(format!("`{host}`: {e}"));
+                        continue;
+                    }
+                };
+                answered = true;
+                let text = |p: &str| files.get(p).map(|b| String::from_utf8_lossy(b).into_owned());
+                let mut keys = Vec::new();
+                if let Some(ring) = keyring.and_then(text) {
+                    keys = serde_json::from_str::<Vec<String>>(&ring).unwrap_or_default();
+                }
+                if keys.is_empty() {
+                    let encrypt = text(&security)
+                        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                        .and_then(|v| v.get("encrypt").and_then(Value::as_str).map(str::to_owned));
+                    keys.extend(encrypt);
+                }
+                let found = Found {
+                    host: host.clone(),
+                    ca: text(&ca),
+                    keys,
+                };
+                if found.ca.is_some() || !found.keys.is_empty() {
+                    return Ok(found);
+                }
+            }
+            match answered || ask.is_empty() {
+                true => Ok(Found::default()),
+                false => Err(Error::usage(format!(
+                    "cannot ask the running cluster which {} it uses: no host of `ask` answered ({})",
+                    kind.what(),
+                    unreachable.join("; ")
+                ))
+                .with_hint("arpanet makes no new keys without knowing the cluster has none: bring a server back, then run again")),
+            }
+        })
+        .await?;
+    Ok(found.clone())
+}
+
+/// `host`'s variables as its own tasks see them (`hostvars[host]` over
+/// this host's).
+fn host_vars(ctx: &Context<'_>, host: &str) -> Result<Vars> {
+    let mut vars = ctx.vars.clone();
+    if host != ctx.host {
+        let quoted = serde_json::to_string(host).map_err(|e| Error::Internal(e.to_string()))?;
+        let expr = Value::String(format!("{{{{ hostvars[{quoted}] }}}}"));
+        if let Value::Object(theirs) = ctx.engine.render_json(&expr, ctx.vars, ctx.location)? {
+            vars.extend(theirs);
+        }
+    }
+    Ok(vars)
+}
+
+/// The cluster's answers of this run, by directory (see [`ask_cluster`]).
+#[allow(clippy::type_complexity)]
+static ASKED: Mutex<Vec<(PathBuf, Arc<tokio::sync::OnceCell<Found>>)>> = Mutex::new(Vec::new());
+
+/// The files among `paths` that exist on `host`, by path (read with the
+/// task's `become`: they are the Consul user's, 0600).
+async fn read_node(
+    transport: &dyn Transport,
+    host: &str,
+    paths: &[String],
+) -> Result<BTreeMap<String, Vec<u8>>> {
+    let list: Vec<String> = paths.iter().map(|p| quote(p)).collect();
+    let script = format!(
+        "for f in {}; do if [ -e \"$f\" ]; then b=$(base64 < \"$f\") || exit 1; \
+         printf '%s %s\\n' \"$f\" \"$(printf '%s' \"$b\" | tr -d '\\n')\"; fi; done",
+        list.join(" ")
+    );
+    let out = crate::probe::exec(transport, host, &script, None).await?;
+    if !out.success() {
+        // stderr only: stdout may hold key material.
+        return Err(Error::Remote {
+            host: host.to_owned(),
+            message: format!(
+                "cannot read arpanet's copies of the cluster's keys (exit {}): {}",
+                out.status,
+                out.stderr.trim()
+            ),
+        });
+    }
+    let mut files = BTreeMap::new();
+    for line in out.stdout.lines() {
+        let Some((path, b64)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64)
+            .map_err(|_| Error::Remote {
+                host: host.to_owned(),
+                message: format!("unreadable copy of `{path}`"),
+            })?;
+        files.insert(path.to_owned(), bytes);
+    }
+    Ok(files)
+}
+
+/// This host's own certificate and key as its node holds them, when this
+/// checkout lacks them (to adopt them).
+async fn own_pair(
+    kind: SecretsKind,
+    dir: &Path,
+    node_dir: &str,
+    ctx: &Context<'_>,
+) -> Result<Option<(String, String)>> {
+    let here = dir.join(pki::HOSTS_DIR).join(ctx.host);
+    if here.join(pki::SERVER_CERT).is_file() && here.join(pki::SERVER_KEY).is_file() {
+        return Ok(None);
+    }
+    let (cert, key) = kind.node_pair();
+    let paths = [format!("{node_dir}/{cert}"), format!("{node_dir}/{key}")];
+    let files = read_node(ctx.transport, ctx.host, &paths).await?;
+    let text = |p: &String| {
+        files
+            .get(p)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    };
+    Ok(text(&paths[0]).zip(text(&paths[1])))
+}
+
+/// The task's failure when this checkout's CA or gossip key is not the
+/// running cluster's; `None` when they agree or are missing here.
+fn refusal(args: &SecretsArgs, dir: &Path, found: &Found) -> Result<Option<Outcome>> {
+    let mut differ = Vec::new();
+    let ca_path = dir.join(pki::CA_CERT);
+    if let (Some(here), Some(there)) = (read_text(&ca_path)?, &found.ca) {
+        let (a, b) = (pki::cert_der(&here), pki::cert_der(there));
+        if a != b {
+            differ.push(format!(
+                "the {} `{}` is SHA-256 {}, `{}` uses {}",
+                args.kind.what(),
+                ca_path.display(),
+                fingerprint(&a.unwrap_or_else(|| here.into_bytes())),
+                found.host,
+                fingerprint(&b.unwrap_or_else(|| there.clone().into_bytes())),
+            ));
+        }
+    }
+    let key_path = dir.join(GOSSIP_KEY);
+    let checks_key = args.kind == SecretsKind::Consul && !args.new_gossip_key;
+    if let (true, Some(here), Some(primary)) =
+        (checks_key, read_text(&key_path)?, found.keys.first())
+    {
+        let here = here.trim();
+        if !found.keys.iter().any(|k| k == here) {
+            differ.push(format!(
+                "the gossip key `{}` is SHA-256 {}, `{}` uses {}",
+                key_path.display(),
+                fingerprint(here.as_bytes()),
+                found.host,
+                fingerprint(primary.as_bytes()),
+            ));
+        }
+    }
+    if differ.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Outcome {
+        failure: Some(Failure {
+            message: format!(
+                "refused: this checkout's keys are not the running cluster's ({}); nothing was changed",
+                differ.join("; ")
+            ),
+            hint: Some(format!(
+                "copy `{}` from the checkout that made the cluster (or remove it here to adopt \
+                 the cluster's); to give the cluster a new gossip key on purpose, `arpanet rotate`",
+                dir.display()
+            )),
+            ..Failure::default()
+        }),
+        ..Outcome::ok()
+    }))
+}
+
+/// Write the cluster's CA certificate and primary gossip key into `dir`
+/// where it has none; how many files were written.
+fn adopt_cluster(args: &SecretsArgs, dir: &Path, found: &Found) -> Result<usize> {
+    let mut written = 0;
+    let ca_path = dir.join(pki::CA_CERT);
+    if let (None, Some(ca)) = (read_text(&ca_path)?, &found.ca) {
+        pki::write_cert(&ca_path, ca.as_bytes())?;
+        written += 1;
+    }
+    let key_path = dir.join(GOSSIP_KEY);
+    let adopts_key = args.kind == SecretsKind::Consul && !args.new_gossip_key;
+    if let (true, None, Some(key)) = (adopts_key, read_text(&key_path)?, found.keys.first()) {
+        pki::write_secret(&key_path, key.as_bytes())?;
+        written += 1;
+    }
+    Ok(written)
+}
+
+/// How many files adopting would write into `dir` (for `--check`).
+fn would_adopt(
+    args: &SecretsArgs,
+    dir: &Path,
+    node: Option<&(Option<Found>, Option<Pair>)>,
+) -> Result<usize> {
+    let Some((found, own)) = node else {
+        return Ok(0);
+    };
+    let mut count = 2 * usize::from(own.is_some());
+    if let Some(found) = found {
+        count += usize::from(found.ca.is_some() && !dir.join(pki::CA_CERT).exists());
+        let adopts_key = args.kind == SecretsKind::Consul && !args.new_gossip_key;
+        count +=
+            usize::from(adopts_key && !found.keys.is_empty() && !dir.join(GOSSIP_KEY).exists());
+    }
+    Ok(count)
+}
+
+/// A short SHA-256 fingerprint, as `openssl x509 -fingerprint -sha256`
+/// begins for a certificate's DER: `AB:CD:...` (8 bytes).
+fn fingerprint(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest[..8]
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn read_text(path: &Path) -> Result<Option<String>> {
+    Ok(read_optional(path)?.map(|b| String::from_utf8_lossy(&b).into_owned()))
 }
 
 /// The certificate `host` needs: its name and the addresses it is reached
@@ -309,16 +731,19 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Remove this run's scratch copies (called when `arpanet run` ends).
+/// Remove this run's scratch copies and forget the cluster's answers
+/// (called when a run ends).
 pub(crate) fn discard_scratch() {
     SCRATCH
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clear();
+    ASKED.lock().unwrap_or_else(PoisonError::into_inner).clear();
 }
 
 /// `consul_gossip_key`, and `consul_security_fingerprint` when the CA and
-/// the host's certificate are there: what its agent is started with.
+/// the host's certificate are there: what its agent is started with (the
+/// gossip key is not in the digest: see the module documentation).
 fn consul_facts(dir: &Path, host: &str) -> Result<Vars> {
     let Some(key) = read_optional(&dir.join(GOSSIP_KEY))? else {
         return Ok(Vars::new());
@@ -331,7 +756,6 @@ fn consul_facts(dir: &Path, host: &str) -> Result<Vars> {
         let digest = Sha256::new()
             .chain_update(&ca)
             .chain_update(&own)
-            .chain_update(key.as_bytes())
             .finalize();
         facts.insert(
             "consul_security_fingerprint".into(),
@@ -395,7 +819,13 @@ mod tests {
     }
 
     #[test]
-    fn consul_facts_digest_the_ca_the_host_certificate_and_the_key() {
+    fn consul_facts_digest_the_ca_and_the_host_certificate() {
+        let print = |f: &Vars| {
+            f["consul_security_fingerprint"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         assert!(
@@ -417,14 +847,22 @@ mod tests {
         .unwrap();
         let one = consul_facts(dir, "n1").unwrap();
         let again = consul_facts(dir, "n1").unwrap();
+        // A new gossip key changes the fact, not the fingerprint: agents
+        // take a new key through their keyring (`arpanet rotate`).
         fs::write(&key_file, "b3RoZXI=\n").unwrap();
+        let rotated = consul_facts(dir, "n1").unwrap();
+        assert_eq!(rotated.get("consul_gossip_key"), Some(&json!("b3RoZXI=")));
+        assert_eq!(print(&rotated), print(&one));
+        fs::remove_dir_all(dir.join(pki::HOSTS_DIR)).unwrap();
+        pki::ensure(
+            dir,
+            &[ServerCert {
+                name: "n1".into(),
+                addresses: vec!["10.0.0.1".into()],
+            }],
+        )
+        .unwrap();
         let other = consul_facts(dir, "n1").unwrap();
-        let print = |f: &Vars| {
-            f["consul_security_fingerprint"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        };
         assert_eq!(print(&one).len(), 16);
         assert_eq!(print(&one), print(&again));
         assert_ne!(print(&one), print(&other));

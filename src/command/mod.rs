@@ -14,6 +14,7 @@ pub(crate) mod lock;
 pub(crate) mod logs;
 pub(crate) mod render;
 pub(crate) mod rollback;
+pub(crate) mod rotate;
 pub(crate) mod run;
 pub(crate) mod status;
 

@@ -168,6 +168,13 @@ pub(crate) trait Module: fmt::Debug + Send + Sync + AsAny {
         Vec::new()
     }
 
+    /// Talks to other inventory hosts than its own (through
+    /// [`Context::peers`]), so those are resolved even outside `--limit`,
+    /// as `delegate_to` targets are.
+    fn reaches_peers(&self) -> bool {
+        false
+    }
+
     /// Run on one host. Check mode (`ctx.check`) is the module's to honour:
     /// it reports what it would change and changes nothing.
     fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>>;
@@ -281,6 +288,15 @@ pub struct Context<'a> {
     /// Where the output of the task's command goes as it arrives (`exec`),
     /// besides the outcome.
     pub live: Option<&'a Sink<'a>>,
+    /// Other inventory hosts, for a module that asks them something (see
+    /// [`Module::reaches_peers`]).
+    pub peers: &'a dyn Peers,
+}
+
+/// Connections to other inventory hosts than the task's own, as
+/// `delegate_to` makes them: shared with the run, under the task's `become`.
+pub(crate) trait Peers: Sync {
+    fn connect<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<Arc<dyn Transport>>>;
 }
 
 impl Context<'_> {

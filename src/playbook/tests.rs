@@ -625,7 +625,11 @@ fn builtins_parse() {
             panic!("{err}");
         }
     }
-    assert_eq!(B.playbooks.len(), B.names.len() + 2, "two imported parts");
+    assert_eq!(
+        B.playbooks.len(),
+        B.names.len() + 4,
+        "three imported parts and `rotate`"
+    );
     assert!(B.playbook("nope").is_none());
     assert!(B.template("nope.j2").is_none());
 }
@@ -771,9 +775,9 @@ fn every_builtin_playbook_parses_and_bootstrap_imports_the_four_steps() {
         names,
         [
             "check the cluster shape",
+            "cluster secrets, the running cluster's or made on this machine",
             "configure docker",
             "pull images",
-            "consul security, made on this machine",
             "consul agents not running yet, started together",
             "roll the consul clients, in batches",
             "roll the consul followers, one at a time",

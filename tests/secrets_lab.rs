@@ -1,0 +1,391 @@
+//! One source of truth for the cluster's secrets, on a 3-node lab of 3
+//! Consul servers with real Consul (`ARPANET_LAB_TESTS=1`):
+//!
+//! - checkout A (the lab's directory) bootstraps the cluster and makes its
+//!   CA, certificates and gossip key;
+//! - checkout B, a copy of the inventory alone, bootstraps too: it adopts
+//!   the cluster's files (byte for byte A's, but the CA's private key,
+//!   which no node holds, and the client pair made only beside it) and no
+//!   container on any node is recreated or restarted;
+//! - checkout C, A's files with another gossip key, is refused before any
+//!   change, with both fingerprints;
+//! - a rotation cut short after Consul's `use` (a second key, the primary,
+//!   beside A's): each agent's keyring file lists the primary first, A is
+//!   still accepted, a checkout with the inventory alone adopts the primary;
+//! - `rotate --yes` from A gives the cluster a new gossip key with a leader
+//!   at every 0.5 s sample and no container restarted; afterwards every
+//!   keyring pool, and every agent's keyring file, holds exactly A's new
+//!   key.
+//!
+//! What the nodes hold is read with `docker exec` into the lab's node
+//! containers, independently of arpanet. Phase times are printed
+//! (`--nocapture`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::cluster::Lab;
+
+const NODES: usize = 3;
+
+/// Every container on node `n`: name, id and start time.
+fn containers(lab: &Lab, n: usize) -> String {
+    lab.on_node(
+        n,
+        "docker inspect -f '{{.Name}} {{.Id}} {{.State.StartedAt}}' $(docker ps -aq)",
+    )
+}
+
+fn snapshot(lab: &Lab) -> Vec<String> {
+    (1..=NODES).map(|n| containers(lab, n)).collect()
+}
+
+/// The files under `dir`, by path relative to it.
+fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                out.insert(path.strip_prefix(root).unwrap().to_path_buf(), bytes);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// What the refusal prints for a key or certificate: the first 8 bytes of
+/// its SHA-256, as `AB:CD:...`.
+fn fingerprint(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)[..8]
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A checkout of the lab's inventory alone, in a directory of its own.
+fn checkout(lab: &Lab, dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let inventory = dir.join("inventory.ini");
+    std::fs::copy(lab.inventory(), &inventory).unwrap();
+    inventory
+}
+
+fn bootstrap(lab: &Lab, inventory: &Path) -> crate::support::Run {
+    let out = lab
+        .command(&["run", "-i", inventory.to_str().unwrap(), "bootstrap"])
+        .output()
+        .unwrap();
+    crate::support::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The gossip keys in node `n`'s agent keyring file, in its order.
+fn keyring_file(lab: &Lab, n: usize) -> Vec<String> {
+    let text = lab.on_node(n, "cat /mnt/arpanet-consul/serf/local.keyring");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The `changed=` count of each host in a run's recap.
+fn changed(stdout: &str) -> Vec<u32> {
+    stdout
+        .lines()
+        .filter_map(|l| l.split_once(" changed=").filter(|_| l.contains(" : ok=")))
+        .map(|(_, rest)| rest.split_whitespace().next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// The last `n` non-empty lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Samples `/v1/status/leader` on node1 every 0.5 s until stopped; the
+/// longest stretch without a leader, and how many samples were taken.
+struct LeaderWatch {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(Duration, usize, usize)>,
+}
+
+impl LeaderWatch {
+    fn start(lab: &Lab) -> LeaderWatch {
+        let node = format!("{}-node1", lab.name);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let (mut samples, mut empty) = (0, 0);
+            let mut longest = Duration::ZERO;
+            let mut since: Option<Instant> = None;
+            let start = Instant::now();
+            while !stopped.load(Ordering::SeqCst) {
+                let at = Instant::now();
+                let out = Command::new("docker")
+                    .args([
+                        "exec",
+                        &node,
+                        "curl",
+                        "-s",
+                        "-m",
+                        "0.4",
+                        "http://127.0.0.1:8500/v1/status/leader",
+                    ])
+                    .output()
+                    .unwrap();
+                let answer = String::from_utf8_lossy(&out.stdout);
+                let leader = answer.trim().trim_matches('"');
+                samples += 1;
+                if leader.is_empty() {
+                    empty += 1;
+                    since.get_or_insert(at);
+                } else if let Some(from) = since.take() {
+                    longest = longest.max(at - from);
+                }
+                let next = start + Duration::from_millis(500) * samples as u32;
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+            if let Some(from) = since {
+                longest = longest.max(from.elapsed());
+            }
+            (longest, samples, empty)
+        });
+        LeaderWatch { stop, thread }
+    }
+
+    fn finish(self) -> (Duration, usize, usize) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
+}
+
+#[test]
+fn a_second_checkout_adopts_the_cluster_secrets_a_differing_one_is_refused_and_rotate_keeps_a_leader(
+) {
+    if std::env::var("ARPANET_LAB_TESTS").ok().as_deref() != Some("1") {
+        eprintln!("note: skipping the secrets lab test: set ARPANET_LAB_TESTS=1");
+        return;
+    }
+    let _turn = crate::support::lab_lock();
+    let name = crate::support::lab_name("arpanet-secrets");
+    let subnet = crate::support::lab_subnet(71);
+    let mut phases: Vec<(&str, Duration)> = Vec::new();
+    let clock = Instant::now();
+    let lab = Lab::up_as(&name, &subnet, "arpanet-secrets-lab", NODES, NODES);
+    phases.push(("lab up", clock.elapsed()));
+
+    // Checkout A (the lab's directory) makes the cluster and its secrets.
+    let clock = Instant::now();
+    let a = bootstrap(&lab, &lab.inventory());
+    assert_eq!(a.code, 0, "{a}");
+    lab.assert_healthy();
+    phases.push(("bootstrap from A", clock.elapsed()));
+    let a_tls = lab.dir.join("consul-tls");
+    let a_files = files(&a_tls);
+    assert!(a_files.contains_key(Path::new("ca-key.pem")), "{a_files:?}");
+    let before = snapshot(&lab);
+
+    // Checkout B: the inventory alone. It adopts; nothing restarts.
+    let b_dir = lab.dir.join("checkout-b");
+    let _ = std::fs::remove_dir_all(&b_dir);
+    let b_inventory = checkout(&lab, &b_dir);
+    let clock = Instant::now();
+    let b = bootstrap(&lab, &b_inventory);
+    phases.push(("bootstrap from B (adopts)", clock.elapsed()));
+    assert_eq!(b.code, 0, "{b}");
+    eprintln!("B's bootstrap:\n{}", tail(&b.stdout, 4));
+    assert_eq!(
+        snapshot(&lab),
+        before,
+        "B's bootstrap changed a container\n{b}"
+    );
+    let b_files = files(&b_dir.join("consul-tls"));
+    let mut expected = a_files.clone();
+    // The CA's private key is on no node, and the client pair is made
+    // only where that key is: they stay A's alone.
+    for local in ["ca-key.pem", "cert.pem", "key.pem"] {
+        assert!(
+            expected.remove(Path::new(local)).is_some(),
+            "A has no `{local}`"
+        );
+    }
+    assert_eq!(
+        b_files.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (path, bytes) in &expected {
+        assert!(
+            b_files[path] == *bytes,
+            "B's `{}` differs from A's",
+            path.display()
+        );
+    }
+    assert!(!b_dir.join("docker-tls").exists());
+    // Adopting wrote B's files (its one changed task per node); after it,
+    // B's bootstrap finds everything as it is.
+    let clock = Instant::now();
+    let b_again = bootstrap(&lab, &b_inventory);
+    phases.push(("bootstrap from B again", clock.elapsed()));
+    assert_eq!(b_again.code, 0, "{b_again}");
+    assert_eq!(changed(&b_again.stdout), [0; NODES], "{b_again}");
+    assert_eq!(
+        snapshot(&lab),
+        before,
+        "B's second bootstrap changed a container\n{b_again}"
+    );
+
+    // Checkout C: A's files, but another gossip key. Refused, nothing changed.
+    let c_dir = lab.dir.join("checkout-c");
+    let _ = std::fs::remove_dir_all(&c_dir);
+    let c_inventory = checkout(&lab, &c_dir);
+    let c_tls = c_dir.join("consul-tls");
+    for (path, bytes) in &a_files {
+        let to = c_tls.join(path);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::write(&to, bytes).unwrap();
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for dir in [c_tls.clone(), c_tls.join("hosts")] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+    }
+    let other_key = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        rand::random::<[u8; 32]>(),
+    );
+    std::fs::write(c_tls.join("gossip.key"), &other_key).unwrap();
+    let a_key = String::from_utf8(a_files[Path::new("gossip.key")].clone()).unwrap();
+    let clock = Instant::now();
+    let c = bootstrap(&lab, &c_inventory);
+    phases.push(("bootstrap from C (refused)", clock.elapsed()));
+    assert_eq!(c.code, 2, "{c}");
+    let said = format!("{}{}", c.stdout, c.stderr);
+    assert!(said.contains("refused"), "{c}");
+    eprintln!("C's bootstrap:\n{}", tail(&said, 8));
+    assert!(said.contains(&fingerprint(other_key.as_bytes())), "{c}");
+    assert!(said.contains(&fingerprint(a_key.trim().as_bytes())), "{c}");
+    assert!(
+        !said.contains(&other_key) && !said.contains(a_key.trim()),
+        "a key was printed\n{c}"
+    );
+    assert_eq!(
+        snapshot(&lab),
+        before,
+        "C's refused bootstrap changed a container\n{c}"
+    );
+
+    // A rotation cut short after `use` (done here by hand through the
+    // keyring API): a second key, the primary, beside A's. Every agent's
+    // keyring file lists the primary first; A is still accepted (its key
+    // is one the cluster holds), and a checkout without files adopts the
+    // primary.
+    let cut = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        rand::random::<[u8; 32]>(),
+    );
+    lab.on_node(
+        1,
+        &format!(
+            "for m in POST PUT; do curl -sf -X $m -d '{{\"Key\":\"{cut}\"}}' \
+             http://127.0.0.1:8500/v1/operator/keyring || exit 1; done"
+        ),
+    );
+    for n in 1..=NODES {
+        let held = keyring_file(&lab, n);
+        assert_eq!(held.len(), 2, "node{n}: {held:?}");
+        assert_eq!(
+            held[0], cut,
+            "node{n}'s keyring file does not list the primary first"
+        );
+        assert_eq!(held[1], a_key.trim(), "node{n}");
+    }
+    let clock = Instant::now();
+    let again = bootstrap(&lab, &lab.inventory());
+    phases.push(("bootstrap from A (2 keys)", clock.elapsed()));
+    assert_eq!(again.code, 0, "{again}");
+    assert_eq!(changed(&again.stdout), [0; NODES], "{again}");
+    assert_eq!(
+        snapshot(&lab),
+        before,
+        "A's bootstrap changed a container\n{again}"
+    );
+    let d_dir = lab.dir.join("checkout-d");
+    let _ = std::fs::remove_dir_all(&d_dir);
+    let d_inventory = checkout(&lab, &d_dir);
+    let clock = Instant::now();
+    let d = bootstrap(&lab, &d_inventory);
+    phases.push(("bootstrap from D (adopts)", clock.elapsed()));
+    assert_eq!(d.code, 0, "{d}");
+    assert_eq!(
+        snapshot(&lab),
+        before,
+        "D's bootstrap changed a container\n{d}"
+    );
+    let adopted = std::fs::read_to_string(d_dir.join("consul-tls/gossip.key")).unwrap();
+    assert!(adopted.trim() == cut, "D did not adopt the primary key");
+
+    // rotate from A: a leader at every sample, no restart, one new key
+    // (both old ones removed).
+    let watch = LeaderWatch::start(&lab);
+    std::thread::sleep(Duration::from_secs(1));
+    let clock = Instant::now();
+    let rotated = lab.run("rotate", &["--yes"]);
+    phases.push(("rotate from A", clock.elapsed()));
+    std::thread::sleep(Duration::from_secs(1));
+    let (leaderless, samples, empty) = watch.finish();
+    assert_eq!(rotated.code, 0, "{rotated}");
+    eprintln!(
+        "rotate: {samples} leader samples, {empty} without a leader, longest leaderless {leaderless:?}"
+    );
+    // A new gossip key restarts no agent, so raft keeps its leader: the
+    // one gap allowed is a single lost sample (the probe's own 0.4 s
+    // timeout on a loaded machine), never two in a row.
+    assert!(samples >= 4, "too few samples: {samples}");
+    assert!(
+        leaderless < Duration::from_millis(900),
+        "{leaderless:?} without a leader"
+    );
+    assert_eq!(
+        snapshot(&lab),
+        before,
+        "rotate restarted a container\n{rotated}"
+    );
+    let new_key = std::fs::read_to_string(a_tls.join("gossip.key")).unwrap();
+    let new_key = new_key.trim();
+    assert!(
+        new_key != a_key.trim() && new_key != cut,
+        "rotate left an old key"
+    );
+    eprintln!("rotate:\n{}", tail(&rotated.stdout, 4));
+    let ring: serde_json::Value =
+        serde_json::from_str(&lab.on_node(1, "curl -sf http://127.0.0.1:8500/v1/operator/keyring"))
+            .unwrap();
+    let pools = ring.as_array().unwrap();
+    assert!(!pools.is_empty(), "{ring}");
+    for pool in pools {
+        let keys: Vec<&String> = pool["Keys"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, [new_key], "{pool}");
+    }
+    for n in 1..=NODES {
+        assert_eq!(keyring_file(&lab, n), [new_key], "node{n}'s keyring file");
+    }
+
+    eprintln!("phases:");
+    for (phase, took) in &phases {
+        eprintln!("  {phase:<28} {:>6.1} s", took.as_secs_f64());
+    }
+}
