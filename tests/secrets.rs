@@ -571,7 +571,12 @@ fn a_second_checkout_adopts_the_cluster_keys_and_a_different_one_is_refused() {
         "node1 and node2 run as A made them\n{again}"
     );
     assert_ne!(ours[2], a_prints[2], "node3's certificate is new");
-    assert_eq!(recap_changed(&again, "node1"), 1, "only the touch\n{again}");
+    // The touch, and maybe the client pair: the first host to find the CA
+    // key makes it, whichever that is.
+    assert!(
+        (1..=2).contains(&recap_changed(&again, "node1")),
+        "only the touch (and maybe the client pair)\n{again}"
+    );
 
     // C: A's files, but a gossip key of its own: refused on every host
     // before any change, both fingerprints named, no key shown.
