@@ -194,6 +194,17 @@ pub(crate) enum Mode {
     Peek,
 }
 
+impl Mode {
+    /// What a run that changes the cluster does: take the lock, or only
+    /// look at it under `--check`.
+    pub(crate) fn changing(check: bool) -> Mode {
+        match check {
+            true => Mode::Peek,
+            false => Mode::Take,
+        }
+    }
+}
+
 /// Where the lock lives for one cluster, from the inventory.
 #[derive(Clone)]
 struct Place {

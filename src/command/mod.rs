@@ -167,6 +167,28 @@ fn confirm(what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Run a built-in `playbook` that changes the cluster (`rollback`,
+/// `rotate`), holding the cluster's lock (a `--check` run only looks at
+/// it), then drop what `cluster_secrets` made for `--check`.
+fn run_changing(
+    connect: &ConnectOptions,
+    args: &ConnectArgs,
+    settings: crate::config::Settings,
+    playbook: crate::playbook::Playbook,
+) -> Result<crate::report::Finished> {
+    let mode = crate::cluster::lock::Mode::changing(settings.check);
+    let verbose = args.verbose > 0;
+    let result = crate::runner::run_playbooks(
+        connect,
+        output(args),
+        settings,
+        &[playbook],
+        &|session, connector| crate::cluster::lock::for_run(session, connector, mode, verbose),
+    );
+    crate::cluster::secrets::discard_scratch();
+    result
+}
+
 /// How a run is printed.
 fn output(args: &ConnectArgs) -> Output {
     Output {

@@ -4,13 +4,12 @@
 //! inventory (below this command's own `-e`); the rollback makes a new
 //! record, as `git revert` does, so history stays linear.
 
-use super::{connect_options, output};
+use super::connect_options;
 use crate::cli::RollbackArgs;
 use crate::cluster::{self, deployed};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::playbook;
-use crate::runner;
 
 pub(crate) fn run(args: RollbackArgs) -> Result<i32> {
     if args.connect.limit.is_some() {
@@ -46,21 +45,7 @@ pub(crate) fn run(args: RollbackArgs) -> Result<i32> {
         verbose: args.connect.verbose,
         ..Settings::default()
     };
-    // A rollback changes the cluster as an upgrade does: it holds the lock
-    // (a --check one only looks at it).
-    let mode = match args.check {
-        true => cluster::lock::Mode::Peek,
-        false => cluster::lock::Mode::Take,
-    };
-    let verbose = args.connect.verbose > 0;
-    let result = runner::run_playbooks(
-        &connect,
-        output(&args.connect),
-        settings,
-        &[upgrade],
-        &|session, connector| cluster::lock::for_run(session, connector, mode, verbose),
-    );
-    cluster::secrets::discard_scratch();
+    let result = super::run_changing(&connect, &args.connect, settings, upgrade);
     let code = result?.code;
     if code == 0 && !args.check {
         let run = deployed::RunInfo {

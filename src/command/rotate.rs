@@ -5,13 +5,12 @@
 //! and holds the cluster lock as every changing run does. The CA and node
 //! certificates are not rotated (see the README).
 
-use super::{connect_options, output};
+use super::connect_options;
 use crate::cli::RotateArgs;
 use crate::cluster::{self, deployed};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::playbook;
-use crate::runner;
 
 pub(crate) fn run(args: RotateArgs) -> Result<i32> {
     if args.connect.limit.is_some() {
@@ -39,18 +38,6 @@ pub(crate) fn run(args: RotateArgs) -> Result<i32> {
         verbose: args.connect.verbose,
         ..Settings::default()
     };
-    let mode = match args.check {
-        true => cluster::lock::Mode::Peek,
-        false => cluster::lock::Mode::Take,
-    };
-    let verbose = args.connect.verbose > 0;
-    let result = runner::run_playbooks(
-        &connect,
-        output(&args.connect),
-        settings,
-        &[rotate],
-        &|session, connector| cluster::lock::for_run(session, connector, mode, verbose),
-    );
-    cluster::secrets::discard_scratch();
+    let result = super::run_changing(&connect, &args.connect, settings, rotate);
     Ok(result?.code)
 }

@@ -215,11 +215,7 @@ fn lock_mode(args: &RunArgs) -> Result<Option<cluster::lock::Mode>> {
     if args.playbooks.iter().all(|p| p == "info") {
         return Ok(None);
     }
-    Ok(Some(if args.check {
-        cluster::lock::Mode::Peek
-    } else {
-        cluster::lock::Mode::Take
-    }))
+    Ok(Some(cluster::lock::Mode::changing(args.check)))
 }
 
 /// The built-in playbooks that read `stack`: its entries are checked
