@@ -10,6 +10,7 @@ use arpanet::error::Error;
 use arpanet::ssh::SshConnector;
 use arpanet::transport::{Connector, Proxy, Target};
 
+use crate::support::lab::{recap_changed, Lab};
 use crate::support::{Cluster, SshdHost, TEST_USER};
 
 /// `n` target hosts and a logged bastion that accepts the cluster's key and
@@ -408,43 +409,13 @@ async fn the_target_sees_its_connection_come_from_the_bastion() {
     }
 }
 
-/// `arpanet ARGS` with a temp home (strict host keys by default), its exit
-/// code and output.
-fn lab_arpanet(home: &std::path::Path, args: &[&str]) -> crate::support::Run {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_arpanet"))
-        .args(args)
-        .env("HOME", home)
-        .env("NO_COLOR", "1")
-        .env_remove("ARPANET_LAB_NAME")
-        .env_remove("ARPANET_LAB_SUBNET")
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .expect("run arpanet");
-    crate::support::Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
 /// The system ssh client to `root@host` with the lab's key and strict
 /// host keys; whether it ran `true`.
 fn lab_ssh(dir: &std::path::Path, host: &str) -> std::process::Output {
     std::process::Command::new("ssh")
-        .args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=10",
-        ])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-        ])
+        .args(["-F", "/dev/null", "-o", "BatchMode=yes"])
+        .args(["-o", "ConnectTimeout=10", "-o", "StrictHostKeyChecking=yes"])
+        .args(["-o", "IdentitiesOnly=yes"])
         .arg("-o")
         .arg(format!(
             "UserKnownHostsFile={}",
@@ -458,99 +429,119 @@ fn lab_ssh(dir: &std::path::Path, host: &str) -> std::process::Output {
         .expect("run ssh")
 }
 
-/// `lab up --bastion`: the nodes' sshd answers only the bastion, and the
-/// cluster is built and used through it with strict host keys; a later
-/// `lab up` without it opens the nodes again. Runs with
-/// `ARPANET_LAB_TESTS=1` only.
+/// A real fleet's shape: `lab up --bastion` makes the nodes' sshd answer
+/// only the bastion, and root cannot log in to the nodes at all. The
+/// cluster is built, upgraded and used through the bastion, with strict
+/// host keys, as `admin`, an unprivileged sudoer (NOPASSWD) with
+/// `ansible_become` in the inventory; `deploy` (sudo with a password)
+/// becomes root too. A later `lab up` without `--bastion` opens the nodes
+/// again. Runs with `ARPANET_LAB_TESTS=1` only.
 #[test]
-fn a_lab_behind_a_bastion_is_bootstrapped_through_it() {
-    if std::env::var("ARPANET_LAB_TESTS").ok().as_deref() != Some("1") {
-        eprintln!("note: skipping the bastion lab test: set ARPANET_LAB_TESTS=1");
+fn a_lab_behind_a_bastion_is_bootstrapped_and_upgraded_through_it_as_a_sudoer() {
+    let Some(_turn) = crate::support::lab::turn("the bastion lab test") else {
         return;
-    }
-    let _turn = crate::support::lab_lock();
-    let name = crate::support::lab_name("arpanet-bastion");
-    let subnet = crate::support::lab_subnet(76);
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(&name);
-    let home = tempfile::tempdir().unwrap();
-    let home = home.path();
-    let lab = |args: &[&str]| {
-        let mut all = vec![
-            "lab",
-            args[0],
-            "--dir",
-            dir.to_str().unwrap(),
-            "--name",
-            &name,
-        ];
-        all.extend_from_slice(&args[1..]);
-        lab_arpanet(home, &all)
     };
-    struct Down<'a>(&'a dyn Fn(&[&str]) -> crate::support::Run);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let _ = (self.0)(&["down"]);
-        }
-    }
-    let _ = lab(&["down"]);
-    let _down = Down(&lab);
+    let lab = Lab::new("arpanet-bastion", 76, 2, 1);
+    let _ = lab.lab(&["down"]);
     let up = |bastion: bool| {
-        let mut args = vec!["up", "--nodes", "2", "--servers", "1", "--subnet", &subnet];
+        let mut args = vec!["up", "--nodes", "2", "--servers", "1"];
         if bastion {
             args.push("--bastion");
         }
-        let run = lab(&args);
+        let run = lab.lab(&args);
         assert_eq!(run.code, 0, "{run}");
     };
     up(true);
-    let (node1, bastion) = (
-        crate::support::lab_address(&subnet, 11),
-        crate::support::lab_address(&subnet, 10),
-    );
-    let inventory = fs::read_to_string(dir.join("inventory.ini")).unwrap();
+    let (node1, bastion) = (lab.at(11), lab.at(10));
+    let inventory = fs::read_to_string(lab.inventory()).unwrap();
     assert!(
         inventory.contains(&format!("\narpanet_jump=root@{bastion}\n")),
         "{inventory}"
     );
     // The bastion answers ssh from here, node1 does not.
-    assert!(lab_ssh(&dir, &bastion).status.success());
-    let direct = lab_ssh(&dir, &node1);
+    assert!(lab_ssh(&lab.dir, &bastion).status.success());
+    let direct = lab_ssh(&lab.dir, &node1);
     assert!(!direct.status.success(), "node1 answered ssh directly");
-    let inv = dir.join("inventory.ini");
-    let inv = inv.to_str().unwrap();
-    let strict = ["--host-key-checking", "strict"];
-    let run = lab_arpanet(
-        home,
-        &[&["run", "-i", inv, "bootstrap"][..], &strict].concat(),
-    );
-    assert_eq!(run.code, 0, "{run}");
-    // Consul may still be electing its leader when bootstrap ends.
-    let kv_set = [
-        &["kv", "-i", inv][..],
-        &strict,
-        &["set", "bastion/ok", "yes"],
-    ]
-    .concat();
-    let mut set = lab_arpanet(home, &kv_set);
-    for _ in 0..30 {
-        if set.code == 0 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        set = lab_arpanet(home, &kv_set);
+
+    // Root may not log in to the nodes; `admin` becomes root with sudo.
+    for n in 1..=2 {
+        lab.on_node(n, "rm -f /root/.ssh/authorized_keys");
     }
-    assert_eq!(set.code, 0, "{set}");
-    let get = lab_arpanet(
-        home,
-        &[&["kv", "-i", inv][..], &strict, &["get", "bastion/ok"]].concat(),
+    let as_admin = inventory.replace(
+        "\nansible_user=root\n",
+        "\nansible_user=admin\nansible_become=true\n",
     );
+    assert_ne!(
+        as_admin, inventory,
+        "the lab's inventory sets ansible_user=root"
+    );
+    fs::write(lab.inventory(), &as_admin).unwrap();
+
+    let strict = |command: &str, args: &[&str]| {
+        let all = [&["--host-key-checking", "strict"][..], args].concat();
+        lab.run(command, &all)
+    };
+    let run = strict("run", &["bootstrap"]);
+    assert_eq!(run.code, 0, "{run}");
+    lab.assert_healthy();
+    // What become wrote is root's, as it would be written by root.
+    assert_eq!(
+        lab.on_node(2, "stat -c %U:%a /etc/default/docker").trim(),
+        "root:644"
+    );
+    let key = format!("bastion-{}", std::process::id());
+    let set = strict("kv", &["set", &key, "yes"]);
+    assert_eq!(set.code, 0, "{set}");
+    let get = strict("kv", &["get", &key]);
     assert_eq!((get.code, get.stdout.trim()), (0, "yes"), "{get}");
-    let status = lab_arpanet(home, &[&["status", "-i", inv][..], &strict].concat());
+    let status = strict("status", &[]);
     assert_eq!(status.code, 0, "{status}");
-    // Without --bastion the bastion goes and node1 answers directly again.
+    let again = strict("run", &["bootstrap"]);
+    assert_eq!(again.code, 0, "{again}");
+    assert!(recap_changed(&again).iter().all(|&n| n == 0), "{again}");
+    // The other built-in playbooks too: a rolling upgrade (through its
+    // health gates), `info`, and `stop`, which removes every container.
+    for playbook in ["upgrade", "info"] {
+        let run = strict("run", &[playbook]);
+        assert_eq!(run.code, 0, "{run}");
+    }
+    lab.assert_healthy();
+    let stop = strict("run", &["stop"]);
+    assert_eq!(stop.code, 0, "{stop}");
+    for n in 1..=2 {
+        let left = lab.on_node(n, "docker ps -aq --filter label=arpanet.managed=true");
+        assert_eq!(left, "", "node{n}");
+    }
+
+    // `deploy` needs its password: without it the run says how to give it.
+    let password = fs::read_to_string(lab.dir.join("become-password")).unwrap();
+    let as_deploy = [
+        "-e",
+        "ansible_user=deploy",
+        "--",
+        "docker",
+        "info",
+        "-f",
+        "{{.ID}}",
+    ];
+    let refused = lab.run("exec", &as_deploy);
+    assert_eq!(refused.code, 2, "{refused}");
+    assert!(refused.stdout.contains("ARPANET_BECOME_PASS"), "{refused}");
+    let inventory = lab.inventory();
+    let output = lab
+        .command(&[&["exec", "-i", inventory.to_str().unwrap()][..], &as_deploy].concat())
+        .env("ARPANET_BECOME_PASS", password.trim())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(!stdout.contains(password.trim()));
+
+    // Without --bastion the bastion goes and node1 answers directly again
+    // (`lab up` gives root its key back).
     up(false);
-    assert!(lab_ssh(&dir, &node1).status.success());
-    assert!(!fs::read_to_string(dir.join("inventory.ini"))
+    assert!(lab_ssh(&lab.dir, &node1).status.success());
+    assert!(!fs::read_to_string(lab.inventory())
         .unwrap()
         .contains("arpanet_jump"));
 }

@@ -7,225 +7,35 @@
 //! What the nodes did is checked with `docker exec` into the node
 //! containers, independently of arpanet's own SSH code.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::Run;
+use crate::support::lab::{recap_changed, Lab};
 
-static NAME: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| crate::support::lab_name("arpanet-cluster"));
-static SUBNET: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| crate::support::lab_subnet(79));
-
-/// The lab address `.host`.
-fn at(host: u8) -> String {
-    crate::support::lab_address(&SUBNET, host)
+/// The 5-node lab (3 servers) of the main test.
+fn up() -> Lab {
+    Lab::up("arpanet-cluster", 79, 5, 3)
 }
 
-pub(crate) struct Lab {
-    pub(crate) dir: PathBuf,
-    home: tempfile::TempDir,
-    pub(crate) name: String,
-    subnet: String,
-    nodes: usize,
-    servers: usize,
+fn docker_restarted_at(lab: &Lab, n: usize) -> String {
+    lab.on_node(
+        n,
+        "systemctl show docker --property=ActiveEnterTimestampMonotonic",
+    )
 }
 
-impl Lab {
-    /// The 5-node lab (3 servers) of the main test.
-    fn up() -> Lab {
-        Lab::up_as(&NAME, &SUBNET, "arpanet-cluster-lab", 5, 3)
-    }
-
-    /// A lab named `name` on `subnet`, kept in the directory `dir` (under
-    /// the target's temp dir), with `nodes` nodes, `servers` of them
-    /// Consul servers.
-    pub(crate) fn up_as(name: &str, subnet: &str, dir: &str, nodes: usize, servers: usize) -> Lab {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(crate::support::lab_name(dir));
-        let lab = Lab {
-            dir,
-            home: tempfile::tempdir().unwrap(),
-            name: name.to_owned(),
-            subnet: subnet.to_owned(),
-            nodes,
-            servers,
-        };
-        let _ = lab.lab(&["down"]);
-        let (n, s) = (nodes.to_string(), servers.to_string());
-        let up = lab.lab(&["up", "--nodes", &n, "--servers", &s]);
-        assert_eq!(up.code, 0, "lab up failed:\n{up}");
-        lab
-    }
-
-    pub(crate) fn lab(&self, args: &[&str]) -> Run {
-        let (command, rest) = args.split_first().unwrap();
-        let mut all = vec![
-            "lab",
-            command,
-            "--dir",
-            self.dir.to_str().unwrap(),
-            "--name",
-            self.name.as_str(),
-        ];
-        all.extend_from_slice(rest);
-        self.arpanet(&all)
-    }
-
-    pub(crate) fn inventory(&self) -> PathBuf {
-        self.dir.join("inventory.ini")
-    }
-
-    /// `arpanet COMMAND -i INVENTORY ARGS...`
-    pub(crate) fn run(&self, command: &str, args: &[&str]) -> Run {
-        let inventory = self.inventory();
-        let mut all = vec![command, "-i", inventory.to_str().unwrap()];
-        all.extend_from_slice(args);
-        self.arpanet(&all)
-    }
-
-    /// `arpanet ARGS...` as the lab's operator, not yet started.
-    pub(crate) fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_arpanet"));
-        command
-            .args(args)
-            .env("HOME", self.home.path())
-            .env("NO_COLOR", "1")
-            .env("ARPANET_LAB_SUBNET", &self.subnet)
-            // Retry files of failing runs go beside the lab, not into the
-            // checkout the tests run in.
-            .env("ARPANET_RETRY_FILES_SAVE_PATH", &self.dir)
-            .env_remove("ARPANET_LAB_NAME")
-            .env_remove("SSH_AUTH_SOCK");
-        command
-    }
-
-    fn arpanet(&self, args: &[&str]) -> Run {
-        let output = self.command(args).output().expect("run arpanet");
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    /// Run `sh -c COMMAND` inside lab node `n` (1-based), bypassing arpanet.
-    pub(crate) fn on_node(&self, n: usize, command: &str) -> String {
-        let output = Command::new("docker")
-            .args([
-                "exec",
-                &format!("{}-node{n}", self.name),
-                "sh",
-                "-c",
-                command,
-            ])
-            .output()
-            .expect("docker exec");
-        assert!(
-            output.status.success(),
-            "`{command}` on node{n} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn docker_restarted_at(&self, n: usize) -> String {
-        self.on_node(
-            n,
-            "systemctl show docker --property=ActiveEnterTimestampMonotonic",
-        )
-    }
-
-    fn started_at(&self, n: usize) -> String {
-        self.on_node(
-            n,
-            "docker inspect --format '{{.Name}} {{.State.StartedAt}}' consul cadvisor",
-        )
-    }
-
-    /// The cluster is whole: every node an alive member, the servers as
-    /// servers, a leader, and the stack running on every node. Agents that just restarted get a
-    /// minute to rejoin.
-    pub(crate) fn assert_healthy(&self) {
-        let mut last = String::new();
-        for _ in 0..90 {
-            match self.health() {
-                Ok(()) => return,
-                Err(why) => last = why,
-            }
-            std::thread::sleep(std::time::Duration::from_secs(1));
-        }
-        panic!("the cluster is not healthy: {last}");
-    }
-
-    fn health(&self) -> Result<(), String> {
-        let members = self.run("consul", &["--", "members"]);
-        let text = &members.stdout;
-        if members.code != 0
-            || text.matches(" alive ").count() != self.nodes
-            || text.matches(" server ").count() != self.servers
-        {
-            return Err(format!("members:\n{members}"));
-        }
-        let status = self.run("status", &["--output", "json"]);
-        if status.code != 0 {
-            return Err(format!("status:\n{status}"));
-        }
-        let report: serde_json::Value =
-            serde_json::from_str(&status.stdout).map_err(|e| e.to_string())?;
-        for row in report["nodes"].as_array().into_iter().flatten() {
-            if !row["leader"].as_str().is_some_and(|l| l.ends_with(":8300")) {
-                return Err(format!("no leader: {row}"));
-            }
-            let containers: Vec<(&str, &str)> = row["containers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| {
-                    (
-                        c["name"].as_str().unwrap_or(""),
-                        c["state"].as_str().unwrap_or(""),
-                    )
-                })
-                .collect();
-            if containers != [("cadvisor", "running"), ("consul", "running")] {
-                return Err(format!("containers: {row}"));
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.lab(&["down"]);
-    }
-}
-
-fn recap_changed(run: &Run) -> Vec<usize> {
-    let start = run
-        .stdout
-        .find("PLAY RECAP")
-        .unwrap_or_else(|| panic!("no recap\n{run}"));
-    run.stdout[start..]
-        .lines()
-        .filter_map(|l| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix("changed="))
-        })
-        .map(|n| n.parse().unwrap())
-        .collect()
+fn started_at(lab: &Lab, n: usize) -> String {
+    lab.on_node(
+        n,
+        "docker inspect --format '{{.Name}} {{.State.StartedAt}}' consul cadvisor",
+    )
 }
 
 #[test]
 fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
-    if std::env::var("ARPANET_LAB_TESTS").ok().as_deref() != Some("1") {
-        eprintln!(
-            "note: skipping the cluster test: set ARPANET_LAB_TESTS=1 (as `scripts/test` does)"
-        );
+    let Some(_turn) = crate::support::lab::turn("the cluster test") else {
         return;
-    }
-    let _turn = crate::support::lab_lock();
-    let lab = Lab::up();
+    };
+    let lab = up();
 
     // 0. a first `bootstrap --check` (the README's quickstart) on fresh nodes
     //    and no secrets yet: it says what it would do, exits 0, and writes
@@ -261,7 +71,7 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     assert!(lab
         .on_node(4, "docker exec consul consul info")
         .contains("encrypted = true"));
-    let mut rpc = std::net::TcpStream::connect(format!("{}:8300", at(11))).unwrap();
+    let mut rpc = std::net::TcpStream::connect(format!("{}:8300", lab.at(11))).unwrap();
     rpc.set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .unwrap();
     std::io::Write::write_all(&mut rpc, &[1]).unwrap();
@@ -289,21 +99,21 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     );
 
     // 2. containers find services through Consul DNS.
-    let image = format!("{}:5000/arpanet/consul:1.8.7", at(2));
+    let image = format!("{}:5000/arpanet/consul:1.8.7", lab.at(2));
     let lookup = lab.on_node(
         4,
         &format!("docker run --rm --entrypoint busybox {image} nslookup consul.service.consul"),
     );
-    for server in [at(11), at(12), at(13)] {
+    for server in [lab.at(11), lab.at(12), lab.at(13)] {
         assert!(lookup.contains(&format!("Address: {server}")), "{lookup}");
     }
 
     // 3. a second bootstrap changes nothing and restarts nothing.
-    let before: Vec<String> = (1..=5).map(|n| lab.started_at(n)).collect();
+    let before: Vec<String> = (1..=5).map(|n| started_at(&lab, n)).collect();
     let second = lab.run("run", &["bootstrap"]);
     assert_eq!(second.code, 0, "{second}");
     assert_eq!(recap_changed(&second), [0, 0, 0, 0, 0], "{second}");
-    let after: Vec<String> = (1..=5).map(|n| lab.started_at(n)).collect();
+    let after: Vec<String> = (1..=5).map(|n| started_at(&lab, n)).collect();
     assert_eq!(before, after);
 
     // 4. one Docker option changed for the clients: previewed, then applied
@@ -327,11 +137,11 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
         original,
         "check mode changed the file"
     );
-    let docker_before: Vec<String> = (1..=5).map(|n| lab.docker_restarted_at(n)).collect();
+    let docker_before: Vec<String> = (1..=5).map(|n| docker_restarted_at(&lab, n)).collect();
     let apply = lab.run("run", &["setup"]);
     assert_eq!(apply.code, 0, "{apply}");
     assert_eq!(recap_changed(&apply), [0, 0, 0, 2, 2], "{apply}");
-    let docker_after: Vec<String> = (1..=5).map(|n| lab.docker_restarted_at(n)).collect();
+    let docker_after: Vec<String> = (1..=5).map(|n| docker_restarted_at(&lab, n)).collect();
     assert_eq!(
         docker_before[..3],
         docker_after[..3],
@@ -356,7 +166,7 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
             .args(args)
             .args([
                 "-H",
-                &format!("tcp://{}:2375", at(11)),
+                &format!("tcp://{}:2375", lab.at(11)),
                 "version",
                 "--format",
                 "{{.Server.Version}}",
@@ -461,7 +271,7 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
             .unwrap()
             .as_nanos()
     );
-    let missing = format!("{}:5000/arpanet/no-such-image:1", at(2));
+    let missing = format!("{}:5000/arpanet/no-such-image:1", lab.at(2));
     let leaky = stack_file(&[
         cadvisor.to_owned(),
         web("web", &image, 18081),
@@ -552,11 +362,11 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     //     the old images. A good one
     //     upgrades every node, the consul leader last, and the cluster stays
     //     whole.
-    let old = format!("{}:5000/arpanet/consul:1.8.7", at(2));
+    let old = format!("{}:5000/arpanet/consul:1.8.7", lab.at(2));
     let old = old.as_str();
-    let new = format!("{}:5000/arpanet/consul:1.8.7-r2", at(2));
+    let new = format!("{}:5000/arpanet/consul:1.8.7-r2", lab.at(2));
     let new = new.as_str();
-    let crash = format!("{}:5000/arpanet/crash:1", at(2));
+    let crash = format!("{}:5000/arpanet/crash:1", lab.at(2));
     lab.on_node(
         1,
         &format!(
@@ -666,7 +476,7 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
 
     // 6. a node down: reported unreachable, the others complete, exit 4.
     let stopped = Command::new("docker")
-        .args(["stop", &format!("{}-node5", *NAME)])
+        .args(["stop", &lab.node(5)])
         .output()
         .unwrap();
     assert!(stopped.status.success());
@@ -712,92 +522,4 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     );
     let settled = lab.run("run", &["setup", "--limit", "node5"]);
     assert_eq!(recap_changed(&settled), [0], "{settled}");
-}
-
-/// The built-in playbooks and the cluster commands as an unprivileged
-/// sudoer (`admin`, NOPASSWD) with `ansible_become` in the inventory; root
-/// cannot log in at all. `deploy` (sudo with a password) becomes root too.
-#[test]
-fn bootstrap_status_and_kv_as_an_unprivileged_sudoer() {
-    if std::env::var("ARPANET_LAB_TESTS").ok().as_deref() != Some("1") {
-        eprintln!(
-            "note: skipping the become lab test: set ARPANET_LAB_TESTS=1 (as `scripts/test` does)"
-        );
-        return;
-    }
-    let _turn = crate::support::lab_lock();
-    let name = crate::support::lab_name("arpanet-become");
-    let subnet = crate::support::lab_subnet(76);
-    let lab = Lab::up_as(&name, &subnet, "arpanet-become-lab", 2, 1);
-    for n in 1..=2 {
-        lab.on_node(n, "rm -f /root/.ssh/authorized_keys");
-    }
-    let inventory = std::fs::read_to_string(lab.inventory()).unwrap();
-    let as_admin = inventory.replace(
-        "\nansible_user=root\n",
-        "\nansible_user=admin\nansible_become=true\n",
-    );
-    assert_ne!(
-        as_admin, inventory,
-        "the lab's inventory sets ansible_user=root"
-    );
-    std::fs::write(lab.inventory(), &as_admin).unwrap();
-
-    let run = lab.run("run", &["bootstrap"]);
-    assert_eq!(run.code, 0, "{run}");
-    lab.assert_healthy();
-    // What become wrote is root's, as it would be written by root.
-    assert_eq!(
-        lab.on_node(2, "stat -c %U:%a /etc/default/docker").trim(),
-        "root:644"
-    );
-    let key = format!("become-{}", std::process::id());
-    let set = lab.run("kv", &["set", &key, "yes"]);
-    assert_eq!(set.code, 0, "{set}");
-    let get = lab.run("kv", &["get", &key]);
-    assert_eq!((get.code, get.stdout.trim()), (0, "yes"), "{get}");
-    let again = lab.run("run", &["bootstrap"]);
-    assert_eq!(again.code, 0, "{again}");
-    assert!(recap_changed(&again).iter().all(|&n| n == 0), "{again}");
-    // The other built-in playbooks too: a rolling upgrade (through its
-    // health gates), `info`, and `stop`, which removes every container.
-    for playbook in ["upgrade", "info"] {
-        let run = lab.run("run", &[playbook]);
-        assert_eq!(run.code, 0, "{run}");
-    }
-    lab.assert_healthy();
-    let stop = lab.run("run", &["stop"]);
-    assert_eq!(stop.code, 0, "{stop}");
-    for n in 1..=2 {
-        let left = lab.on_node(n, "docker ps -aq --filter label=arpanet.managed=true");
-        assert_eq!(left, "", "node{n}");
-    }
-
-    // `deploy` needs its password: without it the run says how to give it.
-    let password = std::fs::read_to_string(lab.dir.join("become-password")).unwrap();
-    let as_deploy = [
-        "-e",
-        "ansible_user=deploy",
-        "--",
-        "docker",
-        "info",
-        "-f",
-        "{{.ID}}",
-    ];
-    let refused = lab.run("exec", &as_deploy);
-    assert_eq!(refused.code, 2, "{refused}");
-    assert!(refused.stdout.contains("ARPANET_BECOME_PASS"), "{refused}");
-    let output = Command::new(env!("CARGO_BIN_EXE_arpanet"))
-        .arg("exec")
-        .arg("-i")
-        .arg(lab.inventory())
-        .args(as_deploy)
-        .env("HOME", lab.home.path())
-        .env("ARPANET_BECOME_PASS", password.trim())
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}");
-    assert!(!stdout.contains(password.trim()));
 }

@@ -9,95 +9,33 @@
 //! The images running are read with `docker exec` into the nodes, not
 //! from arpanet's output.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
+use crate::support::lab::Lab;
 use crate::support::{FakeConsul, Run};
 
-static NAME: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| crate::support::lab_name("arpanet-deployed"));
-static SUBNET: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| crate::support::lab_subnet(75));
-
-struct Lab {
-    dir: PathBuf,
-    home: tempfile::TempDir,
+/// `arpanet COMMAND -i INVENTORY ARGS...` with the given inventory.
+fn run(lab: &Lab, inventory: &Path, command: &str, args: &[&str]) -> Run {
+    let mut all = vec![command, "-i", inventory.to_str().unwrap()];
+    all.extend_from_slice(args);
+    lab.arpanet(&all)
 }
 
-impl Lab {
-    fn lab(&self, args: &[&str]) -> Run {
-        let (command, rest) = args.split_first().unwrap();
-        let mut all = vec![
-            "lab",
-            command,
-            "--dir",
-            self.dir.to_str().unwrap(),
-            "--name",
-            NAME.as_str(),
-        ];
-        all.extend_from_slice(rest);
-        self.arpanet(&all)
-    }
-
-    /// `arpanet COMMAND -i INVENTORY ARGS...` with the given inventory.
-    fn run(&self, inventory: &Path, command: &str, args: &[&str]) -> Run {
-        let mut all = vec![command, "-i", inventory.to_str().unwrap()];
-        all.extend_from_slice(args);
-        self.arpanet(&all)
-    }
-
-    fn arpanet(&self, args: &[&str]) -> Run {
-        let output = Command::new(env!("CARGO_BIN_EXE_arpanet"))
-            .args(args)
-            .env("HOME", self.home.path())
-            .env("NO_COLOR", "1")
-            .env("ARPANET_LAB_SUBNET", &*SUBNET)
-            .env_remove("ARPANET_LAB_NAME")
-            .env_remove("SSH_AUTH_SOCK")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run arpanet");
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    /// `sh -c COMMAND` inside lab node `n`, bypassing arpanet.
-    fn on_node(&self, n: usize, command: &str) -> String {
-        let output = Command::new("docker")
-            .args(["exec", &format!("{}-node{n}", *NAME), "sh", "-c", command])
-            .output()
-            .expect("docker exec");
-        assert!(
-            output.status.success(),
-            "`{command}` on node{n} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    }
-
-    /// The image each node's `consul` and `cadvisor` containers run.
-    fn images(&self) -> Vec<(String, String)> {
-        (1..=2)
-            .map(|n| {
-                let image = |name: &str| {
-                    self.on_node(
-                        n,
-                        &format!("docker inspect --format '{{{{.Config.Image}}}}' {name}"),
-                    )
-                };
-                (image("consul"), image("cadvisor"))
-            })
-            .collect()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.lab(&["down"]);
-    }
+/// The image each node's `consul` and `cadvisor` containers run.
+fn images(lab: &Lab) -> Vec<(String, String)> {
+    (1..=2)
+        .map(|n| {
+            let image = |name: &str| {
+                lab.on_node(
+                    n,
+                    &format!("docker inspect --format '{{{{.Config.Image}}}}' {name}"),
+                )
+                .trim()
+                .to_owned()
+            };
+            (image("consul"), image("cadvisor"))
+        })
+        .collect()
 }
 
 /// The value of `key=` in the lab inventory.
@@ -111,19 +49,10 @@ fn inventory_value(text: &str, key: &str) -> String {
 
 #[test]
 fn what_is_deployed_is_kept_listed_and_rolled_back_from_the_cluster() {
-    if std::env::var("ARPANET_LAB_TESTS").ok().as_deref() != Some("1") {
-        eprintln!("note: skipping the deployed-record lab test: set ARPANET_LAB_TESTS=1");
+    let Some(_turn) = crate::support::lab::turn("the deployed-record lab test") else {
         return;
-    }
-    let _turn = crate::support::lab_lock();
-    let lab = Lab {
-        dir: Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(crate::support::lab_name("arpanet-deployed-lab")),
-        home: tempfile::tempdir().unwrap(),
     };
-    let _ = lab.lab(&["down"]);
-    let up = lab.lab(&["up", "--nodes", "2", "--servers", "1"]);
-    assert_eq!(up.code, 0, "lab up failed:\n{up}");
+    let lab = Lab::up("arpanet-deployed", 75, 2, 1);
 
     // The lab's inventory without its image lines (and a short settle
     // window): images come from `-e` and the record only.
@@ -139,7 +68,8 @@ fn what_is_deployed_is_kept_listed_and_rolled_back_from_the_cluster() {
     let inventory = lab.dir.join("deployed.ini");
     std::fs::write(&inventory, &stripped).unwrap();
 
-    let first = lab.run(
+    let first = run(
+        &lab,
         &inventory,
         "run",
         &[
@@ -152,7 +82,7 @@ fn what_is_deployed_is_kept_listed_and_rolled_back_from_the_cluster() {
     );
     assert_eq!(first.code, 0, "{first}");
     let both = |c: &str, a: &str| vec![(c.to_owned(), a.to_owned()); 2];
-    assert_eq!(lab.images(), both(&consul, &cadvisor));
+    assert_eq!(images(&lab), both(&consul, &cadvisor));
 
     // X and Y: the lab's images under new tags, pushed from node1.
     let tag = format!("{:x}", std::process::id());
@@ -163,31 +93,33 @@ fn what_is_deployed_is_kept_listed_and_rolled_back_from_the_cluster() {
         &format!("docker tag {consul} {x} && docker push -q {x} >/dev/null && docker tag {cadvisor} {y} && docker push -q {y} >/dev/null"),
     );
 
-    let upgrade_x = lab.run(
+    let upgrade_x = run(
+        &lab,
         &inventory,
         "run",
         &["upgrade", "-e", &format!("consul_image={x}")],
     );
     assert_eq!(upgrade_x.code, 0, "{upgrade_x}");
-    assert_eq!(lab.images(), both(&x, &cadvisor));
+    assert_eq!(images(&lab), both(&x, &cadvisor));
 
     // A plain bootstrap keeps X: nothing in the inventory or `-e` says
     // otherwise, and the record does.
-    let plain = lab.run(&inventory, "run", &["bootstrap"]);
+    let plain = run(&lab, &inventory, "run", &["bootstrap"]);
     assert_eq!(plain.code, 0, "{plain}");
-    assert_eq!(lab.images(), both(&x, &cadvisor), "{plain}");
+    assert_eq!(images(&lab), both(&x, &cadvisor), "{plain}");
 
-    let upgrade_y = lab.run(
+    let upgrade_y = run(
+        &lab,
         &inventory,
         "run",
         &["upgrade", "-e", &format!("cadvisor_image={y}")],
     );
     assert_eq!(upgrade_y.code, 0, "{upgrade_y}");
-    assert_eq!(lab.images(), both(&x, &y), "{upgrade_y}");
+    assert_eq!(images(&lab), both(&x, &y), "{upgrade_y}");
 
     // `history` lists both upgrades with what changed, values masked in the
     // command line.
-    let history = lab.run(&inventory, "history", &[]);
+    let history = run(&lab, &inventory, "history", &[]);
     assert_eq!(history.code, 0, "{history}");
     let consul_change = format!("consul_image: `{consul}` → `{x}`");
     let cadvisor_change = format!("image: `{cadvisor}` → `{y}`");
@@ -211,7 +143,7 @@ fn what_is_deployed_is_kept_listed_and_rolled_back_from_the_cluster() {
     let json = |run: &Run| -> serde_json::Value {
         serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run}"))
     };
-    let listed = lab.run(&inventory, "history", &["-o", "json"]);
+    let listed = run(&lab, &inventory, "history", &["-o", "json"]);
     let records = json(&listed);
     let numbers: Vec<u64> = records
         .as_array()
@@ -224,13 +156,13 @@ fn what_is_deployed_is_kept_listed_and_rolled_back_from_the_cluster() {
     assert_eq!(records[2]["values"]["stack"][0]["image"], y.as_str());
 
     // `rollback` is destructive: refused without a terminal or `--yes`.
-    let refused = lab.run(&inventory, "rollback", &[]);
+    let refused = run(&lab, &inventory, "rollback", &[]);
     assert_eq!(refused.code, 5, "{refused}");
-    assert_eq!(lab.images(), both(&x, &y));
-    let rollback = lab.run(&inventory, "rollback", &["--yes"]);
+    assert_eq!(images(&lab), both(&x, &y));
+    let rollback = run(&lab, &inventory, "rollback", &["--yes"]);
     assert_eq!(rollback.code, 0, "{rollback}");
-    assert_eq!(lab.images(), both(&x, &cadvisor), "{rollback}");
-    let one = lab.run(&inventory, "history", &["4", "-o", "json"]);
+    assert_eq!(images(&lab), both(&x, &cadvisor), "{rollback}");
+    let one = run(&lab, &inventory, "history", &["4", "-o", "json"]);
     let fourth = json(&one);
     assert_eq!(fourth["rollback_of"], 2, "{one}");
     assert_eq!(fourth["values"]["consul_image"], x.as_str());
@@ -240,9 +172,9 @@ fn what_is_deployed_is_kept_listed_and_rolled_back_from_the_cluster() {
     let other = tempfile::tempdir().unwrap();
     let copy = other.path().join("hosts.ini");
     std::fs::write(&copy, &stripped).unwrap();
-    let seen = lab.run(&copy, "history", &["-o", "json"]);
+    let seen = run(&lab, &copy, "history", &["-o", "json"]);
     assert_eq!(seen.code, 0, "{seen}");
-    let mine = lab.run(&inventory, "history", &["-o", "json"]);
+    let mine = run(&lab, &inventory, "history", &["-o", "json"]);
     assert_eq!(json(&seen), json(&mine));
     assert_eq!(json(&seen).as_array().unwrap().len(), 4);
 }

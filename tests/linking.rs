@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::lab::recap_changed;
 use crate::support::{run_arpanet, Run};
 
 static NAME: std::sync::LazyLock<String> =
@@ -183,21 +184,6 @@ fn within(limit: Duration, mut ok: impl FnMut() -> bool) -> Option<Duration> {
         std::thread::sleep(Duration::from_millis(250));
     }
     None
-}
-
-fn recap_changed(run: &Run) -> Vec<usize> {
-    let start = run
-        .stdout
-        .find("PLAY RECAP")
-        .unwrap_or_else(|| panic!("no recap\n{run}"));
-    run.stdout[start..]
-        .lines()
-        .filter_map(|l| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix("changed="))
-        })
-        .map(|n| n.parse().unwrap())
-        .collect()
 }
 
 /// The `web` entry of node `n`'s stack: the busybox httpd on 8080,
@@ -425,7 +411,8 @@ fn services_are_announced_found_by_name_and_removed() {
 
     // 7. the watcher: a container started by hand is in the catalog
     //    within 5 s, with its published port, and gone within 5 s of
-    //    `docker stop`; with SERVICE_IGNORE it never appears.
+    //    `docker stop`; with SERVICE_IGNORE it never appears; multi-port
+    //    containers with TCP and TTL checks.
     let quick = "sh -c \"trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait\"";
     lab.on_node(
         3,
@@ -495,6 +482,59 @@ fn services_are_announced_found_by_name_and_removed() {
     );
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(lab.catalog("hidden"), serde_json::json!([]));
+
+    // A container with two published ports is two services, each named by
+    // its SERVICE_<port>_NAME, one with a TCP check (it passes: httpd
+    // accepts), the other with a TTL check (critical until something
+    // reports: nobody does); both go with the container.
+    lab.on_node(
+        3,
+        &format!(
+            "docker run -d -p 8080 -p 9090 -e SERVICE_8080_NAME=front \
+             -e SERVICE_9090_NAME=back -e SERVICE_8080_CHECK_TCP=true \
+             -e SERVICE_9090_CHECK_TTL=30s -e SERVICE_CHECK_INTERVAL=2s \
+             --name multi {image} sh -c 'httpd -p 8080 -h /www; httpd -f -p 9090 -h /www'"
+        ),
+    );
+    let host_port = |port: u16| -> u64 {
+        let published = lab.on_node(3, &format!("docker port multi {port}/tcp | head -n 1"));
+        published
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("`docker port multi {port}`: {published}"))
+    };
+    let (front, back) = (host_port(8080), host_port(9090));
+    let front_up = within(Duration::from_secs(10), || {
+        lab.passing("front") == [(at(13), front)]
+    });
+    assert!(
+        front_up.is_some(),
+        "{}",
+        lab.consul_get(1, "/v1/health/checks/front")
+    );
+    let checks = lab.consul_get(1, "/v1/health/checks/front");
+    assert_eq!(checks[0]["Type"], "tcp", "{checks}");
+    let row = &lab.catalog("back")[0];
+    assert_eq!(row["ServicePort"], back, "{row}");
+    let checks = lab.consul_get(1, "/v1/health/checks/back");
+    assert_eq!(
+        (&checks[0]["Type"], &checks[0]["Status"]),
+        (&serde_json::json!("ttl"), &serde_json::json!("critical")),
+        "{checks}"
+    );
+    assert_eq!(lab.passing("back"), []);
+    lab.on_node(3, "docker rm -f multi");
+    let gone = within(Duration::from_secs(5), || {
+        ["front", "back"]
+            .iter()
+            .all(|s| lab.catalog(s).as_array().is_some_and(|a| a.is_empty()))
+    });
+    assert!(
+        gone.is_some(),
+        "front or back still registered after docker rm"
+    );
 
     // 8. the watcher after a node restart: back, and resynced (a container
     //    that came back is registered; one that did not is gone).

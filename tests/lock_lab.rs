@@ -11,151 +11,68 @@
 //! - a node container restarted between two tasks: the run reconnects to it
 //!   and finishes.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::support::Run;
-
-static NAME: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| crate::support::lab_name("arpanet-lock"));
-static SUBNET: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| crate::support::lab_subnet(83));
+use crate::support::lab::{finish, Lab};
 
 /// The lock's TTL in the lab (the default): a killed run's lock goes within
 /// twice that.
 const TTL: u64 = 15;
 
-struct Lab {
-    dir: PathBuf,
-    home: tempfile::TempDir,
+/// `arpanet ARGS... -i INVENTORY`, started.
+fn start(lab: &Lab, args: &[&str]) -> Child {
+    let inventory = lab.inventory();
+    let mut all = args.to_vec();
+    all.extend(["-i", inventory.to_str().unwrap()]);
+    lab.spawn(&all)
 }
 
-impl Lab {
-    fn up() -> Lab {
-        let lab = Lab {
-            dir: Path::new(env!("CARGO_TARGET_TMPDIR"))
-                .join(crate::support::lab_name("arpanet-lock-lab")),
-            home: tempfile::tempdir().unwrap(),
-        };
-        let _ = lab.lab(&["down"]);
-        let up = lab.lab(&["up", "--nodes", "3", "--servers", "3"]);
-        assert_eq!(up.code, 0, "lab up failed:\n{up}");
-        lab
-    }
-
-    fn lab(&self, args: &[&str]) -> Run {
-        let (command, rest) = args.split_first().unwrap();
-        let dir = self.dir.to_str().unwrap();
-        let mut all = vec!["lab", command, "--dir", dir, "--name", NAME.as_str()];
-        all.extend_from_slice(rest);
-        finish(self.spawn(&all))
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let path = self.dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    }
-
-    /// `arpanet ARGS... -i INVENTORY`, started.
-    fn start(&self, args: &[&str]) -> Child {
-        let inventory = self.dir.join("inventory.ini");
-        let mut all = args.to_vec();
-        all.extend(["-i", inventory.to_str().unwrap()]);
-        self.spawn(&all)
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        finish(self.start(args))
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_arpanet"))
-            .args(args)
-            .env("HOME", self.home.path())
-            .env("NO_COLOR", "1")
-            .env("ARPANET_LAB_SUBNET", &*SUBNET)
-            .env_remove("ARPANET_LAB_NAME")
-            .env_remove("SSH_AUTH_SOCK")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run arpanet")
-    }
-
-    /// Start `playbook` and wait until `lock status` names its pid.
-    #[allow(clippy::zombie_processes)]
-    fn hold(&self, playbook: &str) -> Child {
-        let mut child = self.start(&["run", playbook]);
-        let pid = format!("pid {}", child.id());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let status = self.run(&["lock", "status"]);
-            if status.stdout.contains(&pid) {
-                assert!(status.stdout.contains("consul key"), "{status}");
-                return child;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the run never held the lock\n{status}");
-            }
-            std::thread::sleep(Duration::from_millis(500));
+/// Start `playbook` and wait until `lock status` names its pid.
+#[allow(clippy::zombie_processes)]
+fn hold(lab: &Lab, playbook: &str) -> Child {
+    let mut child = start(lab, &["run", playbook]);
+    let pid = format!("pid {}", child.id());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = lab.run("lock", &["status"]);
+        if status.stdout.contains(&pid) {
+            assert!(status.stdout.contains("consul key"), "{status}");
+            return child;
         }
-    }
-
-    fn node(&self, n: usize) -> String {
-        format!("{}-node{n}", *NAME)
-    }
-
-    /// `sh -c COMMAND` in node `n`, bypassing arpanet; whether it succeeded.
-    fn on_node(&self, n: usize, command: &str) -> bool {
-        Command::new("docker")
-            .args(["exec", &self.node(n), "sh", "-c", command])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-
-    fn started_at(&self, n: usize) -> String {
-        let out = Command::new("docker")
-            .args(["inspect", "--format", "{{.State.StartedAt}}", &self.node(n)])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the run never held the lock\n{status}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.lab(&["down"]);
-    }
+/// `sh -c COMMAND` in node `n`, bypassing arpanet; whether it succeeded.
+fn on_node(lab: &Lab, n: usize, command: &str) -> bool {
+    lab.try_on_node(n, command).0
 }
 
-fn finish(child: Child) -> Run {
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+/// When node `n`'s container last started.
+fn started_at(lab: &Lab, n: usize) -> String {
+    let out = Command::new("docker")
+        .args(["inspect", "--format", "{{.State.StartedAt}}", &lab.node(n)])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 #[test]
 fn the_consul_lock_refuses_a_second_run_and_a_restarted_node_is_reconnected() {
-    if std::env::var("ARPANET_LAB_TESTS").ok().as_deref() != Some("1") {
-        eprintln!("note: skipping the lock lab test: set ARPANET_LAB_TESTS=1");
+    let Some(_turn) = crate::support::lab::turn("the lock lab test") else {
         return;
-    }
-    let _turn = crate::support::lab_lock();
-    let lab = Lab::up();
+    };
+    let lab = Lab::up("arpanet-lock", 83, 3, 3);
 
     // The first bootstrap locks with a file on the boot server (no Consul
     // yet) and frees it at its end.
-    let bootstrap = lab.run(&["run", "bootstrap", "-v"]);
+    let bootstrap = lab.run("run", &["bootstrap", "-v"]);
     assert_eq!(bootstrap.code, 0, "{bootstrap}");
     assert!(
         bootstrap
@@ -163,7 +80,7 @@ fn the_consul_lock_refuses_a_second_run_and_a_restarted_node_is_reconnected() {
             .contains("<node1> took the cluster lock (lock file"),
         "{bootstrap}"
     );
-    let status = lab.run(&["lock", "status"]);
+    let status = lab.run("lock", &["status"]);
     assert_eq!(status.code, 0, "{status}");
     assert!(
         status
@@ -182,8 +99,8 @@ fn the_consul_lock_refuses_a_second_run_and_a_restarted_node_is_reconnected() {
     );
 
     // Held in Consul: a second run is refused naming the holder.
-    let mut first = lab.hold(&slow);
-    let refused = lab.run(&["run", &quick]);
+    let mut first = hold(&lab, &slow);
+    let refused = lab.run("run", &[&quick]);
     assert_eq!(refused.code, 1, "{refused}");
     assert!(
         refused.stderr.contains("the cluster is locked by")
@@ -197,7 +114,7 @@ fn the_consul_lock_refuses_a_second_run_and_a_restarted_node_is_reconnected() {
     let pid = format!("pid {}", first.id());
     first.kill().unwrap();
     first.wait().unwrap();
-    let next = lab.run(&["run", &quick]);
+    let next = lab.run("run", &[&quick]);
     assert_eq!(next.code, 0, "{next}");
     assert!(
         next.stdout.contains("took over the cluster lock of") && next.stdout.contains(&pid),
@@ -209,7 +126,7 @@ fn the_consul_lock_refuses_a_second_run_and_a_restarted_node_is_reconnected() {
     // it, between one and two TTLs after; then the next run gets the lock.
     let holder = r#"{"owner":"bob@elsewhere","host":"elsewhere","pid":77,"command":"arpanet run stack","started":"2026-01-01T00:00:00Z"}"#;
     let api = "http://127.0.0.1:8500/v1";
-    assert!(lab.on_node(
+    assert!(on_node(&lab,
         1,
         &format!(
             "id=$(curl -sf -X PUT -d '{{\"Name\":\"bob\",\"TTL\":\"{TTL}s\",\"Behavior\":\"delete\",\
@@ -218,14 +135,14 @@ fn the_consul_lock_refuses_a_second_run_and_a_restarted_node_is_reconnected() {
         )
     ));
     let made = Instant::now();
-    let refused = lab.run(&["run", &quick]);
+    let refused = lab.run("run", &[&quick]);
     assert_eq!(refused.code, 1, "{refused}");
     assert!(
         refused.stderr.contains("`bob@elsewhere` (pid 77"),
         "{refused}"
     );
     let freed = loop {
-        let again = lab.run(&["run", &quick]);
+        let again = lab.run("run", &[&quick]);
         if again.code == 0 {
             break made.elapsed();
         }
@@ -240,14 +157,14 @@ fn the_consul_lock_refuses_a_second_run_and_a_restarted_node_is_reconnected() {
     assert!(freed >= Duration::from_secs(TTL - 1), "{freed:?}");
 
     // `lock release --yes` frees a lock a live run holds.
-    let mut second = lab.hold(&slow);
-    let released = lab.run(&["lock", "release", "--yes"]);
+    let mut second = hold(&lab, &slow);
+    let released = lab.run("lock", &["release", "--yes"]);
     assert_eq!(released.code, 0, "{released}");
     assert!(
         released.stdout.contains(&format!("pid {}", second.id())),
         "{released}"
     );
-    let after = lab.run(&["run", &quick]);
+    let after = lab.run("run", &[&quick]);
     assert_eq!(after.code, 0, "{after}");
     second.kill().unwrap();
     second.wait().unwrap();
@@ -255,7 +172,7 @@ fn the_consul_lock_refuses_a_second_run_and_a_restarted_node_is_reconnected() {
     // A node container restarted while node1 runs a long task: node3 is
     // reconnected before the next task and the run finishes.
     let marker = "/root/arpanet-second-task";
-    assert!(lab.on_node(1, &format!("rm -f {marker}")));
+    assert!(on_node(&lab, 1, &format!("rm -f {marker}")));
     let play = lab.file(
         "restart.yml",
         &format!(
@@ -268,10 +185,10 @@ fn the_consul_lock_refuses_a_second_run_and_a_restarted_node_is_reconnected() {
              \x20     command: echo three-{{{{ inventory_hostname }}}}\n"
         ),
     );
-    let before = lab.started_at(3);
-    let running = lab.start(&["run", &play, "-v"]);
+    let before = started_at(&lab, 3);
+    let running = start(&lab, &["run", &play, "-v"]);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !lab.on_node(1, &format!("test -e {marker}")) {
+    while !on_node(&lab, 1, &format!("test -e {marker}")) {
         assert!(Instant::now() < deadline, "the second task never started");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -281,7 +198,7 @@ fn the_consul_lock_refuses_a_second_run_and_a_restarted_node_is_reconnected() {
         .unwrap();
     assert!(restarted.status.success(), "{restarted:?}");
     let run = finish(running);
-    assert_ne!(lab.started_at(3), before, "node3 did not restart");
+    assert_ne!(started_at(&lab, 3), before, "node3 did not restart");
     assert_eq!(run.code, 0, "{run}");
     assert!(
         run.stdout

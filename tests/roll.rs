@@ -22,7 +22,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use crate::cluster::Lab;
+use crate::support::lab::Lab;
 
 /// The lab's server nodes and its client node (1-based).
 const SERVERS: [usize; 3] = [1, 2, 3];
@@ -58,10 +58,6 @@ struct Watch<'a> {
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
-fn node(lab: &Lab, n: usize) -> String {
-    format!("{}-node{n}", lab.name)
-}
-
 impl<'a> Watch<'a> {
     fn start(lab: &'a Lab, step: &str) -> Watch<'a> {
         for n in SERVERS.into_iter().chain([CLIENT]) {
@@ -72,7 +68,7 @@ impl<'a> Watch<'a> {
                  l=$(curl -s -m 0.4 -o /dev/null -w '%{http_code}' 'http://127.0.0.1:8500/v1/kv/probe?consistent'); \
                  echo \"$(date +%s.%N) $r $l\" >> /root/samples; wait $p; done";
             let started = Command::new("docker")
-                .args(["exec", "-d", &node(lab, n), "sh", "-c", sampler])
+                .args(["exec", "-d", &lab.node(n), "sh", "-c", sampler])
                 .status()
                 .unwrap();
             assert!(started.success());
@@ -83,7 +79,7 @@ impl<'a> Watch<'a> {
              echo \"$i $s $(date +%s.%N) $r\"; sleep 0.1; done"
         );
         let mut load = Command::new("docker")
-            .args(["exec", &node(lab, CLIENT), "sh", "-c", &load])
+            .args(["exec", &lab.node(CLIENT), "sh", "-c", &load])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -293,20 +289,16 @@ fn consul_started(lab: &Lab, n: usize) -> String {
 
 #[test]
 fn every_change_rolls_under_a_kv_write_load() {
-    if std::env::var("ARPANET_LAB_TESTS").ok().as_deref() != Some("1") {
-        eprintln!("note: skipping the rolling test: set ARPANET_LAB_TESTS=1");
+    let Some(_turn) = crate::support::lab::turn("the rolling test") else {
         return;
-    }
-    let _turn = crate::support::lab_lock();
-    let name = crate::support::lab_name("arpanet-roll");
-    let subnet = crate::support::lab_subnet(74);
-    let lab = Lab::up_as(&name, &subnet, "arpanet-roll-lab", 4, 3);
+    };
+    let lab = Lab::up("arpanet-roll", 74, 4, 3);
     let first = lab.run("run", &["bootstrap"]);
     assert_eq!(first.code, 0, "{first}");
     lab.assert_healthy();
 
     // Images to roll to, tagged from the lab's own in the lab registry.
-    let registry = format!("{}:5000/arpanet", crate::support::lab_address(&subnet, 2));
+    let registry = format!("{}:5000/arpanet", lab.at(2));
     let (consul, consul_r2, consul_r3) = (
         format!("{registry}/consul:1.8.7"),
         format!("{registry}/consul:1.8.7-r2"),

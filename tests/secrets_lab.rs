@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::cluster::Lab;
+use crate::support::lab::Lab;
 
 const NODES: usize = 3;
 
@@ -180,11 +180,9 @@ fn a_second_checkout_adopts_the_cluster_secrets_a_differing_one_is_refused_and_r
         return;
     }
     let _turn = crate::support::lab_lock();
-    let name = crate::support::lab_name("arpanet-secrets");
-    let subnet = crate::support::lab_subnet(71);
     let mut phases: Vec<(&str, Duration)> = Vec::new();
     let clock = Instant::now();
-    let lab = Lab::up_as(&name, &subnet, "arpanet-secrets-lab", NODES, NODES);
+    let lab = Lab::up("arpanet-secrets", 71, NODES, NODES);
     phases.push(("lab up", clock.elapsed()));
 
     // Checkout A (the lab's directory) makes the cluster and its secrets.

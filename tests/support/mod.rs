@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod consul;
+pub mod lab;
 pub mod sshd;
 
 pub use consul::FakeConsul;
