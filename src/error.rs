@@ -1019,8 +1019,8 @@ impl InputKind {
                 Some(match import {
                     true => format!("beside `import_role` a task takes {}", ticked(takes)),
                     false => format!(
-                        "a role entry takes `role` and {}; pass values to the role under \
-                         `vars:` (`{key}` as an inline role parameter is not supported)",
+                        "a role entry takes `role`, {} and role parameters, which are \
+                         variable names (`{key}` is not one)",
                         ticked(takes)
                     ),
                 })

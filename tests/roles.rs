@@ -109,8 +109,7 @@ fn roles_run_dependencies_first_with_their_variables_files_and_handlers() {
   roles:
     - common
     - role: web
-      vars:
-        port: 8080
+      port: 8080
   tasks:
     - name: sites
       include_role:
@@ -166,7 +165,7 @@ fn roles_run_dependencies_first_with_their_variables_files_and_handlers() {
             "{host}\n{out}"
         );
         // greeting: the role's default under the inventory's; title: the
-        // role's vars over the play's; port: the entry's vars over the
+        // role's vars over the play's; port: the entry's (inline) parameter over the
         // default; a dependency's defaults are seen too.
         assert_eq!(
             read(&work, &format!("page-{host}")),

@@ -683,8 +683,11 @@ fn keyword(key: &str) -> &str {
 }
 
 /// An entry of `roles:`: a role's name, or a mapping with `role` (or
-/// `name`) and the keywords its tasks inherit; read as the `import_role`
-/// it stands for.
+/// `name`), the keywords its tasks inherit and, as in Ansible, any other
+/// key as a role parameter (`- {role: consul, consul_port: 80}`); read as
+/// the `import_role` it stands for, its parameters added to its `vars:`.
+/// A key that looks like a misspelt keyword (`whne`) is an error rather
+/// than a parameter.
 fn role_entry(node: &Node, reg: Registry) -> Res<RawTask> {
     let key = |pos| Node {
         kind: Kind::Scalar {
@@ -708,11 +711,54 @@ fn role_entry(node: &Node, reg: Registry) -> Res<RawTask> {
         false => "name",
     };
     let mut out = Vec::new();
+    let mut params = Vec::new();
     for (k, v) in entries {
         match k.text() {
             Some(text) if text == name_key => out.insert(0, (key(k.pos), v.clone())),
             Some(text) if ROLE_KEYS.contains(&text) => out.push((k.clone(), v.clone())),
+            Some(text) if is_param(text) => params.push((k.clone(), v.clone())),
             other => return Err(at(k.pos, role_with(other.unwrap_or("?"), false))),
+        }
+    }
+    if let Some((first, _)) = params.first() {
+        let pos = first.pos;
+        match out.iter_mut().find(|(k, _)| k.text() == Some("vars")) {
+            Some((
+                _,
+                Node {
+                    kind: Kind::Map(vars),
+                    ..
+                },
+            )) => {
+                vars.retain(|(k, _)| !params.iter().any(|(p, _)| p.text() == k.text()));
+                vars.extend(params);
+            }
+            Some((_, other)) => {
+                return Err(at(
+                    other.pos,
+                    InputKind::Invalid {
+                        field: Some("vars".into()),
+                        message: "a role entry's `vars` must be a mapping".into(),
+                        hint: None,
+                    },
+                ))
+            }
+            None => {
+                let vars = Node {
+                    kind: Kind::Scalar {
+                        text: "vars".into(),
+                        plain: true,
+                    },
+                    pos,
+                };
+                out.push((
+                    vars,
+                    Node {
+                        kind: Kind::Map(params),
+                        pos,
+                    },
+                ));
+            }
         }
     }
     if out
@@ -734,6 +780,17 @@ fn role_entry(node: &Node, reg: Registry) -> Res<RawTask> {
         },
         reg,
     )
+}
+
+/// Whether `key` of a role entry is a role parameter: a variable name
+/// that is not a near miss of a keyword the entry takes.
+fn is_param(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && closest(key, ROLE_KEYS.iter().copied().chain(["role", "name"])).is_none()
 }
 
 /// A key a role entry or `import_role` does not take.

@@ -966,7 +966,7 @@ fn bad_input_messages() {
         ),
         (
             "role_entry_inline_param",
-            "- hosts: all\n  roles:\n    - { role: consul, consul_port: 80 }\n",
+            "- hosts: all\n  roles:\n    - { role: consul, consul-port: 80 }\n",
         ),
         (
             "role_entry_without_role",
@@ -1400,6 +1400,20 @@ fn roles_run_after_pre_tasks_with_dependencies_once_and_their_handlers_join_the_
     files.push(("roles/a/meta/main.yml", "allow_duplicates: true\n"));
     let (_dir, pb) = load_tree(&files);
     assert_eq!(pb.unwrap().plays[0].task_list().len(), 3);
+}
+
+#[test]
+fn inline_role_parameters_join_the_entry_s_vars_and_win_over_them() {
+    let site = "- hosts: all\n  roles:\n    - {role: a, port: 80, vars: {port: 1, x: 2}}\n    - {role: a, y: 3}\n";
+    let files: Vec<_> = ROLE_A.iter().copied().chain([("site.yml", site)]).collect();
+    let (_dir, pb) = load_tree(&files);
+    let pb = pb.unwrap();
+    let tasks = pb.plays[0].task_list();
+    // Other values: the role runs twice.
+    assert_eq!(tasks.len(), 2);
+    assert_eq!(tasks[0].vars["port"], serde_json::json!(80));
+    assert_eq!(tasks[0].vars["x"], serde_json::json!(2));
+    assert_eq!(tasks[1].vars["y"], serde_json::json!(3));
 }
 
 #[test]
