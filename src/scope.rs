@@ -323,7 +323,8 @@ impl Scope {
     /// anything is templated they render twice, the second time with every
     /// host's first-round values visible as `hostvars`, so
     /// `{{ hostvars[h]['arpanet_ip'] }}` works in defaults and inventory
-    /// vars. `hostvars` stays set in `engine` for the play's tasks.
+    /// vars. `hostvars` and `groups` stay set in `engine` for the play's
+    /// tasks.
     pub(crate) fn play(
         &self,
         engine: &mut Engine,
@@ -331,6 +332,9 @@ impl Scope {
         roles: &RoleLayers,
         origin: &Location,
     ) -> BTreeMap<String, Resolved> {
+        // `groups` is the same for every host: one engine global rather
+        // than a copy in each host's variables (hosts × hosts).
+        engine.set_global("groups", &self.groups);
         let raw: BTreeMap<&str, Vars> = self
             .inventory
             .hosts
@@ -338,7 +342,7 @@ impl Scope {
             .map(|h| {
                 (
                     h.name.as_str(),
-                    self.layered(&h.name, play_vars, roles, true),
+                    self.layered(&h.name, play_vars, roles, false),
                 )
             })
             .collect();
@@ -351,11 +355,7 @@ impl Scope {
                 .collect();
             let hostvars: Vars = resolved
                 .iter()
-                .map(|(name, r)| {
-                    let mut vars = r.vars.clone();
-                    vars.remove("groups");
-                    (name.clone(), Value::Object(vars))
-                })
+                .map(|(name, r)| (name.clone(), Value::Object(r.vars.clone())))
                 .collect();
             engine.set_global("hostvars", &Value::Object(hostvars));
             if !templated {
@@ -376,7 +376,7 @@ impl Scope {
         roles: &RoleLayers,
         origin: &Location,
     ) -> Resolved {
-        resolve(engine, &self.layered(host, play_vars, roles, true), origin)
+        resolve(engine, &self.layered(host, play_vars, roles, false), origin)
     }
 
     /// What a task sees on a host: the play's variables (as the tasks of
