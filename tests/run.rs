@@ -1366,3 +1366,36 @@ fn check_mode_judges_file_tasks_in_one_exec_and_changes_nothing() {
         .collect();
     assert_eq!(names.len(), 4, "no temp file: {names:?}");
 }
+
+/// Ansible's task-level `args:` beside a free-form command: `chdir` and
+/// `creates` take effect (the command runs in the directory, and not again
+/// once the file is there); a module's own key wins over `args`.
+#[test]
+fn task_args_join_a_free_form_command_s_arguments() {
+    let cluster = Cluster::start(1);
+    let work = workdir(&cluster);
+    let w = work.display();
+    let inventory = cluster.inventory(&[]);
+    let playbook = cluster.write_file(
+        "args.yml",
+        &format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - shell: pwd >> where\n      args:\n        chdir: {w}\n        creates: {w}/marker\n    - copy:\n        content: mine\n        dest: {w}/copied\n      args:\n        content: theirs\n"
+        ),
+    );
+    let first = run(&cluster, &inventory, &[playbook.to_str().unwrap()]);
+    assert_eq!(first.code, 0, "{first}");
+    assert_eq!(
+        fs::read_to_string(work.join("where")).unwrap(),
+        format!("{w}\n")
+    );
+    assert_eq!(fs::read_to_string(work.join("copied")).unwrap(), "mine");
+    fs::write(work.join("marker"), "").unwrap();
+    let second = run(&cluster, &inventory, &[playbook.to_str().unwrap()]);
+    assert_eq!(second.code, 0, "{second}");
+    assert_eq!(changed(&second, "node1"), 0, "{second}");
+    assert_eq!(
+        fs::read_to_string(work.join("where")).unwrap(),
+        format!("{w}\n"),
+        "the command ran again though `creates` exists"
+    );
+}

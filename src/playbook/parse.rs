@@ -130,7 +130,7 @@ const UNSUPPORTED_PLAY_KEYS: &[&str] = &[
     "connection",
     "strategy",
 ];
-const UNSUPPORTED_TASK_KEYS: &[&str] = &["args", "async", "poll", "listen"];
+const UNSUPPORTED_TASK_KEYS: &[&str] = &["async", "poll", "listen"];
 
 /// What a role entry (in `roles:`) or an `import_role` takes beside the
 /// role's name: the keywords its tasks inherit.
@@ -519,6 +519,10 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
         "a task (a mapping with one module, e.g. `command: echo hi`)",
     )?;
     let is_block = entries.iter().any(|(k, _, _)| *k == "block");
+    let extra_args = entries
+        .iter()
+        .find(|(k, _, _)| *k == "args")
+        .map(|&(_, _, v)| v);
     let mut block = RawBlock {
         body: Vec::new(),
         rescue: Vec::new(),
@@ -604,6 +608,8 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
             "rescue" | "always" => {
                 return Err(at(pos, InputKind::WithoutBlock { key: key.into() }))
             }
+            // Joined to the module's own arguments below.
+            "args" if !is_block => {}
             _ if escalation(&mut t.escalate, key, v)? => {}
             _ => match reg.find(key) {
                 Some(def) => {
@@ -616,6 +622,7 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
                             },
                         ));
                     }
+                    let v = &with_args(def.name(), v, extra_args)?;
                     let module = def.parse(v).map_err(|e| bad_args(e, key, v))?;
                     t.module = Some((key.to_owned(), module));
                 }
@@ -780,6 +787,57 @@ fn role_entry(node: &Node, reg: Registry) -> Res<RawTask> {
         },
         reg,
     )
+}
+
+/// A module's arguments with the task's `args:` (Ansible's way of giving
+/// `creates`, `chdir` and the like beside a free-form command) joined in:
+/// the module's own keys win; a free-form `command`/`shell` line becomes
+/// its `cmd`.
+fn with_args(module: &str, node: &Node, args: Option<&Node>) -> Res<Node> {
+    let Some(args) = args else {
+        return Ok(node.clone());
+    };
+    let invalid = |pos, message: String| {
+        at(
+            pos,
+            InputKind::Invalid {
+                field: Some("args".into()),
+                message,
+                hint: None,
+            },
+        )
+    };
+    let Some(extra) = args.entries() else {
+        return Err(invalid(args.pos, "`args` must be a mapping".into()));
+    };
+    let mut joined = match &node.kind {
+        Kind::Map(own) => own.clone(),
+        Kind::Scalar { .. } if matches!(module, "command" | "shell") => {
+            let cmd = Node {
+                kind: Kind::Scalar {
+                    text: "cmd".into(),
+                    plain: true,
+                },
+                pos: node.pos,
+            };
+            vec![(cmd, node.clone())]
+        }
+        _ => {
+            return Err(invalid(
+                args.pos,
+                format!("`args` goes with `{module}` written as a mapping of its arguments"),
+            ))
+        }
+    };
+    for (k, v) in extra {
+        if !joined.iter().any(|(own, _)| own.text() == k.text()) {
+            joined.push((k.clone(), v.clone()));
+        }
+    }
+    Ok(Node {
+        kind: Kind::Map(joined),
+        pos: node.pos,
+    })
 }
 
 /// Whether `key` of a role entry is a role parameter: a variable name
