@@ -145,6 +145,33 @@ impl Lab {
             })
     }
 
+    /// POST `body` to the Consul HTTP API `path` of node `n`'s agent (with
+    /// the node's curl: the agent's busybox `wget` cannot POST).
+    fn post_to_consul(&self, n: usize, path: &str, body: &str) {
+        use std::io::Write;
+        let mut child = Command::new("docker")
+            .args(["exec", "-i", &format!("{}-node{n}", *NAME)])
+            .args(["curl", "-sSf", "-X", "POST", "--data-binary", "@-"])
+            .arg(format!("http://127.0.0.1:8500{path}"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("docker exec");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "POST {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn catalog(&self, service: &str) -> serde_json::Value {
         self.consul_get(1, &format!("/v1/catalog/service/{service}"))
     }
@@ -630,12 +657,35 @@ fn services_are_announced_found_by_name_and_removed() {
 "#,
     );
     assert!(lab.allows("client", "web"));
+    // A node taken out of the inventory left its record and an intention
+    // only it declared: both go too.
+    lab.on_node(
+        1,
+        r#"docker exec consul consul kv put arpanet/upstreams/ghost '[["ghost-app","web"]]'"#,
+    );
+    let intention = serde_json::json!({
+        "SourceName": "ghost-app",
+        "DestinationName": "web",
+        "Action": "allow",
+        "Description": "arpanet: the stack's declared upstreams",
+    });
+    lab.post_to_consul(1, "/v1/connect/intentions", &intention.to_string());
+    assert!(lab.allows("ghost-app", "web"));
     let dropped = lab.run("run", &["stack", "--limit", "node3"]);
     assert_eq!(dropped.code, 0, "{dropped}");
-    assert!(
-        dropped.stdout.contains("intention client → web removed"),
-        "{dropped}"
+    for said in [
+        "intention client → web removed",
+        "upstreams of ghost forgotten",
+        "intention ghost-app → web removed",
+    ] {
+        assert!(dropped.stdout.contains(said), "no `{said}`:\n{dropped}");
+    }
+    assert!(!lab.allows("ghost-app", "web"));
+    let (kept, _) = lab.try_on_node(
+        1,
+        "docker exec consul consul kv get arpanet/upstreams/ghost",
     );
+    assert!(!kept, "the record of a node not in the inventory is kept");
     let left = lab.consul_get(1, "/v1/connect/intentions");
     assert!(!lab.allows("client", "web"), "{left}");
     assert!(

@@ -8,6 +8,7 @@
 //!     port: "{{ consul_port }}"
 //!     kv_path: "{{ consul_kv_path }}"
 //!     node: "{{ inventory_hostname }}"
+//!     nodes: "{{ groups['all'] }}"    # optional: the cluster's nodes
 //! ```
 //!
 //! Each declared service is registered through the agent's HTTP API (a
@@ -34,7 +35,7 @@ use super::consul_api;
 use super::stack::{self, Entry, META_CONTAINER, META_ENV, META_OWNER, META_SPEC};
 use crate::error::{Error, Result};
 use crate::modules::docker_container::{Spec, SPEC_LABEL};
-use crate::modules::templated::{OptText, Templated};
+use crate::modules::templated::{OptText, Strings, Templated};
 use crate::modules::{args_map, BadArgs, Context, Module, ModuleDef, Outcome};
 use crate::playbook::values::json_strings;
 use crate::transport::quote;
@@ -52,6 +53,9 @@ pub(crate) struct Args {
     pub port: Templated<OptText>,
     pub kv_path: Templated<String>,
     pub node: Templated<String>,
+    /// Every node of the cluster: another node's upstreams record is kept
+    /// only while that node is one of these (all are kept without it).
+    pub nodes: Option<Templated<Strings>>,
     /// The image of the Connect proxies (Consul's own).
     pub proxy_image: Templated<String>,
     /// Where a container on the docker bridge reaches the agent.
@@ -71,7 +75,7 @@ impl ModuleDef for Def {
     fn parse(&self, node: &Node) -> Result<Arc<dyn Module>, BadArgs> {
         Ok(Arc::new(ConsulServices(args_map(
             node,
-            "a mapping with `stack`, `address`, `port`, `kv_path`, `node`, `proxy_image` and `bridge_ip`",
+            "a mapping with `stack`, `address`, `port`, `kv_path`, `node`, `proxy_image`, `bridge_ip` and optionally `nodes`",
         )?)))
     }
 }
@@ -98,6 +102,9 @@ impl Module for ConsulServices {
             a.bridge_ip.raw(),
         ] {
             json_strings(raw, &mut out);
+        }
+        if let Some(nodes) = &a.nodes {
+            json_strings(nodes.raw(), &mut out);
         }
         out
     }
@@ -173,6 +180,10 @@ async fn run(args: &Args, ctx: &Context<'_>) -> Result<Outcome> {
     };
     let kv_path = args.kv_path.get("kv_path", ctx)?;
     let node = args.node.get("node", ctx)?;
+    let nodes = match &args.nodes {
+        Some(nodes) => Some(nodes.get("nodes", ctx)?.0),
+        None => None,
+    };
     let agent = Agent { ctx, port };
 
     // The agent may have just been (re)started (upgrade): give its HTTP
@@ -255,7 +266,12 @@ async fn run(args: &Args, ctx: &Context<'_>) -> Result<Outcome> {
         bridge_ip: args.bridge_ip.get("bridge_ip", ctx)?,
         port,
     };
-    match intentions(&agent, &entries, &kv_path, &node).await? {
+    let here = Here {
+        kv_path: &kv_path,
+        node: &node,
+        nodes: nodes.as_deref(),
+    };
+    match intentions(&agent, &entries, &here).await? {
         Ok(mut changes) => done.append(&mut changes),
         Err(failed) => return Ok(failed),
     }
@@ -534,12 +550,12 @@ fn upstreams_key(kv_path: &str, node: &str) -> String {
 /// are cluster-wide: each node records what its stack declares under
 /// `KV_PATH/upstreams/NODE` and adds the intentions missing; an allowing
 /// intention arpanet made that no node declares any more is removed, so
-/// a dropped upstream is refused again.
+/// a dropped upstream is refused again. The record of a node no longer
+/// in the cluster's `nodes` is deleted, so what it declared goes too.
 async fn intentions(
     agent: &Agent<'_>,
     entries: &[Entry],
-    kv_path: &str,
-    node: &str,
+    here: &Here<'_>,
 ) -> Result<std::result::Result<Vec<String>, Outcome>> {
     let mine: BTreeSet<(String, String)> = entries
         .iter()
@@ -549,7 +565,8 @@ async fn intentions(
                 .map(|u| (e.identity().to_owned(), u.service.clone()))
         })
         .collect();
-    let declared = match declared_upstreams(agent, kv_path, node, &mine).await? {
+    let mut changes = Vec::new();
+    let declared = match declared_upstreams(agent, here, &mine, &mut changes).await? {
         Ok(declared) => declared,
         Err(failed) => return Ok(Err(failed)),
     };
@@ -560,7 +577,6 @@ async fn intentions(
         Err(failed) => return Ok(Err(failed)),
     };
     let have: Vec<Value> = serde_json::from_slice(&listed.body).unwrap_or_default();
-    let mut changes = Vec::new();
     for (source, destination, action) in wanted {
         let present = have.iter().any(|i| {
             i["SourceName"] == source.as_str() && i["DestinationName"] == destination.as_str()
@@ -624,15 +640,25 @@ async fn intentions(
     Ok(Ok(changes))
 }
 
+/// This node, and what it knows of the cluster, for the records every
+/// node keeps in KV.
+struct Here<'a> {
+    kv_path: &'a str,
+    node: &'a str,
+    nodes: Option<&'a [String]>,
+}
+
 /// Record `mine` as this node's declared upstreams (unless `--check`) and
-/// return what every node declares, `mine` included.
+/// return what every node of the cluster declares, `mine` included. The
+/// records of nodes no longer in the cluster are deleted (said in
+/// `changes`).
 async fn declared_upstreams(
     agent: &Agent<'_>,
-    kv_path: &str,
-    node: &str,
+    here: &Here<'_>,
     mine: &BTreeSet<(String, String)>,
+    changes: &mut Vec<String>,
 ) -> Result<std::result::Result<BTreeSet<(String, String)>, Outcome>> {
-    let key = upstreams_key(kv_path, node);
+    let key = upstreams_key(here.kv_path, here.node);
     let folder = key.rsplit_once('/').map_or("", |(folder, _)| folder);
     let listed = agent
         .call("GET", &consul_api::kv_path("", folder, true, ""), None)
@@ -645,16 +671,33 @@ async fn declared_upstreams(
     let mut recorded = None;
     let items: Vec<Value> = serde_json::from_slice(&listed.body).unwrap_or_default();
     for item in &items {
+        let item_key = item["Key"].as_str().unwrap_or_default();
         let value = item["Value"]
             .as_str()
             .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
             .unwrap_or_default();
         let pairs: BTreeSet<(String, String)> = serde_json::from_slice(&value).unwrap_or_default();
-        if item["Key"] == key.as_str() {
+        if item_key == key {
             recorded = Some(pairs);
-        } else {
-            declared.extend(pairs);
+            continue;
         }
+        let owner = item_key.rsplit('/').next().unwrap_or_default();
+        if here
+            .nodes
+            .is_some_and(|nodes| !nodes.iter().any(|n| n == owner))
+        {
+            changes.push(format!(
+                "upstreams of {owner} forgotten (not in the inventory)"
+            ));
+            if !agent.ctx.check {
+                let path = consul_api::kv_path("", item_key, false, "");
+                if let Err(failed) = agent.call("DELETE", &path, None).await? {
+                    return Ok(Err(failed));
+                }
+            }
+            continue;
+        }
+        declared.extend(pairs);
     }
     if recorded.as_ref() != Some(mine) && !agent.ctx.check {
         let body = serde_json::to_vec(mine).map_err(|e| Error::Internal(e.to_string()))?;
