@@ -1399,3 +1399,46 @@ fn task_args_join_a_free_form_command_s_arguments() {
         "the command ran again though `creates` exists"
     );
 }
+
+/// An argument a module reads as a fixed kind of value (`file`'s `state`)
+/// may be a template, as in Ansible: it is read on each host after
+/// rendering, with that host's variables; a value that renders wrong fails
+/// that host's task naming the argument, and a misspelt argument is still
+/// bad input before any host.
+#[test]
+fn templated_arguments_are_read_per_host_after_rendering() {
+    let cluster = Cluster::start(2);
+    let work = workdir(&cluster);
+    let w = work.display();
+    let inventory = cluster.write_file(
+        "inventory.ini",
+        &format!(
+            "{} kind=directory\n{} kind=touch\n",
+            cluster.host_line(0),
+            cluster.host_line(1)
+        ),
+    );
+    let task = |state: &str| {
+        format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - file:\n        path: \"{w}/{{{{ inventory_hostname }}}}\"\n        {state}\n"
+        )
+    };
+    let playbook = cluster.write_file("state.yml", &task("state: \"{{ kind }}\""));
+    let first = run(&cluster, &inventory, &[playbook.to_str().unwrap()]);
+    assert_eq!(first.code, 0, "{first}");
+    assert!(work.join("node1").is_dir(), "{first}");
+    assert!(work.join("node2").is_file(), "{first}");
+
+    let wrong = run(
+        &cluster,
+        &inventory,
+        &[playbook.to_str().unwrap(), "-e", "kind=cube"],
+    );
+    assert_eq!(wrong.code, 2, "{wrong}");
+    assert!(wrong.stdout.contains("cube"), "{wrong}");
+
+    let misspelt = cluster.write_file("misspelt.yml", &task("sate: \"{{ kind }}\""));
+    let refused = run(&cluster, &inventory, &[misspelt.to_str().unwrap()]);
+    assert_eq!(refused.code, 5, "{refused}");
+    assert!(refused.stderr.contains("sate"), "{refused}");
+}

@@ -21,6 +21,7 @@ pub(crate) mod command;
 pub(crate) mod container_gate;
 pub(crate) mod copy;
 pub(crate) mod debug;
+pub(crate) mod deferred;
 pub(crate) mod docker_container;
 pub(crate) mod docker_image;
 pub(crate) mod docker_prune;

@@ -17,7 +17,7 @@ use super::values::{
 use super::{LoopControl, LoopKind, Serial};
 use crate::error::InputKind;
 use crate::escalation::{Keywords, Method};
-use crate::modules::{BadArgs, Module, Registry};
+use crate::modules::{deferred, BadArgs, Module, Registry};
 use crate::suggest::closest;
 use crate::vars::Vars;
 use crate::yaml::{Kind, Node, Pos};
@@ -623,7 +623,8 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
                         ));
                     }
                     let v = &with_args(def.name(), v, extra_args)?;
-                    let module = def.parse(v).map_err(|e| bad_args(e, key, v))?;
+                    let module =
+                        deferred::parse_or_defer(def, v).map_err(|e| bad_args(e, key, v))?;
                     t.module = Some((key.to_owned(), module));
                 }
                 None if UNSUPPORTED_TASK_KEYS.contains(&key) => {
