@@ -409,6 +409,58 @@ async fn the_target_sees_its_connection_come_from_the_bastion() {
     }
 }
 
+/// A package built on the node into a flat apt repository, installed with
+/// `apt` (`update_cache`), and a unit for it started by `systemd` with a
+/// daemon reload. `probe_state=absent` removes the package again.
+const APT_AND_SYSTEMD: &str = r#"- hosts: clients
+  vars:
+    probe_state: present
+  tasks:
+    - name: a local apt repository with one package, the only source
+      shell: |
+        set -e
+        rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*
+        work=$(mktemp -d)
+        mkdir -p "$work/DEBIAN" "$work/usr/local/bin" /srv/arpanet-repo
+        printf 'Package: arpanet-probe\nVersion: 1.0\nArchitecture: all\nMaintainer: lab <lab@example.invalid>\nDescription: the lab test package\n' >"$work/DEBIAN/control"
+        printf '#!/bin/sh\nexec sleep infinity\n' >"$work/usr/local/bin/arpanet-probe"
+        chmod 755 "$work/usr/local/bin/arpanet-probe"
+        cd /srv/arpanet-repo
+        dpkg-deb --root-owner-group --build "$work" arpanet-probe_1.0_all.deb >/dev/null
+        { dpkg-deb -f arpanet-probe_1.0_all.deb
+          echo "Filename: ./arpanet-probe_1.0_all.deb"
+          echo "Size: $(stat -c %s arpanet-probe_1.0_all.deb)"
+          echo "SHA256: $(sha256sum arpanet-probe_1.0_all.deb | cut -d' ' -f1)"; } >Packages
+        { echo "Origin: arpanet-lab"; echo "Label: arpanet-lab"
+          echo "Date: $(date -Ru)"; echo "SHA256:"
+          echo " $(sha256sum Packages | cut -d' ' -f1) $(stat -c %s Packages) Packages"; } >Release
+        echo 'deb [trusted=yes] file:/srv/arpanet-repo ./' >/etc/apt/sources.list.d/arpanet-probe.list
+      args:
+        creates: /srv/arpanet-repo/Release
+
+    - apt:
+        name: arpanet-probe
+        state: "{{ probe_state }}"
+        update_cache: true
+
+    - name: the probe's unit
+      copy:
+        dest: /etc/systemd/system/arpanet-probe.service
+        content: |
+          [Service]
+          ExecStart=/usr/local/bin/arpanet-probe
+          [Install]
+          WantedBy=multi-user.target
+      when: probe_state == 'present'
+
+    - systemd:
+        name: arpanet-probe
+        state: started
+        enabled: true
+        daemon_reload: true
+      when: probe_state == 'present'
+"#;
+
 /// The system ssh client to `root@host` with the lab's key and strict
 /// host keys; whether it ran `true`.
 fn lab_ssh(dir: &std::path::Path, host: &str) -> std::process::Output {
@@ -506,6 +558,34 @@ fn a_lab_behind_a_bastion_is_bootstrapped_and_upgraded_through_it_as_a_sudoer() 
         assert_eq!(run.code, 0, "{run}");
     }
     lab.assert_healthy();
+
+    // apt and systemd on a real node, as the sudoer: a package from a
+    // local repository (the nodes have no other sources here), and a unit
+    // started with a daemon reload; a second run changes nothing, and
+    // `state: absent` removes the package.
+    let packages = lab.file("packages.yml", APT_AND_SYSTEMD);
+    let first = strict("run", &[&packages]);
+    assert_eq!(first.code, 0, "{first}");
+    assert_eq!(recap_changed(&first), [4], "{first}");
+    assert_eq!(
+        lab.on_node(2, "dpkg-query -W -f='${Status} ${Version}' arpanet-probe"),
+        "install ok installed 1.0"
+    );
+    assert_eq!(
+        lab.on_node(2, "systemctl is-active arpanet-probe").trim(),
+        "active"
+    );
+    let second = strict("run", &[&packages]);
+    assert_eq!(second.code, 0, "{second}");
+    assert_eq!(recap_changed(&second), [0], "{second}");
+    let absent = strict("run", &[&packages, "-e", "probe_state=absent"]);
+    assert_eq!(absent.code, 0, "{absent}");
+    let (installed, _) = lab.try_on_node(
+        2,
+        "dpkg-query -W -f='${Status}' arpanet-probe | grep -q '^install ok'",
+    );
+    assert!(!installed, "{absent}");
+
     let stop = strict("run", &["stop"]);
     assert_eq!(stop.code, 0, "{stop}");
     for n in 1..=2 {
