@@ -34,8 +34,14 @@ pub enum Command {
     Render(RenderArgs),
     /// One table over the cluster: reachability, Docker, Consul, the stack
     Status(StatusArgs),
+    /// Per node, each managed container: image and digest, started at,
+    /// restart count, health
+    Details(DetailsArgs),
+    /// Restart managed containers node by node, through the gates upgrades
+    /// pass (Consul servers one at a time, the leader last)
+    Restart(RestartArgs),
     /// Every service in Consul: instances (node, address:port), health, upstreams
-    Services(StatusArgs),
+    Services(ServicesArgs),
     /// Consul's key/value store, through one node's agent
     Kv(KvArgs),
     /// Run the consul CLI inside a node's Consul container (e.g. `members`)
@@ -125,6 +131,43 @@ pub struct RotateArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
+    /// Ask again every `--interval` seconds until Ctrl-C: redrawn in place
+    /// on a terminal, a new block each time otherwise
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// Seconds between two looks with `--watch`
+    #[arg(
+        long,
+        default_value_t = 2.0,
+        value_name = "SECONDS",
+        requires = "watch"
+    )]
+    pub interval: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct ServicesArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DetailsArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Seconds a task may run on a host before it is stopped and fails
+    /// (0: no limit)
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub task_timeout: u64,
+    /// Managed containers to restart (`consul`, the `stack` entries' names)
+    #[arg(required = true, value_name = "SERVICE")]
+    pub services: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -187,16 +230,19 @@ pub struct ConnectArgs {
     /// Extra variables: KEY=VALUE or @file.yml (repeatable)
     #[arg(global = true, short = 'e', long = "extra-vars", value_name = "VARS")]
     pub extra_vars: Vec<String>,
-    /// Hosts in flight at once
-    #[arg(global = true, short, long, default_value_t = 20, value_name = "N")]
-    pub forks: usize,
-    /// Default remote user
+    /// Hosts in flight at once [default: `forks:` of the project file,
+    /// else 20]
+    #[arg(global = true, short, long, value_name = "N")]
+    pub forks: Option<usize>,
+    /// Default remote user [default: `user:` of the project file]
     #[arg(global = true, short, long, value_name = "USER")]
     pub user: Option<String>,
-    /// Private key file to try after the agent
+    /// Private key file to try after the agent [default: `private_key:`
+    /// of the project file]
     #[arg(global = true, long, value_name = "FILE")]
     pub private_key: Option<PathBuf>,
-    /// known_hosts file to check host keys against
+    /// known_hosts file to check host keys against [default:
+    /// `known_hosts:` of the project file]
     #[arg(global = true, long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
     /// How strictly host keys are checked

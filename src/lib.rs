@@ -98,6 +98,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Inventory(args) => command::inventory::run(args),
         Command::Render(args) => command::render::run(args),
         Command::Status(args) => command::status::run(args),
+        Command::Details(args) => command::status::details(args),
+        Command::Restart(args) => command::restart::run(args),
         Command::Services(args) => command::status::services(args),
         Command::Kv(args) => command::kv::run(args),
         Command::Consul(args) => command::consul::run(args),

@@ -22,6 +22,7 @@ mod live;
 mod lock;
 mod lock_lab;
 mod modules;
+mod operate;
 mod reconnect;
 mod roles;
 mod roll;

@@ -39,6 +39,7 @@ pub(crate) const BUILTINS: Builtins = Builtins {
         ("preflight", include_str!("../../playbooks/preflight.yml")),
         ("secrets", include_str!("../../playbooks/secrets.yml")),
         ("rotate", include_str!("../../playbooks/rotate.yml")),
+        ("restart", include_str!("../../playbooks/restart.yml")),
         (
             "consul-agents",
             include_str!("../../playbooks/consul-agents.yml"),
@@ -60,6 +61,10 @@ pub(crate) const BUILTINS: Builtins = Builtins {
         (
             "roll-node.yml",
             include_str!("../../playbooks/tasks/roll-node.yml"),
+        ),
+        (
+            "restart-node.yml",
+            include_str!("../../playbooks/tasks/restart-node.yml"),
         ),
     ],
     // By the name a playbook gives as `src:`; a file of the same name beside

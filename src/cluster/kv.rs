@@ -4,6 +4,7 @@
 use super::{consul_api, first_agent, ordered_hosts, text};
 use crate::config::ConnectOptions;
 use crate::error::{exit, Error, Result};
+use crate::report::OutputFormat;
 use crate::session::{self, Session};
 
 /// One `kv` operation; keys are relative to `consul_kv_path`.
@@ -31,7 +32,15 @@ pub(crate) enum KvOp {
 
 /// Run `op` through the first host whose agent answers (servers first;
 /// each attempt named with `verbose`); exits non-zero for a missing key.
-pub(crate) fn kv(connect: &ConnectOptions, op: &KvOp, verbose: bool) -> Result<i32> {
+/// With JSON: `get` prints `{"key", "value"}`, `ls` an array of those
+/// (values included), `info` one object; `set` and `del` print nothing.
+pub(crate) fn kv(
+    connect: &ConnectOptions,
+    op: &KvOp,
+    verbose: bool,
+    format: OutputFormat,
+) -> Result<i32> {
+    let json = format == OutputFormat::Json;
     if let KvOp::Del { key, .. } = op {
         if key
             .trim_end_matches("?recurse")
@@ -64,6 +73,10 @@ pub(crate) fn kv(connect: &ConnectOptions, op: &KvOp, verbose: bool) -> Result<i
             KvOp::Get { key } => {
                 let r = call("GET", consul_api::kv_path(&prefix, key, false, "raw"), None).await?;
                 match r.status {
+                    200 if json => {
+                        println!("{}", serde_json::json!({ "key": key, "value": r.text() }));
+                        exit::OK
+                    }
                     200 => {
                         println!("{}", r.text());
                         exit::OK
@@ -93,6 +106,19 @@ pub(crate) fn kv(connect: &ConnectOptions, op: &KvOp, verbose: bool) -> Result<i
                 .await?;
                 check(&host.name, &r)?
             }
+            KvOp::Ls { prefix: under } if json => {
+                let r = call("GET", consul_api::kv_path(&prefix, under, true, ""), None).await?;
+                let entries = match r.status {
+                    200 => entries(&prefix, &r.body).map_err(|message| Error::Remote {
+                        host: host.name.clone(),
+                        message,
+                    })?,
+                    404 => Vec::new(),
+                    _ => return Err(api_error(&host.name, &r)),
+                };
+                println!("{}", serde_json::Value::Array(entries));
+                exit::OK
+            }
             KvOp::Ls { prefix: under } => {
                 let r = call(
                     "GET",
@@ -116,24 +142,60 @@ pub(crate) fn kv(connect: &ConnectOptions, op: &KvOp, verbose: bool) -> Result<i
             KvOp::Info => {
                 let leader = call("GET", "/v1/status/leader".into(), None).await?;
                 let peers = call("GET", "/v1/status/peers".into(), None).await?;
+                let leader = serde_json::from_slice::<String>(&leader.body).unwrap_or_default();
+                let peers = serde_json::from_slice::<Vec<String>>(&peers.body).unwrap_or_default();
+                if json {
+                    let info = serde_json::json!({
+                        "node": host.name,
+                        "prefix": prefix,
+                        "leader": leader,
+                        "peers": peers,
+                    });
+                    println!("{info}");
+                    conn.close().await;
+                    return Ok(exit::OK);
+                }
                 println!("node:   {}", host.name);
                 println!("prefix: {prefix}");
-                println!(
-                    "leader: {}",
-                    serde_json::from_slice::<String>(&leader.body).unwrap_or_default()
-                );
-                println!(
-                    "peers:  {}",
-                    serde_json::from_slice::<Vec<String>>(&peers.body)
-                        .unwrap_or_default()
-                        .join(", ")
-                );
+                println!("leader: {leader}");
+                println!("peers:  {}", peers.join(", "));
                 exit::OK
             }
         };
         conn.close().await;
         Ok(code)
     })
+}
+
+/// `?recurse`'s entries as `{"key", "value"}` objects, keys relative to
+/// `prefix`, values as text (a folder's `null` kept).
+fn entries(prefix: &str, body: &[u8]) -> std::result::Result<Vec<serde_json::Value>, String> {
+    use base64::Engine as _;
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        #[serde(rename = "Key")]
+        key: String,
+        #[serde(rename = "Value")]
+        value: Option<String>,
+    }
+    let all: Vec<Entry> =
+        serde_json::from_slice(body).map_err(|e| format!("unreadable KV listing: {e}"))?;
+    let strip = format!("{}/", prefix.trim_matches('/'));
+    all.into_iter()
+        .map(|e| {
+            let value = match e.value {
+                None => serde_json::Value::Null,
+                Some(b64) => {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(b64.as_bytes())
+                        .map_err(|err| format!("unreadable value of `{}`: {err}", e.key))?;
+                    String::from_utf8_lossy(&bytes).into_owned().into()
+                }
+            };
+            let key = e.key.strip_prefix(&strip).unwrap_or(&e.key).to_owned();
+            Ok(serde_json::json!({ "key": key, "value": value }))
+        })
+        .collect()
 }
 
 fn check(host: &str, r: &consul_api::Response) -> Result<i32> {
@@ -148,5 +210,20 @@ fn api_error(host: &str, r: &consul_api::Response) -> Error {
     Error::Remote {
         host: host.to_owned(),
         message: format!("consul answered {}: {}", r.status, r.text().trim()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_recursive_listing_becomes_keys_and_values_under_the_prefix() {
+        let body =
+            br#"[{"Key":"arpanet/app/","Value":null},{"Key":"arpanet/app/x","Value":"aGVsbG8="}]"#;
+        let found = super::entries("/arpanet", body).unwrap();
+        assert_eq!(
+            serde_json::Value::Array(found).to_string(),
+            r#"[{"key":"app/","value":null},{"key":"app/x","value":"hello"}]"#
+        );
+        assert!(super::entries("/arpanet", b"nope").is_err());
     }
 }

@@ -174,7 +174,7 @@ fn masked_command_line(args: impl IntoIterator<Item = String>) -> String {
     out.join(" ")
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .ok()

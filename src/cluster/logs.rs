@@ -142,7 +142,7 @@ fn since_pattern() -> Regex {
 
 /// The containers a host's variables say arpanet manages there: Consul's
 /// agent and each `stack` entry.
-fn declared(host: &HostInfo) -> Vec<String> {
+pub(crate) fn declared(host: &HostInfo) -> Vec<String> {
     let mut names = vec![text(&host.vars, "consul_name", "consul")];
     if let Some(stack) = host.vars.get("stack") {
         if let Ok(entries) = super::stack::parse(stack) {

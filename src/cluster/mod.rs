@@ -6,8 +6,8 @@
 //! - `pki`: the CA and certificates for Docker's TLS API and Consul's RPC;
 //! - `secrets`: the `cluster_secrets` task that the built-in playbooks call
 //!   to make those certificates and Consul's gossip key on this machine;
-//! - `status`, `kv`, `consul_exec`: the commands that look at or talk to the
-//!   running cluster, through `consul_api` (Consul's HTTP API over an SSH
+//! - `status`, `details`, `kv`, `consul_exec`: the commands that look at or
+//!   talk to the running cluster, through `consul_api` (Consul's HTTP API over an SSH
 //!   channel).
 //!
 //! - `keyring`: the `gossip_rotate` task of `arpanet rotate` (a new gossip
@@ -31,6 +31,7 @@ pub mod consul_api;
 pub(crate) mod consul_exec;
 pub(crate) mod consul_gate;
 pub(crate) mod deployed;
+pub(crate) mod details;
 pub(crate) mod keyring;
 pub(crate) mod kv;
 pub(crate) mod lock;

@@ -324,10 +324,24 @@ struct Report<'a> {
     problems: &'a [Problem],
 }
 
+/// How `status` repeats itself (`--watch`).
+#[derive(Debug, Clone, Copy)]
+pub struct Watch {
+    pub interval: std::time::Duration,
+}
+
 /// Print the table (or JSON) for every host of the inventory, then the
 /// problems. Exit 0 when there are none, 4 when a node is unreachable,
-/// else 2.
-pub fn status(connect: &ConnectOptions, format: OutputFormat, verbose: bool) -> Result<i32> {
+/// else 2. With `watch`, again every interval until Ctrl-C (exit 130):
+/// redrawn in place on a terminal, else a new block each time (one JSON
+/// document a line with `-o json`).
+pub fn status(
+    connect: &ConnectOptions,
+    format: OutputFormat,
+    verbose: bool,
+    watch: Option<Watch>,
+) -> Result<i32> {
+    use std::io::{IsTerminal, Write};
     let session = Session::open(connect)?;
     let hosts = session.hosts("all")?;
     let consul_nodes = session
@@ -344,20 +358,61 @@ pub fn status(connect: &ConnectOptions, format: OutputFormat, verbose: bool) -> 
         .collect::<Result<Vec<_>>>()?;
     let connector = session.connector();
     let runtime = session::runtime()?;
-    let rows: Vec<NodeStatus> = runtime.block_on(async {
+    let look = || async {
         let limit = Arc::new(tokio::sync::Semaphore::new(connect.forks.max(1)));
-        let jobs = hosts.iter().zip(escalations).map(|(h, how)| {
+        let jobs = hosts.iter().zip(&escalations).map(|(h, how)| {
             let limit = limit.clone();
             let connector = &connector;
             let consul_node = consul_nodes.contains(&h.name);
             async move {
                 let _permit = limit.acquire().await;
-                node_status(connector, h, how, consul_node).await
+                node_status(connector, h, how.clone(), consul_node).await
             }
         });
-        futures::future::join_all(jobs).await
-    });
-    let seer = spokesman(&rows, &order, verbose).cloned();
+        let rows = futures::future::join_all(jobs).await;
+        report(rows, &order, verbose, format, watch.is_some())
+    };
+    let Some(watch) = watch else {
+        let (text, code) = runtime.block_on(look());
+        print!("{text}");
+        return Ok(code);
+    };
+    let terminal = std::io::stdout().is_terminal() && format == OutputFormat::Human;
+    runtime.block_on(async {
+        loop {
+            let (text, _) = look().await;
+            let mut out = std::io::stdout().lock();
+            let when = crate::cluster::lock::now_rfc3339();
+            let seconds = watch.interval.as_secs_f64();
+            let _ = match (terminal, format) {
+                // Home, clear the screen, then the new picture.
+                (true, _) => write!(
+                    out,
+                    "\x1b[H\x1b[2J\x1b[3Jevery {seconds}s: arpanet status  ({when}; Ctrl-C to stop)\n\n{text}"
+                ),
+                (false, OutputFormat::Human) => write!(out, "--- {when}\n{text}\n"),
+                (false, OutputFormat::Json) => write!(out, "{text}"),
+            };
+            let _ = out.flush();
+            drop(out);
+            tokio::select! {
+                _ = tokio::time::sleep(watch.interval) => {}
+                _ = tokio::signal::ctrl_c() => return Ok(exit::INTERRUPTED),
+            }
+        }
+    })
+}
+
+/// The text `status` prints for `rows` and its exit code. `line`: JSON on
+/// one line (a stream of documents under `--watch`).
+fn report(
+    rows: Vec<NodeStatus>,
+    order: &[String],
+    verbose: bool,
+    format: OutputFormat,
+    line: bool,
+) -> (String, i32) {
+    let seer = spokesman(&rows, order, verbose).cloned();
     let problems = problems(&rows, seer.as_ref());
     // Each agent's status as the cluster sees it.
     let mut rows = rows;
@@ -367,24 +422,28 @@ pub fn status(connect: &ConnectOptions, format: OutputFormat, verbose: bool) -> 
             row.consul_status = Some(m.status.clone());
         }
     }
-    match format {
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&Report {
+    let text = match format {
+        OutputFormat::Json => {
+            let report = Report {
                 nodes: &rows,
-                problems: &problems
-            })
-            .unwrap_or_default()
-        ),
-        OutputFormat::Human => print!("{}{}", table(&rows), problem_lines(&problems)),
-    }
-    Ok(if rows.iter().any(|r| !r.reachable) {
+                problems: &problems,
+            };
+            let json = match line {
+                true => serde_json::to_string(&report),
+                false => serde_json::to_string_pretty(&report),
+            };
+            format!("{}\n", json.unwrap_or_default())
+        }
+        OutputFormat::Human => format!("{}{}", table(&rows), problem_lines(&problems)),
+    };
+    let code = if rows.iter().any(|r| !r.reachable) {
         exit::HOST_UNREACHABLE
     } else if problems.is_empty() {
         exit::OK
     } else {
         exit::HOST_FAILED
-    })
+    };
+    (text, code)
 }
 
 /// `problems:` and one indented line per problem (`node2: consul agent:

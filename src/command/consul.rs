@@ -4,7 +4,7 @@
 
 use clap::CommandFactory;
 
-use super::connect_options;
+use super::{connect_options, output_format};
 use crate::cli::{Cli, ConsulArgs};
 use crate::cluster::consul_exec;
 use crate::error::{Error, Result};
@@ -20,6 +20,7 @@ pub(crate) fn run(args: ConsulArgs) -> Result<i32> {
         &connect_options(&args.connect)?,
         &args.args,
         args.connect.verbose > 0,
+        output_format(args.connect.output),
     )
 }
 

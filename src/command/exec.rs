@@ -47,7 +47,7 @@ pub(crate) fn run(args: ExecArgs) -> Result<i32> {
     }
     let connect = connect_options(&args.connect)?;
     let settings = Settings {
-        forks: args.connect.forks,
+        forks: connect.forks,
         limit: connect.limit.clone(),
         task_timeout: super::task_timeout(args.task_timeout),
         live: true,

@@ -1,7 +1,7 @@
 //! `arpanet kv get|set|del|ls|info`: Consul's key/value store (see
 //! `cluster::kv`).
 
-use super::connect_options;
+use super::{connect_options, output_format};
 use crate::cli::{KvArgs, KvOp as KvArg};
 use crate::cluster::kv::{self, KvOp};
 use crate::error::Result;
@@ -18,5 +18,6 @@ pub(crate) fn run(args: KvArgs) -> Result<i32> {
         &connect_options(&args.connect)?,
         &op,
         args.connect.verbose > 0,
+        output_format(args.connect.output),
     )
 }

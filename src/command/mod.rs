@@ -13,6 +13,7 @@ pub(crate) mod legacy;
 pub(crate) mod lock;
 pub(crate) mod logs;
 pub(crate) mod render;
+pub(crate) mod restart;
 pub(crate) mod rollback;
 pub(crate) mod rotate;
 pub(crate) mod run;
@@ -28,17 +29,22 @@ use crate::runner::Output;
 use crate::scope::Scope;
 use crate::transport::HostKeyChecking;
 
-/// The options every command that reaches hosts shares; the inventory
-/// found without `-i` where it can be (see `project`).
+/// Hosts in flight at once when neither `--forks` nor the project file
+/// says.
+const DEFAULT_FORKS: usize = 20;
+
+/// The options every command that reaches hosts shares: the flags, else
+/// the project file's defaults (see `project`), else arpanet's.
 fn connect_options(args: &ConnectArgs) -> Result<ConnectOptions> {
+    let project = crate::project::Project::here()?;
     Ok(ConnectOptions {
-        inventory: crate::project::inventory(&args.inventory)?,
+        inventory: project.inventory(&args.inventory)?,
         limit: args.limit.clone(),
         extra_vars: args.extra_vars.clone(),
-        forks: args.forks,
-        user: args.user.clone(),
-        private_key: args.private_key.clone(),
-        known_hosts: args.known_hosts.clone(),
+        forks: args.forks.or(project.forks).unwrap_or(DEFAULT_FORKS),
+        user: args.user.clone().or(project.user),
+        private_key: args.private_key.clone().or(project.private_key),
+        known_hosts: args.known_hosts.clone().or(project.known_hosts),
         host_key_checking: match args.host_key_checking {
             HostKeyCheckingArg::Strict => HostKeyChecking::Strict,
             HostKeyCheckingArg::AcceptNew => HostKeyChecking::AcceptNew,

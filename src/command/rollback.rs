@@ -34,7 +34,7 @@ pub(crate) fn run(args: RollbackArgs) -> Result<i32> {
     connect.extra_vars.insert(0, values);
     let upgrade = playbook::resolve("upgrade", cluster::builtin::BUILTINS)?;
     let settings = Settings {
-        forks: args.connect.forks,
+        forks: connect.forks,
         limit: args.connect.limit.clone(),
         task_timeout: super::task_timeout(args.task_timeout),
         check: args.check,

@@ -31,7 +31,7 @@ pub(crate) fn run(args: RotateArgs) -> Result<i32> {
     connect.provided = before.layer();
     let rotate = playbook::resolve("rotate", cluster::builtin::BUILTINS)?;
     let settings = Settings {
-        forks: args.connect.forks,
+        forks: connect.forks,
         task_timeout: super::task_timeout(args.task_timeout),
         check: args.check,
         show_output: args.connect.verbose > 0,

@@ -49,7 +49,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         }
     }
     let settings = Settings {
-        forks: args.connect.forks,
+        forks: connect.forks,
         limit: connect.limit.clone(),
         task_timeout: super::task_timeout(args.task_timeout),
         check: args.check,
