@@ -8,7 +8,14 @@
 //! - restored, `status` is 0 again;
 //! - the first server's (node1's) Consul stopped: `kv get` answers through
 //!   the next server, naming node1's attempt under `-v`;
-//! - restored again, `status` is 0.
+//! - restored again, `status` is 0;
+//! - `details -o json` gives each node's `consul` and `cadvisor` with the
+//!   digest and start time `docker inspect` gives on the node;
+//! - `restart consul cadvisor`: while each server samples every 0.5 s
+//!   whether a consistent read through its agent is answered (a leader
+//!   with quorum), every node's two containers get a new start time, the
+//!   leader's Consul last, never more than one server's Consul down at a
+//!   sample, and the time without a leader is measured (and bounded).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -73,6 +80,56 @@ impl Lab {
             "docker {action} consul on node{n}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// `sh -c COMMAND` inside node `n`, bypassing arpanet; its stdout.
+    fn on_node(&self, n: usize, command: &str) -> String {
+        let out = Command::new("docker")
+            .args(["exec", &format!("{}-node{n}", *NAME), "sh", "-c", command])
+            .output()
+            .expect("docker exec");
+        assert!(
+            out.status.success(),
+            "`{command}` on node{n}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Wait (up to 60 s) until autopilot, asked on node1, tolerates a
+    /// server failure: every server a healthy voter.
+    fn wait_tolerant(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let health = self.on_node(
+                1,
+                "curl -s http://127.0.0.1:8500/v1/operator/autopilot/health || true",
+            );
+            let tolerance = serde_json::from_str::<serde_json::Value>(&health)
+                .ok()
+                .and_then(|h| h["FailureTolerance"].as_u64())
+                .unwrap_or(0);
+            if tolerance >= 1 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no failure tolerance: {health}");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// `NAME: DIGEST STARTED_AT` of `names` on node `n`, as Docker there
+    /// says.
+    fn inspected(&self, n: usize, names: &[&str]) -> Vec<String> {
+        self.on_node(
+            n,
+            &format!(
+                "docker inspect --format '{{{{.Name}}}}: {{{{.Image}}}} {{{{.State.StartedAt}}}}' {}",
+                names.join(" ")
+            ),
+        )
+        .lines()
+        .map(|l| l.trim_start_matches('/').to_owned())
+        .collect()
     }
 
     /// Run `args` until `done` holds for its result (up to `limit`);
@@ -164,7 +221,10 @@ fn status_reports_a_stopped_agent_and_kv_fails_over_to_the_next_server() {
     phase("one agent down, then back", &mut clock);
 
     // The first server's Consul down: `kv get` answers through another
-    // server (once the other two have a leader).
+    // server (once the other two have a leader). node3, back, counts as a
+    // voter only once autopilot has promoted it (after ~10 s of
+    // stability): until then, node1 down would leave no quorum.
+    lab.wait_tolerant();
     lab.consul_container(1, "stop");
     let get = lab.until(
         &["kv", "-v", "get", "health/x"],
@@ -185,4 +245,147 @@ fn status_reports_a_stopped_agent_and_kv_fails_over_to_the_next_server() {
     let status = lab.until(&["status"], Duration::from_secs(90), healthy);
     assert_eq!(status.code, 0, "{status}");
     phase("restored", &mut clock);
+
+    details_and_restart(&lab, &mut clock);
+}
+
+const NODES: [usize; 3] = [1, 2, 3];
+
+/// `details` against `docker inspect` on the nodes, then a rolling
+/// `restart` of Consul and the stack under a leader sampler.
+fn details_and_restart(lab: &Lab, clock: &mut Instant) {
+    let names = ["cadvisor", "consul"];
+    let out = lab.run(&["details", "-o", "json"]);
+    assert_eq!(out.code, 0, "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    for n in NODES {
+        let node = json["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["node"] == format!("node{n}"))
+            .unwrap_or_else(|| panic!("no node{n}: {out}"));
+        let shown: Vec<String> = node["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| names.contains(&c["name"].as_str().unwrap()))
+            .map(|c| {
+                format!(
+                    "{}: {} {}",
+                    c["name"].as_str().unwrap(),
+                    c["digest"].as_str().unwrap(),
+                    c["started_at"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(shown, lab.inspected(n, &names), "node{n}: {out}");
+    }
+    eprintln!("{}", out.stdout);
+    let human = lab.run(&["details"]);
+    eprintln!("{human}");
+    phase("details", clock);
+
+    let before: Vec<Vec<String>> = NODES.iter().map(|&n| lab.inspected(n, &names)).collect();
+    let leader_ip = lab
+        .on_node(1, "curl -s http://127.0.0.1:8500/v1/status/leader")
+        .trim()
+        .trim_matches('"')
+        .split(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let sampler = "rm -f /root/samples /root/sample-stop; \
+         while [ ! -e /root/sample-stop ]; do sleep 0.5 & p=$!; \
+         r=$(docker ps -q --filter name=^consul$ --filter status=running | wc -l); \
+         l=$(curl -s -m 0.4 -o /dev/null -w '%{http_code}' 'http://127.0.0.1:8500/v1/kv/probe?consistent'); \
+         echo \"$(date +%s.%N) $r $l\" >> /root/samples; wait $p; done";
+    for n in NODES {
+        let started = Command::new("docker")
+            .args(["exec", "-d", &format!("{}-node{n}", *NAME), "sh", "-c", sampler])
+            .status()
+            .unwrap();
+        assert!(started.success());
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let restart = lab.run(&["restart", "consul", "cadvisor", "-e", "gate_settle_seconds=5"]);
+    eprintln!("{restart}");
+    assert_eq!(restart.code, 0, "{restart}");
+    std::thread::sleep(Duration::from_secs(2));
+    let mut samples: Vec<(f64, usize, bool, bool)> = Vec::new();
+    for n in NODES {
+        lab.on_node(n, "touch /root/sample-stop");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    for n in NODES {
+        for line in lab.on_node(n, "cat /root/samples").lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            samples.push((
+                f[0].parse().unwrap(),
+                n,
+                f[1] == "1",
+                matches!(f.get(2), Some(&"200" | &"404")),
+            ));
+        }
+    }
+    samples.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Each node's latest sample, replayed in time order.
+    let mut now = std::collections::BTreeMap::new();
+    let (mut max_down, mut without, mut leaderless) = (0, None::<f64>, Vec::new());
+    for &(at, node, running, leader) in &samples {
+        now.insert(node, (running, leader));
+        max_down = max_down.max(now.values().filter(|(r, _)| !r).count());
+        match (now.values().any(|(r, l)| *r && *l), without) {
+            (false, None) => without = Some(at),
+            (true, Some(since)) => {
+                leaderless.push(at - since);
+                without = None;
+            }
+            _ => {}
+        }
+    }
+    let longest = leaderless.iter().copied().fold(0.0, f64::max);
+    eprintln!(
+        "restart consul cadvisor: {} samples, max servers down {max_down}, leaderless periods {:?} s",
+        samples.len(),
+        leaderless
+            .iter()
+            .map(|s| (s * 10.0).round() / 10.0)
+            .collect::<Vec<_>>()
+    );
+    assert!(samples.len() > 30, "{samples:?}");
+    assert!(max_down <= 1, "{samples:?}");
+    assert!(without.is_none(), "no leader at the end: {samples:?}");
+    assert!(longest <= 3.0, "leaderless for {longest:.1} s");
+
+    // Every container started anew; the leader's Consul last.
+    let after: Vec<Vec<String>> = NODES.iter().map(|&n| lab.inspected(n, &names)).collect();
+    let started = |line: &str| line.rsplit(' ').next().unwrap().to_owned();
+    for (i, n) in NODES.iter().enumerate() {
+        for (b, a) in before[i].iter().zip(&after[i]) {
+            assert_ne!(started(b), started(a), "node{n}: {a} not restarted");
+        }
+    }
+    let consul_started: Vec<(time::OffsetDateTime, usize)> = NODES
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let at = started(&after[i][1]);
+            let parsed =
+                time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339)
+                    .unwrap_or_else(|e| panic!("`{at}`: {e}"));
+            (parsed, *n)
+        })
+        .collect();
+    let last = consul_started.iter().max().unwrap().1;
+    let inventory = std::fs::read_to_string(lab.dir.join("inventory.ini")).unwrap();
+    assert!(
+        inventory
+            .lines()
+            .any(|l| l.starts_with(&format!("node{last} ansible_host={leader_ip} "))),
+        "the leader ({leader_ip}) was not restarted last: node{last} was; {consul_started:?}\n{inventory}"
+    );
+    let status = lab.until(&["status"], Duration::from_secs(60), |r| r.code == 0);
+    assert_eq!(status.code, 0, "{status}");
+    phase("restart consul and cadvisor", clock);
 }

@@ -185,11 +185,13 @@ fn table(rows: &[NodeDetails]) -> String {
     for r in rows {
         if let Some(error) = &r.error {
             let state = if r.reachable { "error" } else { "unreachable" };
+            // Its first line: a hint below it would break the table.
+            let why = error.lines().next().unwrap_or_default().to_owned();
             cells.push([
                 r.node.clone(),
                 dash(),
                 state.to_owned(),
-                error.clone(),
+                why,
                 dash(),
                 dash(),
                 dash(),
@@ -297,7 +299,7 @@ mod tests {
                 node: "node2".into(),
                 address: "10.0.0.2".into(),
                 reachable: false,
-                error: Some("connection refused".into()),
+                error: Some("connection refused\nhint: is sshd running?".into()),
                 containers: vec![],
             },
         ];

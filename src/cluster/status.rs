@@ -379,8 +379,15 @@ pub fn status(
     };
     let terminal = std::io::stdout().is_terminal() && format == OutputFormat::Human;
     runtime.block_on(async {
+        // One listener for the whole watch, so a Ctrl-C while asking is
+        // seen as well as one while waiting.
+        let interrupted = tokio::signal::ctrl_c();
+        tokio::pin!(interrupted);
         loop {
-            let (text, _) = look().await;
+            let (text, _) = tokio::select! {
+                looked = look() => looked,
+                _ = &mut interrupted => return Ok(exit::INTERRUPTED),
+            };
             let mut out = std::io::stdout().lock();
             let when = crate::cluster::lock::now_rfc3339();
             let seconds = watch.interval.as_secs_f64();
@@ -397,7 +404,7 @@ pub fn status(
             drop(out);
             tokio::select! {
                 _ = tokio::time::sleep(watch.interval) => {}
-                _ = tokio::signal::ctrl_c() => return Ok(exit::INTERRUPTED),
+                _ = &mut interrupted => return Ok(exit::INTERRUPTED),
             }
         }
     })
