@@ -302,13 +302,26 @@ fn details_and_restart(lab: &Lab, clock: &mut Instant) {
          echo \"$(date +%s.%N) $r $l\" >> /root/samples; wait $p; done";
     for n in NODES {
         let started = Command::new("docker")
-            .args(["exec", "-d", &format!("{}-node{n}", *NAME), "sh", "-c", sampler])
+            .args([
+                "exec",
+                "-d",
+                &format!("{}-node{n}", *NAME),
+                "sh",
+                "-c",
+                sampler,
+            ])
             .status()
             .unwrap();
         assert!(started.success());
     }
     std::thread::sleep(Duration::from_secs(2));
-    let restart = lab.run(&["restart", "consul", "cadvisor", "-e", "gate_settle_seconds=5"]);
+    let restart = lab.run(&[
+        "restart",
+        "consul",
+        "cadvisor",
+        "-e",
+        "gate_settle_seconds=5",
+    ]);
     eprintln!("{restart}");
     assert_eq!(restart.code, 0, "{restart}");
     std::thread::sleep(Duration::from_secs(2));
