@@ -33,3 +33,4 @@ mod serial;
 mod ssh;
 mod ssh_config;
 mod transfer;
+mod ui;
