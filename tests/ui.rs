@@ -158,7 +158,10 @@ fn serve(mut stream: TcpStream, waiting: &(Mutex<usize>, Condvar), token: &str) 
             break;
         }
     }
-    let path = request.split_whitespace().nth(1).unwrap_or("").to_owned();
+    let Some(path) = request.split_whitespace().nth(1).map(str::to_owned) else {
+        // A connection closed without a request (`ui cadvisor`'s probe).
+        return;
+    };
     let body = if path == "/v1/status/leader" {
         "\"127.0.0.1:8300\"".to_owned()
     } else {
