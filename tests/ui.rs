@@ -9,6 +9,8 @@ use std::process::{Child, Command};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use crate::support::{spawn_arpanet, Cluster};
 
 /// A running `arpanet ui`, its URL read from its first line on stdout;
@@ -371,4 +373,152 @@ fn ui_refuses_an_unknown_ui_and_a_taken_port_before_any_host_and_names_a_stopped
         stopped.stderr.contains("hint: is the stack running there?"),
         "{stopped}"
     );
+}
+
+/// Where the browser tests keep their screenshots: `target/test-artifacts/`.
+pub fn artifacts() -> std::path::PathBuf {
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target directory")
+        .join("test-artifacts");
+    std::fs::create_dir_all(&target).unwrap();
+    target
+}
+
+/// Load `url` in headless Chromium (a fresh profile, no network of its
+/// own beyond the page) and return the DOM it rendered once `ready` holds
+/// for it, or after `limit`; with `screenshot`, save a picture of the page
+/// (1280x900) there too.
+///
+/// Driven over the DevTools protocol on a pipe rather than with
+/// `--dump-dom --virtual-time-budget`: Consul's UI keeps a blocking query
+/// (a long poll) open, and virtual time stands still while a request is
+/// pending, so the budget never runs out.
+pub fn browse(
+    url: &str,
+    ready: impl Fn(&str) -> bool,
+    limit: Duration,
+    screenshot: Option<&std::path::Path>,
+) -> String {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let profile = tempfile::tempdir().unwrap();
+    // The protocol goes over fds 3 (to Chromium) and 4 (from it): the
+    // shell moves the child's stdin and stdout there.
+    let script = r#"exec chromium "$@" 3<&0 4>&1 0</dev/null 1>&2"#;
+    let mut child = Command::new("sh")
+        .args(["-c", script, "chromium"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,900",
+            "--remote-debugging-pipe",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run chromium (apt-get install chromium): {e}"));
+    // A browser that stops answering is killed, so reads end.
+    let done = Arc::new(AtomicBool::new(false));
+    let (watch, pid) = (done.clone(), child.id().to_string());
+    let watchdog = limit + Duration::from_secs(60);
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + watchdog;
+        while !watch.load(Ordering::Relaxed) {
+            if Instant::now() > deadline {
+                let _ = Command::new("kill").args(["-9", &pid]).status();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let mut cdp = Cdp {
+        input: child.stdin.take().unwrap(),
+        output: BufReader::new(child.stdout.take().unwrap()),
+        next: 0,
+    };
+    let target = cdp.call(None, "Target.createTarget", json!({"url": "about:blank"}));
+    let target = target["targetId"].as_str().unwrap().to_owned();
+    let session = cdp.call(
+        None,
+        "Target.attachToTarget",
+        json!({"targetId": target, "flatten": true}),
+    );
+    let session = session["sessionId"].as_str().map(str::to_owned);
+    let session = session.as_deref();
+    cdp.call(session, "Page.navigate", json!({"url": url}));
+    let deadline = Instant::now() + limit;
+    let dom = loop {
+        let value = cdp.call(
+            session,
+            "Runtime.evaluate",
+            json!({"expression": "document.documentElement.outerHTML", "returnByValue": true}),
+        );
+        let dom = value["result"]["value"].as_str().unwrap_or("").to_owned();
+        if ready(&dom) || Instant::now() > deadline {
+            break dom;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    if let Some(path) = screenshot {
+        let shot = cdp.call(session, "Page.captureScreenshot", json!({"format": "png"}));
+        use base64::Engine as _;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap_or(""))
+            .unwrap();
+        std::fs::write(path, png).unwrap();
+    }
+    cdp.call(None, "Browser.close", json!({}));
+    let _ = child.wait();
+    done.store(true, Ordering::Relaxed);
+    dom
+}
+
+/// The DevTools protocol on Chromium's pipe: JSON messages ended by NUL.
+struct Cdp {
+    input: std::process::ChildStdin,
+    output: BufReader<std::process::ChildStdout>,
+    next: u64,
+}
+
+impl Cdp {
+    /// Call `method` (on the page's `session`, or the browser's) and
+    /// return its result, skipping the events in between.
+    fn call(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: serde_json::Value,
+    ) -> serde_json::Value {
+        self.next += 1;
+        let mut message = json!({"id": self.next, "method": method, "params": params});
+        if let Some(session) = session {
+            message["sessionId"] = session.into();
+        }
+        let mut bytes = message.to_string().into_bytes();
+        bytes.push(0);
+        self.input
+            .write_all(&bytes)
+            .unwrap_or_else(|e| panic!("chromium gone before `{method}`: {e}"));
+        loop {
+            let mut raw = Vec::new();
+            let n = self.output.read_until(0, &mut raw).unwrap_or(0);
+            assert!(n > 0, "chromium closed its pipe waiting for `{method}`");
+            if raw.last() == Some(&0) {
+                raw.pop();
+            }
+            let reply: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+            if reply["id"] == self.next {
+                assert!(reply.get("error").is_none(), "`{method}`: {reply}");
+                return reply["result"].clone();
+            }
+        }
+    }
 }
