@@ -258,7 +258,7 @@ fn uis_in_a_browser(lab: &Lab) {
     let services = format!("http://127.0.0.1:{port}/ui/dc1/services");
     let nodes = format!("http://127.0.0.1:{port}/ui/dc1/nodes");
     let shows_service = |dom: &str| dom.contains(&service);
-    let before = browse(&services, shows_service, Duration::from_secs(5), None);
+    let before = browse(&services, shows_service, Duration::from_secs(3), None);
     assert!(!before.contains(&service), "{}", visible(&before));
 
     let mut consul = Forward::start(lab.spawn(&["ui", "consul", "--port", &port]));
@@ -268,7 +268,13 @@ fn uis_in_a_browser(lab: &Lab) {
         "{}",
         consul.stderr()
     );
-    let dom = browse(&services, shows_service, Duration::from_secs(60), None);
+    let shot = artifacts().join("ui-consul.png");
+    let dom = browse(
+        &services,
+        shows_service,
+        Duration::from_secs(60),
+        Some(&shot),
+    );
     assert!(
         dom.contains(&service) && dom.contains("consul"),
         "no `{service}` on the services page:\n{}\n{}",
@@ -284,13 +290,6 @@ fn uis_in_a_browser(lab: &Lab) {
             visible(&dom)
         );
     }
-    let shot = artifacts().join("ui-consul.png");
-    browse(
-        &services,
-        shows_service,
-        Duration::from_secs(60),
-        Some(&shot),
-    );
     eprintln!("screenshot: {}", shot.display());
     assert_eq!(consul.interrupt(), Some(130), "{}", consul.stderr());
     assert!(
@@ -337,17 +336,10 @@ fn uis_in_a_browser(lab: &Lab) {
     let before = browse(
         &listing,
         |dom| dom.contains(&probe),
-        Duration::from_secs(5),
+        Duration::from_secs(3),
         None,
     );
     assert!(!before.contains(&probe), "{}", visible(&before));
-    let page = browse(
-        &containers,
-        |dom| dom.contains("cadvisor"),
-        Duration::from_secs(5),
-        None,
-    );
-    assert!(!page.contains("cadvisor"), "{}", visible(&page));
     let mut cadvisor = Forward::start(lab.spawn(&["ui", "cadvisor", "--port", &port]));
     assert_eq!(cadvisor.first_line, containers, "{}", cadvisor.stderr());
     let page = browse(
@@ -362,7 +354,8 @@ fn uis_in_a_browser(lab: &Lab) {
         visible(&page),
         cadvisor.stderr()
     );
-    let dom = browse(&listing, shows_all, Duration::from_secs(60), None);
+    let shot = artifacts().join("ui-cadvisor.png");
+    let dom = browse(&listing, shows_all, Duration::from_secs(60), Some(&shot));
     for name in &expected {
         assert!(
             dom.contains(&format!("\"/{name}\"")) || dom.contains(&format!("\"{name}\"")),
@@ -371,8 +364,6 @@ fn uis_in_a_browser(lab: &Lab) {
             cadvisor.stderr()
         );
     }
-    let shot = artifacts().join("ui-cadvisor.png");
-    browse(&listing, shows_all, Duration::from_secs(60), Some(&shot));
     eprintln!("screenshot: {}", shot.display());
     assert_eq!(cadvisor.interrupt(), Some(130), "{}", cadvisor.stderr());
     lab.on_node(1, &["docker", "rm", "-f", &probe]);

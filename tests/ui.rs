@@ -401,6 +401,7 @@ pub fn browse(
     screenshot: Option<&std::path::Path>,
 ) -> String {
     use std::sync::atomic::{AtomicBool, Ordering};
+    let started = Instant::now();
     let profile = tempfile::tempdir().unwrap();
     // The protocol goes over fds 3 (to Chromium) and 4 (from it): the
     // shell moves the child's stdin and stdout there.
@@ -478,6 +479,7 @@ pub fn browse(
     cdp.call(None, "Browser.close", json!({}));
     let _ = child.wait();
     done.store(true, Ordering::Relaxed);
+    eprintln!("chromium: {url} in {:.1}s", started.elapsed().as_secs_f64());
     dom
 }
 
