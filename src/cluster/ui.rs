@@ -17,8 +17,8 @@ use serde_json::json;
 use super::{first_agent, ordered_hosts, text};
 use crate::error::{exit, Error, Result};
 use crate::report::OutputFormat;
-use crate::session::{self, Session};
-use crate::transport::Connector;
+use crate::session::{self, HostInfo, Session};
+use crate::transport::{Connector, Transport};
 use crate::tunnel::{Remote, Tunnel};
 
 /// A web UI arpanet can forward.
@@ -96,23 +96,7 @@ pub(crate) fn ui(connect: &crate::config::ConnectOptions, request: &Request) -> 
                 let host = hosts
                     .first()
                     .ok_or_else(|| Error::usage("no hosts in the inventory"))?;
-                let port = text(&host.vars, "cadvisor_port", "8080");
-                let port = port.parse().map_err(|_| {
-                    Error::usage(format!(
-                        "`cadvisor_port` must be a port number, got `{port}`"
-                    ))
-                })?;
-                let bind = text(&host.vars, "cadvisor_bind", "127.0.0.1");
-                // Published on every address: the loopback is one of them.
-                let address = match bind.as_str() {
-                    "" | "0.0.0.0" | "::" => "127.0.0.1".to_owned(),
-                    other => other.to_owned(),
-                };
-                let connection = connector.connect(&host.target).await?;
-                if let Err(err) = connection.forward(&address, port).await {
-                    connection.close().await;
-                    return Err(not_answering(&host.name, err));
-                }
+                let (connection, address, port) = cadvisor(&connector, host).await?;
                 (host, connection, address, port)
             }
         };
@@ -161,6 +145,31 @@ pub(crate) fn ui(connect: &crate::config::ConnectOptions, request: &Request) -> 
         remote.close().await;
         served.map(|()| exit::INTERRUPTED)
     })
+}
+
+/// A connection to `host` and the address of its cAdvisor there
+/// (`cadvisor_bind:cadvisor_port`), checked to answer.
+async fn cadvisor(
+    connector: &dyn Connector,
+    host: &HostInfo,
+) -> Result<(Arc<dyn Transport>, String, u16)> {
+    let port = text(&host.vars, "cadvisor_port", "8080");
+    let port = port.parse().map_err(|_| {
+        Error::usage(format!(
+            "`cadvisor_port` must be a port number, got `{port}`"
+        ))
+    })?;
+    // Published on every address: the loopback is one of them.
+    let address = match text(&host.vars, "cadvisor_bind", "127.0.0.1").as_str() {
+        "" | "0.0.0.0" | "::" => "127.0.0.1".to_owned(),
+        other => other.to_owned(),
+    };
+    let connection = connector.connect(&host.target).await?;
+    if let Err(err) = connection.forward(&address, port).await {
+        connection.close().await;
+        return Err(not_answering(&host.name, err));
+    }
+    Ok((connection, address, port))
 }
 
 /// The local port: `--port` (taken: an error), else the UI's default, or
