@@ -28,6 +28,10 @@ install_prerequisites() {
         fi
     done
     [ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+    # The `ui` lab test loads the Consul and cAdvisor UIs in headless
+    # Chromium; fonts-liberation (only recommended) gives its screenshots text.
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    [ -d /usr/share/fonts/truetype/liberation ] || missing+=(fonts-liberation)
     # The locale test compiles de_DE from these sources with localedef.
     [ -e /usr/share/i18n/locales/de_DE ] || missing+=(locales)
     if [ ${#missing[@]} -eq 0 ]; then

@@ -44,6 +44,9 @@ pub enum Command {
     Services(ServicesArgs),
     /// Consul's key/value store, through one node's agent
     Kv(KvArgs),
+    /// Open Consul's or cAdvisor's web UI through a local port forwarded
+    /// over SSH (127.0.0.1 only), until Ctrl-C
+    Ui(UiArgs),
     /// Run the consul CLI inside a node's Consul container (e.g. `members`)
     Consul(ConsulArgs),
     /// Show or free the cluster's run lock
@@ -197,6 +200,23 @@ pub enum KvOp {
     },
     /// Show the leader, the raft peers and the KV prefix in use
     Info,
+}
+
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Local port, on 127.0.0.1 only [default: the UI's own (consul 8500,
+    /// cadvisor 8080), or a free one when that is taken; 0: a free one]
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Open the URL in a browser (`$BROWSER`, else `xdg-open`)
+    #[arg(long)]
+    pub open: bool,
+    /// `consul` (on the first server whose agent answers) or `cadvisor`
+    /// (the first server's containers); `-l NODE` picks the node
+    #[arg(value_name = "UI")]
+    pub ui: String,
 }
 
 #[derive(Debug, Args)]

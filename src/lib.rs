@@ -35,6 +35,7 @@ pub(crate) mod template;
 pub(crate) mod terminal;
 pub mod transport;
 pub(crate) mod truth;
+pub(crate) mod tunnel;
 pub(crate) mod vars;
 pub(crate) mod yaml;
 
@@ -103,6 +104,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Services(args) => command::status::services(args),
         Command::Kv(args) => command::kv::run(args),
         Command::Consul(args) => command::consul::run(args),
+        Command::Ui(args) => command::ui::run(args),
         Command::Lock(args) => command::lock::run(args),
         Command::History(args) => command::history::run(args),
         Command::Rollback(args) => command::rollback::run(args),

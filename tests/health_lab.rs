@@ -3,6 +3,10 @@
 //! `ARPANET_LAB_TESTS=1`; each phase prints how long it took.
 //!
 //! - after `bootstrap`, `status` exits 0 with no `problems:`;
+//! - `arpanet ui consul` and `ui cadvisor`: headless Chromium loads
+//!   Consul's services and nodes pages, and cAdvisor's containers page and
+//!   container listing, through the forwarded port and shows what only the
+//!   live UIs know (screenshots in `target/test-artifacts/`);
 //! - `docker stop consul` on node3: `status` exits 2 and names node3's
 //!   agent and its `consul` container under `problems:`;
 //! - restored, `status` is 0 again;
@@ -50,17 +54,34 @@ impl Lab {
         self.arpanet(&all)
     }
 
-    fn arpanet(&self, args: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_arpanet"))
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_arpanet"));
+        command
             .args(args)
             .env("HOME", self.home.path())
             .env("NO_COLOR", "1")
             .env("ARPANET_LAB_SUBNET", &*SUBNET)
             .env_remove("ARPANET_LAB_NAME")
             .env_remove("SSH_AUTH_SOCK")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run arpanet");
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// `arpanet ARGS... -i INVENTORY` in the background, stdout and
+    /// stderr piped.
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let inventory = self.dir.join("inventory.ini");
+        let mut all = args.to_vec();
+        all.extend(["-i", inventory.to_str().unwrap()]);
+        self.command(&all)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run arpanet")
+    }
+
+    fn arpanet(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().expect("run arpanet");
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -70,16 +91,23 @@ impl Lab {
 
     /// `docker ACTION consul` inside node `n`, bypassing arpanet.
     fn consul_container(&self, n: usize, action: &str) {
+        self.on_node(n, &["docker", action, "consul"]);
+    }
+
+    /// Run `command` inside node `n` (`docker exec`), bypassing arpanet;
+    /// its stdout.
+    fn on_node(&self, n: usize, command: &[&str]) -> String {
         let out = Command::new("docker")
             .args(["exec", &format!("{}-node{n}", *NAME)])
-            .args(["docker", action, "consul"])
+            .args(command)
             .output()
             .expect("docker exec");
         assert!(
             out.status.success(),
-            "docker {action} consul on node{n}: {}",
+            "{command:?} on node{n}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// `sh -c COMMAND` inside node `n`, bypassing arpanet; its stdout.
@@ -197,6 +225,9 @@ fn status_reports_a_stopped_agent_and_kv_fails_over_to_the_next_server() {
     let set = lab.run(&["kv", "set", "health/x", &value]);
     assert_eq!(set.code, 0, "{set}");
     phase("healthy status", &mut clock);
+
+    uis_in_a_browser(&lab);
+    phase("the consul and cadvisor UIs in a browser", &mut clock);
 
     // One agent down: named, with its container; exit 2 (unhealthy).
     lab.consul_container(3, "stop");
@@ -404,4 +435,167 @@ fn details_and_restart(lab: &Lab, clock: &mut Instant) {
     let status = lab.until(&["status"], Duration::from_secs(60), |r| r.code == 0);
     assert_eq!(status.code, 0, "{status}");
     phase("restart consul and cadvisor", clock);
+}
+
+/// The text of a rendered page, for assertion messages: tags dropped,
+/// the first 3000 characters.
+fn visible(dom: &str) -> String {
+    let text = regex::Regex::new(r"(?s)<script.*?</script>|<style.*?</style>|<[^>]*>")
+        .unwrap()
+        .replace_all(dom, " ");
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words.join(" ").chars().take(3000).collect()
+}
+
+/// `ui consul` and `ui cadvisor` in headless Chromium: each page shows
+/// what only the live UI, fed through the forward, can know (a service
+/// registered now on another node, the nodes' names, a container started
+/// now on the UI's node), and the same URL without the forward shows none
+/// of it.
+fn uis_in_a_browser(lab: &Lab) {
+    use crate::ui::{artifacts, browse, Forward};
+    let free_port = || {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port().to_string()
+    };
+    // A service registered on node2's agent: node1's UI knows it only
+    // from the cluster's catalog.
+    let service = format!("ui-probe-svc-{}", std::process::id());
+    lab.on_node(
+        2,
+        &[
+            "docker",
+            "exec",
+            "consul",
+            "consul",
+            "services",
+            "register",
+            &format!("-name={service}"),
+        ],
+    );
+    let port = free_port();
+    let services = format!("http://127.0.0.1:{port}/ui/dc1/services");
+    let nodes = format!("http://127.0.0.1:{port}/ui/dc1/nodes");
+    let shows_service = |dom: &str| dom.contains(&service);
+    let before = browse(&services, shows_service, Duration::from_secs(3), None);
+    assert!(!before.contains(&service), "{}", visible(&before));
+
+    let mut consul = Forward::start(lab.spawn(&["ui", "consul", "--port", &port]));
+    assert_eq!(
+        consul.first_line,
+        format!("http://127.0.0.1:{port}/ui/"),
+        "{}",
+        consul.stderr()
+    );
+    let shot = artifacts().join("ui-consul.png");
+    let dom = browse(
+        &services,
+        shows_service,
+        Duration::from_secs(60),
+        Some(&shot),
+    );
+    assert!(
+        dom.contains(&service) && dom.contains("consul"),
+        "no `{service}` on the services page:\n{}\n{}",
+        visible(&dom),
+        consul.stderr()
+    );
+    let all_nodes = |dom: &str| ["node1", "node2", "node3"].iter().all(|n| dom.contains(n));
+    let dom = browse(&nodes, all_nodes, Duration::from_secs(60), None);
+    for node in ["node1", "node2", "node3"] {
+        assert!(
+            dom.contains(node),
+            "no `{node}` on the nodes page:\n{}",
+            visible(&dom)
+        );
+    }
+    eprintln!("screenshot: {}", shot.display());
+    assert_eq!(consul.interrupt(), Some(130), "{}", consul.stderr());
+    assert!(
+        consul.stderr().contains("consul UI of `node1`"),
+        "{}",
+        consul.stderr()
+    );
+
+    // cAdvisor on the first server (node1): a container started there now.
+    let probe = format!("ui-probe-ctr-{}", std::process::id());
+    let image = lab.on_node(
+        1,
+        &[
+            "docker",
+            "inspect",
+            "--format",
+            "{{.Config.Image}}",
+            "consul",
+        ],
+    );
+    lab.on_node(
+        1,
+        &[
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            &probe,
+            "--entrypoint",
+            "/bin/sleep",
+            image.trim(),
+            "600",
+        ],
+    );
+    let names = lab.on_node(1, &["docker", "ps", "--format", "{{.Names}}"]);
+    let port = free_port();
+    let containers = format!("http://127.0.0.1:{port}/containers/");
+    // Debian's cAdvisor (the lab's) is built without its web pages: its
+    // `/containers/` says so, and the containers are read from the JSON
+    // its pages would show, in the same browser through the same port.
+    let listing = format!("http://127.0.0.1:{port}/api/v1.3/docker/");
+    let expected: Vec<&str> = names.lines().chain([probe.as_str()]).collect();
+    let shows_all = |dom: &str| expected.iter().all(|name| dom.contains(name));
+    let before = browse(
+        &listing,
+        |dom| dom.contains(&probe),
+        Duration::from_secs(3),
+        None,
+    );
+    assert!(!before.contains(&probe), "{}", visible(&before));
+    let mut cadvisor = Forward::start(lab.spawn(&["ui", "cadvisor", "--port", &port]));
+    assert_eq!(cadvisor.first_line, containers, "{}", cadvisor.stderr());
+    let page = browse(
+        &containers,
+        |dom| dom.contains("cadvisor"),
+        Duration::from_secs(30),
+        None,
+    );
+    assert!(
+        page.contains("cadvisor"),
+        "{}\n{}",
+        visible(&page),
+        cadvisor.stderr()
+    );
+    let shot = artifacts().join("ui-cadvisor.png");
+    let dom = browse(&listing, shows_all, Duration::from_secs(60), Some(&shot));
+    for name in &expected {
+        assert!(
+            dom.contains(&format!("\"/{name}\"")) || dom.contains(&format!("\"{name}\"")),
+            "no container `{name}` in cAdvisor's listing:\n{}\n{}",
+            visible(&dom),
+            cadvisor.stderr()
+        );
+    }
+    eprintln!("screenshot: {}", shot.display());
+    assert_eq!(cadvisor.interrupt(), Some(130), "{}", cadvisor.stderr());
+    lab.on_node(1, &["docker", "rm", "-f", &probe]);
+    lab.on_node(
+        2,
+        &[
+            "docker",
+            "exec",
+            "consul",
+            "consul",
+            "services",
+            "deregister",
+            &format!("-id={service}"),
+        ],
+    );
 }

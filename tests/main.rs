@@ -34,3 +34,4 @@ mod serial;
 mod ssh;
 mod ssh_config;
 mod transfer;
+mod ui;

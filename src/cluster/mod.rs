@@ -22,6 +22,8 @@
 //! - `deployed`: what is deployed, recorded in Consul KV after each change
 //!   and read back before the next run (`history`, `rollback`);
 //!
+//! - `ui`: Consul's and cAdvisor's web UIs through a forwarded local port;
+//!
 //! - `builtin`: the built-in playbooks, task files and templates
 //!   (`playbooks/`, `templates/`), handed to the engine's resolver by `run`.
 
@@ -41,6 +43,7 @@ pub mod secrets;
 pub(crate) mod services;
 pub(crate) mod stack;
 pub mod status;
+pub(crate) mod ui;
 
 use std::sync::Arc;
 

@@ -18,6 +18,7 @@ pub(crate) mod rollback;
 pub(crate) mod rotate;
 pub(crate) mod run;
 pub(crate) mod status;
+pub(crate) mod ui;
 
 use crate::cli::{BecomeMethodArg, ConnectArgs, HostKeyCheckingArg, OutputFormat as OutputArg};
 use crate::config::ConnectOptions;
