@@ -62,14 +62,18 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     assert!(lab
         .on_node(
             1,
-            "docker exec consul busybox wget -qO- http://127.0.0.1:8500/v1/agent/self"
+            "curl -sf -H \"X-Consul-Token: $(cat /mnt/arpanet-consul/arpanet/management.token)\" \
+             http://127.0.0.1:8500/v1/agent/self"
         )
         .contains("\"ConsulRaftElectionTimeout\":\"1s\""));
 
     // 1b. nothing of Consul's talks in clear on the network: gossip is
     //     encrypted, and a plain RPC connection to a server is refused.
     assert!(lab
-        .on_node(4, "docker exec consul consul info")
+        .on_node(
+            4,
+            "docker exec -e CONSUL_HTTP_TOKEN_FILE=/consul/data/arpanet/linking.token consul consul info"
+        )
         .contains("encrypted = true"));
     let mut rpc = std::net::TcpStream::connect(format!("{}:8300", lab.at(11))).unwrap();
     rpc.set_read_timeout(Some(std::time::Duration::from_secs(5)))

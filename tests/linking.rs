@@ -8,8 +8,9 @@
 //! `ARPANET_TEST_KEEP_LAB=1` keeps the lab of a failed run to look into.
 //!
 //! What the nodes did is read with `docker exec` into the node containers
-//! (Consul's HTTP API through the agent's own busybox `wget`), not through
-//! arpanet.
+//! (Consul's HTTP API with the node's `curl` and the checkout's ACL
+//! management token; the consul CLI with the node's linking token), not
+//! through arpanet.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,6 +23,11 @@ static NAME: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| crate::support::lab_name("arpanet-linking"));
 static SUBNET: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| crate::support::lab_subnet(74));
+
+/// The consul CLI in a node's agent container, with the node's linking
+/// token (ACLs are on): it reads `env/` and the agent.
+const CONSUL_CLI: &str =
+    "docker exec -e CONSUL_HTTP_TOKEN_FILE=/consul/data/arpanet/linking.token consul consul";
 
 fn at(host: u8) -> String {
     crate::support::lab_address(&SUBNET, host)
@@ -104,11 +110,17 @@ impl Lab {
         out
     }
 
-    /// Consul's HTTP API `path`, asked of node `n`'s agent.
+    /// Consul's HTTP API `path`, asked of node `n`'s agent with the
+    /// checkout's ACL management token.
     fn consul_get(&self, n: usize, path: &str) -> serde_json::Value {
+        let token = std::fs::read_to_string(self.dir.join("consul-tls/acl-management.token"))
+            .unwrap_or_default();
         let out = self.on_node(
             n,
-            &format!("docker exec consul busybox wget -qO- 'http://127.0.0.1:8500{path}'"),
+            &format!(
+                "curl -sf -H 'X-Consul-Token: {}' 'http://127.0.0.1:8500{path}'",
+                token.trim()
+            ),
         );
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{path}: {e}: {out}"))
     }
@@ -146,12 +158,16 @@ impl Lab {
     }
 
     /// POST `body` to the Consul HTTP API `path` of node `n`'s agent (with
-    /// the node's curl: the agent's busybox `wget` cannot POST).
+    /// the node's curl: the agent's busybox `wget` cannot POST), with the
+    /// checkout's ACL management token.
     fn post_to_consul(&self, n: usize, path: &str, body: &str) {
         use std::io::Write;
+        let token = std::fs::read_to_string(self.dir.join("consul-tls/acl-management.token"))
+            .unwrap_or_default();
         let mut child = Command::new("docker")
             .args(["exec", "-i", &format!("{}-node{n}", *NAME)])
             .args(["curl", "-sSf", "-X", "POST", "--data-binary", "@-"])
+            .args(["-H", &format!("X-Consul-Token: {}", token.trim())])
             .arg(format!("http://127.0.0.1:8500{path}"))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -306,10 +322,7 @@ fn services_are_announced_found_by_name_and_removed() {
     );
 
     // 3. publish_env: the named key, not the others, per node.
-    let kv = lab.on_node(
-        3,
-        "docker exec consul consul kv get -recurse arpanet/env/web/",
-    );
+    let kv = lab.on_node(3, &format!("{CONSUL_CLI} kv get -recurse arpanet/env/web/"));
     assert!(kv.contains("arpanet/env/web/node1/COLOR:blue"), "{kv}");
     assert!(kv.contains("arpanet/env/web/node2/COLOR:blue"), "{kv}");
     assert!(
@@ -342,15 +355,18 @@ fn services_are_announced_found_by_name_and_removed() {
         lab.consul_get(1, "/v1/connect/intentions")
     );
     // An identity with no declared upstream is refused by the intentions:
-    // its own proxy listens, but the connection is closed.
+    // its own proxy listens, but the connection is closed. (It is given
+    // the node's linking token, so that the intentions, not the ACLs,
+    // are what refuse it.)
     let consul_image = format!("{}:5000/arpanet/consul:1.8.7", at(2));
     let image = format!("{}:5000/arpanet/testsvc:1", at(2));
     lab.on_node(
         3,
         &format!(
             "docker run -d --name intruder {image} sh -c \"trap 'exit 0' TERM; sleep 1000000 & wait\" && \
-             docker run -d --name intruder-proxy --network container:intruder {consul_image} \
-             connect proxy -service intruder -upstream web:9292 -http-addr 172.17.0.1:8500",
+             docker run -d --name intruder-proxy --network container:intruder \
+             -v /mnt/arpanet-consul/arpanet/linking.token:/t:ro {consul_image} \
+             connect proxy -service intruder -upstream web:9292 -http-addr 172.17.0.1:8500 -token-file /t",
         ),
     );
     let listening = within(Duration::from_secs(30), || {
@@ -483,7 +499,7 @@ fn services_are_announced_found_by_name_and_removed() {
     );
     let kv = lab.on_node(
         3,
-        "docker exec consul consul kv get -recurse arpanet/env/handmade/",
+        &format!("{CONSUL_CLI} kv get -recurse arpanet/env/handmade/"),
     );
     assert_eq!(kv.trim(), "arpanet/env/handmade/node3/COLOR:red");
     lab.on_node(3, "docker stop hand");
@@ -498,7 +514,7 @@ fn services_are_announced_found_by_name_and_removed() {
     );
     let kv = lab.on_node(
         3,
-        "docker exec consul consul kv get -recurse arpanet/env/handmade/ || true",
+        &format!("{CONSUL_CLI} kv get -recurse arpanet/env/handmade/ || true"),
     );
     assert!(!kv.contains("COLOR"), "{kv}");
     lab.on_node(
@@ -596,7 +612,7 @@ fn services_are_announced_found_by_name_and_removed() {
     let resynced = within(Duration::from_secs(90), || {
         let (ok, _) = lab.try_on_node(3, "systemctl is-active registrator");
         ok && lab
-            .try_on_node(3, "docker exec consul consul info >/dev/null")
+            .try_on_node(3, &format!("{CONSUL_CLI} info >/dev/null"))
             .0
             && lab
                 .catalog("survivor")
@@ -620,7 +636,7 @@ fn services_are_announced_found_by_name_and_removed() {
     let kv = within(Duration::from_secs(10), || {
         !lab.on_node(
             1,
-            "docker exec consul consul kv get -recurse arpanet/env/handmade/ || true",
+            &format!("{CONSUL_CLI} kv get -recurse arpanet/env/handmade/ || true"),
         )
         .contains("COLOR")
     });
@@ -639,10 +655,7 @@ fn services_are_announced_found_by_name_and_removed() {
         .map(|s| s["Node"].as_str().unwrap_or("").to_owned())
         .collect();
     assert_eq!(nodes, ["node1"]);
-    let kv = lab.on_node(
-        3,
-        "docker exec consul consul kv get -recurse arpanet/env/web/",
-    );
+    let kv = lab.on_node(3, &format!("{CONSUL_CLI} kv get -recurse arpanet/env/web/"));
     assert!(!kv.contains("node2"), "{kv}");
 
     // 10. node3's upstream dropped: the intention that let `client` reach
@@ -661,7 +674,7 @@ fn services_are_announced_found_by_name_and_removed() {
     // only it declared: both go too.
     lab.on_node(
         1,
-        r#"docker exec consul consul kv put arpanet/upstreams/ghost '[["ghost-app","web"]]'"#,
+        &format!(r#"{CONSUL_CLI} kv put arpanet/upstreams/ghost '[["ghost-app","web"]]'"#),
     );
     let intention = serde_json::json!({
         "SourceName": "ghost-app",
@@ -681,10 +694,7 @@ fn services_are_announced_found_by_name_and_removed() {
         assert!(dropped.stdout.contains(said), "no `{said}`:\n{dropped}");
     }
     assert!(!lab.allows("ghost-app", "web"));
-    let (kept, _) = lab.try_on_node(
-        1,
-        "docker exec consul consul kv get arpanet/upstreams/ghost",
-    );
+    let (kept, _) = lab.try_on_node(1, &format!("{CONSUL_CLI} kv get arpanet/upstreams/ghost"));
     assert!(!kept, "the record of a node not in the inventory is kept");
     let left = lab.consul_get(1, "/v1/connect/intentions");
     assert!(!lab.allows("client", "web"), "{left}");

@@ -129,9 +129,10 @@ fn the_consul_lock_refuses_a_second_run_and_a_restarted_node_is_reconnected() {
     assert!(on_node(&lab,
         1,
         &format!(
-            "id=$(curl -sf -X PUT -d '{{\"Name\":\"bob\",\"TTL\":\"{TTL}s\",\"Behavior\":\"delete\",\
+            "t=\"X-Consul-Token: $(cat /mnt/arpanet-consul/arpanet/management.token)\"; \
+             id=$(curl -sf -H \"$t\" -X PUT -d '{{\"Name\":\"bob\",\"TTL\":\"{TTL}s\",\"Behavior\":\"delete\",\
              \"LockDelay\":\"0s\",\"Checks\":[]}}' {api}/session/create | sed 's/.*\"ID\":\"\\([^\"]*\\)\".*/\\1/') \
-             && curl -sf -X PUT -d '{holder}' \"{api}/kv/arpanet/lock?acquire=$id\" | grep -q true"
+             && curl -sf -H \"$t\" -X PUT -d '{holder}' \"{api}/kv/arpanet/lock?acquire=$id\" | grep -q true"
         )
     ));
     let made = Instant::now();

@@ -60,12 +60,25 @@ struct Watch<'a> {
 
 impl<'a> Watch<'a> {
     fn start(lab: &'a Lab, step: &str) -> Watch<'a> {
+        // The checkout's ACL management token, for the probes and the load
+        // (a request without one gets 403 from KV).
+        let token = std::fs::read_to_string(lab.dir.join("consul-tls/acl-management.token"))
+            .unwrap_or_default();
+        for n in SERVERS.into_iter().chain([CLIENT]) {
+            lab.on_node(
+                n,
+                &format!(
+                    "printf 'X-Consul-Token: %s' '{}' > /root/consul-token",
+                    token.trim()
+                ),
+            );
+        }
         for n in SERVERS.into_iter().chain([CLIENT]) {
             // `sleep 0.5 &` first, so a slow probe does not stretch the period.
             let sampler = "rm -f /root/samples /root/sample-stop; \
                  while [ ! -e /root/sample-stop ]; do sleep 0.5 & p=$!; \
                  r=$(docker ps -q --filter name=^consul$ --filter status=running | wc -l); \
-                 l=$(curl -s -m 0.4 -o /dev/null -w '%{http_code}' 'http://127.0.0.1:8500/v1/kv/probe?consistent'); \
+                 l=$(curl -s -m 0.4 -H @/root/consul-token -o /dev/null -w '%{http_code}' 'http://127.0.0.1:8500/v1/kv/probe?consistent'); \
                  echo \"$(date +%s.%N) $r $l\" >> /root/samples; wait $p; done";
             let started = Command::new("docker")
                 .args(["exec", "-d", &lab.node(n), "sh", "-c", sampler])
@@ -75,7 +88,7 @@ impl<'a> Watch<'a> {
         }
         let load = format!(
             "rm -f /root/load-stop; i=0; while [ ! -e /root/load-stop ]; do i=$((i+1)); \
-             s=$(date +%s.%N); r=$(curl -s -m 10 -X PUT --data $i http://127.0.0.1:8500/v1/kv/load/{step}/$i); \
+             s=$(date +%s.%N); r=$(curl -s -m 10 -H @/root/consul-token -X PUT --data $i http://127.0.0.1:8500/v1/kv/load/{step}/$i); \
              echo \"$i $s $(date +%s.%N) $r\"; sleep 0.1; done"
         );
         let mut load = Command::new("docker")
@@ -141,7 +154,7 @@ impl<'a> Watch<'a> {
         let stored = self.lab.on_node(
             CLIENT,
             &format!(
-                "curl -s 'http://127.0.0.1:8500/v1/kv/load/{}/?keys'",
+                "curl -s -H @/root/consul-token 'http://127.0.0.1:8500/v1/kv/load/{}/?keys'",
                 self.step
             ),
         );

@@ -419,6 +419,11 @@ fn deploy(nodes: &Path, name: &str, from: &Path, keys: &[&str]) {
         format!("{{\"encrypt\": \"{}\"}}\n", key.trim()),
     )
     .unwrap();
+    // ACLs: the agent's configuration (its token inside), the server's
+    // management token and the linking token.
+    copy(tls.join("acl-server.json"), "acl.json");
+    copy(tls.join("acl-management.token"), "management.token");
+    copy(tls.join("acl-linking.token"), "linking.token");
     let serf = nodes.join(name).join("serf");
     fs::create_dir_all(&serf).unwrap();
     fs::write(
@@ -478,6 +483,7 @@ fn a_second_checkout_adopts_the_cluster_keys_and_a_different_one_is_refused() {
          \x20       node_dir: \"{{ consul_data }}/arpanet\"\n\
          \x20       keyring: \"{{ consul_data }}/serf/local.keyring\"\n\
          \x20       ask: \"{{ groups['servers'] }}\"\n\
+         \x20       acl: true\n\
          \x20   - name: agent fingerprint\n\
          \x20     debug:\n\
          \x20       msg: \"fp {{ inventory_hostname }} {{ consul_security_fingerprint }}\"\n\
@@ -515,6 +521,9 @@ fn a_second_checkout_adopts_the_cluster_keys_and_a_different_one_is_refused() {
     assert_eq!(first.code, 0, "{first}");
     let a_tls = a.join("consul-tls");
     assert!(a_tls.join("ca-key.pem").is_file(), "{first}");
+    let a_management = fs::read_to_string(a_tls.join("acl-management.token")).unwrap();
+    let a_management = a_management.trim();
+    assert_eq!(a_management.len(), 36, "a UUID: {a_management}");
     let a_prints = prints(&first);
     assert_eq!(a_prints.len(), 3, "{first}");
     // The agents of node1 and node2 run with A's keys; node3 is new.
@@ -538,6 +547,11 @@ fn a_second_checkout_adopts_the_cluster_keys_and_a_different_one_is_refused() {
         "hosts/node1/server-key.pem",
         "hosts/node2/server-cert.pem",
         "hosts/node2/server-key.pem",
+        "acl-management.token",
+        "acl-agent.token",
+        "acl-linking.token",
+        "acl-server.json",
+        "acl-client.json",
     ] {
         assert_eq!(
             fs::read(b_tls.join(file)).unwrap(),
@@ -655,4 +669,44 @@ fn a_second_checkout_adopts_the_cluster_keys_and_a_different_one_is_refused() {
         )),
         "{refused}"
     );
+
+    // E: A's files, but an ACL management token of its own: refused the
+    // same way, before any change, by both tokens' fingerprints, neither
+    // shown.
+    let (e, e_inv) = checkout("e");
+    let e_tls = e.join("consul-tls");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(&a_tls)
+        .arg(&e_tls)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let own = "0e4a6f1c-1d2b-4c3d-8e5f-a6b7c8d9e0f1";
+    fs::write(e_tls.join("acl-management.token"), format!("{own}\n")).unwrap();
+    for i in 0..3 {
+        let _ = fs::remove_file(nodes.join(cluster.name(i)).join("touched"));
+    }
+    let refused = run(&e_inv);
+    assert_eq!(refused.code, 2, "{refused}");
+    let out = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(
+        out.contains(&format!(
+            "the ACL management token `{}` is SHA-256 {}, `node1` uses {}",
+            e_tls.join("acl-management.token").display(),
+            short_sha256(own.as_bytes()),
+            short_sha256(a_management.as_bytes())
+        )),
+        "{refused}"
+    );
+    assert!(
+        !out.contains(own) && !out.contains(a_management),
+        "a token was shown\n{refused}"
+    );
+    for i in 0..3 {
+        assert!(
+            !nodes.join(cluster.name(i)).join("touched").exists(),
+            "{refused}"
+        );
+    }
 }

@@ -1,12 +1,19 @@
 //! One source of truth for the cluster's secrets, on a 3-node lab of 3
 //! Consul servers with real Consul (`ARPANET_LAB_TESTS=1`):
 //!
-//! - checkout A (the lab's directory) bootstraps the cluster and makes its
-//!   CA, certificates and gossip key;
+//! - checkout A (the lab's directory) bootstraps the cluster without ACLs
+//!   (`consul_acl=false`) and makes its CA, certificates and gossip key,
+//!   then bootstraps again with ACLs on (the default): the agents are
+//!   recreated through the roll and the cluster ends healthy with ACLs
+//!   enforced: a plain container on a node gets 403 `Permission denied`
+//!   from KV (read and write) while the same request with arpanet's
+//!   management token is answered, DNS `consul.service.consul` still
+//!   resolves there, and `arpanet kv` works;
 //! - checkout B, a copy of the inventory alone, bootstraps too: it adopts
-//!   the cluster's files (byte for byte A's, but the CA's private key,
-//!   which no node holds, and the client pair made only beside it) and no
-//!   container on any node is recreated or restarted;
+//!   the cluster's files (byte for byte A's, ACL tokens included, but the
+//!   CA's private key, which no node holds, and the client pair made only
+//!   beside it) and no container on any node is recreated or restarted;
+//!   its next bootstrap, with `-vv`, changes nothing and prints no token;
 //! - checkout C, A's files with another gossip key, is refused before any
 //!   change, with both fingerprints;
 //! - a rotation cut short after Consul's `use` (a second key, the primary,
@@ -83,15 +90,80 @@ fn checkout(lab: &Lab, dir: &Path) -> PathBuf {
 }
 
 fn bootstrap(lab: &Lab, inventory: &Path) -> crate::support::Run {
-    let out = lab
-        .command(&["run", "-i", inventory.to_str().unwrap(), "bootstrap"])
-        .output()
-        .unwrap();
+    bootstrap_with(lab, inventory, &[])
+}
+
+fn bootstrap_with(lab: &Lab, inventory: &Path, extra: &[&str]) -> crate::support::Run {
+    let mut args = vec!["run", "-i", inventory.to_str().unwrap(), "bootstrap"];
+    args.extend_from_slice(extra);
+    let out = lab.command(&args).output().unwrap();
     crate::support::Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// The image of the lab's Consul agents, as the inventory names it.
+fn consul_image(lab: &Lab) -> String {
+    let inventory = std::fs::read_to_string(lab.inventory()).unwrap();
+    inventory
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("consul_image="))
+        .expect("consul_image in the lab's inventory")
+        .trim()
+        .to_owned()
+}
+
+/// An HTTP request sent, from a plain container on node `n`'s docker
+/// bridge (Consul's image, busybox's `nc`: no token, no consul CLI), to
+/// the node's agent where containers reach it; Consul's raw answer.
+fn from_container(lab: &Lab, n: usize, request: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("docker")
+        .args([
+            "exec",
+            "-i",
+            &format!("{}-node{n}", lab.name),
+            "docker",
+            "run",
+            "--rm",
+            "-i",
+        ])
+        .args(["--entrypoint", "busybox", &consul_image(lab)])
+        .args(["nc", "-w", "5", "172.17.0.1", "8500"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The status code of a raw HTTP answer.
+fn status(answer: &str) -> u16 {
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn request(method: &str, path: &str, token: Option<&str>, body: &str) -> String {
+    let token = token
+        .map(|t| format!("X-Consul-Token: {t}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "{method} {path} HTTP/1.0\r\nHost: 172.17.0.1\r\n{token}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// The gossip keys in node `n`'s agent keyring file, in its order.
@@ -185,13 +257,67 @@ fn a_second_checkout_adopts_the_cluster_secrets_a_differing_one_is_refused_and_r
     let lab = Lab::up("arpanet-secrets", 71, NODES, NODES);
     phases.push(("lab up", clock.elapsed()));
 
-    // Checkout A (the lab's directory) makes the cluster and its secrets.
+    // Checkout A (the lab's directory) makes the cluster and its secrets,
+    // first without ACLs.
+    let clock = Instant::now();
+    let a = bootstrap_with(&lab, &lab.inventory(), &["-e", "consul_acl=false"]);
+    assert_eq!(a.code, 0, "{a}");
+    lab.assert_healthy();
+    phases.push(("bootstrap from A, no ACLs", clock.elapsed()));
+    let a_tls = lab.dir.join("consul-tls");
+    let kv_path = "/v1/kv/arpanet/deployed/current";
+    let open = from_container(&lab, 2, &request("GET", kv_path, None, ""));
+    assert_eq!(status(&open), 200, "{open}");
+
+    // ACLs on, for the running cluster: a plain bootstrap rolls them in.
     let clock = Instant::now();
     let a = bootstrap(&lab, &lab.inventory());
     assert_eq!(a.code, 0, "{a}");
     lab.assert_healthy();
-    phases.push(("bootstrap from A", clock.elapsed()));
-    let a_tls = lab.dir.join("consul-tls");
+    phases.push(("bootstrap from A, ACLs on", clock.elapsed()));
+    eprintln!("A's bootstrap with ACLs:\n{}", tail(&a.stdout, 4));
+    let token = std::fs::read_to_string(a_tls.join("acl-management.token")).unwrap();
+    let token = token.trim().to_owned();
+    // Without a token, from a plain container: denied, by the ACLs (the
+    // body only ACL enforcement gives), for a read and for a write.
+    for n in [1, NODES] {
+        let denied = from_container(&lab, n, &request("GET", kv_path, None, ""));
+        assert!(
+            status(&denied) == 403 && denied.contains("Permission denied"),
+            "node{n}: {denied}"
+        );
+        let write = request("PUT", "/v1/kv/arpanet/intruder", None, "x");
+        let denied = from_container(&lab, n, &write);
+        assert!(
+            status(&denied) == 403 && denied.contains("Permission denied"),
+            "node{n}: {denied}"
+        );
+    }
+    // The same read with arpanet's token is answered.
+    let allowed = from_container(&lab, NODES, &request("GET", kv_path, Some(&token), ""));
+    assert!(
+        status(&allowed) == 200 && allowed.contains("\"Key\":\"arpanet/deployed/current\""),
+        "{allowed}"
+    );
+    let missing = lab.run("kv", &["get", "intruder"]);
+    assert_eq!(missing.code, 2, "the denied write landed\n{missing}");
+    let set = lab.run("kv", &["set", "acl-probe", "yes"]);
+    assert_eq!(set.code, 0, "{set}");
+    let got = lab.run("kv", &["get", "acl-probe"]);
+    assert_eq!((got.code, got.stdout.trim()), (0, "yes"), "{got}");
+    // DNS and catalog reads need no token.
+    let dns = lab.on_node(
+        NODES,
+        &format!(
+            "docker run --rm --entrypoint busybox {} nslookup consul.service.consul",
+            consul_image(&lab)
+        ),
+    );
+    let server_ip = lab.on_node(
+        1,
+        "ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1",
+    );
+    assert!(dns.contains(server_ip.trim()), "{dns}");
     let a_files = files(&a_tls);
     assert!(a_files.contains_key(Path::new("ca-key.pem")), "{a_files:?}");
     let before = snapshot(&lab);
@@ -233,11 +359,42 @@ fn a_second_checkout_adopts_the_cluster_secrets_a_differing_one_is_refused_and_r
     }
     assert!(!b_dir.join("docker-tls").exists());
     // Adopting wrote B's files (its one changed task per node); after it,
-    // B's bootstrap finds everything as it is.
+    // B's bootstrap finds everything as it is. Run with -vv: no token
+    // shows, in what arpanet prints or in its errors.
     let clock = Instant::now();
-    let b_again = bootstrap(&lab, &b_inventory);
+    let b_again = bootstrap_with(&lab, &b_inventory, &["-vv"]);
     phases.push(("bootstrap from B again", clock.elapsed()));
     assert_eq!(b_again.code, 0, "{b_again}");
+    let b_tls = b_dir.join("consul-tls");
+    let b_kv = lab
+        .command(&[
+            "kv",
+            "-i",
+            b_inventory.to_str().unwrap(),
+            "get",
+            "acl-probe",
+            "-vv",
+        ])
+        .output()
+        .unwrap();
+    assert!(b_kv.status.success(), "B's kv");
+    for file in [
+        "acl-management.token",
+        "acl-agent.token",
+        "acl-linking.token",
+    ] {
+        let secret = std::fs::read_to_string(b_tls.join(file)).unwrap();
+        let secret = secret.trim();
+        assert_eq!(secret.len(), 36, "{file}");
+        for shown in [
+            &b_again.stdout,
+            &b_again.stderr,
+            &String::from_utf8_lossy(&b_kv.stdout).into_owned(),
+            &String::from_utf8_lossy(&b_kv.stderr).into_owned(),
+        ] {
+            assert!(!shown.contains(secret), "`{file}` printed by a -vv run");
+        }
+    }
     assert_eq!(changed(&b_again.stdout), [0; NODES], "{b_again}");
     assert_eq!(
         snapshot(&lab),
@@ -298,8 +455,8 @@ fn a_second_checkout_adopts_the_cluster_secrets_a_differing_one_is_refused_and_r
     lab.on_node(
         1,
         &format!(
-            "for m in POST PUT; do curl -sf -X $m -d '{{\"Key\":\"{cut}\"}}' \
-             http://127.0.0.1:8500/v1/operator/keyring || exit 1; done"
+            "for m in POST PUT; do curl -sf -X $m -H 'X-Consul-Token: {token}' \
+             -d '{{\"Key\":\"{cut}\"}}' http://127.0.0.1:8500/v1/operator/keyring || exit 1; done"
         ),
     );
     for n in 1..=NODES {
@@ -369,9 +526,11 @@ fn a_second_checkout_adopts_the_cluster_secrets_a_differing_one_is_refused_and_r
         "rotate left an old key"
     );
     eprintln!("rotate:\n{}", tail(&rotated.stdout, 4));
-    let ring: serde_json::Value =
-        serde_json::from_str(&lab.on_node(1, "curl -sf http://127.0.0.1:8500/v1/operator/keyring"))
-            .unwrap();
+    let ring: serde_json::Value = serde_json::from_str(&lab.on_node(
+        1,
+        &format!("curl -sf -H 'X-Consul-Token: {token}' http://127.0.0.1:8500/v1/operator/keyring"),
+    ))
+    .unwrap();
     let pools = ring.as_array().unwrap();
     assert!(!pools.is_empty(), "{ring}");
     for pool in pools {

@@ -13,6 +13,7 @@ const MODULES: &[&dyn crate::modules::ModuleDef] = &[
     &super::keyring::Def,
     &super::consul_gate::Def,
     &super::services::Def,
+    &super::acl::Def,
 ];
 
 pub(crate) const BUILTINS: Builtins = Builtins {

@@ -84,11 +84,24 @@ pub fn services(connect: &ConnectOptions, format: OutputFormat, verbose: bool) -
     let connector = session.connector();
     let instances = session::runtime()?.block_on(async {
         let (host, conn, port) = first_agent(&connector, &hosts, verbose).await?;
+        // A failed read leaves the request without a token (Consul says 403).
+        let _ = super::acl::learn(&host.vars, conn.as_ref(), &host.name).await;
+        let token = super::acl::token(&host.vars)?;
         let get = |path: String| {
             let conn = conn.clone();
             let name = host.name.clone();
+            let token = token.clone();
             async move {
-                let r = consul_api::request(&name, conn.as_ref(), port, "GET", &path, None).await?;
+                let r = consul_api::request(
+                    &name,
+                    conn.as_ref(),
+                    port,
+                    "GET",
+                    &path,
+                    None,
+                    token.as_deref(),
+                )
+                .await?;
                 if r.status != 200 {
                     return Err(Error::Remote {
                         host: name,

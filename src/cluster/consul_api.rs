@@ -23,7 +23,9 @@ impl Response {
 /// How long one request may take before the agent counts as not answering.
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Send one request to `127.0.0.1:port` as seen from the host.
+/// Send one request to `127.0.0.1:port` as seen from the host, with
+/// `token` (a Consul ACL token) in the `X-Consul-Token` header: never in
+/// the URL, which Consul may log, and never shown.
 pub async fn request(
     host: &str,
     transport: &dyn Transport,
@@ -31,8 +33,9 @@ pub async fn request(
     method: &str,
     path: &str,
     body: Option<&[u8]>,
+    token: Option<&str>,
 ) -> Result<Response> {
-    within(TIMEOUT, host, transport, port, method, path, body).await
+    within(TIMEOUT, host, transport, port, method, path, body, token).await
 }
 
 /// Whether the agent on the host answers its HTTP API at all (any status,
@@ -47,11 +50,13 @@ pub(crate) async fn answers(host: &str, transport: &dyn Transport, port: u16) ->
         "GET",
         "/v1/status/leader",
         None,
+        None,
     )
     .await
     .map(|_| ())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn within(
     limit: std::time::Duration,
     host: &str,
@@ -60,18 +65,18 @@ async fn within(
     method: &str,
     path: &str,
     body: Option<&[u8]>,
+    token: Option<&str>,
 ) -> Result<Response> {
-    tokio::time::timeout(limit, send(host, transport, port, method, path, body))
-        .await
-        .unwrap_or_else(|_| {
-            Err(Error::Remote {
-                host: host.to_owned(),
-                message: format!(
-                    "consul's HTTP API on port {port} did not answer within {}s",
-                    limit.as_secs()
-                ),
-            })
+    let sent = send(host, transport, port, method, path, body, token);
+    tokio::time::timeout(limit, sent).await.unwrap_or_else(|_| {
+        Err(Error::Remote {
+            host: host.to_owned(),
+            message: format!(
+                "consul's HTTP API on port {port} did not answer within {}s",
+                limit.as_secs()
+            ),
         })
+    })
 }
 
 async fn send(
@@ -81,6 +86,7 @@ async fn send(
     method: &str,
     path: &str,
     body: Option<&[u8]>,
+    token: Option<&str>,
 ) -> Result<Response> {
     let mut stream = transport
         .forward("127.0.0.1", port)
@@ -97,8 +103,12 @@ async fn send(
             },
         })?;
     let body = body.unwrap_or_default();
+    let token = match token {
+        Some(token) => format!("X-Consul-Token: {token}\r\n"),
+        None => String::new(),
+    };
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: arpanet\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: arpanet\r\n{token}Connection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     let io = |e: std::io::Error| Error::Remote {

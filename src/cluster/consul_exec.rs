@@ -32,9 +32,12 @@ pub(crate) fn consul_cli(
         let how = escalation::for_host(&connect.escalation, &host.vars)?;
         let conn = Escalated::wrap(conn, how, &host.name);
         let name = text(&host.vars, "consul_name", "consul");
+        // `consul_cli`: with the node's ACL token read from its file.
+        let cli = format!("docker exec {} consul", quote(&name));
+        let cli = text(&host.vars, "consul_cli", &cli);
         let words: Vec<String> = args.iter().map(|a| quote(a)).collect();
         // Framed, so that only consul's own output is passed through.
-        let command = format!("docker exec {} consul {}", quote(&name), words.join(" "));
+        let command = format!("{cli} {}", words.join(" "));
         let out = probe::exec(conn.as_ref(), &host.name, &command, None).await?;
         match format {
             OutputFormat::Human => {

@@ -219,8 +219,10 @@ async fn look(
     tolerance: i64,
     node: Option<&str>,
 ) -> Result<Vec<String>> {
+    let token = super::acl::task_token(ctx, super::acl::MANAGEMENT)?;
+    let token = token.as_deref();
     let get = |path: String| async move {
-        consul_api::request(ctx.host, ctx.transport, port, "GET", &path, None).await
+        consul_api::request(ctx.host, ctx.transport, port, "GET", &path, None, token).await
     };
     // 429 is autopilot's "answered, and unhealthy"; its body is the same.
     let health = get("/v1/operator/autopilot/health".into()).await?;

@@ -135,6 +135,9 @@ struct Place {
     depth: u64,
     names: Vec<String>,
     enabled: bool,
+    /// The checkout's Consul secrets directory: its ACL management token
+    /// (see `acl`) goes with every request.
+    tls_dir: Option<String>,
 }
 
 impl Place {
@@ -159,6 +162,10 @@ impl Place {
         Ok(Place {
             prefix: text(vars, "consul_kv_path", "/arpanet"),
             port: consul_port(vars)?,
+            tls_dir: vars
+                .get("consul_tls_dir")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             depth,
             names,
             enabled: vars
@@ -170,6 +177,11 @@ impl Place {
 
     fn key(&self, key: &str) -> String {
         format!("deployed/{key}")
+    }
+
+    fn token(&self) -> Option<String> {
+        let dir = self.tls_dir.as_deref()?;
+        super::acl::token_in(dir).ok().flatten()
     }
 }
 
@@ -256,6 +268,8 @@ fn read_unless(
                 }
             };
             reached = true;
+            // A failed read leaves the request without a token (Consul says 403).
+        let _ = super::acl::learn(&host.vars, conn.as_ref(), &host.name).await;
             let answer = read_current(&host.name, conn.as_ref(), &place).await;
             if let Answer::Found(found) = answer {
                 let mut deployed = Deployed {
@@ -347,7 +361,17 @@ fn overridden(
 
 async fn read_current(host: &str, conn: &dyn Transport, place: &Place) -> Answer {
     let path = consul_api::kv_path(&place.prefix, &place.key("current"), false, "");
-    match consul_api::request(host, conn, place.port, "GET", &path, None).await {
+    match consul_api::request(
+        host,
+        conn,
+        place.port,
+        "GET",
+        &path,
+        None,
+        place.token().as_deref(),
+    )
+    .await
+    {
         Err(err) if consul_api::no_agent(&err) => Answer::NoAgent,
         Err(err) => Answer::Failed(err.to_string()),
         Ok(r) if r.status == 404 => Answer::Found(None),
@@ -365,7 +389,16 @@ async fn read_current(host: &str, conn: &dyn Transport, place: &Place) -> Answer
 
 async fn read_history(host: &str, conn: &dyn Transport, place: &Place) -> Result<Vec<Record>> {
     let path = consul_api::kv_path(&place.prefix, &place.key("history"), true, "");
-    let r = consul_api::request(host, conn, place.port, "GET", &path, None).await?;
+    let r = consul_api::request(
+        host,
+        conn,
+        place.port,
+        "GET",
+        &path,
+        None,
+        place.token().as_deref(),
+    )
+    .await?;
     let mut records: Vec<Record> = match r.status {
         404 => Vec::new(),
         200 => entries(&r.body)
@@ -537,7 +570,16 @@ async fn write(
 ) -> Result<()> {
     let body = serde_json::to_vec(record).map_err(|e| Error::Internal(e.to_string()))?;
     let call = |method: &'static str, path: String, body: Option<Vec<u8>>| async move {
-        let r = consul_api::request(host, conn, place.port, method, &path, body.as_deref()).await?;
+        let r = consul_api::request(
+            host,
+            conn,
+            place.port,
+            method,
+            &path,
+            body.as_deref(),
+            place.token().as_deref(),
+        )
+        .await?;
         if r.status != 200 {
             return Err(Error::Remote {
                 host: host.to_owned(),

@@ -188,7 +188,17 @@ async fn call(
     secrets: &[&str],
     what: &str,
 ) -> Result<Vec<u8>> {
-    let response = consul_api::request(ctx.host, ctx.transport, port, method, PATH, body).await?;
+    let token = super::acl::task_token(ctx, super::acl::MANAGEMENT)?;
+    let response = consul_api::request(
+        ctx.host,
+        ctx.transport,
+        port,
+        method,
+        PATH,
+        body,
+        token.as_deref(),
+    )
+    .await?;
     if response.status == 200 {
         return Ok(response.body);
     }

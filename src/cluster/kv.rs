@@ -59,13 +59,24 @@ pub(crate) fn kv(
     session::runtime()?.block_on(async {
         let (host, conn, port) = first_agent(&connector, &hosts, verbose).await?;
         let prefix = text(&host.vars, "consul_kv_path", "/arpanet");
+        // A failed read leaves the request without a token (Consul says 403).
+        let _ = super::acl::learn(&host.vars, conn.as_ref(), &host.name).await;
+        let token = super::acl::token(&host.vars)?;
         let call = |method: &'static str, path: String, body: Option<Vec<u8>>| {
             let conn = conn.clone();
             let name = host.name.clone();
+            let token = token.clone();
             async move {
-                let response =
-                    consul_api::request(&name, conn.as_ref(), port, method, &path, body.as_deref())
-                        .await?;
+                let response = consul_api::request(
+                    &name,
+                    conn.as_ref(),
+                    port,
+                    method,
+                    &path,
+                    body.as_deref(),
+                    token.as_deref(),
+                )
+                .await?;
                 Ok::<_, Error>(response)
             }
         };

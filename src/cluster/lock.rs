@@ -274,6 +274,8 @@ struct Node {
     name: String,
     conn: Arc<dyn Transport>,
     port: u16,
+    /// The checkout's Consul ACL management token (see `acl`).
+    token: Option<String>,
 }
 
 impl Node {
@@ -290,6 +292,7 @@ impl Node {
             method,
             path,
             body,
+            self.token.as_deref(),
         )
         .await
     }
@@ -344,10 +347,13 @@ async fn find(place: &Place, connector: &dyn Connector) -> Result<(Found, Option
                 continue;
             }
         };
+        // A failed read leaves the request without a token (Consul says 403).
+        let _ = super::acl::learn(&host.vars, conn.as_ref(), &host.name).await;
         let node = Node {
             name: host.name.clone(),
             conn,
             port: consul_port(&host.vars)?,
+            token: super::acl::token(&host.vars)?,
         };
         if node.has_leader().await {
             return Ok((Found::Consul(node), boot));

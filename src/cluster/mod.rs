@@ -10,6 +10,9 @@
 //!   talk to the running cluster, through `consul_api` (Consul's HTTP API over an SSH
 //!   channel).
 //!
+//! - `acl`: Consul's ACLs (default deny): the tokens arpanet keeps and
+//!   sends, and the `consul_acl` task that makes policies and tokens;
+//!
 //! - `keyring`: the `gossip_rotate` task of `arpanet rotate` (a new gossip
 //!   key through Consul's keyring, no restart);
 //!
@@ -27,6 +30,7 @@
 //! - `builtin`: the built-in playbooks, task files and templates
 //!   (`playbooks/`, `templates/`), handed to the engine's resolver by `run`.
 
+pub(crate) mod acl;
 pub(crate) mod builtin;
 pub(crate) mod catalog;
 pub mod consul_api;

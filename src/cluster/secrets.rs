@@ -93,6 +93,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::acl;
 use super::pki::{self, ServerCert};
 use crate::config;
 use crate::error::{Error, Result};
@@ -120,9 +121,12 @@ impl ModuleDef for Def {
                 ),
             );
         }
-        if args.kind == SecretsKind::DockerTls && (args.keyring.is_some() || args.new_gossip_key) {
+        if args.kind == SecretsKind::DockerTls
+            && (args.keyring.is_some() || args.new_gossip_key || args.acl.is_some())
+        {
             return Err(BadArgs::invalid(
-                "`keyring` and `new_gossip_key` are for `kind: consul` (docker TLS has no gossip key)",
+                "`keyring`, `new_gossip_key` and `acl` are for `kind: consul` (docker TLS has no \
+                 gossip key or ACL tokens)",
             ));
         }
         Ok(Arc::new(ClusterSecrets(args)))
@@ -151,6 +155,9 @@ impl Module for ClusterSecrets {
             .collect();
         if let Some(ask) = &a.ask {
             crate::playbook::values::json_strings(ask.raw(), &mut out);
+        }
+        if let Some(acl) = &a.acl {
+            crate::playbook::values::json_strings(acl.raw(), &mut out);
         }
         out
     }
@@ -206,6 +213,10 @@ pub struct SecretsArgs {
     /// compared with the cluster's nor adopted.
     #[serde(default)]
     pub new_gossip_key: bool,
+    /// Consul's ACLs are on (`consul_acl`): the tokens are made too (see
+    /// `acl`). Adopted and compared whenever the cluster holds them.
+    #[serde(default)]
+    pub(crate) acl: Option<Templated<Value>>,
 }
 
 /// Which secrets: they differ in the names a host's certificate carries and
@@ -264,6 +275,8 @@ struct Found {
     ca: Option<String>,
     /// The gossip keys its agent holds, the primary first.
     keys: Vec<String>,
+    /// Its ACL tokens, by the name of the file beside the inventory.
+    acl: Vec<(&'static str, String)>,
 }
 
 /// Make (or find current, or adopt) this host's secrets; see the module
@@ -318,11 +331,26 @@ pub(crate) async fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome
     };
     let certs = std::slice::from_ref(&cert);
     let consul = args.kind == SecretsKind::Consul;
+    // With ACLs on, the datacenter their configuration names.
+    let acl_on = match &args.acl {
+        Some(acl) if consul => crate::truth::as_bool(&acl.get("acl", ctx)?).ok_or_else(|| {
+            Error::usage("`acl` must be true or false").with_hint("`acl: \"{{ consul_acl }}\"`")
+        })?,
+        _ => false,
+    };
+    let acl = match acl_on {
+        true => Some(ctx.render("{{ consul_datacenter | default('dc1') }}")?),
+        false => None,
+    };
+    let acl = acl.as_deref();
     let (count, facts) = if ctx.check {
         let mut planned = would_adopt(args, &dir, node.as_ref())?;
         if planned == 0 {
             planned = pki::plan(&dir, certs)?.created.len();
             planned += usize::from(consul && !dir.join(GOSSIP_KEY).exists());
+            if let Some(datacenter) = acl {
+                planned += acl_files(&dir, datacenter, false)?;
+            }
         }
         let mut facts = Vars::new();
         let made = if planned > 0 {
@@ -335,7 +363,7 @@ pub(crate) async fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome
             // Hosts take turns on the scratch copy as on the real one.
             let _turn = pki::lock(&scratch)?;
             adopt(&scratch)?;
-            make(&scratch, certs, consul)?;
+            make(&scratch, certs, consul, acl)?;
             scratch
         } else {
             dir.clone()
@@ -348,7 +376,7 @@ pub(crate) async fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome
         // One host (and one run of arpanet) at a time: the first makes the
         // CA, the others reuse it.
         let _one_at_a_time = pki::lock(&dir)?;
-        let written = adopt(&dir)? + make(&dir, certs, consul)?;
+        let written = adopt(&dir)? + make(&dir, certs, consul, acl)?;
         let facts = match consul {
             true => consul_facts(&dir, &cert.name)?,
             false => Vars::new(),
@@ -410,6 +438,7 @@ async fn ask_cluster(
                 if kind == SecretsKind::Consul {
                     paths.push(security.clone());
                     paths.extend(keyring.map(str::to_owned));
+                    paths.extend(acl::ON_NODES.iter().map(|(_, f)| format!("{node_dir}/{f}")));
                 }
                 let conn = match host == ctx.host {
                     true => Ok(None),
@@ -439,12 +468,24 @@ async fn ask_cluster(
                         .and_then(|v| v.get("encrypt").and_then(Value::as_str).map(str::to_owned));
                     keys.extend(encrypt);
                 }
+                let mut tokens = Vec::new();
+                for (local, there) in acl::ON_NODES {
+                    let Some(content) = text(&format!("{node_dir}/{there}")) else {
+                        continue;
+                    };
+                    let token = match there {
+                        acl::NODE_CONFIG => acl::agent_token_in(&content),
+                        _ => Some(content.trim().to_owned()).filter(|t| !t.is_empty()),
+                    };
+                    tokens.extend(token.map(|t| (local, t)));
+                }
                 let found = Found {
                     host: host.clone(),
                     ca: text(&ca),
                     keys,
+                    acl: tokens,
                 };
-                if found.ca.is_some() || !found.keys.is_empty() {
+                if found.ca.is_some() || !found.keys.is_empty() || !found.acl.is_empty() {
                     return Ok(found);
                 }
             }
@@ -577,6 +618,21 @@ fn refusal(args: &SecretsArgs, dir: &Path, found: &Found) -> Result<Option<Outco
             ));
         }
     }
+    if args.kind == SecretsKind::Consul {
+        for (file, there) in &found.acl {
+            match acl::read(dir, file)? {
+                Some(here) if here != *there => differ.push(format!(
+                    "the {} `{}` is SHA-256 {}, `{}` uses {}",
+                    acl::what(file),
+                    dir.join(file).display(),
+                    fingerprint(here.as_bytes()),
+                    found.host,
+                    fingerprint(there.as_bytes()),
+                )),
+                _ => {}
+            }
+        }
+    }
     if differ.is_empty() {
         return Ok(None);
     }
@@ -612,6 +668,14 @@ fn adopt_cluster(args: &SecretsArgs, dir: &Path, found: &Found) -> Result<usize>
         pki::write_secret(&key_path, key.as_bytes())?;
         written += 1;
     }
+    if args.kind == SecretsKind::Consul {
+        for (file, token) in &found.acl {
+            if acl::read(dir, file)?.is_none() {
+                pki::write_secret(&dir.join(file), format!("{token}\n").as_bytes())?;
+                written += 1;
+            }
+        }
+    }
     Ok(written)
 }
 
@@ -630,6 +694,13 @@ fn would_adopt(
         let adopts_key = args.kind == SecretsKind::Consul && !args.new_gossip_key;
         count +=
             usize::from(adopts_key && !found.keys.is_empty() && !dir.join(GOSSIP_KEY).exists());
+        if args.kind == SecretsKind::Consul {
+            count += found
+                .acl
+                .iter()
+                .filter(|(file, _)| !dir.join(file).exists())
+                .count();
+        }
     }
     Ok(count)
 }
@@ -676,8 +747,9 @@ fn server_cert(kind: SecretsKind, host: &str, vars: &Vars) -> Result<ServerCert>
 }
 
 /// Make what is missing in `dir`: the CA and the certificates of `certs`,
-/// and for Consul the gossip key. Returns how many files it wrote.
-fn make(dir: &Path, certs: &[ServerCert], consul: bool) -> Result<usize> {
+/// for Consul the gossip key, and with `acl` (the datacenter, when ACLs are
+/// on) the ACL tokens. Returns how many files it wrote.
+fn make(dir: &Path, certs: &[ServerCert], consul: bool, acl: Option<&str>) -> Result<usize> {
     let mut written = pki::ensure(dir, certs)?.created.len();
     let key_file = dir.join(GOSSIP_KEY);
     if consul && read_optional(&key_file)?.is_none() {
@@ -688,7 +760,53 @@ fn make(dir: &Path, certs: &[ServerCert], consul: bool) -> Result<usize> {
         pki::write_secret(&key_file, key.as_bytes())?;
         written += 1;
     }
+    if let Some(datacenter) = acl {
+        written += acl_files(dir, datacenter, true)?;
+    }
     Ok(written)
+}
+
+/// The ACL tokens missing in `dir` (new ones) and the agents'
+/// configurations made from them (`acl-server.json`, `acl-client.json`)
+/// where they differ: how many files that is; written with `write`.
+fn acl_files(dir: &Path, datacenter: &str, write: bool) -> Result<usize> {
+    let mut count = 0;
+    let mut tokens = Vec::new();
+    for file in [acl::MANAGEMENT, acl::AGENT] {
+        let token = match acl::read(dir, file)? {
+            Some(token) => token,
+            None => {
+                count += 1;
+                let token = acl::new_token();
+                if write {
+                    pki::write_secret(&dir.join(file), format!("{token}\n").as_bytes())?;
+                }
+                token
+            }
+        };
+        tokens.push(token);
+    }
+    if acl::read(dir, acl::LINKING)?.is_none() {
+        count += 1;
+        if write {
+            let token = acl::new_token();
+            pki::write_secret(&dir.join(acl::LINKING), format!("{token}\n").as_bytes())?;
+        }
+    }
+    let (management, agent) = (&tokens[0], &tokens[1]);
+    for (file, master) in [
+        (acl::SERVER_CONFIG, Some(management.as_str())),
+        (acl::CLIENT_CONFIG, None),
+    ] {
+        let wanted = acl::agent_config(datacenter, agent, master);
+        if read_text(&dir.join(file))?.as_deref() != Some(wanted.as_str()) {
+            count += 1;
+            if write {
+                pki::write_secret(&dir.join(file), wanted.as_bytes())?;
+            }
+        }
+    }
+    Ok(count)
 }
 
 /// Scratch copies made under `--check`: (the real directory, its copy).

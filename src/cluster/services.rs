@@ -60,6 +60,10 @@ pub(crate) struct Args {
     pub proxy_image: Templated<String>,
     /// Where a container on the docker bridge reaches the agent.
     pub bridge_ip: Templated<String>,
+    /// The node's file holding the linking token, mounted into each proxy
+    /// (`-token-file`), never put in its environment; empty without ACLs.
+    #[serde(default)]
+    pub token_file: Option<Templated<OptText>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -75,7 +79,7 @@ impl ModuleDef for Def {
     fn parse(&self, node: &Node) -> Result<Arc<dyn Module>, BadArgs> {
         Ok(Arc::new(ConsulServices(args_map(
             node,
-            "a mapping with `stack`, `address`, `port`, `kv_path`, `node`, `proxy_image`, `bridge_ip` and optionally `nodes`",
+            "a mapping with `stack`, `address`, `port`, `kv_path`, `node`, `proxy_image`, `bridge_ip` and optionally `nodes` and `token_file`",
         )?)))
     }
 }
@@ -106,6 +110,9 @@ impl Module for ConsulServices {
         if let Some(nodes) = &a.nodes {
             json_strings(nodes.raw(), &mut out);
         }
+        if let Some(file) = &a.token_file {
+            json_strings(file.raw(), &mut out);
+        }
         out
     }
 
@@ -118,6 +125,9 @@ impl Module for ConsulServices {
 struct Agent<'a> {
     ctx: &'a Context<'a>,
     port: u16,
+    /// The linking token (see `acl`): registrations made with it are
+    /// synced with it, so no stronger token is kept on the node.
+    token: Option<String>,
 }
 
 impl Agent<'_> {
@@ -134,6 +144,7 @@ impl Agent<'_> {
             method,
             path,
             body,
+            self.token.as_deref(),
         )
         .await?;
         if (200..300).contains(&response.status) || (method == "GET" && response.status == 404) {
@@ -184,7 +195,8 @@ async fn run(args: &Args, ctx: &Context<'_>) -> Result<Outcome> {
         Some(nodes) => Some(nodes.get("nodes", ctx)?.0),
         None => None,
     };
-    let agent = Agent { ctx, port };
+    let token = super::acl::task_token(ctx, super::acl::LINKING)?;
+    let agent = Agent { ctx, port, token };
 
     // The agent may have just been (re)started (upgrade): give its HTTP
     // API a while to answer.
@@ -265,6 +277,13 @@ async fn run(args: &Args, ctx: &Context<'_>) -> Result<Outcome> {
         image: args.proxy_image.get("proxy_image", ctx)?,
         bridge_ip: args.bridge_ip.get("bridge_ip", ctx)?,
         port,
+        token_file: match &args.token_file {
+            Some(file) => file
+                .get("token_file", ctx)?
+                .0
+                .filter(|f| !f.trim().is_empty()),
+            None => None,
+        },
     };
     let here = Here {
         kv_path: &kv_path,
@@ -372,7 +391,12 @@ struct Links {
     bridge_ip: String,
     /// The agent's HTTP port.
     port: u16,
+    /// The node's linking token file (see `Args::token_file`).
+    token_file: Option<String>,
 }
+
+/// Where a proxy finds the linking token inside its container.
+const PROXY_TOKEN: &str = "/arpanet/linking.token";
 
 /// The label marking the linking proxies `consul_services` runs.
 const ROLE_LABEL: &str = "arpanet.role";
@@ -394,7 +418,12 @@ fn proxy_specs(
     address: &str,
     app_ids: &BTreeMap<String, String>,
 ) -> Vec<Spec> {
-    let spec = |name: String, network: String, command: Vec<String>, app: Option<&String>| {
+    let spec = |name: String, network: String, mut command: Vec<String>, app: Option<&String>| {
+        let mut volumes = Vec::new();
+        if let Some(file) = &links.token_file {
+            volumes.push(format!("{file}:{PROXY_TOKEN}:ro"));
+            command.push(format!("-token-file={PROXY_TOKEN}"));
+        }
         let mut labels = BTreeMap::from([(ROLE_LABEL.to_owned(), ROLE.to_owned())]);
         if let Some(app) = app {
             labels.insert(APP_LABEL.to_owned(), app.clone());
@@ -406,7 +435,7 @@ fn proxy_specs(
             entrypoint: None,
             network_mode: Some(network),
             ports: Vec::new(),
-            volumes: Vec::new(),
+            volumes,
             env: BTreeMap::new(),
             labels,
             privileged: false,
@@ -602,6 +631,7 @@ async fn intentions(
             "POST",
             "/v1/connect/intentions",
             Some(body.as_bytes()),
+            agent.token.as_deref(),
         )
         .await?;
         // Another node may have made the same one a moment ago.
@@ -725,6 +755,7 @@ mod tests {
             image: "reg/consul:1".into(),
             bridge_ip: "172.17.0.1".into(),
             port: 8500,
+            token_file: None,
         };
         let ids = BTreeMap::from([("app".to_owned(), "abc123".to_owned())]);
         let specs = proxy_specs(&links, &entries, "10.0.0.5", &ids);
@@ -753,5 +784,22 @@ mod tests {
         let again = proxy_specs(&links, &entries, "10.0.0.5", &other);
         assert_ne!(specs[1].hash(), again[1].hash());
         assert_eq!(specs[0].hash(), again[0].hash());
+        // With ACLs, each proxy reads the linking token from the node's
+        // file, mounted read-only: never in its environment or command.
+        let with_token = Links {
+            token_file: Some("/mnt/c/arpanet/linking.token".into()),
+            ..links
+        };
+        for spec in proxy_specs(&with_token, &entries, "10.0.0.5", &ids) {
+            assert_eq!(
+                spec.volumes,
+                ["/mnt/c/arpanet/linking.token:/arpanet/linking.token:ro"]
+            );
+            assert!(spec.env.is_empty());
+            assert_eq!(
+                spec.command.last().map(String::as_str),
+                Some("-token-file=/arpanet/linking.token")
+            );
+        }
     }
 }

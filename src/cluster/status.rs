@@ -165,17 +165,29 @@ async fn node_status(
             .collect();
         status.containers.sort_by(|a, b| a.name.cmp(&b.name));
     }
-    match consul_port(&host.vars) {
-        Ok(port) => consul_status(&host.name, conn.as_ref(), port, &mut status).await,
-        Err(err) => status.consul_error = Some(err.to_string()),
+    // A failed read leaves the requests without a token (Consul says 403).
+    let _ = super::acl::learn(&host.vars, conn.as_ref(), &host.name).await;
+    let token = super::acl::token(&host.vars);
+    match (consul_port(&host.vars), token) {
+        (Ok(port), Ok(token)) => {
+            let token = token.as_deref();
+            consul_status(&host.name, conn.as_ref(), port, token, &mut status).await
+        }
+        (Err(err), _) | (_, Err(err)) => status.consul_error = Some(err.to_string()),
     }
     conn.close().await;
     status
 }
 
-async fn consul_status(host: &str, conn: &dyn Transport, port: u16, status: &mut NodeStatus) {
+async fn consul_status(
+    host: &str,
+    conn: &dyn Transport,
+    port: u16,
+    token: Option<&str>,
+    status: &mut NodeStatus,
+) {
     let get = |path: &'static str| async move {
-        let r = consul_api::request(host, conn, port, "GET", path, None).await?;
+        let r = consul_api::request(host, conn, port, "GET", path, None, token).await?;
         if r.status != 200 {
             return Err(Error::Remote {
                 host: host.to_owned(),

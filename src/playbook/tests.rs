@@ -783,6 +783,7 @@ fn every_builtin_playbook_parses_and_bootstrap_imports_the_four_steps() {
             "roll the consul clients, in batches",
             "roll the consul followers, one at a time",
             "roll the consul leader, last",
+            "consul ACL policies and tokens",
             "service stack"
         ]
     );
