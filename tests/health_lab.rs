@@ -91,12 +91,12 @@ impl Lab {
 
     /// `docker ACTION consul` inside node `n`, bypassing arpanet.
     fn consul_container(&self, n: usize, action: &str) {
-        self.on_node(n, &["docker", action, "consul"]);
+        self.exec_on_node(n, &["docker", action, "consul"]);
     }
 
     /// Run `command` inside node `n` (`docker exec`), bypassing arpanet;
     /// its stdout.
-    fn on_node(&self, n: usize, command: &[&str]) -> String {
+    fn exec_on_node(&self, n: usize, command: &[&str]) -> String {
         let out = Command::new("docker")
             .args(["exec", &format!("{}-node{n}", *NAME)])
             .args(command)
@@ -131,7 +131,8 @@ impl Lab {
         loop {
             let health = self.on_node(
                 1,
-                "curl -s http://127.0.0.1:8500/v1/operator/autopilot/health || true",
+                "curl -s -H \"X-Consul-Token: $(cat /mnt/arpanet-consul/arpanet/management.token)\" \
+                 http://127.0.0.1:8500/v1/operator/autopilot/health || true",
             );
             let tolerance = serde_json::from_str::<serde_json::Value>(&health)
                 .ok()
@@ -461,11 +462,13 @@ fn uis_in_a_browser(lab: &Lab) {
     // A service registered on node2's agent: node1's UI knows it only
     // from the cluster's catalog.
     let service = format!("ui-probe-svc-{}", std::process::id());
-    lab.on_node(
+    lab.exec_on_node(
         2,
         &[
             "docker",
             "exec",
+            "-e",
+            "CONSUL_HTTP_TOKEN_FILE=/consul/data/arpanet/linking.token",
             "consul",
             "consul",
             "services",
@@ -519,7 +522,7 @@ fn uis_in_a_browser(lab: &Lab) {
 
     // cAdvisor on the first server (node1): a container started there now.
     let probe = format!("ui-probe-ctr-{}", std::process::id());
-    let image = lab.on_node(
+    let image = lab.exec_on_node(
         1,
         &[
             "docker",
@@ -529,7 +532,7 @@ fn uis_in_a_browser(lab: &Lab) {
             "consul",
         ],
     );
-    lab.on_node(
+    lab.exec_on_node(
         1,
         &[
             "docker",
@@ -543,7 +546,7 @@ fn uis_in_a_browser(lab: &Lab) {
             "600",
         ],
     );
-    let names = lab.on_node(1, &["docker", "ps", "--format", "{{.Names}}"]);
+    let names = lab.exec_on_node(1, &["docker", "ps", "--format", "{{.Names}}"]);
     let port = free_port();
     let containers = format!("http://127.0.0.1:{port}/containers/");
     // Debian's cAdvisor (the lab's) is built without its web pages: its
@@ -585,12 +588,14 @@ fn uis_in_a_browser(lab: &Lab) {
     }
     eprintln!("screenshot: {}", shot.display());
     assert_eq!(cadvisor.interrupt(), Some(130), "{}", cadvisor.stderr());
-    lab.on_node(1, &["docker", "rm", "-f", &probe]);
-    lab.on_node(
+    lab.exec_on_node(1, &["docker", "rm", "-f", &probe]);
+    lab.exec_on_node(
         2,
         &[
             "docker",
             "exec",
+            "-e",
+            "CONSUL_HTTP_TOKEN_FILE=/consul/data/arpanet/linking.token",
             "consul",
             "consul",
             "services",
