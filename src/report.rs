@@ -116,7 +116,7 @@ pub enum Event {
     TaskStart {
         task: String,
         hosts: usize,
-        /// The hosts it runs on, for the `still running` lines.
+        /// The hosts it runs on, for the `still waiting` lines.
         #[serde(skip)]
         names: Vec<String>,
     },
@@ -398,7 +398,7 @@ impl Running {
         }
     }
 
-    /// `still running: TASK on a, b (20s)`, when it is time for one.
+    /// `still waiting: TASK on a, b (20s)`, when it is time for one.
     fn beat(&mut self) -> Option<String> {
         let now = std::time::Instant::now();
         if now < self.next || self.pending.is_empty() {
@@ -419,7 +419,7 @@ impl Running {
             hosts.push_str(&format!(" and {} more", self.pending.len() - 5));
         }
         Some(format!(
-            "still running: {} on {hosts} ({seconds}s)",
+            "still waiting: {} on {hosts} ({seconds}s)",
             self.task
         ))
     }

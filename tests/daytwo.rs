@@ -189,12 +189,13 @@ fn verbosity_levels_show_output_then_commands_then_connections() {
     };
     let command = format!("<node1> $ echo {marker}");
     let one = run("-v");
-    assert!(one.contains(&format!("\n  {marker}")), "{one}");
-    assert!(!one.contains(&command), "{one}");
+    assert!(one.contains(&command), "{one}");
+    assert!(!one.contains(&format!("\n  {marker}")), "{one}");
     assert!(!one.contains("connected:"), "{one}");
 
     let two = run("-vv");
     assert!(two.contains(&command), "{two}");
+    assert!(two.contains(&format!("\n  {marker}")), "{two}");
     assert!(!two.contains("connected:"), "{two}");
 
     let three = run("-vvv");
@@ -234,13 +235,13 @@ fn a_long_task_in_a_pipe_says_it_is_still_running() {
     let beats: Vec<&str> = out
         .stderr
         .lines()
-        .filter(|l| l.starts_with("still running: "))
+        .filter(|l| l.starts_with("still waiting: "))
         .collect();
     // node1 finished at once: only node2 is named, once, at 10 s.
     assert_eq!(
         beats,
-        ["still running: slow on node2 on node2 (10s)"],
+        ["still waiting: slow on node2 on node2 (10s)"],
         "{out}"
     );
-    assert!(!out.stdout.contains("still running"), "{out}");
+    assert!(!out.stdout.contains("still waiting"), "{out}");
 }

@@ -714,7 +714,7 @@ fn no_log_keeps_secrets_out_of_every_output() {
     );
     let extra = format!("secret={secret}");
     for format in ["human", "json"] {
-        for verbose in [None, Some("-v")] {
+        for verbose in [None, Some("-vv")] {
             let mut rest = vec![
                 playbook.to_str().unwrap(),
                 "--output",
@@ -913,22 +913,25 @@ fn hosts_can_be_reached_through_ssh_config_aliases() {
 }
 
 #[test]
-fn verbose_runs_show_what_commands_printed() {
+fn doubly_verbose_runs_show_what_commands_printed() {
     let cluster = Cluster::start(1);
     let inventory = cluster.inventory(&[]);
     let playbook = cluster.write_file(
         "v.yml",
-        "- hosts: all\n  tasks:\n    - command: echo visible-with-v\n",
+        "- hosts: all\n  tasks:\n    - command: echo visible-with-vv\n",
     );
     let quiet = run(&cluster, &inventory, &[playbook.to_str().unwrap()]);
-    assert!(!quiet.stdout.contains("visible-with-v\n  "), "{quiet}");
+    assert!(!quiet.stdout.contains("visible-with-vv\n  "), "{quiet}");
     assert!(
-        !quiet.stdout.lines().any(|l| l.trim() == "visible-with-v"),
+        !quiet.stdout.lines().any(|l| l.trim() == "visible-with-vv"),
         "{quiet}"
     );
-    let verbose = run(&cluster, &inventory, &[playbook.to_str().unwrap(), "-v"]);
+    let verbose = run(&cluster, &inventory, &[playbook.to_str().unwrap(), "-vv"]);
     assert!(
-        verbose.stdout.lines().any(|l| l.trim() == "visible-with-v"),
+        verbose
+            .stdout
+            .lines()
+            .any(|l| l.trim() == "visible-with-vv"),
         "{verbose}"
     );
 }

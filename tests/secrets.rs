@@ -84,7 +84,7 @@ fn exec_inventory_render_and_user_playbooks_write_no_key_material() {
     assert_eq!(render.code, 0, "{render}");
     let builtin = cluster.run(&["render", "-i", inv, "--host", "node1", "docker.default.j2"]);
     assert_eq!(builtin.code, 0, "{builtin}");
-    let mine = cluster.run(&["run", "-i", inv, t(&playbook), "-v"]);
+    let mine = cluster.run(&["run", "-i", inv, t(&playbook), "-vv"]);
     assert_eq!(mine.code, 0, "{mine}");
     assert!(mine.stdout.contains("/consul-tls"), "{mine}");
 
