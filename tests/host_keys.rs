@@ -225,6 +225,7 @@ impl Client<'_> {
             keepalive: Default::default(),
             reconnect: Duration::ZERO,
             proxy: Default::default(),
+            session: crate::support::sshd::session_mode(),
         };
         let accepted = self.runtime.block_on(async {
             let connector = SshConnector::new(4).with_agent(None).with_passphrase(None);
