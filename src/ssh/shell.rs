@@ -53,6 +53,13 @@ pub(super) const INLINE_MAX: usize = 256 << 10;
 /// reads the control stream.
 const START: &str = "exec /bin/sh";
 
+/// The shell's first line. It outlives a HUP, INT or TERM that sshd sends
+/// its process group (an abandoned command, see [`Abandon`]), so that the
+/// KILL that follows still reaches a command that ignores TERM: sshd
+/// signals a session only while its first process lives. Commands get the
+/// default handlers back (a caught signal is reset by `exec`).
+const SETUP: &str = "trap : HUP INT TERM\n";
+
 /// Whether `command` can run in the shell: no NUL byte (it could not be
 /// quoted), stdin small enough to inline, and a gate only without a
 /// password or stdin to feed once it opens.
@@ -83,6 +90,10 @@ impl Shell {
         };
         writer
             .exec(true, START)
+            .await
+            .map_err(|_| transport.lost(what))?;
+        writer
+            .data(SETUP.as_bytes())
             .await
             .map_err(|_| transport.lost(what))?;
         Ok(Shell { guard })
@@ -242,12 +253,15 @@ fn script(command: &str, stdin: Option<&[u8]>, mark: &str) -> String {
 
 /// `data` as a `printf` format that prints it exactly: printable ASCII and
 /// newlines as they are, `%` doubled, everything else (quotes, backslashes,
-/// control and non-ASCII bytes, NUL) as a three-digit octal escape.
+/// control and non-ASCII bytes, NUL, a leading `-`) as a three-digit octal
+/// escape.
 fn escape(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len() + data.len() / 4);
-    for &b in data {
+    for (i, &b) in data.iter().enumerate() {
         match b {
             b'%' => out.push_str("%%"),
+            // A leading `-` would be taken for an option.
+            b'-' if i == 0 => out.push_str("\\055"),
             b'\'' | b'\\' => out.push_str(&format!("\\{b:03o}")),
             b'\n' | b' '..=b'~' => out.push(b as char),
             _ => out.push_str(&format!("\\{b:03o}")),
@@ -257,8 +271,8 @@ fn escape(data: &[u8]) -> String {
 }
 
 /// One output stream of a command in the shell, up to its end mark:
-/// everything before the mark is handed on as it arrives except the last
-/// `mark.len() - 1` bytes, which may be the mark's beginning.
+/// everything before the mark is handed on as it arrives except an end
+/// that may be the mark's beginning (shorter than the mark).
 struct Framed {
     mark: Vec<u8>,
     held: Vec<u8>,
@@ -287,9 +301,15 @@ impl Framed {
             self.held = Vec::new();
             return;
         }
-        let keep = self.mark.len() - 1;
-        if self.held.len() > keep {
-            let done = self.held.len() - keep;
+        // Hold back only what may be the mark's beginning, so a line is
+        // handed on (to a live sink) as soon as it arrives.
+        let longest = self.held.len().min(self.mark.len() - 1);
+        let keep = (1..=longest)
+            .rev()
+            .find(|&k| self.held.ends_with(&self.mark[..k]))
+            .unwrap_or(0);
+        let done = self.held.len() - keep;
+        if done > 0 {
             each(&self.held[..done]);
             self.held.drain(..done);
         }
@@ -329,17 +349,19 @@ mod tests {
             assert!(framed.ended());
             assert_eq!(framed.status(), Some(7));
         }
-        // Held back: never more than the mark's length.
+        // Held back: only what may begin the mark.
         let mut framed = Framed::new("0123456789".into());
         let mut got = 0;
         framed.push(&[b'x'; 1000], &mut |d| got += d.len());
-        assert_eq!(got, 1000 - 9);
+        assert_eq!(got, 1000);
+        framed.push(b"x012", &mut |d| got += d.len());
+        assert_eq!(got, 1001);
         assert!(!framed.ended());
     }
 
     #[test]
     fn stdin_escapes_into_a_printf_format_byte_for_byte() {
-        let all: Vec<u8> = (0..=255).collect();
+        let all: Vec<u8> = (b'-'..=255).chain(0..b'-').collect();
         let format = escape(&all);
         assert!(format.is_ascii());
         assert!(!format.contains('\''));
