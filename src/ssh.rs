@@ -11,9 +11,15 @@
 //!   handshakes in flight there. The limit is per server, as MaxStartups
 //!   is: 500 distinct hosts handshake in parallel, bounded only by how many
 //!   hosts the executor works on at once (`--forks`);
+//! - a session channel per command costs the host a fork of sshd's session
+//!   process and a login shell, and a round trip or two: commands run
+//!   through one long-lived shell per connection instead (`shell.rs`),
+//!   unless `--session exec` says otherwise or they need a channel of
+//!   their own (a terminal, a password fed on demand, large stdin);
 //! - sshd's `MaxSessions` refuses channels beyond 10 per connection, so
-//!   every exec opens its own channel, waits for it to close, and a
-//!   per-connection semaphore keeps concurrent execs below the limit;
+//!   a command on its own channel waits for it to close, and a
+//!   per-connection semaphore keeps concurrent ones below the limit (the
+//!   shell's channel is one more);
 //! - a refused host key must reach the operator as a host-key error with
 //!   the fingerprint and what to do, not as russh's generic "disconnected";
 //! - a command whose exec is abandoned (a task timeout, Ctrl-C) keeps
