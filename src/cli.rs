@@ -286,6 +286,12 @@ pub struct ConnectArgs {
     /// or `ConnectTimeout` from ~/.ssh/config]
     #[arg(global = true, long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
+    /// How commands run on a host: through one long-lived shell
+    /// (`persistent`), or a new SSH channel each (`exec`); the variable
+    /// `arpanet_session` wins per host
+    #[arg(global = true, long, value_enum, env = "ARPANET_SESSION",
+          default_value_t = SessionArg::Persistent, value_name = "MODE")]
+    pub session: SessionArg,
     /// Output format
     #[arg(global = true, short, long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
@@ -298,6 +304,13 @@ pub struct ConnectArgs {
 pub enum OutputFormat {
     Human,
     Json,
+}
+
+/// How commands run on a host (`--session`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SessionArg {
+    Persistent,
+    Exec,
 }
 
 /// How `--become` becomes another user.

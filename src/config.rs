@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::ssh::config::{local_user, Query, SshConfig};
 use crate::ssh::jump::{self, JumpHost, ProxySpec, JUMP_VAR, SSH_ARG_VARS};
-use crate::transport::{HostKeyChecking, Keepalive, Proxy, Target};
+use crate::transport::{HostKeyChecking, Keepalive, Proxy, SessionMode, Target};
 use crate::vars::Vars;
 
 /// OpenSSH's default GlobalKnownHostsFile; the variable
@@ -76,7 +76,12 @@ pub struct ConnectOptions {
     pub escalation: crate::escalation::Defaults,
     /// The product's layer just over its defaults (see `Layers::provided`).
     pub provided: crate::vars::Vars,
+    /// `--session` (or `$ARPANET_SESSION`); `arpanet_session` wins per host.
+    pub session: SessionMode,
 }
+
+/// The variable choosing how a host's commands run (see [`SessionMode`]).
+pub(crate) const SESSION_VAR: &str = "arpanet_session";
 
 /// How deep the ssh config's `ProxyJump`s of jump hosts may nest.
 const MAX_HOPS: usize = 8;
@@ -100,6 +105,8 @@ pub struct ConnectDefaults {
     pub home: Option<PathBuf>,
     /// `~/.ssh/config`, consulted below the inventory's own variables.
     pub ssh_config: SshConfig,
+    /// How commands run unless `arpanet_session` says otherwise.
+    pub session: SessionMode,
     /// What the ssh config said that arpanet does not honour, for the hosts
     /// resolved so far: one warning per option (see [`Self::ssh_warnings`]).
     ignored: Mutex<BTreeMap<String, String>>,
@@ -123,6 +130,7 @@ impl ConnectDefaults {
             timeout: args.timeout.map(Duration::from_secs),
             home,
             ssh_config,
+            session: args.session,
             ignored: Mutex::default(),
         })
     }
@@ -372,6 +380,23 @@ impl ConnectDefaults {
                     })?,
             },
             proxy: Proxy::Direct,
+            session: match text(&[SESSION_VAR]) {
+                None => self.session,
+                Some(t) => SessionMode::parse(&t).ok_or_else(|| {
+                    Error::usage(format!(
+                        "host `{label}`: `{SESSION_VAR}` must be one of {}, got `{t}`",
+                        SessionMode::NAMES
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                    .with_hint(
+                        "`persistent` runs commands through one shell per host, `exec` opens \
+                         a channel for each",
+                    )
+                })?,
+            },
         };
         Ok((target, ssh.proxy))
     }
@@ -449,6 +474,7 @@ mod tests {
                 Some(Path::new("/home/op")),
             )
             .unwrap(),
+            session: SessionMode::Persistent,
             ignored: Mutex::default(),
         }
     }

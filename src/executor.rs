@@ -1940,6 +1940,7 @@ mod tests {
             keepalive: Default::default(),
             reconnect: Duration::ZERO,
             proxy: Default::default(),
+            session: Default::default(),
         }
     }
 

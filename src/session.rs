@@ -154,4 +154,5 @@ const CONNECTION_VARS: &[&str] = &[
     jump::SSH_ARG_VARS[1],
     jump::SSH_ARG_VARS[2],
     "arpanet_reconnect_timeout",
+    config::SESSION_VAR,
 ];

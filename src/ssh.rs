@@ -11,9 +11,15 @@
 //!   handshakes in flight there. The limit is per server, as MaxStartups
 //!   is: 500 distinct hosts handshake in parallel, bounded only by how many
 //!   hosts the executor works on at once (`--forks`);
+//! - a session channel per command costs the host a fork of sshd's session
+//!   process and a login shell, and a round trip or two: commands run
+//!   through one long-lived shell per connection instead (`shell.rs`),
+//!   unless `--session exec` says otherwise or they need a channel of
+//!   their own (a terminal, a password fed on demand, large stdin);
 //! - sshd's `MaxSessions` refuses channels beyond 10 per connection, so
-//!   every exec opens its own channel, waits for it to close, and a
-//!   per-connection semaphore keeps concurrent execs below the limit;
+//!   a command on its own channel waits for it to close, and a
+//!   per-connection semaphore keeps concurrent ones below the limit (the
+//!   shell's channel is one more);
 //! - a refused host key must reach the operator as a host-key error with
 //!   the fingerprint and what to do, not as russh's generic "disconnected";
 //! - a command whose exec is abandoned (a task timeout, Ctrl-C) keeps
@@ -34,6 +40,7 @@
 pub mod config;
 pub(crate) mod jump;
 pub mod known_hosts;
+mod shell;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -53,8 +60,8 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use crate::error::{Error, Result};
 use crate::transport::{
-    Capped, Connector, Gate, Gated, HostKeyChecking, Lines, Output, Pipe, Proxy, Sink, Stream,
-    Target, Transport,
+    Capped, Connector, Gate, Gated, HostKeyChecking, Lines, Output, Pipe, Proxy, SessionMode, Sink,
+    Stream, Target, Transport,
 };
 use known_hosts::{KnownHosts, ServerKey, Status};
 
@@ -411,6 +418,8 @@ impl SshConnector {
             _command: command,
             last_used: Mutex::new(std::time::Instant::now()),
             ping_timeout: target.connect_timeout.min(PING_TIMEOUT),
+            mode: target.session,
+            shell: tokio::sync::Mutex::default(),
         })
     }
 
@@ -673,6 +682,11 @@ pub struct SshTransport {
     /// When a command or channel last ended (see [`Transport::alive`]).
     last_used: Mutex<std::time::Instant>,
     ping_timeout: Duration,
+    /// Whether commands go through `shell`.
+    mode: SessionMode,
+    /// The host's long-lived shell, opened on first use (see `shell.rs`);
+    /// locked while it runs a command.
+    shell: tokio::sync::Mutex<Option<shell::Shell>>,
 }
 
 /// Why one connection attempt failed, and whether trying again soon may
@@ -774,13 +788,37 @@ impl SshTransport {
         gate: Option<&Gate<'_>>,
         sink: Option<&Sink<'_>>,
     ) -> Result<Gated> {
-        let what = format!("while running `{command}`");
-        let mut lines = [Lines::default(), Lines::default()];
-        let stream = |lines: &mut [Lines; 2], pipe: Pipe, data: &[u8]| {
-            if let Some(sink) = sink {
-                lines[pipe as usize].push(data, &mut |line| sink(pipe, line));
+        if self.mode == SessionMode::Persistent && shell::fits(command, stdin, gate) {
+            // A second command while the shell is busy (tasks on one host
+            // run one at a time, so rarely) gets a channel of its own.
+            if let Ok(mut slot) = self.shell.try_lock() {
+                let mut shell = match slot.take() {
+                    Some(mut shell) => match shell.usable() {
+                        true => shell,
+                        false => shell::Shell::open(self).await?,
+                    },
+                    None => shell::Shell::open(self).await?,
+                };
+                // A failure ends the shell (dropped here); a dropped future
+                // kills it with its command (see `Abandon`).
+                let gated = shell.run(self, command, stdin, gate, sink).await?;
+                *slot = Some(shell);
+                self.touch();
+                return Ok(gated);
             }
-        };
+        }
+        self.run_channel(command, stdin, gate, sink).await
+    }
+
+    /// Run `command` on a session channel of its own.
+    async fn run_channel(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        gate: Option<&Gate<'_>>,
+        sink: Option<&Sink<'_>>,
+    ) -> Result<Gated> {
+        let what = format!("while running `{command}`");
         let _session = self
             .sessions
             .acquire()
@@ -791,8 +829,8 @@ impl SshTransport {
             channel: Some(channel.split()),
             kills: Arc::clone(&self.kills),
         };
-        let mut gated = Gated::default();
-        let (stdout, stderr, status) = {
+        let mut received = Received::new(gate, sink);
+        {
             let Some((reader, writer)) = guard.channel.as_mut() else {
                 return Err(Error::Internal("channel writer missing".into()));
             };
@@ -809,67 +847,43 @@ impl SshTransport {
             };
             tokio::pin!(feed);
             let mut fed = false;
-            let mut stdout = Capped::default();
-            let mut stderr = Capped::default();
-            // Behind a gate, what arrives before its line is held here, and
-            // stdin waits.
-            let mut waiting = gate.map(|_| GateWait::default());
-            let mut status = None;
             let mut closed = false;
             loop {
                 tokio::select! {
                     // A command that exits without reading its stdin makes
                     // the write fail or stall; like ssh, ignore that and keep
-                    // reading.
-                    _ = &mut feed, if !fed && waiting.is_none() => fed = true,
+                    // reading. Behind a gate, stdin waits for its line.
+                    _ = &mut feed, if !fed && received.passed() => fed = true,
                     msg = reader.wait() => match msg {
-                        Some(ChannelMsg::Data { data }) => match (&mut waiting, gate) {
-                            (Some(wait), Some(gate)) => {
-                                wait.out.extend_from_slice(&data);
-                                if let Some(rest) = wait.passed(gate.passed) {
-                                    stdout.push(&rest);
-                                    stream(&mut lines, Pipe::Stdout, &rest);
-                                    waiting = None;
-                                    gated.passed = true;
-                                }
+                        Some(ChannelMsg::Data { data }) => received.stdout(&data),
+                        Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                            if !received.stderr(&data) {
+                                continue;
                             }
-                            _ => {
-                                stdout.push(&data);
-                                stream(&mut lines, Pipe::Stdout, &data);
-                            }
-                        },
-                        Some(ChannelMsg::ExtendedData { data, ext: 1 }) => match (&mut waiting, gate) {
-                            (Some(wait), Some(gate)) => {
-                                wait.err.extend_from_slice(&data);
-                                let asked = wait.prompts(gate.prompt);
-                                if asked > gated.asked {
-                                    gated.asked = asked;
-                                    match gate.password {
-                                        Some(password) if !gated.answered => {
-                                            gated.answered = true;
-                                            let line = [password, b"\n"].concat();
-                                            if writer.data(&line[..]).await.is_err() {
-                                                fed = true;
-                                            }
-                                        }
-                                        // No password, or a wrong one: end
-                                        // its input, so it gives up.
-                                        _ if !fed => {
-                                            fed = true;
-                                            let _ = writer.eof().await;
-                                        }
-                                        _ => {}
+                            // A fresh password prompt.
+                            match gate.and_then(|g| g.password) {
+                                Some(password) if !received.gated.answered => {
+                                    received.gated.answered = true;
+                                    let line = [password, b"\n"].concat();
+                                    if writer.data(&line[..]).await.is_err() {
+                                        fed = true;
                                     }
                                 }
+                                // No password, or a wrong one: end its
+                                // input, so it gives up.
+                                _ if !fed => {
+                                    fed = true;
+                                    let _ = writer.eof().await;
+                                }
+                                _ => {}
                             }
-                            _ => {
-                                stderr.push(&data);
-                                stream(&mut lines, Pipe::Stderr, &data);
-                            }
-                        },
-                        Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(exit_status),
+                        }
+                        Some(ChannelMsg::ExitStatus { exit_status }) => {
+                            received.status = Some(exit_status)
+                        }
                         Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
-                            status = Some(signal_number(&signal_name).map_or(255, |n| 128 + n))
+                            received.status =
+                                Some(signal_number(&signal_name).map_or(255, |n| 128 + n))
                         }
                         Some(ChannelMsg::Failure) => {
                             return Err(Error::Remote {
@@ -891,28 +905,112 @@ impl SshTransport {
                 // connection is gone (russh drops channels when it ends).
                 return Err(self.lost(&what));
             }
-            if let Some(sink) = sink {
-                for (pipe, lines) in [Pipe::Stdout, Pipe::Stderr].into_iter().zip(&mut lines) {
-                    lines.finish(&mut |line| sink(pipe, line));
-                }
-            }
-            if let Some(wait) = waiting {
-                // It never got through the gate: keep everything it said.
-                stdout.push(&wait.out);
-                stderr.push(&wait.err);
-            }
-            (stdout, stderr, status)
-        };
+        }
         // russh already answered the server's close; a second close would
         // be a protocol error.
         guard.channel = None;
         self.touch();
-        gated.output = Output {
-            stdout: stdout.into_text(),
-            stderr: stderr.into_text(),
-            status: status.unwrap_or(255),
+        Ok(received.finish())
+    }
+}
+
+/// What a command sends back, as it arrives: each stream capped (see
+/// [`Capped`]), handed on line by line to a sink when there is one, and,
+/// behind a gate, held until the gate's line shows.
+struct Received<'a> {
+    gate: Option<&'a Gate<'a>>,
+    sink: Option<&'a Sink<'a>>,
+    stdout: Capped,
+    stderr: Capped,
+    lines: [Lines; 2],
+    /// Behind a gate, what arrives before its line.
+    waiting: Option<GateWait>,
+    gated: Gated,
+    status: Option<u32>,
+}
+
+impl<'a> Received<'a> {
+    fn new(gate: Option<&'a Gate<'a>>, sink: Option<&'a Sink<'a>>) -> Received<'a> {
+        Received {
+            gate,
+            sink,
+            stdout: Capped::default(),
+            stderr: Capped::default(),
+            lines: Default::default(),
+            waiting: gate.map(|_| GateWait::default()),
+            gated: Gated::default(),
+            status: None,
+        }
+    }
+
+    /// No gate, or its line has shown.
+    fn passed(&self) -> bool {
+        self.waiting.is_none()
+    }
+
+    fn stream(&mut self, pipe: Pipe, data: &[u8]) {
+        if let Some(sink) = self.sink {
+            self.lines[pipe as usize].push(data, &mut |line| sink(pipe, line));
+        }
+    }
+
+    fn stdout(&mut self, data: &[u8]) {
+        match (&mut self.waiting, self.gate) {
+            (Some(wait), Some(gate)) => {
+                wait.out.extend_from_slice(data);
+                if let Some(rest) = wait.passed(gate.passed) {
+                    self.waiting = None;
+                    self.gated.passed = true;
+                    self.stdout.push(&rest);
+                    self.stream(Pipe::Stdout, &rest);
+                }
+            }
+            _ => {
+                self.stdout.push(data);
+                self.stream(Pipe::Stdout, data);
+            }
+        }
+    }
+
+    /// Take stderr's `data`; true when it holds a new password prompt of
+    /// the gate.
+    fn stderr(&mut self, data: &[u8]) -> bool {
+        match (&mut self.waiting, self.gate) {
+            (Some(wait), Some(gate)) => {
+                wait.err.extend_from_slice(data);
+                let asked = wait.prompts(gate.prompt);
+                let new = asked > self.gated.asked;
+                self.gated.asked = asked;
+                new
+            }
+            _ => {
+                self.stderr.push(data);
+                self.stream(Pipe::Stderr, data);
+                false
+            }
+        }
+    }
+
+    fn finish(mut self) -> Gated {
+        if let Some(sink) = self.sink {
+            for (pipe, lines) in [Pipe::Stdout, Pipe::Stderr]
+                .into_iter()
+                .zip(&mut self.lines)
+            {
+                lines.finish(&mut |line| sink(pipe, line));
+            }
+        }
+        if let Some(wait) = self.waiting.take() {
+            // It never got through the gate: keep everything it said.
+            self.stdout.push(&wait.out);
+            self.stderr.push(&wait.err);
+        }
+        self.gated.output = Output {
+            stdout: self.stdout.into_text(),
+            stderr: self.stderr.into_text(),
+            status: self.status.unwrap_or(255),
         };
-        Ok(gated)
+        self.gated
     }
 }
 
@@ -1112,6 +1210,9 @@ impl Transport for SshTransport {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
+            if let Some(shell) = self.shell.try_lock().ok().and_then(|mut s| s.take()) {
+                shell.close().await;
+            }
             let kills = std::mem::take(&mut *self.kills.lock().unwrap_or_else(|p| p.into_inner()));
             let _ = tokio::time::timeout(KILL_WAIT, futures::future::join_all(kills)).await;
             let _ = self

@@ -340,6 +340,33 @@ pub struct Target {
     pub reconnect: Duration,
     /// How the host's SSH port is reached.
     pub proxy: Proxy,
+    /// How commands run: through one long-lived shell, or a channel each
+    /// (`--session`, `arpanet_session`).
+    pub session: SessionMode,
+}
+
+/// How a connection runs commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SessionMode {
+    /// One shell per host, opened on first use, runs every command that
+    /// needs no terminal and no streamed input (see `ssh/shell.rs`).
+    #[default]
+    Persistent,
+    /// A new SSH session channel for every command, as `ssh host command`.
+    Exec,
+}
+
+impl SessionMode {
+    pub const NAMES: &'static [&'static str] = &["persistent", "exec"];
+
+    pub fn parse(text: &str) -> Option<SessionMode> {
+        match text.trim() {
+            "persistent" => Some(SessionMode::Persistent),
+            "exec" => Some(SessionMode::Exec),
+            _ => None,
+        }
+    }
 }
 
 /// The way to a host's SSH port: `ProxyJump` and `ProxyCommand` resolved.

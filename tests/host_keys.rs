@@ -225,6 +225,7 @@ impl Client<'_> {
             keepalive: Default::default(),
             reconnect: Duration::ZERO,
             proxy: Default::default(),
+            session: crate::support::sshd::session_mode(),
         };
         // Only a refused host key counts as refused: another failure (a
         // handshake that timed out on a loaded machine) is tried again.

@@ -31,6 +31,7 @@ mod run_controls;
 mod secrets;
 mod secrets_lab;
 mod serial;
+mod shell;
 mod ssh;
 mod ssh_config;
 mod transfer;

@@ -20,7 +20,9 @@ pub(crate) mod run;
 pub(crate) mod status;
 pub(crate) mod ui;
 
-use crate::cli::{BecomeMethodArg, ConnectArgs, HostKeyCheckingArg, OutputFormat as OutputArg};
+use crate::cli::{
+    BecomeMethodArg, ConnectArgs, HostKeyCheckingArg, OutputFormat as OutputArg, SessionArg,
+};
 use crate::config::ConnectOptions;
 use crate::error::{Error, Result};
 use crate::escalation::{Defaults, Method, Secret, PASSWORD_ENV};
@@ -28,7 +30,7 @@ use crate::inventory::Inventory;
 use crate::report::OutputFormat;
 use crate::runner::Output;
 use crate::scope::Scope;
-use crate::transport::HostKeyChecking;
+use crate::transport::{HostKeyChecking, SessionMode};
 
 /// Hosts in flight at once when neither `--forks` nor the project file
 /// says.
@@ -55,6 +57,10 @@ fn connect_options(args: &ConnectArgs) -> Result<ConnectOptions> {
         defaults: crate::cluster::builtin::BUILTINS.defaults,
         escalation: escalation(args)?,
         provided: crate::vars::Vars::new(),
+        session: match args.session {
+            SessionArg::Persistent => SessionMode::Persistent,
+            SessionArg::Exec => SessionMode::Exec,
+        },
     })
 }
 

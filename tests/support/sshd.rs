@@ -30,7 +30,7 @@ use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use arpanet::transport::{HostKeyChecking, Target};
+use arpanet::transport::{HostKeyChecking, SessionMode, Target};
 use tempfile::TempDir;
 
 /// The unprivileged account tests log in as (login shell `/bin/sh`, so no
@@ -727,6 +727,16 @@ pub fn spawn_arpanet(home: &Path, cwd: &Path, args: &[&str], env: &[(&str, &str)
         .unwrap_or_else(|e| panic!("cannot run arpanet: {e}"))
 }
 
+/// How the suite's connections run commands: `ARPANET_SESSION=exec cargo
+/// test` runs every test (the binary reads the same variable) with a
+/// channel per command instead of the persistent shell.
+pub fn session_mode() -> SessionMode {
+    match std::env::var("ARPANET_SESSION").as_deref() {
+        Ok("exec") => SessionMode::Exec,
+        _ => SessionMode::Persistent,
+    }
+}
+
 /// `n` sshd hosts sharing one client key pair and one known_hosts file that
 /// lists all their host keys.
 ///
@@ -841,6 +851,7 @@ impl Cluster {
             keepalive: Default::default(),
             reconnect: Duration::ZERO,
             proxy: Default::default(),
+            session: session_mode(),
         }
     }
 

@@ -1,0 +1,375 @@
+//! One long-lived shell per host that runs the commands of every task, so
+//! that a task costs one round trip and one fork on the host instead of a
+//! new SSH session (sshd forks a session process and a login shell for
+//! each, about 1.8 ms of host CPU and a round trip or two).
+//!
+//! The shell is `/bin/sh` on a session channel of the host's one
+//! connection, opened on first use. For each command arpanet writes one
+//! line of script to its stdin:
+//!
+//! ```sh
+//! "${SHELL:-/bin/sh}" -c 'COMMAND' </dev/null; printf '%s:%s\n' MARK "$?"; printf '%s\n' MARK >&2
+//! ```
+//!
+//! - The command runs as `ssh host COMMAND` would run it: by the login
+//!   shell, with `-c`, in a process of its own, so `cd`, variables, traps,
+//!   `exit`, `exec` and `kill $$` stay inside it.
+//! - Its stdin is `/dev/null`, or the given input written into the script
+//!   itself (a `printf` of octal escapes piped into it, for input up to
+//!   [`INLINE_MAX`]), never the shell's control stream.
+//! - Its stdout and stderr go straight to the channel's, byte for byte.
+//!   MARK, a fresh random 128-bit nonce for each command that appears only
+//!   in the script, ends each stream; the exit status follows it on stdout.
+//!   Memory stays bounded: only MARK's length is held back while looking
+//!   for it.
+//!
+//! A command that ends the shell itself (`kill $PPID`, `kill 0`) fails
+//! with a message saying so, and the next command opens a new shell; a
+//! command abandoned (a task timeout, Ctrl-C) takes the shell with it: the
+//! channel's process group is killed (see [`Abandon`]) and the next command
+//! opens a new one. Commands that need a terminal, a password fed on
+//! demand, or stdin streamed (more than [`INLINE_MAX`], or behind a gate)
+//! get a channel of their own, as in `--session exec`.
+//!
+//! One difference with a channel per command: a background process the
+//! command leaves holding its stdout (`daemon &` without a redirection)
+//! does not hold up the task; what it prints later is dropped while the
+//! shell is idle, or taken for the output of the command running then.
+
+use std::sync::Arc;
+
+use futures::FutureExt as _;
+use russh::ChannelMsg;
+
+use super::{signal_number, Abandon, Received, SshTransport};
+use crate::error::{Error, Result};
+use crate::transport::{quote, Gate, Gated, Sink};
+
+/// The most stdin written into a command's script (escaped, up to four
+/// times as long); more is streamed on a channel of its own.
+pub(super) const INLINE_MAX: usize = 256 << 10;
+
+/// What starts the shell: the login shell replaced by a POSIX one, which
+/// reads the control stream.
+const START: &str = "exec /bin/sh";
+
+/// The shell's first line. It outlives a HUP, INT or TERM that sshd sends
+/// its process group (an abandoned command, see [`Abandon`]), so that the
+/// KILL that follows still reaches a command that ignores TERM: sshd
+/// signals a session only while its first process lives. Commands get the
+/// default handlers back (a caught signal is reset by `exec`).
+const SETUP: &str = "trap : HUP INT TERM\n";
+
+/// Whether `command` can run in the shell: no NUL byte (it could not be
+/// quoted), stdin small enough to inline, and a gate only without a
+/// password or stdin to feed once it opens.
+pub(super) fn fits(command: &str, stdin: Option<&[u8]>, gate: Option<&Gate<'_>>) -> bool {
+    !command.contains('\0')
+        && stdin.is_none_or(|data| data.len() <= INLINE_MAX)
+        && gate.is_none_or(|gate| gate.password.is_none() && stdin.is_none())
+}
+
+/// A host's long-lived shell.
+pub(crate) struct Shell {
+    /// The channel; dropping the guard kills the shell's process group.
+    guard: Abandon,
+}
+
+impl Shell {
+    /// Open a session channel on `transport`'s connection and start the
+    /// shell in it.
+    pub(super) async fn open(transport: &SshTransport) -> Result<Shell> {
+        let what = "while starting the persistent shell";
+        let channel = transport.open_session(what).await?;
+        let mut guard = Abandon {
+            channel: Some(channel.split()),
+            kills: Arc::clone(&transport.kills),
+        };
+        let Some((_, writer)) = guard.channel.as_mut() else {
+            return Err(Error::Internal("shell channel missing".into()));
+        };
+        writer
+            .exec(true, START)
+            .await
+            .map_err(|_| transport.lost(what))?;
+        writer
+            .data(SETUP.as_bytes())
+            .await
+            .map_err(|_| transport.lost(what))?;
+        Ok(Shell { guard })
+    }
+
+    /// Whether the shell is still there to take a command: anything it
+    /// printed while idle (a background process of an earlier command) is
+    /// dropped; an end of the channel means it is gone.
+    pub(super) fn usable(&mut self) -> bool {
+        let Some((reader, _)) = self.guard.channel.as_mut() else {
+            return false;
+        };
+        while let Some(msg) = reader.wait().now_or_never() {
+            match msg {
+                Some(ChannelMsg::Data { .. })
+                | Some(ChannelMsg::ExtendedData { .. })
+                | Some(ChannelMsg::Success)
+                | Some(ChannelMsg::WindowAdjusted { .. }) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// Run `command` as described in the module docs. An error leaves the
+    /// shell unusable: the caller drops it.
+    pub(super) async fn run(
+        &mut self,
+        transport: &SshTransport,
+        command: &str,
+        stdin: Option<&[u8]>,
+        gate: Option<&Gate<'_>>,
+        sink: Option<&Sink<'_>>,
+    ) -> Result<Gated> {
+        let Some((reader, writer)) = self.guard.channel.as_mut() else {
+            return Err(Error::Internal("shell channel missing".into()));
+        };
+        let what = format!("while running `{command}`");
+        let mark = format!("__arpanet_{:032x}__", rand::random::<u128>());
+        writer
+            .data(script(command, stdin, &mark).as_bytes())
+            .await
+            .map_err(|_| transport.lost(&what))?;
+        let mut received = Received::new(gate, sink);
+        let mut out = Framed::new(format!("{mark}:"));
+        let mut err = Framed::new(format!("{mark}\n"));
+        while !(out.ended() && err.ended()) {
+            match reader.wait().await {
+                Some(ChannelMsg::Data { data }) => out.push(&data, &mut |d| received.stdout(d)),
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                    // Without a password to give, a prompt gets the end of
+                    // the command's input, which it already has.
+                    err.push(&data, &mut |d| {
+                        received.stderr(d);
+                    })
+                }
+                Some(ChannelMsg::Failure) => {
+                    return Err(Error::Remote {
+                        host: transport.host.clone(),
+                        message: format!(
+                            "the server refused to start a shell (`{START}`) to run `{command}`"
+                        ),
+                    })
+                }
+                Some(
+                    msg @ (ChannelMsg::ExitStatus { .. }
+                    | ChannelMsg::ExitSignal { .. }
+                    | ChannelMsg::Eof
+                    | ChannelMsg::Close),
+                ) => {
+                    return Err(ended(transport, command, reader, msg).await);
+                }
+                Some(_) => {}
+                None => return Err(transport.lost(&what)),
+            }
+        }
+        received.status = out.status();
+        if received.status.is_none() {
+            return Err(Error::Remote {
+                host: transport.host.clone(),
+                message: format!(
+                    "the persistent shell sent an unreadable exit status for `{command}`"
+                ),
+            });
+        }
+        Ok(received.finish())
+    }
+
+    /// End the shell politely: its input ends, so it exits.
+    pub(super) async fn close(mut self) {
+        if let Some((_, writer)) = self.guard.channel.take() {
+            let _ = writer.eof().await;
+        }
+    }
+}
+
+/// The error for a shell that ended while `command` ran: the command
+/// killed it (or the host killed it), and how it ended.
+async fn ended(
+    transport: &SshTransport,
+    command: &str,
+    reader: &mut russh::ChannelReadHalf,
+    first: ChannelMsg,
+) -> Error {
+    if transport.handle.is_closed() {
+        return transport.lost(&format!("while running `{command}`"));
+    }
+    let mut how = how_it_ended(&first);
+    // The exit status or signal may follow the EOF; wait for it briefly.
+    if how.is_none() && !matches!(first, ChannelMsg::Close) {
+        let wait = async {
+            while let Some(msg) = reader.wait().await {
+                how = how_it_ended(&msg);
+                if how.is_some() || matches!(msg, ChannelMsg::Close) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(500), wait).await;
+    }
+    let how = how.unwrap_or_default();
+    Error::Remote {
+        host: transport.host.clone(),
+        message: format!(
+            "the persistent shell ended while running `{command}`{how}: the command may have \
+             killed its parent shell (`kill $PPID`, `kill 0`); the next command starts a new \
+             one, and `arpanet_session: exec` gives each command a channel of its own"
+        ),
+    }
+}
+
+/// ` (exit N)` or ` (killed by signal N)` from a channel's last words.
+fn how_it_ended(msg: &ChannelMsg) -> Option<String> {
+    match msg {
+        ChannelMsg::ExitStatus { exit_status } => Some(format!(" (exit {exit_status})")),
+        ChannelMsg::ExitSignal { signal_name, .. } => Some(match signal_number(signal_name) {
+            Some(n) => format!(" (killed by signal {n})"),
+            None => " (killed by a signal)".into(),
+        }),
+        _ => None,
+    }
+}
+
+/// The line of script that runs `command` in the shell (see the module
+/// docs).
+fn script(command: &str, stdin: Option<&[u8]>, mark: &str) -> String {
+    let (input, redirect) = match stdin {
+        Some(data) => (format!("printf '{}' | ", escape(data)), ""),
+        None => (String::new(), " </dev/null"),
+    };
+    format!(
+        "{input}\"${{SHELL:-/bin/sh}}\" -c {}{redirect}; printf '%s:%s\\n' {mark} \"$?\"; \
+         printf '%s\\n' {mark} >&2\n",
+        quote(command)
+    )
+}
+
+/// `data` as a `printf` format that prints it exactly: printable ASCII and
+/// newlines as they are, `%` doubled, everything else (quotes, backslashes,
+/// control and non-ASCII bytes, NUL, a leading `-`) as a three-digit octal
+/// escape.
+fn escape(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len() + data.len() / 4);
+    for (i, &b) in data.iter().enumerate() {
+        match b {
+            b'%' => out.push_str("%%"),
+            // A leading `-` would be taken for an option.
+            b'-' if i == 0 => out.push_str("\\055"),
+            b'\'' | b'\\' => out.push_str(&format!("\\{b:03o}")),
+            b'\n' | b' '..=b'~' => out.push(b as char),
+            _ => out.push_str(&format!("\\{b:03o}")),
+        }
+    }
+    out
+}
+
+/// One output stream of a command in the shell, up to its end mark:
+/// everything before the mark is handed on as it arrives except an end
+/// that may be the mark's beginning (shorter than the mark).
+struct Framed {
+    mark: Vec<u8>,
+    held: Vec<u8>,
+    /// What followed the mark, once it has shown.
+    after: Option<Vec<u8>>,
+}
+
+impl Framed {
+    fn new(mark: String) -> Framed {
+        Framed {
+            mark: mark.into_bytes(),
+            held: Vec::new(),
+            after: None,
+        }
+    }
+
+    fn push(&mut self, data: &[u8], each: &mut dyn FnMut(&[u8])) {
+        if let Some(after) = &mut self.after {
+            after.extend_from_slice(data);
+            return;
+        }
+        self.held.extend_from_slice(data);
+        if let Some(at) = memchr::memmem::find(&self.held, &self.mark) {
+            each(&self.held[..at]);
+            self.after = Some(self.held[at + self.mark.len()..].to_vec());
+            self.held = Vec::new();
+            return;
+        }
+        // Hold back only what may be the mark's beginning, so a line is
+        // handed on (to a live sink) as soon as it arrives.
+        let longest = self.held.len().min(self.mark.len() - 1);
+        let keep = (1..=longest)
+            .rev()
+            .find(|&k| self.held.ends_with(&self.mark[..k]))
+            .unwrap_or(0);
+        let done = self.held.len() - keep;
+        if done > 0 {
+            each(&self.held[..done]);
+            self.held.drain(..done);
+        }
+    }
+
+    /// The mark has shown, and (on stdout, whose mark ends in `:`) the
+    /// status line after it.
+    fn ended(&self) -> bool {
+        match &self.after {
+            None => false,
+            Some(after) => self.mark.ends_with(b"\n") || after.contains(&b'\n'),
+        }
+    }
+
+    /// The exit status written after the mark.
+    fn status(&self) -> Option<u32> {
+        let after = self.after.as_ref()?;
+        let line = after.split(|&b| b == b'\n').next()?;
+        std::str::from_utf8(line).ok()?.trim().parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{escape, Framed};
+
+    #[test]
+    fn the_mark_is_found_across_chunks_and_nothing_before_it_is_lost() {
+        let data = b"abc__m__d\x00e__mark__x__mark__:7\nrest";
+        for size in 1..data.len() {
+            let mut framed = Framed::new("__mark__:".into());
+            let mut got = Vec::new();
+            for chunk in data.chunks(size) {
+                framed.push(chunk, &mut |d| got.extend_from_slice(d));
+            }
+            assert_eq!(got, b"abc__m__d\x00e__mark__x", "chunks of {size}");
+            assert!(framed.ended());
+            assert_eq!(framed.status(), Some(7));
+        }
+        // Held back: only what may begin the mark.
+        let mut framed = Framed::new("0123456789".into());
+        let mut got = 0;
+        framed.push(&[b'x'; 1000], &mut |d| got += d.len());
+        assert_eq!(got, 1000);
+        framed.push(b"x012", &mut |d| got += d.len());
+        assert_eq!(got, 1001);
+        assert!(!framed.ended());
+    }
+
+    #[test]
+    fn stdin_escapes_into_a_printf_format_byte_for_byte() {
+        let all: Vec<u8> = (b'-'..=255).chain(0..b'-').collect();
+        let format = escape(&all);
+        assert!(format.is_ascii());
+        assert!(!format.contains('\''));
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("printf '{format}'"))
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout, all);
+    }
+}
