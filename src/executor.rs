@@ -1271,7 +1271,7 @@ async fn once(
                 exports,
             }),
         };
-        match shared.settings.verbose >= 1 && !task.no_log {
+        match shared.settings.verbose >= 2 && !task.no_log {
             true => Arc::new(Shown {
                 inner: conn,
                 host: state.name.clone(),

@@ -282,7 +282,7 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
         format!("{{name: vault, image: \"{missing}\", env: {{DB_PASSWORD: \"{secret}\"}}}}"),
     ]);
     for format in ["human", "json"] {
-        let failed = lab.run("run", &["stack", "-vv", "--output", format, "-e", &leaky]);
+        let failed = lab.run("run", &["stack", "-v", "--output", format, "-e", &leaky]);
         assert_eq!(failed.code, 2, "{failed}");
         assert!(
             !failed.stdout.contains(&secret) && !failed.stderr.contains(&secret),

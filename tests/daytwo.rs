@@ -189,8 +189,8 @@ fn verbosity_levels_show_output_then_commands_then_connections() {
     };
     let command = format!("<node1> $ echo {marker}");
     let one = run("-v");
-    assert!(one.contains(&command), "{one}");
-    assert!(!one.contains(&format!("\n  {marker}")), "{one}");
+    assert!(one.contains(&format!("\n  {marker}")), "{one}");
+    assert!(!one.contains(&command), "{one}");
     assert!(!one.contains("connected:"), "{one}");
 
     let two = run("-vv");

@@ -330,7 +330,9 @@ fn details_and_restart(lab: &Lab, clock: &mut Instant) {
     let sampler = "rm -f /root/samples /root/sample-stop; \
          while [ ! -e /root/sample-stop ]; do sleep 0.5 & p=$!; \
          r=$(docker ps -q --filter name=^consul$ --filter status=running | wc -l); \
-         l=$(curl -s -m 0.4 -o /dev/null -w '%{http_code}' 'http://127.0.0.1:8500/v1/kv/probe?consistent'); \
+         l=$(curl -s -m 0.4 -o /dev/null -w '%{http_code}' \
+         -H \"X-Consul-Token: $(cat /mnt/arpanet-consul/arpanet/management.token)\" \
+         'http://127.0.0.1:8500/v1/kv/probe?consistent'); \
          echo \"$(date +%s.%N) $r $l\" >> /root/samples; wait $p; done";
     for n in NODES {
         let started = Command::new("docker")

@@ -57,7 +57,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         tags: args.tags,
         skip_tags: args.skip_tags,
         // `-v` shows what each command printed, as Ansible's does.
-        show_output: args.connect.verbose > 1,
+        show_output: args.connect.verbose > 0,
         verbose: args.connect.verbose,
         start_at_task: args.start_at_task.clone(),
         step: args.step,
