@@ -27,6 +27,9 @@ struct ProjectFile {
     user: Option<String>,
     private_key: Option<PathBuf>,
     known_hosts: Option<PathBuf>,
+    /// Where roles are looked for, `:`-separated as Ansible's
+    /// `roles_path`.
+    roles_path: Option<String>,
 }
 
 /// The project file's settings, paths made relative to where it is.
@@ -39,6 +42,7 @@ pub(crate) struct Project {
     pub user: Option<String>,
     pub private_key: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
+    pub roles_path: Vec<PathBuf>,
 }
 
 impl Project {
@@ -75,6 +79,13 @@ impl Project {
             user: read.user,
             private_key: relative(read.private_key),
             known_hosts: relative(read.known_hosts),
+            roles_path: read
+                .roles_path
+                .iter()
+                .flat_map(|p| std::env::split_paths(p).collect::<Vec<_>>())
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(|p| dir.join(p))
+                .collect(),
         })
     }
 
@@ -112,6 +123,14 @@ pub(crate) fn inventory(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Project::here()?.inventory(given)
 }
 
+/// The project file's `roles_path` (relative to it), read once. A project
+/// file that does not load gives none here: the commands that read it for
+/// their other settings report why.
+pub(crate) fn roles_path() -> &'static [PathBuf] {
+    static PATHS: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    PATHS.get_or_init(|| Project::here().map(|p| p.roles_path).unwrap_or_default())
+}
+
 /// A TOML error at its line and column.
 fn toml_error(file: &Path, text: &str, e: &toml::de::Error) -> Error {
     let at = e.span().map_or(0, |s| s.start).min(text.len());
@@ -123,7 +142,7 @@ fn toml_error(file: &Path, text: &str, e: &toml::de::Error) -> Error {
         field: None,
         message: e.message().to_owned(),
         hint: Some(
-            "a project file takes `inventory`, `forks`, `user`, `private_key` and `known_hosts`"
+            "a project file takes `inventory`, `forks`, `user`, `private_key`, `known_hosts` and `roles_path`"
                 .to_owned(),
         ),
     };
@@ -175,7 +194,8 @@ mod tests {
         std::fs::write(
             root.path().join("arpanet.toml"),
             "inventory = \"inv/hosts.ini\"\nforks = 7\nuser = \"deploy\"\n\
-             private_key = \"keys/id\"\nknown_hosts = \"/etc/kh\"\n",
+             private_key = \"keys/id\"\nknown_hosts = \"/etc/kh\"\n\
+             roles_path = \"roles:/srv/roles\"\n",
         )
         .unwrap();
         let found = Project::find(root.path()).unwrap();
@@ -188,6 +208,7 @@ mod tests {
                 user: Some("deploy".into()),
                 private_key: Some(root.path().join("keys/id")),
                 known_hosts: Some(PathBuf::from("/etc/kh")),
+                roles_path: vec![root.path().join("roles"), PathBuf::from("/srv/roles")],
             }
         );
         // Without `inventory:`, the hint names the file to add it to.

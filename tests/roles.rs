@@ -216,4 +216,11 @@ fn a_role_is_found_through_arpanet_roles_path_and_a_missing_one_is_named() {
     let out = cluster.run_with_env(&args, &[("ARPANET_ROLES_PATH", &path)]);
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(read(&work, "greeted"), "hello\n");
+
+    // The project file's `roles_path` (relative to it) does too.
+    std::fs::remove_file(Path::new(&work).join("greeted")).unwrap();
+    cluster.write_file("arpanet.yml", "roles_path: /nonexistent:shared\n");
+    let out = cluster.run(&args);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(read(&work, "greeted"), "hello\n");
 }

@@ -47,8 +47,9 @@ pub(super) struct Loaded {
 
 /// Where a role named `name` is looked for, in order: a path (a name with a
 /// `/`) from the playbook's directory; else `roles/` beside the playbook,
-/// each directory of `ARPANET_ROLES_PATH` then `ANSIBLE_ROLES_PATH`, and
-/// the playbook's directory itself, as Ansible searches.
+/// each directory of `ARPANET_ROLES_PATH`, `ANSIBLE_ROLES_PATH` and the
+/// project file's `roles_path`, and the playbook's directory itself, as
+/// Ansible searches.
 pub(super) fn candidates(name: &str, playbook_dir: &Path) -> Vec<PathBuf> {
     if name.contains('/') {
         return vec![playbook_dir.join(name)];
@@ -59,6 +60,7 @@ pub(super) fn candidates(name: &str, playbook_dir: &Path) -> Vec<PathBuf> {
             dirs.extend(std::env::split_paths(&value).filter(|p| !p.as_os_str().is_empty()));
         }
     }
+    dirs.extend(crate::project::roles_path().iter().cloned());
     dirs.push(playbook_dir.to_path_buf());
     dirs.into_iter().map(|d| d.join(name)).collect()
 }
