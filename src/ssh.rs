@@ -296,10 +296,10 @@ impl SshConnector {
         via: Option<Arc<SshTransport>>,
     ) -> std::result::Result<SshTransport, Attempt> {
         let permit = self.start(target, via.as_deref()).await?;
-        let known_hosts = match target.host_key_checking {
+        let known_hosts = Arc::new(match target.host_key_checking {
             HostKeyChecking::Off => KnownHosts::default(),
             _ => KnownHosts::read(&target.known_hosts, &target.extra_known_hosts)?,
-        };
+        });
         let config = Arc::new(client_config(&known_hosts, target));
         let peer = endpoint(target);
         let route = match &via {
@@ -320,7 +320,7 @@ impl SshConnector {
             let rejection = Arc::new(Mutex::new(None));
             let handler = ClientHandler {
                 target: target.clone(),
-                known_hosts: known_hosts.clone(),
+                known_hosts: Some(Arc::clone(&known_hosts)),
                 rejection: Arc::clone(&rejection),
                 offered: Arc::clone(&offered),
             };
@@ -1303,15 +1303,18 @@ fn client_config(known_hosts: &KnownHosts, target: &Target) -> client::Config {
 /// russh itself only reports as a disconnect.
 struct ClientHandler {
     target: Target,
-    /// The known_hosts files as read before the handshake.
-    known_hosts: KnownHosts,
+    /// The known_hosts files as read before the handshake, dropped once the
+    /// server's key is checked: the handler lives as long as the connection,
+    /// and a copy of a fleet's known_hosts file per host would make memory
+    /// grow with hosts × hosts (500 hosts: about 25 MB).
+    known_hosts: Option<Arc<KnownHosts>>,
     rejection: Arc<Mutex<Option<Error>>>,
     /// The server's key as offered (`TYPE SHA256:...`), for `-vvv`.
     offered: Arc<Mutex<Option<String>>>,
 }
 
 impl ClientHandler {
-    fn verify(&self, server_key: &PublicKeyOrCertificate) -> Result<()> {
+    fn verify(&self, known_hosts: &KnownHosts, server_key: &PublicKeyOrCertificate) -> Result<()> {
         let target = &self.target;
         if target.host_key_checking == HostKeyChecking::Off {
             return Ok(());
@@ -1329,7 +1332,7 @@ impl ClientHandler {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let name = host_key_name(target);
-        let check = self.known_hosts.check(name, target.port, offered, now);
+        let check = known_hosts.check(name, target.port, offered, now);
         let path = &target.known_hosts;
         let peer = endpoint(target);
         let kind = key.algorithm();
@@ -1417,7 +1420,12 @@ impl client::Handler for ClientHandler {
             }
         };
         *self.offered.lock().unwrap_or_else(|p| p.into_inner()) = Some(described);
-        match self.verify(server_key) {
+        // russh asks once, at the first key exchange; a second question
+        // finds nothing to check against and is refused.
+        let Some(known_hosts) = self.known_hosts.take() else {
+            return Ok(false);
+        };
+        match self.verify(&known_hosts, server_key) {
             Ok(()) => Ok(true),
             Err(e) => {
                 *self.rejection.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
