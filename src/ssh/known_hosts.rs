@@ -208,15 +208,21 @@ impl KnownHosts {
         let mut entries = Vec::new();
         for (path, text) in &self.files {
             for (index, line) in text.lines().enumerate() {
-                if let Some((marker, hosts, key)) = parse_line(line) {
-                    if hosts_match(hosts, name) {
-                        entries.push(Entry {
-                            file: path,
-                            line: index + 1,
-                            marker,
-                            key,
-                        });
-                    }
+                // The host field first: decoding every line's key for
+                // every host would cost hosts × lines key parses in a fleet.
+                let Some((marker, hosts, key)) = split_line(line) else {
+                    continue;
+                };
+                if !hosts_match(hosts, name) {
+                    continue;
+                }
+                if let Some(key) = parse_key(key) {
+                    entries.push(Entry {
+                        file: path,
+                        line: index + 1,
+                        marker,
+                        key,
+                    });
                 }
             }
         }
@@ -431,10 +437,10 @@ fn same_type(a: &Algorithm, b: &Algorithm) -> bool {
     (rsa(a) && rsa(b)) || a == b
 }
 
-/// A known_hosts line as `(marker, host field, key)`; `None` for blank,
-/// comment and unusable lines (an unknown marker, a key that does not
-/// parse), which OpenSSH skips too.
-fn parse_line(line: &str) -> Option<(Marker, &str, PublicKey)> {
+/// A known_hosts line as `(marker, host field, (key type, key blob))`;
+/// `None` for blank, comment and unusable lines (an unknown marker, missing
+/// fields), which OpenSSH skips too.
+fn split_line(line: &str) -> Option<(Marker, &str, (&str, &str))> {
     let line = line.trim_start_matches([' ', '\t']);
     if line.is_empty() || line.starts_with('#') {
         return None;
@@ -450,12 +456,17 @@ fn parse_line(line: &str) -> Option<(Marker, &str, PublicKey)> {
     if marker != Marker::None {
         hosts = fields.next()?;
     }
-    let (kind, blob) = (fields.next()?, fields.next()?);
+    Some((marker, hosts, (fields.next()?, fields.next()?)))
+}
+
+/// The key of a known_hosts line; `None` for a key that does not parse or
+/// of a type arpanet does not know, which OpenSSH skips too.
+fn parse_key((kind, blob): (&str, &str)) -> Option<PublicKey> {
     let key = PublicKey::from_openssh(&format!("{kind} {blob}")).ok()?;
     if matches!(key.key_data(), KeyData::Other(_)) {
         return None;
     }
-    Some((marker, hosts, key))
+    Some(key)
 }
 
 /// Whether a host field matches `name` (lowercase, `[host]:port` when
