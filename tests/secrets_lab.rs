@@ -579,7 +579,7 @@ fn cert_fingerprint(pem: &str) -> String {
 /// A TLS handshake with node `ip`'s Consul RPC port (8300), trusting
 /// `ca` and showing `cert`/`key` (Consul asks for a client certificate):
 /// `openssl s_client` through a local relay that first sends the byte by
-/// which Consul's RPC port chooses TLS. Whether the server's certificate
+/// which Consul's RPC port chooses TLS (`RPCTLS`, 3). Whether the server's certificate
 /// was verified and the handshake completed, and what openssl said.
 fn handshake(ip: &str, ca: &Path, cert: &Path, key: &Path) -> (bool, String) {
     use std::io::Write;
@@ -589,7 +589,7 @@ fn handshake(ip: &str, ca: &Path, cert: &Path, key: &Path) -> (bool, String) {
     let relay = std::thread::spawn(move || {
         let (local, _) = listener.accept().unwrap();
         let mut remote = std::net::TcpStream::connect(&target).unwrap();
-        remote.write_all(&[0x04]).unwrap();
+        remote.write_all(&[0x03]).unwrap();
         let (mut l2, mut r2) = (local.try_clone().unwrap(), remote.try_clone().unwrap());
         let up = std::thread::spawn(move || {
             let _ = std::io::copy(&mut l2, &mut r2);
