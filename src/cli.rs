@@ -57,7 +57,8 @@ pub enum Command {
     /// rolling as `upgrade` does
     Rollback(RollbackArgs),
     /// A new Consul gossip key for the running cluster, through the agents'
-    /// keyring (no restart)
+    /// keyring (no restart); `--tls`: a new Consul CA and certificates,
+    /// rolled; `--certs`: new certificates from the same CA, rolled
     Rotate(RotateArgs),
     /// Manage the local lab cluster
     Lab(LabArgs),
@@ -118,6 +119,15 @@ pub struct RollbackArgs {
 pub struct RotateArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
+    /// Rotate the Consul CA instead: a new CA and new certificates for
+    /// every agent, rolled in three phases without losing the quorum (a
+    /// rotation cut short resumes)
+    #[arg(long, conflicts_with = "certs")]
+    pub tls: bool,
+    /// Issue every agent a new certificate from the cluster's CA instead,
+    /// rolled one agent at a time
+    #[arg(long)]
+    pub certs: bool,
     /// Change nothing; report what would change
     #[arg(short = 'C', long)]
     pub check: bool,

@@ -24,6 +24,16 @@
 //!   keyring pool, and every agent's keyring file, holds exactly A's new
 //!   key.
 //!
+//! - `rotate --tls --yes` from A gives the cluster a new CA in three rolled
+//!   phases with at most one server down and never more than 3 s without
+//!   a leader at any 0.5 s sample (each node samples its own agent):
+//!   afterwards every agent trusts the new CA alone and shows a
+//!   certificate it signed (`openssl verify` inside each node, the CA's
+//!   fingerprint computed here from A's new `ca.pem`), a TLS handshake
+//!   with Consul's RPC port that trusts the old CA fails while one that
+//!   trusts the new CA succeeds, `kv get` works, and a checkout holding
+//!   A's old files is refused, naming both CAs' fingerprints.
+//!
 //! What the nodes hold is read with `docker exec` into the lab's node
 //! containers, independently of arpanet. Phase times are printed
 //! (`--nocapture`).
@@ -541,8 +551,254 @@ fn a_second_checkout_adopts_the_cluster_secrets_a_differing_one_is_refused_and_r
         assert_eq!(keyring_file(&lab, n), [new_key], "node{n}'s keyring file");
     }
 
+    rotate_tls(&lab, &token, &mut phases);
+
     eprintln!("phases:");
     for (phase, took) in &phases {
         eprintln!("  {phase:<28} {:>6.1} s", took.as_secs_f64());
     }
+}
+
+/// The SHA-256 of a PEM certificate's DER, as `openssl x509 -fingerprint
+/// -sha256` prints it (`AB:CD:...`, 32 bytes).
+fn cert_fingerprint(pem: &str) -> String {
+    let body: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body).unwrap();
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A TLS handshake with node `ip`'s Consul RPC port (8300), trusting
+/// `ca` and showing `cert`/`key` (Consul asks for a client certificate):
+/// `openssl s_client` through a local relay that first sends the byte by
+/// which Consul's RPC port chooses TLS (`RPCTLS`, 3). Whether the server's certificate
+/// was verified and the handshake completed, and what openssl said.
+fn handshake(ip: &str, ca: &Path, cert: &Path, key: &Path) -> (bool, String) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let target = format!("{ip}:8300");
+    let relay = std::thread::spawn(move || {
+        let (local, _) = listener.accept().unwrap();
+        let mut remote = std::net::TcpStream::connect(&target).unwrap();
+        remote.write_all(&[0x03]).unwrap();
+        let (mut l2, mut r2) = (local.try_clone().unwrap(), remote.try_clone().unwrap());
+        let up = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut l2, &mut r2);
+            let _ = r2.shutdown(std::net::Shutdown::Write);
+        });
+        let (mut l, mut r) = (local, remote);
+        let _ = std::io::copy(&mut r, &mut l);
+        let _ = l.shutdown(std::net::Shutdown::Write);
+        let _ = up.join();
+    });
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", "server.dc1.consul", "-verify_return_error"])
+        .arg("-CAfile")
+        .arg(ca)
+        .arg("-cert")
+        .arg(cert)
+        .arg("-key")
+        .arg(key)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let _ = relay.join();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.success() && said.contains("Verify return code: 0 (ok)"),
+        said,
+    )
+}
+
+/// Each node samples its own agent every 0.5 s: its Consul container
+/// running, and a consistent KV read answered within 0.4 s (a leader with
+/// its quorum). Stopped by `finish`: the most servers down at once, the
+/// longest stretch without a leader anywhere, and the number of samples.
+fn start_samplers(lab: &Lab, token: &str) {
+    for n in 1..=NODES {
+        lab.on_node(
+            n,
+            &format!("printf 'X-Consul-Token: %s' '{token}' > /root/consul-token"),
+        );
+        let sampler = "rm -f /root/samples /root/sample-stop; \
+             while [ ! -e /root/sample-stop ]; do sleep 0.5 & p=$!; \
+             r=$(docker ps -q --filter name=^consul$ --filter status=running | wc -l); \
+             l=$(curl -s -m 0.4 -H @/root/consul-token -o /dev/null -w '%{http_code}' 'http://127.0.0.1:8500/v1/kv/probe?consistent'); \
+             echo \"$(date +%s.%N) $r $l\" >> /root/samples; wait $p; done";
+        let started = Command::new("docker")
+            .args(["exec", "-d", &lab.node(n), "sh", "-c", sampler])
+            .status()
+            .unwrap();
+        assert!(started.success());
+    }
+}
+
+fn finish_samplers(lab: &Lab) -> (usize, f64, usize) {
+    for n in 1..=NODES {
+        lab.on_node(n, "touch /root/sample-stop");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let mut samples: Vec<(f64, usize, bool, bool)> = Vec::new();
+    for n in 1..=NODES {
+        for line in lab.on_node(n, "cat /root/samples").lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            samples.push((
+                f[0].parse().unwrap(),
+                n,
+                f[1] == "1",
+                matches!(f.get(2), Some(&"200" | &"404")),
+            ));
+        }
+    }
+    samples.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut now: BTreeMap<usize, (bool, bool)> = BTreeMap::new();
+    let (mut max_down, mut longest) = (0, 0.0_f64);
+    let mut since: Option<f64> = None;
+    for (at, n, running, leader) in &samples {
+        now.insert(*n, (*running, *leader));
+        max_down = max_down.max(now.values().filter(|(r, _)| !r).count());
+        let any = now.values().any(|(r, l)| *r && *l);
+        match (any, since) {
+            (false, None) => since = Some(*at),
+            (true, Some(from)) => {
+                longest = longest.max(at - from);
+                since = None;
+            }
+            _ => {}
+        }
+    }
+    if let (Some(from), Some(last)) = (since, samples.last()) {
+        longest = longest.max(last.0 - from);
+    }
+    (max_down, longest, samples.len())
+}
+
+/// `rotate --tls` from A, and what it left (see the module documentation).
+fn rotate_tls(lab: &Lab, token: &str, phases: &mut Vec<(&str, Duration)>) {
+    let a_tls = lab.dir.join("consul-tls");
+    let old_ca = std::fs::read_to_string(a_tls.join("ca.pem")).unwrap();
+    // Checkout E keeps A's files as they are before the rotation.
+    let e_dir = lab.dir.join("checkout-e");
+    let _ = std::fs::remove_dir_all(&e_dir);
+    let e_inventory = checkout(lab, &e_dir);
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(&a_tls)
+        .arg(e_dir.join("consul-tls"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let old_ca_file = e_dir.join("consul-tls/ca.pem");
+
+    start_samplers(lab, token);
+    std::thread::sleep(Duration::from_secs(2));
+    let clock = Instant::now();
+    let rotated = lab.run("rotate", &["--tls", "--yes"]);
+    let took = clock.elapsed();
+    phases.push(("rotate --tls from A", took));
+    std::thread::sleep(Duration::from_secs(2));
+    let (max_down, leaderless, samples) = finish_samplers(lab);
+    assert_eq!(rotated.code, 0, "{rotated}");
+    eprintln!(
+        "rotate --tls: {:.1} s, {samples} samples, at most {max_down} server(s) down, \
+         longest without a leader {leaderless:.1} s",
+        took.as_secs_f64()
+    );
+    eprintln!("rotate --tls:\n{}", tail(&rotated.stdout, 4));
+    assert!(samples > 20, "{samples} samples");
+    assert!(max_down <= 1, "{max_down} servers down at once");
+    assert!(leaderless <= 3.0, "{leaderless:.1} s without a leader");
+    lab.assert_healthy();
+
+    let new_ca = std::fs::read_to_string(a_tls.join("ca.pem")).unwrap();
+    assert_ne!(cert_fingerprint(&new_ca), cert_fingerprint(&old_ca));
+    for file in ["ca.old.pem", "ca.rotation"] {
+        assert!(
+            !a_tls.join(file).exists(),
+            "`{file}` left after the rotation"
+        );
+    }
+    let new_print = cert_fingerprint(&new_ca);
+    for n in 1..=NODES {
+        lab.on_node(
+            n,
+            &format!("printf '%s' '{new_ca}' > /root/new-ca.pem; printf '%s' '{old_ca}' > /root/old-ca.pem"),
+        );
+        let dir = "/mnt/arpanet-consul/arpanet";
+        // The agent trusts the new CA alone...
+        let trusted = lab.on_node(n, &format!("grep -c 'BEGIN CERTIFICATE' {dir}/ca.pem"));
+        assert_eq!(trusted.trim(), "1", "node{n} trusts more than one CA");
+        let print = lab.on_node(
+            n,
+            &format!("openssl x509 -in {dir}/ca.pem -noout -fingerprint -sha256"),
+        );
+        assert!(
+            print.trim().ends_with(&new_print),
+            "node{n}: {print} is not {new_print}"
+        );
+        // ... and shows a certificate the new CA signed, not the old.
+        let verified = lab.on_node(
+            n,
+            &format!("openssl verify -CAfile /root/new-ca.pem {dir}/cert.pem"),
+        );
+        assert!(verified.contains(": OK"), "node{n}: {verified}");
+        let (old_ok, said) = lab.try_on_node(
+            n,
+            &format!("openssl verify -CAfile /root/old-ca.pem {dir}/cert.pem 2>&1"),
+        );
+        assert!(
+            !old_ok,
+            "node{n}'s certificate verifies with the old CA: {said}"
+        );
+    }
+    // A TLS handshake with a server's RPC port: trusting the old CA it
+    // fails, trusting the new one it succeeds.
+    let ip = lab.on_node(
+        2,
+        "ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1",
+    );
+    let host = a_tls.join("hosts/node1");
+    let (cert, key) = (host.join("server-cert.pem"), host.join("server-key.pem"));
+    let (ok, said) = handshake(ip.trim(), &a_tls.join("ca.pem"), &cert, &key);
+    assert!(ok, "the handshake trusting the new CA failed:\n{said}");
+    let (ok, said) = handshake(ip.trim(), &old_ca_file, &cert, &key);
+    assert!(!ok, "a handshake trusting the old CA succeeded:\n{said}");
+    assert!(said.contains("verify error"), "{said}");
+
+    let got = lab.run("kv", &["get", "acl-probe"]);
+    assert_eq!((got.code, got.stdout.trim()), (0, "yes"), "{got}");
+
+    // The old files are refused, naming both CAs.
+    let before = snapshot(lab);
+    let e = bootstrap(lab, &e_inventory);
+    assert_eq!(e.code, 2, "{e}");
+    let said = format!("{}{}", e.stdout, e.stderr);
+    eprintln!("E's bootstrap (old CA):\n{}", tail(&said, 6));
+    assert!(said.contains("refused"), "{e}");
+    assert!(said.contains(&old_print_short(&old_ca)), "{e}");
+    assert!(said.contains(&old_print_short(&new_ca)), "{e}");
+    assert_eq!(
+        snapshot(lab),
+        before,
+        "E's refused bootstrap changed a container\n{e}"
+    );
+}
+
+/// The refusal's short fingerprint of a certificate: its first 8 bytes.
+fn old_print_short(pem: &str) -> String {
+    cert_fingerprint(pem)[..23].to_owned()
 }

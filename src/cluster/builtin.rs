@@ -11,6 +11,7 @@ use crate::playbook::Builtins;
 const MODULES: &[&dyn crate::modules::ModuleDef] = &[
     &super::secrets::Def,
     &super::keyring::Def,
+    &super::ca_rotation::Def,
     &super::consul_gate::Def,
     &super::services::Def,
     &super::acl::Def,
@@ -40,6 +41,11 @@ pub(crate) const BUILTINS: Builtins = Builtins {
         ("preflight", include_str!("../../playbooks/preflight.yml")),
         ("secrets", include_str!("../../playbooks/secrets.yml")),
         ("rotate", include_str!("../../playbooks/rotate.yml")),
+        ("rotate-tls", include_str!("../../playbooks/rotate-tls.yml")),
+        (
+            "rotate-certs",
+            include_str!("../../playbooks/rotate-certs.yml"),
+        ),
         ("restart", include_str!("../../playbooks/restart.yml")),
         (
             "consul-agents",

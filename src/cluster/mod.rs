@@ -15,6 +15,8 @@
 //!
 //! - `keyring`: the `gossip_rotate` task of `arpanet rotate` (a new gossip
 //!   key through Consul's keyring, no restart);
+//! - `ca_rotation`: `arpanet rotate --tls`, a new Consul CA rolled in three
+//!   phases (the rotation's state beside the inventory, its task);
 //!
 //! - `lock`: the run lock that keeps two runs from changing the cluster at
 //!   once (in Consul, or a file on the boot server before Consul runs).
@@ -32,6 +34,7 @@
 
 pub(crate) mod acl;
 pub(crate) mod builtin;
+pub(crate) mod ca_rotation;
 pub(crate) mod catalog;
 pub mod consul_api;
 pub(crate) mod consul_exec;

@@ -50,6 +50,9 @@ pub const SERVER_KEY: &str = "server-key.pem";
 /// The subject alternative names a node's certificate was issued for, one a
 /// line, in `hosts/NAME/`.
 pub const SANS_FILE: &str = "sans";
+/// The CA being replaced, kept while a CA rotation is under way
+/// (`ca_rotation`): what it signed stays trusted until the last phase.
+pub const OLD_CA_CERT: &str = "ca.old.pem";
 
 const CA_NAME: &str = "arpanet CA";
 const CLIENT_NAME: &str = "arpanet client";
@@ -93,24 +96,42 @@ pub struct Report {
 ///
 /// A certificate is issued anew when its SANs differ from the wanted ones,
 /// when it was not signed by the CA beside it or does not match its key, or
-/// when it ends within 30 days. If the CA itself is made this time, every
-/// certificate is. A CA certificate whose key is missing, or that does not
+/// when it ends within 30 days, and as `how` says. If the CA itself is
+/// made this time, every certificate is. A CA certificate whose key is missing, or that does not
 /// match its key, is an error: replacing it would cut every node off.
 ///
 /// Directories are created 0700, keys written 0600 and certificates 0644,
 /// each atomically.
-pub fn ensure(dir: &Path, hosts: &[ServerCert]) -> Result<Report> {
-    ensure_at(dir, hosts, OffsetDateTime::now_utc(), false)
+pub fn ensure(dir: &Path, hosts: &[ServerCert], how: Renewal) -> Result<Report> {
+    ensure_at(dir, hosts, OffsetDateTime::now_utc(), false, how)
+}
+
+/// When the nodes' certificates are issued again, beyond [`ensure`]'s
+/// own rules (a rotation of the CA or of the certificates).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Renewal {
+    /// A certificate signed by the CA being replaced (`ca.old.pem`) is
+    /// current too: the first phase of a CA rotation, where every agent
+    /// keeps its certificate while it learns to trust the new CA.
+    pub old_ca_current: bool,
+    /// Every node certificate is issued anew (`arpanet rotate --certs`).
+    pub renew: bool,
 }
 
 /// What [`ensure`] would write, writing nothing (for `--check`): the same
 /// checks, with keys and certificates made in memory only.
-pub(crate) fn plan(dir: &Path, hosts: &[ServerCert]) -> Result<Report> {
-    ensure_at(dir, hosts, OffsetDateTime::now_utc(), true)
+pub(crate) fn plan(dir: &Path, hosts: &[ServerCert], how: Renewal) -> Result<Report> {
+    ensure_at(dir, hosts, OffsetDateTime::now_utc(), true, how)
 }
 
 /// [`ensure`] as if it were `now`; with `dry`, [`plan`].
-fn ensure_at(dir: &Path, hosts: &[ServerCert], now: OffsetDateTime, dry: bool) -> Result<Report> {
+fn ensure_at(
+    dir: &Path,
+    hosts: &[ServerCert],
+    now: OffsetDateTime,
+    dry: bool,
+    how: Renewal,
+) -> Result<Report> {
     // Check all the input before touching the disk.
     let mut wanted: Vec<(&ServerCert, Vec<String>)> = Vec::with_capacity(hosts.len());
     for host in hosts {
@@ -129,6 +150,20 @@ fn ensure_at(dir: &Path, hosts: &[ServerCert], now: OffsetDateTime, dry: bool) -
     };
     out.dir(dir)?;
     let ca = load_or_create_ca(dir, now, &mut out)?;
+    let old = match how.old_ca_current {
+        true => read_optional(&dir.join(OLD_CA_CERT))?
+            .as_deref()
+            .and_then(keyless_ca)
+            .map(|(subject, spki, not_after)| Ca {
+                subject,
+                spki,
+                not_after,
+                key: None,
+                key_path: dir.join(CA_KEY),
+                fresh: false,
+            }),
+        false => None,
+    };
 
     let client = Pair {
         cert: dir.join(CLIENT_CERT),
@@ -163,7 +198,12 @@ fn ensure_at(dir: &Path, hosts: &[ServerCert], now: OffsetDateTime, dry: bool) -
             Err(e) if e.kind() == ErrorKind::NotFound => None,
             Err(e) => return Err(Error::io("read", &sans_path, e)),
         };
-        if ca.fresh || recorded.as_deref() != Some(&sans_text) || !server.is_current(&ca, now)? {
+        let current = server.is_current(&ca, now)?
+            || match &old {
+                Some(old) => server.is_current(old, now)?,
+                None => false,
+            };
+        if ca.fresh || how.renew || recorded.as_deref() != Some(&sans_text) || !current {
             // Both uses: Consul agents present theirs when they call out too.
             let (cert, key) = ca.issue(
                 &host.name,
@@ -190,21 +230,21 @@ fn ensure_at(dir: &Path, hosts: &[ServerCert], now: OffsetDateTime, dry: bool) -
 /// [`ensure`] issues it anew only when the node's addresses changed.
 /// Returns the files written (none for a pair that does not belong).
 pub(crate) fn adopt_pair(dir: &Path, name: &str, cert: &str, key: &str) -> Result<Vec<PathBuf>> {
-    let Some(ca_pem) = read_optional(&dir.join(CA_CERT))? else {
+    let (Some(der), Ok(pair)) = (pem_der(cert), KeyPair::from_pem(key)) else {
         return Ok(Vec::new());
     };
-    let (Some(ca_der), Some(der), Ok(pair)) =
-        (pem_der(&ca_pem), pem_der(cert), KeyPair::from_pem(key))
-    else {
+    let Some(info) = parse_cert(&der) else {
         return Ok(Vec::new());
     };
-    let (Some(ca), Some(info)) = (parse_cert(&ca_der), parse_cert(&der)) else {
-        return Ok(Vec::new());
-    };
-    if info.issuer != ca.subject
-        || !info.signed_by_spki(ca.spki)
-        || info.spki != pair.subject_public_key_info()
-    {
+    // Signed by the CA, or (a CA rotation under way) by the one it replaces.
+    let mut signed = false;
+    for file in [CA_CERT, OLD_CA_CERT] {
+        let ca_der = read_optional(&dir.join(file))?.as_deref().and_then(pem_der);
+        if let Some(ca) = ca_der.as_deref().and_then(parse_cert) {
+            signed |= info.issuer == ca.subject && info.signed_by_spki(ca.spki);
+        }
+    }
+    if !signed || info.spki != pair.subject_public_key_info() {
         return Ok(Vec::new());
     }
     let sans: String = info.sans().iter().map(|s| format!("{s}\n")).collect();
@@ -221,6 +261,43 @@ pub(crate) fn adopt_pair(dir: &Path, name: &str, cert: &str, key: &str) -> Resul
 /// their line breaks.
 pub(crate) fn cert_der(pem: &str) -> Option<Vec<u8>> {
     pem_der(pem)
+}
+
+/// The DER of every `CERTIFICATE` block of a PEM text (a CA bundle).
+pub(crate) fn cert_ders(text: &str) -> Vec<Vec<u8>> {
+    Pem::iter_from_buffer(text.as_bytes())
+        .map_while(std::result::Result::ok)
+        .filter(|pem| pem.label == "CERTIFICATE")
+        .map(|pem| pem.contents)
+        .collect()
+}
+
+/// The public key (SubjectPublicKeyInfo, DER) of a PEM certificate: two
+/// CA certificates with the same key are one CA.
+pub(crate) fn cert_spki(pem: &str) -> Option<Vec<u8>> {
+    let der = pem_der(pem)?;
+    parse_cert(&der).map(|info| info.spki.to_vec())
+}
+
+/// A new CA in `dir`, replacing `ca.pem` and `ca-key.pem` (a CA rotation,
+/// which keeps the old certificate as `ca.old.pem` first). The key is
+/// written first: a run stopped between the two leaves `ca.pem` the old
+/// CA's, which the rotation takes for "no new CA yet" and makes one again.
+pub(crate) fn new_ca(dir: &Path) -> Result<()> {
+    let now = OffsetDateTime::now_utc();
+    let key = KeyPair::generate().map_err(cert_error)?;
+    let cert = ca_params(now).self_signed(&key).map_err(cert_error)?;
+    write_atomic(&dir.join(CA_KEY), key.serialize_pem().as_bytes(), 0o600)?;
+    write_atomic(&dir.join(CA_CERT), cert.pem().as_bytes(), 0o644)
+}
+
+/// A self-signed CA certificate's subject, public key and end, without
+/// its key (one adopted from the cluster, or the one being replaced).
+fn keyless_ca(pem: &str) -> Option<(Vec<u8>, Vec<u8>, OffsetDateTime)> {
+    let der = pem_der(pem)?;
+    let info = parse_cert(&der)?;
+    let ok = info.issuer == info.subject && info.signed_by_spki(info.spki);
+    ok.then(|| (info.subject.to_vec(), info.spki.to_vec(), info.not_after))
 }
 
 /// The SANs `host`'s certificate should carry, in a canonical order: its
@@ -336,19 +413,13 @@ fn load_or_create_ca(dir: &Path, now: OffsetDateTime, out: &mut Writer) -> Resul
         (Some(pem), None) => {
             // Adopted from the running cluster (or the key was lost): the
             // certificates it signed are checked, nothing can be issued.
-            let info = pem_der(&pem)
-                .and_then(|der| {
-                    let info = parse_cert(&der)?;
-                    let ok = info.issuer == info.subject && info.signed_by_spki(info.spki);
-                    ok.then(|| (info.subject.to_vec(), info.spki.to_vec(), info.not_after))
-                })
-                .ok_or_else(|| {
-                    Error::usage(format!(
-                        "`{}` is not a CA certificate arpanet made",
-                        cert_path.display()
-                    ))
-                    .with_hint(start_over.clone())
-                })?;
+            let info = keyless_ca(&pem).ok_or_else(|| {
+                Error::usage(format!(
+                    "`{}` is not a CA certificate arpanet made",
+                    cert_path.display()
+                ))
+                .with_hint(start_over.clone())
+            })?;
             let (subject, spki, not_after) = info;
             Ok(Ca {
                 subject,
@@ -800,6 +871,11 @@ fn parse_cert(der: &[u8]) -> Option<CertInfo<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`super::ensure`] by its own rules alone.
+    fn ensure(dir: &Path, hosts: &[ServerCert]) -> Result<Report> {
+        super::ensure(dir, hosts, Renewal::default())
+    }
     use std::collections::BTreeMap;
     use std::io::{BufRead, BufReader, Read};
     use std::process::{Child, Command, Stdio};
@@ -1097,12 +1173,15 @@ mod tests {
     fn a_plan_lists_what_ensure_would_write_and_writes_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("tls");
-        let planned = plan(&dir, &lab()).unwrap();
+        let planned = plan(&dir, &lab(), Renewal::default()).unwrap();
         assert!(!dir.exists(), "a plan made the directory");
         let made = ensure(&dir, &lab()).unwrap();
         assert_eq!(planned, made);
         let before = snapshot(&dir);
-        assert_eq!(plan(&dir, &lab()).unwrap().created, Vec::<PathBuf>::new());
+        assert_eq!(
+            plan(&dir, &lab(), Renewal::default()).unwrap().created,
+            Vec::<PathBuf>::new()
+        );
         // A moved host and a lost client key: listed, not written.
         fs::remove_file(dir.join(CLIENT_KEY)).unwrap();
         let before_moved = snapshot(&dir);
@@ -1111,7 +1190,7 @@ mod tests {
             host("n2", &["10.0.0.22"]),
         ];
         assert_eq!(
-            rel(&dir, &plan(&dir, &moved).unwrap()),
+            rel(&dir, &plan(&dir, &moved, Renewal::default()).unwrap()),
             sorted(&[
                 "cert.pem",
                 "key.pem",
@@ -1123,7 +1202,7 @@ mod tests {
         assert_ne!(snapshot(&dir), before);
         // Errors are the same as ensure's.
         fs::remove_file(dir.join(CA_KEY)).unwrap();
-        assert!(plan(&dir, &moved)
+        assert!(plan(&dir, &moved, Renewal::default())
             .unwrap_err()
             .to_string()
             .contains("`n2` needs a certificate"));
@@ -1327,21 +1406,43 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let now = OffsetDateTime::now_utc();
-        ensure_at(dir, &lab(), now, false).unwrap();
+        ensure_at(dir, &lab(), now, false, Renewal::default()).unwrap();
         let later = now + Duration::days(LEAF_DAYS - 10);
-        let report = ensure_at(dir, &lab(), later, false).unwrap();
+        let report = ensure_at(dir, &lab(), later, false, Renewal::default()).unwrap();
         assert_eq!(report.created.len(), 6, "{report:?}");
         assert!(!report.created.iter().any(|p| p.starts_with(dir.join("ca"))));
         assert_eq!(
-            ensure_at(dir, &lab(), later, false).unwrap().created.len(),
+            ensure_at(dir, &lab(), later, false, Renewal::default())
+                .unwrap()
+                .created
+                .len(),
             0
         );
         // Near the CA's own end, a certificate that cannot outlive it is
         // left alone rather than issued again on every run.
         let end = now + Duration::days(CA_DAYS - 5);
-        assert_eq!(ensure_at(dir, &lab(), end, false).unwrap().created.len(), 6);
-        assert_eq!(ensure_at(dir, &lab(), end, false).unwrap().created.len(), 0);
-        let err = ensure_at(dir, &lab(), now + Duration::days(CA_DAYS + 1), false).unwrap_err();
+        assert_eq!(
+            ensure_at(dir, &lab(), end, false, Renewal::default())
+                .unwrap()
+                .created
+                .len(),
+            6
+        );
+        assert_eq!(
+            ensure_at(dir, &lab(), end, false, Renewal::default())
+                .unwrap()
+                .created
+                .len(),
+            0
+        );
+        let err = ensure_at(
+            dir,
+            &lab(),
+            now + Duration::days(CA_DAYS + 1),
+            false,
+            Renewal::default(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("expired"), "{err}");
     }
 

@@ -94,6 +94,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::acl;
+use super::ca_rotation;
 use super::pki::{self, ServerCert};
 use crate::config;
 use crate::error::{Error, Result};
@@ -122,11 +123,11 @@ impl ModuleDef for Def {
             );
         }
         if args.kind == SecretsKind::DockerTls
-            && (args.keyring.is_some() || args.new_gossip_key || args.acl.is_some())
+            && (args.keyring.is_some() || args.new_gossip_key || args.acl.is_some() || args.renew)
         {
             return Err(BadArgs::invalid(
-                "`keyring`, `new_gossip_key` and `acl` are for `kind: consul` (docker TLS has no \
-                 gossip key or ACL tokens)",
+                "`keyring`, `new_gossip_key`, `acl` and `renew` are for `kind: consul` (docker \
+                 TLS has no gossip key or ACL tokens, and no rotation)",
             ));
         }
         Ok(Arc::new(ClusterSecrets(args)))
@@ -168,6 +169,7 @@ impl Module for ClusterSecrets {
             SecretsKind::Consul => vec![
                 "consul_gossip_key",
                 "consul_security_fingerprint",
+                "consul_ca_trust",
                 "consul_tls_dir",
             ],
             SecretsKind::DockerTls => vec!["docker_tls_dir"],
@@ -213,6 +215,10 @@ pub struct SecretsArgs {
     /// compared with the cluster's nor adopted.
     #[serde(default)]
     pub new_gossip_key: bool,
+    /// This host's certificate is issued anew even though it is current
+    /// (`arpanet rotate --certs`).
+    #[serde(default)]
+    pub renew: bool,
     /// Consul's ACLs are on (`consul_acl`): the tokens are made too (see
     /// `acl`). Adopted and compared whenever the cluster holds them.
     #[serde(default)]
@@ -346,7 +352,9 @@ pub(crate) async fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome
     let (count, facts) = if ctx.check {
         let mut planned = would_adopt(args, &dir, node.as_ref())?;
         if planned == 0 {
-            planned = pki::plan(&dir, certs)?.created.len();
+            planned = pki::plan(&dir, certs, renewal(&dir, consul, args.renew)?)?
+                .created
+                .len();
             planned += usize::from(consul && !dir.join(GOSSIP_KEY).exists());
             if let Some(datacenter) = acl {
                 planned += acl_files(&dir, datacenter, false)?;
@@ -363,7 +371,7 @@ pub(crate) async fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome
             // Hosts take turns on the scratch copy as on the real one.
             let _turn = pki::lock(&scratch)?;
             adopt(&scratch)?;
-            make(&scratch, certs, consul, acl)?;
+            make(&scratch, certs, consul, acl, args.renew)?;
             scratch
         } else {
             dir.clone()
@@ -376,7 +384,7 @@ pub(crate) async fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome
         // One host (and one run of arpanet) at a time: the first makes the
         // CA, the others reuse it.
         let _one_at_a_time = pki::lock(&dir)?;
-        let written = adopt(&dir)? + make(&dir, certs, consul, acl)?;
+        let written = adopt(&dir)? + make(&dir, certs, consul, acl, args.renew)?;
         let facts = match consul {
             true => consul_facts(&dir, &cert.name)?,
             false => Vars::new(),
@@ -589,16 +597,24 @@ async fn own_pair(
 fn refusal(args: &SecretsArgs, dir: &Path, found: &Found) -> Result<Option<Outcome>> {
     let mut differ = Vec::new();
     let ca_path = dir.join(pki::CA_CERT);
+    // The node trusts one CA, or two during a CA rotation (a bundle): each
+    // must be one this checkout knows (its CA, or the one a rotation under
+    // way here replaces).
     if let (Some(here), Some(there)) = (read_text(&ca_path)?, &found.ca) {
-        let (a, b) = (pki::cert_der(&here), pki::cert_der(there));
-        if a != b {
+        let known = ca_rotation::known(dir)?;
+        let theirs = pki::cert_ders(there);
+        let stranger = match theirs.is_empty() {
+            true => Some(there.clone().into_bytes()),
+            false => theirs.into_iter().find(|der| !known.contains(der)),
+        };
+        if let Some(stranger) = stranger {
             differ.push(format!(
                 "the {} `{}` is SHA-256 {}, `{}` uses {}",
                 args.kind.what(),
                 ca_path.display(),
-                fingerprint(&a.unwrap_or_else(|| here.into_bytes())),
+                fingerprint(&pki::cert_der(&here).unwrap_or_else(|| here.into_bytes())),
                 found.host,
-                fingerprint(&b.unwrap_or_else(|| there.clone().into_bytes())),
+                fingerprint(&stranger),
             ));
         }
     }
@@ -644,7 +660,8 @@ fn refusal(args: &SecretsArgs, dir: &Path, found: &Found) -> Result<Option<Outco
             ),
             hint: Some(format!(
                 "copy `{}` from the checkout that made the cluster (or remove it here to adopt \
-                 the cluster's); to give the cluster a new gossip key on purpose, `arpanet rotate`",
+                 the cluster's); to give the cluster a new gossip key on purpose, `arpanet \
+                 rotate` (a new CA: `arpanet rotate --tls`)",
                 dir.display()
             )),
             ..Failure::default()
@@ -659,8 +676,18 @@ fn adopt_cluster(args: &SecretsArgs, dir: &Path, found: &Found) -> Result<usize>
     let mut written = 0;
     let ca_path = dir.join(pki::CA_CERT);
     if let (None, Some(ca)) = (read_text(&ca_path)?, &found.ca) {
+        // A bundle (a CA rotation under way): the new CA, and the one it
+        // replaces kept as such, so this checkout's agents stay as they are.
+        let (ca, old) = match args.kind {
+            SecretsKind::Consul => ca_rotation::split(ca),
+            SecretsKind::DockerTls => (ca.clone(), None),
+        };
         pki::write_cert(&ca_path, ca.as_bytes())?;
         written += 1;
+        if let Some(old) = old {
+            ca_rotation::adopt_old(dir, &old)?;
+            written += 1;
+        }
     }
     let key_path = dir.join(GOSSIP_KEY);
     let adopts_key = args.kind == SecretsKind::Consul && !args.new_gossip_key;
@@ -749,8 +776,15 @@ fn server_cert(kind: SecretsKind, host: &str, vars: &Vars) -> Result<ServerCert>
 /// Make what is missing in `dir`: the CA and the certificates of `certs`,
 /// for Consul the gossip key, and with `acl` (the datacenter, when ACLs are
 /// on) the ACL tokens. Returns how many files it wrote.
-fn make(dir: &Path, certs: &[ServerCert], consul: bool, acl: Option<&str>) -> Result<usize> {
-    let mut written = pki::ensure(dir, certs)?.created.len();
+fn make(
+    dir: &Path,
+    certs: &[ServerCert],
+    consul: bool,
+    acl: Option<&str>,
+    renew: bool,
+) -> Result<usize> {
+    let how = renewal(dir, consul, renew)?;
+    let mut written = pki::ensure(dir, certs, how)?.created.len();
     let key_file = dir.join(GOSSIP_KEY);
     if consul && read_optional(&key_file)?.is_none() {
         let key = base64::Engine::encode(
@@ -764,6 +798,27 @@ fn make(dir: &Path, certs: &[ServerCert], consul: bool, acl: Option<&str>) -> Re
         written += acl_files(dir, datacenter, true)?;
     }
     Ok(written)
+}
+
+/// When node certificates are issued anew beyond `pki`'s own rules: with
+/// `renew` (`arpanet rotate --certs`), and not while a CA rotation in `dir`
+/// is in its first phase, where the old CA's certificates stay (see
+/// `ca_rotation`).
+fn renewal(dir: &Path, consul: bool, renew: bool) -> Result<pki::Renewal> {
+    let first_phase = consul && ca_rotation::phase(dir)? == Some(ca_rotation::Phase::Trust);
+    if renew && first_phase {
+        // Not every agent trusts the new CA yet.
+        return Err(Error::usage(format!(
+            "a rotation of the consul CA is under way in `{}` (its first phase): new \
+             certificates now would come from a CA not every agent trusts yet",
+            dir.display()
+        ))
+        .with_hint("finish it first: `arpanet rotate --tls`"));
+    }
+    Ok(pki::Renewal {
+        old_ca_current: first_phase,
+        renew,
+    })
 }
 
 /// The ACL tokens missing in `dir` (new ones) and the agents'
@@ -859,8 +914,10 @@ pub(crate) fn discard_scratch() {
     ASKED.lock().unwrap_or_else(PoisonError::into_inner).clear();
 }
 
-/// `consul_gossip_key`, and `consul_security_fingerprint` when the CA and
-/// the host's certificate are there: what its agent is started with (the
+/// `consul_gossip_key`, and when the CA and the host's certificate are
+/// there `consul_ca_trust` (what the agent trusts: the CA, or during a CA
+/// rotation both, see `ca_rotation`) and `consul_security_fingerprint`, a
+/// digest of that and the certificate: what its agent is started with (the
 /// gossip key is not in the digest: see the module documentation).
 fn consul_facts(dir: &Path, host: &str) -> Result<Vars> {
     let Some(key) = read_optional(&dir.join(GOSSIP_KEY))? else {
@@ -868,17 +925,18 @@ fn consul_facts(dir: &Path, host: &str) -> Result<Vars> {
     };
     let key = String::from_utf8_lossy(&key).trim().to_owned();
     let mut facts = Vars::new();
-    let ca = read_optional(&dir.join(pki::CA_CERT))?;
+    let ca = ca_rotation::trust(dir)?;
     let own = read_optional(&dir.join(pki::HOSTS_DIR).join(host).join(pki::SERVER_CERT))?;
     if let (Some(ca), Some(own)) = (ca, own) {
         let digest = Sha256::new()
-            .chain_update(&ca)
+            .chain_update(ca.as_bytes())
             .chain_update(&own)
             .finalize();
         facts.insert(
             "consul_security_fingerprint".into(),
             hex::encode(&digest[..8]).into(),
         );
+        facts.insert("consul_ca_trust".into(), ca.into());
     }
     facts.insert("consul_gossip_key".into(), key.into());
     Ok(facts)
@@ -961,6 +1019,7 @@ mod tests {
                 name: "n1".into(),
                 addresses: vec!["10.0.0.1".into()],
             }],
+            Default::default(),
         )
         .unwrap();
         let one = consul_facts(dir, "n1").unwrap();
@@ -978,6 +1037,7 @@ mod tests {
                 name: "n1".into(),
                 addresses: vec!["10.0.0.1".into()],
             }],
+            Default::default(),
         )
         .unwrap();
         let other = consul_facts(dir, "n1").unwrap();
@@ -1007,10 +1067,11 @@ mod tests {
             let copied = tasks
                 .iter()
                 .position(|t| match t.module.downcast::<Copy>() {
-                    Some(Copy(a)) => [&a.src, &a.content]
-                        .into_iter()
-                        .flatten()
-                        .any(|s| s.contains(dir) || s.contains("consul_gossip_key")),
+                    Some(Copy(a)) => [&a.src, &a.content].into_iter().flatten().any(|s| {
+                        s.contains(dir)
+                            || s.contains("consul_gossip_key")
+                            || s.contains("consul_ca_trust")
+                    }),
                     None => false,
                 });
             assert!(copied.is_some(), "{name}: nothing copies from `{dir}`");

@@ -1,9 +1,11 @@
 //! `arpanet rotate`: a new Consul gossip key for the running cluster (the
 //! built-in `rotate` playbook: Consul's keyring install, use, remove
-//! through one agent, then each node's copy; no agent restarts). It changes
-//! what every node trusts, so it asks first (`--yes` without a terminal)
-//! and holds the cluster lock as every changing run does. The CA and node
-//! certificates are not rotated (see the README).
+//! through one agent, then each node's copy; no agent restarts);
+//! `--tls`, a new Consul CA and certificates in three rolled phases
+//! (`rotate-tls`, see `cluster::ca_rotation`); `--certs`, new certificates
+//! from the same CA in one roll (`rotate-certs`). Each changes what every
+//! node trusts or shows, so it asks first (`--yes` without a terminal)
+//! and holds the cluster lock as every changing run does.
 
 use super::connect_options;
 use crate::cli::RotateArgs;
@@ -13,23 +15,42 @@ use crate::error::{Error, Result};
 use crate::playbook;
 
 pub(crate) fn run(args: RotateArgs) -> Result<i32> {
-    if args.connect.limit.is_some() {
-        return Err(Error::usage(
-            "`rotate` gives the whole cluster a new gossip key: `--limit` is refused",
-        )
-        .with_hint("every member must hold the new key, or it is cut off from the others"));
-    }
-    if !args.check && !args.yes {
-        super::confirm(
+    let (playbook, what, gives) = match (args.tls, args.certs) {
+        (true, _) => (
+            "rotate-tls",
+            "`rotate --tls` replaces the cluster's consul CA and every agent's certificate, \
+             restarting each agent three times, one at a time; other checkouts must then copy \
+             `consul-tls/` from this one",
+            "a new CA",
+        ),
+        (false, true) => (
+            "rotate-certs",
+            "`rotate --certs` gives every agent a new certificate, restarting each agent once, \
+             one at a time; other checkouts must then copy `consul-tls/hosts/` from this one \
+             (or remove theirs to adopt them)",
+            "new certificates",
+        ),
+        (false, false) => (
+            "rotate",
             "`rotate` replaces the cluster's gossip key on every node; other checkouts must then \
              copy the new `gossip.key` from this one",
-        )?;
+            "a new gossip key",
+        ),
+    };
+    if args.connect.limit.is_some() {
+        return Err(Error::usage(format!(
+            "`rotate` gives the whole cluster {gives}: `--limit` is refused"
+        ))
+        .with_hint("every member must trust what the others use, or it is cut off from them"));
+    }
+    if !args.check && !args.yes {
+        super::confirm(what)?;
     }
     let mut connect = connect_options(&args.connect)?;
     // The agents' tasks run as deployed: the record's images and settings.
     let before = deployed::read_for_run(&connect)?;
     connect.provided = before.layer();
-    let rotate = playbook::resolve("rotate", cluster::builtin::BUILTINS)?;
+    let rotate = playbook::resolve(playbook, cluster::builtin::BUILTINS)?;
     let settings = Settings {
         forks: connect.forks,
         task_timeout: super::task_timeout(args.task_timeout),

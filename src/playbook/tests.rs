@@ -617,7 +617,11 @@ const B: Builtins = crate::cluster::builtin::BUILTINS;
 #[test]
 fn builtins_parse() {
     // The names `run` takes, and those only their own commands run.
-    for name in B.names.iter().chain(&["rotate", "restart"]) {
+    for name in B
+        .names
+        .iter()
+        .chain(&["rotate", "rotate-tls", "rotate-certs", "restart"])
+    {
         let text = B
             .playbook(name)
             .unwrap_or_else(|| panic!("no text for `{name}`"));
@@ -628,8 +632,8 @@ fn builtins_parse() {
     }
     assert_eq!(
         B.playbooks.len(),
-        B.names.len() + 5,
-        "three imported parts, `rotate` and `restart`"
+        B.names.len() + 7,
+        "three imported parts, the three `rotate`s and `restart`"
     );
     assert!(B.playbook("nope").is_none());
     assert!(B.template("nope.j2").is_none());
