@@ -1271,11 +1271,14 @@ async fn once(
                 exports,
             }),
         };
-        match shared.settings.verbose >= 2 && !task.no_log {
+        // A `no_log` task's commands are not shown at all: any of them may
+        // carry what the task hides.
+        match shared.settings.verbose >= 1 && !task.no_log {
             true => Arc::new(Shown {
                 inner: conn,
                 host: state.name.clone(),
                 shown_as,
+                ends: shared.settings.verbose >= 3,
                 reporter: shared.reporter.clone(),
             }),
             false => conn,
@@ -1584,7 +1587,7 @@ fn exports(shared: &Shared<'_>, task: &Task, vars: &Vars) -> Result<String> {
 }
 
 /// A connection whose commands run with environment variables exported
-/// first (`environment:`). It sits under `Shown`, so `-vv` shows the
+/// first (`environment:`). It sits under `Shown`, so `-v` shows the
 /// module's command without the values.
 struct WithEnv {
     inner: Arc<dyn Transport>,
@@ -1676,13 +1679,53 @@ async fn connect(shared: &Shared<'_>, state: &mut HostState) -> Result<Arc<dyn T
     Ok(conn)
 }
 
-/// A connection that reports each command before sending it (`-vv`).
+/// A connection that reports each command before sending it (`-v`), with
+/// its secrets masked when the module says which they are
+/// ([`Transport::exec_masked`]), and with `ends` (`-vvv`) how each ended.
 struct Shown {
     inner: Arc<dyn Transport>,
     host: String,
     /// Who the commands run as, when they become another user.
     shown_as: String,
+    /// Report each command's exit status and time too.
+    ends: bool,
     reporter: Reporter,
+}
+
+impl Shown {
+    fn sent(&self, command: &str) -> Instant {
+        self.reporter.send(Event::Detail {
+            host: self.host.clone(),
+            text: format!("$ {command}{}", self.shown_as),
+        });
+        Instant::now()
+    }
+
+    fn ended(&self, started: Instant, status: Option<u32>) {
+        if !self.ends {
+            return;
+        }
+        let how = match status {
+            Some(code) => format!("exit {code}"),
+            None => "no exit status (the connection failed)".to_owned(),
+        };
+        self.reporter.send(Event::Detail {
+            host: self.host.clone(),
+            text: format!("ended: {how} after {:.2}s", started.elapsed().as_secs_f64()),
+        });
+    }
+
+    async fn run(
+        &self,
+        command: &str,
+        shown: &str,
+        stdin: Option<&[u8]>,
+    ) -> Result<crate::transport::Output> {
+        let started = self.sent(shown);
+        let out = self.inner.exec(command, stdin).await;
+        self.ended(started, out.as_ref().ok().map(|o| o.status));
+        out
+    }
 }
 
 impl Transport for Shown {
@@ -1691,11 +1734,16 @@ impl Transport for Shown {
         command: &'a str,
         stdin: Option<&'a [u8]>,
     ) -> futures::future::BoxFuture<'a, Result<crate::transport::Output>> {
-        self.reporter.send(Event::Detail {
-            host: self.host.clone(),
-            text: format!("$ {command}{}", self.shown_as),
-        });
-        self.inner.exec(command, stdin)
+        Box::pin(self.run(command, command, stdin))
+    }
+
+    fn exec_masked<'a>(
+        &'a self,
+        command: &'a str,
+        shown: &'a str,
+        stdin: Option<&'a [u8]>,
+    ) -> futures::future::BoxFuture<'a, Result<crate::transport::Output>> {
+        Box::pin(self.run(command, shown, stdin))
     }
 
     fn exec_streamed<'a>(
@@ -1705,11 +1753,12 @@ impl Transport for Shown {
         gate: Option<&'a crate::transport::Gate<'a>>,
         sink: &'a crate::transport::Sink<'a>,
     ) -> futures::future::BoxFuture<'a, Result<crate::transport::Gated>> {
-        self.reporter.send(Event::Detail {
-            host: self.host.clone(),
-            text: format!("$ {command}{}", self.shown_as),
-        });
-        self.inner.exec_streamed(command, stdin, gate, sink)
+        Box::pin(async move {
+            let started = self.sent(command);
+            let out = self.inner.exec_streamed(command, stdin, gate, sink).await;
+            self.ended(started, out.as_ref().ok().map(|o| o.output.status));
+            out
+        })
     }
 
     fn forward<'a>(
