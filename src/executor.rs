@@ -1866,6 +1866,46 @@ mod tests {
     mod serial;
 
     #[test]
+    fn a_shown_connection_reports_the_masked_command_and_sends_the_real_one() {
+        let fake = Fake::default();
+        let (reporter, captured) = Reporter::capture();
+        let shown = Shown {
+            inner: Arc::new(FakeConn {
+                host: "h1".into(),
+                log: fake.log.clone(),
+            }),
+            host: "h1".into(),
+            shown_as: String::new(),
+            ends: true,
+            reporter,
+        };
+        let secret = format!("pw-{}", std::process::id());
+        let real = format!("docker run --env DB={secret} img");
+        let out = futures::executor::block_on(shown.exec_masked(
+            &real,
+            "docker run --env DB=*** img",
+            None,
+        ))
+        .unwrap();
+        assert_eq!(out.status, 0);
+        assert_eq!(fake.commands("h1"), [real]);
+        let texts: Vec<String> = captured
+            .events()
+            .into_iter()
+            .map(|e| match e {
+                Event::Detail { host, text } => format!("<{host}> {text}"),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(texts.len(), 2, "{texts:?}");
+        assert_eq!(texts[0], "<h1> $ docker run --env DB=*** img");
+        assert!(
+            texts[1].starts_with("<h1> ended: exit 0 after "),
+            "{texts:?}"
+        );
+    }
+
+    #[test]
     fn loop_items_are_labelled_readably() {
         use serde_json::json;
         let image = json!({"image": "consul:1.20", "pull": true});
