@@ -305,7 +305,9 @@ pub struct ConnectArgs {
     /// Output format
     #[arg(global = true, short, long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
-    /// More detail (repeatable)
+    /// More detail: -v each command sent to each host (secrets masked),
+    /// -vv also what it printed, -vvv also how each host was reached and
+    /// how each command ended
     #[arg(global = true, short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }

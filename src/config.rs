@@ -30,13 +30,14 @@ pub struct Settings {
     pub diff: bool,
     pub tags: Vec<String>,
     pub skip_tags: Vec<String>,
-    /// Show each host's stdout (ad-hoc commands, `-v`).
+    /// Show each host's stdout (ad-hoc commands, `-vv`).
     pub show_output: bool,
     /// Stream the output of `command` and `shell` tasks line by line as
     /// it arrives (`exec`), as [`crate::report::Event::Output`]s.
     pub live: bool,
-    /// `-v` count: from 2 each command sent is shown (not for `no_log`
-    /// tasks), from 3 how each connection was made too.
+    /// `-v` count: from 1 each command sent is shown, secrets masked (not
+    /// for `no_log` tasks), from 3 how each connection was made and how
+    /// each command ended too.
     pub verbose: u8,
     /// How long one attempt of a task may take, for tasks without their own
     /// `timeout:` (`--task-timeout`).

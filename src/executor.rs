@@ -1271,11 +1271,14 @@ async fn once(
                 exports,
             }),
         };
-        match shared.settings.verbose >= 2 && !task.no_log {
+        // A `no_log` task's commands are not shown at all: any of them may
+        // carry what the task hides.
+        match shared.settings.verbose >= 1 && !task.no_log {
             true => Arc::new(Shown {
                 inner: conn,
                 host: state.name.clone(),
                 shown_as,
+                ends: shared.settings.verbose >= 3,
                 reporter: shared.reporter.clone(),
             }),
             false => conn,
@@ -1584,7 +1587,7 @@ fn exports(shared: &Shared<'_>, task: &Task, vars: &Vars) -> Result<String> {
 }
 
 /// A connection whose commands run with environment variables exported
-/// first (`environment:`). It sits under `Shown`, so `-vv` shows the
+/// first (`environment:`). It sits under `Shown`, so `-v` shows the
 /// module's command without the values.
 struct WithEnv {
     inner: Arc<dyn Transport>,
@@ -1676,13 +1679,53 @@ async fn connect(shared: &Shared<'_>, state: &mut HostState) -> Result<Arc<dyn T
     Ok(conn)
 }
 
-/// A connection that reports each command before sending it (`-vv`).
+/// A connection that reports each command before sending it (`-v`), with
+/// its secrets masked when the module says which they are
+/// ([`Transport::exec_masked`]), and with `ends` (`-vvv`) how each ended.
 struct Shown {
     inner: Arc<dyn Transport>,
     host: String,
     /// Who the commands run as, when they become another user.
     shown_as: String,
+    /// Report each command's exit status and time too.
+    ends: bool,
     reporter: Reporter,
+}
+
+impl Shown {
+    fn sent(&self, command: &str) -> Instant {
+        self.reporter.send(Event::Detail {
+            host: self.host.clone(),
+            text: format!("$ {command}{}", self.shown_as),
+        });
+        Instant::now()
+    }
+
+    fn ended(&self, started: Instant, status: Option<u32>) {
+        if !self.ends {
+            return;
+        }
+        let how = match status {
+            Some(code) => format!("exit {code}"),
+            None => "no exit status (the connection failed)".to_owned(),
+        };
+        self.reporter.send(Event::Detail {
+            host: self.host.clone(),
+            text: format!("ended: {how} after {:.2}s", started.elapsed().as_secs_f64()),
+        });
+    }
+
+    async fn run(
+        &self,
+        command: &str,
+        shown: &str,
+        stdin: Option<&[u8]>,
+    ) -> Result<crate::transport::Output> {
+        let started = self.sent(shown);
+        let out = self.inner.exec(command, stdin).await;
+        self.ended(started, out.as_ref().ok().map(|o| o.status));
+        out
+    }
 }
 
 impl Transport for Shown {
@@ -1691,11 +1734,16 @@ impl Transport for Shown {
         command: &'a str,
         stdin: Option<&'a [u8]>,
     ) -> futures::future::BoxFuture<'a, Result<crate::transport::Output>> {
-        self.reporter.send(Event::Detail {
-            host: self.host.clone(),
-            text: format!("$ {command}{}", self.shown_as),
-        });
-        self.inner.exec(command, stdin)
+        Box::pin(self.run(command, command, stdin))
+    }
+
+    fn exec_masked<'a>(
+        &'a self,
+        command: &'a str,
+        shown: &'a str,
+        stdin: Option<&'a [u8]>,
+    ) -> futures::future::BoxFuture<'a, Result<crate::transport::Output>> {
+        Box::pin(self.run(command, shown, stdin))
     }
 
     fn exec_streamed<'a>(
@@ -1705,11 +1753,12 @@ impl Transport for Shown {
         gate: Option<&'a crate::transport::Gate<'a>>,
         sink: &'a crate::transport::Sink<'a>,
     ) -> futures::future::BoxFuture<'a, Result<crate::transport::Gated>> {
-        self.reporter.send(Event::Detail {
-            host: self.host.clone(),
-            text: format!("$ {command}{}", self.shown_as),
-        });
-        self.inner.exec_streamed(command, stdin, gate, sink)
+        Box::pin(async move {
+            let started = self.sent(command);
+            let out = self.inner.exec_streamed(command, stdin, gate, sink).await;
+            self.ended(started, out.as_ref().ok().map(|o| o.output.status));
+            out
+        })
     }
 
     fn forward<'a>(
@@ -1815,6 +1864,46 @@ mod tests {
 
     mod flow;
     mod serial;
+
+    #[test]
+    fn a_shown_connection_reports_the_masked_command_and_sends_the_real_one() {
+        let fake = Fake::default();
+        let (reporter, captured) = Reporter::capture();
+        let shown = Shown {
+            inner: Arc::new(FakeConn {
+                host: "h1".into(),
+                log: fake.log.clone(),
+            }),
+            host: "h1".into(),
+            shown_as: String::new(),
+            ends: true,
+            reporter,
+        };
+        let secret = format!("pw-{}", std::process::id());
+        let real = format!("docker run --env DB={secret} img");
+        let out = futures::executor::block_on(shown.exec_masked(
+            &real,
+            "docker run --env DB=*** img",
+            None,
+        ))
+        .unwrap();
+        assert_eq!(out.status, 0);
+        assert_eq!(fake.commands("h1"), [real]);
+        let texts: Vec<String> = captured
+            .events()
+            .into_iter()
+            .map(|e| match e {
+                Event::Detail { host, text } => format!("<{host}> {text}"),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(texts.len(), 2, "{texts:?}");
+        assert_eq!(texts[0], "<h1> $ docker run --env DB=*** img");
+        assert!(
+            texts[1].starts_with("<h1> ended: exit 0 after "),
+            "{texts:?}"
+        );
+    }
 
     #[test]
     fn loop_items_are_labelled_readably() {

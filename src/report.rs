@@ -145,7 +145,8 @@ pub enum Event {
         stream: crate::transport::Pipe,
         line: String,
     },
-    /// `-vv` and up: a command sent to a host, or how it was reached.
+    /// `-v` and up: a command sent to a host (`-vvv`: how it ended), or how
+    /// the host was reached (`-vvv`).
     Detail {
         host: String,
         text: String,

@@ -187,6 +187,19 @@ pub trait Transport: Send + Sync {
         stdin: Option<&'a [u8]>,
     ) -> BoxFuture<'a, Result<Output>>;
 
+    /// [`Transport::exec`] of a command that carries secrets (a container's
+    /// env values), `shown` being the same command with them masked: what a
+    /// connection that reports each command it sends (`-v`) reports.
+    fn exec_masked<'a>(
+        &'a self,
+        command: &'a str,
+        shown: &'a str,
+        stdin: Option<&'a [u8]>,
+    ) -> BoxFuture<'a, Result<Output>> {
+        let _ = shown;
+        self.exec(command, stdin)
+    }
+
     /// Run `command` (which escalates privileges, see `escalation.rs`)
     /// behind `gate`: the password is written only when the command asks
     /// for it on stderr, and `stdin` only once the command has printed the

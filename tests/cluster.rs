@@ -265,8 +265,9 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
         .contains("18081"));
 
     // 5a. a stack entry whose env holds a secret, on an image that cannot
-    //     start: the failure shows the command with `KEY=***`, and the value
-    //     appears nowhere in human (-v) or JSON output.
+    //     start: `-v` shows the `docker run` sent and the failure names it,
+    //     both with `KEY=***`; the value appears nowhere in human or JSON
+    //     output (nor in this test's messages).
     let secret = format!(
         "s3cret-{}-{:x}",
         std::process::id(),
@@ -281,14 +282,23 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
         web("web", &image, 18081),
         format!("{{name: vault, image: \"{missing}\", env: {{DB_PASSWORD: \"{secret}\"}}}}"),
     ]);
+    let masked = "--env 'DB_PASSWORD=***'";
     for format in ["human", "json"] {
         let failed = lab.run("run", &["stack", "-v", "--output", format, "-e", &leaky]);
-        assert_eq!(failed.code, 2, "{failed}");
+        let shown = failed.to_string().replace(&secret, "<THE SECRET>");
+        assert_eq!(failed.code, 2, "{shown}");
         assert!(
             !failed.stdout.contains(&secret) && !failed.stderr.contains(&secret),
-            "{failed}"
+            "{shown}"
         );
-        assert!(failed.stdout.contains("DB_PASSWORD=***"), "{failed}");
+        assert!(failed.stdout.contains("DB_PASSWORD=***"), "{shown}");
+        let sent = failed
+            .stdout
+            .lines()
+            .filter(|l| l.contains("$ set -e; docker run -d --name vault "))
+            .collect::<Vec<_>>();
+        assert!(!sent.is_empty(), "-v shows no `docker run`: {shown}");
+        assert!(sent.iter().all(|l| l.contains(masked)), "{shown}");
     }
 
     // 5b. `--check --diff` shows a dropped service's removal and an image

@@ -161,18 +161,28 @@ fn fingerprint(path: &std::path::Path) -> String {
     text.split_whitespace().nth(1).unwrap().to_owned()
 }
 
+/// `-v` shows each command sent, its secrets masked; `-vv` also what it
+/// printed; `-vvv` also how the host was reached and how each command
+/// ended. A container's env values are masked in the shown `docker run`
+/// (docker is kept off the task's PATH, so the command fails at once on
+/// any machine, and its failure is masked the same way); a `no_log` task's
+/// command is not shown at all.
 #[test]
-fn verbosity_levels_show_output_then_commands_then_connections() {
+fn verbosity_levels_show_commands_then_output_then_connections() {
     let cluster = Cluster::start(1);
     let inv = cluster.inventory(&[]);
-    let marker = format!("marker-{}", std::process::id());
-    let secret = format!("secret-{}", std::process::id());
+    let pid = std::process::id();
+    let marker = format!("marker-{pid}");
+    let secret = format!("secret-{pid}");
+    let hidden = format!("hidden-{pid}");
     let playbook = cluster.write_file(
         "site.yml",
         &format!(
             "- hosts: all\n  gather_facts: false\n  tasks:\n\
              \x20   - command: echo {marker}\n\
-             \x20   - command: echo {secret}\n      no_log: true\n"
+             \x20   - command: echo {hidden}\n      no_log: true\n\
+             \x20   - name: app\n      environment: {{PATH: /nowhere}}\n      ignore_errors: true\n\
+             \x20     docker_container: {{name: app-{pid}, image: none-{pid}, env: {{DB_PASSWORD: \"{secret}\"}}}}\n"
         ),
     );
     let run = |v: &str| {
@@ -184,19 +194,43 @@ fn verbosity_levels_show_output_then_commands_then_connections() {
             playbook.to_str().unwrap(),
         ]);
         assert_eq!(out.code, 0, "{out}");
-        assert!(!out.stdout.contains(&secret), "{out}");
+        for text in [&out.stdout, &out.stderr] {
+            assert!(!text.contains(&secret), "{v} shows an env value: {out}");
+            assert!(!text.contains(&hidden), "{v} shows a no_log command: {out}");
+        }
         out.stdout
     };
     let command = format!("<node1> $ echo {marker}");
+    let printed = format!("\n  {marker}");
+    let masked = "--env 'DB_PASSWORD=***'";
+    // The `docker run` as sent, env value masked; the failure names it so.
+    let sent = |out: &str| {
+        out.lines()
+            .filter(|l| l.starts_with("<node1> $ set -e; docker run -d --name "))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
     let one = run("-v");
-    assert!(one.contains(&format!("\n  {marker}")), "{one}");
-    assert!(!one.contains(&command), "{one}");
+    assert!(one.contains(&command), "{one}");
+    assert!(!one.contains(&printed), "{one}");
     assert!(!one.contains("connected:"), "{one}");
+    assert!(!one.contains("<node1> ended: "), "{one}");
+    let docker_run = sent(&one);
+    assert_eq!(docker_run.len(), 1, "{one}");
+    assert!(docker_run[0].contains(masked), "{one}");
+    assert!(docker_run[0].contains(&format!("none-{pid}")), "{one}");
+    assert!(
+        one.contains(&format!(
+            "  command: set -e; docker run -d --name app-{pid} "
+        )),
+        "{one}"
+    );
 
     let two = run("-vv");
     assert!(two.contains(&command), "{two}");
-    assert!(two.contains(&format!("\n  {marker}")), "{two}");
+    assert!(two.contains(&printed), "{two}");
     assert!(!two.contains("connected:"), "{two}");
+    assert!(sent(&two)[0].contains(masked), "{two}");
 
     let three = run("-vvv");
     let host = &cluster.hosts[0];
@@ -213,6 +247,28 @@ fn verbosity_levels_show_output_then_commands_then_connections() {
     assert!(
         connected.contains(&format!("{}:{}", host.address, host.port)),
         "{connected}"
+    );
+    // Each command sent is followed by how it ended: the echo by exit 0,
+    // the `docker run` without docker by the shell's 127.
+    let lines: Vec<&str> = three.lines().collect();
+    let after = |start: &str| {
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("{three}"));
+        lines[at + 1..]
+            .iter()
+            .find(|l| l.starts_with("<node1> ended: "))
+            .copied()
+            .unwrap_or_else(|| panic!("{three}"))
+    };
+    assert!(
+        after(&command).starts_with("<node1> ended: exit 0 after "),
+        "{three}"
+    );
+    assert!(
+        after("<node1> $ set -e; docker run").starts_with("<node1> ended: exit 127 after "),
+        "{three}"
     );
 }
 

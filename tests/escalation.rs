@@ -309,7 +309,7 @@ fn become_with_a_password_from_the_environment_or_the_inventory() {
             inventory.to_str().unwrap(),
             "-o",
             "json",
-            "-vvv",
+            "-v",
             playbook.to_str().unwrap(),
         ],
         &[("ARPANET_BECOME_PASS", &password)],
@@ -318,7 +318,7 @@ fn become_with_a_password_from_the_environment_or_the_inventory() {
     assert_eq!(message(&run, "node1", "who"), "root");
     assert_eq!(fs::read_to_string(&target).unwrap(), content);
     assert_eq!(fs::metadata(&target).unwrap().uid(), 0);
-    // `-vv` says who each command runs as.
+    // `-v` says who each command runs as.
     assert!(run.stdout.contains("id -un  (as `root` via sudo)"), "{run}");
     assert!(
         !run.stdout.contains(&password) && !run.stderr.contains(&password),

@@ -30,7 +30,7 @@ pub(crate) fn run(args: RestartArgs) -> Result<i32> {
         forks: connect.forks,
         limit: args.connect.limit.clone(),
         task_timeout: super::task_timeout(args.task_timeout),
-        show_output: args.connect.verbose > 0,
+        show_output: args.connect.verbose > 1,
         verbose: args.connect.verbose,
         ..Settings::default()
     };

@@ -41,7 +41,7 @@ pub(crate) fn run(args: RollbackArgs) -> Result<i32> {
         diff: args.diff,
         tags: Vec::new(),
         skip_tags: Vec::new(),
-        show_output: args.connect.verbose > 0,
+        show_output: args.connect.verbose > 1,
         verbose: args.connect.verbose,
         ..Settings::default()
     };

@@ -55,7 +55,7 @@ pub(crate) fn run(args: RotateArgs) -> Result<i32> {
         forks: connect.forks,
         task_timeout: super::task_timeout(args.task_timeout),
         check: args.check,
-        show_output: args.connect.verbose > 0,
+        show_output: args.connect.verbose > 1,
         verbose: args.connect.verbose,
         ..Settings::default()
     };

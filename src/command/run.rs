@@ -56,8 +56,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         diff: args.diff,
         tags: args.tags,
         skip_tags: args.skip_tags,
-        // `-v` shows what each command printed, as Ansible's does.
-        show_output: args.connect.verbose > 0,
+        // `-v` shows each command sent, `-vv` also what it printed.
+        show_output: args.connect.verbose > 1,
         verbose: args.connect.verbose,
         start_at_task: args.start_at_task.clone(),
         step: args.step,

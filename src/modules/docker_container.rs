@@ -11,7 +11,7 @@
 //! command, env names, ports, volumes), so `--diff` can say what changed
 //! old → new. Env values may be secrets: they reach the host only inside
 //! the `docker run` command, and any command or output this module reports
-//! shows them as `KEY=***`.
+//! (a failure, the command `-v` shows) shows them as `KEY=***`.
 
 use std::collections::BTreeMap;
 
@@ -492,13 +492,14 @@ async fn container(args: &ContainerArgs, ctx: &Context<'_>) -> Result<Outcome> {
         return Ok(outcome);
     }
     let script = format!("set -e; {}", actions.join("; "));
-    if let Err(failed) = ctx.script(&script, None).await {
+    // The script as `-v` shows it and a failure names it.
+    let visible = match &shown {
+        Some((command, spec)) => script.replace(&spec.run_command(), command),
+        None => script.clone(),
+    };
+    if let Err(failed) = ctx.masked_script(&script, &visible, None).await {
         return Ok(match &shown {
-            Some((command, spec)) => {
-                let run = spec.run_command();
-                let visible = script.replace(&run, command);
-                scrubbed(failed, &visible, &spec.secrets())
-            }
+            Some((_, spec)) => scrubbed(failed, &visible, &spec.secrets()),
             None => failed,
         });
     }

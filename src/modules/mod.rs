@@ -334,9 +334,21 @@ impl Context<'_> {
 
     /// Run a helper script whose non-zero exit is a task failure.
     async fn script(&self, command: &str, stdin: Option<&[u8]>) -> Result<Output, Outcome> {
-        match self.exec(command, stdin).await {
+        self.masked_script(command, command, stdin).await
+    }
+
+    /// [`Context::script`] for a script that carries secrets: `shown` is
+    /// the same script with them masked, which is all `-v` shows and a
+    /// failure names (see [`Transport::exec_masked`]).
+    async fn masked_script(
+        &self,
+        command: &str,
+        shown: &str,
+        stdin: Option<&[u8]>,
+    ) -> Result<Output, Outcome> {
+        match self.transport.exec_masked(command, shown, stdin).await {
             Ok(out) if out.success() => Ok(out),
-            Ok(out) => Err(Outcome::failed_command(command, &out)),
+            Ok(out) => Err(Outcome::failed_command(shown, &out)),
             Err(err) => Err(Outcome::from_error(err)),
         }
     }
