@@ -8,6 +8,7 @@
 //! containers, independently of arpanet's own SSH code.
 
 use std::process::Command;
+use std::time::Duration;
 
 use crate::support::lab::{recap_changed, Lab};
 
@@ -15,6 +16,15 @@ use crate::support::lab::{recap_changed, Lab};
 fn up() -> Lab {
     Lab::up("arpanet-cluster", 79, 5, 3)
 }
+
+/// The default stack's cAdvisor entry, as `playbooks/vars/defaults.yml`
+/// has it (flow style, for stack files).
+const CADVISOR: &str = "{name: \"{{ cadvisor_name }}\", image: \"{{ cadvisor_image }}\", ports: [\"{{ cadvisor_bind }}:{{ cadvisor_port }}:8080\"], volumes: [\"/:/rootfs:ro\", \"/var/run:/var/run:ro\", \"/sys:/sys:ro\", \"/var/lib/docker/:/var/lib/docker:ro\"]}";
+
+/// A declared service in every stack of this test: the lab's test-service
+/// image serving its hostname on 8080, published on 18090, announced in
+/// Consul as `hello` with an HTTP check.
+const HELLO: &str = "{name: hello, image: \"{{ lab_testsvc_image }}\", command: [sh, -c, \"hostname >/www/index.html; trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait\"], ports: [\"18090:8080\"], service: {check: {http: /, interval: 2s, timeout: 1s}}}";
 
 fn docker_restarted_at(lab: &Lab, n: usize) -> String {
     lab.on_node(
@@ -52,10 +62,27 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
         assert!(!dir.exists(), "--check made `{}`", dir.display());
     }
 
-    // 1. bootstrap: 5 alive members, 3 servers, a leader, the stack everywhere.
+    // The stack: the default cAdvisor entry and a declared service,
+    // `hello` (busybox httpd answering its hostname, published on 18090,
+    // checked over HTTP), so every step below also keeps a linked service.
+    std::fs::create_dir_all(lab.dir.join("group_vars")).unwrap();
+    lab.file(
+        "group_vars/all.yml",
+        &format!("stack:\n  - {CADVISOR}\n  - {HELLO}\n"),
+    );
+    let hellos: Vec<String> = (11..=15).map(|h| format!("{}:18090", lab.at(h))).collect();
+    let all_hellos_pass = |when: &str| {
+        if let Err(seen) = lab.await_passing("hello", &hellos, Duration::from_secs(30)) {
+            panic!("{when}: passing `hello` instances {seen:?}, want {hellos:?}");
+        }
+    };
+
+    // 1. bootstrap: 5 alive members, 3 servers, a leader, the stack
+    //    everywhere, `hello` one service with 5 healthy instances.
     let first = lab.run("run", &["bootstrap"]);
     assert_eq!(first.code, 0, "{first}");
     lab.assert_healthy();
+    all_hellos_pass("after bootstrap");
 
     // 1a. the servers run with Consul's production raft timing
     //     (raft_multiplier 1: an election timeout of 1s, not 5s).
@@ -111,6 +138,26 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     for server in [lab.at(11), lab.at(12), lab.at(13)] {
         assert!(lookup.contains(&format!("Address: {server}")), "{lookup}");
     }
+    // Consul answers at most 3 A records over UDP, in random order: 20
+    // lookups must between them name every `hello` instance, and nothing
+    // else.
+    let lookups = lab.on_node(
+        4,
+        &format!(
+            "docker run --rm --entrypoint sh {image} -c 'for i in $(seq 20); do busybox nslookup hello.service.consul; done'"
+        ),
+    );
+    let answered: std::collections::BTreeSet<&str> = lookups
+        .lines()
+        .filter_map(|line| line.strip_prefix("Address: "))
+        .filter(|address| !address.contains(':'))
+        .collect();
+    let want: std::collections::BTreeSet<String> = (11..=15).map(|h| lab.at(h)).collect();
+    assert_eq!(
+        answered,
+        want.iter().map(String::as_str).collect(),
+        "{lookups}"
+    );
 
     // 3. a second bootstrap changes nothing and restarts nothing.
     let before: Vec<String> = (1..=5).map(|n| started_at(&lab, n)).collect();
@@ -119,6 +166,7 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     assert_eq!(recap_changed(&second), [0, 0, 0, 0, 0], "{second}");
     let after: Vec<String> = (1..=5).map(|n| started_at(&lab, n)).collect();
     assert_eq!(before, after);
+    all_hellos_pass("after a bootstrap that changed nothing");
 
     // 4. one Docker option changed for the clients: previewed, then applied
     //    with a restart of Docker on those nodes only.
@@ -241,10 +289,14 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     assert_eq!(gone.code, 2, "{gone}");
     // A service is data: an extra `stack` entry is created on every node,
     // left alone on a second run, and recreated when its spec changes.
-    let cadvisor = "{name: cadvisor, image: \"{{ cadvisor_image }}\", ports: [\"127.0.0.1:8080:8080\"], volumes: [\"/:/rootfs:ro\", \"/var/run:/var/run:ro\", \"/sys:/sys:ro\", \"/var/lib/docker/:/var/lib/docker:ro\"]}";
+    let cadvisor = CADVISOR;
     let stack_file = |entries: &[String]| {
         let path = lab.dir.join("extra-stack.yml");
-        let list: String = entries.iter().map(|e| format!("  - {e}\n")).collect();
+        let list: String = [HELLO.to_owned()]
+            .iter()
+            .chain(entries)
+            .map(|e| format!("  - {e}\n"))
+            .collect();
         std::fs::write(&path, format!("stack:\n{list}")).unwrap();
         format!("@{}", path.display())
     };
@@ -343,7 +395,8 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
             n,
             "docker ps -a --format '{{.Names}}' | sort | tr '\\n' ' '",
         );
-        assert_eq!(names, "cadvisor consul web2 ", "node{n}");
+        // `hello-proxy`: the Connect sidecar of the declared service.
+        assert_eq!(names, "cadvisor consul hello hello-proxy web2 ", "node{n}");
     }
 
     // `stop` (with the default stack, which has no `web2`) removes every
@@ -398,7 +451,7 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     let crashing = lab.dir.join("crashing-stack.yml");
     std::fs::write(
         &crashing,
-        format!("stack:\n  - {{name: crash, image: \"{crash}\"}}\n"),
+        format!("stack:\n  - {HELLO}\n  - {{name: crash, image: \"{crash}\"}}\n"),
     )
     .unwrap();
     let new_image = format!("consul_image={new}");
@@ -487,6 +540,7 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
         "leader {leader} was not last:\n{good}"
     );
     lab.assert_healthy();
+    all_hellos_pass("after the upgrade");
 
     // 6. a node down: reported unreachable, the others complete, exit 4.
     let stopped = Command::new("docker")

@@ -208,11 +208,70 @@ impl Lab {
                     )
                 })
                 .collect();
-            if containers != [("cadvisor", "running"), ("consul", "running")] {
+            // Consul and cAdvisor everywhere, and whatever else the stack
+            // declares, all running.
+            let names: Vec<&str> = containers.iter().map(|c| c.0).collect();
+            if !names.contains(&"cadvisor")
+                || !names.contains(&"consul")
+                || containers.iter().any(|c| c.1 != "running")
+            {
                 return Err(format!("containers: {row}"));
             }
         }
         Ok(())
+    }
+}
+
+impl Lab {
+    /// `ADDRESS:PORT` of every instance of `service` whose checks pass, as
+    /// the catalog of node1's agent says (read with the management token).
+    pub fn passing(&self, service: &str) -> Vec<String> {
+        let token = std::fs::read_to_string(self.dir.join("consul-tls/acl-management.token"))
+            .unwrap_or_default();
+        let (_, out) = self.try_on_node(
+            1,
+            &format!(
+                "curl -sf -H 'X-Consul-Token: {}' \
+                 'http://127.0.0.1:8500/v1/health/service/{service}?passing'",
+                token.trim()
+            ),
+        );
+        let rows: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        let mut found: Vec<String> = rows
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                format!(
+                    "{}:{}",
+                    r["Service"]["Address"].as_str().unwrap_or(""),
+                    r["Service"]["Port"]
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Wait up to `limit` for `service`'s passing instances to be `want`;
+    /// what was last seen otherwise.
+    pub fn await_passing(
+        &self,
+        service: &str,
+        want: &[String],
+        limit: Duration,
+    ) -> Result<(), Vec<String>> {
+        let until = std::time::Instant::now() + limit;
+        loop {
+            let seen = self.passing(service);
+            if seen == want {
+                return Ok(());
+            }
+            if std::time::Instant::now() > until {
+                return Err(seen);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 }
 
