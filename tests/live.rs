@@ -430,20 +430,9 @@ fn logs_follow_shows_new_lines_from_two_nodes_until_ctrl_c() {
     phase("setup, and the ticker deployed on both nodes");
 
     // `-n 0`: only lines written from now on.
-    let mut child = arpanet(&["logs", "ticker", "-f", "-n", "0", "-i", inv, "-o", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, rx) = Following::start(arpanet(&[
+        "logs", "ticker", "-f", "-n", "0", "-i", inv, "-o", "json",
+    ]));
     let mut seen: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.len() < 2 || seen.values().any(|ticks| ticks.len() < 3) {
@@ -470,22 +459,8 @@ fn logs_follow_shows_new_lines_from_two_nodes_until_ctrl_c() {
         assert!(ticks.windows(2).all(|w| w[1] == w[0] + 1), "{seen:?}");
     }
 
-    let pid = child.id().to_string();
-    let _ = Command::new("kill").args(["-INT", &pid]).status();
-    let stopped = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            stopped.elapsed() < Duration::from_secs(15),
-            "still running after SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
-    assert_eq!(status.code(), Some(130), "{stderr}");
+    let (code, stderr) = child.interrupt();
+    assert_eq!(code, Some(130), "{stderr}");
     phase("ended by SIGINT");
     // The remote `docker logs` were stopped with it.
     let none_left = |n: u32| {
@@ -581,20 +556,9 @@ fn logs_follow_shows_new_lines_from_two_nodes_until_ctrl_c() {
     phase("`logs` shows all eight");
 
     // With `-f`: the same lines, then Ctrl-C leaves no `docker logs`.
-    let mut child = arpanet(&["logs", "-f", "-l", "node1", "-i", inv, "-o", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, rx) = Following::start(arpanet(&[
+        "logs", "-f", "-l", "node1", "-i", inv, "-o", "json",
+    ]));
     let mut missing = expected.clone();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !missing.is_empty() {
@@ -610,27 +574,64 @@ fn logs_follow_shows_new_lines_from_two_nodes_until_ctrl_c() {
     // Still following, after the backlog of each.
     std::thread::sleep(Duration::from_secs(1));
     assert!(
-        child.try_wait().unwrap().is_none(),
+        child.0.try_wait().unwrap().is_none(),
         "`logs -f` ended by itself"
     );
     phase("`logs -f` shows all eight, and still runs");
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let stopped = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            stopped.elapsed() < Duration::from_secs(15),
-            "still running after SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
-    assert_eq!(status.code(), Some(130), "{stderr}");
+    let (code, stderr) = child.interrupt();
+    assert_eq!(code, Some(130), "{stderr}");
     none_left(1);
     phase("ended by SIGINT, nothing left on node1");
+}
+
+/// A `logs -f` under test, killed if the test fails before it ends.
+struct Following(std::process::Child);
+
+impl Following {
+    /// Start `command`; its stdout's lines arrive on the receiver.
+    fn start(mut command: Command) -> (Following, std::sync::mpsc::Receiver<String>) {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if tx.send(line.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        (Following(child), rx)
+    }
+
+    /// Ctrl-C (SIGINT); its exit code once it ended (within 15 s), and
+    /// what it said on stderr.
+    fn interrupt(&mut self) -> (Option<i32>, String) {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let stopped = Instant::now();
+        let status = loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                stopped.elapsed() < Duration::from_secs(15),
+                "still running after SIGINT"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        let _ = self.0.stderr.take().unwrap().read_to_string(&mut stderr);
+        (status.code(), stderr)
+    }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

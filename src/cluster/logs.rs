@@ -366,6 +366,7 @@ async fn host_logs(
         node::Tagged::Exit(index, status) => {
             ended.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(status)
         }
+        node::Tagged::Beat => {}
         node::Tagged::Other(text) => eprintln!("warning: {}: {text}", host.name),
     };
     let run = conn.exec_streamed(&script, None, None, &sink).await;
