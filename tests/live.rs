@@ -274,10 +274,12 @@ fn exec_t_and_shell_refuse_more_than_one_host_before_contacting_any() {
 
 #[test]
 fn logs_checks_its_input_before_contacting_any_host() {
-    let cluster = Cluster::start(1);
+    let cluster = Cluster::start(2);
     let inventory = cluster.inventory(&[]);
     let inv = inventory.to_str().unwrap();
-    cluster.hosts[0].stop();
+    for host in &cluster.hosts {
+        host.stop();
+    }
     let out = cluster.run(&["logs", "-i", inv, "consull"]);
     assert_eq!(out.code, 5, "{out}");
     assert!(
@@ -299,6 +301,20 @@ fn logs_checks_its_input_before_contacting_any_host() {
         out.stderr.contains("is not a valid regular expression"),
         "{out}"
     );
+    // Following never ends, so it cannot take the nodes a few at a time.
+    let out = cluster.run(&["logs", "-f", "--forks", "1", "-i", inv]);
+    assert_eq!(out.code, 5, "{out}");
+    assert!(
+        out.stderr.contains(
+            "`logs -f` follows every selected node at once, and `--forks 1` is fewer \
+             than the 2 selected"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains("choose the nodes with `--limit`"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -308,18 +324,22 @@ fn logs_reports_a_node_that_is_down_and_goes_on_with_the_others() {
     cluster.hosts[1].stop();
     // These hosts have no docker: node1 is reached and says so, node2 is
     // reported unreachable; neither stops the other.
-    let out = cluster.run(&["logs", "-i", inventory.to_str().unwrap()]);
-    assert_eq!(out.code, 4, "{out}");
-    assert!(out.stderr.contains("node2: connection refused"), "{out}");
-    assert!(
-        out.stderr.contains("node1: cannot list its containers"),
-        "{out}"
-    );
+    // Also one node at a time.
+    for forks in ["20", "1"] {
+        let out = cluster.run(&["logs", "-i", inventory.to_str().unwrap(), "--forks", forks]);
+        assert_eq!(out.code, 4, "{out}");
+        assert!(out.stderr.contains("node2: connection refused"), "{out}");
+        assert!(
+            out.stderr.contains("node1: cannot list its containers"),
+            "{out}"
+        );
+    }
 }
 
 /// `logs -f` on a lab of two nodes, each running a managed container that
 /// prints a line a second: lines written after it started come from both
-/// nodes, and Ctrl-C ends it with 130.
+/// nodes, and Ctrl-C ends it with 130. Then eight more containers on one
+/// node: `logs` and `logs -f` show every one of them.
 #[test]
 fn logs_follow_shows_new_lines_from_two_nodes_until_ctrl_c() {
     if std::env::var("ARPANET_LAB_TESTS").ok().as_deref() != Some("1") {
@@ -410,20 +430,9 @@ fn logs_follow_shows_new_lines_from_two_nodes_until_ctrl_c() {
     phase("setup, and the ticker deployed on both nodes");
 
     // `-n 0`: only lines written from now on.
-    let mut child = arpanet(&["logs", "ticker", "-f", "-n", "0", "-i", inv, "-o", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, rx) = Following::start(arpanet(&[
+        "logs", "ticker", "-f", "-n", "0", "-i", inv, "-o", "json",
+    ]));
     let mut seen: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.len() < 2 || seen.values().any(|ticks| ticks.len() < 3) {
@@ -450,25 +459,11 @@ fn logs_follow_shows_new_lines_from_two_nodes_until_ctrl_c() {
         assert!(ticks.windows(2).all(|w| w[1] == w[0] + 1), "{seen:?}");
     }
 
-    let pid = child.id().to_string();
-    let _ = Command::new("kill").args(["-INT", &pid]).status();
-    let stopped = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            stopped.elapsed() < Duration::from_secs(15),
-            "still running after SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
-    assert_eq!(status.code(), Some(130), "{stderr}");
+    let (code, stderr) = child.interrupt();
+    assert_eq!(code, Some(130), "{stderr}");
     phase("ended by SIGINT");
     // The remote `docker logs` were stopped with it.
-    for n in [1, 2] {
+    let none_left = |n: u32| {
         let left = || {
             let out = Command::new("docker")
                 .args(["exec", &format!("{name}-node{n}"), "sh", "-c"])
@@ -482,5 +477,161 @@ fn logs_follow_shows_new_lines_from_two_nodes_until_ctrl_c() {
             std::thread::sleep(Duration::from_millis(200));
         }
         assert_eq!(left(), "0", "`docker logs` still runs on node{n}");
+    };
+    none_left(1);
+    none_left(2);
+
+    // Eight more managed containers on node1, more than the SSH channels
+    // arpanet opens at once on one connection (6): each writes a line
+    // with a value made now to stdout, another to stderr, then waits.
+    let token = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            ^ u128::from(std::process::id())
+    );
+    let eight = dir.join("eight.yml");
+    std::fs::write(
+        &eight,
+        format!(
+            r#"- hosts: node1
+  tasks:
+    - docker_container:
+        name: "said{{{{ item }}}}"
+        image: "{{{{ lab_testsvc_image }}}}"
+        command: ["sh", "-c", "echo said-{{{{ item }}}}-{token}; echo warned-{{{{ item }}}}-{token} >&2; trap 'exit 0' TERM; while :; do sleep 1; done & wait"]
+      loop: [1, 2, 3, 4, 5, 6, 7, 8]
+"#
+        ),
+    )
+    .unwrap();
+    let deployed = run(&["run", "-i", inv, eight.to_str().unwrap()]);
+    assert_eq!(deployed.code, 0, "{deployed}");
+    phase("eight more containers on node1");
+    let expected: Vec<(String, &str, String)> = (1..=8)
+        .flat_map(|i| {
+            [
+                (format!("said{i}"), "stdout", format!("said-{i}-{token}")),
+                (format!("said{i}"), "stderr", format!("warned-{i}-{token}")),
+            ]
+        })
+        .collect();
+
+    // Without `-f`, one node at a time (`--forks 1`): every line of the
+    // eight, in the right stream, and node1's lines all before node2's.
+    let out = run(&["logs", "-i", inv, "-o", "json", "--forks", "1"]);
+    assert_eq!(out.code, 0, "{out}");
+    let events: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (service, stream, line) in &expected {
+        let found = events.iter().any(|e| {
+            e["host"] == "node1"
+                && e["service"] == *service
+                && e["stream"] == *stream
+                && e["line"] == *line
+        });
+        assert!(found, "{service} {stream} {line} not shown: {out}");
+    }
+    let hosts: Vec<&str> = events.iter().map(|e| e["host"].as_str().unwrap()).collect();
+    let first2 = hosts
+        .iter()
+        .position(|h| *h == "node2")
+        .expect("no line of node2");
+    assert!(hosts[first2..].iter().all(|h| *h == "node2"), "{hosts:?}");
+    // As people read it: node and container, then the line.
+    let human = run(&["logs", "-i", inv, "-l", "node1"]);
+    assert_eq!(human.code, 0, "{human}");
+    for (service, _, line) in &expected {
+        let shown = human.stdout.lines().any(|l| {
+            l.split_whitespace().collect::<Vec<_>>()
+                == ["node1", service.as_str(), "|", line.as_str()]
+        });
+        assert!(shown, "{service}: {line} not shown: {human}");
+    }
+    phase("`logs` shows all eight");
+
+    // With `-f`: the same lines, then Ctrl-C leaves no `docker logs`.
+    let (mut child, rx) = Following::start(arpanet(&[
+        "logs", "-f", "-l", "node1", "-i", inv, "-o", "json",
+    ]));
+    let mut missing = expected.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !missing.is_empty() {
+        assert!(Instant::now() < deadline, "never shown: {missing:?}");
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
+        let e: serde_json::Value = serde_json::from_str(&line).unwrap();
+        missing.retain(|(service, stream, text)| {
+            !(e["service"] == *service && e["stream"] == *stream && e["line"] == *text)
+        });
+    }
+    // Still following, after the backlog of each.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "`logs -f` ended by itself"
+    );
+    phase("`logs -f` shows all eight, and still runs");
+    let (code, stderr) = child.interrupt();
+    assert_eq!(code, Some(130), "{stderr}");
+    none_left(1);
+    phase("ended by SIGINT, nothing left on node1");
+}
+
+/// A `logs -f` under test, killed if the test fails before it ends.
+struct Following(std::process::Child);
+
+impl Following {
+    /// Start `command`; its stdout's lines arrive on the receiver.
+    fn start(mut command: Command) -> (Following, std::sync::mpsc::Receiver<String>) {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if tx.send(line.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        (Following(child), rx)
+    }
+
+    /// Ctrl-C (SIGINT); its exit code once it ended (within 15 s), and
+    /// what it said on stderr.
+    fn interrupt(&mut self) -> (Option<i32>, String) {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let stopped = Instant::now();
+        let status = loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                stopped.elapsed() < Duration::from_secs(15),
+                "still running after SIGINT"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        let _ = self.0.stderr.take().unwrap().read_to_string(&mut stderr);
+        (status.code(), stderr)
+    }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

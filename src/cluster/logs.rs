@@ -5,12 +5,19 @@
 //! arrives, so `-f` interleaves the nodes live.
 //!
 //! Each node is asked which managed containers it has (stopped ones too:
-//! their last words are often why), then one `docker logs` per container
-//! runs on its own SSH channel, streamed (`Transport::exec_streamed`).
-//! `--grep` filters here, line by line; `-n` and `--since` go to docker.
+//! their last words are often why), then the chosen containers' `docker
+//! logs` run together in one remote shell on one SSH channel, streamed
+//! (`Transport::exec_streamed`), each line tagged with its container (see
+//! `node`), so a node shows any number of containers. `--grep` filters
+//! here, line by line; `-n` and `--since` go to docker. Without `-f`, at
+//! most `--forks` nodes are read at once; `-f` reads every selected node
+//! at once for as long as it runs, so a `--forks` below their number is
+//! refused before any host is contacted (it could never reach the rest).
 //! A node that cannot be reached is reported and the others go on. Ctrl-C
-//! ends it: the remote `docker logs` are stopped (see `ssh.rs`) and the
-//! exit code is 130, as for `run`.
+//! ends it: the remote `docker logs` are stopped (see `ssh.rs` and
+//! `node`) and the exit code is 130, as for `run`.
+
+mod node;
 
 use std::sync::{Arc, Mutex};
 
@@ -161,10 +168,30 @@ enum End {
 }
 
 /// Print the logs `query` asks for from every host of `connect`; returns
-/// the exit code.
-pub(crate) fn logs(connect: &ConnectOptions, format: OutputFormat, query: &Query) -> Result<i32> {
+/// the exit code. `forks` is `--forks` when given on the command line.
+pub(crate) fn logs(
+    connect: &ConnectOptions,
+    format: OutputFormat,
+    query: &Query,
+    forks: Option<usize>,
+) -> Result<i32> {
     let session = Session::open(connect)?;
     let hosts = session.hosts("all")?;
+    let at_once = match (query.follow, forks) {
+        (true, Some(forks)) if forks < hosts.len() => {
+            return Err(Error::usage(format!(
+                "`logs -f` follows every selected node at once, and `--forks {forks}` \
+                 is fewer than the {} selected",
+                hosts.len()
+            ))
+            .with_hint(
+                "a node followed is never done, so the nodes past the first `--forks` \
+                 would never be shown: drop `--forks`, or choose the nodes with `--limit`",
+            ))
+        }
+        (true, _) => hosts.len().max(1),
+        (false, _) => connect.forks,
+    };
     let mut known: Vec<String> = Vec::new();
     for host in &hosts {
         escalation::check(&host.name, &host.vars)?;
@@ -217,12 +244,15 @@ pub(crate) fn logs(connect: &ConnectOptions, format: OutputFormat, query: &Query
         })
         .collect();
     runtime.block_on(async {
-        let all = futures::future::join_all(
+        use futures::StreamExt as _;
+        let all = futures::stream::iter(
             hosts
                 .iter()
                 .zip(&shows)
                 .map(|(host, show)| host_logs(host, &connector, connect, query, &open, show)),
-        );
+        )
+        .buffer_unordered(at_once)
+        .collect::<Vec<End>>();
         let ends = tokio::select! {
             ends = all => Some(ends),
             _ = tokio::signal::ctrl_c() => {
@@ -328,32 +358,45 @@ async fn host_logs(
         eprintln!("note: {} runs {what}", host.name);
         return End::Done;
     }
-    let streams = chosen.iter().map(|container| {
-        let conn = conn.clone();
-        async move {
-            let sink = |pipe: Pipe, line: &str| show(container, pipe, line);
-            let command = query.command(container);
-            match conn.exec_streamed(&command, None, None, &sink).await {
-                Ok(gated) if gated.output.success() => End::Done,
-                Ok(_) => End::Failed,
-                Err(err) => {
-                    eprintln!("error: {err}");
-                    match err {
-                        Error::Unreachable { .. } => End::Unreachable,
-                        _ => End::Failed,
-                    }
+    // One channel for all of them: see `node`.
+    let script = node::script(&chosen, |container| query.command(container));
+    let ended: Mutex<Vec<Option<u32>>> = Mutex::new(vec![None; chosen.len()]);
+    let sink = |pipe: Pipe, line: &str| match node::read(pipe, line, chosen.len()) {
+        node::Tagged::Line(index, text) => show(&chosen[index], pipe, text),
+        node::Tagged::Exit(index, status) => {
+            ended.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(status)
+        }
+        node::Tagged::Beat => {}
+        node::Tagged::Other(text) => eprintln!("warning: {}: {text}", host.name),
+    };
+    let run = conn.exec_streamed(&script, None, None, &sink).await;
+    let ended = ended.into_inner().unwrap_or_else(|p| p.into_inner());
+    match run {
+        Ok(gated) if gated.output.success() && ended.iter().all(|s| *s == Some(0)) => End::Done,
+        Ok(_) => {
+            for (container, status) in chosen.iter().zip(&ended) {
+                match status {
+                    Some(0) => {}
+                    Some(status) => eprintln!(
+                        "error: {}: `docker logs {container}` ended with status {status}",
+                        host.name
+                    ),
+                    None => eprintln!(
+                        "error: {}: `docker logs {container}` ended without a status",
+                        host.name
+                    ),
                 }
             }
+            End::Failed
         }
-    });
-    let ends = futures::future::join_all(streams).await;
-    ends.into_iter()
-        .max_by_key(|end| match end {
-            End::Done => 0,
-            End::Failed => 1,
-            End::Unreachable => 2,
-        })
-        .unwrap_or(End::Done)
+        Err(err) => {
+            eprintln!("error: {err}");
+            match err {
+                Error::Unreachable { .. } => End::Unreachable,
+                _ => End::Failed,
+            }
+        }
+    }
 }
 
 /// `` `a`, `b` `` for a message.

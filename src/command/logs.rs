@@ -18,5 +18,8 @@ pub(crate) fn run(args: LogsArgs) -> Result<i32> {
         &connect_options(&args.connect)?,
         output_format(args.connect.output),
         &query,
+        // Given here, not from the project file: only an explicit
+        // `--forks` is refused with `-f` (see `cluster::logs`).
+        args.connect.forks,
     )
 }
