@@ -32,6 +32,16 @@
 //!   Registrations made with it are synced with it, so Consul keeps no
 //!   stronger token on a client node.
 //!
+//! `arpanet rotate --tokens` (`playbooks/rotate-tokens.yml`) replaces the
+//! management token and every agent's: the new management token is
+//! written here first (the old one kept as `acl-management.old.token`) and
+//! made in Consul with the old one ([`Step::Rotate`]); the agents' new
+//! tokens are made and handed out as above, their old ones retired; the
+//! servers restart one at a time, since a leader makes the master token
+//! it started with again when that token is missing; only then is the old
+//! management token deleted ([`Step::Forget`]). The linking token is not
+//! rotated (the stack's registrations and the Connect proxies hold it).
+//!
 //! The anonymous token gets node and service read, so DNS (`*.service.consul`)
 //! and catalog reads keep working without a token; any other read or write
 //! (KV outside `env/`, sessions, ACLs, operator) by a container without a
@@ -87,6 +97,9 @@ use crate::yaml::Node;
 
 /// The management token, beside the inventory (in `consul_tls_dir`).
 pub(crate) const MANAGEMENT: &str = "acl-management.token";
+/// The management token being replaced by `rotate --tokens`, kept until
+/// every server runs with the new one and the old one is deleted.
+pub(crate) const OLD_MANAGEMENT: &str = "acl-management.old.token";
 /// An agent's own token, in its host's directory (`hosts/NODE/`).
 pub(crate) const AGENT: &str = "acl-agent.token";
 /// The linking watcher's and proxies' token.
@@ -285,7 +298,8 @@ impl ModuleDef for Def {
                 ("nodes", args.nodes.is_some()),
             ],
             Step::Hand => &[("data", args.data.is_some())],
-            Step::Retire => &[("nodes", args.nodes.is_some())],
+            Step::Retire | Step::Rotate => &[("nodes", args.nodes.is_some())],
+            Step::Forget => &[],
         };
         if let Some((missing, _)) = needs.iter().find(|(_, given)| !given) {
             return Err(BadArgs::invalid(format!(
@@ -308,6 +322,13 @@ pub(crate) enum Step {
     Hand,
     /// Tokens no agent uses any more are deleted (run once).
     Retire,
+    /// `rotate --tokens`: a new management token (made in Consul with the
+    /// old one, which is kept here as `acl-management.old.token`) and a new
+    /// token for every agent, here (run once).
+    Rotate,
+    /// `rotate --tokens`, once every server runs with the new management
+    /// token as its master token: the old one is deleted (run once).
+    Forget,
 }
 
 impl Step {
@@ -316,6 +337,8 @@ impl Step {
             Step::Make => "make",
             Step::Hand => "hand",
             Step::Retire => "retire",
+            Step::Rotate => "rotate",
+            Step::Forget => "forget",
         }
     }
 }
@@ -356,6 +379,8 @@ impl Module for ConsulAcl {
             Step::Make => "policies and tokens".into(),
             Step::Hand => "the agent's own token".into(),
             Step::Retire => "tokens no agent uses".into(),
+            Step::Rotate => "new tokens".into(),
+            Step::Forget => "the old management token".into(),
         }
     }
 
@@ -377,6 +402,8 @@ impl Module for ConsulAcl {
                 Step::Make => run(&self.0, ctx).await,
                 Step::Hand => hand(&self.0, ctx).await,
                 Step::Retire => retire(&self.0, ctx).await,
+                Step::Rotate => rotate(&self.0, ctx).await,
+                Step::Forget => forget(&self.0, ctx).await,
             }
         })
     }
@@ -903,6 +930,121 @@ async fn retire(args: &AclArgs, ctx: &Context<'_>) -> Result<Outcome> {
     Ok(Outcome {
         changed: !changed.is_empty(),
         msg: (!changed.is_empty()).then(|| changed.join("; ")),
+        ..Outcome::ok()
+    })
+}
+
+/// The management policy Consul makes when its ACL system is bootstrapped.
+const GLOBAL_MANAGEMENT: &str = "global-management";
+
+/// `step: rotate`: new tokens (see [`Step::Rotate`]). The new management
+/// token is written here before anything else changes, the old one kept
+/// beside it: a rotation cut short resumes with the same new token.
+async fn rotate(args: &AclArgs, ctx: &Context<'_>) -> Result<Outcome> {
+    let dir = std::path::PathBuf::from(ctx.render(&args.dir)?);
+    let (port, timeout) = port_and_timeout(args, ctx)?;
+    let nodes = match &args.nodes {
+        Some(nodes) => nodes.get("nodes", ctx)?.0,
+        None => Vec::new(),
+    };
+    let current = match required(&dir, MANAGEMENT)? {
+        Ok(t) => t,
+        Err(outcome) => return Ok(outcome),
+    };
+    if ctx.check {
+        return Ok(Outcome {
+            changed: true,
+            msg: Some(format!(
+                "would make a new management token and {} new agent tokens",
+                nodes.len()
+            )),
+            ..Outcome::ok()
+        });
+    }
+    let (old, new) = match read(&dir, OLD_MANAGEMENT)? {
+        // Cut short before: the new one is already the current one.
+        Some(old) => (old, current),
+        None => {
+            let new = new_token();
+            super::pki::write_secret(&dir.join(OLD_MANAGEMENT), format!("{current}\n").as_bytes())?;
+            super::pki::write_secret(&dir.join(MANAGEMENT), format!("{new}\n").as_bytes())?;
+            (current, new)
+        }
+    };
+    let api = Api {
+        ctx,
+        port,
+        management: &old,
+        secrets: vec![old.clone(), new.clone()],
+    };
+    if let Err(outcome) = api.ready(&dir, timeout).await {
+        return Ok(outcome);
+    }
+    ensure_token(
+        &api,
+        &new,
+        GLOBAL_MANAGEMENT,
+        "arpanet: the management token",
+    )
+    .await?;
+    for node in &nodes {
+        let here = host_dir(&dir, node);
+        super::pki::create_private_dir(&here)?;
+        super::pki::write_secret(&here.join(AGENT), format!("{}\n", new_token()).as_bytes())?;
+    }
+    Ok(Outcome {
+        changed: true,
+        msg: Some(format!(
+            "a new management token (the old one kept in `{}` until every server runs with \
+             the new one) and {} new agent tokens",
+            dir.join(OLD_MANAGEMENT).display(),
+            nodes.len()
+        )),
+        ..Outcome::ok()
+    })
+}
+
+/// `step: forget`: the management token `rotate` replaced is deleted in
+/// Consul, then here. Only once every server has been restarted with the
+/// new one as its master token: a leader still holding the old one in its
+/// configuration would make it again when it next takes over.
+async fn forget(args: &AclArgs, ctx: &Context<'_>) -> Result<Outcome> {
+    let dir = std::path::PathBuf::from(ctx.render(&args.dir)?);
+    let (port, timeout) = port_and_timeout(args, ctx)?;
+    let Some(old) = read(&dir, OLD_MANAGEMENT)? else {
+        return Ok(Outcome::ok());
+    };
+    let management = match required(&dir, MANAGEMENT)? {
+        Ok(t) => t,
+        Err(outcome) => return Ok(outcome),
+    };
+    if ctx.check {
+        return Ok(Outcome {
+            changed: true,
+            msg: Some("would delete the old management token".into()),
+            ..Outcome::ok()
+        });
+    }
+    let api = Api {
+        ctx,
+        port,
+        management: &management,
+        secrets: vec![old.clone(), management.clone()],
+    };
+    if let Err(outcome) = api.ready(&dir, timeout).await {
+        return Ok(outcome);
+    }
+    if old != management {
+        if let Some((accessor, _)) = api.lookup(&old, GLOBAL_MANAGEMENT).await? {
+            api.ok("DELETE", &format!("/v1/acl/token/{accessor}"), None)
+                .await?;
+        }
+    }
+    let path = dir.join(OLD_MANAGEMENT);
+    std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+    Ok(Outcome {
+        changed: true,
+        msg: Some("the old management token deleted".into()),
         ..Outcome::ok()
     })
 }

@@ -649,9 +649,13 @@ fn refusal(args: &SecretsArgs, dir: &Path, found: &Found) -> Result<Option<Outco
         }
     }
     if args.kind == SecretsKind::Consul {
+        // During `rotate --tokens` a server may still hold the management
+        // token being replaced.
+        let old = acl::read(dir, acl::OLD_MANAGEMENT)?;
         for (file, there) in &found.acl {
+            let replaced = *file == acl::MANAGEMENT && old.as_deref() == Some(there.as_str());
             match acl::read(dir, file)? {
-                Some(here) if here != *there => differ.push(format!(
+                Some(here) if here != *there && !replaced => differ.push(format!(
                     "the {} `{}` is SHA-256 {}, `{}` uses {}",
                     acl::what(file),
                     dir.join(file).display(),

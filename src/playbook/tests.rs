@@ -617,11 +617,13 @@ const B: Builtins = crate::cluster::builtin::BUILTINS;
 #[test]
 fn builtins_parse() {
     // The names `run` takes, and those only their own commands run.
-    for name in B
-        .names
-        .iter()
-        .chain(&["rotate", "rotate-tls", "rotate-certs", "restart"])
-    {
+    for name in B.names.iter().chain(&[
+        "rotate",
+        "rotate-tls",
+        "rotate-tokens",
+        "rotate-certs",
+        "restart",
+    ]) {
         let text = B
             .playbook(name)
             .unwrap_or_else(|| panic!("no text for `{name}`"));
