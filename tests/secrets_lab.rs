@@ -364,11 +364,7 @@ fn a_second_checkout_adopts_the_cluster_secrets_a_differing_one_is_refused_and_r
          longest leaderless {leaderless:?}\n{}",
         tail(&migrated.stdout, 4)
     );
-    assert!(samples >= 4, "too few samples: {samples}");
-    assert!(
-        leaderless < Duration::from_millis(900),
-        "{leaderless:?} without a leader"
-    );
+    assert_leader_kept(samples, leaderless);
     assert_eq!(
         snapshot(&lab),
         before,
@@ -578,14 +574,8 @@ fn a_second_checkout_adopts_the_cluster_secrets_a_differing_one_is_refused_and_r
     eprintln!(
         "rotate: {samples} leader samples, {empty} without a leader, longest leaderless {leaderless:?}"
     );
-    // A new gossip key restarts no agent, so raft keeps its leader: the
-    // one gap allowed is a single lost sample (the probe's own 0.4 s
-    // timeout on a loaded machine), never two in a row.
-    assert!(samples >= 4, "too few samples: {samples}");
-    assert!(
-        leaderless < Duration::from_millis(900),
-        "{leaderless:?} without a leader"
-    );
+    // A new gossip key restarts no agent, so raft keeps its leader.
+    assert_leader_kept(samples, leaderless);
     assert_eq!(
         snapshot(&lab),
         before,
@@ -646,15 +636,8 @@ fn rotate_tokens(
     let token = format!(r#"{{"SecretID":"{sampler}","Policies":[{{"Name":"test-sampler"}}]}}"#);
     let (status, body) = consul(lab, "PUT", "/v1/acl/token", management, Some(&token));
     assert_eq!(status, 200, "{body}");
-    start_samplers(lab, sampler);
-    std::thread::sleep(Duration::from_secs(2));
-    let clock = Instant::now();
-    let rotated = lab.run("rotate", &["--tokens", "--yes"]);
-    let took = clock.elapsed();
+    let (rotated, took, (max_down, leaderless, samples)) = sampled_rotate(lab, sampler, "--tokens");
     phases.push(("rotate --tokens from A", took));
-    std::thread::sleep(Duration::from_secs(2));
-    let (max_down, leaderless, samples) = finish_samplers(lab);
-    assert_eq!(rotated.code, 0, "{rotated}");
     eprintln!(
         "rotate --tokens: {:.1} s, {samples} samples, at most {max_down} server(s) down, \
          longest without a leader {leaderless:.1} s\n{}",
@@ -763,7 +746,7 @@ fn assert_own_agent_tokens(lab: &Lab, tls: &Path, management: &str) -> Vec<Strin
         assert_eq!(status, 200, "{node}: {body}");
         let policy = format!("arpanet-agent-{node}");
         let found: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(policy_names(&found), [policy.clone()], "{node}");
+        assert_eq!(policy_names(&found), [policy.as_str()], "{node}");
         let (_, listed) = consul(lab, "GET", "/v1/acl/policies", management, None);
         let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
         let id = listed
@@ -1027,6 +1010,36 @@ fn finish_samplers(lab: &Lab) -> (usize, f64, usize) {
     (max_down, longest, samples.len())
 }
 
+/// A change that restarts no agent keeps raft's leader: of a
+/// [`LeaderWatch`]'s samples, the one gap allowed is a single lost sample
+/// (the probe's own 0.4 s timeout on a loaded machine), never two in a row.
+fn assert_leader_kept(samples: usize, leaderless: Duration) {
+    assert!(samples >= 4, "too few samples: {samples}");
+    assert!(
+        leaderless < Duration::from_millis(900),
+        "{leaderless:?} without a leader"
+    );
+}
+
+/// `rotate FLAG --yes` from A, which must succeed, while every node
+/// samples its own agent (KV read with `token`): the run, how long it
+/// took, and what the samplers saw (see [`finish_samplers`]).
+fn sampled_rotate(
+    lab: &Lab,
+    token: &str,
+    flag: &str,
+) -> (crate::support::Run, Duration, (usize, f64, usize)) {
+    start_samplers(lab, token);
+    std::thread::sleep(Duration::from_secs(2));
+    let clock = Instant::now();
+    let rotated = lab.run("rotate", &[flag, "--yes"]);
+    let took = clock.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = finish_samplers(lab);
+    assert_eq!(rotated.code, 0, "{rotated}");
+    (rotated, took, seen)
+}
+
 /// `rotate --tls` from A, and what it left (see the module documentation).
 fn rotate_tls(lab: &Lab, token: &str, phases: &mut Vec<(&str, Duration)>) {
     let a_tls = lab.dir.join("consul-tls");
@@ -1044,15 +1057,8 @@ fn rotate_tls(lab: &Lab, token: &str, phases: &mut Vec<(&str, Duration)>) {
     assert!(copied.success());
     let old_ca_file = e_dir.join("consul-tls/ca.pem");
 
-    start_samplers(lab, token);
-    std::thread::sleep(Duration::from_secs(2));
-    let clock = Instant::now();
-    let rotated = lab.run("rotate", &["--tls", "--yes"]);
-    let took = clock.elapsed();
+    let (rotated, took, (max_down, leaderless, samples)) = sampled_rotate(lab, token, "--tls");
     phases.push(("rotate --tls from A", took));
-    std::thread::sleep(Duration::from_secs(2));
-    let (max_down, leaderless, samples) = finish_samplers(lab);
-    assert_eq!(rotated.code, 0, "{rotated}");
     eprintln!(
         "rotate --tls: {:.1} s, {samples} samples, at most {max_down} server(s) down, \
          longest without a leader {leaderless:.1} s",

@@ -560,6 +560,35 @@ impl Api<'_> {
     }
 }
 
+/// A task's outcome under `--check`: it would change `what`.
+fn would(what: &str) -> Outcome {
+    Outcome {
+        changed: true,
+        msg: Some(format!("would {what}")),
+        ..Outcome::ok()
+    }
+}
+
+impl<'a> Api<'a> {
+    /// An API client once Consul accepts `management` (see [`Api::ready`]),
+    /// or the task's outcome.
+    async fn open(
+        ctx: &'a Context<'a>,
+        port: u16,
+        management: &'a str,
+        secrets: Vec<String>,
+        (dir, timeout): (&Path, u64),
+    ) -> std::result::Result<Api<'a>, Outcome> {
+        let api = Api {
+            ctx,
+            port,
+            management,
+            secrets,
+        };
+        api.ready(dir, timeout).await.map(|()| api)
+    }
+}
+
 /// A failed task with a hint.
 fn failure(message: String, hint: &str) -> Outcome {
     Outcome {
@@ -697,15 +726,10 @@ async fn run(args: &AclArgs, ctx: &Context<'_>) -> Result<Outcome> {
     }
     let mut secrets = vec![management.clone(), linking.clone()];
     secrets.extend(agents.iter().map(|(_, t)| t.clone()));
-    let api = Api {
-        ctx,
-        port,
-        management: &management,
-        secrets,
+    let api = match Api::open(ctx, port, &management, secrets, (&dir, timeout)).await {
+        Ok(api) => api,
+        Err(outcome) => return Ok(outcome),
     };
-    if let Err(outcome) = api.ready(&dir, timeout).await {
-        return Ok(outcome);
-    }
     let mut changed = Vec::new();
     let listed = api.ok("GET", "/v1/acl/policies", None).await?;
     for (name, description, rules) in policies(&kv_path) {
@@ -783,21 +807,13 @@ async fn hand(args: &AclArgs, ctx: &Context<'_>) -> Result<Outcome> {
         return Ok(Outcome::ok());
     }
     if ctx.check {
-        return Ok(Outcome {
-            changed: true,
-            msg: Some("would hand the agent its own token".into()),
-            ..Outcome::ok()
-        });
+        return Ok(would("hand the agent its own token"));
     }
-    let api = Api {
-        ctx,
-        port,
-        management: &management,
-        secrets: vec![management.clone(), own.clone()],
+    let secrets = vec![management.clone(), own.clone()];
+    let api = match Api::open(ctx, port, &management, secrets, (&dir, timeout)).await {
+        Ok(api) => api,
+        Err(outcome) => return Ok(outcome),
     };
-    if let Err(outcome) = api.ready(&dir, timeout).await {
-        return Ok(outcome);
-    }
     // In the body, never in a URL or on a command line.
     api.ok(
         "PUT",
@@ -952,14 +968,10 @@ async fn rotate(args: &AclArgs, ctx: &Context<'_>) -> Result<Outcome> {
         Err(outcome) => return Ok(outcome),
     };
     if ctx.check {
-        return Ok(Outcome {
-            changed: true,
-            msg: Some(format!(
-                "would make a new management token and {} new agent tokens",
-                nodes.len()
-            )),
-            ..Outcome::ok()
-        });
+        return Ok(would(&format!(
+            "make a new management token and {} new agent tokens",
+            nodes.len()
+        )));
     }
     let (old, new) = match read(&dir, OLD_MANAGEMENT)? {
         // Cut short before: the new one is already the current one.
@@ -971,15 +983,11 @@ async fn rotate(args: &AclArgs, ctx: &Context<'_>) -> Result<Outcome> {
             (current, new)
         }
     };
-    let api = Api {
-        ctx,
-        port,
-        management: &old,
-        secrets: vec![old.clone(), new.clone()],
+    let secrets = vec![old.clone(), new.clone()];
+    let api = match Api::open(ctx, port, &old, secrets, (&dir, timeout)).await {
+        Ok(api) => api,
+        Err(outcome) => return Ok(outcome),
     };
-    if let Err(outcome) = api.ready(&dir, timeout).await {
-        return Ok(outcome);
-    }
     ensure_token(
         &api,
         &new,
@@ -1019,21 +1027,13 @@ async fn forget(args: &AclArgs, ctx: &Context<'_>) -> Result<Outcome> {
         Err(outcome) => return Ok(outcome),
     };
     if ctx.check {
-        return Ok(Outcome {
-            changed: true,
-            msg: Some("would delete the old management token".into()),
-            ..Outcome::ok()
-        });
+        return Ok(would("delete the old management token"));
     }
-    let api = Api {
-        ctx,
-        port,
-        management: &management,
-        secrets: vec![old.clone(), management.clone()],
+    let secrets = vec![old.clone(), management.clone()];
+    let api = match Api::open(ctx, port, &management, secrets, (&dir, timeout)).await {
+        Ok(api) => api,
+        Err(outcome) => return Ok(outcome),
     };
-    if let Err(outcome) = api.ready(&dir, timeout).await {
-        return Ok(outcome);
-    }
     if old != management {
         if let Some((accessor, _)) = api.lookup(&old, GLOBAL_MANAGEMENT).await? {
             api.ok("DELETE", &format!("/v1/acl/token/{accessor}"), None)
