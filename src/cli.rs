@@ -128,6 +128,11 @@ pub struct RotateArgs {
     /// rolled one agent at a time
     #[arg(long)]
     pub certs: bool,
+    /// Replace Consul's ACL tokens instead: a new management token and a
+    /// new token for every agent, handed out, then the old ones deleted
+    /// (the servers restart one at a time)
+    #[arg(long, conflicts_with_all = ["tls", "certs"])]
+    pub tokens: bool,
     /// Change nothing; report what would change
     #[arg(short = 'C', long)]
     pub check: bool,

@@ -419,9 +419,13 @@ fn deploy(nodes: &Path, name: &str, from: &Path, keys: &[&str]) {
         format!("{{\"encrypt\": \"{}\"}}\n", key.trim()),
     )
     .unwrap();
-    // ACLs: the agent's configuration (its token inside), the server's
+    // ACLs: the agent's configuration and its own token, the server's
     // management token and the linking token.
-    copy(tls.join("acl-server.json"), "acl.json");
+    copy(tls.join("hosts").join(name).join("acl.json"), "acl.json");
+    copy(
+        tls.join("hosts").join(name).join("acl-agent.token"),
+        "agent.token",
+    );
     copy(tls.join("acl-management.token"), "management.token");
     copy(tls.join("acl-linking.token"), "linking.token");
     let serf = nodes.join(name).join("serf");
@@ -548,10 +552,11 @@ fn a_second_checkout_adopts_the_cluster_keys_and_a_different_one_is_refused() {
         "hosts/node2/server-cert.pem",
         "hosts/node2/server-key.pem",
         "acl-management.token",
-        "acl-agent.token",
         "acl-linking.token",
-        "acl-server.json",
-        "acl-client.json",
+        "hosts/node1/acl-agent.token",
+        "hosts/node1/acl.json",
+        "hosts/node2/acl-agent.token",
+        "hosts/node2/acl.json",
     ] {
         assert_eq!(
             fs::read(b_tls.join(file)).unwrap(),

@@ -2,8 +2,8 @@
 //! cluster's tokens are secrets like its gossip key: made once beside the
 //! inventory by `cluster_secrets` (`acl: true`), adopted by a checkout
 //! without them from the running cluster, refused with fingerprints when
-//! they differ (see `secrets`). Three tokens, each a random UUID used as
-//! its SecretID:
+//! they differ (see `secrets`). Three kinds of token, each a random UUID
+//! used as its SecretID:
 //!
 //! - `acl-management.token`: the management token, arpanet's own. Consul's
 //!   leader creates it from the servers' `acl.tokens.master` the first time
@@ -14,8 +14,16 @@
 //!   `kv`, `status`, `services`, the deployed record, the lock, the gates,
 //!   `rotate`, this task. It is kept on the servers only
 //!   (`management.token`, 0600, for adopting and for `consul_cli` there).
-//! - `acl-agent.token`: every agent's own token (`acl.tokens.agent` in its
-//!   `acl.json`): node write, service read, as Consul's docs give agents.
+//! - each agent's own token (`hosts/NODE/acl-agent.token`; on the node
+//!   `agent.token`, 0600, and `acl.tokens.agent` in its `acl.json`, which
+//!   is `hosts/NODE/acl.json` here): policy `arpanet-agent-NODE`, write on
+//!   its own node (`node "NODE"`) and read on services, as Consul's docs
+//!   give an agent. An agent that runs is handed its token through its API
+//!   (`PUT /v1/agent/token/agent`, as `consul acl set-agent-token` does;
+//!   `enable_token_persistence` keeps it over restarts), so a new token
+//!   restarts no agent. Clusters made before this version share one
+//!   agent token (`acl-agent.token`, policy `arpanet-agent`): the first
+//!   run that has handed every agent its own token deletes it.
 //! - `acl-linking.token`: the linking watcher's, the Connect proxies' and
 //!   the `consul_services` task's (`linking.token` on every node, 0600,
 //!   mounted as a file into each proxy, never in an environment): service
@@ -24,26 +32,52 @@
 //!   Registrations made with it are synced with it, so Consul keeps no
 //!   stronger token on a client node.
 //!
+//! `arpanet rotate --tokens` (`playbooks/rotate-tokens.yml`) replaces the
+//! management token and every agent's: the new management token is
+//! written here first (the old one kept as `acl-management.old.token`) and
+//! made in Consul with the old one ([`Step::Rotate`]); the agents' new
+//! tokens are made and handed out as above, their old ones retired; the
+//! servers restart one at a time, since a leader makes the master token
+//! it started with again when that token is missing; only then is the old
+//! management token deleted ([`Step::Forget`]). The linking token is not
+//! rotated (the stack's registrations and the Connect proxies hold it).
+//!
 //! The anonymous token gets node and service read, so DNS (`*.service.consul`)
 //! and catalog reads keep working without a token; any other read or write
 //! (KV outside `env/`, sessions, ACLs, operator) by a container without a
 //! token is denied (403).
 //!
-//! The `consul_acl` task makes the policies and the agent and linking
-//! tokens in Consul, once a leader runs with ACLs on:
+//! The `consul_acl` task works in three steps (`step:`), at the end of
+//! `playbooks/consul-agents.yml`, once a leader runs with ACLs on:
 //!
 //! ```yaml
-//! - consul_acl:
+//! - consul_acl:                  # run_once, on a server
 //!     dir: "{{ consul_tls_dir }}"
 //!     port: "{{ consul_port }}"
 //!     kv_path: "{{ consul_kv_path }}"
+//!     nodes: "{{ groups['servers'] + groups['clients'] }}"
+//! - consul_acl:                  # on every node: its agent's own token
+//!     step: hand
+//!     dir: "{{ consul_tls_dir }}"
+//!     port: "{{ consul_port }}"
+//!     data: "{{ consul_data }}"
+//! - consul_acl:                  # run_once: tokens no agent uses any more
+//!     step: retire
+//!     dir: "{{ consul_tls_dir }}"
+//!     port: "{{ consul_port }}"
+//!     nodes: "{{ groups['servers'] + groups['clients'] }}"
 //! ```
 //!
-//! Each is created when missing and updated when its rules differ; a rerun
-//! changes nothing. On a cluster whose agents do not enforce ACLs yet (a
-//! cluster made before ACLs, in the middle of the roll that enables them)
-//! it is skipped, and the end of that roll runs it again. Tokens are never
-//! printed: answers are masked.
+//! `make` creates each policy and token when missing and updates it when
+//! its rules differ; `hand` gives a running agent its token when the one it
+//! persisted is another; `retire` deletes the shared agent token of older
+//! versions and agent tokens replaced by `arpanet rotate --tokens`, only
+//! once `hand` has run on every node of `nodes` (a run cut short or limited
+//! to some nodes retires nothing). A rerun changes nothing. On a cluster
+//! whose agents do not enforce ACLs yet (a cluster made before ACLs, in the
+//! middle of the roll that enables them) each step is skipped, and the end
+//! of that roll runs them again. Tokens are never printed: answers are
+//! masked.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -55,6 +89,7 @@ use serde_json::{json, Value};
 
 use super::consul_api;
 use crate::error::{Error, Result};
+use crate::modules::templated::{Strings, Templated};
 use crate::modules::{args_map, BadArgs, Context, Module, ModuleDef, Outcome};
 use crate::transport::{quote, Transport};
 use crate::vars::Vars;
@@ -62,26 +97,38 @@ use crate::yaml::Node;
 
 /// The management token, beside the inventory (in `consul_tls_dir`).
 pub(crate) const MANAGEMENT: &str = "acl-management.token";
-/// The agents' token.
+/// The management token being replaced by `rotate --tokens`, kept until
+/// every server runs with the new one and the old one is deleted.
+pub(crate) const OLD_MANAGEMENT: &str = "acl-management.old.token";
+/// An agent's own token, in its host's directory (`hosts/NODE/`).
 pub(crate) const AGENT: &str = "acl-agent.token";
 /// The linking watcher's and proxies' token.
 pub(crate) const LINKING: &str = "acl-linking.token";
 
-/// Each local token file and the file a node keeps it in (in `node_dir`;
-/// the agent token is inside `acl.json`, the agent's configuration).
-pub(crate) const ON_NODES: [(&str, &str); 3] = [
-    (MANAGEMENT, "management.token"),
-    (AGENT, NODE_CONFIG),
-    (LINKING, "linking.token"),
-];
+/// Each cluster-wide local token file and the file a node keeps it in (in
+/// `node_dir`).
+pub(crate) const ON_NODES: [(&str, &str); 2] =
+    [(MANAGEMENT, "management.token"), (LINKING, "linking.token")];
 
-/// The agent's ACL configuration on the node (in `node_dir`).
+/// The agent's own token on its node (in `node_dir`).
+pub(crate) const NODE_AGENT: &str = "agent.token";
+
+/// The agent's ACL configuration, on the node (in `node_dir`) and in its
+/// host's directory here (`hosts/NODE/`).
 pub(crate) const NODE_CONFIG: &str = "acl.json";
 
-/// The agent configuration files made beside the inventory, by role: the
-/// servers' holds the management token as `acl.tokens.master`.
-pub(crate) const SERVER_CONFIG: &str = "acl-server.json";
-pub(crate) const CLIENT_CONFIG: &str = "acl-client.json";
+/// What older versions kept beside the inventory: the one agent token
+/// every agent shared and the configurations holding it. Removed once
+/// that token is retired.
+const SHARED: [&str; 3] = ["acl-agent.token", "acl-server.json", "acl-client.json"];
+
+/// The shared agent policy of older versions.
+const SHARED_POLICY: &str = "arpanet-agent";
+
+/// Where the token and configuration of `host`'s agent are kept here.
+pub(crate) fn host_dir(dir: &Path, host: &str) -> std::path::PathBuf {
+    dir.join(super::pki::HOSTS_DIR).join(host)
+}
 
 /// How a token is named in messages.
 pub(crate) fn what(file: &str) -> &'static str {
@@ -90,6 +137,38 @@ pub(crate) fn what(file: &str) -> &'static str {
         AGENT => "ACL agent token",
         _ => "ACL linking token",
     }
+}
+
+/// The policy of `node`'s agent token: `arpanet-agent-NODE`, with any
+/// character Consul does not allow in a policy name replaced by `-` and
+/// then a digest of the name, so two nodes never share one.
+pub(crate) fn agent_policy(node: &str) -> String {
+    let clean: String = node
+        .chars()
+        .map(
+            |c| match c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                true => c,
+                false => '-',
+            },
+        )
+        .collect();
+    match clean == node {
+        true => format!("{SHARED_POLICY}-{node}"),
+        false => {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(node.as_bytes());
+            format!("{SHARED_POLICY}-{clean}-{}", hex::encode(&digest[..4]))
+        }
+    }
+}
+
+/// The rules of `node`'s agent policy: write on its own node, read on
+/// services (what an agent's anti-entropy needs).
+fn agent_rules(node: &str) -> String {
+    let name = serde_json::to_string(node).unwrap_or_default();
+    format!(
+        "node {name} {{\n  policy = \"write\"\n}}\nservice_prefix \"\" {{\n  policy = \"read\"\n}}\n"
+    )
 }
 
 /// The token in `dir/file`, when there is one.
@@ -204,12 +283,6 @@ pub(crate) fn agent_config(datacenter: &str, agent: &str, master: Option<&str>) 
     text
 }
 
-/// The agent token in an `acl.json`.
-pub(crate) fn agent_token_in(config: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(config).ok()?;
-    v["acl"]["tokens"]["agent"].as_str().map(str::to_owned)
-}
-
 pub(crate) struct Def;
 
 impl ModuleDef for Def {
@@ -218,28 +291,82 @@ impl ModuleDef for Def {
     }
 
     fn parse(&self, node: &Node) -> Result<Arc<dyn Module>, BadArgs> {
-        Ok(Arc::new(ConsulAcl(args_map(
-            node,
-            "a mapping with `dir`, `port` and `kv_path`",
-        )?)))
+        let args: AclArgs = args_map(node, "a mapping with `dir` and `port`")?;
+        let needs: &[(&str, bool)] = match args.step {
+            Step::Make => &[
+                ("kv_path", args.kv_path.is_some()),
+                ("nodes", args.nodes.is_some()),
+            ],
+            Step::Hand => &[("data", args.data.is_some())],
+            Step::Retire | Step::Rotate => &[("nodes", args.nodes.is_some())],
+            Step::Forget => &[],
+        };
+        if let Some((missing, _)) = needs.iter().find(|(_, given)| !given) {
+            return Err(BadArgs::invalid(format!(
+                "`step: {}` needs `{missing}`",
+                args.step.name()
+            )));
+        }
+        Ok(Arc::new(ConsulAcl(args)))
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// What one `consul_acl` task does (see the module documentation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Step {
+    /// The policies and tokens, in Consul (run once).
+    #[default]
+    Make,
+    /// This node's agent uses its own token (on every node).
+    Hand,
+    /// Tokens no agent uses any more are deleted (run once).
+    Retire,
+    /// `rotate --tokens`: a new management token (made in Consul with the
+    /// old one, which is kept here as `acl-management.old.token`) and a new
+    /// token for every agent, here (run once).
+    Rotate,
+    /// `rotate --tokens`, once every server runs with the new management
+    /// token as its master token: the old one is deleted (run once).
+    Forget,
+}
+
+impl Step {
+    fn name(self) -> &'static str {
+        match self {
+            Step::Make => "make",
+            Step::Hand => "hand",
+            Step::Retire => "retire",
+            Step::Rotate => "rotate",
+            Step::Forget => "forget",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AclArgs {
+    #[serde(default)]
+    pub step: Step,
     /// The checkout's Consul secrets directory (a template).
     pub dir: String,
     /// The agent's HTTP port (a template).
     pub port: String,
     /// `consul_kv_path`: the linking token writes under its `env/`.
-    pub kv_path: String,
+    #[serde(default)]
+    pub kv_path: Option<String>,
+    /// The Consul nodes (inventory names), each with its own agent token.
+    #[serde(default)]
+    pub nodes: Option<Templated<Strings>>,
+    /// `consul_data` on the node: where its agent persists its tokens.
+    #[serde(default)]
+    pub data: Option<String>,
     /// How long to wait for the leader to know the management token.
     #[serde(default)]
     pub timeout: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ConsulAcl(pub AclArgs);
 
 impl Module for ConsulAcl {
@@ -248,19 +375,48 @@ impl Module for ConsulAcl {
     }
 
     fn summary(&self) -> String {
-        "policies and tokens".into()
+        match self.0.step {
+            Step::Make => "policies and tokens".into(),
+            Step::Hand => "the agent's own token".into(),
+            Step::Retire => "tokens no agent uses".into(),
+            Step::Rotate => "new tokens".into(),
+            Step::Forget => "the old management token".into(),
+        }
     }
 
     fn templates(&self) -> Vec<&str> {
         let a = &self.0;
-        let mut out = vec![a.dir.as_str(), &a.port, &a.kv_path];
+        let mut out = vec![a.dir.as_str(), &a.port];
+        out.extend(a.kv_path.as_deref());
+        out.extend(a.data.as_deref());
         out.extend(a.timeout.as_deref());
+        if let Some(nodes) = &a.nodes {
+            crate::playbook::values::json_strings(nodes.raw(), &mut out);
+        }
         out
     }
 
     fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
-        Box::pin(run(&self.0, ctx))
+        Box::pin(async move {
+            match self.0.step {
+                Step::Make => run(&self.0, ctx).await,
+                Step::Hand => hand(&self.0, ctx).await,
+                Step::Retire => retire(&self.0, ctx).await,
+                Step::Rotate => rotate(&self.0, ctx).await,
+                Step::Forget => forget(&self.0, ctx).await,
+            }
+        })
     }
+}
+
+/// The agents `hand` found or made using their own token in this process
+/// (one run): the secrets directory, the node and that token. `retire`
+/// needs every node's current token here.
+static HANDED: Mutex<Vec<(std::path::PathBuf, String, String)>> = Mutex::new(Vec::new());
+
+fn handed(dir: &Path, host: &str, token: &str) {
+    let mut all = HANDED.lock().unwrap_or_else(PoisonError::into_inner);
+    all.push((dir.to_path_buf(), host.to_owned(), token.to_owned()));
 }
 
 /// The anonymous token's fixed AccessorID.
@@ -275,12 +431,6 @@ fn policies(kv_path: &str) -> Vec<(&'static str, &'static str, String)> {
     };
     let (env, upstreams) = (key("env"), key("upstreams"));
     vec![
-        (
-            "arpanet-agent",
-            "arpanet: each Consul agent's own token",
-            "node_prefix \"\" {\n  policy = \"write\"\n}\nservice_prefix \"\" {\n  policy = \"read\"\n}\n"
-                .to_owned(),
-        ),
         (
             "arpanet-linking",
             "arpanet: the linking watcher and the Connect proxies",
@@ -355,6 +505,88 @@ impl Api<'_> {
         }
         text
     }
+
+    /// Wait until Consul knows the management token (the leader makes it
+    /// when it first leads with ACLs on). `Err(outcome)`: the task ends
+    /// with it (skipped when ACLs are not enforced yet, failed on timeout).
+    async fn ready(&self, dir: &Path, timeout: u64) -> std::result::Result<(), Outcome> {
+        let started = Instant::now();
+        loop {
+            let (status, text) = match self.call("GET", "/v1/acl/token/self", None, None).await {
+                Ok((status, _, text)) => (status, text),
+                Err(err) => (0, self.mask(err.to_string())),
+            };
+            if status == 200 {
+                return Ok(());
+            }
+            if text.contains("ACL support disabled") {
+                return Err(Outcome::skipped(
+                    "this agent does not enforce ACLs yet (the roll enables them)",
+                ));
+            }
+            if started.elapsed() > Duration::from_secs(timeout) {
+                return Err(failure(
+                    format!(
+                        "consul does not accept the {} in `{}` within {timeout}s (last answer: {})",
+                        what(MANAGEMENT),
+                        dir.display(),
+                        match status {
+                            0 => text.trim().to_owned(),
+                            _ => format!("HTTP {status}: {}", text.trim()),
+                        }
+                    ),
+                    "the servers create it from their `acl.json` when a leader first runs with \
+                     ACLs; if another checkout made the cluster, copy its `acl-management.token`",
+                ));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// The AccessorID of the token whose secret is `secret`, and whether
+    /// it has exactly the policy `policy`; `None` when Consul does not
+    /// know it.
+    async fn lookup(&self, secret: &str, policy: &str) -> Result<Option<(String, bool)>> {
+        let (status, found, _) = self
+            .call("GET", "/v1/acl/token/self", None, Some(secret))
+            .await?;
+        let exact = found["Policies"]
+            .as_array()
+            .is_some_and(|ps| ps.len() == 1 && ps[0]["Name"] == policy);
+        Ok(found["AccessorID"]
+            .as_str()
+            .filter(|_| status == 200)
+            .map(|a| (a.to_owned(), exact)))
+    }
+}
+
+/// A task's outcome under `--check`: it would change `what`.
+fn would(what: &str) -> Outcome {
+    Outcome {
+        changed: true,
+        msg: Some(format!("would {what}")),
+        ..Outcome::ok()
+    }
+}
+
+impl<'a> Api<'a> {
+    /// An API client once Consul accepts `management` (see [`Api::ready`]),
+    /// or the task's outcome.
+    async fn open(
+        ctx: &'a Context<'a>,
+        port: u16,
+        management: &'a str,
+        secrets: Vec<String>,
+        (dir, timeout): (&Path, u64),
+    ) -> std::result::Result<Api<'a>, Outcome> {
+        let api = Api {
+            ctx,
+            port,
+            management,
+            secrets,
+        };
+        api.ready(dir, timeout).await.map(|()| api)
+    }
 }
 
 /// A failed task with a hint.
@@ -369,134 +601,152 @@ fn failure(message: String, hint: &str) -> Outcome {
     }
 }
 
-async fn run(args: &AclArgs, ctx: &Context<'_>) -> Result<Outcome> {
-    let dir = std::path::PathBuf::from(ctx.render(&args.dir)?);
+/// The rendered port and timeout of a task.
+fn port_and_timeout(args: &AclArgs, ctx: &Context<'_>) -> Result<(u16, u64)> {
     let port_text = ctx.render(&args.port)?;
     let port: u16 = port_text
         .trim()
         .parse()
         .map_err(|_| Error::usage(format!("`port` must be a port number, got `{port_text}`")))?;
-    let kv_path = ctx.render(&args.kv_path)?;
     let timeout = match &args.timeout {
         Some(t) => ctx.render(t)?.trim().parse().unwrap_or(60),
         None => 60,
     };
-    let mut tokens = Vec::new();
-    for file in [MANAGEMENT, AGENT, LINKING] {
-        match read(&dir, file)? {
-            Some(t) => tokens.push(t),
-            None => {
-                return Ok(failure(
-                    format!("no {} in `{}`", what(file), dir.display()),
-                    "the `cluster_secrets` task with `acl: true` makes it (playbooks/secrets.yml)",
-                ))
-            }
+    Ok((port, timeout))
+}
+
+/// The cluster-wide token in `dir/file`, or the task's failure.
+fn required(dir: &Path, file: &str) -> Result<std::result::Result<String, Outcome>> {
+    Ok(read(dir, file)?.ok_or_else(|| {
+        failure(
+            format!("no {} in `{}`", what(file), dir.display()),
+            "the `cluster_secrets` task with `acl: true` makes it (playbooks/secrets.yml)",
+        )
+    }))
+}
+
+/// The nodes of `nodes` and their own agent tokens here (nodes without
+/// one are left out: `cluster_secrets` did not run for them).
+fn node_tokens(args: &AclArgs, ctx: &Context<'_>, dir: &Path) -> Result<Vec<(String, String)>> {
+    let nodes = match &args.nodes {
+        Some(nodes) => nodes.get("nodes", ctx)?.0,
+        None => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for node in nodes {
+        if out.iter().any(|(n, _)| *n == node) {
+            continue;
+        }
+        if let Some(token) = read(&host_dir(dir, &node), AGENT)? {
+            out.push((node, token));
         }
     }
+    Ok(out)
+}
+
+/// Create `secret` as a token with the one policy `policy`, or give the
+/// existing token that policy alone; whether anything changed.
+async fn ensure_token(
+    api: &Api<'_>,
+    secret: &str,
+    policy: &str,
+    description: &str,
+) -> Result<bool> {
+    let found = api.lookup(secret, policy).await?;
+    let body = json!({
+        "SecretID": secret,
+        "Description": description,
+        "Policies": [{ "Name": policy }],
+    });
+    match found {
+        Some((_, true)) => Ok(false),
+        Some((accessor, false)) => {
+            let mut body = body;
+            body["AccessorID"] = json!(accessor);
+            api.ok("PUT", &format!("/v1/acl/token/{accessor}"), Some(body))
+                .await?;
+            Ok(true)
+        }
+        None => {
+            api.ok("PUT", "/v1/acl/token", Some(body)).await?;
+            Ok(true)
+        }
+    }
+}
+
+/// Create or update the policy `name`; what changed, if anything.
+async fn ensure_policy(
+    api: &Api<'_>,
+    listed: &Value,
+    name: &str,
+    description: &str,
+    rules: &str,
+) -> Result<Option<String>> {
+    let found = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["Name"] == name);
+    let body = json!({ "Name": name, "Description": description, "Rules": rules });
+    match found.and_then(|p| p["ID"].as_str()) {
+        None => {
+            api.ok("PUT", "/v1/acl/policy", Some(body)).await?;
+            Ok(Some(format!("policy `{name}` created")))
+        }
+        Some(id) => {
+            let path = format!("/v1/acl/policy/{id}");
+            let current = api.ok("GET", &path, None).await?;
+            if current["Rules"].as_str() == Some(rules) {
+                return Ok(None);
+            }
+            api.ok("PUT", &path, Some(body)).await?;
+            Ok(Some(format!("policy `{name}` updated")))
+        }
+    }
+}
+
+async fn run(args: &AclArgs, ctx: &Context<'_>) -> Result<Outcome> {
+    let dir = std::path::PathBuf::from(ctx.render(&args.dir)?);
+    let (port, timeout) = port_and_timeout(args, ctx)?;
+    let kv_path = ctx.render(args.kv_path.as_deref().unwrap_or_default())?;
+    let management = match required(&dir, MANAGEMENT)? {
+        Ok(t) => t,
+        Err(outcome) => return Ok(outcome),
+    };
+    let linking = match required(&dir, LINKING)? {
+        Ok(t) => t,
+        Err(outcome) => return Ok(outcome),
+    };
+    let agents = node_tokens(args, ctx, &dir)?;
     if ctx.check {
         // The agents a check run would start or change did not start.
         return Ok(Outcome::skipped(
             "--check: policies and tokens are made once the agents run with ACLs",
         ));
     }
-    let api = Api {
-        ctx,
-        port,
-        management: &tokens[0],
-        secrets: tokens.clone(),
+    let mut secrets = vec![management.clone(), linking.clone()];
+    secrets.extend(agents.iter().map(|(_, t)| t.clone()));
+    let api = match Api::open(ctx, port, &management, secrets, (&dir, timeout)).await {
+        Ok(api) => api,
+        Err(outcome) => return Ok(outcome),
     };
-    // Until the leader has made the management token (it does when it
-    // first leads with ACLs on), Consul does not know it.
-    let started = Instant::now();
-    loop {
-        let (status, text) = match api.call("GET", "/v1/acl/token/self", None, None).await {
-            Ok((status, _, text)) => (status, text),
-            Err(err) => (0, err.to_string()),
-        };
-        if status == 200 {
-            break;
-        }
-        if text.contains("ACL support disabled") {
-            return Ok(Outcome::skipped(
-                "this agent does not enforce ACLs yet (the roll enables them)",
-            ));
-        }
-        if started.elapsed() > Duration::from_secs(timeout) {
-            return Ok(failure(
-                format!(
-                    "consul does not accept the {} in `{}` within {timeout}s (last answer: {})",
-                    what(MANAGEMENT),
-                    dir.display(),
-                    match status {
-                        0 => text.trim().to_owned(),
-                        _ => format!("HTTP {status}: {}", text.trim()),
-                    }
-                ),
-                "the servers create it from their `acl.json` when a leader first runs with \
-                 ACLs; if another checkout made the cluster, copy its `acl-management.token`",
-            ));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
     let mut changed = Vec::new();
     let listed = api.ok("GET", "/v1/acl/policies", None).await?;
     for (name, description, rules) in policies(&kv_path) {
-        let found = listed
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|p| p["Name"] == name);
-        let body = json!({ "Name": name, "Description": description, "Rules": rules });
-        match found.and_then(|p| p["ID"].as_str()) {
-            None => {
-                api.ok("PUT", "/v1/acl/policy", Some(body)).await?;
-                changed.push(format!("policy `{name}` created"));
-            }
-            Some(id) => {
-                let path = format!("/v1/acl/policy/{id}");
-                let current = api.ok("GET", &path, None).await?;
-                if current["Rules"].as_str() != Some(rules.as_str()) {
-                    api.ok("PUT", &path, Some(body)).await?;
-                    changed.push(format!("policy `{name}` updated"));
-                }
-            }
+        changed.extend(ensure_policy(&api, &listed, name, description, &rules).await?);
+    }
+    for (node, token) in &agents {
+        let policy = agent_policy(node);
+        let description = format!("arpanet: the Consul agent of `{node}`");
+        let rules = agent_rules(node);
+        changed.extend(ensure_policy(&api, &listed, &policy, &description, &rules).await?);
+        if ensure_token(&api, token, &policy, &description).await? {
+            changed.push(format!("token for `{policy}`"));
         }
     }
-    for (secret, policy, description) in [
-        (&tokens[1], "arpanet-agent", "arpanet: the Consul agents"),
-        (
-            &tokens[2],
-            "arpanet-linking",
-            "arpanet: the linking watcher and the Connect proxies",
-        ),
-    ] {
-        let (status, found, _) = api
-            .call("GET", "/v1/acl/token/self", None, Some(secret))
-            .await?;
-        let has = |t: &Value| {
-            t["Policies"]
-                .as_array()
-                .is_some_and(|ps| ps.iter().any(|p| p["Name"] == policy))
-        };
-        if status == 200 && has(&found) {
-            continue;
-        }
-        let body = json!({
-            "SecretID": secret,
-            "Description": description,
-            "Policies": [{ "Name": policy }],
-        });
-        match found["AccessorID"].as_str().filter(|_| status == 200) {
-            Some(accessor) => {
-                let path = format!("/v1/acl/token/{accessor}");
-                api.ok("PUT", &path, Some(body)).await?;
-                changed.push(format!("token for `{policy}` updated"));
-            }
-            None => {
-                api.ok("PUT", "/v1/acl/token", Some(body)).await?;
-                changed.push(format!("token for `{policy}` created"));
-            }
-        }
+    let description = "arpanet: the linking watcher and the Connect proxies";
+    if ensure_token(&api, &linking, "arpanet-linking", description).await? {
+        changed.push("token for `arpanet-linking`".to_owned());
     }
     let path = format!("/v1/acl/token/{ANONYMOUS}");
     let anonymous = api.ok("GET", &path, None).await?;
@@ -526,6 +776,279 @@ async fn run(args: &AclArgs, ctx: &Context<'_>) -> Result<Outcome> {
     })
 }
 
+/// The agent token a node's agent has persisted (`acl-tokens.json` in
+/// its data directory, written when its token is set through the API).
+async fn persisted_agent_token(ctx: &Context<'_>, data: &str) -> Result<Option<String>> {
+    let path = format!("{}/acl-tokens.json", data.trim_end_matches('/'));
+    let script = format!("cat {} 2>/dev/null || true", quote(&path));
+    let out = crate::probe::exec(ctx.transport, ctx.host, &script, None).await?;
+    let value: Value = serde_json::from_str(out.stdout.trim()).unwrap_or(Value::Null);
+    Ok(value["agent"].as_str().map(str::to_owned))
+}
+
+/// `step: hand`: this node's running agent uses its own token.
+async fn hand(args: &AclArgs, ctx: &Context<'_>) -> Result<Outcome> {
+    let dir = std::path::PathBuf::from(ctx.render(&args.dir)?);
+    let (port, timeout) = port_and_timeout(args, ctx)?;
+    let data = ctx.render(args.data.as_deref().unwrap_or_default())?;
+    let here = host_dir(&dir, ctx.host);
+    let Some(own) = read(&here, AGENT)? else {
+        return Ok(failure(
+            format!("no {} in `{}`", what(AGENT), here.display()),
+            "the `cluster_secrets` task with `acl: true` makes it (playbooks/secrets.yml)",
+        ));
+    };
+    let management = match required(&dir, MANAGEMENT)? {
+        Ok(t) => t,
+        Err(outcome) => return Ok(outcome),
+    };
+    if persisted_agent_token(ctx, &data).await?.as_deref() == Some(own.as_str()) {
+        handed(&dir, ctx.host, &own);
+        return Ok(Outcome::ok());
+    }
+    if ctx.check {
+        return Ok(would("hand the agent its own token"));
+    }
+    let secrets = vec![management.clone(), own.clone()];
+    let api = match Api::open(ctx, port, &management, secrets, (&dir, timeout)).await {
+        Ok(api) => api,
+        Err(outcome) => return Ok(outcome),
+    };
+    // In the body, never in a URL or on a command line.
+    api.ok(
+        "PUT",
+        "/v1/agent/token/agent",
+        Some(json!({ "Token": own })),
+    )
+    .await?;
+    handed(&dir, ctx.host, &own);
+    Ok(Outcome {
+        changed: true,
+        msg: Some("the agent uses its own token".into()),
+        ..Outcome::ok()
+    })
+}
+
+/// `step: retire`: once every agent of `nodes` uses its own token, the
+/// shared agent token of older versions and agent tokens replaced since
+/// are deleted (with the shared policy, and its files here).
+async fn retire(args: &AclArgs, ctx: &Context<'_>) -> Result<Outcome> {
+    let dir = std::path::PathBuf::from(ctx.render(&args.dir)?);
+    let (port, timeout) = port_and_timeout(args, ctx)?;
+    let nodes = match &args.nodes {
+        Some(nodes) => nodes.get("nodes", ctx)?.0,
+        None => Vec::new(),
+    };
+    // Every node's agent must use its current token, as `hand` found in
+    // this run.
+    let agents = node_tokens(args, ctx, &dir)?;
+    let mut waiting = Vec::new();
+    {
+        let all = HANDED.lock().unwrap_or_else(PoisonError::into_inner);
+        for node in &nodes {
+            let current = agents.iter().find(|(n, _)| n == node).map(|(_, t)| t);
+            let uses = current.is_some_and(|token| {
+                all.iter()
+                    .any(|(d, n, t)| *d == dir && n == node && t == token)
+            });
+            if !uses {
+                waiting.push(format!("`{node}`"));
+            }
+        }
+    }
+    if !waiting.is_empty() {
+        return Ok(Outcome::skipped(format!(
+            "old agent tokens kept: not handed a token of its own in this run: {}",
+            waiting.join(", ")
+        )));
+    }
+    let management = match required(&dir, MANAGEMENT)? {
+        Ok(t) => t,
+        Err(outcome) => return Ok(outcome),
+    };
+    let mut secrets = vec![management.clone()];
+    secrets.extend(agents.iter().map(|(_, t)| t.clone()));
+    let api = Api {
+        ctx,
+        port,
+        management: &management,
+        secrets,
+    };
+    if !ctx.check {
+        if let Err(outcome) = api.ready(&dir, timeout).await {
+            return Ok(outcome);
+        }
+    }
+    // Each node's current token, by policy.
+    let mut current = Vec::new();
+    for (node, token) in &agents {
+        let policy = agent_policy(node);
+        if let Some((accessor, _)) = api.lookup(token, &policy).await? {
+            current.push((policy, accessor));
+        }
+    }
+    let tokens = api.ok("GET", "/v1/acl/tokens", None).await?;
+    let mut retired = Vec::new();
+    for token in tokens.as_array().into_iter().flatten() {
+        let Some(accessor) = token["AccessorID"].as_str() else {
+            continue;
+        };
+        let names: Vec<&str> = token["Policies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["Name"].as_str())
+            .collect();
+        let old = names.iter().any(|name| {
+            *name == SHARED_POLICY
+                || current
+                    .iter()
+                    .any(|(policy, keep)| policy == name && keep != accessor)
+        });
+        if old {
+            retired.push((accessor.to_owned(), names.join(",")));
+        }
+    }
+    let shared_policy = api
+        .ok("GET", "/v1/acl/policies", None)
+        .await?
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["Name"] == SHARED_POLICY)
+        .and_then(|p| p["ID"].as_str().map(str::to_owned));
+    let shared_files: Vec<&str> = SHARED
+        .into_iter()
+        .filter(|f| dir.join(f).exists())
+        .collect();
+    let mut changed = Vec::new();
+    for (accessor, policies) in &retired {
+        if !ctx.check {
+            api.ok("DELETE", &format!("/v1/acl/token/{accessor}"), None)
+                .await?;
+        }
+        changed.push(format!("old token of `{policies}` deleted"));
+    }
+    if let Some(id) = shared_policy {
+        if !ctx.check {
+            api.ok("DELETE", &format!("/v1/acl/policy/{id}"), None)
+                .await?;
+        }
+        changed.push(format!("policy `{SHARED_POLICY}` deleted"));
+    }
+    for file in shared_files {
+        if !ctx.check {
+            std::fs::remove_file(dir.join(file))
+                .map_err(|e| Error::io("remove", dir.join(file), e))?;
+        }
+        changed.push(format!("`{file}` removed"));
+    }
+    Ok(Outcome {
+        changed: !changed.is_empty(),
+        msg: (!changed.is_empty()).then(|| changed.join("; ")),
+        ..Outcome::ok()
+    })
+}
+
+/// The management policy Consul makes when its ACL system is bootstrapped.
+const GLOBAL_MANAGEMENT: &str = "global-management";
+
+/// `step: rotate`: new tokens (see [`Step::Rotate`]). The new management
+/// token is written here before anything else changes, the old one kept
+/// beside it: a rotation cut short resumes with the same new token.
+async fn rotate(args: &AclArgs, ctx: &Context<'_>) -> Result<Outcome> {
+    let dir = std::path::PathBuf::from(ctx.render(&args.dir)?);
+    let (port, timeout) = port_and_timeout(args, ctx)?;
+    let nodes = match &args.nodes {
+        Some(nodes) => nodes.get("nodes", ctx)?.0,
+        None => Vec::new(),
+    };
+    let current = match required(&dir, MANAGEMENT)? {
+        Ok(t) => t,
+        Err(outcome) => return Ok(outcome),
+    };
+    if ctx.check {
+        return Ok(would(&format!(
+            "make a new management token and {} new agent tokens",
+            nodes.len()
+        )));
+    }
+    let (old, new) = match read(&dir, OLD_MANAGEMENT)? {
+        // Cut short before: the new one is already the current one.
+        Some(old) => (old, current),
+        None => {
+            let new = new_token();
+            super::pki::write_secret(&dir.join(OLD_MANAGEMENT), format!("{current}\n").as_bytes())?;
+            super::pki::write_secret(&dir.join(MANAGEMENT), format!("{new}\n").as_bytes())?;
+            (current, new)
+        }
+    };
+    let secrets = vec![old.clone(), new.clone()];
+    let api = match Api::open(ctx, port, &old, secrets, (&dir, timeout)).await {
+        Ok(api) => api,
+        Err(outcome) => return Ok(outcome),
+    };
+    ensure_token(
+        &api,
+        &new,
+        GLOBAL_MANAGEMENT,
+        "arpanet: the management token",
+    )
+    .await?;
+    for node in &nodes {
+        let here = host_dir(&dir, node);
+        super::pki::create_private_dir(&here)?;
+        super::pki::write_secret(&here.join(AGENT), format!("{}\n", new_token()).as_bytes())?;
+    }
+    Ok(Outcome {
+        changed: true,
+        msg: Some(format!(
+            "a new management token (the old one kept in `{}` until every server runs with \
+             the new one) and {} new agent tokens",
+            dir.join(OLD_MANAGEMENT).display(),
+            nodes.len()
+        )),
+        ..Outcome::ok()
+    })
+}
+
+/// `step: forget`: the management token `rotate` replaced is deleted in
+/// Consul, then here. Only once every server has been restarted with the
+/// new one as its master token: a leader still holding the old one in its
+/// configuration would make it again when it next takes over.
+async fn forget(args: &AclArgs, ctx: &Context<'_>) -> Result<Outcome> {
+    let dir = std::path::PathBuf::from(ctx.render(&args.dir)?);
+    let (port, timeout) = port_and_timeout(args, ctx)?;
+    let Some(old) = read(&dir, OLD_MANAGEMENT)? else {
+        return Ok(Outcome::ok());
+    };
+    let management = match required(&dir, MANAGEMENT)? {
+        Ok(t) => t,
+        Err(outcome) => return Ok(outcome),
+    };
+    if ctx.check {
+        return Ok(would("delete the old management token"));
+    }
+    let secrets = vec![old.clone(), management.clone()];
+    let api = match Api::open(ctx, port, &management, secrets, (&dir, timeout)).await {
+        Ok(api) => api,
+        Err(outcome) => return Ok(outcome),
+    };
+    if old != management {
+        if let Some((accessor, _)) = api.lookup(&old, GLOBAL_MANAGEMENT).await? {
+            api.ok("DELETE", &format!("/v1/acl/token/{accessor}"), None)
+                .await?;
+        }
+    }
+    let path = dir.join(OLD_MANAGEMENT);
+    std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+    Ok(Outcome {
+        changed: true,
+        msg: Some("the old management token deleted".into()),
+        ..Outcome::ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -541,21 +1064,21 @@ mod tests {
         assert_eq!(v["acl"]["default_policy"], "deny");
         assert_eq!(v["acl"]["tokens"]["master"], "m-2");
         assert_eq!(v["primary_datacenter"], "dc1");
-        assert_eq!(agent_token_in(&config).as_deref(), Some("a-1"));
+        assert_eq!(v["acl"]["tokens"]["agent"], "a-1");
         let client: Value = serde_json::from_str(&agent_config("dc1", "a-1", None)).unwrap();
         assert!(client["acl"]["tokens"].get("master").is_none());
     }
 
     #[test]
     fn the_linking_policy_writes_only_under_env_and_upstreams() {
-        let rules = &policies("/arpanet/")[1].2;
+        let rules = &policies("/arpanet/")[0].2;
         assert!(rules.contains("key_prefix \"arpanet/env/\""), "{rules}");
         assert!(
             rules.contains("key_prefix \"arpanet/upstreams/\""),
             "{rules}"
         );
         assert_eq!(rules.matches("key_prefix").count(), 2);
-        assert!(policies("")[1].2.contains("key_prefix \"env/\""));
-        assert!(!policies("/arpanet")[2].2.contains("key"));
+        assert!(policies("")[0].2.contains("key_prefix \"env/\""));
+        assert!(!policies("/arpanet")[1].2.contains("key"));
     }
 }

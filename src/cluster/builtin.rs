@@ -43,6 +43,10 @@ pub(crate) const BUILTINS: Builtins = Builtins {
         ("rotate", include_str!("../../playbooks/rotate.yml")),
         ("rotate-tls", include_str!("../../playbooks/rotate-tls.yml")),
         (
+            "rotate-tokens",
+            include_str!("../../playbooks/rotate-tokens.yml"),
+        ),
+        (
             "rotate-certs",
             include_str!("../../playbooks/rotate-certs.yml"),
         ),

@@ -276,6 +276,9 @@ struct Node {
     port: u16,
     /// The checkout's Consul ACL management token (see `acl`).
     token: Option<String>,
+    /// The checkout's `consul_tls_dir`, read again before each request:
+    /// `rotate --tokens` replaces the token while the lock is held.
+    tls_dir: Option<String>,
 }
 
 impl Node {
@@ -292,9 +295,18 @@ impl Node {
             method,
             path,
             body,
-            self.token.as_deref(),
+            self.current_token().as_deref(),
         )
         .await
+    }
+
+    /// The management token as the checkout holds it now, else the one
+    /// found when the lock was taken.
+    fn current_token(&self) -> Option<String> {
+        self.tls_dir
+            .as_deref()
+            .and_then(|dir| super::acl::token_in(dir).ok().flatten())
+            .or_else(|| self.token.clone())
     }
 
     /// Whether this node's agent answers and the cluster has a leader.
@@ -354,6 +366,12 @@ async fn find(place: &Place, connector: &dyn Connector) -> Result<(Found, Option
             conn,
             port: consul_port(&host.vars)?,
             token: super::acl::token(&host.vars)?,
+            tls_dir: host
+                .vars
+                .get("consul_tls_dir")
+                .and_then(serde_json::Value::as_str)
+                .filter(|d| !d.contains("{{"))
+                .map(str::to_owned),
         };
         if node.has_leader().await {
             return Ok((Found::Consul(node), boot));

@@ -726,7 +726,7 @@ pub(crate) fn lock(dir: &Path) -> Result<fs::File> {
     Ok(file)
 }
 
-fn create_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }

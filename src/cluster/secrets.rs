@@ -300,9 +300,31 @@ pub(crate) async fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome
     let dir = PathBuf::from(dir);
     let cert = server_cert(args.kind, ctx.host, ctx.vars)?;
     pki::guard(&dir)?;
+    let consul = args.kind == SecretsKind::Consul;
+    // With ACLs on, the datacenter their configuration names.
+    let acl_on = match &args.acl {
+        Some(acl) if consul => crate::truth::as_bool(&acl.get("acl", ctx)?).ok_or_else(|| {
+            Error::usage("`acl` must be true or false").with_hint("`acl: \"{{ consul_acl }}\"`")
+        })?,
+        _ => false,
+    };
+    let acl = match acl_on {
+        true => Some(ctx.render("{{ consul_datacenter | default('dc1') }}")?),
+        false => None,
+    };
+    let acl = acl.as_deref();
+    // ACLs: this host's own agent token, and whether its agent is a
+    // server's (whose configuration holds the management token).
+    let acl = acl.map(|datacenter| AclHost {
+        datacenter: datacenter.to_owned(),
+        host: ctx.host,
+        server: is_server(ctx.vars),
+    });
+    let acl = acl.as_ref();
     // What the nodes hold is read first, with no lock held here: hosts
     // wait for each other's network round trips only through the cache.
     let mut node = None;
+    let mut own_token = None;
     if let Some(node_dir) = &args.node_dir {
         let found = match &args.ask {
             Some(ask) => {
@@ -320,6 +342,12 @@ pub(crate) async fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome
             return refused;
         }
         let own = own_pair(args.kind, &dir, &node_dir, ctx).await?;
+        if acl.is_some() {
+            own_token = own_agent_token(&node_dir, ctx).await?;
+            if let Some(refused) = token_refusal(&dir, ctx.host, own_token.as_deref())? {
+                return Ok(refused);
+            }
+        }
         node = Some((found, own));
     }
     let adopt = |target: &Path| -> Result<usize> {
@@ -333,31 +361,20 @@ pub(crate) async fn run(args: &SecretsArgs, ctx: &Context<'_>) -> Result<Outcome
         if let Some((cert_pem, key_pem)) = own {
             written += pki::adopt_pair(target, ctx.host, cert_pem, key_pem)?.len();
         }
+        written += adopt_agent_token(target, ctx.host, own_token.as_deref())?;
         Ok(written)
     };
     let certs = std::slice::from_ref(&cert);
-    let consul = args.kind == SecretsKind::Consul;
-    // With ACLs on, the datacenter their configuration names.
-    let acl_on = match &args.acl {
-        Some(acl) if consul => crate::truth::as_bool(&acl.get("acl", ctx)?).ok_or_else(|| {
-            Error::usage("`acl` must be true or false").with_hint("`acl: \"{{ consul_acl }}\"`")
-        })?,
-        _ => false,
-    };
-    let acl = match acl_on {
-        true => Some(ctx.render("{{ consul_datacenter | default('dc1') }}")?),
-        false => None,
-    };
-    let acl = acl.as_deref();
     let (count, facts) = if ctx.check {
-        let mut planned = would_adopt(args, &dir, node.as_ref())?;
+        let mut planned = would_adopt(args, &dir, node.as_ref())?
+            + usize::from(own_token.is_some() && read_agent_token(&dir, ctx.host)?.is_none());
         if planned == 0 {
             planned = pki::plan(&dir, certs, renewal(&dir, consul, args.renew)?)?
                 .created
                 .len();
             planned += usize::from(consul && !dir.join(GOSSIP_KEY).exists());
-            if let Some(datacenter) = acl {
-                planned += acl_files(&dir, datacenter, false)?;
+            if let Some(acl) = acl {
+                planned += acl_files(&dir, acl, false)?;
             }
         }
         let mut facts = Vars::new();
@@ -481,10 +498,7 @@ async fn ask_cluster(
                     let Some(content) = text(&format!("{node_dir}/{there}")) else {
                         continue;
                     };
-                    let token = match there {
-                        acl::NODE_CONFIG => acl::agent_token_in(&content),
-                        _ => Some(content.trim().to_owned()).filter(|t| !t.is_empty()),
-                    };
+                    let token = Some(content.trim().to_owned()).filter(|t| !t.is_empty());
                     tokens.extend(token.map(|t| (local, t)));
                 }
                 let found = Found {
@@ -635,9 +649,13 @@ fn refusal(args: &SecretsArgs, dir: &Path, found: &Found) -> Result<Option<Outco
         }
     }
     if args.kind == SecretsKind::Consul {
+        // During `rotate --tokens` a server may still hold the management
+        // token being replaced.
+        let old = acl::read(dir, acl::OLD_MANAGEMENT)?;
         for (file, there) in &found.acl {
+            let replaced = *file == acl::MANAGEMENT && old.as_deref() == Some(there.as_str());
             match acl::read(dir, file)? {
-                Some(here) if here != *there => differ.push(format!(
+                Some(here) if here != *there && !replaced => differ.push(format!(
                     "the {} `{}` is SHA-256 {}, `{}` uses {}",
                     acl::what(file),
                     dir.join(file).display(),
@@ -759,11 +777,7 @@ fn server_cert(kind: SecretsKind, host: &str, vars: &Vars) -> Result<ServerCert>
     let ip = text("arpanet_ip").filter(|ip| *ip != address);
     addresses.push(address);
     addresses.extend(ip);
-    let server = vars
-        .get("group_names")
-        .and_then(Value::as_array)
-        .is_some_and(|groups| groups.iter().any(|g| g == "servers"));
-    if kind == SecretsKind::Consul && server {
+    if kind == SecretsKind::Consul && is_server(vars) {
         let datacenter = text("consul_datacenter").unwrap_or_else(|| "dc1".to_owned());
         addresses.push(format!("server.{datacenter}.consul"));
     }
@@ -780,7 +794,7 @@ fn make(
     dir: &Path,
     certs: &[ServerCert],
     consul: bool,
-    acl: Option<&str>,
+    acl: Option<&AclHost<'_>>,
     renew: bool,
 ) -> Result<usize> {
     let how = renewal(dir, consul, renew)?;
@@ -794,8 +808,8 @@ fn make(
         pki::write_secret(&key_file, key.as_bytes())?;
         written += 1;
     }
-    if let Some(datacenter) = acl {
-        written += acl_files(dir, datacenter, true)?;
+    if let Some(acl) = acl {
+        written += acl_files(dir, acl, true)?;
     }
     Ok(written)
 }
@@ -821,19 +835,44 @@ fn renewal(dir: &Path, consul: bool, renew: bool) -> Result<pki::Renewal> {
     })
 }
 
-/// The ACL tokens missing in `dir` (new ones) and the agents'
-/// configurations made from them (`acl-server.json`, `acl-client.json`)
-/// where they differ: how many files that is; written with `write`.
-fn acl_files(dir: &Path, datacenter: &str, write: bool) -> Result<usize> {
+/// What the ACL files of one host are made from.
+struct AclHost<'a> {
+    /// The datacenter the agent's configuration names.
+    datacenter: String,
+    /// The host, whose agent gets a token of its own.
+    host: &'a str,
+    /// Its agent is a server's: its configuration holds the management
+    /// token as the master token.
+    server: bool,
+}
+
+/// Whether the host is in the `servers` group.
+fn is_server(vars: &Vars) -> bool {
+    vars.get("group_names")
+        .and_then(Value::as_array)
+        .is_some_and(|groups| groups.iter().any(|g| g == "servers"))
+}
+
+/// The ACL tokens missing in `dir` (new ones: the management and linking
+/// tokens, and the host's own agent token in `hosts/HOST/`) and the
+/// host's agent configuration made from them (`hosts/HOST/acl.json`)
+/// where it differs: how many files that is; written with `write`.
+fn acl_files(dir: &Path, acl: &AclHost<'_>, write: bool) -> Result<usize> {
     let mut count = 0;
+    let host_dir = acl::host_dir(dir, acl.host);
     let mut tokens = Vec::new();
-    for file in [acl::MANAGEMENT, acl::AGENT] {
+    for (dir, file) in [
+        (dir, acl::MANAGEMENT),
+        (dir, acl::LINKING),
+        (host_dir.as_path(), acl::AGENT),
+    ] {
         let token = match acl::read(dir, file)? {
             Some(token) => token,
             None => {
                 count += 1;
                 let token = acl::new_token();
                 if write {
+                    pki::create_private_dir(dir)?;
                     pki::write_secret(&dir.join(file), format!("{token}\n").as_bytes())?;
                 }
                 token
@@ -841,27 +880,79 @@ fn acl_files(dir: &Path, datacenter: &str, write: bool) -> Result<usize> {
         };
         tokens.push(token);
     }
-    if acl::read(dir, acl::LINKING)?.is_none() {
+    let (management, agent) = (&tokens[0], &tokens[2]);
+    let master = acl.server.then_some(management.as_str());
+    let wanted = acl::agent_config(&acl.datacenter, agent, master);
+    let config = host_dir.join(acl::NODE_CONFIG);
+    if read_text(&config)?.as_deref() != Some(wanted.as_str()) {
         count += 1;
         if write {
-            let token = acl::new_token();
-            pki::write_secret(&dir.join(acl::LINKING), format!("{token}\n").as_bytes())?;
-        }
-    }
-    let (management, agent) = (&tokens[0], &tokens[1]);
-    for (file, master) in [
-        (acl::SERVER_CONFIG, Some(management.as_str())),
-        (acl::CLIENT_CONFIG, None),
-    ] {
-        let wanted = acl::agent_config(datacenter, agent, master);
-        if read_text(&dir.join(file))?.as_deref() != Some(wanted.as_str()) {
-            count += 1;
-            if write {
-                pki::write_secret(&dir.join(file), wanted.as_bytes())?;
-            }
+            pki::write_secret(&config, wanted.as_bytes())?;
         }
     }
     Ok(count)
+}
+
+/// `host`'s own agent token here (`hosts/HOST/acl-agent.token`).
+fn read_agent_token(dir: &Path, host: &str) -> Result<Option<String>> {
+    acl::read(&acl::host_dir(dir, host), acl::AGENT)
+}
+
+/// The agent token the task's host keeps (`node_dir/agent.token`), if any.
+async fn own_agent_token(node_dir: &str, ctx: &Context<'_>) -> Result<Option<String>> {
+    let path = format!("{node_dir}/{}", acl::NODE_AGENT);
+    let files = read_node(ctx.transport, ctx.host, std::slice::from_ref(&path)).await?;
+    Ok(files
+        .get(&path)
+        .map(|b| String::from_utf8_lossy(b).trim().to_owned())
+        .filter(|t| !t.is_empty()))
+}
+
+/// The task's failure when `host`'s agent token here is not the one its
+/// node keeps.
+fn token_refusal(dir: &Path, host: &str, there: Option<&str>) -> Result<Option<Outcome>> {
+    let (Some(here), Some(there)) = (read_agent_token(dir, host)?, there) else {
+        return Ok(None);
+    };
+    if here == there {
+        return Ok(None);
+    }
+    let path = acl::host_dir(dir, host).join(acl::AGENT);
+    Ok(Some(Outcome {
+        failure: Some(Failure {
+            message: format!(
+                "refused: this checkout's keys are not the running cluster's (the {} `{}` is \
+                 SHA-256 {}, `{host}` uses {}); nothing was changed",
+                acl::what(acl::AGENT),
+                path.display(),
+                fingerprint(here.as_bytes()),
+                fingerprint(there.as_bytes()),
+            ),
+            hint: Some(format!(
+                "copy `{}` from the checkout that made the cluster (or remove it here to adopt \
+                 the cluster's); to give the agents new tokens on purpose, `arpanet rotate \
+                 --tokens`",
+                dir.display()
+            )),
+            ..Failure::default()
+        }),
+        ..Outcome::ok()
+    }))
+}
+
+/// Write the agent token `host`'s node keeps into `dir` when it has none
+/// for that host; how many files were written.
+fn adopt_agent_token(dir: &Path, host: &str, there: Option<&str>) -> Result<usize> {
+    let Some(token) = there else {
+        return Ok(0);
+    };
+    if read_agent_token(dir, host)?.is_some() {
+        return Ok(0);
+    }
+    let host_dir = acl::host_dir(dir, host);
+    pki::create_private_dir(&host_dir)?;
+    pki::write_secret(&host_dir.join(acl::AGENT), format!("{token}\n").as_bytes())?;
+    Ok(1)
 }
 
 /// Scratch copies made under `--check`: (the real directory, its copy).

@@ -3,7 +3,9 @@
 //! through one agent, then each node's copy; no agent restarts);
 //! `--tls`, a new Consul CA and certificates in three rolled phases
 //! (`rotate-tls`, see `cluster::ca_rotation`); `--certs`, new certificates
-//! from the same CA in one roll (`rotate-certs`). Each changes what every
+//! from the same CA in one roll (`rotate-certs`); `--tokens`, new Consul
+//! ACL tokens (management and agents', `rotate-tokens`, see
+//! `cluster::acl`). Each changes what every
 //! node trusts or shows, so it asks first (`--yes` without a terminal)
 //! and holds the cluster lock as every changing run does.
 
@@ -16,6 +18,13 @@ use crate::playbook;
 
 pub(crate) fn run(args: RotateArgs) -> Result<i32> {
     let (playbook, what, gives) = match (args.tls, args.certs) {
+        _ if args.tokens => (
+            "rotate-tokens",
+            "`rotate --tokens` replaces Consul's management token and every agent's ACL token \
+             (the old ones are deleted), restarting each server once, one at a time; other \
+             checkouts must then copy `consul-tls/` from this one",
+            "new ACL tokens",
+        ),
         (true, _) => (
             "rotate-tls",
             "`rotate --tls` replaces the cluster's consul CA and every agent's certificate, \

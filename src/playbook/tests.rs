@@ -617,11 +617,13 @@ const B: Builtins = crate::cluster::builtin::BUILTINS;
 #[test]
 fn builtins_parse() {
     // The names `run` takes, and those only their own commands run.
-    for name in B
-        .names
-        .iter()
-        .chain(&["rotate", "rotate-tls", "rotate-certs", "restart"])
-    {
+    for name in B.names.iter().chain(&[
+        "rotate",
+        "rotate-tls",
+        "rotate-tokens",
+        "rotate-certs",
+        "restart",
+    ]) {
         let text = B
             .playbook(name)
             .unwrap_or_else(|| panic!("no text for `{name}`"));
@@ -632,8 +634,8 @@ fn builtins_parse() {
     }
     assert_eq!(
         B.playbooks.len(),
-        B.names.len() + 7,
-        "three imported parts, the three `rotate`s and `restart`"
+        B.names.len() + 8,
+        "three imported parts, the four `rotate`s and `restart`"
     );
     assert!(B.playbook("nope").is_none());
     assert!(B.template("nope.j2").is_none());
@@ -788,6 +790,8 @@ fn every_builtin_playbook_parses_and_bootstrap_imports_the_four_steps() {
             "roll the consul followers, one at a time",
             "roll the consul leader, last",
             "consul ACL policies and tokens",
+            "each consul agent uses its own token",
+            "consul ACL tokens no agent uses any more",
             "service stack"
         ]
     );
