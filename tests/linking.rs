@@ -559,6 +559,14 @@ fn services_are_announced_found_by_name_and_removed() {
     );
     let checks = lab.consul_get(1, "/v1/health/checks/front");
     assert_eq!(checks[0]["Type"], "tcp", "{checks}");
+    // The watcher registers the two ports one after the other: `back` may
+    // reach the catalog a moment after `front` passes.
+    let listed = within(Duration::from_secs(10), || {
+        lab.catalog("back")
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    assert!(listed.is_some(), "`back` never reached the catalog");
     let row = &lab.catalog("back")[0];
     assert_eq!(row["ServicePort"], back, "{row}");
     let checks = lab.consul_get(1, "/v1/health/checks/back");
