@@ -138,26 +138,32 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     for server in [lab.at(11), lab.at(12), lab.at(13)] {
         assert!(lookup.contains(&format!("Address: {server}")), "{lookup}");
     }
-    // Consul answers at most 3 A records over UDP, in random order: 20
-    // lookups must between them name every `hello` instance, and nothing
-    // else.
-    let lookups = lab.on_node(
-        4,
-        &format!(
-            "docker run --rm --entrypoint sh {image} -c 'for i in $(seq 20); do busybox nslookup hello.service.consul; done'"
-        ),
-    );
-    let answered: std::collections::BTreeSet<&str> = lookups
-        .lines()
-        .filter_map(|line| line.strip_prefix("Address: "))
-        .filter(|address| !address.contains(':'))
-        .collect();
+    // Consul answers at most 3 A records over UDP, in random order: rounds
+    // of 20 lookups must between them name every `hello` instance, and
+    // never anything else (a round more when a loaded node's check missed
+    // its 1 s timeout, which rightly drops that instance for a moment).
     let want: std::collections::BTreeSet<String> = (11..=15).map(|h| lab.at(h)).collect();
-    assert_eq!(
-        answered,
-        want.iter().map(String::as_str).collect(),
-        "{lookups}"
-    );
+    let mut answered = std::collections::BTreeSet::new();
+    for _round in 0..3 {
+        let lookups = lab.on_node(
+            4,
+            &format!(
+                "docker run --rm --entrypoint sh {image} -c 'for i in $(seq 20); do busybox nslookup hello.service.consul; done'"
+            ),
+        );
+        answered.extend(
+            lookups
+                .lines()
+                .filter_map(|line| line.strip_prefix("Address: "))
+                .filter(|address| !address.contains(':'))
+                .map(str::to_owned),
+        );
+        assert!(answered.is_subset(&want), "{answered:?} {lookups}");
+        if answered == want {
+            break;
+        }
+    }
+    assert_eq!(answered, want);
 
     // 3. a second bootstrap changes nothing and restarts nothing.
     let before: Vec<String> = (1..=5).map(|n| started_at(&lab, n)).collect();
