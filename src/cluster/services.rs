@@ -204,10 +204,17 @@ async fn run(args: &Args, ctx: &Context<'_>) -> Result<Outcome> {
     let listed = loop {
         tries += 1;
         if ctx.check && tries > 1 {
-            // A check run did not start the agent it would have started.
-            return Ok(Outcome::skipped(
-                "the consul agent does not answer (yet): nothing to compare with",
-            ));
+            // A check run did not start the agent it would have started,
+            // or it is starting: what it would register cannot be told, so
+            // it is taken to change (the stack's check then keeps the node
+            // in its batches, where the real run waits for the agent).
+            return Ok(Outcome {
+                changed: true,
+                msg: Some(
+                    "the consul agent does not answer (yet): its services to be registered".into(),
+                ),
+                ..Outcome::ok()
+            });
         }
         match agent.call("GET", "/v1/agent/services", None).await {
             Ok(Ok(r)) if r.status == 200 => break r,
