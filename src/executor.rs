@@ -909,7 +909,14 @@ async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) ->
     };
     let ignored = status == Status::Failed && task.ignore_errors;
     let rescued = status == Status::Failed && !ignored && shared.rescuable;
+    // A task held in check mode (`check_mode: true`) in a run that is not
+    // `--check` is a probe: it changed nothing, so it is shown and counted
+    // as ok and notifies no handler, while `register` keeps what it would
+    // change (`is changed`) for the tasks after it to decide on.
+    let probe =
+        status == Status::Changed && task.check_mode == Some(true) && !shared.settings.check;
     match status {
+        Status::Changed if probe => {}
         Status::Unreachable => state.gone = true,
         Status::Failed if !ignored => {
             state.failed = true;
@@ -928,7 +935,7 @@ async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) ->
     let mut event = HostResult {
         host: state.name.clone(),
         task: task.name.clone(),
-        status,
+        status: if probe { Status::Ok } else { status },
         elapsed,
         ignored,
         rescued,
@@ -943,6 +950,12 @@ async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) ->
         failure: outcome.failure,
         diff: outcome.diff.filter(|_| shared.settings.diff),
     };
+    if probe {
+        event.message = Some(match event.message.take() {
+            Some(what) if shared.settings.verbose > 0 => format!("would change: {what}"),
+            _ => "would change (check mode)".into(),
+        });
+    }
     if task.no_log {
         hide(&mut event);
     }
@@ -2162,6 +2175,53 @@ mod tests {
             let expected = format!("echo mode={} diff={}", python(check), python(diff));
             assert_eq!(fake.commands("h1"), [expected]);
         }
+    }
+
+    #[test]
+    fn a_check_mode_probe_in_a_real_run_is_ok_notifies_nothing_and_registers_the_change() {
+        let yaml = r#"
+- hosts: all
+  tasks:
+    - name: would it change
+      check_mode: true
+      register: probe
+      notify: restart
+      changed_when: inventory_hostname == "h1"
+      debug:
+        msg: a change
+    - name: then
+      when: probe is changed
+      command: echo it would
+  handlers:
+    - name: restart
+      command: echo restarting
+"#;
+        let (captured, fake) = run(&Fake::default(), 2, yaml, Settings::default());
+        let events = captured.events();
+        assert_eq!(
+            statuses(&events, "would it change"),
+            [("h1".into(), Status::Ok), ("h2".into(), Status::Ok)]
+        );
+        assert_eq!(
+            statuses(&events, "then"),
+            [
+                ("h1".into(), Status::Changed),
+                ("h2".into(), Status::Skipped)
+            ]
+        );
+        assert!(statuses(&events, "restart").is_empty());
+        assert_eq!(fake.commands("h1"), ["echo it would"]);
+        assert!(fake.commands("h2").is_empty());
+        // In a --check run it is what the run reports: a change.
+        let settings = Settings {
+            check: true,
+            ..Settings::default()
+        };
+        let (captured, _) = run(&Fake::default(), 2, yaml, settings);
+        assert_eq!(
+            statuses(&captured.events(), "would it change"),
+            [("h1".into(), Status::Changed), ("h2".into(), Status::Ok)]
+        );
     }
 
     #[test]

@@ -23,6 +23,11 @@ pub struct Forward {
 }
 
 impl Forward {
+    /// The `arpanet ui` process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Wait up to a minute for `child` (an `arpanet ui`) to print its first
     /// line; panics with its stderr when it ends or stays silent.
     pub fn start(mut child: Child) -> Forward {
@@ -183,19 +188,42 @@ fn serve(mut stream: TcpStream, waiting: &(Mutex<usize>, Condvar), token: &str) 
     );
 }
 
-/// The addresses listening on TCP `port` on this machine (from
-/// /proc/net/tcp and tcp6, hex as the kernel writes them).
-fn listening_on(port: u16) -> Vec<String> {
+/// The addresses process `pid` listens on at TCP `port` (its socket inodes
+/// in /proc/PID/fd, matched in
+/// /proc/net/tcp and tcp6; hex as the kernel writes them).
+fn listening_on(pid: u32, port: u16) -> Vec<String> {
+    // Only the process's own sockets: another program on this machine
+    // (a test host, a benchmark) may listen on the same port number on
+    // another loopback address.
+    let mut inodes = Vec::new();
+    if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path()) {
+                let target = target.to_string_lossy().into_owned();
+                if let Some(inode) = target
+                    .strip_prefix("socket:[")
+                    .and_then(|t| t.strip_suffix(']'))
+                {
+                    inodes.push(inode.to_owned());
+                }
+            }
+        }
+    }
     let mut found = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let text = std::fs::read_to_string(table).unwrap_or_default();
         for line in text.lines().skip(1) {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+            let (Some(local), Some(state), Some(inode)) =
+                (fields.get(1), fields.get(3), fields.get(9))
+            else {
                 continue;
             };
             // 0A: LISTEN.
-            if *state == "0A" && local.ends_with(&format!(":{port:04X}")) {
+            if *state == "0A"
+                && local.ends_with(&format!(":{port:04X}"))
+                && inodes.iter().any(|i| i == inode)
+            {
                 found.push(local.to_string());
             }
         }
@@ -241,7 +269,10 @@ fn ui_forwards_concurrent_connections_each_on_its_own_channel_on_the_loopback_on
     }
 
     // On 127.0.0.1 only: nothing on any other address, v4 or v6.
-    assert_eq!(listening_on(port), [format!("0100007F:{port:04X}")]);
+    assert_eq!(
+        listening_on(forward.pid(), port),
+        [format!("0100007F:{port:04X}")]
+    );
     assert!(TcpStream::connect_timeout(
         &SocketAddr::from(([127, 0, 0, 2], port)),
         Duration::from_secs(2)

@@ -204,10 +204,17 @@ async fn run(args: &Args, ctx: &Context<'_>) -> Result<Outcome> {
     let listed = loop {
         tries += 1;
         if ctx.check && tries > 1 {
-            // A check run did not start the agent it would have started.
-            return Ok(Outcome::skipped(
-                "the consul agent does not answer (yet): nothing to compare with",
-            ));
+            // A check run did not start the agent it would have started,
+            // or it is starting: what it would register cannot be told, so
+            // it is taken to change (the stack's check then keeps the node
+            // in its batches, where the real run waits for the agent).
+            return Ok(Outcome {
+                changed: true,
+                msg: Some(
+                    "the consul agent does not answer (yet): its services to be registered".into(),
+                ),
+                ..Outcome::ok()
+            });
         }
         match agent.call("GET", "/v1/agent/services", None).await {
             Ok(Ok(r)) if r.status == 200 => break r,
@@ -678,8 +685,8 @@ struct Here<'a> {
     nodes: Option<&'a [String]>,
 }
 
-/// Record `mine` as this node's declared upstreams (unless `--check`) and
-/// return what every node of the cluster declares, `mine` included. The
+/// Record `mine` as this node's declared upstreams (a change when it
+/// differs from the record; written unless `--check`) and return what every node of the cluster declares, `mine` included. The
 /// records of nodes no longer in the cluster are deleted (said in
 /// `changes`).
 async fn declared_upstreams(
@@ -728,6 +735,11 @@ async fn declared_upstreams(
             continue;
         }
         declared.extend(pairs);
+    }
+    // Said as a change, so that a check run sees a record to write (the
+    // stack play leaves out the nodes whose check saw nothing to change).
+    if recorded.as_ref() != Some(mine) {
+        changes.push(format!("upstreams of {} recorded", here.node));
     }
     if recorded.as_ref() != Some(mine) && !agent.ctx.check {
         let body = serde_json::to_vec(mine).map_err(|e| Error::Internal(e.to_string()))?;

@@ -786,32 +786,36 @@ fn every_builtin_playbook_parses_and_bootstrap_imports_the_four_steps() {
             "configure docker",
             "pull images",
             "consul agents not running yet, started together",
+            "which consul agents the roll changes",
             "roll the consul clients, in batches",
             "roll the consul followers, one at a time",
             "roll the consul leader, last",
             "consul ACL policies and tokens",
             "each consul agent uses its own token",
             "consul ACL tokens no agent uses any more",
-            "service stack"
+            "which nodes' stack changes",
+            "service stack",
+            "the linking watcher"
         ]
     );
     // `bootstrap`, `consul` and `upgrade` recreate agents through the same
-    // roll: clients by the quarter, servers one at a time, and a failed
-    // batch stops it.
+    // roll: which nodes change asked of all at once, then clients by the
+    // quarter, servers one at a time, and a failed batch stops it.
     let roll = |name: &str| {
         let pb = resolve_in(name, Path::new("/nonexistent-dir"), B).unwrap();
         pb.plays
             .iter()
             .skip_while(|p| !p.name.starts_with("consul agents not running"))
-            .take(4)
+            .take(5)
             .map(|p| (p.name.clone(), p.serial.clone(), p.max_fail_percentage))
             .collect::<Vec<_>>()
     };
     let shared = roll("bootstrap");
-    assert_eq!(shared.len(), 4);
-    assert_eq!(shared[1].1, [Serial::Template("{{ roll_serial }}".into())]);
+    assert_eq!(shared.len(), 5);
+    assert!(shared[1].1.is_empty(), "{shared:?}");
+    assert_eq!(shared[2].1, [Serial::Template("{{ roll_serial }}".into())]);
     assert_eq!(
-        (&shared[2].1, &shared[3].1),
+        (&shared[3].1, &shared[4].1),
         (&vec![Serial::Count(1)], &vec![Serial::Count(1)])
     );
     assert!(shared.iter().all(|p| p.2 == Some(0.0)), "{shared:?}");
