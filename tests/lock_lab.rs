@@ -120,6 +120,12 @@ fn the_consul_lock_refuses_a_second_run_and_a_restarted_node_is_reconnected() {
             && refused.stderr.contains("consul key `arpanet/lock`"),
         "{refused}"
     );
+    // So is a `bootstrap` that would change nothing (its stamps match the
+    // nodes): it does not answer "unchanged" while another run may be
+    // changing the cluster.
+    let boot = lab.run("run", &["bootstrap"]);
+    assert_eq!(boot.code, 1, "{boot}");
+    assert!(boot.stderr.contains("the cluster is locked by"), "{boot}");
 
     // kill -9: a run on the same machine sees the holder is gone and takes
     // its lock over at once.

@@ -51,6 +51,7 @@ pub(crate) mod services;
 pub(crate) mod stack;
 pub mod status;
 pub(crate) mod ui;
+pub(crate) mod unchanged;
 
 use std::sync::Arc;
 
