@@ -323,6 +323,62 @@ fn a_task_timeout_fails_the_task_and_kills_its_command() {
     );
 }
 
+/// Whether process `pid` still runs `sleep MARKER` (a pid reused since
+/// runs something else).
+fn sleeping(pid: &str, marker: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        args.windows(2)
+            .any(|w| w[0].ends_with(b"sleep") && w[1] == marker.as_bytes())
+    })
+}
+
+#[test]
+fn a_timed_out_command_of_a_root_login_is_killed_in_both_session_modes() {
+    // sshd refuses SSH `signal` requests without post-auth privilege
+    // separation, which root logins never have ("session signalling
+    // requires privilege separation"): the kill must not depend on them.
+    let mut cluster = Cluster::start(1);
+    cluster.user = "root".into();
+    let inventory = cluster.inventory(&[]);
+    for mode in ["persistent", "exec"] {
+        let mark = marker();
+        let pidfile = cluster.dir().join(format!("sleep-{mode}.pid"));
+        let playbook = cluster.write_file(
+            &format!("root-{mode}.yml"),
+            &format!(
+                "- hosts: all\n  tasks:\n    - name: hangs\n      shell: sh -c 'echo $$ > {}; exec sleep {mark}'\n      timeout: 2\n",
+                pidfile.display()
+            ),
+        );
+        let run = cluster.run(&[
+            "run",
+            "-i",
+            inventory.to_str().unwrap(),
+            playbook.to_str().unwrap(),
+            "--session",
+            mode,
+        ]);
+        assert_eq!(run.code, 2, "{mode}: {run}");
+        assert!(run.stdout.contains("timed out after 2 s"), "{mode}: {run}");
+        let pid = std::fs::read_to_string(&pidfile)
+            .unwrap_or_else(|e| panic!("{mode}: no pid file ({e}): the command never ran\n{run}"));
+        let pid = pid.trim().to_owned();
+        // It did run as root.
+        let owner = std::fs::metadata(&pidfile).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+        assert_eq!(owner.ok(), Some(0), "{mode}");
+        let gone = eventually(Duration::from_secs(5), || !sleeping(&pid, &mark));
+        if !gone {
+            // Leave nothing behind on this machine.
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+        assert!(
+            gone,
+            "{mode}: the timed-out command (pid {pid}) still runs on the host\n{run}"
+        );
+    }
+}
+
 /// A TCP proxy to `upstream` that forwards until `freeze` is set, then
 /// drops everything in both directions while keeping the connections open,
 /// as a network partition does.
