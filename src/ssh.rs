@@ -37,6 +37,7 @@
 //!   [`KEEPALIVE_MAX`] unanswered ones, so a lost host is reported
 //!   unreachable after 12 s of silence: within 15 s, as the README says.
 
+mod abandon;
 pub mod config;
 pub(crate) mod jump;
 pub mod known_hosts;
@@ -55,6 +56,8 @@ use russh::client::{self, AuthResult, Handle};
 use russh::keys::agent::client::AgentClient;
 use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use russh::{ChannelMsg, Disconnect, Sig};
+
+use abandon::{Abandon, Kills, Reported, Way};
 use tokio::net::TcpStream;
 use tokio::sync::{OnceCell, Semaphore};
 
@@ -74,9 +77,6 @@ pub const DEFAULT_MAX_STARTS: usize = 8;
 /// session's slot only after it has handled the packets that arrived with
 /// our close (which may include the next open).
 const MAX_SESSIONS: usize = 6;
-
-/// How often a refused session channel is retried (see [`MAX_SESSIONS`]).
-const OPEN_RETRIES: u32 = 20;
 
 /// Silence after which a keepalive is sent.
 const KEEPALIVE: Duration = Duration::from_secs(3);
@@ -411,7 +411,7 @@ impl SshConnector {
             ),
             host: target.name.clone(),
             chain,
-            handle,
+            handle: Arc::new(handle),
             sessions: Semaphore::new(MAX_SESSIONS),
             kills: Arc::default(),
             via,
@@ -671,7 +671,7 @@ pub struct SshTransport {
     /// `user@address:port` of this connection, after those of the jump
     /// hosts it runs through (`a@b:22 > u@10.0.0.5:22`).
     chain: String,
-    handle: Handle<ClientHandler>,
+    handle: Arc<Handle<ClientHandler>>,
     sessions: Semaphore,
     /// The kills of abandoned commands still under way (see [`Abandon`]).
     kills: Kills,
@@ -714,8 +714,6 @@ impl From<Error> for Attempt {
         }
     }
 }
-
-type Kills = Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>;
 
 impl SshTransport {
     fn touch(&self) {
@@ -767,18 +765,9 @@ impl SshTransport {
     /// Open a session channel, retrying for a moment when sshd refuses it:
     /// it may not have freed the slots of channels that just closed.
     async fn open_session(&self, what: &str) -> Result<russh::Channel<client::Msg>> {
-        let mut attempt = 0;
-        loop {
-            match self.handle.channel_open_session().await {
-                Ok(channel) => return Ok(channel),
-                Err(russh::Error::ChannelOpenFailure(_)) if attempt < OPEN_RETRIES => {
-                    attempt += 1;
-                    let pause = Duration::from_millis(10 * u64::from(attempt.min(10)));
-                    tokio::time::sleep(pause).await;
-                }
-                Err(e) => return Err(self.channel_error(what, e)),
-            }
-        }
+        abandon::open_session(&self.handle)
+            .await
+            .map_err(|e| self.channel_error(what, e))
     }
 
     async fn run(
@@ -825,17 +814,20 @@ impl SshTransport {
             .await
             .map_err(|_| Error::Internal("session semaphore closed".into()))?;
         let channel = self.open_session(&what).await?;
-        let mut guard = Abandon {
-            channel: Some(channel.split()),
-            kills: Arc::clone(&self.kills),
-        };
+        let (reported, wrapped) = Reported::wrap(command);
+        let mut guard = Abandon::new(channel, Way::Group(reported), &self.kills, &self.handle);
         let mut received = Received::new(gate, sink);
         {
-            let Some((reader, writer)) = guard.channel.as_mut() else {
+            let Abandon {
+                channel: Some((reader, writer)),
+                way: Way::Group(reported),
+                ..
+            } = &mut guard
+            else {
                 return Err(Error::Internal("channel writer missing".into()));
             };
             writer
-                .exec(true, command)
+                .exec(true, wrapped)
                 .await
                 .map_err(|_| self.lost(&what))?;
             let writer = &*writer;
@@ -857,7 +849,9 @@ impl SshTransport {
                     msg = reader.wait() => match msg {
                         Some(ChannelMsg::Data { data }) => received.stdout(&data),
                         Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                            if !received.stderr(&data) {
+                            let mut printed = Vec::new();
+                            reported.stderr(&data, &mut printed);
+                            if printed.is_empty() || !received.stderr(&printed) {
                                 continue;
                             }
                             // A fresh password prompt.
@@ -899,6 +893,11 @@ impl SshTransport {
                         None => break,
                     },
                 }
+            }
+            let mut held = Vec::new();
+            reported.finish(&mut held);
+            if !held.is_empty() {
+                received.stderr(&held);
             }
             if !closed {
                 // The channel went away without the server closing it: the
@@ -1046,10 +1045,7 @@ impl SshTransport {
             .await
             .map_err(|_| Error::Internal("session semaphore closed".into()))?;
         let channel = self.open_session(&what).await?;
-        let mut guard = Abandon {
-            channel: Some(channel.split()),
-            kills: Arc::clone(&self.kills),
-        };
+        let mut guard = Abandon::new(channel, Way::Terminal, &self.kills, &self.handle);
         let Some((reader, writer)) = guard.channel.as_mut() else {
             return Err(Error::Internal("channel writer missing".into()));
         };
@@ -1220,58 +1216,6 @@ impl Transport for SshTransport {
                 .disconnect(Disconnect::ByApplication, "bye", "en")
                 .await;
         })
-    }
-}
-
-/// Kills the command of an exec whose future was dropped before the server
-/// closed its channel (a task timeout, Ctrl-C): TERM, then KILL until the
-/// server closes the channel, then closes it itself as a last resort.
-/// Closing alone is not enough: the command keeps running, and sshd keeps
-/// the session (and its `MaxSessions` slot) until it exits. KILL is
-/// repeated because sshd ignores a signal that arrives before the command
-/// has set up its process group. The kill runs as a task recorded in
-/// `kills`, which [`SshTransport`]'s `close` waits for.
-struct Abandon {
-    channel: Option<(russh::ChannelReadHalf, russh::ChannelWriteHalf<client::Msg>)>,
-    kills: Kills,
-}
-
-impl Drop for Abandon {
-    fn drop(&mut self) {
-        let Some((mut reader, writer)) = self.channel.take() else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let kill = runtime.spawn(async move {
-            for attempt in 0..5 {
-                let (signal, wait) = match attempt {
-                    0 => (Sig::TERM, 500),
-                    _ => (Sig::KILL, 250),
-                };
-                if writer.signal(signal).await.is_err() {
-                    return;
-                }
-                let closed = async {
-                    while let Some(msg) = reader.wait().await {
-                        if matches!(msg, ChannelMsg::Close) {
-                            break;
-                        }
-                    }
-                };
-                if tokio::time::timeout(Duration::from_millis(wait), closed)
-                    .await
-                    .is_ok()
-                {
-                    return;
-                }
-            }
-            let _ = writer.close().await;
-        });
-        let mut kills = self.kills.lock().unwrap_or_else(|p| p.into_inner());
-        kills.retain(|k| !k.is_finished());
-        kills.push(kill);
     }
 }
 

@@ -342,14 +342,25 @@ fn a_timed_out_command_of_a_root_login_is_killed_in_both_session_modes() {
     cluster.user = "root".into();
     let inventory = cluster.inventory(&[]);
     for mode in ["persistent", "exec"] {
-        let mark = marker();
-        let pidfile = cluster.dir().join(format!("sleep-{mode}.pid"));
+        // A command that dies on TERM, then one that ignores it (KILL
+        // must follow); the second task also needs a new shell.
+        let commands = [("plain", ""), ("stubborn", "trap \"\" TERM; ")].map(|(name, trap)| {
+            let pidfile = cluster.dir().join(format!("{name}-{mode}.pid"));
+            (name, trap, pidfile, marker())
+        });
+        let tasks: String = commands
+            .iter()
+            .map(|(name, trap, pidfile, mark)| {
+                format!(
+                    "    - name: {name}\n      shell: sh -c '{trap}echo $$ > {}; exec sleep {mark}'\n      \
+                     timeout: 2\n      ignore_errors: true\n",
+                    pidfile.display()
+                )
+            })
+            .collect();
         let playbook = cluster.write_file(
             &format!("root-{mode}.yml"),
-            &format!(
-                "- hosts: all\n  tasks:\n    - name: hangs\n      shell: sh -c 'echo $$ > {}; exec sleep {mark}'\n      timeout: 2\n",
-                pidfile.display()
-            ),
+            &format!("- hosts: all\n  tasks:\n{tasks}"),
         );
         let run = cluster.run(&[
             "run",
@@ -359,23 +370,31 @@ fn a_timed_out_command_of_a_root_login_is_killed_in_both_session_modes() {
             "--session",
             mode,
         ]);
-        assert_eq!(run.code, 2, "{mode}: {run}");
-        assert!(run.stdout.contains("timed out after 2 s"), "{mode}: {run}");
-        let pid = std::fs::read_to_string(&pidfile)
-            .unwrap_or_else(|e| panic!("{mode}: no pid file ({e}): the command never ran\n{run}"));
-        let pid = pid.trim().to_owned();
-        // It did run as root.
-        let owner = std::fs::metadata(&pidfile).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
-        assert_eq!(owner.ok(), Some(0), "{mode}");
-        let gone = eventually(Duration::from_secs(5), || !sleeping(&pid, &mark));
-        if !gone {
-            // Leave nothing behind on this machine.
-            let _ = Command::new("kill").args(["-KILL", &pid]).status();
-        }
-        assert!(
-            gone,
-            "{mode}: the timed-out command (pid {pid}) still runs on the host\n{run}"
+        assert_eq!(run.code, 0, "{mode}: {run}");
+        assert_eq!(
+            run.stdout.matches("timed out after 2 s").count(),
+            2,
+            "{mode}: {run}"
         );
+        assert!(run.stdout.contains("ignored=2"), "{mode}: {run}");
+        for (name, _, pidfile, mark) in &commands {
+            let pid = std::fs::read_to_string(pidfile).unwrap_or_else(|e| {
+                panic!("{mode}: no pid file for `{name}` ({e}): it never ran\n{run}")
+            });
+            let pid = pid.trim().to_owned();
+            // It did run as root.
+            let owner = std::fs::metadata(pidfile).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+            assert_eq!(owner.ok(), Some(0), "{mode} {name}");
+            let gone = eventually(Duration::from_secs(5), || !sleeping(&pid, mark));
+            if !gone {
+                // Leave nothing behind on this machine.
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            }
+            assert!(
+                gone,
+                "{mode}: `{name}`, timed out, still runs on the host (pid {pid})\n{run}"
+            );
+        }
     }
 }
 
