@@ -10,9 +10,9 @@
 //! needs no help from sshd:
 //!
 //! - the persistent shell (`shell.rs`) runs a watcher beside each command
-//!   that reads the shell's input, which is idle while a command runs: the
-//!   end of that input (sent here, or the connection's end) makes it TERM
-//!   the shell's process group, then KILL it half a second later;
+//!   that reads the shell's input, which is idle while a command runs: a
+//!   line written there makes it TERM the shell's process group, then KILL
+//!   it half a second later;
 //! - a command on a channel of its own is started behind one line that
 //!   reports its process id on stderr (taken out of the output again, see
 //!   [`Reported`]); a second channel kills that process group, TERM then
@@ -65,7 +65,7 @@ pub(super) async fn open_session(
 
 /// What kills the command on a channel, besides signals.
 pub(super) enum Way {
-    /// The persistent shell's watcher, woken by the end of its input.
+    /// The persistent shell's watcher, woken by a line on its input.
     Watcher,
     /// A second channel, killing the process group the wrapper reported.
     Group(Reported),
@@ -115,6 +115,8 @@ impl Drop for Abandon {
         let handle = Arc::clone(&self.handle);
         let kill = runtime.spawn(async move {
             if matches!(way, Way::Watcher) {
+                // The kill request, then the end of the shell's input.
+                let _ = writer.data(&b"\n"[..]).await;
                 let _ = writer.eof().await;
             }
             let mut killer = None;

@@ -27,13 +27,12 @@
 //!
 //! - While the command runs, nothing else is written to the shell, so a
 //!   watcher ([`WATCHER`], a background process) reads the shell's input
-//!   beside it: its end means the command was abandoned (a task timeout,
-//!   Ctrl-C: arpanet ends the input, see `abandon.rs`) or the connection
-//!   went, and the watcher kills the shell's process group, command
-//!   included, with no help from sshd (which refuses SSH signals for root
-//!   logins). When the command ends first, the shell stops the watcher
-//!   before it writes the marks, so the next line of script is the
-//!   shell's.
+//!   beside it: a line there means the command was abandoned (a task
+//!   timeout, Ctrl-C: see `abandon.rs`), and the watcher kills the shell's
+//!   process group, command included, with no help from sshd (which
+//!   refuses SSH signals for root logins). When the command ends first,
+//!   the shell stops the watcher before it writes the marks, so the next
+//!   line of script is the shell's.
 //!
 //! A command that ends the shell itself (`kill $PPID`, `kill 0`) fails
 //! with a message saying so, and the next command opens a new shell; a
@@ -247,12 +246,14 @@ fn how_it_ended(msg: &ChannelMsg) -> Option<String> {
 
 /// The watcher started beside each command (see the module docs), on a
 /// copy of the shell's input in fd 3: it ignores the signals sshd may send
-/// the process group, and once a line or the end of that input arrives it
-/// starts a killer (a process of its own, so that the shell's stopping the
-/// watcher does not stop it) that TERMs the group, then KILLs it half a
-/// second later. Its output goes nowhere, so it never holds the channel
-/// open.
-const WATCHER: &str = "(trap '' HUP INT TERM; read -r x; (kill -TERM 0; sleep 0.5 || sleep 1; \
+/// the process group, and once a line arrives on that input it starts a
+/// killer (a process of its own, so that the shell's stopping the watcher
+/// does not stop it) that TERMs the group, then KILLs it half a second
+/// later. The end of the input alone (a lost connection) kills nothing,
+/// as with a channel per command. Its output goes nowhere, so it never
+/// holds the channel open.
+const WATCHER: &str =
+    "(trap '' HUP INT TERM; read -r x || exit; (kill -TERM 0; sleep 0.5 || sleep 1; \
                        kill -KILL 0) &) <&3 >/dev/null 2>&1 &";
 
 /// The line of script that runs `command` in the shell (see the module
