@@ -24,14 +24,15 @@
 //!   the fingerprint and what to do, not as russh's generic "disconnected";
 //! - a command whose exec is abandoned (a task timeout, Ctrl-C) keeps
 //!   running on the host unless it is killed: without a pty, closing the
-//!   channel does not stop it (sshd only closes its pipes). So the dropped
-//!   exec sends the SSH `signal` channel request, TERM then KILL, which
-//!   OpenSSH's sshd (since 7.9) delivers with `killpg` to the session's
-//!   process group: the login shell and everything it started, background
-//!   jobs included (only what calls `setsid` itself escapes). This needs no
-//!   wrapper around the user's command and no second channel; the tests
-//!   check with a real sshd that nothing is left. [`SshTransport`]'s
-//!   `close` waits for these kills, so they happen before arpanet exits;
+//!   channel does not stop it (sshd only closes its pipes). The SSH
+//!   `signal` request, which sshd delivers to the session's process group,
+//!   is refused for root logins, so the kill also goes around sshd: a
+//!   watcher beside each command of the persistent shell, or a second
+//!   channel killing the process group a command on its own channel
+//!   reported (`abandon.rs`). Only what calls `setsid` itself escapes; the
+//!   tests check with a real sshd, logged in as root and not, that nothing
+//!   is left. [`SshTransport`]'s `close` waits for these kills, so they
+//!   happen before arpanet exits;
 //! - a silent peer (a partition, a host that froze) would block a command
 //!   forever: keepalives every [`KEEPALIVE`] end the connection after
 //!   [`KEEPALIVE_MAX`] unanswered ones, so a lost host is reported
