@@ -850,8 +850,7 @@ impl SshTransport {
                     msg = reader.wait() => match msg {
                         Some(ChannelMsg::Data { data }) => received.stdout(&data),
                         Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                            let mut printed = Vec::new();
-                            reported.stderr(&data, &mut printed);
+                            let printed = reported.stderr(&data);
                             if printed.is_empty() || !received.stderr(&printed) {
                                 continue;
                             }

@@ -23,6 +23,7 @@
 //! The kill runs as a task recorded in the connection's kills, which
 //! `SshTransport::close` waits for, so it happens before arpanet exits.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -166,7 +167,7 @@ async fn until_closed(reader: &mut russh::ChannelReadHalf, way: &mut Way) {
             ChannelMsg::Close => return,
             ChannelMsg::ExtendedData { data, ext: 1 } => {
                 if let Way::Group(reported) = way {
-                    reported.stderr(&data, &mut Vec::new());
+                    reported.stderr(&data);
                 }
             }
             _ => {}
@@ -219,18 +220,20 @@ impl Reported {
         (reported, wrapped)
     }
 
-    /// Take stderr's `data`, adding what the command printed to `out`.
-    pub(super) fn stderr(&mut self, data: &[u8], out: &mut Vec<u8>) {
+    /// Take stderr's `data`: what the command printed in it (all of it,
+    /// once the line has passed).
+    pub(super) fn stderr<'d>(&mut self, data: &'d [u8]) -> Cow<'d, [u8]> {
         if self.passed {
-            out.extend_from_slice(data);
-            return;
+            return Cow::Borrowed(data);
         }
+        let mut out = Vec::new();
         self.line.push(data, &mut |d| out.extend_from_slice(d));
         if self.line.ended() {
             self.pid = self.line.status();
             self.passed = true;
             out.extend_from_slice(self.line.trailer());
         }
+        Cow::Owned(out)
     }
 
     /// At the end of the channel: what was held back while looking for a
@@ -262,7 +265,7 @@ mod tests {
             let data = format!("banner {mark}\n{mark} 4242\nerr: {mark} x\n");
             let mut out = Vec::new();
             for chunk in data.as_bytes().chunks(size) {
-                reported.stderr(chunk, &mut out);
+                out.extend_from_slice(&reported.stderr(chunk));
             }
             reported.finish(&mut out);
             assert_eq!(reported.pid, Some(4242), "chunks of {size}");
@@ -276,7 +279,7 @@ mod tests {
         // No line at all: everything comes back, the held part at the end.
         let (mut reported, _) = Reported::wrap("true");
         let mut out = Vec::new();
-        reported.stderr(b"sh: 1: cannot fork __arp", &mut out);
+        out.extend_from_slice(&reported.stderr(b"sh: 1: cannot fork __arp"));
         reported.finish(&mut out);
         assert_eq!(out, b"sh: 1: cannot fork __arp");
         assert_eq!(reported.pid, None);
@@ -290,8 +293,7 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(3));
-        let mut err = Vec::new();
-        reported.stderr(&out.stderr, &mut err);
+        let mut err = reported.stderr(&out.stderr).into_owned();
         reported.finish(&mut err);
         assert_eq!(err, b"err\n");
         // The shell sshd would start, here made a session leader by
