@@ -848,10 +848,14 @@ impl SshTransport {
                     // reading. Behind a gate, stdin waits for its line.
                     _ = &mut feed, if !fed && received.passed() => fed = true,
                     msg = reader.wait() => match msg {
-                        Some(ChannelMsg::Data { data }) => received.stdout(&data),
+                        Some(ChannelMsg::Data { data }) => {
+                            let printed = reported.stdout(&data);
+                            if !printed.is_empty() {
+                                received.stdout(&printed);
+                            }
+                        }
                         Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                            let printed = reported.stderr(&data);
-                            if printed.is_empty() || !received.stderr(&printed) {
+                            if !received.stderr(&data) {
                                 continue;
                             }
                             // A fresh password prompt.
@@ -897,7 +901,7 @@ impl SshTransport {
             let mut held = Vec::new();
             reported.finish(&mut held);
             if !held.is_empty() {
-                received.stderr(&held);
+                received.stdout(&held);
             }
             if !closed {
                 // The channel went away without the server closing it: the

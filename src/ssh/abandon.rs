@@ -14,7 +14,7 @@
 //!   line written there makes it TERM the shell's process group, then KILL
 //!   it half a second later;
 //! - a command on a channel of its own is started behind one line that
-//!   reports its process id on stderr (taken out of the output again, see
+//!   reports its process id on stdout (taken out of the output again, see
 //!   [`Reported`]); a second channel kills that process group, TERM then
 //!   KILL, when the first attempt has not closed the channel within half a
 //!   second;
@@ -160,14 +160,14 @@ impl Drop for Abandon {
 }
 
 /// Read `reader` until its channel closes, taking the reported process id
-/// from its stderr on the way.
+/// from its stdout on the way.
 async fn until_closed(reader: &mut russh::ChannelReadHalf, way: &mut Way) {
     while let Some(msg) = reader.wait().await {
         match msg {
             ChannelMsg::Close => return,
-            ChannelMsg::ExtendedData { data, ext: 1 } => {
+            ChannelMsg::Data { data } => {
                 if let Way::Group(reported) = way {
-                    reported.stderr(&data);
+                    reported.stdout(&data);
                 }
             }
             _ => {}
@@ -193,11 +193,13 @@ async fn kill_group(handle: &Handle<ClientHandler>, pid: u32) -> Option<russh::C
     Some(reader)
 }
 
-/// The stderr of a command on a channel of its own, behind the line that
+/// The stdout of a command on a channel of its own, behind the line that
 /// reports its process id: `MARK PID`, where MARK is a fresh random nonce
 /// for each command. That line is taken out and everything else handed on
 /// byte for byte; what comes before it (a login shell's banner) too. Only
 /// what may be the line's beginning is held back while looking for it.
+/// Stdout, not stderr: sshd sends what it read from stdout first, so a
+/// first write there keeps a command's stdout, then stderr, in that order.
 pub(super) struct Reported {
     line: Framed,
     /// The reported process id, once the line has shown.
@@ -211,7 +213,7 @@ impl Reported {
     /// process id with it.
     pub(super) fn wrap(command: &str) -> (Reported, String) {
         let mark = format!("__arpanet_{:032x}__", rand::random::<u128>());
-        let wrapped = format!("printf '%s %s\\n' {mark} \"$$\" >&2\n{command}");
+        let wrapped = format!("printf '%s %s\\n' {mark} \"$$\"\n{command}");
         let reported = Reported {
             line: Framed::new(format!("{mark} ")),
             pid: None,
@@ -220,9 +222,9 @@ impl Reported {
         (reported, wrapped)
     }
 
-    /// Take stderr's `data`: what the command printed in it (all of it,
+    /// Take stdout's `data`: what the command printed in it (all of it,
     /// once the line has passed).
-    pub(super) fn stderr<'d>(&mut self, data: &'d [u8]) -> Cow<'d, [u8]> {
+    pub(super) fn stdout<'d>(&mut self, data: &'d [u8]) -> Cow<'d, [u8]> {
         if self.passed {
             return Cow::Borrowed(data);
         }
@@ -265,7 +267,7 @@ mod tests {
             let data = format!("banner {mark}\n{mark} 4242\nerr: {mark} x\n");
             let mut out = Vec::new();
             for chunk in data.as_bytes().chunks(size) {
-                out.extend_from_slice(&reported.stderr(chunk));
+                out.extend_from_slice(&reported.stdout(chunk));
             }
             reported.finish(&mut out);
             assert_eq!(reported.pid, Some(4242), "chunks of {size}");
@@ -279,7 +281,7 @@ mod tests {
         // No line at all: everything comes back, the held part at the end.
         let (mut reported, _) = Reported::wrap("true");
         let mut out = Vec::new();
-        out.extend_from_slice(&reported.stderr(b"sh: 1: cannot fork __arp"));
+        out.extend_from_slice(&reported.stdout(b"sh: 1: cannot fork __arp"));
         reported.finish(&mut out);
         assert_eq!(out, b"sh: 1: cannot fork __arp");
         assert_eq!(reported.pid, None);
@@ -287,18 +289,18 @@ mod tests {
 
     #[test]
     fn the_wrapper_reports_the_process_group_leader_and_runs_the_command() {
-        let (mut reported, wrapped) = Reported::wrap("echo $$; echo err >&2; exit 3");
+        let (mut reported, wrapped) = Reported::wrap("echo err >&2; echo $$; exit 3");
         let out = std::process::Command::new("setsid")
             .args(["-w", "/bin/sh", "-c", &wrapped])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(3));
-        let mut err = reported.stderr(&out.stderr).into_owned();
-        reported.finish(&mut err);
-        assert_eq!(err, b"err\n");
+        assert_eq!(out.stderr, b"err\n");
+        let mut printed = reported.stdout(&out.stdout).into_owned();
+        reported.finish(&mut printed);
         // The shell sshd would start, here made a session leader by
         // `setsid` as sshd does: the id it reports is its own.
         let pid = reported.pid.expect("a reported process id");
-        assert_eq!(out.stdout, format!("{pid}\n").as_bytes());
+        assert_eq!(printed, format!("{pid}\n").as_bytes());
     }
 }
