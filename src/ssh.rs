@@ -57,8 +57,6 @@ use russh::client::{self, AuthResult, Handle};
 use russh::keys::agent::client::AgentClient;
 use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use russh::{ChannelMsg, Disconnect, Sig};
-
-use abandon::{Abandon, Kills, Reported, Way};
 use tokio::net::TcpStream;
 use tokio::sync::{OnceCell, Semaphore};
 
@@ -67,6 +65,7 @@ use crate::transport::{
     Capped, Connector, Gate, Gated, HostKeyChecking, Lines, Output, Pipe, Proxy, SessionMode, Sink,
     Stream, Target, Transport,
 };
+use abandon::{Abandon, Kills, Reported, Way};
 use known_hosts::{KnownHosts, ServerKey, Status};
 
 /// Handshakes in flight to one server address when the caller has no
