@@ -377,6 +377,7 @@ fn a_timed_out_command_of_a_root_login_is_killed_in_both_session_modes() {
             "{mode}: {run}"
         );
         assert!(run.stdout.contains("ignored=2"), "{mode}: {run}");
+        let mut left = Vec::new();
         for (name, _, pidfile, mark) in &commands {
             let pid = std::fs::read_to_string(pidfile).unwrap_or_else(|e| {
                 panic!("{mode}: no pid file for `{name}` ({e}): it never ran\n{run}")
@@ -385,16 +386,16 @@ fn a_timed_out_command_of_a_root_login_is_killed_in_both_session_modes() {
             // It did run as root.
             let owner = std::fs::metadata(pidfile).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
             assert_eq!(owner.ok(), Some(0), "{mode} {name}");
-            let gone = eventually(Duration::from_secs(5), || !sleeping(&pid, mark));
-            if !gone {
+            if !eventually(Duration::from_secs(5), || !sleeping(&pid, mark)) {
                 // Leave nothing behind on this machine.
                 let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                left.push(format!("`{name}` (pid {pid})"));
             }
-            assert!(
-                gone,
-                "{mode}: `{name}`, timed out, still runs on the host (pid {pid})\n{run}"
-            );
         }
+        assert!(
+            left.is_empty(),
+            "{mode}: timed out, still running on the host: {left:?}\n{run}"
+        );
     }
 }
 
