@@ -24,19 +24,21 @@
 //!   the fingerprint and what to do, not as russh's generic "disconnected";
 //! - a command whose exec is abandoned (a task timeout, Ctrl-C) keeps
 //!   running on the host unless it is killed: without a pty, closing the
-//!   channel does not stop it (sshd only closes its pipes). So the dropped
-//!   exec sends the SSH `signal` channel request, TERM then KILL, which
-//!   OpenSSH's sshd (since 7.9) delivers with `killpg` to the session's
-//!   process group: the login shell and everything it started, background
-//!   jobs included (only what calls `setsid` itself escapes). This needs no
-//!   wrapper around the user's command and no second channel; the tests
-//!   check with a real sshd that nothing is left. [`SshTransport`]'s
-//!   `close` waits for these kills, so they happen before arpanet exits;
+//!   channel does not stop it (sshd only closes its pipes). The SSH
+//!   `signal` request, which sshd delivers to the session's process group,
+//!   is refused for root logins, so the kill also goes around sshd: a
+//!   watcher beside each command of the persistent shell, or a second
+//!   channel killing the process group a command on its own channel
+//!   reported (`abandon.rs`). Only what calls `setsid` itself escapes; the
+//!   tests check with a real sshd, logged in as root and not, that nothing
+//!   is left. [`SshTransport`]'s `close` waits for these kills, so they
+//!   happen before arpanet exits;
 //! - a silent peer (a partition, a host that froze) would block a command
 //!   forever: keepalives every [`KEEPALIVE`] end the connection after
 //!   [`KEEPALIVE_MAX`] unanswered ones, so a lost host is reported
 //!   unreachable after 12 s of silence: within 15 s, as the README says.
 
+mod abandon;
 pub mod config;
 pub(crate) mod jump;
 pub mod known_hosts;
@@ -63,6 +65,7 @@ use crate::transport::{
     Capped, Connector, Gate, Gated, HostKeyChecking, Lines, Output, Pipe, Proxy, SessionMode, Sink,
     Stream, Target, Transport,
 };
+use abandon::{Abandon, Kills, Reported, Way};
 use known_hosts::{KnownHosts, ServerKey, Status};
 
 /// Handshakes in flight to one server address when the caller has no
@@ -74,9 +77,6 @@ pub const DEFAULT_MAX_STARTS: usize = 8;
 /// session's slot only after it has handled the packets that arrived with
 /// our close (which may include the next open).
 const MAX_SESSIONS: usize = 6;
-
-/// How often a refused session channel is retried (see [`MAX_SESSIONS`]).
-const OPEN_RETRIES: u32 = 20;
 
 /// Silence after which a keepalive is sent.
 const KEEPALIVE: Duration = Duration::from_secs(3);
@@ -411,7 +411,7 @@ impl SshConnector {
             ),
             host: target.name.clone(),
             chain,
-            handle,
+            handle: Arc::new(handle),
             sessions: Semaphore::new(MAX_SESSIONS),
             kills: Arc::default(),
             via,
@@ -671,7 +671,7 @@ pub struct SshTransport {
     /// `user@address:port` of this connection, after those of the jump
     /// hosts it runs through (`a@b:22 > u@10.0.0.5:22`).
     chain: String,
-    handle: Handle<ClientHandler>,
+    handle: Arc<Handle<ClientHandler>>,
     sessions: Semaphore,
     /// The kills of abandoned commands still under way (see [`Abandon`]).
     kills: Kills,
@@ -714,8 +714,6 @@ impl From<Error> for Attempt {
         }
     }
 }
-
-type Kills = Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>;
 
 impl SshTransport {
     fn touch(&self) {
@@ -767,18 +765,9 @@ impl SshTransport {
     /// Open a session channel, retrying for a moment when sshd refuses it:
     /// it may not have freed the slots of channels that just closed.
     async fn open_session(&self, what: &str) -> Result<russh::Channel<client::Msg>> {
-        let mut attempt = 0;
-        loop {
-            match self.handle.channel_open_session().await {
-                Ok(channel) => return Ok(channel),
-                Err(russh::Error::ChannelOpenFailure(_)) if attempt < OPEN_RETRIES => {
-                    attempt += 1;
-                    let pause = Duration::from_millis(10 * u64::from(attempt.min(10)));
-                    tokio::time::sleep(pause).await;
-                }
-                Err(e) => return Err(self.channel_error(what, e)),
-            }
-        }
+        abandon::open_session(&self.handle)
+            .await
+            .map_err(|e| self.channel_error(what, e))
     }
 
     async fn run(
@@ -825,17 +814,20 @@ impl SshTransport {
             .await
             .map_err(|_| Error::Internal("session semaphore closed".into()))?;
         let channel = self.open_session(&what).await?;
-        let mut guard = Abandon {
-            channel: Some(channel.split()),
-            kills: Arc::clone(&self.kills),
-        };
+        let (reported, wrapped) = Reported::wrap(command);
+        let mut guard = Abandon::new(channel, Way::Group(reported), &self.kills, &self.handle);
         let mut received = Received::new(gate, sink);
         {
-            let Some((reader, writer)) = guard.channel.as_mut() else {
+            let Abandon {
+                channel: Some((reader, writer)),
+                way: Way::Group(reported),
+                ..
+            } = &mut guard
+            else {
                 return Err(Error::Internal("channel writer missing".into()));
             };
             writer
-                .exec(true, command)
+                .exec(true, wrapped)
                 .await
                 .map_err(|_| self.lost(&what))?;
             let writer = &*writer;
@@ -855,7 +847,12 @@ impl SshTransport {
                     // reading. Behind a gate, stdin waits for its line.
                     _ = &mut feed, if !fed && received.passed() => fed = true,
                     msg = reader.wait() => match msg {
-                        Some(ChannelMsg::Data { data }) => received.stdout(&data),
+                        Some(ChannelMsg::Data { data }) => {
+                            let printed = reported.stdout(&data);
+                            if !printed.is_empty() {
+                                received.stdout(&printed);
+                            }
+                        }
                         Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
                             if !received.stderr(&data) {
                                 continue;
@@ -899,6 +896,11 @@ impl SshTransport {
                         None => break,
                     },
                 }
+            }
+            let mut held = Vec::new();
+            reported.finish(&mut held);
+            if !held.is_empty() {
+                received.stdout(&held);
             }
             if !closed {
                 // The channel went away without the server closing it: the
@@ -1046,10 +1048,7 @@ impl SshTransport {
             .await
             .map_err(|_| Error::Internal("session semaphore closed".into()))?;
         let channel = self.open_session(&what).await?;
-        let mut guard = Abandon {
-            channel: Some(channel.split()),
-            kills: Arc::clone(&self.kills),
-        };
+        let mut guard = Abandon::new(channel, Way::Terminal, &self.kills, &self.handle);
         let Some((reader, writer)) = guard.channel.as_mut() else {
             return Err(Error::Internal("channel writer missing".into()));
         };
@@ -1220,58 +1219,6 @@ impl Transport for SshTransport {
                 .disconnect(Disconnect::ByApplication, "bye", "en")
                 .await;
         })
-    }
-}
-
-/// Kills the command of an exec whose future was dropped before the server
-/// closed its channel (a task timeout, Ctrl-C): TERM, then KILL until the
-/// server closes the channel, then closes it itself as a last resort.
-/// Closing alone is not enough: the command keeps running, and sshd keeps
-/// the session (and its `MaxSessions` slot) until it exits. KILL is
-/// repeated because sshd ignores a signal that arrives before the command
-/// has set up its process group. The kill runs as a task recorded in
-/// `kills`, which [`SshTransport`]'s `close` waits for.
-struct Abandon {
-    channel: Option<(russh::ChannelReadHalf, russh::ChannelWriteHalf<client::Msg>)>,
-    kills: Kills,
-}
-
-impl Drop for Abandon {
-    fn drop(&mut self) {
-        let Some((mut reader, writer)) = self.channel.take() else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let kill = runtime.spawn(async move {
-            for attempt in 0..5 {
-                let (signal, wait) = match attempt {
-                    0 => (Sig::TERM, 500),
-                    _ => (Sig::KILL, 250),
-                };
-                if writer.signal(signal).await.is_err() {
-                    return;
-                }
-                let closed = async {
-                    while let Some(msg) = reader.wait().await {
-                        if matches!(msg, ChannelMsg::Close) {
-                            break;
-                        }
-                    }
-                };
-                if tokio::time::timeout(Duration::from_millis(wait), closed)
-                    .await
-                    .is_ok()
-                {
-                    return;
-                }
-            }
-            let _ = writer.close().await;
-        });
-        let mut kills = self.kills.lock().unwrap_or_else(|p| p.into_inner());
-        kills.retain(|k| !k.is_finished());
-        kills.push(kill);
     }
 }
 

@@ -323,6 +323,82 @@ fn a_task_timeout_fails_the_task_and_kills_its_command() {
     );
 }
 
+/// Whether process `pid` still runs `sleep MARKER` (a pid reused since
+/// runs something else).
+fn sleeping(pid: &str, marker: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        args.windows(2)
+            .any(|w| w[0].ends_with(b"sleep") && w[1] == marker.as_bytes())
+    })
+}
+
+#[test]
+fn a_timed_out_command_of_a_root_login_is_killed_in_both_session_modes() {
+    // sshd refuses SSH `signal` requests without post-auth privilege
+    // separation, which root logins never have ("session signalling
+    // requires privilege separation"): the kill must not depend on them.
+    let mut cluster = Cluster::start(1);
+    cluster.user = "root".into();
+    let inventory = cluster.inventory(&[]);
+    for mode in ["persistent", "exec"] {
+        // A command that dies on TERM, then one that ignores it (KILL
+        // must follow); the second task also needs a new shell.
+        let commands = [("plain", ""), ("stubborn", "trap \"\" TERM; ")].map(|(name, trap)| {
+            let pidfile = cluster.dir().join(format!("{name}-{mode}.pid"));
+            (name, trap, pidfile, marker())
+        });
+        let tasks: String = commands
+            .iter()
+            .map(|(name, trap, pidfile, mark)| {
+                format!(
+                    "    - name: {name}\n      shell: sh -c '{trap}echo $$ > {}; exec sleep {mark}'\n      \
+                     timeout: 2\n      ignore_errors: true\n",
+                    pidfile.display()
+                )
+            })
+            .collect();
+        let playbook = cluster.write_file(
+            &format!("root-{mode}.yml"),
+            &format!("- hosts: all\n  tasks:\n{tasks}"),
+        );
+        let run = cluster.run(&[
+            "run",
+            "-i",
+            inventory.to_str().unwrap(),
+            playbook.to_str().unwrap(),
+            "--session",
+            mode,
+        ]);
+        assert_eq!(run.code, 0, "{mode}: {run}");
+        assert_eq!(
+            run.stdout.matches("timed out after 2 s").count(),
+            2,
+            "{mode}: {run}"
+        );
+        assert!(run.stdout.contains("ignored=2"), "{mode}: {run}");
+        let mut left = Vec::new();
+        for (name, _, pidfile, mark) in &commands {
+            let pid = std::fs::read_to_string(pidfile).unwrap_or_else(|e| {
+                panic!("{mode}: no pid file for `{name}` ({e}): it never ran\n{run}")
+            });
+            let pid = pid.trim().to_owned();
+            // It did run as root.
+            let owner = std::fs::metadata(pidfile).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+            assert_eq!(owner.ok(), Some(0), "{mode} {name}");
+            if !eventually(Duration::from_secs(5), || !sleeping(&pid, mark)) {
+                // Leave nothing behind on this machine.
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                left.push(format!("`{name}` (pid {pid})"));
+            }
+        }
+        assert!(
+            left.is_empty(),
+            "{mode}: timed out, still running on the host: {left:?}\n{run}"
+        );
+    }
+}
+
 /// A TCP proxy to `upstream` that forwards until `freeze` is set, then
 /// drops everything in both directions while keeping the connections open,
 /// as a network partition does.

@@ -228,6 +228,42 @@ async fn an_abandoned_command_is_killed_and_the_next_one_runs() {
     ssh.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_is_left_running_on_the_host_between_commands() {
+    let cluster = Cluster::start(1);
+    let ssh = connect(&cluster.target(0)).await;
+    for i in 0..20 {
+        let stdin = format!("in {i}\n");
+        let out = ssh
+            .exec(&format!("echo {i}; cat >&2"), Some(stdin.as_bytes()))
+            .await
+            .unwrap();
+        assert_eq!((out.stdout, out.stderr), (format!("{i}\n"), stdin));
+        let out = ssh.exec("echo quiet >&2; exit 7", None).await.unwrap();
+        assert_eq!((out.stderr.as_str(), out.status), ("quiet\n", 7));
+    }
+    // Idle: the persistent shell alone (each command's watcher went with
+    // it); with a channel per command, nothing.
+    let expected = match session_mode() {
+        SessionMode::Persistent => 1,
+        SessionMode::Exec => 0,
+    };
+    let mut left = Vec::new();
+    for _ in 0..40 {
+        left = cluster.hosts[0]
+            .session_commands()
+            .into_iter()
+            .filter(|c| !c.starts_with("sshd"))
+            .collect::<Vec<_>>();
+        if left.len() == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(left.len(), expected, "{left:?}");
+    ssh.close().await;
+}
+
 fn rand_suffix() -> u32 {
     std::process::id() % 1000
 }

@@ -8,7 +8,9 @@
 //! line of script to its stdin:
 //!
 //! ```sh
-//! "${SHELL:-/bin/sh}" -c 'COMMAND' </dev/null; printf '%s:%s\n' MARK "$?"; printf '%s\n' MARK >&2
+//! exec 3<&0; WATCHER w=$!; exec 3<&-;
+//! "${SHELL:-/bin/sh}" -c 'COMMAND' </dev/null; s=$?; { kill -KILL $w; wait $w; } 2>/dev/null;
+//! printf '%s:%s\n' MARK "$s"; printf '%s\n' MARK >&2
 //! ```
 //!
 //! - The command runs as `ssh host COMMAND` would run it: by the login
@@ -23,11 +25,19 @@
 //!   Memory stays bounded: only MARK's length is held back while looking
 //!   for it.
 //!
+//! - While the command runs, nothing else is written to the shell, so a
+//!   watcher ([`WATCHER`], a background process) reads the shell's input
+//!   beside it: a line there means the command was abandoned (a task
+//!   timeout, Ctrl-C: see `abandon.rs`), and the watcher kills the shell's
+//!   process group, command included, with no help from sshd (which
+//!   refuses SSH signals for root logins). When the command ends first,
+//!   the shell stops the watcher before it writes the marks, so the next
+//!   line of script is the shell's.
+//!
 //! A command that ends the shell itself (`kill $PPID`, `kill 0`) fails
 //! with a message saying so, and the next command opens a new shell; a
-//! command abandoned (a task timeout, Ctrl-C) takes the shell with it: the
-//! channel's process group is killed (see [`Abandon`]) and the next command
-//! opens a new one. Commands that need a terminal, a password fed on
+//! command abandoned takes the shell with it: its process group is killed
+//! and the next command opens a new one. Commands that need a terminal, a password fed on
 //! demand, or stdin streamed (more than [`INLINE_MAX`], or behind a gate)
 //! get a channel of their own, as in `--session exec`.
 //!
@@ -36,12 +46,11 @@
 //! does not hold up the task; what it prints later is dropped while the
 //! shell is idle, or taken for the output of the command running then.
 
-use std::sync::Arc;
-
 use futures::FutureExt as _;
 use russh::ChannelMsg;
 
-use super::{signal_number, Abandon, Received, SshTransport};
+use super::abandon::{Abandon, Way};
+use super::{signal_number, Received, SshTransport};
 use crate::error::{Error, Result};
 use crate::transport::{quote, Gate, Gated, Sink};
 
@@ -53,11 +62,12 @@ pub(super) const INLINE_MAX: usize = 256 << 10;
 /// reads the control stream.
 const START: &str = "exec /bin/sh";
 
-/// The shell's first line. It outlives a HUP, INT or TERM that sshd sends
-/// its process group (an abandoned command, see [`Abandon`]), so that the
-/// KILL that follows still reaches a command that ignores TERM: sshd
-/// signals a session only while its first process lives. Commands get the
-/// default handlers back (a caught signal is reset by `exec`).
+/// The shell's first line. It outlives a HUP, INT or TERM that sshd or the
+/// watcher sends its process group (an abandoned command, see [`Abandon`]),
+/// so that the KILL that follows still reaches a command that ignores
+/// TERM: sshd signals a session only while its first process lives.
+/// Commands get the default handlers back (a caught signal is reset by
+/// `exec`).
 const SETUP: &str = "trap : HUP INT TERM\n";
 
 /// Whether `command` can run in the shell: no NUL byte (it could not be
@@ -81,10 +91,7 @@ impl Shell {
     pub(super) async fn open(transport: &SshTransport) -> Result<Shell> {
         let what = "while starting the persistent shell";
         let channel = transport.open_session(what).await?;
-        let mut guard = Abandon {
-            channel: Some(channel.split()),
-            kills: Arc::clone(&transport.kills),
-        };
+        let mut guard = Abandon::new(channel, Way::Watcher, &transport.kills, &transport.handle);
         let Some((_, writer)) = guard.channel.as_mut() else {
             return Err(Error::Internal("shell channel missing".into()));
         };
@@ -237,16 +244,30 @@ fn how_it_ended(msg: &ChannelMsg) -> Option<String> {
     }
 }
 
+/// The watcher started beside each command (see the module docs), on a
+/// copy of the shell's input in fd 3: it ignores the signals sshd may send
+/// the process group, and once a line arrives on that input it starts a
+/// killer (a process of its own, so that the shell's stopping the watcher
+/// does not stop it) that TERMs the group, then KILLs it half a second
+/// later. The end of the input alone (a lost connection) kills nothing,
+/// as with a channel per command. Its output goes nowhere, so it never
+/// holds the channel open.
+const WATCHER: &str =
+    "(trap '' HUP INT TERM; read -r x || exit; (kill -TERM 0; sleep 0.5 || sleep 1; \
+                       kill -KILL 0) &) <&3 >/dev/null 2>&1 &";
+
 /// The line of script that runs `command` in the shell (see the module
-/// docs).
+/// docs). The watcher is stopped with KILL and reaped with the shell's
+/// stderr closed: shells report a job killed by a signal there.
 fn script(command: &str, stdin: Option<&[u8]>, mark: &str) -> String {
     let (input, redirect) = match stdin {
         Some(data) => (format!("printf '{}' | ", escape(data)), ""),
         None => (String::new(), " </dev/null"),
     };
     format!(
-        "{input}\"${{SHELL:-/bin/sh}}\" -c {}{redirect}; printf '%s:%s\\n' {mark} \"$?\"; \
-         printf '%s\\n' {mark} >&2\n",
+        "exec 3<&0; {WATCHER} w=$!; exec 3<&-; \
+         {input}\"${{SHELL:-/bin/sh}}\" -c {}{redirect}; s=$?; {{ kill -KILL $w; wait $w; }} 2>/dev/null; \
+         printf '%s:%s\\n' {mark} \"$s\"; printf '%s\\n' {mark} >&2\n",
         quote(command)
     )
 }
@@ -273,7 +294,7 @@ fn escape(data: &[u8]) -> String {
 /// One output stream of a command in the shell, up to its end mark:
 /// everything before the mark is handed on as it arrives except an end
 /// that may be the mark's beginning (shorter than the mark).
-struct Framed {
+pub(super) struct Framed {
     mark: Vec<u8>,
     held: Vec<u8>,
     /// What followed the mark, once it has shown.
@@ -281,7 +302,7 @@ struct Framed {
 }
 
 impl Framed {
-    fn new(mark: String) -> Framed {
+    pub(super) fn new(mark: String) -> Framed {
         Framed {
             mark: mark.into_bytes(),
             held: Vec::new(),
@@ -289,7 +310,7 @@ impl Framed {
         }
     }
 
-    fn push(&mut self, data: &[u8], each: &mut dyn FnMut(&[u8])) {
+    pub(super) fn push(&mut self, data: &[u8], each: &mut dyn FnMut(&[u8])) {
         if let Some(after) = &mut self.after {
             after.extend_from_slice(data);
             return;
@@ -317,7 +338,7 @@ impl Framed {
 
     /// The mark has shown, and (on stdout, whose mark ends in `:`) the
     /// status line after it.
-    fn ended(&self) -> bool {
+    pub(super) fn ended(&self) -> bool {
         match &self.after {
             None => false,
             Some(after) => self.mark.ends_with(b"\n") || after.contains(&b'\n'),
@@ -325,10 +346,24 @@ impl Framed {
     }
 
     /// The exit status written after the mark.
-    fn status(&self) -> Option<u32> {
+    pub(super) fn status(&self) -> Option<u32> {
         let after = self.after.as_ref()?;
         let line = after.split(|&b| b == b'\n').next()?;
         std::str::from_utf8(line).ok()?.trim().parse().ok()
+    }
+
+    /// What followed the line after the mark, once it has ended.
+    pub(super) fn trailer(&self) -> &[u8] {
+        let after = self.after.as_deref().unwrap_or_default();
+        match memchr::memchr(b'\n', after) {
+            Some(at) => &after[at + 1..],
+            None => &[],
+        }
+    }
+
+    /// What is held back as the mark's possible beginning.
+    pub(super) fn held(&self) -> &[u8] {
+        &self.held
     }
 }
 
