@@ -42,6 +42,13 @@
 //!   trusts the new CA succeeds, `kv get` works, and a checkout holding
 //!   A's old files is refused, naming both CAs' fingerprints; every agent
 //!   still uses its own token after those three restarts.
+//! - `rotate --certs --yes` from A gives every agent a new certificate from
+//!   the same CA with at most one server down and never more than 3 s
+//!   without a leader: every server's RPC port (8300) shows a certificate
+//!   other than before (fingerprints read with `openssl s_client` from
+//!   here, before and after), the one A now holds for that node, verified
+//!   against A's CA, which is unchanged here and on every node; `kv get`
+//!   works, and every agent still uses its own token.
 //! - `rotate --tokens --yes` from A gives the cluster a new management
 //!   token and new agent tokens with at most one server down and never
 //!   more than 3 s without a leader at any 0.5 s sample: the old
@@ -604,7 +611,8 @@ fn a_second_checkout_adopts_the_cluster_secrets_a_differing_one_is_refused_and_r
     }
 
     rotate_tls(&lab, &token, &mut phases);
-    // Three restarts of every agent later, each still uses its own token
+    rotate_certs(&lab, &token, &mut phases);
+    // Four restarts of every agent later, each still uses its own token
     // (the one it persisted when handed it).
     assert_eq!(assert_own_agent_tokens(&lab, &a_tls, &token), own);
 
@@ -1142,6 +1150,82 @@ fn rotate_tls(lab: &Lab, token: &str, phases: &mut Vec<(&str, Duration)>) {
         before,
         "E's refused bootstrap changed a container\n{e}"
     );
+}
+
+/// The certificate each server shows on its RPC port (8300), by node: its
+/// fingerprint, from a TLS handshake made here that trusts the checkout's
+/// `ca.pem` (which must verify it).
+fn served_certificates(lab: &Lab) -> Vec<String> {
+    let tls = lab.dir.join("consul-tls");
+    let host = tls.join("hosts/node1");
+    let (cert, key) = (host.join("server-cert.pem"), host.join("server-key.pem"));
+    (1..=NODES)
+        .map(|n| {
+            let ip = lab.on_node(
+                n,
+                "ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1",
+            );
+            let (ok, said) = handshake(ip.trim(), &tls.join("ca.pem"), &cert, &key);
+            assert!(ok, "node{n}'s RPC certificate does not verify:\n{said}");
+            let pem: String = said
+                .lines()
+                .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+                .take_while(|l| !l.starts_with("-----END CERTIFICATE"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            assert!(!pem.is_empty(), "node{n} showed no certificate:\n{said}");
+            cert_fingerprint(&pem)
+        })
+        .collect()
+}
+
+/// `rotate --certs` from A, and what it left (see the module
+/// documentation).
+fn rotate_certs(lab: &Lab, token: &str, phases: &mut Vec<(&str, Duration)>) {
+    let a_tls = lab.dir.join("consul-tls");
+    let ca = std::fs::read_to_string(a_tls.join("ca.pem")).unwrap();
+    let before = served_certificates(lab);
+    let (rotated, took, (max_down, leaderless, samples)) = sampled_rotate(lab, token, "--certs");
+    phases.push(("rotate --certs from A", took));
+    eprintln!(
+        "rotate --certs: {:.1} s, {samples} samples, at most {max_down} server(s) down, \
+         longest without a leader {leaderless:.1} s\n{}",
+        took.as_secs_f64(),
+        tail(&rotated.stdout, 4)
+    );
+    assert!(samples > 20, "{samples} samples");
+    assert!(max_down <= 1, "{max_down} servers down at once");
+    assert!(leaderless <= 3.0, "{leaderless:.1} s without a leader");
+    lab.assert_healthy();
+    // The CA stays, here and on every node.
+    let after_ca = std::fs::read_to_string(a_tls.join("ca.pem")).unwrap();
+    assert_eq!(cert_fingerprint(&after_ca), cert_fingerprint(&ca));
+    let ca_print = cert_fingerprint(&ca);
+    for n in 1..=NODES {
+        let print = lab.on_node(
+            n,
+            "openssl x509 -in /mnt/arpanet-consul/arpanet/ca.pem -noout -fingerprint -sha256",
+        );
+        assert!(print.trim().ends_with(&ca_print), "node{n}: {print}");
+    }
+    // Every server shows a new certificate, which that CA signed (the
+    // handshake verified it) and which is the one the checkout now holds
+    // for that node.
+    let after = served_certificates(lab);
+    for (n, (old, new)) in before.iter().zip(&after).enumerate() {
+        let node = format!("node{}", n + 1);
+        assert_ne!(old, new, "{node} still shows its old certificate");
+        let issued =
+            std::fs::read_to_string(a_tls.join("hosts").join(&node).join("server-cert.pem"))
+                .unwrap();
+        assert_eq!(
+            *new,
+            cert_fingerprint(&issued),
+            "{node} shows a certificate other than the one issued for it"
+        );
+    }
+    let got = lab.run("kv", &["get", "acl-probe"]);
+    assert_eq!((got.code, got.stdout.trim()), (0, "yes"), "{got}");
 }
 
 /// The refusal's short fingerprint of a certificate: its first 8 bytes.
