@@ -49,9 +49,13 @@
 //!   here, before and after), the one A now holds for that node, verified
 //!   against A's CA, which is unchanged here and on every node; `kv get`
 //!   works, and every agent still uses its own token.
-//! - `rotate --tokens --yes` from A gives the cluster a new management
+//! - `rotate --tokens --yes` from A, killed (SIGKILL) once the first server
+//!   it restarts has passed its gates, then run again to the end (taking
+//!   over the killed run's lock), gives the cluster a new management
 //!   token and new agent tokens with at most one server down and never
-//!   more than 3 s without a leader at any 0.5 s sample: the old
+//!   more than 3 s without a leader at any 0.5 s sample over both runs:
+//!   the resumed run restarts every server but the one the cut run
+//!   restarted (their containers' start times), the old
 //!   management token and every old agent token get 403 `ACL not found`,
 //!   the new ones are answered, every agent uses its new own token, every
 //!   server's `acl.json` names the new master token, `kv get` works, and
@@ -644,17 +648,56 @@ fn rotate_tokens(
     let token = format!(r#"{{"SecretID":"{sampler}","Policies":[{{"Name":"test-sampler"}}]}}"#);
     let (status, body) = consul(lab, "PUT", "/v1/acl/token", management, Some(&token));
     assert_eq!(status, 200, "{body}");
-    let (rotated, took, (max_down, leaderless, samples)) = sampled_rotate(lab, sampler, "--tokens");
-    phases.push(("rotate --tokens from A", took));
+    // A first run, killed (SIGKILL) once the first server it restarted has
+    // passed its gates; then a second run to the end. Each node samples its
+    // own agent throughout.
+    start_samplers(lab, sampler);
+    std::thread::sleep(Duration::from_secs(2));
+    let started = server_starts(lab);
+    let clock = Instant::now();
+    let (cut, first) = cut_after_first_restart(lab);
+    phases.push(("rotate --tokens, cut short", clock.elapsed()));
+    let after_cut = server_starts(lab);
+    let restarted: Vec<usize> = (0..NODES).filter(|&i| started[i] != after_cut[i]).collect();
+    assert_eq!(
+        restarted,
+        [first - 1],
+        "the cut run restarted other servers than node{first}\n{cut}"
+    );
+    let clock = Instant::now();
+    let rotated = lab.run("rotate", &["--tokens", "--yes"]);
+    let took = clock.elapsed();
+    phases.push(("rotate --tokens, resumed", took));
+    std::thread::sleep(Duration::from_secs(2));
+    let (max_down, leaderless, samples) = finish_samplers(lab);
+    assert_eq!(rotated.code, 0, "{rotated}");
     eprintln!(
-        "rotate --tokens: {:.1} s, {samples} samples, at most {max_down} server(s) down, \
-         longest without a leader {leaderless:.1} s\n{}",
+        "rotate --tokens, cut after node{first}'s restart then resumed: the resumed run {:.1} s; \
+         over both, {samples} samples, at most {max_down} server(s) down, longest without a \
+         leader {leaderless:.1} s\n{}",
         took.as_secs_f64(),
         tail(&rotated.stdout, 4)
     );
     assert!(samples > 20, "{samples} samples");
     assert!(max_down <= 1, "{max_down} servers down at once");
     assert!(leaderless <= 3.0, "{leaderless:.1} s without a leader");
+    // The resumed run restarted every server but the one the cut run had.
+    let resumed = server_starts(lab);
+    for i in 0..NODES {
+        if i == first - 1 {
+            assert_eq!(
+                resumed[i], after_cut[i],
+                "the resumed run restarted node{first} again\n{rotated}"
+            );
+        } else {
+            assert_ne!(
+                resumed[i],
+                after_cut[i],
+                "the resumed run did not restart node{}\n{rotated}",
+                i + 1
+            );
+        }
+    }
     lab.assert_healthy();
     let new = std::fs::read_to_string(a_tls.join("acl-management.token")).unwrap();
     let new = new.trim();
@@ -694,12 +737,80 @@ fn rotate_tokens(
     }
     let got = lab.run("kv", &["get", "acl-probe"]);
     assert_eq!((got.code, got.stdout.trim()), (0, "yes"), "{got}");
-    for shown in [&rotated.stdout, &rotated.stderr] {
+    for shown in [&cut.stdout, &cut.stderr, &rotated.stdout, &rotated.stderr] {
         assert!(
             !shown.contains(new) && !shown.contains(management),
             "a token was printed"
         );
     }
+}
+
+/// When each server's Consul container started, by node.
+fn server_starts(lab: &Lab) -> Vec<String> {
+    (1..=NODES)
+        .map(|n| lab.on_node(n, "docker inspect -f '{{.State.StartedAt}}' consul"))
+        .collect()
+}
+
+/// `rotate --tokens --yes` from A, killed with SIGKILL as soon as its
+/// output shows the first server restarted by the followers' play through
+/// its last gate (`gate: every server healthy, a leader, ...` reported for
+/// that server, in that play). What it printed, and that server's number.
+fn cut_after_first_restart(lab: &Lab) -> (crate::support::Run, usize) {
+    use std::io::{BufRead, Read};
+    let inventory = lab.inventory();
+    let args = [
+        "rotate",
+        "-i",
+        inventory.to_str().unwrap(),
+        "--tokens",
+        "--yes",
+    ];
+    let mut child = lab.spawn(&args);
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let (mut stdout, mut play, mut task) = (String::new(), String::new(), String::new());
+    let mut first = None;
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        stdout.push_str(&line);
+        stdout.push('\n');
+        let banner = |word: &str| {
+            line.strip_prefix(word)
+                .and_then(|rest| rest.split_once("] "))
+                .map(|(name, _)| name.to_owned())
+        };
+        if let Some(name) = banner("PLAY [") {
+            play = name;
+        } else if let Some(name) = banner("TASK [") {
+            task = name;
+        } else if play.starts_with("the consul followers restarted")
+            && task.starts_with("gate: every server healthy, a leader")
+        {
+            let host = ["ok: [node", "changed: [node"]
+                .iter()
+                .find_map(|p| line.strip_prefix(p))
+                .and_then(|rest| rest.split(']').next())
+                .and_then(|n| n.parse::<usize>().ok());
+            if host.is_some() {
+                child.kill().unwrap();
+                first = host;
+                break;
+            }
+        }
+    }
+    let status = child.wait().unwrap();
+    let run = crate::support::Run {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr: errors.join().unwrap(),
+    };
+    let first = first.unwrap_or_else(|| panic!("no server restart to cut after\n{run}"));
+    (run, first)
 }
 
 /// `METHOD path` sent to node1's agent with `token` (and `body`): the
