@@ -58,8 +58,9 @@
 //!   restarted (their containers' start times), the old
 //!   management token and every old agent token get 403 `ACL not found`,
 //!   the new ones are answered, every agent uses its new own token, every
-//!   server's `acl.json` names the new master token, `kv get` works, and
-//!   no token was printed.
+//!   server's `acl.json` names the new master token, `kv get` works, no
+//!   token was printed, and a checkout still holding the old management
+//!   token is told by `kv` that Consul refused the token from its file.
 //!
 //! What the nodes hold is read with `docker exec` into the lab's node
 //! containers, independently of arpanet. Phase times are printed
@@ -669,18 +670,13 @@ fn rotate_tokens(
     let took = clock.elapsed();
     phases.push(("rotate --tokens, resumed", took));
     std::thread::sleep(Duration::from_secs(2));
-    let (max_down, leaderless, samples) = finish_samplers(lab);
+    let seen = finish_samplers(lab);
     assert_eq!(rotated.code, 0, "{rotated}");
-    eprintln!(
-        "rotate --tokens, cut after node{first}'s restart then resumed: the resumed run {:.1} s; \
-         over both, {samples} samples, at most {max_down} server(s) down, longest without a \
-         leader {leaderless:.1} s\n{}",
-        took.as_secs_f64(),
-        tail(&rotated.stdout, 4)
+    let what = format!(
+        "rotate --tokens cut after node{first}'s restart, then resumed (samples over both runs, \
+         the time of the resumed one)"
     );
-    assert!(samples > 20, "{samples} samples");
-    assert!(max_down <= 1, "{max_down} servers down at once");
-    assert!(leaderless <= 3.0, "{leaderless:.1} s without a leader");
+    assert_rolled(&what, took, seen, &rotated.stdout);
     // The resumed run restarted every server but the one the cut run had.
     let resumed = server_starts(lab);
     for i in 0..NODES {
@@ -737,6 +733,30 @@ fn rotate_tokens(
     }
     let got = lab.run("kv", &["get", "acl-probe"]);
     assert_eq!((got.code, got.stdout.trim()), (0, "yes"), "{got}");
+    // Checkout E still holds the old management token: its `kv` is
+    // refused, naming that token's file.
+    let e_dir = lab.dir.join("checkout-e");
+    let e_inventory = e_dir.join("inventory.ini");
+    let e_kv = lab
+        .command(&[
+            "kv",
+            "-i",
+            e_inventory.to_str().unwrap(),
+            "get",
+            "acl-probe",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&e_kv.stderr);
+    let file = e_dir.join("consul-tls/acl-management.token");
+    assert!(
+        said.contains(&format!(
+            "consul refused the ACL token from `{}` (HTTP 403: ACL not found)",
+            file.display()
+        )),
+        "E's kv: {said}"
+    );
+    assert!(!said.contains(management), "E's kv printed its token");
     for shown in [&cut.stdout, &cut.stderr, &rotated.stdout, &rotated.stderr] {
         assert!(
             !shown.contains(new) && !shown.contains(management),
@@ -1159,6 +1179,23 @@ fn sampled_rotate(
     (rotated, took, seen)
 }
 
+/// What the samplers saw over a rolled rotation (see [`finish_samplers`]),
+/// printed with the time it took and the end of its output, within the
+/// roll's bounds: enough samples, at most one server down at once, at most
+/// 3 s without a leader.
+fn assert_rolled(what: &str, took: Duration, seen: (usize, f64, usize), stdout: &str) {
+    let (max_down, leaderless, samples) = seen;
+    eprintln!(
+        "{what}: {:.1} s, {samples} samples, at most {max_down} server(s) down, \
+         longest without a leader {leaderless:.1} s\n{}",
+        took.as_secs_f64(),
+        tail(stdout, 4)
+    );
+    assert!(samples > 20, "{samples} samples");
+    assert!(max_down <= 1, "{max_down} servers down at once");
+    assert!(leaderless <= 3.0, "{leaderless:.1} s without a leader");
+}
+
 /// `rotate --tls` from A, and what it left (see the module documentation).
 fn rotate_tls(lab: &Lab, token: &str, phases: &mut Vec<(&str, Duration)>) {
     let a_tls = lab.dir.join("consul-tls");
@@ -1176,17 +1213,9 @@ fn rotate_tls(lab: &Lab, token: &str, phases: &mut Vec<(&str, Duration)>) {
     assert!(copied.success());
     let old_ca_file = e_dir.join("consul-tls/ca.pem");
 
-    let (rotated, took, (max_down, leaderless, samples)) = sampled_rotate(lab, token, "--tls");
+    let (rotated, took, seen) = sampled_rotate(lab, token, "--tls");
     phases.push(("rotate --tls from A", took));
-    eprintln!(
-        "rotate --tls: {:.1} s, {samples} samples, at most {max_down} server(s) down, \
-         longest without a leader {leaderless:.1} s",
-        took.as_secs_f64()
-    );
-    eprintln!("rotate --tls:\n{}", tail(&rotated.stdout, 4));
-    assert!(samples > 20, "{samples} samples");
-    assert!(max_down <= 1, "{max_down} servers down at once");
-    assert!(leaderless <= 3.0, "{leaderless:.1} s without a leader");
+    assert_rolled("rotate --tls", took, seen, &rotated.stdout);
     lab.assert_healthy();
 
     let new_ca = std::fs::read_to_string(a_tls.join("ca.pem")).unwrap();
@@ -1296,17 +1325,9 @@ fn rotate_certs(lab: &Lab, token: &str, phases: &mut Vec<(&str, Duration)>) {
     let a_tls = lab.dir.join("consul-tls");
     let ca = std::fs::read_to_string(a_tls.join("ca.pem")).unwrap();
     let before = served_certificates(lab);
-    let (rotated, took, (max_down, leaderless, samples)) = sampled_rotate(lab, token, "--certs");
+    let (rotated, took, seen) = sampled_rotate(lab, token, "--certs");
     phases.push(("rotate --certs from A", took));
-    eprintln!(
-        "rotate --certs: {:.1} s, {samples} samples, at most {max_down} server(s) down, \
-         longest without a leader {leaderless:.1} s\n{}",
-        took.as_secs_f64(),
-        tail(&rotated.stdout, 4)
-    );
-    assert!(samples > 20, "{samples} samples");
-    assert!(max_down <= 1, "{max_down} servers down at once");
-    assert!(leaderless <= 3.0, "{leaderless:.1} s without a leader");
+    assert_rolled("rotate --certs", took, seen, &rotated.stdout);
     lab.assert_healthy();
     // The CA stays, here and on every node.
     let after_ca = std::fs::read_to_string(a_tls.join("ca.pem")).unwrap();
