@@ -171,6 +171,60 @@ fn details_asks_each_node_once_and_reports_each_managed_container() {
     );
 }
 
+/// Consul refusing arpanet's ACL token: `kv` says the token was refused
+/// and names the file it came from (the checkout's `acl-management.token`);
+/// with no token at all, that the request carried none.
+#[test]
+fn kv_names_the_token_file_when_consul_refuses_its_token() {
+    let consul = FakeConsul::start();
+    *consul.tokens.lock().unwrap() = Some(vec!["the-cluster's".into()]);
+    let cluster = Cluster::start(1);
+    let inv = cluster.inventory_with_groups(
+        &[("servers", &[0])],
+        &[("consul_port", &consul.port.to_string())],
+    );
+    let file = inv
+        .parent()
+        .unwrap()
+        .join("consul-tls/acl-management.token");
+    let run = |args: &[&str]| {
+        let mut all = vec!["kv", "-i", inv.to_str().unwrap()];
+        all.extend_from_slice(args);
+        cluster.run(&all)
+    };
+
+    let none = run(&["get", "app/x"]);
+    assert_ne!(none.code, 0, "{none}");
+    assert!(
+        none.stderr.contains("carried no ACL token") && none.stderr.contains("Permission denied"),
+        "{none}"
+    );
+
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, "an-old-token\n").unwrap();
+    for args in [
+        &["get", "app/x"][..],
+        &["set", "app/x", "1"],
+        &["ls", "app"],
+    ] {
+        let refused = run(args);
+        assert_ne!(refused.code, 0, "{refused}");
+        assert!(
+            refused.stderr.contains(&format!(
+                "consul refused the ACL token from `{}` (HTTP 403: ACL not found)",
+                file.display()
+            )),
+            "{args:?}: {refused}"
+        );
+        assert!(!refused.stderr.contains("an-old-token"), "{refused}");
+    }
+
+    // The cluster's token is answered.
+    std::fs::write(&file, "the-cluster's\n").unwrap();
+    let set = run(&["set", "app/x", "1"]);
+    assert_eq!(set.code, 0, "{set}");
+}
+
 #[test]
 fn kv_and_consul_print_json_with_options_after_the_arguments() {
     let consul = FakeConsul::start();

@@ -42,13 +42,25 @@
 //!   trusts the new CA succeeds, `kv get` works, and a checkout holding
 //!   A's old files is refused, naming both CAs' fingerprints; every agent
 //!   still uses its own token after those three restarts.
-//! - `rotate --tokens --yes` from A gives the cluster a new management
+//! - `rotate --certs --yes` from A gives every agent a new certificate from
+//!   the same CA with at most one server down and never more than 3 s
+//!   without a leader: every server's RPC port (8300) shows a certificate
+//!   other than before (fingerprints read with `openssl s_client` from
+//!   here, before and after), the one A now holds for that node, verified
+//!   against A's CA, which is unchanged here and on every node; `kv get`
+//!   works, and every agent still uses its own token.
+//! - `rotate --tokens --yes` from A, killed (SIGKILL) once the first server
+//!   it restarts has passed its gates, then run again to the end (taking
+//!   over the killed run's lock), gives the cluster a new management
 //!   token and new agent tokens with at most one server down and never
-//!   more than 3 s without a leader at any 0.5 s sample: the old
+//!   more than 3 s without a leader at any 0.5 s sample over both runs:
+//!   the resumed run restarts every server but the one the cut run
+//!   restarted (their containers' start times), the old
 //!   management token and every old agent token get 403 `ACL not found`,
 //!   the new ones are answered, every agent uses its new own token, every
-//!   server's `acl.json` names the new master token, `kv get` works, and
-//!   no token was printed.
+//!   server's `acl.json` names the new master token, `kv get` works, no
+//!   token was printed, and a checkout still holding the old management
+//!   token is told by `kv` that Consul refused the token from its file.
 //!
 //! What the nodes hold is read with `docker exec` into the lab's node
 //! containers, independently of arpanet. Phase times are printed
@@ -605,7 +617,8 @@ fn a_second_checkout_adopts_the_cluster_secrets_a_differing_one_is_refused_and_r
     }
 
     rotate_tls(&lab, &token, &mut phases);
-    // Three restarts of every agent later, each still uses its own token
+    rotate_certs(&lab, &token, &mut phases);
+    // Four restarts of every agent later, each still uses its own token
     // (the one it persisted when handed it).
     assert_eq!(assert_own_agent_tokens(&lab, &a_tls, &token), own);
 
@@ -637,17 +650,51 @@ fn rotate_tokens(
     let token = format!(r#"{{"SecretID":"{sampler}","Policies":[{{"Name":"test-sampler"}}]}}"#);
     let (status, body) = consul(lab, "PUT", "/v1/acl/token", management, Some(&token));
     assert_eq!(status, 200, "{body}");
-    let (rotated, took, (max_down, leaderless, samples)) = sampled_rotate(lab, sampler, "--tokens");
-    phases.push(("rotate --tokens from A", took));
-    eprintln!(
-        "rotate --tokens: {:.1} s, {samples} samples, at most {max_down} server(s) down, \
-         longest without a leader {leaderless:.1} s\n{}",
-        took.as_secs_f64(),
-        tail(&rotated.stdout, 4)
+    // A first run, killed (SIGKILL) once the first server it restarted has
+    // passed its gates; then a second run to the end. Each node samples its
+    // own agent throughout.
+    start_samplers(lab, sampler);
+    std::thread::sleep(Duration::from_secs(2));
+    let started = server_starts(lab);
+    let clock = Instant::now();
+    let (cut, first) = cut_after_first_restart(lab);
+    phases.push(("rotate --tokens, cut short", clock.elapsed()));
+    let after_cut = server_starts(lab);
+    let restarted: Vec<usize> = (0..NODES).filter(|&i| started[i] != after_cut[i]).collect();
+    assert_eq!(
+        restarted,
+        [first - 1],
+        "the cut run restarted other servers than node{first}\n{cut}"
     );
-    assert!(samples > 20, "{samples} samples");
-    assert!(max_down <= 1, "{max_down} servers down at once");
-    assert!(leaderless <= 3.0, "{leaderless:.1} s without a leader");
+    let clock = Instant::now();
+    let rotated = lab.run("rotate", &["--tokens", "--yes"]);
+    let took = clock.elapsed();
+    phases.push(("rotate --tokens, resumed", took));
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = finish_samplers(lab);
+    assert_eq!(rotated.code, 0, "{rotated}");
+    let what = format!(
+        "rotate --tokens cut after node{first}'s restart, then resumed (samples over both runs, \
+         the time of the resumed one)"
+    );
+    assert_rolled(&what, took, seen, &rotated.stdout);
+    // The resumed run restarted every server but the one the cut run had.
+    let resumed = server_starts(lab);
+    for i in 0..NODES {
+        if i == first - 1 {
+            assert_eq!(
+                resumed[i], after_cut[i],
+                "the resumed run restarted node{first} again\n{rotated}"
+            );
+        } else {
+            assert_ne!(
+                resumed[i],
+                after_cut[i],
+                "the resumed run did not restart node{}\n{rotated}",
+                i + 1
+            );
+        }
+    }
     lab.assert_healthy();
     let new = std::fs::read_to_string(a_tls.join("acl-management.token")).unwrap();
     let new = new.trim();
@@ -687,12 +734,105 @@ fn rotate_tokens(
     }
     let got = lab.run("kv", &["get", "acl-probe"]);
     assert_eq!((got.code, got.stdout.trim()), (0, "yes"), "{got}");
-    for shown in [&rotated.stdout, &rotated.stderr] {
+    // Checkout E still holds the old management token: its `kv` is
+    // refused, naming that token's file.
+    let e_dir = lab.dir.join("checkout-e");
+    let e_inventory = e_dir.join("inventory.ini");
+    let e_kv = lab
+        .command(&[
+            "kv",
+            "-i",
+            e_inventory.to_str().unwrap(),
+            "get",
+            "acl-probe",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&e_kv.stderr);
+    let file = e_dir.join("consul-tls/acl-management.token");
+    // (A follower answers `rpc error making call: ACL not found`.)
+    assert!(
+        said.contains(&format!(
+            "consul refused the ACL token from `{}` (HTTP 403: ",
+            file.display()
+        )) && said.contains("ACL not found)"),
+        "E's kv: {said}"
+    );
+    assert!(!said.contains(management), "E's kv printed its token");
+    for shown in [&cut.stdout, &cut.stderr, &rotated.stdout, &rotated.stderr] {
         assert!(
             !shown.contains(new) && !shown.contains(management),
             "a token was printed"
         );
     }
+}
+
+/// When each server's Consul container started, by node.
+fn server_starts(lab: &Lab) -> Vec<String> {
+    (1..=NODES)
+        .map(|n| lab.on_node(n, "docker inspect -f '{{.State.StartedAt}}' consul"))
+        .collect()
+}
+
+/// `rotate --tokens --yes` from A, killed with SIGKILL as soon as its
+/// output shows the first server restarted by the followers' play through
+/// its last gate (`gate: every server healthy, a leader, ...` reported for
+/// that server, in that play). What it printed, and that server's number.
+fn cut_after_first_restart(lab: &Lab) -> (crate::support::Run, usize) {
+    use std::io::{BufRead, Read};
+    let inventory = lab.inventory();
+    let args = [
+        "rotate",
+        "-i",
+        inventory.to_str().unwrap(),
+        "--tokens",
+        "--yes",
+    ];
+    let mut child = lab.spawn(&args);
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let (mut stdout, mut play, mut task) = (String::new(), String::new(), String::new());
+    let mut first = None;
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        stdout.push_str(&line);
+        stdout.push('\n');
+        let banner = |word: &str| {
+            line.strip_prefix(word)
+                .and_then(|rest| rest.split_once("] "))
+                .map(|(name, _)| name.to_owned())
+        };
+        if let Some(name) = banner("PLAY [") {
+            play = name;
+        } else if let Some(name) = banner("TASK [") {
+            task = name;
+        } else if play.starts_with("the consul followers restarted")
+            && task.starts_with("gate: every server healthy, a leader")
+        {
+            let host = ["ok: [node", "changed: [node"]
+                .iter()
+                .find_map(|p| line.strip_prefix(p))
+                .and_then(|rest| rest.split(']').next())
+                .and_then(|n| n.parse::<usize>().ok());
+            if host.is_some() {
+                child.kill().unwrap();
+                first = host;
+                break;
+            }
+        }
+    }
+    let status = child.wait().unwrap();
+    let run = crate::support::Run {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr: errors.join().unwrap(),
+    };
+    let first = first.unwrap_or_else(|| panic!("no server restart to cut after\n{run}"));
+    (run, first)
 }
 
 /// `METHOD path` sent to node1's agent with `token` (and `body`): the
@@ -1041,6 +1181,23 @@ fn sampled_rotate(
     (rotated, took, seen)
 }
 
+/// What the samplers saw over a rolled rotation (see [`finish_samplers`]),
+/// printed with the time it took and the end of its output, within the
+/// roll's bounds: enough samples, at most one server down at once, at most
+/// 3 s without a leader.
+fn assert_rolled(what: &str, took: Duration, seen: (usize, f64, usize), stdout: &str) {
+    let (max_down, leaderless, samples) = seen;
+    eprintln!(
+        "{what}: {:.1} s, {samples} samples, at most {max_down} server(s) down, \
+         longest without a leader {leaderless:.1} s\n{}",
+        took.as_secs_f64(),
+        tail(stdout, 4)
+    );
+    assert!(samples > 20, "{samples} samples");
+    assert!(max_down <= 1, "{max_down} servers down at once");
+    assert!(leaderless <= 3.0, "{leaderless:.1} s without a leader");
+}
+
 /// `rotate --tls` from A, and what it left (see the module documentation).
 fn rotate_tls(lab: &Lab, token: &str, phases: &mut Vec<(&str, Duration)>) {
     let a_tls = lab.dir.join("consul-tls");
@@ -1058,17 +1215,9 @@ fn rotate_tls(lab: &Lab, token: &str, phases: &mut Vec<(&str, Duration)>) {
     assert!(copied.success());
     let old_ca_file = e_dir.join("consul-tls/ca.pem");
 
-    let (rotated, took, (max_down, leaderless, samples)) = sampled_rotate(lab, token, "--tls");
+    let (rotated, took, seen) = sampled_rotate(lab, token, "--tls");
     phases.push(("rotate --tls from A", took));
-    eprintln!(
-        "rotate --tls: {:.1} s, {samples} samples, at most {max_down} server(s) down, \
-         longest without a leader {leaderless:.1} s",
-        took.as_secs_f64()
-    );
-    eprintln!("rotate --tls:\n{}", tail(&rotated.stdout, 4));
-    assert!(samples > 20, "{samples} samples");
-    assert!(max_down <= 1, "{max_down} servers down at once");
-    assert!(leaderless <= 3.0, "{leaderless:.1} s without a leader");
+    assert_rolled("rotate --tls", took, seen, &rotated.stdout);
     lab.assert_healthy();
 
     let new_ca = std::fs::read_to_string(a_tls.join("ca.pem")).unwrap();
@@ -1143,6 +1292,74 @@ fn rotate_tls(lab: &Lab, token: &str, phases: &mut Vec<(&str, Duration)>) {
         before,
         "E's refused bootstrap changed a container\n{e}"
     );
+}
+
+/// The certificate each server shows on its RPC port (8300), by node: its
+/// fingerprint, from a TLS handshake made here that trusts the checkout's
+/// `ca.pem` (which must verify it).
+fn served_certificates(lab: &Lab) -> Vec<String> {
+    let tls = lab.dir.join("consul-tls");
+    let host = tls.join("hosts/node1");
+    let (cert, key) = (host.join("server-cert.pem"), host.join("server-key.pem"));
+    (1..=NODES)
+        .map(|n| {
+            let ip = lab.on_node(
+                n,
+                "ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1",
+            );
+            let (ok, said) = handshake(ip.trim(), &tls.join("ca.pem"), &cert, &key);
+            assert!(ok, "node{n}'s RPC certificate does not verify:\n{said}");
+            let pem: String = said
+                .lines()
+                .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+                .take_while(|l| !l.starts_with("-----END CERTIFICATE"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            assert!(!pem.is_empty(), "node{n} showed no certificate:\n{said}");
+            cert_fingerprint(&pem)
+        })
+        .collect()
+}
+
+/// `rotate --certs` from A, and what it left (see the module
+/// documentation).
+fn rotate_certs(lab: &Lab, token: &str, phases: &mut Vec<(&str, Duration)>) {
+    let a_tls = lab.dir.join("consul-tls");
+    let ca = std::fs::read_to_string(a_tls.join("ca.pem")).unwrap();
+    let before = served_certificates(lab);
+    let (rotated, took, seen) = sampled_rotate(lab, token, "--certs");
+    phases.push(("rotate --certs from A", took));
+    assert_rolled("rotate --certs", took, seen, &rotated.stdout);
+    lab.assert_healthy();
+    // The CA stays, here and on every node.
+    let after_ca = std::fs::read_to_string(a_tls.join("ca.pem")).unwrap();
+    assert_eq!(cert_fingerprint(&after_ca), cert_fingerprint(&ca));
+    let ca_print = cert_fingerprint(&ca);
+    for n in 1..=NODES {
+        let print = lab.on_node(
+            n,
+            "openssl x509 -in /mnt/arpanet-consul/arpanet/ca.pem -noout -fingerprint -sha256",
+        );
+        assert!(print.trim().ends_with(&ca_print), "node{n}: {print}");
+    }
+    // Every server shows a new certificate, which that CA signed (the
+    // handshake verified it) and which is the one the checkout now holds
+    // for that node.
+    let after = served_certificates(lab);
+    for (n, (old, new)) in before.iter().zip(&after).enumerate() {
+        let node = format!("node{}", n + 1);
+        assert_ne!(old, new, "{node} still shows its old certificate");
+        let issued =
+            std::fs::read_to_string(a_tls.join("hosts").join(&node).join("server-cert.pem"))
+                .unwrap();
+        assert_eq!(
+            *new,
+            cert_fingerprint(&issued),
+            "{node} shows a certificate other than the one issued for it"
+        );
+    }
+    let got = lab.run("kv", &["get", "acl-probe"]);
+    assert_eq!((got.code, got.stdout.trim()), (0, "yes"), "{got}");
 }
 
 /// The refusal's short fingerprint of a certificate: its first 8 bytes.

@@ -203,6 +203,31 @@ pub(crate) fn token_in(dir: &str) -> Result<Option<String>> {
         .map(|(_, t)| t.clone()))
 }
 
+/// Where the management token [`token_in`] finds for `dir` comes from, in
+/// words for a message: its file here, or the copy read from a server by
+/// [`learn`]; `None` when there is none.
+pub(crate) fn token_origin(dir: &str) -> Option<String> {
+    let file = Path::new(dir).join(MANAGEMENT);
+    if file.is_file() {
+        return Some(format!("`{}`", file.display()));
+    }
+    let learned = LEARNED.lock().unwrap_or_else(PoisonError::into_inner);
+    learned.iter().any(|(d, _)| d == dir).then(|| {
+        format!(
+            "the servers' `management.token` (this checkout has no `{}`)",
+            file.display()
+        )
+    })
+}
+
+/// [`token_origin`] of the checkout whose (rendered) variables these are.
+pub(crate) fn token_origin_of(vars: &Vars) -> Option<String> {
+    match vars.get("consul_tls_dir").and_then(Value::as_str) {
+        Some(dir) if !dir.contains("{{") => token_origin(dir),
+        _ => None,
+    }
+}
+
 /// Tokens read from a server by [`learn`], by `consul_tls_dir`.
 static LEARNED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 
@@ -1052,6 +1077,18 @@ async fn forget(args: &AclArgs, ctx: &Context<'_>) -> Result<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_file_is_its_own_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = dir.path().to_str().unwrap();
+        assert_eq!(token_origin(name), None);
+        std::fs::write(dir.path().join(MANAGEMENT), "t\n").unwrap();
+        assert_eq!(
+            token_origin(name),
+            Some(format!("`{}`", dir.path().join(MANAGEMENT).display()))
+        );
+    }
 
     #[test]
     fn tokens_are_uuids_and_the_config_holds_them() {

@@ -137,6 +137,35 @@ pub(crate) fn no_agent(err: &Error) -> bool {
 
 const NO_AGENT: &str = "cannot reach consul's HTTP API";
 
+/// What arpanet says when Consul did not answer one of its own requests
+/// as asked: the status and Consul's words; on a 403, that Consul refused
+/// the ACL token the request carried and where that token came from
+/// (`token`, as [`super::acl::token_origin`] words it; `None`: the request
+/// carried none), with what to do about it.
+pub(crate) fn answer_error(r: &Response, token: Option<&str>) -> String {
+    let text = r.text();
+    let said = text.trim();
+    if r.status != 403 {
+        return format!("consul answered {}: {said}", r.status);
+    }
+    match token {
+        Some(origin) if said.contains("ACL not found") => format!(
+            "consul refused the ACL token from {origin} (HTTP 403: {said}): the cluster does \
+             not know it (replaced by `arpanet rotate --tokens` from another checkout, or this \
+             checkout is another cluster's); copy `acl-management.token` from the checkout that \
+             holds the cluster's, or remove this one and arpanet reads the servers' copy"
+        ),
+        Some(origin) => format!(
+            "consul refused the ACL token from {origin} (HTTP 403: {said}): it does not allow \
+             this request"
+        ),
+        None => format!(
+            "consul refused the request (HTTP 403: {said}): it carried no ACL token, since this \
+             checkout has no `acl-management.token` and no server gave one"
+        ),
+    }
+}
+
 /// Parse a complete HTTP/1.1 response (Content-Length, chunked, or
 /// read-until-close bodies).
 pub fn parse(raw: &[u8]) -> Option<Response> {
@@ -225,6 +254,37 @@ pub fn kv_path(prefix: &str, key: &str, recurse: bool, extra: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_token_is_named_with_its_file_and_other_answers_keep_their_words() {
+        let answer = |status, body: &str| Response {
+            status,
+            body: body.as_bytes().to_vec(),
+        };
+        let file = "`/home/alice/cluster/consul-tls/acl-management.token`";
+        let said = answer_error(&answer(403, "ACL not found\n"), Some(file));
+        assert!(
+            said.starts_with(&format!(
+                "consul refused the ACL token from {file} (HTTP 403: ACL not found)"
+            )),
+            "{said}"
+        );
+        assert!(
+            !said.contains('\n') && said.contains("rotate --tokens"),
+            "{said}"
+        );
+        let said = answer_error(&answer(403, "Permission denied"), Some(file));
+        assert!(
+            said.contains(file) && said.contains("Permission denied") && !said.contains("rotate"),
+            "{said}"
+        );
+        let said = answer_error(&answer(403, "Permission denied"), None);
+        assert!(said.contains("carried no ACL token"), "{said}");
+        assert_eq!(
+            answer_error(&answer(500, "No cluster leader\n"), Some(file)),
+            "consul answered 500: No cluster leader"
+        );
+    }
 
     #[test]
     fn responses_parse_with_length_chunks_or_close() {

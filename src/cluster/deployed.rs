@@ -183,6 +183,12 @@ impl Place {
         let dir = self.tls_dir.as_deref()?;
         super::acl::token_in(dir).ok().flatten()
     }
+
+    /// What to say of Consul's answer `r` to a request with [`Place::token`].
+    fn answer_error(&self, r: &consul_api::Response) -> String {
+        let origin = self.tls_dir.as_deref().and_then(super::acl::token_origin);
+        consul_api::answer_error(r, origin.as_deref())
+    }
 }
 
 /// The hosts to ask, servers first, whatever `--limit` says, and the
@@ -383,7 +389,7 @@ async fn read_current(host: &str, conn: &dyn Transport, place: &Place) -> Answer
             Ok(_) => Answer::Found(None),
             Err(why) => Answer::Failed(why),
         },
-        Ok(r) => Answer::Failed(format!("consul answered {}: {}", r.status, r.text().trim())),
+        Ok(r) => Answer::Failed(place.answer_error(&r)),
     }
 }
 
@@ -412,7 +418,7 @@ async fn read_history(host: &str, conn: &dyn Transport, place: &Place) -> Result
         _ => {
             return Err(Error::Remote {
                 host: host.to_owned(),
-                message: format!("consul answered {}: {}", r.status, r.text().trim()),
+                message: place.answer_error(&r),
             })
         }
     };
@@ -583,11 +589,7 @@ async fn write(
         if r.status != 200 {
             return Err(Error::Remote {
                 host: host.to_owned(),
-                message: format!(
-                    "recording what is deployed: consul answered {}: {}",
-                    r.status,
-                    r.text().trim()
-                ),
+                message: format!("recording what is deployed: {}", place.answer_error(&r)),
             });
         }
         Ok(r)

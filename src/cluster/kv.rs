@@ -62,6 +62,7 @@ pub(crate) fn kv(
         // A failed read leaves the request without a token (Consul says 403).
         let _ = super::acl::learn(&host.vars, conn.as_ref(), &host.name).await;
         let token = super::acl::token(&host.vars)?;
+        let origin = super::acl::token_origin_of(&host.vars);
         let call = |method: &'static str, path: String, body: Option<Vec<u8>>| {
             let conn = conn.clone();
             let name = host.name.clone();
@@ -96,7 +97,7 @@ pub(crate) fn kv(
                         eprintln!("error: no key `{key}` under `{prefix}`");
                         exit::HOST_FAILED
                     }
-                    _ => return Err(api_error(&host.name, &r)),
+                    _ => return Err(api_error(&host.name, &r, origin.as_deref())),
                 }
             }
             KvOp::Set { key, value } => {
@@ -106,7 +107,7 @@ pub(crate) fn kv(
                     Some(value.clone().into_bytes()),
                 )
                 .await?;
-                check(&host.name, &r)?
+                check(&host.name, &r, origin.as_deref())?
             }
             KvOp::Del { key, recurse } => {
                 let r = call(
@@ -115,7 +116,7 @@ pub(crate) fn kv(
                     None,
                 )
                 .await?;
-                check(&host.name, &r)?
+                check(&host.name, &r, origin.as_deref())?
             }
             KvOp::Ls { prefix: under } if json => {
                 let r = call("GET", consul_api::kv_path(&prefix, under, true, ""), None).await?;
@@ -125,7 +126,7 @@ pub(crate) fn kv(
                         message,
                     })?,
                     404 => Vec::new(),
-                    _ => return Err(api_error(&host.name, &r)),
+                    _ => return Err(api_error(&host.name, &r, origin.as_deref())),
                 };
                 println!("{}", serde_json::Value::Array(entries));
                 exit::OK
@@ -147,7 +148,7 @@ pub(crate) fn kv(
                         exit::OK
                     }
                     404 => exit::OK,
-                    _ => return Err(api_error(&host.name, &r)),
+                    _ => return Err(api_error(&host.name, &r, origin.as_deref())),
                 }
             }
             KvOp::Info => {
@@ -209,18 +210,20 @@ fn entries(prefix: &str, body: &[u8]) -> std::result::Result<Vec<serde_json::Val
         .collect()
 }
 
-fn check(host: &str, r: &consul_api::Response) -> Result<i32> {
+/// `token`: where the request's ACL token came from (see
+/// [`consul_api::answer_error`]).
+fn check(host: &str, r: &consul_api::Response, token: Option<&str>) -> Result<i32> {
     if r.status == 200 {
         Ok(exit::OK)
     } else {
-        Err(api_error(host, r))
+        Err(api_error(host, r, token))
     }
 }
 
-fn api_error(host: &str, r: &consul_api::Response) -> Error {
+fn api_error(host: &str, r: &consul_api::Response, token: Option<&str>) -> Error {
     Error::Remote {
         host: host.to_owned(),
-        message: format!("consul answered {}: {}", r.status, r.text().trim()),
+        message: consul_api::answer_error(r, token),
     }
 }
 

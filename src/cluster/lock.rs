@@ -531,9 +531,10 @@ async fn consul_holder(node: &Node, place: &Place) -> Result<Option<(Holder, Str
 }
 
 fn api_error(node: &Node, r: &consul_api::Response) -> Error {
+    let token = node.tls_dir.as_deref().and_then(super::acl::token_origin);
     Error::Remote {
         host: node.name.clone(),
-        message: format!("consul answered {}: {}", r.status, r.text().trim()),
+        message: consul_api::answer_error(r, token.as_deref()),
     }
 }
 

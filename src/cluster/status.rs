@@ -171,7 +171,9 @@ async fn node_status(
     match (consul_port(&host.vars), token) {
         (Ok(port), Ok(token)) => {
             let token = token.as_deref();
-            consul_status(&host.name, conn.as_ref(), port, token, &mut status).await
+            let origin = super::acl::token_origin_of(&host.vars);
+            let asked = (port, token, origin.as_deref());
+            consul_status(&host.name, conn.as_ref(), asked, &mut status).await
         }
         (Err(err), _) | (_, Err(err)) => status.consul_error = Some(err.to_string()),
     }
@@ -179,11 +181,12 @@ async fn node_status(
     status
 }
 
+/// `asked`: the agent's port, the ACL token and where it came from (see
+/// [`consul_api::answer_error`]).
 async fn consul_status(
     host: &str,
     conn: &dyn Transport,
-    port: u16,
-    token: Option<&str>,
+    (port, token, origin): (u16, Option<&str>, Option<&str>),
     status: &mut NodeStatus,
 ) {
     let get = |path: &'static str| async move {
@@ -191,7 +194,7 @@ async fn consul_status(
         if r.status != 200 {
             return Err(Error::Remote {
                 host: host.to_owned(),
-                message: format!("consul answered {}: {}", r.status, r.text().trim()),
+                message: consul_api::answer_error(&r, origin),
             });
         }
         serde_json::from_slice::<Value>(&r.body).map_err(|e| Error::Remote {

@@ -14,6 +14,10 @@ pub struct FakeConsul {
     /// codes (1 alive, 4 failed). While it is empty, the agent's own
     /// endpoints (leader, self, members) answer 404 as a KV-only stand-in.
     pub members: std::sync::Arc<std::sync::Mutex<Vec<(String, u64)>>>,
+    /// The ACL tokens it knows: while set, as Consul with ACLs on, a
+    /// request carrying another token (`X-Consul-Token`) is answered 403
+    /// `ACL not found`, one carrying none 403 `Permission denied`.
+    pub tokens: std::sync::Arc<std::sync::Mutex<Option<Vec<String>>>>,
 }
 
 type Kv = std::collections::BTreeMap<String, (Vec<u8>, u64)>;
@@ -26,14 +30,16 @@ impl FakeConsul {
         let fail = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
         let kv = std::sync::Arc::new(std::sync::Mutex::new(Kv::new()));
         let members = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tokens = std::sync::Arc::new(std::sync::Mutex::new(None::<Vec<String>>));
         let (fail2, kv2, members2) = (fail.clone(), kv.clone(), members.clone());
+        let tokens2 = tokens.clone();
         std::thread::spawn(move || {
             let mut index = 0u64;
             for stream in listener.incoming().flatten() {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut line = String::new();
                 reader.read_line(&mut line).unwrap_or(0);
-                let mut length = 0;
+                let (mut length, mut token) = (0, None::<String>);
                 loop {
                     let mut header = String::new();
                     if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
@@ -42,14 +48,23 @@ impl FakeConsul {
                     if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
                         length = v.trim().parse().unwrap_or(0);
                     }
+                    if header.to_ascii_lowercase().starts_with("x-consul-token:") {
+                        token = header.split_once(':').map(|(_, v)| v.trim().to_owned());
+                    }
                 }
                 let mut body = vec![0; length];
                 reader.read_exact(&mut body).unwrap_or(());
                 let mut words = line.split_whitespace();
                 let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
                 index += 1;
+                let refused = match (tokens2.lock().unwrap().as_ref(), &token) {
+                    (None, _) => None,
+                    (Some(_), None) => Some("Permission denied"),
+                    (Some(known), Some(t)) => (!known.contains(t)).then_some("ACL not found"),
+                };
                 let (status, answer) = match fail2.lock().unwrap().clone() {
                     Some(text) => (500, text.into_bytes()),
+                    None if refused.is_some() => (403, refused.unwrap().as_bytes().to_vec()),
                     None => match agent(target, &members2.lock().unwrap()) {
                         Some(answer) => (200, answer),
                         None => handle(&mut kv2.lock().unwrap(), method, target, body, index),
@@ -68,6 +83,7 @@ impl FakeConsul {
             port,
             fail,
             members,
+            tokens,
         }
     }
 }
