@@ -637,6 +637,15 @@ pub fn resolve(arg: &str, builtins: Builtins) -> Result<Playbook> {
     resolve_in(arg, Path::new("."), builtins)
 }
 
+/// Whether [`resolve`] gives `arg`'s built-in playbook: a built-in name
+/// that no file in the current directory (`ARG` or `ARG.yml`) takes the
+/// place of.
+pub fn resolves_to_builtin(arg: &str, builtins: Builtins) -> bool {
+    builtins.playbook(arg).is_some()
+        && !Path::new(arg).is_file()
+        && !Path::new(&format!("{arg}.yml")).is_file()
+}
+
 /// [`resolve`] with `cwd` as the current directory.
 fn resolve_in(arg: &str, cwd: &Path, builtins: Builtins) -> Result<Playbook> {
     // `./x.yml` reads better as `x.yml` in messages.

@@ -60,7 +60,9 @@ pub(crate) enum Outcome {
 /// Whether `bootstrap` (alone, as built in; the caller knows it runs on
 /// the whole cluster, changing things) is checked and stamped.
 pub(crate) fn eligible(names: &[String], playbooks: &[Playbook]) -> bool {
-    names == ["bootstrap"] && playbooks.len() == 1 && !Path::new("bootstrap.yml").is_file()
+    names == ["bootstrap"]
+        && playbooks.len() == 1
+        && crate::playbook::resolves_to_builtin("bootstrap", super::builtin::BUILTINS)
 }
 
 /// The inputs of a `bootstrap` run, as one digest (see the module
@@ -514,8 +516,14 @@ pub(crate) fn check(
 
 /// After a full `bootstrap` that succeeded on every node: write each
 /// node's stamp. A node that cannot be stamped only means the next run
-/// checks it task by task (a warning says so).
-pub(crate) fn stamp(connect: &ConnectOptions, playbook: &Playbook) -> Result<()> {
+/// checks it task by task (a note says so); it never fails the run.
+pub(crate) fn stamp(connect: &ConnectOptions, playbook: &Playbook) {
+    if let Err(e) = write_stamps(connect, playbook) {
+        eprintln!("note: no node stamped for the next bootstrap: {e}");
+    }
+}
+
+fn write_stamps(connect: &ConnectOptions, playbook: &Playbook) -> Result<()> {
     let Some(run) = Run::of(connect, playbook)? else {
         return Ok(());
     };

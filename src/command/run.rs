@@ -136,7 +136,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
             if let Some(record) = recorded {
                 connect.provided = record.raw;
             }
-            cluster::unchanged::stamp(&connect, &playbooks[0])?;
+            cluster::unchanged::stamp(&connect, &playbooks[0]);
         }
     }
     Ok(finished.code)
