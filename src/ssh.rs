@@ -27,9 +27,8 @@
 //!   channel does not stop it (sshd only closes its pipes). The SSH
 //!   `signal` request, which sshd delivers to the session's process group,
 //!   is refused for root logins, so the kill also goes around sshd: a
-//!   watcher beside each command of the persistent shell, or a second
-//!   channel killing the process group a command on its own channel
-//!   reported (`abandon.rs`). Only what calls `setsid` itself escapes; the
+//!   second channel kills the process group that the persistent shell, or
+//!   a command on its own channel, reported when it started (`abandon.rs`). Only what calls `setsid` itself escapes; the
 //!   tests check with a real sshd, logged in as root and not, that nothing
 //!   is left. [`SshTransport`]'s `close` waits for these kills, so they
 //!   happen before arpanet exits;
@@ -42,6 +41,7 @@ mod abandon;
 pub mod config;
 pub(crate) mod jump;
 pub mod known_hosts;
+mod quick_ack;
 mod shell;
 
 use std::borrow::Cow;
@@ -1449,7 +1449,10 @@ async fn open_stream(
             let (stream, process) = ProxyProcess::spawn(target, command)?;
             Ok((stream, Some(process)))
         }
-        _ => Ok((Box::new(tcp_connect(target).await?), None)),
+        _ => Ok((
+            Box::new(quick_ack::QuickAck(tcp_connect(target).await?)),
+            None,
+        )),
     }
 }
 

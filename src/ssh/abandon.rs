@@ -9,15 +9,12 @@
 //! privilege separation"), so each kind of channel has a second way that
 //! needs no help from sshd:
 //!
-//! - the persistent shell (`shell.rs`) runs a watcher beside each command
-//!   that reads the shell's input, which is idle while a command runs: a
-//!   line written there makes it TERM the shell's process group, then KILL
-//!   it half a second later;
-//! - a command on a channel of its own is started behind one line that
-//!   reports its process id on stdout (taken out of the output again, see
-//!   [`Reported`]); a second channel kills that process group, TERM then
-//!   KILL, when the first attempt has not closed the channel within half a
-//!   second;
+//! - the persistent shell (`shell.rs`), and a command on a channel of its
+//!   own, report their process id on stdout when they start (a line taken
+//!   out of the output again, see [`Reported`]); sshd made that process
+//!   the leader of the session's process group, so a second channel kills
+//!   that group, TERM then KILL half a second later, when the signals have
+//!   not closed the channel within half a second;
 //! - a terminal is hung up by sshd when its channel closes.
 //!
 //! The kill runs as a task recorded in the connection's kills, which
@@ -66,8 +63,6 @@ pub(super) async fn open_session(
 
 /// What kills the command on a channel, besides signals.
 pub(super) enum Way {
-    /// The persistent shell's watcher, woken by a line on its input.
-    Watcher,
     /// A second channel, killing the process group the wrapper reported.
     Group(Reported),
     /// sshd's hangup of the terminal.
@@ -115,11 +110,6 @@ impl Drop for Abandon {
         let mut way = std::mem::replace(&mut self.way, Way::Terminal);
         let handle = Arc::clone(&self.handle);
         let kill = runtime.spawn(async move {
-            if matches!(way, Way::Watcher) {
-                // The kill request, then the end of the shell's input.
-                let _ = writer.data(&b"\n"[..]).await;
-                let _ = writer.eof().await;
-            }
             let mut killer = None;
             let mut closed = false;
             for attempt in 0..5 {
@@ -209,17 +199,24 @@ pub(super) struct Reported {
 }
 
 impl Reported {
-    /// A fresh mark, and `command` behind the line that reports its
-    /// process id with it.
-    pub(super) fn wrap(command: &str) -> (Reported, String) {
+    /// A fresh mark, and the line of shell that reports the shell's process
+    /// id with it.
+    pub(super) fn new() -> (Reported, String) {
         let mark = format!("__arpanet_{:032x}__", rand::random::<u128>());
-        let wrapped = format!("printf '%s %s\\n' {mark} \"$$\"\n{command}");
+        let report = format!("printf '%s %s\\n' {mark} \"$$\"");
         let reported = Reported {
             line: Framed::new(format!("{mark} ")),
             pid: None,
             passed: false,
         };
-        (reported, wrapped)
+        (reported, report)
+    }
+
+    /// A fresh mark, and `command` behind the line that reports its
+    /// process id with it.
+    pub(super) fn wrap(command: &str) -> (Reported, String) {
+        let (reported, report) = Reported::new();
+        (reported, format!("{report}\n{command}"))
     }
 
     /// Take stdout's `data`: what the command printed in it (all of it,

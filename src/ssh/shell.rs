@@ -4,12 +4,12 @@
 //! each, about 1.8 ms of host CPU and a round trip or two).
 //!
 //! The shell is `/bin/sh` on a session channel of the host's one
-//! connection, opened on first use. For each command arpanet writes one
-//! line of script to its stdin:
+//! connection, opened on first use. Its first line reports its process id
+//! (it leads the session's process group, see `abandon.rs`); then, for
+//! each command, arpanet writes one line of script to its stdin:
 //!
 //! ```sh
-//! exec 3<&0; WATCHER w=$!; exec 3<&-;
-//! "${SHELL:-/bin/sh}" -c 'COMMAND' </dev/null; s=$?; { kill -KILL $w; wait $w; } 2>/dev/null;
+//! "${SHELL:-/bin/sh}" -c 'COMMAND' </dev/null; s=$?;
 //! printf '%s:%s\n' MARK "$s"; printf '%s\n' MARK >&2
 //! ```
 //!
@@ -24,22 +24,18 @@
 //!   in the script, ends each stream; the exit status follows it on stdout.
 //!   Memory stays bounded: only MARK's length is held back while looking
 //!   for it.
-//!
-//! - While the command runs, nothing else is written to the shell, so a
-//!   watcher ([`WATCHER`], a background process) reads the shell's input
-//!   beside it: a line there means the command was abandoned (a task
-//!   timeout, Ctrl-C: see `abandon.rs`), and the watcher kills the shell's
-//!   process group, command included, with no help from sshd (which
-//!   refuses SSH signals for root logins). When the command ends first,
-//!   the shell stops the watcher before it writes the marks, so the next
-//!   line of script is the shell's.
+//! - A command abandoned (a task timeout, Ctrl-C) takes the shell with it:
+//!   a second channel kills the shell's process group, command included,
+//!   with no help from sshd (which refuses SSH signals for root logins),
+//!   and the next command opens a new shell. Nothing runs beside a command
+//!   that finishes: the cost of a command is the one fork and exec of the
+//!   login shell that runs it.
 //!
 //! A command that ends the shell itself (`kill $PPID`, `kill 0`) fails
-//! with a message saying so, and the next command opens a new shell; a
-//! command abandoned takes the shell with it: its process group is killed
-//! and the next command opens a new one. Commands that need a terminal, a password fed on
-//! demand, or stdin streamed (more than [`INLINE_MAX`], or behind a gate)
-//! get a channel of their own, as in `--session exec`.
+//! with a message saying so, and the next command opens a new shell.
+//! Commands that need a terminal, a password fed on demand, or stdin
+//! streamed (more than [`INLINE_MAX`], or behind a gate) get a channel of
+//! their own, as in `--session exec`.
 //!
 //! One difference with a channel per command: a background process the
 //! command leaves holding its stdout (`daemon &` without a redirection)
@@ -49,7 +45,7 @@
 use futures::FutureExt as _;
 use russh::ChannelMsg;
 
-use super::abandon::{Abandon, Way};
+use super::abandon::{Abandon, Reported, Way};
 use super::{signal_number, Received, SshTransport};
 use crate::error::{Error, Result};
 use crate::transport::{quote, Gate, Gated, Sink};
@@ -62,12 +58,12 @@ pub(super) const INLINE_MAX: usize = 256 << 10;
 /// reads the control stream.
 const START: &str = "exec /bin/sh";
 
-/// The shell's first line. It outlives a HUP, INT or TERM that sshd or the
-/// watcher sends its process group (an abandoned command, see [`Abandon`]),
-/// so that the KILL that follows still reaches a command that ignores
-/// TERM: sshd signals a session only while its first process lives.
-/// Commands get the default handlers back (a caught signal is reset by
-/// `exec`).
+/// The shell's first line, before the report of its process id. It
+/// outlives a HUP, INT or TERM that sshd or arpanet sends its process group
+/// (an abandoned command, see [`Abandon`]), so that the KILL that follows
+/// still reaches a command that ignores TERM: sshd signals a session only
+/// while its first process lives. Commands get the default handlers back
+/// (a caught signal is reset by `exec`).
 const SETUP: &str = "trap : HUP INT TERM\n";
 
 /// Whether `command` can run in the shell: no NUL byte (it could not be
@@ -91,7 +87,13 @@ impl Shell {
     pub(super) async fn open(transport: &SshTransport) -> Result<Shell> {
         let what = "while starting the persistent shell";
         let channel = transport.open_session(what).await?;
-        let mut guard = Abandon::new(channel, Way::Watcher, &transport.kills, &transport.handle);
+        let (reported, report) = Reported::new();
+        let mut guard = Abandon::new(
+            channel,
+            Way::Group(reported),
+            &transport.kills,
+            &transport.handle,
+        );
         let Some((_, writer)) = guard.channel.as_mut() else {
             return Err(Error::Internal("shell channel missing".into()));
         };
@@ -100,7 +102,7 @@ impl Shell {
             .await
             .map_err(|_| transport.lost(what))?;
         writer
-            .data(SETUP.as_bytes())
+            .data(format!("{SETUP}{report}\n").as_bytes())
             .await
             .map_err(|_| transport.lost(what))?;
         Ok(Shell { guard })
@@ -135,7 +137,12 @@ impl Shell {
         gate: Option<&Gate<'_>>,
         sink: Option<&Sink<'_>>,
     ) -> Result<Gated> {
-        let Some((reader, writer)) = self.guard.channel.as_mut() else {
+        let Abandon {
+            channel: Some((reader, writer)),
+            way: Way::Group(reported),
+            ..
+        } = &mut self.guard
+        else {
             return Err(Error::Internal("shell channel missing".into()));
         };
         let what = format!("while running `{command}`");
@@ -149,7 +156,12 @@ impl Shell {
         let mut err = Framed::new(format!("{mark}\n"));
         while !(out.ended() && err.ended()) {
             match reader.wait().await {
-                Some(ChannelMsg::Data { data }) => out.push(&data, &mut |d| received.stdout(d)),
+                Some(ChannelMsg::Data { data }) => {
+                    // The first command's output follows the shell's report
+                    // of its process id.
+                    let data = reported.stdout(&data);
+                    out.push(&data, &mut |d| received.stdout(d))
+                }
                 Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
                     // Without a password to give, a prompt gets the end of
                     // the command's input, which it already has.
@@ -244,29 +256,15 @@ fn how_it_ended(msg: &ChannelMsg) -> Option<String> {
     }
 }
 
-/// The watcher started beside each command (see the module docs), on a
-/// copy of the shell's input in fd 3: it ignores the signals sshd may send
-/// the process group, and once a line arrives on that input it starts a
-/// killer (a process of its own, so that the shell's stopping the watcher
-/// does not stop it) that TERMs the group, then KILLs it half a second
-/// later. The end of the input alone (a lost connection) kills nothing,
-/// as with a channel per command. Its output goes nowhere, so it never
-/// holds the channel open.
-const WATCHER: &str =
-    "(trap '' HUP INT TERM; read -r x || exit; (kill -TERM 0; sleep 0.5 || sleep 1; \
-                       kill -KILL 0) &) <&3 >/dev/null 2>&1 &";
-
 /// The line of script that runs `command` in the shell (see the module
-/// docs). The watcher is stopped with KILL and reaped with the shell's
-/// stderr closed: shells report a job killed by a signal there.
+/// docs).
 fn script(command: &str, stdin: Option<&[u8]>, mark: &str) -> String {
     let (input, redirect) = match stdin {
         Some(data) => (format!("printf '{}' | ", escape(data)), ""),
         None => (String::new(), " </dev/null"),
     };
     format!(
-        "exec 3<&0; {WATCHER} w=$!; exec 3<&-; \
-         {input}\"${{SHELL:-/bin/sh}}\" -c {}{redirect}; s=$?; {{ kill -KILL $w; wait $w; }} 2>/dev/null; \
+        "{input}\"${{SHELL:-/bin/sh}}\" -c {}{redirect}; s=$?; \
          printf '%s:%s\\n' {mark} \"$s\"; printf '%s\\n' {mark} >&2\n",
         quote(command)
     )
