@@ -569,29 +569,39 @@ fn render_into(
     }
     // Rounds until nothing changes: a value rendered early with a
     // `default()` fallback is rendered again once what it reads exists.
-    let mut errors = BTreeMap::new();
+    // Why a value fails is only worked out at the end, for those that
+    // still fail: explaining an error (the undefined name, a near one)
+    // costs more than the render.
+    let mut failed = Vec::new();
     for _ in 0..10 {
-        errors.clear();
+        failed.clear();
         let mut changed = false;
         for (key, value) in &templated {
-            match engine.render_json(value, vars, origin) {
-                Ok(value) => {
+            match engine.try_render_json(value, vars, origin) {
+                Some(value) => {
                     if vars.get(key.as_str()) != Some(&value) {
                         vars.insert((*key).clone(), value);
                         changed = true;
                     }
                 }
-                Err(err) => {
-                    errors.insert((*key).clone(), err.to_string());
-                }
+                None => failed.push((*key, *value)),
             }
         }
         if !changed {
             break;
         }
     }
-    for key in errors.keys() {
-        vars.remove(key);
+    let mut errors = BTreeMap::new();
+    for (key, value) in failed {
+        vars.remove(key.as_str());
+        match engine.render_json(value, vars, origin) {
+            Ok(value) => {
+                vars.insert(key.clone(), value);
+            }
+            Err(err) => {
+                errors.insert(key.clone(), err.to_string());
+            }
+        }
     }
     errors
 }

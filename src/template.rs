@@ -31,6 +31,14 @@ pub struct Engine {
     env: minijinja::Environment<'static>,
 }
 
+/// How much a render error says: all of it for the operator, or only its
+/// kind where the caller only needs to know that the render failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Errors {
+    Explained,
+    Bare,
+}
+
 impl Engine {
     pub fn new() -> Self {
         let mut env = minijinja::Environment::new();
@@ -86,6 +94,16 @@ impl Engine {
 
     /// Render a template string; `origin` names where it came from for errors.
     pub fn render_str(&self, source: &str, vars: &Vars, origin: &Location) -> Result<String> {
+        self.render_str_as(source, vars, origin, Errors::Explained)
+    }
+
+    fn render_str_as(
+        &self,
+        source: &str,
+        vars: &Vars,
+        origin: &Location,
+        errors: Errors,
+    ) -> Result<String> {
         if !is_template(source) {
             return Ok(source.to_owned());
         }
@@ -93,6 +111,9 @@ impl Engine {
             .template(source)
             .map_err(|e| self.string_error(e, source, origin, None))?;
         tmpl.render(vars).map_err(|e| {
+            if errors == Errors::Bare {
+                return self.string_error(e, source, origin, None);
+            }
             // The check names the filter or test and suggests a near one.
             if matches!(e.kind(), ErrorKind::UnknownFilter | ErrorKind::UnknownTest) {
                 if let Err(found) = self.check(source, origin) {
@@ -129,19 +150,32 @@ impl Engine {
 
     /// Evaluate one bare expression; undefined is an error.
     fn eval(&self, source: &str, vars: &Vars, origin: &Location) -> Result<minijinja::Value> {
+        self.eval_as(source, vars, origin, Errors::Explained)
+    }
+
+    fn eval_as(
+        &self,
+        source: &str,
+        vars: &Vars,
+        origin: &Location,
+        errors: Errors,
+    ) -> Result<minijinja::Value> {
         let expr = self
             .expression(source)
             .map_err(|e| self.string_error(e, source, origin, None))?;
-        let names = || Undeclared {
-            top: expr.undeclared_variables(false),
-            nested: expr.undeclared_variables(true),
+        let fail = |e: minijinja::Error| match errors {
+            Errors::Bare => self.string_error(e, source, origin, None),
+            Errors::Explained => {
+                let names = Undeclared {
+                    top: expr.undeclared_variables(false),
+                    nested: expr.undeclared_variables(true),
+                };
+                self.string_error(e, source, origin, Some((&names, vars)))
+            }
         };
-        let value = expr
-            .eval(vars)
-            .map_err(|e| self.string_error(e, source, origin, Some((&names(), vars))))?;
+        let value = expr.eval(vars).map_err(fail)?;
         if value.is_undefined() {
-            let err = minijinja::Error::from(ErrorKind::UndefinedError);
-            return Err(self.string_error(err, source, origin, Some((&names(), vars))));
+            return Err(fail(minijinja::Error::from(ErrorKind::UndefinedError)));
         }
         Ok(value)
     }
@@ -155,25 +189,47 @@ impl Engine {
         vars: &Vars,
         origin: &Location,
     ) -> Result<serde_json::Value> {
+        self.render_json_as(value, vars, origin, Errors::Explained)
+    }
+
+    /// [`Self::render_json`] when only whether it renders matters: an error
+    /// is not explained (no search for the undefined name, no suggestion),
+    /// which costs more than the render itself.
+    pub(crate) fn try_render_json(
+        &self,
+        value: &serde_json::Value,
+        vars: &Vars,
+        origin: &Location,
+    ) -> Option<serde_json::Value> {
+        self.render_json_as(value, vars, origin, Errors::Bare).ok()
+    }
+
+    fn render_json_as(
+        &self,
+        value: &serde_json::Value,
+        vars: &Vars,
+        origin: &Location,
+        errors: Errors,
+    ) -> Result<serde_json::Value> {
         use serde_json::Value;
         Ok(match value {
             Value::String(s) if is_template(s) => match single_expression(s) {
                 Some(expr) => {
-                    let value = self.eval(expr, vars, origin)?;
+                    let value = self.eval_as(expr, vars, origin, errors)?;
                     serde_json::to_value(&value)
                         .unwrap_or_else(|_| Value::String(value.to_string()))
                 }
-                None => Value::String(self.render_str(s, vars, origin)?),
+                None => Value::String(self.render_str_as(s, vars, origin, errors)?),
             },
             Value::Array(items) => Value::Array(
                 items
                     .iter()
-                    .map(|v| self.render_json(v, vars, origin))
+                    .map(|v| self.render_json_as(v, vars, origin, errors))
                     .collect::<Result<_>>()?,
             ),
             Value::Object(map) => Value::Object(
                 map.iter()
-                    .map(|(k, v)| Ok((k.clone(), self.render_json(v, vars, origin)?)))
+                    .map(|(k, v)| Ok((k.clone(), self.render_json_as(v, vars, origin, errors)?)))
                     .collect::<Result<_>>()?,
             ),
             other => other.clone(),
