@@ -170,24 +170,37 @@ async fn exit_exec_and_kill_inside_a_command_do_not_wedge_the_session() {
     assert_eq!(status("exit 3").await, 3);
     assert_eq!(status("exec sh").await, 0);
     assert_eq!(status("echo x; exec sh -c 'exit 4'").await, 4);
-    assert_eq!(status("kill $$").await, 128 + 15);
-    assert_eq!(status("kill -9 $$").await, 128 + 9);
+    assert_eq!(status("sh -c 'kill $$'").await, 128 + 15);
     assert_eq!(
         ssh.exec("echo alive", None).await.unwrap().stdout,
         "alive\n"
     );
-    if session_mode() == SessionMode::Persistent {
-        // All of that in the one shell.
-        assert_eq!(session_channels(&host), 1, "{}", host.log());
-        // A command that kills the shell itself fails, saying so; the
-        // next one gets a new shell.
-        match ssh.exec("kill -9 $PPID; sleep 5", None).await {
+    if session_mode() == SessionMode::Exec {
+        // The command is the session's shell: it ends itself.
+        assert_eq!(status("kill $$").await, 128 + 15);
+        assert_eq!(status("kill -9 $$").await, 128 + 9);
+        ssh.close().await;
+        return;
+    }
+    // All of that in the one shell.
+    assert_eq!(session_channels(&host), 1, "{}", host.log());
+    // The test user's login shell is /bin/sh, so a command runs in a
+    // subshell of the persistent shell, and `$$` is that shell's: killing
+    // it fails the command, saying so, and the next one gets a new shell.
+    for (n, (command, signal)) in [("kill $$; sleep 1", 15), ("kill -9 $$; sleep 5", 9)]
+        .into_iter()
+        .enumerate()
+    {
+        match ssh.exec(command, None).await {
             Err(Error::Remote { message, .. }) => {
                 assert!(
                     message.contains("the persistent shell ended while running"),
                     "{message}"
                 );
-                assert!(message.contains("killed by signal 9"), "{message}");
+                assert!(
+                    message.contains(&format!("killed by signal {signal}")),
+                    "{message}"
+                );
             }
             other => panic!("expected the shell's end, got {other:?}"),
         }
@@ -195,7 +208,41 @@ async fn exit_exec_and_kill_inside_a_command_do_not_wedge_the_session() {
             ssh.exec("echo again", None).await.unwrap().stdout,
             "again\n"
         );
-        assert_eq!(session_channels(&host), 2, "{}", host.log());
+        assert_eq!(session_channels(&host), 2 + n, "{}", host.log());
+    }
+    ssh.close().await;
+}
+
+/// Where the login shell is `/bin/sh`, commands run in subshells of the
+/// persistent shell (one fork each, the same `$$`); any other login shell
+/// runs each command itself with `-c`, as `ssh host COMMAND` does (here a
+/// wrapper that prints a banner around every command it runs).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_runs_in_a_subshell_only_where_the_login_shell_is_bin_sh() {
+    let cluster = Cluster::start(1);
+    let ssh = connect(&cluster.target(0)).await;
+    let pid = |out: &str| out.trim().parse::<u32>().unwrap();
+    let first = pid(&ssh.exec("echo $$", None).await.unwrap().stdout);
+    let second = pid(&ssh.exec("echo $$", None).await.unwrap().stdout);
+    let positional = ssh.exec("echo \"[$#$*]\"", None).await.unwrap().stdout;
+    assert_eq!(positional, "[0]\n");
+    match session_mode() {
+        SessionMode::Persistent => assert_eq!(first, second),
+        SessionMode::Exec => assert_ne!(first, second),
+    }
+    ssh.close().await;
+
+    let user = crate::support::ensure_banner_user();
+    let target = Target {
+        user: user.to_owned(),
+        ..cluster.target(0)
+    };
+    let ssh = connect(&target).await;
+    for _ in 0..2 {
+        let out = ssh.exec("echo hello", None).await.unwrap().stdout;
+        assert!(out.starts_with("WELCOME BANNER"), "{out}");
+        assert!(out.contains("hello\n"), "{out}");
+        assert!(out.contains("GOODBYE BANNER"), "{out}");
     }
     ssh.close().await;
 }

@@ -95,7 +95,9 @@ async fn exec_returns_stdout_stderr_and_status() {
 async fn a_command_killed_by_a_signal_reports_128_plus_the_signal() {
     let cluster = Cluster::start(1);
     let ssh = connect(&cluster, 0).await;
-    let out = ssh.exec("kill -TERM $$", None).await.unwrap();
+    // A shell of its own: in the persistent shell a command is a subshell,
+    // whose `$$` is the persistent shell's.
+    let out = ssh.exec("sh -c 'kill -TERM $$'", None).await.unwrap();
     assert_eq!(out.status, 128 + 15, "{out:?}");
 }
 

@@ -4,18 +4,23 @@
 //! each, about 1.8 ms of host CPU and a round trip or two).
 //!
 //! The shell is `/bin/sh` on a session channel of the host's one
-//! connection, opened on first use. Its first line reports its process id
-//! (it leads the session's process group, see `abandon.rs`); then, for
-//! each command, arpanet writes one line of script to its stdin:
+//! connection, opened on first use. Its first lines define how a command
+//! runs (see [`SETUP`]) and report its process id (it leads the session's
+//! process group, see `abandon.rs`); then, for each command, arpanet writes
+//! one line of script to its stdin:
 //!
 //! ```sh
-//! "${SHELL:-/bin/sh}" -c 'COMMAND' </dev/null; s=$?;
-//! printf '%s:%s\n' MARK "$s"; printf '%s\n' MARK >&2
+//! __arpanet_run 'COMMAND' </dev/null;
+//! printf '%s:%s\n' MARK "$?"; printf '%s\n' MARK >&2
 //! ```
 //!
-//! - The command runs as `ssh host COMMAND` would run it: by the login
-//!   shell, with `-c`, in a process of its own, so `cd`, variables, traps,
-//!   `exit`, `exec` and `kill $$` stay inside it.
+//! - The command runs in a process of its own, so `cd`, variables, traps,
+//!   `exit` and `exec` stay inside it, by the same shell as `ssh host
+//!   COMMAND` would use: where the login shell is `/bin/sh` itself, in a
+//!   subshell of the persistent shell (one fork, no exec: a third of the
+//!   cost on the host); otherwise by the login shell with `-c`. In a
+//!   subshell, `$$` and `$PPID` are the persistent shell's and its parent's,
+//!   so `kill $$` ends the persistent shell (the task fails saying so).
 //! - Its stdin is `/dev/null`, or the given input written into the script
 //!   itself (a `printf` of octal escapes piped into it, for input up to
 //!   [`INLINE_MAX`]), never the shell's control stream.
@@ -28,10 +33,12 @@
 //!   a second channel kills the shell's process group, command included,
 //!   with no help from sshd (which refuses SSH signals for root logins),
 //!   and the next command opens a new shell. Nothing runs beside a command
-//!   that finishes: the cost of a command is the one fork and exec of the
-//!   login shell that runs it.
+//!   that finishes. The shell traps no signal: a TERM that sshd delivers
+//!   to the group ends it too, and the second channel's KILL reaches a
+//!   command that ignored the TERM.
 //!
-//! A command that ends the shell itself (`kill $PPID`, `kill 0`) fails
+//! A command that ends the shell itself (`kill 0`; `kill $$` in a
+//! subshell, `kill $PPID` otherwise) fails
 //! with a message saying so, and the next command opens a new shell.
 //! Commands that need a terminal, a password fed on demand, or stdin
 //! streamed (more than [`INLINE_MAX`], or behind a gate) get a channel of
@@ -58,13 +65,15 @@ pub(super) const INLINE_MAX: usize = 256 << 10;
 /// reads the control stream.
 const START: &str = "exec /bin/sh";
 
-/// The shell's first line, before the report of its process id. It
-/// outlives a HUP, INT or TERM that sshd or arpanet sends its process group
-/// (an abandoned command, see [`Abandon`]), so that the KILL that follows
-/// still reaches a command that ignores TERM: sshd signals a session only
-/// while its first process lives. Commands get the default handlers back
-/// (a caught signal is reset by `exec`).
-const SETUP: &str = "trap : HUP INT TERM\n";
+/// The shell's first lines: `__arpanet_run` runs its argument as the
+/// login shell would, in a subshell when the login shell is the same
+/// program as `/bin/sh` (`-ef`: the same file, through links), else with
+/// `"$SHELL" -c`. `set --` drops the function's argument before the
+/// command, so the command sees no positional parameters, as with `-c`.
+/// The shell defines no variable a command could see.
+const SETUP: &str = "if [ \"${SHELL:-/bin/sh}\" -ef /bin/sh ]; \
+                     then __arpanet_run() { ( eval \"set --; $1\" ); }; \
+                     else __arpanet_run() { \"${SHELL:-/bin/sh}\" -c \"$1\"; }; fi\n";
 
 /// Whether `command` can run in the shell: no NUL byte (it could not be
 /// quoted), stdin small enough to inline, and a gate only without a
@@ -238,8 +247,10 @@ async fn ended(
         host: transport.host.clone(),
         message: format!(
             "the persistent shell ended while running `{command}`{how}: the command may have \
-             killed its parent shell (`kill $PPID`, `kill 0`); the next command starts a new \
-             one, and `arpanet_session: exec` gives each command a channel of its own"
+             killed it (`kill 0`; `kill $$` where the login shell is /bin/sh, as a command \
+             then runs in a subshell of it; `kill $PPID` otherwise); the next command starts \
+             a new one, and `arpanet_session: exec` gives each command a process and a \
+             channel of its own"
         ),
     }
 }
@@ -264,8 +275,8 @@ fn script(command: &str, stdin: Option<&[u8]>, mark: &str) -> String {
         None => (String::new(), " </dev/null"),
     };
     format!(
-        "{input}\"${{SHELL:-/bin/sh}}\" -c {}{redirect}; s=$?; \
-         printf '%s:%s\\n' {mark} \"$s\"; printf '%s\\n' {mark} >&2\n",
+        "{input}__arpanet_run {}{redirect}; \
+         printf '%s:%s\\n' {mark} \"$?\"; printf '%s\\n' {mark} >&2\n",
         quote(command)
     )
 }
