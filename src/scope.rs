@@ -322,7 +322,7 @@ impl Scope {
     /// [`Scope::host`] for an `engine` that [`Scope::share_groups`] gave
     /// `groups`: the host's variables hold no copy of it. A run resolves
     /// every host before connecting, and a copy in each would be hosts ×
-    /// hosts (500 hosts: about 28 MB).
+    /// hosts (500 hosts: about 38 MB).
     pub(crate) fn host_sharing_groups(&self, engine: &Engine, host: &str) -> Resolved {
         let origin = Location::new("<variables>", 0, 0);
         resolve(
