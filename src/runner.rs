@@ -14,7 +14,7 @@ use crate::playbook::Playbook;
 use crate::report::{Finished, OutputFormat, Printer};
 use crate::session::{self, Session};
 use crate::template::Engine;
-use crate::transport::{Connector, HostKeyChecking, Target};
+use crate::transport::{Connector, HostKeyChecking};
 
 /// How a run is shown.
 #[derive(Debug, Clone, Copy, Default)]
@@ -59,20 +59,16 @@ pub(crate) fn run_playbooks(
     if let Some(start) = &settings.start_at_task {
         crate::plan::check_start_at_task(playbooks, start)?;
     }
-    let hosts = session.hosts_of(
+    let targets = session.targets_of(
         playbooks
             .iter()
             .flat_map(|p| &p.plays)
             .map(|p| p.hosts.as_str()),
     )?;
-    for host in &hosts {
-        crate::escalation::check(&host.name, &host.vars)?;
-    }
-    let targets: Vec<Target> = hosts.into_iter().map(|h| h.target).collect();
     let delegates = match delegates_elsewhere(playbooks) {
         true => {
             let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
-            session.delegation_hosts(&names)
+            session.delegation_targets(&names)
         }
         false => Vec::new(),
     };
@@ -105,7 +101,7 @@ pub(crate) fn run_playbooks(
         targets,
     )
     .with_guard(guard.clone());
-    executor.delegate_to(delegates.into_iter().map(|h| h.target));
+    executor.delegate_to(delegates);
     let interrupt = executor.interrupt();
     let result = runtime.block_on(async {
         interrupt

@@ -66,12 +66,14 @@ impl Session {
         )?)
     }
 
-    /// The hosts matching any of `patterns` (and `--limit`), each once, in
-    /// order of first appearance.
-    pub fn hosts_of<'p>(
+    /// Where and how to reach the hosts matching any of `patterns` (and
+    /// `--limit`), each once, in order of first appearance, after checking
+    /// their connection and escalation variables (see
+    /// [`Session::targets_named`]).
+    pub(crate) fn targets_of<'p>(
         &self,
         patterns: impl IntoIterator<Item = &'p str>,
-    ) -> Result<Vec<HostInfo>> {
+    ) -> Result<Vec<Target>> {
         let mut names: Vec<String> = Vec::new();
         for pattern in patterns {
             for name in crate::plan::play_hosts(&self.inventory, pattern, self.limit.as_deref())? {
@@ -80,17 +82,17 @@ impl Session {
                 }
             }
         }
-        self.hosts_named(names)
+        self.targets_named(names)
     }
 
     /// Every inventory host outside `except` whose connection settings
     /// resolve: where a `delegate_to` may go (a bad one fails only the
     /// task that delegates to it).
-    pub(crate) fn delegation_hosts(&self, except: &[String]) -> Vec<HostInfo> {
+    pub(crate) fn delegation_targets(&self, except: &[String]) -> Vec<Target> {
         let others = self.inventory.hosts.iter().map(|h| &h.name);
         others
             .filter(|name| !except.contains(name))
-            .filter_map(|name| self.hosts_named(vec![name.clone()]).ok())
+            .filter_map(|name| self.targets_named(vec![name.clone()]).ok())
             .flatten()
             .collect()
     }
@@ -107,20 +109,35 @@ impl Session {
             .into_iter()
             .map(|name| {
                 let resolved = self.scope.host(&engine, &name);
-                // Where to connect and as whom must never silently fall back.
-                if let Some((key, why)) = resolved
-                    .unrendered()
-                    .find(|(key, _)| CONNECTION_VARS.contains(key))
-                {
-                    return Err(Error::usage(format!(
-                        "host `{name}`: `{key}` does not render: {why}"
-                    )));
-                }
-                let vars = resolved.vars;
+                let vars = connection_vars(&name, resolved)?;
                 let target = self.defaults.target(&name, &vars)?;
                 Ok(HostInfo { name, vars, target })
             })
             .collect()
+    }
+
+    /// The targets of `names`, as [`Session::hosts_named`] resolves them,
+    /// keeping nothing else: a run resolves every host's variables again
+    /// per play, so each host's are dropped once its target is made. The
+    /// first bad connection variable is the error, else the first bad
+    /// escalation variable.
+    fn targets_named(&self, names: Vec<String>) -> Result<Vec<Target>> {
+        let mut engine = Engine::new();
+        self.scope.share_groups(&mut engine);
+        let mut bad_escalation = None;
+        let mut targets = Vec::with_capacity(names.len());
+        for name in names {
+            let resolved = self.scope.host_sharing_groups(&engine, &name);
+            let vars = connection_vars(&name, resolved)?;
+            if bad_escalation.is_none() {
+                bad_escalation = crate::escalation::check(&name, &vars).err();
+            }
+            targets.push(self.defaults.target(&name, &vars)?);
+        }
+        match bad_escalation {
+            Some(error) => Err(error),
+            None => Ok(targets),
+        }
     }
 
     pub fn connector(&self) -> SshConnector {
@@ -135,6 +152,20 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))
+}
+
+/// `host`'s resolved variables, unless one that says where to connect and
+/// as whom did not render: that must never silently fall back.
+fn connection_vars(host: &str, resolved: crate::scope::Resolved) -> Result<Vars> {
+    if let Some((key, why)) = resolved
+        .unrendered()
+        .find(|(key, _)| CONNECTION_VARS.contains(key))
+    {
+        return Err(Error::usage(format!(
+            "host `{host}`: `{key}` does not render: {why}"
+        )));
+    }
+    Ok(resolved.vars)
 }
 
 /// The variables that say where and how to connect.

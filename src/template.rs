@@ -87,7 +87,7 @@ impl Engine {
     }
 
     /// Make `value` visible to every template as `name` (e.g. `hostvars`).
-    pub fn set_global(&mut self, name: &'static str, value: &serde_json::Value) {
+    pub fn set_global(&mut self, name: &'static str, value: &impl serde::Serialize) {
         self.env
             .add_global(name, minijinja::Value::from_serialize(value));
     }
