@@ -1222,6 +1222,26 @@ impl Transport for SshTransport {
     }
 }
 
+/// The key exchanges offered, best first. A post-quantum hybrid when the
+/// server has one; then P-256, which OpenSSH computes with OpenSSL (its
+/// curve25519 is portable C: about 3 ms more server CPU per connection,
+/// measured on OpenSSH 9.2, a tenth of a 10-host run's connecting); then
+/// russh's own order.
+const KEX_ORDER: &[russh::kex::Name] = &[
+    russh::kex::MLKEM768X25519_SHA256,
+    russh::kex::ECDH_SHA2_NISTP256,
+    russh::kex::CURVE25519,
+    russh::kex::CURVE25519_PRE_RFC_8731,
+    russh::kex::DH_GEX_SHA256,
+    russh::kex::DH_G18_SHA512,
+    russh::kex::DH_G17_SHA512,
+    russh::kex::DH_G16_SHA512,
+    russh::kex::DH_G15_SHA512,
+    russh::kex::DH_G14_SHA256,
+    russh::kex::EXTENSION_SUPPORT_AS_CLIENT,
+    russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT,
+];
+
 /// The client configuration for one connection: the host key algorithms
 /// are ordered for the host (see [`KnownHosts::offer`]) so that the server
 /// proves a key that is recorded for it, as `ssh` asks.
@@ -1232,6 +1252,7 @@ fn client_config(known_hosts: &KnownHosts, target: &Target) -> client::Config {
         nodelay: true,
         ..client::Config::default()
     };
+    config.preferred.kex = KEX_ORDER.into();
     if let Some(interval) = target.keepalive.interval {
         config.keepalive_interval = Some(interval);
     }

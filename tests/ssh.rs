@@ -91,6 +91,24 @@ async fn exec_returns_stdout_stderr_and_status() {
     ssh.close().await;
 }
 
+/// arpanet offers P-256 key exchange before curve25519 (OpenSSH does it
+/// with less CPU); a server that allows only one of the others it offers
+/// is still reached, with that one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_allows_one_key_exchange_is_reached_with_it() {
+    for kex in [
+        "curve25519-sha256",
+        "ecdh-sha2-nistp256",
+        "diffie-hellman-group14-sha256",
+    ] {
+        let cluster = Cluster::start_with_config(1, &format!("KexAlgorithms {kex}\n"));
+        let ssh = connect(&cluster, 0).await;
+        let out = ssh.exec("id -un", None).await.unwrap();
+        assert_eq!(out.stdout, "arpanet-test\n", "{kex}");
+        ssh.close().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_killed_by_a_signal_reports_128_plus_the_signal() {
     let cluster = Cluster::start(1);
