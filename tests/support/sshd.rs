@@ -274,9 +274,13 @@ fn socket_inode(address: &str, port: u16) -> Option<String> {
     // /proc/net/tcp writes the address as a little-endian hex word.
     let local = format!("{:08X}:{port:04X}", u32::from_le_bytes(ip.octets()));
     let table = fs::read_to_string("/proc/net/tcp").ok()?;
+    // Only an established socket: an earlier connection from the same
+    // port may linger in TIME_WAIT (state 06), owned by no process (inode 0).
     table.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.get(1) == Some(&local.as_str())).then(|| fields.get(9).map(|s| s.to_string()))?
+        let established = fields.get(3) == Some(&"01");
+        (established && fields.get(1) == Some(&local.as_str()))
+            .then(|| fields.get(9).map(|s| s.to_string()))?
     })
 }
 
