@@ -698,6 +698,11 @@ fn parse_address(entry: &str) -> std::result::Result<(&str, Option<u16>), InputK
 /// `[HOST]:PORT` or `HOST:PORT` (colons inside `[…]` aside) split, or the
 /// entry whole.
 fn split_address(entry: &str) -> (&str, Option<&str>) {
+    // Both forms have a colon; most entries have none (and compiling the
+    // patterns costs more than parsing a small inventory).
+    if !entry.contains(':') {
+        return (entry, None);
+    }
     static BRACKETED: LazyLock<regex::Regex> =
         LazyLock::new(|| regex::Regex::new(r"^\[(.+)\]:([0-9]+)$").expect("regex"));
     static HOSTPORT: LazyLock<regex::Regex> = LazyLock::new(|| {
@@ -724,6 +729,11 @@ fn is_host_address(text: &str) -> bool {
 /// Whether `host` is an IPv4 or IPv6 address or a host name, ranges
 /// allowed, by the rules of Ansible's `parse_address`.
 fn is_address(host: &str) -> bool {
+    plain_host_name(host).unwrap_or_else(|| matches_address_patterns(host))
+}
+
+/// [`is_address`] by the patterns themselves.
+fn matches_address_patterns(host: &str) -> bool {
     static PATTERNS: LazyLock<[regex::Regex; 3]> = LazyLock::new(|| {
         let numeric = r"\[[0-9]+:[0-9]+(?::[0-9]+)?\]";
         let hex = r"\[[0-9a-f]+:[0-9a-f]+(?::[0-9]+)?\]";
@@ -740,6 +750,26 @@ fn is_address(host: &str) -> bool {
         [ipv4, ipv6, hostname].map(|p| regex::Regex::new(&p).expect("regex"))
     });
     PATTERNS.iter().any(|p| p.is_match(host))
+}
+
+/// [`is_address`] for the common case without the patterns (compiling
+/// them is most of parsing a small inventory): a name of ASCII letters,
+/// digits, `_`, `-` and dots, which can only be a host name (an IPv4
+/// address is one too). A label starts with a letter, digit or `_` and
+/// ends with a letter or digit. `None` for anything else (ranges, IPv6,
+/// other scripts), which the patterns judge.
+fn plain_host_name(host: &str) -> Option<bool> {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_');
+    if host.is_empty() || !host.bytes().all(plain) {
+        return None;
+    }
+    Some(host.split('.').all(|label| match label.as_bytes() {
+        [] => false,
+        [only] => only.is_ascii_alphanumeric() || *only == b'_',
+        [first, .., last] => {
+            (first.is_ascii_alphanumeric() || *first == b'_') && last.is_ascii_alphanumeric()
+        }
+    }))
 }
 
 /// The most hosts one range entry (`node[1:100]`) may name.
@@ -855,6 +885,44 @@ fn located(file: &Path, text: &str, line: usize, column: usize, kind: InputKind)
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn plain_host_names_are_judged_as_the_patterns_judge_them() {
+        let samples = [
+            "node1",
+            "a",
+            "_",
+            "-",
+            "a-",
+            "a_",
+            "_a",
+            "-a",
+            "a-b_c",
+            "web.example.com",
+            "web..example",
+            ".web",
+            "web.",
+            "10.0.0.1",
+            "256.1.1.1",
+            "1.2.3",
+            "x.y-.z",
+            "x._.z",
+            "x.a_b.z",
+            "host_",
+            "A-1",
+            "",
+        ];
+        for host in samples {
+            if let Some(plain) = plain_host_name(host) {
+                assert_eq!(plain, matches_address_patterns(host), "{host:?}");
+            }
+        }
+        assert_eq!(plain_host_name("node[1:3]"), None);
+        assert_eq!(plain_host_name("::1"), None);
+        assert_eq!(plain_host_name("nöde"), None);
+        assert!(is_address("node[1:3]") && is_address("::1") && is_address("nöde"));
+        assert!(!is_address("a-") && !is_address("web..example"));
+    }
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
