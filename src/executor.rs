@@ -898,7 +898,10 @@ async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) ->
     let elapsed = crate::report::round(started.elapsed());
     let mut outcome = result.unwrap_or_else(Outcome::from_error);
     if let Some(failure) = &mut outcome.failure {
-        if let Some(hint) = state.vars.explain(&failure.message) {
+        if let Some(hint) = shared
+            .scope
+            .explain(shared.engine, &state.vars, &failure.message)
+        {
             failure.hint = Some(hint);
         }
     }

@@ -41,7 +41,7 @@
 //! rather than raw `{{ }}` text, and is tried again before a task only once
 //! new facts may let it render.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -100,18 +100,39 @@ pub(crate) struct Scope {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Resolved {
     pub(crate) vars: Vars,
-    /// Templated values that did not render: their raw value and why.
-    waiting: BTreeMap<String, (Value, String)>,
+    /// Templated values that did not render, raw.
+    waiting: BTreeMap<String, Value>,
+    /// Where the values were rendered for, for an explanation.
+    origin: Option<Location>,
     /// The host's count of fact writes when `waiting` was last tried.
     tried_at: usize,
 }
 
 impl Resolved {
-    /// The variables whose template did not render, with why.
-    pub(crate) fn unrendered(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.waiting
-            .iter()
-            .map(|(k, (_, why))| (k.as_str(), why.as_str()))
+    /// The variables whose template did not render.
+    pub(crate) fn unrendered(&self) -> impl Iterator<Item = &str> {
+        self.waiting.keys().map(String::as_str)
+    }
+
+    /// Why `key`'s template does not render with these variables. Worked
+    /// out only when asked: explaining a render error (the undefined name,
+    /// a near one among hundreds of variables) costs far more than the
+    /// render, and most values that wait (for a registered result, a fact)
+    /// are never read before they can render.
+    pub(crate) fn why(&self, engine: &Engine, key: &str) -> Option<String> {
+        self.why_with(engine, key, &self.vars)
+    }
+
+    fn why_with(&self, engine: &Engine, key: &str, vars: &Vars) -> Option<String> {
+        let raw = self.waiting.get(key)?;
+        let origin = self
+            .origin
+            .clone()
+            .unwrap_or_else(|| Location::new("<variables>", 0, 0));
+        engine
+            .render_json(raw, vars, &origin)
+            .err()
+            .map(|e| e.to_string())
     }
 }
 
@@ -158,15 +179,6 @@ impl HostVars {
     pub(crate) fn register(&mut self, name: &str, value: Value) {
         self.facts.insert(name.to_owned(), value);
         self.fact_writes += 1;
-    }
-
-    /// A hint for a failure on an undefined variable that is in fact
-    /// defined, as a template that would not render: why it would not.
-    pub(crate) fn explain(&self, message: &str) -> Option<String> {
-        self.play
-            .unrendered()
-            .find(|(key, _)| message.contains(&format!("undefined variable `{key}`")))
-            .map(|(key, why)| format!("`{key}` is defined, but its value did not render: {why}"))
     }
 }
 
@@ -415,25 +427,40 @@ impl Scope {
             let raw: Vars = resolved
                 .waiting
                 .iter()
-                .map(|(k, (raw, _))| (k.clone(), raw.clone()))
+                .map(|(k, raw)| (k.clone(), raw.clone()))
                 .collect();
             let still = render_into(engine, &raw, &mut view, origin);
-            for (key, raw) in raw {
-                match still.get(&key) {
-                    Some(why) => {
-                        resolved.waiting.insert(key, (raw, why.clone()));
-                    }
-                    None => {
-                        resolved.waiting.remove(&key);
-                        if let Some(value) = view.remove(&key) {
-                            resolved.vars.insert(key, value);
-                        }
+            for key in raw.keys() {
+                if !still.contains(key) {
+                    resolved.waiting.remove(key);
+                    if let Some(value) = view.remove(key) {
+                        resolved.vars.insert(key.clone(), value);
                     }
                 }
             }
             resolved.tried_at = writes;
         }
         self.with_facts(resolved, &host.facts)
+    }
+
+    /// A hint for a failure on `host` on an undefined variable that is in
+    /// fact defined, as a play variable whose template would not render:
+    /// why it would not, with the host's facts as the task saw them.
+    pub(crate) fn explain(
+        &self,
+        engine: &Engine,
+        host: &HostVars,
+        message: &str,
+    ) -> Option<String> {
+        let key = host
+            .play
+            .unrendered()
+            .find(|key| message.contains(&format!("undefined variable `{key}`")))?;
+        let view = self.with_facts(&host.play, &host.facts);
+        let why = host.play.why_with(engine, key, &view)?;
+        Some(format!(
+            "`{key}` is defined, but its value did not render: {why}"
+        ))
     }
 
     fn with_facts(&self, resolved: &Resolved, facts: &Vars) -> Vars {
@@ -553,14 +580,15 @@ fn resolve(engine: &Engine, raw: &Vars, origin: &Location) -> Resolved {
     let mut vars = raw.clone();
     let waiting = render_into(engine, raw, &mut vars, origin)
         .into_iter()
-        .map(|(key, why)| {
+        .map(|key| {
             let value = raw[key.as_str()].clone();
-            (key, (value, why))
+            (key, value)
         })
         .collect();
     Resolved {
         vars,
         waiting,
+        origin: Some(origin.clone()),
         tried_at: 0,
     }
 }
@@ -570,31 +598,35 @@ fn resolve(engine: &Engine, raw: &Vars, origin: &Location) -> Resolved {
 /// is only ever rendered from its raw text, and only with values already
 /// rendered: until it renders, a templated variable is absent from `vars`,
 /// never its raw `{{ }}` text. Returns the keys that could not be rendered
-/// (they may need a registered result), with why.
+/// (they may need a registered result); [`Resolved::why`] says why.
 fn render_into(
     engine: &Engine,
     raw: &Vars,
     vars: &mut Vars,
     origin: &Location,
-) -> BTreeMap<String, String> {
+) -> BTreeSet<String> {
     let templated: Vec<(&String, &Value)> = raw.iter().filter(|(_, v)| has_template(v)).collect();
+    if templated.is_empty() {
+        return BTreeSet::new();
+    }
     for (key, _) in &templated {
         vars.remove(key.as_str());
     }
+    // Shared, so that a render converts only the variables it reads; no
+    // render holds it between two of them, so inserting never copies it.
+    let mut shared = Arc::new(std::mem::take(vars));
     // Rounds until nothing changes: a value rendered early with a
     // `default()` fallback is rendered again once what it reads exists.
-    // Why a value fails is only worked out at the end, for those that
-    // still fail: explaining an error (the undefined name, a near one)
-    // costs more than the render.
+    // Why a value fails is not worked out here (see `Resolved::why`).
     let mut failed = Vec::new();
     for _ in 0..10 {
         failed.clear();
         let mut changed = false;
         for (key, value) in &templated {
-            match engine.try_render_json(value, vars, origin) {
+            match engine.try_render_json(value, &shared, origin) {
                 Some(value) => {
-                    if vars.get(key.as_str()) != Some(&value) {
-                        vars.insert((*key).clone(), value);
+                    if shared.get(key.as_str()) != Some(&value) {
+                        Arc::make_mut(&mut shared).insert((*key).clone(), value);
                         changed = true;
                     }
                 }
@@ -605,19 +637,20 @@ fn render_into(
             break;
         }
     }
-    let mut errors = BTreeMap::new();
+    let mut waiting = BTreeSet::new();
     for (key, value) in failed {
-        vars.remove(key.as_str());
-        match engine.render_json(value, vars, origin) {
-            Ok(value) => {
-                vars.insert(key.clone(), value);
+        Arc::make_mut(&mut shared).remove(key.as_str());
+        match engine.try_render_json(value, &shared, origin) {
+            Some(value) => {
+                Arc::make_mut(&mut shared).insert(key.clone(), value);
             }
-            Err(err) => {
-                errors.insert(key.clone(), err.to_string());
+            None => {
+                waiting.insert(key.clone());
             }
         }
     }
-    errors
+    *vars = Arc::unwrap_or_clone(shared);
+    waiting
 }
 
 /// Whether a condition mentions the loop variable `name` (`item`), so it is
@@ -848,7 +881,11 @@ mod tests {
         host.enter_play(resolved.remove("h1").unwrap());
         let vars = scope.for_task(&engine, &mut host, None, &origin());
         assert!(!vars.contains_key("greeting"));
-        let hint = host.explain("undefined variable `greeting` in `{{ greeting }}`");
+        let hint = scope.explain(
+            &engine,
+            &host,
+            "undefined variable `greeting` in `{{ greeting }}`",
+        );
         assert!(
             hint.is_some_and(|h| h.contains("undefined variable `first`")),
             "{host:?}"
@@ -856,7 +893,10 @@ mod tests {
         host.register("first", json!({"stdout": "world"}));
         let vars = scope.for_task(&engine, &mut host, None, &origin());
         assert_eq!(vars["greeting"], json!("hello world"));
-        assert_eq!(host.explain("undefined variable `greeting`"), None);
+        assert_eq!(
+            scope.explain(&engine, &host, "undefined variable `greeting`"),
+            None
+        );
         // once rendered, a play var keeps its value for the play
         host.register("first", json!({"stdout": "again"}));
         let vars = scope.for_task(&engine, &mut host, None, &origin());
@@ -1071,15 +1111,19 @@ mod tests {
             "broken": "{{ nosuch }}",
             "uses_broken": "{{ broken }}!",
         }));
-        let mut out = raw.clone();
-        let errors = render_into(&Engine::new(), &raw, &mut out, &origin());
+        let engine = Engine::new();
+        let resolved = resolve(&engine, &raw, &origin());
+        let out = &resolved.vars;
         assert_eq!(out["a"], "real-x");
         assert_eq!(out["b"], "real-x");
         assert!(!out.contains_key("broken") && !out.contains_key("uses_broken"));
-        assert!(
-            errors["broken"].contains("undefined variable `nosuch`"),
-            "{errors:?}"
-        );
+        let waiting: Vec<&str> = resolved.unrendered().collect();
+        assert_eq!(waiting, ["broken", "uses_broken"]);
+        let why = resolved.why(&engine, "broken").unwrap();
+        assert!(why.contains("undefined variable `nosuch`"), "{why}");
+        let why = resolved.why(&engine, "uses_broken").unwrap();
+        assert!(why.contains("undefined variable `broken`"), "{why}");
+        assert_eq!(resolved.why(&engine, "a"), None);
     }
 
     #[test]

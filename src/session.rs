@@ -109,7 +109,7 @@ impl Session {
             .into_iter()
             .map(|name| {
                 let resolved = self.scope.host(&engine, &name);
-                let vars = connection_vars(&name, resolved)?;
+                let vars = connection_vars(&engine, &name, resolved)?;
                 let target = self.defaults.target(&name, &vars)?;
                 Ok(HostInfo { name, vars, target })
             })
@@ -128,7 +128,7 @@ impl Session {
         let mut targets = Vec::with_capacity(names.len());
         for name in names {
             let resolved = self.scope.host_sharing_groups(&engine, &name);
-            let vars = connection_vars(&name, resolved)?;
+            let vars = connection_vars(&engine, &name, resolved)?;
             if bad_escalation.is_none() {
                 bad_escalation = crate::escalation::check(&name, &vars).err();
             }
@@ -156,11 +156,12 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// `host`'s resolved variables, unless one that says where to connect and
 /// as whom did not render: that must never silently fall back.
-fn connection_vars(host: &str, resolved: crate::scope::Resolved) -> Result<Vars> {
-    if let Some((key, why)) = resolved
+fn connection_vars(engine: &Engine, host: &str, resolved: crate::scope::Resolved) -> Result<Vars> {
+    if let Some(key) = resolved
         .unrendered()
-        .find(|(key, _)| CONNECTION_VARS.contains(key))
+        .find(|key| CONNECTION_VARS.contains(key))
     {
+        let why = resolved.why(engine, key).unwrap_or_default();
         return Err(Error::usage(format!(
             "host `{host}`: `{key}` does not render: {why}"
         )));

@@ -14,6 +14,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use minijinja::value::{Kwargs, Rest, Value, ValueKind};
@@ -29,6 +30,53 @@ const MAX_FUEL: u64 = 20_000_000;
 
 pub struct Engine {
     env: minijinja::Environment<'static>,
+}
+
+/// The variables a render reads. Borrowed ones become one minijinja value
+/// per render; shared ones are a minijinja object that converts a variable
+/// only when the template reads it. A host has hundreds of variables and a
+/// template reads a few: converting all of them for every templated
+/// default, host and round was a fifth of a run's CPU before connecting.
+#[derive(Clone, Copy)]
+enum Root<'v> {
+    Vars(&'v Vars),
+    Shared(&'v Arc<Vars>),
+}
+
+impl Root<'_> {
+    fn vars(&self) -> &Vars {
+        match self {
+            Root::Vars(vars) => vars,
+            Root::Shared(vars) => vars,
+        }
+    }
+
+    fn value(&self) -> Value {
+        match self {
+            Root::Vars(vars) => Value::from_serialize(vars),
+            Root::Shared(vars) => Value::from_object(LazyVars(Arc::clone(vars))),
+        }
+    }
+}
+
+/// See [`Root::Shared`].
+#[derive(Debug)]
+struct LazyVars(Arc<Vars>);
+
+impl minijinja::value::Object for LazyVars {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.get_value_by_str(key.as_str()?)
+    }
+
+    fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
+        self.0.get(key).map(Value::from_serialize)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Values(
+            self.0.keys().map(|k| Value::from(k.as_str())).collect(),
+        )
+    }
 }
 
 /// How much a render error says: all of it for the operator, or only its
@@ -94,13 +142,13 @@ impl Engine {
 
     /// Render a template string; `origin` names where it came from for errors.
     pub fn render_str(&self, source: &str, vars: &Vars, origin: &Location) -> Result<String> {
-        self.render_str_as(source, vars, origin, Errors::Explained)
+        self.render_str_as(source, Root::Vars(vars), origin, Errors::Explained)
     }
 
     fn render_str_as(
         &self,
         source: &str,
-        vars: &Vars,
+        root: Root<'_>,
         origin: &Location,
         errors: Errors,
     ) -> Result<String> {
@@ -110,7 +158,7 @@ impl Engine {
         let tmpl = self
             .template(source)
             .map_err(|e| self.string_error(e, source, origin, None))?;
-        tmpl.render(vars).map_err(|e| {
+        tmpl.render(root.value()).map_err(|e| {
             if errors == Errors::Bare {
                 return self.string_error(e, source, origin, None);
             }
@@ -124,7 +172,7 @@ impl Engine {
                 top: tmpl.undeclared_variables(false),
                 nested: tmpl.undeclared_variables(true),
             };
-            self.string_error(e, source, origin, Some((&names, vars)))
+            self.string_error(e, source, origin, Some((&names, root.vars())))
         })
     }
 
@@ -150,13 +198,13 @@ impl Engine {
 
     /// Evaluate one bare expression; undefined is an error.
     fn eval(&self, source: &str, vars: &Vars, origin: &Location) -> Result<minijinja::Value> {
-        self.eval_as(source, vars, origin, Errors::Explained)
+        self.eval_as(source, Root::Vars(vars), origin, Errors::Explained)
     }
 
     fn eval_as(
         &self,
         source: &str,
-        vars: &Vars,
+        root: Root<'_>,
         origin: &Location,
         errors: Errors,
     ) -> Result<minijinja::Value> {
@@ -170,10 +218,10 @@ impl Engine {
                     top: expr.undeclared_variables(false),
                     nested: expr.undeclared_variables(true),
                 };
-                self.string_error(e, source, origin, Some((&names, vars)))
+                self.string_error(e, source, origin, Some((&names, root.vars())))
             }
         };
-        let value = expr.eval(vars).map_err(fail)?;
+        let value = expr.eval(root.value()).map_err(fail)?;
         if value.is_undefined() {
             return Err(fail(minijinja::Error::from(ErrorKind::UndefinedError)));
         }
@@ -189,25 +237,28 @@ impl Engine {
         vars: &Vars,
         origin: &Location,
     ) -> Result<serde_json::Value> {
-        self.render_json_as(value, vars, origin, Errors::Explained)
+        self.render_json_as(value, Root::Vars(vars), origin, Errors::Explained)
     }
 
     /// [`Self::render_json`] when only whether it renders matters: an error
     /// is not explained (no search for the undefined name, no suggestion),
     /// which costs more than the render itself.
+    /// The variables are shared so that a render converts only those the
+    /// template reads (see [`Root`]).
     pub(crate) fn try_render_json(
         &self,
         value: &serde_json::Value,
-        vars: &Vars,
+        vars: &Arc<Vars>,
         origin: &Location,
     ) -> Option<serde_json::Value> {
-        self.render_json_as(value, vars, origin, Errors::Bare).ok()
+        self.render_json_as(value, Root::Shared(vars), origin, Errors::Bare)
+            .ok()
     }
 
     fn render_json_as(
         &self,
         value: &serde_json::Value,
-        vars: &Vars,
+        root: Root<'_>,
         origin: &Location,
         errors: Errors,
     ) -> Result<serde_json::Value> {
@@ -215,21 +266,21 @@ impl Engine {
         Ok(match value {
             Value::String(s) if is_template(s) => match single_expression(s) {
                 Some(expr) => {
-                    let value = self.eval_as(expr, vars, origin, errors)?;
+                    let value = self.eval_as(expr, root, origin, errors)?;
                     serde_json::to_value(&value)
                         .unwrap_or_else(|_| Value::String(value.to_string()))
                 }
-                None => Value::String(self.render_str_as(s, vars, origin, errors)?),
+                None => Value::String(self.render_str_as(s, root, origin, errors)?),
             },
             Value::Array(items) => Value::Array(
                 items
                     .iter()
-                    .map(|v| self.render_json_as(v, vars, origin, errors))
+                    .map(|v| self.render_json_as(v, root, origin, errors))
                     .collect::<Result<_>>()?,
             ),
             Value::Object(map) => Value::Object(
                 map.iter()
-                    .map(|(k, v)| Ok((k.clone(), self.render_json_as(v, vars, origin, errors)?)))
+                    .map(|(k, v)| Ok((k.clone(), self.render_json_as(v, root, origin, errors)?)))
                     .collect::<Result<_>>()?,
             ),
             other => other.clone(),

@@ -34,7 +34,7 @@ pub(crate) fn run(args: RenderArgs) -> Result<i32> {
     let text = if path.exists() {
         engine
             .render_file(path, vars)
-            .map_err(|e| explain(e, &host))?
+            .map_err(|e| explain(e, &engine, &host))?
     } else if let Some(source) = crate::cluster::builtin::BUILTINS.template(&args.template) {
         engine
             .render_named(
@@ -42,7 +42,7 @@ pub(crate) fn run(args: RenderArgs) -> Result<i32> {
                 source,
                 vars,
             )
-            .map_err(|e| explain(e, &host))?
+            .map_err(|e| explain(e, &engine, &host))?
     } else {
         return Err(Error::usage(format!(
             "no template file `{}`",
@@ -55,12 +55,13 @@ pub(crate) fn run(args: RenderArgs) -> Result<i32> {
 
 /// A variable the template reads that is defined but whose own template
 /// did not render: say why, rather than guess at a similar name.
-fn explain(err: Error, host: &Resolved) -> Error {
+fn explain(err: Error, engine: &Engine, host: &Resolved) -> Error {
     let message = err.to_string();
-    match host
+    let why = host
         .unrendered()
-        .find(|(key, _)| message.contains(&format!("`{key}`")))
-    {
+        .find(|key| message.contains(&format!("`{key}`")))
+        .and_then(|key| Some((key, host.why(engine, key)?)));
+    match why {
         Some((key, why)) => err.with_hint(format!(
             "`{key}` is defined, but its value did not render: {why}"
         )),
