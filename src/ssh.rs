@@ -62,11 +62,11 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use crate::error::{Error, Result};
 use crate::transport::{
-    Capped, Connector, Gate, Gated, HostKeyChecking, Lines, Output, Pipe, Proxy, SessionMode, Sink,
-    Stream, Target, Transport,
+    Capped, Connector, Gate, Gated, HostKeyChecking, Keepalive, Lines, Output, Pipe, Proxy,
+    SessionMode, Sink, Stream, Target, Transport,
 };
 use abandon::{Abandon, Kills, Reported, Way};
-use known_hosts::{KnownHosts, ServerKey, Status};
+use known_hosts::{KnownHosts, Offer, ServerKey, Status};
 
 /// Handshakes in flight to one server address when the caller has no
 /// opinion; below sshd's default `MaxStartups 10`.
@@ -117,6 +117,11 @@ pub struct SshConnector {
     /// The connections to jump hosts, one per chain of hops (see
     /// [`chain_key`]), shared by every host behind them.
     bastions: Mutex<HashMap<String, Arc<OnceCell<Bastion>>>>,
+    /// The known_hosts files, read once for all the hosts.
+    known_hosts: known_hosts::Cache,
+    /// The client configurations made so far, shared by the connections
+    /// that need the same one (usually all of them).
+    configs: Mutex<Vec<(Settings, Arc<client::Config>)>>,
 }
 
 /// A jump host's connection, or why it could not be made.
@@ -136,6 +141,8 @@ impl SshConnector {
             passphrase: std::env::var(PASSPHRASE_ENV).ok(),
             handshake_attempts: HANDSHAKE_ATTEMPTS,
             bastions: Mutex::default(),
+            known_hosts: known_hosts::Cache::default(),
+            configs: Mutex::default(),
         }
     }
 
@@ -296,11 +303,13 @@ impl SshConnector {
         via: Option<Arc<SshTransport>>,
     ) -> std::result::Result<SshTransport, Attempt> {
         let permit = self.start(target, via.as_deref()).await?;
-        let known_hosts = Arc::new(match target.host_key_checking {
-            HostKeyChecking::Off => KnownHosts::default(),
-            _ => KnownHosts::read(&target.known_hosts, &target.extra_known_hosts)?,
-        });
-        let config = Arc::new(client_config(&known_hosts, target));
+        let known_hosts = match target.host_key_checking {
+            HostKeyChecking::Off => Arc::default(),
+            _ => self
+                .known_hosts
+                .read(&target.known_hosts, &target.extra_known_hosts)?,
+        };
+        let config = self.config(&known_hosts, target);
         let peer = endpoint(target);
         let route = match &via {
             Some(bastion) => format!(" via bastion `{}`", bastion.chain),
@@ -1238,27 +1247,47 @@ fn kex_order() -> Vec<russh::kex::Name> {
     order
 }
 
-/// The client configuration for one connection: the host key algorithms
-/// are ordered for the host (see [`KnownHosts::offer`]) so that the server
-/// proves a key that is recorded for it, as `ssh` asks.
-fn client_config(known_hosts: &KnownHosts, target: &Target) -> client::Config {
+/// What a connection's client configuration depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Settings {
+    /// The host key algorithms to ask for, ordered for the host (see
+    /// [`KnownHosts::offer`]) so that the server proves a key that is
+    /// recorded for it, as `ssh` asks; `None` without host key checking.
+    offer: Option<Offer>,
+    keepalive: Keepalive,
+}
+
+impl SshConnector {
+    /// The client configuration for a connection to `target`: one made for
+    /// an earlier host with the same settings (a russh configuration is a
+    /// few kilobytes, kept as long as the connection).
+    fn config(&self, known_hosts: &KnownHosts, target: &Target) -> Arc<client::Config> {
+        let settings = Settings {
+            offer: (target.host_key_checking != HostKeyChecking::Off)
+                .then(|| known_hosts.offer(host_key_name(target), target.port)),
+            keepalive: target.keepalive,
+        };
+        let mut configs = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, config)) = configs.iter().find(|(made, _)| *made == settings) {
+            return Arc::clone(config);
+        }
+        let config = Arc::new(client_config(&settings));
+        configs.push((settings, Arc::clone(&config)));
+        config
+    }
+}
+
+fn client_config(settings: &Settings) -> client::Config {
     let mut config = client::Config {
-        keepalive_interval: Some(KEEPALIVE),
-        keepalive_max: KEEPALIVE_MAX,
+        keepalive_interval: Some(settings.keepalive.interval.unwrap_or(KEEPALIVE)),
+        keepalive_max: settings.keepalive.max.unwrap_or(KEEPALIVE_MAX),
         nodelay: true,
         ..client::Config::default()
     };
     config.preferred.kex = kex_order().into();
-    if let Some(interval) = target.keepalive.interval {
-        config.keepalive_interval = Some(interval);
-    }
-    if let Some(max) = target.keepalive.max {
-        config.keepalive_max = max;
-    }
-    if target.host_key_checking != HostKeyChecking::Off {
-        let offer = known_hosts.offer(host_key_name(target), target.port);
-        config.preferred.key = offer.keys.into();
-        config.preferred.host_key_certificates = offer.certificates.into();
+    if let Some(offer) = &settings.offer {
+        config.preferred.key = offer.keys.clone().into();
+        config.preferred.host_key_certificates = offer.certificates.clone().into();
     }
     config
 }
@@ -1268,9 +1297,8 @@ fn client_config(known_hosts: &KnownHosts, target: &Target) -> client::Config {
 struct ClientHandler {
     target: Target,
     /// The known_hosts files as read before the handshake, dropped once the
-    /// server's key is checked: the handler lives as long as the connection,
-    /// and a copy of a fleet's known_hosts file per host would make memory
-    /// grow with hosts × hosts (500 hosts: about 25 MB).
+    /// server's key is checked: the handler lives as long as the
+    /// connection, and the connector reads the files again when one changed.
     known_hosts: Option<Arc<KnownHosts>>,
     rejection: Arc<Mutex<Option<Error>>>,
     /// The server's key as offered (`TYPE SHA256:...`), for `-vvv`.

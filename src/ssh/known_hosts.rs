@@ -31,10 +31,12 @@
 //!   first (OpenSSH's `order_hostkeyalgs`), so a host known by its RSA key
 //!   proves that key rather than offering a new ed25519 one.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -159,12 +161,34 @@ pub(crate) struct Offer {
     pub(crate) keys: Vec<Algorithm>,
 }
 
-/// The known_hosts files of one connection, read once: the user's files
-/// first, then the global ones (the order only decides which offending line
-/// is reported).
+/// The known_hosts files, read once: the user's files first, then the
+/// global ones (the order only decides which offending line is reported).
+///
+/// The lines are indexed by host name when their host field is a plain list
+/// of names, which is what `ssh` and `ssh-keyscan` write unhashed, so that
+/// looking up each host of a fleet in a file that records the whole fleet
+/// is not hosts × lines of pattern matching.
 #[derive(Debug, Clone, Default)]
 pub struct KnownHosts {
     files: Vec<(PathBuf, String)>,
+    /// Every usable line, in file and line order.
+    lines: Vec<Line>,
+    /// Indices into `lines` of the lines naming a host plainly, by the
+    /// lowercase name.
+    by_name: HashMap<String, Vec<usize>>,
+    /// Indices into `lines` of the lines with wildcards, negations or a
+    /// hashed name, matched one by one.
+    patterned: Vec<usize>,
+}
+
+/// Where a usable known_hosts line is: its file (an index into `files`),
+/// its number (from 1, counting comments and blanks) and its bytes.
+#[derive(Debug, Clone, Copy)]
+struct Line {
+    file: usize,
+    number: usize,
+    start: usize,
+    end: usize,
 }
 
 impl KnownHosts {
@@ -179,54 +203,91 @@ impl KnownHosts {
             .enumerate()
         {
             match fs::read(path) {
-                Ok(bytes) => files.push((
-                    path.to_path_buf(),
-                    String::from_utf8_lossy(&bytes).into_owned(),
-                )),
+                Ok(bytes) => files.push((path.to_path_buf(), text_of(bytes))),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) if index > 0 && e.kind() == io::ErrorKind::PermissionDenied => {}
                 Err(e) => return Err(Error::io("read", path, e)),
             }
         }
-        Ok(KnownHosts { files })
+        Ok(KnownHosts::indexed(files))
     }
 
     /// Files given as text, for tests.
     #[cfg(test)]
     fn from_texts(texts: &[(&str, &str)]) -> KnownHosts {
-        KnownHosts {
-            files: texts
+        KnownHosts::indexed(
+            texts
                 .iter()
                 .map(|(path, text)| (PathBuf::from(path), (*text).to_owned()))
                 .collect(),
-        }
+        )
     }
 
-    /// Every usable entry whose host field matches `name` (`host` or
-    /// `[host]:port`, lowercase).
-    fn entries(&self, name: &str) -> Vec<Entry<'_>> {
-        let mut entries = Vec::new();
-        for (path, text) in &self.files {
-            for (index, line) in text.lines().enumerate() {
-                // The host field first: decoding every line's key for
-                // every host would cost hosts × lines key parses in a fleet.
-                let Some((marker, hosts, key)) = split_line(line) else {
+    fn indexed(files: Vec<(PathBuf, String)>) -> KnownHosts {
+        let mut known = KnownHosts {
+            files,
+            ..KnownHosts::default()
+        };
+        for (file, (_, text)) in known.files.iter().enumerate() {
+            let mut start = 0;
+            for (index, piece) in text.split_inclusive('\n').enumerate() {
+                let line = piece.strip_suffix('\n').unwrap_or(piece);
+                let line = line.strip_suffix('\r').unwrap_or(line);
+                let at = known.lines.len();
+                let span = Line {
+                    file,
+                    number: index + 1,
+                    start,
+                    end: start + line.len(),
+                };
+                start += piece.len();
+                let Some((_, hosts, _)) = split_line(line) else {
                     continue;
                 };
-                if !hosts_match(hosts, name) {
-                    continue;
-                }
-                if let Some(key) = parse_key(key) {
-                    entries.push(Entry {
-                        file: path,
-                        line: index + 1,
-                        marker,
-                        key,
-                    });
+                known.lines.push(span);
+                if hosts.starts_with('|') || hosts.contains(['*', '?', '!']) {
+                    known.patterned.push(at);
+                } else {
+                    for name in hosts.split(',') {
+                        let indices = known.by_name.entry(name.to_ascii_lowercase()).or_default();
+                        if indices.last() != Some(&at) {
+                            indices.push(at);
+                        }
+                    }
                 }
             }
         }
-        entries
+        known
+    }
+
+    fn text(&self, line: &Line) -> &str {
+        &self.files[line.file].1[line.start..line.end]
+    }
+
+    /// Every usable entry whose host field matches `name` (`host` or
+    /// `[host]:port`, lowercase), in file and line order.
+    fn entries(&self, name: &str) -> Vec<Entry<'_>> {
+        let mut indices: Vec<usize> = self.by_name.get(name).cloned().unwrap_or_default();
+        indices.extend(self.patterned.iter().copied().filter(|&at| {
+            split_line(self.text(&self.lines[at]))
+                .is_some_and(|(_, hosts, _)| hosts_match(hosts, name))
+        }));
+        indices.sort_unstable();
+        indices
+            .into_iter()
+            .filter_map(|at| {
+                let line = &self.lines[at];
+                let (marker, _, key) = split_line(self.text(line))?;
+                // Only the matching lines' keys are decoded: every line's
+                // key for every host would be hosts × lines key parses.
+                Some(Entry {
+                    file: &self.files[line.file].0,
+                    line: line.number,
+                    marker,
+                    key: parse_key(key)?,
+                })
+            })
+            .collect()
     }
 
     /// The host key algorithms to offer `host` on `port`, ordered as
@@ -437,6 +498,71 @@ fn same_type(a: &Algorithm, b: &Algorithm) -> bool {
     (rsa(a) && rsa(b)) || a == b
 }
 
+/// A file's bytes as text; bytes that are not UTF-8 become U+FFFD (no
+/// host name or key has them).
+fn text_of(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// The known_hosts files as last read, shared by the connections of a run:
+/// a fleet's file is read and indexed once, not once per host. A file that
+/// changed on disk since (its size, time or inode: an `accept-new` append
+/// by an earlier connection, an edit) is read again, so a host recorded
+/// during the run is known when it reconnects.
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    read: Mutex<Vec<Cached>>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    paths: Vec<PathBuf>,
+    stamps: Vec<Option<Stamp>>,
+    known: Arc<KnownHosts>,
+}
+
+/// What tells a file changed: device, inode, size, modification time.
+type Stamp = (u64, u64, u64, i64, i64);
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = fs::metadata(path).ok()?;
+    Some((
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+    ))
+}
+
+impl Cache {
+    /// [`KnownHosts::read`], from the last read when no file changed since.
+    pub(crate) fn read(&self, user: &Path, extra: &[PathBuf]) -> Result<Arc<KnownHosts>> {
+        let paths: Vec<PathBuf> = std::iter::once(user.to_path_buf())
+            .chain(extra.iter().cloned())
+            .collect();
+        // Stamped before reading: a change during the read shows as a
+        // stamp that differs next time, and the files are read again.
+        let stamps: Vec<Option<Stamp>> = paths.iter().map(|p| stamp(p)).collect();
+        let mut read = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        let at = read.iter().position(|c| c.paths == paths);
+        if let Some(cached) = at.map(|at| &read[at]).filter(|c| c.stamps == stamps) {
+            return Ok(Arc::clone(&cached.known));
+        }
+        let known = Arc::new(KnownHosts::read(user, extra)?);
+        let cached = Cached {
+            paths,
+            stamps,
+            known: Arc::clone(&known),
+        };
+        match at {
+            Some(at) => read[at] = cached,
+            None => read.push(cached),
+        }
+        Ok(known)
+    }
+}
+
 /// A known_hosts line as `(marker, host field, (key type, key blob))`;
 /// `None` for blank, comment and unusable lines (an unknown marker, missing
 /// fields), which OpenSSH skips too.
@@ -556,11 +682,9 @@ pub fn append(path: &Path, host: &str, port: u16, key: &PublicKey) -> Result<()>
     file.seek(SeekFrom::Start(0))
         .and_then(|_| file.read_to_end(&mut bytes))
         .map_err(|e| Error::io("read", path, e))?;
-    let text = String::from_utf8_lossy(&bytes);
+    let recorded = KnownHosts::indexed(vec![(path.to_path_buf(), text_of(bytes))]);
+    let text = &recorded.files[0].1;
     let name = host_pattern(&host.to_ascii_lowercase(), port);
-    let recorded = KnownHosts {
-        files: vec![(path.to_path_buf(), text.clone().into_owned())],
-    };
     if recorded
         .entries(&name)
         .iter()
@@ -826,5 +950,90 @@ mod tests {
             fs::read_to_string(&path).unwrap(),
             format!("x {KEY_B}\nh {KEY_A}\n")
         );
+    }
+
+    #[test]
+    fn the_name_index_finds_what_matching_every_line_finds() {
+        let hashed = "|1|p3h+JcQpZXnuilHVLfgqx9JY2fU=|jVIjCTb/cL0a0LbBtpHc6jbZxTI=";
+        let text = format!(
+            "# a fleet\n\
+             web1.test,10.0.0.1 {KEY_A}\r\n\
+             \n\
+             [Web1.Test]:2200,web1.test,web1.test {KEY_B}\n\
+             *.test,!db.test {KEY_ECDSA}\n\
+             @revoked web? {KEY_RSA}\n\
+             {hashed} {KEY_B}\n\
+             @cert-authority 10.0.0.1 {KEY_B}\n\
+             db.test bad-type AAAA\n\
+             other,{hashed} {KEY_A}"
+        );
+        let known = KnownHosts::from_texts(&[("user", &text), ("global", &text)]);
+        let names = [
+            "web1.test",
+            "[web1.test]:2200",
+            "10.0.0.1",
+            "db.test",
+            "web2",
+            "other",
+            "nobody",
+            "",
+        ];
+        for name in names {
+            // Every line, matched one by one.
+            let mut expected = Vec::new();
+            for (path, text) in &known.files {
+                for (index, line) in text.lines().enumerate() {
+                    let Some((marker, hosts, key)) = split_line(line) else {
+                        continue;
+                    };
+                    if hosts_match(hosts, name) {
+                        if let Some(key) = parse_key(key) {
+                            expected.push((path.clone(), index + 1, marker, key));
+                        }
+                    }
+                }
+            }
+            let found: Vec<_> = known
+                .entries(name)
+                .into_iter()
+                .map(|e| (e.file.to_path_buf(), e.line, e.marker, e.key))
+                .collect();
+            assert_eq!(found, expected, "{name}");
+        }
+        // The fixture does exercise every kind of line.
+        assert_eq!(known.entries("web1.test").len(), 8);
+        assert_eq!(known.entries("db.test").len(), 0);
+    }
+
+    #[test]
+    fn the_cache_reads_a_file_again_once_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let cache = Cache::default();
+        let first = cache.read(&path, &[]).unwrap();
+        assert_eq!(
+            first.check("h", 22, ServerKey::Key(&key(KEY_A)), 0).status,
+            Status::New
+        );
+        assert!(Arc::ptr_eq(&first, &cache.read(&path, &[]).unwrap()));
+        // An `accept-new` append by an earlier connection of the run.
+        append(&path, "h", 22, &key(KEY_A)).unwrap();
+        let second = cache.read(&path, &[]).unwrap();
+        assert_eq!(
+            second.check("h", 22, ServerKey::Key(&key(KEY_A)), 0).status,
+            Status::Known
+        );
+        assert_eq!(
+            second.check("h", 22, ServerKey::Key(&key(KEY_B)), 0).status,
+            Status::Changed {
+                file: path.clone(),
+                line: 1,
+                recorded: Algorithm::Ed25519
+            }
+        );
+        assert!(Arc::ptr_eq(&second, &cache.read(&path, &[]).unwrap()));
+        // Another list of files is another reading.
+        let extra = dir.path().join("global");
+        assert!(!Arc::ptr_eq(&second, &cache.read(&path, &[extra]).unwrap()));
     }
 }
