@@ -2435,7 +2435,7 @@ mod tests {
             .unwrap();
             let scope = Scope::new(inventory.clone(), layers);
             let engine = Engine::new();
-            let vars = scope.host(&engine, "h1").vars;
+            let vars = scope.host(&engine, "h1").into_vars();
             let text = engine
                 .render_named("docker.default.j2", template, &vars)
                 .unwrap();

@@ -99,7 +99,11 @@ pub(crate) struct Scope {
 /// One host's variables with templated values rendered where they could be.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Resolved {
-    pub(crate) vars: Vars,
+    /// The values every host of the play has alike, one map they all share
+    /// (see [`Scope::play`]); empty outside a play.
+    common: Arc<Vars>,
+    /// The host's other values.
+    own: Arc<Vars>,
     /// Templated values that did not render, raw.
     waiting: BTreeMap<String, Value>,
     /// Where the values were rendered for, for an explanation.
@@ -109,6 +113,22 @@ pub(crate) struct Resolved {
 }
 
 impl Resolved {
+    /// All the variables, the host's own over the common ones.
+    pub(crate) fn vars(&self) -> Vars {
+        let mut vars = Vars::with_capacity(self.common.len() + self.own.len());
+        vars.extend(self.common.iter().map(|(k, v)| (k.clone(), v.clone())));
+        vars.extend(self.own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        vars
+    }
+
+    /// [`Resolved::vars`], without copying what need not be.
+    pub(crate) fn into_vars(self) -> Vars {
+        if self.common.is_empty() {
+            return Arc::unwrap_or_clone(self.own);
+        }
+        self.vars()
+    }
+
     /// The variables whose template did not render.
     pub(crate) fn unrendered(&self) -> impl Iterator<Item = &str> {
         self.waiting.keys().map(String::as_str)
@@ -120,7 +140,7 @@ impl Resolved {
     /// render, and most values that wait (for a registered result, a fact)
     /// are never read before they can render.
     pub(crate) fn why(&self, engine: &Engine, key: &str) -> Option<String> {
-        self.why_with(engine, key, &self.vars)
+        self.why_with(engine, key, &self.vars())
     }
 
     fn why_with(&self, engine: &Engine, key: &str, vars: &Vars) -> Option<String> {
@@ -379,11 +399,12 @@ impl Scope {
                 templated |= round == 0 && raw.values().any(has_template);
                 resolved.insert(host.name.clone(), resolve(engine, &raw, origin));
             }
-            let hostvars: BTreeMap<&str, &Vars> = resolved
-                .iter()
-                .map(|(name, r): (&String, &Resolved)| (name.as_str(), &r.vars))
-                .collect();
-            engine.set_global("hostvars", &hostvars);
+            share_common(&mut resolved);
+            engine.set_hostvars(
+                resolved
+                    .iter()
+                    .map(|(name, r)| (name.clone(), Arc::clone(&r.common), Arc::clone(&r.own))),
+            );
             if !templated {
                 break;
             }
@@ -434,7 +455,7 @@ impl Scope {
                 if !still.contains(key) {
                     resolved.waiting.remove(key);
                     if let Some(value) = view.remove(key) {
-                        resolved.vars.insert(key.clone(), value);
+                        Arc::make_mut(&mut resolved.own).insert(key.clone(), value);
                     }
                 }
             }
@@ -464,7 +485,7 @@ impl Scope {
     }
 
     fn with_facts(&self, resolved: &Resolved, facts: &Vars) -> Vars {
-        let mut vars = resolved.vars.clone();
+        let mut vars = resolved.vars();
         for (key, value) in facts {
             if !self.is_fixed(key) {
                 vars.insert(key.clone(), value.clone());
@@ -586,10 +607,41 @@ fn resolve(engine: &Engine, raw: &Vars, origin: &Location) -> Resolved {
         })
         .collect();
     Resolved {
-        vars,
+        common: Arc::default(),
+        own: Arc::new(vars),
         waiting,
         origin: Some(origin.clone()),
         tried_at: 0,
+    }
+}
+
+/// Move the values that every host has alike (most of them: the built-in
+/// defaults, the play's vars) into one map the hosts share, so that a
+/// fleet's variables are not hosts × copies of the same values. A value
+/// that waits to render on some host is not alike: it is missing there.
+fn share_common(resolved: &mut BTreeMap<String, Resolved>) {
+    let mut hosts = resolved.values();
+    let (Some(first), Some(_)) = (hosts.next(), hosts.next()) else {
+        return;
+    };
+    let common: Vars = first
+        .vars()
+        .into_iter()
+        .filter(|(key, value)| {
+            resolved
+                .values()
+                .all(|r| r.own.get(key).or_else(|| r.common.get(key)) == Some(value))
+        })
+        .collect();
+    let common = Arc::new(common);
+    for r in resolved.values_mut() {
+        let own: Vars = r
+            .vars()
+            .into_iter()
+            .filter(|(key, _)| !common.contains_key(key))
+            .collect();
+        r.own = Arc::new(own);
+        r.common = Arc::clone(&common);
     }
 }
 
@@ -904,6 +956,59 @@ mod tests {
     }
 
     #[test]
+    fn values_every_host_has_alike_are_shared_and_hostvars_shows_them_all() {
+        let inventory = Arc::new(
+            Inventory::parse(
+                Path::new("hosts"),
+                "a ip=10.0.0.1 x=1\nb ip=10.0.0.2 x=2\nc ip=10.0.0.3 x=1 only_c=yes\n",
+            )
+            .unwrap(),
+        );
+        let scope = Scope::new(inventory, Layers::default());
+        let mut engine = Engine::new();
+        let play = obj(json!({"site": "{{ 'lab' | upper }}"}));
+        let resolved = scope.play(&mut engine, &play, &RoleLayers::default(), &origin());
+        let (a, b, c) = (&resolved["a"], &resolved["b"], &resolved["c"]);
+        assert!(Arc::ptr_eq(&a.common, &b.common) && Arc::ptr_eq(&a.common, &c.common));
+        assert_eq!(a.common["site"], json!("LAB"));
+        assert_eq!(a.common["inventory_file"], b.vars()["inventory_file"]);
+        assert!(!a.common.contains_key("only_c"));
+        let own: Vec<&str> = a.own.keys().map(String::as_str).collect();
+        assert_eq!(
+            own,
+            ["ip", "x", "inventory_hostname", "inventory_hostname_short"]
+        );
+        // Each host sees its own values over the common ones, the same set
+        // of keys as before they were shared.
+        assert_eq!(a.vars()["x"], json!(1));
+        assert_eq!(b.vars()["x"], json!(2));
+        assert_eq!(c.vars()["only_c"], json!("yes"));
+        assert!(!a.vars().contains_key("only_c"));
+        let unshared = resolve(
+            &engine,
+            &scope.layered("b", &play, &RoleLayers::default(), false),
+            &origin(),
+        );
+        let mut keys: Vec<String> = b.vars().keys().cloned().collect();
+        let mut expected: Vec<String> = unshared.vars().keys().cloned().collect();
+        keys.sort();
+        expected.sort();
+        assert_eq!(keys, expected);
+        let render = |source: &str| engine.render_str(source, &Vars::new(), &origin()).unwrap();
+        assert_eq!(
+            render("{{ hostvars['a']['x'] }} {{ hostvars['b']['x'] }} {{ hostvars.c.site }}"),
+            "1 2 LAB"
+        );
+        assert_eq!(render("{{ hostvars | list | join(',') }}"), "a,b,c");
+        let listed = render("{{ hostvars['b'] | list | sort | join(',') }}");
+        assert_eq!(listed, expected.join(","));
+        assert!(render("{{ hostvars['c'] | tojson }}").contains("\"only_c\":\"yes\""));
+        assert!(engine
+            .render_str("{{ hostvars['a']['only_c'] }}", &Vars::new(), &origin())
+            .is_err());
+    }
+
+    #[test]
     fn hostvars_show_every_hosts_rendered_play_vars() {
         let inventory = Arc::new(
             Inventory::parse(
@@ -915,7 +1020,7 @@ mod tests {
         let scope = Scope::new(inventory, Layers::default());
         let mut engine = Engine::new();
         let resolved = scope.play(&mut engine, &Vars::new(), &RoleLayers::default(), &origin());
-        assert_eq!(resolved["b"].vars["peer"], json!("10.0.0.1"));
+        assert_eq!(resolved["b"].vars()["peer"], json!("10.0.0.1"));
         let seen = engine
             .render_str("{{ hostvars['b']['peer'] }}", &Vars::new(), &origin())
             .unwrap();
@@ -1113,7 +1218,7 @@ mod tests {
         }));
         let engine = Engine::new();
         let resolved = resolve(&engine, &raw, &origin());
-        let out = &resolved.vars;
+        let out = &resolved.vars();
         assert_eq!(out["a"], "real-x");
         assert_eq!(out["b"], "real-x");
         assert!(!out.contains_key("broken") && !out.contains_key("uses_broken"));

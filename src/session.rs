@@ -167,7 +167,7 @@ fn connection_vars(engine: &Engine, host: &str, resolved: crate::scope::Resolved
             "host `{host}`: `{key}` does not render: {why}"
         )));
     }
-    Ok(resolved.vars)
+    Ok(resolved.into_vars())
 }
 
 /// The variables that say where and how to connect.

@@ -83,6 +83,54 @@ impl minijinja::value::Object for LazyVars {
     }
 }
 
+/// One host's variables as `hostvars` shows them: its own values over the
+/// ones every host of the play has alike (see `Scope::play`), both shared
+/// with the host's state, converted only when a template reads them.
+#[derive(Debug)]
+struct HostView {
+    common: Arc<Vars>,
+    own: Arc<Vars>,
+}
+
+impl minijinja::value::Object for HostView {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.get_value_by_str(key.as_str()?)
+    }
+
+    fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
+        self.own
+            .get(key)
+            .or_else(|| self.common.get(key))
+            .map(Value::from_serialize)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        let common = self.common.keys().filter(|k| !self.own.contains_key(*k));
+        minijinja::value::Enumerator::Values(
+            common
+                .chain(self.own.keys())
+                .map(|k| Value::from(k.as_str()))
+                .collect(),
+        )
+    }
+}
+
+/// `hostvars`: every host's [`HostView`] by name.
+#[derive(Debug)]
+struct Hostvars(std::collections::BTreeMap<String, Value>);
+
+impl minijinja::value::Object for Hostvars {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.get(key.as_str()?).cloned()
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Values(
+            self.0.keys().map(|k| Value::from(k.as_str())).collect(),
+        )
+    }
+}
+
 /// How much a render error says: all of it for the operator, or only its
 /// kind where the caller only needs to know that the render failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,10 +200,25 @@ impl Engine {
         self.env.compile_expression(source)
     }
 
-    /// Make `value` visible to every template as `name` (e.g. `hostvars`).
+    /// Make `value` visible to every template as `name` (e.g. `groups`).
     pub fn set_global(&mut self, name: &'static str, value: &impl serde::Serialize) {
         self.env
             .add_global(name, minijinja::Value::from_serialize(value));
+    }
+
+    /// Make `hostvars` show each host's variables, given as (name, the
+    /// values every host has alike, the host's own values above them).
+    /// Nothing is copied: a template converts what it reads.
+    pub fn set_hostvars(
+        &mut self,
+        hosts: impl IntoIterator<Item = (String, Arc<Vars>, Arc<Vars>)>,
+    ) {
+        let hosts = hosts
+            .into_iter()
+            .map(|(name, common, own)| (name, Value::from_object(HostView { common, own })))
+            .collect();
+        self.env
+            .add_global("hostvars", Value::from_object(Hostvars(hosts)));
     }
 
     /// Render a template string; `origin` names where it came from for errors.

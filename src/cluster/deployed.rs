@@ -552,7 +552,7 @@ fn deployed_values(session: &Session, host: &str, names: &[String]) -> (Vars, Va
     );
     let rendered = resolved
         .get(host)
-        .map(|r| r.vars.clone())
+        .map(crate::scope::Resolved::vars)
         .unwrap_or_default();
     let layered = session.scope.host_raw(host);
     let mut values = Vars::new();

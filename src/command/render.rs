@@ -29,7 +29,7 @@ pub(crate) fn run(args: RenderArgs) -> Result<i32> {
         &origin,
     );
     let host = play.remove(&args.host).unwrap_or_default();
-    let vars = &host.vars;
+    let vars = &host.vars();
     let path = Path::new(&args.template);
     let text = if path.exists() {
         engine
