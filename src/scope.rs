@@ -129,6 +129,26 @@ impl Resolved {
         self.vars()
     }
 
+    /// Keep only the values that differ from `common` (the play's values
+    /// every host has alike) and share the rest, when every one of them is
+    /// here too: a role's view of a host is mostly the play's.
+    fn share(&mut self, common: &Arc<Vars>) {
+        if common.is_empty()
+            || !self.common.is_empty()
+            || !common.keys().all(|key| self.own.contains_key(key))
+        {
+            return;
+        }
+        let own: Vars = self
+            .own
+            .iter()
+            .filter(|(key, value)| common.get(*key) != Some(*value))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        self.own = Arc::new(own);
+        self.common = Arc::clone(common);
+    }
+
     /// The variables whose template did not render.
     pub(crate) fn unrendered(&self) -> impl Iterator<Item = &str> {
         self.waiting.keys().map(String::as_str)
@@ -186,6 +206,7 @@ impl HostVars {
     /// The play's variables as the tasks of the role `id` see them.
     pub(crate) fn enter_role(&mut self, id: usize, mut vars: Resolved) {
         vars.tried_at = self.fact_writes;
+        vars.share(&self.play.common);
         self.roles.insert(id, vars);
     }
 
@@ -1006,6 +1027,62 @@ mod tests {
         assert!(engine
             .render_str("{{ hostvars['a']['only_c'] }}", &Vars::new(), &origin())
             .is_err());
+    }
+
+    #[test]
+    fn a_roles_view_shares_the_plays_common_values_unless_one_is_missing_there() {
+        let inventory = Arc::new(
+            Inventory::parse(Path::new("hosts"), "a ip=10.0.0.1\nb ip=10.0.0.2\n").unwrap(),
+        );
+        let scope = Scope::new(inventory, Layers::default());
+        let mut engine = Engine::new();
+        let play = obj(json!({"site": "lab", "port": 80}));
+        let mut resolved = scope.play(&mut engine, &play, &RoleLayers::default(), &origin());
+        let mut host = HostVars::default();
+        host.enter_play(resolved.remove("a").unwrap());
+        let enter = |host: &mut HostVars, id: usize, role: Value| {
+            let layers = RoleLayers {
+                defaults: Vars::new(),
+                vars: obj(role),
+            };
+            let unshared = scope.in_role(&engine, "a", &play, &layers, &origin());
+            host.enter_role(id, unshared.clone());
+            unshared
+        };
+        // A role that adds a value and overrides one of the play's.
+        let unshared = enter(&mut host, 1, json!({"port": 8080, "role_only": true}));
+        let role = &host.roles[&1];
+        assert!(Arc::ptr_eq(&role.common, &host.play.common));
+        let own: Vec<&str> = role.own.keys().map(String::as_str).collect();
+        assert_eq!(
+            own,
+            [
+                "ip",
+                "port",
+                "role_only",
+                "inventory_hostname",
+                "inventory_hostname_short"
+            ]
+        );
+        let mut seen: Vec<(String, Value)> = role.vars().into_iter().collect();
+        let mut expected: Vec<(String, Value)> = unshared.vars().into_iter().collect();
+        seen.sort_by(|x, y| x.0.cmp(&y.0));
+        expected.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(seen, expected);
+        let vars = scope.for_task(&engine, &mut host, Some(1), &origin());
+        assert_eq!(
+            (&vars["port"], &vars["site"]),
+            (&json!(8080), &json!("lab"))
+        );
+        // A role whose value of `site` waits for a registered result: the
+        // play's `site` must not show through, so nothing is shared.
+        enter(&mut host, 2, json!({"site": "{{ later.stdout }}"}));
+        assert!(host.roles[&2].common.is_empty());
+        let vars = scope.for_task(&engine, &mut host, Some(2), &origin());
+        assert!(!vars.contains_key("site"));
+        host.register("later", json!({"stdout": "now"}));
+        let vars = scope.for_task(&engine, &mut host, Some(2), &origin());
+        assert_eq!(vars["site"], json!("now"));
     }
 
     #[test]
