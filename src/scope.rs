@@ -645,24 +645,16 @@ fn share_common(resolved: &mut BTreeMap<String, Resolved>) {
     let (Some(first), Some(_)) = (hosts.next(), hosts.next()) else {
         return;
     };
+    // Fresh from `resolve`: each host's values are all its own.
     let common: Vars = first
-        .vars()
-        .into_iter()
-        .filter(|(key, value)| {
-            resolved
-                .values()
-                .all(|r| r.own.get(key).or_else(|| r.common.get(key)) == Some(value))
-        })
+        .own
+        .iter()
+        .filter(|(key, value)| resolved.values().all(|r| r.own.get(*key) == Some(*value)))
+        .map(|(key, value)| (key.clone(), value.clone()))
         .collect();
     let common = Arc::new(common);
     for r in resolved.values_mut() {
-        let own: Vars = r
-            .vars()
-            .into_iter()
-            .filter(|(key, _)| !common.contains_key(key))
-            .collect();
-        r.own = Arc::new(own);
-        r.common = Arc::clone(&common);
+        r.share(&common);
     }
 }
 
@@ -749,6 +741,12 @@ mod tests {
 
     fn origin() -> Location {
         Location::new("site.yml", 1, 1)
+    }
+
+    /// A scope over an inventory written as `text`, with no other layers.
+    fn scope_of(text: &str) -> Scope {
+        let inventory = Inventory::parse(Path::new("hosts"), text).unwrap();
+        Scope::new(Arc::new(inventory), Layers::default())
     }
 
     fn layered(inventory: Inventory, layers: Layers, host: &str, play: &Vars) -> Vars {
@@ -945,8 +943,7 @@ mod tests {
 
     #[test]
     fn a_waiting_play_var_is_tried_again_only_once_facts_change() {
-        let inventory = Arc::new(Inventory::parse(Path::new("hosts"), "h1\n").unwrap());
-        let scope = Scope::new(inventory, Layers::default());
+        let scope = scope_of("h1\n");
         let mut engine = Engine::new();
         let play = obj(json!({"greeting": "hello {{ first.stdout }}"}));
         let mut resolved = scope.play(&mut engine, &play, &RoleLayers::default(), &origin());
@@ -978,14 +975,8 @@ mod tests {
 
     #[test]
     fn values_every_host_has_alike_are_shared_and_hostvars_shows_them_all() {
-        let inventory = Arc::new(
-            Inventory::parse(
-                Path::new("hosts"),
-                "a ip=10.0.0.1 x=1\nb ip=10.0.0.2 x=2\nc ip=10.0.0.3 x=1 only_c=yes\n",
-            )
-            .unwrap(),
-        );
-        let scope = Scope::new(inventory, Layers::default());
+        let scope =
+            scope_of("a ip=10.0.0.1 x=1\nb ip=10.0.0.2 x=2\nc ip=10.0.0.3 x=1 only_c=yes\n");
         let mut engine = Engine::new();
         let play = obj(json!({"site": "{{ 'lab' | upper }}"}));
         let resolved = scope.play(&mut engine, &play, &RoleLayers::default(), &origin());
@@ -1031,10 +1022,7 @@ mod tests {
 
     #[test]
     fn a_roles_view_shares_the_plays_common_values_unless_one_is_missing_there() {
-        let inventory = Arc::new(
-            Inventory::parse(Path::new("hosts"), "a ip=10.0.0.1\nb ip=10.0.0.2\n").unwrap(),
-        );
-        let scope = Scope::new(inventory, Layers::default());
+        let scope = scope_of("a ip=10.0.0.1\nb ip=10.0.0.2\n");
         let mut engine = Engine::new();
         let play = obj(json!({"site": "lab", "port": 80}));
         let mut resolved = scope.play(&mut engine, &play, &RoleLayers::default(), &origin());
@@ -1087,14 +1075,7 @@ mod tests {
 
     #[test]
     fn hostvars_show_every_hosts_rendered_play_vars() {
-        let inventory = Arc::new(
-            Inventory::parse(
-                Path::new("hosts"),
-                "a ip=10.0.0.1\nb ip=10.0.0.2 peer=\"{{ hostvars['a']['ip'] }}\"\n",
-            )
-            .unwrap(),
-        );
-        let scope = Scope::new(inventory, Layers::default());
+        let scope = scope_of("a ip=10.0.0.1\nb ip=10.0.0.2 peer=\"{{ hostvars['a']['ip'] }}\"\n");
         let mut engine = Engine::new();
         let resolved = scope.play(&mut engine, &Vars::new(), &RoleLayers::default(), &origin());
         assert_eq!(resolved["b"].vars()["peer"], json!("10.0.0.1"));

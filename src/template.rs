@@ -58,14 +58,23 @@ impl Root<'_> {
     fn value(&self) -> Value {
         match self {
             Root::Vars(vars) => Value::from_serialize(vars),
-            Root::Shared(vars) => Value::from_object(LazyVars(Arc::clone(vars))),
+            Root::Shared(vars) => Value::from_object(LazyVars {
+                own: Arc::clone(vars),
+                below: None,
+            }),
         }
     }
 }
 
-/// See [`Root::Shared`].
+/// Variables as a minijinja object that converts a value only when a
+/// template reads it (see [`Root::Shared`]): `own` over `below`, which, for
+/// a host in `hostvars`, holds the values every host of the play has alike
+/// (see `Scope::play`). Both are shared, never copied.
 #[derive(Debug)]
-struct LazyVars(Arc<Vars>);
+struct LazyVars {
+    own: Arc<Vars>,
+    below: Option<Arc<Vars>>,
+}
 
 impl minijinja::value::Object for LazyVars {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
@@ -73,41 +82,17 @@ impl minijinja::value::Object for LazyVars {
     }
 
     fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
-        self.0.get(key).map(Value::from_serialize)
-    }
-
-    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
-        minijinja::value::Enumerator::Values(
-            self.0.keys().map(|k| Value::from(k.as_str())).collect(),
-        )
-    }
-}
-
-/// One host's variables as `hostvars` shows them: its own values over the
-/// ones every host of the play has alike (see `Scope::play`), both shared
-/// with the host's state, converted only when a template reads them.
-#[derive(Debug)]
-struct HostView {
-    common: Arc<Vars>,
-    own: Arc<Vars>,
-}
-
-impl minijinja::value::Object for HostView {
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        self.get_value_by_str(key.as_str()?)
-    }
-
-    fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
         self.own
             .get(key)
-            .or_else(|| self.common.get(key))
+            .or_else(|| self.below.as_ref()?.get(key))
             .map(Value::from_serialize)
     }
 
     fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
-        let common = self.common.keys().filter(|k| !self.own.contains_key(*k));
+        let below = self.below.iter().flat_map(|below| below.keys());
         minijinja::value::Enumerator::Values(
-            common
+            below
+                .filter(|k| !self.own.contains_key(*k))
                 .chain(self.own.keys())
                 .map(|k| Value::from(k.as_str()))
                 .collect(),
@@ -115,7 +100,7 @@ impl minijinja::value::Object for HostView {
     }
 }
 
-/// `hostvars`: every host's [`HostView`] by name.
+/// `hostvars`: every host's [`LazyVars`] by name.
 #[derive(Debug)]
 struct Hostvars(std::collections::BTreeMap<String, Value>);
 
@@ -215,7 +200,10 @@ impl Engine {
     ) {
         let hosts = hosts
             .into_iter()
-            .map(|(name, common, own)| (name, Value::from_object(HostView { common, own })))
+            .map(|(name, common, own)| {
+                let below = Some(common);
+                (name, Value::from_object(LazyVars { own, below }))
+            })
             .collect();
         self.env
             .add_global("hostvars", Value::from_object(Hostvars(hosts)));
