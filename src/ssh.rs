@@ -1495,7 +1495,7 @@ async fn open_stream(
             Ok((stream, Some(process)))
         }
         _ => Ok((
-            Box::new(quick_ack::QuickAck(tcp_connect(target).await?)),
+            Box::new(quick_ack::QuickAck::new(tcp_connect(target).await?)),
             None,
         )),
     }

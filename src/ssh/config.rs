@@ -221,22 +221,27 @@ impl SshConfig {
 }
 
 /// The user running arpanet: `$USER`, `$LOGNAME`, else the password file's
-/// name for this uid.
+/// name for this uid. Looked up once per run (every host's SSH
+/// configuration asks).
 pub fn local_user() -> String {
-    ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-        .or_else(|| {
-            let uid = rustix::process::getuid().as_raw().to_string();
-            std::fs::read_to_string("/etc/passwd")
-                .ok()?
-                .lines()
-                .find_map(|l| {
-                    let f: Vec<&str> = l.split(':').collect();
-                    (f.len() > 2 && f[2] == uid).then(|| f[0].to_owned())
-                })
-        })
-        .unwrap_or_else(|| "root".to_owned())
+    static USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    USER.get_or_init(|| {
+        ["USER", "LOGNAME"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+            .or_else(|| {
+                let uid = rustix::process::getuid().as_raw().to_string();
+                std::fs::read_to_string("/etc/passwd")
+                    .ok()?
+                    .lines()
+                    .find_map(|l| {
+                        let f: Vec<&str> = l.split(':').collect();
+                        (f.len() > 2 && f[2] == uid).then(|| f[0].to_owned())
+                    })
+            })
+            .unwrap_or_else(|| "root".to_owned())
+    })
+    .clone()
 }
 
 /// Evaluation of the items for one query.
