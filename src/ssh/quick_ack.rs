@@ -48,16 +48,20 @@ impl QuickAck {
             end: 0,
         }
     }
+}
 
-    /// Read from the socket into `buf`, acknowledging at once what came.
-    fn poll_socket(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            acknowledge(&self.stream);
-        }
-        polled
+/// Read from `stream` into `buf`, acknowledging at once what came.
+fn poll_acked(
+    stream: &mut TcpStream,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+) -> Poll<io::Result<()>> {
+    let before = buf.filled().len();
+    let polled = Pin::new(&mut *stream).poll_read(cx, buf);
+    if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+        acknowledge(stream);
     }
+    polled
 }
 
 impl AsyncRead for QuickAck {
@@ -69,20 +73,14 @@ impl AsyncRead for QuickAck {
         let this = &mut *self;
         if this.start == this.end {
             if buf.remaining() >= BLOCK {
-                return this.poll_socket(cx, buf);
+                return poll_acked(&mut this.stream, cx, buf);
             }
-            let mut ahead = std::mem::take(&mut this.ahead);
-            if ahead.is_empty() {
-                ahead = vec![0; BLOCK].into_boxed_slice();
+            if this.ahead.is_empty() {
+                this.ahead = vec![0; BLOCK].into_boxed_slice();
             }
-            let mut block = ReadBuf::new(&mut ahead);
-            let polled = this.poll_socket(cx, &mut block);
-            let got = block.filled().len();
-            this.ahead = ahead;
-            match polled {
-                Poll::Ready(Ok(())) => (this.start, this.end) = (0, got),
-                other => return other,
-            }
+            let mut block = ReadBuf::new(&mut this.ahead);
+            std::task::ready!(poll_acked(&mut this.stream, cx, &mut block))?;
+            (this.start, this.end) = (0, block.filled().len());
         }
         let n = buf.remaining().min(this.end - this.start);
         buf.put_slice(&this.ahead[this.start..this.start + n]);
