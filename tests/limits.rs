@@ -11,7 +11,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::{Cluster, Run, TEST_USER};
+use crate::support::{eventually, Cluster, Run, TEST_USER};
 
 /// A `sleep` argument no other process on the machine uses:
 /// `100000.PID0N`, a different one per call.
@@ -37,20 +37,6 @@ fn remote(marker: &str) -> Vec<String> {
         .split_whitespace()
         .map(str::to_owned)
         .collect()
-}
-
-/// Wait up to `limit` for `done`; whether it came true.
-fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// `arpanet` running in the background, its stderr lines arriving on a

@@ -14,7 +14,7 @@ use arpanet::ssh::SshConnector;
 use arpanet::transport::{Connector, SessionMode, Target, Transport, OUTPUT_CAP};
 
 use crate::support::sshd::session_mode;
-use crate::support::{Cluster, SshdHost};
+use crate::support::{eventually, Cluster, SshdHost};
 
 async fn connect(target: &Target) -> Arc<dyn Transport> {
     let connector = SshConnector::new(8).with_agent(None).with_passphrase(None);
@@ -368,6 +368,53 @@ fn five_hundred_tasks_on_one_host_use_one_session_channel() {
         SessionMode::Persistent => assert_eq!(channels, 1, "{}", host.log()),
         SessionMode::Exec => assert!(channels >= 501, "{channels}"),
     }
+}
+
+/// A finished run leaves nothing of its own on the host: the connection
+/// closes when arpanet exits (the run leaves it to the exit, see
+/// `leave_to_exit`), and with it the shell that ran the tasks (the `$$`
+/// and `$PPID` a task prints: the persistent shell and the process sshd
+/// forked for its session; with `--session exec`, the last command's).
+#[test]
+fn a_finished_run_leaves_no_shell_or_session_on_the_host() {
+    let cluster = Cluster::start(1);
+    let inventory = cluster.inventory(&[]);
+    let playbook = cluster.write_file(
+        "pid.yml",
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - command: 'true'\n    \
+         - shell: echo \"shell pid $$ parent $PPID\"\n      register: shell\n    - debug:\n        \
+         msg: \"{{ shell.stdout }}\"\n",
+    );
+    let run = cluster.run(&[
+        "run",
+        "-i",
+        inventory.to_str().unwrap(),
+        playbook.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{run}");
+    // The debug task's line (the task header shows the unexpanded `$$`).
+    let pids: Vec<u32> = run
+        .stdout
+        .lines()
+        .find_map(|line| {
+            let rest = line.trim().strip_prefix("shell pid ")?;
+            let (shell, parent) = rest.split_once(" parent ")?;
+            Some(vec![shell.parse().ok()?, parent.parse().ok()?])
+        })
+        .unwrap_or_else(|| panic!("no shell pid in the output\n{run}"));
+    // Ended, even if not yet reaped (a zombie).
+    let running = |pid: &u32| {
+        fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
+            status
+                .lines()
+                .any(|l| l.starts_with("State:") && !l.contains("zombie"))
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || !pids.iter().any(running)),
+        "still running on the host after the run (the shell, its parent): {:?}\n{run}",
+        pids.iter().filter(|p| running(p)).collect::<Vec<_>>()
+    );
 }
 
 #[test]

@@ -57,3 +57,17 @@ pub fn lab_address(subnet: &str, host: u8) -> String {
     let prefix = subnet.rsplit_once(".0/").map_or(subnet, |(p, _)| p);
     format!("{prefix}.{host}")
 }
+
+/// Wait up to `limit` for `done`; whether it came true.
+pub fn eventually(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
