@@ -24,6 +24,15 @@ async fn connect(target: &Target) -> Arc<dyn Transport> {
     }
 }
 
+/// A connection to the cluster's first host as `user`.
+async fn connect_as(cluster: &Cluster, user: &str) -> Arc<dyn Transport> {
+    connect(&Target {
+        user: user.to_owned(),
+        ..cluster.target(0)
+    })
+    .await
+}
+
 /// A cluster of one host plus a second host logging at DEBUG1 (so its
 /// session channels can be counted), trusted in the cluster's known_hosts,
 /// and the target for it.
@@ -232,12 +241,7 @@ async fn a_command_runs_in_a_subshell_only_where_the_login_shell_is_bin_sh() {
     }
     ssh.close().await;
 
-    let user = crate::support::ensure_banner_user();
-    let target = Target {
-        user: user.to_owned(),
-        ..cluster.target(0)
-    };
-    let ssh = connect(&target).await;
+    let ssh = connect_as(&cluster, crate::support::ensure_banner_user()).await;
     for _ in 0..2 {
         let out = ssh.exec("echo hello", None).await.unwrap().stdout;
         assert!(out.starts_with("WELCOME BANNER"), "{out}");
@@ -245,6 +249,45 @@ async fn a_command_runs_in_a_subshell_only_where_the_login_shell_is_bin_sh() {
         assert!(out.contains("GOODBYE BANNER"), "{out}");
     }
     ssh.close().await;
+}
+
+/// Where the login shell is `dash`, it is the persistent shell itself (it
+/// reads the control stream as a sourced script, sparing a second start of
+/// a shell); a `bash` login shell would read that stream to its end before
+/// running any of it, so there the persistent shell is a `/bin/sh` it
+/// started, and each command still runs by `bash`. What the host's
+/// `/proc` says about the process that reads the stream tells which.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_login_shell_reads_the_commands_itself_only_where_it_is_dash() {
+    let cluster = Cluster::start(1);
+    // The arguments of the process the command's shell belongs to (the
+    // persistent shell): `$$` in dash's subshells, `$PPID` of bash's.
+    let argv = |pid: &str| {
+        format!("printf '%s,' \"${{BASH_VERSION:+bash}}\"; tr '\\0' ' ' < /proc/{pid}/cmdline")
+    };
+    let run = |ssh: Arc<dyn Transport>, command: String| async move {
+        match tokio::time::timeout(Duration::from_secs(30), ssh.exec(&command, None)).await {
+            Ok(out) => out.unwrap().stdout,
+            Err(_) => panic!("`{command}` did not finish in 30 s"),
+        }
+    };
+
+    let ssh = connect(&cluster.target(0)).await;
+    let dash = run(Arc::clone(&ssh), argv("$$")).await;
+    ssh.close().await;
+    let ssh = connect_as(&cluster, crate::support::ensure_bash_user()).await;
+    let bash = run(Arc::clone(&ssh), argv("$PPID")).await;
+    assert_eq!(run(Arc::clone(&ssh), "echo again".into()).await, "again\n");
+    ssh.close().await;
+
+    // Every command ran by the login shell's program.
+    assert!(dash.starts_with(','), "{dash}");
+    assert!(bash.starts_with("bash,"), "{bash}");
+    if session_mode() == SessionMode::Persistent {
+        // dash as sshd started it (`sh -c ...`); bash replaced by /bin/sh.
+        assert!(dash.starts_with(",sh -c "), "{dash}");
+        assert_eq!(bash, "bash,/bin/sh ", "{bash}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -134,38 +134,7 @@ fn public_key_line(pub_file: &Path) -> String {
 /// threads and processes.
 pub fn ensure_test_user() {
     static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        for _ in 0..50 {
-            let exists = Command::new("id")
-                .args(["-u", TEST_USER])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if exists {
-                // `*` is no valid password hash, but not a lock either.
-                run_checked(Command::new("usermod").args(["-p", "*", TEST_USER]));
-                return;
-            }
-            // Another process may hold the passwd lock; retry until the
-            // user shows up.
-            let _ = Command::new("useradd")
-                .args(["-m", "-s", "/bin/sh", TEST_USER])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            if !Command::new("id")
-                .args(["-u", TEST_USER])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-            {
-                thread::sleep(Duration::from_millis(100));
-            }
-        }
-        panic!("cannot create the test user `{TEST_USER}` with useradd");
-    });
+    DONE.get_or_init(|| ensure_account(TEST_USER, "/bin/sh"));
 }
 
 /// An unprivileged account whose login shell prints a banner on stdout
@@ -192,35 +161,47 @@ pub fn ensure_banner_user() -> &'static str {
             .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", temp.display()));
         fs::rename(&temp, BANNER_SHELL)
             .unwrap_or_else(|e| panic!("cannot install {BANNER_SHELL}: {e}"));
-        for _ in 0..50 {
-            let exists = Command::new("id")
-                .args(["-u", BANNER_USER])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if exists {
-                run_checked(Command::new("usermod").args([
-                    "-p",
-                    "*",
-                    "-s",
-                    BANNER_SHELL,
-                    BANNER_USER,
-                ]));
-                return;
-            }
-            let _ = Command::new("useradd")
-                .args(["-m", "-s", BANNER_SHELL, BANNER_USER])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            thread::sleep(Duration::from_millis(20));
-        }
-        panic!("cannot create the test user `{BANNER_USER}` with useradd");
+        ensure_account(BANNER_USER, BANNER_SHELL);
     });
     BANNER_USER
 }
 
+/// An unprivileged account whose login shell is `/bin/bash`, as root's is
+/// on most distributions. Created once per machine; returns its name.
+pub fn ensure_bash_user() -> &'static str {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| ensure_account(BASH_USER, "/bin/bash"));
+    BASH_USER
+}
+
+/// Create `user` with the login shell `shell` (or give an existing one
+/// that shell), unlocked for key logins: `*` is no valid password hash,
+/// but not a lock either, which sshd would refuse even with a valid key.
+/// Test processes in other worktrees may hold the passwd lock: retried
+/// until the account shows up.
+fn ensure_account(user: &str, shell: &str) {
+    for _ in 0..50 {
+        let exists = Command::new("id")
+            .args(["-u", user])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if exists {
+            run_checked(Command::new("usermod").args(["-p", "*", "-s", shell, user]));
+            return;
+        }
+        let _ = Command::new("useradd")
+            .args(["-m", "-s", shell, user])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        thread::sleep(Duration::from_millis(20));
+    }
+    panic!("cannot create the test user `{user}` with useradd");
+}
+
+const BASH_USER: &str = "arpanet-bash";
 const BANNER_USER: &str = "arpanet-banner";
 const BANNER_SHELL: &str = "/usr/local/libexec/arpanet-test/banner-sh";
 
