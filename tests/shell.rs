@@ -272,6 +272,13 @@ async fn the_login_shell_reads_the_commands_itself_only_where_it_is_dash() {
         }
     };
 
+    // The test account's login shell is /bin/sh: dash here, as on
+    // Debian; elsewhere (bash as /bin/sh) there is nothing to compare.
+    let sh = fs::canonicalize("/bin/sh").unwrap_or_default();
+    if !sh.ends_with("dash") {
+        eprintln!("note: skipped, /bin/sh is {}, not dash", sh.display());
+        return;
+    }
     let ssh = connect(&cluster.target(0)).await;
     let dash = run(Arc::clone(&ssh), argv("$$")).await;
     ssh.close().await;
@@ -287,6 +294,36 @@ async fn the_login_shell_reads_the_commands_itself_only_where_it_is_dash() {
         // dash as sshd started it (`sh -c ...`); bash replaced by /bin/sh.
         assert!(dash.starts_with(",sh -c "), "{dash}");
         assert_eq!(bash, "bash,/bin/sh ", "{bash}");
+    }
+}
+
+/// A login shell that cannot run the persistent shell's start (as csh
+/// or fish cannot parse it): the command fails saying the shell did not
+/// start and what the login shell said, not that the command killed it.
+/// With a channel per command the login shell refuses the command itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_shell_that_cannot_start_the_shell_says_so() {
+    let cluster = Cluster::start(1);
+    let ssh = connect_as(&cluster, crate::support::ensure_refusing_user()).await;
+    let result = ssh.exec("echo hello", None).await;
+    ssh.close().await;
+    match session_mode() {
+        SessionMode::Persistent => {
+            let Err(Error::Remote { message, .. }) = result else {
+                panic!("expected the shell not to start, got {result:?}");
+            };
+            assert!(message.contains("did not start"), "{message}");
+            assert!(message.contains("(exit 3)"), "{message}");
+            assert!(
+                message.contains("refusing-sh: this shell takes no commands"),
+                "{message}"
+            );
+        }
+        SessionMode::Exec => {
+            let out = result.unwrap();
+            assert_eq!(out.status, 3);
+            assert!(out.stderr.starts_with("refusing-sh:"), "{out:?}");
+        }
     }
 }
 

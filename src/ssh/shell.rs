@@ -5,10 +5,11 @@
 //!
 //! The shell is a POSIX shell on a session channel of the host's one
 //! connection, opened on first use: the login shell itself where that is
-//! `dash` or busybox `ash`, else a `/bin/sh` it starts (see [`START`]). Its first lines define how a command
-//! runs (see [`SETUP`]) and report its process id (it leads the session's
-//! process group, see `abandon.rs`); then, for each command, arpanet writes
-//! one line of script to its stdin:
+//! `dash` or busybox `ash`, else a `/bin/sh` it starts (see [`START`]).
+//! Its first lines define how a command runs (see [`SETUP`]) and report
+//! its process id (it leads the session's process group, see
+//! `abandon.rs`); then, for each command, arpanet writes one line of
+//! script to its stdin:
 //!
 //! ```sh
 //! __arpanet_run 'COMMAND' </dev/null;
@@ -62,16 +63,20 @@ use crate::transport::{quote, Gate, Gated, Sink};
 /// times as long); more is streamed on a channel of its own.
 pub(super) const INLINE_MAX: usize = 256 << 10;
 
-/// What starts the shell, run by the login shell. One of the `ash` family
-/// (`dash`, busybox `ash`: they set none of these variables) reads the
-/// control stream itself, as a script sourced from its stdin, which saves
-/// a second start of the same shell per connection (about 0.45 ms of the
-/// host's CPU; 2-4% of a 10-host run's time). Any other is replaced by
-/// `/bin/sh`, which reads it: `bash`, `zsh` and `ksh` would read a sourced
-/// pipe to its end before running any of it. Where sshd gives the session
-/// a socket instead of pipes, `/dev/stdin` cannot be opened: `-p` first.
+/// What starts the shell, run by the login shell. A shell that sets none
+/// of these variables (`dash`, busybox `ash`, the BSDs' `sh`: the `ash`
+/// family) reads the control stream itself, as a script sourced from its
+/// stdin, which it parses as it comes; that saves a second start of the
+/// same shell per connection (about 0.45 ms of the host's CPU; 2-4% of a
+/// 10-host run's time). Any other is replaced by `/bin/sh`, which reads
+/// the stream: `bash` reads a sourced pipe to its end before running any
+/// of it, and the rest are left out untried. The sourced stream must be
+/// a pipe that can be opened again (`-p`, then an open that cannot end
+/// the shell): not where sshd gives the session a socket, nor where a
+/// server made the pipe as root before it switched to the user (Dropbear).
 const START: &str = "case ${BASH_VERSION-}${ZSH_VERSION-}${KSH_VERSION-}${YASH_VERSION-}\
-                     ${POSH_VERSION-} in '') if [ -p /dev/stdin ]; then . /dev/stdin; exit; fi;; \
+                     ${POSH_VERSION-} in '') if [ -p /dev/stdin ] && \
+                     { true </dev/stdin; } 2>/dev/null; then . /dev/stdin; exit; fi;; \
                      esac; exec /bin/sh";
 
 /// The shell's first lines: `__arpanet_run` runs its argument as the
@@ -201,7 +206,13 @@ impl Shell {
                     | ChannelMsg::Eof
                     | ChannelMsg::Close),
                 ) => {
-                    return Err(ended(transport, command, reader, msg).await);
+                    // A shell that never reported its process id never
+                    // started: what it said on stderr tells why.
+                    let said = reported
+                        .pid
+                        .is_none()
+                        .then(|| received.finish().output.stderr);
+                    return Err(ended(transport, command, reader, msg, said).await);
                 }
                 Some(_) => {}
                 None => return Err(transport.lost(&what)),
@@ -228,12 +239,14 @@ impl Shell {
 }
 
 /// The error for a shell that ended while `command` ran: the command
-/// killed it (or the host killed it), and how it ended.
+/// killed it (or the host killed it), and how it ended. `said` is what it
+/// said on stderr when it ended before it started (no POSIX login shell).
 async fn ended(
     transport: &SshTransport,
     command: &str,
     reader: &mut russh::ChannelReadHalf,
     first: ChannelMsg,
+    said: Option<String>,
 ) -> Error {
     if transport.handle.is_closed() {
         return transport.lost(&format!("while running `{command}`"));
@@ -252,6 +265,19 @@ async fn ended(
         let _ = tokio::time::timeout(std::time::Duration::from_millis(500), wait).await;
     }
     let how = how.unwrap_or_default();
+    if let Some(said) = said {
+        let said = match said.trim() {
+            "" => String::new(),
+            text => format!(", saying: {text}"),
+        };
+        return Error::Remote {
+            host: transport.host.clone(),
+            message: format!(
+                "the persistent shell did not start (to run `{command}`): the login shell \
+                 ended{how}{said}; arpanet needs a POSIX login shell (sh, dash, bash, zsh, ksh)"
+            ),
+        };
+    }
     Error::Remote {
         host: transport.host.clone(),
         message: format!(
@@ -387,7 +413,75 @@ impl Framed {
 
 #[cfg(test)]
 mod tests {
-    use super::{escape, Framed};
+    use std::fs;
+    use std::io::Write as _;
+    use std::net::Shutdown;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::fs::MetadataExt as _;
+    use std::os::unix::net::UnixStream;
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+
+    use super::{escape, Framed, START};
+
+    /// What the process reading the control stream reports about itself
+    /// (its arguments) when `program` runs [`START`] with a pipe or a
+    /// socket for stdin, and what it said on stderr.
+    fn reader(program: &[&str], socket: bool) -> (String, String) {
+        let line = b"tr '\\0' ' ' < /proc/$$/cmdline; echo\n";
+        let mut command = Command::new(program[0]);
+        command
+            .args(&program[1..])
+            .args(["-c", START])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = if socket {
+            let (theirs, mut ours) = UnixStream::pair().unwrap();
+            let child = command.stdin(OwnedFd::from(theirs)).spawn().unwrap();
+            ours.write_all(line).unwrap();
+            ours.shutdown(Shutdown::Write).unwrap();
+            child
+        } else {
+            let mut child = command.stdin(Stdio::piped()).spawn().unwrap();
+            child.stdin.take().unwrap().write_all(line).unwrap();
+            child
+        };
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{program:?}: {out:?}");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (text(&out.stdout), text(&out.stderr))
+    }
+
+    /// `dash` sources a pipe it can open and starts nothing else; `bash`
+    /// (which would read the pipe to its end first), a socket, and a pipe
+    /// made by root for a shell that runs as another user (as Dropbear
+    /// does) get `/bin/sh` instead, and the command still runs.
+    #[test]
+    fn the_start_sources_only_a_pipe_it_can_open_and_only_in_dash() {
+        if !Path::new("/bin/dash").exists() {
+            eprintln!("note: skipped, no /bin/dash");
+            return;
+        }
+        let (own, said) = reader(&["/bin/dash"], false);
+        assert!(own.starts_with("/bin/dash -c case "), "{own}");
+        assert_eq!(said, "");
+        assert_eq!(reader(&["/bin/bash"], false).0, "/bin/sh \n");
+        assert_eq!(
+            reader(&["/bin/dash"], true),
+            ("/bin/sh \n".into(), String::new())
+        );
+        let root = fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        if root && Path::new("/usr/bin/setpriv").exists() {
+            let nobody = [
+                "/usr/bin/setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "/bin/dash",
+            ];
+            assert_eq!(reader(&nobody, false), ("/bin/sh \n".into(), String::new()));
+        }
+    }
 
     #[test]
     fn the_mark_is_found_across_chunks_and_nothing_before_it_is_lost() {

@@ -11,8 +11,8 @@ pub mod sshd;
 pub use consul::FakeConsul;
 
 pub use sshd::{
-    ensure_banner_user, ensure_bash_user, ensure_test_user, keygen, keygen_typed, run_arpanet,
-    spawn_arpanet, Cluster, Run, SshAgent, SshdHost, TEST_USER,
+    ensure_banner_user, ensure_bash_user, ensure_refusing_user, ensure_test_user, keygen,
+    keygen_typed, run_arpanet, spawn_arpanet, Cluster, Run, SshAgent, SshdHost, TEST_USER,
 };
 
 /// Held by every test that builds a lab on the local Docker engine, so they

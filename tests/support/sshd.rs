@@ -144,26 +144,43 @@ pub fn ensure_test_user() {
 pub fn ensure_banner_user() -> &'static str {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        // Written whole and renamed: test processes in other worktrees may
-        // do the same at the same moment.
-        let dir = Path::new(BANNER_SHELL)
-            .parent()
-            .expect("shell path has a parent");
-        fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-        let temp = dir.join(format!(".banner-sh.{}", std::process::id()));
-        fs::write(
-            &temp,
+        install_shell(
+            BANNER_SHELL,
             "#!/bin/sh\necho 'WELCOME BANNER: this host is watched'\n/bin/sh \"$@\"\n\
              status=$?\necho 'GOODBYE BANNER'\nexit $status\n",
-        )
-        .unwrap_or_else(|e| panic!("cannot write {}: {e}", temp.display()));
-        fs::set_permissions(&temp, fs::Permissions::from_mode(0o755))
-            .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", temp.display()));
-        fs::rename(&temp, BANNER_SHELL)
-            .unwrap_or_else(|e| panic!("cannot install {BANNER_SHELL}: {e}"));
+        );
         ensure_account(BANNER_USER, BANNER_SHELL);
     });
     BANNER_USER
+}
+
+/// An unprivileged account whose login shell runs nothing it is given: it
+/// says so on stderr and exits 3, as a non-POSIX shell (csh, fish) ends on
+/// a POSIX script it cannot parse. Returns its name.
+pub fn ensure_refusing_user() -> &'static str {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        install_shell(
+            REFUSING_SHELL,
+            "#!/bin/sh\necho 'refusing-sh: this shell takes no commands' >&2\nexit 3\n",
+        );
+        ensure_account(REFUSING_USER, REFUSING_SHELL);
+    });
+    REFUSING_USER
+}
+
+/// Install the script `text` as the program `path`, written whole and
+/// renamed: test processes in other worktrees may do the same at the same
+/// moment.
+fn install_shell(path: &str, text: &str) {
+    let path = Path::new(path);
+    let dir = path.parent().expect("shell path has a parent");
+    fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    let temp = dir.join(format!(".install.{}", std::process::id()));
+    fs::write(&temp, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", temp.display()));
+    fs::set_permissions(&temp, fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", temp.display()));
+    fs::rename(&temp, path).unwrap_or_else(|e| panic!("cannot install {}: {e}", path.display()));
 }
 
 /// An unprivileged account whose login shell is `/bin/bash`, as root's is
@@ -180,23 +197,31 @@ pub fn ensure_bash_user() -> &'static str {
 /// Test processes in other worktrees may hold the passwd lock: retried
 /// until the account shows up.
 fn ensure_account(user: &str, shell: &str) {
-    for _ in 0..50 {
-        let exists = Command::new("id")
+    let exists = || {
+        Command::new("id")
             .args(["-u", user])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
-            .is_ok_and(|s| s.success());
-        if exists {
+            .is_ok_and(|s| s.success())
+    };
+    for attempt in 0.. {
+        if exists() {
             run_checked(Command::new("usermod").args(["-p", "*", "-s", shell, user]));
             return;
         }
-        let _ = Command::new("useradd")
+        if attempt == 50 {
+            break;
+        }
+        let added = Command::new("useradd")
             .args(["-m", "-s", shell, user])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status();
-        thread::sleep(Duration::from_millis(20));
+            .status()
+            .is_ok_and(|s| s.success());
+        if !added {
+            thread::sleep(Duration::from_millis(100));
+        }
     }
     panic!("cannot create the test user `{user}` with useradd");
 }
@@ -204,6 +229,8 @@ fn ensure_account(user: &str, shell: &str) {
 const BASH_USER: &str = "arpanet-bash";
 const BANNER_USER: &str = "arpanet-banner";
 const BANNER_SHELL: &str = "/usr/local/libexec/arpanet-test/banner-sh";
+const REFUSING_USER: &str = "arpanet-refusing";
+const REFUSING_SHELL: &str = "/usr/local/libexec/arpanet-test/refusing-sh";
 
 /// sshd's privilege separation directory must exist.
 fn ensure_privsep_dir() {
