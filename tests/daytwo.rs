@@ -281,12 +281,7 @@ fn a_long_task_in_a_pipe_says_it_is_still_running() {
         "- hosts: all\n  gather_facts: false\n  tasks:\n\
          \x20   - name: slow on node2\n      command: \"{{ 'true' if inventory_hostname == 'node1' else 'sleep 12' }}\"\n",
     );
-    let out = cluster.run(&[
-        "run",
-        "-i",
-        inv.to_str().unwrap(),
-        playbook.to_str().unwrap(),
-    ]);
+    let out = cluster.run_playbook(&inv, &playbook);
     assert_eq!(out.code, 0, "{out}");
     let beats: Vec<&str> = out
         .stderr

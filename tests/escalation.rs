@@ -342,12 +342,7 @@ fn become_with_a_password_from_the_environment_or_the_inventory() {
 
     // No password at all: the failure says how to give one.
     let inventory = cluster.inventory(&[]);
-    let run = cluster.run(&[
-        "run",
-        "-i",
-        inventory.to_str().unwrap(),
-        playbook.to_str().unwrap(),
-    ]);
+    let run = cluster.run_playbook(&inventory, &playbook);
     assert_eq!(run.code, 2, "{run}");
     let all = format!("{}{}", run.stdout, run.stderr);
     assert!(all.contains("asks for a password"), "{run}");
@@ -595,12 +590,7 @@ fn become_from_the_command_line_and_the_inventory() {
         "bad.yml",
         "- hosts: all\n  become: true\n  become_method: doas\n  tasks:\n    - command: true\n",
     );
-    let run = cluster.run(&[
-        "run",
-        "-i",
-        inventory.to_str().unwrap(),
-        bad.to_str().unwrap(),
-    ]);
+    let run = cluster.run_playbook(&inventory, &bad);
     assert_eq!(run.code, 5, "{run}");
     assert!(
         run.stderr.contains("bad.yml:3") && run.stderr.contains("doas"),
@@ -662,12 +652,7 @@ fn a_timed_out_become_task_is_stopped_on_the_host() {
             "- hosts: all\n  become: true\n  tasks:\n    - command: sleep 60.{marker}\n      timeout: 1\n"
         ),
     );
-    let run = cluster.run(&[
-        "run",
-        "-i",
-        inventory.to_str().unwrap(),
-        playbook.to_str().unwrap(),
-    ]);
+    let run = cluster.run_playbook(&inventory, &playbook);
     assert_eq!(run.code, 2, "{run}");
     assert!(run.stdout.contains("timed out after 1 s"), "{run}");
     // The root-owned sleep went with it (sudo passes sshd's signal on).

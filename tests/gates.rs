@@ -34,12 +34,7 @@ fn gate(cluster: &Cluster, bin: &Path, first: &str, state: &str, settle: u32) ->
         ),
     );
     let inventory = cluster.inventory(&[]);
-    cluster.run(&[
-        "run",
-        "-i",
-        inventory.to_str().unwrap(),
-        playbook.to_str().unwrap(),
-    ])
+    cluster.run_playbook(&inventory, &playbook)
 }
 
 #[test]

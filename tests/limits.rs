@@ -510,12 +510,7 @@ fn big_outputs_keep_their_head_and_tail_with_a_marker() {
         msg: "kept {{ big.stdout | length }} ends {{ big.stdout_lines[-1] }}"
 "#,
     );
-    let run = cluster.run(&[
-        "run",
-        "-i",
-        inventory.to_str().unwrap(),
-        playbook.to_str().unwrap(),
-    ]);
+    let run = cluster.run_playbook(&inventory, &playbook);
     assert_eq!(run.code, 0, "{run}");
     let printed = "FIRST\n".len() + 5_000_000 + "\nLAST\n".len();
     let kept = 1 << 20;

@@ -571,12 +571,7 @@ fn bad_input_is_located_and_contacts_no_host() {
         "unrendered.ini",
         "node1 ansible_host=\"{{ subnet_typo }}.11\"\n[all:vars]\nsubnet=127.0.0\n",
     );
-    let out = cluster.run(&[
-        "run",
-        "-i",
-        unrendered.to_str().unwrap(),
-        good_playbook.to_str().unwrap(),
-    ]);
+    let out = cluster.run_playbook(&unrendered, &good_playbook);
     assert_eq!(out.code, 5, "{out}");
     assert!(
         out.stderr
@@ -585,12 +580,7 @@ fn bad_input_is_located_and_contacts_no_host() {
     );
     assert!(out.stderr.contains("subnet_typo"), "{out}");
     let bad_inventory = cluster.write_file("bad.ini", "[servers\nnode1\n");
-    let out = cluster.run(&[
-        "run",
-        "-i",
-        bad_inventory.to_str().unwrap(),
-        good_playbook.to_str().unwrap(),
-    ]);
+    let out = cluster.run_playbook(&bad_inventory, &good_playbook);
     assert_eq!(out.code, 5, "{out}");
     assert!(out.stderr.contains("bad.ini:1"), "{out}");
     assert_untouched(&listener);

@@ -436,12 +436,7 @@ fn five_hundred_tasks_on_one_host_use_one_session_channel() {
         "    - shell: echo \"$((1 + 1))\"\n      register: last\n    - assert:\n        that: last.stdout == '2'\n",
     );
     let playbook = cluster.write_file("many.yml", &playbook);
-    let run = cluster.run(&[
-        "run",
-        "-i",
-        inventory.to_str().unwrap(),
-        playbook.to_str().unwrap(),
-    ]);
+    let run = cluster.run_playbook(&inventory, &playbook);
     assert_eq!(run.code, 0, "{}", run);
     let channels = session_channels(&host);
     match session_mode() {
@@ -465,12 +460,7 @@ fn a_finished_run_leaves_no_shell_or_session_on_the_host() {
          - shell: echo \"shell pid $$ parent $PPID\"\n      register: shell\n    - debug:\n        \
          msg: \"{{ shell.stdout }}\"\n",
     );
-    let run = cluster.run(&[
-        "run",
-        "-i",
-        inventory.to_str().unwrap(),
-        playbook.to_str().unwrap(),
-    ]);
+    let run = cluster.run_playbook(&inventory, &playbook);
     assert_eq!(run.code, 0, "{run}");
     // The debug task's line (the task header shows the unexpanded `$$`).
     let pids: Vec<u32> = run
@@ -510,12 +500,7 @@ fn a_task_that_never_ends_times_out_and_the_next_task_on_the_host_runs() {
              register: after\n    - assert:\n        that: after.stdout == 'after'\n"
         ),
     );
-    let run = cluster.run(&[
-        "run",
-        "-i",
-        inventory.to_str().unwrap(),
-        playbook.to_str().unwrap(),
-    ]);
+    let run = cluster.run_playbook(&inventory, &playbook);
     assert_eq!(run.code, 0, "{}", run);
     assert!(run.stdout.contains("timed out after 1 s"), "{}", run);
     assert!(!cluster.hosts[0]
@@ -559,12 +544,7 @@ fn session_exec_and_the_variable_turn_the_shell_off() {
         1
     );
     let inventory = cluster.write_file("bad.ini", &format!("{line} arpanet_session=pty\n"));
-    let run = cluster.run(&[
-        "run",
-        "-i",
-        inventory.to_str().unwrap(),
-        playbook.to_str().unwrap(),
-    ]);
+    let run = cluster.run_playbook(&inventory, &playbook);
     assert_ne!(run.code, 0);
     assert!(
         run.stderr

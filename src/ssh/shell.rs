@@ -413,11 +413,9 @@ impl Framed {
 
 #[cfg(test)]
 mod tests {
-    use std::fs;
     use std::io::Write as _;
     use std::net::Shutdown;
     use std::os::fd::OwnedFd;
-    use std::os::unix::fs::MetadataExt as _;
     use std::os::unix::net::UnixStream;
     use std::path::Path;
     use std::process::{Command, Stdio};
@@ -470,8 +468,7 @@ mod tests {
             reader(&["/bin/dash"], true),
             ("/bin/sh \n".into(), String::new())
         );
-        let root = fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-        if root && Path::new("/usr/bin/setpriv").exists() {
+        if rustix::process::geteuid().is_root() && Path::new("/usr/bin/setpriv").exists() {
             let nobody = [
                 "/usr/bin/setpriv",
                 "--reuid=65534",

@@ -171,12 +171,17 @@ pub fn ensure_refusing_user() -> &'static str {
 
 /// Install the script `text` as the program `path`, written whole and
 /// renamed: test processes in other worktrees may do the same at the same
-/// moment.
+/// moment (and threads of this one install other shells: the temporary
+/// file is named after the program).
 fn install_shell(path: &str, text: &str) {
     let path = Path::new(path);
     let dir = path.parent().expect("shell path has a parent");
     fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-    let temp = dir.join(format!(".install.{}", std::process::id()));
+    let name = path
+        .file_name()
+        .expect("shell path has a name")
+        .to_string_lossy();
+    let temp = dir.join(format!(".{name}.{}", std::process::id()));
     fs::write(&temp, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", temp.display()));
     fs::set_permissions(&temp, fs::Permissions::from_mode(0o755))
         .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", temp.display()));
@@ -948,6 +953,16 @@ impl Cluster {
     /// temp home (see [`run_arpanet`]).
     pub fn run(&self, args: &[&str]) -> Run {
         run_arpanet(&self.home, self.dir.path(), args, &[])
+    }
+
+    /// `arpanet run -i INVENTORY PLAYBOOK` like [`Cluster::run`].
+    pub fn run_playbook(&self, inventory: &Path, playbook: &Path) -> Run {
+        self.run(&[
+            "run",
+            "-i",
+            inventory.to_str().unwrap(),
+            playbook.to_str().unwrap(),
+        ])
     }
 
     /// Start the binary like [`Cluster::run`] without waiting for it.
