@@ -253,19 +253,34 @@ async fn ended(
     }
     let mut how = how_it_ended(&first);
     // The exit status or signal may follow the EOF; wait for it briefly.
-    if how.is_none() && !matches!(first, ChannelMsg::Close) {
+    // A shell that never started may also have words on stderr still on
+    // their way: sshd can send the exit status before the last of the
+    // output, so those are read up to the channel's close.
+    let starting = said.is_some();
+    let mut said = said.unwrap_or_default();
+    if (how.is_none() || starting) && !matches!(first, ChannelMsg::Close) {
         let wait = async {
             while let Some(msg) = reader.wait().await {
-                how = how_it_ended(&msg);
-                if how.is_some() || matches!(msg, ChannelMsg::Close) {
-                    break;
+                match msg {
+                    ChannelMsg::Close => break,
+                    ChannelMsg::ExtendedData { data, ext: 1 } if starting => {
+                        said.push_str(&String::from_utf8_lossy(&data));
+                    }
+                    msg => {
+                        if let Some(ended) = how_it_ended(&msg) {
+                            how = Some(ended);
+                            if !starting {
+                                break;
+                            }
+                        }
+                    }
                 }
             }
         };
         let _ = tokio::time::timeout(std::time::Duration::from_millis(500), wait).await;
     }
     let how = how.unwrap_or_default();
-    if let Some(said) = said {
+    if starting {
         let said = match said.trim() {
             "" => String::new(),
             text => format!(", saying: {text}"),

@@ -156,13 +156,16 @@ pub fn ensure_banner_user() -> &'static str {
 
 /// An unprivileged account whose login shell runs nothing it is given: it
 /// says so on stderr and exits 3, as a non-POSIX shell (csh, fish) ends on
-/// a POSIX script it cannot parse. Returns its name.
+/// a POSIX script it cannot parse. Its words leave after it has exited
+/// (a child it left writes them), so the exit status reaches the client
+/// first: sshd sends it when it reaps the shell, and on a busy host words
+/// still in the pipe then follow it. Returns its name.
 pub fn ensure_refusing_user() -> &'static str {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         install_shell(
             REFUSING_SHELL,
-            "#!/bin/sh\necho 'refusing-sh: this shell takes no commands' >&2\nexit 3\n",
+            "#!/bin/sh\n(sleep 0.1; echo 'refusing-sh: this shell takes no commands' >&2) &\nexit 3\n",
         );
         ensure_account(REFUSING_USER, REFUSING_SHELL);
     });
