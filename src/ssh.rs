@@ -122,7 +122,14 @@ pub struct SshConnector {
     /// The client configurations made so far, shared by the connections
     /// that need the same one (usually all of them).
     configs: Mutex<Vec<(Settings, Arc<client::Config>)>>,
+    /// Each key file as read (and decrypted) the first time a connection
+    /// needed it, or why it could not be: an encrypted key's KDF costs
+    /// about 0.15 s of CPU, once per run rather than once per host.
+    keys: Mutex<HashMap<PathBuf, KeyFile>>,
 }
+
+/// A private key file as loaded, or the note saying why it was not.
+type KeyFile = std::result::Result<Arc<russh::keys::PrivateKey>, String>;
 
 /// A jump host's connection, or why it could not be made.
 type Bastion = std::result::Result<Arc<SshTransport>, Failure>;
@@ -143,6 +150,7 @@ impl SshConnector {
             bastions: Mutex::default(),
             known_hosts: known_hosts::Cache::default(),
             configs: Mutex::default(),
+            keys: Mutex::default(),
         }
     }
 
@@ -532,7 +540,7 @@ impl SshConnector {
             }
             let public = key.public_key().clone();
             let hash = rsa_hash(handle, &public).await;
-            let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+            let key = PrivateKeyWithHashAlg::new(key, hash);
             match handle.authenticate_publickey(user, key).await {
                 Ok(AuthResult::Success) => {
                     return Ok(format!(
@@ -592,9 +600,21 @@ impl SshConnector {
             .collect()
     }
 
-    /// Read a private key, decrypting it with the passphrase if needed; an
-    /// error is a note for the final message.
-    fn load_key(&self, path: &std::path::Path) -> Result<russh::keys::PrivateKey, String> {
+    /// A private key file, decrypted with the passphrase if needed, read
+    /// once for every connection; an error is a note for the final
+    /// message. The lock is held while a key is read so that connections
+    /// starting together decrypt it once.
+    fn load_key(&self, path: &std::path::Path) -> KeyFile {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = keys.get(path) {
+            return key.clone();
+        }
+        let key = self.read_key(path).map(Arc::new);
+        keys.insert(path.to_owned(), key.clone());
+        key
+    }
+
+    fn read_key(&self, path: &std::path::Path) -> Result<russh::keys::PrivateKey, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
         match russh::keys::decode_secret_key(&text, None) {
@@ -1818,5 +1838,40 @@ mod tests {
             order.iter().filter(|n| **n == ECDH_SHA2_NISTP256).count(),
             1
         );
+    }
+
+    /// An encrypted key file is read and decrypted by the first connection
+    /// that needs it; the others get the same key, even once the file has
+    /// changed (its KDF is deliberately slow: 0.15 s of CPU per decryption).
+    #[test]
+    fn a_key_file_is_read_and_decrypted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id_ed25519");
+        use russh::keys::ssh_key::{private::Ed25519Keypair, Cipher, Kdf};
+        let kdf = Kdf::Bcrypt {
+            salt: vec![5; 16],
+            rounds: 16,
+        };
+        let key = russh::keys::PrivateKey::from(Ed25519Keypair::from_seed(&[7; 32]))
+            .encrypt_with(Cipher::Aes256Ctr, kdf, 11, "hunter2")
+            .unwrap();
+        let text = key
+            .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+            .unwrap();
+        std::fs::write(&path, text.as_bytes()).unwrap();
+
+        let locked = SshConnector::new(1).with_passphrase(None);
+        let note = locked.load_key(&path).unwrap_err();
+        assert!(note.contains("it is encrypted"), "{note}");
+
+        let connector = SshConnector::new(1).with_passphrase(Some("hunter2".into()));
+        let first = connector.load_key(&path).unwrap();
+        assert_eq!(first.public_key(), key.public_key());
+        std::fs::write(&path, "not a key any more").unwrap();
+        let again = connector.load_key(&path).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        // A connector of its own reads the file as it is now.
+        let fresh = SshConnector::new(1).with_passphrase(Some("hunter2".into()));
+        assert!(fresh.load_key(&path).is_err());
     }
 }
