@@ -277,7 +277,10 @@ async fn ended(
                 }
             }
         };
-        let _ = tokio::time::timeout(std::time::Duration::from_millis(500), wait).await;
+        // A failed start is worth a longer wait for its words: on a busy
+        // host they may be a while behind.
+        let bound = std::time::Duration::from_millis(if starting { 2000 } else { 500 });
+        let _ = tokio::time::timeout(bound, wait).await;
     }
     let how = how.unwrap_or_default();
     if starting {
