@@ -614,6 +614,7 @@ impl SshConnector {
         key
     }
 
+    /// Read and, if needed, decrypt a key file (see [`Self::load_key`]).
     fn read_key(&self, path: &std::path::Path) -> Result<russh::keys::PrivateKey, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
@@ -1845,9 +1846,9 @@ mod tests {
     /// changed (its KDF is deliberately slow: 0.15 s of CPU per decryption).
     #[test]
     fn a_key_file_is_read_and_decrypted_once() {
+        use russh::keys::ssh_key::{private::Ed25519Keypair, Cipher, Kdf};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("id_ed25519");
-        use russh::keys::ssh_key::{private::Ed25519Keypair, Cipher, Kdf};
         let kdf = Kdf::Bcrypt {
             salt: vec![5; 16],
             rounds: 16,

@@ -246,7 +246,7 @@ async fn ended(
     command: &str,
     reader: &mut russh::ChannelReadHalf,
     first: ChannelMsg,
-    said: Option<String>,
+    mut said: Option<String>,
 ) -> Error {
     if transport.handle.is_closed() {
         return transport.lost(&format!("while running `{command}`"));
@@ -256,34 +256,34 @@ async fn ended(
     // A shell that never started may also have words on stderr still on
     // their way: sshd can send the exit status before the last of the
     // output, so those are read up to the channel's close.
-    let starting = said.is_some();
-    let mut said = said.unwrap_or_default();
-    if (how.is_none() || starting) && !matches!(first, ChannelMsg::Close) {
+    if (how.is_none() || said.is_some()) && !matches!(first, ChannelMsg::Close) {
+        // A failed start is worth a longer wait for its words: on a busy
+        // host they may be a while behind.
+        let bound = std::time::Duration::from_millis(if said.is_some() { 2000 } else { 500 });
         let wait = async {
             while let Some(msg) = reader.wait().await {
                 match msg {
                     ChannelMsg::Close => break,
-                    ChannelMsg::ExtendedData { data, ext: 1 } if starting => {
-                        said.push_str(&String::from_utf8_lossy(&data));
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        if let Some(said) = said.as_mut() {
+                            said.push_str(&String::from_utf8_lossy(&data));
+                        }
                     }
                     msg => {
                         if let Some(ended) = how_it_ended(&msg) {
                             how = Some(ended);
-                            if !starting {
-                                break;
-                            }
+                        }
+                        if how.is_some() && said.is_none() {
+                            break;
                         }
                     }
                 }
             }
         };
-        // A failed start is worth a longer wait for its words: on a busy
-        // host they may be a while behind.
-        let bound = std::time::Duration::from_millis(if starting { 2000 } else { 500 });
         let _ = tokio::time::timeout(bound, wait).await;
     }
     let how = how.unwrap_or_default();
-    if starting {
+    if let Some(said) = said {
         let said = match said.trim() {
             "" => String::new(),
             text => format!(", saying: {text}"),
