@@ -795,6 +795,9 @@ impl Executor {
                 names: hosts.to_vec(),
             }
         });
+        if task.module.reads_terminal() {
+            self.reporter.flush();
+        }
         let shared = Shared {
             engine: &self.engine,
             scope: &self.scope,

@@ -199,7 +199,8 @@ fn start_at_task_skips_the_tasks_before_it_and_an_unknown_name_stops_before_any_
     assert!(work.join("y").exists() && work.join("z").exists(), "{out}");
 }
 
-/// Run the binary on a pty (`script`), typing `input`.
+/// Run the binary on a pty (`script`), typing `input` after a while, as a
+/// person would once the question is there.
 fn on_terminal(cluster: &Cluster, args: &[&str], input: &str) -> Run {
     let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_arpanet"))
         .chain(args.iter().copied())
@@ -217,6 +218,7 @@ fn on_terminal(cluster: &Cluster, args: &[&str], input: &str) -> Run {
         .spawn()
         .expect("`script` (util-linux) runs a command on a pty");
     use std::io::Write;
+    std::thread::sleep(std::time::Duration::from_millis(800));
     child
         .stdin
         .take()
@@ -287,6 +289,14 @@ fn pause_asks_once_on_a_terminal_for_every_host() {
     let out = on_terminal(&cluster, &args, "blue\n");
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(out.stdout.matches("which colour:").count(), 1, "{out}");
+    // Nothing (the task's spinner) is drawn over the question while it
+    // waits: the answer typed is echoed right after it.
+    assert!(
+        out.stdout
+            .replace("\r\n", "\n")
+            .contains("[pause]\nwhich colour:\nblue\n"),
+        "{out}"
+    );
     for host in ["node1", "node2"] {
         assert_eq!(fs::read_to_string(work.join(host)).unwrap(), "blue");
     }

@@ -158,6 +158,13 @@ pub(crate) trait Module: fmt::Debug + Send + Sync + AsAny {
         false
     }
 
+    /// Asks on arpanet's terminal (`pause` with a prompt): the reporter
+    /// takes its spinner down first, so that nothing is drawn over the
+    /// question or the answer being typed.
+    fn reads_terminal(&self) -> bool {
+        false
+    }
+
     /// A template file the task renders (`template`'s `src`), checked at
     /// load when it is found.
     fn template_file(&self) -> Option<&str> {

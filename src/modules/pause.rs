@@ -133,6 +133,10 @@ impl Module for Pause {
         true
     }
 
+    fn reads_terminal(&self) -> bool {
+        self.args.wait.is_none()
+    }
+
     /// The same in check mode, as Ansible's.
     fn run<'a>(&'a self, ctx: &'a Context<'a>) -> BoxFuture<'a, Result<Outcome>> {
         Box::pin(self.pause(ctx))
@@ -214,8 +218,9 @@ fn ask(prompt: &str, echo: bool) -> std::result::Result<String, String> {
             "`pause` wants an answer to `{prompt}` but stdin is not a terminal"
         ));
     }
+    // One write: stderr is unbuffered, and `write!` would write each piece.
     let mut err = std::io::stderr();
-    let _ = write!(err, "\n[pause]\n{prompt}:\n");
+    let _ = err.write_all(format!("\n[pause]\n{prompt}:\n").as_bytes());
     let _ = err.flush();
     let silent = !echo && set_echo(false);
     let mut line = String::new();
