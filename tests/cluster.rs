@@ -50,7 +50,7 @@ fn started_at(lab: &Lab, n: usize) -> String {
 
 #[test]
 fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
-    let Some(_turn) = crate::support::lab::turn("the cluster test") else {
+    let Some(_turn) = crate::support::lab::heavy_turn("the cluster test") else {
         return;
     };
     let lab = up();

@@ -181,7 +181,7 @@ fn lab_up_serves_ssh_and_the_registry_is_idempotent_and_down_leaves_nothing() {
     ) {
         return;
     }
-    let _turn = crate::support::lab_lock();
+    let _turn = crate::support::lab_turn();
     let lab = TestLab::new();
 
     // lab up with 5 nodes, 3 of them servers.

@@ -22,7 +22,7 @@ use crate::support::{run_arpanet, Run};
 static NAME: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| crate::support::lab_name("arpanet-linking"));
 static SUBNET: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| crate::support::lab_subnet(74));
+    std::sync::LazyLock::new(|| crate::support::lab_subnet(87));
 
 /// The consul CLI in a node's agent container, with the node's linking
 /// token (ACLs are on): it reads `env/` and the agent.
@@ -255,7 +255,7 @@ fn services_are_announced_found_by_name_and_removed() {
         eprintln!("note: skipping the linking test: set ARPANET_LAB_TESTS=1");
         return;
     }
-    let _turn = crate::support::lab_lock();
+    let _turn = crate::support::lab_turn();
     let lab = Lab::up();
     let secret = format!("tok-{}-{}", std::process::id(), rand_suffix());
     for n in [1, 2] {

@@ -346,7 +346,7 @@ fn logs_follow_shows_new_lines_from_two_nodes_until_ctrl_c() {
         eprintln!("note: skipping the logs lab test: set ARPANET_LAB_TESTS=1");
         return;
     }
-    let _turn = crate::support::lab_lock();
+    let _turn = crate::support::lab_turn();
     let started = Instant::now();
     let phase = |what: &str| eprintln!("[{:>6.1}s] {what}", started.elapsed().as_secs_f64());
     let name = crate::support::lab_name("arpanet-logs");

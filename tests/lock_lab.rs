@@ -80,7 +80,7 @@ fn the_consul_lock_refuses_a_second_run_and_a_restarted_node_is_reconnected() {
     let Some(_turn) = crate::support::lab::turn("the lock lab test") else {
         return;
     };
-    let lab = Lab::up("arpanet-lock", 83, 3, 3);
+    let lab = Lab::up("arpanet-lock", 80, 3, 3);
 
     // The first bootstrap locks with a file on the boot server (no Consul
     // yet) and frees it at its end.

@@ -302,7 +302,7 @@ fn consul_started(lab: &Lab, n: usize) -> String {
 
 #[test]
 fn every_change_rolls_under_a_kv_write_load() {
-    let Some(_turn) = crate::support::lab::turn("the rolling test") else {
+    let Some(_turn) = crate::support::lab::heavy_turn("the rolling test") else {
         return;
     };
     let lab = Lab::up("arpanet-roll", 74, 4, 3);

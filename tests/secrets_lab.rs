@@ -33,7 +33,7 @@
 //!   key.
 //!
 //! - `rotate --tls --yes` from A gives the cluster a new CA in three rolled
-//!   phases with at most one server down and never more than 3 s without
+//!   phases with at most one server down and never more than 4 s without
 //!   a leader at any 0.5 s sample (each node samples its own agent):
 //!   afterwards every agent trusts the new CA alone and shows a
 //!   certificate it signed (`openssl verify` inside each node, the CA's
@@ -43,17 +43,18 @@
 //!   A's old files is refused, naming both CAs' fingerprints; every agent
 //!   still uses its own token after those three restarts.
 //! - `rotate --certs --yes` from A gives every agent a new certificate from
-//!   the same CA with at most one server down and never more than 3 s
-//!   without a leader: every server's RPC port (8300) shows a certificate
-//!   other than before (fingerprints read with `openssl s_client` from
-//!   here, before and after), the one A now holds for that node, verified
-//!   against A's CA, which is unchanged here and on every node; `kv get`
-//!   works, and every agent still uses its own token.
+//!   the same CA with at most one server down and never more than 4 s
+//!   without a leader (`ROLLED_LEADERLESS`): every server's RPC port
+//!   (8300) shows a certificate other than before (fingerprints read with
+//!   `openssl s_client` from here, before and after), the one A now holds
+//!   for that node, verified against A's CA, which is unchanged here and
+//!   on every node; `kv get` works, and every agent still uses its own
+//!   token.
 //! - `rotate --tokens --yes` from A, killed (SIGKILL) once the first server
 //!   it restarts has passed its gates, then run again to the end (taking
 //!   over the killed run's lock), gives the cluster a new management
 //!   token and new agent tokens with at most one server down and never
-//!   more than 3 s without a leader at any 0.5 s sample over both runs:
+//!   more than 4 s without a leader at any 0.5 s sample over both runs:
 //!   the resumed run restarts every server but the one the cut run
 //!   restarted (their containers' start times), the old
 //!   management token and every old agent token get 403 `ACL not found`,
@@ -289,7 +290,7 @@ fn a_second_checkout_adopts_the_cluster_secrets_a_differing_one_is_refused_and_r
         eprintln!("note: skipping the secrets lab test: set ARPANET_LAB_TESTS=1");
         return;
     }
-    let _turn = crate::support::lab_lock();
+    let _turn = crate::support::heavy_lab_turn();
     let mut phases: Vec<(&str, Duration)> = Vec::new();
     let clock = Instant::now();
     let lab = Lab::up("arpanet-secrets", 71, NODES, NODES);
@@ -1181,10 +1182,19 @@ fn sampled_rotate(
     (rotated, took, seen)
 }
 
+/// The longest a rolled rotation may leave the cluster without a leader.
+/// Consul 1.8.7 cannot hand leadership over, so the leader's own restart
+/// costs a heartbeat timeout (1-2 s at `raft_multiplier = 1`) and an
+/// election, seen through samples 0.5 s apart: `rotate --tls` measured
+/// 3.2 s in two of three CI runs on 2026-12-07 (one of them with no other
+/// lab beside it). Two servers down at once (no quorum) lasts a whole
+/// restart, far longer, and `max_down` catches it on its own.
+const ROLLED_LEADERLESS: f64 = 4.0;
+
 /// What the samplers saw over a rolled rotation (see [`finish_samplers`]),
 /// printed with the time it took and the end of its output, within the
 /// roll's bounds: enough samples, at most one server down at once, at most
-/// 3 s without a leader.
+/// [`ROLLED_LEADERLESS`] without a leader.
 fn assert_rolled(what: &str, took: Duration, seen: (usize, f64, usize), stdout: &str) {
     let (max_down, leaderless, samples) = seen;
     eprintln!(
@@ -1195,7 +1205,10 @@ fn assert_rolled(what: &str, took: Duration, seen: (usize, f64, usize), stdout: 
     );
     assert!(samples > 20, "{samples} samples");
     assert!(max_down <= 1, "{max_down} servers down at once");
-    assert!(leaderless <= 3.0, "{leaderless:.1} s without a leader");
+    assert!(
+        leaderless <= ROLLED_LEADERLESS,
+        "{leaderless:.1} s without a leader"
+    );
 }
 
 /// `rotate --tls` from A, and what it left (see the module documentation).

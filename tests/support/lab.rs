@@ -8,19 +8,30 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{lab_address, lab_lock, lab_name, lab_subnet, Run};
+use super::{
+    heavy_lab_turn, lab_address, lab_name, lab_subnet, lab_turn, labs_built, LabTurn, Run,
+};
 
 /// The lab tests' turn: `None` (with a note saying how to run it) unless
-/// `ARPANET_LAB_TESTS=1`; else the lock that makes lab tests take turns.
-pub fn turn(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
+/// `ARPANET_LAB_TESTS=1`; else this test's turn among the lab tests.
+pub fn turn(test: &str) -> Option<LabTurn> {
+    enabled(test).then(lab_turn)
+}
+
+/// [`turn`] for a heavy lab test (see [`heavy_lab_turn`]).
+pub fn heavy_turn(test: &str) -> Option<LabTurn> {
+    enabled(test).then(heavy_lab_turn)
+}
+
+fn enabled(test: &str) -> bool {
     if std::env::var("ARPANET_LAB_TESTS").is_ok_and(|v| v == "1") {
-        return Some(lab_lock());
+        return true;
     }
     eprintln!(
         "note: skipping {test}: set ARPANET_LAB_TESTS=1 (as `scripts/test` does) to run the \
          lab tests against the local Docker engine"
     );
-    None
+    false
 }
 
 pub struct Lab {
@@ -85,7 +96,11 @@ impl Lab {
         let dir = self.dir.to_str().unwrap();
         let mut all = vec!["lab", command, "--dir", dir, "--name", self.name.as_str()];
         all.extend_from_slice(rest);
-        self.arpanet(&all)
+        let run = self.arpanet(&all);
+        if *command == "up" && run.code == 0 {
+            labs_built();
+        }
+        run
     }
 
     /// `arpanet COMMAND -i INVENTORY ARGS...` with the lab's inventory.

@@ -15,12 +15,101 @@ pub use sshd::{
     keygen_typed, run_arpanet, spawn_arpanet, Cluster, Run, SshAgent, SshdHost, TEST_USER,
 };
 
-/// Held by every test that builds a lab on the local Docker engine, so they
-/// take turns: two first `lab up`s at once would build the same images twice.
-pub fn lab_lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock()
+/// Held by every test that builds a lab on the local Docker engine, so
+/// that few labs run at once: `ARPANET_LAB_PARALLEL` of them (default 2;
+/// a lab test mostly waits for its nodes, so two overlap well on two
+/// cores), but only one until a lab has come up, as the first `lab up`
+/// builds the images every lab uses and two would build them twice. Of the
+/// heavy tests (a Consul cluster under load, gates timed over a window),
+/// one runs at a time: two of them starve each other's elections.
+pub struct LabTurn {
+    heavy: bool,
+}
+
+struct Turns {
+    running: usize,
+    built: bool,
+    heavy_running: bool,
+    heavy_waiting: usize,
+}
+
+static TURNS: std::sync::Mutex<Turns> = std::sync::Mutex::new(Turns {
+    running: 0,
+    built: false,
+    heavy_running: false,
+    heavy_waiting: 0,
+});
+static TURN_ENDED: std::sync::Condvar = std::sync::Condvar::new();
+
+fn turns() -> std::sync::MutexGuard<'static, Turns> {
+    TURNS
+        .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Wait for a lab test's turn.
+pub fn lab_turn() -> LabTurn {
+    take_turn(false)
+}
+
+/// Wait for a heavy lab test's turn: no other heavy one runs beside it,
+/// and a waiting heavy test goes before a light one.
+pub fn heavy_lab_turn() -> LabTurn {
+    take_turn(true)
+}
+
+fn take_turn(heavy: bool) -> LabTurn {
+    let parallel = std::env::var("ARPANET_LAB_PARALLEL")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(2);
+    let mut turns = turns();
+    if heavy {
+        turns.heavy_waiting += 1;
+    }
+    loop {
+        let limit = if turns.built { parallel } else { 1 };
+        let free = limit.saturating_sub(turns.running);
+        let may = if heavy {
+            free > 0 && !turns.heavy_running
+        } else {
+            // The last free place is kept for a heavy test that could run.
+            free > 1 || (free == 1 && (turns.heavy_running || turns.heavy_waiting == 0))
+        };
+        if may {
+            break;
+        }
+        turns = TURN_ENDED
+            .wait(turns)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+    turns.running += 1;
+    if heavy {
+        turns.heavy_waiting -= 1;
+        turns.heavy_running = true;
+    }
+    LabTurn { heavy }
+}
+
+/// A lab came up: its images exist, and other lab tests may start.
+pub fn labs_built() {
+    turns().built = true;
+    TURN_ENDED.notify_all();
+}
+
+impl Drop for LabTurn {
+    fn drop(&mut self) {
+        let mut turns = turns();
+        turns.running -= 1;
+        if self.heavy {
+            turns.heavy_running = false;
+        }
+        // Whether or not its lab came up, the next one builds what is missing.
+        turns.built = true;
+        drop(turns);
+        TURN_ENDED.notify_all();
+    }
 }
 
 /// Labs of several checkouts can run side by side on one Docker engine:
