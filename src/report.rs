@@ -206,8 +206,9 @@ impl Reporter {
     }
 
     /// Wait (a few seconds at most) until everything sent so far is
-    /// printed, so a question asked on the terminal (`--step`) comes after
-    /// the output it is about.
+    /// printed, so a question asked on the terminal (`--step`, `pause`)
+    /// comes after the output it is about; the task under way then says
+    /// nothing more until its results (no spinner, no `still waiting`).
     pub fn flush(&self) {
         let (tx, rx) = mpsc::channel();
         if self.tx.send(Msg::Flush(tx)).is_ok() {
@@ -459,6 +460,10 @@ fn print_loop(rx: mpsc::Receiver<Msg>, format: OutputFormat, style: Style) {
                 if let Some(bar) = progress.take() {
                     bar.finish_and_clear();
                 }
+                // A question on the terminal follows (`pause`, `--step`):
+                // the task under way waits for a person, and a `still
+                // waiting` line would land in the middle of the answer.
+                running = None;
                 let _ = std::io::stdout().flush();
                 let _ = reply.send(());
             }

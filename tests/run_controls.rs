@@ -7,6 +7,7 @@
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::run::{recap, run, workdir};
 use crate::support::{run_arpanet, Cluster, Run};
@@ -202,12 +203,30 @@ fn start_at_task_skips_the_tasks_before_it_and_an_unknown_name_stops_before_any_
 /// Run the binary on a pty (`script`), typing `input` after a while, as a
 /// person would once the question is there.
 fn on_terminal(cluster: &Cluster, args: &[&str], input: &str) -> Run {
-    let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_arpanet"))
+    typed(cluster, args, None, Duration::from_millis(800), input)
+}
+
+/// Run the binary on a pty (`script`), its stdout sent to `stdout_to`
+/// instead when given (a pipe or a log, with the terminal still on stdin
+/// and stderr), typing `input` after `delay`. What the terminal showed is
+/// the returned stdout.
+fn typed(
+    cluster: &Cluster,
+    args: &[&str],
+    stdout_to: Option<&Path>,
+    delay: Duration,
+    input: &str,
+) -> Run {
+    let quote = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
+    let mut line: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_arpanet"))
         .chain(args.iter().copied())
-        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .map(quote)
         .collect();
+    if let Some(file) = stdout_to {
+        line.push(format!("> {}", quote(file.to_str().unwrap())));
+    }
     let mut child = Command::new("script")
-        .args(["-qec", &quoted.join(" "), "/dev/null"])
+        .args(["-qec", &line.join(" "), "/dev/null"])
         .current_dir(cluster.dir())
         .env("HOME", &cluster.home)
         .env("NO_COLOR", "1")
@@ -218,7 +237,7 @@ fn on_terminal(cluster: &Cluster, args: &[&str], input: &str) -> Run {
         .spawn()
         .expect("`script` (util-linux) runs a command on a pty");
     use std::io::Write;
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    std::thread::sleep(delay);
     child
         .stdin
         .take()
@@ -265,8 +284,10 @@ fn step_asks_before_each_task_on_a_terminal_and_refuses_without_one() {
     }
 }
 
-#[test]
-fn pause_asks_once_on_a_terminal_for_every_host() {
+/// Two hosts, a work directory, and a playbook that asks `which colour`
+/// (`pause`) and writes the answer to `WORK/HOST`: the cluster, the work
+/// directory and the `run` arguments.
+fn asking() -> (Cluster, std::path::PathBuf, Vec<String>) {
     let cluster = Cluster::start(2);
     let work = workdir(&cluster);
     let inventory = cluster.inventory(&[("work", work.to_str().unwrap())]);
@@ -286,6 +307,13 @@ fn pause_asks_once_on_a_terminal_for_every_host() {
         inventory.to_str().unwrap(),
         playbook.to_str().unwrap(),
     ];
+    (cluster, work, args.map(String::from).to_vec())
+}
+
+#[test]
+fn pause_asks_once_on_a_terminal_for_every_host() {
+    let (cluster, work, args) = asking();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = on_terminal(&cluster, &args, "blue\n");
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(out.stdout.matches("which colour:").count(), 1, "{out}");
@@ -299,6 +327,36 @@ fn pause_asks_once_on_a_terminal_for_every_host() {
     );
     for host in ["node1", "node2"] {
         assert_eq!(fs::read_to_string(work.join(host)).unwrap(), "blue");
+    }
+}
+
+/// With the output going to a log, a task that runs long says so every
+/// 10 s on stderr (`still waiting`); a `pause` that asks on the terminal
+/// does not, since it waits for the person at it, and such a line would
+/// land in the middle of their answer.
+#[test]
+fn pause_in_a_pipe_asks_without_still_waiting_lines_over_the_question() {
+    let (cluster, work, args) = asking();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let log = cluster.dir().join("run.log");
+    // Past the first heartbeat (10 s) before the answer comes.
+    let out = typed(
+        &cluster,
+        &args,
+        Some(&log),
+        Duration::from_millis(11_500),
+        "green\n",
+    );
+    let logged = fs::read_to_string(&log).unwrap();
+    let shown = out.stdout.replace("\r\n", "\n");
+    assert_eq!(out.code, 0, "{out}\n{logged}");
+    assert!(shown.contains("[pause]\nwhich colour:\ngreen\n"), "{shown}");
+    assert!(!shown.contains("still waiting"), "{shown}");
+    // The run's results went to the log, not to the terminal.
+    assert!(logged.contains("TASK [pause: which colour]"), "{logged}");
+    assert!(logged.contains("changed: [node2]"), "{logged}");
+    for host in ["node1", "node2"] {
+        assert_eq!(fs::read_to_string(work.join(host)).unwrap(), "green");
     }
 }
 
