@@ -5,7 +5,9 @@
 //! cluster's record: after `upgrade -e consul_image=X`, a plain
 //! `bootstrap` and an upgrade of cAdvisor keep X; `history` lists the
 //! records (here and in a second checkout without local state);
-//! `rollback` returns cAdvisor to the previous record's image and keeps X.
+//! `rollback` returns cAdvisor to the previous record's image and keeps X;
+//! X pushed again with other contents is fetched by `pull` on the node
+//! that had the old one (changed there only).
 //! The images running are read with `docker exec` into the nodes, not
 //! from arpanet's output.
 
@@ -177,6 +179,42 @@ fn what_is_deployed_is_kept_listed_and_rolled_back_from_the_cluster() {
     let mine = run(&lab, &inventory, "history", &["-o", "json"]);
     assert_eq!(json(&seen), json(&mine));
     assert_eq!(json(&seen).as_array().unwrap().len(), 4);
+
+    // X pushed again, changed (a label committed onto it on node1): `pull`
+    // fetches it where the node has the old X, as `docker pull` would.
+    let id = |n: usize| {
+        lab.on_node(
+            n,
+            &format!("docker image inspect --format '{{{{.Id}}}}' {x}"),
+        )
+        .trim()
+        .to_owned()
+    };
+    let old = id(2);
+    let moved = lab
+        .on_node(
+            1,
+            &format!(
+                "docker rm -f moved >/dev/null 2>&1; docker create --name moved {x} >/dev/null \
+                 && docker commit -c 'LABEL arpanet.test.moved={tag}' moved {x} >/dev/null \
+                 && docker rm moved >/dev/null && docker push -q {x} >/dev/null \
+                 && docker image inspect --format '{{{{.Id}}}}' {x}"
+            ),
+        )
+        .trim()
+        .to_owned();
+    assert_ne!(moved, old);
+    let pulled = run(&lab, &inventory, "run", &["pull"]);
+    assert_eq!(pulled.code, 0, "{pulled}");
+    assert_eq!(id(2), moved, "node2 still has the old {x}:\n{pulled}");
+    // Changed where the image ID moved, not where it was already.
+    assert_eq!(crate::run::changed(&pulled, "node2"), 1, "{pulled}");
+    assert_eq!(crate::run::changed(&pulled, "node1"), 0, "{pulled}");
+    let again = run(&lab, &inventory, "run", &["pull"]);
+    assert_eq!(again.code, 0, "{again}");
+    for host in ["node1", "node2"] {
+        assert_eq!(crate::run::changed(&again, host), 0, "{host}: {again}");
+    }
 }
 
 /// A record as arpanet writes it, with one stack entry holding `secret`.

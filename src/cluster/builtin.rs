@@ -77,6 +77,10 @@ pub(crate) const BUILTINS: Builtins = Builtins {
             "restart-node.yml",
             include_str!("../../playbooks/tasks/restart-node.yml"),
         ),
+        (
+            "pull-images.yml",
+            include_str!("../../playbooks/tasks/pull-images.yml"),
+        ),
     ],
     // By the name a playbook gives as `src:`; a file of the same name beside
     // the playbook (or in its `templates/`) wins.

@@ -784,7 +784,7 @@ fn every_builtin_playbook_parses_and_bootstrap_imports_the_four_steps() {
             "check the cluster shape",
             "cluster secrets, the running cluster's or made on this machine",
             "configure docker",
-            "pull images",
+            "pull missing images",
             "consul agents not running yet, started together",
             "which consul agents the roll changes",
             "roll the consul clients, in batches",
