@@ -179,3 +179,57 @@ fn a_huge_limit_range_is_a_subscript_not_an_allocation() {
     let run = limit(&format!("{}b", "*w".repeat(40)));
     assert_eq!(run.code, 5, "{}", run.stderr);
 }
+
+/// A `docker_opts_extra` that would open Docker's API on TCP without TLS
+/// client verification is refused by `setup` and `bootstrap` before any
+/// host is contacted (the one host listens nowhere: exit 4 once a run
+/// connects), at its line in a vars file or named with its host from
+/// `-e`; with `--tlsverify` the same listener goes through to the host.
+#[test]
+fn docker_opts_opening_plain_tcp_are_refused_before_any_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("hosts"),
+        "[servers]\nn1 ansible_host=127.0.0.1 ansible_port=1\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join("group_vars")).unwrap();
+    let text = "consul_expect: 1\ndocker_opts_extra: \"--debug -H tcp://0.0.0.0:2375\"\n";
+    std::fs::write(d.join("group_vars/all.yml"), text).unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "-i", "hosts", "--timeout", "1"];
+        all.extend_from_slice(args);
+        run_arpanet(d, d, &all, &[])
+    };
+    let line = 1 + text
+        .lines()
+        .position(|l| l.starts_with("docker_opts_extra"))
+        .unwrap();
+    let setup = run(&["setup"]);
+    assert_eq!(setup.code, 5, "{setup}");
+    assert!(
+        setup.stderr.contains(&format!(
+            "group_vars/all.yml:{line}:1: `docker_opts_extra` opens"
+        )),
+        "{setup}"
+    );
+    assert!(setup.stderr.contains("`tcp://0.0.0.0:2375`"), "{setup}");
+    assert!(setup.stderr.contains("docker_tcp: true"), "{setup}");
+
+    let given = run(&["bootstrap", "-e", r#"{"docker_opts_extra": "-H :2375"}"#]);
+    assert_eq!(given.code, 5, "{given}");
+    assert!(
+        given
+            .stderr
+            .contains("host `n1`: `docker_opts_extra` opens Docker's API on `:2375`"),
+        "{given}"
+    );
+
+    let verified = run(&[
+        "setup",
+        "-e",
+        r#"{"docker_opts_extra": "-H tcp://0.0.0.0:2376 --tlsverify"}"#,
+    ]);
+    assert_eq!(verified.code, 4, "{verified}");
+}

@@ -4,6 +4,7 @@
 //! `clients` groups; everything that does lives here:
 //!
 //! - `pki`: the CA and certificates for Docker's TLS API and Consul's RPC;
+//! - `docker_api`: the check that keeps Docker's API off plain TCP;
 //! - `secrets`: the `cluster_secrets` task that the built-in playbooks call
 //!   to make those certificates and Consul's gossip key on this machine;
 //! - `status`, `details`, `kv`, `consul_exec`: the commands that look at or
@@ -41,6 +42,7 @@ pub(crate) mod consul_exec;
 pub(crate) mod consul_gate;
 pub(crate) mod deployed;
 pub(crate) mod details;
+pub(crate) mod docker_api;
 pub(crate) mod keyring;
 pub(crate) mod kv;
 pub(crate) mod lock;

@@ -38,14 +38,17 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     }
     let retry_file = retry_file(&args);
     let connect = connect_options(&args.connect)?;
-    if args
-        .playbooks
-        .iter()
-        .any(|p| STACK_PLAYBOOKS.contains(&p.as_str()))
-    {
+    let names = |list: &[&str]| args.playbooks.iter().any(|p| list.contains(&p.as_str()));
+    let (stack, docker) = (names(STACK_PLAYBOOKS), names(DOCKER_PLAYBOOKS));
+    if stack || docker {
         let session = crate::session::Session::open(&connect)?;
-        for warning in cluster::stack::check(&session)? {
-            eprintln!("[WARNING]: {warning}");
+        if docker {
+            cluster::docker_api::check(&session)?;
+        }
+        if stack {
+            for warning in cluster::stack::check(&session)? {
+                eprintln!("[WARNING]: {warning}");
+            }
         }
     }
     let settings = Settings {
@@ -244,6 +247,10 @@ fn lock_mode(args: &RunArgs) -> Result<Option<cluster::lock::Mode>> {
 /// The built-in playbooks that read `stack`: its entries are checked
 /// before any host is contacted.
 const STACK_PLAYBOOKS: &[&str] = &["stack", "bootstrap", "upgrade"];
+
+/// The built-in playbooks that render the Docker daemon's options, whose
+/// `docker_opts_extra` is checked first (see `cluster::docker_api`).
+const DOCKER_PLAYBOOKS: &[&str] = &["setup", "bootstrap"];
 
 /// The built-in playbooks that run with the cluster's deployed record as
 /// their layer over the defaults; all but `pull` record after a success.
