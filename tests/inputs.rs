@@ -233,3 +233,47 @@ fn docker_opts_opening_plain_tcp_are_refused_before_any_host() {
     ]);
     assert_eq!(verified.code, 4, "{verified}");
 }
+
+/// Consul binds to `arpanet_ip`, which must be an IP address: `bootstrap`,
+/// `consul` and `upgrade` refuse a node whose value is a name before any
+/// host is contacted, saying where arpanet reaches it when that is an IP
+/// (here from `~/.ssh/config`). By default `arpanet_ip` is the SSH
+/// address, `host` (the short form of `ansible_host`) included: such a
+/// node goes through to the host (exit 4: it listens nowhere).
+#[test]
+fn a_consul_node_whose_arpanet_ip_is_not_an_ip_is_refused_before_any_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join(".ssh")).unwrap();
+    std::fs::write(
+        d.join(".ssh/config"),
+        "Host n1\n  HostName 127.0.0.1\n  Port 1\n",
+    )
+    .unwrap();
+    let run = |inventory: &str, playbook: &str| {
+        std::fs::write(d.join("hosts"), inventory).unwrap();
+        run_arpanet(
+            d,
+            d,
+            &["run", "-i", "hosts", playbook, "--timeout", "1"],
+            &[],
+        )
+    };
+    for playbook in ["bootstrap", "consul", "upgrade"] {
+        let named = run("[servers]\nn1\n", playbook);
+        assert_eq!(named.code, 5, "{playbook}: {named}");
+        assert!(
+            named
+                .stderr
+                .contains("host `n1`: `arpanet_ip` is `n1`, not an IP address"),
+            "{playbook}: {named}"
+        );
+        assert!(
+            named.stderr.contains("arpanet reaches it at 127.0.0.1"),
+            "{playbook}: {named}"
+        );
+    }
+    let short = run("[servers]\nn2 host=127.0.0.1 port=1\n", "consul");
+    assert_eq!(short.code, 4, "{short}");
+    assert!(!short.stderr.contains("arpanet_ip"), "{short}");
+}

@@ -5,6 +5,7 @@
 //!
 //! - `pki`: the CA and certificates for Docker's TLS API and Consul's RPC;
 //! - `docker_api`: the check that keeps Docker's API off plain TCP;
+//! - `address`: the check that each Consul node's `arpanet_ip` is an IP;
 //! - `secrets`: the `cluster_secrets` task that the built-in playbooks call
 //!   to make those certificates and Consul's gossip key on this machine;
 //! - `status`, `details`, `kv`, `consul_exec`: the commands that look at or
@@ -34,6 +35,7 @@
 //!   (`playbooks/`, `templates/`), handed to the engine's resolver by `run`.
 
 pub(crate) mod acl;
+pub(crate) mod address;
 pub(crate) mod builtin;
 pub(crate) mod ca_rotation;
 pub(crate) mod catalog;

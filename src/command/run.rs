@@ -40,10 +40,14 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     let connect = connect_options(&args.connect)?;
     let names = |list: &[&str]| args.playbooks.iter().any(|p| list.contains(&p.as_str()));
     let (stack, docker) = (names(STACK_PLAYBOOKS), names(DOCKER_PLAYBOOKS));
-    if stack || docker {
+    let consul = names(CONSUL_PLAYBOOKS);
+    if stack || docker || consul {
         let session = crate::session::Session::open(&connect)?;
         if docker {
             cluster::docker_api::check(&session)?;
+        }
+        if consul {
+            cluster::address::check(&session)?;
         }
         if stack {
             for warning in cluster::stack::check(&session)? {
@@ -251,6 +255,10 @@ const STACK_PLAYBOOKS: &[&str] = &["stack", "bootstrap", "upgrade"];
 /// The built-in playbooks that render the Docker daemon's options, whose
 /// `docker_opts_extra` is checked first (see `cluster::docker_api`).
 const DOCKER_PLAYBOOKS: &[&str] = &["setup", "bootstrap"];
+
+/// The built-in playbooks that start Consul agents, whose `arpanet_ip` is
+/// checked first (see `cluster::address`).
+const CONSUL_PLAYBOOKS: &[&str] = &["bootstrap", "consul", "upgrade"];
 
 /// The built-in playbooks that run with the cluster's deployed record as
 /// their layer over the defaults; all but `pull` record after a success.

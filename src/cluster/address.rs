@@ -1,0 +1,44 @@
+//! The address each node's Consul agent binds to and advertises to the
+//! others: `arpanet_ip`, by default the address arpanet reaches the node
+//! at over SSH (`ansible_host`, or its short form `host`, else the
+//! inventory name). Consul takes an IP address there and nothing else: a
+//! host name leaves the agent's container exiting at start, which the
+//! gates would report only after their timeout. `run` reads every agent
+//! node's value before any host is contacted ([`check`]).
+
+use std::net::IpAddr;
+
+use crate::error::{Error, Result};
+
+/// Every Consul node's (`servers`, `clients`) `arpanet_ip` is an IP
+/// address, else an error (exit 5) naming the host and the value, and
+/// the address arpanet reaches the node at when that one is an IP (from
+/// `~/.ssh/config`, say).
+pub(crate) fn check(session: &crate::session::Session) -> Result<()> {
+    for host in session.hosts("servers:clients")? {
+        let value = match host.vars.get("arpanet_ip") {
+            Some(serde_json::Value::String(s)) => s.trim().to_owned(),
+            Some(other) => other.to_string(),
+            None => continue,
+        };
+        if value.parse::<IpAddr>().is_ok() {
+            continue;
+        }
+        let reached = match host.target.address.parse::<IpAddr>() {
+            Ok(ip) => format!(" (arpanet reaches it at {ip}; is that the one?)"),
+            Err(_) => String::new(),
+        };
+        return Err(Error::usage(format!(
+            "host `{}`: `arpanet_ip` is `{value}`, not an IP address: the node's Consul agent \
+             binds to it and advertises it to the cluster",
+            host.name
+        ))
+        .with_hint(format!(
+            "set the node's private address in the inventory, `{} arpanet_ip=10.0.0.11` for \
+             example{reached}; without it, `arpanet_ip` is `ansible_host` (or `host`), else the \
+             inventory name",
+            host.name
+        )));
+    }
+    Ok(())
+}
