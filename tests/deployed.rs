@@ -9,7 +9,8 @@
 //! X pushed again with other contents is fetched by `pull` on the node
 //! that had the old one (changed there only).
 //! The images running are read with `docker exec` into the nodes, not
-//! from arpanet's output.
+//! from arpanet's output, and so is the order the first bootstrap started
+//! the agents in: the server, then the client once there is a leader.
 
 use std::path::Path;
 
@@ -85,6 +86,21 @@ fn what_is_deployed_is_kept_listed_and_rolled_back_from_the_cluster() {
     assert_eq!(first.code, 0, "{first}");
     let both = |c: &str, a: &str| vec![(c.to_owned(), a.to_owned()); 2];
     assert_eq!(images(&lab), both(&consul, &cadvisor));
+    // The server's agent started first; the client's only once the server
+    // had stayed up its settle window (3 s) and there was a leader.
+    let started = |n: usize| -> f64 {
+        let at = lab.on_node(
+            n,
+            "date -d \"$(docker inspect --format '{{.State.StartedAt}}' consul)\" +%s.%N",
+        );
+        at.trim().parse().unwrap_or_else(|e| panic!("{e}: `{at}`"))
+    };
+    let (server, client) = (started(1), started(2));
+    assert!(
+        client - server >= 3.0,
+        "the client's agent started {:.1} s after the server's:\n{first}",
+        client - server
+    );
 
     // X and Y: the lab's images under new tags, pushed from node1.
     let tag = format!("{:x}", std::process::id());

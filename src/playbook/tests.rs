@@ -785,7 +785,8 @@ fn every_builtin_playbook_parses_and_bootstrap_imports_the_four_steps() {
             "cluster secrets, the running cluster's or made on this machine",
             "configure docker",
             "pull missing images",
-            "consul agents not running yet, started together",
+            "consul servers not running yet, started together, then a leader",
+            "consul clients not running yet, started once there is a leader",
             "which consul agents the roll changes",
             "roll the consul clients, in batches",
             "roll the consul followers, one at a time",
@@ -805,17 +806,17 @@ fn every_builtin_playbook_parses_and_bootstrap_imports_the_four_steps() {
         let pb = resolve_in(name, Path::new("/nonexistent-dir"), B).unwrap();
         pb.plays
             .iter()
-            .skip_while(|p| !p.name.starts_with("consul agents not running"))
-            .take(5)
+            .skip_while(|p| !p.name.starts_with("consul servers not running"))
+            .take(6)
             .map(|p| (p.name.clone(), p.serial.clone(), p.max_fail_percentage))
             .collect::<Vec<_>>()
     };
     let shared = roll("bootstrap");
-    assert_eq!(shared.len(), 5);
-    assert!(shared[1].1.is_empty(), "{shared:?}");
-    assert_eq!(shared[2].1, [Serial::Template("{{ roll_serial }}".into())]);
+    assert_eq!(shared.len(), 6);
+    assert!(shared[..3].iter().all(|p| p.1.is_empty()), "{shared:?}");
+    assert_eq!(shared[3].1, [Serial::Template("{{ roll_serial }}".into())]);
     assert_eq!(
-        (&shared[3].1, &shared[4].1),
+        (&shared[4].1, &shared[5].1),
         (&vec![Serial::Count(1)], &vec![Serial::Count(1)])
     );
     assert!(shared.iter().all(|p| p.2 == Some(0.0)), "{shared:?}");
