@@ -534,7 +534,7 @@ pub enum InputKind {
     },
     /// `docker_container` starting a container without `image`.
     NoImage,
-    /// `wait_for` with neither `port` nor `path`.
+    /// `wait_for` with none of `port`, `path`, `url` and `consul`.
     NothingToWaitFor,
     /// An argument whose rendered value has the wrong type.
     RenderedWrongType {
@@ -844,7 +844,9 @@ impl fmt::Display for InputKind {
             NoContent { module } => write!(f, "`{module}` needs either `src` or `content`"),
             SrcNotFound { src, .. } => write!(f, "`src` file `{src}` not found"),
             NoImage => f.write_str("`docker_container` needs `image` to start a container"),
-            NothingToWaitFor => f.write_str("`wait_for` needs a `port` or a `path`"),
+            NothingToWaitFor => {
+                f.write_str("`wait_for` needs a `port`, a `path`, a `url` or `consul`")
+            }
             RenderedWrongType { argument, problem } => {
                 write!(f, "after templating, `{argument}` is wrong: {problem}")
             }

@@ -10,7 +10,8 @@
 //! that had the old one (changed there only).
 //! The images running are read with `docker exec` into the nodes, not
 //! from arpanet's output, and so is the order the first bootstrap started
-//! the agents in: the server, then the client once there is a leader.
+//! the agents in: the server, then the client once there is a leader;
+//! `wait_for: {consul: leader}` and `{consul: member}` ask a node's agent.
 
 use std::path::Path;
 
@@ -100,6 +101,32 @@ fn what_is_deployed_is_kept_listed_and_rolled_back_from_the_cluster() {
         client - server >= 3.0,
         "the client's agent started {:.1} s after the server's:\n{first}",
         client - server
+    );
+
+    // `wait_for` asks the node's own agent (the client's here): a leader,
+    // and node1 an alive member; a member that does not exist is waited
+    // for until the timeout, which names it.
+    let wait = |name: &str, wanted: &str, timeout: u32| {
+        let playbook = lab.file(
+            name,
+            &format!(
+                "- hosts: node2\n  tasks:\n    - wait_for: {{{wanted}, port: \"{{{{ consul_port }}}}\", \
+                 timeout: {timeout}}}\n"
+            ),
+        );
+        run(&lab, &inventory, "run", &["--no-lock", &playbook])
+    };
+    for wanted in ["consul: leader", "consul: member, node: node1"] {
+        let waited = wait("wait.yml", wanted, 30);
+        assert_eq!(waited.code, 0, "{wanted}: {waited}");
+    }
+    let nobody = wait("nobody.yml", "consul: member, node: nobody", 2);
+    assert_eq!(nobody.code, 2, "{nobody}");
+    assert!(
+        nobody
+            .stdout
+            .contains("timed out after 2s waiting for Consul member `nobody` alive"),
+        "{nobody}"
     );
 
     // X and Y: the lab's images under new tags, pushed from node1.

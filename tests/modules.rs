@@ -1,7 +1,7 @@
 //! The modules added for Ansible parity, end to end over real sshd:
 //! `lineinfile` and `blockinfile` land the files ansible-playbook 2.19 lands
 //! (`tests/fixtures/edits/`), `stat` reports what the file system says,
-//! `fail`, `pause`, and `apt`, `package` and `systemd` against recording
+//! `fail`, `pause`, `wait_for: url` against an HTTP server here, and `apt`, `package` and `systemd` against recording
 //! fakes of `apt-get`, `dpkg-query` and `systemctl` (the sshd hosts are
 //! this machine, which neither should change nor runs systemd; the lab
 //! nodes are where the real ones run).
@@ -331,6 +331,72 @@ fn fail_stops_the_host_with_its_message_and_the_others_go_on() {
         "Failed as requested from task"
     );
     assert!(recap(&out, "node2").contains("failed=1"), "{out}");
+}
+
+/// An HTTP server on 127.0.0.1 that answers 503 to the first `busy`
+/// requests and 200 after; the request lines and `Host` headers it got.
+fn warming_server(busy: usize) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().flatten().enumerate() {
+            let mut reader = BufReader::new(stream);
+            let mut request = String::new();
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if request.is_empty() || line.starts_with("Host:") {
+                    request.push_str(line.trim_end());
+                    request.push(' ');
+                }
+                line.clear();
+            }
+            record.lock().unwrap().push(request.trim_end().to_owned());
+            let status = if n < busy {
+                "503 Service Unavailable"
+            } else {
+                "200 OK"
+            };
+            let _ = write!(
+                reader.into_inner(),
+                "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
+            );
+        }
+    });
+    (port, seen)
+}
+
+/// `wait_for: url` asks from the host (through the SSH connection) until
+/// the URL answers with the status, and names URL and status when it
+/// gives up.
+#[test]
+fn wait_for_url_waits_for_the_status_and_names_it_when_it_gives_up() {
+    let cluster = Cluster::start(1);
+    let (port, seen) = warming_server(3);
+    let url = format!("http://127.0.0.1:{port}/health");
+    let inventory = cluster.inventory(&[("url", url.as_str())]);
+    let playbook = cluster.write_file(
+        "ready.yml",
+        "- hosts: all\n  tasks:\n    - wait_for: {url: \"{{ url }}\", timeout: 20}\n",
+    );
+    let out = run(&cluster, &inventory, &[playbook.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out}");
+    let requests = seen.lock().unwrap().clone();
+    // Three 503s, then the 200 it waited for.
+    assert_eq!(requests.len(), 4, "{requests:?}");
+    let expected = format!("GET /health HTTP/1.1 Host: 127.0.0.1:{port}");
+    assert!(requests.iter().all(|r| *r == expected), "{requests:?}");
+
+    let teapot = cluster.write_file(
+        "teapot.yml",
+        "- hosts: all\n  tasks:\n    - wait_for: {url: \"{{ url }}\", status_code: 418, timeout: 1}\n",
+    );
+    let out = run(&cluster, &inventory, &[teapot.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{out}");
+    let said = format!("timed out after 1s waiting for `{url}` (status 418) to answer");
+    assert!(out.stdout.contains(&said), "{out}");
 }
 
 #[test]

@@ -160,6 +160,10 @@ fn good_fixture_parses_every_module_form() {
             host: "127.0.0.1".into(),
             port: Some("8500".into()),
             path: None,
+            url: None,
+            status_code: None,
+            consul: None,
+            node: None,
             state: PortState::Started,
             delay: 0.0,
             timeout: 60.0,
@@ -510,7 +514,22 @@ fn module_argument_checks() {
         ),
         ("command: {cmd: a, argv: [b]}", "either `cmd` or `argv`"),
         ("service: {name: docker}", "at least one of `state`"),
-        ("wait_for: {timeout: 5}", "exactly one of `port` and `path`"),
+        (
+            "wait_for: {timeout: 5}",
+            "exactly one of `port`, `path`, `url` and `consul`",
+        ),
+        (
+            "wait_for: {url: \"https://x/\"}",
+            "must start with `http://`",
+        ),
+        (
+            "wait_for: {consul: member}",
+            "`consul: member` needs `node`",
+        ),
+        (
+            "wait_for: {port: 80, status_code: 200}",
+            "`status_code` goes with `url`",
+        ),
         ("debug: {msg: a, var: b}", "exactly one of `msg` and `var`"),
         (
             "debug: hello",
