@@ -202,7 +202,7 @@ fn status_reports_a_stopped_agent_and_kv_fails_over_to_the_next_server() {
         eprintln!("note: skipping the health lab test: set ARPANET_LAB_TESTS=1");
         return;
     }
-    let _turn = crate::support::lab_turn();
+    let _turn = crate::support::heavy_lab_turn();
     let mut clock = Instant::now();
     let lab = Lab {
         dir: Path::new(env!("CARGO_TARGET_TMPDIR"))
