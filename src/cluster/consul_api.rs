@@ -210,6 +210,20 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// `text` for a URL path: every byte but the unreserved ones (and those in
+/// `keep`, `/` for a KV key) as `%XX`.
+pub(crate) fn percent_encoded(text: &str, keep: &[u8]) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b if keep.contains(&b) => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 /// `/v1/kv/...` for `key` under `prefix`, with Consul's query flags. The old
 /// tool's `key?recurse` form is accepted.
 pub fn kv_path(prefix: &str, key: &str, recurse: bool, extra: &str) -> String {
@@ -227,15 +241,7 @@ pub fn kv_path(prefix: &str, key: &str, recurse: bool, extra: &str) -> String {
     if (recurse || extra == "keys") && !joined.is_empty() && !joined.ends_with('/') {
         joined.push('/');
     }
-    let encoded: String = joined
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect();
+    let encoded = percent_encoded(&joined, b"/");
     let mut flags: Vec<&str> = Vec::new();
     if recurse {
         flags.push("recurse");

@@ -188,6 +188,7 @@ enum Awaited {
     Path(String),
     Url {
         url: String,
+        host: String,
         url_port: u16,
         authority: String,
         target: String,
@@ -250,7 +251,7 @@ fn rendered(args: &WaitForArgs, ctx: &Context<'_>) -> Result<Awaited> {
         });
     }
     if let Some(url) = ctx.render_opt(args.url.as_ref())? {
-        let (authority, url_port, target) = http_url(&url).map_err(|m| bad("url", m))?;
+        let (host, url_port, authority, target) = http_url(&url).map_err(|m| bad("url", m))?;
         let status = match ctx.render_opt(args.status_code.as_ref())? {
             None => 200,
             Some(s) => s
@@ -262,6 +263,7 @@ fn rendered(args: &WaitForArgs, ctx: &Context<'_>) -> Result<Awaited> {
         };
         return Ok(Awaited::Url {
             url,
+            host,
             url_port,
             authority,
             target,
@@ -295,17 +297,15 @@ async fn run(args: &WaitForArgs, ctx: &Context<'_>) -> Result<Outcome> {
                 .await?
                 .success(),
             Awaited::Url {
+                host,
                 url_port,
                 authority,
                 target,
                 status,
                 ..
-            } => {
-                let host = authority_host(authority);
-                get(ctx, &host, *url_port, authority, target)
-                    .await?
-                    .is_some_and(|(got, _)| got == *status)
-            }
+            } => get(ctx, host, *url_port, authority, target)
+                .await?
+                .is_some_and(|(got, _)| got == *status),
             Awaited::Leader(port) => get(
                 ctx,
                 "127.0.0.1",
@@ -316,7 +316,10 @@ async fn run(args: &WaitForArgs, ctx: &Context<'_>) -> Result<Outcome> {
             .await?
             .is_some_and(|(status, body)| status == 200 && has_leader(&body)),
             Awaited::Member(port, node) => {
-                let path = format!("/v1/health/node/{}", percent(node));
+                let path = format!(
+                    "/v1/health/node/{}",
+                    crate::cluster::consul_api::percent_encoded(node, b"")
+                );
                 get(ctx, "127.0.0.1", *port, &format!("127.0.0.1:{port}"), &path)
                     .await?
                     .is_some_and(|(status, body)| status == 200 && alive(&body))
@@ -353,10 +356,11 @@ async fn probe(ctx: &Context<'_>, host: &str, port: u16) -> Result<bool> {
     }
 }
 
-/// `http://AUTHORITY/TARGET` split into its authority, port (80 when it
-/// names none) and target (`/` when empty); anything else is refused with
-/// why. Only plain HTTP: the request travels inside the SSH connection.
-fn http_url(url: &str) -> std::result::Result<(String, u16, String), String> {
+/// `http://AUTHORITY/TARGET` split into the host to reach (`::1` for
+/// `[::1]:81`), its port (80 when the URL names none), the authority (the
+/// `Host` header) and the target (`/` when empty); anything else is refused
+/// with why. Only plain HTTP: the request travels inside the SSH connection.
+fn http_url(url: &str) -> std::result::Result<(String, u16, String, String), String> {
     let Some(rest) = url.strip_prefix("http://") else {
         return Err(format!(
             "`url` must start with `http://` (got `{url}`): the request goes from the host, \
@@ -368,11 +372,15 @@ fn http_url(url: &str) -> std::result::Result<(String, u16, String), String> {
         Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
         None => (rest, "/".to_owned()),
     };
-    let port_text = match authority.strip_prefix('[') {
+    let host_and_port = match authority.strip_prefix('[') {
         Some(v6) => v6
             .split_once(']')
-            .map(|(_, after)| after.trim_start_matches(':')),
-        None => Some(authority.rsplit_once(':').map_or("", |(_, p)| p)),
+            .map(|(host, after)| (host, after.trim_start_matches(':'))),
+        None => Some(authority.rsplit_once(':').unwrap_or((authority, ""))),
+    };
+    let (host, port_text) = match host_and_port {
+        Some((host, port)) => (host, Some(port)),
+        None => ("", None),
     };
     let port = match port_text {
         Some("") => 80,
@@ -383,21 +391,10 @@ fn http_url(url: &str) -> std::result::Result<(String, u16, String), String> {
             .ok_or_else(|| format!("`url` `{url}` has a bad port `{p}`"))?,
         None => return Err(format!("`url` `{url}` has an unclosed `[`")),
     };
-    if authority.is_empty() || authority.starts_with(':') {
+    if host.is_empty() {
         return Err(format!("`url` `{url}` names no host"));
     }
-    Ok((authority.to_owned(), port, target))
-}
-
-/// The host part of an authority (`[::1]:80` → `::1`, `a:8080` → `a`).
-fn authority_host(authority: &str) -> String {
-    match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default().to_owned(),
-        None => authority
-            .rsplit_once(':')
-            .map_or(authority, |(h, _)| h)
-            .to_owned(),
-    }
+    Ok((host.to_owned(), port, authority.to_owned(), target))
 }
 
 /// The most of a response `get` reads: the status line and a body of a
@@ -469,18 +466,6 @@ fn alive(body: &[u8]) -> bool {
     })
 }
 
-/// `text` for a URL path segment.
-fn percent(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::{alive, has_leader, http_url, status_and_body};
@@ -490,13 +475,24 @@ mod tests {
         let ok = |url: &str| http_url(url).unwrap();
         assert_eq!(
             ok("http://127.0.0.1:8080/health"),
-            ("127.0.0.1:8080".into(), 8080, "/health".into())
+            (
+                "127.0.0.1".into(),
+                8080,
+                "127.0.0.1:8080".into(),
+                "/health".into()
+            )
         );
-        assert_eq!(ok("http://web"), ("web".into(), 80, "/".into()));
-        assert_eq!(ok("http://web?x=1"), ("web".into(), 80, "/?x=1".into()));
+        assert_eq!(
+            ok("http://web"),
+            ("web".into(), 80, "web".into(), "/".into())
+        );
+        assert_eq!(
+            ok("http://web?x=1"),
+            ("web".into(), 80, "web".into(), "/?x=1".into())
+        );
         assert_eq!(
             ok("http://[::1]:81/a?b"),
-            ("[::1]:81".into(), 81, "/a?b".into())
+            ("::1".into(), 81, "[::1]:81".into(), "/a?b".into())
         );
         for bad in [
             "https://web/",
