@@ -193,7 +193,7 @@ pub(crate) struct HostVars {
 impl HostVars {
     /// Start a play: its variables replace the last play's; facts stay.
     pub(crate) fn enter_play(&mut self, mut play: Resolved) {
-        play.tried_at = self.fact_writes;
+        play.tried_at = self.untried();
         self.play = play;
         self.roles.clear();
     }
@@ -205,9 +205,19 @@ impl HostVars {
 
     /// The play's variables as the tasks of the role `id` see them.
     pub(crate) fn enter_role(&mut self, id: usize, mut vars: Resolved) {
-        vars.tried_at = self.fact_writes;
+        vars.tried_at = self.untried();
         vars.share(&self.play.common);
         self.roles.insert(id, vars);
+    }
+
+    /// The `tried_at` of values rendered without the facts (a play's, a
+    /// role's): where there are facts already (an earlier play's), their
+    /// waiting values are tried with them at the first task.
+    fn untried(&self) -> usize {
+        match self.facts.is_empty() {
+            true => self.fact_writes,
+            false => usize::MAX,
+        }
     }
 
     /// `set_fact` results.
@@ -971,6 +981,13 @@ mod tests {
         host.register("first", json!({"stdout": "again"}));
         let vars = scope.for_task(&engine, &mut host, None, &origin());
         assert_eq!(vars["greeting"], json!("hello world"));
+        // the next play's values are rendered without the facts: one that
+        // waits for a fact an earlier play set renders at its first task
+        let play = obj(json!({"farewell": "bye {{ first.stdout }}"}));
+        let mut resolved = scope.play(&mut engine, &play, &RoleLayers::default(), &origin());
+        host.enter_play(resolved.remove("h1").unwrap());
+        let vars = scope.for_task(&engine, &mut host, None, &origin());
+        assert_eq!(vars["farewell"], json!("bye again"));
     }
 
     #[test]

@@ -277,3 +277,51 @@ fn a_consul_node_whose_arpanet_ip_is_not_an_ip_is_refused_before_any_host() {
     assert_eq!(short.code, 4, "{short}");
     assert!(!short.stderr.contains("arpanet_ip"), "{short}");
 }
+
+/// `docker_bridge_ip` is unset (read from each node) or an IPv4 address:
+/// setup, consul and stack playbooks refuse anything else before any host
+/// is contacted, at its line in a vars file or naming the host from `-e`;
+/// an address goes through to the host (exit 4: it listens nowhere).
+#[test]
+fn a_docker_bridge_ip_that_is_not_an_ipv4_address_is_refused_before_any_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("hosts"),
+        "[servers]\nn1 ansible_host=127.0.0.1 ansible_port=1\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join("host_vars")).unwrap();
+    let text = "consul_expect: 1\ndocker_bridge_ip: docker0\n";
+    std::fs::write(d.join("host_vars/n1.yml"), text).unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "-i", "hosts", "--timeout", "1"];
+        all.extend_from_slice(args);
+        run_arpanet(d, d, &all, &[])
+    };
+    for playbook in ["setup", "consul", "stack"] {
+        let named = run(&[playbook]);
+        assert_eq!(named.code, 5, "{playbook}: {named}");
+        assert!(
+            named.stderr.contains(
+                "host_vars/n1.yml:2:1: `docker_bridge_ip` is `docker0`, not an IPv4 address"
+            ),
+            "{playbook}: {named}"
+        );
+    }
+    std::fs::write(d.join("host_vars/n1.yml"), "consul_expect: 1\n").unwrap();
+    let given = run(&["bootstrap", "-e", "docker_bridge_ip=172.17.0.1/16"]);
+    assert_eq!(given.code, 5, "{given}");
+    assert!(
+        given
+            .stderr
+            .contains("host `n1`: `docker_bridge_ip` is `172.17.0.1/16`"),
+        "{given}"
+    );
+    for extra in [vec![], vec!["-e", "docker_bridge_ip=10.99.0.1"]] {
+        let mut args = vec!["setup"];
+        args.extend(extra);
+        let fine = run(&args);
+        assert_eq!(fine.code, 4, "{args:?}: {fine}");
+    }
+}

@@ -26,6 +26,10 @@ static SUBNET: std::sync::LazyLock<String> =
 
 /// The consul CLI in a node's agent container, with the node's linking
 /// token (ACLs are on): it reads `env/` and the agent.
+/// node3's Docker bridge address (daemon.json `bip`), not Docker's usual
+/// 172.17.0.1: its containers reach Consul there.
+const NODE3_BRIDGE: &str = "172.29.0.1";
+
 const CONSUL_CLI: &str =
     "docker exec -e CONSUL_HTTP_TOKEN_FILE=/consul/data/arpanet/linking.token consul consul";
 
@@ -257,6 +261,18 @@ fn services_are_announced_found_by_name_and_removed() {
     }
     let _turn = crate::support::lab_turn();
     let lab = Lab::up();
+    // node3's Docker bridge is not Docker's usual 172.17.0.1 (daemon.json's
+    // `bip`, as on a network where that range is taken): its containers
+    // resolving `web` below (step 2) through Consul on that bridge shows
+    // `docker_bridge_ip` was read from the node, not assumed.
+    let bridge = lab.on_node(
+        3,
+        &format!(
+            "printf '{{\"bip\": \"{NODE3_BRIDGE}/16\"}}\\n' >/etc/docker/daemon.json && \
+             systemctl restart docker && ip -4 -o addr show dev docker0"
+        ),
+    );
+    assert!(bridge.contains(&format!(" {NODE3_BRIDGE}/16 ")), "{bridge}");
     let secret = format!("tok-{}-{}", std::process::id(), rand_suffix());
     for n in [1, 2] {
         lab.write(&format!("host_vars/node{n}.yml"), &web_stack(&secret, "v1"));
@@ -290,6 +306,8 @@ fn services_are_announced_found_by_name_and_removed() {
 
     // 2. DNS from a container on the third node: both addresses, and SRV
     //    gives the port.
+    let dns = lab.on_node(3, "cat /etc/default/docker");
+    assert!(dns.contains(&format!("--dns {NODE3_BRIDGE} ")), "{dns}");
     let a = lab.nslookup("web.service.consul");
     assert!(a.contains(&at(11)) && a.contains(&at(12)), "{a}");
     let srv = lab.nslookup("-type=SRV web.service.consul");
@@ -366,7 +384,7 @@ fn services_are_announced_found_by_name_and_removed() {
             "docker run -d --name intruder {image} sh -c \"trap 'exit 0' TERM; sleep 1000000 & wait\" && \
              docker run -d --name intruder-proxy --network container:intruder \
              -v /mnt/arpanet-consul/arpanet/linking.token:/t:ro {consul_image} \
-             connect proxy -service intruder -upstream web:9292 -http-addr 172.17.0.1:8500 -token-file /t",
+             connect proxy -service intruder -upstream web:9292 -http-addr {NODE3_BRIDGE}:8500 -token-file /t",
         ),
     );
     let listening = within(Duration::from_secs(30), || {

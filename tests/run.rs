@@ -863,9 +863,26 @@ fn inventory_and_render_show_resolved_variables() {
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(out.stdout, "node1 says hello; expect 1\n");
 
+    // The docker bridge's address is read from the node when a playbook
+    // runs: a placeholder here, said so, unless given.
     let out = cluster.run(&["render", "-i", inv, "--host", "node1", "docker.default.j2"]);
     assert_eq!(out.code, 0, "{out}");
     assert!(out.stdout.contains("--dns-search service.consul"), "{out}");
+    assert!(out.stdout.contains("--dns <docker0 address> "), "{out}");
+    assert!(out.stderr.contains("-e docker_bridge_ip=ADDRESS"), "{out}");
+    let out = cluster.run(&[
+        "render",
+        "-i",
+        inv,
+        "--host",
+        "node1",
+        "docker.default.j2",
+        "-e",
+        "docker_bridge_ip=10.9.0.1",
+    ]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("--dns 10.9.0.1 "), "{out}");
+    assert!(out.stderr.is_empty(), "{out}");
 
     let broken = cluster.write_file("broken.j2", "line one\n{{ greting }}\n");
     let out = cluster.run(&[

@@ -5,8 +5,12 @@
 //! host name leaves the agent's container exiting at start, which the
 //! gates would report only after their timeout. `run` reads every agent
 //! node's value before any host is contacted ([`check`]).
+//!
+//! The same holds for `docker_bridge_ip`, where the agent also listens and
+//! containers send their DNS queries: unset (read from the node when a
+//! playbook runs) or an IPv4 address ([`check_bridge`]).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::error::{Error, Result};
 
@@ -39,6 +43,37 @@ pub(crate) fn check(session: &crate::session::Session) -> Result<()> {
              inventory name",
             host.name
         )));
+    }
+    Ok(())
+}
+
+/// Every host's `docker_bridge_ip` is unset or an IPv4 address, else an
+/// error (exit 5) at its line where a `group_vars`/`host_vars` file sets
+/// it, or naming the host.
+pub(crate) fn check_bridge(session: &crate::session::Session) -> Result<()> {
+    const HINT: &str = "leave it unset (each node's Docker bridge address is then read when \
+                        the playbook runs), or set the address docker0 has on the node";
+    for host in session.hosts("all")? {
+        let value = match host.vars.get("docker_bridge_ip") {
+            Some(serde_json::Value::String(s)) => s.trim().to_owned(),
+            Some(other) => other.to_string(),
+            None => continue,
+        };
+        if value.parse::<Ipv4Addr>().is_ok() {
+            continue;
+        }
+        let message = format!(
+            "`docker_bridge_ip` is `{value}`, not an IPv4 address: containers \
+             resolve names through it and the node's Consul agent listens on it"
+        );
+        if let Some(err) = session
+            .scope
+            .var_file(&host.name, "docker_bridge_ip")
+            .and_then(|file| super::docker_api::locate(&file, "docker_bridge_ip", &message, HINT))
+        {
+            return Err(err);
+        }
+        return Err(Error::usage(format!("host `{}`: {message}", host.name)).with_hint(HINT));
     }
     Ok(())
 }

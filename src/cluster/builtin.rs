@@ -81,6 +81,10 @@ pub(crate) const BUILTINS: Builtins = Builtins {
             "pull-images.yml",
             include_str!("../../playbooks/tasks/pull-images.yml"),
         ),
+        (
+            "docker-bridge.yml",
+            include_str!("../../playbooks/tasks/docker-bridge.yml"),
+        ),
     ],
     // By the name a playbook gives as `src:`; a file of the same name beside
     // the playbook (or in its `templates/`) wins.

@@ -73,7 +73,7 @@ pub(crate) fn check(session: &crate::session::Session) -> Result<()> {
         if let Some(err) = session
             .scope
             .var_file(&host.name, "docker_opts_extra")
-            .and_then(|file| locate(&file, &message))
+            .and_then(|file| locate(&file, "docker_opts_extra", &message, HINT))
         {
             return Err(err);
         }
@@ -82,18 +82,23 @@ pub(crate) fn check(session: &crate::session::Session) -> Result<()> {
     Ok(())
 }
 
-/// `message` at the `docker_opts_extra` key of the vars file `file`.
-fn locate(file: &std::path::Path, message: &str) -> Option<Error> {
+/// `message` at the `name` key of the vars file `file`.
+pub(super) fn locate(
+    file: &std::path::Path,
+    name: &str,
+    message: &str,
+    hint: &str,
+) -> Option<Error> {
     let text = std::fs::read_to_string(file).ok()?;
     let root = crate::yaml::parse(&text).ok()??;
     let (key, _) = root
         .entries()?
         .iter()
-        .find(|(k, _)| k.text() == Some("docker_opts_extra"))?;
+        .find(|(k, _)| k.text() == Some(name))?;
     let kind = InputKind::Invalid {
         field: None,
         message: message.to_owned(),
-        hint: Some(HINT.to_owned()),
+        hint: Some(hint.to_owned()),
     };
     Some(crate::yaml::input_error(file, &text, key.pos, kind))
 }

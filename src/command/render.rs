@@ -29,7 +29,14 @@ pub(crate) fn run(args: RenderArgs) -> Result<i32> {
         &origin,
     );
     let host = play.remove(&args.host).unwrap_or_default();
-    let vars = &host.vars();
+    let mut vars = host.vars();
+    // Read from the node when a playbook runs (tasks/docker-bridge.yml):
+    // shown as a placeholder, and said so, unless the inventory sets it.
+    let bridge_unset = !vars.contains_key("docker_bridge_ip");
+    if bridge_unset {
+        vars.insert("docker_bridge_ip".into(), BRIDGE_PLACEHOLDER.into());
+    }
+    let vars = &vars;
     let path = Path::new(&args.template);
     let text = if path.exists() {
         engine
@@ -50,8 +57,18 @@ pub(crate) fn run(args: RenderArgs) -> Result<i32> {
         )));
     };
     print!("{text}");
+    if bridge_unset && text.contains(BRIDGE_PLACEHOLDER) {
+        eprintln!(
+            "note: {BRIDGE_PLACEHOLDER} stands for the node's Docker bridge address, which a \
+             playbook reads from the node (`docker_bridge_ip`); `-e docker_bridge_ip=ADDRESS` \
+             previews it with an address"
+        );
+    }
     Ok(exit::OK)
 }
+
+/// What `render` shows for an unset `docker_bridge_ip`.
+const BRIDGE_PLACEHOLDER: &str = "<docker0 address>";
 
 /// A variable the template reads that is defined but whose own template
 /// did not render: say why, rather than guess at a similar name.

@@ -43,6 +43,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     let consul = names(CONSUL_PLAYBOOKS);
     if stack || docker || consul {
         let session = crate::session::Session::open(&connect)?;
+        cluster::address::check_bridge(&session)?;
         if docker {
             cluster::docker_api::check(&session)?;
         }
