@@ -2433,7 +2433,11 @@ mod tests {
             let layers = Layers::load(
                 crate::cluster::builtin::BUILTINS.defaults,
                 None,
-                &[format!("docker_tcp={word}")],
+                // a run reads the bridge's address from the node first
+                &[
+                    format!("docker_tcp={word}"),
+                    "docker_bridge_ip=172.17.0.1".into(),
+                ],
             )
             .unwrap();
             let scope = Scope::new(inventory.clone(), layers);

@@ -38,6 +38,11 @@ fn render_sees_hostvars_groups_and_the_consul_command_built_from_them() {
     // The first server is the one others join, by its address.
     assert!(command.contains("-retry-join=10.9.0.1"), "{out}");
     assert!(command.contains("-advertise=10.9.0.3"), "{out}");
+    // The docker bridge's address is the node's, read by a run.
+    assert!(
+        command.contains("-client='127.0.0.1 <docker0 address>'"),
+        "{out}"
+    );
 
     // A variable that is defined but does not render says why, rather than
     // suggesting another name.

@@ -22,21 +22,27 @@ pub(crate) fn run(args: RenderArgs) -> Result<i32> {
     }
     let mut engine = Engine::new();
     let origin = Location::new("<variables>", 0, 0);
-    let mut play = scope.play(
-        &mut engine,
-        &Vars::new(),
-        &crate::scope::RoleLayers::default(),
-        &origin,
-    );
-    let host = play.remove(&args.host).unwrap_or_default();
-    let mut vars = host.vars();
+    let mut resolve = |play_vars: &Vars| {
+        scope
+            .play(
+                &mut engine,
+                play_vars,
+                &crate::scope::RoleLayers::default(),
+                &origin,
+            )
+            .remove(&args.host)
+            .unwrap_or_default()
+    };
+    let mut host = resolve(&Vars::new());
     // Read from the node when a playbook runs (tasks/docker-bridge.yml):
     // shown as a placeholder, and said so, unless the inventory sets it.
-    let bridge_unset = !vars.contains_key("docker_bridge_ip");
+    let bridge_unset = !host.vars().contains_key("docker_bridge_ip");
     if bridge_unset {
-        vars.insert("docker_bridge_ip".into(), BRIDGE_PLACEHOLDER.into());
+        let mut placeholder = Vars::new();
+        placeholder.insert("docker_bridge_ip".into(), BRIDGE_PLACEHOLDER.into());
+        host = resolve(&placeholder);
     }
-    let vars = &vars;
+    let vars = &host.vars();
     let path = Path::new(&args.template);
     let text = if path.exists() {
         engine
