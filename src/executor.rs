@@ -1051,7 +1051,7 @@ fn expand(
         Ok(task.when.is_empty() || engine.eval_condition(&task.when, vars, &task.location)?)
     };
     let rendered = |vars: &Vars| -> Result<(String, Vars)> {
-        let with = scope.with_task_vars(engine, vars, &task.vars, &task.location)?;
+        let (with, _) = scope.with_task_vars(engine, vars, &task.vars, &task.location);
         let file = engine.render_str(name, &with, &task.location)?;
         let params = task
             .vars
@@ -1250,9 +1250,11 @@ async fn once(
     {
         return Ok(Outcome::skipped("condition was false"));
     }
-    let mut vars = shared
-        .scope
-        .with_task_vars(shared.engine, vars, &task.vars, &task.location)?;
+    let (mut vars, unrendered) =
+        shared
+            .scope
+            .with_task_vars(shared.engine, vars, &task.vars, &task.location);
+    state.vars.set_task_unrendered(unrendered);
     let connection: Arc<dyn Transport> = if task.module.local() {
         Arc::new(Local)
     } else {
@@ -2355,6 +2357,53 @@ mod tests {
         layers.extra.insert("pinned".into(), "from-cli".into());
         on_h1(Scope::new(inventory, layers), &fake, playbook);
         assert_eq!(fake.commands("h1"), ["echo 'base:2 from-cli'"]);
+    }
+
+    /// A task's vars are read as Ansible reads them, when used: a block's
+    /// (or an import's) var built from a result its first task registers
+    /// does not fail that first task, and one that never renders fails
+    /// only a task that reads it, saying why.
+    #[test]
+    fn a_task_var_that_does_not_render_fails_only_a_task_that_reads_it() {
+        let yaml = r#"
+- hosts: all
+  tasks:
+    - vars:
+        later: "{{ first.stdout | trim }} then"
+        never: "{{ nobody.stdout }}"
+      block:
+        - name: first
+          command: echo first
+          register: first
+        - name: second
+          command: echo "{{ later }}"
+        - name: third
+          command: echo "{{ never }}"
+"#;
+        let (captured, fake) = run(&Fake::default(), 1, yaml, Settings::default());
+        assert_eq!(
+            fake.commands("h1"),
+            ["echo first", "echo 'out from h1 then'"]
+        );
+        let events = captured.events();
+        assert_eq!(statuses(&events, "third"), [("h1".into(), Status::Failed)]);
+        let failure = events
+            .iter()
+            .find_map(|e| match e {
+                Event::Host(r) if r.task == "third" => r.failure.clone(),
+                _ => None,
+            })
+            .unwrap();
+        assert!(
+            failure.message.contains("undefined variable `never`"),
+            "{failure:?}"
+        );
+        let hint = failure.hint.unwrap_or_default();
+        assert!(
+            hint.contains("`never` is set for this task, but its value did not render")
+                && hint.contains("undefined variable `nobody`"),
+            "{hint}"
+        );
     }
 
     /// Run `playbook` on the one host `h1` of `scope` through `fake`.

@@ -188,6 +188,8 @@ pub(crate) struct HostVars {
     /// Counts fact writes; waiting play vars are retried only when it moved
     /// since their `tried_at`.
     fact_writes: usize,
+    /// The current task's own vars that did not render, with why.
+    task_unrendered: Vec<(String, String)>,
 }
 
 impl HostVars {
@@ -224,6 +226,12 @@ impl HostVars {
     pub(crate) fn set_facts(&mut self, facts: Vars) {
         self.facts.extend(facts);
         self.fact_writes += 1;
+    }
+
+    /// The current task's vars that did not render (see
+    /// [`Scope::with_task_vars`]), for [`Scope::explain`].
+    pub(crate) fn set_task_unrendered(&mut self, unrendered: Vec<(String, String)>) {
+        self.task_unrendered = unrendered;
     }
 
     /// A `register`ed result.
@@ -496,14 +504,30 @@ impl Scope {
     }
 
     /// A hint for a failure on `host` on an undefined variable that is in
-    /// fact defined, as a play variable whose template would not render:
-    /// why it would not, with the host's facts as the task saw them.
+    /// fact defined, as a task's or play's variable whose template would
+    /// not render: why it would not, with the host's facts as the task saw
+    /// them.
     pub(crate) fn explain(
         &self,
         engine: &Engine,
         host: &HostVars,
         message: &str,
     ) -> Option<String> {
+        let undefined = |key: &str| message.contains(&format!("undefined variable `{key}`"));
+        if let Some((key, why)) = host.task_unrendered.iter().find(|(k, _)| undefined(k)) {
+            let deeper = self
+                .explain_play(engine, host, why)
+                .map(|hint| format!("; {hint}"))
+                .unwrap_or_default();
+            return Some(format!(
+                "`{key}` is set for this task, but its value did not render: {why}{deeper}"
+            ));
+        }
+        self.explain_play(engine, host, message)
+    }
+
+    /// [`Scope::explain`] for the play's variables.
+    fn explain_play(&self, engine: &Engine, host: &HostVars, message: &str) -> Option<String> {
         let key = host
             .play
             .unrendered()
@@ -539,21 +563,35 @@ impl Scope {
     }
 
     /// `vars` with a task's own `vars:` on top, each rendered against
-    /// `vars`; `-e` and the magic vars keep their values.
+    /// `vars`; `-e` and the magic vars keep their values. As in Ansible,
+    /// where they are templated when read, one that does not render (it
+    /// reads a result a later task registers, say) fails only a task that
+    /// reads it: it is left undefined, and returned with why, for
+    /// [`Scope::explain`].
     pub(crate) fn with_task_vars(
         &self,
         engine: &Engine,
         vars: &Vars,
         task_vars: &Vars,
         origin: &Location,
-    ) -> Result<Vars> {
+    ) -> (Vars, Vec<(String, String)>) {
         let mut out = vars.clone();
+        let mut unrendered = Vec::new();
         for (key, value) in task_vars {
-            if !self.is_fixed(key) {
-                out.insert(key.clone(), engine.render_json(value, vars, origin)?);
+            if self.is_fixed(key) {
+                continue;
+            }
+            match engine.render_json(value, vars, origin) {
+                Ok(value) => {
+                    out.insert(key.clone(), value);
+                }
+                Err(err) => {
+                    out.remove(key);
+                    unrendered.push((key.clone(), err.to_string()));
+                }
             }
         }
-        Ok(out)
+        (out, unrendered)
     }
 
     /// `ansible-inventory --list` without `host` (each group's hosts and
@@ -907,9 +945,7 @@ mod tests {
         }
         let mut vars = scope.for_task(&engine, &mut host, Some(7), &origin());
         if let Some(v) = value(Layer::Task) {
-            vars = scope
-                .with_task_vars(&engine, &vars, &both(v), &origin())
-                .unwrap();
+            vars = scope.with_task_vars(&engine, &vars, &both(v), &origin()).0;
         }
         (vars.get("x").cloned(), vars["inventory_hostname"].clone())
     }
