@@ -980,7 +980,7 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
         task,
         state,
     );
-    let Some(items) = loop_items(shared.engine, task, &vars)? else {
+    let Some(items) = loop_items(shared.scope, shared.engine, task, &vars)? else {
         return once(shared, task, state, &vars).await;
     };
     if items.is_empty() {
@@ -1048,7 +1048,8 @@ fn expand(
 ) -> Result<Vec<(String, Vars, Option<String>)>> {
     let mut vars = task_vars(scope, engine, settings, play, task, state);
     let holds = |vars: &Vars| -> Result<bool> {
-        Ok(task.when.is_empty() || engine.eval_condition(&task.when, vars, &task.location)?)
+        let (with, _) = scope.with_task_vars(engine, vars, &task.vars, &task.location);
+        Ok(task.when.is_empty() || engine.eval_condition(&task.when, &with, &task.location)?)
     };
     let rendered = |vars: &Vars| -> Result<(String, Vars)> {
         let (with, _) = scope.with_task_vars(engine, vars, &task.vars, &task.location);
@@ -1060,7 +1061,7 @@ fn expand(
             .collect();
         Ok((file.trim().to_owned(), params))
     };
-    let Some(items) = loop_items(engine, task, &vars)? else {
+    let Some(items) = loop_items(scope, engine, task, &vars)? else {
         if !holds(&vars)? {
             return Ok(Vec::new());
         }
@@ -1157,13 +1158,21 @@ fn task_vars(
     vars
 }
 
-/// The items of the task's loop, rendered with `vars` and shaped by its
+/// The items of the task's loop, rendered with `vars` and the task's own
+/// vars (those that render without the loop variable), and shaped by its
 /// kind (`with_dict`, `with_indexed_items`...); `None` without a loop, or
 /// when a `when` that does not name the loop variable is false.
-fn loop_items(engine: &Engine, task: &Task, vars: &Vars) -> Result<Option<Vec<Value>>> {
+fn loop_items(
+    scope: &Scope,
+    engine: &Engine,
+    task: &Task,
+    vars: &Vars,
+) -> Result<Option<Vec<Value>>> {
     let Some(items) = &task.loop_items else {
         return Ok(None);
     };
+    let (with, _) = scope.with_task_vars(engine, vars, &task.vars, &task.location);
+    let vars = &with;
     if !task.when.is_empty()
         && !scope::mentions(&task.when, &task.loop_control.loop_var)
         && !engine.eval_condition(&task.when, vars, &task.location)?
@@ -1235,26 +1244,27 @@ fn item_label(item: &Value) -> String {
     }
 }
 
-/// One run of the module: `when`, the connection, retries with `until`,
-/// then `changed_when` and `failed_when`.
+/// One run of the module: the task's vars, `when` (which sees them, as in
+/// Ansible), the connection, retries with `until`, then `changed_when`
+/// and `failed_when`.
 async fn once(
     shared: &Shared<'_>,
     task: &Task,
     state: &mut HostState,
     vars: &Vars,
 ) -> Result<Outcome> {
-    if !task.when.is_empty()
-        && !shared
-            .engine
-            .eval_condition(&task.when, vars, &task.location)?
-    {
-        return Ok(Outcome::skipped("condition was false"));
-    }
     let (mut vars, unrendered) =
         shared
             .scope
             .with_task_vars(shared.engine, vars, &task.vars, &task.location);
     state.vars.set_task_unrendered(unrendered);
+    if !task.when.is_empty()
+        && !shared
+            .engine
+            .eval_condition(&task.when, &vars, &task.location)?
+    {
+        return Ok(Outcome::skipped("condition was false"));
+    }
     let connection: Arc<dyn Transport> = if task.module.local() {
         Arc::new(Local)
     } else {
@@ -2404,6 +2414,31 @@ mod tests {
                 && hint.contains("undefined variable `nobody`"),
             "{hint}"
         );
+    }
+
+    /// `when` and `loop` see the task's own vars, as in Ansible.
+    #[test]
+    fn when_and_loop_see_the_task_s_own_vars() {
+        let yaml = r#"
+- hosts: all
+  tasks:
+    - name: off
+      command: echo off
+      vars:
+        enabled: false
+      when: enabled
+    - name: each
+      command: echo "{{ item }}"
+      loop: "{{ names }}"
+      vars:
+        names: [a, b, c]
+        left_out: b
+      when: item != left_out
+"#;
+        let (captured, fake) = run(&Fake::default(), 1, yaml, Settings::default());
+        assert_eq!(fake.commands("h1"), ["echo a", "echo c"]);
+        let events = captured.events();
+        assert_eq!(statuses(&events, "off"), [("h1".into(), Status::Skipped)]);
     }
 
     /// Run `playbook` on the one host `h1` of `scope` through `fake`.
