@@ -1047,35 +1047,34 @@ fn expand(
     state: &mut HostState,
 ) -> Result<Vec<(String, Vars, Option<String>)>> {
     let mut vars = task_vars(scope, engine, settings, play, task, state);
-    let holds = |vars: &Vars| -> Result<bool> {
+    // The file and the values passed on, when the `when` (which sees the
+    // task's vars) holds.
+    let rendered = |vars: &Vars| -> Result<Option<(String, Vars)>> {
         let (with, _) = scope.with_task_vars(engine, vars, &task.vars, &task.location);
-        Ok(task.when.is_empty() || engine.eval_condition(&task.when, &with, &task.location)?)
-    };
-    let rendered = |vars: &Vars| -> Result<(String, Vars)> {
-        let (with, _) = scope.with_task_vars(engine, vars, &task.vars, &task.location);
+        if !task.when.is_empty() && !engine.eval_condition(&task.when, &with, &task.location)? {
+            return Ok(None);
+        }
         let file = engine.render_str(name, &with, &task.location)?;
         let params = task
             .vars
             .keys()
             .filter_map(|k| with.get(k).map(|v| (k.clone(), v.clone())))
             .collect();
-        Ok((file.trim().to_owned(), params))
+        Ok(Some((file.trim().to_owned(), params)))
     };
     let Some(items) = loop_items(scope, engine, task, &vars)? else {
-        if !holds(&vars)? {
-            return Ok(Vec::new());
-        }
-        let (file, params) = rendered(&vars)?;
-        return Ok(vec![(file, params, None)]);
+        return Ok(rendered(&vars)?
+            .map(|(file, params)| (file, params, None))
+            .into_iter()
+            .collect());
     };
     let control = &task.loop_control;
     let mut out = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
         bind_item(task, &mut vars, index, &item);
-        if !holds(&vars)? {
+        let Some((file, mut params)) = rendered(&vars)? else {
             continue;
-        }
-        let (file, mut params) = rendered(&vars)?;
+        };
         let label = match &control.label {
             Some(label) => engine.render_str(label, &vars, &task.location)?,
             None => item_label(&item),

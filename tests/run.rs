@@ -1452,3 +1452,37 @@ fn templated_arguments_are_read_per_host_after_rendering() {
     assert_eq!(refused.code, 5, "{refused}");
     assert!(refused.stderr.contains("sate"), "{refused}");
 }
+
+/// The docker bridge's address as the built-in playbooks read it
+/// (`tasks/docker-bridge.yml`, imported here by a user playbook): a `--bip`
+/// in `docker_opts_extra` wins in either spelling, and a value the
+/// inventory or `-e` sets is kept; neither asks the host's Docker.
+#[test]
+fn the_docker_bridge_address_comes_from_a_bip_option_or_is_kept_when_set() {
+    let cluster = Cluster::start(1);
+    let inventory = cluster.inventory(&[]);
+    let playbook = cluster.write_file(
+        "bridge.yml",
+        "- hosts: all\n  tasks:\n    - import_tasks: docker-bridge.yml\n    \
+         - debug:\n        msg: \"bridge=[{{ docker_bridge_ip }}]\"\n",
+    );
+    let playbook = playbook.to_str().unwrap();
+    for (extra, address) in [
+        (
+            "docker_opts_extra='--debug --bip=10.55.0.1/24'",
+            "10.55.0.1",
+        ),
+        (
+            "docker_opts_extra='--bip 10.56.0.1/16 --debug'",
+            "10.56.0.1",
+        ),
+        ("docker_bridge_ip=10.57.0.1", "10.57.0.1"),
+    ] {
+        let out = run(&cluster, &inventory, &[playbook, "-e", extra]);
+        assert_eq!(out.code, 0, "{extra}: {out}");
+        assert!(
+            out.stdout.contains(&format!("bridge=[{address}]")),
+            "{extra}: {out}"
+        );
+    }
+}

@@ -20,10 +20,8 @@ use crate::error::{Error, Result};
 /// `~/.ssh/config`, say).
 pub(crate) fn check(session: &crate::session::Session) -> Result<()> {
     for host in session.hosts("servers:clients")? {
-        let value = match host.vars.get("arpanet_ip") {
-            Some(serde_json::Value::String(s)) => s.trim().to_owned(),
-            Some(other) => other.to_string(),
-            None => continue,
+        let Some(value) = text_of(&host.vars, "arpanet_ip") else {
+            continue;
         };
         if value.parse::<IpAddr>().is_ok() {
             continue;
@@ -54,10 +52,8 @@ pub(crate) fn check_bridge(session: &crate::session::Session) -> Result<()> {
     const HINT: &str = "leave it unset (each node's Docker bridge address is then read when \
                         the playbook runs), or set the address docker0 has on the node";
     for host in session.hosts("all")? {
-        let value = match host.vars.get("docker_bridge_ip") {
-            Some(serde_json::Value::String(s)) => s.trim().to_owned(),
-            Some(other) => other.to_string(),
-            None => continue,
+        let Some(value) = text_of(&host.vars, "docker_bridge_ip") else {
+            continue;
         };
         if value.parse::<Ipv4Addr>().is_ok() {
             continue;
@@ -76,4 +72,12 @@ pub(crate) fn check_bridge(session: &crate::session::Session) -> Result<()> {
         return Err(Error::usage(format!("host `{}`: {message}", host.name)).with_hint(HINT));
     }
     Ok(())
+}
+
+/// `key`'s value as written (a string trimmed, anything else as JSON).
+fn text_of(vars: &crate::vars::Vars, key: &str) -> Option<String> {
+    match vars.get(key)? {
+        serde_json::Value::String(s) => Some(s.trim().to_owned()),
+        other => Some(other.to_string()),
+    }
 }
