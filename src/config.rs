@@ -79,6 +79,10 @@ pub struct ConnectOptions {
     pub provided: crate::vars::Vars,
     /// `--session` (or `$ARPANET_SESSION`); `arpanet_session` wins per host.
     pub session: SessionMode,
+    /// The `arpanet_ip` of hosts whose inventory gives a host name there:
+    /// the address it resolves to on this machine, set as the host's own
+    /// variable (see `cluster::address::resolve`).
+    pub resolved_ips: Vec<(String, String)>,
 }
 
 /// The variable choosing how a host's commands run (see [`SessionMode`]).

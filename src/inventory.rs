@@ -297,6 +297,15 @@ impl Inventory {
             .collect()
     }
 
+    /// Set `key` for `host` over its own variables (inline and
+    /// `host_vars/`): a value the product worked out for it, such as the
+    /// address a host name resolves to.
+    pub(crate) fn set_host_var(&mut self, host: &str, key: &str, value: serde_json::Value) {
+        if let Some(h) = self.hosts.iter_mut().find(|h| h.name == host) {
+            h.file_vars.insert(key.to_owned(), value);
+        }
+    }
+
     /// The variables `ansible-inventory --list` shows for `host`: group
     /// vars, then host vars, in Ansible's order (inline group vars of
     /// every group below every `group_vars/` file; see `crate::scope`).

@@ -37,7 +37,11 @@ pub struct HostInfo {
 impl Session {
     pub fn open(args: &ConnectOptions) -> Result<Self> {
         let defaults = ConnectDefaults::from_options(args)?;
-        let inventory = Arc::new(Inventory::load_all(&args.inventory)?);
+        let mut inventory = Inventory::load_all(&args.inventory)?;
+        for (host, ip) in &args.resolved_ips {
+            inventory.set_host_var(host, "arpanet_ip", ip.as_str().into());
+        }
+        let inventory = Arc::new(inventory);
         let scope = Arc::new(Scope::load_with(
             inventory.clone(),
             args.defaults,

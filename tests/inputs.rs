@@ -234,14 +234,15 @@ fn docker_opts_opening_plain_tcp_are_refused_before_any_host() {
     assert_eq!(verified.code, 4, "{verified}");
 }
 
-/// Consul binds to `arpanet_ip`, which must be an IP address: `bootstrap`,
-/// `consul` and `upgrade` refuse a node whose value is a name before any
-/// host is contacted, saying where arpanet reaches it when that is an IP
-/// (here from `~/.ssh/config`). By default `arpanet_ip` is the SSH
-/// address, `host` (the short form of `ansible_host`) included: such a
-/// node goes through to the host (exit 4: it listens nowhere).
+/// Consul binds to `arpanet_ip`, which must be an IP address. By default
+/// it is the SSH address: a node reached through a `~/.ssh/config` alias
+/// (`HostName` an IP) or by `host` (the short form of `ansible_host`) goes
+/// through to the host (exit 4: it listens nowhere). A host name that does
+/// not resolve here, whether the SSH address or set as `arpanet_ip`, is
+/// refused by `bootstrap`, `consul` and `upgrade` before any host is
+/// contacted, naming the host and the name.
 #[test]
-fn a_consul_node_whose_arpanet_ip_is_not_an_ip_is_refused_before_any_host() {
+fn a_consul_node_whose_arpanet_ip_does_not_resolve_is_refused_before_any_host() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::create_dir_all(d.join(".ssh")).unwrap();
@@ -260,19 +261,31 @@ fn a_consul_node_whose_arpanet_ip_is_not_an_ip_is_refused_before_any_host() {
         )
     };
     for playbook in ["bootstrap", "consul", "upgrade"] {
-        let named = run("[servers]\nn1\n", playbook);
+        let aliased = run("[servers]\nn1\n", playbook);
+        assert_eq!(aliased.code, 4, "{playbook}: {aliased}");
+        assert!(!aliased.stderr.contains("arpanet_ip"), "{aliased}");
+
+        let named = run(
+            "[servers]\nn1 ansible_host=no-such-node.invalid\n",
+            playbook,
+        );
         assert_eq!(named.code, 5, "{playbook}: {named}");
         assert!(
-            named
-                .stderr
-                .contains("host `n1`: `arpanet_ip` is `n1`, not an IP address"),
-            "{playbook}: {named}"
-        );
-        assert!(
-            named.stderr.contains("arpanet reaches it at 127.0.0.1"),
+            named.stderr.contains(
+                "host `n1`: `arpanet_ip` is `no-such-node.invalid`, a host name, and \
+                 `no-such-node.invalid` does not resolve on this machine"
+            ),
             "{playbook}: {named}"
         );
     }
+    let set = run("[servers]\nn1 arpanet_ip=consul-one.invalid\n", "consul");
+    assert_eq!(set.code, 5, "{set}");
+    assert!(
+        set.stderr
+            .contains("`arpanet_ip` is `consul-one.invalid`, a host name"),
+        "{set}"
+    );
+    assert!(set.stderr.contains("n1 arpanet_ip=10.0.0.11"), "{set}");
     let short = run("[servers]\nn2 host=127.0.0.1 port=1\n", "consul");
     assert_eq!(short.code, 4, "{short}");
     assert!(!short.stderr.contains("arpanet_ip"), "{short}");

@@ -819,6 +819,27 @@ fn tags_and_skip_tags_choose_tasks() {
     assert_eq!(log(), "config\n");
 }
 
+/// `arpanet_ip` given as a host name is the address that name resolves
+/// to on this machine, as a playbook sees it (Consul binds to it).
+#[test]
+fn an_arpanet_ip_given_as_a_host_name_is_read_as_its_address() {
+    let cluster = Cluster::start(1);
+    let inventory =
+        cluster.inventory_with_groups(&[("servers", &[0])], &[("arpanet_ip", "localhost")]);
+    let playbook = cluster.write_file(
+        "show.yml",
+        "- hosts: servers\n  tasks:\n    - debug:\n        msg: \"binds to {{ arpanet_ip }}\"\n",
+    );
+    let out = cluster.run(&[
+        "run",
+        "-i",
+        inventory.to_str().unwrap(),
+        playbook.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("binds to 127.0.0.1"), "{out}");
+}
+
 #[test]
 fn inventory_and_render_show_resolved_variables() {
     let cluster = Cluster::start(1);

@@ -592,6 +592,7 @@ mod tests {
             escalation: Default::default(),
             provided: Default::default(),
             session: SessionMode::Persistent,
+            resolved_ips: Vec::new(),
         };
         let session = Session::open(&connect).unwrap();
         let hosts = ordered_hosts(&session).unwrap();

@@ -61,6 +61,7 @@ fn connect_options(args: &ConnectArgs) -> Result<ConnectOptions> {
             SessionArg::Persistent => SessionMode::Persistent,
             SessionArg::Exec => SessionMode::Exec,
         },
+        resolved_ips: Vec::new(),
     })
 }
 

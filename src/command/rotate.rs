@@ -56,6 +56,8 @@ pub(crate) fn run(args: RotateArgs) -> Result<i32> {
         super::confirm(what)?;
     }
     let mut connect = connect_options(&args.connect)?;
+    // The agents restart advertising each node's `arpanet_ip`.
+    connect.resolved_ips = cluster::address::resolve(&connect, true)?;
     // The agents' tasks run as deployed: the record's images and settings.
     let before = deployed::read_for_run(&connect)?;
     connect.provided = before.layer();

@@ -37,7 +37,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         .with_hint("run from a terminal, or without `--step`"));
     }
     let retry_file = retry_file(&args);
-    let connect = connect_options(&args.connect)?;
+    let mut connect = connect_options(&args.connect)?;
     let names = |list: &[&str]| args.playbooks.iter().any(|p| list.contains(&p.as_str()));
     let (stack, docker) = (names(STACK_PLAYBOOKS), names(DOCKER_PLAYBOOKS));
     let consul = names(CONSUL_PLAYBOOKS);
@@ -47,14 +47,16 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
         if docker {
             cluster::docker_api::check(&session)?;
         }
-        if consul {
-            cluster::address::check(&session)?;
-        }
+        connect.resolved_ips = cluster::address::resolve(&connect, true)?;
         if stack {
             for warning in cluster::stack::check(&session)? {
                 eprintln!("[WARNING]: {warning}");
             }
         }
+    } else {
+        // A user playbook reading `arpanet_ip` sees the address too, where
+        // the name resolves.
+        connect.resolved_ips = cluster::address::resolve(&connect, false)?;
     }
     let settings = Settings {
         forks: connect.forks,
@@ -257,8 +259,9 @@ const STACK_PLAYBOOKS: &[&str] = &["stack", "bootstrap", "upgrade"];
 /// `docker_opts_extra` is checked first (see `cluster::docker_api`).
 const DOCKER_PLAYBOOKS: &[&str] = &["setup", "bootstrap"];
 
-/// The built-in playbooks that start Consul agents, whose `arpanet_ip` is
-/// checked first (see `cluster::address`).
+/// The built-in playbooks that start Consul agents. For these, Docker's
+/// and the stack's, each agent node's `arpanet_ip` is resolved first where
+/// it is a host name (see `cluster::address`).
 const CONSUL_PLAYBOOKS: &[&str] = &["bootstrap", "consul", "upgrade"];
 
 /// The built-in playbooks that run with the cluster's deployed record as
