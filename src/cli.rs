@@ -64,6 +64,31 @@ pub enum Command {
     Lab(LabArgs),
 }
 
+impl Command {
+    /// The options for reaching hosts, for the commands that have them.
+    pub fn connect(&self) -> Option<&ConnectArgs> {
+        use Command::*;
+        match self {
+            Run(a) => Some(&a.connect),
+            Exec(a) => Some(&a.connect),
+            Shell(a) => Some(&a.connect),
+            Logs(a) => Some(&a.connect),
+            Status(a) => Some(&a.connect),
+            Details(a) => Some(&a.connect),
+            Restart(a) => Some(&a.connect),
+            Services(a) => Some(&a.connect),
+            Kv(a) => Some(&a.connect),
+            Ui(a) => Some(&a.connect),
+            Consul(a) => Some(&a.connect),
+            Lock(a) => Some(&a.connect),
+            History(a) => Some(&a.connect),
+            Rollback(a) => Some(&a.connect),
+            Rotate(a) => Some(&a.connect),
+            Inventory(_) | Render(_) | Lab(_) => None,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct LockArgs {
     #[command(flatten)]
@@ -183,7 +208,9 @@ pub struct RestartArgs {
     /// (0: no limit)
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]
     pub task_timeout: u64,
-    /// Managed containers to restart (`consul`, the `stack` entries' names)
+    /// Managed containers to restart (`consul`, the `stack` entries'
+    /// names), or `docker`: the Docker daemon, with every container on the
+    /// node
     #[arg(required = true, value_name = "SERVICE")]
     pub services: Vec<String>,
 }

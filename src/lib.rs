@@ -47,11 +47,20 @@ mod fuzz;
 use crate::cli::{Cli, Command};
 use crate::error::Result;
 
-/// Run a parsed command line; returns the process exit code.
+/// Run a parsed command line; returns the process exit code. An error is
+/// said on stderr, and with `--output json` also as an `error` event on
+/// stdout, so a reader of the events learns why there are none.
 pub fn run(cli: Cli) -> i32 {
+    let json = cli
+        .command
+        .connect()
+        .is_some_and(|c| c.output == cli::OutputFormat::Json);
     match dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
+            if json {
+                println!("{}", error_event(&err));
+            }
             let message = err.to_string();
             eprintln!("error: {message}");
             let mut source = std::error::Error::source(&err);
@@ -65,6 +74,23 @@ pub fn run(cli: Cli) -> i32 {
             err.exit_code()
         }
     }
+}
+
+/// An error as a JSON event: its message (with the hint), the exit code,
+/// and for bad input in a file, the file and line.
+fn error_event(err: &error::Error) -> serde_json::Value {
+    let mut event = serde_json::json!({
+        "event": "error",
+        "message": err.to_string(),
+        "exit_code": err.exit_code(),
+    });
+    if let error::Error::Input(input) = err {
+        event["file"] = input.location.file.display().to_string().into();
+        if input.location.line > 0 {
+            event["line"] = input.location.line.into();
+        }
+    }
+    event
 }
 
 /// A command line clap refused: its message, or ours where we know what the

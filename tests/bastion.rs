@@ -553,9 +553,18 @@ fn a_lab_behind_a_bastion_is_bootstrapped_and_upgraded_through_it_as_a_sudoer() 
     assert!(recap_changed(&again).iter().all(|&n| n == 0), "{again}");
     // The other built-in playbooks too: a rolling upgrade (through its
     // health gates), `info`, and `stop`, which removes every container.
-    for playbook in ["upgrade", "info"] {
-        let run = strict("run", &[playbook]);
-        assert_eq!(run.code, 0, "{run}");
+    let upgrade = strict("run", &["upgrade"]);
+    assert_eq!(upgrade.code, 0, "{upgrade}");
+    // `info` prints each node's name, as the node says it, and address.
+    let info = strict("run", &["info"]);
+    assert_eq!(info.code, 0, "{info}");
+    for n in 1..=2 {
+        let shown = format!(
+            "{} {}",
+            lab.on_node(n, "hostname").trim(),
+            lab.at(10 + n as u8)
+        );
+        assert!(info.stdout.contains(&shown), "no `{shown}`\n{info}");
     }
     lab.assert_healthy();
 

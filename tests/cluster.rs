@@ -34,11 +34,37 @@ const CADVISOR: &str = "{name: \"{{ cadvisor_name }}\", image: \"{{ cadvisor_ima
 /// Consul as `hello` with an HTTP check.
 const HELLO: &str = "{name: hello, image: \"{{ lab_testsvc_image }}\", command: [sh, -c, \"hostname >/www/index.html; trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait\"], ports: [\"18090:8080\"], service: {check: {http: /, interval: 2s, timeout: 1s}}}";
 
-fn docker_restarted_at(lab: &Lab, n: usize) -> String {
-    lab.on_node(
+/// When the node's Docker last started, in microseconds of the machine's
+/// monotonic clock (which the lab's nodes share).
+fn docker_restarted_at(lab: &Lab, n: usize) -> u64 {
+    let shown = lab.on_node(
         n,
         "systemctl show docker --property=ActiveEnterTimestampMonotonic",
-    )
+    );
+    shown
+        .trim()
+        .strip_prefix("ActiveEnterTimestampMonotonic=")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("node{n}: {shown}"))
+}
+
+/// The node (its number) whose Consul server leads, as `kv info` says.
+fn leader_node(lab: &Lab) -> usize {
+    let info = lab.run("kv", &["info"]);
+    let leader_ip = info
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("leader: "))
+        .unwrap_or_else(|| panic!("no leader\n{info}"))
+        .trim()
+        .to_owned();
+    let last: usize = leader_ip
+        .split(':')
+        .next()
+        .and_then(|ip| ip.rsplit('.').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("leader at `{leader_ip}`"));
+    last - 10
 }
 
 fn started_at(lab: &Lab, n: usize) -> String {
@@ -233,12 +259,14 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     assert_eq!(settled.code, 0, "{settled}");
     assert_eq!(unchanged_nodes(&settled), 5, "{settled}");
 
-    // 4. one Docker option changed for the clients: previewed, then applied
-    //    with a restart of Docker on those nodes only.
+    // 4. one Docker option changed for every node: previewed, then applied
+    //    with a restart of Docker on each, in the roll: the clients first,
+    //    then the servers one at a time through the gates, the leader last.
     let inventory = std::fs::read_to_string(lab.inventory()).unwrap();
+    let option = "docker_opts_extra=--max-concurrent-downloads=5";
     std::fs::write(
         lab.inventory(),
-        format!("{inventory}\n[clients:vars]\ndocker_opts_extra=--max-concurrent-downloads=5\n"),
+        format!("{inventory}\n[servers:vars]\n{option}\n[clients:vars]\n{option}\n"),
     )
     .unwrap();
     let original = lab.on_node(4, "cat /etc/default/docker");
@@ -254,27 +282,57 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
         original,
         "check mode changed the file"
     );
-    let docker_before: Vec<String> = (1..=5).map(|n| docker_restarted_at(&lab, n)).collect();
-    let apply = lab.run("run", &["setup"]);
+    let leader = leader_node(&lab);
+    let docker_before: Vec<u64> = (1..=5).map(|n| docker_restarted_at(&lab, n)).collect();
+    let apply = lab.run("run", &["setup", "-e", "gate_settle_seconds=3"]);
     assert_eq!(apply.code, 0, "{apply}");
-    assert_eq!(recap_changed(&apply), [0, 0, 0, 2, 2], "{apply}");
-    let docker_after: Vec<String> = (1..=5).map(|n| docker_restarted_at(&lab, n)).collect();
-    assert_eq!(
-        docker_before[..3],
-        docker_after[..3],
-        "servers' docker restarted"
+    assert_eq!(recap_changed(&apply), [2, 2, 2, 2, 2], "{apply}");
+    let docker_after: Vec<u64> = (1..=5).map(|n| docker_restarted_at(&lab, n)).collect();
+    for n in 0..5 {
+        assert_ne!(docker_before[n], docker_after[n], "node{}'s docker", n + 1);
+    }
+    // Each server's Docker came back only after the previous one had, and
+    // the gates held it a few seconds more (autopilot's settle alone is 3).
+    let mut servers: Vec<(u64, usize)> = (0..3).map(|n| (docker_after[n], n + 1)).collect();
+    servers.sort_unstable();
+    for pair in servers.windows(2) {
+        assert!(
+            pair[1].0 - pair[0].0 >= 3_000_000,
+            "node{} and node{} restarted docker {} ms apart\n{apply}",
+            pair[0].1,
+            pair[1].1,
+            (pair[1].0 - pair[0].0) / 1000
+        );
+    }
+    assert_eq!(servers[2].1, leader, "the leader was not last\n{apply}");
+    assert!(
+        docker_after[3].max(docker_after[4]) < servers[0].0,
+        "a server restarted before the clients\n{apply}"
     );
-    assert_ne!(docker_before[3], docker_after[3]);
-    assert_ne!(docker_before[4], docker_after[4]);
     assert!(lab
-        .on_node(5, "cat /etc/default/docker")
+        .on_node(1, "cat /etc/default/docker")
         .contains("--max-concurrent-downloads=5"));
     lab.assert_healthy();
 
-    // 4b. Docker's TCP API: TLS with client certificates, never plain.
+    // A restart left pending by a run cut short (its mark on the node) is
+    // done by the next run, on that node only.
+    let mark = "/mnt/arpanet-consul/docker-restart.pending";
+    lab.on_node(5, &format!("touch {mark}"));
+    let resumed = lab.run("run", &["setup", "-e", "gate_settle_seconds=3"]);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    let after: Vec<u64> = (1..=5).map(|n| docker_restarted_at(&lab, n)).collect();
+    assert_eq!(docker_after[..4], after[..4], "{resumed}");
+    assert_ne!(docker_after[4], after[4], "no restart\n{resumed}");
+    assert_eq!(
+        lab.on_node(5, &format!("ls {mark} 2>/dev/null || true")),
+        ""
+    );
+
+    // 4b. Docker's TCP API: TLS with client certificates, never plain
+    //     (on a client: no server holds the CA's copies).
     let tls = lab.run(
         "run",
-        &["setup", "--limit", "node1", "-e", "docker_tcp=true"],
+        &["setup", "--limit", "node4", "-e", "docker_tcp=true"],
     );
     assert_eq!(tls.code, 0, "{tls}");
     let certs = lab.dir.join("docker-tls");
@@ -283,7 +341,7 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
             .args(args)
             .args([
                 "-H",
-                &format!("tcp://{}:2375", lab.at(11)),
+                &format!("tcp://{}:2375", lab.at(14)),
                 "version",
                 "--format",
                 "{{.Server.Version}}",
@@ -316,10 +374,40 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     );
     let again = lab.run(
         "run",
-        &["setup", "--limit", "node1", "-e", "docker_tcp=true"],
+        &["setup", "--limit", "node4", "-e", "docker_tcp=true"],
     );
     assert_eq!(recap_changed(&again), [0], "{again}");
-    let off = lab.run("run", &["setup", "--limit", "node1"]);
+    // A second checkout, without the CA, adopts the one node4 holds (and
+    // node4's certificate) rather than making its own: node4's Docker is
+    // not restarted.
+    let node4_docker = docker_restarted_at(&lab, 4);
+    let second = lab.dir.join("second-checkout");
+    std::fs::create_dir_all(second.join("group_vars")).unwrap();
+    let second_inventory = second.join("inventory.ini");
+    std::fs::copy(lab.inventory(), &second_inventory).unwrap();
+    std::fs::copy(
+        lab.dir.join("group_vars/all.yml"),
+        second.join("group_vars/all.yml"),
+    )
+    .unwrap();
+    let adopted = lab.arpanet(&[
+        "run",
+        "-i",
+        second_inventory.to_str().unwrap(),
+        "setup",
+        "--limit",
+        "node4",
+        "-e",
+        "docker_tcp=true",
+    ]);
+    assert_eq!(adopted.code, 0, "{adopted}");
+    assert_eq!(
+        std::fs::read(second.join("docker-tls/ca.pem")).unwrap(),
+        std::fs::read(&ca).unwrap(),
+        "the second checkout made a CA of its own\n{adopted}"
+    );
+    assert_eq!(docker_restarted_at(&lab, 4), node4_docker, "{adopted}");
+    let off = lab.run("run", &["setup", "--limit", "node4"]);
     assert_eq!(recap_changed(&off), [2], "{off}");
     assert!(!docker(&[
         "--tlsverify",
@@ -569,27 +657,7 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
         assert_eq!(lab.on_node(n, "docker ps -aq --filter name=crash"), "");
     }
     lab.on_node(4, "docker rm -f crash >/dev/null");
-    let info = lab.run("kv", &["info"]);
-    let leader_ip = info
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("leader: "))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let leader = format!(
-        "node{}",
-        leader_ip
-            .split(':')
-            .next()
-            .unwrap()
-            .rsplit('.')
-            .next()
-            .unwrap()
-            .parse::<usize>()
-            .unwrap()
-            - 10
-    );
+    let leader = format!("node{}", leader_node(&lab));
     let good = lab.run("run", &["upgrade", "-e", &new_image]);
     assert_eq!(good.code, 0, "{good}");
     for n in 1..=5 {

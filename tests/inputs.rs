@@ -338,3 +338,53 @@ fn a_docker_bridge_ip_that_is_not_an_ipv4_address_is_refused_before_any_host() {
         assert_eq!(fine.code, 4, "{args:?}: {fine}");
     }
 }
+
+/// With `--output json`, a run refused for bad input says why on stdout
+/// too, as an `error` event with the file and line, so a program reading
+/// the events is not left with none; a usage error has no place.
+#[test]
+fn a_refused_run_with_json_output_prints_an_error_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("hosts"),
+        "h1 ansible_host=127.0.0.1 ansible_port=1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("play.yml"),
+        "- hosts: all\n  tasks:\n    - name: first\n      command: \"true\"\n    - name: bad\n      no_such_module: {}\n",
+    )
+    .unwrap();
+    let out = run_arpanet(d, d, &["run", "-i", "hosts", "play.yml", "-o", "json"], &[]);
+    assert_eq!(out.code, 5, "{out}");
+    let events: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(events.len(), 1, "{out}");
+    let event = &events[0];
+    assert_eq!(event["event"], "error", "{out}");
+    assert_eq!(event["exit_code"], 5, "{out}");
+    assert_eq!(event["line"], 6, "{out}");
+    assert!(
+        event["file"].as_str().unwrap().ends_with("play.yml"),
+        "{out}"
+    );
+    assert!(
+        event["message"]
+            .as_str()
+            .unwrap()
+            .contains("no_such_module"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("no_such_module"), "{out}");
+
+    std::fs::write(d.join("ok.yml"), "- hosts: all\n  tasks: []\n").unwrap();
+    let usage = run_arpanet(d, d, &["run", "-i", "missing", "ok.yml", "-o", "json"], &[]);
+    assert_eq!(usage.code, 5, "{usage}");
+    let event: serde_json::Value = serde_json::from_str(usage.stdout.trim()).unwrap();
+    assert_eq!(event["event"], "error", "{usage}");
+    assert!(event.get("line").is_none(), "{usage}");
+}

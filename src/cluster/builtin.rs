@@ -52,6 +52,10 @@ pub(crate) const BUILTINS: Builtins = Builtins {
         ),
         ("restart", include_str!("../../playbooks/restart.yml")),
         (
+            "restart-roll",
+            include_str!("../../playbooks/restart-roll.yml"),
+        ),
+        (
             "consul-agents",
             include_str!("../../playbooks/consul-agents.yml"),
         ),
@@ -84,6 +88,10 @@ pub(crate) const BUILTINS: Builtins = Builtins {
         (
             "docker-bridge.yml",
             include_str!("../../playbooks/tasks/docker-bridge.yml"),
+        ),
+        (
+            "docker-restart.yml",
+            include_str!("../../playbooks/tasks/docker-restart.yml"),
         ),
     ],
     // By the name a playbook gives as `src:`; a file of the same name beside

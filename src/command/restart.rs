@@ -16,6 +16,9 @@ use crate::session::Session;
 /// The variable naming the containers for `playbooks/restart.yml`.
 const SERVICES_VAR: &str = "restart_services";
 
+/// The name that restarts the Docker daemon rather than a container.
+const DOCKER: &str = "docker";
+
 pub(crate) fn run(args: RestartArgs) -> Result<i32> {
     let mut connect = connect_options(&args.connect)?;
     let services = unique(&args.services);
@@ -49,10 +52,10 @@ fn unique(names: &[String]) -> Vec<String> {
 }
 
 /// Every name must be a container the selected hosts' variables say
-/// arpanet manages (Consul's agent, a `stack` entry).
+/// arpanet manages (Consul's agent, a `stack` entry), or the daemon.
 fn check_names(connect: &crate::config::ConnectOptions, services: &[String]) -> Result<()> {
     let session = Session::open(connect)?;
-    let mut known: Vec<String> = Vec::new();
+    let mut known: Vec<String> = vec![DOCKER.to_owned()];
     for host in session.hosts("all")? {
         for name in logs::declared(&host) {
             if !known.contains(&name) {

@@ -642,6 +642,7 @@ fn builtins_parse() {
         "rotate-tokens",
         "rotate-certs",
         "restart",
+        "restart-roll",
     ]) {
         let text = B
             .playbook(name)
@@ -653,8 +654,8 @@ fn builtins_parse() {
     }
     assert_eq!(
         B.playbooks.len(),
-        B.names.len() + 8,
-        "three imported parts, the four `rotate`s and `restart`"
+        B.names.len() + 9,
+        "three imported parts, the four `rotate`s, `restart` and its roll"
     );
     assert!(B.playbook("nope").is_none());
     assert!(B.template("nope.j2").is_none());
@@ -803,6 +804,11 @@ fn every_builtin_playbook_parses_and_bootstrap_imports_the_four_steps() {
             "check the cluster shape",
             "cluster secrets, the running cluster's or made on this machine",
             "configure docker",
+            "restart docker where its configuration changed",
+            "a restart roll begins",
+            "restart on the nodes that are not consul servers, in batches",
+            "restart on the consul followers, one at a time",
+            "restart on the consul leader, last",
             "pull missing images",
             "consul servers not running yet, started together, then a leader",
             "consul clients not running yet, started once there is a leader",
