@@ -729,7 +729,8 @@ impl fmt::Display for InputKind {
             }
             ImportPlaybookWith { key } => write!(
                 f,
-                "`import_playbook` stands alone; `{key}` belongs in the imported playbook"
+                "`import_playbook` takes only `name` and `tags` beside it; `{key}` belongs in \
+                 the imported playbook"
             ),
             ImportCycle { keyword, name } => write!(f, "`{keyword}: {name}` nests too deeply"),
             ImportNotFound { keyword, name, .. } => match keyword.as_str() {

@@ -474,7 +474,11 @@ impl Playbook {
                 Some(name) => {
                     let location = builder.loc(p.key_pos("import_playbook"));
                     let imported = import(name, disk_dir(source, dir), &location, builtins)?;
-                    plays.extend(imported.plays);
+                    // The import's tags go to every play it brings in.
+                    plays.extend(imported.plays.into_iter().map(|mut play| {
+                        play.tags.extend(p.tags.iter().cloned());
+                        play
+                    }));
                     let mut found = found.borrow_mut();
                     found.uses.extend(imported.uses);
                     found.defines.extend(imported.defines);

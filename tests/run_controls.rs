@@ -432,3 +432,41 @@ fn a_retry_file_lists_failed_and_unreachable_hosts_for_limit_at_file() {
     assert_eq!(out.code, 2, "{out}");
     assert!(cluster.dir().join("fails.retry").exists());
 }
+
+/// `bootstrap`'s steps carry tags, as an Ansible user would expect of a
+/// site playbook: `--tags consul` keeps the checks and the cluster's keys
+/// (`always`) and the Consul agents, and leaves Docker's setup, the pulls
+/// and the stack out.
+#[test]
+fn bootstraps_steps_are_tagged() {
+    let home = tempfile::tempdir().unwrap();
+    fs::write(
+        home.path().join("hosts"),
+        "[servers]\nn1 ansible_host=127.0.0.1\n[clients]\nn2 ansible_host=127.0.0.1\n",
+    )
+    .unwrap();
+    let list = |args: &[&str]| {
+        let mut all = vec!["run", "-i", "hosts", "bootstrap"];
+        all.extend_from_slice(args);
+        let out = run_arpanet(home.path(), home.path(), &all, &[]);
+        assert_eq!(out.code, 0, "{out}");
+        out.stdout
+    };
+    let tags = list(&["--list-tags"]);
+    for tag in ["always", "consul", "docker", "pull", "stack"] {
+        assert!(tags.contains(tag), "no `{tag}`\n{tags}");
+    }
+    let every = list(&["--list-tasks"]);
+    let consul = list(&["--list-tasks", "--tags", "consul"]);
+    for (task, kept) in [
+        ("there are consul servers", true),
+        ("consul certificates and gossip key", true),
+        ("consul agent container", true),
+        ("render /etc/default/docker", false),
+        ("pull the stack images", false),
+        ("linking watcher script", false),
+    ] {
+        assert!(every.contains(task), "no `{task}` at all\n{every}");
+        assert_eq!(consul.contains(task), kept, "`{task}`\n{consul}");
+    }
+}

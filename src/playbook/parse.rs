@@ -466,7 +466,7 @@ fn play(node: &Node, reg: Registry) -> Res<RawPlay> {
     if p.import.is_some() {
         if let Some((other, pos, _)) = entries
             .iter()
-            .find(|(k, _, _)| *k != "import_playbook" && *k != "name")
+            .find(|(k, _, _)| !["import_playbook", "name", "tags"].contains(k))
         {
             return Err(at(
                 *pos,
