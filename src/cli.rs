@@ -158,6 +158,11 @@ pub struct RotateArgs {
     /// (the servers restart one at a time)
     #[arg(long, conflicts_with_all = ["tls", "certs"])]
     pub tokens: bool,
+    /// Replace the CA of Docker's TLS API (`docker_tcp`) instead: a new CA
+    /// and new certificates for the nodes and this checkout's client,
+    /// Docker restarted once on each node, in the roll
+    #[arg(long, conflicts_with_all = ["tls", "certs", "tokens"])]
+    pub docker_tls: bool,
     /// Change nothing; report what would change
     #[arg(short = 'C', long)]
     pub check: bool,

@@ -407,6 +407,65 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
         "the second checkout made a CA of its own\n{adopted}"
     );
     assert_eq!(docker_restarted_at(&lab, 4), node4_docker, "{adopted}");
+    // `rotate --docker-tls`: a new CA, node4's certificate and the client's
+    // from it, node4's Docker restarted once in the roll and no other
+    // node's; the old client certificate is refused, the new one answered,
+    // and the old CA forgotten once every node has the new one.
+    std::fs::create_dir_all(lab.dir.join("host_vars")).unwrap();
+    lab.file("host_vars/node4.yml", "docker_tcp: true\n");
+    let old_certs = lab.dir.join("docker-tls-before");
+    std::fs::create_dir_all(&old_certs).unwrap();
+    for file in ["ca.pem", "cert.pem", "key.pem"] {
+        std::fs::copy(certs.join(file), old_certs.join(file)).unwrap();
+    }
+    let old_cert = |name: &str| old_certs.join(name).display().to_string();
+    let restarted: Vec<u64> = (1..=5).map(|n| docker_restarted_at(&lab, n)).collect();
+    let rotated = lab.run(
+        "rotate",
+        &["--docker-tls", "--yes", "-e", "gate_settle_seconds=3"],
+    );
+    assert_eq!(rotated.code, 0, "{rotated}");
+    assert!(
+        rotated.stdout.contains("every node has the new Docker CA"),
+        "{rotated}"
+    );
+    assert_ne!(
+        std::fs::read(&ca).unwrap(),
+        std::fs::read(old_certs.join("ca.pem")).unwrap()
+    );
+    assert!(!certs.join("ca.old.pem").exists(), "{rotated}");
+    let now: Vec<u64> = (1..=5).map(|n| docker_restarted_at(&lab, n)).collect();
+    for n in 0..5 {
+        assert_eq!(now[n] != restarted[n], n == 3, "node{}\n{rotated}", n + 1);
+    }
+    let new_ok = docker(&[
+        "--tlsverify",
+        "--tlscacert",
+        &ca,
+        "--tlscert",
+        &client_cert,
+        "--tlskey",
+        &client_key,
+    ]);
+    assert!(
+        new_ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&new_ok.stderr)
+    );
+    let old_refused = docker(&[
+        "--tlsverify",
+        "--tlscacert",
+        &ca,
+        "--tlscert",
+        &old_cert("cert.pem"),
+        "--tlskey",
+        &old_cert("key.pem"),
+    ]);
+    assert!(
+        !old_refused.status.success(),
+        "the old client certificate answered"
+    );
+    std::fs::remove_file(lab.dir.join("host_vars/node4.yml")).unwrap();
     let off = lab.run("run", &["setup", "--limit", "node4"]);
     assert_eq!(recap_changed(&off), [2], "{off}");
     assert!(!docker(&[

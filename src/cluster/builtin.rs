@@ -52,6 +52,10 @@ pub(crate) const BUILTINS: Builtins = Builtins {
         ),
         ("restart", include_str!("../../playbooks/restart.yml")),
         (
+            "rotate-docker-tls",
+            include_str!("../../playbooks/rotate-docker-tls.yml"),
+        ),
+        (
             "restart-roll",
             include_str!("../../playbooks/restart-roll.yml"),
         ),

@@ -1,6 +1,9 @@
 //! Rotating the Consul CA (`arpanet rotate --tls`, the `rotate-tls`
 //! playbook): the state of a rotation in this checkout, and the
-//! `consul_ca_rotate` task that moves it on.
+//! `consul_ca_rotate` task that moves it on. Docker's TLS CA (`rotate
+//! --docker-tls`) is rotated with the same files and task, going from
+//! `start` straight to `drop`: nothing in the cluster talks to Docker's
+//! TCP API, so no phase of double trust is needed.
 //!
 //! A new CA cannot replace the old one on every agent at once: an agent
 //! that trusts only the new CA refuses every agent still showing a
@@ -261,10 +264,13 @@ pub(crate) fn step(dir: &Path, step: Step, check: bool) -> Result<Option<String>
         Step::Start => {
             let Some(ca) = read(&ca_path)? else {
                 return Err(Error::usage(format!(
-                    "there is no consul CA `{}` to rotate",
+                    "there is no CA `{}` to rotate",
                     ca_path.display()
                 ))
-                .with_hint("`arpanet run bootstrap` makes (or adopts) the cluster's CA"));
+                .with_hint(
+                    "`arpanet run bootstrap` makes (or adopts) the cluster's CA; Docker's \
+                     needs `docker_tcp: true` on some node",
+                ));
             };
             let mut done = Vec::new();
             if now.is_none() {

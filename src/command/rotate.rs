@@ -5,7 +5,9 @@
 //! (`rotate-tls`, see `cluster::ca_rotation`); `--certs`, new certificates
 //! from the same CA in one roll (`rotate-certs`); `--tokens`, new Consul
 //! ACL tokens (management and agents', `rotate-tokens`, see
-//! `cluster::acl`). Each changes what every
+//! `cluster::acl`); `--docker-tls`, a new CA for Docker's TLS API and
+//! new certificates, in one roll of Docker restarts (`rotate-docker-tls`).
+//! Each changes what every
 //! node trusts or shows, so it asks first (`--yes` without a terminal)
 //! and holds the cluster lock as every changing run does.
 
@@ -18,6 +20,15 @@ use crate::playbook;
 
 pub(crate) fn run(args: RotateArgs) -> Result<i32> {
     let (playbook, what, gives) = match (args.tls, args.certs) {
+        _ if args.docker_tls => (
+            DOCKER_TLS,
+            "`rotate --docker-tls` replaces the CA of Docker's TLS API and the certificates of \
+             every node where it is open and of this checkout's client, restarting Docker once \
+             on each such node (and so its containers), one batch at a time; Docker API clients \
+             then need the new `ca.pem`, `cert.pem` and `key.pem`, and other checkouts must copy \
+             `docker-tls/` from this one",
+            "a new Docker CA",
+        ),
         _ if args.tokens => (
             "rotate-tokens",
             "`rotate --tokens` replaces Consul's management token and every agent's ACL token \
@@ -70,6 +81,42 @@ pub(crate) fn run(args: RotateArgs) -> Result<i32> {
         verbose: args.connect.verbose,
         ..Settings::default()
     };
-    let result = super::run_changing(&connect, &args.connect, settings, rotate);
-    Ok(result?.code)
+    let result = super::run_changing(&connect, &args.connect, settings, rotate)?;
+    if playbook == DOCKER_TLS && !args.check {
+        finish_docker_tls(&connect, result.code)?;
+    }
+    Ok(result.code)
+}
+
+/// The playbook of `rotate --docker-tls`.
+const DOCKER_TLS: &str = "rotate-docker-tls";
+
+/// After `rotate --docker-tls`: when every node took the new CA (the run
+/// ended with no host failed or unreachable), the old CA is forgotten;
+/// until then this checkout accepts a node still holding it, and the next
+/// run carries on with the same new CA.
+fn finish_docker_tls(connect: &crate::config::ConnectOptions, code: i32) -> Result<()> {
+    let session = crate::session::Session::open(connect)?;
+    let Some(dir) = session
+        .hosts("all")?
+        .into_iter()
+        .find_map(|h| h.vars.get("docker_tls_dir")?.as_str().map(str::to_owned))
+    else {
+        return Ok(());
+    };
+    let dir = std::path::Path::new(&dir);
+    if code != 0 {
+        if cluster::ca_rotation::phase(dir)?.is_some() {
+            eprintln!(
+                "the Docker CA rotation is not finished: nodes not reached keep the old CA; \
+                 run `arpanet rotate --docker-tls` again once they answer"
+            );
+        }
+        return Ok(());
+    }
+    if let Some(done) = cluster::ca_rotation::step(dir, cluster::ca_rotation::Step::Finish, false)?
+    {
+        println!("every node has the new Docker CA: {done}");
+    }
+    Ok(())
 }

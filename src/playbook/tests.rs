@@ -643,6 +643,7 @@ fn builtins_parse() {
         "rotate-certs",
         "restart",
         "restart-roll",
+        "rotate-docker-tls",
     ]) {
         let text = B
             .playbook(name)
@@ -654,8 +655,8 @@ fn builtins_parse() {
     }
     assert_eq!(
         B.playbooks.len(),
-        B.names.len() + 9,
-        "three imported parts, the four `rotate`s, `restart` and its roll"
+        B.names.len() + 10,
+        "three imported parts, the five `rotate`s, `restart` and its roll"
     );
     assert!(B.playbook("nope").is_none());
     assert!(B.template("nope.j2").is_none());
