@@ -351,15 +351,20 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     };
     let cert = |name: &str| certs.join(name).display().to_string();
     let (ca, client_cert, client_key) = (cert("ca.pem"), cert("cert.pem"), cert("key.pem"));
-    let with_certs = docker(&[
-        "--tlsverify",
-        "--tlscacert",
-        &ca,
-        "--tlscert",
-        &client_cert,
-        "--tlskey",
-        &client_key,
-    ]);
+    // Docker's API over TLS, the server checked against the CA, with a
+    // client certificate.
+    let with_client = |cert: &str, key: &str| {
+        docker(&[
+            "--tlsverify",
+            "--tlscacert",
+            &ca,
+            "--tlscert",
+            cert,
+            "--tlskey",
+            key,
+        ])
+    };
+    let with_certs = with_client(&client_cert, &client_key);
     assert!(
         with_certs.status.success(),
         "{}",
@@ -438,29 +443,13 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     for n in 0..5 {
         assert_eq!(now[n] != restarted[n], n == 3, "node{}\n{rotated}", n + 1);
     }
-    let new_ok = docker(&[
-        "--tlsverify",
-        "--tlscacert",
-        &ca,
-        "--tlscert",
-        &client_cert,
-        "--tlskey",
-        &client_key,
-    ]);
+    let new_ok = with_client(&client_cert, &client_key);
     assert!(
         new_ok.status.success(),
         "{}",
         String::from_utf8_lossy(&new_ok.stderr)
     );
-    let old_refused = docker(&[
-        "--tlsverify",
-        "--tlscacert",
-        &ca,
-        "--tlscert",
-        &old_cert("cert.pem"),
-        "--tlskey",
-        &old_cert("key.pem"),
-    ]);
+    let old_refused = with_client(&old_cert("cert.pem"), &old_cert("key.pem"));
     assert!(
         !old_refused.status.success(),
         "the old client certificate answered"
@@ -468,17 +457,7 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     std::fs::remove_file(lab.dir.join("host_vars/node4.yml")).unwrap();
     let off = lab.run("run", &["setup", "--limit", "node4"]);
     assert_eq!(recap_changed(&off), [2], "{off}");
-    assert!(!docker(&[
-        "--tlsverify",
-        "--tlscacert",
-        &ca,
-        "--tlscert",
-        &client_cert,
-        "--tlskey",
-        &client_key
-    ])
-    .status
-    .success());
+    assert!(!with_client(&client_cert, &client_key).status.success());
     lab.assert_healthy();
 
     // 5. KV round trip; stop; bootstrap again with the KV data intact.
