@@ -265,25 +265,39 @@ fn a_consul_node_whose_arpanet_ip_does_not_resolve_is_refused_before_any_host() 
         assert_eq!(aliased.code, 4, "{playbook}: {aliased}");
         assert!(!aliased.stderr.contains("arpanet_ip"), "{aliased}");
 
+        // Absolute (the trailing dot): no search domain is tried.
         let named = run(
-            "[servers]\nn1 ansible_host=no-such-node.invalid\n",
+            "[servers]\nn1 ansible_host=no-such-node.invalid.\n",
             playbook,
         );
         assert_eq!(named.code, 5, "{playbook}: {named}");
         assert!(
             named.stderr.contains(
-                "host `n1`: `arpanet_ip` is `no-such-node.invalid`, a host name, and \
-                 `no-such-node.invalid` does not resolve on this machine"
+                "host `n1`: `arpanet_ip` is `no-such-node.invalid.`, a host name, and \
+                 `no-such-node.invalid.` does not resolve on this machine"
             ),
             "{playbook}: {named}"
         );
     }
-    let set = run("[servers]\nn1 arpanet_ip=consul-one.invalid\n", "consul");
+    let set = run("[servers]\nn1 arpanet_ip=consul-one.invalid.\n", "consul");
     assert_eq!(set.code, 5, "{set}");
     assert!(
         set.stderr
-            .contains("`arpanet_ip` is `consul-one.invalid`, a host name"),
+            .contains("`arpanet_ip` is `consul-one.invalid.`, a host name"),
         "{set}"
+    );
+    // A name for a loopback address only, beside another node: the other
+    // nodes could not reach it.
+    let looped = run(
+        "[servers]\nn3 ansible_host=localhost\nn4 ansible_host=127.0.0.2 port=1\n",
+        "consul",
+    );
+    assert_eq!(looped.code, 5, "{looped}");
+    assert!(
+        looped
+            .stderr
+            .contains("`localhost` resolves on this machine only to 127.0.0.1, a loopback address"),
+        "{looped}"
     );
     assert!(set.stderr.contains("n1 arpanet_ip=10.0.0.11"), "{set}");
     let short = run("[servers]\nn2 host=127.0.0.1 port=1\n", "consul");

@@ -22,11 +22,13 @@ use crate::error::{Error, Result};
 /// connects to, after `~/.ssh/config`'s `HostName`), returned for
 /// [`crate::config::ConnectOptions::resolved_ips`]. With `strict` (the
 /// built-in playbooks, which start Consul with it), a name that does not
-/// resolve is an error (exit 5) naming the host and the value; otherwise
-/// it is left as it is.
+/// resolve is an error (exit 5) naming the host and the value, and so is
+/// one that resolves only to a loopback address where the cluster has more
+/// than one node (Debian maps the machine's own name to 127.0.1.1: the
+/// other nodes could not reach it); otherwise it is left as it is.
 ///
-/// Every agent node is resolved, whatever `--limit` says: a node's Consul
-/// command names the servers by their addresses.
+/// The nodes `--limit` selects are resolved, and the servers whatever it
+/// says: a node's Consul command names the servers by their addresses.
 pub(crate) fn resolve(
     connect: &crate::config::ConnectOptions,
     strict: bool,
@@ -35,8 +37,16 @@ pub(crate) fn resolve(
         limit: None,
         ..connect.clone()
     })?;
+    let inventory = &session.inventory;
+    let limit = connect.limit.as_deref();
+    let mut wanted = crate::plan::play_hosts(inventory, "servers:clients", limit)?;
+    wanted.extend(crate::plan::play_hosts(inventory, "servers", None)?);
+    let agents = crate::plan::play_hosts(inventory, "servers:clients", None)?.len();
     let mut names = Vec::new();
     for host in session.hosts("servers:clients")? {
+        if !wanted.contains(&host.name) {
+            continue;
+        }
         let Some(value) = text_of(&host.vars, "arpanet_ip") else {
             continue;
         };
@@ -56,18 +66,21 @@ pub(crate) fn resolve(
     let found = lookup_all(names.iter().map(|(_, _, lookup)| lookup.as_str()));
     let mut resolved = Vec::with_capacity(names.len());
     for ((host, value, lookup), found) in names.into_iter().zip(found) {
-        let err = match found {
+        let problem = match found {
+            Ok(ip) if ip.is_loopback() && agents > 1 && strict => format!(
+                "`{lookup}` resolves on this machine only to {ip}, a loopback address the \
+                 other nodes cannot reach"
+            ),
             Ok(ip) => {
                 resolved.push((host, ip.to_string()));
                 continue;
             }
             Err(_) if !strict => continue,
-            Err(err) => err,
+            Err(err) => format!("`{lookup}` does not resolve on this machine ({err})"),
         };
         return Err(Error::usage(format!(
-            "host `{host}`: `arpanet_ip` is `{value}`, a host name, and `{lookup}` does not \
-             resolve on this machine ({err}): the node's Consul agent binds to this address and \
-             advertises it to the cluster"
+            "host `{host}`: `arpanet_ip` is `{value}`, a host name, and {problem}: the node's \
+             Consul agent binds to this address and advertises it to the cluster"
         ))
         .with_hint(format!(
             "set the node's private address in the inventory, `{host} arpanet_ip=10.0.0.11` \

@@ -19,6 +19,8 @@ pub(crate) fn run(args: RollbackArgs) -> Result<i32> {
         );
     }
     let mut connect = connect_options(&args.connect)?;
+    // The agents are recreated advertising each node's `arpanet_ip`.
+    connect.resolved_ips = cluster::address::resolve(&connect, true)?;
     let before = deployed::read(&connect, true)?;
     let target = before.rollback_target(args.number)?.clone();
     let current = before.current.as_ref().map_or(0, |r| r.number);

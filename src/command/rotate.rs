@@ -116,7 +116,7 @@ fn finish_docker_tls(connect: &crate::config::ConnectOptions, code: i32) -> Resu
     }
     if let Some(done) = cluster::ca_rotation::step(dir, cluster::ca_rotation::Step::Finish, false)?
     {
-        println!("every node has the new Docker CA: {done}");
+        eprintln!("every node has the new Docker CA: {done}");
     }
     Ok(())
 }

@@ -804,6 +804,7 @@ fn every_builtin_playbook_parses_and_bootstrap_imports_the_four_steps() {
         [
             "check the cluster shape",
             "cluster secrets, the running cluster's or made on this machine",
+            "cluster secrets, the running cluster's or made on this machine",
             "configure docker",
             "restart docker where its configuration changed",
             "a restart roll begins",
