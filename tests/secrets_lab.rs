@@ -811,7 +811,7 @@ fn cut_after_first_restart(lab: &Lab) -> (crate::support::Run, usize) {
             play = name;
         } else if let Some(name) = banner("TASK [") {
             task = name;
-        } else if play.starts_with("the consul followers restarted")
+        } else if play.starts_with("restart on the consul followers")
             && task.starts_with("gate: every server healthy, a leader")
         {
             let host = ["ok: [node", "changed: [node"]
