@@ -247,6 +247,13 @@ pub(crate) fn parse(stack: &Value) -> Result<Vec<Entry>, Problem> {
         .collect::<Result<Vec<_>, _>>()?;
     let mut seen = std::collections::BTreeSet::new();
     for e in &entries {
+        if e.name == "docker" {
+            return Err(problem(
+                "stack entry `docker`",
+                "`docker` names the Docker daemon (`arpanet restart docker`); give the entry \
+                 another name",
+            ));
+        }
         if !seen.insert(e.name.as_str()) {
             return Err(problem(
                 format!("stack entry `{}`", e.name),
@@ -889,6 +896,20 @@ mod tests {
         let names: Vec<_> = regs.iter().map(|r| r.body["Name"].clone()).collect();
         assert_eq!(names, [json!("api-8080"), json!("api-9090")]);
         assert_eq!(regs[1].body["Port"], 9091);
+    }
+
+    #[test]
+    fn an_entry_may_not_be_called_docker() {
+        let mut v = web();
+        v["name"] = json!("docker");
+        let problem = parse(&json!([v])).unwrap_err();
+        assert_eq!(problem.path, "stack entry `docker`");
+        assert!(
+            problem.message.contains("the Docker daemon"),
+            "{}",
+            problem.message
+        );
+        assert!(parse(&json!([web()])).is_ok());
     }
 
     fn problem_of(v: Value) -> Problem {
