@@ -39,7 +39,10 @@ pub(crate) fn resolve(
     })?;
     let inventory = &session.inventory;
     let limit = connect.limit.as_deref();
-    let mut wanted = crate::plan::play_hosts(inventory, "servers:clients", limit)?;
+    let mut wanted: std::collections::HashSet<String> =
+        crate::plan::play_hosts(inventory, "servers:clients", limit)?
+            .into_iter()
+            .collect();
     wanted.extend(crate::plan::play_hosts(inventory, "servers", None)?);
     let agents = crate::plan::play_hosts(inventory, "servers:clients", None)?.len();
     let mut names = Vec::new();
