@@ -838,6 +838,19 @@ fn an_arpanet_ip_given_as_a_host_name_is_read_as_its_address() {
     ]);
     assert_eq!(out.code, 0, "{out}");
     assert!(out.stdout.contains("binds to 127.0.0.1"), "{out}");
+
+    // `render` previews what the run sends: the address, not the name.
+    let template = cluster.write_file("bind.j2", "bind={{ arpanet_ip }}\n");
+    let out = cluster.run(&[
+        "render",
+        "-i",
+        inventory.to_str().unwrap(),
+        "--host",
+        "node1",
+        template.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.stdout, "bind=127.0.0.1\n", "{out}");
 }
 
 #[test]

@@ -129,8 +129,22 @@ fn load_scope(
     inventory: &[std::path::PathBuf],
     extra_vars: &[String],
 ) -> Result<(std::path::PathBuf, std::sync::Arc<Inventory>, Scope)> {
+    load_scope_resolved(inventory, extra_vars, &[])
+}
+
+/// [`load_scope`] with `arpanet_ip` set to `resolved`'s address for each
+/// host named there (see `cluster::address::resolve`).
+fn load_scope_resolved(
+    inventory: &[std::path::PathBuf],
+    extra_vars: &[String],
+    resolved: &[(String, String)],
+) -> Result<(std::path::PathBuf, std::sync::Arc<Inventory>, Scope)> {
     let paths = crate::project::inventory(inventory)?;
-    let inventory = std::sync::Arc::new(Inventory::load_all(&paths)?);
+    let mut inventory = Inventory::load_all(&paths)?;
+    for (host, ip) in resolved {
+        inventory.set_host_var(host, "arpanet_ip", ip.as_str().into());
+    }
+    let inventory = std::sync::Arc::new(inventory);
     for warning in &inventory.warnings {
         eprintln!("warning: {warning}");
     }

@@ -12,7 +12,11 @@ use crate::template::Engine;
 use crate::vars::Vars;
 
 pub(crate) fn run(args: RenderArgs) -> Result<i32> {
-    let (path, inventory, scope) = super::load_scope(&args.inventory, &args.extra_vars)?;
+    // A run reads a host name in `arpanet_ip` as the address it resolves
+    // to: so does the preview, where it resolves.
+    let resolved = crate::cluster::address::resolve(&options(&args)?, false)?;
+    let (path, inventory, scope) =
+        super::load_scope_resolved(&args.inventory, &args.extra_vars, &resolved)?;
     if !inventory.hosts.iter().any(|h| h.name == args.host) {
         return Err(Error::usage(format!(
             "no host `{}` in `{}`",
@@ -71,6 +75,28 @@ pub(crate) fn run(args: RenderArgs) -> Result<i32> {
         );
     }
     Ok(exit::OK)
+}
+
+/// The options a run with the same inventory and `-e` would have, as far
+/// as resolving `arpanet_ip` reads them.
+fn options(args: &RenderArgs) -> Result<crate::config::ConnectOptions> {
+    let project = crate::project::Project::here()?;
+    Ok(crate::config::ConnectOptions {
+        inventory: project.inventory(&args.inventory)?,
+        limit: None,
+        extra_vars: args.extra_vars.clone(),
+        forks: 1,
+        user: project.user,
+        private_key: None,
+        known_hosts: None,
+        host_key_checking: crate::transport::HostKeyChecking::Strict,
+        timeout: None,
+        defaults: crate::cluster::builtin::BUILTINS.defaults,
+        escalation: crate::escalation::Defaults::default(),
+        provided: Vars::new(),
+        session: crate::transport::SessionMode::Persistent,
+        resolved_ips: Vec::new(),
+    })
 }
 
 /// What `render` shows for an unset `docker_bridge_ip`.
