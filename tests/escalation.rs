@@ -705,3 +705,80 @@ fn a_blocks_become_reaches_its_tasks_with_their_environment() {
         format!("root|hello from root|{login}")
     );
 }
+
+#[test]
+fn a_sysv_service_is_enabled_and_disabled_once_then_left_alone() {
+    // A host without systemd keeps boot order in runlevel links: the
+    // service module reads them, so a second run changes nothing (it ran
+    // update-rc.d, and said changed, on every run).
+    let mut users = Users::new();
+    let login = users.add("v", None);
+    users.sudoer(&login, true);
+    let cluster = cluster_as(1, &login);
+    let name = format!("arpanet-test-{}", std::process::id());
+    let script = std::path::PathBuf::from(format!("/etc/init.d/{name}"));
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = Command::new("update-rc.d")
+                .args(["-f", &self.0, "remove"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let _ = fs::remove_file(format!("/etc/init.d/{}", self.0));
+        }
+    }
+    let _remove = Remove(name.clone());
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n### BEGIN INIT INFO\n# Provides: {name}\n# Default-Start: 2 3 4 5\n\
+             # Default-Stop: 0 1 6\n### END INIT INFO\nexit 0\n"
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let inventory = cluster.inventory(&[]);
+    let playbook = |enabled: bool| {
+        cluster.write_file(
+            "svc.yml",
+            &format!(
+                "- hosts: all\n  become: true\n  tasks:\n    - name: boot\n      service: \
+                 {{name: {name}, enabled: {enabled}}}\n"
+            ),
+        )
+    };
+    let links = || {
+        let mut found: Vec<String> = fs::read_dir("/etc/rc2.d")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|f| f.ends_with(&name))
+            .map(|f| f[..1].to_owned())
+            .collect();
+        found.sort();
+        found
+    };
+    let systemd = std::path::Path::new("/run/systemd/system").is_dir();
+    for (enabled, link) in [(true, "S"), (false, "K")] {
+        let playbook = playbook(enabled);
+        for expected in ["changed", "ok"] {
+            let run = cluster.run(&[
+                "run",
+                "-i",
+                inventory.to_str().unwrap(),
+                "-o",
+                "json",
+                playbook.to_str().unwrap(),
+            ]);
+            assert_eq!(run.code, 0, "{run}");
+            assert_eq!(
+                status(&run, "node1", "boot"),
+                expected,
+                "enabled={enabled}\n{run}"
+            );
+            if !systemd {
+                assert_eq!(links(), [link], "enabled={enabled}\n{run}");
+            }
+        }
+    }
+}

@@ -96,6 +96,11 @@ async fn run(args: &ServiceArgs, ctx: &Context<'_>) -> Result<Outcome> {
     }
 }
 
+/// Whether a SysV service `n` (a shell variable of the script) starts at
+/// boot: a start link in one of the multi-user runlevels, which is what
+/// `update-rc.d NAME enable` makes and `disable` turns into a kill link.
+const SYSV_ENABLED: &str = "ls /etc/rc[2345].d/S[0-9][0-9]\"$n\" >/dev/null 2>&1";
+
 /// One shell script that checks and acts; in check mode it only reports.
 fn script(n: &str, args: &ServiceArgs, check: bool) -> String {
     let act = |cmd: String| {
@@ -117,8 +122,10 @@ fn script(n: &str, args: &ServiceArgs, check: bool) -> String {
                 act(format!("systemctl enable --quiet {n}"))
             ));
             sysv.push(format!(
-                "{} || true",
-                act(format!("update-rc.d {n} defaults >/dev/null"))
+                "{SYSV_ENABLED} || {}",
+                act(format!(
+                    "update-rc.d {n} defaults >/dev/null && update-rc.d {n} enable >/dev/null"
+                ))
             ));
         } else {
             systemd.push(format!(
@@ -126,7 +133,7 @@ fn script(n: &str, args: &ServiceArgs, check: bool) -> String {
                 act(format!("systemctl disable --quiet {n}"))
             ));
             sysv.push(format!(
-                "{} || true",
+                "! {SYSV_ENABLED} || {}",
                 act(format!("update-rc.d {n} disable >/dev/null"))
             ));
         }
@@ -163,7 +170,7 @@ fn script(n: &str, args: &ServiceArgs, check: bool) -> String {
         None => {}
     }
     format!(
-        "set -e; if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then {}; else {}; fi",
+        "set -e; n={n}; if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then {}; else {}; fi",
         join(&systemd),
         join(&sysv)
     )
