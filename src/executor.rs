@@ -999,6 +999,19 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
         }
         bind_item(task, &mut vars, index, &item);
         let outcome = once(shared, task, state, &vars).await?;
+        if !task.module.defines().is_empty() {
+            // The next item sees the facts this one set (`acc: "{{ acc |
+            // default([]) + [item] }}"` gathers every item), as in Ansible.
+            vars = task_vars(
+                shared.scope,
+                shared.engine,
+                shared.settings,
+                shared.play,
+                task,
+                state,
+            );
+            bind_item(task, &mut vars, index, &item);
+        }
         let label = match &task.loop_control.label {
             Some(label) => shared.engine.render_str(label, &vars, &task.location)?,
             None => item_label(&item),
@@ -2366,6 +2379,23 @@ mod tests {
         layers.extra.insert("pinned".into(), "from-cli".into());
         on_h1(Scope::new(inventory, layers), &fake, playbook);
         assert_eq!(fake.commands("h1"), ["echo 'base:2 from-cli'"]);
+    }
+
+    #[test]
+    fn a_looped_set_fact_sees_what_its_earlier_items_set() {
+        let yaml = r#"
+- hosts: all
+  tasks:
+    - set_fact:
+        acc: "{{ acc | default([]) + [item * 10] }}"
+      loop: [1, 2, 3]
+    - command: echo "{{ acc | join(',') }}"
+"#;
+        let fake = Fake::default();
+        let inventory = Arc::new(inventory(1));
+        let playbook = Playbook::parse(Path::new("test.yml"), Path::new("."), yaml).unwrap();
+        on_h1(Scope::new(inventory, Layers::default()), &fake, playbook);
+        assert_eq!(fake.commands("h1"), ["echo 10,20,30"]);
     }
 
     /// A task's vars are read as Ansible reads them, when used: a block's
