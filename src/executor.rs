@@ -833,11 +833,18 @@ impl Executor {
             };
             let registered = run_on_host(&shared, task, state).await;
             if !state.gone {
-                ran = Some((state.name.clone(), state.failed, registered));
+                // What a `set_fact` set there, set on every host.
+                let facts: Vars = task
+                    .module
+                    .defines()
+                    .into_iter()
+                    .filter_map(|k| Some((k.to_owned(), state.vars.fact(k)?.clone())))
+                    .collect();
+                ran = Some((state.name.clone(), state.failed, registered, facts));
                 break;
             }
         }
-        let Some((first, failed, registered)) = ran else {
+        let Some((first, failed, registered, facts)) = ran else {
             return;
         };
         for host in hosts.iter().filter(|h| **h != first) {
@@ -846,6 +853,9 @@ impl Executor {
             };
             if let (Some(name), Some(value)) = (&task.register, &registered) {
                 state.vars.register(name, value.clone());
+            }
+            if !facts.is_empty() && !failed {
+                state.vars.set_facts(facts.clone());
             }
             if failed {
                 state.failed = true;
@@ -2396,6 +2406,22 @@ mod tests {
         let playbook = Playbook::parse(Path::new("test.yml"), Path::new("."), yaml).unwrap();
         on_h1(Scope::new(inventory, Layers::default()), &fake, playbook);
         assert_eq!(fake.commands("h1"), ["echo 10,20,30"]);
+    }
+
+    #[test]
+    fn a_run_once_set_fact_sets_the_fact_on_every_host() {
+        let yaml = r#"
+- hosts: all
+  tasks:
+    - set_fact:
+        leader: "{{ inventory_hostname }}"
+      run_once: true
+    - command: echo "{{ leader | default('none') }}"
+"#;
+        let (_, fake) = run(&Fake::default(), 3, yaml, Settings::default());
+        for host in ["h1", "h2", "h3"] {
+            assert_eq!(fake.commands(host), ["echo h1"], "{host}");
+        }
     }
 
     /// A task's vars are read as Ansible reads them, when used: a block's
