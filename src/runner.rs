@@ -32,6 +32,41 @@ pub struct Output {
 pub(crate) type MakeGuard<'a> =
     &'a dyn Fn(&Session, Arc<dyn Connector>) -> Result<Option<Arc<dyn Guard>>>;
 
+/// The playbooks with each templated `hosts:` rendered (`hosts: "{{ target
+/// }}"` with `-e target=db`), as Ansible renders it before the play: with
+/// the play's `vars`, `-e` above them, and `groups`. `None` when no play's
+/// pattern is a template. A pattern that does not render is bad input.
+pub(crate) fn render_play_hosts(
+    playbooks: &[Playbook],
+    scope: &crate::scope::Scope,
+) -> Result<Option<Vec<Playbook>>> {
+    let templated = |p: &Playbook| {
+        p.plays
+            .iter()
+            .any(|play| crate::template::is_template(&play.hosts))
+    };
+    if !playbooks.iter().any(templated) {
+        return Ok(None);
+    }
+    let mut engine = Engine::new();
+    scope.share_groups(&mut engine);
+    let mut out = playbooks.to_vec();
+    for play in out.iter_mut().flat_map(|p| p.plays.iter_mut()) {
+        if !crate::template::is_template(&play.hosts) {
+            continue;
+        }
+        let mut vars = play.vars.clone();
+        vars.extend(scope.extra().iter().map(|(k, v)| (k.clone(), v.clone())));
+        let pattern = engine.render_str(&play.hosts, &vars, &play.location)?;
+        if play.name == play.hosts {
+            // an unnamed play goes by its pattern
+            play.name = pattern.trim().to_owned();
+        }
+        play.hosts = pattern.trim().to_owned();
+    }
+    Ok(Some(out))
+}
+
 /// No guard.
 pub(crate) fn unguarded(_: &Session, _: Arc<dyn Connector>) -> Result<Option<Arc<dyn Guard>>> {
     Ok(None)
@@ -61,6 +96,8 @@ pub(crate) fn run_playbooks(
     if let Some(start) = &settings.start_at_task {
         crate::plan::check_start_at_task(playbooks, start)?;
     }
+    let rendered = render_play_hosts(playbooks, &session.scope)?;
+    let playbooks = rendered.as_deref().unwrap_or(playbooks);
     let targets = session.targets_of(
         playbooks
             .iter()

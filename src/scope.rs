@@ -329,6 +329,11 @@ impl Scope {
         &self.inventory
     }
 
+    /// The `-e` variables.
+    pub(crate) fn extra(&self) -> &Vars {
+        &self.layers.extra
+    }
+
     /// Layers 1 to 6, 9 and 10 for `host`, templates unrendered; the
     /// `groups` magic var only `with_groups` (it is the same big value for
     /// every host).

@@ -1520,3 +1520,51 @@ fn the_docker_bridge_address_comes_from_a_bip_option_or_is_kept_when_set() {
         );
     }
 }
+
+#[test]
+fn a_templated_hosts_pattern_is_rendered_with_extra_and_play_vars() {
+    let cluster = Cluster::start(3);
+    let inventory = cluster.inventory(&[]);
+    let playbook = cluster.write_file(
+        "targeted.yml",
+        "- hosts: \"{{ target }}\"\n  tasks:\n    - command: hostname\n      register: h\n    \
+         - debug: {msg: \"ran on {{ inventory_hostname }}\"}\n\
+         - hosts: \"{{ pick }}\"\n  vars:\n    pick: node3\n  tasks:\n    \
+         - debug: {msg: \"second on {{ inventory_hostname }}\"}\n",
+    );
+    let out = cluster.run(&[
+        "run",
+        "-i",
+        inventory.to_str().unwrap(),
+        "-e",
+        "target=node2",
+        playbook.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("ran on node2"), "{out}");
+    assert!(!out.stdout.contains("ran on node1"), "{out}");
+    assert!(out.stdout.contains("second on node3"), "{out}");
+    assert!(!out.stdout.contains("second on node1"), "{out}");
+    assert!(!out.stderr.contains("no hosts matched"), "{out}");
+    let out = cluster.run(&[
+        "run",
+        "-i",
+        inventory.to_str().unwrap(),
+        "-e",
+        "target=node2",
+        "--list-hosts",
+        playbook.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("play #1 (node2): node2"), "{out}");
+
+    // Without the variable, the pattern is bad input, before any host.
+    let out = cluster.run(&[
+        "run",
+        "-i",
+        inventory.to_str().unwrap(),
+        playbook.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 5, "{out}");
+    assert!(out.stderr.contains("targeted.yml"), "{out}");
+}

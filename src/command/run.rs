@@ -171,12 +171,14 @@ fn list(args: &RunArgs, playbooks: &[playbook::Playbook]) -> Result<i32> {
     // The inventory only for what needs it: a syntax check needs none.
     let mut inventory = None;
     let mut limit = None;
+    let mut rendered = None;
     if !args.syntax_check {
         let connect = connect_options(&args.connect)?;
-        let (_, loaded, _) = super::load_scope(&connect.inventory, &connect.extra_vars)?;
+        let (_, loaded, scope) = super::load_scope(&connect.inventory, &connect.extra_vars)?;
         if let Some(limit) = &connect.limit {
             loaded.select(limit)?;
         }
+        rendered = crate::runner::render_play_hosts(playbooks, &scope)?;
         inventory = Some(loaded);
         limit = connect.limit;
     }
@@ -185,6 +187,7 @@ fn list(args: &RunArgs, playbooks: &[playbook::Playbook]) -> Result<i32> {
         None => Ok(Vec::new()),
     };
     let mut out = String::new();
+    let playbooks = rendered.as_deref().unwrap_or(playbooks);
     for (name, playbook) in args.playbooks.iter().zip(playbooks) {
         out.push_str(&listing::playbook(name, playbook, &hosts, lists, &filters)?);
     }
