@@ -662,3 +662,37 @@ fn systemd_reloads_then_enables_and_starts_only_what_differs() {
         "check mode reloaded"
     );
 }
+
+#[test]
+fn a_free_form_command_takes_its_options_as_key_value_words() {
+    let cluster = Cluster::start(1);
+    let inventory = cluster.inventory(&[]);
+    let dir = cluster.dir().join("inline");
+    fs::create_dir_all(&dir).unwrap();
+    give_to_test_user(&dir);
+    let marker = dir.join("made");
+    let playbook = cluster.write_file(
+        "inline.yml",
+        &format!(
+            "- hosts: all\n  tasks:\n\
+             \x20   - command: touch {m} creates={m}\n      register: first\n\
+             \x20   - command: touch {m} creates={m}\n      register: again\n\
+             \x20   - shell: pwd chdir=/usr\n      register: here\n\
+             \x20   - debug: {{msg: \"first={{{{ first is skipped }}}} again={{{{ again is skipped }}}} \
+             here={{{{ here.stdout }}}}\"}}\n",
+            m = marker.display()
+        ),
+    );
+    let out = cluster.run(&[
+        "run",
+        "-i",
+        inventory.to_str().unwrap(),
+        playbook.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(marker.exists(), "{out}");
+    assert!(
+        out.stdout.contains("first=False again=True here=/usr"),
+        "{out}"
+    );
+}

@@ -84,10 +84,7 @@ pub(super) fn parse_args(
     expecting: &'static str,
 ) -> Result<CommandArgs, BadArgs> {
     if let Some(cmd) = free_form(node) {
-        return Ok(CommandArgs {
-            cmd: Some(cmd),
-            ..CommandArgs::default()
-        });
+        return inline_options(&cmd);
     }
     let m: CommandMap = args_map(node, expecting)?;
     let args = CommandArgs {
@@ -107,6 +104,105 @@ pub(super) fn parse_args(
         (None, Some(argv)) if argv.is_empty() => Err(BadArgs::invalid("`argv` is empty")),
         _ => Ok(args),
     }
+}
+
+/// The options a free-form command line may carry as `KEY=VALUE` words,
+/// as in Ansible (`command: make install creates=/usr/local/bin/tool`).
+const INLINE: [&str; 4] = ["creates", "removes", "chdir", "stdin"];
+
+/// Options Ansible also reads there that arpanet does not take.
+const INLINE_UNSUPPORTED: [&str; 4] = [
+    "executable",
+    "warn",
+    "stdin_add_newline",
+    "strip_empty_ends",
+];
+
+/// A free-form command line with its `KEY=VALUE` option words taken out
+/// (see [`INLINE`]); a value may be quoted. Words are split as a shell
+/// would (quotes, and `{{ }}` / `{% %}` kept whole); what is left of the
+/// line stays as written, so a multi-line script keeps its lines.
+fn inline_options(line: &str) -> Result<CommandArgs, BadArgs> {
+    let mut args = CommandArgs::default();
+    let mut cmd = String::with_capacity(line.len());
+    let mut kept = 0;
+    for (start, end) in words(line) {
+        let word = &line[start..end];
+        let Some((key, value)) = word.split_once('=') else {
+            continue;
+        };
+        if INLINE_UNSUPPORTED.contains(&key) {
+            return Err(
+                BadArgs::invalid(format!("`{key}=` is not an option arpanet takes"))
+                    .with_hint(format!("remove it; the options are {}", INLINE.join(", "))),
+            );
+        }
+        let slot = match key {
+            "creates" => &mut args.creates,
+            "removes" => &mut args.removes,
+            "chdir" => &mut args.chdir,
+            "stdin" => &mut args.stdin,
+            _ => continue,
+        };
+        *slot = Some(unquote(value));
+        cmd.push_str(&line[kept..start]);
+        kept = end;
+    }
+    cmd.push_str(&line[kept..]);
+    let cmd = cmd.trim();
+    if cmd.is_empty() {
+        return Err(BadArgs::invalid(format!(
+            "no command besides the options ({})",
+            INLINE.join(", ")
+        )));
+    }
+    args.cmd = Some(cmd.to_owned());
+    Ok(args)
+}
+
+/// The byte spans of `line`'s words: runs outside whitespace, where quotes
+/// and template tags hold whitespace in.
+fn words(line: &str) -> Vec<(usize, usize)> {
+    let bytes = line.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut quote = None;
+        while i < bytes.len() {
+            let b = bytes[i];
+            match quote {
+                Some(q) if b == q => quote = None,
+                Some(b'"') if b == b'\\' => i += 1,
+                Some(_) => {}
+                None if b == b'\'' || b == b'"' => quote = Some(b),
+                None if b == b'\\' => i += 1,
+                None if b == b'{' && matches!(bytes.get(i + 1), Some(b'{' | b'%')) => {
+                    let close = if bytes[i + 1] == b'{' { "}}" } else { "%}" };
+                    i = line[i..].find(close).map_or(bytes.len(), |at| i + at + 1);
+                }
+                None if b.is_ascii_whitespace() => break,
+                None => {}
+            }
+            i += 1;
+        }
+        out.push((start, i.min(bytes.len())));
+    }
+    out
+}
+
+/// A value without the quotes around it.
+fn unquote(value: &str) -> String {
+    for q in ['"', '\''] {
+        if let Some(inner) = value.strip_prefix(q).and_then(|v| v.strip_suffix(q)) {
+            return inner.to_owned();
+        }
+    }
+    value.to_owned()
 }
 
 impl CommandArgs {
@@ -328,7 +424,27 @@ pub(crate) fn split_words(line: &str) -> Result<Vec<String>, crate::error::Input
 
 #[cfg(test)]
 mod tests {
-    use super::split_words;
+    use super::{inline_options, split_words};
+
+    #[test]
+    fn option_words_of_a_free_form_line_are_taken_out_as_options() {
+        let a = inline_options("make install creates=/usr/bin/tool chdir='/src/my tool'").unwrap();
+        assert_eq!(a.cmd.as_deref(), Some("make install"));
+        assert_eq!(a.creates.as_deref(), Some("/usr/bin/tool"));
+        assert_eq!(a.chdir.as_deref(), Some("/src/my tool"));
+        let a = inline_options("removes=\"{{ stamp }}\" rm -f {{ stamp }} x=1").unwrap();
+        assert_eq!(a.cmd.as_deref(), Some("rm -f {{ stamp }} x=1"));
+        assert_eq!(a.removes.as_deref(), Some("{{ stamp }}"));
+        // Quoted or templated, a word is not an option; the lines stay.
+        let script = "echo 'creates=/x' {{ 'chdir=/y' }}\n  cd /tmp\n  ls";
+        let a = inline_options(script).unwrap();
+        assert_eq!(a.cmd.as_deref(), Some(script));
+        assert_eq!((a.creates, a.chdir), (None, None));
+        let a = inline_options("FOO=bar env").unwrap();
+        assert_eq!(a.cmd.as_deref(), Some("FOO=bar env"));
+        assert!(inline_options("creates=/x").is_err());
+        assert!(inline_options("ls executable=/bin/bash").is_err());
+    }
 
     #[test]
     fn words_split_like_a_shell_without_expansion() {
