@@ -83,6 +83,9 @@ pub struct ConnectOptions {
     /// the address it resolves to on this machine, set as the host's own
     /// variable (see `cluster::address::resolve`).
     pub resolved_ips: Vec<(String, String)>,
+    /// The user playbooks' directories: their `group_vars/` and
+    /// `host_vars/` apply over the inventory's, as in Ansible.
+    pub playbook_dirs: Vec<PathBuf>,
 }
 
 /// The variable choosing how a host's commands run (see [`SessionMode`]).

@@ -350,6 +350,23 @@ impl Inventory {
         in_files("host_vars", host).or(winner)
     }
 
+    /// Merge the `group_vars/` and `host_vars/` beside a playbook in `dir`
+    /// over the inventory's, as Ansible does (each file ranks just above
+    /// the inventory's file of the same group or host); nothing when the
+    /// inventory's own were read from there.
+    pub(crate) fn load_playbook_vars_dirs(&mut self, dir: &Path) -> Result<()> {
+        let same = |base: &PathBuf| match (base.canonicalize(), dir.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => base == dir,
+        };
+        if self.bases.iter().any(same) {
+            return Ok(());
+        }
+        self.load_vars_dirs(dir)?;
+        self.bases.push(dir.to_path_buf());
+        Ok(())
+    }
+
     /// Merge `group_vars/` and `host_vars/` from `base` over earlier ones.
     fn load_vars_dirs(&mut self, base: &Path) -> Result<()> {
         let group_dir = base.join("group_vars");

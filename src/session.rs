@@ -38,6 +38,9 @@ impl Session {
     pub fn open(args: &ConnectOptions) -> Result<Self> {
         let defaults = ConnectDefaults::from_options(args)?;
         let mut inventory = Inventory::load_all(&args.inventory)?;
+        for dir in &args.playbook_dirs {
+            inventory.load_playbook_vars_dirs(dir)?;
+        }
         for (host, ip) in &args.resolved_ips {
             inventory.set_host_var(host, "arpanet_ip", ip.as_str().into());
         }

@@ -1568,3 +1568,33 @@ fn a_templated_hosts_pattern_is_rendered_with_extra_and_play_vars() {
     assert_eq!(out.code, 5, "{out}");
     assert!(out.stderr.contains("targeted.yml"), "{out}");
 }
+
+#[test]
+fn group_and_host_vars_beside_the_playbook_apply_over_the_inventorys() {
+    let cluster = Cluster::start(2);
+    let inventory = cluster.inventory(&[]);
+    cluster.write_file("group_vars/all.yml", "color: inventory\nshade: inventory\n");
+    cluster.write_file("play/group_vars/all.yml", "color: playbook\n");
+    cluster.write_file("play/host_vars/node1.yml", "mark: playbook-node1\n");
+    let playbook = cluster.write_file(
+        "play/show.yml",
+        "- hosts: all\n  tasks:\n    - debug: {msg: \"{{ inventory_hostname }} \
+         {{ color }}/{{ shade }}/{{ mark | default('unset') }}\"}\n",
+    );
+    let out = cluster.run(&[
+        "run",
+        "-i",
+        inventory.to_str().unwrap(),
+        playbook.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stdout
+            .contains("node1 playbook/inventory/playbook-node1"),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains("node2 playbook/inventory/unset"),
+        "{out}"
+    );
+}

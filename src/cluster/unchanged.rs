@@ -593,6 +593,7 @@ mod tests {
             provided: Default::default(),
             session: SessionMode::Persistent,
             resolved_ips: Vec::new(),
+            playbook_dirs: Vec::new(),
         };
         let session = Session::open(&connect).unwrap();
         let hosts = ordered_hosts(&session).unwrap();

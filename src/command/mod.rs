@@ -62,6 +62,7 @@ fn connect_options(args: &ConnectArgs) -> Result<ConnectOptions> {
             SessionArg::Exec => SessionMode::Exec,
         },
         resolved_ips: Vec::new(),
+        playbook_dirs: Vec::new(),
     })
 }
 

@@ -96,6 +96,7 @@ fn options(args: &RenderArgs) -> Result<crate::config::ConnectOptions> {
         provided: Vars::new(),
         session: crate::transport::SessionMode::Persistent,
         resolved_ips: Vec::new(),
+        playbook_dirs: Vec::new(),
     })
 }
 

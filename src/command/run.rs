@@ -38,6 +38,13 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     }
     let retry_file = retry_file(&args);
     let mut connect = connect_options(&args.connect)?;
+    connect.playbook_dirs = args
+        .playbooks
+        .iter()
+        .zip(&playbooks)
+        .filter(|(arg, _)| !playbook::resolves_to_builtin(arg, crate::cluster::builtin::BUILTINS))
+        .map(|(_, p)| p.dir.clone())
+        .collect();
     let names = |list: &[&str]| args.playbooks.iter().any(|p| list.contains(&p.as_str()));
     let (stack, docker) = (names(STACK_PLAYBOOKS), names(DOCKER_PLAYBOOKS));
     let consul = names(CONSUL_PLAYBOOKS);
