@@ -148,6 +148,11 @@ fn inline_options(line: &str) -> Result<CommandArgs, BadArgs> {
         cmd.push_str(&line[kept..start]);
         kept = end;
     }
+    if kept == 0 {
+        // no option: the line exactly as written
+        args.cmd = Some(line.to_owned());
+        return Ok(args);
+    }
     cmd.push_str(&line[kept..]);
     let cmd = cmd.trim();
     if cmd.is_empty() {
@@ -436,7 +441,7 @@ mod tests {
         assert_eq!(a.cmd.as_deref(), Some("rm -f {{ stamp }} x=1"));
         assert_eq!(a.removes.as_deref(), Some("{{ stamp }}"));
         // Quoted or templated, a word is not an option; the lines stay.
-        let script = "echo 'creates=/x' {{ 'chdir=/y' }}\n  cd /tmp\n  ls";
+        let script = "echo 'creates=/x' {{ 'chdir=/y' }}\n  cd /tmp\n  ls\n";
         let a = inline_options(script).unwrap();
         assert_eq!(a.cmd.as_deref(), Some(script));
         assert_eq!((a.creates, a.chdir), (None, None));
