@@ -503,9 +503,11 @@ impl Executor {
                 state.failed = false;
                 state.uncounted = false;
                 if let Some((task, result)) = state.last_failure.take() {
-                    state
-                        .vars
-                        .register("ansible_failed_task", json!({ "name": task }));
+                    let task = json!({ "name": task });
+                    self.engine.record_fact(host, "ansible_failed_task", &task);
+                    self.engine
+                        .record_fact(host, "ansible_failed_result", &result);
+                    state.vars.register("ansible_failed_task", task);
                     state.vars.register("ansible_failed_result", result);
                 }
             }
@@ -852,9 +854,13 @@ impl Executor {
                 continue;
             };
             if let (Some(name), Some(value)) = (&task.register, &registered) {
+                self.engine.record_fact(host, name, value);
                 state.vars.register(name, value.clone());
             }
             if !facts.is_empty() && !failed {
+                for (name, value) in &facts {
+                    self.engine.record_fact(host, name, value);
+                }
                 state.vars.set_facts(facts.clone());
             }
             if failed {
@@ -945,6 +951,7 @@ async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) ->
     }
     let registered = task.register.as_ref().map(|name| {
         let value = registered_value(&outcome, status);
+        shared.engine.record_fact(&state.name, name, &value);
         state.vars.register(name, value.clone());
         value
     });
@@ -1392,6 +1399,7 @@ async fn once(
         if let Some(facts) = outcome.facts.take() {
             for (name, value) in &facts {
                 shared.scope.add_fact(&mut vars, name, value.clone());
+                shared.engine.record_fact(&state.name, name, value);
             }
             state.vars.set_facts(facts);
         }
@@ -2406,6 +2414,28 @@ mod tests {
         let playbook = Playbook::parse(Path::new("test.yml"), Path::new("."), yaml).unwrap();
         on_h1(Scope::new(inventory, Layers::default()), &fake, playbook);
         assert_eq!(fake.commands("h1"), ["echo 10,20,30"]);
+    }
+
+    #[test]
+    fn hostvars_show_other_hosts_facts_and_registered_results() {
+        let yaml = r#"
+- hosts: all
+  tasks:
+    - command: echo hi
+      register: said
+    - set_fact:
+        tok: "t-{{ inventory_hostname }}"
+    - command: echo "{{ hostvars['h2'].said.stdout }} {{ hostvars[inventory_hostname].tok }}"
+- hosts: h1
+  tasks:
+    - command: echo "{{ hostvars['h2'].tok }} {{ 'tok' in hostvars['h2'] }}"
+"#;
+        let (_, fake) = run(&Fake::default(), 2, yaml, Settings::default());
+        assert_eq!(
+            fake.commands("h1"),
+            ["echo hi", "echo 'out from h2 t-h1'", "echo 't-h2 True'"]
+        );
+        assert_eq!(fake.commands("h2")[1], "echo 'out from h2 t-h2'");
     }
 
     #[test]

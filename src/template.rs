@@ -34,6 +34,34 @@ const MAX_FUEL: u64 = 20_000_000;
 
 pub struct Engine {
     env: minijinja::Environment<'static>,
+    facts: Facts,
+}
+
+/// What tasks set on each host (`set_fact`, `register`), as `hostvars`
+/// shows it to every host's templates: facts outlive plays, and a task on
+/// one host reads what another host's task set before it.
+#[derive(Debug, Default, Clone)]
+struct Facts(Arc<std::sync::RwLock<std::collections::HashMap<String, Vars>>>);
+
+impl Facts {
+    fn get(&self, host: &str, key: &str) -> Option<Value> {
+        let facts = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        facts.get(host)?.get(key).map(Value::from_serialize)
+    }
+
+    fn keys(&self, host: &str) -> Vec<String> {
+        let facts = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        facts
+            .get(host)
+            .map(|f| f.keys().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// The variables a render reads. Borrowed ones become one minijinja value
@@ -61,6 +89,7 @@ impl Root<'_> {
             Root::Shared(vars) => Value::from_object(LazyVars {
                 own: Arc::clone(vars),
                 below: None,
+                facts: None,
             }),
         }
     }
@@ -74,6 +103,8 @@ impl Root<'_> {
 struct LazyVars {
     own: Arc<Vars>,
     below: Option<Arc<Vars>>,
+    /// For a host in `hostvars`: its facts, over `own`.
+    facts: Option<(Facts, String)>,
 }
 
 impl minijinja::value::Object for LazyVars {
@@ -82,6 +113,9 @@ impl minijinja::value::Object for LazyVars {
     }
 
     fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
+        if let Some(fact) = self.facts.as_ref().and_then(|(f, host)| f.get(host, key)) {
+            return Some(fact);
+        }
         self.own
             .get(key)
             .or_else(|| self.below.as_ref()?.get(key))
@@ -90,13 +124,18 @@ impl minijinja::value::Object for LazyVars {
 
     fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
         let below = self.below.iter().flat_map(|below| below.keys());
-        minijinja::value::Enumerator::Values(
-            below
-                .filter(|k| !self.own.contains_key(*k))
-                .chain(self.own.keys())
-                .map(|k| Value::from(k.as_str()))
-                .collect(),
-        )
+        let facts = match &self.facts {
+            Some((f, host)) => f.keys(host),
+            None => Vec::new(),
+        };
+        let mut keys: Vec<Value> = below
+            .filter(|k| !self.own.contains_key(*k))
+            .chain(self.own.keys())
+            .filter(|k| !facts.contains(k))
+            .map(|k| Value::from(k.as_str()))
+            .collect();
+        keys.extend(facts.iter().map(|k| Value::from(k.as_str())));
+        minijinja::value::Enumerator::Values(keys)
     }
 }
 
@@ -156,7 +195,10 @@ impl Engine {
             }
             None => Ok(None),
         });
-        Engine { env }
+        Engine {
+            env,
+            facts: Facts::default(),
+        }
     }
 
     /// Compile a template string (see [`too_deep`]), or find it compiled.
@@ -202,11 +244,25 @@ impl Engine {
             .into_iter()
             .map(|(name, common, own)| {
                 let below = Some(common);
-                (name, Value::from_object(LazyVars { own, below }))
+                let facts = Some((self.facts.clone(), name.clone()));
+                (name, Value::from_object(LazyVars { own, below, facts }))
             })
             .collect();
         self.env
             .add_global("hostvars", Value::from_object(Hostvars(hosts)));
+    }
+
+    /// Record a fact (or registered result) of `host` for `hostvars`.
+    pub fn record_fact(&self, host: &str, name: &str, value: &serde_json::Value) {
+        let mut facts = self
+            .facts
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        facts
+            .entry(host.to_owned())
+            .or_default()
+            .insert(name.to_owned(), value.clone());
     }
 
     /// Render a template string; `origin` names where it came from for errors.
