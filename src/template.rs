@@ -28,6 +28,10 @@ use crate::vars::Vars;
 /// file or `include` name does.
 const SOURCE_NAME: &str = "\0";
 
+/// What `omit` renders to: an argument whose value renders to exactly this
+/// is left out, as if not given (`mode: "{{ mode | default(omit) }}"`).
+pub const OMIT: &str = "__omit_place_holder__arpanet";
+
 /// How many instructions one render may run: far beyond any real template,
 /// small enough that a runaway loop ends in seconds.
 const MAX_FUEL: u64 = 20_000_000;
@@ -174,6 +178,7 @@ impl Engine {
         // A template that loops without end (or nearly) fails instead of
         // hanging the run.
         env.set_fuel(Some(MAX_FUEL));
+        env.add_global("omit", OMIT);
         add_ansible_filters(&mut env);
         add_ansible_tests(&mut env);
         // Template strings are compiled once and kept by the environment,

@@ -696,3 +696,38 @@ fn a_free_form_command_takes_its_options_as_key_value_words() {
         "{out}"
     );
 }
+
+#[test]
+fn an_argument_that_renders_to_omit_is_left_out() {
+    let cluster = Cluster::start(1);
+    let inventory = cluster.inventory(&[]);
+    let dir = cluster.dir().join("omitted");
+    fs::create_dir_all(&dir).unwrap();
+    give_to_test_user(&dir);
+    let playbook = cluster.write_file(
+        "omit.yml",
+        &format!(
+            "- hosts: all\n  tasks:\n\
+             \x20   - file: {{path: \"{d}/made\", state: directory, mode: \"{{{{ dir_mode | default(omit) }}}}\"}}\n\
+             \x20   - copy: {{dest: \"{d}/note\", content: \"hi\\n\", mode: \"{{{{ file_mode | default(omit) }}}}\"}}\n\
+             \x20   - command:\n        cmd: pwd\n        chdir: \"{{{{ where | default(omit) }}}}\"\n      register: here\n\
+             \x20   - copy: {{dest: \"{d}/where\", content: \"{{{{ here.stdout }}}} {{{{ omit is string }}}}\\n\"}}\n",
+            d = dir.display()
+        ),
+    );
+    let out = cluster.run(&[
+        "run",
+        "-i",
+        inventory.to_str().unwrap(),
+        "-e",
+        "file_mode=0640",
+        playbook.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(dir.join("made").is_dir(), "{out}");
+    let mode = fs::metadata(dir.join("note")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640, "{out}");
+    let home = fs::read_to_string(dir.join("where")).unwrap();
+    assert!(!home.contains("omit"), "{home}");
+    assert!(home.ends_with(" True\n"), "{home}");
+}

@@ -317,8 +317,10 @@ impl Context<'_> {
         }
     }
 
+    /// Render an optional argument: `None` where it renders to `omit`.
     fn render_opt(&self, text: Option<&String>) -> Result<Option<String>> {
-        text.map(|t| self.render(t)).transpose()
+        let rendered = text.map(|t| self.render(t)).transpose()?;
+        Ok(rendered.filter(|r| r != crate::template::OMIT))
     }
 
     /// Run a command, failing the task (not the run) on a transport error.

@@ -67,10 +67,17 @@ impl<T: DeserializeOwned> Templated<T> {
     /// The value for one host: rendered with its variables, then typed.
     /// `name` is the argument's name, for the error.
     pub(crate) fn get(&self, name: &str, ctx: &Context<'_>) -> Result<T> {
-        let rendered = match has_template(&self.raw) {
+        self.typed(self.rendered(ctx)?, name, ctx)
+    }
+
+    fn rendered(&self, ctx: &Context<'_>) -> Result<Value> {
+        Ok(match has_template(&self.raw) {
             true => ctx.engine.render_json(&self.raw, ctx.vars, ctx.location)?,
             false => self.raw.clone(),
-        };
+        })
+    }
+
+    fn typed(&self, rendered: Value, name: &str, ctx: &Context<'_>) -> Result<T> {
         T::deserialize(&rendered).map_err(|e| {
             Error::input(
                 ctx.location.clone(),
@@ -89,9 +96,13 @@ pub(crate) fn get_or_default<T: DeserializeOwned + Default>(
     name: &str,
     ctx: &Context<'_>,
 ) -> Result<T> {
-    match arg {
-        Some(arg) => arg.get(name, ctx),
-        None => Ok(T::default()),
+    let Some(arg) = arg else {
+        return Ok(T::default());
+    };
+    match arg.rendered(ctx)? {
+        // `"{{ x | default(omit) }}"`: as if not given
+        Value::String(s) if s == crate::template::OMIT => Ok(T::default()),
+        rendered => arg.typed(rendered, name, ctx),
     }
 }
 
