@@ -1082,6 +1082,13 @@ pub enum UsageKind {
         pattern: String,
         message: String,
     },
+    /// A name in `--limit` that is no host or group: a typo, which would
+    /// otherwise drop out of the pattern unseen (`all:!nod1` runs on node1).
+    UnknownLimitName {
+        name: String,
+        limit: String,
+        suggestion: Option<String>,
+    },
     /// `--limit @FILE` names a file that cannot be read.
     LimitFile {
         path: String,
@@ -1111,6 +1118,9 @@ impl UsageKind {
         match self {
             PatternTooLong { .. } => None,
             EmptyPattern { .. } => Some("use a group or host name, `all`, or `name1,name2`".into()),
+            UnknownLimitName { suggestion, .. } => did_you_mean(suggestion).or_else(|| {
+                Some("a glob (`web*`) or `~regex` may match nothing; a plain name must be a host or group".into())
+            }),
             NoMatch {
                 suggestion,
                 inventory,
@@ -1153,6 +1163,10 @@ impl fmt::Display for UsageKind {
             }
             EmptyPattern { pattern } => write!(f, "empty host pattern `{pattern}`"),
             NoMatch { pattern, .. } => write!(f, "no hosts match `{pattern}`"),
+            UnknownLimitName { name, limit, .. } => write!(
+                f,
+                "`--limit {limit}`: `{name}` is no host or group of the inventory"
+            ),
             RegexPattern {
                 term,
                 pattern,

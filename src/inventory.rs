@@ -224,6 +224,13 @@ impl Inventory {
         pattern::select(self, pattern)
     }
 
+    /// The hosts `--limit` selects, after refusing a name in it that is no
+    /// host or group (see `pattern::check_limit`).
+    pub fn select_limit(&self, limit: &str) -> Result<Vec<String>> {
+        pattern::check_limit(self, limit)?;
+        pattern::select(self, limit)
+    }
+
     /// Names of every group `host` belongs to, directly or through children,
     /// `all` included, in inventory order. Empty for an unknown host.
     pub fn groups_of(&self, host: &str) -> Vec<String> {

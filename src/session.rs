@@ -53,7 +53,7 @@ impl Session {
             &args.extra_vars,
         )?);
         if let Some(limit) = &args.limit {
-            inventory.select(limit)?;
+            inventory.select_limit(limit)?;
         }
         Ok(Session {
             inventory,

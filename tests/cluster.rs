@@ -700,6 +700,14 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
         assert_eq!(lab.on_node(n, "docker ps -aq --filter name=crash"), "");
     }
     lab.on_node(4, "docker rm -f crash >/dev/null");
+    // --check previews it to the end and changes nothing (its read of
+    // each agent failed the run in check mode).
+    let preview = lab.run("run", &["upgrade", "--check", "-e", &new_image]);
+    assert_eq!(preview.code, 0, "{preview}");
+    assert!(preview.stdout.contains("changed: [node1]"), "{preview}");
+    for n in [1, 2, 3, 5] {
+        assert_eq!(image_of(n), old, "node{n} changed under --check");
+    }
     let leader = format!("node{}", leader_node(&lab));
     let good = lab.run("run", &["upgrade", "-e", &new_image]);
     assert_eq!(good.code, 0, "{good}");

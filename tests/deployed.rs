@@ -319,6 +319,26 @@ fn history_over_ssh_shows_the_clusters_records_with_env_values_masked() {
         assert!(out.stdout.contains("DB_PASSWORD"), "{out}");
         assert!(out.stdout.contains("***"), "{out}");
     }
+    // `kv get` of a record masks it too; another key reads as stored.
+    for args in [
+        vec!["get", "deployed/current"],
+        vec!["get", "deployed/history/000001", "-o", "json"],
+    ] {
+        let mut all = vec!["kv", "-i", inv];
+        all.extend(args.iter().copied());
+        let out = cluster.run(&all);
+        assert_eq!(out.code, 0, "{out}");
+        assert!(!out.stdout.contains(&secret), "{out}");
+        assert!(
+            out.stdout.contains("DB_PASSWORD") && out.stdout.contains("***"),
+            "{out}"
+        );
+    }
+    let set = cluster.run(&["kv", "-i", inv, "set", "env/app/DB_PASSWORD", &secret]);
+    assert_eq!(set.code, 0, "{set}");
+    let plain = cluster.run(&["kv", "-i", inv, "get", "env/app/DB_PASSWORD"]);
+    assert_eq!(plain.stdout.trim(), secret, "{plain}");
+
     let missing = cluster.run(&["history", "-i", inv, "9"]);
     assert_eq!(missing.code, 5, "{missing}");
     assert!(missing.stderr.contains("no record #9"), "{missing}");

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::support::run_arpanet;
+use crate::support::{run_arpanet, Run};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -135,21 +135,19 @@ fn extreme_inputs_end_in_a_located_error_before_any_host() {
     assert_eq!(run.code, 4, "{}", run.stderr);
 }
 
-#[test]
-fn a_huge_limit_range_is_a_subscript_not_an_allocation() {
+/// A directory with inventory `hosts` (whose hosts listen nowhere: a run
+/// that connects exits 4) and a one-task playbook, and a run of it with a
+/// `--limit`, which must end within [`LIMIT`].
+fn limited(hosts: &str) -> (tempfile::TempDir, impl Fn(&str) -> Run) {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::write(
-        d.join("hosts"),
-        "[web]\nw[1:3] ansible_host=127.0.0.1 ansible_port=1\n",
-    )
-    .unwrap();
+    let d = dir.path().to_path_buf();
+    std::fs::write(d.join("hosts"), hosts).unwrap();
     std::fs::write(
         d.join("ok.yml"),
         "- hosts: all\n  tasks:\n    - command: echo hi\n",
     )
     .unwrap();
-    let limit = |pattern: &str| {
+    let limit = move |pattern: &str| {
         let started = Instant::now();
         let args = [
             "run",
@@ -161,10 +159,16 @@ fn a_huge_limit_range_is_a_subscript_not_an_allocation() {
             "--timeout",
             "1",
         ];
-        let run = run_arpanet(d, d, &args, &[]);
+        let run = run_arpanet(&d, &d, &args, &[]);
         assert!(started.elapsed() < LIMIT, "{pattern}");
         run
     };
+    (dir, limit)
+}
+
+#[test]
+fn a_huge_limit_range_is_a_subscript_not_an_allocation() {
+    let (_dir, limit) = limited("[web]\nw[1:3] ansible_host=127.0.0.1 ansible_port=1\n");
     // the group's second host on: w2 and w3, both unreachable
     let run = limit("web[1:99999999]");
     assert_eq!(run.code, 4, "{}", run.stderr);
@@ -178,6 +182,29 @@ fn a_huge_limit_range_is_a_subscript_not_an_allocation() {
     assert!(run.stderr.contains("no hosts match"), "{}", run.stderr);
     let run = limit(&format!("{}b", "*w".repeat(40)));
     assert_eq!(run.code, 5, "{}", run.stderr);
+}
+
+/// A name in `--limit` that is no host or group stops the run before any
+/// host (exit 5, with the name it was likely meant to be): otherwise it
+/// drops out of the pattern, and `all:!nod1` runs on node1. Globs and
+/// regexes may match nothing.
+#[test]
+fn a_limit_naming_no_host_or_group_is_refused_before_any_host() {
+    let (_dir, limit) = limited("[web]\nnode1 ansible_host=127.0.0.1 ansible_port=1\n");
+    for pattern in ["all:!nod1", "nod1,node1", "web:&nod1"] {
+        let run = limit(pattern);
+        assert_eq!(run.code, 5, "{pattern}: {}{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains("`nod1` is no host or group")
+                && run.stderr.contains("did you mean `node1`?"),
+            "{pattern}: {}",
+            run.stderr
+        );
+    }
+    for pattern in ["all:!x*", "web:!~x.*", "node1"] {
+        let run = limit(pattern);
+        assert_eq!(run.code, 4, "{pattern}: {}{}", run.stdout, run.stderr);
+    }
 }
 
 /// A `docker_opts_extra` that would open Docker's API on TCP without TLS

@@ -73,6 +73,21 @@ impl Record {
     }
 }
 
+/// A KV value as `arpanet kv get` shows it: a deployment record (under
+/// `deployed/`) with its env values masked, as `history` shows it; any
+/// other value as it is.
+pub(crate) fn kv_shown(key: &str, text: &str) -> String {
+    let record = key
+        .trim_start_matches('/')
+        .starts_with("deployed/")
+        .then(|| serde_json::from_str::<Record>(text).ok())
+        .flatten();
+    match record {
+        Some(record) => serde_json::to_string(&record.masked()).unwrap_or_default(),
+        None => text.to_owned(),
+    }
+}
+
 /// What the cluster says is deployed, read before a run.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Deployed {
@@ -942,6 +957,11 @@ mod tests {
         for secret in ["s3cret", "t0k3n", "app_env"] {
             assert!(!shown.contains(secret), "{shown}");
         }
+        // `kv get` of a record shows it so; other keys as they are.
+        let stored = serde_json::to_string(&record).unwrap();
+        assert_eq!(kv_shown("deployed/current", &stored), shown);
+        assert_eq!(kv_shown("/deployed/history/000001", &stored), shown);
+        assert_eq!(kv_shown("env/web/DB_PASSWORD", "s3cret"), "s3cret");
         assert!(shown.contains(r#""DB_PASSWORD":"***""#), "{shown}");
         assert!(
             shown.contains("TOKEN=***") && shown.contains("PLAIN=***"),

@@ -86,11 +86,12 @@ pub(crate) fn kv(
                 let r = call("GET", consul_api::kv_path(&prefix, key, false, "raw"), None).await?;
                 match r.status {
                     200 if json => {
-                        println!("{}", serde_json::json!({ "key": key, "value": r.text() }));
+                        let value = super::deployed::kv_shown(key, &r.text());
+                        println!("{}", serde_json::json!({ "key": key, "value": value }));
                         exit::OK
                     }
                     200 => {
-                        println!("{}", r.text());
+                        println!("{}", super::deployed::kv_shown(key, &r.text()));
                         exit::OK
                     }
                     404 => {

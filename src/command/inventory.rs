@@ -20,7 +20,7 @@ pub(crate) fn run(args: InventoryArgs) -> Result<i32> {
     };
     if let (Some(limit), None) = (&args.limit, &args.host) {
         let keep: std::collections::HashSet<String> =
-            inventory.select(limit)?.into_iter().collect();
+            inventory.select_limit(limit)?.into_iter().collect();
         if let Some(serde_json::Value::Object(meta)) = value.get_mut("_meta") {
             if let Some(serde_json::Value::Object(hostvars)) = meta.get_mut("hostvars") {
                 hostvars.retain(|h, _| keep.contains(h));

@@ -183,7 +183,7 @@ fn list(args: &RunArgs, playbooks: &[playbook::Playbook]) -> Result<i32> {
         let connect = connect_options(&args.connect)?;
         let (_, loaded, scope) = super::load_scope(&connect.inventory, &connect.extra_vars)?;
         if let Some(limit) = &connect.limit {
-            loaded.select(limit)?;
+            loaded.select_limit(limit)?;
         }
         rendered = crate::runner::render_play_hosts(playbooks, &scope)?;
         inventory = Some(loaded);

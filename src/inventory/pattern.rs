@@ -105,6 +105,41 @@ pub(super) fn select(inv: &Inventory, pattern: &str) -> Result<Vec<String>> {
     Ok(selected)
 }
 
+/// Refuse a `--limit` with a plain name (no glob, regex or subscript)
+/// that is no host or group: where other terms select hosts, it would
+/// drop out unseen, and an exclusion with a typo (`all:!nod1`) would run
+/// on the very host it meant to spare.
+pub(super) fn check_limit(inv: &Inventory, limit: &str) -> Result<()> {
+    let terms = split(limit);
+    if terms.len() < 2 {
+        // alone, it selects nothing: `select` says so, listing the groups
+        return Ok(());
+    }
+    for term in terms {
+        if term.starts_with('@') {
+            continue;
+        }
+        let name = term.trim_start_matches(['&', '!']);
+        if name.is_empty() || name.contains(['*', '?', '[', '~']) || name == "all" {
+            continue;
+        }
+        if inv.host(name).is_some() || inv.groups.iter().any(|g| g.name == name) {
+            continue;
+        }
+        let names = inv
+            .groups
+            .iter()
+            .map(|g| g.name.as_str())
+            .chain(inv.hosts.iter().map(|h| h.name.as_str()));
+        return Err(Error::from(UsageKind::UnknownLimitName {
+            name: name.into(),
+            limit: limit.into(),
+            suggestion: suggest(name, names).map(str::to_owned),
+        }));
+    }
+    Ok(())
+}
+
 /// The terms of a `@FILE` limit: its lines, trimmed, blank ones skipped.
 fn limit_file(path: &str) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
