@@ -261,6 +261,64 @@ fn docker_opts_opening_plain_tcp_are_refused_before_any_host() {
     assert_eq!(verified.code, 4, "{verified}");
 }
 
+/// The built-in playbooks' numbers are checked on every host before any
+/// host: a gate's seconds, the roll's batch size, `consul_expect`, ports.
+/// `restart` too. (The one host listens nowhere: a run that connects
+/// exits 4.)
+#[test]
+fn settings_the_playbooks_cannot_use_are_refused_before_any_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("hosts"),
+        "[servers]\nn1 ansible_host=127.0.0.1 ansible_port=1\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join("group_vars")).unwrap();
+    let text = "consul_expect: 1\ngate_settle_seconds: -5\n";
+    std::fs::write(d.join("group_vars/all.yml"), text).unwrap();
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--timeout", "1", "-i", "hosts"]);
+        run_arpanet(d, d, &all, &[])
+    };
+    let located = run(&["run", "bootstrap"]);
+    assert_eq!(located.code, 5, "{located}");
+    assert!(
+        located
+            .stderr
+            .contains("group_vars/all.yml:2:1: `gate_settle_seconds` is `-5`, not a whole number"),
+        "{located}"
+    );
+    let restart = run(&["restart", "consul"]);
+    assert_eq!(restart.code, 5, "{restart}");
+    assert!(
+        restart.stderr.contains("`gate_settle_seconds` is `-5`"),
+        "{restart}"
+    );
+    for (given, said) in [
+        ("roll_serial=abc", "`roll_serial` is `abc`"),
+        ("consul_expect=oops", "`consul_expect` is `oops`"),
+        ("consul_port=0", "`consul_port` is `0`, not a port number"),
+    ] {
+        let out = run(&["run", "upgrade", "-e", "gate_settle_seconds=3", "-e", given]);
+        assert_eq!(out.code, 5, "{given}: {out}");
+        assert!(
+            out.stderr.contains(&format!("host `n1`: {said}")),
+            "{given}: {out}"
+        );
+    }
+    let fine = run(&[
+        "run",
+        "setup",
+        "-e",
+        "gate_settle_seconds=0",
+        "-e",
+        "roll_serial=50%",
+    ]);
+    assert_eq!(fine.code, 4, "{fine}");
+}
+
 /// Consul binds to `arpanet_ip`, which must be an IP address. By default
 /// it is the SSH address: a node reached through a `~/.ssh/config` alias
 /// (`HostName` an IP) or by `host` (the short form of `ansible_host`) goes

@@ -52,6 +52,7 @@ pub(crate) mod logs;
 pub mod pki;
 pub mod secrets;
 pub(crate) mod services;
+pub(crate) mod settings;
 pub(crate) mod stack;
 pub mod status;
 pub(crate) mod ui;

@@ -55,6 +55,7 @@ fn unique(names: &[String]) -> Vec<String> {
 /// arpanet manages (Consul's agent, a `stack` entry), or the daemon.
 fn check_names(connect: &crate::config::ConnectOptions, services: &[String]) -> Result<()> {
     let session = Session::open(connect)?;
+    crate::cluster::settings::check(&session)?;
     let mut known: Vec<String> = vec![DOCKER.to_owned()];
     for host in session.hosts("all")? {
         for name in logs::declared(&host) {

@@ -51,6 +51,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     if stack || docker || consul {
         let session = crate::session::Session::open(&connect)?;
         cluster::address::check_bridge(&session)?;
+        cluster::settings::check(&session)?;
         if docker {
             cluster::docker_api::check(&session)?;
         }
