@@ -97,6 +97,8 @@ pub struct Executor {
     guarded: bool,
     /// The guard's refusal, which ends the run.
     refused: Option<Error>,
+    /// The hosts the current play targets (`ansible_play_hosts_all`).
+    play_hosts: Vec<String>,
 }
 
 type Delegated = tokio::sync::Mutex<BTreeMap<String, Arc<dyn Transport>>>;
@@ -153,6 +155,7 @@ impl Executor {
             guard: None,
             guarded: false,
             refused: None,
+            play_hosts: Vec::new(),
         }
     }
 
@@ -228,6 +231,7 @@ impl Executor {
             return Ok(true);
         }
         self.resolve_play_vars(play, &hosts)?;
+        self.play_globals(playbook, play, &hosts);
         let serial = self.render_serial(play, &hosts[0])?;
         let mut sections = play.sections().map(|steps| self.tagged(play, steps));
         if let (Some(start), false) = (&self.settings.start_at_task, self.started) {
@@ -268,6 +272,29 @@ impl Executor {
             }
         }
         Ok(true)
+    }
+
+    /// The magic variables a play's tasks read alike on every host, as
+    /// engine globals (one value, not one copy per host): `playbook_dir`,
+    /// `ansible_play_name`, `ansible_play_hosts_all`, `ansible_limit` (with
+    /// `--limit`), `ansible_run_tags` and `ansible_skip_tags`.
+    fn play_globals(&mut self, playbook: &Playbook, play: &Play, hosts: &[String]) {
+        let dir = std::path::absolute(&playbook.dir).unwrap_or_else(|_| playbook.dir.clone());
+        self.engine
+            .set_global("playbook_dir", &dir.display().to_string());
+        self.engine.set_global("ansible_play_name", &play.name);
+        self.engine.set_global("ansible_play_hosts_all", &hosts);
+        if let Some(limit) = &self.settings.limit {
+            self.engine.set_global("ansible_limit", limit);
+        }
+        let run_tags = match self.settings.tags.is_empty() {
+            true => vec!["all".to_owned()],
+            false => self.settings.tags.clone(),
+        };
+        self.engine.set_global("ansible_run_tags", &run_tags);
+        self.engine
+            .set_global("ansible_skip_tags", &self.settings.skip_tags);
+        self.play_hosts = hosts.to_vec();
     }
 
     /// `steps` without the tasks the tag filters leave out.
@@ -800,6 +827,15 @@ impl Executor {
         if task.module.reads_terminal() {
             self.reporter.flush();
         }
+        // The hosts still in the play, and those of this task's batch.
+        let active: Vec<&String> = self
+            .play_hosts
+            .iter()
+            .filter(|h| self.hosts.get(*h).is_some_and(|s| !s.gone && !s.failed))
+            .collect();
+        self.engine.set_global("ansible_play_hosts", &active);
+        self.engine.set_global("ansible_play_batch", &hosts);
+        self.engine.set_global("play_hosts", &hosts);
         let shared = Shared {
             engine: &self.engine,
             scope: &self.scope,
@@ -2436,6 +2472,22 @@ mod tests {
             ["echo hi", "echo 'out from h2 t-h1'", "echo 't-h2 True'"]
         );
         assert_eq!(fake.commands("h2")[1], "echo 'out from h2 t-h2'");
+    }
+
+    #[test]
+    fn the_plays_magic_variables_name_its_hosts_batch_and_playbook() {
+        let yaml = r#"
+- hosts: all
+  serial: 2
+  tasks:
+    - command: echo "{{ ansible_play_batch | join(',') }} {{ play_hosts | length }} {{ ansible_play_hosts | length }} {{ ansible_play_hosts_all | join(',') }} {{ ansible_play_name }} {{ playbook_dir is string }} {{ ansible_run_tags | join(',') }}"
+"#;
+        let (_, fake) = run(&Fake::default(), 3, yaml, Settings::default());
+        assert_eq!(
+            fake.commands("h1"),
+            ["echo 'h1,h2 2 3 h1,h2,h3 all True all'"]
+        );
+        assert_eq!(fake.commands("h3"), ["echo 'h3 1 3 h1,h2,h3 all True all'"]);
     }
 
     #[test]
