@@ -388,6 +388,12 @@ fn history_over_ssh_shows_the_clusters_records_with_env_values_masked() {
     let none = cluster.run(&["history", "-i", inventory.to_str().unwrap()]);
     assert_eq!(none.code, 5, "{none}");
     assert!(none.stderr.contains("no Consul agent answered"), "{none}");
+    // A stopped cluster keeps its records: the hint does not say otherwise.
+    assert!(
+        none.stderr
+            .contains("starts a stopped cluster again, records and all"),
+        "{none}"
+    );
 }
 
 #[test]

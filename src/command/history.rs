@@ -12,10 +12,15 @@ pub(crate) fn run(args: HistoryArgs) -> Result<i32> {
     let connect = connect_options(&args.connect)?;
     let found = deployed::read(&connect, true)?;
     if !found.cluster {
-        return Err(
-            Error::usage("no Consul agent answered on any node: no cluster, no history")
-                .with_hint("`arpanet run bootstrap` makes the cluster and its first record"),
-        );
+        return Err(Error::usage(
+            "no Consul agent answered on any node, and the records live in the cluster's \
+                 KV: it is stopped (`arpanet run stop`) or not made yet",
+        )
+        .with_hint(
+            "`arpanet run bootstrap` starts a stopped cluster again, records and all (its \
+                 data stays on the servers), or makes a new one with its first record; \
+                 `arpanet status` shows each node",
+        ));
     }
     let current = found.current.as_ref().map(|r| r.number);
     let json = output_format(args.connect.output) == OutputFormat::Json;
