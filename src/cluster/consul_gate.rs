@@ -173,11 +173,22 @@ async fn run(args: &GateArgs, ctx: &Context<'_>) -> Result<Outcome> {
                 let _ = write!(message, "\n  {p}");
             }
             let mut outcome = Outcome::fail(message);
+            let missing = problems
+                .iter()
+                .any(|p| p.starts_with("servers missing from autopilot"));
             if let Some(f) = outcome.failure.as_mut() {
-                f.hint = Some(
-                    "no further server was taken down; see `arpanet status` and the logs of the servers named above"
-                        .into(),
-                );
+                let mut hint = "no further server was taken down; see `arpanet status` and the \
+                                logs of the servers named above"
+                    .to_owned();
+                if missing {
+                    // A server whose agent was stopped by hand: this gate
+                    // comes before the run reaches the agents.
+                    hint.push_str(
+                        "; a server missing from autopilot whose agent is stopped starts \
+                         again with `arpanet run consul` (it starts the agents first)",
+                    );
+                }
+                f.hint = Some(hint);
             }
             return Ok(outcome);
         }
