@@ -282,6 +282,20 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
         original,
         "check mode changed the file"
     );
+    // ... and says Docker would restart on every node, in the roll.
+    let said = preview
+        .stdout
+        .split("TASK [docker would restart here]")
+        .nth(1)
+        .and_then(|rest| rest.split("TASK [").next())
+        .unwrap_or_default();
+    for n in 1..=5 {
+        assert!(
+            said.contains(&format!("changed: [node{n}]")),
+            "node{n}:\n{preview}"
+        );
+    }
+    assert!(said.contains("in the roll"), "{preview}");
     let leader = leader_node(&lab);
     let docker_before: Vec<u64> = (1..=5).map(|n| docker_restarted_at(&lab, n)).collect();
     let apply = lab.run("run", &["setup", "-e", "gate_settle_seconds=3"]);
