@@ -1259,6 +1259,13 @@ fn loop_items(
             .map(|(key, value)| json!({ "key": key, "value": value }))
             .collect(),
         Value::Array(items) if task.loop_kind != LoopKind::Dict => items,
+        // `with_items: "a,b"` loops once, over the string, as in Ansible
+        // (`loop:` wants a list).
+        scalar @ (Value::String(_) | Value::Number(_) | Value::Bool(_))
+            if task.loop_kind == LoopKind::Items =>
+        {
+            vec![scalar]
+        }
         other => return Err(gave(&other)),
     };
     Ok(Some(match task.loop_kind {
@@ -2433,6 +2440,18 @@ mod tests {
         layers.extra.insert("pinned".into(), "from-cli".into());
         on_h1(Scope::new(inventory, layers), &fake, playbook);
         assert_eq!(fake.commands("h1"), ["echo 'base:2 from-cli'"]);
+    }
+
+    #[test]
+    fn with_items_over_a_string_loops_once_over_it() {
+        let yaml = r#"
+- hosts: all
+  tasks:
+    - command: echo "{{ item }}"
+      with_items: "a,b"
+"#;
+        let (_, fake) = run(&Fake::default(), 1, yaml, Settings::default());
+        assert_eq!(fake.commands("h1"), ["echo a,b"]);
     }
 
     #[test]
