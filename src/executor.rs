@@ -215,6 +215,7 @@ impl Executor {
             &play.hosts,
             self.settings.limit.as_deref(),
         )?;
+        let any_selected = !selected.is_empty();
         let hosts: Vec<String> = selected
             .into_iter()
             .filter(|h| self.hosts.get(h).is_some_and(|s| !s.gone))
@@ -224,8 +225,17 @@ impl Executor {
                 play: play.name.clone(),
                 hosts: Vec::new(),
             });
+            let matched = !plan::play_hosts(self.scope.inventory(), &play.hosts, None)?.is_empty();
+            let why = if matched && any_selected {
+                "every host of it failed or was unreachable earlier"
+            } else if matched && self.settings.limit.is_some() {
+                // as asked, not a pattern gone wrong
+                "`--limit` leaves out every host of it"
+            } else {
+                "no hosts matched it"
+            };
             self.reporter.warn(format!(
-                "no hosts matched `{}`; skipping play `{}`",
+                "`{}`: {why}; skipping play `{}`",
                 play.hosts, play.name
             ));
             return Ok(true);
@@ -2440,6 +2450,38 @@ mod tests {
         layers.extra.insert("pinned".into(), "from-cli".into());
         on_h1(Scope::new(inventory, layers), &fake, playbook);
         assert_eq!(fake.commands("h1"), ["echo 'base:2 from-cli'"]);
+    }
+
+    #[test]
+    fn a_skipped_play_says_why_it_has_no_hosts() {
+        let yaml = r#"
+- hosts: h2
+  tasks:
+    - command: echo two
+- hosts: nosuch
+  tasks:
+    - command: echo none
+"#;
+        let settings = Settings {
+            limit: Some("h1".into()),
+            ..Settings::default()
+        };
+        let (captured, _) = run(&Fake::default(), 2, yaml, settings);
+        let warnings: Vec<String> = captured
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Warning { message } => Some(message),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            warnings,
+            [
+                "`h2`: `--limit` leaves out every host of it; skipping play `h2`",
+                "`nosuch`: no hosts matched it; skipping play `nosuch`"
+            ]
+        );
     }
 
     #[test]
