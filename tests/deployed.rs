@@ -382,6 +382,15 @@ fn history_over_ssh_shows_the_clusters_records_with_env_values_masked() {
         ),
         "{given}"
     );
+    // Said before the run and again after its recap.
+    assert_eq!(
+        given
+            .stderr
+            .matches("replaces the deployed `reg/consul:2`")
+            .count(),
+        2,
+        "{given}"
+    );
 
     // No agent listening at all: no cluster, said so.
     let inventory = cluster.inventory(&[("consul_port", "1")]);

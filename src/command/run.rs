@@ -132,6 +132,14 @@ pub(crate) fn run(args: RunArgs) -> Result<i32> {
     // What `cluster_secrets` made in scratch copies under `--check`.
     cluster::secrets::discard_scratch();
     let finished = result?;
+    // Said again under the recap: a value that replaced a deployed one
+    // (the inventory pinning an image an upgrade moved on) is easy to miss
+    // a thousand lines up.
+    if let Some(before) = &before {
+        for line in &before.overridden {
+            eprintln!("note: {line}");
+        }
+    }
     if let (Some(path), false) = (retry_file, finished.retry.is_empty()) {
         write_retry_file(&path, &finished.retry);
     }
