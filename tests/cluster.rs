@@ -401,6 +401,8 @@ fn bootstrap_builds_a_consul_cluster_and_keeps_it() {
     // not restarted.
     let node4_docker = docker_restarted_at(&lab, 4);
     let second = lab.dir.join("second-checkout");
+    // An earlier run's checkout held another cluster's keys.
+    let _ = std::fs::remove_dir_all(&second);
     std::fs::create_dir_all(second.join("group_vars")).unwrap();
     let second_inventory = second.join("inventory.ini");
     std::fs::copy(lab.inventory(), &second_inventory).unwrap();
