@@ -61,6 +61,8 @@ struct HostState {
     /// `ansible_failed_task` and `ansible_failed_result`.
     last_failure: Option<(String, Value)>,
     notified: BTreeSet<String>,
+    /// The facts the task under way set here (a `run_once` hands them on).
+    set_now: Vars,
 }
 
 /// What the product holds while a run changes hosts (the cluster's lock):
@@ -135,6 +137,7 @@ impl Executor {
                     uncounted: false,
                     last_failure: None,
                     notified: BTreeSet::new(),
+                    set_now: Vars::new(),
                 };
                 (state.name.clone(), state)
             })
@@ -240,8 +243,9 @@ impl Executor {
             ));
             return Ok(true);
         }
-        self.resolve_play_vars(play, &hosts)?;
+        // before the play's vars, which may read them
         self.play_globals(playbook, play, &hosts);
+        self.resolve_play_vars(play, &hosts)?;
         let serial = self.render_serial(play, &hosts[0])?;
         let mut sections = play.sections().map(|steps| self.tagged(play, steps));
         if let (Some(start), false) = (&self.settings.start_at_task, self.started) {
@@ -304,6 +308,10 @@ impl Executor {
         self.engine.set_global("ansible_run_tags", &run_tags);
         self.engine
             .set_global("ansible_skip_tags", &self.settings.skip_tags);
+        // until a task narrows them to its batch and the hosts left
+        for name in ["ansible_play_hosts", "ansible_play_batch", "play_hosts"] {
+            self.engine.set_global(name, &hosts);
+        }
         self.play_hosts = hosts.to_vec();
     }
 
@@ -879,15 +887,12 @@ impl Executor {
             let Some(state) = self.hosts.get_mut(host) else {
                 continue;
             };
+            state.set_now.clear();
             let registered = run_on_host(&shared, task, state).await;
             if !state.gone {
-                // What a `set_fact` set there, set on every host.
-                let facts: Vars = task
-                    .module
-                    .defines()
-                    .into_iter()
-                    .filter_map(|k| Some((k.to_owned(), state.vars.fact(k)?.clone())))
-                    .collect();
+                // What a `set_fact` set there (nothing when it was
+                // skipped), set on every host.
+                let facts = std::mem::take(&mut state.set_now);
                 ran = Some((state.name.clone(), state.failed, registered, facts));
                 break;
             }
@@ -1035,6 +1040,7 @@ async fn run_on_host(shared: &Shared<'_>, task: &Task, state: &mut HostState) ->
 /// Everything up to the outcome: variables, the connection, then the module
 /// once, or once per item of `loop`.
 async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Result<Outcome> {
+    state.set_now.clear();
     let mut vars = task_vars(
         shared.scope,
         shared.engine,
@@ -1062,18 +1068,10 @@ async fn attempt(shared: &Shared<'_>, task: &Task, state: &mut HostState) -> Res
         }
         bind_item(task, &mut vars, index, &item);
         let outcome = once(shared, task, state, &vars).await?;
-        if !task.module.defines().is_empty() {
-            // The next item sees the facts this one set (`acc: "{{ acc |
-            // default([]) + [item] }}"` gathers every item), as in Ansible.
-            vars = task_vars(
-                shared.scope,
-                shared.engine,
-                shared.settings,
-                shared.play,
-                task,
-                state,
-            );
-            bind_item(task, &mut vars, index, &item);
+        // The next item sees the facts this one set (`acc: "{{ acc |
+        // default([]) + [item] }}"` gathers every item), as in Ansible.
+        for (name, value) in &state.set_now {
+            shared.scope.add_fact(&mut vars, name, value.clone());
         }
         let label = match &task.loop_control.label {
             Some(label) => shared.engine.render_str(label, &vars, &task.location)?,
@@ -1454,6 +1452,7 @@ async fn once(
                 shared.scope.add_fact(&mut vars, name, value.clone());
                 shared.engine.record_fact(&state.name, name, value);
             }
+            state.set_now.extend(facts.clone());
             state.vars.set_facts(facts);
         }
         if let Some(name) = &task.register {
@@ -2549,6 +2548,20 @@ mod tests {
             ["echo 'h1,h2 2 3 h1,h2,h3 all True all'"]
         );
         assert_eq!(fake.commands("h3"), ["echo 'h3 1 3 h1,h2,h3 all True all'"]);
+        // Play vars read them too, each play its own.
+        let yaml = r#"
+- hosts: h1
+  tasks:
+    - command: echo one
+- hosts: all
+  vars:
+    files: "{{ playbook_dir }}/files"
+    count: "{{ ansible_play_hosts_all | length }}"
+  tasks:
+    - command: echo "{{ count }} {{ files is string }}"
+"#;
+        let (_, fake) = run(&Fake::default(), 3, yaml, Settings::default());
+        assert_eq!(fake.commands("h1"), ["echo one", "echo '3 True'"]);
     }
 
     #[test]
@@ -2560,10 +2573,22 @@ mod tests {
         leader: "{{ inventory_hostname }}"
       run_once: true
     - command: echo "{{ leader | default('none') }}"
+    - set_fact:
+        own: "{{ inventory_hostname }}"
+    - set_fact:
+        own: nobody
+      run_once: true
+      when: false
+    - command: echo "{{ own }}"
 "#;
         let (_, fake) = run(&Fake::default(), 3, yaml, Settings::default());
         for host in ["h1", "h2", "h3"] {
-            assert_eq!(fake.commands(host), ["echo h1"], "{host}");
+            // a skipped one hands nothing on
+            assert_eq!(
+                fake.commands(host),
+                ["echo h1", format!("echo {host}").as_str()],
+                "{host}"
+            );
         }
     }
 

@@ -56,7 +56,19 @@ pub(crate) fn render_play_hosts(
             continue;
         }
         let mut vars = play.vars.clone();
-        vars.extend(scope.extra().iter().map(|(k, v)| (k.clone(), v.clone())));
+        let extra = || scope.extra().iter().map(|(k, v)| (k.clone(), v.clone()));
+        vars.extend(extra());
+        // Play vars made of others (`target: "{{ env }}_web"`), rendered
+        // where they can be without a host.
+        for _ in 0..2 {
+            for (key, value) in &play.vars {
+                if crate::template::has_template(value) && !scope.extra().contains_key(key) {
+                    if let Ok(done) = engine.render_json(value, &vars, &play.location) {
+                        vars.insert(key.clone(), done);
+                    }
+                }
+            }
+        }
         let pattern = engine.render_str(&play.hosts, &vars, &play.location)?;
         if play.name == play.hosts {
             // an unnamed play goes by its pattern

@@ -234,11 +234,6 @@ impl HostVars {
         self.task_unrendered = unrendered;
     }
 
-    /// A fact (or registered result) the host holds.
-    pub(crate) fn fact(&self, name: &str) -> Option<&Value> {
-        self.facts.get(name)
-    }
-
     /// A `register`ed result.
     pub(crate) fn register(&mut self, name: &str, value: Value) {
         self.facts.insert(name.to_owned(), value);

@@ -32,6 +32,23 @@ const SOURCE_NAME: &str = "\0";
 /// is left out, as if not given (`mode: "{{ mode | default(omit) }}"`).
 pub const OMIT: &str = "__omit_place_holder__arpanet";
 
+/// `value` without what renders to [`OMIT`]: members of mappings and
+/// items of lists, at any depth, as Ansible leaves them out.
+pub fn strip_omitted(value: &mut serde_json::Value) {
+    let omitted = |v: &serde_json::Value| v.as_str() == Some(OMIT);
+    match value {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !omitted(v));
+            map.values_mut().for_each(strip_omitted);
+        }
+        serde_json::Value::Array(items) => {
+            items.retain(|v| !omitted(v));
+            items.iter_mut().for_each(strip_omitted);
+        }
+        _ => {}
+    }
+}
+
 /// How many instructions one render may run: far beyond any real template,
 /// small enough that a runaway loop ends in seconds.
 const MAX_FUEL: u64 = 20_000_000;
@@ -1139,6 +1156,13 @@ mod tests {
 
     fn render(source: &str, v: serde_json::Value) -> Result<String> {
         Engine::new().render_str(source, &vars(v), &origin())
+    }
+
+    #[test]
+    fn omitted_values_leave_mappings_and_lists_at_any_depth() {
+        let mut v = json!({"a": OMIT, "b": {"c": OMIT, "d": 1}, "e": [OMIT, "x", {"f": OMIT}]});
+        strip_omitted(&mut v);
+        assert_eq!(v, json!({"b": {"d": 1}, "e": ["x", {}]}));
     }
 
     #[test]

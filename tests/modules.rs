@@ -678,8 +678,9 @@ fn a_free_form_command_takes_its_options_as_key_value_words() {
              \x20   - command: touch {m} creates={m}\n      register: first\n\
              \x20   - command: touch {m} creates={m}\n      register: again\n\
              \x20   - shell: pwd chdir=/usr\n      register: here\n\
+             \x20   - command: touch {m}2 creates={m}\n      args: {{chdir: /}}\n      register: with_args\n\
              \x20   - debug: {{msg: \"first={{{{ first is skipped }}}} again={{{{ again is skipped }}}} \
-             here={{{{ here.stdout }}}}\"}}\n",
+             here={{{{ here.stdout }}}} args={{{{ with_args is skipped }}}}\"}}\n",
             m = marker.display()
         ),
     );
@@ -692,7 +693,8 @@ fn a_free_form_command_takes_its_options_as_key_value_words() {
     assert_eq!(out.code, 0, "{out}");
     assert!(marker.exists(), "{out}");
     assert!(
-        out.stdout.contains("first=False again=True here=/usr"),
+        out.stdout
+            .contains("first=False again=True here=/usr args=True"),
         "{out}"
     );
 }

@@ -1529,7 +1529,7 @@ fn a_templated_hosts_pattern_is_rendered_with_extra_and_play_vars() {
         "targeted.yml",
         "- hosts: \"{{ target }}\"\n  tasks:\n    - command: hostname\n      register: h\n    \
          - debug: {msg: \"ran on {{ inventory_hostname }}\"}\n\
-         - hosts: \"{{ pick }}\"\n  vars:\n    pick: node3\n  tasks:\n    \
+         - hosts: \"{{ pick }}\"\n  vars:\n    n: 3\n    pick: \"node{{ n }}\"\n  tasks:\n    \
          - debug: {msg: \"second on {{ inventory_hostname }}\"}\n",
     );
     let out = cluster.run(&[

@@ -82,9 +82,28 @@ pub(crate) fn kv_shown(key: &str, text: &str) -> String {
         .starts_with("deployed/")
         .then(|| serde_json::from_str::<Record>(text).ok())
         .flatten();
-    match record {
-        Some(record) => serde_json::to_string(&record.masked()).unwrap_or_default(),
-        None => text.to_owned(),
+    if let Some(record) = record {
+        return serde_json::to_string(&record.masked()).unwrap_or_default();
+    }
+    // A record of another version of arpanet: every `env` in it masked.
+    match serde_json::from_str::<Value>(text) {
+        Ok(mut value) if key.trim_start_matches('/').starts_with("deployed/") => {
+            mask_all(&mut value);
+            value.to_string()
+        }
+        _ => text.to_owned(),
+    }
+}
+
+/// [`mask`] every list of services anywhere in `value`.
+fn mask_all(value: &mut Value) {
+    let services =
+        matches!(value, Value::Array(items) if items.iter().any(|i| i.get("env").is_some()));
+    match value {
+        Value::Array(_) if services => mask(value),
+        Value::Array(items) => items.iter_mut().for_each(mask_all),
+        Value::Object(map) => map.values_mut().for_each(mask_all),
+        _ => {}
     }
 }
 
@@ -962,6 +981,12 @@ mod tests {
         assert_eq!(kv_shown("deployed/current", &stored), shown);
         assert_eq!(kv_shown("/deployed/history/000001", &stored), shown);
         assert_eq!(kv_shown("env/web/DB_PASSWORD", "s3cret"), "s3cret");
+        let other = r#"{"v": 9, "values": {"stack": [{"name": "a", "env": {"K": "s3cret"}}]}}"#;
+        let foreign = kv_shown("deployed/current", other);
+        assert!(
+            !foreign.contains("s3cret") && foreign.contains(r#""K":"***""#),
+            "{foreign}"
+        );
         assert!(shown.contains(r#""DB_PASSWORD":"***""#), "{shown}");
         assert!(
             shown.contains("TOKEN=***") && shown.contains("PLAIN=***"),

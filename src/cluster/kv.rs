@@ -196,16 +196,16 @@ fn entries(prefix: &str, body: &[u8]) -> std::result::Result<Vec<serde_json::Val
     let strip = format!("{}/", prefix.trim_matches('/'));
     all.into_iter()
         .map(|e| {
+            let key = e.key.strip_prefix(&strip).unwrap_or(&e.key).to_owned();
             let value = match e.value {
                 None => serde_json::Value::Null,
                 Some(b64) => {
                     let bytes = base64::engine::general_purpose::STANDARD
                         .decode(b64.as_bytes())
                         .map_err(|err| format!("unreadable value of `{}`: {err}", e.key))?;
-                    String::from_utf8_lossy(&bytes).into_owned().into()
+                    super::deployed::kv_shown(&key, &String::from_utf8_lossy(&bytes)).into()
                 }
             };
-            let key = e.key.strip_prefix(&strip).unwrap_or(&e.key).to_owned();
             Ok(serde_json::json!({ "key": key, "value": value }))
         })
         .collect()

@@ -11,12 +11,12 @@ use crate::error::{Error, Result};
 enum Kind {
     /// A TCP port, 1-65535.
     Port,
-    /// A whole number of seconds (or records), 0 or more.
-    Count,
+    /// A number of seconds, as the gates read it (fractions too).
+    Seconds,
     /// A whole number, 1 or more.
     Positive,
-    /// A batch size as `serial` takes it: a whole number (0: every node at
-    /// once) or a percentage, or a list of them.
+    /// A batch size as a play's `serial` takes it from a template: a whole
+    /// number (0: every node at once) or a percentage above 0.
     Batch,
 }
 
@@ -25,24 +25,21 @@ impl Kind {
         let number = |s: &str| s.parse::<u64>().ok();
         match self {
             Kind::Port => number(value).is_some_and(|n| (1..=65535).contains(&n)),
-            Kind::Count => number(value).is_some(),
+            Kind::Seconds => value
+                .parse::<f64>()
+                .is_ok_and(|n| (0.0..=crate::playbook::values::MAX_SECONDS).contains(&n)),
             Kind::Positive => number(value).is_some_and(|n| n >= 1),
-            Kind::Batch => match value.strip_suffix('%') {
-                Some(p) => p
-                    .trim()
-                    .parse::<f64>()
-                    .is_ok_and(|n| (0.0..=100.0).contains(&n)),
-                None => number(value).is_some(),
-            },
+            // as a play's `serial` reads it (`serial: "{{ roll_serial }}"`)
+            Kind::Batch => crate::playbook::values::parse_serial(value).is_some(),
         }
     }
 
     fn wanted(self) -> &'static str {
         match self {
             Kind::Port => "a port number (1-65535)",
-            Kind::Count => "a whole number, 0 or more",
+            Kind::Seconds => "a number of seconds, 0 or more",
             Kind::Positive => "a whole number, 1 or more",
-            Kind::Batch => "a number of nodes or a percentage (`25%`), or a list of them",
+            Kind::Batch => "a number of nodes or a percentage (`25%`)",
         }
     }
 }
@@ -54,9 +51,9 @@ const SETTINGS: [(&str, Kind); 10] = [
     ("consul_port", Kind::Port),
     ("consul_expect", Kind::Positive),
     ("consul_raft_multiplier", Kind::Positive),
-    ("gate_settle_seconds", Kind::Count),
-    ("gate_timeout_seconds", Kind::Positive),
-    ("gate_autopilot_settle_seconds", Kind::Count),
+    ("gate_settle_seconds", Kind::Seconds),
+    ("gate_timeout_seconds", Kind::Seconds),
+    ("gate_autopilot_settle_seconds", Kind::Seconds),
     ("roll_serial", Kind::Batch),
     ("deployed_history_depth", Kind::Positive),
 ];
@@ -72,19 +69,10 @@ pub(crate) fn check(session: &crate::session::Session) -> Result<()> {
                 serde_json::Value::String(s) => s.trim().to_owned(),
                 other => other.to_string(),
             };
-            let (value, fine) = match host.vars.get(name) {
-                None => continue,
-                Some(serde_json::Value::Array(list)) if matches!(kind, Kind::Batch) => {
-                    let all = list.iter().all(|v| kind.holds(&text(v)));
-                    (text(&serde_json::Value::Array(list.clone())), all)
-                }
-                Some(v) => {
-                    let value = text(v);
-                    let fine = crate::template::is_template(&value) || kind.holds(&value);
-                    (value, fine)
-                }
+            let Some(value) = host.vars.get(name).map(text) else {
+                continue;
             };
-            if fine {
+            if crate::template::is_template(&value) || kind.holds(&value) {
                 continue;
             }
             let message = format!("`{name}` is `{value}`, not {}", kind.wanted());
@@ -110,15 +98,16 @@ mod tests {
     #[test]
     fn each_kind_takes_what_the_playbooks_can_use() {
         assert!(Kind::Port.holds("8500") && !Kind::Port.holds("0") && !Kind::Port.holds("70000"));
-        assert!(Kind::Count.holds("0") && !Kind::Count.holds("-5") && !Kind::Count.holds("1.5"));
+        assert!(
+            Kind::Seconds.holds("0") && Kind::Seconds.holds("2.5") && !Kind::Seconds.holds("-5")
+        );
         assert!(
             Kind::Positive.holds("3")
                 && !Kind::Positive.holds("0")
                 && !Kind::Positive.holds("oops")
         );
         assert!(Kind::Batch.holds("25%") && Kind::Batch.holds("2") && Kind::Batch.holds("0"));
-        assert!(
-            !Kind::Batch.holds("abc") && !Kind::Batch.holds("-1") && !Kind::Batch.holds("101%")
-        );
+        assert!(!Kind::Batch.holds("abc") && !Kind::Batch.holds("-1") && !Kind::Batch.holds("0%"));
+        assert!(!Kind::Batch.holds("[1, \"50%\"]"));
     }
 }

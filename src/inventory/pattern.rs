@@ -111,9 +111,11 @@ pub(super) fn select(inv: &Inventory, pattern: &str) -> Result<Vec<String>> {
 /// on the very host it meant to spare.
 pub(super) fn check_limit(inv: &Inventory, limit: &str) -> Result<()> {
     let terms = split(limit);
-    if terms.len() < 2 {
-        // alone, it selects nothing: `select` says so, listing the groups
-        return Ok(());
+    if let [only] = terms.as_slice() {
+        if !only.starts_with(['!', '&']) {
+            // alone, it selects nothing: `select` says so, listing the groups
+            return Ok(());
+        }
     }
     for term in terms {
         if term.starts_with('@') {

@@ -122,7 +122,7 @@ const INLINE_UNSUPPORTED: [&str; 4] = [
 /// (see [`INLINE`]); a value may be quoted. Words are split as a shell
 /// would (quotes, and `{{ }}` / `{% %}` kept whole); what is left of the
 /// line stays as written, so a multi-line script keeps its lines.
-fn inline_options(line: &str) -> Result<CommandArgs, BadArgs> {
+pub(crate) fn inline_options(line: &str) -> Result<CommandArgs, BadArgs> {
     let mut args = CommandArgs::default();
     let mut cmd = String::with_capacity(line.len());
     let mut kept = 0;

@@ -111,9 +111,7 @@ impl Deferred {
             .to()
             .map_err(|e| Error::Internal(format!("deferred arguments: {e}")))?;
         let mut rendered = ctx.engine.render_json(&raw, ctx.vars, ctx.location)?;
-        if let Value::Object(args) = &mut rendered {
-            args.retain(|_, v| v.as_str() != Some(crate::template::OMIT));
-        }
+        crate::template::strip_omitted(&mut rendered);
         let problem = match self.def.parse(&node_of(&rendered, self.args.pos)) {
             Ok(module) => return Ok(module),
             Err(BadArgs::De(e)) => e.into_input(self.args.pos, None).1.to_string(),

@@ -67,7 +67,9 @@ impl<T: DeserializeOwned> Templated<T> {
     /// The value for one host: rendered with its variables, then typed.
     /// `name` is the argument's name, for the error.
     pub(crate) fn get(&self, name: &str, ctx: &Context<'_>) -> Result<T> {
-        self.typed(self.rendered(ctx)?, name, ctx)
+        let mut rendered = self.rendered(ctx)?;
+        crate::template::strip_omitted(&mut rendered);
+        self.typed(rendered, name, ctx)
     }
 
     fn rendered(&self, ctx: &Context<'_>) -> Result<Value> {
@@ -102,7 +104,10 @@ pub(crate) fn get_or_default<T: DeserializeOwned + Default>(
     match arg.rendered(ctx)? {
         // `"{{ x | default(omit) }}"`: as if not given
         Value::String(s) if s == crate::template::OMIT => Ok(T::default()),
-        rendered => arg.typed(rendered, name, ctx),
+        mut rendered => {
+            crate::template::strip_omitted(&mut rendered);
+            arg.typed(rendered, name, ctx)
+        }
     }
 }
 

@@ -813,15 +813,36 @@ fn with_args(module: &str, node: &Node, args: Option<&Node>) -> Res<Node> {
     };
     let mut joined = match &node.kind {
         Kind::Map(own) => own.clone(),
-        Kind::Scalar { .. } if matches!(module, "command" | "shell") => {
-            let cmd = Node {
+        Kind::Scalar { text, .. } if matches!(module, "command" | "shell") => {
+            let scalar = |text: &str, plain: bool| Node {
                 kind: Kind::Scalar {
-                    text: "cmd".into(),
-                    plain: true,
+                    text: text.into(),
+                    plain,
                 },
                 pos: node.pos,
             };
-            vec![(cmd, node.clone())]
+            // the line's own `creates=`-style words, as without `args`
+            let line = crate::modules::command::inline_options(text).map_err(|e| match e {
+                crate::modules::BadArgs::Invalid { message, .. } => invalid(node.pos, message),
+                crate::modules::BadArgs::De(_) => invalid(node.pos, "a bad command line".into()),
+            })?;
+            let cmd = match line.cmd.as_deref() {
+                Some(cmd) if cmd != text => scalar(cmd, false),
+                _ => node.clone(),
+            };
+            let mut own = vec![(scalar("cmd", true), cmd)];
+            let options = [
+                ("creates", line.creates),
+                ("removes", line.removes),
+                ("chdir", line.chdir),
+                ("stdin", line.stdin),
+            ];
+            for (key, value) in options {
+                if let Some(value) = value {
+                    own.push((scalar(key, true), scalar(&value, false)));
+                }
+            }
+            own
         }
         _ => {
             return Err(invalid(
