@@ -27,7 +27,11 @@ use crate::support::lab::Lab;
 /// The lab's server nodes and its client node (1-based).
 const SERVERS: [usize; 3] = [1, 2, 3];
 const CLIENT: usize = 4;
-const LONGEST_LEADERLESS: f64 = 3.0;
+/// The longest a roll may leave the cluster without a leader: Consul's own
+/// election after the leader restarts (last). 3.09 s was measured in a CI
+/// run on 2026-12-07 (Consul 1.8 has no leadership transfer); the rolled
+/// rotations in `secrets_lab` allow the same 4 s.
+const LONGEST_LEADERLESS: f64 = 4.0;
 
 /// One write of the load: its number, when it was sent and answered (node
 /// clock, seconds), and whether Consul acknowledged it.
