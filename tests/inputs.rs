@@ -207,13 +207,9 @@ fn a_limit_naming_no_host_or_group_is_refused_before_any_host() {
     }
 }
 
-/// A `docker_opts_extra` that would open Docker's API on TCP without TLS
-/// client verification is refused by `setup` and `bootstrap` before any
-/// host is contacted (the one host listens nowhere: exit 4 once a run
-/// connects), at its line in a vars file or named with its host from
-/// `-e`; with `--tlsverify` the same listener goes through to the host.
-#[test]
-fn docker_opts_opening_plain_tcp_are_refused_before_any_host() {
+/// A directory with an inventory of one server that listens nowhere (a
+/// run that connects exits 4) and `group_vars/all.yml` holding `vars`.
+fn one_server(vars: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(
@@ -222,8 +218,20 @@ fn docker_opts_opening_plain_tcp_are_refused_before_any_host() {
     )
     .unwrap();
     std::fs::create_dir_all(d.join("group_vars")).unwrap();
+    std::fs::write(d.join("group_vars/all.yml"), vars).unwrap();
+    dir
+}
+
+/// A `docker_opts_extra` that would open Docker's API on TCP without TLS
+/// client verification is refused by `setup` and `bootstrap` before any
+/// host is contacted (the one host listens nowhere: exit 4 once a run
+/// connects), at its line in a vars file or named with its host from
+/// `-e`; with `--tlsverify` the same listener goes through to the host.
+#[test]
+fn docker_opts_opening_plain_tcp_are_refused_before_any_host() {
     let text = "consul_expect: 1\ndocker_opts_extra: \"--debug -H tcp://0.0.0.0:2375\"\n";
-    std::fs::write(d.join("group_vars/all.yml"), text).unwrap();
+    let dir = one_server(text);
+    let d = dir.path();
     let run = |args: &[&str]| {
         let mut all = vec!["run", "-i", "hosts", "--timeout", "1"];
         all.extend_from_slice(args);
@@ -267,16 +275,8 @@ fn docker_opts_opening_plain_tcp_are_refused_before_any_host() {
 /// exits 4.)
 #[test]
 fn settings_the_playbooks_cannot_use_are_refused_before_any_host() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = one_server("consul_expect: 1\ngate_settle_seconds: -5\n");
     let d = dir.path();
-    std::fs::write(
-        d.join("hosts"),
-        "[servers]\nn1 ansible_host=127.0.0.1 ansible_port=1\n",
-    )
-    .unwrap();
-    std::fs::create_dir_all(d.join("group_vars")).unwrap();
-    let text = "consul_expect: 1\ngate_settle_seconds: -5\n";
-    std::fs::write(d.join("group_vars/all.yml"), text).unwrap();
     let run = |args: &[&str]| {
         let mut all = args.to_vec();
         all.extend_from_slice(&["--timeout", "1", "-i", "hosts"]);
