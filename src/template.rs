@@ -12,7 +12,7 @@
 //! An undefined variable is named in the message (minijinja itself only says
 //! "undefined value"), with a hint when a defined name is close to it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -56,6 +56,9 @@ const MAX_FUEL: u64 = 20_000_000;
 pub struct Engine {
     env: minijinja::Environment<'static>,
     facts: Facts,
+    /// The names each template string reads (see [`Engine::names_read`]),
+    /// worked out once per text.
+    reads: std::sync::Mutex<HashMap<String, Option<Arc<[String]>>>>,
 }
 
 /// What tasks set on each host (`set_fact`, `register`), as `hostvars`
@@ -220,7 +223,52 @@ impl Engine {
         Engine {
             env,
             facts: Facts::default(),
+            reads: Default::default(),
         }
+    }
+
+    /// The top-level names the template strings inside `value` read and do
+    /// not set themselves (`groups`, `ansible_host` for `{{ ansible_host |
+    /// default(groups.all[0]) }}`), or `None` when one does not compile.
+    /// A name read only through another (`vars[name]`) is not seen.
+    pub(crate) fn names_read(&self, value: &serde_json::Value) -> Option<Vec<String>> {
+        let mut found = Vec::new();
+        let mut strings = vec![value];
+        while let Some(value) = strings.pop() {
+            match value {
+                serde_json::Value::String(s) if is_template(s) => {
+                    found.extend(self.reads_of(s)?.iter().cloned());
+                }
+                serde_json::Value::Array(items) => strings.extend(items),
+                serde_json::Value::Object(map) => strings.extend(map.values()),
+                _ => {}
+            }
+        }
+        Some(found)
+    }
+
+    /// [`Self::names_read`] of one template string, kept by its text.
+    fn reads_of(&self, source: &str) -> Option<Arc<[String]>> {
+        let mut reads = self
+            .reads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(names) = reads.get(source) {
+            return names.clone();
+        }
+        let names = match single_expression(source) {
+            Some(expr) => self
+                .expression(expr)
+                .ok()
+                .map(|e| e.undeclared_variables(false)),
+            None => self
+                .template(source)
+                .ok()
+                .map(|t| t.undeclared_variables(false)),
+        };
+        let names: Option<Arc<[String]>> = names.map(|n| n.into_iter().collect());
+        reads.insert(source.to_owned(), names.clone());
+        names
     }
 
     /// Compile a template string (see [`too_deep`]), or find it compiled.
