@@ -16,13 +16,17 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use minijinja::value::{Kwargs, Rest, Value, ValueKind};
+use minijinja::value::Value;
 use minijinja::{machinery, ErrorKind, UndefinedBehavior};
 
 use crate::error::{Error, InputError, InputKind, Location, Result, Within};
 use crate::suggest::closest;
 use crate::vars::Vars;
+
+mod filters;
+mod literals;
+mod methods;
+mod regex;
 
 /// What the name of a template string starts with, before its text: no
 /// file or `include` name does.
@@ -199,8 +203,8 @@ impl Engine {
         // hanging the run.
         env.set_fuel(Some(MAX_FUEL));
         env.add_global("omit", OMIT);
-        add_ansible_filters(&mut env);
-        add_ansible_tests(&mut env);
+        filters::add(&mut env);
+        env.set_unknown_method_callback(methods::call);
         // Template strings are compiled once and kept by the environment,
         // under their own text (see `Engine::template`): a templated
         // default renders for every host, and compiling it each time was
@@ -216,7 +220,7 @@ impl Engine {
             Some(source) => {
                 too_deep(source, false)?;
                 too_wide(source)?;
-                Ok(Some(source.to_owned()))
+                Ok(Some(literals::raw(source, false).into_owned()))
             }
             None => Ok(None),
         });
@@ -294,7 +298,10 @@ impl Engine {
     ) -> Result<minijinja::Expression<'s, 's>, minijinja::Error> {
         too_deep(source, true)?;
         too_wide(source)?;
-        self.env.compile_expression(source)
+        match literals::raw(source, true) {
+            std::borrow::Cow::Borrowed(source) => self.env.compile_expression(source),
+            std::borrow::Cow::Owned(code) => self.env.compile_expression_owned(code),
+        }
     }
 
     /// Make `value` visible to every template as `name` (e.g. `groups`).
@@ -491,8 +498,9 @@ impl Engine {
     /// Render template text that came from the file (or embedded name)
     /// `name`; errors point into `text` as that file.
     pub fn render_named(&self, name: &str, text: &str, vars: &Vars) -> Result<String> {
+        let code = literals::raw(text, false);
         let tmpl = self
-            .named(name, text)
+            .named(name, &code)
             .map_err(|e| self.file_error(e, name, text, None))?;
         tmpl.render(vars).map_err(|e| {
             // The check names the filter or test and suggests a near one.
@@ -543,8 +551,9 @@ impl Engine {
     /// Check a template file (`name` as it is shown, `text` its content):
     /// syntax, filters and tests, located in the file.
     pub fn check_file(&self, name: &str, text: &str) -> Result<()> {
+        let code = literals::raw(text, false);
         let tmpl = self
-            .named(name, text)
+            .named(name, &code)
             .map_err(|e| self.file_error(e, name, text, None))?;
         let found = Inspection::of_template(&tmpl);
         let locate = |kind| (Location::new(name, 0, 0), kind);
@@ -1035,156 +1044,6 @@ fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
     offset
 }
 
-fn add_ansible_filters(env: &mut minijinja::Environment<'static>) {
-    env.add_filter("d", minijinja::filters::default);
-    env.add_filter("bool", to_bool);
-    env.add_filter("to_json", to_json);
-    env.add_filter("to_nice_json", to_nice_json);
-    env.add_filter("from_json", from_json);
-    env.add_filter("to_yaml", to_yaml);
-    env.add_filter("to_nice_yaml", to_yaml);
-    env.add_filter("b64encode", b64encode);
-    env.add_filter("b64decode", b64decode);
-    env.add_filter("quote", quote);
-    env.add_filter("mandatory", mandatory);
-    env.add_filter("basename", basename);
-    env.add_filter("dirname", dirname);
-    env.add_filter("ternary", ternary);
-}
-
-fn add_ansible_tests(env: &mut minijinja::Environment<'static>) {
-    env.add_test("succeeded", |v: &Value| {
-        result_flag(v, "failed").map(|f| !f)
-    });
-    env.add_test("success", |v: &Value| result_flag(v, "failed").map(|f| !f));
-    env.add_test("failed", |v: &Value| result_flag(v, "failed"));
-    env.add_test("failure", |v: &Value| result_flag(v, "failed"));
-    env.add_test("changed", |v: &Value| result_flag(v, "changed"));
-    env.add_test("skipped", |v: &Value| result_flag(v, "skipped"));
-}
-
-fn invalid(msg: impl Into<String>) -> minijinja::Error {
-    minijinja::Error::new(ErrorKind::InvalidOperation, msg.into())
-}
-
-/// `key` of a registered result (`failed`, `changed`, `skipped`); false when
-/// the result lacks it.
-fn result_flag(value: &Value, key: &str) -> Result<bool, minijinja::Error> {
-    if value.is_undefined() {
-        return Err(minijinja::Error::new(
-            ErrorKind::UndefinedError,
-            "the test needs a registered result, got an undefined value",
-        ));
-    }
-    if value.kind() != ValueKind::Map {
-        return Err(invalid(format!(
-            "the test needs a registered result (a mapping), got {}",
-            value.kind()
-        )));
-    }
-    let flag = value.get_attr(key)?;
-    Ok(!flag.is_undefined() && flag.is_true())
-}
-
-/// Ansible's `bool` filter: booleans, the yes/no words of
-/// [`crate::truth::parse_bool`] in any case, and the numbers 1 and 0;
-/// anything else is false.
-fn to_bool(value: &Value) -> bool {
-    if value.is_undefined() || value.is_none() {
-        return false;
-    }
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| crate::truth::as_bool(&v))
-        .unwrap_or(false)
-}
-
-fn to_json(value: &Value, _kwargs: Kwargs) -> Result<String, minijinja::Error> {
-    serde_json::to_string(value).map_err(|e| invalid(format!("cannot convert to JSON: {e}")))
-}
-
-fn to_nice_json(value: &Value, kwargs: Kwargs) -> Result<String, minijinja::Error> {
-    let indent: Option<usize> = kwargs.get("indent")?;
-    let indent = " ".repeat(indent.unwrap_or(4));
-    let mut out = Vec::new();
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(indent.as_bytes());
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
-    serde::Serialize::serialize(value, &mut ser)
-        .map_err(|e| invalid(format!("cannot convert to JSON: {e}")))?;
-    kwargs.assert_all_used()?;
-    String::from_utf8(out).map_err(|e| invalid(e.to_string()))
-}
-
-fn from_json(value: &str) -> Result<Value, minijinja::Error> {
-    let parsed: serde_json::Value =
-        serde_json::from_str(value).map_err(|e| invalid(format!("invalid JSON: {e}")))?;
-    Ok(Value::from_serialize(&parsed))
-}
-
-fn to_yaml(value: &Value, _kwargs: Kwargs) -> Result<String, minijinja::Error> {
-    serde_norway::to_string(value).map_err(|e| invalid(format!("cannot convert to YAML: {e}")))
-}
-
-fn b64encode(value: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(value.as_bytes())
-}
-
-fn b64decode(value: &str) -> Result<String, minijinja::Error> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(value.trim().as_bytes())
-        .map_err(|e| invalid(format!("invalid base64: {e}")))?;
-    String::from_utf8(bytes).map_err(|_| invalid("base64 data is not UTF-8 text"))
-}
-
-fn quote(value: &Value) -> String {
-    match value.as_str() {
-        Some(s) => crate::transport::quote(s),
-        None => crate::transport::quote(&value.to_string()),
-    }
-}
-
-fn mandatory(value: Value, msg: Option<String>) -> Result<Value, minijinja::Error> {
-    if value.is_undefined() {
-        let msg = msg.unwrap_or_else(|| "mandatory variable not defined".to_owned());
-        Err(minijinja::Error::new(ErrorKind::UndefinedError, msg))
-    } else {
-        Ok(value)
-    }
-}
-
-/// As Python's `os.path.basename`: the part after the last `/`.
-fn basename(path: &str) -> String {
-    path.rsplit_once('/')
-        .map_or(path, |(_, base)| base)
-        .to_owned()
-}
-
-/// As Python's `os.path.dirname`: the part before the last `/`.
-fn dirname(path: &str) -> String {
-    match path.rsplit_once('/') {
-        Some(("", _)) => "/".to_owned(),
-        Some((dir, _)) => dir.to_owned(),
-        None => String::new(),
-    }
-}
-
-fn ternary(
-    value: &Value,
-    if_true: Value,
-    if_false: Value,
-    rest: Rest<Value>,
-) -> Result<Value, minijinja::Error> {
-    if rest.len() > 1 {
-        return Err(minijinja::Error::from(ErrorKind::TooManyArguments));
-    }
-    if value.is_none() {
-        if let Some(if_none) = rest.first() {
-            return Ok(if_none.clone());
-        }
-    }
-    Ok(if value.is_true() { if_true } else { if_false })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1447,5 +1306,240 @@ mod tests {
     fn engine_is_shareable() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Engine>();
+    }
+    const ANSIBLE_RENDERS: &[(&str, &str)] = &[
+        (r#"'a.b.c'.split('.')"#, r#"["a", "b", "c"]"#),
+        (r#"'  a  b c '.split()"#, r#"["a", "b", "c"]"#),
+        (r#"'a b c d'.split(None, 1)"#, r#"["a", "b c d"]"#),
+        (r#"'a.b.c'.rsplit('.', 1)"#, r#"["a.b", "c"]"#),
+        (r#"'Hello World'.upper()"#, r#""HELLO WORLD""#),
+        (r#"'Hello World'.lower()"#, r#""hello world""#),
+        (r#"'hello world'.capitalize()"#, r#""Hello world""#),
+        (r#"'hello wORLD-x'.title()"#, r#""Hello World-X""#),
+        (r#"'xxhixx'.strip('x')"#, r#""hi""#),
+        (r#"'  hi  '.lstrip()"#, r#""hi  ""#),
+        (r#"'  hi  '.rstrip()"#, r#""  hi""#),
+        (r#"'x.yml'.endswith('.yml')"#, r#"true"#),
+        (r#"'aaa'.replace('a', 'b', 2)"#, r#""bba""#),
+        (r#"'-'.join(['a', 'b'])"#, r#""a-b""#),
+        (r#"'hello'.find('l')"#, r#"2"#),
+        (r#"'hello'.rfind('l')"#, r#"3"#),
+        (r#"'hello'.find('z')"#, r#"-1"#),
+        (r#"'hello'.count('l')"#, r#"2"#),
+        (r#"'123'.isdigit()"#, r#"true"#),
+        (r#"'12a'.isdigit()"#, r#"false"#),
+        (r#"'abc'.isalpha()"#, r#"true"#),
+        (r#"'ABC'.isupper()"#, r#"true"#),
+        (r#"'42'.zfill(5)"#, r#""00042""#),
+        (r#"'-42'.zfill(5)"#, r#""-0042""#),
+        (r#"'{}-{}'.format(1, 'a')"#, r#""1-a""#),
+        (r#"'{1}{0}'.format('a', 'b')"#, r#""ba""#),
+        (r#"'{name}!'.format(name='x')"#, r#""x!""#),
+        (
+            r#"{'a': 1, 'b': 2}.items() | list"#,
+            r#"[["a", 1], ["b", 2]]"#,
+        ),
+        (r#"{'a': 1, 'b': 2}.keys() | list"#, r#"["a", "b"]"#),
+        (r#"{'a': 1, 'b': 2}.values() | list"#, r#"[1, 2]"#),
+        (r#"{'a': 1}.get('a')"#, r#"1"#),
+        (r#"{'a': 1}.get('z', 5)"#, r#"5"#),
+        (r#"{'a': 1}.get('z')"#, r#"null"#),
+        (r#"[1, 2, 3, 2].index(2)"#, r#"1"#),
+        (r#"[1, 2, 3, 2].count(2)"#, r#"2"#),
+        (
+            r#"{'a': 1, 'b': {'c': 1} } | combine({'b': {'d': 2} })"#,
+            r#"{"a": 1, "b": {"d": 2}}"#,
+        ),
+        (
+            r#"{'a': 1, 'b': {'c': 1} } | combine({'b': {'d': 2} }, recursive=true)"#,
+            r#"{"a": 1, "b": {"c": 1, "d": 2}}"#,
+        ),
+        (
+            r#"{'a': [1, 2]} | combine({'a': [2, 3]}, list_merge='append')"#,
+            r#"{"a": [1, 2, 2, 3]}"#,
+        ),
+        (
+            r#"{'a': [1, 2]} | combine({'a': [2, 3]}, list_merge='append_rp')"#,
+            r#"{"a": [1, 2, 3]}"#,
+        ),
+        (
+            r#"{'a': [1, 2]} | combine({'a': [2, 3]}, list_merge='prepend')"#,
+            r#"{"a": [2, 3, 1, 2]}"#,
+        ),
+        (r#"[{'a': 1}, {'b': 2}] | combine"#, r#"{"a": 1, "b": 2}"#),
+        (
+            r#"{'a': 1, 'b': 2} | dict2items"#,
+            r#"[{"key": "a", "value": 1}, {"key": "b", "value": 2}]"#,
+        ),
+        (
+            r#"{'a': 1} | dict2items(key_name='k', value_name='v')"#,
+            r#"[{"k": "a", "v": 1}]"#,
+        ),
+        (
+            r#"[{'key': 'a', 'value': 1}, {'key': 'b', 'value': 2}] | items2dict"#,
+            r#"{"a": 1, "b": 2}"#,
+        ),
+        (r#"[1, [2, [3, [4]]], none] | flatten"#, r#"[1, 2, 3, 4]"#),
+        (r#"[1, [2, [3, [4]]]] | flatten(1)"#, r#"[1, 2, [3, [4]]]"#),
+        (r#"[1, 2, 3, 2] | difference([2, 5])"#, r#"[1, 3]"#),
+        (r#"[1, 2, 3, 2] | intersect([2, 3, 5])"#, r#"[2, 3]"#),
+        (r#"[1, 2, 2] | union([3, 1])"#, r#"[1, 2, 3]"#),
+        (r#"[1, 2] | symmetric_difference([2, 3])"#, r#"[1, 3]"#),
+        (r#"'/a/b.tar.gz' | splitext"#, r#"["/a/b.tar", ".gz"]"#),
+        (r#"'.bashrc' | splitext"#, r#"[".bashrc", ""]"#),
+        (r#"'/a.b/c' | splitext"#, r#"["/a.b/c", ""]"#),
+        (r#"['a', 'b', 'c'] | path_join"#, r#""a/b/c""#),
+        (r#"['a', '/b', 'c'] | path_join"#, r#""/b/c""#),
+        (r#"1 | type_debug"#, r#""int""#),
+        (r#"1.5 | type_debug"#, r#""float""#),
+        (r#"'x' | type_debug"#, r#""str""#),
+        (r#"[1] | type_debug"#, r#""list""#),
+        (r#"{'a': 1} | type_debug"#, r#""dict""#),
+        (r#"none | type_debug"#, r#""NoneType""#),
+        (r#"true | type_debug"#, r#""bool""#),
+        (
+            r#"'hello' | hash('sha256')"#,
+            r#""2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824""#,
+        ),
+        (
+            r#"'hello' | hash('md5')"#,
+            r#""5d41402abc4b2a76b9719d911017c592""#,
+        ),
+        (
+            r#"'hello' | hash"#,
+            r#""aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d""#,
+        ),
+        (
+            r#"'hello' | sha1"#,
+            r#""aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d""#,
+        ),
+        (r#"'hello' | md5"#, r#""5d41402abc4b2a76b9719d911017c592""#),
+        (
+            r#"'hello' | checksum"#,
+            r#""aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d""#,
+        ),
+        (r#"'aaa' | regex_replace('a', 'b', count=2)"#, r#""bba""#),
+        (
+            r#"'ABC' | regex_replace('b', 'x', ignorecase=true)"#,
+            r#""AxC""#,
+        ),
+        (r#"'a.b*c' | regex_escape"#, r#""a\\.b\\*c""#),
+        (r#"'abc' is match('b')"#, r#"false"#),
+        (r#"'abc' is search('b')"#, r#"true"#),
+        (r#"'abc' is match('ab')"#, r#"true"#),
+        (r#"'ABC' is match('ab', ignorecase=true)"#, r#"true"#),
+        (r#"'abc' is regex('^a.c$')"#, r#"true"#),
+        (r#"'2.10' is version('2.9', '>')"#, r#"true"#),
+        (r#"'2.10' is version('2.9', 'lt')"#, r#"false"#),
+        (r#"'1.2.3' is version('1.2.3', '==')"#, r#"true"#),
+        (r#"'1.2' is version('1.2.0', '<')"#, r#"true"#),
+        (r#"'5.4.0-rc1' is version('5.4.0', '<')"#, r#"false"#),
+        (r#"'7.2' is version_compare('7.10', '<')"#, r#"true"#),
+        (r#"[1, 2] is subset([1, 2, 3])"#, r#"true"#),
+        (r#"[1, 2, 3] is superset([3])"#, r#"true"#),
+        (r#"[1, 2] is contains(2)"#, r#"true"#),
+        (r#"'x' is truthy"#, r#"true"#),
+        (r#"'' is falsy"#, r#"true"#),
+        (r#"'etc' is abs"#, r#"false"#),
+        (
+            r#"groups_list | map('extract', hv, 'ip') | list"#,
+            r#"[1, 2]"#,
+        ),
+        (r#"'a' | extract({'a': {'b': [1, 2]} }, ['b', 1])"#, r#"2"#),
+        (
+            r#"'abc123def45' | regex_replace('\d+', 'N')"#,
+            r#""abcNdefN""#,
+        ),
+        (
+            r#"'abc123' | regex_replace('([a-z]+)(\d+)', '\2-\1')"#,
+            r#""123-abc""#,
+        ),
+        (
+            r#"'abc123' | regex_replace('(?P<w>[a-z]+)', '<\g<w>>')"#,
+            r#""<abc>123""#,
+        ),
+        (
+            r#"'cost $5' | regex_replace('\$(\d)', 'USD\1')"#,
+            r#""cost USD5""#,
+        ),
+        (r#"'foo bar' | regex_replace('\bbar', 'X')"#, r#""foo X""#),
+        (r#"'abc123def45' | regex_search('\d+')"#, r#""123""#),
+        (r#"'abc' | regex_search('\d+')"#, r#"null"#),
+        (
+            r#"'key=val' | regex_search('(\w+)=(\w+)', '\2', '\1')"#,
+            r#"["val", "key"]"#,
+        ),
+        (
+            r#"'key=val' | regex_search('(?P<k>\w+)=', '\g<k>')"#,
+            r#"["key"]"#,
+        ),
+        (
+            r#"'a1b22c333' | regex_findall('\d+')"#,
+            r#"["1", "22", "333"]"#,
+        ),
+        (
+            r#"'k1=v1 k2=v2' | regex_findall('(\w+)=(\w+)')"#,
+            r#"[["k1", "v1"], ["k2", "v2"]]"#,
+        ),
+        (r#"'a\nb' | length"#, r#"4"#),
+        (r#"'x\by' | length"#, r#"4"#),
+        (r#"'a: 1' | from_yaml"#, r#"{"a": 1}"#),
+        (r#"'a\nb\n'.splitlines()"#, r#"["a\\nb\\n"]"#),
+    ];
+
+    /// Each expression's value as ansible-core 2.19 renders it (`debug:
+    /// msg=` of it, the template in single-quoted YAML, 2026-12-08).
+    #[test]
+    fn python_methods_filters_and_tests_render_as_ansible_does() {
+        let engine = Engine::new();
+        let v =
+            vars(json!({"groups_list": ["h1", "h2"], "hv": {"h1": {"ip": 1}, "h2": {"ip": 2}}}));
+        let mut wrong = Vec::new();
+        for (expr, expected) in ANSIBLE_RENDERS {
+            let expected: serde_json::Value = serde_json::from_str(expected).unwrap();
+            let got = engine.render_json(&json!(format!("{{{{ {expr} }}}}")), &v, &origin());
+            match got {
+                Ok(got) if got == expected => {}
+                other => wrong.push(format!("{expr}: {other:?}, Ansible: {expected}")),
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        // On this machine, as Ansible's path tests.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        let (d, f) = (dir.path().display(), file.display());
+        for (expr, expected) in [
+            (format!("'{f}' is file"), true),
+            (format!("'{d}' is file"), false),
+            (format!("'{d}' is directory"), true),
+            (format!("'{d}/nothing' is exists"), false),
+            (format!("'{f}' is exists"), true),
+        ] {
+            let got = engine.render_json(&json!(format!("{{{{ {expr} }}}}")), &v, &origin());
+            assert_eq!(got.unwrap(), json!(expected), "{expr}");
+        }
+    }
+
+    #[test]
+    fn a_method_a_type_lacks_is_refused_by_name() {
+        let err = render("{{ 'x'.nosuch() }}", json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("string has no method named nosuch"), "{err}");
+        let err = render(
+            "{{ x | combine({}, list_merge='merge') }}",
+            json!({"x": {}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("list_merge is `merge`"), "{err}");
+        let err = render("{{ 'a' | regex_search('(?=a)') }}", json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the regular expression `(?=a)` is not valid here"),
+            "{err}"
+        );
     }
 }

@@ -733,3 +733,48 @@ fn an_argument_that_renders_to_omit_is_left_out() {
     assert!(!home.contains("omit"), "{home}");
     assert!(home.ends_with(" True\n"), "{home}");
 }
+
+#[test]
+fn ansible_filters_regexes_and_python_methods_work_in_a_playbook() {
+    let cluster = Cluster::start(1);
+    let inventory = cluster.inventory(&[]);
+    let dir = cluster.dir().join("templating");
+    fs::create_dir_all(&dir).unwrap();
+    give_to_test_user(&dir);
+    // As an Ansible user writes them: single-quoted YAML, so `\1` and
+    // `\d` reach the template as written.
+    let playbook = cluster.write_file(
+        "templating.yml",
+        &format!(
+            "- hosts: all\n  tasks:\n\
+             \x20   - command: uname -n\n      register: un\n\
+             \x20   - set_fact:\n        parts: '{{{{ (un.stdout ~ \".v12.x\").split(\".\")[-2:] }}}}'\n\
+             \x20   - copy:\n        dest: {d}/out\n        content: '{{{{ un.stdout | regex_replace(\"^(.*)$\", \"<\\1>\") }}}} \
+             {{{{ un.stdout.upper() }}}} {{{{ parts | join(\",\") | regex_search(\"\\d+\") }}}} \
+             {{{{ {{\"a\": 1}} | combine({{\"b\": parts}}) | dict2items | map(attribute=\"key\") | join }}}}'\n",
+            d = dir.display()
+        ),
+    );
+    let out = cluster.run(&[
+        "run",
+        "-i",
+        inventory.to_str().unwrap(),
+        playbook.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out}");
+    let name = String::from_utf8(
+        std::process::Command::new("uname")
+            .arg("-n")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let name = name.trim();
+    let written = fs::read_to_string(dir.join("out")).unwrap();
+    assert_eq!(
+        written,
+        format!("<{name}> {} 12 ab", name.to_uppercase()),
+        "{out}"
+    );
+}

@@ -456,8 +456,8 @@ pub(crate) fn absent(text: &str, edit: &Edit) -> (String, usize) {
 }
 
 /// Python's `match.expand(template)`: `\1`, `\g<1>`, `\g<name>` and the
-/// escapes `\n`, `\t`, `\\`.
-fn expand(caps: &regex::Captures<'_>, template: &str) -> String {
+/// escapes `\n`, `\t`, `\\` (also `regex_replace`'s replacement).
+pub(crate) fn expand(caps: &regex::Captures<'_>, template: &str) -> String {
     let mut out = String::new();
     let mut chars = template.chars().peekable();
     let group = |name: &str| -> String {
