@@ -173,6 +173,10 @@ impl ConnectDefaults {
         };
         let user = text(&["ansible_user", "user"]).or_else(|| self.user.clone());
         let (mut target, from_config) = self.reach(host, &name, port, user, vars)?;
+        if is_local(host, vars)? {
+            target.local = true;
+            return Ok(target);
+        }
         let spec = match self.proxy_from_vars(host, vars)? {
             Some(spec) => Some(spec),
             None => from_config,
@@ -405,6 +409,7 @@ impl ConnectDefaults {
                     )
                 })?,
             },
+            local: false,
         };
         Ok((target, ssh.proxy))
     }
@@ -462,6 +467,23 @@ pub fn home_dir() -> Option<PathBuf> {
 /// `~/.arpanetrc`, where the 2014 tool kept its settings.
 pub fn rc_file() -> Option<PathBuf> {
     home_dir().map(|h| h.join(".arpanetrc"))
+}
+
+/// Whether `ansible_connection` says the host is this machine (`local`);
+/// `ssh` (and Ansible's `smart` and `paramiko`, both SSH) or unset is SSH,
+/// anything else (`docker`, `winrm`, ...) is refused.
+fn is_local(host: &str, vars: &Vars) -> Result<bool> {
+    match var_text(vars, &["ansible_connection"])
+        .as_deref()
+        .map(str::trim)
+    {
+        None | Some("ssh" | "smart" | "paramiko" | "ansible.builtin.ssh") => Ok(false),
+        Some("local" | "ansible.builtin.local") => Ok(true),
+        Some(other) => Err(Error::usage(format!(
+            "host `{host}`: `ansible_connection` is `{other}`: arpanet connects with `ssh` or runs \
+             on this machine with `local`"
+        ))),
+    }
 }
 
 #[cfg(test)]

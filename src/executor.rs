@@ -2143,6 +2143,7 @@ mod tests {
             reconnect: Duration::ZERO,
             proxy: Default::default(),
             session: Default::default(),
+            local: false,
         }
     }
 

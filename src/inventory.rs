@@ -114,7 +114,9 @@ impl Inventory {
     pub fn load_all(paths: &[PathBuf]) -> Result<Self> {
         let mut builder = Builder::new();
         for path in paths {
-            if path.is_dir() {
+            if let Some(list) = host_list(path) {
+                ini::parse(&mut builder, path, &list)?;
+            } else if path.is_dir() {
                 load_dir(&mut builder, path)?;
             } else {
                 let text = crate::error::read_input(path)?;
@@ -123,7 +125,7 @@ impl Inventory {
         }
         let first = paths.first().cloned().unwrap_or_default();
         let mut inventory = builder.finish(&first);
-        for path in paths {
+        for path in paths.iter().filter(|p| host_list(p).is_none()) {
             let base = match path.is_dir() {
                 true => path.as_path(),
                 false => path.parent().unwrap_or_else(|| Path::new(".")),
@@ -418,6 +420,32 @@ fn parse_into(b: &mut Builder, source: &Path, text: &str) -> Result<()> {
     }
     *b = before;
     Err(first)
+}
+
+/// A `-i` that is no file and has a comma (`-i web1,web2` or `-i db1,`),
+/// as Ansible takes it: those hosts, in no group, as inventory lines
+/// (`host:port` gives the port).
+fn host_list(path: &Path) -> Option<String> {
+    let text = path.to_str()?;
+    if !text.contains(',') || path.exists() {
+        return None;
+    }
+    let mut lines = String::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let (host, port) = match name.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => {
+                (host, Some(port))
+            }
+            _ => (name, None),
+        };
+        lines.push_str(host);
+        if let Some(port) = port {
+            lines.push_str(" ansible_port=");
+            lines.push_str(port);
+        }
+        lines.push('\n');
+    }
+    Some(lines)
 }
 
 /// Every inventory file under `dir`, in name order, as Ansible reads a

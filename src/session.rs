@@ -179,6 +179,7 @@ fn connection_vars(engine: &Engine, host: &str, resolved: crate::scope::Resolved
 
 /// The variables that say where and how to connect.
 const CONNECTION_VARS: &[&str] = &[
+    "ansible_connection",
     "ansible_host",
     "host",
     "ansible_port",

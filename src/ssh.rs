@@ -670,6 +670,9 @@ impl Default for SshConnector {
 impl Connector for SshConnector {
     fn connect<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Arc<dyn Transport>>> {
         Box::pin(async move {
+            if target.local {
+                return Ok(Arc::new(crate::transport::local::LocalShell) as Arc<dyn Transport>);
+            }
             let transport = self.connect_ssh(target).await?;
             Ok(Arc::new(transport) as Arc<dyn Transport>)
         })
@@ -677,6 +680,9 @@ impl Connector for SshConnector {
 
     fn reconnect<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Arc<dyn Transport>>> {
         Box::pin(async move {
+            if target.local {
+                return self.connect(target).await;
+            }
             let transport = self.reconnect_ssh(target).await?;
             Ok(Arc::new(transport) as Arc<dyn Transport>)
         })

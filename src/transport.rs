@@ -356,6 +356,10 @@ pub struct Target {
     /// How commands run: through one long-lived shell, or a channel each
     /// (`--session`, `arpanet_session`).
     pub session: SessionMode,
+    /// `ansible_connection: local`: the host is this machine, and its
+    /// commands run here through `sh -c` as the user running arpanet,
+    /// without SSH.
+    pub local: bool,
 }
 
 /// How a connection runs commands.

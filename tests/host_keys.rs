@@ -226,6 +226,7 @@ impl Client<'_> {
             reconnect: Duration::ZERO,
             proxy: Default::default(),
             session: crate::support::sshd::session_mode(),
+            local: false,
         };
         // Only a refused host key counts as refused: another failure (a
         // handshake that timed out on a loaded machine) is tried again.

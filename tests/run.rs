@@ -1598,3 +1598,92 @@ fn group_and_host_vars_beside_the_playbook_apply_over_the_inventorys() {
         "{out}"
     );
 }
+
+/// `ansible_connection: local` runs the host's tasks on this machine, as
+/// the user running arpanet, beside SSH hosts; a `-i` of names with
+/// commas is those hosts; a module's `key=value` line is its arguments.
+#[test]
+fn a_local_host_and_a_host_list_run_beside_ssh_hosts() {
+    let cluster = Cluster::start(1);
+    let inventory = cluster.inventory(&[]);
+    let dir = workdir(&cluster);
+    // Its address is a listener that nothing may connect to.
+    let (wire, port) = tripwire();
+    let local = cluster.write_file(
+        "local.ini",
+        &format!("here ansible_connection=local ansible_host=127.0.0.1 ansible_port={port}\n"),
+    );
+    let playbook = cluster.write_file(
+        "who.yml",
+        &format!(
+            "- hosts: all\n  tasks:\n\
+             \x20   - command: id -un\n      register: who\n\
+             \x20   - copy: dest={d}/{{{{ inventory_hostname }}}} content=\"{{{{ who.stdout }}}} ran\"\n",
+            d = dir.display()
+        ),
+    );
+    let out = cluster.run(&[
+        "run",
+        "-i",
+        inventory.to_str().unwrap(),
+        "-i",
+        local.to_str().unwrap(),
+        playbook.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_untouched(&wire);
+    let me = Command::new("id").arg("-un").output().unwrap();
+    let me = String::from_utf8(me.stdout).unwrap();
+    assert_ne!(me.trim(), TEST_USER);
+    assert_eq!(
+        fs::read_to_string(dir.join("here")).unwrap(),
+        format!("{} ran", me.trim())
+    );
+    let remote: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "here")
+        .collect();
+    assert_eq!(remote.len(), 1, "{remote:?}");
+    let written = fs::read_to_string(dir.join(&remote[0])).unwrap();
+    assert_eq!(written, format!("{TEST_USER} ran"), "{out}");
+
+    // `-i NAME,` with the connection given on the command line.
+    let touch = cluster.write_file(
+        "touch.yml",
+        &format!(
+            "- hosts: all\n  tasks:\n    - file: path={d}/listed state=touch mode=0600\n",
+            d = dir.display()
+        ),
+    );
+    let listed = ["run", "-i", "listed,", "-e", "ansible_connection=local"];
+    let out = cluster.run(&[&listed[..], &[touch.to_str().unwrap()]].concat());
+    assert_eq!(out.code, 0, "{out}");
+    let mode = fs::metadata(dir.join("listed")).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    let out = cluster.run(&["inventory", "-i", "a,b:2200,", "--list"]);
+    assert_eq!(out.code, 0, "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(json["ungrouped"]["hosts"], serde_json::json!(["a", "b"]));
+    assert_eq!(json["_meta"]["hostvars"]["b"]["ansible_port"], 2200);
+
+    // A connection arpanet does not have is refused before any host.
+    fs::remove_file(dir.join("listed")).unwrap();
+    let out = cluster.run(&[
+        "run",
+        "-i",
+        "listed,",
+        "-e",
+        "ansible_connection=docker",
+        touch.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 5, "{out}");
+    assert!(
+        out.stderr.contains("`ansible_connection` is `docker`"),
+        "{out}"
+    );
+    assert!(!dir.join("listed").exists());
+}

@@ -200,6 +200,27 @@ fn words(line: &str) -> Vec<(usize, usize)> {
     out
 }
 
+/// A module's arguments written as one line of `KEY=VALUE` words, the
+/// older form Ansible still reads for any module (`file: path=/srv
+/// state=directory`, `debug: msg="hi {{ x }}"`): the pairs, each value
+/// without its quotes; `None` unless every word is such a pair.
+pub(crate) fn key_values(line: &str) -> Option<Vec<(String, String)>> {
+    let mut pairs = Vec::new();
+    for (start, end) in words(line) {
+        let (key, value) = line[start..end].split_once('=')?;
+        let mut chars = key.chars();
+        let named = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !named {
+            return None;
+        }
+        pairs.push((key.to_owned(), unquote(value)));
+    }
+    (!pairs.is_empty()).then_some(pairs)
+}
+
 /// A value without the quotes around it.
 fn unquote(value: &str) -> String {
     for q in ['"', '\''] {

@@ -793,8 +793,38 @@ fn role_entry(node: &Node, reg: Registry) -> Res<RawTask> {
 /// A module's arguments with the task's `args:` (Ansible's way of giving
 /// `creates`, `chdir` and the like beside a free-form command) joined in:
 /// the module's own keys win; a free-form `command`/`shell` line becomes
-/// its `cmd`.
+/// its `cmd`, and another module's line of `key=value` words its mapping.
 fn with_args(module: &str, node: &Node, args: Option<&Node>) -> Res<Node> {
+    let scalar = |text: &str, plain: bool| Node {
+        kind: Kind::Scalar {
+            text: text.into(),
+            plain,
+        },
+        pos: node.pos,
+    };
+    // `MODULE: key=value ...` is that mapping, values as strings.
+    let pairs = match &node.kind {
+        Kind::Scalar { text, .. } if !matches!(module, "command" | "shell") => {
+            crate::modules::command::key_values(text)
+        }
+        _ => None,
+    };
+    let mapped;
+    let node = match pairs {
+        Some(pairs) => {
+            mapped = Node {
+                kind: Kind::Map(
+                    pairs
+                        .iter()
+                        .map(|(k, v)| (scalar(k, true), scalar(v, false)))
+                        .collect(),
+                ),
+                pos: node.pos,
+            };
+            &mapped
+        }
+        None => node,
+    };
     let Some(args) = args else {
         return Ok(node.clone());
     };
@@ -814,13 +844,6 @@ fn with_args(module: &str, node: &Node, args: Option<&Node>) -> Res<Node> {
     let mut joined = match &node.kind {
         Kind::Map(own) => own.clone(),
         Kind::Scalar { text, .. } if matches!(module, "command" | "shell") => {
-            let scalar = |text: &str, plain: bool| Node {
-                kind: Kind::Scalar {
-                    text: text.into(),
-                    plain,
-                },
-                pos: node.pos,
-            };
             // the line's own `creates=`-style words, as without `args`
             let line = crate::modules::command::inline_options(text).map_err(|e| match e {
                 crate::modules::BadArgs::Invalid { message, .. } => invalid(node.pos, message),

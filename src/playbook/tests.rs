@@ -266,6 +266,29 @@ fn free_form_and_fqcn_commands() {
 }
 
 #[test]
+fn a_line_of_key_value_words_is_the_modules_mapping() {
+    let same = |line: &str, mapping: &str| {
+        let (a, b) = (task(line), task(mapping));
+        assert_eq!(format!("{:?}", a.module), format!("{:?}", b.module), "{line}");
+    };
+    same(
+        "    - file: path=/srv/x state=directory mode=0755\n",
+        "    - file: {path: /srv/x, state: directory, mode: \"0755\"}\n",
+    );
+    same(
+        "    - debug: msg=\"hi {{ name }} =)\"\n",
+        "    - debug: {msg: \"hi {{ name }} =)\"}\n",
+    );
+    same(
+        "    - ansible.builtin.copy: content='a b' dest=/x\n      args: {mode: \"0600\"}\n",
+        "    - copy: {content: a b, dest: /x, mode: \"0600\"}\n",
+    );
+    // A word that is no `key=value` leaves the line as it was: refused.
+    let text = error("- hosts: all\n  tasks:\n    - file: path=/x directory\n");
+    assert!(text.contains("expected a mapping"), "{text}");
+}
+
+#[test]
 fn default_names_use_the_first_line_of_the_first_argument() {
     let t = task("    - shell: |\n        set -e\n        docker pull consul\n");
     assert_eq!(t.name, "shell: set -e");

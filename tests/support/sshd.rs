@@ -872,6 +872,7 @@ impl Cluster {
             reconnect: Duration::ZERO,
             proxy: Default::default(),
             session: session_mode(),
+            local: false,
         }
     }
 
