@@ -737,6 +737,7 @@ impl fmt::Display for InputKind {
                 "import_tasks" => write!(f, "no task file `{name}` to import"),
                 "include_tasks" => write!(f, "no task file `{name}` to include"),
                 "role" => write!(f, "no role `{name}`"),
+                "vars_files" => write!(f, "no vars file `{name}`"),
                 _ => write!(f, "no playbook `{name}` to import"),
             },
             UnknownHandler { target, .. } => {

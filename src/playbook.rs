@@ -869,7 +869,12 @@ impl Builder<'_> {
             .try_for_each(|s| self.engine.check(s, &self.loc(pos)))
     }
 
-    fn play(&self, raw: RawPlay) -> Result<Play> {
+    fn play(&self, mut raw: RawPlay) -> Result<Play> {
+        // `vars_files` rank above the play's `vars`, as in Ansible.
+        for (names, pos) in std::mem::take(&mut raw.vars_files) {
+            let loaded = self.vars_file(&names, pos)?;
+            crate::vars::merge(&mut raw.vars, &loaded);
+        }
         let mut vars_strings = Vec::new();
         raw.vars
             .values()
@@ -969,6 +974,34 @@ impl Builder<'_> {
             handlers,
             location: self.loc(raw.pos),
         })
+    }
+
+    /// The first of `names` (a `vars_files` entry) found beside the
+    /// playbook (or at its absolute path), read as a vars file.
+    fn vars_file(&self, names: &[String], pos: Pos) -> Result<Vars> {
+        for name in names {
+            if crate::template::is_template(name) {
+                let kind = InputKind::Invalid {
+                    field: Some("vars_files".into()),
+                    message: format!(
+                        "`{name}` is a template: vars files are read as the playbook loads, \
+                         before any variable has a value"
+                    ),
+                    hint: Some("name the file itself".into()),
+                };
+                return Err(InputError::new(self.loc(pos), kind).into());
+            }
+            let path = self.dir.join(name);
+            if path.is_file() {
+                return crate::vars::load_vars_file(&path);
+            }
+        }
+        let kind = InputKind::ImportNotFound {
+            keyword: "vars_files".into(),
+            name: names.join("`, `"),
+            looked: format!("looked in `{}`", self.dir.display()),
+        };
+        Err(InputError::new(self.loc(pos), kind).into())
     }
 
     /// The steps a raw entry stands for: itself, a block, or the tasks of

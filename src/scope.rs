@@ -1467,6 +1467,12 @@ mod tests {
                 json!(3),
             ],
             [json!("{{ b +* }}"), json!(1), json!(2), json!(3)],
+            [
+                json!("{% set b = b ~ '!' %}{{ b }}"),
+                json!("{{ 'B' }}"),
+                json!(2),
+                json!(3),
+            ],
         ] {
             assert_eq!(order(unsure.clone()), None, "{unsure:?}");
         }
@@ -1480,6 +1486,8 @@ mod tests {
         let resolved = resolve(&engine, &raw, &origin());
         let out = resolved.vars();
         assert_eq!((&out["x"], &out["y"]), (&json!(1), &json!(1)));
+        let raw = obj(json!({"a": "{% set b = b ~ '!' %}{{ b }}", "b": "{{ 'B' }}"}));
+        assert_eq!(resolve(&engine, &raw, &origin()).vars()["a"], "B!");
         assert_eq!(out["w"], "set");
     }
 

@@ -260,9 +260,24 @@ impl Engine {
         if let Some(names) = reads.get(source) {
             return names.clone();
         }
+        // minijinja counts a name a tag assigns as set before it reads the
+        // tag's own expression (`{% set b = b ~ '!' %}`): such a read is
+        // not seen, so these give no names to be sure of.
+        let assigns = source.match_indices("{%").any(|(at, _)| {
+            let tag = source[at + 2..].trim_start_matches(['-', '+']).trim_start();
+            ["set", "with", "macro", "call"].iter().any(|word| {
+                tag.strip_prefix(word).is_some_and(|rest| {
+                    !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                })
+            })
+        });
+        if assigns {
+            reads.insert(source.to_owned(), None);
+            return None;
+        }
         let names = match single_expression(source) {
             Some(expr) => self
-                .expression(expr)
+                .expression(expr, true)
                 .ok()
                 .map(|e| e.undeclared_variables(false)),
             None => self
@@ -291,13 +306,19 @@ impl Engine {
         self.env.template_from_named_str(name, text)
     }
 
-    /// Compile a bare expression.
+    /// Compile a bare expression: from a `{{ }}` of a playbook string when
+    /// `raw` (its literals keep their backslashes, see `literals.rs`), else
+    /// a condition's.
     fn expression<'s>(
         &'s self,
         source: &'s str,
+        raw: bool,
     ) -> Result<minijinja::Expression<'s, 's>, minijinja::Error> {
         too_deep(source, true)?;
         too_wide(source)?;
+        if !raw {
+            return self.env.compile_expression(source);
+        }
         match literals::raw(source, true) {
             std::borrow::Cow::Borrowed(source) => self.env.compile_expression(source),
             std::borrow::Cow::Owned(code) => self.env.compile_expression_owned(code),
@@ -400,18 +421,19 @@ impl Engine {
 
     /// Evaluate one bare expression; undefined is an error.
     fn eval(&self, source: &str, vars: &Vars, origin: &Location) -> Result<minijinja::Value> {
-        self.eval_as(source, Root::Vars(vars), origin, Errors::Explained)
+        self.eval_as(source, false, Root::Vars(vars), origin, Errors::Explained)
     }
 
     fn eval_as(
         &self,
         source: &str,
+        raw: bool,
         root: Root<'_>,
         origin: &Location,
         errors: Errors,
     ) -> Result<minijinja::Value> {
         let expr = self
-            .expression(source)
+            .expression(source, raw)
             .map_err(|e| self.string_error(e, source, origin, None))?;
         let fail = |e: minijinja::Error| match errors {
             Errors::Bare => self.string_error(e, source, origin, None),
@@ -468,7 +490,7 @@ impl Engine {
         Ok(match value {
             Value::String(s) if is_template(s) => match single_expression(s) {
                 Some(expr) => {
-                    let value = self.eval_as(expr, root, origin, errors)?;
+                    let value = self.eval_as(expr, true, root, origin, errors)?;
                     serde_json::to_value(&value)
                         .unwrap_or_else(|_| Value::String(value.to_string()))
                 }
@@ -498,9 +520,8 @@ impl Engine {
     /// Render template text that came from the file (or embedded name)
     /// `name`; errors point into `text` as that file.
     pub fn render_named(&self, name: &str, text: &str, vars: &Vars) -> Result<String> {
-        let code = literals::raw(text, false);
         let tmpl = self
-            .named(name, &code)
+            .named(name, text)
             .map_err(|e| self.file_error(e, name, text, None))?;
         tmpl.render(vars).map_err(|e| {
             // The check names the filter or test and suggests a near one.
@@ -537,7 +558,7 @@ impl Engine {
     pub fn check_condition(&self, exprs: &[String], origin: &Location) -> Result<()> {
         for raw in exprs {
             let source = strip_braces(raw);
-            self.expression(source)
+            self.expression(source, false)
                 .map(drop)
                 .map_err(|e| self.string_error(e, source, origin, None))?;
             let found = Inspection::of_expression(source);
@@ -551,9 +572,8 @@ impl Engine {
     /// Check a template file (`name` as it is shown, `text` its content):
     /// syntax, filters and tests, located in the file.
     pub fn check_file(&self, name: &str, text: &str) -> Result<()> {
-        let code = literals::raw(text, false);
         let tmpl = self
-            .named(name, &code)
+            .named(name, text)
             .map_err(|e| self.file_error(e, name, text, None))?;
         let found = Inspection::of_template(&tmpl);
         let locate = |kind| (Location::new(name, 0, 0), kind);
@@ -571,7 +591,7 @@ impl Engine {
     /// name it reads is certain to be needed.
     pub fn needed_names(&self, source: &str, expression: bool) -> Option<Vec<String>> {
         let (found, names) = if expression {
-            let expr = self.expression(source).ok()?;
+            let expr = self.expression(source, false).ok()?;
             (
                 Inspection::of_expression(source),
                 expr.undeclared_variables(false),
@@ -1485,6 +1505,32 @@ mod tests {
         (r#"'x\by' | length"#, r#"4"#),
         (r#"'a: 1' | from_yaml"#, r#"{"a": 1}"#),
         (r#"'a\nb\n'.splitlines()"#, r#"["a\\nb\\n"]"#),
+        (r#"'x y z'.rsplit(None, 1)"#, r#"["x y", "z"]"#),
+        (r#"'a b '.split(None, 1)"#, r#"["a", "b "]"#),
+        (r#"' a b'.rsplit(None, 1)"#, r#"[" a", "b"]"#),
+        (r#"'a b c'.split(maxsplit=1)"#, r#"["a", "b c"]"#),
+        (r#"[1, [2, [3]]] | flatten(levels=1)"#, r#"[1, 2, [3]]"#),
+        (
+            r#"['a', 'None', 'null', none, ''] | flatten"#,
+            r#"["a", ""]"#,
+        ),
+        (
+            r#"'1.0.0-rc.1' is version('1.0.0', '<', version_type='semver')"#,
+            r#"true"#,
+        ),
+        (r#"'1.0.0-rc.1' is version('1.0.0', '<')"#, r#"false"#),
+        (
+            r#"'aaa' | regex_replace('a', 'b', count=1, mandatory_count=1)"#,
+            r#""baa""#,
+        ),
+        (r#"8080 | regex_replace('80$', '81')"#, r#""8081""#),
+        (r#"'abc' is contains('bc')"#, r#"true"#),
+        (r#"'/etc' | path_join"#, r#""/etc""#),
+        (r#"([{'key': 1, 'value': 'x'}] | items2dict)[1]"#, r#""x""#),
+        (r#"'x: yes' | from_yaml"#, r#"{"x": true}"#),
+        (r#"'a b' | regex_escape"#, r#""a\\ b""#),
+        (r#"'{}-{}'.format(true, none)"#, r#""True-None""#),
+        (r#"'it\'s' | length"#, r#"5"#),
     ];
 
     /// Each expression's value as ansible-core 2.19 renders it (`debug:
@@ -1519,6 +1565,25 @@ mod tests {
             let got = engine.render_json(&json!(format!("{{{{ {expr} }}}}")), &v, &origin());
             assert_eq!(got.unwrap(), json!(expected), "{expr}");
         }
+    }
+
+    /// Ansible keeps Jinja's escapes outside the `{{ }}` of playbook
+    /// strings: in conditions, `{% %}` statements and template files.
+    #[test]
+    fn conditions_statements_and_files_keep_jinjas_escapes() {
+        let engine = Engine::new();
+        let v = Vars::new();
+        let when = [r"'a\nb' | length == 3".to_owned()];
+        assert!(engine.eval_condition(&when, &v, &origin()).unwrap());
+        let set = r"{% set s = 'a\tb' %}{{ s | length }} {{ 'a\tb' | length }}";
+        assert_eq!(engine.render_str(set, &v, &origin()).unwrap(), "3 4");
+        let file = r"{{ ['a', 'b'] | join('\n') }}|{{ 'a\tb' | length }}";
+        assert_eq!(engine.render_named("t.j2", file, &v).unwrap(), "a\nb|3");
+        let err = render(
+            "{{ nothing is version('1.0', '<') }}",
+            json!({"nothing": null}),
+        );
+        assert!(err.unwrap_err().to_string().contains("is not a version"));
     }
 
     #[test]

@@ -123,13 +123,7 @@ const BLOCK_KEYS: &[&str] = &[
 ];
 
 /// Ansible keys people will try that arpanet does not implement.
-const UNSUPPORTED_PLAY_KEYS: &[&str] = &[
-    "remote_user",
-    "vars_files",
-    "vars_prompt",
-    "connection",
-    "strategy",
-];
+const UNSUPPORTED_PLAY_KEYS: &[&str] = &["remote_user", "vars_prompt", "connection", "strategy"];
 const UNSUPPORTED_TASK_KEYS: &[&str] = &["async", "poll", "listen"];
 
 /// What a role entry (in `roles:`) or an `import_role` takes beside the
@@ -266,6 +260,9 @@ pub(super) struct RawPlay {
     pub any_errors_fatal: bool,
     pub environment: Vars,
     pub vars: Vars,
+    /// `vars_files:` entries: a file, or files of which the first found
+    /// is read.
+    pub vars_files: Vec<(Vec<String>, Pos)>,
     pub tags: Vec<String>,
     pub pre_tasks: Vec<RawTask>,
     /// `roles:`, each entry as an `import_role`.
@@ -343,6 +340,29 @@ fn list<'a>(node: Option<&'a Node>, expected: &str) -> Res<&'a [Node]> {
     }
 }
 
+/// `vars_files:`: each entry a file name, or a list of them (the first
+/// that exists is read).
+fn vars_files(node: &Node) -> Res<Vec<(Vec<String>, Pos)>> {
+    let expected = "a list of vars file names";
+    list(Some(node), expected)?
+        .iter()
+        .map(|item| {
+            let names = match item.text() {
+                Some(name) => vec![name.to_owned()],
+                None => list(Some(item), expected)?
+                    .iter()
+                    .map(|n| {
+                        n.text()
+                            .map(str::to_owned)
+                            .ok_or_else(|| wrong_type(n, "a file name", None))
+                    })
+                    .collect::<Res<_>>()?,
+            };
+            Ok((names, item.pos))
+        })
+        .collect()
+}
+
 fn wrong_type(node: &Node, expected: &str, field: Option<&str>) -> Located {
     at(
         node.pos,
@@ -408,6 +428,7 @@ fn play(node: &Node, reg: Registry) -> Res<RawPlay> {
         any_errors_fatal: false,
         environment: Vars::new(),
         vars: Vars::new(),
+        vars_files: Vec::new(),
         tags: Vec::new(),
         pre_tasks: Vec::new(),
         roles: Vec::new(),
@@ -429,6 +450,7 @@ fn play(node: &Node, reg: Registry) -> Res<RawPlay> {
             "any_errors_fatal" => p.any_errors_fatal = value::<Flag>(key, v)?.0,
             "environment" => p.environment = environment(key, v)?,
             "vars" => p.vars = value::<VarMap>(key, v)?.0,
+            "vars_files" => p.vars_files = vars_files(v)?,
             "import_playbook" => p.import = Some(value::<Text>(key, v)?.0),
             "tags" => p.tags = split_tags(value::<List>(key, v)?.0),
             "tasks" => p.tasks = tasks(Some(v), reg)?,

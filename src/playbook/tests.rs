@@ -269,7 +269,11 @@ fn free_form_and_fqcn_commands() {
 fn a_line_of_key_value_words_is_the_modules_mapping() {
     let same = |line: &str, mapping: &str| {
         let (a, b) = (task(line), task(mapping));
-        assert_eq!(format!("{:?}", a.module), format!("{:?}", b.module), "{line}");
+        assert_eq!(
+            format!("{:?}", a.module),
+            format!("{:?}", b.module),
+            "{line}"
+        );
     };
     same(
         "    - file: path=/srv/x state=directory mode=0755\n",
@@ -444,10 +448,47 @@ fn hosts_may_be_a_list_and_tasks_may_be_absent() {
 }
 
 #[test]
-fn unsupported_ansible_keys_say_so() {
-    let text = error("- hosts: all\n  vars_files: [x.yml]\n");
+fn vars_files_rank_above_play_vars_and_a_missing_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("vars")).unwrap();
+    std::fs::write(
+        dir.path().join("vars/common.yml"),
+        "port: 8080\nflag: yes\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("vars/b.yml"), "name: from-b\n").unwrap();
+    let write = |text: &str| {
+        let path = dir.path().join("site.yml");
+        std::fs::write(&path, text).unwrap();
+        Playbook::load(&path)
+    };
+    let pb = write(
+        "- hosts: all\n  vars: {port: 1, name: play}\n  vars_files:\n    - vars/common.yml\n    - [vars/a.yml, vars/b.yml]\n",
+    )
+    .unwrap();
+    let vars = &pb.plays[0].vars;
+    assert_eq!(vars["port"], 8080);
+    assert_eq!(vars["flag"], true);
+    assert_eq!(vars["name"], "from-b");
+    let text = write("- hosts: all\n  vars_files:\n    - vars/common.yml\n    - vars/nope.yml\n")
+        .unwrap_err()
+        .to_string();
     assert!(
-        text.starts_with("site.yml:2:3: `vars_files` is not supported"),
+        text.contains("site.yml:4:7: no vars file `vars/nope.yml`"),
+        "{text}"
+    );
+    assert!(text.contains(&dir.path().display().to_string()), "{text}");
+    let text = write("- hosts: all\n  vars_files: [\"vars/{{ env }}.yml\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("is a template"), "{text}");
+}
+
+#[test]
+fn unsupported_ansible_keys_say_so() {
+    let text = error("- hosts: all\n  vars_prompt: [x]\n");
+    assert!(
+        text.starts_with("site.yml:2:3: `vars_prompt` is not supported"),
         "{text}"
     );
     let text = error("- hosts: all\n  tasks:\n    - command: x\n      async: 10\n");

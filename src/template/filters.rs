@@ -69,23 +69,22 @@ fn add_tests(env: &mut minijinja::Environment<'static>) {
     env.add_test("version_compare", version_test);
     env.add_test("subset", |a: Value, b: Value| contains_all(&b, &a));
     env.add_test("superset", |a: Value, b: Value| contains_all(&a, &b));
-    env.add_test("contains", |seq: Value, item: Value| {
-        Ok::<_, minijinja::Error>(seq.try_iter()?.any(|x| x == item))
+    env.add_test("contains", |seq: Value, item: Value| match seq.as_str() {
+        Some(text) => Ok(text.contains(&*item.to_string())),
+        None => Ok::<_, minijinja::Error>(seq.try_iter()?.any(|x| x == item)),
     });
     env.add_test("truthy", |v: Value| v.is_true());
     env.add_test("falsy", |v: Value| !v.is_true());
     // On the machine running arpanet, as Ansible's path tests.
-    env.add_test("exists", |p: &str| {
-        std::fs::metadata(expand_home(p)).is_ok()
-    });
+    env.add_test("exists", |p: &str| std::fs::metadata(p).is_ok());
     env.add_test("file", |p: &str| {
-        std::fs::metadata(expand_home(p)).is_ok_and(|m| m.is_file())
+        std::fs::metadata(p).is_ok_and(|m| m.is_file())
     });
     env.add_test("directory", |p: &str| {
-        std::fs::metadata(expand_home(p)).is_ok_and(|m| m.is_dir())
+        std::fs::metadata(p).is_ok_and(|m| m.is_dir())
     });
     env.add_test("link", |p: &str| {
-        std::fs::symlink_metadata(expand_home(p)).is_ok_and(|m| m.file_type().is_symlink())
+        std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
     });
     env.add_test("abs", |p: &str| p.starts_with('/'));
     super::regex::add_tests(env);
@@ -211,15 +210,6 @@ fn ternary(
         }
     }
     Ok(if value.is_true() { if_true } else { if_false })
-}
-
-/// `~/x` as the path under the home directory of the user running arpanet.
-pub(super) fn expand_home(path: &str) -> std::path::PathBuf {
-    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => std::path::Path::new(&home).join(rest),
-        _ if path == "~" => std::env::var_os("HOME").map_or_else(|| path.into(), Into::into),
-        _ => path.into(),
-    }
 }
 
 /// A mapping as `(key, value)` pairs, or why it is not one.
@@ -361,19 +351,24 @@ fn items2dict(value: &Value, kwargs: Kwargs) -> Result<Value, minijinja::Error> 
                 false => Ok(v),
             }
         };
-        out.push((field(&key_name)?.to_string(), field(&value_name)?));
+        out.push((field(&key_name)?, field(&value_name)?));
     }
     Ok(Value::from_iter(out))
 }
 
 /// Lists inside the list spliced in, to `levels` deep (all by default);
-/// `none` items dropped unless `skip_nulls=false`.
+/// `none` items (and the strings `None` and `null`, as Ansible) dropped
+/// unless `skip_nulls=false`.
 fn flatten(
     value: &Value,
     levels: Option<usize>,
     kwargs: Kwargs,
 ) -> Result<Value, minijinja::Error> {
     let skip_nulls: Option<bool> = kwargs.get("skip_nulls")?;
+    let levels = match levels {
+        Some(levels) => Some(levels),
+        None => kwargs.get("levels")?,
+    };
     kwargs.assert_all_used()?;
     fn walk(
         value: &Value,
@@ -384,7 +379,8 @@ fn flatten(
         for item in value.try_iter()? {
             if item.kind() == ValueKind::Seq && depth != Some(0) {
                 walk(&item, depth.map(|d| d - 1), skip, out)?;
-            } else if !(skip && item.is_none()) {
+            } else if !(skip && (item.is_none() || matches!(item.as_str(), Some("None" | "null"))))
+            {
                 out.push(item);
             }
         }
@@ -469,6 +465,9 @@ fn splitext(path: &str) -> Value {
 
 /// As Python's `os.path.join` of a list: an absolute part starts over.
 fn path_join(parts: Value) -> Result<String, minijinja::Error> {
+    if let Some(path) = parts.as_str() {
+        return Ok(path.to_owned());
+    }
     let mut out = String::new();
     for part in parts.try_iter()? {
         let part = part
@@ -502,9 +501,16 @@ fn type_debug(value: &Value) -> &'static str {
     }
 }
 
+/// YAML 1.1, as Ansible reads it (`yes` is true).
 fn from_yaml(text: &str) -> Result<Value, minijinja::Error> {
-    let parsed: serde_json::Value =
-        serde_norway::from_str(text).map_err(|e| invalid(format!("invalid YAML: {e}")))?;
+    let (doc, _) =
+        crate::yaml::parse_yaml11(text).map_err(|e| invalid(format!("invalid YAML: {e}")))?;
+    let parsed: serde_json::Value = match doc {
+        None => serde_json::Value::Null,
+        Some(node) => node
+            .to()
+            .map_err(|e| invalid(format!("invalid YAML: {e}")))?,
+    };
     Ok(Value::from_serialize(&parsed))
 }
 
@@ -554,14 +560,30 @@ fn version_test(
     op: Option<&str>,
     kwargs: Kwargs,
 ) -> Result<bool, minijinja::Error> {
-    let _: Option<bool> = kwargs.get("strict")?;
-    let _: Option<String> = kwargs.get("version_type")?;
+    let strict: Option<bool> = kwargs.get("strict")?;
+    let kind: Option<String> = kwargs.get("version_type")?;
     let op: Option<String> = match op {
         Some(op) => Some(op.to_owned()),
         None => kwargs.get("operator")?,
     };
     kwargs.assert_all_used()?;
-    let order = compare_versions(&value.to_string(), &other.to_string());
+    // A pre-release (`1.0.0-rc.1`) comes before its release, except in
+    // the loose order, where it is a longer version.
+    let release_last = match kind.as_deref() {
+        None | Some("loose") => strict == Some(true),
+        Some("strict" | "semver" | "semantic" | "pep440") => true,
+        Some(other) => {
+            return Err(invalid(format!(
+                "version: version_type `{other}` is not loose, strict, semver or pep440"
+            )))
+        }
+    };
+    for v in [value, other] {
+        if v.is_undefined() || v.is_none() || v.to_string().trim().is_empty() {
+            return Err(invalid(format!("version: `{v}` is not a version")));
+        }
+    }
+    let order = compare_versions(&value.to_string(), &other.to_string(), release_last);
     use std::cmp::Ordering::*;
     Ok(match op.as_deref().unwrap_or("==") {
         "<" | "lt" => order == Less,
@@ -576,7 +598,7 @@ fn version_test(
 
 /// Loose version order: numbers and words in turn, numbers compared as
 /// numbers, a number above a word, a longer version above its prefix.
-fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+fn compare_versions(a: &str, b: &str, release_last: bool) -> std::cmp::Ordering {
     #[derive(PartialEq, Eq, PartialOrd, Ord)]
     enum Part {
         Word(String),
@@ -600,5 +622,25 @@ fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
         }
         out
     };
-    parts(a).cmp(&parts(b))
+    let (a, b) = (parts(a), parts(b));
+    if release_last {
+        // The numbers first; then a version with a word after them (a
+        // pre-release) comes before one without.
+        let numbers = |p: &[Part]| {
+            p.iter()
+                .take_while(|x| matches!(x, Part::Number(_)))
+                .count()
+        };
+        let (na, nb) = (numbers(&a), numbers(&b));
+        let by_numbers = a[..na].cmp(&b[..nb]);
+        if by_numbers != std::cmp::Ordering::Equal {
+            return by_numbers;
+        }
+        return match (na == a.len(), nb == b.len()) {
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            _ => a[na..].cmp(&b[nb..]),
+        };
+    }
+    a.cmp(&b)
 }

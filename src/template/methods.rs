@@ -4,7 +4,7 @@
 //! use them freely, and minijinja has none of them. Each keeps Python's
 //! meaning; a method not here is refused naming the type and the method.
 
-use minijinja::value::{from_args, Value, ValueKind};
+use minijinja::value::{from_args, Kwargs, Value, ValueKind};
 use minijinja::{Error, ErrorKind, State};
 
 /// minijinja's hook for a method it does not know.
@@ -74,7 +74,26 @@ fn string(s: &str, method: &str, args: &[Value]) -> Result<Option<Value>, Error>
             })
         }
         "split" | "rsplit" => {
-            let (sep, most): (Option<&str>, Option<i64>) = from_args(args)?;
+            let (sep, most, kwargs): (Option<Value>, Option<i64>, Kwargs) = from_args(args)?;
+            let sep = match sep {
+                Some(sep) => Some(sep),
+                None => kwargs.get::<Option<Value>>("sep")?,
+            };
+            let most = match most {
+                Some(most) => Some(most),
+                None => kwargs.get::<Option<i64>>("maxsplit")?,
+            };
+            kwargs.assert_all_used()?;
+            let sep = sep.filter(|v| !v.is_none());
+            let sep = match &sep {
+                Some(v) => Some(v.as_str().ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::InvalidOperation,
+                        "the separator must be a string",
+                    )
+                })?),
+                None => None,
+            };
             let most = most.and_then(|n| usize::try_from(n).ok());
             Ok(Some(Value::from(split(s, sep, most, method == "rsplit")?)))
         }
@@ -194,7 +213,7 @@ fn split(
         None => {
             let words: Vec<&str> = s.split_whitespace().collect();
             match most {
-                Some(n) if words.len() > n + 1 => whitespace_split(s, n, from_end),
+                Some(n) if words.len() > n => whitespace_split(s, n, from_end),
                 _ => words,
             }
         }
@@ -211,7 +230,8 @@ fn whitespace_split(s: &str, n: usize, from_end: bool) -> Vec<&str> {
         for _ in 0..n {
             match rest.rfind(char::is_whitespace) {
                 Some(at) => {
-                    parts.push(&rest[at + 1..]);
+                    let space = rest[at..].chars().next().map_or(1, char::len_utf8);
+                    parts.push(&rest[at + space..]);
                     rest = rest[..at].trim_end();
                 }
                 None => break,
@@ -261,7 +281,8 @@ fn format(s: &str, args: &[Value]) -> Result<String, Error> {
                     return Err(bad("a `{` in the format string is not closed".into()));
                 };
                 let field = &s[at + 1..at + 1 + len];
-                for _ in 0..=len {
+                // past the field and its `}`
+                while chars.peek().is_some_and(|&(i, _)| i <= at + 1 + len) {
                     chars.next();
                 }
                 if field.contains([':', '!']) {
@@ -281,13 +302,26 @@ fn format(s: &str, args: &[Value]) -> Result<String, Error> {
                 };
                 let value = value
                     .ok_or_else(|| bad(format!("format field `{{{field}}}` has no argument")))?;
-                out.push_str(&value.to_string());
+                out.push_str(&python_str(&value));
             }
             '}' => return Err(bad("a single `}` in the format string".into())),
             c => out.push(c),
         }
     }
     Ok(out)
+}
+
+/// A value as Python's `str()` shows it where it differs from Jinja's:
+/// `True`, `False`, `None`.
+fn python_str(value: &Value) -> String {
+    match value.kind() {
+        ValueKind::Bool => match value.is_true() {
+            true => "True".into(),
+            false => "False".into(),
+        },
+        ValueKind::None | ValueKind::Undefined => "None".into(),
+        _ => value.to_string(),
+    }
 }
 
 /// `dict` methods.

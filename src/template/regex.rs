@@ -14,7 +14,7 @@ pub(super) fn add_filters(env: &mut Environment<'static>) {
     env.add_filter("regex_replace", replace);
     env.add_filter("regex_search", search);
     env.add_filter("regex_findall", findall);
-    env.add_filter("regex_escape", |s: &str| regex::escape(s));
+    env.add_filter("regex_escape", escape);
 }
 
 pub(super) fn add_tests(env: &mut Environment<'static>) {
@@ -48,7 +48,7 @@ fn compile(pattern: &str, kwargs: &Kwargs) -> Result<Regex, Error> {
 }
 
 fn replace(
-    value: &str,
+    value: &Value,
     pattern: Option<&str>,
     with: Option<&str>,
     kwargs: Kwargs,
@@ -57,7 +57,13 @@ fn replace(
     let count: Option<usize> = kwargs.get("count")?;
     let mandatory: Option<usize> = kwargs.get("mandatory_count")?;
     kwargs.assert_all_used()?;
-    let found = re.find_iter(value).count();
+    let value = text(value);
+    let value = value.as_str();
+    // The replacements made: every match, or the first `count`.
+    let found = match count.filter(|n| *n > 0) {
+        Some(most) => re.find_iter(value).take(most).count(),
+        None => re.find_iter(value).count(),
+    };
     if let Some(wanted) = mandatory.filter(|n| *n > 0) {
         if found != wanted {
             return Err(Error::new(
@@ -74,14 +80,15 @@ fn replace(
 /// The first match, or with group arguments (`'\\1'`, `'\\g<name>'`)
 /// the list of those groups of it; `none` when nothing matches.
 fn search(
-    value: &str,
+    value: &Value,
     pattern: &str,
     groups: Rest<String>,
     kwargs: Kwargs,
 ) -> Result<Value, Error> {
     let re = compile(pattern, &kwargs)?;
     kwargs.assert_all_used()?;
-    let Some(caps) = re.captures(value) else {
+    let value = text(value);
+    let Some(caps) = re.captures(&value) else {
         return Ok(Value::from(()));
     };
     if groups.is_empty() {
@@ -112,13 +119,14 @@ fn search(
 
 /// Every match; with one group, that group of each; with more, a list of
 /// the groups of each.
-fn findall(value: &str, pattern: &str, kwargs: Kwargs) -> Result<Value, Error> {
+fn findall(value: &Value, pattern: &str, kwargs: Kwargs) -> Result<Value, Error> {
     let re = compile(pattern, &kwargs)?;
     kwargs.assert_all_used()?;
     let groups = re.captures_len() - 1;
+    let value = text(value);
     let text = |m: Option<regex::Match<'_>>| Value::from(m.map_or("", |m| m.as_str()));
     let found: Vec<Value> = re
-        .captures_iter(value)
+        .captures_iter(&value)
         .map(|caps| match groups {
             0 => text(caps.get(0)),
             1 => text(caps.get(1)),
@@ -126,6 +134,28 @@ fn findall(value: &str, pattern: &str, kwargs: Kwargs) -> Result<Value, Error> {
         })
         .collect();
     Ok(Value::from(found))
+}
+
+/// What a filter works on: a string as it is, anything else as its text
+/// (`8080 | regex_replace('80$', '81')`), as Ansible's `to_text`.
+fn text(value: &Value) -> String {
+    match value.as_str() {
+        Some(s) => s.to_owned(),
+        None => value.to_string(),
+    }
+}
+
+/// Python's `re.escape`: its special characters and whitespace behind a
+/// backslash.
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 2);
+    for c in value.chars() {
+        if "()[]{}?*+-|^$\\.&~# \t\n\r\u{b}\u{c}".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// `match` anchors at the start, `search` finds anywhere; `regex` is
