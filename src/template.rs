@@ -25,6 +25,7 @@ use crate::vars::Vars;
 
 mod filters;
 mod literals;
+mod lookup;
 mod methods;
 mod regex;
 
@@ -204,6 +205,7 @@ impl Engine {
         env.set_fuel(Some(MAX_FUEL));
         env.add_global("omit", OMIT);
         filters::add(&mut env);
+        lookup::add(&mut env);
         env.set_unknown_method_callback(methods::call);
         // Template strings are compiled once and kept by the environment,
         // under their own text (see `Engine::template`): a templated
@@ -1584,6 +1586,67 @@ mod tests {
             json!({"nothing": null}),
         );
         assert!(err.unwrap_err().to_string().contains("is not a version"));
+    }
+
+    #[test]
+    fn lookups_read_this_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("files")).unwrap();
+        std::fs::write(dir.path().join("files/key.pub"), "ssh-ed25519 AAAA me\n\n").unwrap();
+        let mut engine = Engine::new();
+        engine.set_global("playbook_dir", &dir.path().display().to_string());
+        let v = vars(json!({"which": "b", "a": 1, "b": [2]}));
+        let eval = |expr: &str| {
+            engine
+                .render_json(&json!(format!("{{{{ {expr} }}}}")), &v, &origin())
+                .map_err(|e| e.to_string())
+        };
+        let home = std::env::var("HOME").unwrap();
+        assert_eq!(eval("lookup('env', 'HOME')").unwrap(), json!(home));
+        assert_eq!(
+            eval("lookup('ansible.builtin.env', 'HOME', 'ARPANET_NO_SUCH_VAR')").unwrap(),
+            json!(format!("{home},"))
+        );
+        assert_eq!(
+            eval("query('env', 'ARPANET_NO_SUCH_VAR', default='d')").unwrap(),
+            json!(["d"])
+        );
+        assert_eq!(
+            eval("lookup('file', 'key.pub')").unwrap(),
+            json!("ssh-ed25519 AAAA me")
+        );
+        let absolute = dir.path().join("files/key.pub").display().to_string();
+        assert_eq!(
+            eval(&format!("q('file', '{absolute}')")).unwrap(),
+            json!(["ssh-ed25519 AAAA me"])
+        );
+        let err = eval("lookup('file', 'nope.pub')").unwrap_err();
+        assert!(err.contains("no file `nope.pub`"), "{err}");
+        assert_eq!(
+            eval("lookup('file', 'nope.pub', errors='ignore') | length").unwrap(),
+            json!(0)
+        );
+        assert_eq!(
+            eval("lookup('pipe', 'echo hi; echo there')").unwrap(),
+            json!("hi\nthere")
+        );
+        assert_eq!(
+            eval("query('lines', 'printf \"x\\ny\"')").unwrap(),
+            json!(["x", "y"])
+        );
+        let err = eval("lookup('pipe', 'exit 3')").unwrap_err();
+        assert!(err.contains("`exit 3` failed"), "{err}");
+        assert_eq!(eval("lookup('vars', which)").unwrap(), json!([2]));
+        assert_eq!(
+            eval("lookup('vars', 'a', wantlist=true)").unwrap(),
+            json!([1])
+        );
+        assert_eq!(eval("query('items', [1, 2], 3)").unwrap(), json!([1, 2, 3]));
+        let err = eval("lookup('password', '/tmp/x')").unwrap_err();
+        assert!(
+            err.contains("lookup plugin `password` is not one arpanet has"),
+            "{err}"
+        );
     }
 
     #[test]
