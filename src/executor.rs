@@ -32,6 +32,7 @@ use crate::escalation::{self, Become, Escalated};
 use crate::interrupt::Interrupt;
 use crate::modules::include_role::IncludeRole;
 use crate::modules::include_tasks::IncludeTasks;
+use crate::modules::meta::Meta;
 use crate::modules::{self, Context, Outcome};
 use crate::plan;
 use crate::playbook::{Block, LoopKind, Play, Playbook, Serial, Step, Task};
@@ -63,6 +64,9 @@ struct HostState {
     notified: BTreeSet<String>,
     /// The facts the task under way set here (a `run_once` hands them on).
     set_now: Vars,
+    /// A `meta: end_host`, `end_batch` or `end_play` ended the current
+    /// play here: no more of its tasks or handlers.
+    ended: bool,
 }
 
 /// What the product holds while a run changes hosts (the cluster's lock):
@@ -101,6 +105,8 @@ pub struct Executor {
     refused: Option<Error>,
     /// The hosts the current play targets (`ansible_play_hosts_all`).
     play_hosts: Vec<String>,
+    /// A `meta: end_play` ended the current play: no batch after it.
+    play_ended: bool,
 }
 
 type Delegated = tokio::sync::Mutex<BTreeMap<String, Arc<dyn Transport>>>;
@@ -138,6 +144,7 @@ impl Executor {
                     last_failure: None,
                     notified: BTreeSet::new(),
                     set_now: Vars::new(),
+                    ended: false,
                 };
                 (state.name.clone(), state)
             })
@@ -157,6 +164,7 @@ impl Executor {
             interrupt: Interrupt::default(),
             guard: None,
             guarded: false,
+            play_ended: false,
             refused: None,
             play_hosts: Vec::new(),
         }
@@ -260,7 +268,14 @@ impl Executor {
             }
             self.started = found.get();
         }
+        self.play_ended = false;
+        for state in self.hosts.values_mut() {
+            state.ended = false;
+        }
         for batch in plan::batches(&hosts, &serial) {
+            if self.play_ended {
+                break;
+            }
             self.reporter.send(Event::PlayStart {
                 play: play.name.clone(),
                 hosts: batch.clone(),
@@ -498,6 +513,9 @@ impl Executor {
                 }
                 let stop = match step {
                     Step::Block(block) => self.run_block(at, block, &active, rescuable).await,
+                    Step::Task(task) if task.module.downcast::<Meta>().is_some() => {
+                        self.run_meta(at, task, &active, rescuable).await
+                    }
                     Step::Task(task)
                         if task.module.downcast::<IncludeTasks>().is_some()
                             || task.module.downcast::<IncludeRole>().is_some() =>
@@ -516,6 +534,71 @@ impl Executor {
             }
             None
         })
+    }
+
+    /// A `meta` task (see `modules/meta.rs`), on the hosts whose `when`
+    /// holds: it runs nothing on them, it changes what runs next.
+    async fn run_meta(
+        &mut self,
+        at: At<'_>,
+        task: &Task,
+        hosts: &[String],
+        rescuable: bool,
+    ) -> Option<Event> {
+        let meta = *task.module.downcast::<Meta>()?;
+        let mut chosen = Vec::new();
+        for host in hosts {
+            let Some(state) = self.hosts.get_mut(host) else {
+                continue;
+            };
+            let holds = match task.when.is_empty() {
+                true => Ok(true),
+                false => {
+                    let vars = task_vars(
+                        &self.scope,
+                        &self.engine,
+                        &self.settings,
+                        at.play,
+                        task,
+                        state,
+                    );
+                    self.engine
+                        .eval_condition(&task.when, &vars, &task.location)
+                }
+            };
+            match holds {
+                Ok(true) => chosen.push(host.clone()),
+                Ok(false) => {}
+                Err(e) => {
+                    let failure = Outcome::from_error(e).failure.unwrap_or_default();
+                    self.include_failed(host, task, rescuable, failure);
+                }
+            }
+        }
+        let ending: Vec<String> = match meta {
+            Meta::Noop => Vec::new(),
+            Meta::FlushHandlers => return self.flush_handlers(at).await,
+            Meta::EndHost => chosen,
+            Meta::EndBatch if !chosen.is_empty() => at.batch.to_vec(),
+            Meta::EndPlay if !chosen.is_empty() => {
+                self.play_ended = true;
+                at.batch.to_vec()
+            }
+            Meta::EndBatch | Meta::EndPlay => Vec::new(),
+        };
+        for host in ending {
+            if let Some(state) = self.hosts.get_mut(&host) {
+                state.ended = true;
+                state.notified.clear();
+                if self.settings.verbose >= 1 {
+                    self.reporter.send(Event::Detail {
+                        host: host.clone(),
+                        text: format!("`{}` ends the play here", task.name),
+                    });
+                }
+            }
+        }
+        None
     }
 
     async fn run_block(
@@ -802,7 +885,11 @@ impl Executor {
     fn active(&self, batch: &[String]) -> Vec<String> {
         batch
             .iter()
-            .filter(|h| self.hosts.get(*h).is_some_and(|s| !s.gone && !s.failed))
+            .filter(|h| {
+                self.hosts
+                    .get(*h)
+                    .is_some_and(|s| !s.gone && !s.failed && !s.ended)
+            })
             .cloned()
             .collect()
     }
@@ -2355,6 +2442,49 @@ mod tests {
             1
         );
         assert!(!fake.commands("h2").iter().any(|c| c.contains("restarting")));
+    }
+
+    #[test]
+    fn meta_flushes_handlers_and_ends_a_host_a_batch_or_the_play() {
+        let yaml = r#"
+- hosts: all
+  serial: 2
+  handlers:
+    - name: h
+      command: echo handler
+  tasks:
+    - command: echo one
+      notify: h
+    - meta: flush_handlers
+    - command: echo two
+    - meta: end_host
+      when: inventory_hostname == "h1"
+    - command: echo three
+    - meta: end_play
+      when: inventory_hostname == "h2"
+    - command: echo four
+- hosts: all
+  tasks:
+    - command: echo five
+    - meta: end_batch
+    - command: echo six
+"#;
+        let (_, fake) = run(&Fake::default(), 3, yaml, Settings::default());
+        let said = |host: &str| -> Vec<String> {
+            fake.commands(host)
+                .iter()
+                .filter_map(|c| {
+                    ["one", "handler", "two", "three", "four", "five", "six"]
+                        .into_iter()
+                        .find(|w| c.contains(&format!("echo {w}")))
+                        .map(str::to_owned)
+                })
+                .collect()
+        };
+        assert_eq!(said("h1"), ["one", "handler", "two", "five"]);
+        assert_eq!(said("h2"), ["one", "handler", "two", "three", "five"]);
+        // `end_play` in the first batch: the second (h3) never starts.
+        assert_eq!(said("h3"), ["five"]);
     }
 
     #[test]

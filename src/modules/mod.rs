@@ -30,6 +30,7 @@ pub(crate) mod file;
 pub(crate) mod include_role;
 pub(crate) mod include_tasks;
 pub(crate) mod lineinfile;
+pub(crate) mod meta;
 pub(crate) mod package;
 pub(crate) mod pause;
 pub(crate) mod service;
@@ -82,6 +83,7 @@ pub(crate) const MODULES: &[&dyn ModuleDef] = &[
     &container_gate::Def,
     &include_tasks::Def,
     &include_role::Def,
+    &meta::Def,
 ];
 
 /// The modules a playbook may use: the engine's own ([`MODULES`]) and those
