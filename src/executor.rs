@@ -450,9 +450,11 @@ impl Executor {
             if hosts.is_empty() {
                 continue;
             }
+            // Its own names now; a `listen` topic once every handler
+            // listening to it had its turn.
             for host in &hosts {
                 if let Some(state) = self.hosts.get_mut(host) {
-                    for name in task.names() {
+                    for name in task.titles() {
                         state.notified.remove(name);
                     }
                 }
@@ -463,6 +465,11 @@ impl Executor {
             self.run_task(at, task, &hosts, true, false).await;
             if let Some(stop) = self.after_task(at, task, &hosts) {
                 return Some(stop);
+            }
+        }
+        for state in self.hosts.values_mut() {
+            for topic in handlers.iter().flat_map(|h| &h.listen) {
+                state.notified.remove(topic);
             }
         }
         None
@@ -2442,6 +2449,38 @@ mod tests {
             1
         );
         assert!(!fake.commands("h2").iter().any(|c| c.contains("restarting")));
+    }
+
+    #[test]
+    fn a_notified_topic_runs_every_handler_listening_to_it_once() {
+        let yaml = r#"
+- hosts: all
+  tasks:
+    - command: echo change
+      notify: [restart web, reload]
+    - command: echo again
+      notify: restart web
+  handlers:
+    - name: reload
+      command: echo reloading
+      listen: restart web
+    - name: restart app
+      command: echo restarting-app
+      listen: [restart web]
+    - name: unrelated
+      command: echo unrelated
+"#;
+        let (_, fake) = run(&Fake::default(), 1, yaml, Settings::default());
+        let count = |word: &str| {
+            fake.commands("h1")
+                .iter()
+                .filter(|c| c.contains(word))
+                .count()
+        };
+        assert_eq!(
+            (count("reloading"), count("restarting-app"), count("unrelated")),
+            (1, 1, 0)
+        );
     }
 
     #[test]

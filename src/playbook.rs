@@ -353,6 +353,9 @@ pub struct Task {
     pub when: Condition,
     pub tags: Vec<String>,
     pub notify: Vec<String>,
+    /// A handler's `listen` topics: a `notify` of one runs every handler
+    /// that listens to it.
+    pub listen: Vec<String>,
     pub register: Option<String>,
     /// Extra attempts after the first; defaults to 3 when `until` is set.
     pub retries: Option<u32>,
@@ -398,10 +401,15 @@ pub struct Task {
 }
 
 impl Task {
-    /// The names a `notify` may give this task by, as a handler: its name
-    /// and, in a role, its name without the `ROLE : ` Ansible shows before
-    /// it.
+    /// The names a `notify` may give this task by, as a handler: its
+    /// [`Task::titles`] and its `listen` topics.
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.titles().chain(self.listen.iter().map(String::as_str))
+    }
+
+    /// The task's name and, in a role, its name without the `ROLE : `
+    /// Ansible shows before it.
+    pub(crate) fn titles(&self) -> impl Iterator<Item = &str> {
         let bare = self
             .role
             .as_ref()
@@ -1385,6 +1393,7 @@ impl Builder<'_> {
             when: raw.when.clone(),
             tags: raw.tags.clone(),
             notify: raw.notify.clone(),
+            listen: raw.listen.clone(),
             register: raw.register.clone(),
             retries,
             delay,

@@ -124,7 +124,7 @@ const BLOCK_KEYS: &[&str] = &[
 
 /// Ansible keys people will try that arpanet does not implement.
 const UNSUPPORTED_PLAY_KEYS: &[&str] = &["remote_user", "vars_prompt", "connection", "strategy"];
-const UNSUPPORTED_TASK_KEYS: &[&str] = &["async", "poll", "listen"];
+const UNSUPPORTED_TASK_KEYS: &[&str] = &["async", "poll"];
 
 /// What a role entry (in `roles:`) or an `import_role` takes beside the
 /// role's name: the keywords its tasks inherit.
@@ -200,6 +200,7 @@ pub(super) struct RawTask {
     pub when: Vec<String>,
     pub tags: Vec<String>,
     pub notify: Vec<String>,
+    pub listen: Vec<String>,
     pub register: Option<String>,
     pub retries: Option<u32>,
     pub delay: Option<f64>,
@@ -511,6 +512,7 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
         when: Vec::new(),
         tags: Vec::new(),
         notify: Vec::new(),
+        listen: Vec::new(),
         register: None,
         retries: None,
         delay: None,
@@ -557,6 +559,7 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
             "when" => t.when = value::<Cond>(key, v)?.0,
             "tags" => t.tags = split_tags(value::<List>(key, v)?.0),
             "notify" => t.notify = value::<List>(key, v)?.0,
+            "listen" => t.listen = value::<List>(key, v)?.0,
             "register" => t.register = Some(value::<Ident>(key, v)?.0),
             "retries" => t.retries = Some(value::<Count>(key, v)?.0),
             "delay" => t.delay = Some(value::<Seconds>(key, v)?.0),
