@@ -46,7 +46,11 @@ use crate::vars::Vars;
 /// What the executor knows about one host across the whole run.
 struct HostState {
     name: String,
+    /// How to reach the host in this play: [`HostState::base`] under the
+    /// play's `remote_user` and `connection`.
     target: Target,
+    /// How the inventory and the command line say to reach it.
+    base: Target,
     connection: Option<Arc<dyn Transport>>,
     /// The current play's variables and the facts, asked of the scope.
     vars: HostVars,
@@ -136,6 +140,7 @@ impl Executor {
                 let state = HostState {
                     name: target.name.clone(),
                     target: target.clone(),
+                    base: target.clone(),
                     connection: None,
                     vars: HostVars::default(),
                     gone: false,
@@ -493,6 +498,12 @@ impl Executor {
                 .enter_play(resolved.remove(name).unwrap_or_default());
             state.failed = false;
             state.notified.clear();
+            let target = play_target(&self.engine, play, state)?;
+            if target != state.target {
+                // Another user or way in: a connection of its own.
+                state.connection = None;
+                state.target = target;
+            }
         }
         Ok(())
     }
@@ -1727,6 +1738,35 @@ impl Transport for Local {
     }
 }
 
+/// How `state`'s host is reached in `play`, as in Ansible: the user is
+/// the host's `ansible_user` (from the inventory, the play's `vars` or
+/// `-e`), else the play's `remote_user`, else the inventory target's (the
+/// `ssh` config's, `-u`, this machine's user); likewise
+/// `ansible_connection` over the play's `connection`.
+fn play_target(engine: &Engine, play: &Play, state: &HostState) -> Result<Target> {
+    let mut target = state.base.clone();
+    let text = |key: &str| state.vars.get(key).and_then(Value::as_str).map(str::trim);
+    match (text("ansible_user"), &play.remote_user) {
+        (Some(user), _) => user.clone_into(&mut target.user),
+        (None, Some(user)) => {
+            let user = match crate::template::is_template(user) {
+                true => engine.render_str(user, &state.vars.play_vars(), &play.location)?,
+                false => user.clone(),
+            };
+            target.user = user;
+        }
+        (None, None) => {}
+    }
+    match (text("ansible_connection"), play.local) {
+        (Some(connection), _) => {
+            target.local = matches!(connection, "local" | "ansible.builtin.local")
+        }
+        (None, Some(local)) => target.local = local,
+        (None, None) => {}
+    }
+    Ok(target)
+}
+
 /// The connection a task delegated to `to` runs over: the host's own for
 /// itself; another inventory host's, opened on first use with that host's
 /// connection settings and kept for the run; this machine for `localhost`
@@ -2478,7 +2518,11 @@ mod tests {
                 .count()
         };
         assert_eq!(
-            (count("reloading"), count("restarting-app"), count("unrelated")),
+            (
+                count("reloading"),
+                count("restarting-app"),
+                count("unrelated")
+            ),
             (1, 1, 0)
         );
     }

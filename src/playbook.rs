@@ -184,6 +184,12 @@ pub struct Play {
     /// task `environment`).
     pub environment: Vars,
     pub vars: Vars,
+    /// `remote_user`: the user to connect as (a template) where a host's
+    /// variables set no `ansible_user`.
+    pub remote_user: Option<String>,
+    /// `connection: local` or `ssh`, where a host's variables set no
+    /// `ansible_connection`.
+    pub local: Option<bool>,
     /// What the play's roles (`roles:` and `import_role`) show every task:
     /// their defaults and vars, merged in the order the roles come.
     pub(crate) role_layers: crate::scope::RoleLayers,
@@ -891,6 +897,9 @@ impl Builder<'_> {
         if let Some(name) = &raw.name {
             self.engine.check(name, &self.loc(raw.key_pos("name")))?;
         }
+        if let Some(user) = &raw.remote_user {
+            self.engine.check(user, &self.loc(raw.key_pos("remote_user")))?;
+        }
         self.found
             .borrow_mut()
             .defines
@@ -974,6 +983,8 @@ impl Builder<'_> {
             any_errors_fatal: raw.any_errors_fatal,
             environment: raw.environment,
             vars: raw.vars,
+            remote_user: raw.remote_user,
+            local: raw.local,
             role_layers,
             tags: raw.tags,
             pre_tasks,

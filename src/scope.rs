@@ -193,6 +193,16 @@ pub(crate) struct HostVars {
 }
 
 impl HostVars {
+    /// The play's value of `key` (before any fact).
+    pub(crate) fn get(&self, key: &str) -> Option<&Value> {
+        self.play.own.get(key).or_else(|| self.play.common.get(key))
+    }
+
+    /// The play's variables, without facts.
+    pub(crate) fn play_vars(&self) -> Vars {
+        self.play.vars()
+    }
+
     /// Start a play: its variables replace the last play's; facts stay.
     pub(crate) fn enter_play(&mut self, mut play: Resolved) {
         play.tried_at = self.untried();

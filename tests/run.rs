@@ -1687,3 +1687,43 @@ fn a_local_host_and_a_host_list_run_beside_ssh_hosts() {
     );
     assert!(!dir.join("listed").exists());
 }
+
+/// A play's `remote_user` and `connection` apply where the host's
+/// variables say nothing, as in Ansible; `ansible_user` wins over them.
+#[test]
+fn a_plays_remote_user_and_connection_apply_below_the_hosts_variables() {
+    let cluster = Cluster::start(1);
+    let dir = workdir(&cluster);
+    // The host line without its user: arpanet's default would be this
+    // machine's user.
+    let line = cluster.host_line(0);
+    let line = line.split(" ansible_user=").next().unwrap();
+    let inventory = cluster.write_file("bare.ini", &format!("{line}\n"));
+    let playbook = cluster.write_file(
+        "users.yml",
+        &format!(
+            "- hosts: all\n  remote_user: \"{{{{ login }}}}\"\n  vars: {{login: {TEST_USER}}}\n  tasks:\n\
+             \x20   - command: id -un\n      register: who\n\
+             \x20   - copy: {{dest: {d}/remote, content: \"{{{{ who.stdout }}}}\"}}\n\
+             - hosts: all\n  connection: local\n  tasks:\n\
+             \x20   - command: pwd\n      register: who\n\
+             \x20   - copy: {{dest: {d}/local, content: \"{{{{ who.stdout }}}}\"}}\n\
+             - hosts: all\n  remote_user: nobody-at-all\n  vars: {{ansible_user: {TEST_USER}}}\n  tasks:\n\
+             \x20   - command: id -un\n      register: who\n\
+             \x20   - copy: {{dest: {d}/var, content: \"{{{{ who.stdout }}}}\"}}\n",
+            d = dir.display()
+        ),
+    );
+    let out = cluster.run(&[
+        "run",
+        "-i",
+        inventory.to_str().unwrap(),
+        playbook.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out}");
+    let read = |name: &str| fs::read_to_string(dir.join(name)).unwrap();
+    assert_eq!(read("remote"), TEST_USER, "{out}");
+    // Run here, in arpanet's own working directory (over SSH: a home).
+    assert_eq!(read("local"), cluster.dir().display().to_string(), "{out}");
+    assert_eq!(read("var"), TEST_USER, "{out}");
+}

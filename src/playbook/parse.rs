@@ -123,7 +123,7 @@ const BLOCK_KEYS: &[&str] = &[
 ];
 
 /// Ansible keys people will try that arpanet does not implement.
-const UNSUPPORTED_PLAY_KEYS: &[&str] = &["remote_user", "vars_prompt", "connection", "strategy"];
+const UNSUPPORTED_PLAY_KEYS: &[&str] = &["vars_prompt", "strategy"];
 const UNSUPPORTED_TASK_KEYS: &[&str] = &["async", "poll"];
 
 /// What a role entry (in `roles:`) or an `import_role` takes beside the
@@ -264,6 +264,12 @@ pub(super) struct RawPlay {
     /// `vars_files:` entries: a file, or files of which the first found
     /// is read.
     pub vars_files: Vec<(Vec<String>, Pos)>,
+    /// `remote_user`: the user to connect as where the host's variables
+    /// name none.
+    pub remote_user: Option<String>,
+    /// `connection: local` (true) or `ssh` (false), where the host's
+    /// variables say nothing.
+    pub local: Option<bool>,
     pub tags: Vec<String>,
     pub pre_tasks: Vec<RawTask>,
     /// `roles:`, each entry as an `import_role`.
@@ -430,6 +436,8 @@ fn play(node: &Node, reg: Registry) -> Res<RawPlay> {
         environment: Vars::new(),
         vars: Vars::new(),
         vars_files: Vec::new(),
+        remote_user: None,
+        local: None,
         tags: Vec::new(),
         pre_tasks: Vec::new(),
         roles: Vec::new(),
@@ -452,6 +460,26 @@ fn play(node: &Node, reg: Registry) -> Res<RawPlay> {
             "environment" => p.environment = environment(key, v)?,
             "vars" => p.vars = value::<VarMap>(key, v)?.0,
             "vars_files" => p.vars_files = vars_files(v)?,
+            "remote_user" => p.remote_user = Some(value::<Text>(key, v)?.0),
+            "connection" => {
+                p.local = Some(match value::<Text>(key, v)?.0.trim() {
+                    "local" | "ansible.builtin.local" => true,
+                    "ssh" | "smart" | "paramiko" | "ansible.builtin.ssh" => false,
+                    other => {
+                        return Err(at(
+                            v.pos,
+                            InputKind::Invalid {
+                                field: Some("connection".into()),
+                                message: format!(
+                                    "`{other}`: arpanet connects with `ssh` or runs on this \
+                                     machine with `local`"
+                                ),
+                                hint: None,
+                            },
+                        ))
+                    }
+                })
+            }
             "import_playbook" => p.import = Some(value::<Text>(key, v)?.0),
             "tags" => p.tags = split_tags(value::<List>(key, v)?.0),
             "tasks" => p.tasks = tasks(Some(v), reg)?,
