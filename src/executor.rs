@@ -439,6 +439,11 @@ impl Executor {
     /// order they are defined (the play's, its roles', then those of roles
     /// included since), and forget the notifications.
     async fn flush_handlers(&mut self, at: At<'_>) -> Option<Event> {
+        self.flush_handlers_of(at, at.batch).await
+    }
+
+    /// [`Self::flush_handlers`] for `among` (hosts of the batch) only.
+    async fn flush_handlers_of(&mut self, at: At<'_>, among: &[String]) -> Option<Event> {
         let handlers: Vec<Task> = at
             .play
             .handlers
@@ -450,7 +455,7 @@ impl Executor {
             if self.interrupt.is_set() {
                 return None;
             }
-            let mut hosts = self.active(at.batch);
+            let mut hosts = self.active(among);
             hosts.retain(|h| task.names().any(|n| self.hosts[h].notified.contains(n)));
             if hosts.is_empty() {
                 continue;
@@ -472,9 +477,11 @@ impl Executor {
                 return Some(stop);
             }
         }
-        for state in self.hosts.values_mut() {
-            for topic in handlers.iter().flat_map(|h| &h.listen) {
-                state.notified.remove(topic);
+        for host in among {
+            if let Some(state) = self.hosts.get_mut(host) {
+                for topic in handlers.iter().flat_map(|h| &h.listen) {
+                    state.notified.remove(topic);
+                }
             }
         }
         None
@@ -555,7 +562,9 @@ impl Executor {
     }
 
     /// A `meta` task (see `modules/meta.rs`), on the hosts whose `when`
-    /// holds: it runs nothing on them, it changes what runs next.
+    /// holds: it runs nothing on them, it changes what runs next. As in
+    /// Ansible, `end_play` and `end_batch` act for the whole batch, so
+    /// their `when` is asked of its first host only.
     async fn run_meta(
         &mut self,
         at: At<'_>,
@@ -564,8 +573,12 @@ impl Executor {
         rescuable: bool,
     ) -> Option<Event> {
         let meta = *task.module.downcast::<Meta>()?;
+        let asked = match meta {
+            Meta::EndPlay | Meta::EndBatch => &hosts[..hosts.len().min(1)],
+            _ => hosts,
+        };
         let mut chosen = Vec::new();
-        for host in hosts {
+        for host in asked {
             let Some(state) = self.hosts.get_mut(host) else {
                 continue;
             };
@@ -595,7 +608,7 @@ impl Executor {
         }
         let ending: Vec<String> = match meta {
             Meta::Noop => Vec::new(),
-            Meta::FlushHandlers => return self.flush_handlers(at).await,
+            Meta::FlushHandlers => return self.flush_handlers_of(at, &chosen).await,
             Meta::EndHost => chosen,
             Meta::EndBatch if !chosen.is_empty() => at.batch.to_vec(),
             Meta::EndPlay if !chosen.is_empty() => {
@@ -2492,6 +2505,35 @@ mod tests {
     }
 
     #[test]
+    fn a_conditional_flush_runs_the_handlers_of_the_hosts_it_holds_for() {
+        let yaml = r#"
+- hosts: all
+  handlers:
+    - name: h
+      command: echo handler
+  tasks:
+    - command: echo one
+      notify: h
+    - meta: flush_handlers
+      when: inventory_hostname == "h1"
+    - command: echo two
+"#;
+        let (_, fake) = run(&Fake::default(), 2, yaml, Settings::default());
+        let said = |host: &str| -> Vec<String> {
+            fake.commands(host)
+                .iter()
+                .filter_map(|c| {
+                    c.split("echo ")
+                        .nth(1)
+                        .map(|w| w.split_whitespace().next().unwrap_or("").to_owned())
+                })
+                .collect()
+        };
+        assert_eq!(said("h1"), ["one", "handler", "two"]);
+        assert_eq!(said("h2"), ["one", "two", "handler"]);
+    }
+
+    #[test]
     fn a_notified_topic_runs_every_handler_listening_to_it_once() {
         let yaml = r#"
 - hosts: all
@@ -2544,8 +2586,11 @@ mod tests {
       when: inventory_hostname == "h1"
     - command: echo three
     - meta: end_play
-      when: inventory_hostname == "h2"
+      when: inventory_hostname == "h3"
     - command: echo four
+    - meta: end_play
+      when: inventory_hostname == "h2"
+    - command: echo four-and-a-half
 - hosts: all
   tasks:
     - command: echo five
@@ -2557,15 +2602,29 @@ mod tests {
             fake.commands(host)
                 .iter()
                 .filter_map(|c| {
-                    ["one", "handler", "two", "three", "four", "five", "six"]
-                        .into_iter()
-                        .find(|w| c.contains(&format!("echo {w}")))
-                        .map(str::to_owned)
+                    [
+                        "one",
+                        "handler",
+                        "two",
+                        "three",
+                        "four-and-a-half",
+                        "four",
+                        "five",
+                        "six",
+                    ]
+                    .into_iter()
+                    .find(|w| c.contains(&format!("echo {w}")))
+                    .map(str::to_owned)
                 })
                 .collect()
         };
+        // `end_play`'s `when` is asked of the batch's first host still in
+        // it (h2 here): false for h3's, true for h2's.
         assert_eq!(said("h1"), ["one", "handler", "two", "five"]);
-        assert_eq!(said("h2"), ["one", "handler", "two", "three", "five"]);
+        assert_eq!(
+            said("h2"),
+            ["one", "handler", "two", "three", "four", "five"]
+        );
         // `end_play` in the first batch: the second (h3) never starts.
         assert_eq!(said("h3"), ["five"]);
     }

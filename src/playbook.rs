@@ -898,7 +898,8 @@ impl Builder<'_> {
             self.engine.check(name, &self.loc(raw.key_pos("name")))?;
         }
         if let Some(user) = &raw.remote_user {
-            self.engine.check(user, &self.loc(raw.key_pos("remote_user")))?;
+            self.engine
+                .check(user, &self.loc(raw.key_pos("remote_user")))?;
         }
         self.found
             .borrow_mut()
@@ -996,7 +997,8 @@ impl Builder<'_> {
     }
 
     /// The first of `names` (a `vars_files` entry) found beside the
-    /// playbook (or at its absolute path), read as a vars file.
+    /// playbook or in its `vars/` (or at its absolute path), read as a
+    /// vars file.
     fn vars_file(&self, names: &[String], pos: Pos) -> Result<Vars> {
         for name in names {
             if crate::template::is_template(name) {
@@ -1010,15 +1012,17 @@ impl Builder<'_> {
                 };
                 return Err(InputError::new(self.loc(pos), kind).into());
             }
-            let path = self.dir.join(name);
-            if path.is_file() {
-                return crate::vars::load_vars_file(&path);
+            // beside the playbook, then in its `vars/`, as Ansible looks
+            for path in [self.dir.join(name), self.dir.join("vars").join(name)] {
+                if path.is_file() {
+                    return crate::vars::load_vars_file(&path);
+                }
             }
         }
         let kind = InputKind::ImportNotFound {
             keyword: "vars_files".into(),
             name: names.join("`, `"),
-            looked: format!("looked in `{}`", self.dir.display()),
+            looked: format!("looked in `{}` and its `vars/`", self.dir.display()),
         };
         Err(InputError::new(self.loc(pos), kind).into())
     }

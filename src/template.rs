@@ -196,13 +196,20 @@ impl Engine {
     pub fn new() -> Self {
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        // As Ansible's `template` module: a file's last newline is kept and a
-        // newline after a block tag is dropped.
-        env.set_keep_trailing_newline(true);
+        // As Ansible: the last newline of a template goes, and what renders
+        // gets back the newlines the template ended with where it has
+        // fewer (see `trailing_newlines`); a newline after a block tag is
+        // dropped.
+        env.set_keep_trailing_newline(false);
         env.set_trim_blocks(true);
         // A template that loops without end (or nearly) fails instead of
         // hanging the run.
         env.set_fuel(Some(MAX_FUEL));
+        // As Ansible 2.19: `{{ nothing }}` of a null prints nothing.
+        env.set_formatter(|out, state, value| match value.is_none() {
+            true => Ok(()),
+            false => minijinja::escape_formatter(out, state, value),
+        });
         env.add_global("omit", OMIT);
         filters::add(&mut env);
         lookup::add(&mut env);
@@ -383,7 +390,7 @@ impl Engine {
         let tmpl = self
             .template(source)
             .map_err(|e| self.string_error(e, source, origin, None))?;
-        tmpl.render(root.value()).map_err(|e| {
+        let rendered = tmpl.render(root.value()).map_err(|e| {
             if errors == Errors::Bare {
                 return self.string_error(e, source, origin, None);
             }
@@ -398,7 +405,8 @@ impl Engine {
                 nested: tmpl.undeclared_variables(true),
             };
             self.string_error(e, source, origin, Some((&names, root.vars())))
-        })
+        })?;
+        Ok(trailing_newlines(source, rendered))
     }
 
     /// Evaluate every expression of a condition; true when all are.
@@ -525,7 +533,7 @@ impl Engine {
         let tmpl = self
             .named(name, text)
             .map_err(|e| self.file_error(e, name, text, None))?;
-        tmpl.render(vars).map_err(|e| {
+        let rendered = tmpl.render(vars).map_err(|e| {
             // The check names the filter or test and suggests a near one.
             if matches!(e.kind(), ErrorKind::UnknownFilter | ErrorKind::UnknownTest) {
                 if let Err(found) = self.check_file(name, text) {
@@ -537,7 +545,8 @@ impl Engine {
                 nested: tmpl.undeclared_variables(true),
             };
             self.file_error(e, name, text, Some((&names, vars)))
-        })
+        })?;
+        Ok(trailing_newlines(text, rendered))
     }
 
     /// Check that a template string compiles and that every filter and
@@ -1019,6 +1028,18 @@ impl Default for Engine {
 struct Undeclared {
     top: HashSet<String>,
     nested: HashSet<String>,
+}
+
+/// Ansible's rule for a template's last newlines: `rendered` (made without
+/// the template's last newline) gets newlines added until it ends with as
+/// many as `source` does; one that ends with more keeps them.
+fn trailing_newlines(source: &str, mut rendered: String) -> String {
+    let count = |s: &str| s.len() - s.trim_end_matches('\n').len();
+    let (wanted, has) = (count(source), count(&rendered));
+    if wanted > has {
+        rendered.extend(std::iter::repeat_n('\n', wanted - has));
+    }
+    rendered
 }
 
 /// Whether `s` contains template syntax at all; plain strings skip minijinja.
@@ -1588,6 +1609,32 @@ mod tests {
         assert!(err.unwrap_err().to_string().contains("is not a version"));
     }
 
+    /// As Ansible (a file ending in a variable that ends in a newline got
+    /// one newline too many).
+    #[test]
+    fn a_template_ends_with_as_many_newlines_as_ansible_gives_it() {
+        let engine = Engine::new();
+        let v = vars(json!({"keys": "a\nb\n", "x": "x"}));
+        for (text, out) in [
+            ("# keys\n{{ keys }}\n", "# keys\na\nb\n"),
+            ("{{ keys }}", "a\nb\n"),
+            ("{{ x }}\n\n", "x\n\n"),
+            ("{{ x }}", "x"),
+            ("{% if true %}\n{{ x }}\n{% endif %}\n", "x\n"),
+        ] {
+            assert_eq!(
+                engine.render_named("t.j2", text, &v).unwrap(),
+                out,
+                "{text:?}"
+            );
+            assert_eq!(
+                engine.render_str(text, &v, &origin()).unwrap(),
+                out,
+                "{text:?}"
+            );
+        }
+    }
+
     #[test]
     fn lookups_read_this_machine() {
         let dir = tempfile::tempdir().unwrap();
@@ -1629,6 +1676,11 @@ mod tests {
         assert_eq!(
             eval("lookup('pipe', 'echo hi; echo there')").unwrap(),
             json!("hi\nthere")
+        );
+        // in the playbook's directory
+        assert_eq!(
+            eval("lookup('pipe', 'ls files')").unwrap(),
+            json!("key.pub")
         );
         assert_eq!(
             eval("query('lines', 'printf \"x\\ny\"')").unwrap(),

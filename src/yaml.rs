@@ -233,6 +233,15 @@ pub(crate) fn parse_yaml11(text: &str) -> Result<(Option<Node>, Vec<Duplicate>),
     Ok((doc, duplicates))
 }
 
+/// `node` with its plain scalars read as YAML 1.1 reads them (`no` is
+/// false, `0644` is 420, `1:30` is 90) and `<<` merges done: how Ansible
+/// reads the variables a playbook sets.
+pub(crate) fn yaml11(node: &Node) -> Node {
+    let mut node = node.clone();
+    to_yaml11(&mut node, &mut Vec::new());
+    node
+}
+
 fn to_yaml11(node: &mut Node, duplicates: &mut Vec<Duplicate>) {
     match &mut node.kind {
         Kind::Scalar { text, plain } => {

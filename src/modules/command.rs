@@ -207,7 +207,8 @@ fn words(line: &str) -> Vec<(usize, usize)> {
 pub(crate) fn key_values(line: &str) -> Option<Vec<(String, String)>> {
     let mut pairs = Vec::new();
     for (start, end) in words(line) {
-        let (key, value) = line[start..end].split_once('=')?;
+        let word = decode_escapes(&line[start..end]);
+        let (key, value) = word.split_once('=')?;
         let mut chars = key.chars();
         let named = chars
             .next()
@@ -219,6 +220,61 @@ pub(crate) fn key_values(line: &str) -> Option<Vec<(String, String)>> {
         pairs.push((key.to_owned(), unquote(value)));
     }
     (!pairs.is_empty()).then_some(pairs)
+}
+
+/// The escapes Ansible decodes in a `key=value` word: `\\`, `\'`, `\"`,
+/// `\a \b \f \n \r \t \v`, `\xNN`, `\uNNNN` and `\UNNNNNNNN`; any other
+/// backslash stays.
+fn decode_escapes(word: &str) -> std::borrow::Cow<'_, str> {
+    if !word.contains('\\') {
+        return std::borrow::Cow::Borrowed(word);
+    }
+    let mut out = String::with_capacity(word.len());
+    let mut rest = word;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + 1..];
+        let simple = match tail.chars().next() {
+            Some(c @ ('\\' | '\'' | '"')) => Some(c),
+            Some('a') => Some('\u{7}'),
+            Some('b') => Some('\u{8}'),
+            Some('f') => Some('\u{c}'),
+            Some('n') => Some('\n'),
+            Some('r') => Some('\r'),
+            Some('t') => Some('\t'),
+            Some('v') => Some('\u{b}'),
+            _ => None,
+        };
+        if let Some(c) = simple {
+            out.push(c);
+            rest = &tail[1..];
+            continue;
+        }
+        let hex = |len: usize| {
+            tail.get(1..1 + len)
+                .filter(|h| h.chars().all(|c| c.is_ascii_hexdigit()))
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .and_then(char::from_u32)
+        };
+        let coded = match tail.chars().next() {
+            Some('x') => hex(2).map(|c| (c, 3)),
+            Some('u') => hex(4).map(|c| (c, 5)),
+            Some('U') => hex(8).map(|c| (c, 9)),
+            _ => None,
+        };
+        match coded {
+            Some((c, len)) => {
+                out.push(c);
+                rest = &tail[len..];
+            }
+            None => {
+                out.push('\\');
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 /// A value without the quotes around it.

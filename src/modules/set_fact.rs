@@ -22,7 +22,7 @@ impl ModuleDef for Def {
     }
 
     fn parse(&self, node: &Node) -> Result<Arc<dyn Module>, BadArgs> {
-        let VarMap(vars) = args_map(node, "a mapping of variables")?;
+        let VarMap(vars) = args_map(&crate::yaml::yaml11(node), "a mapping of variables")?;
         if vars.is_empty() {
             return Err(BadArgs::invalid("`set_fact` needs at least one variable"));
         }

@@ -458,7 +458,7 @@ fn play(node: &Node, reg: Registry) -> Res<RawPlay> {
             "max_fail_percentage" => p.max_fail_percentage = Some(value::<Percent>(key, v)?.0),
             "any_errors_fatal" => p.any_errors_fatal = value::<Flag>(key, v)?.0,
             "environment" => p.environment = environment(key, v)?,
-            "vars" => p.vars = value::<VarMap>(key, v)?.0,
+            "vars" => p.vars = value::<VarMap>(key, &crate::yaml::yaml11(v))?.0,
             "vars_files" => p.vars_files = vars_files(v)?,
             "remote_user" => p.remote_user = Some(value::<Text>(key, v)?.0),
             "connection" => {
@@ -598,9 +598,9 @@ fn task(node: &Node, reg: Registry) -> Res<RawTask> {
             "changed_when" => t.changed_when = value::<Cond>(key, v)?.0,
             "failed_when" => t.failed_when = value::<Cond>(key, v)?.0,
             "no_log" => t.no_log = value::<Flag>(key, v)?.0,
-            "vars" => t.vars = value::<VarMap>(key, v)?.0,
+            "vars" => t.vars = value::<VarMap>(key, &crate::yaml::yaml11(v))?.0,
             "loop" | "with_items" | "with_list" | "with_indexed_items" | "with_dict" => {
-                let items: serde_json::Value = value(key, v)?;
+                let items: serde_json::Value = value(key, &crate::yaml::yaml11(v))?;
                 let fits = match key {
                     "with_dict" => items.is_object() || items.is_string(),
                     _ => items.is_array() || items.is_string(),
@@ -895,6 +895,8 @@ fn with_args(module: &str, node: &Node, args: Option<&Node>) -> Res<Node> {
         return Err(invalid(args.pos, "`args` must be a mapping".into()));
     };
     let mut joined = match &node.kind {
+        // `- shell:` with every argument under `args:`
+        _ if node.is_null() => Vec::new(),
         Kind::Map(own) => own.clone(),
         Kind::Scalar { text, .. } if matches!(module, "command" | "shell") => {
             // the line's own `creates=`-style words, as without `args`

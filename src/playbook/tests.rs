@@ -287,6 +287,20 @@ fn a_line_of_key_value_words_is_the_modules_mapping() {
         "    - ansible.builtin.copy: content='a b' dest=/x\n      args: {mode: \"0600\"}\n",
         "    - copy: {content: a b, dest: /x, mode: \"0600\"}\n",
     );
+    // A module with no value takes its arguments from `args:`.
+    same(
+        "    - stat:\n      args: {path: /x}\n",
+        "    - stat: {path: /x}\n",
+    );
+    same(
+        "    - shell:\n      args: {cmd: echo hi, chdir: /tmp}\n",
+        "    - shell: {cmd: echo hi, chdir: /tmp}\n",
+    );
+    // Escapes are decoded, as Ansible's parse_kv does.
+    same(
+        "    - copy: content=\"a\\tb\\n\\\"q\\\" \\\\d\\x41\" dest=/x\n",
+        "    - copy: {content: \"a\\tb\\n\\\"q\\\" \\\\dA\", dest: /x}\n",
+    );
     // A word that is no `key=value` leaves the line as it was: refused.
     let text = error("- hosts: all\n  tasks:\n    - file: path=/x directory\n");
     assert!(text.contains("expected a mapping"), "{text}");
@@ -448,6 +462,24 @@ fn hosts_may_be_a_list_and_tasks_may_be_absent() {
 }
 
 #[test]
+fn variables_a_playbook_sets_are_yaml_1_1_as_ansible_reads_them() {
+    let pb = parse(
+        "- hosts: all\n  vars: {ssl: no, on_: on, perms: 0644, t: 1:30, quoted: \"no\", v: 1.10}\n  tasks:\n    \
+         - command: x\n      vars: {flag: yes}\n      loop: [yes, off]\n    - set_fact: {f: no}\n",
+    )
+    .unwrap();
+    let vars = &pb.plays[0].vars;
+    let expected = serde_json::json!({"ssl": false, "on_": true, "perms": 420, "t": 90, "quoted": "no", "v": 1.1});
+    assert_eq!(serde_json::Value::Object(vars.clone()), expected);
+    let tasks = pb.plays[0].task_list();
+    assert_eq!(tasks[0].vars["flag"], true);
+    assert_eq!(
+        format!("{:?}", tasks[1].module),
+        format!("{:?}", task("    - set_fact: {f: false}\n").module)
+    );
+}
+
+#[test]
 fn vars_files_rank_above_play_vars_and_a_missing_one_is_named() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("vars")).unwrap();
@@ -463,7 +495,7 @@ fn vars_files_rank_above_play_vars_and_a_missing_one_is_named() {
         Playbook::load(&path)
     };
     let pb = write(
-        "- hosts: all\n  vars: {port: 1, name: play}\n  vars_files:\n    - vars/common.yml\n    - [vars/a.yml, vars/b.yml]\n",
+        "- hosts: all\n  vars: {port: 1, name: play}\n  vars_files:\n    - common.yml\n    - [vars/a.yml, vars/b.yml]\n",
     )
     .unwrap();
     let vars = &pb.plays[0].vars;

@@ -106,8 +106,17 @@ fn run(
         }
         "pipe" | "lines" => {
             let mut out = Vec::new();
+            // In the playbook's directory, as Ansible runs them.
+            let dir = state
+                .lookup("playbook_dir")
+                .and_then(|v| v.as_str().map(PathBuf::from))
+                .filter(|d| d.is_dir());
             for command in texts()? {
-                let done = std::process::Command::new("sh")
+                let mut sh = std::process::Command::new("sh");
+                if let Some(dir) = &dir {
+                    sh.current_dir(dir);
+                }
+                let done = sh
                     .arg("-c")
                     .arg(&command)
                     .stdin(std::process::Stdio::null())

@@ -8,12 +8,26 @@ use std::process::Stdio;
 use futures::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::{Capped, Output, Stream, Transport};
+use super::{Capped, Gate, Gated, Output, Stream, Transport};
 use crate::error::{Error, Result};
 
 pub(crate) struct LocalShell;
 
 impl Transport for LocalShell {
+    fn exec_gated<'a>(
+        &'a self,
+        _: &'a str,
+        _: Option<&'a [u8]>,
+        _: &'a Gate<'a>,
+    ) -> BoxFuture<'a, Result<Gated>> {
+        Box::pin(async {
+            Err(Error::usage(
+                "`become` on this machine (a local connection) is not something arpanet does \
+                 yet: run arpanet as the user the task needs, or reach the host over SSH",
+            ))
+        })
+    }
+
     fn exec<'a>(
         &'a self,
         command: &'a str,
