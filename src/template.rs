@@ -1482,6 +1482,7 @@ mod tests {
         (r#"[1, 2, 3] is superset([3])"#, r#"true"#),
         (r#"[1, 2] is contains(2)"#, r#"true"#),
         (r#"'x' is truthy"#, r#"true"#),
+        (r#"'x' is sequence"#, r#"true"#),
         (r#"'' is falsy"#, r#"true"#),
         (r#"'etc' is abs"#, r#"false"#),
         (
@@ -1670,8 +1671,8 @@ mod tests {
         let err = eval("lookup('file', 'nope.pub')").unwrap_err();
         assert!(err.contains("no file `nope.pub`"), "{err}");
         assert_eq!(
-            eval("lookup('file', 'nope.pub', errors='ignore') | length").unwrap(),
-            json!(0)
+            eval("lookup('file', 'nope.pub', errors='ignore') | type_debug").unwrap(),
+            json!("NoneType")
         );
         assert_eq!(
             eval("lookup('pipe', 'echo hi; echo there')").unwrap(),

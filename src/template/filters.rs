@@ -74,6 +74,13 @@ fn add_tests(env: &mut minijinja::Environment<'static>) {
         None => Ok::<_, minijinja::Error>(seq.try_iter()?.any(|x| x == item)),
     });
     env.add_test("truthy", |v: Value| v.is_true());
+    // Jinja's: anything with a length and items by index (a string too).
+    env.add_test("sequence", |v: Value| {
+        matches!(
+            v.kind(),
+            ValueKind::Seq | ValueKind::String | ValueKind::Map
+        )
+    });
     env.add_test("falsy", |v: Value| !v.is_true());
     // On the machine running arpanet, as Ansible's path tests.
     env.add_test("exists", |p: &str| std::fs::metadata(p).is_ok());

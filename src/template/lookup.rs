@@ -24,8 +24,10 @@ pub(super) fn add(env: &mut Environment<'static>) {
             if wantlist == Some(true) {
                 return Ok(Value::from(found));
             }
-            // One result as itself; several as text joined with commas.
+            // None as a null, one as itself, several as text joined with
+            // commas.
             Ok(match found.len() {
+                0 => Value::from(()),
                 1 => found.into_iter().next().unwrap_or_default(),
                 _ => Value::from(
                     found
