@@ -1567,7 +1567,7 @@ async fn once(
         }
         if let Some(facts) = outcome.facts.take() {
             for (name, value) in &facts {
-                shared.scope.add_fact(&mut vars, name, value.clone());
+                shared.scope.add_fact(vars.to_mut(), name, value.clone());
                 shared.engine.record_fact(&state.name, name, value);
             }
             state.set_now.extend(facts.clone());
@@ -1575,7 +1575,7 @@ async fn once(
         }
         if let Some(name) = &task.register {
             let value = registered_value(&outcome, status_of(&outcome));
-            shared.scope.add_fact(&mut vars, name, value);
+            shared.scope.add_fact(vars.to_mut(), name, value);
         }
         if task.until.is_empty() || outcome.skipped.is_some() {
             break;
@@ -1598,8 +1598,9 @@ async fn once(
             tokio::time::sleep(delay).await;
         }
     }
-    if outcome.skipped.is_none() {
-        apply_overrides(shared, task, &mut vars, &mut outcome)?;
+    let overridden = !task.changed_when.is_empty() || !task.failed_when.is_empty();
+    if outcome.skipped.is_none() && overridden {
+        apply_overrides(shared, task, vars.to_mut(), &mut outcome)?;
     }
     Ok(outcome)
 }

@@ -582,14 +582,19 @@ impl Scope {
     /// where they are templated when read, one that does not render (it
     /// reads a result a later task registers, say) fails only a task that
     /// reads it: it is left undefined, and returned with why, for
-    /// [`Scope::explain`].
-    pub(crate) fn with_task_vars(
+    /// [`Scope::explain`]. Without task vars, `vars` itself: a copy of
+    /// every variable per host and task, held while the task runs, was a
+    /// fleet run's biggest memory.
+    pub(crate) fn with_task_vars<'v>(
         &self,
         engine: &Engine,
-        vars: &Vars,
+        vars: &'v Vars,
         task_vars: &Vars,
         origin: &Location,
-    ) -> (Vars, Vec<(String, String)>) {
+    ) -> (std::borrow::Cow<'v, Vars>, Vec<(String, String)>) {
+        if task_vars.keys().all(|key| self.is_fixed(key)) {
+            return (std::borrow::Cow::Borrowed(vars), Vec::new());
+        }
         let mut out = vars.clone();
         let mut unrendered = Vec::new();
         for (key, value) in task_vars {
@@ -606,7 +611,7 @@ impl Scope {
                 }
             }
         }
-        (out, unrendered)
+        (std::borrow::Cow::Owned(out), unrendered)
     }
 
     /// `ansible-inventory --list` without `host` (each group's hosts and
@@ -1045,7 +1050,10 @@ mod tests {
         }
         let mut vars = scope.for_task(&engine, &mut host, Some(7), &origin());
         if let Some(v) = value(Layer::Task) {
-            vars = scope.with_task_vars(&engine, &vars, &both(v), &origin()).0;
+            vars = scope
+                .with_task_vars(&engine, &vars, &both(v), &origin())
+                .0
+                .into_owned();
         }
         (vars.get("x").cloned(), vars["inventory_hostname"].clone())
     }
