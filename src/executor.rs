@@ -2505,6 +2505,20 @@ mod tests {
         assert!(!fake.commands("h2").iter().any(|c| c.contains("restarting")));
     }
 
+    /// The word after `echo` in each command `host` was sent, in order.
+    fn echoed(fake: &Fake, host: &str) -> Vec<String> {
+        fake.commands(host)
+            .iter()
+            .filter_map(|c| {
+                c.split("echo ")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+
     #[test]
     fn a_conditional_flush_runs_the_handlers_of_the_hosts_it_holds_for() {
         let yaml = r#"
@@ -2520,16 +2534,7 @@ mod tests {
     - command: echo two
 "#;
         let (_, fake) = run(&Fake::default(), 2, yaml, Settings::default());
-        let said = |host: &str| -> Vec<String> {
-            fake.commands(host)
-                .iter()
-                .filter_map(|c| {
-                    c.split("echo ")
-                        .nth(1)
-                        .map(|w| w.split_whitespace().next().unwrap_or("").to_owned())
-                })
-                .collect()
-        };
+        let said = |host: &str| echoed(&fake, host);
         assert_eq!(said("h1"), ["one", "handler", "two"]);
         assert_eq!(said("h2"), ["one", "two", "handler"]);
     }
@@ -2599,26 +2604,7 @@ mod tests {
     - command: echo six
 "#;
         let (_, fake) = run(&Fake::default(), 3, yaml, Settings::default());
-        let said = |host: &str| -> Vec<String> {
-            fake.commands(host)
-                .iter()
-                .filter_map(|c| {
-                    [
-                        "one",
-                        "handler",
-                        "two",
-                        "three",
-                        "four-and-a-half",
-                        "four",
-                        "five",
-                        "six",
-                    ]
-                    .into_iter()
-                    .find(|w| c.contains(&format!("echo {w}")))
-                    .map(str::to_owned)
-                })
-                .collect()
-        };
+        let said = |host: &str| echoed(&fake, host);
         // `end_play`'s `when` is asked of the batch's first host still in
         // it (h2 here): false for h3's, true for h2's.
         assert_eq!(said("h1"), ["one", "handler", "two", "five"]);

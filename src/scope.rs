@@ -817,12 +817,12 @@ fn render_order(engine: &Engine, templated: &[(&String, &Value)]) -> Option<Vec<
         .collect();
     let mut reads = Vec::with_capacity(templated.len());
     for (_, value) in templated {
-        let names = engine.names_read(value)?;
-        if names.iter().any(|name| name == "vars") {
+        let lists = engine.names_read(value)?;
+        let names = || lists.iter().flat_map(|list| list.iter());
+        if names().any(|name| name == "vars") {
             return None;
         }
-        let mut after: Vec<usize> = names
-            .iter()
+        let mut after: Vec<usize> = names()
             .filter_map(|n| index.get(n.as_str()).copied())
             .collect();
         after.sort_unstable();

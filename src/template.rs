@@ -244,13 +244,15 @@ impl Engine {
     /// not set themselves (`groups`, `ansible_host` for `{{ ansible_host |
     /// default(groups.all[0]) }}`), or `None` when one does not compile.
     /// A name read only through another (`vars[name]`) is not seen.
-    pub(crate) fn names_read(&self, value: &serde_json::Value) -> Option<Vec<String>> {
+    /// Each template string's names come as the one cached list, not a
+    /// copy: this runs for every templated value of every host.
+    pub(crate) fn names_read(&self, value: &serde_json::Value) -> Option<Vec<Arc<[String]>>> {
         let mut found = Vec::new();
         let mut strings = vec![value];
         while let Some(value) = strings.pop() {
             match value {
                 serde_json::Value::String(s) if is_template(s) => {
-                    found.extend(self.reads_of(s)?.iter().cloned());
+                    found.push(self.reads_of(s)?);
                 }
                 serde_json::Value::Array(items) => strings.extend(items),
                 serde_json::Value::Object(map) => strings.extend(map.values()),
